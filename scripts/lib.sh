@@ -1,0 +1,39 @@
+# Shared by the README's two commands: install what is missing on a fresh Debian machine, then build.
+# Sourced, not run.
+
+# Debian packages the suites and the local system need (binary name → package).
+declare -A TB_DEBIAN_PACKAGES=(
+  [redis-server]=redis-server
+  [wireguard-go]=wireguard-go
+  [wg]=wireguard-tools
+  [iperf3]=iperf3
+  [ip]=iproute2
+  [ping]=iputils-ping
+  [chromium]=chromium
+  [make]=make
+  [g++]=g++
+  [python3]=python3
+)
+
+tb_install_missing() {
+  local missing=()
+  for bin in "${!TB_DEBIAN_PACKAGES[@]}"; do
+    command -v "$bin" >/dev/null 2>&1 || missing+=("${TB_DEBIAN_PACKAGES[$bin]}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install --no-install-recommends ${missing[*]})" >&2
+      return 1
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+  fi
+}
+
+tb_build() {
+  npm run --silent build
+}

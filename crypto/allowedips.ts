@@ -1,0 +1,237 @@
+// Allowed IPs: a longest-prefix-match table from IP prefixes to peers, used both ways — to pick the peer an
+// outgoing packet goes to (destination address) and to check that a decrypted packet's source address
+// belongs to the peer that sent it. A path-compressed binary trie per address family, as wireguard-go's
+// allowedips.go and the kernel's allowedips.c: every node holds a masked prefix; a node without a peer
+// exists only to join two subtrees, so it always has both children.
+
+import { type IpPrefix, formatPrefix, maskPrefix } from './ipaddr.js';
+
+interface TrieNode<T> {
+  readonly bits: Uint8Array; // the prefix, host bits cleared
+  readonly cidr: number;
+  // Position of the bit after the prefix, which chooses the child: byte index and shift within it.
+  readonly bitAtByte: number;
+  readonly bitAtShift: number;
+  peer: T | undefined;
+  readonly children: [TrieNode<T> | undefined, TrieNode<T> | undefined];
+  parent: TrieNode<T> | undefined; // undefined for the root
+}
+
+type Root = 'v4' | 'v6';
+
+function newNode<T>(prefix: IpPrefix, peer: T | undefined): TrieNode<T> {
+  const { address, cidr } = maskPrefix(prefix);
+  return {
+    bits: address,
+    cidr,
+    bitAtByte: cidr >> 3,
+    bitAtShift: 7 - (cidr & 7),
+    peer,
+    children: [undefined, undefined],
+    parent: undefined,
+  };
+}
+
+// Reads address bytes from an offset so the engine can pass a packet and the header field's position.
+function choose(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): 0 | 1 {
+  return ((bytes[offset + node.bitAtByte]! >> node.bitAtShift) & 1) as 0 | 1;
+}
+
+/** Number of leading bits that a node's prefix shares with an address (bytes at offset), up to the node's length. */
+function commonBits(bits: Uint8Array, bytes: Uint8Array, offset: number, limit: number): number {
+  let common = 0;
+  for (let i = 0; common < limit; i++) {
+    const diff = bits[i]! ^ bytes[offset + i]!;
+    if (diff !== 0) return Math.min(limit, common + Math.clz32(diff) - 24);
+    common += 8;
+  }
+  return Math.min(common, limit);
+}
+
+function matches(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): boolean {
+  return commonBits(node.bits, bytes, offset, node.cidr) >= node.cidr;
+}
+
+// Peers are compared by identity (Map keys); undefined marks a node without a peer, hence NonNullable.
+export class AllowedIps<T extends NonNullable<unknown>> {
+  private rootV4: TrieNode<T> | undefined;
+  private rootV6: TrieNode<T> | undefined;
+  private readonly byPeer = new Map<T, Set<TrieNode<T>>>();
+
+  /** Routes a prefix to a peer; a prefix that belonged to another peer moves to this one. */
+  insert(prefix: IpPrefix, peer: T): void {
+    checkPrefix(prefix);
+    const root: Root = prefix.address.length === 4 ? 'v4' : 'v6';
+    const node = newNode<T>(prefix, peer);
+    const { parent, exact } = this.placement(root, node.bits, node.cidr);
+    if (exact) {
+      this.detachFromPeer(exact);
+      exact.peer = peer;
+      this.attachToPeer(exact);
+      return;
+    }
+    this.attachToPeer(node);
+    const down = parent ? parent.children[choose(parent, node.bits, 0)] : this.root(root);
+    if (!down) {
+      this.link(parent, node, root);
+      return;
+    }
+    const common = commonBits(down.bits, node.bits, 0, Math.min(node.cidr, down.cidr));
+    if (common === node.cidr) {
+      // The new prefix contains the subtree below: it goes in between.
+      this.link(node, down, root);
+      this.link(parent, node, root);
+      return;
+    }
+    // They diverge before either ends: a peerless node at the common prefix joins them.
+    const join = newNode<T>({ address: node.bits, cidr: common }, undefined);
+    this.link(join, down, root);
+    this.link(join, node, root);
+    this.link(parent, join, root);
+  }
+
+  /** Removes a prefix if present (and, when a peer is given, only if it routes to that peer). */
+  remove(prefix: IpPrefix, peer?: T): boolean {
+    checkPrefix(prefix);
+    const masked = maskPrefix(prefix);
+    const { exact } = this.placement(masked.address.length === 4 ? 'v4' : 'v6', masked.address, masked.cidr);
+    if (!exact || exact.peer === undefined || (peer !== undefined && exact.peer !== peer)) return false;
+    this.detachFromPeer(exact);
+    exact.peer = undefined;
+    this.unlinkEmpty(exact);
+    return true;
+  }
+
+  /** Removes every prefix of a peer. */
+  removeByPeer(peer: T): void {
+    const nodes = this.byPeer.get(peer);
+    if (!nodes) return;
+    this.byPeer.delete(peer);
+    for (const node of nodes) {
+      node.peer = undefined;
+      this.unlinkEmpty(node);
+    }
+  }
+
+  /** A peer's prefixes as canonical 'ip/cidr' text (host bits cleared), IPv4 first, each in address order. */
+  prefixesOf(peer: T): string[] {
+    const nodes = [...(this.byPeer.get(peer) ?? [])];
+    nodes.sort((a, b) => a.bits.length - b.bits.length || compareBytes(a.bits, b.bits) || a.cidr - b.cidr);
+    return nodes.map((node) => formatPrefix({ address: node.bits, cidr: node.cidr }));
+  }
+
+  /** Longest-prefix match of a 4- or 16-byte address. */
+  lookup(address: Uint8Array): T | undefined {
+    if (address.length === 4) return this.lookupV4(address, 0);
+    if (address.length === 16) return this.lookupV6(address, 0);
+    return undefined;
+  }
+
+  /** Longest-prefix match of the IPv4 address at bytes[offset..offset+4] (e.g. a header field). Allocates nothing. */
+  lookupV4(bytes: Uint8Array, offset: number): T | undefined {
+    return offset >= 0 && offset + 4 <= bytes.length ? walk(this.rootV4, bytes, offset, 4) : undefined;
+  }
+
+  /** Longest-prefix match of the IPv6 address at bytes[offset..offset+16]. Allocates nothing. */
+  lookupV6(bytes: Uint8Array, offset: number): T | undefined {
+    return offset >= 0 && offset + 16 <= bytes.length ? walk(this.rootV6, bytes, offset, 16) : undefined;
+  }
+
+  private root(root: Root): TrieNode<T> | undefined {
+    return root === 'v4' ? this.rootV4 : this.rootV6;
+  }
+
+  private setRoot(root: Root, node: TrieNode<T> | undefined): void {
+    if (root === 'v4') this.rootV4 = node;
+    else this.rootV6 = node;
+    if (node) node.parent = undefined;
+  }
+
+  // The deepest node whose prefix contains (bits, cidr) without being longer; exact if it is that prefix.
+  private placement(
+    root: Root,
+    bits: Uint8Array,
+    cidr: number,
+  ): { parent: TrieNode<T> | undefined; exact: TrieNode<T> | undefined } {
+    let parent: TrieNode<T> | undefined;
+    let node = this.root(root);
+    while (node && node.cidr <= cidr && matches(node, bits, 0)) {
+      if (node.cidr === cidr) return { parent: node.parent, exact: node };
+      parent = node;
+      node = node.children[choose(node, bits, 0)];
+    }
+    return { parent, exact: undefined };
+  }
+
+  // Makes child hang below parent on the side its bits choose (or become the root).
+  private link(parent: TrieNode<T> | undefined, child: TrieNode<T>, root: Root): void {
+    if (!parent) return this.setRoot(root, child);
+    parent.children[choose(parent, child.bits, 0)] = child;
+    child.parent = parent;
+  }
+
+  private replace(node: TrieNode<T>, by: TrieNode<T> | undefined): void {
+    const parent = node.parent;
+    if (!parent) return this.setRoot(node.bits.length === 4 ? 'v4' : 'v6', by);
+    parent.children[parent.children[0] === node ? 0 : 1] = by;
+    if (by) by.parent = parent;
+  }
+
+  // After a node lost its peer: drop it unless it still joins two subtrees, then drop a parent that
+  // was only joining this node to its sibling.
+  private unlinkEmpty(node: TrieNode<T>): void {
+    const [left, right] = node.children;
+    if (left && right) return;
+    const parent = node.parent;
+    this.replace(node, left ?? right);
+    if (left || right || !parent || parent.peer !== undefined) return;
+    this.replace(parent, parent.children[0] ?? parent.children[1]);
+  }
+
+  private attachToPeer(node: TrieNode<T>): void {
+    const peer = node.peer as T;
+    let nodes = this.byPeer.get(peer);
+    if (!nodes) this.byPeer.set(peer, (nodes = new Set()));
+    nodes.add(node);
+  }
+
+  private detachFromPeer(node: TrieNode<T>): void {
+    const peer = node.peer as T;
+    const nodes = this.byPeer.get(peer);
+    nodes?.delete(node);
+    if (nodes?.size === 0) this.byPeer.delete(peer);
+  }
+}
+
+function walk<T>(
+  node: TrieNode<T> | undefined,
+  bytes: Uint8Array,
+  offset: number,
+  size: number,
+): T | undefined {
+  let found: T | undefined;
+  while (node && matches(node, bytes, offset)) {
+    if (node.peer !== undefined) found = node.peer;
+    if (node.bitAtByte === size) break;
+    node = node.children[choose(node, bytes, offset)];
+  }
+  return found;
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+// Prefixes come from parsePrefix; anything else is a programmer mistake.
+function checkPrefix(prefix: IpPrefix): void {
+  const size = prefix.address.length;
+  if (
+    (size !== 4 && size !== 16) ||
+    !Number.isInteger(prefix.cidr) ||
+    prefix.cidr < 0 ||
+    prefix.cidr > size * 8
+  ) {
+    throw new RangeError('an allowed-IPs prefix needs a 4- or 16-byte address and a length within it');
+  }
+}

@@ -5,10 +5,11 @@
 // Counters are 64-bit. The hot path takes them as two 32-bit halves (as read from the transport header with
 // DataView.getUint32) so no BigInt is created per packet; every comparison below is exact over all 2^64 values.
 
-// Spec constant (§4.1, wireguard-go's value): counters at or above it are rejected. Kept as halves here;
-// it equals 2^64 - 2^13 - 1.
-const REJECT_AFTER_MESSAGES_HIGH = 0xffffffff;
-const REJECT_AFTER_MESSAGES_LOW = 0xffffdfff;
+import { REJECT_AFTER_MESSAGES } from './constants.js';
+
+// Counters at or above the limit are rejected; compared as halves like the counters.
+const REJECT_AFTER_MESSAGES_HIGH = Number(REJECT_AFTER_MESSAGES >> 32n);
+const REJECT_AFTER_MESSAGES_LOW = Number(REJECT_AFTER_MESSAGES & 0xffffffffn);
 
 const BLOCK_BITS_LOG = 6; // 64-bit blocks
 const RING_BLOCKS = 128;

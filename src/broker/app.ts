@@ -1,0 +1,132 @@
+// createApp(): the Express edge. Request ids, structured logs, metrics, JSON-only bodies up to
+// 64 KiB, the route modules of routes/index.ts, then 404 and the one error mapping of errors.ts.
+import { randomUUID } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { BrokerContext, Clock } from './context.js';
+import { invalidRequest, notFound, toHttpError } from './errors.js';
+import { createMetrics } from './metrics.js';
+import { createOpenApiRegistry } from './openapi.js';
+import { createRateLimits } from './ratelimit.js';
+import { ROUTE_MODULES } from './routes/index.js';
+import type { Redis } from './store/redis.js';
+
+export interface AppDeps {
+  config: Config;
+  redis: Redis;
+  logger: Logger;
+  clock?: Clock;
+}
+
+export const BODY_LIMIT = '64kb';
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Verbatim body bytes of a JSON request (Stripe signatures are computed over them). */
+    rawBody?: Buffer;
+    /** The request id, also sent back as X-Request-Id. */
+    requestId: string;
+  }
+}
+
+/** The broker context an app was built with (tests and main use it for services and shutdown). */
+export interface BrokerApp extends Express {
+  locals: Express['locals'] & { broker: BrokerContext; close: () => void };
+}
+
+export function createContext(
+  deps: AppDeps,
+  shutdown: AbortSignal = new AbortController().signal,
+): BrokerContext {
+  return {
+    config: deps.config,
+    redis: deps.redis,
+    logger: deps.logger,
+    clock: deps.clock ?? Date.now,
+    openapi: createOpenApiRegistry(),
+    metrics: createMetrics(),
+    limits: createRateLimits(deps.config, deps.redis),
+    shutdown,
+  };
+}
+
+const hasBody = (req: Request) =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+export function createApp(deps: AppDeps): BrokerApp {
+  const stop = new AbortController();
+  const ctx = createContext(deps, stop.signal);
+  const app = express() as BrokerApp;
+  app.locals.broker = ctx;
+  app.locals.close = () => stop.abort();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // X-Forwarded-For is believed only from these hops (proxy-addr semantics); none by default.
+  app.set('trust proxy', deps.config.trustedProxies.length > 0 ? deps.config.trustedProxies : false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const incoming = req.headers['x-request-id'];
+    req.requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Request-Id', req.requestId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = typeof res.locals.route === 'string' ? res.locals.route : 'unmatched';
+      ctx.metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
+      ctx.metrics.httpDuration.observe({ method: req.method, route }, seconds);
+      // Path without query string; headers (Authorization, fingerprints) are never logged.
+      ctx.logger.info(
+        {
+          req_id: req.requestId,
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          latency_ms: Math.round(seconds * 1e6) / 1e3,
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  // JSON only: a body of any other type is refused before parsing.
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    if (hasBody(req) && !req.is(['application/json', 'application/*+json'])) {
+      throw invalidRequest('body', 'Content-Type must be application/json.');
+    }
+    next();
+  });
+  app.use(
+    express.json({
+      limit: BODY_LIMIT,
+      type: ['application/json', 'application/*+json'],
+      verify: (req, _res, buf) => {
+        (req as Request).rawBody = buf;
+      },
+    }),
+  );
+
+  const router = express.Router();
+  for (const register of ROUTE_MODULES) register(ctx, router);
+  app.use(router);
+
+  app.use(() => {
+    throw notFound('No such endpoint.');
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const mapped = toHttpError(err);
+    if (mapped.unexpected) {
+      ctx.logger.error({ req_id: req.requestId, err }, 'unexpected fault');
+    } else if (mapped.status >= 500) {
+      ctx.logger.warn({ req_id: req.requestId, error: mapped.body.error }, 'request failed');
+    }
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(mapped.status).set(mapped.headers).json(mapped.body);
+  });
+  return app;
+}

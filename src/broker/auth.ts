@@ -1,0 +1,87 @@
+// Bearer authentication (API.md "Conventions", "Tiers"): token shape and checksum checked before any
+// lookup, the stored SHA-256 compared in constant time, revoked/expired refused, free tokens bound to
+// the X-Machine-Fingerprint they were issued for, per-token tier limits, then scope checks.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { BrokerContext } from './context.js';
+import { forbidden, unauthorized } from './errors.js';
+import { enforce } from './ratelimit.js';
+import { grants, type Scope } from './scopes.js';
+import {
+  findByToken,
+  normalizeFingerprint,
+  touchKey,
+  type Account,
+  type ApiKey,
+} from './services/accounts.js';
+import { API_TOKEN_PREFIX, isWellFormedToken } from './tokens.js';
+
+export interface AuthContext {
+  account: Account;
+  key: ApiKey;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Set by bearerAuth; read it with authOf(req). */
+    auth?: AuthContext;
+  }
+}
+
+export const FINGERPRINT_HEADER = 'x-machine-fingerprint';
+
+/** The authenticated caller; calling it on a route without bearerAuth is a programmer mistake. */
+export function authOf(req: Request): AuthContext {
+  if (!req.auth) throw new Error('authOf() on a route without bearerAuth');
+  return req.auth;
+}
+
+export function bearerToken(req: Request): string | undefined {
+  const header = req.headers.authorization;
+  if (!header) return undefined;
+  const match = /^Bearer +(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+/** Free-tier keys only work from the machine they were issued to; paid ones are portable. */
+function machineMatches(account: Account, key: ApiKey, presented: string | undefined): boolean {
+  if (account.plan !== 'free') return true;
+  if (!key.fingerprint || presented === undefined) return false;
+  return normalizeFingerprint(presented) === key.fingerprint;
+}
+
+export async function authenticate(ctx: BrokerContext, req: Request): Promise<AuthContext> {
+  const token = bearerToken(req);
+  if (!token || !isWellFormedToken(API_TOKEN_PREFIX, token)) throw unauthorized();
+  const found = await findByToken(ctx.redis, token);
+  if (!found || found.key.revoked) throw unauthorized();
+  if (found.key.expiresAt !== null && found.key.expiresAt <= ctx.clock())
+    throw unauthorized('API key expired.');
+  const fingerprint = req.headers[FINGERPRINT_HEADER];
+  if (!machineMatches(found.account, found.key, typeof fingerprint === 'string' ? fingerprint : undefined)) {
+    throw unauthorized('This anonymous API key is bound to another machine.');
+  }
+  return found;
+}
+
+/** Authenticates, counts the request against the token's tier cap, and attaches req.auth. */
+export function bearerAuth(ctx: BrokerContext): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const auth = await authenticate(ctx, req);
+    enforce(res, await ctx.limits.bearer.take(auth.key.id, auth.account.plan));
+    await touchKey(ctx.redis, auth.key, ctx.clock());
+    req.auth = auth;
+    next();
+  };
+}
+
+export function hasScope(auth: AuthContext, scope: Scope): boolean {
+  return grants(auth.key.permissions, scope);
+}
+
+/** 403 forbidden with required_scope unless the token holds `scope` (`tunnels:*` counts). */
+export function requireScope(scope: Scope): RequestHandler {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    if (!hasScope(authOf(req), scope)) throw forbidden(scope);
+    next();
+  };
+}

@@ -1,0 +1,115 @@
+// The broker's environment, parsed and validated once at start. Everything else receives a Config
+// value; nothing below this file reads process.env.
+import { z } from 'zod';
+
+export const TIERS = ['free', 'pro', 'business'] as const;
+export type Tier = (typeof TIERS)[number];
+
+const GiB = 1024 ** 3;
+
+/** API.md "Tiers" defaults; `bytesPer30Days: null` means unlimited. */
+export interface TierLimits {
+  concurrentSessions: number;
+  bytesPer30Days: number | null;
+  requestsPerMinute: number;
+}
+
+export const DEFAULT_TIERS: Record<Tier, TierLimits> = {
+  free: { concurrentSessions: 1, bytesPer30Days: 10 * GiB, requestsPerMinute: 60 },
+  pro: { concurrentSessions: 5, bytesPer30Days: 1024 * GiB, requestsPerMinute: 600 },
+  business: { concurrentSessions: 50, bytesPer30Days: null, requestsPerMinute: 3000 },
+};
+
+const tierLimitsSchema = z.object({
+  concurrentSessions: z.number().int().min(0),
+  bytesPer30Days: z.number().int().min(0).nullable(),
+  requestsPerMinute: z.number().int().min(1),
+});
+
+const csv = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean),
+);
+
+const envSchema = z.object({
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Comma-separated IPs/CIDRs (or Express names like `loopback`) whose X-Forwarded-For is believed. */
+  TRUSTED_PROXIES: csv.default([]),
+  /** JSON overriding parts of the tier table, e.g. {"free":{"requestsPerMinute":30}}. */
+  TB_TIERS: z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (!s) return {};
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'TB_TIERS is not JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.partialRecord(z.enum(TIERS), tierLimitsSchema.partial())),
+  PUBLIC_BURST: z.coerce.number().int().min(1).default(10),
+  PUBLIC_REFILL_PER_SECOND: z.coerce.number().positive().default(1),
+  /** The operator's Stripe Payment Link (or Checkout URL); absent = billing disabled. */
+  STRIPE_PAYMENT_LINK: z.string().url().optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Only used to construct the stripe client object; webhook verification needs no network. */
+  STRIPE_SECRET_KEY: z.string().min(1).optional(),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).default(300),
+});
+
+export interface Config {
+  redisUrl: string;
+  port: number;
+  host: string;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  trustedProxies: string[];
+  tiers: Record<Tier, TierLimits>;
+  publicBurst: number;
+  publicRefillPerSecond: number;
+  stripe: {
+    paymentLink: string | undefined;
+    webhookSecret: string | undefined;
+    secretKey: string | undefined;
+    toleranceSeconds: number;
+  };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses an environment (process.env by default); throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
+    throw new ConfigError(`invalid broker environment: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  const tiers = Object.fromEntries(
+    TIERS.map((t) => [t, { ...DEFAULT_TIERS[t], ...e.TB_TIERS[t] }]),
+  ) as Record<Tier, TierLimits>;
+  return {
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    trustedProxies: e.TRUSTED_PROXIES,
+    tiers,
+    publicBurst: e.PUBLIC_BURST,
+    publicRefillPerSecond: e.PUBLIC_REFILL_PER_SECOND,
+    stripe: {
+      paymentLink: e.STRIPE_PAYMENT_LINK,
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      secretKey: e.STRIPE_SECRET_KEY,
+      toleranceSeconds: e.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+    },
+  };
+}

@@ -1,0 +1,46 @@
+// OpenAPI 3.1 generated from the same zod schemas that validate requests (zod-to-openapi): every
+// route defined with defineRoute() registers itself here, so the document cannot drift from the code.
+import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { ERRORS } from './errors.js';
+
+extendZodWithOpenApi(z);
+
+export { z };
+
+export const ErrorBody = z
+  .object({
+    error: z.enum(Object.keys(ERRORS) as [keyof typeof ERRORS, ...(keyof typeof ERRORS)[]]),
+    message: z.string(),
+    code: z.number().int(),
+    field: z.string().optional(),
+    required_scope: z.string().optional(),
+    required_tier: z.string().optional(),
+    retry_after: z.number().int().optional(),
+  })
+  .openapi('Error');
+
+export const BEARER_SCHEME = 'bearer';
+
+export function createOpenApiRegistry(): OpenAPIRegistry {
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent('securitySchemes', BEARER_SCHEME, {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'tb_ + 32 base62 characters + 6-character checksum',
+  });
+  registry.register('Error', ErrorBody);
+  return registry;
+}
+
+export function generateDocument(registry: OpenAPIRegistry): object {
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'tunnelbyte API',
+      version: '1',
+      description: 'Accounts, keys, regions, sessions, usage, IP attribution and exit nodes (shared/API.md).',
+    },
+    servers: [{ url: '/' }],
+  });
+}

@@ -1,0 +1,9 @@
+// Every route module of the broker, in mount order. A module registers its endpoints with
+// defineRoute(ctx, router, {...}); add a line here to mount a new one.
+import type { Router } from 'express';
+import type { BrokerContext } from '../context.js';
+import { systemRoutes } from './system.js';
+
+export type RouteModule = (ctx: BrokerContext, router: Router) => void;
+
+export const ROUTE_MODULES: RouteModule[] = [systemRoutes];

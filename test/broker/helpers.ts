@@ -1,0 +1,51 @@
+// Shared by every broker test file: a real redis-server (startRedis) and an in-process app on it.
+import { pino } from 'pino';
+import { createApp, type BrokerApp } from '../../src/broker/app.js';
+import { loadConfig, type Config } from '../../src/broker/config.js';
+import type { BrokerContext } from '../../src/broker/context.js';
+import { createRedis, waitForReady, type Redis } from '../../src/broker/store/redis.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+
+export const silentLogger = pino({ level: 'silent' });
+
+export interface TestBroker {
+  server: RedisServer;
+  redis: Redis;
+  app: BrokerApp;
+  ctx: BrokerContext;
+  config: Config;
+  /** Builds one more app (another "broker") on the same Redis, with its own client and memory. */
+  another(options?: { env?: Record<string, string>; clock?: () => number }): Promise<TestBroker['app']>;
+  close(): Promise<void>;
+}
+
+export async function startBroker(
+  options: { env?: Record<string, string>; clock?: () => number; server?: RedisServer } = {},
+): Promise<TestBroker> {
+  const server = options.server ?? (await startRedis());
+  const clients: Redis[] = [];
+  const apps: BrokerApp[] = [];
+  const build = async (env: Record<string, string> = {}, clock = options.clock) => {
+    const config = loadConfig({ REDIS_URL: server.url, ...options.env, ...env });
+    const redis = createRedis(config.redisUrl);
+    clients.push(redis);
+    await waitForReady(redis);
+    const app = createApp({ config, redis, logger: silentLogger, clock });
+    apps.push(app);
+    return { app, config, redis };
+  };
+  const first = await build();
+  return {
+    server,
+    redis: first.redis,
+    app: first.app,
+    ctx: first.app.locals.broker,
+    config: first.config,
+    another: async (more = {}) => (await build(more.env, more.clock ?? options.clock)).app,
+    close: async () => {
+      apps.forEach((a) => a.locals.close());
+      clients.forEach((c) => c.disconnect());
+      if (!options.server) await server.stop();
+    },
+  };
+}

@@ -1,0 +1,224 @@
+// The whitepaper's primitives (WIREGUARD.md §2.1), over tweetnacl and @stablelib. Names follow the paper:
+// HASH, MAC, HMAC, KDF1-3, AEAD, XAEAD, DH, TAI64N. Nothing here reads a clock or a random source: time and
+// randomness are parameters.
+import { BLAKE2s } from '@stablelib/blake2s';
+import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
+import { equal } from '@stablelib/constant-time';
+import { HMAC as StableHMAC } from '@stablelib/hmac';
+import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
+import nacl from 'tweetnacl';
+import {
+  AEAD_NONCE_LENGTH,
+  AEAD_TAG_LENGTH,
+  HASH_LENGTH,
+  KEY_LENGTH,
+  MAC_LENGTH,
+  TIMESTAMP_LENGTH,
+  XAEAD_NONCE_LENGTH,
+} from './constants.js';
+
+/** Constant-time equality of two byte strings (false when lengths differ). */
+export const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean => equal(a, b);
+
+/** HASH(parts…) = BLAKE2s-256 of the concatenation, without building it. */
+export function HASH(...parts: Uint8Array[]): Uint8Array {
+  const hash = new BLAKE2s(HASH_LENGTH);
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+}
+
+/** MAC(key, parts…) = keyed BLAKE2s with a 16-byte output (mac1, mac2, cookies). */
+export function MAC(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const hash = new BLAKE2s(MAC_LENGTH, { key });
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+}
+
+/**
+ * HMAC(key, parts…) = RFC 2104 HMAC-BLAKE2s-256. A fresh HMAC object per call on purpose: @stablelib/blake2s
+ * 2.0.1 cannot be reset after finishing, so reusing one (as @stablelib/hkdf does) throws (WIREGUARD.md §0.3).
+ */
+export function HMAC(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const mac = new StableHMAC(BLAKE2s, key);
+  for (const part of parts) mac.update(part);
+  return mac.digest();
+}
+
+const ONE = Uint8Array.of(1);
+const TWO = Uint8Array.of(2);
+const THREE = Uint8Array.of(3);
+
+/** HKDF with salt = chaining key, IKM = input, empty info; returns the first `count` 32-byte blocks. */
+function kdf(count: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Array[] {
+  const prk = HMAC(key, input);
+  const t1 = HMAC(prk, ONE);
+  if (count === 1) return [t1];
+  const t2 = HMAC(prk, t1, TWO);
+  if (count === 2) return [t1, t2];
+  return [t1, t2, HMAC(prk, t2, THREE)];
+}
+
+export const KDF1 = (key: Uint8Array, input: Uint8Array): Uint8Array => kdf(1, key, input)[0]!;
+export const KDF2 = (key: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Array] =>
+  kdf(2, key, input) as [Uint8Array, Uint8Array];
+export const KDF3 = (key: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Array, Uint8Array] =>
+  kdf(3, key, input) as [Uint8Array, Uint8Array, Uint8Array];
+
+/** Writes the 12-byte AEAD nonce 0x00000000 ‖ u64 LE counter (given as 32-bit halves). */
+function writeNonce(nonce: Uint8Array, counterHigh: number, counterLow: number): void {
+  nonce[0] = nonce[1] = nonce[2] = nonce[3] = 0;
+  nonce[4] = counterLow;
+  nonce[5] = counterLow >>> 8;
+  nonce[6] = counterLow >>> 16;
+  nonce[7] = counterLow >>> 24;
+  nonce[8] = counterHigh;
+  nonce[9] = counterHigh >>> 8;
+  nonce[10] = counterHigh >>> 16;
+  nonce[11] = counterHigh >>> 24;
+}
+
+/** Nonce for a counter given as a safe integer or a u64 bigint (handshake messages use 0). */
+function nonceFor(counter: number | bigint): Uint8Array {
+  const value = BigInt(counter);
+  if (
+    value < 0n ||
+    value > 0xffff_ffff_ffff_ffffn ||
+    (typeof counter === 'number' && !Number.isSafeInteger(counter))
+  ) {
+    throw new RangeError('AEAD counter must be an unsigned 64-bit integer');
+  }
+  const nonce = new Uint8Array(AEAD_NONCE_LENGTH);
+  writeNonce(nonce, Number(value >> 32n), Number(value & 0xffff_ffffn));
+  return nonce;
+}
+
+/**
+ * AEAD = ChaCha20-Poly1305 (RFC 8439) with nonce 4 zero bytes ‖ u64 LE counter. For one-off use (handshake);
+ * the transport path keeps one TransportCipher per keypair instead.
+ */
+export const AEAD = {
+  seal(key: Uint8Array, counter: number | bigint, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+    return new ChaCha20Poly1305(key).seal(nonceFor(counter), plaintext, ad);
+  },
+  /** The plaintext, or undefined when authentication fails. */
+  open(
+    key: Uint8Array,
+    counter: number | bigint,
+    sealed: Uint8Array,
+    ad: Uint8Array,
+  ): Uint8Array | undefined {
+    return new ChaCha20Poly1305(key).open(nonceFor(counter), sealed, ad) ?? undefined;
+  },
+};
+
+/** XAEAD = XChaCha20-Poly1305 with a 24-byte nonce (cookie replies). */
+export const XAEAD = {
+  seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+    if (nonce.length !== XAEAD_NONCE_LENGTH) throw new RangeError('XAEAD nonce must be 24 bytes');
+    return new XChaCha20Poly1305(key).seal(nonce, plaintext, ad);
+  },
+  open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | undefined {
+    if (nonce.length !== XAEAD_NONCE_LENGTH) throw new RangeError('XAEAD nonce must be 24 bytes');
+    return new XChaCha20Poly1305(key).open(nonce, sealed, ad) ?? undefined;
+  },
+};
+
+/** The transport AEAD interface: one instance per direction of a keypair, writing into caller buffers. */
+export interface TransportAEAD {
+  /**
+   * Encrypts `plaintext` into `dst` (length plaintext.length + 16; may be the same memory as plaintext
+   * shifted by 0, i.e. in place) under the counter given as 32-bit halves. No associated data.
+   */
+  seal(counterHigh: number, counterLow: number, plaintext: Uint8Array, dst: Uint8Array): void;
+  /** Authenticates and decrypts `sealed` into `dst` (length sealed.length - 16). False if forged. */
+  open(counterHigh: number, counterLow: number, sealed: Uint8Array, dst: Uint8Array): boolean;
+  /** Overwrites the key. */
+  wipe(): void;
+}
+
+/** TransportAEAD over @stablelib/chacha20poly1305: the key schedule object is created once per key. */
+export class StablelibTransportCipher implements TransportAEAD {
+  private readonly cipher: ChaCha20Poly1305;
+  private readonly nonce = new Uint8Array(AEAD_NONCE_LENGTH);
+
+  constructor(key: Uint8Array) {
+    if (key.length !== KEY_LENGTH) throw new RangeError('transport key must be 32 bytes');
+    this.cipher = new ChaCha20Poly1305(key);
+  }
+
+  seal(counterHigh: number, counterLow: number, plaintext: Uint8Array, dst: Uint8Array): void {
+    writeNonce(this.nonce, counterHigh, counterLow);
+    this.cipher.seal(this.nonce, plaintext, undefined, dst);
+  }
+
+  open(counterHigh: number, counterLow: number, sealed: Uint8Array, dst: Uint8Array): boolean {
+    if (sealed.length < AEAD_TAG_LENGTH) return false;
+    writeNonce(this.nonce, counterHigh, counterLow);
+    return this.cipher.open(this.nonce, sealed, undefined, dst) !== null;
+  }
+
+  wipe(): void {
+    this.cipher.clean();
+  }
+}
+
+/** Private keys are clamped whenever they are set or generated. Returns a clamped copy. */
+export function clamp(privateKey: Uint8Array): Uint8Array {
+  if (privateKey.length !== KEY_LENGTH) throw new RangeError('private key must be 32 bytes');
+  const key = Uint8Array.from(privateKey);
+  key[0]! &= 248;
+  key[31] = (key[31]! & 127) | 64;
+  return key;
+}
+
+/** DH-Generate: a clamped private key from injected randomness. */
+export function generatePrivateKey(randomBytes: (length: number) => Uint8Array): Uint8Array {
+  return clamp(randomBytes(KEY_LENGTH));
+}
+
+/** DH-Pubkey: the X25519 public key of a (clamped) private key. */
+export function publicKey(privateKey: Uint8Array): Uint8Array {
+  return nacl.scalarMult.base(clamp(privateKey));
+}
+
+/**
+ * DH(private, public) = X25519, or undefined when the result is all zero (a low-order public key), as
+ * wireguard-go and the kernel refuse it; tweetnacl does not. The zero test ORs every byte (constant time).
+ */
+export function DH(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
+  if (privateKey.length !== KEY_LENGTH || publicKey.length !== KEY_LENGTH) {
+    throw new RangeError('X25519 keys must be 32 bytes');
+  }
+  const shared = nacl.scalarMult(privateKey, publicKey);
+  let acc = 0;
+  for (let i = 0; i < shared.length; i++) acc |= shared[i]!;
+  return acc === 0 ? undefined : shared;
+}
+
+const TAI64_EPOCH = 0x400000000000000an;
+/** Nanoseconds are rounded down to a multiple of 2^24 so timestamps do not leak a precise clock. */
+const WHITENER_MASK = ~0xffffff;
+
+/** TAI64N label for a Unix time in milliseconds: 8-byte BE seconds + 2^62 + 10, 4-byte BE whitened nanos. */
+export function TAI64N(unixMs: number): Uint8Array {
+  const seconds = Math.floor(unixMs / 1000);
+  const nanos = Math.round((unixMs - seconds * 1000) * 1e6) & WHITENER_MASK;
+  const out = new Uint8Array(TIMESTAMP_LENGTH);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, TAI64_EPOCH + BigInt(seconds));
+  view.setUint32(8, nanos >>> 0);
+  return out;
+}
+
+/** True when TAI64N `a` is strictly after `b` (big-endian byte order is time order). */
+export function timestampAfter(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < TIMESTAMP_LENGTH; i++) {
+    if (a[i]! !== b[i]!) return a[i]! > b[i]!;
+  }
+  return false;
+}
+
+/** Overwrites secret material. */
+export function wipe(...buffers: Uint8Array[]): void {
+  for (const buffer of buffers) buffer.fill(0);
+}

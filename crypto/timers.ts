@@ -1,0 +1,203 @@
+// The per-peer timer state machine of wireguard-go's timers.go (WIREGUARD.md §4.2) as pure state: five
+// deadlines in the caller's monotonic milliseconds, the hooks that arm and disarm them, and due(now), which
+// reports the timers that expired. Acting on them (sending an initiation or a keepalive, zeroing keys,
+// dropping staged packets) is the façade's job; this module only keeps the deadlines and counters.
+
+import {
+  KEEPALIVE_TIMEOUT_MS,
+  MAX_TIMER_HANDSHAKES,
+  REKEY_TIMEOUT_MS,
+  ZERO_KEY_MATERIAL_AFTER_MS,
+} from './constants.js';
+
+export type TimerName =
+  'retransmitHandshake' | 'sendKeepalive' | 'newHandshake' | 'zeroKeyMaterial' | 'persistentKeepalive';
+
+/**
+ * What an expired timer asks the façade to do:
+ * - retransmitHandshake: send a new initiation as a retry (attempts already counted), after clearing the
+ *   cached source address;
+ * - handshakeGaveUp: the retransmit timer expired after MAX_TIMER_HANDSHAKES retries: drop the staged
+ *   packets (the keepalive timer is already disarmed and zeroKeyMaterial armed);
+ * - sendKeepalive / persistentKeepalive: send a keepalive;
+ * - newHandshake: we sent data and heard nothing back: clear the cached source address and initiate a
+ *   (non-retry) handshake;
+ * - zeroKeyMaterial: delete all keypairs and zero the handshake.
+ */
+export type TimerExpiry = TimerName | 'handshakeGaveUp';
+
+// Order among timers that expire at the same millisecond: the order wireguard-go declares them in.
+const TIMERS: readonly TimerName[] = [
+  'retransmitHandshake',
+  'sendKeepalive',
+  'newHandshake',
+  'zeroKeyMaterial',
+  'persistentKeepalive',
+];
+
+export interface PeerTimersOptions {
+  /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX_MS) ms, added to the retransmit and new-handshake timers. */
+  jitter(): number;
+}
+
+export class PeerTimers {
+  private readonly deadlines: Record<TimerName, number | undefined> = {
+    retransmitHandshake: undefined,
+    sendKeepalive: undefined,
+    newHandshake: undefined,
+    zeroKeyMaterial: undefined,
+    persistentKeepalive: undefined,
+  };
+  private attempts = 0;
+  private needAnotherKeepalive = false;
+  private persistentKeepaliveMs = 0;
+  private lastHandshakeSentAt = -Infinity;
+  /** Set by the façade when, as initiator, it rekeys on receive at 165 s; cleared by handshakeComplete. */
+  sentLastMinuteHandshake = false;
+
+  constructor(private readonly options: PeerTimersOptions) {}
+
+  /** Retries of the current handshake attempt so far. */
+  get handshakeAttempts(): number {
+    return this.attempts;
+  }
+
+  get persistentKeepaliveSeconds(): number {
+    return this.persistentKeepaliveMs / 1000;
+  }
+
+  /** Sets the persistent keepalive interval (0 = off, which disarms the timer). */
+  setPersistentKeepalive(seconds: number): void {
+    this.persistentKeepaliveMs = seconds * 1000;
+    if (seconds === 0) this.deadlines.persistentKeepalive = undefined;
+  }
+
+  /** The armed deadline of one timer, if any. */
+  deadline(timer: TimerName): number | undefined {
+    return this.deadlines[timer];
+  }
+
+  /** The earliest armed deadline, if any. */
+  nextDeadline(): number | undefined {
+    let earliest: number | undefined;
+    for (const timer of TIMERS) {
+      const at = this.deadlines[timer];
+      if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
+    }
+    return earliest;
+  }
+
+  /** Disarms every timer (peer stopped or removed). */
+  stop(): void {
+    for (const timer of TIMERS) this.deadlines[timer] = undefined;
+    this.needAnotherKeepalive = false;
+  }
+
+  /** Whether an initiation may be sent now: none or a response went out less than REKEY_TIMEOUT ago. */
+  canSendHandshake(now: number): boolean {
+    return now - this.lastHandshakeSentAt >= REKEY_TIMEOUT_MS;
+  }
+
+  /** Call this before sending an initiation that is not a retransmission: a new attempt starts counting. */
+  newHandshakeAttempt(): void {
+    this.attempts = 0;
+  }
+
+  /** Call this after a handshake initiation is sent. */
+  handshakeInitiated(now: number): void {
+    this.lastHandshakeSentAt = now;
+    this.deadlines.retransmitHandshake = now + REKEY_TIMEOUT_MS + this.options.jitter();
+  }
+
+  /** Call this after a handshake response is sent (it counts against the initiation rate limit). */
+  handshakeResponseSent(now: number): void {
+    this.lastHandshakeSentAt = now;
+  }
+
+  /** Call this after a handshake response is consumed, or the first packet with the next keypair arrives. */
+  handshakeComplete(): void {
+    this.deadlines.retransmitHandshake = undefined;
+    this.attempts = 0;
+    this.sentLastMinuteHandshake = false;
+  }
+
+  /** Call this after a session key is derived (responder sending a response, initiator consuming one). */
+  sessionDerived(now: number): void {
+    this.deadlines.zeroKeyMaterial = now + ZERO_KEY_MATERIAL_AFTER_MS;
+  }
+
+  /** Call this after an authenticated data packet (not a keepalive) is sent. */
+  dataSent(now: number): void {
+    if (this.deadlines.newHandshake === undefined) {
+      this.deadlines.newHandshake = now + KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter();
+    }
+  }
+
+  /** Call this after an authenticated data packet (not a keepalive) is received. */
+  dataReceived(now: number): void {
+    if (this.deadlines.sendKeepalive === undefined) this.deadlines.sendKeepalive = now + KEEPALIVE_TIMEOUT_MS;
+    else this.needAnotherKeepalive = true;
+  }
+
+  /** Call this after any authenticated packet (data, keepalive or handshake) is sent. */
+  anyAuthenticatedPacketSent(): void {
+    this.deadlines.sendKeepalive = undefined;
+  }
+
+  /** Call this after any authenticated packet (data, keepalive or handshake) is received. */
+  anyAuthenticatedPacketReceived(): void {
+    this.deadlines.newHandshake = undefined;
+  }
+
+  /** Call this after any authenticated packet is sent or received. */
+  anyAuthenticatedPacketTraversal(now: number): void {
+    if (this.persistentKeepaliveMs > 0) this.deadlines.persistentKeepalive = now + this.persistentKeepaliveMs;
+  }
+
+  /**
+   * Disarms and reports the timers whose deadline is at or before now, earliest first, applying their own
+   * bookkeeping (retry counting, giving up, the extra keepalive).
+   */
+  due(now: number): TimerExpiry[] {
+    const fired: TimerExpiry[] = [];
+    for (let timer = this.earliestDue(now); timer !== undefined; timer = this.earliestDue(now)) {
+      this.deadlines[timer] = undefined;
+      fired.push(this.expire(timer, now));
+    }
+    return fired;
+  }
+
+  private earliestDue(now: number): TimerName | undefined {
+    let earliest: TimerName | undefined;
+    for (const timer of TIMERS) {
+      const at = this.deadlines[timer];
+      if (at !== undefined && at <= now && (earliest === undefined || at < this.deadlines[earliest]!)) {
+        earliest = timer;
+      }
+    }
+    return earliest;
+  }
+
+  private expire(timer: TimerName, now: number): TimerExpiry {
+    switch (timer) {
+      case 'retransmitHandshake':
+        if (this.attempts > MAX_TIMER_HANDSHAKES) {
+          this.deadlines.sendKeepalive = undefined;
+          this.deadlines.zeroKeyMaterial ??= now + ZERO_KEY_MATERIAL_AFTER_MS;
+          return 'handshakeGaveUp';
+        }
+        this.attempts++;
+        return 'retransmitHandshake';
+      case 'sendKeepalive':
+        // As in wireguard-go, the re-arm precedes the keepalive's own send, whose anyAuthenticatedPacketSent
+        // disarms it again (there the send completes asynchronously, after this re-arm).
+        if (this.needAnotherKeepalive) {
+          this.needAnotherKeepalive = false;
+          this.deadlines.sendKeepalive = now + KEEPALIVE_TIMEOUT_MS;
+        }
+        return 'sendKeepalive';
+      default:
+        return timer;
+    }
+  }
+}

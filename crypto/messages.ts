@@ -1,0 +1,247 @@
+// WireGuard message framing (WIREGUARD.md §1): parse a datagram by exact type and length into zero-copy
+// views, or reject it; serializers write fresh buffers. parseMessage never throws, whatever the bytes.
+import {
+  AEAD_TAG_LENGTH,
+  COOKIE_REPLY_COOKIE_OFFSET,
+  COOKIE_REPLY_NONCE_OFFSET,
+  COOKIE_REPLY_RECEIVER_OFFSET,
+  COOKIE_REPLY_SIZE,
+  INITIATION_EPHEMERAL_OFFSET,
+  INITIATION_MAC1_OFFSET,
+  INITIATION_MAC2_OFFSET,
+  INITIATION_SENDER_OFFSET,
+  INITIATION_SIZE,
+  INITIATION_STATIC_OFFSET,
+  INITIATION_TIMESTAMP_OFFSET,
+  MAC_LENGTH,
+  MESSAGE_COOKIE_REPLY,
+  MESSAGE_INITIATION,
+  MESSAGE_RESPONSE,
+  MESSAGE_TRANSPORT,
+  PADDING_MULTIPLE,
+  RESPONSE_EMPTY_OFFSET,
+  RESPONSE_EPHEMERAL_OFFSET,
+  RESPONSE_MAC1_OFFSET,
+  RESPONSE_MAC2_OFFSET,
+  RESPONSE_RECEIVER_OFFSET,
+  RESPONSE_SENDER_OFFSET,
+  RESPONSE_SIZE,
+  TRANSPORT_CONTENT_OFFSET,
+  TRANSPORT_COUNTER_OFFSET,
+  TRANSPORT_MIN_SIZE,
+  TRANSPORT_RECEIVER_OFFSET,
+} from './constants.js';
+import type { TransportAEAD } from './primitives.js';
+
+/** Fields shared by the two handshake messages, which carry mac1/mac2 (see cookie.ts). */
+interface MacFields {
+  /** The whole datagram: mac1 covers bytes before `mac1`, mac2 the bytes before `mac2`. */
+  readonly bytes: Uint8Array;
+  readonly mac1: Uint8Array;
+  readonly mac2: Uint8Array;
+}
+
+export interface InitiationMessage extends MacFields {
+  readonly type: typeof MESSAGE_INITIATION;
+  readonly senderIndex: number;
+  readonly ephemeral: Uint8Array; // 32
+  readonly encryptedStatic: Uint8Array; // 48
+  readonly encryptedTimestamp: Uint8Array; // 28
+}
+
+export interface ResponseMessage extends MacFields {
+  readonly type: typeof MESSAGE_RESPONSE;
+  readonly senderIndex: number;
+  readonly receiverIndex: number;
+  readonly ephemeral: Uint8Array; // 32
+  readonly encryptedNothing: Uint8Array; // 16
+}
+
+export interface CookieReplyMessage {
+  readonly type: typeof MESSAGE_COOKIE_REPLY;
+  readonly bytes: Uint8Array;
+  readonly receiverIndex: number;
+  readonly nonce: Uint8Array; // 24
+  readonly encryptedCookie: Uint8Array; // 32
+}
+
+export interface TransportMessage {
+  readonly type: typeof MESSAGE_TRANSPORT;
+  readonly bytes: Uint8Array;
+  readonly receiverIndex: number;
+  /** The 64-bit counter as 32-bit halves, so the hot path creates no bigint. */
+  readonly counterHigh: number;
+  readonly counterLow: number;
+  /** Ciphertext of the padded packet followed by the 16-byte tag (≥ 16 bytes). */
+  readonly content: Uint8Array;
+}
+
+export type HandshakeMessage = InitiationMessage | ResponseMessage;
+export type Message = InitiationMessage | ResponseMessage | CookieReplyMessage | TransportMessage;
+
+const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const slice = (bytes: Uint8Array, offset: number, length: number): Uint8Array =>
+  bytes.subarray(offset, offset + length);
+
+/**
+ * Classifies a datagram. The type is the first 4 bytes as u32 LE, so non-zero reserved bytes make an
+ * unknown type. Types 1-3 need their exact size, type 4 at least 32 bytes. Anything else: undefined.
+ * The returned fields are views into `datagram` (no copies).
+ */
+export function parseMessage(datagram: Uint8Array): Message | undefined {
+  if (datagram.length < 4) return undefined;
+  const data = view(datagram);
+  const type = data.getUint32(0, true);
+  switch (type) {
+    case MESSAGE_INITIATION:
+      if (datagram.length !== INITIATION_SIZE) return undefined;
+      return {
+        type,
+        bytes: datagram,
+        senderIndex: data.getUint32(INITIATION_SENDER_OFFSET, true),
+        ephemeral: slice(datagram, INITIATION_EPHEMERAL_OFFSET, 32),
+        encryptedStatic: slice(datagram, INITIATION_STATIC_OFFSET, 32 + AEAD_TAG_LENGTH),
+        encryptedTimestamp: slice(datagram, INITIATION_TIMESTAMP_OFFSET, 12 + AEAD_TAG_LENGTH),
+        mac1: slice(datagram, INITIATION_MAC1_OFFSET, MAC_LENGTH),
+        mac2: slice(datagram, INITIATION_MAC2_OFFSET, MAC_LENGTH),
+      };
+    case MESSAGE_RESPONSE:
+      if (datagram.length !== RESPONSE_SIZE) return undefined;
+      return {
+        type,
+        bytes: datagram,
+        senderIndex: data.getUint32(RESPONSE_SENDER_OFFSET, true),
+        receiverIndex: data.getUint32(RESPONSE_RECEIVER_OFFSET, true),
+        ephemeral: slice(datagram, RESPONSE_EPHEMERAL_OFFSET, 32),
+        encryptedNothing: slice(datagram, RESPONSE_EMPTY_OFFSET, AEAD_TAG_LENGTH),
+        mac1: slice(datagram, RESPONSE_MAC1_OFFSET, MAC_LENGTH),
+        mac2: slice(datagram, RESPONSE_MAC2_OFFSET, MAC_LENGTH),
+      };
+    case MESSAGE_COOKIE_REPLY:
+      if (datagram.length !== COOKIE_REPLY_SIZE) return undefined;
+      return {
+        type,
+        bytes: datagram,
+        receiverIndex: data.getUint32(COOKIE_REPLY_RECEIVER_OFFSET, true),
+        nonce: slice(datagram, COOKIE_REPLY_NONCE_OFFSET, 24),
+        encryptedCookie: slice(datagram, COOKIE_REPLY_COOKIE_OFFSET, 16 + AEAD_TAG_LENGTH),
+      };
+    case MESSAGE_TRANSPORT:
+      if (datagram.length < TRANSPORT_MIN_SIZE) return undefined;
+      return {
+        type,
+        bytes: datagram,
+        receiverIndex: data.getUint32(TRANSPORT_RECEIVER_OFFSET, true),
+        counterLow: data.getUint32(TRANSPORT_COUNTER_OFFSET, true),
+        counterHigh: data.getUint32(TRANSPORT_COUNTER_OFFSET + 4, true),
+        content: datagram.subarray(TRANSPORT_CONTENT_OFFSET),
+      };
+    default:
+      return undefined;
+  }
+}
+
+/** A fresh message buffer of `size` bytes with the type word written. */
+function messageBuffer(type: number, size: number): { bytes: Uint8Array; data: DataView } {
+  const bytes = new Uint8Array(size);
+  const data = view(bytes);
+  data.setUint32(0, type, true);
+  return { bytes, data };
+}
+
+function put(bytes: Uint8Array, offset: number, field: Uint8Array, length: number): void {
+  if (field.length !== length) throw new RangeError(`field at offset ${offset} must be ${length} bytes`);
+  bytes.set(field, offset);
+}
+
+/** An initiation with mac1 and mac2 zero: cookie.ts's MacSender fills them in. */
+export function writeInitiation(fields: {
+  senderIndex: number;
+  ephemeral: Uint8Array;
+  encryptedStatic: Uint8Array;
+  encryptedTimestamp: Uint8Array;
+}): Uint8Array {
+  const { bytes, data } = messageBuffer(MESSAGE_INITIATION, INITIATION_SIZE);
+  data.setUint32(INITIATION_SENDER_OFFSET, fields.senderIndex, true);
+  put(bytes, INITIATION_EPHEMERAL_OFFSET, fields.ephemeral, 32);
+  put(bytes, INITIATION_STATIC_OFFSET, fields.encryptedStatic, 32 + AEAD_TAG_LENGTH);
+  put(bytes, INITIATION_TIMESTAMP_OFFSET, fields.encryptedTimestamp, 12 + AEAD_TAG_LENGTH);
+  return bytes;
+}
+
+/** A response with mac1 and mac2 zero: cookie.ts's MacSender fills them in. */
+export function writeResponse(fields: {
+  senderIndex: number;
+  receiverIndex: number;
+  ephemeral: Uint8Array;
+  encryptedNothing: Uint8Array;
+}): Uint8Array {
+  const { bytes, data } = messageBuffer(MESSAGE_RESPONSE, RESPONSE_SIZE);
+  data.setUint32(RESPONSE_SENDER_OFFSET, fields.senderIndex, true);
+  data.setUint32(RESPONSE_RECEIVER_OFFSET, fields.receiverIndex, true);
+  put(bytes, RESPONSE_EPHEMERAL_OFFSET, fields.ephemeral, 32);
+  put(bytes, RESPONSE_EMPTY_OFFSET, fields.encryptedNothing, AEAD_TAG_LENGTH);
+  return bytes;
+}
+
+export function writeCookieReply(fields: {
+  receiverIndex: number;
+  nonce: Uint8Array;
+  encryptedCookie: Uint8Array;
+}): Uint8Array {
+  const { bytes, data } = messageBuffer(MESSAGE_COOKIE_REPLY, COOKIE_REPLY_SIZE);
+  data.setUint32(COOKIE_REPLY_RECEIVER_OFFSET, fields.receiverIndex, true);
+  put(bytes, COOKIE_REPLY_NONCE_OFFSET, fields.nonce, 24);
+  put(bytes, COOKIE_REPLY_COOKIE_OFFSET, fields.encryptedCookie, 16 + AEAD_TAG_LENGTH);
+  return bytes;
+}
+
+/**
+ * Plaintext length after padding (§1.4): zero-pad to a multiple of 16 but never past the MTU
+ * (wireguard-go calculatePaddingSize; mtu 0 means plain 16-alignment).
+ */
+export function paddedLength(length: number, mtu: number): number {
+  let last = length;
+  if (mtu > 0 && last > mtu) last %= mtu;
+  let padded = Math.ceil(last / PADDING_MULTIPLE) * PADDING_MULTIPLE;
+  if (mtu > 0) padded = Math.min(padded, mtu);
+  return length + (padded - last);
+}
+
+/**
+ * A complete transport message: header, the packet zero-padded (paddedLength), sealed in place with the
+ * keypair's send cipher under the given counter (32-bit halves). An empty packet makes a keepalive.
+ */
+export function sealTransport(
+  cipher: TransportAEAD,
+  receiverIndex: number,
+  counterHigh: number,
+  counterLow: number,
+  packet: Uint8Array,
+  mtu: number,
+): Uint8Array {
+  const plainLength = paddedLength(packet.length, mtu);
+  const { bytes, data } = messageBuffer(
+    MESSAGE_TRANSPORT,
+    TRANSPORT_CONTENT_OFFSET + plainLength + AEAD_TAG_LENGTH,
+  );
+  data.setUint32(TRANSPORT_RECEIVER_OFFSET, receiverIndex, true);
+  data.setUint32(TRANSPORT_COUNTER_OFFSET, counterLow, true);
+  data.setUint32(TRANSPORT_COUNTER_OFFSET + 4, counterHigh, true);
+  const content = bytes.subarray(TRANSPORT_CONTENT_OFFSET);
+  content.set(packet);
+  cipher.seal(counterHigh, counterLow, content.subarray(0, plainLength), content);
+  return bytes;
+}
+
+/**
+ * Authenticates and decrypts a transport message with the keypair's receive cipher. Returns the padded
+ * plaintext (a fresh buffer; empty for a keepalive), or undefined when it does not authenticate. The
+ * caller recovers the real length from the IP header and runs the replay filter only after this succeeds.
+ */
+export function openTransport(cipher: TransportAEAD, message: TransportMessage): Uint8Array | undefined {
+  const plaintext = new Uint8Array(message.content.length - AEAD_TAG_LENGTH);
+  return cipher.open(message.counterHigh, message.counterLow, message.content, plaintext)
+    ? plaintext
+    : undefined;
+}

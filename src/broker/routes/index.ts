@@ -2,8 +2,9 @@
 // defineRoute(ctx, router, {...}); add a line here to mount a new one.
 import type { Router } from 'express';
 import type { BrokerContext } from '../context.js';
+import { publicRoutes } from './public.js';
 import { systemRoutes } from './system.js';
 
 export type RouteModule = (ctx: BrokerContext, router: Router) => void;
 
-export const ROUTE_MODULES: RouteModule[] = [systemRoutes];
+export const ROUTE_MODULES: RouteModule[] = [systemRoutes, publicRoutes];

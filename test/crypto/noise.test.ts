@@ -1,0 +1,378 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { INITIATION_MAC1_OFFSET, LABEL_MAC1, RESPONSE_MAC1_OFFSET } from '../../crypto/constants.js';
+import {
+  parseMessage,
+  sealTransport,
+  writeInitiation,
+  writeResponse,
+  openTransport,
+  type InitiationMessage,
+  type ResponseMessage,
+} from '../../crypto/messages.js';
+import {
+  WIREGUARD,
+  consumeInitiation,
+  consumeResponse,
+  createInitiation,
+  createResponse,
+  deriveTransportKeys,
+  initiationRejection,
+  localStatic,
+  noiseProtocol,
+  peerKeys,
+  type LocalStatic,
+  type PeerKeys,
+} from '../../crypto/noise.js';
+import {
+  AEAD,
+  HASH,
+  MAC,
+  StablelibTransportCipher,
+  TAI64N,
+  generatePrivateKey,
+} from '../../crypto/primitives.js';
+
+const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
+const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const concat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
+const here = fileURLToPath(new URL('.', import.meta.url));
+const katPath = fileURLToPath(new URL('../../../shared/vectors/wireguard_kat.json', import.meta.url));
+
+/** A deterministic random source for tests (not for keys anyone relies on). */
+function seededRandom(seed: number): (length: number) => Uint8Array {
+  let state = seed >>> 0;
+  return (length) =>
+    Uint8Array.from({ length }, () => {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      return state >>> 24;
+    });
+}
+
+describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md §7.2)', () => {
+  const v = JSON.parse(readFileSync(`${here}vectors/cacophony_ikpsk2.json`, 'utf8')) as {
+    init_prologue: string;
+    init_psks: string[];
+    init_static: string;
+    init_ephemeral: string;
+    init_remote_static: string;
+    resp_static: string;
+    resp_ephemeral: string;
+    handshake_hash: string;
+    messages: { payload: string; ciphertext: string }[];
+  };
+
+  test('handshake messages, final hash and 4 transport messages, byte for byte', () => {
+    const protocol = noiseProtocol(hex(v.init_prologue));
+    const initiator = localStatic(hex(v.init_static));
+    const responder = localStatic(hex(v.resp_static));
+    expect(toHex(responder.publicKey)).toBe(v.init_remote_static);
+    const psk = hex(v.init_psks[0]!);
+    const initiatorView = peerKeys(initiator, responder.publicKey, psk);
+    const responderView = peerKeys(responder, initiator.publicKey, psk);
+    const [m0, m1, ...transport] = v.messages;
+
+    const first = createInitiation(
+      protocol,
+      initiator,
+      initiatorView,
+      hex(v.init_ephemeral),
+      hex(m0!.payload),
+    );
+    if (!first.ok) throw new Error(first.reason);
+    const f = first.fields;
+    expect(toHex(concat(f.ephemeral, f.encryptedStatic, f.encryptedPayload))).toBe(m0!.ciphertext);
+
+    const wire0 = hex(m0!.ciphertext);
+    const consumed = consumeInitiation(
+      protocol,
+      responder,
+      {
+        ephemeral: wire0.subarray(0, 32),
+        encryptedStatic: wire0.subarray(32, 80),
+        encryptedPayload: wire0.subarray(80),
+      },
+      (key) => (toHex(key) === toHex(initiator.publicKey) ? responderView : undefined),
+    );
+    if (!consumed.ok) throw new Error(consumed.reason);
+    expect(toHex(consumed.state.payload)).toBe(m0!.payload);
+
+    const second = createResponse(consumed.state, hex(v.resp_ephemeral), hex(m1!.payload));
+    if (!second.ok) throw new Error(second.reason);
+    expect(toHex(concat(second.fields.ephemeral, second.fields.encryptedPayload))).toBe(m1!.ciphertext);
+    expect(toHex(second.result.hash)).toBe(v.handshake_hash);
+
+    const wire1 = hex(m1!.ciphertext);
+    const done = consumeResponse(first.state, initiator, initiatorView, {
+      ephemeral: wire1.subarray(0, 32),
+      encryptedPayload: wire1.subarray(32),
+    });
+    if (!done.ok) throw new Error(done.reason);
+    expect(toHex(done.payload)).toBe(m1!.payload);
+    expect(toHex(done.result.hash)).toBe(v.handshake_hash);
+
+    const initiatorKeys = deriveTransportKeys(done.result, true);
+    const responderKeys = deriveTransportKeys(second.result, false);
+    expect(initiatorKeys.sendKey).toEqual(responderKeys.receiveKey);
+    // Transport: initiator and responder alternate, each with its own counter from 0, empty AD.
+    transport.forEach((message, i) => {
+      const fromInitiator = i % 2 === 0;
+      const key = fromInitiator ? initiatorKeys.sendKey : responderKeys.sendKey;
+      const counter = Math.floor(i / 2);
+      expect(toHex(AEAD.seal(key, counter, hex(message.payload), new Uint8Array(0)))).toBe(
+        message.ciphertext,
+      );
+      const receiveKey = fromInitiator ? responderKeys.receiveKey : initiatorKeys.receiveKey;
+      expect(toHex(AEAD.open(receiveKey, counter, hex(message.ciphertext), new Uint8Array(0))!)).toBe(
+        message.payload,
+      );
+    });
+    expect(transport).toHaveLength(4);
+  });
+});
+
+/** Two in-memory parties over WireGuard's protocol, driven step by step as wireguard-go noise_test.go. */
+function pair(seed: number, psk?: Uint8Array) {
+  const random = seededRandom(seed);
+  const a = localStatic(generatePrivateKey(random));
+  const b = localStatic(generatePrivateKey(random));
+  return { random, a, b, aPeer: peerKeys(a, b.publicKey, psk), bPeer: peerKeys(b, a.publicKey, psk) };
+}
+
+describe('two in-memory handshakes', () => {
+  test.each([
+    ['without psk', undefined],
+    ['with psk', HASH(Uint8Array.of(7))],
+  ])('%s: chaining key and hash agree after each message; keys work both ways', (_name, psk) => {
+    const { random, a, b, aPeer, bPeer } = pair(1, psk);
+    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(1_700_000_000_000));
+    if (!init.ok) throw new Error(init.reason);
+    const consumed = consumeInitiation(WIREGUARD, b, init.fields, () => bPeer);
+    if (!consumed.ok) throw new Error(consumed.reason);
+    expect(consumed.state.chainKey).toEqual(init.state.chainKey);
+    expect(consumed.state.hash).toEqual(init.state.hash);
+
+    const response = createResponse(consumed.state, generatePrivateKey(random), new Uint8Array(0));
+    if (!response.ok) throw new Error(response.reason);
+    const done = consumeResponse(init.state, a, aPeer, response.fields);
+    if (!done.ok) throw new Error(done.reason);
+    expect(done.result.chainKey).toEqual(response.result.chainKey);
+    expect(done.result.hash).toEqual(response.result.hash);
+
+    const aKeys = deriveTransportKeys(done.result, true);
+    const bKeys = deriveTransportKeys(response.result, false);
+    expect(aKeys.sendKey).toEqual(bKeys.receiveKey);
+    expect(aKeys.receiveKey).toEqual(bKeys.sendKey);
+    expect(aKeys.sendKey).not.toEqual(aKeys.receiveKey);
+    const sealed = AEAD.seal(aKeys.sendKey, 0, Uint8Array.of(1, 2, 3), new Uint8Array(0));
+    expect(AEAD.open(bKeys.receiveKey, 0, sealed, new Uint8Array(0))).toEqual(Uint8Array.of(1, 2, 3));
+  });
+
+  test('mismatched pre-shared keys fail at the response, as a typed failure', () => {
+    const { random, a, b, aPeer } = pair(2, HASH(Uint8Array.of(1)));
+    const bPeer = peerKeys(b, a.publicKey, HASH(Uint8Array.of(2)));
+    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+    const consumed = init.ok && consumeInitiation(WIREGUARD, b, init.fields, () => bPeer);
+    if (!init.ok || !consumed || !consumed.ok) throw new Error('setup');
+    const response = createResponse(consumed.state, generatePrivateKey(random), new Uint8Array(0));
+    if (!response.ok) throw new Error(response.reason);
+    expect(consumeResponse(init.state, a, aPeer, response.fields)).toEqual({
+      ok: false,
+      reason: 'decrypt_failed',
+    });
+  });
+
+  test('bad input yields typed failures, never exceptions', () => {
+    const { random, a, b, aPeer, bPeer } = pair(3);
+    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+    if (!init.ok) throw new Error(init.reason);
+    const flip = (bytes: Uint8Array, i: number) => {
+      const copy = Uint8Array.from(bytes);
+      copy[i]! ^= 1;
+      return copy;
+    };
+    const f = init.fields;
+    const lookup = () => bPeer;
+    // #, fields, expected reason
+    const table: [number, typeof f, string][] = [
+      [1, { ...f, ephemeral: new Uint8Array(32) }, 'invalid_public_key'], // low-order ephemeral
+      [2, { ...f, ephemeral: flip(f.ephemeral, 3) }, 'decrypt_failed'],
+      [3, { ...f, encryptedStatic: flip(f.encryptedStatic, 40) }, 'decrypt_failed'],
+      [4, { ...f, encryptedPayload: flip(f.encryptedPayload, 0) }, 'decrypt_failed'],
+      [5, { ...f, encryptedStatic: f.encryptedStatic.subarray(0, 10) }, 'decrypt_failed'],
+    ];
+    for (const [n, fields, reason] of table) {
+      expect([n, consumeInitiation(WIREGUARD, b, fields, lookup)]).toEqual([n, { ok: false, reason }]);
+    }
+    expect(consumeInitiation(WIREGUARD, b, f, () => undefined)).toEqual({
+      ok: false,
+      reason: 'unknown_peer',
+    });
+    // A third party cannot consume an initiation meant for b.
+    const c = localStatic(generatePrivateKey(random));
+    expect(consumeInitiation(WIREGUARD, c, f, lookup)).toEqual({ ok: false, reason: 'decrypt_failed' });
+    // A response with a low-order ephemeral, and one with a corrupted tag.
+    const consumed = consumeInitiation(WIREGUARD, b, f, lookup);
+    if (!consumed.ok) throw new Error(consumed.reason);
+    const response = createResponse(consumed.state, generatePrivateKey(random), new Uint8Array(0));
+    if (!response.ok) throw new Error(response.reason);
+    const r = response.fields;
+    expect(consumeResponse(init.state, a, aPeer, { ...r, ephemeral: new Uint8Array(32) })).toEqual({
+      ok: false,
+      reason: 'invalid_public_key',
+    });
+    expect(
+      consumeResponse(init.state, a, aPeer, { ...r, encryptedPayload: flip(r.encryptedPayload, 5) }),
+    ).toEqual({
+      ok: false,
+      reason: 'decrypt_failed',
+    });
+  });
+
+  test('a peer whose public key is a low-order point cannot handshake', () => {
+    const { random, a } = pair(4);
+    const lowOrder = peerKeys(a, new Uint8Array(32));
+    expect(lowOrder.staticStatic).toBeUndefined();
+    expect(createInitiation(WIREGUARD, a, lowOrder, generatePrivateKey(random), TAI64N(0))).toEqual({
+      ok: false,
+      reason: 'invalid_public_key',
+    });
+  });
+});
+
+describe('initiationRejection: replay (timestamp strictly greater) and flood (20 ms)', () => {
+  const t0 = TAI64N(1_700_000_000_000);
+  const later = TAI64N(1_700_000_001_000);
+  const history = { timestamp: t0, consumedAt: 5_000 };
+  // #, history, timestamp, now, expected
+  const table: [number, typeof history | undefined, Uint8Array, number, string | undefined][] = [
+    [1, undefined, t0, 0, undefined],
+    [2, history, t0, 10_000, 'replay'], // equal is a replay
+    [3, history, TAI64N(1_699_999_999_000), 10_000, 'replay'],
+    [4, history, later, 10_000, undefined],
+    [5, history, later, 5_019, 'flood'],
+    [6, history, later, 5_020, undefined],
+    [7, history, new Uint8Array(11), 10_000, 'replay'],
+  ];
+  test.each(table)('#%i', (_n, h, timestamp, now, expected) => {
+    expect(initiationRejection(h, timestamp, now)).toBe(expected);
+  });
+});
+
+describe('WireGuard KAT (../shared/vectors/wireguard_kat.json)', () => {
+  const kat = JSON.parse(readFileSync(katPath, 'utf8')) as Record<string, Record<string, string | number>>;
+  const variants = ['no_psk', 'with_psk'] as const;
+
+  test.each(variants)('%s: initiation, response, final hash, keys, transport, keepalive', (variant) => {
+    const v = kat[variant]!;
+    const s = (name: string) => hex(v[name] as string);
+    const initiator: LocalStatic = localStatic(s('initiator_static_private'));
+    const responder: LocalStatic = localStatic(s('responder_static_private'));
+    expect(toHex(initiator.publicKey)).toBe(v.initiator_static_public);
+    expect(toHex(responder.publicKey)).toBe(v.responder_static_public);
+    const psk = s('preshared_key');
+    const initiatorView: PeerKeys = peerKeys(initiator, responder.publicKey, psk);
+    const responderView: PeerKeys = peerKeys(responder, initiator.publicKey, psk);
+    const mac1 = (receiverPublic: Uint8Array, bytes: Uint8Array, offset: number) =>
+      MAC(HASH(LABEL_MAC1, receiverPublic), bytes.subarray(0, offset));
+
+    // Initiation: 148 bytes with mac1 (mac2 zero: no cookie yet).
+    const init = createInitiation(
+      WIREGUARD,
+      initiator,
+      initiatorView,
+      s('initiator_ephemeral_private'),
+      s('timestamp_tai64n'),
+    );
+    if (!init.ok) throw new Error(init.reason);
+    const initiation = writeInitiation({
+      senderIndex: v.initiator_sender_index as number,
+      ephemeral: init.fields.ephemeral,
+      encryptedStatic: init.fields.encryptedStatic,
+      encryptedTimestamp: init.fields.encryptedPayload,
+    });
+    initiation.set(mac1(responder.publicKey, initiation, INITIATION_MAC1_OFFSET), INITIATION_MAC1_OFFSET);
+    expect(toHex(initiation)).toBe(v.initiation);
+
+    // Responder consumes the wire bytes.
+    const parsedInitiation = parseMessage(s('initiation')) as InitiationMessage;
+    const consumed = consumeInitiation(
+      WIREGUARD,
+      responder,
+      {
+        ephemeral: parsedInitiation.ephemeral,
+        encryptedStatic: parsedInitiation.encryptedStatic,
+        encryptedPayload: parsedInitiation.encryptedTimestamp,
+      },
+      (key) => (toHex(key) === v.initiator_static_public ? responderView : undefined),
+    );
+    if (!consumed.ok) throw new Error(consumed.reason);
+    expect(toHex(consumed.state.payload)).toBe(v.timestamp_tai64n);
+
+    // Response: 92 bytes with mac1 keyed by the initiator's public key.
+    const response = createResponse(consumed.state, s('responder_ephemeral_private'), new Uint8Array(0));
+    if (!response.ok) throw new Error(response.reason);
+    const responseBytes = writeResponse({
+      senderIndex: v.responder_sender_index as number,
+      receiverIndex: parsedInitiation.senderIndex,
+      ephemeral: response.fields.ephemeral,
+      encryptedNothing: response.fields.encryptedPayload,
+    });
+    responseBytes.set(mac1(initiator.publicKey, responseBytes, RESPONSE_MAC1_OFFSET), RESPONSE_MAC1_OFFSET);
+    expect(toHex(responseBytes)).toBe(v.response);
+    expect(toHex(response.result.hash)).toBe(v.final_handshake_hash);
+
+    // Initiator consumes the response.
+    const parsedResponse = parseMessage(s('response')) as ResponseMessage;
+    const done = consumeResponse(init.state, initiator, initiatorView, {
+      ephemeral: parsedResponse.ephemeral,
+      encryptedPayload: parsedResponse.encryptedNothing,
+    });
+    if (!done.ok) throw new Error(done.reason);
+    expect(toHex(done.result.hash)).toBe(v.final_handshake_hash);
+
+    // Key direction: initiator sends with T1.
+    const initiatorKeys = deriveTransportKeys(done.result, true);
+    const responderKeys = deriveTransportKeys(response.result, false);
+    expect([toHex(initiatorKeys.sendKey), toHex(initiatorKeys.receiveKey)]).toEqual([
+      v.initiator_send_key,
+      v.initiator_recv_key,
+    ]);
+    expect([toHex(responderKeys.receiveKey), toHex(responderKeys.sendKey)]).toEqual([
+      v.initiator_send_key,
+      v.initiator_recv_key,
+    ]);
+
+    // Type-4: 28-byte packet padded to 32, counter 0, to the responder's index.
+    const data = sealTransport(
+      new StablelibTransportCipher(initiatorKeys.sendKey),
+      parsedResponse.senderIndex,
+      0,
+      0,
+      s('data_plaintext'),
+      1420,
+    );
+    expect(toHex(data)).toBe(v.data_packet_initiator_to_responder_counter0);
+    const received = parseMessage(data);
+    if (received?.type !== 4) throw new Error('not transport');
+    const plain = openTransport(new StablelibTransportCipher(responderKeys.receiveKey), received);
+    expect(toHex(plain!)).toBe(`${v.data_plaintext}00000000`);
+
+    // Keepalive from the responder: 32 bytes, to the initiator's index.
+    const keepalive = sealTransport(
+      new StablelibTransportCipher(responderKeys.sendKey),
+      parsedInitiation.senderIndex,
+      0,
+      0,
+      new Uint8Array(0),
+      1420,
+    );
+    expect(toHex(keepalive)).toBe(v.keepalive_responder_to_initiator_counter0);
+    const k = parseMessage(keepalive);
+    if (k?.type !== 4) throw new Error('not transport');
+    expect(openTransport(new StablelibTransportCipher(initiatorKeys.receiveKey), k)).toEqual(
+      new Uint8Array(0),
+    );
+    expect(openTransport(new StablelibTransportCipher(initiatorKeys.sendKey), k)).toBeUndefined();
+  });
+});

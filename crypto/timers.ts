@@ -6,6 +6,7 @@
 import {
   KEEPALIVE_TIMEOUT_MS,
   MAX_TIMER_HANDSHAKES,
+  REKEY_TIMEOUT_JITTER_MAX_MS,
   REKEY_TIMEOUT_MS,
   ZERO_KEY_MATERIAL_AFTER_MS,
 } from './constants.js';
@@ -38,6 +39,14 @@ const TIMERS: readonly TimerName[] = [
 export interface PeerTimersOptions {
   /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX_MS) ms, added to the retransmit and new-handshake timers. */
   jitter(): number;
+}
+
+/** A jitter source over the engine's injected randomBytes: uniform in [0, 334) ms up to a 2^-25 bias. */
+export function jitterFromRandomBytes(randomBytes: (length: number) => Uint8Array): () => number {
+  return () => {
+    const b = randomBytes(4);
+    return ((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0) % REKEY_TIMEOUT_JITTER_MAX_MS;
+  };
 }
 
 export class PeerTimers {

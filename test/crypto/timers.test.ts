@@ -1,4 +1,4 @@
-import { PeerTimers, type TimerExpiry } from '../../crypto/timers.js';
+import { PeerTimers, type TimerExpiry, jitterFromRandomBytes } from '../../crypto/timers.js';
 
 // A manual clock: every deadline below is exact because time only moves when the test says so.
 function timers(jitter = 0): PeerTimers {
@@ -205,5 +205,26 @@ describe('timers (§4.2), one rule at a time on a manual clock', () => {
     t.dataSent(0); // newHandshake at 15 000
     t.handshakeInitiated(10_000); // retransmitHandshake at 15 000
     expect(t.due(15_000)).toEqual(['retransmitHandshake', 'sendKeepalive', 'newHandshake']);
+  });
+});
+
+describe('jitterFromRandomBytes', () => {
+  test('maps 4 random bytes to whole milliseconds in [0, 334)', () => {
+    const script = [
+      [0, 0, 0, 0],
+      [0xff, 0xff, 0xff, 0xff],
+      [77, 1, 0, 0],
+    ];
+    let call = 0;
+    const jitter = jitterFromRandomBytes(() => Uint8Array.from(script[call++]!));
+    expect([jitter(), jitter(), jitter()]).toEqual([0, 0xffffffff % 334, (77 + 256) % 334]);
+  });
+
+  test('with a real random source every value is an integer in range, and the range is covered', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const jitter = jitterFromRandomBytes((n) => randomBytes(n));
+    const values = Array.from({ length: 20000 }, jitter);
+    expect(values.every((v) => Number.isInteger(v) && v >= 0 && v < 334)).toBe(true);
+    expect(new Set(values).size).toBe(334);
   });
 });

@@ -1,0 +1,124 @@
+// signup, login, logout, token, upgrade: getting a token onto this machine and off it again.
+import type { Command } from 'commander';
+import { ApiError, type AuthResult } from '../../lib/api-client.js';
+import type { Context } from '../context.js';
+import { CliError, usageError } from '../exit.js';
+import { prompt, readStdin } from '../io.js';
+import type { Act, Action } from '../program.js';
+
+interface CredentialOptions {
+  email?: string;
+  passwordStdin?: boolean;
+}
+
+/** Email and password from flags/stdin, or asked for on a terminal; never from argv (it leaks to `ps`). */
+async function credentials(
+  ctx: Context,
+  options: CredentialOptions,
+): Promise<{ email: string; password: string }> {
+  const interactive = ctx.io.stdin.isTTY === true;
+  let email = options.email;
+  if (email === undefined) {
+    if (!interactive || options.passwordStdin) {
+      throw usageError('give --email (and --password-stdin) when not on a terminal');
+    }
+    email = await prompt(ctx.io, 'Email: ');
+  }
+  let password: string;
+  if (options.passwordStdin) password = await readStdin(ctx.io);
+  else if (interactive) password = await prompt(ctx.io, 'Password: ', true);
+  else throw usageError('give --password-stdin when not on a terminal');
+  if (email.trim() === '' || password === '') throw usageError('email and password must not be empty');
+  return { email: email.trim(), password };
+}
+
+/** Caches the new token and shows it this once. */
+function saveAndShow(ctx: Context, result: AuthResult, headline: string): void {
+  ctx.store.writeToken(result.api_key);
+  ctx.print(
+    `${headline}\n` +
+      `Your token (shown once; cached in ${ctx.store.tokenPath}):\n${result.api_key}\n` +
+      'Load it into a shell with: export TB_KEY=$(tunnelbyte token)\n',
+    { ...result, token_path: ctx.store.tokenPath },
+  );
+}
+
+const signup: Action<[{ force?: boolean }]> = async (ctx, options) => {
+  if (ctx.store.readToken() && !options.force) {
+    throw new CliError(
+      `a token is already cached in ${ctx.store.tokenPath}; \`tunnelbyte logout\` first, or pass --force to replace it`,
+    );
+  }
+  const result = await ctx.spin('Signing up', ctx.client(undefined).signup(ctx.fingerprint()));
+  saveAndShow(
+    ctx,
+    result,
+    `Signed up: ${result.user.plan} tier, account ${result.user.id}, bound to this machine.`,
+  );
+};
+
+const login: Action<[CredentialOptions]> = async (ctx, options) => {
+  const { email, password } = await credentials(ctx, options);
+  const result = await ctx.spin('Logging in', ctx.client(undefined).login(email, password));
+  saveAndShow(ctx, result, `Logged in as ${result.user.email ?? result.user.id} (${result.user.plan}).`);
+};
+
+const logout: Action<[]> = async (ctx) => {
+  const { token, source } = ctx.requireToken();
+  let alreadyInvalid = false;
+  try {
+    await ctx.spin('Logging out', ctx.client(token).logout());
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) throw err;
+    alreadyInvalid = true; // revoked or expired already: still forget it locally
+  }
+  const removed = ctx.store.readToken() === token;
+  if (removed) ctx.store.removeToken();
+  const where = removed
+    ? `; removed ${ctx.store.tokenPath}`
+    : source === 'TB_KEY'
+      ? '; unset TB_KEY too'
+      : '';
+  ctx.print(`Logged out: ${alreadyInvalid ? 'the token was already invalid' : 'token revoked'}${where}.\n`, {
+    revoked: !alreadyInvalid,
+    removed_cache: removed,
+  });
+};
+
+const token: Action<[]> = async (ctx) => {
+  const found = ctx.requireToken();
+  ctx.print(`${found.token}\n`, found);
+};
+
+const upgrade: Action<[CredentialOptions]> = async (ctx, options) => {
+  const client = ctx.authed();
+  ctx.note('Paid accounts sign in with an email and password (`tunnelbyte login` on other machines).\n');
+  const { email, password } = await credentials(ctx, options);
+  const { url } = await ctx.spin('Preparing checkout', client.checkout(email, password));
+  ctx.print(`Open this page to pay:\n${url}\nAfter payment this token is upgraded and portable.\n`, { url });
+};
+
+export function registerAccount(program: Command, act: Act): void {
+  program
+    .command('signup')
+    .description('create a free account bound to this machine and cache its token')
+    .option('--force', 'replace an already cached token')
+    .action(act(signup));
+  program
+    .command('login')
+    .description('log in to a paid account and cache its token')
+    .option('--email <email>', 'account email (asked for on a terminal)')
+    .option('--password-stdin', 'read the password from stdin')
+    .action(act(login));
+  program.command('logout').description('revoke the token and remove the cached copy').action(act(logout));
+  program
+    .command('token')
+    .description('print the token, for: export TB_KEY=$(tunnelbyte token)')
+    .action(act(token));
+  program
+    .command('upgrade')
+    .description('get a payment link for the pro tier')
+    .option('--email <email>', 'email for the paid account (asked for on a terminal)')
+    .option('--password-stdin', 'read the new password from stdin')
+    .action(act(upgrade));
+}

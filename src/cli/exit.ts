@@ -1,0 +1,101 @@
+// Exit codes and the one mapping from any failure to ONE line on stderr saying what to do next.
+// Documented in src/cli/README.md; scripts depend on them.
+import { ApiError, NetworkError } from '../lib/api-client.js';
+import { FingerprintError } from '../lib/fingerprint.js';
+
+export const EXIT = {
+  ok: 0,
+  /** The API refused (400, 404, 409, ...) or something else failed. */
+  error: 1,
+  /** Bad arguments or options: nothing was sent. */
+  usage: 2,
+  /** No token, an invalid one (401), or one lacking a scope or tier (403). */
+  auth: 3,
+  /** 429: request rate or tier quota. */
+  limited: 4,
+  /** 503 or the broker cannot be reached. */
+  unavailable: 5,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** A failure the CLI detected itself, with its exit code and the line to print. */
+export class CliError extends Error {
+  override name = 'CliError';
+  readonly exitCode: ExitCode;
+
+  constructor(message: string, exitCode: ExitCode = EXIT.error) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+export const usageError = (message: string) => new CliError(message, EXIT.usage);
+
+export const NO_TOKEN = 'no token: run `tunnelbyte signup` or `tunnelbyte login` (or set TB_KEY)';
+
+export interface Described {
+  line: string;
+  exitCode: ExitCode;
+}
+
+function describeApiError(err: ApiError): Described {
+  const retry = err.retryAfter === undefined ? '' : `; retry in ${err.retryAfter} s`;
+  switch (err.error) {
+    case 'unauthorized':
+      return {
+        line: `unauthorized: ${err.message} Run \`tunnelbyte signup\` or \`tunnelbyte login\`.`,
+        exitCode: EXIT.auth,
+      };
+    case 'forbidden':
+      return {
+        line: `forbidden: this token lacks the scope ${err.requiredScope ?? '(unknown)'}; use a key that has it (\`tunnelbyte auth keys create\`)`,
+        exitCode: EXIT.auth,
+      };
+    case 'tier_required':
+      return {
+        line: `${err.message} It needs the ${err.requiredTier ?? 'a higher'} tier: run \`tunnelbyte upgrade\`.`,
+        exitCode: EXIT.auth,
+      };
+    case 'rate_limited':
+      return { line: `rate limited: ${err.message}${retry}`, exitCode: EXIT.limited };
+    case 'quota_exhausted':
+      return {
+        line: `quota exhausted: ${err.message}${retry}; see \`tunnelbyte usage\` or \`tunnelbyte upgrade\``,
+        exitCode: EXIT.limited,
+      };
+    case 'no_capacity':
+      return {
+        line: `no capacity: ${err.message} Try another region: \`tunnelbyte regions\`.`,
+        exitCode: EXIT.unavailable,
+      };
+    case 'unavailable':
+      return { line: `unavailable: ${err.message}${retry}`, exitCode: EXIT.unavailable };
+    case 'not_found':
+      return { line: `not found: ${err.message} See \`tunnelbyte sessions\`.`, exitCode: EXIT.error };
+    case 'invalid_request':
+      return {
+        line: `invalid request${err.field ? ` (${err.field})` : ''}: ${err.message}`,
+        exitCode: EXIT.error,
+      };
+    default: {
+      const exitCode = err.status === 429 ? EXIT.limited : err.status >= 500 ? EXIT.unavailable : EXIT.error;
+      const id = err.requestId ? ` (request id ${err.requestId})` : '';
+      return { line: `${err.error} (HTTP ${err.status}): ${err.message}${id}`, exitCode };
+    }
+  }
+}
+
+export function describeError(err: unknown): Described {
+  if (err instanceof CliError) return { line: err.message, exitCode: err.exitCode };
+  if (err instanceof ApiError) return describeApiError(err);
+  if (err instanceof NetworkError) {
+    return {
+      line: `cannot reach the broker at ${err.url}: check --api / TB_API and your connection`,
+      exitCode: EXIT.unavailable,
+    };
+  }
+  if (err instanceof FingerprintError) return { line: err.message, exitCode: EXIT.usage };
+  const message = err instanceof Error ? err.message : String(err);
+  return { line: `error: ${message.split('\n')[0]}`, exitCode: EXIT.error };
+}

@@ -1,0 +1,67 @@
+// Where the CLI reads and writes: the process's streams and environment in main.ts, captured buffers
+// in tests. Nothing else in src/cli touches process.* directly, so run() is testable in-process.
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+
+export interface OutStream {
+  write(text: string): unknown;
+  readonly isTTY?: boolean;
+}
+
+export interface CliIO {
+  stdout: OutStream;
+  stderr: OutStream;
+  stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+  env: Record<string, string | undefined>;
+}
+
+export function processIo(): CliIO {
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+}
+
+/** Reads all of stdin, without its final line break (`echo pw | tunnelbyte login --password-stdin`). */
+export async function readStdin(io: CliIO): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin)
+    chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+/** Asks one question on the terminal; with `secret` the answer is not echoed. */
+export async function prompt(io: CliIO, question: string, secret = false): Promise<string> {
+  const output = io.stderr as NodeJS.WritableStream;
+  const rl = createInterface({ input: io.stdin, output, terminal: true });
+  if (secret) {
+    // readline echoes through _writeToOutput; muting it hides the password but keeps line editing.
+    const muted = rl as unknown as { _writeToOutput: (s: string) => void };
+    muted._writeToOutput = (s: string) => {
+      if (s.startsWith(question)) output.write(s);
+    };
+  }
+  try {
+    return await new Promise<string>((resolve) => rl.question(question, resolve));
+  } finally {
+    if (secret) output.write('\n');
+    rl.close();
+  }
+}
+
+const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+const FRAME_MS = 80;
+
+/** Runs `work` with a spinner on stderr, drawn only when stderr is a terminal. */
+export async function withSpinner<T>(io: CliIO, label: string, work: Promise<T>): Promise<T> {
+  if (!io.stderr.isTTY) return work;
+  let frame = 0;
+  const draw = () => io.stderr.write(`\r${FRAMES[frame++ % FRAMES.length]} ${label}`);
+  draw();
+  const timer = setInterval(draw, FRAME_MS);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    io.stderr.write('\r\x1b[2K');
+  }
+}

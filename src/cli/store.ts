@@ -1,0 +1,95 @@
+// The CLI's files in its config dir (env-paths: ~/.config/tunnelbyte on Linux, ~/Library/Preferences/
+// tunnelbyte on macOS, %APPDATA%\tunnelbyte\Config on Windows; TB_CONFIG_DIR overrides it):
+//   token        the cached API token (0600; the directory is 0700)
+//   state.json   the last session id, for `status` and `disconnect` without an argument
+//   <ses_id>.conf  wg-quick files written by `connect` (0600: they hold the private key);
+//                  tb-<last 8 of the id>.conf with `connect --up`, as wg-quick wants a short name
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import envPaths from 'env-paths';
+
+const PRIVATE_FILE = 0o600;
+const PRIVATE_DIR = 0o700;
+
+export function configDir(env: Record<string, string | undefined>): string {
+  const override = env.TB_CONFIG_DIR;
+  if (override) return override;
+  return envPaths('tunnelbyte', { suffix: '' }).config;
+}
+
+/** Writes a file only its owner can read, creating its directory 0700; an existing file is re-moded too. */
+export function writePrivateFile(path: string, contents: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
+  writeFileSync(path, contents, { mode: PRIVATE_FILE });
+  chmodSync(path, PRIVATE_FILE);
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+interface State {
+  last_session?: string;
+}
+
+export type TokenSource = 'TB_KEY' | 'cache';
+
+export class Store {
+  readonly dir: string;
+
+  constructor(env: Record<string, string | undefined>) {
+    this.dir = configDir(env);
+  }
+
+  get tokenPath(): string {
+    return join(this.dir, 'token');
+  }
+  private get statePath(): string {
+    return join(this.dir, 'state.json');
+  }
+  sessionConfigPath(sessionId: string): string {
+    return join(this.dir, `${sessionId}.conf`);
+  }
+
+  /** For `connect --up`: wg-quick takes the interface name from the file name (at most 15 characters). */
+  interfaceConfigPath(sessionId: string): string {
+    return join(this.dir, `tb-${sessionId.replace(/[^A-Za-z0-9]/g, '').slice(-8)}.conf`);
+  }
+
+  readToken(): string | undefined {
+    const token = readOptional(this.tokenPath)?.trim();
+    return token ? token : undefined;
+  }
+  writeToken(token: string): void {
+    writePrivateFile(this.tokenPath, `${token}\n`);
+  }
+  removeToken(): void {
+    rmSync(this.tokenPath, { force: true });
+  }
+
+  private readState(): State {
+    const text = readOptional(this.statePath);
+    if (text === undefined) return {};
+    try {
+      const parsed = JSON.parse(text) as unknown;
+      return typeof parsed === 'object' && parsed !== null ? (parsed as State) : {};
+    } catch {
+      return {}; // a damaged state file only loses the "last session" convenience
+    }
+  }
+  lastSession(): string | undefined {
+    const id = this.readState().last_session;
+    return typeof id === 'string' ? id : undefined;
+  }
+  setLastSession(id: string | undefined): void {
+    const state = this.readState();
+    if (id === undefined) delete state.last_session;
+    else state.last_session = id;
+    writePrivateFile(this.statePath, `${JSON.stringify(state)}\n`);
+  }
+}

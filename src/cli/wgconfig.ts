@@ -1,0 +1,70 @@
+// The wg-quick file `connect` writes. The broker's `config` says `PrivateKey = <your private key>`
+// when the key pair was made here; the real key is put in on this machine only. A broker that sends
+// no config text gets one built from the structured fields. Either way the result must parse.
+import type { CreatedSession } from '../lib/api-client.js';
+import { formatWgQuick, keyFromBase64, parseWgQuick, type WgQuickEndpoint } from '../lib/wgquick.js';
+
+const PRIVATE_KEY_LINE = /^[ \t]*PrivateKey[ \t]*=.*$/im;
+const INTERFACE_HEADER = /^[ \t]*\[Interface\][ \t]*$/im;
+
+export type WgConfigResult = { ok: true; text: string } | { ok: false; message: string };
+
+function splitEndpoint(endpoint: string): WgQuickEndpoint | undefined {
+  const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(endpoint);
+  if (!match || Number(match[2]) > 65535) return undefined;
+  return { host: match[1] ?? '', port: Number(match[2]) };
+}
+
+function fromFields(session: CreatedSession, privateKey: Uint8Array): WgConfigResult {
+  const publicKey = keyFromBase64(session.peer.public_key);
+  const presharedKey = session.peer.preshared_key ? keyFromBase64(session.peer.preshared_key) : undefined;
+  const endpoint = splitEndpoint(session.peer.endpoint);
+  if (!publicKey || !endpoint || (session.peer.preshared_key && !presharedKey)) {
+    return { ok: false, message: 'the session has no config text and its peer fields are malformed' };
+  }
+  try {
+    const text = formatWgQuick({
+      interface: {
+        privateKey,
+        addresses: session.interface.addresses,
+        dns: session.interface.dns,
+        preUp: [],
+        postUp: [],
+        preDown: [],
+        postDown: [],
+      },
+      peers: [
+        {
+          publicKey,
+          ...(presharedKey ? { presharedKey } : {}),
+          allowedIps: session.peer.allowed_ips,
+          endpoint,
+          persistentKeepalive: session.peer.persistent_keepalive,
+        },
+      ],
+    });
+    return { ok: true, text };
+  } catch {
+    return { ok: false, message: 'the session has no config text and its fields are not canonical' };
+  }
+}
+
+/** The complete wg-quick text for a session whose private key is `privateKeyB64`. */
+export function sessionConfig(session: CreatedSession, privateKeyB64: string): WgConfigResult {
+  const privateKey = keyFromBase64(privateKeyB64);
+  if (!privateKey) return { ok: false, message: 'the private key is not a WireGuard key' };
+  const template = typeof session.config === 'string' ? session.config : '';
+  let text: string;
+  if (PRIVATE_KEY_LINE.test(template)) {
+    text = template.replace(PRIVATE_KEY_LINE, `PrivateKey = ${privateKeyB64}`);
+  } else if (INTERFACE_HEADER.test(template)) {
+    text = template.replace(INTERFACE_HEADER, (header) => `${header}\nPrivateKey = ${privateKeyB64}`);
+  } else {
+    return fromFields(session, privateKey);
+  }
+  if (!text.endsWith('\n')) text += '\n';
+  const parsed = parseWgQuick(text);
+  // The message names a line, never a value, so no key reaches the terminal.
+  if (!parsed.ok) return { ok: false, message: `line ${parsed.error.line}: ${parsed.error.message}` };
+  return { ok: true, text };
+}

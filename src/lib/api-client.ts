@@ -1,0 +1,355 @@
+// The typed client for shared/API.md, used by the CLI and by tests. fetch-based (Node 20), no retries:
+// the caller decides what a 429 or 503 means for it. Every failure is one of two typed errors:
+// ApiError (the broker answered with an error) or NetworkError (it could not be reached at all).
+
+// ---- Response and request types, as in API.md ----
+
+export type Tier = 'free' | 'pro' | 'business';
+export type RegionStatus = 'active' | 'degraded' | 'down';
+export type SessionStatus = 'pending' | 'active' | 'idle' | 'expired' | 'closed' | 'node_lost';
+
+export interface Region {
+  id: string;
+  name: string;
+  country: string;
+  status: RegionStatus;
+  nodes: number;
+  load: number;
+  tiers: Tier[];
+}
+
+export type IpAttribution =
+  | { ip: string; exit: true; region: string; node: string; first_seen: string; last_seen: string }
+  | { ip: string; exit: false };
+
+export interface User {
+  id: string;
+  email: string | null;
+  name?: string | null;
+  plan: Tier;
+  created_at: string;
+  usage?: { sessions_created: number; bytes_transferred: number; requests_served: number };
+}
+
+export interface AuthResult {
+  api_key: string;
+  user: User;
+}
+
+export interface KeyInfo {
+  id: string;
+  name: string;
+  /** Always masked, e.g. `tb_***…abc`, except in the answer to createKey. */
+  key: string;
+  permissions: string[];
+  created_at: string;
+  last_used: string | null;
+  expires_at: string | null;
+  status?: string;
+}
+
+export interface AuthTest {
+  valid: boolean;
+  user: string;
+  plan: Tier;
+  permissions: string[];
+  granted: boolean;
+}
+
+export interface CreateKeyRequest {
+  name: string;
+  permissions: string[];
+  /** Seconds until the key expires; absent = never. */
+  expires_in?: number;
+}
+
+export interface SessionNode {
+  id: string;
+  endpoint: string;
+  public_key: string;
+}
+
+export interface SessionPeer {
+  public_key: string;
+  preshared_key?: string;
+  endpoint: string;
+  allowed_ips: string[];
+  persistent_keepalive: number;
+}
+
+export interface SessionInterface {
+  addresses: string[];
+  dns: string[];
+  private_key?: string;
+}
+
+export interface CreateSessionRequest {
+  region: string;
+  public_key?: string;
+  ttl_seconds?: number;
+  preshared_key?: boolean;
+}
+
+export interface CreatedSession {
+  id: string;
+  status: SessionStatus;
+  region: string;
+  node: SessionNode;
+  interface: SessionInterface;
+  peer: SessionPeer;
+  /** wg-quick file text; with a client public key its PrivateKey line is a placeholder. */
+  config: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface Session {
+  id: string;
+  status: SessionStatus;
+  region: string;
+  node: SessionNode | string | null;
+  created_at: string;
+  expires_at: string;
+  last_handshake_at: string | null;
+  rx_bytes: number;
+  tx_bytes: number;
+}
+
+export interface Usage {
+  tier: Tier;
+  period: { start: string; end: string };
+  bytes: { used: number; limit: number | null };
+  sessions: { active: number; limit: number; created: number };
+  requests: { limit_per_minute: number };
+}
+
+/** The error codes of API.md's table (plus `internal`); a broker may add more, hence `string`. */
+export type ApiErrorName =
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'tier_required'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'rate_limited'
+  | 'quota_exhausted'
+  | 'no_capacity'
+  | 'unavailable'
+  | 'internal'
+  /** The answer was not the contract's JSON error shape (e.g. a proxy's HTML page). */
+  | 'bad_response';
+
+export interface ErrorBody {
+  error: string;
+  message?: string;
+  code?: number;
+  retry_after?: number;
+  required_scope?: string;
+  required_tier?: string;
+  field?: string;
+  [detail: string]: unknown;
+}
+
+/** The broker answered with an error status. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly status: number;
+  readonly error: ApiErrorName | (string & {});
+  readonly code: number | undefined;
+  /** Seconds, from the body's retry_after or else the Retry-After header. */
+  readonly retryAfter: number | undefined;
+  readonly requiredScope: string | undefined;
+  readonly requiredTier: string | undefined;
+  readonly field: string | undefined;
+  readonly requestId: string | undefined;
+  readonly body: ErrorBody;
+
+  constructor(status: number, body: ErrorBody, headers?: Headers) {
+    super(body.message ?? `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+    this.error = body.error;
+    this.code = typeof body.code === 'number' ? body.code : undefined;
+    this.retryAfter = typeof body.retry_after === 'number' ? body.retry_after : retryAfterHeader(headers);
+    this.requiredScope = typeof body.required_scope === 'string' ? body.required_scope : undefined;
+    this.requiredTier = typeof body.required_tier === 'string' ? body.required_tier : undefined;
+    this.field = typeof body.field === 'string' ? body.field : undefined;
+    this.requestId = headers?.get('x-request-id') ?? undefined;
+  }
+}
+
+/** The broker could not be reached (DNS, refused connection, timeout, TLS). */
+export class NetworkError extends Error {
+  override name = 'NetworkError';
+  readonly url: string;
+
+  constructor(url: string, cause: unknown) {
+    super(`cannot reach ${url}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.url = url;
+  }
+}
+
+function retryAfterHeader(headers: Headers | undefined): number | undefined {
+  const value = headers?.get('retry-after');
+  if (value === null || value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+  return Number(value);
+}
+
+function isErrorBody(value: unknown): value is ErrorBody {
+  return typeof value === 'object' && value !== null && typeof (value as ErrorBody).error === 'string';
+}
+
+// ---- The client ----
+
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+export const FINGERPRINT_HEADER = 'X-Machine-Fingerprint';
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export interface ApiClientOptions {
+  /** Origin of the broker, e.g. https://api.tunnelbyte.dev (a trailing /v1 is accepted too). */
+  baseUrl?: string;
+  /** Bearer token (`tb_…`); requests without one go out unauthenticated. */
+  token?: string;
+  /** Sent as X-Machine-Fingerprint on every request (free tokens are bound to it). */
+  fingerprint?: string;
+  timeoutMs?: number;
+  userAgent?: string;
+}
+
+type Method = 'GET' | 'POST' | 'DELETE';
+
+export class ApiClient {
+  readonly baseUrl: string;
+  private readonly token: string | undefined;
+  private readonly fingerprint: string | undefined;
+  private readonly timeoutMs: number;
+  private readonly userAgent: string | undefined;
+
+  constructor(options: ApiClientOptions = {}) {
+    this.baseUrl = (options.baseUrl ?? DEFAULT_API_URL).replace(/\/+$/, '').replace(/\/v1$/, '');
+    this.token = options.token;
+    this.fingerprint = options.fingerprint;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.userAgent = options.userAgent;
+  }
+
+  /** A copy of this client presenting another token. */
+  withToken(token: string | undefined): ApiClient {
+    return new ApiClient({
+      baseUrl: this.baseUrl,
+      token,
+      fingerprint: this.fingerprint,
+      timeoutMs: this.timeoutMs,
+      userAgent: this.userAgent,
+    });
+  }
+
+  /** One request; resolves with the parsed JSON body (undefined for 204), rejects with ApiError/NetworkError. */
+  async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    const url = `${this.baseUrl}${path}`;
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (this.fingerprint) headers[FINGERPRINT_HEADER] = this.fingerprint;
+    if (this.userAgent) headers['User-Agent'] = this.userAgent;
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      text = await response.text();
+    } catch (err) {
+      throw new NetworkError(this.baseUrl, err);
+    }
+
+    let parsed: unknown = undefined;
+    if (text !== '') {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+    }
+    if (!response.ok) {
+      const errorBody: ErrorBody = isErrorBody(parsed)
+        ? parsed
+        : { error: 'bad_response', message: `HTTP ${response.status} without a JSON error body` };
+      throw new ApiError(response.status, errorBody, response.headers);
+    }
+    if (text !== '' && parsed === undefined) {
+      throw new ApiError(
+        response.status,
+        { error: 'bad_response', message: 'The answer is not JSON.' },
+        response.headers,
+      );
+    }
+    return parsed as T;
+  }
+
+  // Public
+  regions(): Promise<{ regions: Region[] }> {
+    return this.request('GET', '/v1/regions');
+  }
+  ip(addr: string, at?: string): Promise<IpAttribution> {
+    const query = at === undefined ? '' : `?at=${encodeURIComponent(at)}`;
+    return this.request('GET', `/v1/ip/${encodeURIComponent(addr)}${query}`);
+  }
+
+  // Accounts and keys
+  signup(fingerprint: string): Promise<AuthResult> {
+    return this.request('POST', '/v1/auth/signup', { fingerprint });
+  }
+  login(email: string, password: string): Promise<AuthResult> {
+    return this.request('POST', '/v1/auth/login', { email, password });
+  }
+  logout(): Promise<void> {
+    return this.request('POST', '/v1/auth/logout');
+  }
+  user(): Promise<User> {
+    return this.request('GET', '/v1/auth/user');
+  }
+  currentKey(): Promise<KeyInfo> {
+    return this.request('GET', '/v1/auth/key');
+  }
+  testAuth(scope?: string): Promise<AuthTest> {
+    const query = scope === undefined ? '' : `?scope=${encodeURIComponent(scope)}`;
+    return this.request('GET', `/v1/auth/test${query}`);
+  }
+  listKeys(): Promise<{ keys: KeyInfo[] }> {
+    return this.request('GET', '/v1/auth/keys');
+  }
+  createKey(request: CreateKeyRequest): Promise<KeyInfo> {
+    return this.request('POST', '/v1/auth/keys', request);
+  }
+  revokeKey(id: string): Promise<void> {
+    return this.request('DELETE', `/v1/auth/keys/${encodeURIComponent(id)}`);
+  }
+
+  // Sessions
+  createSession(request: CreateSessionRequest): Promise<CreatedSession> {
+    return this.request('POST', '/v1/sessions', request);
+  }
+  listSessions(): Promise<{ sessions: Session[] }> {
+    return this.request('GET', '/v1/sessions');
+  }
+  session(id: string): Promise<Session> {
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}`);
+  }
+  deleteSession(id: string): Promise<void> {
+    return this.request('DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
+  }
+
+  // Usage and billing
+  usage(): Promise<Usage> {
+    return this.request('GET', '/v1/usage');
+  }
+  checkout(email: string, password: string): Promise<{ url: string }> {
+    return this.request('POST', '/v1/billing/checkout', { email, password });
+  }
+}

@@ -3,6 +3,7 @@
 import { createServer } from 'node:http';
 import { Command } from 'commander';
 import { pino } from 'pino';
+import { adminCommand } from './admin.js';
 import { createApp } from './app.js';
 import { loadConfig } from './config.js';
 import { createRedis, waitForReady } from './store/redis.js';
@@ -46,7 +47,14 @@ export function buildProgram(): Command {
     .command('serve', { isDefault: true })
     .description('run the HTTP API (env: REDIS_URL, PORT, HOST, TRUSTED_PROXIES, STRIPE_*)')
     .action(serve);
+  program.addCommand(adminCommand());
   return program;
 }
 
-await buildProgram().parseAsync(process.argv);
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (err) {
+  // Operator mistakes (unknown region, bad scope, Redis down) print one line, not a stack.
+  process.stderr.write(`tunnelbyte-broker: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+}

@@ -2,9 +2,18 @@
 // defineRoute(ctx, router, {...}); add a line here to mount a new one.
 import type { Router } from 'express';
 import type { BrokerContext } from '../context.js';
+import { adminRoutes } from './admin.js';
+import { authRoutes } from './auth.js';
+import { billingRoutes } from './billing.js';
 import { publicRoutes } from './public.js';
 import { systemRoutes } from './system.js';
 
 export type RouteModule = (ctx: BrokerContext, router: Router) => void;
 
-export const ROUTE_MODULES: RouteModule[] = [systemRoutes, publicRoutes];
+export const ROUTE_MODULES: RouteModule[] = [
+  systemRoutes,
+  publicRoutes,
+  authRoutes,
+  billingRoutes,
+  adminRoutes,
+];

@@ -134,3 +134,57 @@ export async function regionHealth(
     ]),
   );
 }
+
+export interface NodeSummary {
+  id: string;
+  region: string;
+  endpoint: string | null;
+  public_key: string | null;
+  version: string | null;
+  capacity: number | null;
+  load: number;
+  draining: boolean;
+  healthy: boolean;
+  last_heartbeat: string | null;
+  egress_ips: string[];
+}
+
+/** Every registered node as the node service recorded it (GET /v1/admin/nodes). */
+export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary[]> {
+  const ids = (await ctx.redis.smembers(keys.nodes())).sort();
+  if (ids.length === 0) return [];
+  const hashes = (await execAll(
+    ids.reduce((p, id) => p.hgetall(keys.node(id)), ctx.redis.pipeline()),
+  )) as Record<string, string>[];
+  const now = ctx.clock();
+  return ids.map((id, i) => {
+    const h = hashes[i] ?? {};
+    const lastHeartbeat = h.last_heartbeat ? Number(h.last_heartbeat) : null;
+    const draining = h.draining === '1' || h.draining === 'true';
+    const health = {
+      load: Number(h.load ?? 0) || 0,
+      draining,
+      heartbeatMs: Number(h.heartbeat_ms ?? 0),
+      lastHeartbeat: lastHeartbeat ?? 0,
+    };
+    let egress: unknown = [];
+    try {
+      egress = JSON.parse(h.egress_ips ?? '[]');
+    } catch {
+      egress = [];
+    }
+    return {
+      id,
+      region: h.region ?? '',
+      endpoint: h.endpoint ?? null,
+      public_key: h.public_key ?? null,
+      version: h.version ?? null,
+      capacity: h.capacity ? Number(h.capacity) : null,
+      load: health.load,
+      draining,
+      healthy: lastHeartbeat !== null && isNodeHealthy(health, now),
+      last_heartbeat: lastHeartbeat === null ? null : new Date(lastHeartbeat).toISOString(),
+      egress_ips: Array.isArray(egress) ? egress.filter((e): e is string => typeof e === 'string') : [],
+    };
+  });
+}

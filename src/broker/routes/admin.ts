@@ -1,0 +1,104 @@
+// Operator endpoints (API.md "Exit nodes", admin): regions, node enrollment tokens, node list.
+import type { Router } from 'express';
+import { TIERS } from '../config.js';
+import { isoTime, type BrokerContext } from '../context.js';
+import { invalidRequest } from '../errors.js';
+import { defineRoute } from '../http.js';
+import { z } from '../openapi.js';
+import { createNodeToken } from '../services/enrollment.js';
+import { getRegion, listNodeSummaries, REGION_ID, upsertRegion } from '../services/regions.js';
+
+export const RegionInput = z.object({
+  id: z.string().regex(REGION_ID, 'lower-case letters, digits and dashes'),
+  name: z.string().trim().min(1).max(100),
+  country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case'),
+  tiers: z
+    .array(z.enum(TIERS))
+    .min(1)
+    .default([...TIERS]),
+});
+
+const NodeView = z
+  .object({
+    id: z.string(),
+    region: z.string(),
+    endpoint: z.string().nullable(),
+    public_key: z.string().nullable(),
+    version: z.string().nullable(),
+    capacity: z.number().nullable(),
+    load: z.number(),
+    draining: z.boolean(),
+    healthy: z.boolean(),
+    last_heartbeat: z.string().nullable(),
+    egress_ips: z.array(z.string()),
+  })
+  .openapi('Node');
+
+export function adminRoutes(ctx: BrokerContext, router: Router): void {
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/admin/regions',
+    summary: 'Create or replace a region',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    body: RegionInput,
+    responses: {
+      201: { description: 'created' },
+      200: { description: 'replaced' },
+    },
+    handler: async ({ body }) => {
+      const { region, created } = await upsertRegion(ctx, { ...body, tiers: [...new Set(body.tiers)] });
+      return {
+        status: created ? 201 : 200,
+        body: {
+          id: region.id,
+          name: region.name,
+          country: region.country,
+          tiers: region.tiers,
+          created_at: isoTime(region.createdAt),
+        },
+      };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/admin/node-tokens',
+    summary: 'Issue an exit-node enrollment token (tbn_) for a region, shown once',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    body: z.object({ region: z.string().max(63) }),
+    responses: {
+      201: {
+        description: 'token',
+        schema: z.object({ id: z.string(), token: z.string(), region: z.string(), created_at: z.string() }),
+      },
+    },
+    handler: async ({ body }) => {
+      if (!(await getRegion(ctx.redis, body.region))) throw invalidRequest('region', 'Unknown region.');
+      const issued = await createNodeToken(ctx, body.region);
+      return {
+        status: 201,
+        body: {
+          id: issued.tokenId,
+          token: issued.token,
+          region: issued.region,
+          created_at: isoTime(issued.createdAt),
+        },
+      };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/admin/nodes',
+    summary: 'Every registered exit node and its health',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:read',
+    responses: { 200: { description: 'nodes', schema: z.object({ nodes: z.array(NodeView) }) } },
+    handler: async () => ({ body: { nodes: await listNodeSummaries(ctx) } }),
+  });
+}

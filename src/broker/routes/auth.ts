@@ -1,0 +1,254 @@
+// Accounts and keys (API.md "Accounts and keys"): signup, login, logout, user, key, test, keys.
+import type { Request, Router } from 'express';
+import { authOf, FINGERPRINT_HEADER, hasScope } from '../auth.js';
+import { TIERS } from '../config.js';
+import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
+import { forbidden, notFound } from '../errors.js';
+import { defineRoute } from '../http.js';
+import { z } from '../openapi.js';
+import { firstMissing, PERMISSIONS, SCOPES } from '../scopes.js';
+import { issueKey, listKeys, maskedKey, revokeKey, type Account, type ApiKey } from '../services/accounts.js';
+import { signup, login } from '../services/signin.js';
+import { keys as redisKeys } from '../store/keys.js';
+
+const MAX_EXPIRES_IN_SECONDS = 10 * 366 * 24 * 3600;
+
+const UserView = z
+  .object({
+    id: z.string().openapi({ example: 'usr_4f9K2m8Qx1Lp0Zr7Tb3W' }),
+    email: z.string().nullable(),
+    name: z.string().nullable(),
+    plan: z.enum(TIERS),
+    created_at: z.string(),
+  })
+  .openapi('User');
+
+const KeyView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    key: z.string().openapi({ description: 'masked except at creation', example: 'tb_***…abc' }),
+    permissions: z.array(z.string()),
+    created_at: z.string(),
+    last_used: z.string().nullable(),
+    expires_at: z.string().nullable(),
+  })
+  .openapi('ApiKey');
+
+const TokenGrant = z.object({ api_key: z.string(), user: UserView }).openapi('TokenGrant');
+
+export const userView = (a: Account) => ({
+  id: a.id,
+  email: a.email,
+  name: a.name,
+  plan: a.plan,
+  created_at: isoTime(a.createdAt),
+});
+
+const keyView = (k: ApiKey, shownKey = maskedKey(k)) => ({
+  id: k.id,
+  name: k.name,
+  key: shownKey,
+  permissions: k.permissions,
+  created_at: isoTime(k.createdAt),
+  last_used: isoOrNull(k.lastUsed),
+  expires_at: isoOrNull(k.expiresAt),
+});
+
+const fingerprintOf = (req: Request) => {
+  const value = req.headers[FINGERPRINT_HEADER];
+  return typeof value === 'string' && /^[0-9a-fA-F]{8,128}$/.test(value) ? value : undefined;
+};
+
+export function authRoutes(ctx: BrokerContext, router: Router): void {
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/auth/signup',
+    summary: 'Anonymous free account; the key is bound to this machine',
+    tags: ['auth'],
+    access: 'public',
+    body: z.object({ fingerprint: z.string().regex(/^[0-9a-fA-F]{8,128}$/, 'hex, 8 to 128 digits') }),
+    responses: { 201: { description: 'account and its first key, shown once', schema: TokenGrant } },
+    handler: async ({ body }) => {
+      const { account, token } = await signup(ctx, body.fingerprint);
+      return { status: 201, body: { api_key: token, user: userView(account) } };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/auth/login',
+    summary: 'Email and password → a new key',
+    tags: ['auth'],
+    access: 'public',
+    body: z.object({ email: z.string().min(1).max(254), password: z.string().min(1).max(1024) }),
+    responses: { 200: { description: 'a new key, shown once', schema: TokenGrant } },
+    errors: ['unauthorized'],
+    handler: async ({ body }, req) => {
+      const { account, token } = await login(ctx, {
+        ip: req.ip ?? 'unknown',
+        email: body.email,
+        password: body.password,
+        fingerprint: fingerprintOf(req),
+      });
+      return { body: { api_key: token, user: userView(account) } };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/auth/logout',
+    summary: 'Revoke the presenting key',
+    tags: ['auth'],
+    access: 'bearer',
+    responses: { 204: { description: 'revoked' } },
+    handler: async (_input, req) => {
+      const { key } = authOf(req);
+      await revokeKey(ctx.redis, key.accountId, key.id);
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/auth/user',
+    summary: 'The account of the presenting key',
+    tags: ['auth'],
+    access: 'bearer',
+    scope: 'account:read',
+    responses: {
+      200: {
+        description: 'account',
+        schema: UserView.extend({
+          usage: z.object({
+            sessions_created: z.number().int(),
+            bytes_transferred: z.number().int(),
+            requests_served: z.number().int(),
+          }),
+        }),
+      },
+    },
+    handler: async (_input, req) => {
+      const { account } = authOf(req);
+      const usage = await ctx.redis.hmget(
+        redisKeys.accountUsage(account.id),
+        'sessions_created',
+        'bytes_transferred',
+        'requests_served',
+      );
+      const [sessions, bytes, requests] = usage.map((v) => Number(v ?? 0));
+      return {
+        body: {
+          ...userView(account),
+          usage: { sessions_created: sessions, bytes_transferred: bytes, requests_served: requests },
+        },
+      };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/auth/key',
+    summary: 'The presenting key (masked)',
+    tags: ['auth'],
+    access: 'bearer',
+    responses: { 200: { description: 'key', schema: KeyView.extend({ status: z.literal('valid') }) } },
+    handler: (_input, req) => ({ body: { ...keyView(authOf(req).key), status: 'valid' } }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/auth/test',
+    summary: 'Is the key valid, and does it hold a scope?',
+    tags: ['auth'],
+    access: 'bearer',
+    query: z.object({ scope: z.enum(SCOPES).optional() }),
+    responses: {
+      200: {
+        description: 'valid (and granted, when a scope was asked)',
+        schema: z.object({
+          valid: z.literal(true),
+          user: UserView,
+          plan: z.enum(TIERS),
+          permissions: z.array(z.string()),
+          granted: z.literal(true).optional(),
+        }),
+      },
+    },
+    errors: ['forbidden'],
+    handler: ({ query }, req) => {
+      const auth = authOf(req);
+      if (query.scope && !hasScope(auth, query.scope)) throw forbidden(query.scope);
+      return {
+        body: {
+          valid: true,
+          user: userView(auth.account),
+          plan: auth.account.plan,
+          permissions: auth.key.permissions,
+          ...(query.scope ? { granted: true } : {}),
+        },
+      };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/auth/keys',
+    summary: 'Keys of the account (masked)',
+    tags: ['keys'],
+    access: 'bearer',
+    scope: 'keys:manage',
+    responses: { 200: { description: 'keys', schema: z.object({ keys: z.array(KeyView) }) } },
+    handler: async (_input, req) => ({
+      body: { keys: (await listKeys(ctx.redis, authOf(req).account.id)).map((k) => keyView(k)) },
+    }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/auth/keys',
+    summary: 'Create a key; never with a permission the creator lacks',
+    tags: ['keys'],
+    access: 'bearer',
+    scope: 'keys:manage',
+    body: z.object({
+      name: z.string().trim().min(1).max(100),
+      permissions: z
+        .array(z.enum(PERMISSIONS as [string, ...string[]]))
+        .min(1)
+        .max(PERMISSIONS.length),
+      expires_in: z.number().int().min(60).max(MAX_EXPIRES_IN_SECONDS).optional(),
+    }),
+    responses: { 201: { description: 'the key, in full, shown once', schema: KeyView } },
+    handler: async ({ body }, req) => {
+      const { account, key: creator } = authOf(req);
+      const missing = firstMissing(creator.permissions, body.permissions);
+      if (missing) throw forbidden(missing);
+      const requested = body.expires_in === undefined ? null : ctx.clock() + body.expires_in * 1000;
+      // A key never outlives the key that made it, nor leaves the machine it is bound to.
+      const bounds = [requested, creator.expiresAt].filter((t): t is number => t !== null);
+      const { token, key } = await issueKey(ctx, account.id, {
+        name: body.name,
+        permissions: [...new Set(body.permissions)],
+        fingerprint: creator.fingerprint,
+        expiresAt: bounds.length ? Math.min(...bounds) : null,
+      });
+      return { status: 201, body: keyView(key, token) };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'delete',
+    path: '/v1/auth/keys/{id}',
+    summary: 'Revoke a key of the account',
+    tags: ['keys'],
+    access: 'bearer',
+    scope: 'keys:manage',
+    params: z.object({ id: z.string().max(64) }),
+    responses: { 204: { description: 'revoked' } },
+    errors: ['not_found'],
+    handler: async ({ params }, req) => {
+      const { account } = authOf(req);
+      if (!(await revokeKey(ctx.redis, account.id, params.id))) throw notFound('No such key.');
+    },
+  });
+}

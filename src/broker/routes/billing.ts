@@ -1,0 +1,46 @@
+// Billing: checkout link and the Stripe webhook.
+import type { Router } from 'express';
+import { authOf } from '../auth.js';
+import type { BrokerContext } from '../context.js';
+import { defineRoute } from '../http.js';
+import { z } from '../openapi.js';
+import { applyStripeEvent, startCheckout, verifyStripeEvent } from '../services/billing.js';
+
+export const STRIPE_WEBHOOK_PATH = '/v1/webhooks/stripe';
+
+export function billingRoutes(ctx: BrokerContext, router: Router): void {
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/billing/checkout',
+    summary: 'Payment link for this account; email and password attach when Stripe confirms',
+    tags: ['billing'],
+    access: 'bearer',
+    scope: 'billing:read',
+    body: z.object({ email: z.email().max(254), password: z.string().min(8).max(1024) }),
+    responses: { 200: { description: 'where to pay', schema: z.object({ url: z.string() }) } },
+    errors: ['conflict'],
+    handler: async ({ body }, req) => ({
+      body: { url: await startCheckout(ctx, authOf(req).account, body) },
+    }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: STRIPE_WEBHOOK_PATH,
+    summary: 'Stripe events (Stripe-Signature over the raw body, 5-minute tolerance, each applied once)',
+    tags: ['billing'],
+    // Signature auth; Stripe retries on failure, so no rate limit here.
+    access: 'open',
+    responses: {
+      200: {
+        description: 'received',
+        schema: z.object({ received: z.literal(true), outcome: z.enum(['applied', 'ignored', 'duplicate']) }),
+      },
+    },
+    errors: ['invalid_request', 'conflict'],
+    handler: async (_input, req) => {
+      const event = verifyStripeEvent(ctx, req.rawBody, req.headers['stripe-signature']);
+      return { body: { received: true, outcome: await applyStripeEvent(ctx, event) } };
+    },
+  });
+}

@@ -1,0 +1,67 @@
+// Getting a token: anonymous signup (free, bound to the machine) and email/password login
+// (for accounts that attached credentials when they paid). Both hand out a key holding every
+// non-admin scope.
+import type { BrokerContext } from '../context.js';
+import { invalidRequest, unauthorized } from '../errors.js';
+import { verifyOrBurn } from '../password.js';
+import { USER_SCOPES } from '../scopes.js';
+import { keys } from '../store/keys.js';
+import { checkLoginAllowed, clearEmailFailures, recordLoginFailure } from './backoff.js';
+import {
+  createAccount,
+  getAccount,
+  issueKey,
+  normalizeEmail,
+  normalizeFingerprint,
+  type Account,
+  type IssuedKey,
+} from './accounts.js';
+
+export const LOGIN_FAILED = 'Invalid email or password.';
+
+export async function signup(
+  ctx: BrokerContext,
+  fingerprint: string,
+): Promise<{ account: Account } & IssuedKey> {
+  const account = await createAccount(ctx, { plan: 'free' });
+  const issued = await issueKey(ctx, account.id, {
+    name: 'signup',
+    permissions: [...USER_SCOPES],
+    fingerprint: normalizeFingerprint(fingerprint),
+    expiresAt: null,
+  });
+  return { account, ...issued };
+}
+
+/**
+ * Checks the pair and issues a key. Unknown email and wrong password answer the same 401 after the
+ * same scrypt work. A free account's key is bound to the presented machine fingerprint.
+ */
+export async function login(
+  ctx: BrokerContext,
+  input: { ip: string; email: string; password: string; fingerprint: string | undefined },
+): Promise<{ account: Account } & IssuedKey> {
+  const email = normalizeEmail(input.email);
+  await checkLoginAllowed(ctx, input.ip, email);
+  const accountId = await ctx.redis.get(keys.email(email));
+  const account = accountId ? await getAccount(ctx.redis, accountId) : null;
+  const matches = await verifyOrBurn(input.password, account?.email === email ? account.passwordHash : null);
+  if (!account || !matches) {
+    await recordLoginFailure(ctx, input.ip, email);
+    throw unauthorized(LOGIN_FAILED);
+  }
+  await clearEmailFailures(ctx, email);
+  if (account.plan === 'free' && !input.fingerprint) {
+    throw invalidRequest(
+      'fingerprint',
+      'A free account signs in from a machine: send X-Machine-Fingerprint.',
+    );
+  }
+  const issued = await issueKey(ctx, account.id, {
+    name: 'login',
+    permissions: [...USER_SCOPES],
+    fingerprint: input.fingerprint ? normalizeFingerprint(input.fingerprint) : null,
+    expiresAt: null,
+  });
+  return { account, ...issued };
+}

@@ -12,6 +12,7 @@ interface TrieNode<T> {
   // Position of the bit after the prefix, which chooses the child: byte index and shift within it.
   readonly bitAtByte: number;
   readonly bitAtShift: number;
+  readonly partialMask: number; // the prefix's bits within byte bitAtByte (0 when the prefix ends on a byte)
   peer: T | undefined;
   readonly children: [TrieNode<T> | undefined, TrieNode<T> | undefined];
   parent: TrieNode<T> | undefined; // undefined for the root
@@ -26,6 +27,7 @@ function newNode<T>(prefix: IpPrefix, peer: T | undefined): TrieNode<T> {
     cidr,
     bitAtByte: cidr >> 3,
     bitAtShift: 7 - (cidr & 7),
+    partialMask: (0xff << (8 - (cidr & 7))) & 0xff,
     peer,
     children: [undefined, undefined],
     parent: undefined,
@@ -48,8 +50,12 @@ function commonBits(bits: Uint8Array, bytes: Uint8Array, offset: number, limit: 
   return Math.min(common, limit);
 }
 
+// The lookup's inner loop: whole bytes, then the partial byte under a precomputed mask.
 function matches(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): boolean {
-  return commonBits(node.bits, bytes, offset, node.cidr) >= node.cidr;
+  const bits = node.bits;
+  const fullBytes = node.bitAtByte;
+  for (let i = 0; i < fullBytes; i++) if (bits[i] !== bytes[offset + i]) return false;
+  return node.partialMask === 0 || ((bits[fullBytes]! ^ bytes[offset + fullBytes]!) & node.partialMask) === 0;
 }
 
 // Peers are compared by identity (Map keys); undefined marks a node without a peer, hence NonNullable.

@@ -39,11 +39,11 @@ function choose(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): 0 |
   return ((bytes[offset + node.bitAtByte]! >> node.bitAtShift) & 1) as 0 | 1;
 }
 
-/** Number of leading bits that a node's prefix shares with an address (bytes at offset), up to the node's length. */
-function commonBits(bits: Uint8Array, bytes: Uint8Array, offset: number, limit: number): number {
+// Number of leading bits two prefixes share, up to limit.
+function commonBits(a: Uint8Array, b: Uint8Array, limit: number): number {
   let common = 0;
   for (let i = 0; common < limit; i++) {
-    const diff = bits[i]! ^ bytes[offset + i]!;
+    const diff = a[i]! ^ b[i]!;
     if (diff !== 0) return Math.min(limit, common + Math.clz32(diff) - 24);
     common += 8;
   }
@@ -82,7 +82,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
       this.link(parent, node, root);
       return;
     }
-    const common = commonBits(down.bits, node.bits, 0, Math.min(node.cidr, down.cidr));
+    const common = commonBits(down.bits, node.bits, Math.min(node.cidr, down.cidr));
     if (common === node.cidr) {
       // The new prefix contains the subtree below: it goes in between.
       this.link(node, down, root);
@@ -202,10 +202,10 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   }
 
   private detachFromPeer(node: TrieNode<T>): void {
-    const peer = node.peer as T;
-    const nodes = this.byPeer.get(peer);
+    if (node.peer === undefined) return; // a join node being given its first peer
+    const nodes = this.byPeer.get(node.peer);
     nodes?.delete(node);
-    if (nodes?.size === 0) this.byPeer.delete(peer);
+    if (nodes?.size === 0) this.byPeer.delete(node.peer);
   }
 }
 

@@ -50,10 +50,12 @@ export interface KeyInfo {
 
 export interface AuthTest {
   valid: boolean;
-  user: string;
+  /** The account (API.md leaves its shape open: an object here, an id in older brokers). */
+  user: User | string;
   plan: Tier;
   permissions: string[];
-  granted: boolean;
+  /** Present when a scope was asked for. */
+  granted?: boolean;
 }
 
 export interface CreateKeyRequest {

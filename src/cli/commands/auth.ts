@@ -43,7 +43,8 @@ const status: Action<[]> = async (ctx) => {
 const test: Action<[{ scope?: string }]> = async (ctx, options) => {
   const result = await ctx.spin('Testing token', ctx.authed().testAuth(options.scope));
   const scope = options.scope ? `; scope ${options.scope} granted` : '';
-  ctx.print(`Token valid: ${result.plan} tier, user ${result.user}${scope}.\n`, result);
+  const user = typeof result.user === 'string' ? result.user : (result.user.email ?? result.user.id);
+  ctx.print(`Token valid: ${result.plan} tier, user ${user}${scope}.\n`, result);
 };
 
 const keyRows = (keys: KeyInfo[]) =>

@@ -1,0 +1,118 @@
+// The CLI against a REAL broker: B1's app on a real redis-server (test/broker/helpers.ts), listening on
+// a loopback port, driven through run() in-process (fast, same code as the bin) or the compiled bin.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { BrokerApp } from '../../src/broker/app.js';
+import { run } from '../../src/cli/program.js';
+import type { CliIO } from '../../src/cli/io.js';
+import { startBroker, type TestBroker } from '../broker/helpers.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI_BIN = join(ROOT, 'dist/src/cli/main.js');
+
+export interface Listening {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function listen(app: BrokerApp | Parameters<typeof createServer>[1]): Promise<Listening> {
+  const server: Server = createServer(app as Parameters<typeof createServer>[1]);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface CliBroker {
+  broker: TestBroker;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startCliBroker(env: Record<string, string> = {}): Promise<CliBroker> {
+  const broker = await startBroker({ env: { PUBLIC_BURST: '100000', ...env } });
+  const http = await listen(broker.app);
+  return {
+    broker,
+    url: http.url,
+    close: async () => {
+      await http.close();
+      await broker.close();
+    },
+  };
+}
+
+/** One simulated machine: its own config dir and fingerprint. */
+export interface Machine {
+  configDir: string;
+  fingerprint: string;
+  env: Record<string, string>;
+}
+
+export function machine(apiUrl: string, extra: Record<string, string> = {}): Machine {
+  const configDir = join(mkdtempSync(join(tmpdir(), 'tb-cli-')), 'tunnelbyte');
+  const fingerprint = randomBytes(32).toString('hex');
+  return {
+    configDir,
+    fingerprint,
+    env: { TB_API: apiUrl, TB_CONFIG_DIR: configDir, TB_FINGERPRINT: fingerprint, PATH: '', ...extra },
+  };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+class Capture {
+  text = '';
+  constructor(readonly isTTY = false) {}
+  write(chunk: string): boolean {
+    this.text += chunk;
+    return true;
+  }
+}
+
+/** Runs the CLI in-process with captured streams; stdin is the given text (not a TTY). */
+export async function cli(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  options: { stdin?: string; stderrTTY?: boolean } = {},
+): Promise<CliResult> {
+  const stdout = new Capture();
+  const stderr = new Capture(options.stderrTTY ?? false);
+  const io: CliIO = { stdout, stderr, stdin: Readable.from([options.stdin ?? '']), env };
+  const code = await run(argv, io);
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** Runs the compiled bin (`npm run build` first; scripts/test does it). */
+export async function cliBin(argv: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
+  if (!existsSync(CLI_BIN)) throw new Error(`${CLI_BIN} is missing: run \`npm run build\` first`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_BIN, ...argv], {
+      env: { ...env, PATH: process.env.PATH ?? '' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}

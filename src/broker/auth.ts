@@ -68,8 +68,9 @@ export function bearerAuth(ctx: BrokerContext): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     const auth = await authenticate(ctx, req);
     enforce(res, await ctx.limits.bearer.take(auth.key.id, auth.account.plan));
-    await touchKey(ctx.redis, auth.key, ctx.clock());
-    req.auth = auth;
+    const now = ctx.clock();
+    await touchKey(ctx.redis, auth.key, now);
+    req.auth = { account: auth.account, key: { ...auth.key, lastUsed: now } };
     next();
   };
 }

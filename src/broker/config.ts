@@ -87,7 +87,9 @@ export class ConfigError extends Error {
 
 /** Parses an environment (process.env by default); throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // An empty variable means unset (`STRIPE_PAYMENT_LINK=` disables billing).
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
     throw new ConfigError(`invalid broker environment: ${problems.join('; ')}`);

@@ -48,17 +48,17 @@ export function verifyStripeEvent(
     throw invalidRequest('stripe-signature', 'Missing Stripe-Signature header.');
   }
   if (!rawBody) throw invalidRequest('body', 'Missing event body.');
+  const now = ctx.clock();
+  const tolerance = ctx.config.stripe.toleranceSeconds;
+  const rejected = () =>
+    invalidRequest('stripe-signature', 'The Stripe signature does not verify (or is too old).');
+  // stripe only refuses old timestamps; one from beyond the tolerance in the future is refused too.
+  const signedAt = Number(/(?:^|,)t=(\d+)/.exec(signature)?.[1] ?? NaN);
+  if (!(signedAt <= now / 1000 + tolerance)) throw rejected();
   try {
-    return Stripe.webhooks.constructEvent(
-      rawBody,
-      signature,
-      secret,
-      ctx.config.stripe.toleranceSeconds,
-      undefined,
-      Math.floor(ctx.clock() / 1000),
-    );
+    return Stripe.webhooks.constructEvent(rawBody, signature, secret, tolerance, undefined, now);
   } catch {
-    throw invalidRequest('stripe-signature', 'The Stripe signature does not verify (or is too old).');
+    throw rejected();
   }
 }
 

@@ -1,0 +1,168 @@
+// Admin routes and the admin CLI's functions (which act on Redis directly).
+import request from 'supertest';
+import {
+  addRegion,
+  createNodeTokenFor,
+  createOperatorKey,
+  OPERATOR_ACCOUNT_ID,
+} from '../../src/broker/admin.js';
+import { verifyNodeToken } from '../../src/broker/services/enrollment.js';
+import { keys } from '../../src/broker/store/keys.js';
+import { hashToken, isWellFormedToken } from '../../src/broker/tokens.js';
+import { startBroker, type TestBroker } from './helpers.js';
+
+const now = Date.parse('2026-05-01T00:00:00Z');
+let broker: TestBroker;
+let adminToken: string;
+
+beforeAll(async () => {
+  broker = await startBroker({ clock: () => now, env: { PUBLIC_BURST: '100000' } });
+  adminToken = await createOperatorKey(broker.ctx, ['admin:read', 'admin:write'], 'ops');
+});
+afterAll(async () => broker.close());
+
+const admin = () => ({ Authorization: `Bearer ${adminToken}` });
+
+describe('admin CLI functions', () => {
+  test('region add, node-token create, key create', async () => {
+    expect(
+      await addRegion(broker.ctx, { id: 'ap-south', name: 'Mumbai', country: 'IN', tiers: ['pro'] }),
+    ).toBe('added region ap-south');
+    expect(
+      await addRegion(broker.ctx, { id: 'ap-south', name: 'Mumbai 2', country: 'IN', tiers: ['pro'] }),
+    ).toBe('updated region ap-south');
+    const token = await createNodeTokenFor(broker.ctx, 'ap-south');
+    expect(isWellFormedToken('tbn_', token)).toBe(true);
+    expect(await verifyNodeToken(broker.ctx, token)).toMatchObject({ region: 'ap-south' });
+    await expect(createNodeTokenFor(broker.ctx, 'nowhere')).rejects.toThrow('unknown region');
+    await expect(createOperatorKey(broker.ctx, ['admin:fly'], 'x')).rejects.toThrow('unknown scope');
+    await expect(
+      addRegion(broker.ctx, { id: 'Bad Id', name: 'x', country: 'DE', tiers: ['pro'] }),
+    ).rejects.toThrow();
+    expect(await broker.redis.hget(keys.account(OPERATOR_ACCOUNT_ID), 'plan')).toBe('business');
+  });
+
+  test('verifyNodeToken refuses anything but a live tbn_ token', async () => {
+    const token = await createNodeTokenFor(broker.ctx, 'ap-south');
+    for (const bad of [
+      undefined,
+      '',
+      'tbn_x',
+      token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A'),
+      adminToken,
+    ]) {
+      expect(await verifyNodeToken(broker.ctx, bad)).toBeNull();
+    }
+    await broker.redis.del(keys.nodeTokenHash(hashToken(token)));
+    expect(await verifyNodeToken(broker.ctx, token)).toBeNull();
+  });
+});
+
+describe('POST /v1/admin/regions', () => {
+  test('201 on create, 200 on replace; listed publicly', async () => {
+    const body = { id: 'eu-north', name: 'Stockholm', country: 'SE' };
+    const created = await request(broker.app).post('/v1/admin/regions').set(admin()).send(body);
+    expect(created.status).toBe(201);
+    expect(created.body).toEqual({
+      ...body,
+      tiers: ['free', 'pro', 'business'],
+      created_at: new Date(now).toISOString(),
+    });
+    const replaced = await request(broker.app)
+      .post('/v1/admin/regions')
+      .set(admin())
+      .send({ ...body, tiers: ['business'] });
+    expect(replaced.status).toBe(200);
+    const regions = await request(broker.app).get('/v1/regions');
+    expect(regions.body.regions).toContainEqual({
+      ...body,
+      status: 'down',
+      nodes: 0,
+      load: 0,
+      tiers: ['business'],
+    });
+  });
+
+  test.each([
+    [{ id: 'EU', name: 'x', country: 'DE' }, 'id'],
+    [{ id: 'eu', name: '', country: 'DE' }, 'name'],
+    [{ id: 'eu', name: 'x', country: 'de' }, 'country'],
+    [{ id: 'eu', name: 'x', country: 'DE', tiers: ['gold'] }, 'tiers.0'],
+    [{ id: 'eu', name: 'x', country: 'DE', tiers: [] }, 'tiers'],
+  ])('bad region %j → 400 field %s', async (body, field) => {
+    const res = await request(broker.app).post('/v1/admin/regions').set(admin()).send(body);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', field });
+  });
+});
+
+describe('POST /v1/admin/node-tokens', () => {
+  test('201 with a tbn_ token shown once, stored hashed', async () => {
+    const res = await request(broker.app)
+      .post('/v1/admin/node-tokens')
+      .set(admin())
+      .send({ region: 'ap-south' });
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({
+      id: expect.stringMatching(/^ntk_/),
+      token: expect.stringMatching(/^tbn_[0-9A-Za-z]{38}$/),
+      region: 'ap-south',
+      created_at: new Date(now).toISOString(),
+    });
+    expect(
+      JSON.stringify(await broker.redis.hgetall(keys.nodeTokenHash(hashToken(res.body.token)))),
+    ).not.toContain(res.body.token);
+  });
+
+  test('unknown region → 400 field region', async () => {
+    const res = await request(broker.app)
+      .post('/v1/admin/node-tokens')
+      .set(admin())
+      .send({ region: 'nowhere' });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', field: 'region' });
+  });
+});
+
+describe('GET /v1/admin/nodes', () => {
+  test('empty, then the nodes the node service recorded, with health', async () => {
+    expect((await request(broker.app).get('/v1/admin/nodes').set(admin())).body).toEqual({ nodes: [] });
+    await broker.redis.sadd(keys.nodes(), 'node_1', 'node_2');
+    await broker.redis.hset(keys.node('node_1'), {
+      id: 'node_1',
+      region: 'ap-south',
+      endpoint: '198.51.100.7:51820',
+      public_key: 'k'.repeat(43) + '=',
+      version: '0.1.0',
+      capacity: 100,
+      load: 0.25,
+      draining: '0',
+      heartbeat_ms: 10_000,
+      last_heartbeat: now - 5000,
+      egress_ips: JSON.stringify(['198.51.100.7']),
+    });
+    await broker.redis.hset(keys.node('node_2'), {
+      id: 'node_2',
+      region: 'ap-south',
+      heartbeat_ms: 10_000,
+      last_heartbeat: now - 60_000,
+    });
+    const res = await request(broker.app).get('/v1/admin/nodes').set(admin());
+    expect(res.body.nodes).toEqual([
+      {
+        id: 'node_1',
+        region: 'ap-south',
+        endpoint: '198.51.100.7:51820',
+        public_key: 'k'.repeat(43) + '=',
+        version: '0.1.0',
+        capacity: 100,
+        load: 0.25,
+        draining: false,
+        healthy: true,
+        last_heartbeat: new Date(now - 5000).toISOString(),
+        egress_ips: ['198.51.100.7'],
+      },
+      expect.objectContaining({ id: 'node_2', healthy: false, endpoint: null, egress_ips: [] }),
+    ]);
+  });
+});

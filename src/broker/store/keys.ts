@@ -14,6 +14,10 @@ export const TTL = {
   pendingCheckoutSeconds: 2 * DAY,
   /** Failed-login counters: forgotten after this long without failures. */
   loginFailuresSeconds: 60 * 60,
+  /** A closed or expired session stays readable (GET /v1/sessions/{id}) this long. */
+  closedSessionSeconds: 7 * DAY,
+  /** A usage period's counters outlive the period by this much. */
+  usagePeriodSeconds: 60 * DAY,
   /** Egress-IP history kept for abuse desks. */
   ipHistorySeconds: 400 * DAY,
 } as const;
@@ -67,6 +71,38 @@ export const keys = {
   node: (nodeId: string) => `node:${nodeId}`,
   /** HASH id, region, created_at, hash: node enrollment tokens (tbn_), looked up by SHA-256 hex */
   nodeTokenHash: (sha256Hex: string) => `nodetokenhash:${sha256Hex}`,
+
+  // ── sessions and the node data plane (B2; hash tag {region:<id>}) ────────────────────────────
+  // Creating a session picks a node, leases an address, writes the session and publishes to the
+  // node's peer feed in ONE Lua script, so every key it may touch shares the region's slot. The
+  // scripts (services/lua.ts) build the node-scoped names from regionPrefix() with the same
+  // suffixes as the builders below; per-account keys ({acct:<id>}) are updated in separate,
+  // idempotent steps (services/sessions.ts explains the trade-off).
+  /** "{region:<id>}:": the prefix Lua scripts extend with the suffixes below. */
+  regionPrefix: (regionId: string) => `{region:${regionId}}:`,
+  /** HASH endpoint, public_key, capacity, load, draining, next_index (address counter), token_id */
+  regionNode: (regionId: string, nodeId: string) => `{region:${regionId}}:node:${nodeId}`,
+  /** HASH address index → session id: the node's leased tunnel addresses */
+  nodeLeases: (regionId: string, nodeId: string) => `{region:${regionId}}:leases:${nodeId}`,
+  /** ZSET address index → index: freed addresses, reused lowest first */
+  nodeFreeAddresses: (regionId: string, nodeId: string) => `{region:${regionId}}:free:${nodeId}`,
+  /** HASH client public key → JSON {ses, idx, psk?}: the node's current peer set */
+  nodePeers: (regionId: string, nodeId: string) => `{region:${regionId}}:peers:${nodeId}`,
+  /** STREAM op (add|del), public_key, idx, psk: the node's peer feed (long-polled) */
+  nodeFeed: (regionId: string, nodeId: string) => `{region:${regionId}}:feed:${nodeId}`,
+  /**
+   * HASH id, account, region, node, public_key, psk, idx, state (open|closed|expired), created_at,
+   * expires_at, anchor (account created_at, for the 30-day period), rx, tx, rx_last, tx_last, handshake
+   */
+  session: (regionId: string, sessionId: string) => `{region:${regionId}}:ses:${sessionId}`,
+  /** ZSET open session id → expires_at (ms): what the reaper walks */
+  regionExpiry: (regionId: string) => `{region:${regionId}}:expiry`,
+  /** ZSET session id → deadline (ms): the account's open sessions and pending reservations */
+  accountLiveSessions: (accountId: string) => `{acct:${accountId}}:live`,
+  /** HASH session id → region: every session of the account whose record still exists */
+  accountSessions: (accountId: string) => `{acct:${accountId}}:sessions`,
+  /** HASH bytes, sessions_created: one 30-day usage period starting at `periodStartMs` */
+  accountPeriod: (accountId: string, periodStartMs: number) => `{acct:${accountId}}:period:${periodStartMs}`,
 
   // ── IP attribution ───────────────────────────────────────────────────────────────────────────
   /** LIST of JSON {node, region, first_seen, last_seen} (ms), oldest first, for a canonical IP */

@@ -1,5 +1,7 @@
 // The Express edge: request ids, JSON-only bodies, limits, 404, error shape, metrics, probes.
+import { pino } from 'pino';
 import request from 'supertest';
+import { keys } from '../../src/broker/store/keys.js';
 import { startBroker, type TestBroker } from './helpers.js';
 
 let broker: TestBroker;
@@ -67,5 +69,53 @@ describe('edge', () => {
     expect(res.status).toBe(200);
     expect(res.body.openapi).toBe('3.1.0');
     expect(Object.keys(res.body.paths)).toEqual(expect.arrayContaining(['/v1/health', '/v1/ready']));
+  });
+});
+
+describe('logs and unexpected faults', () => {
+  test('one JSON line per request with id, method, path, status, latency; never tokens or query strings', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const logged = await startBroker({ logger, server: broker.server });
+    try {
+      const secret = `tb_${'A'.repeat(32)}AAAAAA`;
+      const res = await request(logged.app)
+        .get('/v1/auth/key?token=querysecret')
+        .set('Authorization', `Bearer ${secret}`)
+        .set('X-Machine-Fingerprint', 'abcdef0123');
+      expect(res.status).toBe(401);
+      const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      const entry = entries.find((e) => e.msg === 'request');
+      expect(entry).toMatchObject({
+        req_id: res.headers['x-request-id'],
+        method: 'GET',
+        path: '/v1/auth/key',
+        status: 401,
+        latency_ms: expect.any(Number),
+      });
+      const all = lines.join('\n');
+      for (const leaked of [secret, 'querysecret', 'abcdef0123', 'Bearer']) expect(all).not.toContain(leaked);
+    } finally {
+      await logged.close();
+    }
+  });
+
+  test('a fault nobody expected → 500 {"error":"internal","code":5000}, logged with the request id', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const logged = await startBroker({ logger, server: broker.server });
+    try {
+      // A key of the wrong type makes Redis answer WRONGTYPE: a real, unexpected store fault.
+      await logged.redis.set(keys.regions(), 'not a set');
+      const res = await request(logged.app).get('/v1/regions');
+      expect(res.status).toBe(500);
+      expect(res.body).toEqual({ error: 'internal', message: 'Internal error.', code: 5000 });
+      expect(JSON.stringify(res.body)).not.toMatch(/WRONGTYPE|at .*\.ts/);
+      const fault = lines.map((l) => JSON.parse(l)).find((e) => e.msg === 'unexpected fault');
+      expect(fault).toMatchObject({ req_id: res.headers['x-request-id'], level: 50 });
+    } finally {
+      await logged.redis.del(keys.regions());
+      await logged.close();
+    }
   });
 });

@@ -1,5 +1,5 @@
 // Shared by every broker test file: a real redis-server (startRedis) and an in-process app on it.
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createApp, type BrokerApp } from '../../src/broker/app.js';
 import { loadConfig, type Config } from '../../src/broker/config.js';
 import type { BrokerContext } from '../../src/broker/context.js';
@@ -20,7 +20,7 @@ export interface TestBroker {
 }
 
 export async function startBroker(
-  options: { env?: Record<string, string>; clock?: () => number; server?: RedisServer } = {},
+  options: { env?: Record<string, string>; clock?: () => number; server?: RedisServer; logger?: Logger } = {},
 ): Promise<TestBroker> {
   const server = options.server ?? (await startRedis());
   const clients: Redis[] = [];
@@ -30,7 +30,7 @@ export async function startBroker(
     const redis = createRedis(config.redisUrl);
     clients.push(redis);
     await waitForReady(redis);
-    const app = createApp({ config, redis, logger: silentLogger, clock });
+    const app = createApp({ config, redis, logger: options.logger ?? silentLogger, clock });
     apps.push(app);
     return { app, config, redis };
   };

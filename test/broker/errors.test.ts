@@ -1,0 +1,73 @@
+// The error registry and API.md's error table agree row for row (fastify style), and the one
+// mapping function never leaks internals.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiError, ERRORS, toHttpError } from '../../src/broker/errors.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const apiMd = readFileSync(resolve(root, '../shared/API.md'), 'utf8');
+
+function documentedRows(): Record<string, { status: number; code: number }> {
+  const section = apiMd.slice(apiMd.indexOf('## Errors'), apiMd.indexOf('## Tiers'));
+  const rows: Record<string, { status: number; code: number }> = {};
+  for (const m of section.matchAll(/^\|\s*(\d{3})\s*\|\s*([a-z_]+)\s*\|\s*(\d{4})\s*\|/gm)) {
+    rows[m[2]!] = { status: Number(m[1]), code: Number(m[3]) };
+  }
+  return rows;
+}
+
+test('every registry entry is in API.md with the same status and code, and the reverse', () => {
+  const documented = documentedRows();
+  expect(Object.keys(documented).length).toBeGreaterThan(0);
+  const { internal, ...registered } = ERRORS;
+  const registry = Object.fromEntries(
+    Object.entries(registered).map(([name, e]) => [name, { status: e.status, code: e.code }]),
+  );
+  expect(registry).toEqual(documented);
+  // The one row outside the table: the unexpected fault.
+  expect(apiMd).toContain(`{"error":"internal","code":${internal.code}}`);
+});
+
+test('codes are unique', () => {
+  const codes = Object.values(ERRORS).map((e) => e.code);
+  expect(new Set(codes).size).toBe(codes.length);
+});
+
+test.each([
+  [new ApiError('rate_limited', { retryAfter: 7 }), 429, { 'Retry-After': '7' }, { retry_after: 7 }],
+  [new ApiError('quota_exhausted', { retryAfter: 0.2 }), 429, { 'Retry-After': '1' }, { retry_after: 1 }],
+  [new ApiError('no_capacity'), 503, { 'Retry-After': '5' }, {}],
+  [
+    new ApiError('forbidden', { details: { required_scope: 'tunnels:write' } }),
+    403,
+    {},
+    { required_scope: 'tunnels:write' },
+  ],
+  [
+    Object.assign(new Error("Stream isn't writeable and enableOfflineQueue options is false"), {}),
+    503,
+    { 'Retry-After': '5' },
+    {},
+  ],
+  [Object.assign(new Error('x'), { name: 'MaxRetriesPerRequestError' }), 503, { 'Retry-After': '5' }, {}],
+  [Object.assign(new Error('too big'), { type: 'entity.too.large' }), 413, {}, {}],
+])('%#: mapping %s', (err, status, headers, extra) => {
+  const mapped = toHttpError(err);
+  expect(mapped.status).toBe(status);
+  expect(mapped.headers).toEqual(headers);
+  expect(mapped.body).toMatchObject(extra);
+  expect(mapped.unexpected).toBe(false);
+});
+
+test('an unexpected fault is internal 5000, without its message or stack', () => {
+  const mapped = toHttpError(new TypeError('secret detail at /srv/app.js:1'));
+  expect(mapped).toEqual({
+    status: 500,
+    headers: {},
+    body: { error: 'internal', message: 'Internal error.', code: 5000 },
+    unexpected: true,
+  });
+  expect(toHttpError('a string').body.code).toBe(5000);
+  expect(toHttpError(null).body.code).toBe(5000);
+});

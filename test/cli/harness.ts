@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -21,8 +21,8 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-export async function listen(app: BrokerApp | Parameters<typeof createServer>[1]): Promise<Listening> {
-  const server: Server = createServer(app as Parameters<typeof createServer>[1]);
+export async function listen(handler: RequestListener | BrokerApp): Promise<Listening> {
+  const server: Server = createServer(handler as RequestListener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   return {

@@ -162,6 +162,14 @@ export class StablelibTransportCipher implements TransportAEAD {
   }
 }
 
+/**
+ * The transport cipher the engine uses for one direction of a keypair: create one per key, reuse it for
+ * every packet. The implementation is whichever bench-results/crypto.md measured faster.
+ */
+export function createTransportCipher(key: Uint8Array): TransportAEAD {
+  return new StablelibTransportCipher(key);
+}
+
 /** Private keys are clamped whenever they are set or generated. Returns a clamped copy. */
 export function clamp(privateKey: Uint8Array): Uint8Array {
   if (privateKey.length !== KEY_LENGTH) throw new RangeError('private key must be 32 bytes');

@@ -1,0 +1,190 @@
+// Crypto benchmark (not a test): AEAD seal/open throughput on 1420-byte packets for the engine's transport
+// ciphers and for plain @stablelib/chacha20poly1305, measured side by side in one run, and full responder
+// handshakes per second. Prints a markdown report; scripts/bench-crypto writes it to bench-results/crypto.md.
+import { randomBytes } from 'node:crypto';
+import { execSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
+import { CookieChecker, MacSender } from '../crypto/cookie.js';
+import { parseMessage, writeInitiation, writeResponse, type InitiationMessage } from '../crypto/messages.js';
+import {
+  WIREGUARD,
+  consumeInitiation,
+  createInitiation,
+  createResponse,
+  deriveTransportKeys,
+  localStatic,
+  peerKeys,
+} from '../crypto/noise.js';
+import {
+  StablelibTransportCipher,
+  TAI64N,
+  createTransportCipher,
+  generatePrivateKey,
+  type TransportAEAD,
+} from '../crypto/primitives.js';
+import * as ownAead from '../crypto/aead.js';
+
+const PACKET = 1420;
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const random = (n: number) => new Uint8Array(randomBytes(n));
+
+/** Runs `body` (which processes `bytesPerCall` bytes) repeatedly for about SECONDS; returns calls/s. */
+function measure(body: () => void): number {
+  const warmupEnd = performance.now() + 300;
+  while (performance.now() < warmupEnd) body();
+  let calls = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  while (elapsed < SECONDS * 1000) {
+    for (let i = 0; i < 64; i++) body();
+    calls += 64;
+    elapsed = performance.now() - start;
+  }
+  return calls / (elapsed / 1000);
+}
+
+const mbps = (callsPerSecond: number) => (callsPerSecond * PACKET) / 1e6;
+
+interface AeadRow {
+  name: string;
+  seal: number;
+  open: number;
+}
+
+/** A transport cipher: into caller buffers, one instance per key, counter incrementing. */
+function benchTransport(name: string, cipher: TransportAEAD): AeadRow {
+  const plaintext = random(PACKET);
+  const sealed = new Uint8Array(PACKET + 16);
+  const opened = new Uint8Array(PACKET);
+  let counter = 0;
+  const seal = measure(() => cipher.seal(0, counter++, plaintext, sealed));
+  cipher.seal(0, 7, plaintext, sealed);
+  const open = measure(() => {
+    if (!cipher.open(0, 7, sealed, opened)) throw new Error(`${name}: open failed`);
+  });
+  return { name, seal: mbps(seal), open: mbps(open) };
+}
+
+/** Baseline: @stablelib/chacha20poly1305 as documented (one instance, allocating results). */
+function benchStablelibPlain(key: Uint8Array): AeadRow {
+  const aead = new ChaCha20Poly1305(key);
+  const plaintext = random(PACKET);
+  const nonce = new Uint8Array(12);
+  let sink = 0;
+  const seal = measure(() => {
+    nonce[4]!++;
+    sink ^= aead.seal(nonce, plaintext)[0]!;
+  });
+  const sealed = aead.seal(nonce, plaintext);
+  const open = measure(() => {
+    if (aead.open(nonce, sealed) === null) throw new Error('baseline: open failed');
+  });
+  if (sink === 256) console.log(sink); // keeps the results observable
+  return {
+    name: '@stablelib/chacha20poly1305 (baseline: new buffers per call)',
+    seal: mbps(seal),
+    open: mbps(open),
+  };
+}
+
+/** Responder side of a full handshake: parse, mac1 check, consume initiation, create response, derive keys. */
+function benchHandshake(): number {
+  const responder = localStatic(generatePrivateKey(random));
+  const initiator = localStatic(generatePrivateKey(random));
+  const initiatorView = peerKeys(initiator, responder.publicKey);
+  const responderView = peerKeys(responder, initiator.publicKey);
+  const init = createInitiation(
+    WIREGUARD,
+    initiator,
+    initiatorView,
+    generatePrivateKey(random),
+    TAI64N(Date.now()),
+  );
+  if (!init.ok) throw new Error(init.reason);
+  const initiation = writeInitiation({
+    senderIndex: 1,
+    ephemeral: init.fields.ephemeral,
+    encryptedStatic: init.fields.encryptedStatic,
+    encryptedTimestamp: init.fields.encryptedPayload,
+  });
+  new MacSender(responder.publicKey).addMacs(initiation, 0);
+  const checker = new CookieChecker(responder.publicKey, random);
+  const responseMacs = new MacSender(initiator.publicKey);
+  return measure(() => {
+    const message = parseMessage(initiation) as InitiationMessage;
+    if (!checker.checkMac1(message)) throw new Error('mac1');
+    const consumed = consumeInitiation(
+      WIREGUARD,
+      responder,
+      {
+        ephemeral: message.ephemeral,
+        encryptedStatic: message.encryptedStatic,
+        encryptedPayload: message.encryptedTimestamp,
+      },
+      () => responderView,
+    );
+    if (!consumed.ok) throw new Error(consumed.reason);
+    const response = createResponse(consumed.state, generatePrivateKey(random), new Uint8Array(0));
+    if (!response.ok) throw new Error(response.reason);
+    const bytes = writeResponse({
+      senderIndex: 2,
+      receiverIndex: message.senderIndex,
+      ephemeral: response.fields.ephemeral,
+      encryptedNothing: response.fields.encryptedPayload,
+    });
+    responseMacs.addMacs(bytes, 0);
+    deriveTransportKeys(response.result, false);
+  });
+}
+
+const ROUNDS = 3;
+const key = random(32);
+const engineName = createTransportCipher(key).constructor.name;
+const candidates: (() => AeadRow)[] = [
+  () => benchStablelibPlain(key),
+  () =>
+    benchTransport(
+      'StablelibTransportCipher (stablelib, reused nonce, caller buffers)',
+      new StablelibTransportCipher(key),
+    ),
+  () =>
+    benchTransport('ChaChaPolyTransportCipher (crypto/aead.ts)', new ownAead.ChaChaPolyTransportCipher(key)),
+];
+// Interleaved rounds, best of each: JIT warm-up and GC pauses then affect every implementation alike.
+const rows: AeadRow[] = candidates.map((run) => run());
+for (let round = 1; round < ROUNDS; round++) {
+  candidates.forEach((run, i) => {
+    const row = run();
+    const best = rows[i]!;
+    rows[i] = { name: row.name, seal: Math.max(best.seal, row.seal), open: Math.max(best.open, row.open) };
+  });
+}
+const handshakes = benchHandshake();
+const baseline = rows[0]!;
+const engine = rows.find((row) => row.name.startsWith(engineName))!;
+
+const fmt = (n: number) => n.toFixed(1);
+const lines = [
+  '# Crypto benchmark',
+  '',
+  `- date: ${new Date().toISOString()}`,
+  `- command: \`bash scripts/bench-crypto\` (${process.env.BENCH_PINNED ?? 'not pinned'}; best of ${ROUNDS} interleaved rounds of ${SECONDS} s after 0.3 s warm-up)`,
+  `- machine: nproc ${process.env.BENCH_NPROC ?? execSync('nproc').toString().trim()}, ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}`,
+  '',
+  `ChaCha20-Poly1305 on ${PACKET}-byte packets, no associated data (MB/s = 10^6 bytes of plaintext per second):`,
+  '',
+  '| implementation | seal MB/s | open MB/s | seal ratio vs baseline | open ratio vs baseline |',
+  '| --- | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.name} | ${fmt(r.seal)} | ${fmt(r.open)} | ${(r.seal / baseline.seal).toFixed(2)} | ${(r.open / baseline.open).toFixed(2)} |`,
+  ),
+  '',
+  `Engine transport cipher (createTransportCipher): **${engineName}**, seal ${fmt(engine.seal)} MB/s, open ${fmt(engine.open)} MB/s,`,
+  `ratio to the baseline: seal ${(engine.seal / baseline.seal).toFixed(2)}×, open ${(engine.open / baseline.open).toFixed(2)}×.`,
+  '',
+  `Responder handshakes (parse + mac1 check + consume initiation + create response + mac1 + derive keys): **${handshakes.toFixed(0)} /s** on one core.`,
+  '',
+];
+console.log(lines.join('\n'));

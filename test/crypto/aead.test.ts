@@ -1,0 +1,159 @@
+// crypto/aead.ts against RFC 8439, every Wycheproof ChaCha20-Poly1305 vector, and @stablelib on random input.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
+import fc from 'fast-check';
+import { ChaChaPoly, ChaChaPolyTransportCipher } from '../../crypto/aead.js';
+import { AEAD, StablelibTransportCipher } from '../../crypto/primitives.js';
+
+const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
+const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const shared = fileURLToPath(new URL('../../../shared/vectors/', import.meta.url));
+
+function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+  const out = new Uint8Array(plaintext.length + 16);
+  new ChaChaPoly(key).seal(nonce, plaintext, ad, out);
+  return out;
+}
+
+test('RFC 8439 §2.8.2', () => {
+  const plaintext = new TextEncoder().encode(
+    "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+  );
+  const sealed = seal(
+    hex('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f'),
+    hex('070000004041424344454647'),
+    plaintext,
+    hex('50515253c0c1c2c3c4c5c6c7'),
+  );
+  expect(toHex(sealed)).toBe(
+    'd31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b' +
+      '1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc' +
+      '3ff4def08e4b7a9de576d26586cec64b6116' +
+      '1ae10b594f09e26a7e902ecbd0600691',
+  );
+});
+
+test('Wycheproof chacha20_poly1305: every 96-bit-nonce vector, valid sealed/opened, invalid rejected', () => {
+  const suite = JSON.parse(readFileSync(`${shared}wycheproof/chacha20_poly1305_test.json`, 'utf8')) as {
+    testGroups: {
+      ivSize: number;
+      tests: {
+        tcId: number;
+        key: string;
+        iv: string;
+        aad: string;
+        msg: string;
+        ct: string;
+        tag: string;
+        result: string;
+      }[];
+    }[];
+  };
+  let valid = 0;
+  let invalid = 0;
+  for (const group of suite.testGroups) {
+    for (const t of group.tests) {
+      const aead = new ChaChaPoly(hex(t.key));
+      const sealed = hex(t.ct + t.tag);
+      if (group.ivSize !== 96) {
+        expect(() =>
+          aead.open(hex(t.iv), sealed, hex(t.aad), new Uint8Array(Math.max(0, sealed.length - 16))),
+        ).toThrow('nonce must be 12 bytes');
+        invalid++;
+        continue;
+      }
+      const out = new Uint8Array(sealed.length - 16);
+      const ok = aead.open(hex(t.iv), sealed, hex(t.aad), out);
+      expect([t.tcId, ok]).toEqual([t.tcId, t.result === 'valid']);
+      if (t.result === 'valid') {
+        valid++;
+        expect([t.tcId, toHex(out)]).toEqual([t.tcId, t.msg]);
+        expect([t.tcId, toHex(seal(hex(t.key), hex(t.iv), hex(t.msg), hex(t.aad)))]).toEqual([
+          t.tcId,
+          t.ct + t.tag,
+        ]);
+      } else {
+        invalid++;
+        expect(out).toEqual(new Uint8Array(out.length)); // untouched when forged
+      }
+    }
+  }
+  expect([valid, invalid]).toEqual([256, 69]);
+});
+
+describe('differential against @stablelib/chacha20poly1305', () => {
+  test('random keys, nonces, AD and plaintexts of every length class agree', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.uint8Array({ maxLength: 40 }),
+        fc.uint8Array({ maxLength: 300 }),
+        (key, nonce, ad, plaintext) => {
+          const expected = new ChaCha20Poly1305(key).seal(nonce, plaintext, ad);
+          const sealed = seal(key, nonce, plaintext, ad);
+          const opened = new Uint8Array(plaintext.length);
+          return (
+            toHex(sealed) === toHex(expected) &&
+            new ChaChaPoly(key).open(nonce, sealed, ad, opened) &&
+            toHex(opened) === toHex(plaintext)
+          );
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  test('all-0xff inputs (maximal Poly1305 limbs) and a 1420-byte packet at unaligned offsets', () => {
+    const key = new Uint8Array(32).fill(0xff);
+    for (const length of [0, 15, 16, 17, 63, 64, 65, 1420, 4096]) {
+      const plaintext = new Uint8Array(length).fill(0xff);
+      const ad = new Uint8Array(length % 33).fill(0xff);
+      const nonce = new Uint8Array(12).fill(0xff);
+      expect([length, toHex(seal(key, nonce, plaintext, ad))]).toEqual([
+        length,
+        toHex(new ChaCha20Poly1305(key).seal(nonce, plaintext, ad)),
+      ]);
+      // Same bytes at an odd offset exercise the byte-wise path.
+      const buffer = new Uint8Array(length + 16 + 1);
+      buffer.set(plaintext, 1);
+      new ChaChaPoly(key).seal(nonce, buffer.subarray(1, 1 + length), ad, buffer.subarray(1));
+      expect([length, toHex(buffer.subarray(1))]).toEqual([length, toHex(seal(key, nonce, plaintext, ad))]);
+    }
+  });
+});
+
+describe('ChaChaPolyTransportCipher', () => {
+  test('agrees with the stablelib transport cipher, in place and across counters', () => {
+    const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+    const own = new ChaChaPolyTransportCipher(key);
+    const reference = new StablelibTransportCipher(key);
+    for (const [high, low, length] of [
+      [0, 0, 0],
+      [0, 1, 1420],
+      [1, 0xffffffff, 77],
+      [0xffffffff, 0xffffdffe, 16],
+    ] as const) {
+      const packet = Uint8Array.from({ length }, (_, i) => i * 7);
+      const buffer = new Uint8Array(length + 16);
+      buffer.set(packet);
+      own.seal(high, low, buffer.subarray(0, length), buffer); // in place
+      const expected = new Uint8Array(length + 16);
+      reference.seal(high, low, packet, expected);
+      expect(buffer).toEqual(expected);
+      expect(toHex(expected)).toBe(
+        toHex(AEAD.seal(key, (BigInt(high) << 32n) | BigInt(low), packet, new Uint8Array(0))),
+      );
+      const opened = new Uint8Array(length);
+      expect(own.open(high, low, buffer, opened)).toBe(true);
+      expect(opened).toEqual(packet);
+      expect(own.open(high, low + 1, buffer, opened)).toBe(false);
+    }
+    expect(own.open(0, 0, new Uint8Array(15), new Uint8Array(0))).toBe(false);
+  });
+
+  test('wrong key length is a programmer error', () => {
+    expect(() => new ChaChaPoly(new Uint8Array(16))).toThrow(RangeError);
+  });
+});

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { BrokerApp } from '../../src/broker/app.js';
 import { run } from '../../src/cli/program.js';
 import type { CliIO } from '../../src/cli/io.js';
 import { startBroker, type TestBroker } from '../broker/helpers.js';
@@ -21,8 +20,8 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-export async function listen(handler: RequestListener | BrokerApp): Promise<Listening> {
-  const server: Server = createServer(handler as RequestListener);
+export async function listen(handler: RequestListener): Promise<Listening> {
+  const server: Server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   return {

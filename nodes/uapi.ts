@@ -1,0 +1,149 @@
+// The UAPI socket at /var/run/wireguard/<NAME>.sock that the real `wg` tool talks to, served the way
+// wireguard-go serves it: directory 0755, socket for root only, a stale socket replaced, a live one
+// refused, and the daemon told to stop when somebody deletes the socket file (`rm` is how wg-quick and
+// operators take a userspace interface down).
+import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+
+import {
+  applySet,
+  formatErrno,
+  formatGet,
+  UAPI_EIO,
+  UapiRequestReader,
+  type UapiDevice,
+  type UapiRequest,
+} from './uapi-protocol.js';
+
+export const UAPI_DIRECTORY = '/var/run/wireguard';
+const SOCKET_REMOVED_POLL_MS = 1000;
+
+export interface UapiServerOptions {
+  name: string;
+  device: UapiDevice;
+  /** Defaults to /var/run/wireguard; tests may pass their own directory. */
+  directory?: string;
+  /** Called once when the socket file disappears from under the daemon. */
+  onSocketRemoved?: () => void;
+}
+
+export interface UapiServer {
+  readonly path: string;
+  /** Stops listening, ends open connections and removes the socket file. */
+  close(): Promise<void>;
+}
+
+export const uapiSocketPath = (name: string, directory = UAPI_DIRECTORY): string =>
+  join(directory, `${name}.sock`);
+
+/** True if something accepts connections at `path` (a live daemon), false for a stale file or none. */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+async function answer(device: UapiDevice, request: UapiRequest): Promise<string> {
+  switch (request.kind) {
+    case 'get':
+      return formatGet(device.status());
+    case 'set':
+      return formatErrno(await applySet(device, request.set).catch(() => UAPI_EIO));
+    case 'error':
+      return formatErrno(request.errno);
+    case 'close':
+      return '';
+  }
+}
+
+function serveConnection(socket: Socket, device: UapiDevice): void {
+  const reader = new UapiRequestReader();
+  // Operations are answered strictly in order, one at a time, like wireguard-go's loop.
+  let queue = Promise.resolve();
+  socket.on('data', (chunk) => {
+    for (const request of reader.push(chunk)) {
+      queue = queue.then(async () => {
+        if (socket.destroyed) return;
+        if (request.kind === 'close') {
+          socket.end();
+          return;
+        }
+        socket.write(await answer(device, request));
+      });
+    }
+  });
+  socket.on('error', () => socket.destroy());
+}
+
+export async function startUapiServer(options: UapiServerOptions): Promise<UapiServer> {
+  const directory = options.directory ?? UAPI_DIRECTORY;
+  const path = uapiSocketPath(options.name, directory);
+  mkdirSync(directory, { recursive: true, mode: 0o755 });
+  if (await socketInUse(path)) throw new Error(`${path} is in use by another process`);
+  try {
+    unlinkSync(path);
+  } catch {
+    // no stale socket
+  }
+
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    serveConnection(socket, options.device);
+  });
+  // The socket is created by bind() inside listen(): a tight umask keeps it root-only from the first moment.
+  const previousUmask = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  chmodSync(path, 0o700);
+
+  const { ino } = statSync(path);
+  let closed = false;
+  const watcher = setInterval(() => {
+    let current: number | undefined;
+    try {
+      current = statSync(path).ino;
+    } catch {
+      current = undefined;
+    }
+    if (current !== ino) {
+      clearInterval(watcher);
+      options.onSocketRemoved?.();
+    }
+  }, SOCKET_REMOVED_POLL_MS);
+  watcher.unref();
+
+  return {
+    path,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(watcher);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await stopped;
+      // Remove the file only if it is still ours (a successor may already have bound the name).
+      try {
+        if (statSync(path).ino === ino) unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}

@@ -1,0 +1,143 @@
+// The UAPI server against the real `wg` tool. The device behind it here is the in-memory one; the
+// interop tests drive the same server backed by the real engine.
+import { execFile } from 'node:child_process';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { promisify } from 'node:util';
+
+import { startUapiServer, type UapiServer } from '../../nodes/uapi.js';
+import { MemoryDevice } from './memory-device.js';
+
+const run = promisify(execFile);
+const wg = async (...args: string[]) => (await run('wg', args)).stdout;
+const b64 = (k: Uint8Array) => Buffer.from(k).toString('base64');
+const key = (byte: number) => new Uint8Array(32).fill(byte);
+
+let counter = 0;
+const uniqueName = () => `tbt${process.pid % 100000}u${counter++}`;
+
+function converse(path: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk.toString()));
+    socket.on('end', () => resolve(received));
+    socket.on('error', reject);
+    socket.write(text);
+    setTimeout(() => socket.end(), 200);
+  });
+}
+
+describe('UAPI server with the real wg tool', () => {
+  let server: UapiServer;
+  let device: MemoryDevice;
+  let name: string;
+  let removedCalls: number;
+
+  beforeEach(async () => {
+    name = uniqueName();
+    device = new MemoryDevice();
+    device.setPrivateKey(key(0x41));
+    device.listenPort = 51999;
+    removedCalls = 0;
+    server = await startUapiServer({ name, device, onSocketRemoved: () => removedCalls++ });
+  });
+  afterEach(() => server.close());
+
+  test('socket is root-only in a 0755 directory', () => {
+    expect(statSync(server.path).mode & 0o777).toBe(0o700);
+    expect(statSync('/var/run/wireguard').mode & 0o777).toBe(0o755);
+  });
+
+  test('wg set, wg show, wg showconf, peer remove', async () => {
+    const peer = b64(key(0x11));
+    await wg(
+      'set',
+      name,
+      'peer',
+      peer,
+      'allowed-ips',
+      '10.7.0.2/32,fd07::2/128',
+      'endpoint',
+      '[::1]:4000',
+      'persistent-keepalive',
+      '25',
+    );
+    const show = await wg('show', name);
+    expect(show).toContain(`interface: ${name}`);
+    expect(show).toContain('listening port: 51999');
+    expect(show).toContain(`peer: ${peer}`);
+    expect(show).toContain('endpoint: [::1]:4000');
+    expect(show).toContain('allowed ips: 10.7.0.2/32, fd07::2/128');
+    expect(show).toContain('persistent keepalive: every 25 seconds');
+
+    const conf = await wg('showconf', name);
+    expect(conf).toContain(`PrivateKey = ${b64(key(0x41))}`);
+    expect(conf).toContain('AllowedIPs = 10.7.0.2/32, fd07::2/128');
+
+    await wg('set', name, 'peer', peer, 'allowed-ips', '10.8.0.0/16');
+    expect(await wg('show', name, 'allowed-ips')).toBe(`${peer}\t10.8.0.0/16\n`);
+
+    await wg('set', name, 'peer', peer, 'remove');
+    expect(await wg('show', name, 'peers')).toBe('');
+  });
+
+  test('wg show dump carries counters and the handshake time', async () => {
+    device.upsertPeer(key(0x22), { allowedIps: ['10.0.0.2/32'] });
+    Object.assign(device.peerMap.values().next().value!, {
+      rxBytes: 1372,
+      txBytes: 1460,
+      lastHandshakeUnixMs: 1_700_000_000_000,
+    });
+    const [, peerLine] = (await wg('show', name, 'dump')).trim().split('\n');
+    expect(peerLine!.split('\t')).toEqual([
+      b64(key(0x22)),
+      '(none)',
+      '(none)',
+      '10.0.0.2/32',
+      '1700000000',
+      '1372',
+      '1460',
+      'off',
+    ]);
+  });
+
+  test('a bad wg set is refused with the error wg prints', async () => {
+    device.takenPorts.add(4444);
+    await expect(wg('set', name, 'listen-port', '4444')).rejects.toThrow(/Address already in use/);
+  });
+
+  test('several operations on one connection; an unknown operation hangs up', async () => {
+    const reply = await converse(server.path, 'get=1\n\nset=1\nbogus=1\n\nget=1\n\nnonsense\nget=1\n\n');
+    const parts = reply.split('\n\n');
+    expect(parts.filter((p) => p.endsWith('errno=0')).length).toBe(2);
+    expect(reply).toContain('errno=-22\n\n');
+    expect(reply.match(/errno=/g)!.length).toBe(3);
+  });
+
+  test('a live socket is refused; a stale one is replaced', async () => {
+    await expect(startUapiServer({ name, device })).rejects.toThrow(/in use/);
+    await server.close();
+    // A socket file nobody listens on, as a killed daemon leaves behind.
+    await run('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      server.path,
+    ]);
+    expect(existsSync(server.path)).toBe(true);
+    server = await startUapiServer({ name, device });
+    expect(await wg('show', name, 'listen-port')).toBe('51999\n');
+  });
+
+  test('removing the socket file tells the daemon to stop', async () => {
+    unlinkSync(server.path);
+    for (let i = 0; i < 50 && removedCalls === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(removedCalls).toBe(1);
+  });
+
+  test('close removes the socket', async () => {
+    await server.close();
+    expect(existsSync(server.path)).toBe(false);
+    await expect(wg('show', name)).rejects.toThrow();
+  });
+});

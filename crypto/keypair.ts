@@ -1,0 +1,200 @@
+// Transport keypairs and their per-peer rotation (WIREGUARD.md §2.7, §6), as wireguard-go's keypair.go and
+// BeginSymmetricSession/ReceivedWithKeypair: each peer holds up to three keypairs, `previous`, `current` and
+// `next`. Receiving works with any of them (dispatch is by receiver index); sending only with `current`.
+import {
+  REJECT_AFTER_MESSAGES,
+  REJECT_AFTER_TIME_MS,
+  REKEY_AFTER_MESSAGES,
+  REKEY_AFTER_TIME_MS,
+  REKEY_ON_RECEIVE_AFTER_MS,
+} from './constants.js';
+import { type TransportMessage, openTransport, sealTransport } from './messages.js';
+import type { TransportKeys } from './noise.js';
+import { StablelibTransportCipher, type TransportAEAD, wipe } from './primitives.js';
+import { ReplayFilter } from './replay.js';
+
+// The send counter is a Number: exact up to 2^53, which no keypair reaches (it lives at most 180 s). The
+// limits compare as Numbers; REKEY_AFTER_MESSAGES (2^60) is exact as a double.
+const REKEY_AFTER_MESSAGES_NUMBER = Number(REKEY_AFTER_MESSAGES);
+const REJECT_AFTER_MESSAGES_NUMBER = Number(REJECT_AFTER_MESSAGES);
+const TWO_POW_32 = 0x1_0000_0000;
+
+export class Keypair {
+  private readonly send: TransportAEAD;
+  private readonly receive: TransportAEAD;
+  private readonly replay = new ReplayFilter();
+  private sendCounter = 0;
+  private zeroed = false;
+
+  /**
+   * Takes ownership of `keys` and wipes them once the ciphers hold their own copies.
+   * @param localIndex the index the peer addresses us by (the handshake's, re-pointed to this keypair)
+   * @param remoteIndex the index we address the peer by
+   * @param createdAt monotonic ms of the handshake that derived it
+   */
+  constructor(
+    keys: TransportKeys,
+    readonly localIndex: number,
+    readonly remoteIndex: number,
+    readonly createdAt: number,
+    readonly isInitiator: boolean,
+  ) {
+    this.send = new StablelibTransportCipher(keys.sendKey);
+    this.receive = new StablelibTransportCipher(keys.receiveKey);
+    wipe(keys.sendKey, keys.receiveKey);
+  }
+
+  /** Messages sent so far with this keypair. */
+  get sent(): number {
+    return this.sendCounter;
+  }
+
+  /** Whether a packet may still be sent: not wiped, not expired by age, counter below the limit. */
+  canSend(now: number): boolean {
+    return (
+      !this.zeroed &&
+      this.sendCounter < REJECT_AFTER_MESSAGES_NUMBER &&
+      now - this.createdAt < REJECT_AFTER_TIME_MS
+    );
+  }
+
+  /** Whether a received packet may be opened with it (go: rejected once older than REJECT_AFTER_TIME). */
+  canReceive(now: number): boolean {
+    return !this.zeroed && now - this.createdAt <= REJECT_AFTER_TIME_MS;
+  }
+
+  /** The sender's half of "who rekeys" (§4.2): too many messages, or the initiator's keypair is 120 s old. */
+  needsRekeyAfterSending(now: number): boolean {
+    return (
+      this.sendCounter > REKEY_AFTER_MESSAGES_NUMBER ||
+      (this.isInitiator && now - this.createdAt > REKEY_AFTER_TIME_MS)
+    );
+  }
+
+  /** The receiver's half: the initiator's keypair is 165 s old, close to being rejected. */
+  needsRekeyAfterReceiving(now: number): boolean {
+    return this.isInitiator && now - this.createdAt > REKEY_ON_RECEIVE_AFTER_MS;
+  }
+
+  /** Seals a packet (empty: keepalive) under the next send counter; the caller checked canSend. */
+  seal(packet: Uint8Array, mtu: number): Uint8Array {
+    const counter = this.sendCounter++;
+    return sealTransport(
+      this.send,
+      this.remoteIndex,
+      Math.floor(counter / TWO_POW_32),
+      counter >>> 0,
+      packet,
+      mtu,
+    );
+  }
+
+  /**
+   * The padded plaintext of a transport message addressed to this keypair, or a rejection. The replay window
+   * moves only after the message authenticated.
+   */
+  open(message: TransportMessage): Uint8Array | 'decrypt_failed' | 'replay' {
+    const plaintext = openTransport(this.receive, message);
+    if (plaintext === undefined) return 'decrypt_failed';
+    return this.replay.validate(message.counterHigh, message.counterLow) ? plaintext : 'replay';
+  }
+
+  /** No more sending with it (wireguard-go ExpireCurrentKeypairs); receiving still works until it ages out. */
+  expireForSending(): void {
+    this.sendCounter = REJECT_AFTER_MESSAGES_NUMBER;
+  }
+
+  /** Wipes both keys; the keypair can neither send nor receive afterwards. */
+  zero(): void {
+    if (this.zeroed) return;
+    this.zeroed = true;
+    this.send.wipe();
+    this.receive.wipe();
+  }
+}
+
+/**
+ * A peer's previous/current/next slots. `release` is called for every keypair that leaves the slots, so the
+ * owner can free its index; the keypair is zeroed right after.
+ */
+export class Keypairs {
+  private previousKeypair: Keypair | undefined;
+  private currentKeypair: Keypair | undefined;
+  private nextKeypair: Keypair | undefined;
+
+  constructor(private readonly release: (keypair: Keypair) => void) {}
+
+  get previous(): Keypair | undefined {
+    return this.previousKeypair;
+  }
+
+  get current(): Keypair | undefined {
+    return this.currentKeypair;
+  }
+
+  get next(): Keypair | undefined {
+    return this.nextKeypair;
+  }
+
+  /**
+   * Initiator, after consuming a response: the new keypair is usable at once. An unconfirmed `next` (from a
+   * simultaneous handshake we answered) becomes `previous` and the old current goes, else current moves to
+   * previous. The old previous always goes.
+   */
+  installAsInitiator(keypair: Keypair): void {
+    const oldPrevious = this.previousKeypair;
+    if (this.nextKeypair !== undefined) {
+      this.previousKeypair = this.nextKeypair;
+      this.nextKeypair = undefined;
+      this.delete(this.currentKeypair);
+    } else {
+      this.previousKeypair = this.currentKeypair;
+    }
+    this.delete(oldPrevious);
+    this.currentKeypair = keypair;
+  }
+
+  /**
+   * Responder, after sending a response: the new keypair waits in `next` and is not sent with until the
+   * initiator proves it holds it (receivedWith). `current` keeps working meanwhile; `previous` goes.
+   */
+  installAsResponder(keypair: Keypair): void {
+    this.delete(this.nextKeypair);
+    this.nextKeypair = keypair;
+    this.delete(this.previousKeypair);
+    this.previousKeypair = undefined;
+  }
+
+  /**
+   * Call after a packet authenticated with `keypair`. True when it was the first one on `next`: the rotation
+   * happened and the handshake is complete (the caller runs the handshake-complete hooks).
+   */
+  receivedWith(keypair: Keypair): boolean {
+    if (keypair !== this.nextKeypair) return false;
+    this.delete(this.previousKeypair);
+    this.previousKeypair = this.currentKeypair;
+    this.currentKeypair = keypair;
+    this.nextKeypair = undefined;
+    return true;
+  }
+
+  /** Stops sending with current and next (the local private key changed). */
+  expireForSending(): void {
+    this.currentKeypair?.expireForSending();
+    this.nextKeypair?.expireForSending();
+  }
+
+  /** Deletes all three (zeroKeyMaterial, peer removal). */
+  clear(): void {
+    this.delete(this.previousKeypair);
+    this.delete(this.currentKeypair);
+    this.delete(this.nextKeypair);
+    this.previousKeypair = this.currentKeypair = this.nextKeypair = undefined;
+  }
+
+  private delete(keypair: Keypair | undefined): void {
+    if (keypair === undefined) return;
+    this.release(keypair);
+    keypair.zero();
+  }
+}

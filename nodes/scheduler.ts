@@ -1,0 +1,68 @@
+// Drives the engine's timers: one re-armed setTimeout for the earliest deadline of all peers, never a
+// timer per peer. The engine only knows monotonic milliseconds, so the clock here is performance.now().
+import { performance } from 'node:perf_hooks';
+
+/** The part of the Tunnel the scheduler drives. */
+export interface Tickable<A> {
+  tick(now: number): A[];
+  nextDeadline(): number | undefined;
+}
+
+export interface TimerApi {
+  setTimeout(callback: () => void, delayMs: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const monotonicNow = (): number => performance.now();
+
+const NODE_TIMERS: TimerApi = {
+  setTimeout: (callback, delayMs) => setTimeout(callback, delayMs),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+// setTimeout clamps longer delays to 1 ms; re-checking now and then is harmless.
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+export class TimerScheduler<A> {
+  private handle: unknown;
+  private armedFor: number | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly engine: Tickable<A>,
+    private readonly onActions: (actions: A[]) => void,
+    private readonly clock: () => number = monotonicNow,
+    private readonly timers: TimerApi = NODE_TIMERS,
+  ) {}
+
+  /** Call after every engine call that may have moved the earliest deadline. Cheap when it did not. */
+  rearm(): void {
+    if (this.stopped) return;
+    const deadline = this.engine.nextDeadline();
+    if (deadline === this.armedFor) return;
+    this.cancel();
+    if (deadline === undefined) return;
+    this.armedFor = deadline;
+    const delay = Math.min(MAX_DELAY_MS, Math.max(0, Math.ceil(deadline - this.clock())));
+    this.handle = this.timers.setTimeout(() => this.fire(), delay);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.cancel();
+  }
+
+  private fire(): void {
+    this.handle = undefined;
+    this.armedFor = undefined;
+    const actions = this.engine.tick(this.clock());
+    if (actions.length > 0) this.onActions(actions);
+    this.rearm();
+  }
+
+  private cancel(): void {
+    if (this.handle !== undefined) this.timers.clearTimeout(this.handle);
+    this.handle = undefined;
+    this.armedFor = undefined;
+  }
+}

@@ -1,0 +1,148 @@
+// Per-peer state (wireguard-go peer.go): static keys, the handshake in progress, cookie state, timers,
+// keypairs, packets staged while no keypair is usable, the endpoint learned by roaming, and the counters
+// `wg show` reports. The Tunnel façade drives it; this module holds state and small invariants only.
+import { KEY_LENGTH, MAX_STAGED_PACKETS } from './constants.js';
+import { MacSender } from './cookie.js';
+import { type Keypair, Keypairs } from './keypair.js';
+import {
+  type HandshakeState,
+  type InitiationHistory,
+  type LocalStatic,
+  type PeerKeys,
+  ZEROED,
+  peerKeys,
+} from './noise.js';
+import { wipe } from './primitives.js';
+import { PeerTimers } from './timers.js';
+
+export interface Endpoint {
+  readonly address: string; // numeric IPv4/IPv6
+  readonly port: number;
+}
+
+/** What a receiver index names: a peer's handshake in progress, or one of its keypairs. */
+export interface IndexEntry {
+  readonly peer: Peer;
+  readonly keypair: Keypair | undefined;
+}
+
+export interface PeerOptions {
+  readonly publicKey: Uint8Array;
+  readonly local: LocalStatic;
+  readonly presharedKey: Uint8Array | undefined;
+  /** Frees a receiver index (the handshake's or a keypair's) in the device's index table. */
+  readonly releaseIndex: (index: number) => void;
+  /** Retransmit/new-handshake jitter in [0, 334) ms. */
+  readonly jitter: () => number;
+}
+
+export class Peer {
+  readonly publicKey: Uint8Array;
+  /** The peer's name in 'deliver' actions and logs: its public key in base64. */
+  readonly name: string;
+  readonly macSender: MacSender;
+  readonly timers: PeerTimers;
+  readonly keypairs: Keypairs;
+  private presharedKey: Uint8Array | undefined;
+  private staticKeys: PeerKeys;
+
+  handshake: HandshakeState = ZEROED;
+  /** Our receiver index for the handshake in `handshake` (initiation created, awaiting the response). */
+  handshakeIndex: number | undefined;
+  /** The greatest initiation timestamp accepted from this peer and when (replay and flood rules). */
+  initiationHistory: InitiationHistory | undefined;
+
+  endpoint: Endpoint | undefined;
+  /** Full UDP payload bytes of authenticated messages, handshakes included (WIREGUARD.md §7.5). */
+  rxBytes = 0;
+  txBytes = 0;
+  /** Wall-clock ms of the last completed handshake; 0 if none. */
+  lastHandshakeUnixMs = 0;
+
+  private staged: Uint8Array[] = [];
+  private readonly releaseIndex: (index: number) => void;
+
+  constructor(options: PeerOptions) {
+    if (options.publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
+    this.publicKey = Uint8Array.from(options.publicKey);
+    this.name = Buffer.from(this.publicKey).toString('base64');
+    this.presharedKey = options.presharedKey && Uint8Array.from(options.presharedKey);
+    this.staticKeys = peerKeys(options.local, this.publicKey, this.presharedKey);
+    this.macSender = new MacSender(this.publicKey);
+    this.timers = new PeerTimers({ jitter: options.jitter });
+    this.releaseIndex = options.releaseIndex;
+    this.keypairs = new Keypairs((keypair) => this.releaseIndex(keypair.localIndex));
+  }
+
+  /** Static keys for the handshake; staticStatic is undefined for a low-order public key (peer unusable). */
+  get keys(): PeerKeys {
+    return this.staticKeys;
+  }
+
+  get hasPresharedKey(): boolean {
+    return this.presharedKey !== undefined;
+  }
+
+  get presharedKeyCopy(): Uint8Array | undefined {
+    return this.presharedKey && Uint8Array.from(this.presharedKey);
+  }
+
+  /** Sets or clears (undefined) the pre-shared key. */
+  setPresharedKey(local: LocalStatic, presharedKey: Uint8Array | undefined): void {
+    if (presharedKey !== undefined && presharedKey.length !== KEY_LENGTH) {
+      throw new RangeError('pre-shared key must be 32 bytes');
+    }
+    if (this.presharedKey) wipe(this.presharedKey);
+    this.presharedKey = presharedKey && Uint8Array.from(presharedKey);
+    this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
+  }
+
+  /** Recomputes the static-static DH after our private key changed. */
+  setLocal(local: LocalStatic): void {
+    this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
+  }
+
+  /** Updates the endpoint from an authenticated packet's source (roaming). */
+  roamTo(from: Endpoint): void {
+    const current = this.endpoint;
+    if (current === undefined || current.port !== from.port || current.address !== from.address) {
+      this.endpoint = { address: from.address, port: from.port };
+    }
+  }
+
+  get stagedCount(): number {
+    return this.staged.length;
+  }
+
+  /** Queues a packet (copied) until a keypair is usable; false when the queue was full and lost its oldest. */
+  stage(packet: Uint8Array): boolean {
+    const full = this.staged.length >= MAX_STAGED_PACKETS;
+    if (full) this.staged.shift();
+    this.staged.push(packet.slice());
+    return !full;
+  }
+
+  /** Empties the queue, returning its packets in order. */
+  takeStaged(): Uint8Array[] {
+    const packets = this.staged;
+    this.staged = [];
+    return packets;
+  }
+
+  /** Forgets the handshake in progress: frees its index and wipes its secrets. */
+  clearHandshake(): void {
+    if (this.handshakeIndex !== undefined) this.releaseIndex(this.handshakeIndex);
+    this.handshakeIndex = undefined;
+    const handshake = this.handshake;
+    if (handshake.state === 'initiation_created') wipe(handshake.ephemeralPrivate, handshake.chainKey);
+    else if (handshake.state === 'initiation_consumed') wipe(handshake.chainKey);
+    this.handshake = ZEROED;
+  }
+
+  /** zeroKeyMaterial and removal: keypairs, handshake and staged packets all go (wireguard-go ZeroAndFlushAll). */
+  zeroAndFlush(): void {
+    this.keypairs.clear();
+    this.clearHandshake();
+    this.staged = [];
+  }
+}

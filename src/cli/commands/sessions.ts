@@ -109,9 +109,11 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   if (path === undefined) ctx.io.stdout.write(config.text);
   else writePrivateFile(path, config.text);
 
+  // The private key appears only inside the file (or on stdout with `--out -`), never in the summary.
   const summary = {
     ...session,
-    config: toStdout ? config.text : undefined,
+    interface: { ...session.interface, private_key: undefined },
+    config: undefined,
     config_path: path ?? null,
   };
   const where = path ? `Config written to ${path} (mode 0600).\n` : '';
@@ -122,7 +124,7 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   // With the config on stdout, everything else moves to stderr so the file stays clean.
   if (toStdout) ctx.note(human);
   else ctx.print(human, summary);
-  if (toStdout && ctx.json) ctx.io.stderr.write(`${JSON.stringify({ ...summary, config: undefined })}\n`);
+  if (toStdout && ctx.json) ctx.io.stderr.write(`${JSON.stringify(summary)}\n`);
 
   if (options.qr) {
     const qr = await QRCode.toString(config.text, { type: 'terminal', small: true });

@@ -8,7 +8,8 @@
 // Poly1305 here only ever sees whole 16-byte blocks: the AEAD construction pads associated data and
 // ciphertext with zeros to a multiple of 16 and appends a 16-byte length block, so no partial-block rule is
 // needed.
-import { constantTimeEqual, type TransportAEAD } from './primitives.js';
+import { equal as constantTimeEqual } from '@stablelib/constant-time';
+import type { TransportAEAD } from './primitives.js';
 
 /** Typed-array views over the ChaCha state assume a little-endian host; createTransportCipher checks this. */
 export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;

@@ -1,0 +1,187 @@
+// Prometheus metrics for the exit node, served only when asked (`--metrics 127.0.0.1:9586`). The data
+// path bumps plain numbers (a per-packet prom-client call with labels would cost a map lookup each); the
+// registry reads them at scrape time. Per-second rates are left to Prometheus (rate() over the counters).
+// No label carries a key or an address: peers are counted, never named.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The engine's DropReason values (crypto/tunnel.ts), pre-declared so every series exists from zero. */
+export const DROP_REASONS = [
+  'malformed',
+  'unknown_index',
+  'mac1_invalid',
+  'cookie_sent',
+  'rate_limited',
+  'handshake_invalid',
+  'decrypt_failed',
+  'replay',
+  'keypair_expired',
+  'allowed_ips_violation',
+  'no_route',
+  'no_endpoint',
+  'queue_full',
+] as const;
+export type DropReasonLabel = (typeof DROP_REASONS)[number];
+
+/** WireGuard message types 1–4 by their first byte. */
+const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
+type Direction = 'rx' | 'tx';
+
+// A session is live while its keypair may still be used (REJECT_AFTER_TIME).
+const ACTIVE_HANDSHAKE_AGE_MS = 180_000;
+
+export interface PeerCounts {
+  peers(): ReadonlyArray<{ readonly lastHandshakeUnixMs: number }>;
+}
+
+interface Traffic {
+  packets: number;
+  bytes: number;
+}
+const traffic = (): Record<Direction, Traffic> => ({
+  rx: { packets: 0, bytes: 0 },
+  tx: { packets: 0, bytes: 0 },
+});
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  /** UDP datagrams, all of them (handshakes, cookies, data, and garbage received). */
+  private readonly udp = traffic();
+  /** Inner IP packets: rx = written to the TUN, tx = read from it. */
+  private readonly inner = traffic();
+  private readonly messages = new Map<string, number>();
+  private readonly drops = new Map<DropReasonLabel | string, number>(DROP_REASONS.map((r) => [r, 0]));
+  private readonly exported = new Map<string, number>();
+
+  constructor(source: PeerCounts, wallClockMs: () => number = Date.now) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'tunnelbyte_node_' });
+    const registers = [this.registry];
+    new Gauge({
+      name: 'tunnelbyte_node_peers',
+      help: 'Configured peers.',
+      registers,
+      collect() {
+        this.set(source.peers().length);
+      },
+    });
+    new Gauge({
+      name: 'tunnelbyte_node_peers_active',
+      help: 'Peers whose last handshake is recent enough for their session to be usable (180 s).',
+      registers,
+      collect() {
+        const now = wallClockMs();
+        this.set(source.peers().filter((p) => p.lastHandshakeUnixMs > now - ACTIVE_HANDSHAKE_AGE_MS).length);
+      },
+    });
+    this.counter('tunnelbyte_node_udp_packets_total', 'UDP datagrams received and sent.', ['direction'], () =>
+      (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.udp[d].packets]),
+    );
+    this.counter(
+      'tunnelbyte_node_udp_bytes_total',
+      'UDP payload bytes received and sent.',
+      ['direction'],
+      () => (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.udp[d].bytes]),
+    );
+    this.counter(
+      'tunnelbyte_node_tunnel_packets_total',
+      'Inner IP packets delivered to the interface (rx) and read from it (tx).',
+      ['direction'],
+      () => (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.inner[d].packets]),
+    );
+    this.counter(
+      'tunnelbyte_node_tunnel_bytes_total',
+      'Inner IP bytes, as tunnel_packets_total.',
+      ['direction'],
+      () => (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.inner[d].bytes]),
+    );
+    this.counter(
+      'tunnelbyte_node_handshake_messages_total',
+      'Handshake messages received and sent, by type.',
+      ['type', 'direction'],
+      () =>
+        MESSAGE_TYPES.slice(0, 3).flatMap((type) =>
+          (['rx', 'tx'] as const).map((d): [Record<'type' | 'direction', string>, number] => [
+            { type, direction: d },
+            this.messages.get(`${type}/${d}`) ?? 0,
+          ]),
+        ),
+    );
+    this.counter('tunnelbyte_node_drops_total', 'Packets dropped by the engine, by reason.', ['reason'], () =>
+      [...this.drops].map(([reason, count]) => [{ reason }, count]),
+    );
+  }
+
+  datagram(direction: Direction, datagram: Uint8Array): void {
+    const t = this.udp[direction];
+    t.packets++;
+    t.bytes += datagram.length;
+    const type = datagram.length > 0 ? datagram[0]! : 0;
+    if (type >= 1 && type <= 3) {
+      const key = `${MESSAGE_TYPES[type - 1]}/${direction}`;
+      this.messages.set(key, (this.messages.get(key) ?? 0) + 1);
+    }
+  }
+
+  innerPacket(direction: Direction, packet: Uint8Array): void {
+    const t = this.inner[direction];
+    t.packets++;
+    t.bytes += packet.length;
+  }
+
+  drop(reason: DropReasonLabel | string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  /** A counter whose values are plain numbers read at scrape time. */
+  private counter<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    read: () => Array<[Record<L, string>, number]>,
+  ): void {
+    const exported = this.exported;
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect() {
+        for (const [labels, value] of read()) {
+          const id = `${name}${JSON.stringify(labels)}`;
+          const delta = value - (exported.get(id) ?? 0);
+          exported.set(id, value);
+          this.inc(labels as never, delta);
+        }
+      },
+    });
+  }
+}
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves GET /metrics on host:port (port 0 picks a free one). */
+export async function serveMetrics(metrics: NodeMetrics, host: string, port: number): Promise<MetricsServer> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+      response.writeHead(404).end();
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+      () => response.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,71 @@
+import { NodeMetrics, serveMetrics, type MetricsServer } from '../../nodes/metrics.js';
+
+const NOW = 1_800_000_000_000;
+
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('node metrics over HTTP', () => {
+  let server: MetricsServer;
+  let metrics: NodeMetrics;
+  const peers = [
+    { lastHandshakeUnixMs: NOW - 1000 },
+    { lastHandshakeUnixMs: NOW - 200_000 },
+    { lastHandshakeUnixMs: 0 },
+  ];
+
+  beforeEach(async () => {
+    metrics = new NodeMetrics({ peers: () => peers }, () => NOW);
+    server = await serveMetrics(metrics, '127.0.0.1', 0);
+  });
+  afterEach(() => server.close());
+
+  const scrape = async () => {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    expect(response.status).toBe(200);
+    return response.text();
+  };
+
+  test('peers, handshakes, traffic and drops, counted across scrapes', async () => {
+    const initiation = new Uint8Array(148).fill(0);
+    initiation[0] = 1;
+    const response = new Uint8Array(92);
+    response[0] = 2;
+    const data = new Uint8Array(128);
+    data[0] = 4;
+    metrics.datagram('rx', initiation);
+    metrics.datagram('tx', response);
+    metrics.datagram('rx', data);
+    metrics.innerPacket('rx', new Uint8Array(84));
+    metrics.drop('replay');
+    metrics.drop('replay');
+
+    let text = await scrape();
+    expect(sample(text, 'tunnelbyte_node_peers')).toBe(3);
+    expect(sample(text, 'tunnelbyte_node_peers_active')).toBe(1);
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(2);
+    expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="rx"}')).toBe(276);
+    expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="tx"}')).toBe(92);
+    expect(sample(text, 'tunnelbyte_node_handshake_messages_total{type="initiation",direction="rx"}')).toBe(
+      1,
+    );
+    expect(sample(text, 'tunnelbyte_node_handshake_messages_total{type="response",direction="tx"}')).toBe(1);
+    expect(sample(text, 'tunnelbyte_node_tunnel_bytes_total{direction="rx"}')).toBe(84);
+    expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(2);
+    expect(sample(text, 'tunnelbyte_node_drops_total{reason="mac1_invalid"}')).toBe(0);
+    expect(text).toContain('tunnelbyte_node_process_resident_memory_bytes');
+
+    metrics.drop('replay');
+    metrics.datagram('rx', data);
+    text = await scrape();
+    expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(3);
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(3);
+  });
+
+  test('anything but GET /metrics is 404', async () => {
+    expect((await fetch(`http://127.0.0.1:${server.port}/`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: 'POST' })).status).toBe(404);
+  });
+});

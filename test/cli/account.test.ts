@@ -297,7 +297,22 @@ describe('logout, upgrade, login', () => {
     expect(mode(join(laptop.configDir, 'token'))).toBe(0o600);
   });
 
-  test('3. login and upgrade off a terminal need --email and --password-stdin (exit 2, nothing sent)', async () => {
+  test('3. on a terminal, login asks for email and password and does not echo the password', async () => {
+    const m = machine(b.url);
+    const res = await cli(['login'], m.env, {
+      typed: [
+        ['Email: ', 'nobody@example.test'],
+        ['Password: ', 'hunter2-secret'],
+      ],
+    });
+    expect(res.stderr).toContain('Email: ');
+    expect(res.stderr).toContain('Password: ');
+    expect(res.stderr).not.toContain('hunter2-secret');
+    expect(res.code).toBe(3);
+    expect(res.stderr).toMatch(/unauthorized: Invalid email or password\./);
+  });
+
+  test('4. login and upgrade off a terminal need --email and --password-stdin (exit 2, nothing sent)', async () => {
     const { m } = await signedUp();
     for (const argv of [
       ['login'],

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/cli/program.js';
 import type { CliIO } from '../../src/cli/io.js';
@@ -76,24 +76,46 @@ export interface CliResult {
   stderr: string;
 }
 
-class Capture {
+/** A writable stream that keeps what was written (readline needs a real stream for its prompts). */
+class Capture extends Writable {
   text = '';
-  constructor(readonly isTTY = false) {}
-  write(chunk: string): boolean {
-    this.text += chunk;
-    return true;
+  onWrite: (() => void) | undefined;
+  constructor(readonly isTTY = false) {
+    super({ decodeStrings: false });
   }
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    this.onWrite?.();
+    done();
+  }
+}
+
+/** A stdin that looks like a terminal and types each answer once its prompt appears on stderr. */
+function typist(stderr: Capture, answers: [prompt: string, answer: string][]): CliIO['stdin'] {
+  const input = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => input });
+  let next = 0;
+  let seen = 0;
+  stderr.onWrite = () => {
+    const pending = answers[next];
+    const at = pending ? stderr.text.indexOf(pending[0], seen) : -1;
+    if (!pending || at < 0) return;
+    next++;
+    seen = at + pending[0].length;
+    setImmediate(() => input.write(`${pending[1]}\n`));
+  };
+  return input;
 }
 
 /** Runs the CLI in-process with captured streams; stdin is the given text (not a TTY). */
 export async function cli(
   argv: string[],
   env: Record<string, string | undefined>,
-  options: { stdin?: string; stderrTTY?: boolean } = {},
+  options: { stdin?: string; stderrTTY?: boolean; typed?: [prompt: string, answer: string][] } = {},
 ): Promise<CliResult> {
   const stdout = new Capture();
   const stderr = new Capture(options.stderrTTY ?? false);
-  const io: CliIO = { stdout, stderr, stdin: Readable.from([options.stdin ?? '']), env };
+  const stdin = options.typed ? typist(stderr, options.typed) : Readable.from([options.stdin ?? '']);
+  const io: CliIO = { stdout, stderr, stdin, env };
   const code = await run(argv, io);
   return { code, stdout: stdout.text, stderr: stderr.text };
 }

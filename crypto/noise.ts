@@ -17,7 +17,7 @@ import {
   KEY_LENGTH,
   TIMESTAMP_LENGTH,
 } from './constants.js';
-import { AEAD, DH, HASH, KDF1, KDF2, KDF3, publicKey, timestampAfter, wipe } from './primitives.js';
+import { AEAD, DH, HASH, KDF1, KDF2, KDF3, clamp, publicKey, timestampAfter, wipe } from './primitives.js';
 
 /** The initial chaining key and hash of a Noise protocol instance: Ci = HASH(CONSTRUCTION), Hi = HASH(Ci ‖ prologue). */
 export interface NoiseProtocol {
@@ -39,8 +39,10 @@ export interface LocalStatic {
   readonly publicKey: Uint8Array;
 }
 
+/** Our key pair from a private key (stored clamped, as a copy the caller may wipe independently). */
 export function localStatic(privateKey: Uint8Array): LocalStatic {
-  return { privateKey, publicKey: publicKey(privateKey) };
+  const clamped = clamp(privateKey);
+  return { privateKey: clamped, publicKey: publicKey(clamped) };
 }
 
 /** What the handshake needs to know about a peer; kept per peer and recomputed when either key changes. */
@@ -52,14 +54,15 @@ export interface PeerKeys {
   readonly staticStatic: Uint8Array | undefined;
 }
 
+/** Computes a peer's handshake keys; stores copies, so the caller's buffers may be wiped independently. */
 export function peerKeys(local: LocalStatic, remoteStatic: Uint8Array, presharedKey?: Uint8Array): PeerKeys {
   if (remoteStatic.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
   if (presharedKey !== undefined && presharedKey.length !== KEY_LENGTH) {
     throw new RangeError('pre-shared key must be 32 bytes');
   }
   return {
-    remoteStatic,
-    presharedKey: presharedKey ?? new Uint8Array(KEY_LENGTH),
+    remoteStatic: Uint8Array.from(remoteStatic),
+    presharedKey: presharedKey === undefined ? new Uint8Array(KEY_LENGTH) : Uint8Array.from(presharedKey),
     staticStatic: DH(local.privateKey, remoteStatic),
   };
 }

@@ -1,0 +1,185 @@
+// The daemon's UDP transport on loopback, IPv4 and IPv6, against plain dgram sockets and itself.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import {
+  normaliseAddress,
+  openUdp,
+  socketAddress,
+  type UdpEndpoint,
+  type UdpTransport,
+} from '../../nodes/udp.js';
+
+const open: Array<UdpTransport | Socket> = [];
+afterEach(async () => {
+  await Promise.all(
+    open
+      .splice(0)
+      .map((item) =>
+        'port' in item ? item.close() : new Promise<void>((resolveClose) => item.close(() => resolveClose())),
+      ),
+  );
+});
+
+async function transport(options: Parameters<typeof openUdp>[0] = {}): Promise<UdpTransport> {
+  const udp = await openUdp(options);
+  open.push(udp);
+  return udp;
+}
+
+async function plainSocket(type: 'udp4' | 'udp6', address: string): Promise<Socket> {
+  const socket = createSocket(type);
+  open.push(socket);
+  await new Promise<void>((resolveBind) => socket.bind(0, address, () => resolveBind()));
+  return socket;
+}
+
+function nextDatagram(udp: UdpTransport): Promise<{ datagram: Uint8Array; from: UdpEndpoint }> {
+  return new Promise((resolveNext) => udp.onDatagram((datagram, from) => resolveNext({ datagram, from })));
+}
+
+function nextMessage(socket: Socket): Promise<{ message: Buffer; remote: RemoteInfo }> {
+  return new Promise((resolveNext) =>
+    socket.once('message', (message, remote) => resolveNext({ message, remote })),
+  );
+}
+
+describe('normaliseAddress / socketAddress', () => {
+  test.each([
+    [1, '::ffff:192.0.2.1', '192.0.2.1'],
+    [2, '::FFFF:10.0.0.1', '10.0.0.1'],
+    [3, '192.0.2.1', '192.0.2.1'],
+    [4, '2001:db8::1', '2001:db8::1'],
+    [5, '::1', '::1'],
+    [6, '::ffff:', '::ffff:'],
+    [7, '::ffff:1:2', '::ffff:1:2'], // mapped prefix but not a dotted quad: a real IPv6 address
+    [8, 'fe80::1%veth0', 'fe80::1%veth0'],
+  ])('%i. %s → %s', (_n, input, expected) => {
+    expect(normaliseAddress(input)).toBe(expected);
+  });
+
+  test.each([
+    [1, '192.0.2.1', 'udp6', '::ffff:192.0.2.1'],
+    [2, '2001:db8::1', 'udp6', '2001:db8::1'],
+    [3, '192.0.2.1', 'udp4', '192.0.2.1'],
+    [4, '2001:db8::1', 'udp4', undefined],
+    [5, 'example.com', 'udp6', undefined],
+    [6, '', 'udp4', undefined],
+  ] as const)('%i. socketAddress(%s, %s) = %s', (_n, address, family, expected) => {
+    expect(socketAddress(address, family)).toBe(expected);
+  });
+
+  test('normalising a mapped IPv4 address and mapping it back is the identity', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (v4) => {
+        expect(normaliseAddress(socketAddress(v4, 'udp6')!)).toBe(v4);
+      }),
+    );
+  });
+
+  test('arbitrary strings never throw', () => {
+    fc.assert(
+      fc.property(fc.string(), (text) => {
+        expect(typeof normaliseAddress(text)).toBe('string');
+        socketAddress(text, 'udp6');
+      }),
+    );
+  });
+});
+
+describe('openUdp on loopback', () => {
+  test('1. an IPv4 sender appears as a plain IPv4 endpoint, and replies reach it', async () => {
+    const udp = await transport();
+    const peer = await plainSocket('udp4', '127.0.0.1');
+    const received = nextDatagram(udp);
+    peer.send(Buffer.from('hello v4'), udp.port, '127.0.0.1');
+    const { datagram, from } = await received;
+    expect(Buffer.from(datagram).toString()).toBe('hello v4');
+    expect(from).toEqual({ address: '127.0.0.1', port: peer.address().port });
+
+    const reply = nextMessage(peer);
+    udp.send(new TextEncoder().encode('reply v4'), from);
+    const { message, remote } = await reply;
+    expect(message.toString()).toBe('reply v4');
+    expect(remote.port).toBe(udp.port);
+  });
+
+  test('2. an IPv6 sender appears as an IPv6 endpoint, and replies reach it', async () => {
+    const udp = await transport();
+    const peer = await plainSocket('udp6', '::1');
+    const received = nextDatagram(udp);
+    peer.send(Buffer.from('hello v6'), udp.port, '::1');
+    const { datagram, from } = await received;
+    expect(Buffer.from(datagram).toString()).toBe('hello v6');
+    expect(from).toEqual({ address: '::1', port: peer.address().port });
+
+    const reply = nextMessage(peer);
+    udp.send(new TextEncoder().encode('reply v6'), from);
+    expect((await reply).message.toString()).toBe('reply v6');
+  });
+
+  test('3. two transports exchange datagrams over both families', async () => {
+    const [left, right] = [await transport(), await transport()];
+    for (const address of ['127.0.0.1', '::1']) {
+      const received = nextDatagram(right);
+      left.send(Uint8Array.of(1, 2, 3, 4), { address, port: right.port });
+      const { datagram, from } = await received;
+      expect([...datagram]).toEqual([1, 2, 3, 4]);
+      expect(from).toEqual({ address, port: left.port });
+    }
+  });
+
+  test('4. a requested port is bound, and binding it twice fails with EADDRINUSE', async () => {
+    const probe = await openUdp();
+    const port = probe.port;
+    await probe.close();
+    const udp = await transport({ port });
+    expect(udp.port).toBe(port);
+    await expect(openUdp({ port })).rejects.toThrow(/EADDRINUSE/);
+  });
+
+  test('5. an IPv4 host binds an IPv4-only socket that drops IPv6 destinations', async () => {
+    const udp = await transport({ host: '127.0.0.1' });
+    const peer = await plainSocket('udp4', '127.0.0.1');
+    const received = nextMessage(peer);
+    udp.send(Uint8Array.of(9), { address: '::1', port: peer.address().port }); // dropped, no throw
+    udp.send(Uint8Array.of(7), { address: '127.0.0.1', port: peer.address().port });
+    expect([...(await received).message]).toEqual([7]);
+  });
+
+  test('6. sends to impossible endpoints are dropped without throwing', async () => {
+    const udp = await transport();
+    for (const to of [
+      { address: '127.0.0.1', port: 0 },
+      { address: '127.0.0.1', port: 70000 },
+      { address: 'not-an-ip', port: 51820 },
+      { address: '127.0.0.1', port: 1.5 },
+    ])
+      expect(() => udp.send(Uint8Array.of(1), to)).not.toThrow();
+  });
+
+  test('7. socket buffers are raised to the request, up to the kernel maximum', async () => {
+    const wanted = 4 * 1024 * 1024;
+    const udp = await transport({ receiveBufferSize: wanted, sendBufferSize: wanted });
+    const cap = (file: string) => Number(readFileSync(`/proc/sys/net/core/${file}`, 'utf8'));
+    const sizes = udp.bufferSizes();
+    // Linux doubles the requested value for bookkeeping.
+    expect(sizes.receive).toBe(2 * Math.min(wanted, cap('rmem_max')));
+    expect(sizes.send).toBe(2 * Math.min(wanted, cap('wmem_max')));
+  });
+
+  test('8. after close nothing is delivered and send is a no-op; close twice is fine', async () => {
+    const udp = await openUdp();
+    let delivered = 0;
+    udp.onDatagram(() => delivered++);
+    await udp.close();
+    await udp.close();
+    expect(() => udp.send(Uint8Array.of(1), { address: '127.0.0.1', port: 9 })).not.toThrow();
+    const peer = await plainSocket('udp4', '127.0.0.1');
+    await new Promise<void>((resolveSend) =>
+      peer.send(Uint8Array.of(1), udp.port, '127.0.0.1', () => resolveSend()),
+    );
+    await new Promise((resolveWait) => setTimeout(resolveWait, 50));
+    expect(delivered).toBe(0);
+  });
+});

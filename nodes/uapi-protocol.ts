@@ -63,6 +63,7 @@ export interface UapiDevice {
   setFwmark(mark: number): Promise<void> | void;
   removeAllPeers(): void;
   upsertPeer(publicKey: Uint8Array, settings: UapiPeerSettings): void;
+  /** Removing a peer that does not exist is not an error. */
   removePeer(publicKey: Uint8Array): void;
 }
 
@@ -349,11 +350,17 @@ export async function applySet(device: UapiDevice, request: SetRequest): Promise
   for (const change of request.peers) {
     const own = device.publicKey();
     if (own && sameKey(own, change.publicKey)) continue; // a device is never its own peer
-    const existing = device.status().peers.find((peer) => sameKey(peer.publicKey, change.publicKey));
     if (change.remove) {
-      if (existing) device.removePeer(change.publicKey);
+      device.removePeer(change.publicKey);
       continue;
     }
+    // The peer list is only read when a section depends on what is already there (wg set and setconf
+    // always replace allowed IPs, so a large setconf never reads it).
+    const needsExisting =
+      change.updateOnly || (!change.replaceAllowedIps && change.allowedIpEdits.length > 0);
+    const existing = needsExisting
+      ? device.status().peers.find((peer) => sameKey(peer.publicKey, change.publicKey))
+      : undefined;
     if (change.updateOnly && !existing) continue;
     const settings: UapiPeerSettings = {};
     if (change.presharedKey !== undefined) settings.presharedKey = change.presharedKey;

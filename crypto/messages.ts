@@ -235,13 +235,15 @@ export function sealTransport(
 }
 
 /**
- * Authenticates and decrypts a transport message with the keypair's receive cipher. Returns the padded
- * plaintext (a fresh buffer; empty for a keepalive), or undefined when it does not authenticate. The
+ * Authenticates and decrypts a transport message with the keypair's receive cipher into `dst` (default: a
+ * fresh buffer; pass `message.content.subarray(0, message.content.length - 16)` to decrypt in place).
+ * Returns the padded plaintext (empty for a keepalive), or undefined when it does not authenticate. The
  * caller recovers the real length from the IP header and runs the replay filter only after this succeeds.
  */
-export function openTransport(cipher: TransportAEAD, message: TransportMessage): Uint8Array | undefined {
-  const plaintext = new Uint8Array(message.content.length - AEAD_TAG_LENGTH);
-  return cipher.open(message.counterHigh, message.counterLow, message.content, plaintext)
-    ? plaintext
-    : undefined;
+export function openTransport(
+  cipher: TransportAEAD,
+  message: TransportMessage,
+  dst: Uint8Array = new Uint8Array(message.content.length - AEAD_TAG_LENGTH),
+): Uint8Array | undefined {
+  return cipher.open(message.counterHigh, message.counterLow, message.content, dst) ? dst : undefined;
 }

@@ -145,6 +145,13 @@ describe.each(['no_psk', 'with_psk'])('%s', (variant) => {
       `${v.data_plaintext}00000000`,
     );
 
+    // In place: the plaintext overwrites the ciphertext inside the datagram.
+    const inPlace = parseMessage(Uint8Array.from(data));
+    if (inPlace?.type !== 4) throw new Error('not transport');
+    const view = inPlace.content.subarray(0, inPlace.content.length - 16);
+    expect(openTransport(createTransportCipher(responderKeys.receiveKey), inPlace, view)).toBe(view);
+    expect(toHex(inPlace.bytes.subarray(16, 48))).toBe(`${v.data_plaintext}00000000`);
+
     // Keepalive responder → initiator: 32 bytes.
     const keepalive = sealTransport(
       createTransportCipher(responderKeys.sendKey),

@@ -5,8 +5,11 @@ import type { BrokerContext } from '../context.js';
 import { adminRoutes } from './admin.js';
 import { authRoutes } from './auth.js';
 import { billingRoutes } from './billing.js';
+import { nodeRoutes } from './nodes.js';
 import { publicRoutes } from './public.js';
+import { sessionRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
+import { usageRoutes } from './usage.js';
 
 export type RouteModule = (ctx: BrokerContext, router: Router) => void;
 
@@ -16,4 +19,7 @@ export const ROUTE_MODULES: RouteModule[] = [
   authRoutes,
   billingRoutes,
   adminRoutes,
+  sessionRoutes,
+  usageRoutes,
+  nodeRoutes,
 ];

@@ -6,7 +6,7 @@ import { invalidRequest } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { canonicalIp } from '../ip.js';
 import { z } from '../openapi.js';
-import { listRegions, regionHealth } from '../services/regions.js';
+import { regionsWithHealth } from '../services/regions.js';
 import { lookupHolder } from '../services/egress.js';
 import { TIERS } from '../config.js';
 
@@ -41,24 +41,17 @@ export function publicRoutes(ctx: BrokerContext, router: Router): void {
     tags: ['public'],
     access: 'public',
     responses: { 200: { description: 'regions', schema: z.object({ regions: z.array(RegionView) }) } },
-    handler: async () => {
-      const regions = await listRegions(ctx.redis);
-      const health = await regionHealth(
-        ctx,
-        regions.map((r) => r.id),
-      );
-      return {
-        body: {
-          regions: regions.map((r) => ({
-            id: r.id,
-            name: r.name,
-            country: r.country,
-            ...(health.get(r.id) ?? { status: 'down', nodes: 0, load: 0 }),
-            tiers: r.tiers,
-          })),
-        },
-      };
-    },
+    handler: async () => ({
+      body: {
+        regions: (await regionsWithHealth(ctx)).map(({ region: r, health }) => ({
+          id: r.id,
+          name: r.name,
+          country: r.country,
+          ...health,
+          tiers: r.tiers,
+        })),
+      },
+    }),
   });
 
   defineRoute(ctx, router, {

@@ -43,16 +43,6 @@ export async function getRegion(redis: Redis, regionId: string): Promise<Region 
   return regionFrom(await redis.hgetall(keys.region(regionId)));
 }
 
-export async function listRegions(redis: Redis): Promise<Region[]> {
-  const ids = (await redis.smembers(keys.regions())).sort();
-  if (ids.length === 0) return [];
-  const pipeline = redis.pipeline();
-  for (const id of ids) pipeline.hgetall(keys.region(id));
-  return (await execAll(pipeline))
-    .map((h) => regionFrom(h as Record<string, string>))
-    .filter((r): r is Region => r !== null);
-}
-
 /** Creates or replaces a region; `created` tells which. */
 export async function upsertRegion(
   ctx: BrokerContext,
@@ -93,16 +83,17 @@ function summarize(nodes: NodeHealthFields[], nowMs: number): RegionHealth {
   return { status, nodes: healthy.length, load };
 }
 
-/** Health of each region, from two pipelined round trips whatever the number of regions. */
-export async function regionHealth(
+/** Every region with its health, in three round trips whatever the number of regions and nodes. */
+export async function regionsWithHealth(
   ctx: BrokerContext,
-  regionIds: string[],
-): Promise<Map<string, RegionHealth>> {
-  const members = regionIds.length
-    ? ((await execAll(
-        regionIds.reduce((p, id) => p.zrange(keys.regionNodes(id), 0, -1), ctx.redis.pipeline()),
-      )) as string[][])
-    : [];
+): Promise<{ region: Region; health: RegionHealth }[]> {
+  const ids = (await ctx.redis.smembers(keys.regions())).sort();
+  if (ids.length === 0) return [];
+  const first = ctx.redis.pipeline();
+  for (const id of ids) first.hgetall(keys.region(id));
+  for (const id of ids) first.zrange(keys.regionNodes(id), 0, -1);
+  const replies = await execAll(first);
+  const members = replies.slice(ids.length) as string[][];
   const nodeIds = members.flat();
   const fields = nodeIds.length
     ? ((await execAll(
@@ -124,15 +115,12 @@ export async function regionHealth(
     });
   });
   const now = ctx.clock();
-  return new Map(
-    regionIds.map((id, i) => [
-      id,
-      summarize(
-        (members[i] ?? []).flatMap((n) => byNode.get(n) ?? []),
-        now,
-      ),
-    ]),
-  );
+  return ids.flatMap((_, i) => {
+    const region = regionFrom(replies[i] as Record<string, string>);
+    if (!region) return [];
+    const nodes = (members[i] ?? []).flatMap((n) => byNode.get(n) ?? []);
+    return [{ region, health: summarize(nodes, now) }];
+  });
 }
 
 export interface NodeSummary {

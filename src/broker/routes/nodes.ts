@@ -1,0 +1,199 @@
+// Exit-node endpoints (API.md "Exit nodes"), authenticated by the node's tbn_ enrollment token:
+// register, heartbeat, and the long-polled peer feed. Thin adapters over services/nodes.ts and
+// services/feed.ts. A node may only act on node ids registered with its own enrollment.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Router } from 'express';
+import { bearerToken } from '../auth.js';
+import type { BrokerContext } from '../context.js';
+import { invalidRequest, notFound, unauthorized } from '../errors.js';
+import { defineRoute } from '../http.js';
+import { z } from '../openapi.js';
+import type { NodeToken } from '../services/enrollment.js';
+import { verifyNodeToken } from '../services/enrollment.js';
+import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
+import {
+  getNode,
+  HEARTBEAT_MS,
+  MAX_ADDRESS_INDEX,
+  recordHeartbeat,
+  registerNode,
+  type NodeRecord,
+} from '../services/nodes.js';
+import { getRegion } from '../services/regions.js';
+import { clientConfig } from '../services/sessions.js';
+import { WireGuardKey } from './sessions.js';
+
+function nodeAuth(ctx: BrokerContext): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const token = await verifyNodeToken(ctx, bearerToken(req));
+    if (!token) throw unauthorized('Invalid or missing node token.');
+    res.locals.nodeToken = token;
+    next();
+  };
+}
+
+const tokenOf = (res: Response) => res.locals.nodeToken as NodeToken;
+
+/** The node named in the path, if the presenting token enrolled it; else 404 (never reveal which). */
+async function ownNode(ctx: BrokerContext, res: Response, nodeId: string): Promise<NodeRecord> {
+  const node = await getNode(ctx, nodeId);
+  if (!node || node.tokenId !== tokenOf(res).tokenId) throw notFound('No such node.');
+  return node;
+}
+
+const NodeId = z.object({ id: z.string().regex(/^node_[0-9A-Za-z]{1,64}$/, 'a node id') });
+const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const RegisterBody = z
+  .object({
+    region: z.string().min(1).max(64),
+    endpoint: z.string().min(3).max(300).openapi({ example: '203.0.113.7:51820' }),
+    public_key: WireGuardKey,
+    egress_ips: z.array(z.string().max(64)).max(64).default([]),
+    capacity: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_ADDRESS_INDEX - 1),
+    version: z.string().max(64).default(''),
+  })
+  .openapi('NodeRegistration');
+
+const HeartbeatBody = z
+  .object({
+    load: z.number().min(0).max(1),
+    draining: z.boolean().default(false),
+    peers: z
+      .array(
+        z.object({
+          public_key: WireGuardKey,
+          rx_bytes: Count,
+          tx_bytes: Count,
+          last_handshake_at: z.iso.datetime({ offset: true }).nullable().optional(),
+        }),
+      )
+      .default([]),
+  })
+  .openapi('NodeHeartbeat');
+
+const FeedPeer = z.object({
+  public_key: z.string(),
+  preshared_key: z.string().optional(),
+  allowed_ips: z.array(z.string()),
+});
+
+const FeedPage = z
+  .object({
+    cursor: z.string(),
+    full: z
+      .boolean()
+      .openapi({ description: 'true: peers is the whole set; false: apply removed, then upsert peers' }),
+    peers: z.array(FeedPeer),
+    removed: z.array(z.string()),
+  })
+  .openapi('PeerFeed');
+
+export function nodeRoutes(ctx: BrokerContext, router: Router): void {
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/nodes/register',
+    summary: 'Register (or re-register) an exit node in its token’s region',
+    tags: ['nodes'],
+    access: 'open',
+    before: [nodeAuth(ctx)],
+    body: RegisterBody,
+    responses: {
+      200: {
+        description: 'the node id (stable per token and public key)',
+        schema: z.object({ node_id: z.string(), heartbeat_ms: z.number().int() }),
+      },
+    },
+    errors: ['unauthorized'],
+    handler: async ({ body }, _req, res) => {
+      const token = tokenOf(res);
+      if (body.region !== token.region) {
+        throw invalidRequest('region', `This node token enrolls nodes in region ${token.region}.`);
+      }
+      if (!(await getRegion(ctx.redis, body.region))) throw invalidRequest('region', 'Unknown region.');
+      try {
+        // The endpoint ends up in every client config: refuse now what could not be written then.
+        clientConfig({
+          privateKey: null,
+          addresses: [],
+          nodePublicKey: body.public_key,
+          endpoint: body.endpoint,
+        });
+      } catch {
+        throw invalidRequest('endpoint', "endpoint must be 'host:port' or '[IPv6]:port'.");
+      }
+      const { nodeId, heartbeatMs } = await registerNode(ctx, token, {
+        region: body.region,
+        endpoint: body.endpoint,
+        publicKey: body.public_key,
+        egressIps: body.egress_ips,
+        capacity: body.capacity,
+        version: body.version,
+      });
+      return { body: { node_id: nodeId, heartbeat_ms: heartbeatMs } };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/nodes/{id}/heartbeat',
+    summary: 'Node health and per-peer byte counters',
+    tags: ['nodes'],
+    access: 'open',
+    before: [nodeAuth(ctx)],
+    params: NodeId,
+    body: HeartbeatBody,
+    responses: { 200: { description: 'recorded', schema: z.object({ heartbeat_ms: z.number().int() }) } },
+    errors: ['unauthorized', 'not_found'],
+    handler: async ({ params, body }, _req, res) => {
+      const node = await ownNode(ctx, res, params.id);
+      const known = await recordHeartbeat(ctx, node, {
+        load: body.load,
+        draining: body.draining,
+        peers: body.peers.map((p) => ({
+          publicKey: p.public_key,
+          rxBytes: p.rx_bytes,
+          txBytes: p.tx_bytes,
+          lastHandshakeAt: p.last_handshake_at ? Date.parse(p.last_handshake_at) : 0,
+        })),
+      });
+      if (!known) throw notFound('Unknown node: register again.');
+      return { body: { heartbeat_ms: HEARTBEAT_MS } };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/nodes/{id}/peers',
+    summary: 'Long poll of the node’s peer set: everything for an empty or stale cursor, else the changes',
+    tags: ['nodes'],
+    access: 'open',
+    before: [nodeAuth(ctx)],
+    params: NodeId,
+    query: z.object({
+      cursor: z
+        .string()
+        .regex(/^(\d{1,20}-\d{1,20})?$/, 'a cursor from a previous answer')
+        .default(''),
+      wait: z.coerce
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_WAIT_MS / 1000)
+        .default(MAX_WAIT_MS / 1000)
+        .openapi({ description: 'seconds to wait for changes' }),
+    }),
+    responses: { 200: { description: 'a page of the feed', schema: FeedPage } },
+    errors: ['unauthorized', 'not_found'],
+    handler: async ({ params, query }, _req, res) => {
+      const node = await ownNode(ctx, res, params.id);
+      const gone = new AbortController();
+      res.on('close', () => gone.abort());
+      return { body: await pollPeers(ctx, node, query.cursor, query.wait * 1000, gone.signal) };
+    },
+  });
+}

@@ -1,0 +1,159 @@
+// Sessions (API.md "Sessions"): thin adapters over services/sessions.ts.
+import type { Router } from 'express';
+import { authOf } from '../auth.js';
+import type { BrokerContext } from '../context.js';
+import { defineRoute } from '../http.js';
+import { z } from '../openapi.js';
+import { startReaper } from '../services/reaper.js';
+import {
+  createSession,
+  deleteSession,
+  getSession,
+  listSessions,
+  MAX_TTL_SECONDS,
+  MIN_TTL_SECONDS,
+} from '../services/sessions.js';
+import { keyFromBase64 } from '../../lib/wgquick.js';
+
+const STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
+
+export const WireGuardKey = z
+  .string()
+  .refine((k) => keyFromBase64(k) !== undefined, 'a base64 WireGuard key (32 bytes)')
+  .openapi({ example: 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=' });
+
+const CreateSessionBody = z
+  .object({
+    region: z.string().min(1).max(64),
+    public_key: WireGuardKey.optional(),
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(MIN_TTL_SECONDS)
+      .max(Math.max(...Object.values(MAX_TTL_SECONDS)))
+      .optional(),
+    preshared_key: z.boolean().optional(),
+  })
+  .openapi('CreateSession');
+
+const NodeRef = z
+  .object({ id: z.string(), endpoint: z.string(), public_key: z.string() })
+  .openapi('SessionNode');
+
+const SessionView = z
+  .object({
+    id: z.string().openapi({ example: 'ses_4Xb2…' }),
+    status: z.enum(STATUSES),
+    region: z.string(),
+    node: NodeRef,
+    created_at: z.string(),
+    expires_at: z.string(),
+    last_handshake_at: z.string().nullable(),
+    rx_bytes: z.number().int(),
+    tx_bytes: z.number().int(),
+  })
+  .openapi('Session');
+
+const CreatedSession = z
+  .object({
+    id: z.string(),
+    status: z.literal('pending'),
+    region: z.string(),
+    node: NodeRef,
+    interface: z.object({
+      addresses: z.array(z.string()),
+      dns: z.array(z.string()),
+      private_key: z
+        .string()
+        .optional()
+        .openapi({ description: 'only when the broker made the key pair; shown once' }),
+    }),
+    peer: z.object({
+      public_key: z.string(),
+      preshared_key: z.string().optional(),
+      endpoint: z.string(),
+      allowed_ips: z.array(z.string()),
+      persistent_keepalive: z.number().int(),
+    }),
+    config: z
+      .string()
+      .openapi({ description: 'wg-quick file; PrivateKey = <your private key> with a client key' }),
+    created_at: z.string(),
+    expires_at: z.string(),
+  })
+  .openapi('CreatedSession');
+
+const SessionId = z.object({ id: z.string().regex(/^ses_[0-9A-Za-z]{1,64}$/, 'a session id') });
+
+export function sessionRoutes(ctx: BrokerContext, router: Router): void {
+  // Every broker reaps; the close script makes that safe (services/reaper.ts).
+  startReaper(ctx);
+
+  defineRoute(ctx, router, {
+    method: 'post',
+    path: '/v1/sessions',
+    summary: 'Create a session: one WireGuard peer on an exit node of the region',
+    tags: ['sessions'],
+    access: 'bearer',
+    scope: 'tunnels:write',
+    body: CreateSessionBody,
+    responses: {
+      201: { description: 'the session, its config, and (once) its private key', schema: CreatedSession },
+    },
+    errors: ['tier_required', 'quota_exhausted', 'no_capacity', 'conflict'],
+    handler: async ({ body }, req) => {
+      const { account } = authOf(req);
+      const created = await createSession(ctx, account, {
+        region: body.region,
+        publicKey: body.public_key,
+        ttlSeconds: body.ttl_seconds,
+        presharedKey: body.preshared_key,
+      });
+      return { status: 201, body: created };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/sessions',
+    summary: 'Your sessions',
+    tags: ['sessions'],
+    access: 'bearer',
+    scope: 'tunnels:read',
+    responses: {
+      200: {
+        description: 'own sessions, newest first',
+        schema: z.object({ sessions: z.array(SessionView) }),
+      },
+    },
+    handler: async (_input, req) => ({ body: { sessions: await listSessions(ctx, authOf(req).account.id) } }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/sessions/{id}',
+    summary: 'One of your sessions',
+    tags: ['sessions'],
+    access: 'bearer',
+    scope: 'tunnels:read',
+    params: SessionId,
+    responses: { 200: { description: 'the session', schema: SessionView } },
+    errors: ['not_found'],
+    handler: async ({ params }, req) => ({ body: await getSession(ctx, authOf(req).account.id, params.id) }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'delete',
+    path: '/v1/sessions/{id}',
+    summary: 'Close a session: its peer leaves the node and its address is freed',
+    tags: ['sessions'],
+    access: 'bearer',
+    scope: 'tunnels:delete',
+    params: SessionId,
+    responses: { 204: { description: 'closed' } },
+    errors: ['not_found'],
+    handler: async ({ params }, req) => {
+      await deleteSession(ctx, authOf(req).account.id, params.id);
+    },
+  });
+}

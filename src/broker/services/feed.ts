@@ -1,0 +1,188 @@
+// The peer feed of an exit node (GET /v1/nodes/{id}/peers): a Redis Stream per node that session
+// creation and closing append to in the same script as the change itself. A node long-polls it with
+// a cursor (a stream id). No cursor, or one that trimming made too old (or one from a stream that was
+// lost), answers the full peer set and the current cursor: a restarted node rebuilds from this alone.
+//
+// Waiting uses XREAD BLOCK, which occupies its connection, so waits run on a small pool of dedicated
+// connections (never the shared client); when the pool is exhausted a poll answers "no changes" after
+// a short pause instead of queueing.
+import type { BrokerContext } from '../context.js';
+import { keys } from '../store/keys.js';
+import { waitForReady, type Redis } from '../store/redis.js';
+import { FEED_READ } from './lua.js';
+import { peerAllowedIps } from './nodes.js';
+
+/** Longest wait of one long poll (under common 30 s proxy timeouts). */
+export const MAX_WAIT_MS = 25_000;
+/** Entries returned by one poll at most; the rest come with the next one. */
+export const MAX_CHANGES = 1000;
+/** Blocking connections per broker. */
+export const MAX_WAITERS = 64;
+/** Pause before answering "no changes" when every blocking connection is busy. */
+const BUSY_PAUSE_MS = 1000;
+
+export interface FeedPeer {
+  public_key: string;
+  preshared_key?: string;
+  allowed_ips: string[];
+}
+
+export interface FeedPage {
+  cursor: string;
+  /** True: `peers` is the whole set (replace everything); false: apply `removed`, then upsert `peers`. */
+  full: boolean;
+  peers: FeedPeer[];
+  removed: string[];
+}
+
+const peerOf = (publicKey: string, index: number, psk: string | undefined): FeedPeer => ({
+  public_key: publicKey,
+  ...(psk ? { preshared_key: psk } : {}),
+  allowed_ips: peerAllowedIps(index),
+});
+
+type StreamEntry = [id: string, fields: string[]];
+
+/** Folds stream entries into the last word per public key. */
+function changes(cursor: string, entries: StreamEntry[]): FeedPage {
+  const last = new Map<string, FeedPeer | null>();
+  let next = cursor;
+  for (const [id, flat] of entries) {
+    const f: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+    if (!f.public_key) continue;
+    last.delete(f.public_key); // keep the map in the order of each key's last event
+    last.set(f.public_key, f.op === 'add' ? peerOf(f.public_key, Number(f.idx), f.psk) : null);
+    next = id;
+  }
+  const peers: FeedPeer[] = [];
+  const removed: string[] = [];
+  for (const [publicKey, peer] of last) {
+    if (peer) peers.push(peer);
+    else removed.push(publicKey);
+  }
+  return { cursor: next, full: false, peers, removed };
+}
+
+function fullSet(cursor: string, flat: string[]): FeedPage {
+  const peers: FeedPeer[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const { idx, psk } = JSON.parse(flat[i + 1]!) as { idx: number; psk?: string };
+    peers.push(peerOf(flat[i]!, idx, psk));
+  }
+  peers.sort((a, b) => (a.public_key < b.public_key ? -1 : 1));
+  return { cursor, full: true, peers, removed: [] };
+}
+
+class Waiters {
+  private idle: Redis[] = [];
+  private open = 0;
+  private closed = false;
+
+  constructor(private readonly base: Redis) {}
+
+  async acquire(): Promise<Redis | null> {
+    if (this.closed) return null;
+    const reused = this.idle.pop();
+    if (reused) return reused;
+    if (this.open >= MAX_WAITERS) return null;
+    this.open++;
+    const conn = this.base.duplicate();
+    conn.on('error', () => {});
+    try {
+      await waitForReady(conn);
+    } catch (err) {
+      this.discard(conn);
+      throw err;
+    }
+    return conn;
+  }
+
+  release(conn: Redis): void {
+    if (this.closed || conn.status !== 'ready') this.discard(conn);
+    else this.idle.push(conn);
+  }
+
+  /** A connection whose blocked command was abandoned cannot be reused: drop it. */
+  discard(conn: Redis): void {
+    this.open--;
+    conn.disconnect();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) this.discard(conn);
+  }
+}
+
+const pools = new WeakMap<BrokerContext, Waiters>();
+
+function waitersOf(ctx: BrokerContext): Waiters {
+  let pool = pools.get(ctx);
+  if (!pool) {
+    const created = new Waiters(ctx.redis);
+    pools.set(ctx, created);
+    ctx.shutdown.addEventListener('abort', () => created.close(), { once: true });
+    pool = created;
+  }
+  return pool;
+}
+
+const pause = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
+/**
+ * One poll of a node's feed. `waitMs` bounds the wait for changes when there are none yet; `signal`
+ * ends it early (client gone, broker shutting down).
+ */
+export async function pollPeers(
+  ctx: BrokerContext,
+  node: { id: string; region: string },
+  cursor: string,
+  waitMs: number,
+  signal: AbortSignal,
+): Promise<FeedPage> {
+  const feedKey = keys.nodeFeed(node.region, node.id);
+  const first = (await FEED_READ.run(
+    ctx.redis,
+    [keys.nodePeers(node.region, node.id), feedKey],
+    [cursor, MAX_CHANGES],
+  )) as ['full', string, string[]] | ['changes', StreamEntry[]];
+  if (first[0] === 'full') return fullSet(first[1], first[2]);
+  if (first[1].length > 0 || waitMs <= 0) return changes(cursor, first[1]);
+
+  const quiet: FeedPage = { cursor, full: false, peers: [], removed: [] };
+  const both = AbortSignal.any([signal, ctx.shutdown]);
+  if (both.aborted) return quiet;
+  const pool = waitersOf(ctx);
+  const conn = await pool.acquire();
+  if (!conn) {
+    await pause(Math.min(waitMs, BUSY_PAUSE_MS), both);
+    return quiet;
+  }
+  // Abandoning a blocked XREAD means dropping its connection.
+  const abandon = () => pool.discard(conn);
+  both.addEventListener('abort', abandon, { once: true });
+  try {
+    const reply = (await conn.xread(
+      'COUNT',
+      MAX_CHANGES,
+      'BLOCK',
+      Math.min(waitMs, MAX_WAIT_MS),
+      'STREAMS',
+      feedKey,
+      cursor,
+    )) as [string, StreamEntry[]][] | null;
+    both.removeEventListener('abort', abandon);
+    pool.release(conn);
+    return reply?.[0] ? changes(cursor, reply[0][1]) : quiet;
+  } catch (err) {
+    both.removeEventListener('abort', abandon);
+    if (both.aborted) return quiet;
+    pool.discard(conn);
+    throw err;
+  }
+}

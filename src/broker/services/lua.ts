@@ -1,0 +1,186 @@
+// The Lua scripts of the session and node data plane. Each runs in ONE hash slot: the region scripts
+// touch only `{region:<id>}:…` keys (store/keys.ts), the account scripts only `{acct:<id>}:…` keys, so
+// they work unchanged on Redis Cluster. KEYS[1] always names a key of that slot (it routes the call).
+//
+// Redis runs a script without interleaving but does NOT roll back the writes of a script that fails
+// half way. So every region script first reads and decides, and only then writes, with commands that
+// cannot fail on keys of the right type: a script either changes nothing or all it set out to.
+// Node-scoped names are built from the region prefix (ARGV[1]) with the suffixes of store/keys.ts.
+import { LuaScript } from '../store/redis.js';
+
+/** Numbers go back to Redis as integers: tostring() would print large ones as 1e+15. */
+const INT = `local function int(x) return string.format('%.0f', x) end`;
+
+/**
+ * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, healthy-since
+ * (ms), session id, account, client public key, psk ('' = none), expires_at, anchor, max address
+ * index, feed max length, region.
+ * → {'ok', node, endpoint, node public key, address index} | {'no_capacity'} | {'duplicate_key'}
+ */
+export const CREATE_SESSION = new LuaScript(
+  'create-session',
+  `${INT}
+local prefix, now, sid, account, pk, psk = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local maxIndex = tonumber(ARGV[10])
+
+-- 1. Decide (reads only): the least-loaded healthy, non-draining node with room that does not
+--    already carry this public key (one WireGuard peer per key per interface).
+local best, bestScore, bestLeases, duplicate
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], '+inf')) do
+  local n = redis.call('HMGET', prefix .. 'node:' .. id, 'draining', 'load', 'capacity')
+  local capacity = tonumber(n[3])
+  if capacity and n[1] ~= '1' then
+    local leases = redis.call('HLEN', prefix .. 'leases:' .. id)
+    if leases < capacity then
+      if redis.call('HEXISTS', prefix .. 'peers:' .. id, pk) == 1 then
+        duplicate = true
+      else
+        local score = math.max(tonumber(n[2]) or 0, leases / capacity)
+        if not best or score < bestScore or (score == bestScore and leases < bestLeases) then
+          best, bestScore, bestLeases = id, score, leases
+        end
+      end
+    end
+  end
+end
+if not best then return {duplicate and 'duplicate_key' or 'no_capacity'} end
+
+local nodeKey = prefix .. 'node:' .. best
+local freeKey = prefix .. 'free:' .. best
+local freed = redis.call('ZRANGE', freeKey, 0, 0)[1]
+local idx = tonumber(freed or (tonumber(redis.call('HGET', nodeKey, 'next_index') or '1') + 1))
+if idx > maxIndex then return {'no_capacity'} end
+local node = redis.call('HMGET', nodeKey, 'endpoint', 'public_key')
+
+-- 2. Write (nothing below can fail).
+if freed then redis.call('ZREM', freeKey, freed) else redis.call('HSET', nodeKey, 'next_index', int(idx)) end
+redis.call('HSET', prefix .. 'leases:' .. best, int(idx), sid)
+local peer = {ses = sid, idx = idx}
+if psk ~= '' then peer.psk = psk end
+redis.call('HSET', prefix .. 'peers:' .. best, pk, cjson.encode(peer))
+redis.call('HSET', prefix .. 'ses:' .. sid,
+  'id', sid, 'account', account, 'region', ARGV[12], 'node', best, 'public_key', pk, 'idx', int(idx),
+  'state', 'open', 'created_at', now, 'expires_at', ARGV[8], 'anchor', ARGV[9],
+  'rx', 0, 'tx', 0, 'rx_last', 0, 'tx_last', 0, 'handshake', 0)
+redis.call('ZADD', KEYS[2], ARGV[8], sid)
+redis.call('XADD', prefix .. 'feed:' .. best, 'MAXLEN', '~', ARGV[11], '*',
+  'op', 'add', 'public_key', pk, 'idx', int(idx), 'psk', psk)
+return {'ok', best, node[1] or '', node[2] or '', int(idx)}`,
+);
+
+/**
+ * Close a session: free its address, drop its peer and tell the node. KEYS: session HASH.
+ * ARGV: prefix, session id, owner account ('' = any), new state (closed|expired), retention
+ * seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the reaper).
+ * → {'closed', account} | {'gone', account} (already closed) | {'missing'} | {'not_due'}
+ */
+export const CLOSE_SESSION = new LuaScript(
+  'close-session',
+  `local prefix, sid = ARGV[1], ARGV[2]
+local s = redis.call('HMGET', KEYS[1], 'account', 'node', 'public_key', 'idx', 'state', 'expires_at')
+if not s[5] or (ARGV[3] ~= '' and s[1] ~= ARGV[3]) then return {'missing'} end
+if s[5] ~= 'open' then return {'gone', s[1]} end
+if ARGV[8] == '1' and tonumber(s[6]) > tonumber(ARGV[6]) then return {'not_due'} end
+
+local leases = prefix .. 'leases:' .. s[2]
+-- Each free is guarded by ownership, so a replay can never free what another session holds.
+if redis.call('HGET', leases, s[4]) == sid then
+  redis.call('HDEL', leases, s[4])
+  redis.call('ZADD', prefix .. 'free:' .. s[2], s[4], s[4])
+end
+local peers = prefix .. 'peers:' .. s[2]
+local current = redis.call('HGET', peers, s[3])
+if current and cjson.decode(current).ses == sid then
+  redis.call('HDEL', peers, s[3])
+  redis.call('XADD', prefix .. 'feed:' .. s[2], 'MAXLEN', '~', ARGV[7], '*',
+    'op', 'del', 'public_key', s[3], 'idx', s[4], 'psk', '')
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'closed_at', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZREM', prefix .. 'expiry', sid)
+return {'closed', s[1]}`,
+);
+
+/**
+ * A node's heartbeat: health, then per-peer byte counters turned into deltas. KEYS: region nodes
+ * ZSET, region node HASH. ARGV: prefix, node id, now, load, draining, JSON [[pk, rx, tx, handshake_ms]].
+ * → nil for an unknown node, else JSON [[account, anchor, delta bytes], …]
+ */
+export const HEARTBEAT = new LuaScript(
+  'node-heartbeat',
+  `${INT}
+local prefix, nodeId, now = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('ZADD', KEYS[1], now, nodeId)
+redis.call('HSET', KEYS[2], 'load', ARGV[4], 'draining', ARGV[5], 'last_heartbeat', now)
+
+local peers = prefix .. 'peers:' .. nodeId
+local usage = {}
+for _, r in ipairs(cjson.decode(ARGV[6])) do
+  local current = redis.call('HGET', peers, r[1])
+  if current then
+    local key = prefix .. 'ses:' .. cjson.decode(current).ses
+    local s = redis.call('HMGET', key, 'account', 'anchor', 'rx', 'tx', 'rx_last', 'tx_last', 'handshake', 'state')
+    if s[8] == 'open' then
+      -- A counter lower than last time means the node restarted: all of it is new traffic.
+      local rx, tx, rxLast, txLast = r[2], r[3], tonumber(s[5]), tonumber(s[6])
+      local drx = rx >= rxLast and rx - rxLast or rx
+      local dtx = tx >= txLast and tx - txLast or tx
+      redis.call('HSET', key, 'rx', int(tonumber(s[3]) + drx), 'tx', int(tonumber(s[4]) + dtx),
+        'rx_last', int(rx), 'tx_last', int(tx), 'handshake', int(math.max(tonumber(s[7]), r[4])))
+      if drx + dtx > 0 then table.insert(usage, {s[1], s[2], int(drx + dtx)}) end
+    end
+  end
+end
+return cjson.encode(usage)`,
+);
+
+/**
+ * The start of a feed read. KEYS: node peers HASH, node feed STREAM. ARGV: cursor ('' = none), max
+ * entries. A cursor is usable when nothing after it was trimmed and it is not from the future (a
+ * stream that was lost and rebuilt). → {'full', cursor, [pk, json, …]} | {'changes', [entries]}
+ */
+export const FEED_READ = new LuaScript(
+  'feed-read',
+  `local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function before(a, b) -- a < b
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+local last, maxDeleted = '0-0', '0-0'
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1]
+    elseif info[i] == 'max-deleted-entry-id' then maxDeleted = info[i + 1] end
+  end
+end
+local cursor = ARGV[1]
+if cursor ~= '' and not before(cursor, maxDeleted) and not before(last, cursor) then
+  return {'changes', redis.call('XRANGE', KEYS[2], '(' .. cursor, '+', 'COUNT', ARGV[2])}
+end
+return {'full', last, redis.call('HGETALL', KEYS[1])}`,
+);
+
+/**
+ * Reserve a concurrent-session slot for an account, after the quota checks. KEYS: account live
+ * ZSET, account period HASH, account sessions HASH. ARGV: session id, now, reservation deadline,
+ * concurrent limit, byte limit (-1 = unlimited), region.
+ * → {'ok'} | {'bytes'} | {'sessions', earliest deadline}
+ */
+export const RESERVE_SLOT = new LuaScript(
+  'reserve-session-slot',
+  `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local limit = tonumber(ARGV[5])
+if limit >= 0 and tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0') >= limit then return {'bytes'} end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'sessions', redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2] or ARGV[2]}
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+return {'ok'}`,
+);

@@ -1,0 +1,211 @@
+// Exit nodes: registration (bound to the region of their tbn_ enrollment token), heartbeats that
+// record health by region and turn per-peer byte counters into usage, and the tunnel address plan.
+//
+// Two records per node: `node:<id>` (store/keys.ts node) is the descriptive record that GET
+// /v1/regions and GET /v1/admin/nodes read; `{region:<id>}:node:<id>` plus the region's `nodes`
+// ZSET (scored by last heartbeat) are what the session-creation script reads, in the region's slot.
+import { createHash } from 'node:crypto';
+import type { BrokerContext } from '../context.js';
+import { keys } from '../store/keys.js';
+import { execAll } from '../store/redis.js';
+import { recordEgressIps } from './egress.js';
+import type { NodeToken } from './enrollment.js';
+import { HEARTBEAT } from './lua.js';
+import { HEALTHY_INTERVALS } from './regions.js';
+import { addUsage, type UsageDelta } from './usage.js';
+
+/** The heartbeat interval handed to nodes at registration. */
+export const HEARTBEAT_MS = 10_000;
+
+/** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (API.md: 3 missed intervals). */
+export const healthySince = (nowMs: number) => nowMs - HEALTHY_INTERVALS * HEARTBEAT_MS;
+
+// ── tunnel addresses ────────────────────────────────────────────────────────────────────────────
+// Every node numbers its peers from its own pool: index i is 10.64.0.0 + i (inside 10.64.0.0/10) and
+// fd64::i (inside fd64::/64). The node's interface holds index 1; clients get 2 and up. Pools are per
+// node because each node NATs its own peers: the same inner address on two nodes never meets.
+const V4_BASE = (10 << 24) | (64 << 16);
+export const NODE_ADDRESS_INDEX = 1;
+/** The last index below the /10's top address. */
+export const MAX_ADDRESS_INDEX = 2 ** 22 - 2;
+
+export function tunnelAddresses(index: number): { v4: string; v6: string } {
+  const n = V4_BASE + index;
+  const v4 = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  const hi = Math.floor(index / 65536);
+  const v6 =
+    hi > 0 ? `fd64::${hi.toString(16)}:${(index % 65536).toString(16)}` : `fd64::${index.toString(16)}`;
+  return { v4, v6 };
+}
+
+/** What a node must route to a peer: its two host addresses. */
+export const peerAllowedIps = (index: number) => {
+  const { v4, v6 } = tunnelAddresses(index);
+  return [`${v4}/32`, `${v6}/128`];
+};
+
+// ── registration and heartbeats ─────────────────────────────────────────────────────────────────
+
+export interface NodeRegistration {
+  region: string;
+  endpoint: string;
+  publicKey: string;
+  egressIps: string[];
+  capacity: number;
+  version: string;
+}
+
+export interface NodeRecord {
+  id: string;
+  region: string;
+  tokenId: string;
+  endpoint: string;
+  publicKey: string;
+  egressIps: string[];
+}
+
+/**
+ * A node keeps its id across restarts and re-registrations: it is derived from the enrollment and the
+ * node's WireGuard public key, so a restarted node finds its sessions (and feed) where it left them.
+ */
+export function nodeIdFor(tokenId: string, publicKey: string): string {
+  const digest = createHash('sha256').update(`${tokenId}\0${publicKey}`).digest();
+  const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  return `node_${[...digest.subarray(0, 20)].map((b) => alphabet[b % 62]).join('')}`;
+}
+
+export async function registerNode(
+  ctx: BrokerContext,
+  token: NodeToken,
+  input: NodeRegistration,
+): Promise<{ nodeId: string; heartbeatMs: number }> {
+  const nodeId = nodeIdFor(token.tokenId, input.publicKey);
+  const now = ctx.clock();
+  const regionKey = keys.regionNode(input.region, nodeId);
+  // The region-slot half first: once the ZSET lists the node, sessions may be placed on it.
+  await execAll(
+    ctx.redis
+      .multi()
+      .hset(regionKey, {
+        endpoint: input.endpoint,
+        public_key: input.publicKey,
+        capacity: input.capacity,
+        token_id: token.tokenId,
+        draining: '0',
+      })
+      .hsetnx(regionKey, 'load', '0')
+      .hsetnx(regionKey, 'next_index', String(NODE_ADDRESS_INDEX))
+      .zadd(keys.regionNodes(input.region), now, nodeId),
+  );
+  await ctx.redis.hset(keys.node(nodeId), {
+    id: nodeId,
+    region: input.region,
+    token_id: token.tokenId,
+    endpoint: input.endpoint,
+    public_key: input.publicKey,
+    capacity: input.capacity,
+    version: input.version,
+    draining: '0',
+    heartbeat_ms: HEARTBEAT_MS,
+    last_heartbeat: now,
+    egress_ips: JSON.stringify(input.egressIps),
+  });
+  await ctx.redis.hsetnx(keys.node(nodeId), 'registered_at', now);
+  await ctx.redis.hsetnx(keys.node(nodeId), 'load', '0');
+  await ctx.redis.sadd(keys.nodes(), nodeId);
+  await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now);
+  return { nodeId, heartbeatMs: HEARTBEAT_MS };
+}
+
+/** The registered node, or null. */
+export async function getNode(ctx: BrokerContext, nodeId: string): Promise<NodeRecord | null> {
+  const h = await ctx.redis.hgetall(keys.node(nodeId));
+  if (!h.id || !h.region || !h.token_id) return null;
+  let egress: unknown;
+  try {
+    egress = JSON.parse(h.egress_ips ?? '[]');
+  } catch {
+    egress = [];
+  }
+  return {
+    id: h.id,
+    region: h.region,
+    tokenId: h.token_id,
+    endpoint: h.endpoint ?? '',
+    publicKey: h.public_key ?? '',
+    egressIps: Array.isArray(egress) ? egress.filter((e): e is string => typeof e === 'string') : [],
+  };
+}
+
+export interface PeerReport {
+  publicKey: string;
+  rxBytes: number;
+  txBytes: number;
+  /** ms since the epoch; 0 = never. */
+  lastHandshakeAt: number;
+}
+
+export interface Heartbeat {
+  load: number;
+  draining: boolean;
+  peers: PeerReport[];
+}
+
+/**
+ * Records a heartbeat. Health and the sessions' counters change in one region-slot script; the
+ * byte deltas it returns are then added to the accounts' periods (a second step: a broker that dies
+ * in between loses that one report's usage, which errs in the user's favour and never double-counts).
+ * Returns false for a node the store does not know (it must register again).
+ */
+export async function recordHeartbeat(
+  ctx: BrokerContext,
+  node: NodeRecord,
+  beat: Heartbeat,
+): Promise<boolean> {
+  const now = ctx.clock();
+  const reports = beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]);
+  const reply = await HEARTBEAT.run(
+    ctx.redis,
+    [keys.regionNodes(node.region), keys.regionNode(node.region, node.id)],
+    [
+      keys.regionPrefix(node.region),
+      node.id,
+      now,
+      beat.load,
+      beat.draining ? '1' : '0',
+      JSON.stringify(reports),
+    ],
+  );
+  if (typeof reply !== 'string') return false;
+  await ctx.redis.hset(keys.node(node.id), {
+    load: beat.load,
+    draining: beat.draining ? '1' : '0',
+    last_heartbeat: now,
+  });
+  await recordEgressIps(ctx, node.id, node.region, node.egressIps, now);
+  const deltas = (JSON.parse(reply) as [string, string, string][]).map(
+    ([accountId, anchor, bytes]): UsageDelta => ({
+      accountId,
+      anchorMs: Number(anchor),
+      bytes: Number(bytes),
+    }),
+  );
+  await addUsage(ctx, deltas, now);
+  return true;
+}
+
+/** Last heartbeat (ms) of each node of a region, by id; nodes never seen are absent. */
+export async function lastHeartbeats(
+  ctx: BrokerContext,
+  region: string,
+  nodeIds: string[],
+): Promise<Map<string, number>> {
+  const unique = [...new Set(nodeIds)];
+  const scores = unique.length ? await ctx.redis.zmscore(keys.regionNodes(region), ...unique) : [];
+  const out = new Map<string, number>();
+  unique.forEach((id, i) => {
+    const score = scores[i];
+    if (score != null) out.set(id, Number(score));
+  });
+  return out;
+}

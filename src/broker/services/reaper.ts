@@ -1,0 +1,49 @@
+// The reaper: sessions past their expiry leave their node's feed and give their address back. Every
+// broker runs it; no lock is needed because closing is one idempotent script that re-checks the
+// session is still open and due, so two brokers reaping the same session close it once.
+import type { BrokerContext } from '../context.js';
+import { keys } from '../store/keys.js';
+import { closeSession } from './sessions.js';
+
+export const REAP_INTERVAL_MS = 5_000;
+/** Sessions closed per region per round trip. */
+const BATCH = 100;
+
+/** Reaps every due session of every region; returns how many this call closed. */
+export async function reapExpired(ctx: BrokerContext): Promise<number> {
+  const regions = await ctx.redis.smembers(keys.regions());
+  let reaped = 0;
+  for (const region of regions) {
+    for (;;) {
+      const now = ctx.clock();
+      const due = await ctx.redis.zrangebyscore(keys.regionExpiry(region), '-inf', now, 'LIMIT', 0, BATCH);
+      let closed = 0;
+      for (const sessionId of due) {
+        const outcome = await closeSession(ctx, region, sessionId, { state: 'expired', onlyIfDue: true });
+        if (outcome === 'closed') closed++;
+        // An entry whose record vanished or was closed elsewhere is dropped, never retried forever.
+        else if (outcome !== 'not_due') await ctx.redis.zrem(keys.regionExpiry(region), sessionId);
+      }
+      reaped += closed;
+      if (due.length < BATCH || closed === 0) break;
+    }
+  }
+  return reaped;
+}
+
+/** Runs reapExpired every REAP_INTERVAL_MS until the broker shuts down. */
+export function startReaper(ctx: BrokerContext, intervalMs = REAP_INTERVAL_MS): void {
+  if (ctx.shutdown.aborted) return;
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    reapExpired(ctx)
+      .catch((err: unknown) => ctx.logger.warn({ err }, 'reaper round failed'))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  ctx.shutdown.addEventListener('abort', () => clearInterval(timer), { once: true });
+}

@@ -1,0 +1,443 @@
+// Sessions (API.md "Sessions"): one WireGuard peer on one exit node.
+//
+// Creating one is two slots' worth of work, because an account's sessions may land in any region:
+//   1. account slot  ({acct:<id>}, RESERVE_SLOT): byte quota and concurrent-session checks, then a
+//      reservation in the account's live ZSET with a short deadline (RESERVATION_MS);
+//   2. region slot   ({region:<id>}, CREATE_SESSION): node choice, address lease, session record,
+//      expiry index and the node's feed event, all in one script: all of it or none of it;
+//   3. account slot  (MULTI): the reservation's deadline becomes the session's expiry; counters.
+// Trade-off, chosen on purpose: a broker that dies between 1 and 2 holds a slot for at most
+// RESERVATION_MS (never locks a user out for a session's lifetime); one that dies between 2 and 3
+// leaves a live session that stops counting against concurrency after RESERVATION_MS, until it
+// expires and the reaper removes it. Both err in the user's favour, and neither can leak an address
+// or a peer: those live only in step 2's atomic script. Putting concurrency in the region slot would
+// make step 2 alone enough, but would only bound sessions per region, not per account.
+import { randomBytes } from 'node:crypto';
+import nacl from 'tweetnacl';
+import { TIERS, type Tier } from '../config.js';
+import { isoTime, type BrokerContext } from '../context.js';
+import { conflict, invalidRequest, noCapacity, notFound, quotaExhausted, tierRequired } from '../errors.js';
+import { keys, TTL } from '../store/keys.js';
+import { execAll } from '../store/redis.js';
+import { newId } from '../tokens.js';
+import { formatWgQuick, keyFromBase64, keyToBase64 } from '../../lib/wgquick.js';
+import { CLOSE_SESSION, CREATE_SESSION, RESERVE_SLOT } from './lua.js';
+import { HEARTBEAT_MS, healthySince, lastHeartbeats, MAX_ADDRESS_INDEX, tunnelAddresses } from './nodes.js';
+import { getRegion } from './regions.js';
+import { periodOf } from './usage.js';
+
+const HOUR = 3600;
+export const DEFAULT_TTL_SECONDS = 24 * HOUR;
+export const MIN_TTL_SECONDS = 60;
+/** Longest session per tier; a longer ttl_seconds asks for a higher tier. */
+export const MAX_TTL_SECONDS: Record<Tier, number> = {
+  free: 24 * HOUR,
+  pro: 7 * 24 * HOUR,
+  business: 30 * 24 * HOUR,
+};
+/** How long a concurrency reservation lasts before step 3 makes it a session (see above). */
+export const RESERVATION_MS = 30_000;
+/** A handshake within this window makes a session `active`; older, `idle` (WireGuard rekeys every 2 min). */
+export const ACTIVE_HANDSHAKE_MS = 3 * 60_000;
+/** Per-node feed length; a node further behind than this gets the full peer set. */
+export const FEED_MAX_LENGTH = 10_000;
+/** Resolvers put in client configs (the exit nodes NAT to the internet; any public resolver works). */
+export const DEFAULT_DNS = ['1.1.1.1', '2606:4700:4700::1111'];
+export const PERSISTENT_KEEPALIVE = 25;
+export const FULL_TUNNEL = ['0.0.0.0/0', '::/0'];
+/** The PrivateKey line of a config whose key pair the client made. */
+export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
+
+export type SessionStatus = 'pending' | 'active' | 'idle' | 'expired' | 'closed' | 'node_lost';
+
+export interface SessionNodeView {
+  id: string;
+  endpoint: string;
+  public_key: string;
+}
+
+export interface SessionView {
+  id: string;
+  status: SessionStatus;
+  region: string;
+  node: SessionNodeView;
+  created_at: string;
+  expires_at: string;
+  last_handshake_at: string | null;
+  rx_bytes: number;
+  tx_bytes: number;
+}
+
+export interface CreatedSession {
+  id: string;
+  status: 'pending';
+  region: string;
+  node: SessionNodeView;
+  interface: { addresses: string[]; dns: string[]; private_key?: string };
+  peer: {
+    public_key: string;
+    preshared_key?: string;
+    endpoint: string;
+    allowed_ips: string[];
+    persistent_keepalive: number;
+  };
+  config: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface CreateSessionInput {
+  region: string;
+  /** Base64 of the client's X25519 public key; absent = the broker makes the pair. */
+  publicKey?: string;
+  ttlSeconds?: number;
+  presharedKey?: boolean;
+}
+
+export interface SessionOwner {
+  id: string;
+  plan: Tier;
+  createdAt: number;
+}
+
+function splitEndpoint(endpoint: string): { host: string; port: number } {
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(endpoint);
+  return { host: match?.[1] ?? '', port: Number(match?.[2] ?? 0) };
+}
+
+/**
+ * The client's wg-quick file. Throws RangeError (from formatWgQuick) for an endpoint that is not a
+ * canonical host:port; registration calls it once with the node's endpoint so that cannot happen here.
+ */
+export function clientConfig(fields: {
+  privateKey: string | null;
+  addresses: string[];
+  nodePublicKey: string;
+  presharedKey?: string;
+  endpoint: string;
+}): string {
+  const text = formatWgQuick({
+    interface: {
+      // A zero key stands in for a private key the broker never sees; its line is replaced below.
+      privateKey: fields.privateKey ? keyFromBase64(fields.privateKey)! : new Uint8Array(32),
+      addresses: fields.addresses,
+      dns: DEFAULT_DNS,
+      preUp: [],
+      postUp: [],
+      preDown: [],
+      postDown: [],
+    },
+    peers: [
+      {
+        publicKey: keyFromBase64(fields.nodePublicKey) ?? new Uint8Array(32),
+        ...(fields.presharedKey ? { presharedKey: keyFromBase64(fields.presharedKey)! } : {}),
+        allowedIps: FULL_TUNNEL,
+        endpoint: splitEndpoint(fields.endpoint),
+        persistentKeepalive: PERSISTENT_KEEPALIVE,
+      },
+    ],
+  });
+  return fields.privateKey
+    ? text
+    : text.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`);
+}
+
+/** The cheapest tier above `plan` that `allowed` contains (or the top tier). */
+function tierAbove(plan: Tier, allowed: (t: Tier) => boolean): Tier {
+  return TIERS.slice(TIERS.indexOf(plan) + 1).find(allowed) ?? TIERS[TIERS.length - 1]!;
+}
+
+function checkTtl(plan: Tier, ttlSeconds: number): void {
+  if (ttlSeconds <= MAX_TTL_SECONDS[plan]) return;
+  const tier = tierAbove(plan, (t) => ttlSeconds <= MAX_TTL_SECONDS[t]);
+  if (ttlSeconds > MAX_TTL_SECONDS[tier]) {
+    throw invalidRequest('ttl_seconds', `ttl_seconds is at most ${MAX_TTL_SECONDS[tier]}.`);
+  }
+  throw tierRequired(tier, `ttl_seconds above ${MAX_TTL_SECONDS[plan]} needs the ${tier} tier.`);
+}
+
+async function release(ctx: BrokerContext, accountId: string, sessionId: string): Promise<void> {
+  await execAll(
+    ctx.redis
+      .multi()
+      .zrem(keys.accountLiveSessions(accountId), sessionId)
+      .hdel(keys.accountSessions(accountId), sessionId),
+  );
+}
+
+export async function createSession(
+  ctx: BrokerContext,
+  owner: SessionOwner,
+  input: CreateSessionInput,
+): Promise<CreatedSession> {
+  const region = await getRegion(ctx.redis, input.region);
+  if (!region) throw invalidRequest('region', `Unknown region '${input.region}'.`);
+  if (!region.tiers.includes(owner.plan)) {
+    throw tierRequired(
+      tierAbove(owner.plan, (t) => region.tiers.includes(t)),
+      `Region ${region.id} is not available on the ${owner.plan} tier.`,
+    );
+  }
+  const ttlSeconds = input.ttlSeconds ?? Math.min(DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS[owner.plan]);
+  checkTtl(owner.plan, ttlSeconds);
+
+  const pair = input.publicKey === undefined ? nacl.box.keyPair() : null;
+  const publicKey = pair ? keyToBase64(pair.publicKey) : input.publicKey!;
+  const presharedKey = input.presharedKey ? randomBytes(32).toString('base64') : undefined;
+  const sessionId = newId('ses');
+  const now = ctx.clock();
+  const expiresAt = now + ttlSeconds * 1000;
+  const limits = ctx.config.tiers[owner.plan];
+  const period = periodOf(owner.createdAt, now);
+  const periodKey = keys.accountPeriod(owner.id, period.start);
+
+  // 1. account slot: quota, then a short reservation.
+  const reserved = (await RESERVE_SLOT.run(
+    ctx.redis,
+    [keys.accountLiveSessions(owner.id), periodKey, keys.accountSessions(owner.id)],
+    [sessionId, now, now + RESERVATION_MS, limits.concurrentSessions, limits.bytesPer30Days ?? -1, region.id],
+  )) as string[];
+  if (reserved[0] === 'bytes') {
+    throw quotaExhausted(Math.ceil((period.end - now) / 1000), 'The byte quota of this period is used up.');
+  }
+  if (reserved[0] === 'sessions') {
+    throw quotaExhausted(
+      Math.ceil((Number(reserved[1]) - now) / 1000),
+      `At most ${limits.concurrentSessions} concurrent sessions on the ${owner.plan} tier.`,
+    );
+  }
+
+  // 2. region slot: everything that must be all-or-nothing.
+  const created = (await CREATE_SESSION.run(
+    ctx.redis,
+    [keys.regionNodes(region.id), keys.regionExpiry(region.id)],
+    [
+      keys.regionPrefix(region.id),
+      now,
+      healthySince(now),
+      sessionId,
+      owner.id,
+      publicKey,
+      presharedKey ?? '',
+      expiresAt,
+      owner.createdAt,
+      MAX_ADDRESS_INDEX,
+      FEED_MAX_LENGTH,
+      region.id,
+    ],
+  )) as string[];
+  if (created[0] !== 'ok') {
+    // The script answered and wrote nothing: give the slot back. (When the call itself fails, the
+    // script may have run; the reservation then lapses on its own.)
+    await release(ctx, owner.id, sessionId);
+    if (created[0] === 'duplicate_key') {
+      throw conflict('This public key already has a session on every node of the region with room.');
+    }
+    throw noCapacity(Math.ceil(HEARTBEAT_MS / 1000));
+  }
+  const [, nodeId, endpoint, nodePublicKey, index] = created as [string, string, string, string, string];
+
+  // 3. account slot: the reservation becomes the session; counters.
+  await execAll(
+    ctx.redis
+      .multi()
+      .zadd(keys.accountLiveSessions(owner.id), 'XX', expiresAt, sessionId)
+      .hincrby(periodKey, 'sessions_created', 1)
+      .expire(periodKey, TTL.usagePeriodSeconds)
+      .hincrby(keys.accountUsage(owner.id), 'sessions_created', 1),
+  );
+
+  const { v4, v6 } = tunnelAddresses(Number(index));
+  const addresses = [`${v4}/32`, `${v6}/128`];
+  return {
+    id: sessionId,
+    status: 'pending',
+    region: region.id,
+    node: { id: nodeId, endpoint, public_key: nodePublicKey },
+    interface: {
+      addresses,
+      dns: DEFAULT_DNS,
+      ...(pair ? { private_key: keyToBase64(pair.secretKey) } : {}),
+    },
+    peer: {
+      public_key: nodePublicKey,
+      ...(presharedKey ? { preshared_key: presharedKey } : {}),
+      endpoint,
+      allowed_ips: FULL_TUNNEL,
+      persistent_keepalive: PERSISTENT_KEEPALIVE,
+    },
+    config: clientConfig({
+      privateKey: pair ? keyToBase64(pair.secretKey) : null,
+      addresses,
+      nodePublicKey,
+      presharedKey,
+      endpoint,
+    }),
+    created_at: isoTime(now),
+    expires_at: isoTime(expiresAt),
+  };
+}
+
+// ── reading ─────────────────────────────────────────────────────────────────────────────────────
+
+interface SessionRecord {
+  id: string;
+  account: string;
+  region: string;
+  node: string;
+  state: string;
+  createdAt: number;
+  expiresAt: number;
+  handshake: number;
+  rx: number;
+  tx: number;
+}
+
+function recordFrom(h: Record<string, string>): SessionRecord | null {
+  if (!h.id || !h.account || !h.region || !h.node || !h.state) return null;
+  return {
+    id: h.id,
+    account: h.account,
+    region: h.region,
+    node: h.node,
+    state: h.state,
+    createdAt: Number(h.created_at),
+    expiresAt: Number(h.expires_at),
+    handshake: Number(h.handshake ?? 0),
+    rx: Number(h.rx ?? 0),
+    tx: Number(h.tx ?? 0),
+  };
+}
+
+/** pending until the first handshake, active within 3 min of one, idle after; node_lost when its node went unhealthy. */
+export function sessionStatus(
+  s: SessionRecord,
+  nodeLastHeartbeat: number | undefined,
+  nowMs: number,
+): SessionStatus {
+  if (s.state === 'closed') return 'closed';
+  if (s.state === 'expired' || s.expiresAt <= nowMs) return 'expired';
+  if (nodeLastHeartbeat === undefined || nodeLastHeartbeat < healthySince(nowMs)) return 'node_lost';
+  if (s.handshake === 0) return 'pending';
+  return nowMs - s.handshake <= ACTIVE_HANDSHAKE_MS ? 'active' : 'idle';
+}
+
+async function views(ctx: BrokerContext, records: SessionRecord[]): Promise<SessionView[]> {
+  const now = ctx.clock();
+  const byRegion = new Map<string, SessionRecord[]>();
+  for (const r of records) byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
+  const out: SessionView[] = [];
+  await Promise.all(
+    [...byRegion].map(async ([region, list]) => {
+      const nodeIds = [...new Set(list.map((r) => r.node))];
+      const [beats, nodes] = await Promise.all([
+        lastHeartbeats(ctx, region, nodeIds),
+        Promise.all(
+          nodeIds.map((id) => ctx.redis.hmget(keys.regionNode(region, id), 'endpoint', 'public_key')),
+        ),
+      ]);
+      const nodeView = new Map(
+        nodeIds.map((id, i) => [id, { id, endpoint: nodes[i]?.[0] ?? '', public_key: nodes[i]?.[1] ?? '' }]),
+      );
+      for (const r of list) {
+        out.push({
+          id: r.id,
+          status: sessionStatus(r, beats.get(r.node), now),
+          region: r.region,
+          node: nodeView.get(r.node)!,
+          created_at: isoTime(r.createdAt),
+          expires_at: isoTime(r.expiresAt),
+          last_handshake_at: r.handshake > 0 ? isoTime(r.handshake) : null,
+          rx_bytes: r.rx,
+          tx_bytes: r.tx,
+        });
+      }
+    }),
+  );
+  return out.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+}
+
+async function ownRecord(
+  ctx: BrokerContext,
+  accountId: string,
+  sessionId: string,
+): Promise<SessionRecord | null> {
+  const region = await ctx.redis.hget(keys.accountSessions(accountId), sessionId);
+  if (!region) return null;
+  const record = recordFrom(await ctx.redis.hgetall(keys.session(region, sessionId)));
+  return record && record.account === accountId ? record : null;
+}
+
+export async function getSession(
+  ctx: BrokerContext,
+  accountId: string,
+  sessionId: string,
+): Promise<SessionView> {
+  const record = await ownRecord(ctx, accountId, sessionId);
+  if (!record) throw notFound('No such session.');
+  return (await views(ctx, [record]))[0]!;
+}
+
+export async function listSessions(ctx: BrokerContext, accountId: string): Promise<SessionView[]> {
+  const index = await ctx.redis.hgetall(keys.accountSessions(accountId));
+  const ids = Object.keys(index);
+  const hashes = await Promise.all(ids.map((id) => ctx.redis.hgetall(keys.session(index[id]!, id))));
+  const records: SessionRecord[] = [];
+  const gone: string[] = [];
+  hashes.forEach((h, i) => {
+    const record = recordFrom(h);
+    if (record && record.account === accountId) records.push(record);
+    else gone.push(ids[i]!);
+  });
+  await pruneIndex(ctx, accountId, gone);
+  return views(ctx, records);
+}
+
+/** Drops index entries whose record has expired, unless a creation still holds a reservation for them. */
+async function pruneIndex(ctx: BrokerContext, accountId: string, sessionIds: string[]): Promise<void> {
+  if (sessionIds.length === 0) return;
+  const live = await ctx.redis.zmscore(keys.accountLiveSessions(accountId), ...sessionIds);
+  const stale = sessionIds.filter((_, i) => live[i] == null);
+  if (stale.length) await ctx.redis.hdel(keys.accountSessions(accountId), ...stale);
+}
+
+// ── closing ─────────────────────────────────────────────────────────────────────────────────────
+
+export type CloseOutcome = 'closed' | 'gone' | 'missing' | 'not_due';
+
+/** Runs the close script for one session of `region`; frees the account's slot when it closed it. */
+export async function closeSession(
+  ctx: BrokerContext,
+  region: string,
+  sessionId: string,
+  options: { owner?: string; state: 'closed' | 'expired'; onlyIfDue?: boolean },
+): Promise<CloseOutcome> {
+  const now = ctx.clock();
+  const [outcome, account] = (await CLOSE_SESSION.run(
+    ctx.redis,
+    [keys.session(region, sessionId)],
+    [
+      keys.regionPrefix(region),
+      sessionId,
+      options.owner ?? '',
+      options.state,
+      TTL.closedSessionSeconds,
+      now,
+      FEED_MAX_LENGTH,
+      options.onlyIfDue ? '1' : '0',
+    ],
+  )) as [CloseOutcome, string | undefined];
+  // Idempotent second step: a retry (or another broker's reaper) removes nothing twice.
+  if ((outcome === 'closed' || outcome === 'gone') && account) {
+    await ctx.redis.zrem(keys.accountLiveSessions(account), sessionId);
+  }
+  return outcome;
+}
+
+/** DELETE /v1/sessions/{id}: the peer leaves its node and the address is freed. Idempotent for the owner. */
+export async function deleteSession(ctx: BrokerContext, accountId: string, sessionId: string): Promise<void> {
+  const region = await ctx.redis.hget(keys.accountSessions(accountId), sessionId);
+  if (!region) throw notFound('No such session.');
+  const outcome = await closeSession(ctx, region, sessionId, { owner: accountId, state: 'closed' });
+  if (outcome === 'missing') throw notFound('No such session.');
+}

@@ -1,0 +1,81 @@
+// Usage per account and 30-day period (API.md "Usage and billing", "Tiers"). Periods are anchored at
+// the account's creation, so every account gets whole 30-day windows of its own. Byte counts come
+// from node heartbeats (services/nodes.ts); session counts from session creation.
+import type { Tier } from '../config.js';
+import type { BrokerContext } from '../context.js';
+import { isoTime } from '../context.js';
+import { keys, TTL } from '../store/keys.js';
+import { execAll } from '../store/redis.js';
+
+export const PERIOD_MS = 30 * 24 * 60 * 60 * 1000;
+
+export interface Period {
+  start: number;
+  end: number;
+}
+
+/** The 30-day period containing `nowMs` for an account created at `anchorMs`. */
+export function periodOf(anchorMs: number, nowMs: number): Period {
+  const start = anchorMs + Math.max(0, Math.floor((nowMs - anchorMs) / PERIOD_MS)) * PERIOD_MS;
+  return { start, end: start + PERIOD_MS };
+}
+
+export interface UsageDelta {
+  accountId: string;
+  /** The account's created_at, as recorded on the session. */
+  anchorMs: number;
+  bytes: number;
+}
+
+/** Adds byte deltas to each account's current period and lifetime counter. */
+export async function addUsage(ctx: BrokerContext, deltas: UsageDelta[], nowMs: number): Promise<void> {
+  const byAccount = new Map<string, UsageDelta>();
+  for (const d of deltas) {
+    const seen = byAccount.get(d.accountId);
+    byAccount.set(d.accountId, seen ? { ...seen, bytes: seen.bytes + d.bytes } : d);
+  }
+  // One MULTI per account: its keys share the account's slot.
+  await Promise.all(
+    [...byAccount.values()].map((d) => {
+      const periodKey = keys.accountPeriod(d.accountId, periodOf(d.anchorMs, nowMs).start);
+      return execAll(
+        ctx.redis
+          .multi()
+          .hincrby(periodKey, 'bytes', d.bytes)
+          .expire(periodKey, TTL.usagePeriodSeconds)
+          .hincrby(keys.accountUsage(d.accountId), 'bytes_transferred', d.bytes),
+      );
+    }),
+  );
+}
+
+export interface UsageView {
+  tier: Tier;
+  period: { start: string; end: string };
+  bytes: { used: number; limit: number | null };
+  sessions: { active: number; limit: number; created: number };
+  requests: { limit_per_minute: number };
+}
+
+/** GET /v1/usage: this period's bytes and sessions against the tier's limits. */
+export async function usageOf(
+  ctx: BrokerContext,
+  account: { id: string; plan: Tier; createdAt: number },
+): Promise<UsageView> {
+  const now = ctx.clock();
+  const period = periodOf(account.createdAt, now);
+  const limits = ctx.config.tiers[account.plan];
+  const [counters, active] = (await execAll(
+    ctx.redis
+      .multi()
+      .hmget(keys.accountPeriod(account.id, period.start), 'bytes', 'sessions_created')
+      .zcount(keys.accountLiveSessions(account.id), `(${now}`, '+inf'),
+  )) as [(string | null)[], number];
+  return {
+    tier: account.plan,
+    period: { start: isoTime(period.start), end: isoTime(period.end) },
+    bytes: { used: Number(counters[0] ?? 0), limit: limits.bytesPer30Days },
+    sessions: { active, limit: limits.concurrentSessions, created: Number(counters[1] ?? 0) },
+    requests: { limit_per_minute: limits.requestsPerMinute },
+  };
+}

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import {
   WIREGUARD,
   consumeInitiation,
@@ -236,5 +237,37 @@ describe('initiationRejection: replay (timestamp strictly greater) and flood (20
   ];
   test.each(table)('#%i', (_n, h, timestamp, now, expected) => {
     expect(initiationRejection(h, timestamp, now)).toBe(expected);
+  });
+});
+
+describe('properties: consume functions never throw on random fields', () => {
+  const { random, a, b, aPeer, bPeer } = pair(5);
+  const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+  if (!init.ok) throw new Error(init.reason);
+  const bytes = (length: number) => fc.uint8Array({ minLength: length, maxLength: length });
+
+  test('consumeInitiation', () => {
+    fc.assert(
+      fc.property(bytes(32), bytes(48), bytes(28), (ephemeral, encryptedStatic, encryptedPayload) => {
+        const result = consumeInitiation(
+          WIREGUARD,
+          b,
+          { ephemeral, encryptedStatic, encryptedPayload },
+          () => bPeer,
+        );
+        return !result.ok && ['invalid_public_key', 'decrypt_failed'].includes(result.reason);
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  test('consumeResponse', () => {
+    fc.assert(
+      fc.property(bytes(32), bytes(16), (ephemeral, encryptedPayload) => {
+        const result = consumeResponse(init.state, a, aPeer, { ephemeral, encryptedPayload });
+        return !result.ok && ['invalid_public_key', 'decrypt_failed'].includes(result.reason);
+      }),
+      { numRuns: 50 },
+    );
   });
 });

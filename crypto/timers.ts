@@ -118,6 +118,11 @@ export class PeerTimers {
     this.deadlines.retransmitHandshake = now + REKEY_TIMEOUT_MS + this.options.jitter();
   }
 
+  /** Lets the next initiation go out at once (wireguard-go ExpireCurrentKeypairs, after a key change). */
+  allowHandshakeNow(): void {
+    this.lastHandshakeSentAt = -Infinity;
+  }
+
   /** Call this after a handshake response is sent (it counts against the initiation rate limit). */
   handshakeResponseSent(now: number): void {
     this.lastHandshakeSentAt = now;

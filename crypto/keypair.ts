@@ -10,7 +10,7 @@ import {
 } from './constants.js';
 import { type TransportMessage, openTransport, sealTransport } from './messages.js';
 import type { TransportKeys } from './noise.js';
-import { StablelibTransportCipher, type TransportAEAD, wipe } from './primitives.js';
+import { type TransportAEAD, createTransportCipher, wipe } from './primitives.js';
 import { ReplayFilter } from './replay.js';
 
 // The send counter is a Number: exact up to 2^53, which no keypair reaches (it lives at most 180 s). The
@@ -39,8 +39,8 @@ export class Keypair {
     readonly createdAt: number,
     readonly isInitiator: boolean,
   ) {
-    this.send = new StablelibTransportCipher(keys.sendKey);
-    this.receive = new StablelibTransportCipher(keys.receiveKey);
+    this.send = createTransportCipher(keys.sendKey);
+    this.receive = createTransportCipher(keys.receiveKey);
     wipe(keys.sendKey, keys.receiveKey);
   }
 

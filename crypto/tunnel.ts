@@ -1,0 +1,624 @@
+// The sans-IO WireGuard device (boringtun's Tunn, wireguard-go's device/ minus the goroutines): the I/O shell
+// hands it packets from the TUN side (encapsulate), datagrams from UDP (decapsulate) and the time (tick), and
+// gets back actions: send this datagram there, deliver this packet, or a typed drop. It never reads a clock,
+// never draws randomness it was not handed, and never throws on network input.
+//
+// The API is fixed by the engine contract (/work/briefs/engine-contract.md): the daemon codes against it.
+import {
+  DEFAULT_MTU,
+  INITIATION_SIZE,
+  KEY_LENGTH,
+  MESSAGE_COOKIE_REPLY,
+  MESSAGE_INITIATION,
+  MESSAGE_RESPONSE,
+  RESPONSE_SIZE,
+  UNDER_LOAD_AFTER_TIME_MS,
+} from './constants.js';
+import { CookieChecker, cookieSource } from './cookie.js';
+import { AllowedIps } from './allowedips.js';
+import { IndexTable } from './indextable.js';
+import { type IpPrefix, parseIpAddress, parsePrefix } from './ipaddr.js';
+import { Keypair } from './keypair.js';
+import {
+  type CookieReplyMessage,
+  type InitiationMessage,
+  type ResponseMessage,
+  type TransportMessage,
+  parseMessage,
+  writeInitiation,
+  writeResponse,
+} from './messages.js';
+import {
+  type LocalStatic,
+  WIREGUARD,
+  consumeInitiation,
+  consumeResponse,
+  createInitiation,
+  createResponse,
+  deriveTransportKeys,
+  initiationRejection,
+  localStatic,
+} from './noise.js';
+import { type Endpoint, type IndexEntry, Peer } from './peer.js';
+import { TAI64N, clamp, constantTimeEqual, generatePrivateKey, wipe } from './primitives.js';
+import { RateLimiter } from './ratelimiter.js';
+import { jitterFromRandomBytes } from './timers.js';
+
+export type { Endpoint } from './peer.js';
+
+export type DropReason =
+  | 'malformed' // wrong type/length: never throws, never answers
+  | 'unknown_index' // receiver index not in the index table
+  | 'mac1_invalid'
+  | 'cookie_sent' // under load and mac2 invalid: a cookie reply was sent instead
+  | 'rate_limited' // per-source handshake limit under load
+  | 'handshake_invalid' // AEAD/DH/unknown peer/replayed or flooded initiation
+  | 'decrypt_failed'
+  | 'replay'
+  | 'keypair_expired'
+  | 'allowed_ips_violation' // inner source not routed to the sending peer
+  | 'no_route' // encapsulate: no peer's allowed IPs match the destination
+  | 'no_endpoint' // peer has no known endpoint yet
+  | 'queue_full'; // staged-packet queue (128) overflow: oldest dropped
+
+export type TunnelAction =
+  | { readonly kind: 'send'; readonly datagram: Uint8Array; readonly to: Endpoint }
+  | { readonly kind: 'deliver'; readonly packet: Uint8Array; readonly peer: string } // peer = base64 public key
+  | { readonly kind: 'drop'; readonly reason: DropReason };
+
+export interface TunnelOptions {
+  privateKey: Uint8Array; // 32 bytes, clamped on input
+  randomBytes(length: number): Uint8Array; // injected: crypto.randomBytes in the daemon, seeded in tests
+  wallClockMs(): number; // injected Unix time in ms (TAI64N, last handshake time)
+  mtu?: number; // padding bound, default 1420
+}
+
+export interface PeerSettings {
+  presharedKey?: Uint8Array | null; // null clears
+  allowedIps?: string[]; // 'ip/cidr' list; when present REPLACES the peer's whole set
+  endpoint?: Endpoint;
+  persistentKeepaliveSeconds?: number; // 0 = off; turning it on while up sends one keepalive at once
+}
+
+export interface PeerStatus {
+  publicKey: Uint8Array;
+  presharedKey?: Uint8Array;
+  endpoint?: Endpoint;
+  allowedIps: string[];
+  persistentKeepaliveSeconds: number;
+  rxBytes: number; // full UDP payload bytes of authenticated messages, handshakes included
+  txBytes: number;
+  lastHandshakeUnixMs: number; // 0 if none
+}
+
+// Drops carry no data, so one frozen action per reason serves every packet.
+const DROP = Object.fromEntries(
+  (
+    [
+      'malformed',
+      'unknown_index',
+      'mac1_invalid',
+      'cookie_sent',
+      'rate_limited',
+      'handshake_invalid',
+      'decrypt_failed',
+      'replay',
+      'keypair_expired',
+      'allowed_ips_violation',
+      'no_route',
+      'no_endpoint',
+      'queue_full',
+    ] as const
+  ).map((reason) => [reason, Object.freeze({ kind: 'drop', reason })]),
+) as Record<DropReason, TunnelAction>;
+
+const EMPTY_PACKET = new Uint8Array(0);
+const MAX_PERSISTENT_KEEPALIVE_SECONDS = 65535;
+
+// Inner IP header fields (RFC 791, RFC 8200) that routing and cryptokey routing read.
+const IPV4_HEADER_LENGTH = 20;
+const IPV4_TOTAL_LENGTH_OFFSET = 2;
+const IPV4_SOURCE_OFFSET = 12;
+const IPV4_DESTINATION_OFFSET = 16;
+const IPV6_HEADER_LENGTH = 40;
+const IPV6_PAYLOAD_LENGTH_OFFSET = 4;
+const IPV6_SOURCE_OFFSET = 8;
+const IPV6_DESTINATION_OFFSET = 24;
+
+const ipVersion = (packet: Uint8Array): number => packet[0]! >> 4;
+const readU16 = (bytes: Uint8Array, offset: number): number => (bytes[offset]! << 8) | bytes[offset + 1]!;
+
+export class Tunnel {
+  private local: LocalStatic;
+  private cookieChecker: CookieChecker;
+  private readonly rateLimiter = new RateLimiter();
+  private readonly randomBytes: (length: number) => Uint8Array;
+  private readonly wallClockMs: () => number;
+  private readonly jitter: () => number;
+  private readonly mtu: number;
+  private readonly peersByName = new Map<string, Peer>();
+  private readonly indices: IndexTable<IndexEntry>;
+  private readonly allowedIps = new AllowedIps<Peer>();
+  private lastUnderLoadAt = -Infinity;
+
+  constructor(options: TunnelOptions) {
+    this.randomBytes = options.randomBytes;
+    this.wallClockMs = options.wallClockMs;
+    this.jitter = jitterFromRandomBytes(options.randomBytes);
+    this.mtu = options.mtu ?? DEFAULT_MTU;
+    this.indices = new IndexTable<IndexEntry>(options.randomBytes);
+    this.local = localStatic(clamp(options.privateKey));
+    this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
+  }
+
+  get publicKey(): Uint8Array {
+    return Uint8Array.from(this.local.publicKey);
+  }
+
+  /**
+   * Replaces our static key (wireguard-go SetPrivateKey): a peer with the new public key is removed, every
+   * peer's static-static DH is recomputed, handshakes in progress are forgotten and current keypairs stop
+   * sending, so the next packet starts a fresh handshake at once.
+   */
+  setPrivateKey(privateKey: Uint8Array): void {
+    const clamped = clamp(privateKey);
+    if (constantTimeEqual(clamped, this.local.privateKey)) return;
+    wipe(this.local.privateKey);
+    this.local = localStatic(clamped);
+    this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
+    this.removePeer(this.local.publicKey);
+    for (const peer of this.peersByName.values()) {
+      peer.setLocal(this.local);
+      peer.clearHandshake();
+      peer.timers.allowHandshakeNow();
+      peer.keypairs.expireForSending();
+    }
+  }
+
+  /**
+   * Creates or updates a peer. Settings are local configuration, validated by the caller: a malformed key,
+   * prefix or interval is a programmer error (RangeError, nothing changed). Our own public key is ignored,
+   * as wireguard-go does. A peer with a low-order public key is kept but can never complete a handshake.
+   */
+  upsertPeer(publicKey: Uint8Array, settings: PeerSettings, now: number): TunnelAction[] {
+    if (publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
+    const prefixes = settings.allowedIps?.map(parseAllowedIp);
+    const keepalive = settings.persistentKeepaliveSeconds;
+    if (
+      keepalive !== undefined &&
+      !(Number.isInteger(keepalive) && keepalive >= 0 && keepalive <= MAX_PERSISTENT_KEEPALIVE_SECONDS)
+    ) {
+      throw new RangeError('persistent keepalive must be an integer from 0 to 65535 seconds');
+    }
+    const psk = settings.presharedKey;
+    if (psk && psk.length !== KEY_LENGTH) throw new RangeError('pre-shared key must be 32 bytes');
+    if (constantTimeEqual(publicKey, this.local.publicKey)) return [];
+
+    const name = Buffer.from(publicKey).toString('base64');
+    let peer = this.peersByName.get(name);
+    if (peer === undefined) {
+      peer = new Peer({
+        publicKey,
+        local: this.local,
+        presharedKey: psk ?? undefined,
+        releaseIndex: (index) => this.indices.delete(index),
+        jitter: this.jitter,
+      });
+      this.peersByName.set(name, peer);
+    } else if (psk !== undefined) {
+      peer.setPresharedKey(this.local, psk ?? undefined);
+    }
+    if (prefixes !== undefined) {
+      this.allowedIps.removeByPeer(peer);
+      for (const prefix of prefixes) this.allowedIps.insert(prefix, peer);
+    }
+    if (settings.endpoint !== undefined) peer.roamTo(settings.endpoint);
+
+    const actions: TunnelAction[] = [];
+    if (keepalive !== undefined) {
+      const wasOff = peer.timers.persistentKeepaliveSeconds === 0;
+      peer.timers.setPersistentKeepalive(keepalive);
+      if (wasOff && keepalive > 0) this.sendKeepalive(peer, now, actions);
+    }
+    return actions;
+  }
+
+  /** Removes a peer, wiping its keys and freeing its indices and routes. False if there was none. */
+  removePeer(publicKey: Uint8Array): boolean {
+    const name = Buffer.from(publicKey).toString('base64');
+    const peer = this.peersByName.get(name);
+    if (peer === undefined) return false;
+    peer.zeroAndFlush();
+    peer.timers.stop();
+    this.allowedIps.removeByPeer(peer);
+    this.peersByName.delete(name);
+    return true;
+  }
+
+  peers(): PeerStatus[] {
+    return [...this.peersByName.values()].map((peer) => {
+      const status: PeerStatus = {
+        publicKey: Uint8Array.from(peer.publicKey),
+        allowedIps: this.allowedIps.prefixesOf(peer),
+        persistentKeepaliveSeconds: peer.timers.persistentKeepaliveSeconds,
+        rxBytes: peer.rxBytes,
+        txBytes: peer.txBytes,
+        lastHandshakeUnixMs: peer.lastHandshakeUnixMs,
+      };
+      const psk = peer.presharedKeyCopy;
+      if (psk !== undefined) status.presharedKey = psk;
+      if (peer.endpoint !== undefined) status.endpoint = { ...peer.endpoint };
+      return status;
+    });
+  }
+
+  /** A packet from the TUN side: routed by its destination address to a peer, then sealed or staged. */
+  encapsulate(packet: Uint8Array, now: number): TunnelAction[] {
+    let peer: Peer | undefined;
+    const version = packet.length > 0 ? ipVersion(packet) : 0;
+    if (version === 4 && packet.length >= IPV4_HEADER_LENGTH) {
+      peer = this.allowedIps.lookupV4(packet, IPV4_DESTINATION_OFFSET);
+    } else if (version === 6 && packet.length >= IPV6_HEADER_LENGTH) {
+      peer = this.allowedIps.lookupV6(packet, IPV6_DESTINATION_OFFSET);
+    } else {
+      return [DROP.malformed];
+    }
+    if (peer === undefined) return [DROP.no_route];
+    if (peer.endpoint === undefined) return [DROP.no_endpoint];
+    if (peer.keys.staticStatic === undefined) return [DROP.handshake_invalid];
+
+    const actions: TunnelAction[] = [];
+    const keypair = peer.keypairs.current;
+    if (peer.stagedCount === 0 && keypair !== undefined && keypair.canSend(now)) {
+      // The common case, without copying the packet into the queue.
+      this.sendTransport(peer, keypair, packet, now, actions);
+      this.keepKeyFreshSending(peer, keypair, now, actions);
+      return actions;
+    }
+    if (!peer.stage(packet)) actions.push(DROP.queue_full);
+    this.sendStaged(peer, now, actions);
+    return actions;
+  }
+
+  /** A datagram from UDP. Every rejection is a typed drop; only a cookie reply under load answers one. */
+  decapsulate(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
+    const message = parseMessage(datagram);
+    if (message === undefined) return [DROP.malformed];
+    switch (message.type) {
+      case MESSAGE_INITIATION:
+      case MESSAGE_RESPONSE:
+        return this.receiveHandshake(message, from, now);
+      case MESSAGE_COOKIE_REPLY:
+        return this.receiveCookieReply(message, now);
+      default:
+        return this.receiveTransport(message, from, now);
+    }
+  }
+
+  /** Fires every peer's due timers. */
+  tick(now: number): TunnelAction[] {
+    const actions: TunnelAction[] = [];
+    for (const peer of this.peersByName.values()) {
+      if (!((peer.timers.nextDeadline() ?? Infinity) <= now)) continue;
+      for (const expiry of peer.timers.due(now)) {
+        switch (expiry) {
+          case 'retransmitHandshake':
+            this.sendInitiation(peer, now, true, actions);
+            break;
+          case 'newHandshake':
+            this.sendInitiation(peer, now, false, actions);
+            break;
+          case 'sendKeepalive':
+          case 'persistentKeepalive':
+            this.sendKeepalive(peer, now, actions);
+            break;
+          case 'handshakeGaveUp':
+            peer.takeStaged();
+            break;
+          case 'zeroKeyMaterial':
+            peer.zeroAndFlush();
+            break;
+        }
+      }
+    }
+    return actions;
+  }
+
+  /** The earliest armed timer of any peer (monotonic ms), or undefined when none is armed. */
+  nextDeadline(): number | undefined {
+    let earliest: number | undefined;
+    for (const peer of this.peersByName.values()) {
+      const at = peer.timers.nextDeadline();
+      if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
+    }
+    return earliest;
+  }
+
+  /** The I/O shell's handshake backlog crossed its threshold: check mac2 and rate-limit for the next second. */
+  markUnderLoad(now: number): void {
+    this.lastUnderLoadAt = now;
+  }
+
+  private underLoad(now: number): boolean {
+    return now - this.lastUnderLoadAt < UNDER_LOAD_AFTER_TIME_MS;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Receiving
+  // ---------------------------------------------------------------------------------------------------------
+
+  /** Types 1 and 2: mac1 before any DH; under load, mac2 (else a cookie reply) and the per-source limit. */
+  private receiveHandshake(
+    message: InitiationMessage | ResponseMessage,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] {
+    if (!this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
+    if (this.underLoad(now)) {
+      const address = parseIpAddress(from.address);
+      if (!address.ok) return [DROP.malformed];
+      const source = cookieSource(address.value, from.port);
+      if (!this.cookieChecker.checkMac2(message, source, now)) {
+        const reply = this.cookieChecker.createCookieReply(message, source, now);
+        return [{ kind: 'send', datagram: reply, to: from }, DROP.cookie_sent];
+      }
+      if (!this.rateLimiter.allow(address.value, now)) return [DROP.rate_limited];
+    }
+    return message.type === MESSAGE_INITIATION
+      ? this.receiveInitiation(message, from, now)
+      : this.receiveResponse(message, from, now);
+  }
+
+  /** Responder: authenticate the initiation, apply the replay and flood rules, answer with a response. */
+  private receiveInitiation(message: InitiationMessage, from: Endpoint, now: number): TunnelAction[] {
+    const consumed = consumeInitiation(
+      WIREGUARD,
+      this.local,
+      {
+        ephemeral: message.ephemeral,
+        encryptedStatic: message.encryptedStatic,
+        encryptedPayload: message.encryptedTimestamp,
+      },
+      (remoteStatic) => this.peersByName.get(Buffer.from(remoteStatic).toString('base64'))?.keys,
+    );
+    if (!consumed.ok) return [DROP.handshake_invalid];
+    const state = consumed.state;
+    const peer = this.peersByName.get(Buffer.from(state.peer.remoteStatic).toString('base64'))!;
+    if (initiationRejection(peer.initiationHistory, state.payload, now) !== undefined) {
+      wipe(state.chainKey);
+      return [DROP.handshake_invalid];
+    }
+    peer.initiationHistory = { timestamp: state.payload, consumedAt: now };
+    this.authenticatedReceived(peer, from, INITIATION_SIZE, now);
+
+    // A simultaneous initiation of ours is abandoned: the peer's wins (as wireguard-go).
+    peer.clearHandshake();
+    const response = createResponse(state, generatePrivateKey(this.randomBytes), EMPTY_PACKET);
+    if (!response.ok) return [DROP.handshake_invalid];
+    const entry: { peer: Peer; keypair: Keypair | undefined } = { peer, keypair: undefined };
+    const localIndex = this.indices.allocate(entry);
+    entry.keypair = new Keypair(
+      deriveTransportKeys(response.result, false),
+      localIndex,
+      message.senderIndex,
+      now,
+      false,
+    );
+    peer.keypairs.installAsResponder(entry.keypair);
+
+    const datagram = writeResponse({
+      senderIndex: localIndex,
+      receiverIndex: message.senderIndex,
+      ephemeral: response.fields.ephemeral,
+      encryptedNothing: response.fields.encryptedPayload,
+    });
+    peer.macSender.addMacs(datagram, now);
+    peer.timers.handshakeResponseSent(now);
+    peer.timers.sessionDerived(now);
+    const actions: TunnelAction[] = [];
+    this.send(peer, datagram, now, actions);
+    return actions;
+  }
+
+  /** Initiator: authenticate the response to our latest initiation; the new keypair is usable at once. */
+  private receiveResponse(message: ResponseMessage, from: Endpoint, now: number): TunnelAction[] {
+    const entry = this.indices.get(message.receiverIndex);
+    if (entry === undefined || entry.keypair !== undefined) return [DROP.unknown_index];
+    const peer = entry.peer;
+    const handshake = peer.handshake;
+    if (handshake.state !== 'initiation_created' || peer.handshakeIndex !== message.receiverIndex) {
+      return [DROP.handshake_invalid];
+    }
+    const consumed = consumeResponse(handshake, this.local, peer.keys, {
+      ephemeral: message.ephemeral,
+      encryptedPayload: message.encryptedNothing,
+    });
+    if (!consumed.ok) return [DROP.handshake_invalid];
+
+    const localIndex = message.receiverIndex;
+    const keypair = new Keypair(
+      deriveTransportKeys(consumed.result, true),
+      localIndex,
+      message.senderIndex,
+      now,
+      true,
+    );
+    // The handshake's index now names the keypair: the peer keeps addressing us by it.
+    this.indices.repoint(localIndex, { peer, keypair });
+    peer.handshakeIndex = undefined;
+    peer.clearHandshake();
+    peer.keypairs.installAsInitiator(keypair);
+
+    this.authenticatedReceived(peer, from, RESPONSE_SIZE, now);
+    peer.timers.sessionDerived(now);
+    this.handshakeComplete(peer);
+    // Confirm the session at once (the responder cannot send before it hears from us): staged packets, or
+    // a keepalive when none are waiting.
+    const actions: TunnelAction[] = [];
+    this.sendKeepalive(peer, now, actions);
+    return actions;
+  }
+
+  private receiveCookieReply(message: CookieReplyMessage, now: number): TunnelAction[] {
+    const entry = this.indices.get(message.receiverIndex);
+    if (entry === undefined) return [DROP.unknown_index];
+    // Not authenticated traffic: neither counted nor roamed on. Storing the cookie is all: the retransmit timer resends the handshake, now with mac2.
+    return entry.peer.macSender.consumeCookieReply(message, now) ? [] : [DROP.decrypt_failed];
+  }
+
+  /** Type 4: open with the keypair the index names, then the replay window, then cryptokey routing. */
+  private receiveTransport(message: TransportMessage, from: Endpoint, now: number): TunnelAction[] {
+    const entry = this.indices.get(message.receiverIndex);
+    const keypair = entry?.keypair;
+    if (keypair === undefined) return [DROP.unknown_index];
+    if (!keypair.canReceive(now)) return [DROP.keypair_expired];
+    const plaintext = keypair.open(message);
+    if (plaintext === 'decrypt_failed') return [DROP.decrypt_failed];
+    if (plaintext === 'replay') return [DROP.replay];
+
+    const peer = entry!.peer;
+    const actions: TunnelAction[] = [];
+    this.authenticatedReceived(peer, from, message.bytes.length, now);
+    if (peer.keypairs.receivedWith(keypair)) {
+      this.handshakeComplete(peer);
+      this.sendStaged(peer, now, actions);
+    }
+    const current = peer.keypairs.current;
+    if (
+      current !== undefined &&
+      !peer.timers.sentLastMinuteHandshake &&
+      current.needsRekeyAfterReceiving(now)
+    ) {
+      peer.timers.sentLastMinuteHandshake = true;
+      this.sendInitiation(peer, now, false, actions);
+    }
+    if (plaintext.length === 0) return actions; // keepalive
+    peer.timers.dataReceived(now);
+
+    const delivered = this.innerPacket(plaintext, peer);
+    actions.push(
+      typeof delivered === 'string'
+        ? DROP[delivered]
+        : { kind: 'deliver', packet: delivered, peer: peer.name },
+    );
+    return actions;
+  }
+
+  /**
+   * The packet inside a decrypted transport message without its padding (length from the IP header), if its
+   * source address routes back to the peer that sent it (cryptokey routing).
+   */
+  private innerPacket(plaintext: Uint8Array, peer: Peer): Uint8Array | 'malformed' | 'allowed_ips_violation' {
+    let length: number;
+    let routed: Peer | undefined;
+    const version = ipVersion(plaintext);
+    if (version === 4 && plaintext.length >= IPV4_HEADER_LENGTH) {
+      length = readU16(plaintext, IPV4_TOTAL_LENGTH_OFFSET);
+      if (length < IPV4_HEADER_LENGTH) return 'malformed';
+      routed = this.allowedIps.lookupV4(plaintext, IPV4_SOURCE_OFFSET);
+    } else if (version === 6 && plaintext.length >= IPV6_HEADER_LENGTH) {
+      length = IPV6_HEADER_LENGTH + readU16(plaintext, IPV6_PAYLOAD_LENGTH_OFFSET);
+      routed = this.allowedIps.lookupV6(plaintext, IPV6_SOURCE_OFFSET);
+    } else {
+      return 'malformed';
+    }
+    if (length > plaintext.length) return 'malformed';
+    if (routed !== peer) return 'allowed_ips_violation';
+    return plaintext.subarray(0, length);
+  }
+
+  /** Bookkeeping shared by every authenticated message received: roaming, counters, timers. */
+  private authenticatedReceived(peer: Peer, from: Endpoint, size: number, now: number): void {
+    peer.roamTo(from);
+    peer.rxBytes += size;
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketReceived();
+  }
+
+  private handshakeComplete(peer: Peer): void {
+    peer.timers.handshakeComplete();
+    peer.lastHandshakeUnixMs = this.wallClockMs();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Sending
+  // ---------------------------------------------------------------------------------------------------------
+
+  /**
+   * A new initiation with a fresh ephemeral key and timestamp (wireguard-go SendHandshakeInitiation). A retry
+   * keeps counting attempts; any initiation is skipped within REKEY_TIMEOUT of the last handshake message.
+   */
+  private sendInitiation(peer: Peer, now: number, isRetry: boolean, actions: TunnelAction[]): void {
+    if (!isRetry) peer.timers.newHandshakeAttempt();
+    if (!peer.timers.canSendHandshake(now) || peer.endpoint === undefined) return;
+    peer.clearHandshake();
+    const created = createInitiation(
+      WIREGUARD,
+      this.local,
+      peer.keys,
+      generatePrivateKey(this.randomBytes),
+      TAI64N(this.wallClockMs()),
+    );
+    if (!created.ok) return; // low-order peer key: this peer can never handshake
+    peer.handshake = created.state;
+    peer.handshakeIndex = this.indices.allocate({ peer, keypair: undefined });
+    const datagram = writeInitiation({
+      senderIndex: peer.handshakeIndex,
+      ephemeral: created.fields.ephemeral,
+      encryptedStatic: created.fields.encryptedStatic,
+      encryptedTimestamp: created.fields.encryptedPayload,
+    });
+    peer.macSender.addMacs(datagram, now);
+    this.send(peer, datagram, now, actions);
+    peer.timers.handshakeInitiated(now);
+  }
+
+  /** Queues a keepalive unless packets are already waiting (they confirm just as well), then flushes. */
+  private sendKeepalive(peer: Peer, now: number, actions: TunnelAction[]): void {
+    if (peer.stagedCount === 0) peer.stage(EMPTY_PACKET);
+    this.sendStaged(peer, now, actions);
+  }
+
+  /** Sends the staged packets with the current keypair, or starts a handshake when there is none usable. */
+  private sendStaged(peer: Peer, now: number, actions: TunnelAction[]): void {
+    if (peer.stagedCount === 0 || peer.endpoint === undefined) return;
+    const keypair = peer.keypairs.current;
+    if (keypair === undefined || !keypair.canSend(now)) {
+      this.sendInitiation(peer, now, false, actions);
+      return;
+    }
+    for (const packet of peer.takeStaged()) this.sendTransport(peer, keypair, packet, now, actions);
+    this.keepKeyFreshSending(peer, keypair, now, actions);
+  }
+
+  private sendTransport(
+    peer: Peer,
+    keypair: Keypair,
+    packet: Uint8Array,
+    now: number,
+    actions: TunnelAction[],
+  ): void {
+    const datagram = keypair.seal(packet, this.mtu);
+    this.send(peer, datagram, now, actions);
+    if (packet.length !== 0) peer.timers.dataSent(now);
+  }
+
+  /** After sending: too many messages, or (initiator only) a 120 s old keypair, starts a new handshake. */
+  private keepKeyFreshSending(peer: Peer, keypair: Keypair, now: number, actions: TunnelAction[]): void {
+    if (keypair.needsRekeyAfterSending(now)) this.sendInitiation(peer, now, false, actions);
+  }
+
+  /** Every authenticated message we send goes through here: counters and the send-side timers. */
+  private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
+    actions.push({ kind: 'send', datagram, to: peer.endpoint! });
+    peer.txBytes += datagram.length;
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketSent();
+  }
+}
+
+function parseAllowedIp(text: string): IpPrefix {
+  const parsed = parsePrefix(text);
+  if (!parsed.ok) throw new RangeError(`allowed IP: ${parsed.error}`);
+  return parsed.value;
+}

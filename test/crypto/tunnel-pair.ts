@@ -1,0 +1,192 @@
+// Two Tunnels in memory, wired back to back: the 'send' actions of one are fed into the other's
+// decapsulate. A manual monotonic clock and seeded randomness make every run identical.
+import { type Endpoint, Tunnel, type TunnelAction } from '../../crypto/tunnel.js';
+import { clamp, publicKey } from '../../crypto/primitives.js';
+
+/** A deterministic byte source (xorshift32); not for real keys, only for repeatable tests. */
+export function seededRandom(seed: number): (length: number) => Uint8Array {
+  let state = seed >>> 0 || 1;
+  return (length) => {
+    const out = new Uint8Array(length);
+    for (let i = 0; i < length; i++) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      state >>>= 0;
+      out[i] = state & 0xff;
+    }
+    return out;
+  };
+}
+
+export const WALL_CLOCK_BASE_MS = 1_700_000_000_000;
+
+/** An IPv4 packet of `length` bytes (≥ 20) with a real header: version, total length, addresses. */
+export function ipv4Packet(source: string, destination: string, length = 84, fill = 0xab): Uint8Array {
+  const packet = new Uint8Array(length).fill(fill);
+  packet[0] = 0x45;
+  packet[1] = 0;
+  packet[2] = length >> 8;
+  packet[3] = length & 0xff;
+  packet[8] = 64; // TTL
+  packet[9] = 1; // ICMP
+  packet.set(source.split('.').map(Number), 12);
+  packet.set(destination.split('.').map(Number), 16);
+  return packet;
+}
+
+/** An IPv6 packet of `length` bytes (≥ 40) with version, payload length and addresses set. */
+export function ipv6Packet(source: Uint8Array, destination: Uint8Array, length = 104): Uint8Array {
+  const packet = new Uint8Array(length).fill(0xcd);
+  packet[0] = 0x60;
+  packet.fill(0, 1, 4);
+  packet[4] = (length - 40) >> 8;
+  packet[5] = (length - 40) & 0xff;
+  packet[6] = 58; // ICMPv6
+  packet[7] = 64;
+  packet.set(source, 8);
+  packet.set(destination, 24);
+  return packet;
+}
+
+export type Side = 'a' | 'b';
+export const other = (side: Side): Side => (side === 'a' ? 'b' : 'a');
+
+export const A_INNER = '10.9.0.1';
+export const B_INNER = '10.9.0.2';
+
+/** What one exchange produced, per side that produced it. */
+export interface Flow {
+  /** Datagrams sent, in order, with their destinations. */
+  sent: Record<Side, { datagram: Uint8Array; to: Endpoint }[]>;
+  delivered: Record<Side, Uint8Array[]>;
+  drops: Record<Side, string[]>;
+}
+
+export interface PairOptions {
+  /** Whether B is configured with A's endpoint (else it learns it from A's first packet). */
+  bKnowsA?: boolean;
+  presharedKey?: Uint8Array;
+  seed?: number;
+}
+
+export class TunnelPair {
+  now = 0;
+  readonly a: Tunnel;
+  readonly b: Tunnel;
+  readonly keys: Record<Side, { privateKey: Uint8Array; publicKey: Uint8Array }>;
+  /** The outer address each side sends from; change one to simulate roaming. */
+  readonly endpoints: Record<Side, Endpoint> = {
+    a: { address: '192.0.2.1', port: 51820 },
+    b: { address: '198.51.100.2', port: 51821 },
+  };
+
+  constructor(options: PairOptions = {}) {
+    const random = seededRandom(options.seed ?? 0x5eed);
+    const wallClockMs = () => WALL_CLOCK_BASE_MS + this.now;
+    const keyOf = (fill: number) => {
+      const privateKey = clamp(new Uint8Array(32).fill(fill));
+      return { privateKey, publicKey: publicKey(privateKey) };
+    };
+    this.keys = { a: keyOf(0x11), b: keyOf(0x22) };
+    this.a = new Tunnel({ privateKey: this.keys.a.privateKey, randomBytes: random, wallClockMs });
+    this.b = new Tunnel({ privateKey: this.keys.b.privateKey, randomBytes: random, wallClockMs });
+    const psk = options.presharedKey;
+    this.a.upsertPeer(
+      this.keys.b.publicKey,
+      { allowedIps: [`${B_INNER}/32`], endpoint: this.endpoints.b, presharedKey: psk },
+      0,
+    );
+    this.b.upsertPeer(
+      this.keys.a.publicKey,
+      {
+        allowedIps: [`${A_INNER}/32`],
+        presharedKey: psk,
+        ...(options.bKnowsA ? { endpoint: this.endpoints.a } : {}),
+      },
+      0,
+    );
+  }
+
+  tunnel(side: Side): Tunnel {
+    return side === 'a' ? this.a : this.b;
+  }
+
+  /** A ping-sized packet from one side's inner address to the other's. */
+  packet(from: Side, length = 84, fill = 0xab): Uint8Array {
+    return from === 'a'
+      ? ipv4Packet(A_INNER, B_INNER, length, fill)
+      : ipv4Packet(B_INNER, A_INNER, length, fill);
+  }
+
+  /** Encapsulates on one side and runs the exchange to completion. */
+  send(from: Side, packet = this.packet(from)): Flow {
+    return this.flow(from, this.tunnel(from).encapsulate(packet, this.now));
+  }
+
+  /** Advances the clock and ticks both sides, running whatever they send to completion. */
+  advance(ms: number): Flow {
+    this.now += ms;
+    const flow = this.flow('a', this.a.tick(this.now));
+    return merge(flow, this.flow('b', this.b.tick(this.now)));
+  }
+
+  /**
+   * Feeds the 'send' actions produced by `side` to the other tunnel (as coming from `side`'s endpoint),
+   * and the answers back, until nothing is sent any more. Everything is recorded.
+   */
+  flow(side: Side, actions: TunnelAction[]): Flow {
+    const result: Flow = {
+      sent: { a: [], b: [] },
+      delivered: { a: [], b: [] },
+      drops: { a: [], b: [] },
+    };
+    const queue: { side: Side; actions: TunnelAction[] }[] = [{ side, actions }];
+    for (let step = 0; step < 10_000 && queue.length > 0; step++) {
+      const { side: at, actions: batch } = queue.shift()!;
+      for (const action of batch) {
+        if (action.kind === 'send') {
+          result.sent[at].push({ datagram: action.datagram, to: action.to });
+          const to = other(at);
+          queue.push({
+            side: to,
+            actions: this.tunnel(to).decapsulate(action.datagram, this.endpoints[at], this.now),
+          });
+        } else if (action.kind === 'deliver') {
+          result.delivered[at].push(action.packet);
+        } else {
+          result.drops[at].push(action.reason);
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Runs a handshake initiated by `side` (with one packet that is then delivered) and returns its flow. */
+  connect(side: Side = 'a'): Flow {
+    return this.send(side);
+  }
+
+  status(side: Side) {
+    const peers = this.tunnel(side).peers();
+    if (peers.length !== 1) throw new Error(`expected one peer on ${side}, found ${peers.length}`);
+    return peers[0]!;
+  }
+}
+
+export function merge(first: Flow, second: Flow): Flow {
+  const sides: Side[] = ['a', 'b'];
+  const out: Flow = { sent: { a: [], b: [] }, delivered: { a: [], b: [] }, drops: { a: [], b: [] } };
+  for (const side of sides) {
+    out.sent[side] = [...first.sent[side], ...second.sent[side]];
+    out.delivered[side] = [...first.delivered[side], ...second.delivered[side]];
+    out.drops[side] = [...first.drops[side], ...second.drops[side]];
+  }
+  return out;
+}
+
+/** Sizes of the datagrams a side sent, for compact assertions (148 initiation, 92 response, 32 keepalive). */
+export const sizes = (flow: Flow, side: Side): number[] => flow.sent[side].map((s) => s.datagram.length);
+
+/** Message type of a datagram (first byte). */
+export const typeOf = (datagram: Uint8Array): number => datagram[0]!;

@@ -52,20 +52,22 @@ const parseTiers = (value: string): Tier[] => {
   return tiers as Tier[];
 };
 
+type Print = (line: string) => void;
+
 /** Runs `action` with a context on REDIS_URL, prints its result, and closes the connection. */
-async function withContext(action: (ctx: BrokerContext) => Promise<string>): Promise<void> {
+async function withContext(print: Print, action: (ctx: BrokerContext) => Promise<string>): Promise<void> {
   const config = loadConfig();
   const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, retryStrategy: () => null });
   try {
     await waitForReady(redis);
     const ctx = createContext({ config, redis, logger: pino({ level: 'silent' }) });
-    process.stdout.write(`${await action(ctx)}\n`);
+    print(await action(ctx));
   } finally {
     redis.disconnect();
   }
 }
 
-export function adminCommand(): Command {
+export function adminCommand(print: Print = (line) => process.stdout.write(`${line}\n`)): Command {
   const admin = new Command('admin').description('act on Redis directly (env REDIS_URL)');
   const region = admin.command('region').description('exit regions');
   region
@@ -74,14 +76,14 @@ export function adminCommand(): Command {
     .requiredOption('--country <CC>', 'ISO 3166-1 alpha-2 country code')
     .option('--tiers <list>', 'tiers allowed, comma-separated', parseTiers, [...TIERS])
     .action((id: string, o: { name: string; country: string; tiers: Tier[] }) =>
-      withContext((ctx) => addRegion(ctx, { id, name: o.name, country: o.country, tiers: o.tiers })),
+      withContext(print, (ctx) => addRegion(ctx, { id, name: o.name, country: o.country, tiers: o.tiers })),
     );
   admin
     .command('node-token')
     .description('exit-node enrollment tokens')
     .command('create')
     .requiredOption('--region <id>', 'region the node serves')
-    .action((o: { region: string }) => withContext((ctx) => createNodeTokenFor(ctx, o.region)));
+    .action((o: { region: string }) => withContext(print, (ctx) => createNodeTokenFor(ctx, o.region)));
   admin
     .command('key')
     .description('operator API keys')
@@ -89,7 +91,7 @@ export function adminCommand(): Command {
     .requiredOption('--scope <scope...>', 'scopes (e.g. admin:read admin:write)')
     .option('--name <name>', 'key name', 'operator')
     .action((o: { scope: string[]; name: string }) =>
-      withContext((ctx) => createOperatorKey(ctx, o.scope, o.name)),
+      withContext(print, (ctx) => createOperatorKey(ctx, o.scope, o.name)),
     );
   return admin;
 }

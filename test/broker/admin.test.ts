@@ -1,7 +1,9 @@
 // Admin routes and the admin CLI's functions (which act on Redis directly).
+import type { Command } from 'commander';
 import request from 'supertest';
 import {
   addRegion,
+  adminCommand,
   createNodeTokenFor,
   createOperatorKey,
   OPERATOR_ACCOUNT_ID,
@@ -164,5 +166,64 @@ describe('GET /v1/admin/nodes', () => {
       },
       expect.objectContaining({ id: 'node_2', healthy: false, endpoint: null, egress_ips: [] }),
     ]);
+  });
+});
+
+describe('tunnelbyte-broker admin (commander, on REDIS_URL)', () => {
+  const run = async (...args: string[]) => {
+    const printed: string[] = [];
+    const saved = process.env.REDIS_URL;
+    process.env.REDIS_URL = broker.server.url;
+    try {
+      const program = adminCommand((line) => printed.push(line));
+      // Throw instead of exiting, and keep commander's own error text out of the test output.
+      const quiet = (cmd: Command): void => {
+        cmd.exitOverride().configureOutput({ writeErr: () => undefined });
+        cmd.commands.forEach(quiet);
+      };
+      quiet(program);
+      await program.parseAsync(args, { from: 'user' });
+    } finally {
+      process.env.REDIS_URL = saved;
+    }
+    return printed.map((line) => `${line}\n`).join('');
+  };
+
+  test('region add, node-token create, key create print what they made', async () => {
+    expect(
+      await run(
+        'region',
+        'add',
+        'sa-east',
+        '--name',
+        'São Paulo',
+        '--country',
+        'BR',
+        '--tiers',
+        'pro,business',
+      ),
+    ).toBe('added region sa-east\n');
+    const regions = await request(broker.app).get('/v1/regions');
+    expect(regions.body.regions).toContainEqual(
+      expect.objectContaining({ id: 'sa-east', tiers: ['pro', 'business'] }),
+    );
+    expect(await run('node-token', 'create', '--region', 'sa-east')).toMatch(/^tbn_[0-9A-Za-z]{38}\n$/);
+    const key = (await run('key', 'create', '--scope', 'admin:read')).trim();
+    const nodes = await request(broker.app)
+      .get('/v1/admin/nodes')
+      .set({ Authorization: `Bearer ${key}` });
+    expect(nodes.status).toBe(200);
+    const denied = await request(broker.app)
+      .post('/v1/admin/regions')
+      .set({ Authorization: `Bearer ${key}` })
+      .send({ id: 'x', name: 'x', country: 'DE' });
+    expect(denied.body).toMatchObject({ error: 'forbidden', required_scope: 'admin:write' });
+  });
+
+  test('bad arguments are refused', async () => {
+    await expect(
+      run('region', 'add', 'x', '--name', 'X', '--country', 'DE', '--tiers', 'gold'),
+    ).rejects.toThrow(/gold/);
+    await expect(run('node-token', 'create', '--region', 'nowhere')).rejects.toThrow(/unknown region/);
   });
 });

@@ -68,7 +68,40 @@ describe('edge', () => {
     const res = await request(broker.app).get('/v1/openapi.json');
     expect(res.status).toBe(200);
     expect(res.body.openapi).toBe('3.1.0');
-    expect(Object.keys(res.body.paths)).toEqual(expect.arrayContaining(['/v1/health', '/v1/ready']));
+    expect(Object.keys(res.body.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/health',
+        '/v1/ready',
+        '/v1/openapi.json',
+        '/v1/regions',
+        '/v1/ip/{addr}',
+        '/v1/auth/signup',
+        '/v1/auth/login',
+        '/v1/auth/logout',
+        '/v1/auth/user',
+        '/v1/auth/key',
+        '/v1/auth/test',
+        '/v1/auth/keys',
+        '/v1/auth/keys/{id}',
+        '/v1/billing/checkout',
+        '/v1/webhooks/stripe',
+        '/v1/admin/regions',
+        '/v1/admin/node-tokens',
+        '/v1/admin/nodes',
+      ]),
+    );
+    // Generated from the same zod schemas that validate: scopes, parameters and error bodies.
+    expect(res.body.paths['/v1/auth/keys'].post.security).toEqual([{ bearer: ['keys:manage'] }]);
+    expect(
+      res.body.paths['/v1/auth/keys'].post.requestBody.content['application/json'].schema.required,
+    ).toEqual(expect.arrayContaining(['name', 'permissions']));
+    expect(res.body.paths['/v1/ip/{addr}'].get.parameters).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'addr', in: 'path', required: true })]),
+    );
+    expect(res.body.paths['/v1/auth/user'].get.responses['403'].content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/Error',
+    });
+    expect(res.body.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 });
 

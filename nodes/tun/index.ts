@@ -90,15 +90,17 @@ export interface InterfaceSettings {
   /** 'ip/prefix' strings, IPv4 or IPv6 (IPv6 added with nodad so it is usable at once). */
   addresses?: readonly string[];
   mtu?: number;
+  /** The named network namespace the interface lives in (`ip -n`); default: our own. */
+  netns?: string;
 }
 
 /** Assigns addresses and MTU with `ip`, then brings the interface up. */
 export async function configureInterface(name: string, settings: InterfaceSettings): Promise<void> {
+  const ip = (args: string[]) => execFileAsync('ip', settings.netns ? ['-n', settings.netns, ...args] : args);
   for (const address of settings.addresses ?? []) {
-    const family = address.includes(':') ? ['-6'] : ['-4'];
-    const flags = address.includes(':') ? ['nodad'] : [];
-    await execFileAsync('ip', [...family, 'address', 'add', address, 'dev', name, ...flags]);
+    const v6 = address.includes(':');
+    await ip([v6 ? '-6' : '-4', 'address', 'add', address, 'dev', name, ...(v6 ? ['nodad'] : [])]);
   }
   const mtu = settings.mtu === undefined ? [] : ['mtu', String(settings.mtu)];
-  await execFileAsync('ip', ['link', 'set', 'dev', name, ...mtu, 'up']);
+  await ip(['link', 'set', 'dev', name, ...mtu, 'up']);
 }

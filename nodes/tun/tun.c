@@ -49,14 +49,16 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ] = {0};
   size_t length = 0;
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length) != napi_ok) {
+  // First call measures (a buffer would silently truncate), second copies.
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok) {
     napi_throw_type_error(env, NULL, "open(name): name must be a string");
     return NULL;
   }
-  if (length >= IFNAMSIZ - 1) {
-    napi_throw_range_error(env, NULL, "open(name): interface name longer than 15 bytes");
+  if (length == 0 || length > IFNAMSIZ - 1) {
+    napi_throw_range_error(env, NULL, "open(name): interface name must be 1 to 15 bytes");
     return NULL;
   }
+  CHECK(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length));
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
   struct ifreq request;

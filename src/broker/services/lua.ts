@@ -137,8 +137,8 @@ return cjson.encode(usage)`,
 
 /**
  * The start of a feed read. KEYS: node peers HASH, node feed STREAM. ARGV: cursor ('' = none), max
- * entries. A cursor is usable when nothing after it was trimmed and it is not from the future (a
- * stream that was lost and rebuilt). → {'full', cursor, [pk, json, …]} | {'changes', [entries]}
+ * entries. A cursor is usable when nothing after it was deleted or trimmed and it is not from the
+ * future (a stream that was lost and rebuilt). → {'full', cursor, [pk, json, …]} | {'changes', [entries]}
  */
 export const FEED_READ = new LuaScript(
   'feed-read',
@@ -151,16 +151,26 @@ local function before(a, b) -- a < b
   local bm, bs = parse(b)
   return am < bm or (am == bm and as < bs)
 end
-local last, maxDeleted = '0-0', '0-0'
+local last, maxDeleted, first, added, length = '0-0', '0-0', false, 0, 0
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[2])
   for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then last = info[i + 1]
-    elseif info[i] == 'max-deleted-entry-id' then maxDeleted = info[i + 1] end
+    local k, v = info[i], info[i + 1]
+    if k == 'last-generated-id' then last = v
+    elseif k == 'max-deleted-entry-id' then maxDeleted = v
+    elseif k == 'first-entry' then first = v
+    elseif k == 'entries-added' then added = v
+    elseif k == 'length' then length = v end
   end
 end
 local cursor = ARGV[1]
-if cursor ~= '' and not before(cursor, maxDeleted) and not before(last, cursor) then
+local usable = cursor ~= '' and not before(last, cursor) and not before(cursor, maxDeleted)
+-- Trimming (MAXLEN) does not move max-deleted-entry-id: when entries were dropped, a cursor before the
+-- first remaining entry may have missed some, so it gets the full set (conservative, always correct).
+if usable and added > length and cursor ~= last and (not first or before(cursor, first[1])) then
+  usable = false
+end
+if usable then
   return {'changes', redis.call('XRANGE', KEYS[2], '(' .. cursor, '+', 'COUNT', ARGV[2])}
 end
 return {'full', last, redis.call('HGETALL', KEYS[1])}`,

@@ -81,6 +81,11 @@ export class TunnelPair {
     b: { address: '198.51.100.2', port: 51821 },
   };
 
+  /** While false, datagrams are recorded but lost on the way. */
+  linkUp = true;
+  /** Every datagram either side sent: when, who, how big. */
+  readonly log: { at: number; side: Side; size: number }[] = [];
+
   constructor(options: PairOptions = {}) {
     const random = seededRandom(options.seed ?? 0x5eed);
     const wallClockMs = () => WALL_CLOCK_BASE_MS + this.now;
@@ -124,11 +129,23 @@ export class TunnelPair {
     return this.flow(from, this.tunnel(from).encapsulate(packet, this.now));
   }
 
-  /** Advances the clock and ticks both sides, running whatever they send to completion. */
+  /**
+   * Advances the clock by `ms` as the daemon's scheduler would: stepping to every deadline either side
+   * reports on the way, ticking both sides there and running what they send to completion.
+   */
   advance(ms: number): Flow {
-    this.now += ms;
-    const flow = this.flow('a', this.a.tick(this.now));
-    return merge(flow, this.flow('b', this.b.tick(this.now)));
+    const end = this.now + ms;
+    let flow: Flow = emptyFlow();
+    for (;;) {
+      const deadlines = [this.a.nextDeadline(), this.b.nextDeadline()].filter((d) => d !== undefined);
+      const next = Math.min(...deadlines);
+      if (!(next <= end)) break;
+      this.now = Math.max(this.now, next);
+      flow = merge(flow, this.flow('a', this.a.tick(this.now)));
+      flow = merge(flow, this.flow('b', this.b.tick(this.now)));
+    }
+    this.now = end;
+    return flow;
   }
 
   /**
@@ -136,17 +153,15 @@ export class TunnelPair {
    * and the answers back, until nothing is sent any more. Everything is recorded.
    */
   flow(side: Side, actions: TunnelAction[]): Flow {
-    const result: Flow = {
-      sent: { a: [], b: [] },
-      delivered: { a: [], b: [] },
-      drops: { a: [], b: [] },
-    };
+    const result = emptyFlow();
     const queue: { side: Side; actions: TunnelAction[] }[] = [{ side, actions }];
     for (let step = 0; step < 10_000 && queue.length > 0; step++) {
       const { side: at, actions: batch } = queue.shift()!;
       for (const action of batch) {
         if (action.kind === 'send') {
           result.sent[at].push({ datagram: action.datagram, to: action.to });
+          this.log.push({ at: this.now, side: at, size: action.datagram.length });
+          if (!this.linkUp) continue;
           const to = other(at);
           queue.push({
             side: to,
@@ -174,9 +189,15 @@ export class TunnelPair {
   }
 }
 
+const emptyFlow = (): Flow => ({
+  sent: { a: [], b: [] },
+  delivered: { a: [], b: [] },
+  drops: { a: [], b: [] },
+});
+
 export function merge(first: Flow, second: Flow): Flow {
   const sides: Side[] = ['a', 'b'];
-  const out: Flow = { sent: { a: [], b: [] }, delivered: { a: [], b: [] }, drops: { a: [], b: [] } };
+  const out = emptyFlow();
   for (const side of sides) {
     out.sent[side] = [...first.sent[side], ...second.sent[side]];
     out.delivered[side] = [...first.delivered[side], ...second.delivered[side]];

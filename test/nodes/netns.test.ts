@@ -8,6 +8,10 @@ import {
   PAIR_ADDRESSES,
   parseWgDump,
   sweepStale,
+  TUNNEL_ADDRESSES,
+  TUNNEL_PREFIX,
+  wgConfig,
+  endpointString,
   type Pair,
   type WireguardGo,
 } from './netns.js';
@@ -21,10 +25,7 @@ const KEEPALIVE = 32;
 const PING_84 = 128;
 const PINGS = 10;
 
-const INNER = {
-  a: { v4: '10.241.0.1', v6: 'fd10:241::1' },
-  b: { v4: '10.241.0.2', v6: 'fd10:241::2' },
-} as const;
+const INNER = TUNNEL_ADDRESSES;
 const LISTEN_PORT = { a: 51820, b: 51821 } as const;
 
 interface WgPair extends Pair {
@@ -39,35 +40,24 @@ async function wireguardPair(): Promise<WgPair> {
   const [keysA, keysB] = [await harness.generateKeys(), await harness.generateKeys()];
   const wgA = await harness.wireguardGo(pair.a);
   const wgB = await harness.wireguardGo(pair.b);
-  const config = (
-    own: string,
-    port: number,
-    peer: string,
-    inner: { v4: string; v6: string },
-    endpoint: string,
-  ) =>
-    `[Interface]\nPrivateKey = ${own}\nListenPort = ${port}\n\n` +
-    `[Peer]\nPublicKey = ${peer}\nAllowedIPs = ${inner.v4}/32, ${inner.v6}/128\nEndpoint = ${endpoint}\n`;
-  await wgA.setconf(
-    config(
-      keysA.privateKey,
-      LISTEN_PORT.a,
-      keysB.publicKey,
-      INNER.b,
-      `${PAIR_ADDRESSES.b.v4}:${LISTEN_PORT.b}`,
-    ),
-  );
-  await wgB.setconf(
-    config(
-      keysB.privateKey,
-      LISTEN_PORT.b,
-      keysA.publicKey,
-      INNER.a,
-      `${PAIR_ADDRESSES.a.v4}:${LISTEN_PORT.a}`,
-    ),
-  );
-  await harness.configureInterface(pair.a, wgA.interfaceName, [`${INNER.a.v4}/24`, `${INNER.a.v6}/64`]);
-  await harness.configureInterface(pair.b, wgB.interfaceName, [`${INNER.b.v4}/24`, `${INNER.b.v6}/64`]);
+  const config = (privateKey: string, listenPort: number, peerKey: string, peer: 'a' | 'b') =>
+    wgConfig({
+      privateKey,
+      listenPort,
+      peer: {
+        publicKey: peerKey,
+        allowedIps: [`${INNER[peer].v4}/32`, `${INNER[peer].v6}/128`],
+        endpoint: endpointString(PAIR_ADDRESSES[peer].v4, LISTEN_PORT[peer]),
+      },
+    });
+  await wgA.setconf(config(keysA.privateKey, LISTEN_PORT.a, keysB.publicKey, 'b'));
+  await wgB.setconf(config(keysB.privateKey, LISTEN_PORT.b, keysA.publicKey, 'a'));
+  const addresses = (inner: { v4: string; v6: string }) => [
+    `${inner.v4}/${TUNNEL_PREFIX.v4}`,
+    `${inner.v6}/${TUNNEL_PREFIX.v6}`,
+  ];
+  await harness.configureInterface(pair.a, wgA.interfaceName, addresses(INNER.a));
+  await harness.configureInterface(pair.b, wgB.interfaceName, addresses(INNER.b));
   return { ...pair, wgA, wgB, publicKeyA: keysA.publicKey, publicKeyB: keysB.publicKey };
 }
 
@@ -133,6 +123,34 @@ describe('netns harness', () => {
         },
       ],
     });
+  });
+});
+
+describe('wgConfig / endpointString', () => {
+  test('1. a wg-quick config with Address, an IPv6 endpoint and keepalive', () => {
+    expect(
+      wgConfig({
+        privateKey: 'cHJpdg==',
+        listenPort: 51820,
+        addresses: ['10.241.0.1/24', 'fd10:241::1/64'],
+        peer: {
+          publicKey: 'cHVi',
+          allowedIps: ['10.241.0.2/32'],
+          endpoint: endpointString('fd00:241::2', 51821),
+          persistentKeepalive: 25,
+        },
+      }),
+    ).toBe(
+      '[Interface]\nPrivateKey = cHJpdg==\nListenPort = 51820\nAddress = 10.241.0.1/24, fd10:241::1/64\n\n' +
+        '[Peer]\nPublicKey = cHVi\nAllowedIPs = 10.241.0.2/32\nEndpoint = [fd00:241::2]:51821\nPersistentKeepalive = 25\n',
+    );
+  });
+
+  test('2. optional keys are omitted', () => {
+    expect(wgConfig({ privateKey: 'k', peer: { publicKey: 'p', allowedIps: [] } })).toBe(
+      '[Interface]\nPrivateKey = k\n\n[Peer]\nPublicKey = p\nAllowedIPs = \n',
+    );
+    expect(endpointString('192.168.241.1', 1)).toBe('192.168.241.1:1');
   });
 });
 

@@ -246,6 +246,37 @@ export const PAIR_ADDRESSES = {
 } as const;
 const PAIR_PREFIX = { v4: 24, v6: 64 } as const;
 
+/** Inner (tunnel) addresses used by the two-namespace WireGuard topology: `a` is the exit side. */
+export const TUNNEL_ADDRESSES = {
+  a: { v4: '10.241.0.1', v6: 'fd10:241::1' },
+  b: { v4: '10.241.0.2', v6: 'fd10:241::2' },
+} as const;
+export const TUNNEL_PREFIX = { v4: 24, v6: 64 } as const;
+
+export interface WgConfigOptions {
+  privateKey: string;
+  listenPort?: number;
+  /** wg-quick's Address key (for tunnelbyte-node up); omit for `wg setconf`, which rejects it. */
+  addresses?: readonly string[];
+  peer: { publicKey: string; allowedIps: readonly string[]; endpoint?: string; persistentKeepalive?: number };
+}
+
+/** A one-peer configuration in wg(8) / wg-quick(8) format (§8.1). */
+export function wgConfig({ privateKey, listenPort, addresses, peer }: WgConfigOptions): string {
+  const lines = ['[Interface]', `PrivateKey = ${privateKey}`];
+  if (listenPort !== undefined) lines.push(`ListenPort = ${listenPort}`);
+  if (addresses?.length) lines.push(`Address = ${addresses.join(', ')}`);
+  lines.push('', '[Peer]', `PublicKey = ${peer.publicKey}`, `AllowedIPs = ${peer.allowedIps.join(', ')}`);
+  if (peer.endpoint) lines.push(`Endpoint = ${peer.endpoint}`);
+  if (peer.persistentKeepalive) lines.push(`PersistentKeepalive = ${peer.persistentKeepalive}`);
+  return lines.join('\n') + '\n';
+}
+
+/** "host:port" with IPv6 hosts bracketed, as wg(8) and UAPI expect. */
+export function endpointString(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 // Shared by every harness in this process, so two harnesses never pick the same name.
 let nameCounter = 0;
 

@@ -1,0 +1,179 @@
+// The I/O shell around the sans-IO engine: UDP datagrams go to tunnel.decapsulate, packets read from the
+// interface go to tunnel.encapsulate, and the actions that come back are carried out here (send → UDP,
+// deliver → interface, drop → metrics). The device is also what the UAPI configures.
+import { randomBytes } from 'node:crypto';
+
+import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
+import type { NodeMetrics } from './metrics.js';
+import { monotonicNow, TimerScheduler } from './scheduler.js';
+import type { UdpEndpoint, UdpOptions, UdpTransport } from './udp.js';
+import type { UapiDevice, UapiDeviceStatus } from './uapi-protocol.js';
+
+/** Where inner packets come from and go to: a TUN interface, or a userspace stack later. */
+export interface PacketIo {
+  onPackets(listener: (packets: Uint8Array[]) => void): void;
+  /** Returns how many packets were accepted. */
+  writeMany(packets: readonly Uint8Array[]): number;
+  close(): void;
+}
+
+export type OpenUdp = (options: UdpOptions) => Promise<UdpTransport>;
+
+export interface DeviceOptions {
+  tunnel: Tunnel;
+  privateKey: Uint8Array;
+  packets: PacketIo;
+  openUdp: OpenUdp;
+  /** 0 lets the kernel pick a port. */
+  listenPort: number;
+  metrics?: NodeMetrics;
+  clock?: () => number;
+}
+
+// libuv reads up to 32 datagrams per socket wakeup and Node emits them in one turn; when half of such a
+// batch are handshake messages, the kernel queue holds a handshake backlog: tell the engine it is under
+// load so it answers with cookies and rate-limits (WIREGUARD.md §3).
+export const UNDER_LOAD_HANDSHAKES_PER_TURN = 16;
+const MESSAGE_INITIATION = 1;
+
+export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
+
+export class Device implements UapiDevice {
+  private readonly tunnel: Tunnel;
+  private readonly packets: PacketIo;
+  private readonly openUdpSocket: OpenUdp;
+  private readonly metrics: NodeMetrics | undefined;
+  private readonly clock: () => number;
+  private readonly scheduler: TimerScheduler<TunnelAction>;
+  private privateKey: Uint8Array | undefined;
+  private udp: UdpTransport | undefined;
+  private handshakesThisTurn = 0;
+  private closed = false;
+
+  private constructor(options: DeviceOptions) {
+    this.tunnel = options.tunnel;
+    this.privateKey = Uint8Array.from(options.privateKey);
+    this.packets = options.packets;
+    this.openUdpSocket = options.openUdp;
+    this.metrics = options.metrics;
+    this.clock = options.clock ?? monotonicNow;
+    this.scheduler = new TimerScheduler(this.tunnel, (actions) => this.perform(actions), this.clock);
+  }
+
+  static async start(options: DeviceOptions): Promise<Device> {
+    const device = new Device(options);
+    await device.setListenPort(options.listenPort);
+    device.packets.onPackets((batch) => device.fromInterface(batch));
+    return device;
+  }
+
+  get listenPort(): number {
+    return this.udp?.port ?? 0;
+  }
+
+  // --- data path -------------------------------------------------------------------------------------
+
+  private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
+    this.metrics?.datagram('rx', datagram);
+    if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
+    if (datagram[0] === MESSAGE_INITIATION && ++this.handshakesThisTurn === 1) {
+      setImmediate(() => (this.handshakesThisTurn = 0));
+    }
+    const now = this.clock();
+    if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKES_PER_TURN) this.tunnel.markUnderLoad(now);
+    this.perform(this.tunnel.decapsulate(datagram, from, now));
+    this.scheduler.rearm();
+  }
+
+  private fromInterface(batch: Uint8Array[]): void {
+    if (this.privateKey === undefined) return;
+    const now = this.clock();
+    for (const packet of batch) {
+      this.metrics?.innerPacket('tx', packet);
+      this.perform(this.tunnel.encapsulate(packet, now));
+    }
+    this.scheduler.rearm();
+  }
+
+  private perform(actions: TunnelAction[]): void {
+    let deliveries: Uint8Array[] | undefined;
+    for (const action of actions) {
+      switch (action.kind) {
+        case 'send':
+          this.metrics?.datagram('tx', action.datagram);
+          this.udp?.send(action.datagram, action.to);
+          break;
+        case 'deliver':
+          this.metrics?.innerPacket('rx', action.packet);
+          (deliveries ??= []).push(action.packet);
+          break;
+        case 'drop':
+          this.metrics?.drop(action.reason);
+          break;
+      }
+    }
+    if (deliveries && !this.closed) this.packets.writeMany(deliveries);
+  }
+
+  // --- configuration (UAPI and startup) --------------------------------------------------------------
+
+  status(): UapiDeviceStatus {
+    const status: UapiDeviceStatus = { listenPort: this.listenPort, fwmark: 0, peers: this.tunnel.peers() };
+    if (this.privateKey) status.privateKey = Uint8Array.from(this.privateKey);
+    return status;
+  }
+
+  peers(): PeerStatus[] {
+    return this.tunnel.peers();
+  }
+
+  publicKey(): Uint8Array | undefined {
+    return this.privateKey && this.tunnel.publicKey;
+  }
+
+  setPrivateKey(privateKey: Uint8Array | undefined): void {
+    this.privateKey = privateKey && Uint8Array.from(privateKey);
+    if (privateKey) this.tunnel.setPrivateKey(privateKey);
+    this.scheduler.rearm();
+  }
+
+  /** Binds the new port before letting the old one go, so a failed rebind leaves the device as it was. */
+  async setListenPort(port: number): Promise<void> {
+    if (this.closed) throw new Error('device closed');
+    if (this.udp && port !== 0 && port === this.udp.port) return;
+    const udp = await this.openUdpSocket({ port });
+    udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from));
+    const previous = this.udp;
+    this.udp = udp;
+    await previous?.close();
+  }
+
+  /** Node cannot set SO_MARK on a socket; only "no mark" can be honoured. */
+  setFwmark(mark: number): void {
+    if (mark !== 0) throw new Error('fwmark is not supported');
+  }
+
+  removeAllPeers(): void {
+    for (const peer of this.tunnel.peers()) this.tunnel.removePeer(peer.publicKey);
+    this.scheduler.rearm();
+  }
+
+  upsertPeer(publicKey: Uint8Array, settings: PeerSettings): void {
+    this.perform(this.tunnel.upsertPeer(publicKey, settings, this.clock()));
+    this.scheduler.rearm();
+  }
+
+  removePeer(publicKey: Uint8Array): void {
+    this.tunnel.removePeer(publicKey);
+    this.scheduler.rearm();
+  }
+
+  /** Stops timers, closes the UDP socket and the interface. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.scheduler.stop();
+    await this.udp?.close();
+    this.packets.close();
+  }
+}

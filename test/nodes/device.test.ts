@@ -1,0 +1,209 @@
+// Two full devices in one process, wired as wireguard-go's device_test.go does: real engines, real UDP
+// sockets on loopback, and channel "interfaces" standing in for the TUN (the netns interop tests use
+// real TUNs and real wireguard-go).
+import { createSocket } from 'node:dgram';
+
+import nacl from 'tweetnacl';
+
+import { Tunnel } from '../../crypto/tunnel.js';
+import {
+  Device,
+  secureRandomBytes,
+  UNDER_LOAD_HANDSHAKES_PER_TURN,
+  type PacketIo,
+} from '../../nodes/device.js';
+import { NodeMetrics } from '../../nodes/metrics.js';
+import { openUdp } from '../../nodes/udp.js';
+
+class ChannelPackets implements PacketIo {
+  written: Uint8Array[] = [];
+  closed = false;
+  private listener: (packets: Uint8Array[]) => void = () => undefined;
+  onPackets(listener: (packets: Uint8Array[]) => void): void {
+    this.listener = listener;
+  }
+  writeMany(packets: readonly Uint8Array[]): number {
+    this.written.push(...packets.map((p) => Uint8Array.from(p)));
+    return packets.length;
+  }
+  close(): void {
+    this.closed = true;
+  }
+  inject(...packets: Uint8Array[]): void {
+    this.listener(packets);
+  }
+}
+
+/** A minimal IPv4 datagram (protocol 17, no checksum needed by the engine) carrying `payload`. */
+function ipv4(source: string, destination: string, payload: Uint8Array): Uint8Array {
+  const packet = new Uint8Array(20 + payload.length);
+  packet[0] = 0x45;
+  packet[2] = packet.length >> 8;
+  packet[3] = packet.length & 0xff;
+  packet[8] = 64;
+  packet[9] = 17;
+  packet.set(source.split('.').map(Number), 12);
+  packet.set(destination.split('.').map(Number), 16);
+  packet.set(payload, 20);
+  return packet;
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (condition()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+interface Node {
+  device: Device;
+  packets: ChannelPackets;
+  metrics: NodeMetrics;
+  publicKey: Uint8Array;
+}
+
+async function startNode(): Promise<Node> {
+  const privateKey = nacl.randomBytes(32);
+  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+  const packets = new ChannelPackets();
+  const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
+  const device = await Device.start({
+    tunnel,
+    privateKey,
+    packets,
+    metrics,
+    listenPort: 0,
+    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+  });
+  return { device, packets, metrics, publicKey: tunnel.publicKey };
+}
+
+async function drops(metrics: NodeMetrics, reason: string): Promise<number> {
+  const text = await metrics.registry.getSingleMetricAsString('tunnelbyte_node_drops_total');
+  const line = text.split('\n').find((l) => l.startsWith(`tunnelbyte_node_drops_total{reason="${reason}"}`));
+  return Number(line?.split(' ')[1]);
+}
+
+describe('Device', () => {
+  let a: Node;
+  let b: Node;
+
+  beforeEach(async () => {
+    [a, b] = await Promise.all([startNode(), startNode()]);
+    a.device.upsertPeer(b.publicKey, {
+      allowedIps: ['10.0.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+    });
+    b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+  });
+  afterEach(async () => {
+    await Promise.all([a.device.close(), b.device.close()]);
+  });
+
+  test('packets cross both ways and the byte counters of the two ends agree', async () => {
+    const request = ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(64).fill(1));
+    a.packets.inject(request);
+    await until(() => b.packets.written.length === 1, 'the packet at b');
+    expect(b.packets.written[0]).toEqual(request);
+
+    const reply = ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(100).fill(2));
+    b.packets.inject(reply, reply);
+    await until(() => a.packets.written.length === 2, 'the replies at a');
+    expect(a.packets.written[1]).toEqual(reply);
+
+    const [peerAtA] = a.device.peers();
+    const [peerAtB] = b.device.peers();
+    await until(() => a.device.peers()[0]!.rxBytes === b.device.peers()[0]!.txBytes, 'counters to settle');
+    expect(peerAtA!.lastHandshakeUnixMs).toBeGreaterThan(0);
+    expect(peerAtB!.endpoint).toEqual({ address: '127.0.0.1', port: a.device.listenPort });
+    // initiation 148 + request (84 → 96 padded) 16+96+16 = 128 at least; the handshake is in both totals.
+    expect(a.device.peers()[0]!.txBytes).toBe(b.device.peers()[0]!.rxBytes);
+    expect(a.device.peers()[0]!.txBytes).toBeGreaterThanOrEqual(148 + 128);
+  });
+
+  test('an inner source outside the sender’s allowed IPs is dropped', async () => {
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await until(() => b.packets.written.length === 1, 'the first packet');
+    b.packets.inject(
+      ipv4('10.0.0.9', '10.0.0.1', new Uint8Array(8)),
+      ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(8)),
+    );
+    await until(() => a.packets.written.length === 1, 'the legitimate packet');
+    expect(await drops(a.metrics, 'allowed_ips_violation')).toBe(1);
+  });
+
+  test('roaming: a new listen port at b becomes a’s endpoint for b', async () => {
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await until(() => b.packets.written.length === 1, 'the first packet');
+    const oldPort = b.device.listenPort;
+    await b.device.setListenPort(0);
+    expect(b.device.listenPort).not.toBe(oldPort);
+    b.packets.inject(ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(8)));
+    await until(() => a.packets.written.length === 1, 'the packet from the new port');
+    expect(a.device.peers()[0]!.endpoint).toEqual({ address: '127.0.0.1', port: b.device.listenPort });
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await until(() => b.packets.written.length === 2, 'the answer to the new port');
+  });
+
+  test('random datagrams get no answer and the device keeps serving', async () => {
+    const probe = createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
+    let answers = 0;
+    probe.on('message', () => answers++);
+    for (let i = 0; i < 200; i++) {
+      const garbage = nacl.randomBytes(1 + (i % 200));
+      if (i % 4 === 0) garbage[0] = 1 + (i % 4);
+      probe.send(garbage, a.device.listenPort, '127.0.0.1');
+    }
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await until(() => b.packets.written.length === 1, 'traffic after the garbage');
+    await new Promise((r) => setTimeout(r, 100));
+    probe.close();
+    expect(answers).toBe(0);
+    expect(
+      (await drops(a.metrics, 'malformed')) +
+        (await drops(a.metrics, 'mac1_invalid')) +
+        (await drops(a.metrics, 'unknown_index')),
+    ).toBeGreaterThan(0);
+  });
+
+  test('a burst of handshake initiations puts the engine under load: cookie replies instead of handshakes', async () => {
+    const probe = await openUdp({ host: '127.0.0.1' });
+    const cookieReplies: Uint8Array[] = [];
+    probe.onDatagram((datagram) => cookieReplies.push(datagram));
+    const to = { address: '127.0.0.1', port: a.device.listenPort };
+    for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKES_PER_TURN; i++) {
+      const stranger = new Tunnel({
+        privateKey: nacl.randomBytes(32),
+        randomBytes: secureRandomBytes,
+        wallClockMs: Date.now,
+      });
+      stranger.upsertPeer(a.publicKey, { allowedIps: ['0.0.0.0/0'], endpoint: to }, 0);
+      const initiation = stranger
+        .encapsulate(ipv4('10.9.0.1', '10.0.0.1', new Uint8Array(8)), 0)
+        .find((x) => x.kind === 'send');
+      if (initiation?.kind === 'send') probe.send(initiation.datagram, to);
+    }
+    await until(() => cookieReplies.length > 0, 'a cookie reply');
+    await probe.close();
+    expect(cookieReplies[0]![0]).toBe(3);
+    expect(cookieReplies[0]!.length).toBe(64);
+    expect(await drops(a.metrics, 'cookie_sent')).toBeGreaterThan(0);
+  });
+
+  test('a removed peer is refused; close releases the socket and the interface', async () => {
+    b.device.removePeer(a.publicKey);
+    expect(b.device.peers()).toEqual([]);
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(b.packets.written).toEqual([]);
+    expect(await drops(b.metrics, 'handshake_invalid')).toBeGreaterThan(0);
+
+    const port = a.device.listenPort;
+    await a.device.close();
+    expect(a.packets.closed).toBe(true);
+    const rebound = await openUdp({ port, host: '127.0.0.1' });
+    await rebound.close();
+  });
+});

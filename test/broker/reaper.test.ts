@@ -1,0 +1,79 @@
+// The reaper: expired sessions leave their node's feed, give their address and the account's slot
+// back, read `expired`; several brokers reaping at once close each session exactly once.
+import { reapExpired } from '../../src/broker/services/reaper.js';
+import { keys } from '../../src/broker/store/keys.js';
+import { checkPlane, keyPair, startPlane, type Plane } from './sessions-fixture.js';
+
+let plane: Plane;
+beforeEach(async () => {
+  plane = await startPlane();
+});
+afterEach(async () => plane.close());
+
+test('1. due sessions are reaped: feed removal, address freed, slot freed, status expired; others stay', async () => {
+  const node = await plane.node('eu-west');
+  const free = await plane.principal('free');
+  const pro = await plane.principal('pro');
+  const client = keyPair();
+  const short = await plane.create(free, {
+    region: 'eu-west',
+    public_key: client.publicKey,
+    ttl_seconds: 60,
+  });
+  const long = await plane.create(pro, { region: 'eu-west', ttl_seconds: 3600 });
+  expect([short.status, long.status]).toEqual([201, 201]);
+
+  expect(await reapExpired(plane.broker.ctx)).toBe(0);
+  plane.advance(60_000);
+  await plane.heartbeat(node);
+  expect(await reapExpired(plane.broker.ctx)).toBe(1);
+  expect(await reapExpired(plane.broker.ctx)).toBe(0);
+
+  const redis = plane.broker.redis;
+  expect(await redis.hexists(keys.nodePeers('eu-west', node.id), client.publicKey)).toBe(0);
+  const last = (await redis.xrange(keys.nodeFeed('eu-west', node.id), '-', '+')).at(-1)!;
+  expect(last[1].slice(0, 4)).toEqual(['op', 'del', 'public_key', client.publicKey]);
+  expect(await redis.zrange(keys.nodeFreeAddresses('eu-west', node.id), 0, -1)).toEqual(['2']);
+  expect(await redis.zscore(keys.accountLiveSessions(free.account.id), short.body.id)).toBeNull();
+  expect((await plane.as(free, 'get', `/v1/sessions/${short.body.id}`)).body.status).toBe('expired');
+  expect((await plane.as(pro, 'get', `/v1/sessions/${long.body.id}`)).body.status).toBe('pending');
+
+  // The free account may connect again, and gets the freed address.
+  const again = await plane.create(free, { region: 'eu-west' });
+  expect(again.body.interface.addresses[0]).toBe('10.64.0.2/32');
+  await checkPlane(redis, 'eu-west');
+});
+
+test('2. three brokers reaping the same 40 sessions at once close each exactly once', async () => {
+  await plane.node('eu-west');
+  const biz = await plane.principal('business');
+  const made = await Promise.all(
+    Array.from({ length: 40 }, () => plane.create(biz, { region: 'eu-west', ttl_seconds: 60 })),
+  );
+  expect(made.filter((r) => r.status === 201)).toHaveLength(40);
+  plane.advance(61_000);
+  const others = await Promise.all([plane.broker.another(), plane.broker.another()]);
+  const counts = await Promise.all(
+    [plane.broker.app, ...others].map((app) => reapExpired(app.locals.broker)),
+  );
+  expect(counts.reduce((a, b) => a + b, 0)).toBe(40);
+  const feed = await plane.broker.redis.xrange(keys.nodeFeed('eu-west', made[0]!.body.node.id), '-', '+');
+  expect(feed.filter(([, f]) => f[1] === 'del')).toHaveLength(40);
+  const perNode = await checkPlane(plane.broker.redis, 'eu-west');
+  expect([...perNode.values()]).toEqual([0]);
+  const usage = await plane.as(biz, 'get', '/v1/usage');
+  expect(usage.body.sessions.active).toBe(0);
+});
+
+test('3. the background reaper runs on its interval in every broker', async () => {
+  await plane.node('eu-west');
+  const p = await plane.principal('pro');
+  const s = await plane.create(p, { region: 'eu-west', ttl_seconds: 60 });
+  plane.advance(61_000);
+  const redis = plane.broker.redis;
+  // REAP_INTERVAL_MS is 5 s; poll the store (no timing assertion) until the session is gone.
+  for (let i = 0; i < 100 && (await redis.zscore(keys.regionExpiry('eu-west'), s.body.id)) !== null; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(await redis.hget(keys.session('eu-west', s.body.id), 'state')).toBe('expired');
+});

@@ -1,0 +1,116 @@
+// Command-line values of `tunnelbyte-node`, checked once at start into typed settings. Each check
+// returns a one-line message instead of throwing, so main.ts can print it and exit with a usage error.
+import { basename } from 'node:path';
+
+import { formatPrefix, maskPrefix, parseIpAddress, parsePrefix, type IpPrefix } from '../crypto/ipaddr.js';
+
+export type Egress = 'tun' | 'netstack';
+export const EGRESS_KINDS: readonly Egress[] = ['tun', 'netstack'];
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface UpSettings {
+  configFile: string;
+  interfaceName: string;
+  egress: Egress;
+  metrics?: HostPort;
+}
+
+export type Checked<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string };
+const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
+const bad = (message: string): { ok: false; message: string } => ({ ok: false, message });
+
+// Linux IFNAMSIZ is 16 with the NUL; wg-quick allows this character set.
+const INTERFACE_NAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
+
+export function checkInterfaceName(name: string): Checked<string> {
+  return INTERFACE_NAME.test(name) && name !== '.' && name !== '..'
+    ? ok(name)
+    : bad(`invalid interface name '${name.slice(0, 32)}' (1-15 characters of a-z A-Z 0-9 _ = + . -)`);
+}
+
+/** wg-quick names the interface after the file: /etc/wireguard/wg0.conf → wg0. */
+export function interfaceNameFromFile(file: string): Checked<string> {
+  const name = basename(file).replace(/\.conf$/, '');
+  const checked = checkInterfaceName(name);
+  return checked.ok
+    ? checked
+    : bad(`cannot name the interface after '${basename(file)}': pass --interface NAME`);
+}
+
+/** 'host:port' with a numeric IPv4 host or '[ipv6]:port'. */
+export function parseHostPort(text: string): Checked<HostPort> {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (host === undefined || !parseIpAddress(host).ok || port > 65535) {
+    return bad(
+      `'${text.slice(0, 64)}' is not HOST:PORT with a numeric host (e.g. 127.0.0.1:9586 or [::1]:9586)`,
+    );
+  }
+  return ok({ host, port });
+}
+
+export interface UpArguments {
+  config: string;
+  egress?: string;
+  interface?: string;
+  metrics?: string;
+}
+
+export function checkUpArguments(args: UpArguments): Checked<UpSettings> {
+  const egress = args.egress ?? 'tun';
+  if (!(EGRESS_KINDS as readonly string[]).includes(egress)) {
+    return bad(`--egress must be one of ${EGRESS_KINDS.join(', ')}, not '${egress.slice(0, 32)}'`);
+  }
+  const name =
+    args.interface === undefined ? interfaceNameFromFile(args.config) : checkInterfaceName(args.interface);
+  if (!name.ok) return name;
+  const settings: UpSettings = {
+    configFile: args.config,
+    interfaceName: name.value,
+    egress: egress as Egress,
+  };
+  if (args.metrics !== undefined) {
+    const metrics = parseHostPort(args.metrics);
+    if (!metrics.ok) return bad(`--metrics: ${metrics.message}`);
+    settings.metrics = metrics.value;
+  }
+  return ok(settings);
+}
+
+function within(inner: IpPrefix, outer: IpPrefix): boolean {
+  if (inner.address.length !== outer.address.length || inner.cidr < outer.cidr) return false;
+  const a = maskPrefix({ address: inner.address, cidr: outer.cidr }).address;
+  const b = maskPrefix(outer).address;
+  return a.every((byte, i) => byte === b[i]);
+}
+
+/**
+ * The routes wg-quick would add: every peer prefix not already covered by the subnet of one of the
+ * interface's own addresses (the kernel adds those). Catch-all prefixes are returned apart: wg-quick
+ * steers them with a fwmark and a policy table, which a Node socket cannot mark, so the caller warns.
+ */
+export function routesFor(
+  addresses: readonly string[],
+  allowedIps: readonly string[],
+): { routes: string[]; defaults: string[] } {
+  const subnets = addresses.flatMap((text) => {
+    const parsed = parsePrefix(text);
+    return parsed.ok ? [parsed.value] : [];
+  });
+  const routes = new Set<string>();
+  const defaults = new Set<string>();
+  for (const text of allowedIps) {
+    const parsed = parsePrefix(text);
+    if (!parsed.ok) continue;
+    const prefix = maskPrefix(parsed.value);
+    if (subnets.some((subnet) => within(prefix, subnet))) continue;
+    (prefix.cidr === 0 ? defaults : routes).add(formatPrefix(prefix));
+  }
+  return { routes: [...routes], defaults: [...defaults] };
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// tunnelbyte-node: the exit-node daemon. `up` runs a standalone node from a wg-quick file; `run` (the
+// broker agent) comes later. Usage errors are one line on stderr and exit code 2.
+import { readFile } from 'node:fs/promises';
+
+import { Command, CommanderError } from 'commander';
+
+import { parseWgQuick } from '../src/lib/wgquick.js';
+import { checkUpArguments, type UpArguments } from './config.js';
+import { up } from './up.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+class UsageError extends Error {}
+
+const say = (line: string) => process.stderr.write(`tunnelbyte-node: ${line}\n`);
+
+async function runUp(args: UpArguments): Promise<number> {
+  const checked = checkUpArguments(args);
+  if (!checked.ok) throw new UsageError(checked.message);
+  const settings = checked.value;
+  if (settings.egress === 'netstack') throw new UsageError('netstack egress is not available yet');
+
+  let text: string;
+  try {
+    text = await readFile(settings.configFile, 'utf8');
+  } catch (error) {
+    say(`cannot read ${settings.configFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    return EXIT_FAILURE;
+  }
+  const parsed = parseWgQuick(text);
+  if (!parsed.ok) {
+    say(`${settings.configFile}:${parsed.error.line}: ${parsed.error.message}`);
+    return EXIT_FAILURE;
+  }
+
+  const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
+  process.stdout.write(
+    `tunnelbyte-node: ${node.interfaceName} up, UDP port ${node.listenPort}, UAPI ${node.uapiPath}` +
+      (node.metricsPort === undefined ? '' : `, metrics port ${node.metricsPort}`) +
+      '\n',
+  );
+  const signalled = new Promise<number>((resolve) => {
+    process.once('SIGINT', () => resolve(EXIT_OK));
+    process.once('SIGTERM', () => resolve(EXIT_OK));
+  });
+  const code = await Promise.race([signalled, node.stopped]);
+  await node.close();
+  return code;
+}
+
+function buildProgram(): { program: Command; result: () => number } {
+  let code = EXIT_OK;
+  const program = new Command('tunnelbyte-node')
+    .description('tunnelbyte exit node: a userspace WireGuard interface')
+    .showSuggestionAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      outputError: (s, write) => write(`tunnelbyte-node: ${s.trim().replace(/^error: /, '')}\n`),
+    });
+
+  program
+    .command('up')
+    .description('bring up an interface from a wg-quick configuration file')
+    .requiredOption('--config <file>', 'wg-quick file ([Interface] and [Peer] sections)')
+    .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
+    .option('--interface <name>', 'interface name (default: the file name without .conf)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .action(async (options: UpArguments) => {
+      code = await runUp(options);
+    });
+
+  program
+    .command('run')
+    .description('run as an agent of a tunnelbyte broker (not available yet)')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(() => {
+      throw new UsageError(
+        'the broker agent (run) is not available yet; use `tunnelbyte-node up --config FILE`',
+      );
+    });
+
+  return { program, result: () => code };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { program, result } = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result();
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (error instanceof UsageError) {
+      say(error.message);
+      if (argv[0] === 'run') process.stderr.write(program.helpInformation());
+      return EXIT_USAGE;
+    }
+    say(error instanceof Error ? error.message.split('\n')[0]! : String(error));
+    return EXIT_FAILURE;
+  }
+}
+
+// Exit explicitly: a handle left open by a failed teardown must not keep a stopped daemon alive.
+process.exit(await main(process.argv.slice(2)));

@@ -136,6 +136,8 @@ describe('GET /v1/auth/key, /v1/auth/user, /v1/auth/test', () => {
 describe('keys', () => {
   test('create (shown once) → list (masked) → revoke → 401 with it → 404 again', async () => {
     const { token } = await signup();
+    // Keys list oldest first; a later millisecond makes the order exact.
+    now += 1;
     const created = await api()
       .post('/v1/auth/keys')
       .set(as(token))

@@ -190,6 +190,18 @@ describe('public rate limit (10 burst, 1/s refill, per source IP)', () => {
     expect((await request(limited).get('/v1/regions')).status).toBe(429);
   });
 
+  test('signup and login share the per-IP bucket', async () => {
+    now += 60_000;
+    const app = await broker.another({ env: { PUBLIC_BURST: '2' } });
+    expect(
+      (await request(app).post('/v1/auth/signup').send({ fingerprint: 'abcdef0123456789' })).status,
+    ).toBe(201);
+    expect((await request(app).get('/v1/ip/192.0.2.1')).status).toBe(200);
+    const refused = await request(app).post('/v1/auth/login').send({ email: 'a@example.com', password: 'x' });
+    expect(refused.status).toBe(429);
+    expect(refused.body).toMatchObject({ error: 'rate_limited', retry_after: 1 });
+  });
+
   test('X-Forwarded-For is ignored unless the hop is a trusted proxy', async () => {
     now += 60_000;
     const untrusted = await broker.another({ env: { PUBLIC_BURST: '1' } });

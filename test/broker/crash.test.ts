@@ -46,7 +46,7 @@ function dyingAt(ctx: BrokerContext, where: 'create-script' | 'confirm'): Broker
 async function regionSnapshot(redis: Redis, region: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const key of (await redis.keys(`${keys.regionPrefix(region)}*`)).sort()) {
-    out[key] = (await redis.dump(key))?.toString('hex') ?? '';
+    out[key] = (await redis.dumpBuffer(key))?.toString('hex') ?? '';
   }
   return out;
 }

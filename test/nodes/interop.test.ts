@@ -1,0 +1,341 @@
+// tunnelbyte-node against real peers: Debian wireguard-go (configured with wg) in one namespace, the
+// built daemon (`node dist/nodes/main.js up`) in the other, joined by a veth pair — the kernel's
+// netns.sh way. Runs after `npm run build` (scripts/test builds first).
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import {
+  endpointString,
+  netnsHarness,
+  PAIR_ADDRESSES,
+  parseWgDump,
+  TUNNEL_ADDRESSES,
+  TUNNEL_PREFIX,
+  wgConfig,
+  type Namespace,
+  type Pair,
+  type ProcessHandle,
+  type WireguardGo,
+} from './netns.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DAEMON = join(ROOT, 'dist/nodes/main.js');
+const harness = netnsHarness();
+
+// WIREGUARD.md §7.5: an 84-byte ICMP echo is padded to 96: 16 header + 96 + 16 tag = 128 on the wire.
+const INITIATION = 148;
+const RESPONSE = 92;
+const KEEPALIVE = 32;
+const PING_84 = 128;
+const PINGS = 10;
+
+const INNER = TUNNEL_ADDRESSES; // a = wireguard-go client, b = tunnelbyte-node
+const PORT = { client: 51820, node: 51821 } as const;
+const METRICS_PORT = 9586;
+
+type Family = 'v4' | 'v6';
+
+interface Interop extends Pair {
+  client: WireguardGo;
+  node: ProcessHandle;
+  nodeInterface: string;
+  clientKey: string;
+  nodeKey: string;
+  /** `wg` against the daemon's UAPI socket. */
+  nodeWg(args: readonly string[]): Promise<string>;
+}
+
+interface InteropOptions {
+  /** Outer transport family. */
+  outer: Family;
+  /** Who knows the other's endpoint (and so initiates): the wireguard-go client or tunnelbyte-node. */
+  initiator: 'client' | 'node';
+}
+
+const hostRoutes = (inner: { v4: string; v6: string }) => [`${inner.v4}/32`, `${inner.v6}/128`];
+
+async function startInterop({ outer, initiator }: InteropOptions): Promise<Interop> {
+  const pair = await harness.pair();
+  const [clientKeys, nodeKeys] = [await harness.generateKeys(), await harness.generateKeys()];
+
+  const client = await harness.wireguardGo(pair.a);
+  await client.setconf(
+    wgConfig({
+      privateKey: clientKeys.privateKey,
+      listenPort: PORT.client,
+      peer: {
+        publicKey: nodeKeys.publicKey,
+        allowedIps: hostRoutes(INNER.b),
+        ...(initiator === 'client' && { endpoint: endpointString(PAIR_ADDRESSES.b[outer], PORT.node) }),
+      },
+    }),
+  );
+  await harness.configureInterface(pair.a, client.interfaceName, [
+    `${INNER.a.v4}/${TUNNEL_PREFIX.v4}`,
+    `${INNER.a.v6}/${TUNNEL_PREFIX.v6}`,
+  ]);
+
+  const nodeInterface = harness.interfaceName();
+  const configFile = join(harness.tempDir(), 'node.conf');
+  writeFileSync(
+    configFile,
+    wgConfig({
+      privateKey: nodeKeys.privateKey,
+      listenPort: PORT.node,
+      addresses: [`${INNER.b.v4}/${TUNNEL_PREFIX.v4}`, `${INNER.b.v6}/${TUNNEL_PREFIX.v6}`],
+      peer: {
+        publicKey: clientKeys.publicKey,
+        allowedIps: hostRoutes(INNER.a),
+        ...(initiator === 'node' && { endpoint: endpointString(PAIR_ADDRESSES.a[outer], PORT.client) }),
+      },
+    }),
+    { mode: 0o600 },
+  );
+  const node = pair.b.spawn('node', [
+    DAEMON,
+    'up',
+    '--config',
+    configFile,
+    '--interface',
+    nodeInterface,
+    '--metrics',
+    `127.0.0.1:${METRICS_PORT}`,
+  ]);
+  await node.waitFor(`${nodeInterface} up`);
+  return {
+    ...pair,
+    client,
+    node,
+    nodeInterface,
+    clientKey: clientKeys.publicKey,
+    nodeKey: nodeKeys.publicKey,
+    nodeWg: async (args) => (await pair.b.exec('wg', args)).stdout,
+  };
+}
+
+async function ping(ns: Namespace, target: string, count: number, extra: string[] = []): Promise<string> {
+  const family = target.includes(':') ? ['-6'] : [];
+  const result = await ns.exec('ping', [
+    ...family,
+    ...extra,
+    '-c',
+    String(count),
+    '-i',
+    '0.2',
+    '-W',
+    '2',
+    target,
+  ]);
+  return result.stdout;
+}
+
+/** A ping expected to fail: its summary line, without the rejection a non-zero exit would cause. */
+async function unansweredPing(ns: Namespace, target: string, extra: string[] = []): Promise<string> {
+  const command = ['ping', ...extra, '-c', '2', '-i', '0.2', '-W', '1', target].join(' ');
+  return (await ns.exec('sh', ['-c', `${command} || true`])).stdout;
+}
+
+async function metric(ns: Namespace, series: string): Promise<number> {
+  const text = (await ns.exec('curl', ['-s', `http://127.0.0.1:${METRICS_PORT}/metrics`])).stdout;
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return Number(line?.slice(series.length + 1));
+}
+
+// Small node programs run inside the namespaces (CommonJS under `node -e`).
+const TCP_SINK = `
+const net = require('net'), crypto = require('crypto');
+const [host, port] = process.argv.slice(1);
+const server = net.createServer((c) => {
+  const hash = crypto.createHash('sha256'); let n = 0;
+  c.on('data', (d) => { hash.update(d); n += d.length; });
+  c.on('end', () => { console.log('received ' + n + ' ' + hash.digest('hex')); c.end(); server.close(); });
+}).listen(Number(port), host, () => console.log('listening'));`;
+
+const TCP_SOURCE = `
+const net = require('net'), crypto = require('crypto');
+const [host, port, size] = process.argv.slice(1);
+const data = crypto.randomBytes(Number(size));
+const c = net.connect(Number(port), host, () => c.end(data));
+c.on('close', () => console.log('sent ' + data.length + ' ' + crypto.createHash('sha256').update(data).digest('hex')));
+c.resume();`;
+
+const UDP_ECHO = `
+const dgram = require('dgram');
+const [host, port] = process.argv.slice(1);
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+s.on('message', (m, r) => s.send(Buffer.from(m).reverse(), r.port, r.address));
+s.bind(Number(port), host, () => console.log('listening'));`;
+
+const UDP_CLIENT = `
+const dgram = require('dgram'), crypto = require('crypto');
+const [host, port, count] = process.argv.slice(1);
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+const sent = new Map(); let ok = 0;
+s.on('message', (m) => { const k = Buffer.from(m).reverse().toString('hex'); if (sent.delete(k)) ok++; });
+for (let i = 0; i < Number(count); i++) {
+  const d = crypto.randomBytes(1 + ((i * 97) % 1300)); sent.set(d.toString('hex'), true); s.send(d, Number(port), host);
+}
+setTimeout(() => { console.log('echoed ' + ok); s.close(); }, 1500);`;
+
+const UDP_NOISE = `
+const dgram = require('dgram'), crypto = require('crypto');
+const [host, port, count] = process.argv.slice(1);
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+let replies = 0; s.on('message', () => replies++);
+s.bind(0, () => {
+  for (let i = 0; i < Number(count); i++) {
+    const d = crypto.randomBytes(1 + (i % 300));
+    if (i % 3 === 0) d[0] = 1 + (i % 4); // plausible message types, wrong lengths and macs
+    s.send(d, Number(port), host);
+  }
+  setTimeout(() => { console.log('replies ' + replies); s.close(); }, 1000);
+});`;
+
+async function tcpTransfer(
+  from: Namespace,
+  to: Namespace,
+  host: string,
+  size: number,
+): Promise<[string, string]> {
+  const sink = to.spawn('node', ['-e', TCP_SINK, host, '5201']);
+  await sink.waitFor('listening');
+  const sent = (await from.exec('node', ['-e', TCP_SOURCE, host, '5201', String(size)])).stdout.trim();
+  await sink.waitFor('received', 30000);
+  const received = /received .*/.exec(sink.output())![0];
+  return [sent.replace('sent', ''), received.replace('received', '')];
+}
+
+describe('wireguard-go initiates to tunnelbyte-node over outer IPv4', () => {
+  let net: Interop;
+  beforeAll(async () => {
+    net = await startInterop({ outer: 'v4', initiator: 'client' });
+  });
+
+  test('1. ping -c 10: §7.5 byte counters exact on both sides', async () => {
+    expect(await ping(net.a, INNER.b.v4, PINGS)).toContain(`${PINGS} received`);
+    const [atClient] = (await net.client.dump()).peers;
+    const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+    expect(atClient!.rxBytes).toBe(RESPONSE + PINGS * PING_84);
+    expect([INITIATION + PINGS * PING_84, INITIATION + PINGS * PING_84 + KEEPALIVE]).toContain(
+      atClient!.txBytes,
+    );
+    expect(atNode!.txBytes).toBe(RESPONSE + PINGS * PING_84);
+    expect(atNode!.rxBytes).toBe(atClient!.txBytes);
+    expect(atNode!.publicKey).toBe(net.clientKey);
+    expect(atNode!.endpoint).toBe(`${PAIR_ADDRESSES.a.v4}:${PORT.client}`);
+    expect(atNode!.latestHandshake).toBeGreaterThan(0);
+  });
+
+  test('2. inner IPv4 and IPv6 ping in both directions', async () => {
+    expect(await ping(net.b, INNER.a.v4, 3)).toContain('3 received');
+    expect(await ping(net.a, INNER.b.v6, 3)).toContain('3 received');
+    expect(await ping(net.b, INNER.a.v6, 3)).toContain('3 received');
+  });
+
+  test('3. a 12 MB TCP transfer each way arrives intact (sha256)', async () => {
+    const size = 12 * 1024 * 1024;
+    const [sentUp, receivedUp] = await tcpTransfer(net.a, net.b, INNER.b.v4, size);
+    expect(receivedUp).toBe(sentUp);
+    expect(sentUp).toMatch(new RegExp(`^ ${size} [0-9a-f]{64}$`));
+    const [sentDown, receivedDown] = await tcpTransfer(net.b, net.a, INNER.a.v6, size);
+    expect(receivedDown).toBe(sentDown);
+  });
+
+  test('4. UDP datagrams both ways (echo with reversed bytes), IPv4 and IPv6', async () => {
+    for (const host of [INNER.b.v4, INNER.b.v6]) {
+      const echo = net.b.spawn('node', ['-e', UDP_ECHO, host, '7007']);
+      await echo.waitFor('listening');
+      const result = (await net.a.exec('node', ['-e', UDP_CLIENT, host, '7007', '50'])).stdout;
+      await echo.stop();
+      expect(result.trim()).toBe('echoed 50');
+    }
+  });
+
+  test('5. wg show, showconf and set against the daemon', async () => {
+    const conf = await net.nodeWg(['showconf', net.nodeInterface]);
+    expect(conf).toContain(`ListenPort = ${PORT.node}`);
+    expect(conf).toContain(`PublicKey = ${net.clientKey}`);
+    const stranger = (await harness.generateKeys()).publicKey;
+    await net.nodeWg(['set', net.nodeInterface, 'peer', stranger, 'allowed-ips', '10.99.0.0/16']);
+    expect(await net.nodeWg(['show', net.nodeInterface, 'allowed-ips'])).toContain(
+      `${stranger}\t10.99.0.0/16`,
+    );
+    await net.nodeWg(['set', net.nodeInterface, 'peer', stranger, 'remove']);
+    expect(await net.nodeWg(['show', net.nodeInterface, 'peers'])).toBe(`${net.clientKey}\n`);
+    expect(await net.nodeWg(['show', net.nodeInterface, 'public-key'])).toBe(`${net.nodeKey}\n`);
+  });
+
+  test('6. roaming: a new client listen port becomes the node’s endpoint for it', async () => {
+    await net.client.set(['listen-port', '51830']);
+    expect(await ping(net.a, INNER.b.v4, 2)).toContain('2 received');
+    const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+    expect(atNode!.endpoint).toBe(`${PAIR_ADDRESSES.a.v4}:51830`);
+    expect(await ping(net.b, INNER.a.v4, 2)).toContain('2 received');
+  });
+
+  test('7. an inner source outside the client’s allowed IPs is dropped', async () => {
+    const series = 'tunnelbyte_node_drops_total{reason="allowed_ips_violation"}';
+    const spoofed = INNER.a.v4.replace(/\.1$/, '.99');
+    const before = await metric(net.b, series);
+    await net.a.exec('ip', ['address', 'add', `${spoofed}/32`, 'dev', net.client.interfaceName]);
+    expect(await unansweredPing(net.a, INNER.b.v4, ['-I', spoofed])).toContain('100% packet loss');
+    expect(await metric(net.b, series)).toBe(before + 2);
+  });
+
+  test('8. a burst of random datagrams gets no reply and the daemon keeps serving', async () => {
+    const noise = (
+      await net.a.exec('node', ['-e', UDP_NOISE, PAIR_ADDRESSES.b.v4, String(PORT.node), '1000'])
+    ).stdout;
+    expect(noise.trim()).toBe('replies 0');
+    expect(await ping(net.a, INNER.b.v4, 2)).toContain('2 received');
+    expect(await metric(net.b, 'tunnelbyte_node_drops_total{reason="malformed"}')).toBeGreaterThan(0);
+  });
+
+  test('9. wg set peer remove stops that peer', async () => {
+    await net.nodeWg(['set', net.nodeInterface, 'peer', net.clientKey, 'remove']);
+    expect(await net.nodeWg(['show', net.nodeInterface, 'peers'])).toBe('');
+    expect(await unansweredPing(net.a, INNER.b.v4)).toContain('100% packet loss');
+  });
+
+  test('10. SIGTERM: exit 0, UAPI socket and interface gone', async () => {
+    const socket = `/var/run/wireguard/${net.nodeInterface}.sock`;
+    expect(existsSync(socket)).toBe(true);
+    await net.node.stop();
+    expect(await net.node.exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+    expect((await net.b.exec('ip', ['-o', 'link', 'show'])).stdout).not.toContain(net.nodeInterface);
+  });
+});
+
+describe('tunnelbyte-node initiates to wireguard-go over outer IPv6', () => {
+  let net: Interop;
+  beforeAll(async () => {
+    net = await startInterop({ outer: 'v6', initiator: 'node' });
+  });
+
+  test('1. ping -c 10 from the node side: §7.5 counters with the roles swapped', async () => {
+    expect(await ping(net.b, INNER.a.v4, PINGS)).toContain(`${PINGS} received`);
+    const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+    const [atClient] = (await net.client.dump()).peers;
+    expect(atNode!.rxBytes).toBe(RESPONSE + PINGS * PING_84);
+    expect([INITIATION + PINGS * PING_84, INITIATION + PINGS * PING_84 + KEEPALIVE]).toContain(
+      atNode!.txBytes,
+    );
+    expect(atClient!.txBytes).toBe(RESPONSE + PINGS * PING_84);
+    expect(atClient!.rxBytes).toBe(atNode!.txBytes);
+    expect(atClient!.endpoint).toBe(`[${PAIR_ADDRESSES.b.v6}]:${PORT.node}`);
+  });
+
+  test('2. inner IPv6 and IPv4 both ways over the IPv6 transport', async () => {
+    expect(await ping(net.a, INNER.b.v6, 3)).toContain('3 received');
+    expect(await ping(net.b, INNER.a.v6, 3)).toContain('3 received');
+    expect(await ping(net.a, INNER.b.v4, 3)).toContain('3 received');
+  });
+
+  test('3. removing the UAPI socket stops the daemon and removes the interface', async () => {
+    await net.b.exec('rm', [`/var/run/wireguard/${net.nodeInterface}.sock`]);
+    expect(await net.node.exited).toBe(0);
+    expect((await net.b.exec('ip', ['-o', 'link', 'show'])).stdout).not.toContain(net.nodeInterface);
+  });
+});

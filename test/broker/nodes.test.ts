@@ -107,6 +107,8 @@ describe('heartbeat', () => {
       error: 'invalid_request',
       field: 'load',
     });
+    const ok = await plane.heartbeat(node, { load: 0.5 });
+    expect([ok.status, ok.body]).toEqual([200, { heartbeat_ms: HEARTBEAT_MS }]);
   });
 
   test('2. health by region with the clock: active → degraded (one node silent) → down; draining counts as unhealthy', async () => {

@@ -118,11 +118,15 @@ export async function startPlane(options: { server?: RedisServer } = {}): Promis
       if (res.status !== 200) throw new Error(`register: ${res.status} ${JSON.stringify(res.body)}`);
       return { id: res.body.node_id as string, token, region, publicKey };
     },
-    heartbeat: (node, body = {}) =>
-      request(broker.app)
+    heartbeat: async (node, body = {}) => {
+      const res = await request(broker.app)
         .post(`/v1/nodes/${node.id}/heartbeat`)
         .set('Authorization', `Bearer ${node.token}`)
-        .send({ load: 0, draining: false, peers: [], ...body }),
+        .send({ load: 0, draining: false, peers: [], ...body });
+      // Callers check 4xx answers themselves; a 5xx is never expected.
+      if (res.status >= 500) throw new Error(`heartbeat: ${res.status} ${JSON.stringify(res.body)}`);
+      return res;
+    },
     create: (p, body) => as(p, 'post', '/v1/sessions').send(body),
     as,
     close: () => broker.close(),

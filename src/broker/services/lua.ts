@@ -132,6 +132,8 @@ for _, r in ipairs(cjson.decode(ARGV[6])) do
     end
   end
 end
+-- cjson writes an empty table as {}: the caller expects a JSON array.
+if #usage == 0 then return '[]' end
 return cjson.encode(usage)`,
 );
 

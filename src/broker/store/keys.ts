@@ -91,7 +91,7 @@ export const keys = {
   /** STREAM op (add|del), public_key, idx, psk: the node's peer feed (long-polled) */
   nodeFeed: (regionId: string, nodeId: string) => `{region:${regionId}}:feed:${nodeId}`,
   /**
-   * HASH id, account, region, node, public_key, psk, idx, state (open|closed|expired), created_at,
+   * HASH id, account, region, node, public_key, idx, state (open|closed|expired), created_at, closed_at,
    * expires_at, anchor (account created_at, for the 30-day period), rx, tx, rx_last, tx_last, handshake
    */
   session: (regionId: string, sessionId: string) => `{region:${regionId}}:ses:${sessionId}`,

@@ -3,7 +3,7 @@
 import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { keys } from '../store/keys.js';
-import { execAll, type Redis } from '../store/redis.js';
+import type { Redis } from '../store/redis.js';
 
 export interface Region {
   id: string;
@@ -68,6 +68,21 @@ interface NodeHealthFields {
   lastHeartbeat: number;
 }
 
+const NODE_HEALTH_FIELDS = ['load', 'draining', 'heartbeat_ms', 'last_heartbeat'] as const;
+
+/** The health part of a node record (store/keys.ts node); null when it never reported. */
+function nodeHealthFrom([load, draining, heartbeatMs, lastHeartbeat]: (
+  string | null | undefined
+)[]): NodeHealthFields | null {
+  if (!lastHeartbeat || !heartbeatMs) return null;
+  return {
+    load: Math.min(1, Math.max(0, Number(load ?? 0) || 0)),
+    draining: draining === '1' || draining === 'true',
+    heartbeatMs: Number(heartbeatMs),
+    lastHeartbeat: Number(lastHeartbeat),
+  };
+}
+
 export function isNodeHealthy(node: NodeHealthFields, nowMs: number): boolean {
   return !node.draining && nowMs - node.lastHeartbeat <= HEALTHY_INTERVALS * node.heartbeatMs;
 }
@@ -83,40 +98,27 @@ function summarize(nodes: NodeHealthFields[], nowMs: number): RegionHealth {
   return { status, nodes: healthy.length, load };
 }
 
+// Reads below touch keys of many slots, so they are issued together as single commands: the client's
+// auto-pipelining sends each batch in one round trip (per node, on a Cluster) instead of a pipeline
+// that a Cluster would refuse across slots.
+
 /** Every region with its health, in three round trips whatever the number of regions and nodes. */
 export async function regionsWithHealth(
   ctx: BrokerContext,
 ): Promise<{ region: Region; health: RegionHealth }[]> {
   const ids = (await ctx.redis.smembers(keys.regions())).sort();
-  if (ids.length === 0) return [];
-  const first = ctx.redis.pipeline();
-  for (const id of ids) first.hgetall(keys.region(id));
-  for (const id of ids) first.zrange(keys.regionNodes(id), 0, -1);
-  const replies = await execAll(first);
-  const members = replies.slice(ids.length) as string[][];
-  const nodeIds = members.flat();
-  const fields = nodeIds.length
-    ? ((await execAll(
-        nodeIds.reduce(
-          (p, id) => p.hmget(keys.node(id), 'load', 'draining', 'heartbeat_ms', 'last_heartbeat'),
-          ctx.redis.pipeline(),
-        ),
-      )) as (string | null)[][])
-    : [];
-  const byNode = new Map<string, NodeHealthFields>();
-  nodeIds.forEach((id, i) => {
-    const [load, draining, heartbeatMs, lastHeartbeat] = fields[i] ?? [];
-    if (lastHeartbeat == null || heartbeatMs == null) return;
-    byNode.set(id, {
-      load: Math.min(1, Math.max(0, Number(load ?? 0) || 0)),
-      draining: draining === '1' || draining === 'true',
-      heartbeatMs: Number(heartbeatMs),
-      lastHeartbeat: Number(lastHeartbeat),
-    });
-  });
+  const [regions, members] = await Promise.all([
+    Promise.all(ids.map((id) => ctx.redis.hgetall(keys.region(id)))),
+    Promise.all(ids.map((id) => ctx.redis.zrange(keys.regionNodes(id), 0, -1))),
+  ]);
+  const nodeIds = [...new Set(members.flat())];
+  const fields = await Promise.all(
+    nodeIds.map((id) => ctx.redis.hmget(keys.node(id), ...NODE_HEALTH_FIELDS)),
+  );
+  const byNode = new Map(nodeIds.map((id, i) => [id, nodeHealthFrom(fields[i] ?? [])]));
   const now = ctx.clock();
   return ids.flatMap((_, i) => {
-    const region = regionFrom(replies[i] as Record<string, string>);
+    const region = regionFrom(regions[i] ?? {});
     if (!region) return [];
     const nodes = (members[i] ?? []).flatMap((n) => byNode.get(n) ?? []);
     return [{ region, health: summarize(nodes, now) }];
@@ -137,30 +139,23 @@ export interface NodeSummary {
   egress_ips: string[];
 }
 
+function stringList(json: string | undefined): string[] {
+  try {
+    const value: unknown = JSON.parse(json ?? '[]');
+    return Array.isArray(value) ? value.filter((e): e is string => typeof e === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Every registered node as the node service recorded it (GET /v1/admin/nodes). */
 export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary[]> {
   const ids = (await ctx.redis.smembers(keys.nodes())).sort();
-  if (ids.length === 0) return [];
-  const hashes = (await execAll(
-    ids.reduce((p, id) => p.hgetall(keys.node(id)), ctx.redis.pipeline()),
-  )) as Record<string, string>[];
+  const hashes = await Promise.all(ids.map((id) => ctx.redis.hgetall(keys.node(id))));
   const now = ctx.clock();
   return ids.map((id, i) => {
     const h = hashes[i] ?? {};
-    const lastHeartbeat = h.last_heartbeat ? Number(h.last_heartbeat) : null;
-    const draining = h.draining === '1' || h.draining === 'true';
-    const health = {
-      load: Number(h.load ?? 0) || 0,
-      draining,
-      heartbeatMs: Number(h.heartbeat_ms ?? 0),
-      lastHeartbeat: lastHeartbeat ?? 0,
-    };
-    let egress: unknown = [];
-    try {
-      egress = JSON.parse(h.egress_ips ?? '[]');
-    } catch {
-      egress = [];
-    }
+    const health = nodeHealthFrom(NODE_HEALTH_FIELDS.map((f) => h[f]));
     return {
       id,
       region: h.region ?? '',
@@ -168,11 +163,11 @@ export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary
       public_key: h.public_key ?? null,
       version: h.version ?? null,
       capacity: h.capacity ? Number(h.capacity) : null,
-      load: health.load,
-      draining,
-      healthy: lastHeartbeat !== null && isNodeHealthy(health, now),
-      last_heartbeat: lastHeartbeat === null ? null : new Date(lastHeartbeat).toISOString(),
-      egress_ips: Array.isArray(egress) ? egress.filter((e): e is string => typeof e === 'string') : [],
+      load: health?.load ?? 0,
+      draining: health?.draining ?? h.draining === '1',
+      healthy: health !== null && isNodeHealthy(health, now),
+      last_heartbeat: health ? new Date(health.lastHeartbeat).toISOString() : null,
+      egress_ips: stringList(h.egress_ips),
     };
   });
 }

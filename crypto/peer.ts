@@ -66,7 +66,7 @@ export class Peer {
     if (options.publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
     this.publicKey = Uint8Array.from(options.publicKey);
     this.name = Buffer.from(this.publicKey).toString('base64');
-    this.presharedKey = options.presharedKey && Uint8Array.from(options.presharedKey);
+    this.presharedKey = ownPresharedKey(options.presharedKey);
     this.staticKeys = peerKeys(options.local, this.publicKey, this.presharedKey);
     this.macSender = new MacSender(this.publicKey);
     this.timers = new PeerTimers({ jitter: options.jitter });
@@ -87,13 +87,13 @@ export class Peer {
     return this.presharedKey && Uint8Array.from(this.presharedKey);
   }
 
-  /** Sets or clears (undefined) the pre-shared key. */
+  /** Sets or clears (undefined, or 32 zero bytes as in UAPI) the pre-shared key. */
   setPresharedKey(local: LocalStatic, presharedKey: Uint8Array | undefined): void {
     if (presharedKey !== undefined && presharedKey.length !== KEY_LENGTH) {
       throw new RangeError('pre-shared key must be 32 bytes');
     }
     if (this.presharedKey) wipe(this.presharedKey);
-    this.presharedKey = presharedKey && Uint8Array.from(presharedKey);
+    this.presharedKey = ownPresharedKey(presharedKey);
     this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
   }
 
@@ -145,4 +145,10 @@ export class Peer {
     this.clearHandshake();
     this.staged = [];
   }
+}
+
+/** Our own copy of a pre-shared key; all zero means none (it is what "none" uses in the handshake). */
+function ownPresharedKey(presharedKey: Uint8Array | undefined): Uint8Array | undefined {
+  if (presharedKey === undefined || presharedKey.every((byte) => byte === 0)) return undefined;
+  return Uint8Array.from(presharedKey);
 }

@@ -73,6 +73,8 @@ describe('Peer', () => {
     peer.setPresharedKey(local, undefined);
     expect(peer.hasPresharedKey).toBe(false);
     expect(peer.keys.presharedKey).toEqual(new Uint8Array(32));
+    peer.setPresharedKey(local, new Uint8Array(32)); // all zero, as UAPI writes "none"
+    expect(peer.hasPresharedKey).toBe(false);
     expect(() => peer.setPresharedKey(local, new Uint8Array(31))).toThrow(RangeError);
   });
 

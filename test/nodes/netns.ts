@@ -7,7 +7,7 @@
 //   interfaces  tb<pid>w<n>              (wireguard-go's UAPI socket /run/wireguard/<if>.sock is NOT
 //                                         per-namespace, so these names must be globally unique)
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -78,6 +78,29 @@ export function sweepStale(): void {
   }
 }
 
+// Members of process group `pgid` that still run. Zombies do not count: an orphan is reaped by pid 1,
+// which in some containers takes seconds, but it holds no sockets, interfaces or namespaces.
+function liveGroupMembers(pgid: number): number {
+  let live = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') live++;
+    } catch {
+      // exited while we looked
+    }
+  }
+  return live;
+}
+
+async function waitForGroupExit(pgid: number): Promise<void> {
+  const deadline = Date.now() + STOP_GRACE_MS;
+  while (liveGroupMembers(pgid) > 0 && Date.now() < deadline)
+    await new Promise((resolveSleep) => setTimeout(resolveSleep, 10));
+}
+
 export interface ProcessHandle {
   readonly pid: number;
   /** Everything the process wrote to stdout and stderr so far. */
@@ -144,11 +167,15 @@ function handleFor(child: ChildProcess, forget: () => void): ProcessHandle {
       });
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      signalGroup('SIGTERM');
-      const timer = setTimeout(() => signalGroup('SIGKILL'), STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) {
+        signalGroup('SIGTERM');
+        const timer = setTimeout(() => signalGroup('SIGKILL'), STOP_GRACE_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      // The leader's exit says nothing about its children: finish them and wait until they are reaped.
+      signalGroup('SIGKILL');
+      await waitForGroupExit(pid);
     },
   };
 }

@@ -1,15 +1,65 @@
 // connect, sessions, status, disconnect, usage against a real broker. Nodes are registered over HTTP
 // the way tunnelbyte-node does it (admin region → node token → register → heartbeat).
-import { existsSync, mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createOperatorKey } from '../../src/broker/admin.js';
+import { parseWgQuick } from '../../src/lib/wgquick.js';
+import { generateKeyPair } from '../../src/cli/wgkeys.js';
 import { cli, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
 
 let b: CliBroker;
+let node: { id: string; token: string; publicKey: string };
+
+/** An admin-authenticated or node-authenticated JSON call, as the operator and tunnelbyte-node make it. */
+async function call(token: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${b.url}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
 beforeAll(async () => {
-  b = await startCliBroker();
+  b = await startCliBroker({ TB_TIERS: JSON.stringify({ free: { requestsPerMinute: 100000 } }) });
+  const admin = await createOperatorKey(b.broker.ctx, ['admin:read', 'admin:write'], 'cli-tests');
+  const region = (id: string, tiers: string[]) =>
+    call(admin, 'POST', '/v1/admin/regions', { id, name: id, country: 'DE', tiers });
+  expect((await region('eu-west', ['free', 'pro', 'business'])).status).toBe(201);
+  expect((await region('us-east', ['pro', 'business'])).status).toBe(201);
+  expect((await region('sa-east', ['free', 'pro', 'business'])).status).toBe(201);
+  const enrolled = await call(admin, 'POST', '/v1/admin/node-tokens', { region: 'eu-west' });
+  const token = enrolled.body.token as string;
+  const publicKey = generateKeyPair().publicKey;
+  const registered = await call(token, 'POST', '/v1/nodes/register', {
+    region: 'eu-west',
+    endpoint: '192.0.2.10:51820',
+    public_key: publicKey,
+    egress_ips: ['198.51.100.10'],
+    capacity: 100,
+    version: 'test',
+  });
+  expect(registered.status).toBe(200);
+  node = { id: registered.body.node_id as string, token, publicKey };
+  expect(
+    (await call(token, 'POST', `/v1/nodes/${node.id}/heartbeat`, { load: 0.1, draining: false, peers: [] }))
+      .status,
+  ).toBe(200);
 });
 afterAll(async () => b.close());
+
+/** The public keys the node is told to serve (its peer feed, full set). */
+async function nodePeers(): Promise<string[]> {
+  const feed = await call(node.token, 'GET', `/v1/nodes/${node.id}/peers?wait=0`);
+  return (feed.body.peers as { public_key: string }[]).map((p) => p.public_key);
+}
+
+const wgPubkey = (privateKey: string) =>
+  execFileSync('wg', ['pubkey'], { input: `${privateKey}\n` })
+    .toString()
+    .trim();
 
 async function signedUp(): Promise<Machine> {
   const m = machine(b.url);
@@ -54,12 +104,204 @@ describe('local checks before any session is spent', () => {
   });
 
   test('4. connect with no region and none usable → exit 5, pointing at `tunnelbyte regions`', async () => {
+    const empty = await startCliBroker();
+    try {
+      const m = machine(empty.url);
+      expect((await cli(['signup'], m.env)).code).toBe(0);
+      const res = await cli(['connect'], m.env);
+      expect(res.code).toBe(5);
+      expect(res.stderr).toBe(
+        'tunnelbyte: no region has capacity for the free tier now; see `tunnelbyte regions`\n',
+      );
+      expect(existsSync(join(m.configDir, 'state.json'))).toBe(false);
+    } finally {
+      await empty.close();
+    }
+  });
+});
+
+describe('connect, sessions, status, disconnect, usage', () => {
+  test('1. connect writes a complete wg-quick file (0600) whose key pair was made here', async () => {
     const m = await signedUp();
-    const res = await cli(['connect'], m.env);
-    expect(res.code).toBe(5);
-    expect(res.stderr).toBe(
-      'tunnelbyte: no region has capacity for the free tier now; see `tunnelbyte regions`\n',
+    const res = await cli(['connect', 'eu-west'], m.env);
+    expect(res.code).toBe(0);
+    const id = /^Session (ses_\S+) in eu-west: node (\S+) at 192\.0\.2\.10:51820, address (\S+), /.exec(
+      res.stdout,
     );
+    expect(id?.[2]).toBe(node.id);
+    const path = join(m.configDir, `${id?.[1]}.conf`);
+    expect(res.stdout).toContain(
+      `Config written to ${path} (mode 0600).\nBring it up with: sudo wg-quick up ${path}\n`,
+    );
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const text = readFileSync(path, 'utf8');
+    const parsed = parseWgQuick(text);
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(parsed.config.peers[0]?.publicKey).toEqual(new Uint8Array(Buffer.from(node.publicKey, 'base64')));
+    expect(parsed.config.peers[0]?.endpoint).toEqual({ host: '192.0.2.10', port: 51820 });
+    const privateKey = /^PrivateKey = (\S+)$/m.exec(text)?.[1] as string;
+    // The node serves exactly the public key of the private key in our file: it was derived, not sent.
+    expect(await nodePeers()).toContain(wgPubkey(privateKey));
+    expect(res.stdout).not.toContain(privateKey);
+    expect(JSON.parse(readFileSync(join(m.configDir, 'state.json'), 'utf8'))).toEqual({
+      last_session: id?.[1],
+    });
+    await cli(['disconnect'], m.env);
+  });
+
+  test('2. --json: the session and config_path, no private key; --out - puts only the file on stdout', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'eu-west', '--json', '--ttl', '600'], m.env);
+    expect(res.code).toBe(0);
+    const body = JSON.parse(res.stdout) as {
+      id: string;
+      config_path: string;
+      status: string;
+      interface: object;
+    };
+    expect(body.id).toMatch(/^ses_/);
+    expect(body.config_path).toBe(join(m.configDir, `${body.id}.conf`));
+    expect(body).not.toHaveProperty('config');
+    expect(body.interface).not.toHaveProperty('private_key');
+    const privateKey = /^PrivateKey = (\S+)$/m.exec(readFileSync(body.config_path, 'utf8'))?.[1] as string;
+    expect(res.stdout).not.toContain(privateKey);
+    expect((await cli(['disconnect', body.id], m.env)).code).toBe(0);
+
+    const toStdout = await cli(['connect', 'eu-west', '--out', '-'], m.env);
+    expect(toStdout.code).toBe(0);
+    expect(toStdout.stdout.startsWith('[Interface]\n')).toBe(true);
+    expect(parseWgQuick(toStdout.stdout).ok).toBe(true);
+    expect(toStdout.stderr).toMatch(/^Session ses_\S+ in eu-west/);
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('3. --out FILE and --qr: the file where asked, a terminal QR code on stdout', async () => {
+    const m = await signedUp();
+    const out = join(mkdtempSync(join(tmpdir(), 'tb-out-')), 'tb0.conf');
+    const res = await cli(['connect', 'eu-west', '--out', out, '--qr'], m.env);
+    expect(res.code).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(res.stdout).toContain(`Config written to ${out}`);
+    expect(res.stdout).toMatch(/[▀▄█]{10,}/);
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('4. without a region, the least-loaded region open to the tier is chosen', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', '--json'], m.env);
+    expect(res.code).toBe(0);
+    expect((JSON.parse(res.stdout) as { region: string }).region).toBe('eu-west');
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('5. sessions, status (default: last), usage: tables and --json', async () => {
+    const m = await signedUp();
+    const created = JSON.parse((await cli(['connect', 'eu-west', '--json'], m.env)).stdout) as { id: string };
+    const list = await cli(['sessions'], m.env);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ID\s+REGION\s+STATUS\s+NODE\s+CREATED\s+EXPIRES\s+RX\s+TX\n/);
+    expect(list.stdout).toMatch(new RegExp(`^${created.id}\\s+eu-west\\s+\\S+\\s+${node.id}\\s`, 'm'));
+    const listJson = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
+      sessions: { id: string }[];
+    };
+    expect(listJson.sessions.map((s) => s.id)).toEqual([created.id]);
+
+    const status = await cli(['status'], m.env);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`^session:\\s+${created.id}\n`));
+    expect(status.stdout).toMatch(/^region:\s+eu-west$/m);
+    const statusJson = JSON.parse((await cli(['status', created.id, '--json'], m.env)).stdout) as Record<
+      string,
+      unknown
+    >;
+    expect(statusJson).toMatchObject({ id: created.id, region: 'eu-west' });
+    expect(['pending', 'active', 'idle']).toContain(statusJson.status);
+
+    const usage = await cli(['usage'], m.env);
+    expect(usage.code).toBe(0);
+    expect(usage.stdout).toMatch(/^tier:\s+free$/m);
+    expect(usage.stdout).toMatch(/^bytes:\s+0 B of 10\.0 GiB$/m);
+    expect(usage.stdout).toMatch(/^sessions:\s+1 active of 1, 1 created$/m);
+    expect(usage.stdout).toMatch(/^requests:\s+100000 per minute$/m);
+    const usageJson = JSON.parse((await cli(['usage', '--json'], m.env)).stdout) as {
+      tier: string;
+      sessions: object;
+    };
+    expect(usageJson).toMatchObject({ tier: 'free', sessions: { active: 1, limit: 1 } });
+
+    const gone = await cli(['disconnect'], m.env);
+    expect(gone).toMatchObject({
+      code: 0,
+      stdout: `Disconnected ${created.id}. If it is up: sudo wg-quick down <its file>\n`,
+    });
+    expect(existsSync(join(m.configDir, `${created.id}.conf`))).toBe(false);
+    expect(JSON.parse((await cli(['status', created.id, '--json'], m.env)).stdout)).toMatchObject({
+      status: 'closed',
+    });
+    expect((await cli(['status'], m.env)).code).toBe(2);
+  });
+});
+
+describe('connect and session errors, from the broker', () => {
+  test('1. a second session on the free tier → 429 quota_exhausted → exit 4 with the way out', async () => {
+    const m = await signedUp();
+    expect((await cli(['connect', 'eu-west'], m.env)).code).toBe(0);
+    const second = await cli(['connect', 'eu-west', '--json'], m.env);
+    expect(second.code).toBe(4);
+    expect(second.stderr).toMatch(
+      /^tunnelbyte: quota exhausted: .*; see `tunnelbyte usage` or `tunnelbyte upgrade`\n$/,
+    );
+    expect(JSON.parse(second.stdout)).toMatchObject({ status: 429, error: 'quota_exhausted', code: 4290 });
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('2. a paid-only region → 403 tier_required → exit 3 pointing at upgrade', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'us-east'], m.env);
+    expect(res.code).toBe(3);
+    expect(res.stderr).toMatch(/It needs the pro tier: run `tunnelbyte upgrade`\.\n$/);
+  });
+
+  test('3. a region without a healthy node → 503 no_capacity → exit 5, try another region', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'sa-east', '--json'], m.env);
+    expect(res.code).toBe(5);
+    expect(res.stderr).toMatch(/^tunnelbyte: no capacity: .* Try another region: `tunnelbyte regions`\.\n$/);
+    expect(JSON.parse(res.stdout)).toMatchObject({ status: 503, error: 'no_capacity', code: 5003 });
     expect(existsSync(join(m.configDir, 'state.json'))).toBe(false);
+  });
+
+  test('4. an unknown region → 400 → exit 1; an unknown or foreign session → 404 → exit 1', async () => {
+    const m = await signedUp();
+    const unknown = await cli(['connect', 'mars-1'], m.env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^tunnelbyte: invalid request \(region\): /);
+    expect((await cli(['status', 'ses_doesnotexist'], m.env)).code).toBe(1);
+
+    const owner = await signedUp();
+    const theirs = JSON.parse((await cli(['connect', 'eu-west', '--json'], owner.env)).stdout) as {
+      id: string;
+    };
+    for (const verb of ['status', 'disconnect']) {
+      const res = await cli([verb, theirs.id], m.env);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(/^tunnelbyte: not found: /);
+    }
+    expect((await cli(['status', theirs.id, '--json'], owner.env)).stdout).not.toContain('"closed"');
+    expect((await cli(['disconnect', theirs.id], owner.env)).code).toBe(0);
+  });
+
+  test('5. a key without tunnels:write cannot connect (403 → exit 3 naming the scope)', async () => {
+    const m = await signedUp();
+    const created = await cli(
+      ['auth', 'keys', 'create', '--name', 'ro', '--permission', 'tunnels:read', '--json'],
+      m.env,
+    );
+    const readOnly = (JSON.parse(created.stdout) as { key: string }).key;
+    const res = await cli(['connect', 'eu-west'], { ...m.env, TB_KEY: readOnly });
+    expect(res.code).toBe(3);
+    expect(res.stderr).toContain('lacks the scope tunnels:write');
+    expect((await cli(['sessions'], { ...m.env, TB_KEY: readOnly })).code).toBe(0);
   });
 });

@@ -195,7 +195,13 @@ static void reader_call(reader_t *reader, napi_ref callback_ref, napi_value argu
   napi_get_global(env, &global);
   // make_callback (not call_function): runs the microtask queue afterwards and reports uncaught
   // exceptions the way Node does for its own I/O callbacks.
-  napi_make_callback(env, reader->async_context, global, callback, 1, &argument, &ignored);
+  if (napi_make_callback(env, reader->async_context, global, callback, 1, &argument, &ignored) ==
+      napi_pending_exception) {
+    // A throwing listener behaves as in any Node I/O callback: an uncaught exception.
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
 }
 
 static void reader_report_error(reader_t *reader, int err) {

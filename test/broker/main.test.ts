@@ -25,7 +25,9 @@ test('serve answers, then SIGTERM drains and exits 0', async () => {
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
-    const check = () => (output.includes('"msg":"listening"') ? resolve() : undefined);
+    // Listening comes first; requests answer 503 until Redis is connected, which is logged too.
+    const check = () =>
+      output.includes('"msg":"listening"') && output.includes('"msg":"redis ready"') ? resolve() : undefined;
     child.stdout.on('data', check);
     child.once('exit', () => reject(new Error(`broker exited early: ${output}`)));
   });

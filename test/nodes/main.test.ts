@@ -1,0 +1,71 @@
+// The tunnelbyte-node command line as operators meet it: usage errors are one line and exit 2. Runs the
+// built binary (scripts/test builds first). Bringing an interface up is covered by interop.test.ts.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const DAEMON = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/nodes/main.js');
+const dir = mkdtempSync(join(tmpdir(), 'tbt-main-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function daemon(...args: string[]) {
+  const result = spawnSync('node', [DAEMON, ...args], { encoding: 'utf8', timeout: 20000 });
+  return { status: result.status, stderr: result.stderr, stdout: result.stdout };
+}
+
+const goodConfig = join(dir, 'wg0.conf');
+writeFileSync(goodConfig, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 1).toString('base64')}\n`);
+const badConfig = join(dir, 'bad.conf');
+writeFileSync(badConfig, '[Interface]\nPrivateKey = nope\n');
+
+describe('tunnelbyte-node command line', () => {
+  const usage: Array<[number, string[], RegExp]> = [
+    [1, ['up'], /^tunnelbyte-node: required option '--config <file>' not specified\n$/],
+    [
+      2,
+      ['up', '--config', goodConfig, '--egress', 'netstack'],
+      /^tunnelbyte-node: netstack egress is not available yet\n$/,
+    ],
+    [
+      3,
+      ['up', '--config', goodConfig, '--egress', 'kernel'],
+      /^tunnelbyte-node: --egress must be one of tun, netstack/,
+    ],
+    [4, ['up', '--config', goodConfig, '--metrics', 'localhost'], /^tunnelbyte-node: --metrics: /],
+    [
+      5,
+      ['up', '--config', goodConfig, '--interface', 'x'.repeat(16)],
+      /^tunnelbyte-node: invalid interface name/,
+    ],
+    [6, ['up', '--config', goodConfig, '--bogus'], /^tunnelbyte-node: unknown option '--bogus'\n$/],
+    [7, ['frobnicate'], /^tunnelbyte-node: unknown command 'frobnicate'\n$/],
+  ];
+  test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
+    const { status, stderr } = daemon(...args);
+    expect(status).toBe(2);
+    expect(stderr).toMatch(message);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  test('run (the broker agent) is refused with one line and the usage', () => {
+    const { status, stderr } = daemon('run', '--broker', 'http://127.0.0.1:1', '--token', 'tbn_x');
+    expect(status).toBe(2);
+    expect(stderr.split('\n')[0]).toBe(
+      'tunnelbyte-node: the broker agent (run) is not available yet; use `tunnelbyte-node up --config FILE`',
+    );
+    expect(stderr).toContain('Usage: tunnelbyte-node');
+  });
+
+  test('a broken config file names its line and exits 1; a missing one exits 1', () => {
+    const broken = daemon('up', '--config', badConfig);
+    expect(broken.status).toBe(1);
+    expect(broken.stderr).toMatch(new RegExp(`^tunnelbyte-node: ${badConfig}:2: `));
+    const missing = daemon('up', '--config', join(dir, 'absent.conf'));
+    expect(missing).toMatchObject({
+      status: 1,
+      stderr: `tunnelbyte-node: cannot read ${join(dir, 'absent.conf')}: ENOENT\n`,
+    });
+  });
+});

@@ -12,6 +12,10 @@ import { pino } from 'pino';
 import { createApp, createContext } from '../src/broker/app.js';
 import { loadConfig } from '../src/broker/config.js';
 import type { BrokerContext } from '../src/broker/context.js';
+import nacl from 'tweetnacl';
+import { createAccount, issueKey } from '../src/broker/services/accounts.js';
+import { createNodeToken } from '../src/broker/services/enrollment.js';
+import { MAX_ADDRESS_INDEX, registerNode } from '../src/broker/services/nodes.js';
 import { upsertRegion } from '../src/broker/services/regions.js';
 import { keys } from '../src/broker/store/keys.js';
 import { createRedis, waitForReady } from '../src/broker/store/redis.js';
@@ -39,6 +43,48 @@ export interface Scenario {
   /** Prepares Redis once before the scenario runs. */
   seed(ctx: BrokerContext): Promise<void>;
 }
+
+/**
+ * POST /v1/sessions: the whole creation path (bearer auth, reserve, the region script, confirm, an
+ * X25519 key pair and the wg-quick text) on 3 nodes of one region. The tier caps are lifted in serve()
+ * so every create succeeds; the sessions pile up (one address each) for the whole run.
+ */
+const SESSION_CREATES: Scenario = {
+  name: 'POST /v1/sessions (creates/s; broker-made keys, 3 nodes)',
+  method: 'POST',
+  path: '/v1/sessions',
+  body: JSON.stringify({ region: 'eu-west' }),
+  seed: async (ctx) => {
+    await upsertRegion(ctx, {
+      id: 'eu-west',
+      name: 'Frankfurt',
+      country: 'DE',
+      tiers: ['free', 'pro', 'business'],
+    });
+    for (let n = 0; n < 3; n++) {
+      const token = await createNodeToken(ctx, 'eu-west');
+      const publicKey = Buffer.from(nacl.box.keyPair().publicKey).toString('base64');
+      const { nodeId } = await registerNode(ctx, token, {
+        region: 'eu-west',
+        endpoint: `198.51.100.${n + 1}:51820`,
+        publicKey,
+        egressIps: [],
+        capacity: MAX_ADDRESS_INDEX - 1,
+        version: 'bench',
+      });
+      // A far-future heartbeat keeps the node healthy for the whole run.
+      await ctx.redis.zadd(keys.regionNodes('eu-west'), Date.now() + 3_600_000, nodeId);
+    }
+    const account = await createAccount(ctx, { plan: 'business' });
+    const { token } = await issueKey(ctx, account.id, {
+      name: 'bench',
+      permissions: ['tunnels:write'],
+      fingerprint: null,
+      expiresAt: null,
+    });
+    SESSION_CREATES.headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  },
+};
 
 const SCENARIOS: Scenario[] = [
   {
@@ -70,6 +116,7 @@ const SCENARIOS: Scenario[] = [
       }
     },
   },
+  SESSION_CREATES,
 ];
 
 // ── child process: one server ───────────────────────────────────────────────────────────────────
@@ -85,6 +132,10 @@ async function serve(kind: string, redisUrl: string): Promise<void> {
       REDIS_URL: redisUrl,
       PUBLIC_BURST: '1000000000',
       PUBLIC_REFILL_PER_SECOND: '1000000',
+      // The session scenario measures the creation path, not the tier caps.
+      TB_TIERS: JSON.stringify({
+        business: { concurrentSessions: 1_000_000_000, requestsPerMinute: 1_000_000_000 },
+      }),
     });
     const redis = createRedis(config.redisUrl);
     await waitForReady(redis);

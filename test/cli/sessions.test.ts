@@ -1,7 +1,7 @@
 // connect, sessions, status, disconnect, usage against a real broker. Nodes are registered over HTTP
 // the way tunnelbyte-node does it (admin region → node token → register → heartbeat).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOperatorKey } from '../../src/broker/admin.js';
@@ -303,5 +303,50 @@ describe('connect and session errors, from the broker', () => {
     expect(res.code).toBe(3);
     expect(res.stderr).toContain('lacks the scope tunnels:write');
     expect((await cli(['sessions'], { ...m.env, TB_KEY: readOnly })).code).toBe(0);
+  });
+});
+
+describe('connect --up', () => {
+  // Real wg-quick needs root, nft/iptables and resolvconf, and rewrites routing: not for a unit test
+  // host. This stand-in on PATH records how the CLI invokes it; the file itself is checked to be a
+  // complete, parseable config (what real wg-quick reads).
+  function standIn(exitCode: number): { dir: string; log: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'tb-wgquick-'));
+    const log = join(dir, 'calls');
+    writeFileSync(
+      join(dir, 'wg-quick'),
+      `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nstat -c %a "$2" >> '${log}'\necho '[#] stand-in' >&2\nexit ${exitCode}\n`,
+    );
+    chmodSync(join(dir, 'wg-quick'), 0o755);
+    return { dir, log };
+  }
+
+  test('1. runs `wg-quick up FILE` on a short-named 0600 file in the config dir', async () => {
+    const m = await signedUp();
+    const wg = standIn(0);
+    const res = await cli(['connect', 'eu-west', '--up'], { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` });
+    expect(res.code).toBe(0);
+    const [args, fileMode] = readFileSync(wg.log, 'utf8').trim().split('\n');
+    const file = /^up (\S+)$/.exec(args ?? '')?.[1] as string;
+    expect(file).toMatch(new RegExp(`^${m.configDir}/tb-[0-9A-Za-z]{1,8}\\.conf$`));
+    expect(fileMode).toBe('600');
+    expect(parseWgQuick(readFileSync(file, 'utf8')).ok).toBe(true);
+    expect(res.stdout).not.toContain('Bring it up with');
+    expect(res.stderr).toBe('[#] stand-in\n');
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  test('2. a failing wg-quick → exit 1, the session stays open and is recorded', async () => {
+    const m = await signedUp();
+    const wg = standIn(3);
+    const res = await cli(['connect', 'eu-west', '--up'], { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(
+      /^\[#\] stand-in\ntunnelbyte: wg-quick up \S+ failed \(exit 3\); the session stays open\n$/,
+    );
+    const status = JSON.parse((await cli(['status', '--json'], m.env)).stdout) as { status: string };
+    expect(status.status).not.toBe('closed');
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
   });
 });

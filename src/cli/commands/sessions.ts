@@ -47,11 +47,15 @@ async function pickRegion(ctx: Context): Promise<string> {
   return best.id;
 }
 
+/** Runs `wg-quick up FILE`; its progress lines go to our stderr, keeping stdout for results. */
 function wgQuickUp(wgQuick: string, file: string, ctx: Context): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(wgQuick, ['up', file], { stdio: ['ignore', 'inherit', 'inherit'], env: ctx.io.env });
+    const child = spawn(wgQuick, ['up', file], { stdio: ['ignore', 'pipe', 'pipe'], env: ctx.io.env });
+    const relay = (chunk: Buffer) => ctx.io.stderr.write(chunk.toString());
+    child.stdout.on('data', relay);
+    child.stderr.on('data', relay);
     child.once('error', reject);
-    child.once('exit', (code) => resolve(code ?? 1));
+    child.once('close', (code) => resolve(code ?? 1));
   });
 }
 

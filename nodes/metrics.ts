@@ -7,7 +7,9 @@ import type { AddressInfo } from 'node:net';
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** The engine's DropReason values (crypto/tunnel.ts), pre-declared so every series exists from zero. */
+import type { DropReason } from '../crypto/tunnel.js';
+
+/** The engine's DropReason values, listed so that every series exists from zero. */
 export const DROP_REASONS = [
   'malformed',
   'unknown_index',
@@ -22,8 +24,7 @@ export const DROP_REASONS = [
   'no_route',
   'no_endpoint',
   'queue_full',
-] as const;
-export type DropReasonLabel = (typeof DROP_REASONS)[number];
+] as const satisfies readonly DropReason[];
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
@@ -52,7 +53,7 @@ export class NodeMetrics {
   /** Inner IP packets: rx = written to the TUN, tx = read from it. */
   private readonly inner = traffic();
   private readonly messages = new Map<string, number>();
-  private readonly drops = new Map<DropReasonLabel | string, number>(DROP_REASONS.map((r) => [r, 0]));
+  private readonly drops = new Map<DropReason, number>(DROP_REASONS.map((r) => [r, 0]));
   private readonly exported = new Map<string, number>();
 
   constructor(source: PeerCounts, wallClockMs: () => number = Date.now) {
@@ -130,7 +131,7 @@ export class NodeMetrics {
     t.bytes += packet.length;
   }
 
-  drop(reason: DropReasonLabel | string): void {
+  drop(reason: DropReason): void {
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
   }
 

@@ -3,6 +3,7 @@
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
 import { randomBytes } from 'node:crypto';
 
+import { MESSAGE_INITIATION } from '../crypto/constants.js';
 import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
@@ -34,7 +35,6 @@ export interface DeviceOptions {
 // batch are handshake messages, the kernel queue holds a handshake backlog: tell the engine it is under
 // load so it answers with cookies and rate-limits (WIREGUARD.md §3).
 export const UNDER_LOAD_HANDSHAKES_PER_TURN = 16;
-const MESSAGE_INITIATION = 1;
 
 export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
 
@@ -82,7 +82,7 @@ export class Device implements UapiDevice {
     const now = this.clock();
     if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKES_PER_TURN) this.tunnel.markUnderLoad(now);
     this.perform(this.tunnel.decapsulate(datagram, from, now));
-    this.scheduler.rearm();
+    this.scheduler.rearmSoon();
   }
 
   private fromInterface(batch: Uint8Array[]): void {
@@ -92,7 +92,7 @@ export class Device implements UapiDevice {
       this.metrics?.innerPacket('tx', packet);
       this.perform(this.tunnel.encapsulate(packet, now));
     }
-    this.scheduler.rearm();
+    this.scheduler.rearmSoon();
   }
 
   private perform(actions: TunnelAction[]): void {

@@ -27,6 +27,7 @@ export class TimerScheduler<A> {
   private handle: unknown;
   private armedFor: number | undefined;
   private stopped = false;
+  private rearmQueued = false;
 
   constructor(
     private readonly engine: Tickable<A>,
@@ -45,6 +46,19 @@ export class TimerScheduler<A> {
     this.armedFor = deadline;
     const delay = Math.min(MAX_DELAY_MS, Math.max(0, Math.ceil(deadline - this.clock())));
     this.handle = this.timers.setTimeout(() => this.fire(), delay);
+  }
+
+  /**
+   * The data path's variant: re-arms once at the end of this event-loop turn, however many packets the
+   * turn carried (the engine finds its earliest deadline by scanning every peer).
+   */
+  rearmSoon(): void {
+    if (this.rearmQueued || this.stopped) return;
+    this.rearmQueued = true;
+    setImmediate(() => {
+      this.rearmQueued = false;
+      this.rearm();
+    });
   }
 
   stop(): void {

@@ -105,6 +105,19 @@ describe('TimerScheduler', () => {
     expect(timers.pending.size).toBe(0);
   });
 
+  test('rearmSoon coalesces a turn of packets into one deadline scan', async () => {
+    const { timers, engine, scheduler } = setup();
+    let scans = 0;
+    const nextDeadline = engine.nextDeadline.bind(engine);
+    engine.nextDeadline = () => (scans++, nextDeadline());
+    engine.deadlines = [50];
+    for (let i = 0; i < 100; i++) scheduler.rearmSoon();
+    expect(scans).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(scans).toBe(1);
+    expect(timers.pending.size).toBe(1);
+  });
+
   test('real timers and the monotonic clock', async () => {
     const engine = new FakeEngine();
     const fired: number[] = [];

@@ -15,9 +15,11 @@ declare -A TB_DEBIAN_PACKAGES=(
   [python3]=python3
 )
 
+# tb_install_missing [BIN...]: the Debian packages for BINs (default: every one above), then npm's.
 tb_install_missing() {
-  local missing=()
-  for bin in "${!TB_DEBIAN_PACKAGES[@]}"; do
+  local missing=() bins=("$@")
+  [ ${#bins[@]} -gt 0 ] || bins=("${!TB_DEBIAN_PACKAGES[@]}")
+  for bin in "${bins[@]}"; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("${TB_DEBIAN_PACKAGES[$bin]}")
   done
   if [ ${#missing[@]} -gt 0 ]; then

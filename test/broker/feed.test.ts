@@ -4,6 +4,7 @@
 import request from 'supertest';
 import { peerAllowedIps } from '../../src/broker/services/nodes.js';
 import { keys } from '../../src/broker/store/keys.js';
+import { waitForReady } from '../../src/broker/store/redis.js';
 import { keyPair, startPlane, type Plane, type TestNode } from './sessions-fixture.js';
 
 let plane: Plane;
@@ -174,4 +175,24 @@ test('9. shutdown ends a waiting poll at once', async () => {
   await new Promise((r) => setTimeout(r, 200));
   plane.broker.app.locals.close();
   expect(await waiting).toEqual({ cursor: start.cursor, full: false, peers: [], removed: [] });
+});
+
+test('10. Redis lost during a long poll → 503 unavailable; the feed works again after it returns', async () => {
+  const start = await poll();
+  // then() starts the request now (supertest sends lazily).
+  const answer = request(plane.broker.app)
+    .get(`/v1/nodes/${node.id}/peers`)
+    .query({ cursor: start.cursor, wait: 10 })
+    .set('Authorization', `Bearer ${node.token}`)
+    .then((res) => res);
+  await new Promise((r) => setTimeout(r, 200));
+  await plane.broker.server.kill();
+  const res = await answer;
+  expect([res.status, res.body.error]).toEqual([503, 'unavailable']);
+  expect(res.headers['retry-after']).toBeDefined();
+  await plane.broker.server.restart();
+  await waitForReady(plane.broker.redis);
+  const a = await openSession();
+  const page = await poll(start.cursor);
+  expect(page.peers.map((p) => p.public_key)).toEqual([a.client.publicKey]);
 });

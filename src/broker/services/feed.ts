@@ -7,6 +7,7 @@
 // connections (never the shared client); when the pool is exhausted a poll answers "no changes" after
 // a short pause instead of queueing.
 import type { BrokerContext } from '../context.js';
+import { unavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { waitForReady, type Redis } from '../store/redis.js';
 import { FEED_READ } from './lua.js';
@@ -18,6 +19,8 @@ export const MAX_WAIT_MS = 25_000;
 export const MAX_CHANGES = 1000;
 /** Blocking connections per broker. */
 export const MAX_WAITERS = 64;
+/** How long a new blocking connection may take to connect. */
+const CONNECT_TIMEOUT_MS = 5000;
 /** Pause before answering "no changes" when every blocking connection is busy. */
 const BUSY_PAUSE_MS = 1000;
 
@@ -89,11 +92,16 @@ class Waiters {
     this.open++;
     const conn = this.base.duplicate();
     conn.on('error', () => {});
-    try {
-      await waitForReady(conn);
-    } catch (err) {
+    // waitForReady alone would wait as long as Redis stays away; a poll must not hang on it.
+    let timer: NodeJS.Timeout | undefined;
+    const ready = await Promise.race([
+      waitForReady(conn).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), CONNECT_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!ready) {
       this.discard(conn);
-      throw err;
+      throw unavailable();
     }
     return conn;
   }

@@ -231,10 +231,7 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect(usageJson).toMatchObject({ tier: 'free', sessions: { active: 1, limit: 1 } });
 
     const gone = await cli(['disconnect'], m.env);
-    expect(gone).toMatchObject({
-      code: 0,
-      stdout: `Disconnected ${created.id}. If it is up: sudo wg-quick down <its file>\n`,
-    });
+    expect(gone).toMatchObject({ code: 0, stdout: `Disconnected ${created.id}.\n` });
     expect(existsSync(join(m.configDir, `${created.id}.conf`))).toBe(false);
     expect(JSON.parse((await cli(['status', created.id, '--json'], m.env)).stdout)).toMatchObject({
       status: 'closed',
@@ -333,7 +330,26 @@ describe('connect --up', () => {
     expect(parseWgQuick(readFileSync(file, 'utf8')).ok).toBe(true);
     expect(res.stdout).not.toContain('Bring it up with');
     expect(res.stderr).toBe('[#] stand-in\n');
-    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+
+    // Plain disconnect keeps the file wg-quick down needs, and says so.
+    const gone = await cli(['disconnect'], m.env);
+    expect(gone.code).toBe(0);
+    expect(gone.stdout).toMatch(
+      new RegExp(`^Disconnected ses_\\S+\\.\\nTake its interface down with: sudo wg-quick down ${file}\\n$`),
+    );
+    expect(existsSync(file)).toBe(true);
+  });
+
+  test('3. disconnect --down runs `wg-quick down FILE` first, then closes and removes the file', async () => {
+    const m = await signedUp();
+    const wg = standIn(0);
+    const env = { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` };
+    expect((await cli(['connect', 'eu-west', '--up'], env)).code).toBe(0);
+    const file = /^up (\S+)$/m.exec(readFileSync(wg.log, 'utf8'))?.[1] as string;
+    const res = await cli(['disconnect', '--down', '--json'], env);
+    expect(res.code).toBe(0);
+    expect(JSON.parse(res.stdout)).toEqual({ id: expect.stringMatching(/^ses_/), closed: true });
+    expect(readFileSync(wg.log, 'utf8')).toContain(`down ${file}\n`);
     expect(existsSync(file)).toBe(false);
   });
 

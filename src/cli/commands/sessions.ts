@@ -1,6 +1,6 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
@@ -47,10 +47,13 @@ async function pickRegion(ctx: Context): Promise<string> {
   return best.id;
 }
 
-/** Runs `wg-quick up FILE`; its progress lines go to our stderr, keeping stdout for results. */
-function wgQuickUp(wgQuick: string, file: string, ctx: Context): Promise<number> {
+const WG_QUICK_MISSING =
+  'wg-quick not found: install wireguard-tools, or import the file into a WireGuard app';
+
+/** Runs `wg-quick up|down FILE`; its progress lines go to our stderr, keeping stdout for results. */
+function wgQuick(ctx: Context, program: string, verb: 'up' | 'down', file: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(wgQuick, ['up', file], { stdio: ['ignore', 'pipe', 'pipe'], env: ctx.io.env });
+    const child = spawn(program, [verb, file], { stdio: ['ignore', 'pipe', 'pipe'], env: ctx.io.env });
     const relay = (chunk: Buffer) => ctx.io.stderr.write(chunk.toString());
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
@@ -70,14 +73,11 @@ interface ConnectOptions {
 const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, regionArg, options) => {
   const toStdout = options.out === '-';
   // Every local precondition is checked before a session (and quota) is spent.
-  let wgQuick: string | undefined;
+  let wgQuickPath: string | undefined;
   if (options.up) {
     if (toStdout) throw usageError('--up needs a file: drop `--out -`');
-    wgQuick = findOnPath(ctx, 'wg-quick');
-    if (!wgQuick)
-      throw new CliError(
-        'wg-quick not found: install wireguard-tools, or import the file into a WireGuard app',
-      );
+    wgQuickPath = findOnPath(ctx, 'wg-quick');
+    if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
     if (options.out !== undefined && !INTERFACE_NAME.test(basename(options.out, '.conf'))) {
       throw usageError(
         'wg-quick names the interface after the file: use --out DIR/NAME.conf with NAME ≤ 15 of [a-zA-Z0-9_=+.-]',
@@ -134,8 +134,8 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     const qr = await QRCode.toString(config.text, { type: 'terminal', small: true });
     (toStdout || ctx.json ? ctx.io.stderr : ctx.io.stdout).write(qr);
   }
-  if (options.up && wgQuick && path) {
-    const code = await wgQuickUp(wgQuick, path, ctx);
+  if (options.up && wgQuickPath && path) {
+    const code = await wgQuick(ctx, wgQuickPath, 'up', path);
     if (code !== 0) throw new CliError(`wg-quick up ${path} failed (exit ${code}); the session stays open`);
   }
 };
@@ -186,14 +186,30 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
   );
 };
 
-const disconnect: Action<[string | undefined]> = async (ctx, given) => {
+const disconnect: Action<[string | undefined, { down?: boolean }]> = async (ctx, given, options) => {
   const id = sessionId(ctx, given);
-  await ctx.spin('Closing session', ctx.authed().deleteSession(id));
+  const client = ctx.authed();
+  // The file `connect --up` wrote names the interface; `wg-quick down` needs it, so it is kept until
+  // the interface is down (--down does both).
+  const upFile = ctx.store.interfaceConfigPath(id);
+  const wasUp = existsSync(upFile);
+  if (options.down && wasUp) {
+    const program = findOnPath(ctx, 'wg-quick');
+    if (!program) throw new CliError(WG_QUICK_MISSING);
+    const code = await wgQuick(ctx, program, 'down', upFile);
+    if (code !== 0)
+      throw new CliError(`wg-quick down ${upFile} failed (exit ${code}); the session is still open`);
+    rmSync(upFile, { force: true });
+  }
+  await ctx.spin('Closing session', client.deleteSession(id));
   if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
-  // The default file holds a private key that is now useless; a file the user placed is theirs.
+  // This file's private key is useless now; a file the user placed with --out is theirs to keep.
   rmSync(ctx.store.sessionConfigPath(id), { force: true });
-  rmSync(ctx.store.interfaceConfigPath(id), { force: true });
-  ctx.print(`Disconnected ${id}. If it is up: sudo wg-quick down <its file>\n`, { id, closed: true });
+  const stillUp = wasUp && !options.down;
+  ctx.print(
+    `Disconnected ${id}.\n${stillUp ? `Take its interface down with: sudo wg-quick down ${upFile}\n` : ''}`,
+    { id, closed: true, ...(stillUp ? { config_path: upFile } : {}) },
+  );
 };
 
 export function registerSessions(program: Command, act: Act): void {
@@ -217,5 +233,6 @@ export function registerSessions(program: Command, act: Act): void {
     .command('disconnect')
     .description('close a session (default: the last one connected from here)')
     .argument('[id]', 'ses_… id')
+    .option('--down', 'first take down the interface `connect --up` brought up')
     .action(act(disconnect));
 }

@@ -109,7 +109,7 @@ export interface Session {
   id: string;
   status: SessionStatus;
   region: string;
-  node: SessionNode | string | null;
+  node: SessionNode;
   created_at: string;
   expires_at: string;
   last_handshake_at: string | null;

@@ -157,9 +157,11 @@ describe('connect, sessions, status, disconnect, usage', () => {
     const body = JSON.parse(res.stdout) as {
       id: string;
       config_path: string;
-      status: string;
       interface: object;
+      created_at: string;
+      expires_at: string;
     };
+    expect(Date.parse(body.expires_at) - Date.parse(body.created_at)).toBe(600_000);
     expect(body.id).toMatch(/^ses_/);
     expect(body.config_path).toBe(join(m.configDir, `${body.id}.conf`));
     expect(body).not.toHaveProperty('config');
@@ -187,7 +189,19 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect((await cli(['disconnect'], m.env)).code).toBe(0);
   });
 
-  test('4. without a region, the least-loaded region open to the tier is chosen', async () => {
+  test('4. --psk: the file carries the preshared key the node was given', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'eu-west', '--psk', '--out', '-'], m.env);
+    expect(res.code).toBe(0);
+    const psk = /^PresharedKey = (\S+)$/m.exec(res.stdout)?.[1];
+    expect(psk).toBeDefined();
+    const feed = await call(node.token, 'GET', `/v1/nodes/${node.id}/peers?wait=0`);
+    const peers = feed.body.peers as { preshared_key?: string }[];
+    expect(peers.some((p) => p.preshared_key === psk)).toBe(true);
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('5. without a region, the least-loaded region open to the tier is chosen', async () => {
     const m = await signedUp();
     const res = await cli(['connect', '--json'], m.env);
     expect(res.code).toBe(0);
@@ -195,7 +209,7 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect((await cli(['disconnect'], m.env)).code).toBe(0);
   });
 
-  test('5. sessions, status (default: last), usage: tables and --json', async () => {
+  test('6. sessions, status (default: last), usage: tables and --json', async () => {
     const m = await signedUp();
     const created = JSON.parse((await cli(['connect', 'eu-west', '--json'], m.env)).stdout) as { id: string };
     const list = await cli(['sessions'], m.env);

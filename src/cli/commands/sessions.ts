@@ -5,7 +5,7 @@ import { basename, delimiter, join } from 'node:path';
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
 import QRCode from 'qrcode';
-import type { CreatedSession, Session } from '../../lib/api-client.js';
+import type { CreatedSession } from '../../lib/api-client.js';
 import type { Context } from '../context.js';
 import { CliError, EXIT, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
@@ -140,15 +140,13 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   }
 };
 
-const nodeId = (node: Session['node']) => (typeof node === 'string' ? node : (node?.id ?? '-'));
-
 const sessions: Action<[]> = async (ctx) => {
   const result = await ctx.spin('Fetching sessions', ctx.authed().listSessions());
   const rows = result.sessions.map((s) => [
     s.id,
     s.region,
     s.status,
-    nodeId(s.node),
+    s.node.id,
     s.created_at,
     s.expires_at,
     bytes(s.rx_bytes ?? 0),
@@ -175,7 +173,7 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
       ['session', s.id],
       ['status', s.status],
       ['region', s.region],
-      ['node', nodeId(s.node)],
+      ['node', s.node.id],
       ['created', s.created_at],
       ['expires', s.expires_at],
       ['handshake', orDash(s.last_handshake_at)],

@@ -20,6 +20,8 @@ test('startRedis runs a real server that survives kill and restart', async () =>
     await expect(ping(redis.port)).rejects.toThrow();
     await redis.restart();
     expect(await ping(redis.port)).toBe('+PONG\r\n');
+    // stop() right after kill() must return, not wait for an exit that already happened.
+    await redis.kill();
   } finally {
     await redis.stop();
   }

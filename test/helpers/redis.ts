@@ -71,7 +71,8 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   };
   const kill = async () => {
     const current = proc;
-    if (!current || current.exitCode !== null) return;
+    // A killed process has signalCode set and exitCode null: either means it is gone.
+    if (!current || current.exitCode !== null || current.signalCode !== null) return;
     const exited = new Promise((r) => current.once('exit', r));
     current.kill('SIGKILL');
     await exited;

@@ -1,0 +1,193 @@
+// The node side of API.md "Exit nodes": register, heartbeat, and the long-polled peer feed, over fetch.
+// Every answer is a typed outcome, never a throw: the agent decides what each means (retry, register
+// again, exit). Broker bodies are untrusted input and are validated before anything uses them.
+import { z } from 'zod';
+
+/** Why a call did not succeed, in the terms the agent acts on. */
+export type BrokerFailure =
+  | { readonly kind: 'unauthorized'; readonly message: string } // 401: the token is wrong; retrying cannot help
+  | { readonly kind: 'unknown_node'; readonly message: string } // 404: register again
+  | { readonly kind: 'rejected'; readonly message: string } // any other 4xx: our request is wrong
+  | { readonly kind: 'unavailable'; readonly message: string; readonly retryAfterMs?: number }; // network, 5xx, 429, bad body
+
+export type BrokerResult<T> =
+  { readonly ok: true; readonly value: T } | ({ readonly ok: false } & BrokerFailure);
+
+export interface Registration {
+  region: string;
+  endpoint: string;
+  publicKey: string;
+  egressIps: readonly string[];
+  capacity: number;
+  version: string;
+}
+
+export interface PeerReport {
+  publicKey: string;
+  rxBytes: number;
+  txBytes: number;
+  /** ms since the epoch; 0 = never. */
+  lastHandshakeUnixMs: number;
+}
+
+export interface HeartbeatReport {
+  load: number;
+  draining: boolean;
+  peers: readonly PeerReport[];
+}
+
+const RegisterAnswer = z.object({
+  node_id: z.string().min(1).max(128),
+  heartbeat_ms: z.number().int().min(1),
+});
+const HeartbeatAnswer = z.object({ heartbeat_ms: z.number().int().min(1) });
+const FeedPeer = z.object({
+  public_key: z.string(),
+  preshared_key: z.string().optional(),
+  allowed_ips: z.array(z.string()),
+});
+const FeedPage = z.object({
+  cursor: z.string().max(64),
+  full: z.boolean(),
+  peers: z.array(FeedPeer),
+  removed: z.array(z.string()),
+});
+const ErrorBody = z.object({ message: z.string() }).partial();
+
+export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
+export type FeedPeer = z.infer<typeof FeedPeer>;
+export type FeedPage = z.infer<typeof FeedPage>;
+
+// A request that hangs (a half-open connection, a stuck proxy) must fail so the agent can retry.
+const REQUEST_TIMEOUT_MS = 10_000;
+// The feed's own wait comes on top of that.
+export const FEED_WAIT_SECONDS = 25;
+// Error messages from the broker are echoed in one log line; keep them short.
+const MAX_MESSAGE = 200;
+
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim().slice(0, MAX_MESSAGE);
+
+function retryAfterMs(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  const seconds = Number(header);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
+export class BrokerClient {
+  private readonly base: string;
+
+  constructor(
+    baseUrl: string,
+    private readonly token: string,
+  ) {
+    this.base = baseUrl.replace(/\/+$/, '');
+  }
+
+  register(registration: Registration, signal?: AbortSignal): Promise<BrokerResult<RegisterAnswer>> {
+    return this.call('POST', '/v1/nodes/register', RegisterAnswer, REQUEST_TIMEOUT_MS, signal, {
+      region: registration.region,
+      endpoint: registration.endpoint,
+      public_key: registration.publicKey,
+      egress_ips: registration.egressIps,
+      capacity: registration.capacity,
+      version: registration.version,
+    });
+  }
+
+  heartbeat(
+    nodeId: string,
+    report: HeartbeatReport,
+    signal?: AbortSignal,
+  ): Promise<BrokerResult<z.infer<typeof HeartbeatAnswer>>> {
+    return this.call(
+      'POST',
+      `/v1/nodes/${encodeURIComponent(nodeId)}/heartbeat`,
+      HeartbeatAnswer,
+      REQUEST_TIMEOUT_MS,
+      signal,
+      {
+        load: report.load,
+        draining: report.draining,
+        peers: report.peers.map((p) => ({
+          public_key: p.publicKey,
+          rx_bytes: p.rxBytes,
+          tx_bytes: p.txBytes,
+          last_handshake_at: p.lastHandshakeUnixMs > 0 ? new Date(p.lastHandshakeUnixMs).toISOString() : null,
+        })),
+      },
+    );
+  }
+
+  /** One long poll: answers at once when there are changes (or no cursor), else after up to `waitSeconds`. */
+  peers(
+    nodeId: string,
+    cursor: string,
+    signal?: AbortSignal,
+    waitSeconds = FEED_WAIT_SECONDS,
+  ): Promise<BrokerResult<FeedPage>> {
+    const query = new URLSearchParams({ cursor, wait: String(waitSeconds) });
+    return this.call(
+      'GET',
+      `/v1/nodes/${encodeURIComponent(nodeId)}/peers?${query}`,
+      FeedPage,
+      REQUEST_TIMEOUT_MS + waitSeconds * 1000,
+      signal,
+    );
+  }
+
+  private async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: z.ZodType<T>,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    body?: unknown,
+  ): Promise<BrokerResult<T>> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'application/json',
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      text = await response.text();
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause?.code;
+      const reason = timeout.aborted ? 'timed out' : (cause ?? (error as Error).name);
+      return { ok: false, kind: 'unavailable', message: `${method} ${path.split('?')[0]}: ${reason}` };
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const where = `${method} ${path.split('?')[0]} → ${response.status}`;
+    if (!response.ok) {
+      const said = ErrorBody.safeParse(json);
+      const message = `${where}${said.success && said.data.message ? `: ${oneLine(said.data.message)}` : ''}`;
+      if (response.status === 401) return { ok: false, kind: 'unauthorized', message };
+      if (response.status === 404) return { ok: false, kind: 'unknown_node', message };
+      if (response.status >= 500 || response.status === 429 || response.status === 408) {
+        const after = retryAfterMs(response.headers.get('retry-after'));
+        return {
+          ok: false,
+          kind: 'unavailable',
+          message,
+          ...(after !== undefined && { retryAfterMs: after }),
+        };
+      }
+      return { ok: false, kind: 'rejected', message };
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) return { ok: false, kind: 'unavailable', message: `${where}: unexpected body` };
+    return { ok: true, value: parsed.data };
+  }
+}

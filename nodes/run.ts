@@ -1,0 +1,357 @@
+// `tunnelbyte-node run`: an exit node under a broker. Keeps its key pair in a state file (so a restart
+// keeps its node id, its sessions and its feed), brings up the TUN interface with the node's gateway
+// addresses from the broker's address plan, serves UAPI (so `wg show` works), and hands the peer set to
+// the Agent. First SIGTERM/SIGINT drains; a second one, the drain timeout, or an empty peer set ends it.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { parseIpAddress } from '../crypto/ipaddr.js';
+import { Tunnel } from '../crypto/tunnel.js';
+import { Agent } from './agent.js';
+import { BrokerClient } from './broker-client.js';
+import {
+  checkInterfaceName,
+  EGRESS_KINDS,
+  parseHostPort,
+  type Checked,
+  type Egress,
+  type HostPort,
+} from './config.js';
+import { Device, secureRandomBytes } from './device.js';
+import { NodeMetrics, serveMetrics } from './metrics.js';
+import { configureInterface, openTun } from './tun/index.js';
+import { startUapiServer } from './uapi.js';
+import { openUdp } from './udp.js';
+
+/**
+ * The node's own addresses in the broker's address plan (src/broker/README.md "Addresses"): index 1 of
+ * its pool, with the pool's prefix, so the kernel routes every client address (index 2 and up) into the
+ * interface. test/nodes/agent.test.ts checks these against the broker's tunnelAddresses().
+ */
+export const NODE_INTERFACE_ADDRESSES = ['10.64.0.1/10', 'fd64::1/64'] as const;
+export const POOL_PREFIXES = { v4: '10.64.0.0/10', v6: 'fd64::/64' } as const;
+
+export const DEFAULT_INTERFACE = 'tbn0';
+export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
+export const DEFAULT_CAPACITY = 1000;
+export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
+const MTU = 1420;
+
+export interface RunArguments {
+  broker: string;
+  token: string;
+  region: string;
+  listen: string;
+  endpoint: string;
+  egress?: string;
+  interface?: string;
+  metrics?: string;
+  privateKeyFile?: string;
+  stateDir?: string;
+  capacity?: string;
+  egressIp?: string[];
+  nat?: boolean;
+  drainTimeout?: string;
+}
+
+export interface RunSettings {
+  broker: string;
+  token: string;
+  region: string;
+  listen: HostPort;
+  endpoint: string;
+  egress: Egress;
+  interfaceName: string;
+  metrics?: HostPort;
+  privateKeyFile: string;
+  capacity: number;
+  egressIps: string[];
+  nat: boolean;
+  drainTimeoutMs: number;
+}
+
+const bad = (message: string): { ok: false; message: string } => ({ ok: false, message });
+const TOKEN = /^tbn_[0-9A-Za-z]{1,128}$/;
+// What the broker accepts (it checks again): a host name or numeric address, and a port.
+const ENDPOINT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/;
+
+export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
+  let broker: URL;
+  try {
+    broker = new URL(args.broker);
+  } catch {
+    return bad(`--broker must be an http(s) URL, not '${args.broker.slice(0, 64)}'`);
+  }
+  if (broker.protocol !== 'http:' && broker.protocol !== 'https:')
+    return bad(`--broker must be an http(s) URL, not '${args.broker.slice(0, 64)}'`);
+  if (!TOKEN.test(args.token)) return bad('--token must be a node token (tbn_...)'); // never echo a secret
+  if (!/^[a-z0-9-]{1,64}$/.test(args.region))
+    return bad(`--region '${args.region.slice(0, 64)}' is not a region id`);
+  const listen = parseHostPort(args.listen);
+  if (!listen.ok) return bad(`--listen: ${listen.message}`);
+  if (!ENDPOINT.test(args.endpoint) || Number(args.endpoint.split(':').pop()) > 65535)
+    return bad(`--endpoint must be PUBLIC_HOST:PORT, not '${args.endpoint.slice(0, 64)}'`);
+  const egress = args.egress ?? 'tun';
+  if (!(EGRESS_KINDS as readonly string[]).includes(egress))
+    return bad(`--egress must be one of ${EGRESS_KINDS.join(', ')}, not '${egress.slice(0, 32)}'`);
+  if (egress === 'netstack') return bad('netstack egress is not available yet');
+  const name = checkInterfaceName(args.interface ?? DEFAULT_INTERFACE);
+  if (!name.ok) return name;
+  const capacity = Number(args.capacity ?? DEFAULT_CAPACITY);
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > 4_000_000)
+    return bad('--capacity must be a whole number of sessions from 1 to 4000000');
+  const drain = Number(args.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT_SECONDS);
+  if (!Number.isFinite(drain) || drain < 0) return bad('--drain-timeout must be a number of seconds');
+  const endpointHost = args.endpoint.slice(0, args.endpoint.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const egressIps = args.egressIp?.flatMap((list) => list.split(',')).filter((ip) => ip.length > 0) ?? [];
+  for (const ip of egressIps)
+    if (!parseIpAddress(ip).ok) return bad(`--egress-ip '${ip.slice(0, 64)}' is not an IP address`);
+  // Without --egress-ip, a numeric endpoint is the best guess of where this node's traffic leaves from.
+  if (egressIps.length === 0 && parseIpAddress(endpointHost).ok) egressIps.push(endpointHost);
+
+  const settings: RunSettings = {
+    broker: broker.toString(),
+    token: args.token,
+    region: args.region,
+    listen: listen.value,
+    endpoint: args.endpoint,
+    egress: 'tun',
+    interfaceName: name.value,
+    privateKeyFile:
+      args.privateKeyFile ?? join(args.stateDir ?? join(DEFAULT_STATE_ROOT, name.value), 'private.key'),
+    capacity,
+    egressIps,
+    nat: args.nat === true,
+    drainTimeoutMs: drain * 1000,
+  };
+  if (args.metrics !== undefined) {
+    const metrics = parseHostPort(args.metrics);
+    if (!metrics.ok) return bad(`--metrics: ${metrics.message}`);
+    settings.metrics = metrics.value;
+  }
+  return { ok: true, value: settings };
+}
+
+// ── the node's key pair ─────────────────────────────────────────────────────────────────────────
+
+const KEY_LINE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\s*$/;
+
+/**
+ * The private key in `file` (base64, as `wg genkey` writes it), made on first start with mode 0600 in a
+ * 0700 directory. `wx` makes two nodes started at once on one state dir agree on a single key.
+ */
+export async function loadOrCreateKey(file: string): Promise<Uint8Array> {
+  const read = async () => {
+    const text = await readFile(file, 'utf8');
+    if (!KEY_LINE.test(text)) throw new Error(`${file} does not hold a base64 WireGuard private key`);
+    return new Uint8Array(Buffer.from(text.trim(), 'base64'));
+  };
+  try {
+    return await read();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    await writeFile(file, Buffer.from(secureRandomBytes(32)).toString('base64') + '\n', {
+      mode: 0o600,
+      flag: 'wx',
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return read();
+}
+
+function packageVersion(): string {
+  for (const candidate of ['../package.json', '../../package.json']) {
+    const path = fileURLToPath(new URL(candidate, import.meta.url));
+    if (!existsSync(path)) continue;
+    const version = (JSON.parse(readFileSync(path, 'utf8')) as { version?: unknown }).version;
+    if (typeof version === 'string') return version;
+  }
+  return '';
+}
+
+// ── NAT (opt-in) ────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * What a real exit needs and a test must never do to its host: forwarding on, and the pool masqueraded
+ * out of every other interface, in an nftables table of our own (deleted on shutdown). Forwarding sysctls
+ * are left on at exit, as wg-quick leaves them.
+ */
+async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
+  await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
+  await writeFile('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+  const table = `tunnelbyte_${interfaceName.replace(/[^A-Za-z0-9_]/g, '_')}`;
+  const ruleset = [
+    `table inet ${table} {`,
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    `    ip saddr ${POOL_PREFIXES.v4} oifname != "${interfaceName}" masquerade`,
+    `    ip6 saddr ${POOL_PREFIXES.v6} oifname != "${interfaceName}" masquerade`,
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    `    iifname "${interfaceName}" accept`,
+    `    oifname "${interfaceName}" ct state established,related accept`,
+    '  }',
+    '}',
+  ].join('\n');
+  const nft = (args: string[], input?: string) =>
+    new Promise<void>((resolve, reject) => {
+      const child = execFile('nft', args, (error, _stdout, stderr) =>
+        error ? reject(new Error(`nft: ${stderr.trim().split('\n')[0] ?? error.message}`)) : resolve(),
+      );
+      if (input !== undefined) child.stdin?.end(input);
+    });
+  await nft(['delete', 'table', 'inet', table]).catch(() => undefined); // left by a crashed run
+  await nft(['-f', '-'], ruleset);
+  return () => nft(['delete', 'table', 'inet', table]).catch(() => undefined);
+}
+
+// ── the daemon ──────────────────────────────────────────────────────────────────────────────────
+
+export interface RunningAgentNode {
+  readonly interfaceName: string;
+  readonly listenPort: number;
+  readonly nodeId: string;
+  readonly publicKey: string;
+  readonly uapiPath: string;
+  readonly metricsPort?: number;
+  /** Resolves with the exit code when the node has finished (drained, timed out, or failed). */
+  readonly stopped: Promise<number>;
+  /** First call: drain (heartbeat draining, wait for the peers to go or the timeout). Second: stop now. */
+  signal(): void;
+  close(): Promise<void>;
+}
+
+/** Brings the node up and registers it; resolves undefined (having said why in one line) on a fatal error. */
+export async function startAgentNode(
+  settings: RunSettings,
+  say: (line: string) => void,
+): Promise<RunningAgentNode | undefined> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanup = async () => {
+    for (const step of cleanups.splice(0).reverse()) await step();
+  };
+  try {
+    let privateKey: Uint8Array;
+    try {
+      privateKey = await loadOrCreateKey(settings.privateKeyFile);
+    } catch (error) {
+      say(`node key: ${(error as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+
+    const tun = openTun(settings.interfaceName);
+    let tunClosed = false;
+    const closeTun = () => {
+      if (!tunClosed) tun.close();
+      tunClosed = true;
+    };
+    cleanups.push(closeTun);
+    await configureInterface(tun.name, { addresses: NODE_INTERFACE_ADDRESSES, mtu: MTU });
+
+    const tunnel = new Tunnel({
+      privateKey,
+      randomBytes: secureRandomBytes,
+      wallClockMs: Date.now,
+      mtu: MTU,
+    });
+    const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
+    const device = await Device.start({
+      tunnel,
+      privateKey,
+      packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
+      openUdp: (options) => openUdp({ ...options, host: settings.listen.host }),
+      listenPort: settings.listen.port,
+      metrics,
+    });
+    cleanups.push(() => device.close());
+
+    let finish: (code: number) => void = () => undefined;
+    const stopped = new Promise<number>((resolve) => (finish = resolve));
+    const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => finish(0) });
+    cleanups.push(() => uapi.close());
+    tun.onError(() => finish(1));
+
+    let metricsPort: number | undefined;
+    if (settings.metrics) {
+      const server = await serveMetrics(metrics, settings.metrics.host, settings.metrics.port);
+      metricsPort = server.port;
+      cleanups.push(() => server.close());
+    }
+    if (settings.nat) cleanups.push(await enableNat(tun.name));
+
+    const publicKey = Buffer.from(tunnel.publicKey).toString('base64');
+    const agent = new Agent({
+      client: new BrokerClient(settings.broker, settings.token),
+      registration: {
+        region: settings.region,
+        endpoint: settings.endpoint,
+        publicKey,
+        egressIps: settings.egressIps,
+        capacity: settings.capacity,
+        version: packageVersion(),
+      },
+      peers: device,
+      log: say,
+    });
+    cleanups.push(() => agent.stop());
+    const started = await agent.start();
+    if (!started.ok) {
+      await cleanup();
+      return undefined;
+    }
+    void agent.fatal.then(() => finish(1));
+
+    let drainTimer: NodeJS.Timeout | undefined;
+    cleanups.push(() => clearTimeout(drainTimer));
+    const signal = () => {
+      if (agent.isDraining) return finish(0);
+      say(
+        `draining: no new sessions; stopping when the peers are gone or in ${settings.drainTimeoutMs / 1000} s`,
+      );
+      drainTimer = setTimeout(() => finish(0), settings.drainTimeoutMs);
+      agent.onPeersChanged((count) => count === 0 && finish(0));
+      void agent.drain().then(() => device.peers().length === 0 && finish(0));
+    };
+
+    return {
+      interfaceName: tun.name,
+      listenPort: device.listenPort,
+      nodeId: started.nodeId,
+      publicKey,
+      uapiPath: uapi.path,
+      ...(metricsPort !== undefined && { metricsPort }),
+      stopped,
+      signal,
+      close: cleanup,
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+/** The whole `run` command: start, print one ready line, drain on signals, exit code. */
+export async function runAgentCommand(settings: RunSettings, say: (line: string) => void): Promise<number> {
+  const node = await startAgentNode(settings, say);
+  if (!node) return 1;
+  process.stdout.write(
+    `tunnelbyte-node: ${node.interfaceName} up, node ${node.nodeId} (${node.publicKey}), UDP port ${node.listenPort}, UAPI ${node.uapiPath}` +
+      (node.metricsPort === undefined ? '' : `, metrics port ${node.metricsPort}`) +
+      '\n',
+  );
+  process.on('SIGTERM', node.signal);
+  process.on('SIGINT', node.signal);
+  const code = await node.stopped;
+  process.off('SIGTERM', node.signal);
+  process.off('SIGINT', node.signal);
+  await node.close();
+  return code;
+}

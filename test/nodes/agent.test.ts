@@ -1,0 +1,426 @@
+// The broker agent in-process against a real broker (createApp on a real redis-server, served over HTTP on
+// loopback), driving a real engine (Tunnel) with no I/O: registration, heartbeats, the peer feed applied
+// to the engine, restarts, broker and Redis outages, a bad token, and draining. The daemon with a TUN and
+// a real WireGuard client is test/nodes/agent-netns.test.ts.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import fc from 'fast-check';
+import request from 'supertest';
+
+import { Tunnel } from '../../crypto/tunnel.js';
+import { Agent, applyFeedPage, backoffDelay, type PeerTable } from '../../nodes/agent.js';
+import { BrokerClient, type FeedPage } from '../../nodes/broker-client.js';
+import { NODE_INTERFACE_ADDRESSES, POOL_PREFIXES } from '../../nodes/run.js';
+import { createNodeToken } from '../../src/broker/services/enrollment.js';
+import { upsertRegion } from '../../src/broker/services/regions.js';
+import { NODE_ADDRESS_INDEX, tunnelAddresses } from '../../src/broker/services/nodes.js';
+import { keys } from '../../src/broker/store/keys.js';
+import { keyPair, startPlane, type Plane } from '../broker/sessions-fixture.js';
+import type { Principal } from '../broker/authz.js';
+
+const FAST_BACKOFF = { baseMs: 20, capMs: 200 };
+const DEADLINE_MS = 10_000;
+
+const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+const b64 = (key: Uint8Array) => Buffer.from(key).toString('base64');
+const seeded = (seed: number) => (length: number) => {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+  return out;
+};
+
+function engine(privateKey: Uint8Array = bytes(keyPair().privateKey)): { tunnel: Tunnel; table: PeerTable } {
+  const tunnel = new Tunnel({ privateKey, randomBytes: seeded(7), wallClockMs: Date.now });
+  return {
+    tunnel,
+    table: {
+      peers: () => tunnel.peers(),
+      upsertPeer: (key, settings) => void tunnel.upsertPeer(key, settings, 0),
+      removePeer: (key) => void tunnel.removePeer(key),
+    },
+  };
+}
+
+/** A warn callback that records its lines. */
+const recorder = () => {
+  const lines: string[] = [];
+  return Object.assign((line: string) => void lines.push(line), { lines });
+};
+
+const peerKeys = (tunnel: Tunnel) =>
+  tunnel
+    .peers()
+    .map((p) => b64(p.publicKey))
+    .sort();
+
+async function eventually(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('address plan', () => {
+  test('the node interface holds index 1 of the broker pool, with the pool prefixes', () => {
+    const { v4, v6 } = tunnelAddresses(NODE_ADDRESS_INDEX);
+    expect(NODE_INTERFACE_ADDRESSES).toEqual([`${v4}/10`, `${v6}/64`]);
+    expect(POOL_PREFIXES).toEqual({ v4: '10.64.0.0/10', v6: 'fd64::/64' });
+  });
+});
+
+describe('backoffDelay', () => {
+  const table: Array<[number, number, number, number]> = [
+    // [#, attempt, delay with random()=0, delay with random()→1]
+    [1, 0, 125, 250],
+    [2, 1, 250, 500],
+    [3, 3, 1000, 2000],
+    [4, 4, 2000, 4000],
+    [5, 5, 2500, 5000], // capped at 5 s
+    [6, 60, 2500, 5000], // no overflow far out
+  ];
+  test.each(table)('#%i attempt %i: %i..%i ms', (_n, attempt, low, high) => {
+    expect(backoffDelay(attempt, () => 0)).toBe(low);
+    expect(backoffDelay(attempt, () => 1)).toBe(high);
+  });
+});
+
+describe('applyFeedPage', () => {
+  const [a, b, c] = [keyPair().publicKey, keyPair().publicKey, keyPair().publicKey];
+  const psk = keyPair().publicKey;
+  const peer = (key: string, index: number, presharedKey?: string) => ({
+    public_key: key,
+    ...(presharedKey && { preshared_key: presharedKey }),
+    allowed_ips: [`10.64.0.${index}/32`, `fd64::${index}/128`],
+  });
+  const page = (full: boolean, peers: FeedPage['peers'], removed: string[] = []): FeedPage => ({
+    cursor: '1-0',
+    full,
+    peers,
+    removed,
+  });
+
+  test('#1 a full page replaces the set; applying it again changes nothing', () => {
+    const { tunnel, table } = engine();
+    const applied = new Map<string, string>();
+    table.upsertPeer(bytes(c), { allowedIps: ['10.64.0.9/32'] }); // a stray (e.g. set over UAPI)
+    const warn = recorder();
+    expect(applyFeedPage(table, applied, page(true, [peer(a, 2, psk), peer(b, 3)]), warn)).toEqual({
+      upserted: 2,
+      removed: 1,
+      skipped: 0,
+    });
+    expect(peerKeys(tunnel)).toEqual([a, b].sort());
+    const first = tunnel.peers().find((p) => b64(p.publicKey) === a)!;
+    expect(first.allowedIps.sort()).toEqual(['10.64.0.2/32', 'fd64::2/128']);
+    expect(b64(first.presharedKey!)).toBe(psk);
+    expect(applyFeedPage(table, applied, page(true, [peer(a, 2, psk), peer(b, 3)]), warn)).toEqual({
+      upserted: 0,
+      removed: 0,
+      skipped: 0,
+    });
+    expect(warn.lines).toEqual([]);
+  });
+
+  test('#2 an incremental page removes, then adds and updates', () => {
+    const { tunnel, table } = engine();
+    const applied = new Map<string, string>();
+    applyFeedPage(table, applied, page(true, [peer(a, 2), peer(b, 3)]), recorder());
+    applyFeedPage(table, applied, page(false, [peer(c, 4), peer(b, 5)], [a]), recorder());
+    expect(peerKeys(tunnel)).toEqual([b, c].sort());
+    expect(
+      tunnel
+        .peers()
+        .find((p) => b64(p.publicKey) === b)!
+        .allowedIps.sort(),
+    ).toEqual(['10.64.0.5/32', 'fd64::5/128']);
+  });
+
+  test('#3 removing a peer that is not there, or a malformed key, is a no-op', () => {
+    const { tunnel, table } = engine();
+    const applied = new Map<string, string>();
+    applyFeedPage(table, applied, page(true, [peer(a, 2)]), recorder());
+    expect(applyFeedPage(table, applied, page(false, [], [b, 'not a key', '']), recorder()).removed).toBe(0);
+    expect(peerKeys(tunnel)).toEqual([a]);
+  });
+
+  const badEntries: Array<[number, FeedPage['peers'][number], RegExp]> = [
+    [4, { public_key: 'short', allowed_ips: [] }, /public key/],
+    [5, { public_key: a, preshared_key: 'x', allowed_ips: [] }, /pre-shared key/],
+    [6, { public_key: a, allowed_ips: ['10.64.0.2/33'] }, /allowed IP/],
+    [7, { public_key: a, allowed_ips: ['example.com/32'] }, /allowed IP/],
+    [8, { public_key: a, allowed_ips: Array.from({ length: 65 }, (_, i) => `10.64.1.${i}/32`) }, /too many/],
+  ];
+  test.each(badEntries)(
+    '#%i a bad entry is skipped with a warning, the rest applied',
+    (_n, entry, reason) => {
+      const { tunnel, table } = engine();
+      const warn = recorder();
+      const changes = applyFeedPage(table, new Map(), page(true, [entry, peer(b, 3)]), warn);
+      expect(changes).toEqual({ upserted: 1, removed: 0, skipped: 1 });
+      expect(peerKeys(tunnel)).toEqual([b]);
+      expect(warn.lines[0]).toMatch(reason);
+    },
+  );
+
+  test('#9 random pages never throw, and a full page always leaves exactly its valid peers', () => {
+    const keyArb = fc.oneof(
+      fc.constantFrom(a, b, c),
+      fc.uint8Array({ minLength: 32, maxLength: 32 }).map(b64),
+      fc.string(),
+    );
+    const entryArb = fc.record(
+      {
+        public_key: keyArb,
+        preshared_key: fc.oneof(fc.constant(psk), fc.string()),
+        allowed_ips: fc.array(
+          fc.oneof(fc.constant('10.64.0.7/32'), fc.constant('fd64::7/128'), fc.string()),
+          {
+            maxLength: 4,
+          },
+        ),
+      },
+      { requiredKeys: ['public_key', 'allowed_ips'] },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            full: fc.boolean(),
+            peers: fc.array(entryArb, { maxLength: 6 }),
+            removed: fc.array(keyArb, { maxLength: 4 }),
+          }),
+          {
+            minLength: 1,
+            maxLength: 5,
+          },
+        ),
+        (pages) => {
+          const { tunnel, table } = engine();
+          const applied = new Map<string, string>();
+          for (const p of pages) applyFeedPage(table, applied, { cursor: '1-0', ...p }, () => undefined);
+          const last = pages[pages.length - 1]!;
+          if (last.full) {
+            const valid = new Set(
+              last.peers
+                .filter((e) => /^[A-Za-z0-9+/]{43}=$/.test(e.public_key))
+                .filter((e) => e.preshared_key === undefined || e.preshared_key === psk)
+                .filter((e) => e.allowed_ips.every((ip) => ip === '10.64.0.7/32' || ip === 'fd64::7/128'))
+                .map((e) => e.public_key),
+            );
+            expect(peerKeys(tunnel)).toEqual([...valid].sort());
+          }
+          expect([...applied.keys()].sort()).toEqual(peerKeys(tunnel));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('agent against a real broker', () => {
+  let plane: Plane;
+  let server: Server;
+  let brokerUrl: string;
+  let user: Principal;
+  const agents: Agent[] = [];
+
+  const listen = (app: Plane['broker']['app'], port = 0) =>
+    new Promise<Server>((resolve) => {
+      const s = createServer(app);
+      s.listen(port, '127.0.0.1', () => resolve(s));
+    });
+  const closeServer = (s: Server) =>
+    new Promise<void>((resolve) => {
+      s.closeAllConnections();
+      s.close(() => resolve());
+    });
+
+  beforeAll(async () => {
+    plane = await startPlane();
+    server = await listen(plane.broker.app);
+    brokerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    user = await plane.principal('business');
+  });
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((agent) => agent.stop()));
+  });
+  afterAll(async () => {
+    await closeServer(server);
+    await plane.close();
+  });
+
+  async function startAgent(
+    options: { token?: string; region?: string; privateKey?: Uint8Array; url?: string; log?: string[] } = {},
+  ) {
+    const token =
+      options.token ?? (await createNodeToken(plane.broker.ctx, options.region ?? 'eu-west')).token;
+    const privateKey = options.privateKey ?? bytes(keyPair().privateKey);
+    const { tunnel, table } = engine(privateKey);
+    const log = options.log ?? [];
+    const agent = new Agent({
+      client: new BrokerClient(options.url ?? brokerUrl, token),
+      registration: {
+        region: options.region ?? 'eu-west',
+        endpoint: '192.0.2.10:51820',
+        publicKey: b64(tunnel.publicKey),
+        egressIps: ['192.0.2.10'],
+        capacity: 50,
+        version: 'test',
+      },
+      peers: table,
+      log: (line) => log.push(line),
+      backoff: FAST_BACKOFF,
+      feedWaitSeconds: 2,
+    });
+    agents.push(agent);
+    return { agent, tunnel, token, privateKey, log, started: await agent.start() };
+  }
+
+  // A region per test: with the fixture's frozen clock, nodes of earlier tests never turn unhealthy.
+  let regions = 0;
+  const newRegion = async () => {
+    const id = `agent-${++regions}`;
+    await upsertRegion(plane.broker.ctx, { id, name: id, country: 'DE', tiers: ['free', 'pro', 'business'] });
+    return id;
+  };
+
+  const createSession = async (region: string) => {
+    const client = keyPair();
+    const res = await plane.create(user, { region, public_key: client.publicKey });
+    expect(res.status).toBe(201);
+    return { id: res.body.id as string, publicKey: client.publicKey, body: res.body };
+  };
+  const regionRow = async (id: string) =>
+    (await request(plane.broker.app).get('/v1/regions')).body.regions.find(
+      (r: { id: string }) => r.id === id,
+    );
+
+  test('register and heartbeat make the region active', async () => {
+    const region = await newRegion();
+    expect((await regionRow(region)).status).toBe('down');
+    const { agent, started } = await startAgent({ region });
+    expect(started.ok).toBe(true);
+    expect(agent.nodeId).toMatch(/^node_/);
+    await eventually(
+      'a heartbeat',
+      async () => (await plane.broker.redis.hget(keys.node(agent.nodeId!), 'load')) !== null,
+    );
+    expect(await regionRow(region)).toMatchObject({ status: 'active', nodes: 1 });
+    const node = await plane.broker.redis.hgetall(keys.node(agent.nodeId!));
+    expect(node).toMatchObject({
+      region,
+      endpoint: '192.0.2.10:51820',
+      version: 'test',
+      draining: '0',
+    });
+  });
+
+  test('sessions created and deleted through the API come and go as engine peers', async () => {
+    const region = await newRegion();
+    const { tunnel, started } = await startAgent({ region });
+    expect(started.ok).toBe(true);
+    const first = await createSession(region);
+    const t0 = Date.now();
+    await eventually('the new peer', () => peerKeys(tunnel).includes(first.publicKey));
+    const addedMs = Date.now() - t0;
+    const peer = tunnel.peers().find((p) => b64(p.publicKey) === first.publicKey)!;
+    expect(peer.allowedIps.sort()).toEqual([...first.body.interface.addresses].sort());
+    expect(peer.presharedKey && b64(peer.presharedKey)).toBe(first.body.peer.preshared_key);
+
+    const t1 = Date.now();
+    expect((await plane.as(user, 'delete', `/v1/sessions/${first.id}`)).status).toBe(204);
+    await eventually('the peer removed', () => !peerKeys(tunnel).includes(first.publicKey));
+    process.stderr.write(`agent.test: feed latency add ${addedMs} ms, remove ${Date.now() - t1} ms\n`);
+  });
+
+  test('a restarted agent (same key, empty engine) rebuilds its peer set from the feed', async () => {
+    const region = await newRegion();
+    const first = await startAgent({ region });
+    const sessions = [await createSession(region), await createSession(region)];
+    await eventually('both peers', () => sessions.every((s) => peerKeys(first.tunnel).includes(s.publicKey)));
+    await first.agent.stop();
+
+    const again = await startAgent({
+      region,
+      token: first.token,
+      privateKey: first.privateKey,
+    });
+    expect(again.agent.nodeId).toBe(first.agent.nodeId);
+    await eventually('the rebuilt set', () =>
+      sessions.every((s) => peerKeys(again.tunnel).includes(s.publicKey)),
+    );
+    expect(peerKeys(again.tunnel)).toEqual(peerKeys(first.tunnel));
+  });
+
+  test('Redis killed and restarted: peers are kept meanwhile, then the feed resumes', async () => {
+    const region = await newRegion();
+    const { tunnel, log } = await startAgent({ region });
+    const before = await createSession(region);
+    await eventually('the peer', () => peerKeys(tunnel).includes(before.publicKey));
+    await plane.broker.server.kill();
+    await eventually('the outage noticed', () => log.some((line) => /retrying with backoff/.test(line)));
+    expect(peerKeys(tunnel)).toContain(before.publicKey);
+    await plane.broker.server.restart();
+    await eventually(
+      'broker ready',
+      async () => (await request(plane.broker.app).get('/v1/ready')).status === 200,
+    );
+    const after = await createSession(region);
+    await eventually('the new peer after the outage', () => peerKeys(tunnel).includes(after.publicKey));
+    expect(peerKeys(tunnel)).toContain(before.publicKey);
+    await eventually('recovery logged', () => log.some((line) => /reachable again/.test(line)));
+  });
+
+  test('the broker restarted on the same port: the agent reconnects and follows the feed again', async () => {
+    const port = (server.address() as AddressInfo).port;
+    const region = await newRegion();
+    const { tunnel, log } = await startAgent({ region });
+    await closeServer(server);
+    await eventually('the outage noticed', () => log.some((line) => /retrying with backoff/.test(line)));
+    server = await listen(await plane.broker.another(), port);
+    const session = await createSession(region);
+    await eventually('the peer after the broker restart', () => peerKeys(tunnel).includes(session.publicKey));
+  });
+
+  test('a bad token is fatal at once, with the broker’s one-line reason', async () => {
+    const log: string[] = [];
+    const { started } = await startAgent({ token: 'tbn_' + 'x'.repeat(38), log });
+    expect(started).toEqual({ ok: false, failure: expect.objectContaining({ kind: 'unauthorized' }) });
+    expect(log).toHaveLength(1);
+    expect(log[0]).toMatch(/^POST \/v1\/nodes\/register → 401/);
+    expect(log[0]).not.toMatch(/\n/);
+  });
+
+  test('a token for another region is refused (400) and fatal', async () => {
+    const token = (await createNodeToken(plane.broker.ctx, 'eu-west')).token;
+    const { started } = await startAgent({ token, region: 'us-east' });
+    expect(started).toEqual({ ok: false, failure: expect.objectContaining({ kind: 'rejected' }) });
+  });
+
+  test('a broker that cannot be reached is retried until it comes', async () => {
+    const port = (server.address() as AddressInfo).port;
+    await closeServer(server);
+    const log: string[] = [];
+    const starting = startAgent({ region: await newRegion(), log });
+    await eventually('retries', () => log.some((line) => /register: .*retrying with backoff/.test(line)));
+    server = await listen(plane.broker.app, port);
+    expect((await starting).started.ok).toBe(true);
+  });
+
+  test('draining: heartbeat says so, the broker places no new session here, existing peers stay', async () => {
+    const region = await newRegion();
+    const { agent, tunnel } = await startAgent({ region });
+    const user2 = await plane.principal('business');
+    const res = await plane.create(user2, { region, public_key: keyPair().publicKey });
+    expect(res.status).toBe(201);
+    await eventually('the peer', () => tunnel.peers().length === 1);
+    await agent.drain();
+    expect(await plane.broker.redis.hget(keys.node(agent.nodeId!), 'draining')).toBe('1');
+    const refused = await plane.create(user2, { region, public_key: keyPair().publicKey });
+    expect(refused.status).toBe(503);
+    expect(refused.body.error).toBe('no_capacity');
+    expect(tunnel.peers()).toHaveLength(1);
+  });
+});

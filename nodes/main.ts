@@ -1,12 +1,21 @@
 #!/usr/bin/env node
-// tunnelbyte-node: the exit-node daemon. `up` runs a standalone node from a wg-quick file; `run` (the
-// broker agent) comes later. Usage errors are one line on stderr and exit code 2.
+// tunnelbyte-node: the exit-node daemon. `up` runs a standalone node from a wg-quick file; `run` runs
+// one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
 import { readFile } from 'node:fs/promises';
 
 import { Command, CommanderError } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
 import { checkUpArguments, type UpArguments } from './config.js';
+import {
+  checkRunArguments,
+  DEFAULT_CAPACITY,
+  DEFAULT_DRAIN_TIMEOUT_SECONDS,
+  DEFAULT_INTERFACE,
+  DEFAULT_STATE_ROOT,
+  runAgentCommand,
+  type RunArguments,
+} from './run.js';
 import { up } from './up.js';
 
 const EXIT_OK = 0;
@@ -14,6 +23,8 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 class UsageError extends Error {}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
 
 const say = (line: string) => process.stderr.write(`tunnelbyte-node: ${line}\n`);
 
@@ -74,13 +85,34 @@ function buildProgram(): { program: Command; result: () => number } {
 
   program
     .command('run')
-    .description('run as an agent of a tunnelbyte broker (not available yet)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(() => {
-      throw new UsageError(
-        'the broker agent (run) is not available yet; use `tunnelbyte-node up --config FILE`',
-      );
+    .description('run as an agent of a tunnelbyte broker: register, heartbeat, follow the peer feed')
+    .requiredOption('--broker <url>', 'broker base URL, e.g. https://api.example.com')
+    .requiredOption('--token <tbn_...>', 'node enrollment token (tunnelbyte-broker admin node-token create)')
+    .requiredOption('--region <id>', 'the region the token enrolls nodes in')
+    .requiredOption('--listen <host:port>', 'UDP address to listen on, e.g. 0.0.0.0:51820 or [::]:51820')
+    .requiredOption('--endpoint <host:port>', 'public address clients are told to reach')
+    .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
+    .option('--interface <name>', `interface name (default ${DEFAULT_INTERFACE})`)
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--state-dir <dir>', `where the node key is kept (default ${DEFAULT_STATE_ROOT}/<interface>)`)
+    .option('--private-key-file <file>', 'the node key file (made, mode 0600, if absent)')
+    .option('--capacity <n>', 'sessions this node takes at most', String(DEFAULT_CAPACITY))
+    .option(
+      '--egress-ip <ip,...>',
+      'public IPs traffic leaves from (default: a numeric endpoint host)',
+      collect,
+      [],
+    )
+    .option(
+      '--drain-timeout <s>',
+      'on SIGTERM, longest wait for peers to move',
+      String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
+    )
+    .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')
+    .action(async (options: RunArguments) => {
+      const checked = checkRunArguments(options);
+      if (!checked.ok) throw new UsageError(checked.message);
+      code = await runAgentCommand(checked.value, say);
     });
 
   return { program, result: () => code };
@@ -95,7 +127,6 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     if (error instanceof UsageError) {
       say(error.message);
-      if (argv[0] === 'run') process.stderr.write(program.helpInformation());
       return EXIT_USAGE;
     }
     say(error instanceof Error ? error.message.split('\n')[0]! : String(error));

@@ -49,13 +49,27 @@ describe('tunnelbyte-node command line', () => {
     expect(stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  test('run (the broker agent) is refused with one line and the usage', () => {
-    const { status, stderr } = daemon('run', '--broker', 'http://127.0.0.1:1', '--token', 'tbn_x');
+  const runBase = ['run', '--broker', 'http://127.0.0.1:1', '--token', 'tbn_x', '--region', 'eu-west'];
+  const runFull = [...runBase, '--listen', '127.0.0.1:51820', '--endpoint', '192.0.2.1:51820'];
+  const runUsage: Array<[number, string[], RegExp]> = [
+    [1, runBase, /^tunnelbyte-node: required option '--listen <host:port>' not specified\n$/],
+    [
+      2,
+      [...runFull.slice(0, 4), 'nope', ...runFull.slice(5)],
+      /^tunnelbyte-node: --token must be a node token/,
+    ],
+    [3, [...runFull, '--broker', 'ftp://x'], /^tunnelbyte-node: --broker must be an http\(s\) URL/],
+    [4, [...runFull, '--listen', 'localhost:1'], /^tunnelbyte-node: --listen: /],
+    [5, [...runFull, '--endpoint', 'nope'], /^tunnelbyte-node: --endpoint must be PUBLIC_HOST:PORT/],
+    [6, [...runFull, '--egress', 'netstack'], /^tunnelbyte-node: netstack egress is not available yet\n$/],
+    [7, [...runFull, '--capacity', '0'], /^tunnelbyte-node: --capacity must be/],
+    [8, [...runFull, '--egress-ip', '1.2.3'], /^tunnelbyte-node: --egress-ip '1.2.3' is not an IP address/],
+  ];
+  test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
+    const { status, stderr } = daemon(...args);
     expect(status).toBe(2);
-    expect(stderr.split('\n')[0]).toBe(
-      'tunnelbyte-node: the broker agent (run) is not available yet; use `tunnelbyte-node up --config FILE`',
-    );
-    expect(stderr).toContain('Usage: tunnelbyte-node');
+    expect(stderr).toMatch(message);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
   });
 
   test('a broken config file names its line and exits 1; a missing one exits 1', () => {

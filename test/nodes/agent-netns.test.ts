@@ -1,0 +1,215 @@
+// `tunnelbyte-node run` as a process with a real TUN, inside a throwaway namespace, under a real broker
+// (createApp on a real redis-server, in this process) and carrying a real WireGuard client's traffic:
+// Debian wireguard-go, configured from the broker-issued config, in a second namespace.
+//
+// The broker listens on a Unix socket; a small relay inside the node's namespace forwards its loopback
+// port to that socket (the filesystem is shared, the network is not), so nothing touches the host network.
+// Runs the built daemon (scripts/test builds first).
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { createNodeToken } from '../../src/broker/services/enrollment.js';
+import { upsertRegion } from '../../src/broker/services/regions.js';
+import { keys } from '../../src/broker/store/keys.js';
+import type { Principal } from '../broker/authz.js';
+import { startPlane, type Plane } from '../broker/sessions-fixture.js';
+import { netnsHarness, PAIR_ADDRESSES, type Namespace, type Pair, type ProcessHandle } from './netns.js';
+
+const DAEMON = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/nodes/main.js');
+const harness = netnsHarness();
+const RELAY_PORT = 8080;
+const NODE_PORT = 51820;
+const NODE_GATEWAY = '10.64.0.1';
+const DEADLINE_MS = 15_000;
+
+// Loopback TCP inside the namespace → the broker's Unix socket.
+const RELAY = `
+const net = require('net');
+const [socket, port] = process.argv.slice(1);
+net.createServer((c) => {
+  const u = net.connect(socket);
+  c.pipe(u); u.pipe(c);
+  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+}).listen(Number(port), '127.0.0.1', () => console.log('relay ready'));
+`;
+
+async function eventually(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = DEADLINE_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+let plane: Plane;
+let server: Server;
+let socketPath: string;
+let pair: Pair;
+let user: Principal;
+let regions = 0;
+
+beforeAll(async () => {
+  plane = await startPlane();
+  user = await plane.principal('business');
+  socketPath = join(harness.tempDir(), 'broker.sock');
+  server = createServer(plane.broker.app);
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  pair = await harness.pair();
+  const relay = pair.a.spawn('node', ['-e', RELAY, socketPath, String(RELAY_PORT)]);
+  await relay.waitFor('relay ready');
+});
+
+afterAll(async () => {
+  await harness.cleanup();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await plane.close();
+});
+
+async function newRegion(): Promise<string> {
+  const id = `netns-${++regions}`;
+  await upsertRegion(plane.broker.ctx, { id, name: id, country: 'DE', tiers: ['free', 'pro', 'business'] });
+  return id;
+}
+
+interface RunningNode {
+  proc: ProcessHandle;
+  nodeId: string;
+  interfaceName: string;
+  nodeWg(args: string[]): Promise<string>;
+}
+
+function spawnNode(
+  ns: Namespace,
+  args: { region: string; token: string; stateDir: string; interfaceName: string },
+) {
+  return ns.spawn('node', [
+    DAEMON,
+    'run',
+    '--broker',
+    `http://127.0.0.1:${RELAY_PORT}`,
+    '--token',
+    args.token,
+    '--region',
+    args.region,
+    '--listen',
+    `[::]:${NODE_PORT}`,
+    '--endpoint',
+    `${PAIR_ADDRESSES.a.v4}:${NODE_PORT}`,
+    '--interface',
+    args.interfaceName,
+    '--state-dir',
+    args.stateDir,
+    '--drain-timeout',
+    '60',
+  ]);
+}
+
+async function startNode(args: Parameters<typeof spawnNode>[1]): Promise<RunningNode> {
+  const proc = spawnNode(pair.a, args);
+  await proc.waitFor(/up, node node_\w+/, DEADLINE_MS);
+  const nodeId = /up, node (node_\w+)/.exec(proc.output())![1]!;
+  return {
+    proc,
+    nodeId,
+    interfaceName: args.interfaceName,
+    nodeWg: async (wgArgs) => (await pair.a.exec('wg', wgArgs)).stdout,
+  };
+}
+
+/** The broker's wg-quick file as wg(8) takes it: wg-quick's own keys (Address, DNS) set apart. */
+function splitWgQuick(config: string): { wg: string; addresses: string[] } {
+  const addresses: string[] = [];
+  const wg = config
+    .split('\n')
+    .filter((line) => {
+      const match = /^(Address|DNS|MTU)\s*=\s*(.*)$/.exec(line);
+      if (match?.[1] === 'Address') addresses.push(...match[2]!.split(',').map((a) => a.trim()));
+      return !match;
+    })
+    .join('\n');
+  return { wg, addresses };
+}
+
+async function sessionClient(region: string) {
+  const res = await plane.create(user, { region });
+  expect(res.status).toBe(201);
+  const { wg, addresses } = splitWgQuick(res.body.config as string);
+  const client = await harness.wireguardGo(pair.b, { logLevel: 'error' });
+  await client.setconf(wg);
+  await harness.configureInterface(pair.b, client.interfaceName, addresses);
+  await pair.b.exec('ip', ['route', 'add', '10.64.0.0/10', 'dev', client.interfaceName]);
+  await pair.b.exec('ip', ['-6', 'route', 'add', 'fd64::/64', 'dev', client.interfaceName]);
+  return { id: res.body.id as string, client, publicKey: (await client.dump()).publicKey };
+}
+
+const ping = (target: string) => pair.b.exec('ping', ['-c', '3', '-i', '0.2', '-W', '5', target]);
+
+describe('tunnelbyte-node run in a namespace', () => {
+  test('a bad token: exit 1 with one line, nothing left behind', async () => {
+    const interfaceName = harness.interfaceName();
+    const proc = spawnNode(pair.a, {
+      region: await newRegion(),
+      token: 'tbn_' + 'x'.repeat(38),
+      stateDir: harness.tempDir(),
+      interfaceName,
+    });
+    expect(await proc.exited).toBe(1);
+    const lines = proc.output().trim().split('\n');
+    expect(lines).toEqual([expect.stringMatching(/^tunnelbyte-node: POST \/v1\/nodes\/register → 401/)]);
+    await expect(pair.a.exec('ip', ['link', 'show', interfaceName])).rejects.toThrow(/does not exist/);
+  });
+
+  test('broker-issued config carries traffic; restart rebuilds the peers; SIGTERM drains', async () => {
+    const region = await newRegion();
+    const { token } = await createNodeToken(plane.broker.ctx, region);
+    const args = { region, token, stateDir: harness.tempDir(), interfaceName: harness.interfaceName() };
+    let node = await startNode(args);
+
+    // A session through the API, a real client configured from its config: ping the node's gateway.
+    const session = await sessionClient(region);
+    await eventually('the peer on the node', async () =>
+      (await node.nodeWg(['show', node.interfaceName, 'peers'])).includes(session.publicKey),
+    );
+    await ping(NODE_GATEWAY);
+    await ping('fd64::1');
+
+    // Killed without a word and started again from its state dir: same node, peer set from the feed.
+    process.kill(node.proc.pid, 'SIGKILL');
+    await node.proc.exited;
+    node = await startNode(args);
+    expect(node.proc.output()).toContain(node.nodeId);
+    await eventually('the peer rebuilt from the feed', async () =>
+      (await node.nodeWg(['show', node.interfaceName, 'peers'])).includes(session.publicKey),
+    );
+    // The client's old session is unknown to the restarted node; wireguard-go starts a new handshake
+    // when its packets go unanswered (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s).
+    await pair.b.exec('ping', ['-c', '1', '-w', '40', NODE_GATEWAY]);
+
+    // Heartbeats carry the peer's counters (every 10 s): the session's bytes reach the broker.
+    await eventually(
+      'byte counters reported',
+      async () => (await plane.as(user, 'get', `/v1/sessions/${session.id}`)).body.rx_bytes > 0,
+      30_000,
+    );
+
+    // SIGTERM: draining heartbeat, no new sessions here, traffic still flows; the last peer gone → exit 0.
+    process.kill(node.proc.pid, 'SIGTERM');
+    await node.proc.waitFor('draining');
+    await eventually(
+      'draining recorded',
+      async () => (await plane.broker.redis.hget(keys.node(node.nodeId), 'draining')) === '1',
+    );
+    const refused = await plane.create(user, { region });
+    expect(refused.status).toBe(503);
+    await ping(NODE_GATEWAY);
+    expect((await plane.as(user, 'delete', `/v1/sessions/${session.id}`)).status).toBe(204);
+    expect(await node.proc.exited).toBe(0);
+    await session.client.stop();
+  }, 120_000);
+});

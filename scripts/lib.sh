@@ -13,6 +13,7 @@ declare -A TB_DEBIAN_PACKAGES=(
   [make]=make
   [g++]=g++
   [python3]=python3
+  [nft]=nftables
 )
 
 # tb_install_missing [BIN...]: the Debian packages for BINs (default: every one above), then npm's.

@@ -84,10 +84,15 @@ interface RunningNode {
   nodeWg(args: string[]): Promise<string>;
 }
 
-function spawnNode(
-  ns: Namespace,
-  args: { region: string; token: string; stateDir: string; interfaceName: string },
-) {
+interface NodeArgs {
+  region: string;
+  token: string;
+  stateDir: string;
+  interfaceName: string;
+  extra?: string[];
+}
+
+function spawnNode(ns: Namespace, args: NodeArgs) {
   return ns.spawn('node', [
     DAEMON,
     'run',
@@ -107,10 +112,11 @@ function spawnNode(
     args.stateDir,
     '--drain-timeout',
     '60',
+    ...(args.extra ?? []),
   ]);
 }
 
-async function startNode(args: Parameters<typeof spawnNode>[1]): Promise<RunningNode> {
+async function startNode(args: NodeArgs): Promise<RunningNode> {
   const proc = spawnNode(pair.a, args);
   await proc.waitFor(/up, node node_\w+/, DEADLINE_MS);
   const nodeId = /up, node (node_\w+)/.exec(proc.output())![1]!;
@@ -134,6 +140,19 @@ function splitWgQuick(config: string): { wg: string; addresses: string[] } {
     })
     .join('\n');
   return { wg, addresses };
+}
+
+async function nodeFor(extra: string[] = []): Promise<RunningNode & { region: string }> {
+  const region = await newRegion();
+  const { token } = await createNodeToken(plane.broker.ctx, region);
+  const node = await startNode({
+    region,
+    token,
+    stateDir: harness.tempDir(),
+    interfaceName: harness.interfaceName(),
+    extra,
+  });
+  return { ...node, region };
 }
 
 async function sessionClient(region: string) {
@@ -212,4 +231,54 @@ describe('tunnelbyte-node run in a namespace', () => {
     expect(await node.proc.exited).toBe(0);
     await session.client.stop();
   }, 120_000);
+
+  test('--drain-timeout: a draining node with peers left stops when it elapses', async () => {
+    const node = await nodeFor(['--drain-timeout', '1']);
+    expect((await plane.create(user, { region: node.region })).status).toBe(201);
+    await eventually(
+      'the peer',
+      async () => (await node.nodeWg(['show', node.interfaceName, 'peers'])).trim().length > 0,
+    );
+    process.kill(node.proc.pid, 'SIGTERM');
+    expect(await node.proc.exited).toBe(0);
+    expect(node.proc.output()).toMatch(/draining: no new sessions/);
+  });
+
+  test('--nat: the pool is masqueraded out of another interface; a second signal stops at once', async () => {
+    // An "internet" namespace behind the node that has no route back to the pool: only NAT answers.
+    const internet = await harness.namespace('c');
+    await pair.a.exec('ip', [
+      'link',
+      'add',
+      'veth1',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'veth1',
+      'netns',
+      internet.name,
+    ]);
+    await pair.a.exec('ip', ['address', 'add', '198.51.100.1/24', 'dev', 'veth1']);
+    await pair.a.exec('ip', ['link', 'set', 'veth1', 'up']);
+    await internet.exec('ip', ['address', 'add', '198.51.100.2/24', 'dev', 'veth1']);
+    await internet.exec('ip', ['link', 'set', 'veth1', 'up']);
+
+    const node = await nodeFor(['--nat']);
+    const table = `tunnelbyte_${node.interfaceName}`;
+    await pair.a.exec('nft', ['list', 'table', 'inet', table]);
+    expect((await pair.a.exec('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim()).toBe('1');
+
+    const session = await sessionClient(node.region);
+    await pair.b.exec('ip', ['route', 'add', '198.51.100.0/24', 'dev', session.client.interfaceName]);
+    const reply = await pair.b.exec('ping', ['-c', '3', '-i', '0.2', '-W', '5', '198.51.100.2']);
+    expect(reply.stdout).toMatch(/3 received/);
+
+    process.kill(node.proc.pid, 'SIGTERM');
+    await node.proc.waitFor('draining');
+    process.kill(node.proc.pid, 'SIGTERM');
+    expect(await node.proc.exited).toBe(0);
+    await expect(pair.a.exec('nft', ['list', 'table', 'inet', table])).rejects.toThrow();
+    await session.client.stop();
+  });
 });

@@ -2,8 +2,11 @@
 // loopback), driving a real engine (Tunnel) with no I/O: registration, heartbeats, the peer feed applied
 // to the engine, restarts, broker and Redis outages, a bad token, and draining. The daemon with a TUN and
 // a real WireGuard client is test/nodes/agent-netns.test.ts.
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import fc from 'fast-check';
 import request from 'supertest';
@@ -11,13 +14,19 @@ import request from 'supertest';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { Agent, applyFeedPage, backoffDelay, type PeerTable } from '../../nodes/agent.js';
 import { BrokerClient, type FeedPage } from '../../nodes/broker-client.js';
-import { NODE_INTERFACE_ADDRESSES, POOL_PREFIXES } from '../../nodes/run.js';
+import {
+  checkRunArguments,
+  loadOrCreateKey,
+  NODE_INTERFACE_ADDRESSES,
+  POOL_PREFIXES,
+} from '../../nodes/run.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 import { NODE_ADDRESS_INDEX, tunnelAddresses } from '../../src/broker/services/nodes.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { keyPair, startPlane, type Plane } from '../broker/sessions-fixture.js';
 import type { Principal } from '../broker/authz.js';
+import { freePort } from '../helpers/redis.js';
 
 const FAST_BACKOFF = { baseMs: 20, capMs: 200 };
 const DEADLINE_MS = 10_000;
@@ -422,5 +431,159 @@ describe('agent against a real broker', () => {
     expect(refused.status).toBe(503);
     expect(refused.body.error).toBe('no_capacity');
     expect(tunnel.peers()).toHaveLength(1);
+  });
+});
+
+describe('BrokerClient: every answer is a typed outcome', () => {
+  let server: Server;
+  let url: string;
+  let answer: { status: number; body: string; headers?: Record<string, string> } = {
+    status: 200,
+    body: '{}',
+  };
+  beforeAll(async () => {
+    server = createServer((_req, res) => res.writeHead(answer.status, answer.headers ?? {}).end(answer.body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const register = () =>
+    new BrokerClient(url, 'tbn_x').register({
+      region: 'r',
+      endpoint: '192.0.2.1:1',
+      publicKey: keyPair().publicKey,
+      egressIps: [],
+      capacity: 1,
+      version: '',
+    });
+
+  const table: Array<[number, typeof answer, object]> = [
+    [1, { status: 200, body: '{"node_id":"node_a","heartbeat_ms":10000}' }, { ok: true }],
+    [2, { status: 200, body: 'not json' }, { ok: false, kind: 'unavailable' }],
+    [3, { status: 200, body: '{"node_id":7}' }, { ok: false, kind: 'unavailable' }],
+    [
+      4,
+      { status: 401, body: '{"error":"unauthorized","message":"Invalid\\n token."}' },
+      { kind: 'unauthorized' },
+    ],
+    [5, { status: 404, body: '' }, { ok: false, kind: 'unknown_node' }],
+    [6, { status: 400, body: '{"message":"Unknown region."}' }, { kind: 'rejected' }],
+    [
+      7,
+      { status: 503, body: '', headers: { 'retry-after': '3' } },
+      { kind: 'unavailable', retryAfterMs: 3000 },
+    ],
+    [8, { status: 429, body: '{}' }, { ok: false, kind: 'unavailable' }],
+    [9, { status: 500, body: '<html>' }, { ok: false, kind: 'unavailable' }],
+  ];
+  test.each(table)('#%i', async (_n, given, expected) => {
+    answer = given;
+    expect(await register()).toMatchObject(expected);
+  });
+
+  test('#10 the broker’s message is echoed on one line', async () => {
+    answer = table[3]![1];
+    const result = await register();
+    expect(!result.ok && result.message).toBe('POST /v1/nodes/register → 401: Invalid token.');
+  });
+
+  test('#11 an unreachable broker is unavailable, not an exception', async () => {
+    const port = await freePort();
+    const result = await new BrokerClient(`http://127.0.0.1:${port}`, 'tbn_x').peers('node_a', '');
+    expect(result).toMatchObject({
+      ok: false,
+      kind: 'unavailable',
+      message: expect.stringMatching(/ECONNREFUSED/),
+    });
+  });
+
+  test('#12 random statuses and bodies never throw', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 200, max: 599 }),
+        fc.oneof(
+          fc.string(),
+          fc.json(),
+          fc.constant('{"cursor":"1-0","full":true,"peers":[{}],"removed":[]}'),
+        ),
+        async (status, body) => {
+          answer = { status: status === 204 || status === 205 || status === 304 ? 200 : status, body };
+          const result = await new BrokerClient(url, 'tbn_x').peers('node_a', '', undefined, 0);
+          expect(typeof result.ok).toBe('boolean');
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
+
+describe('node key state file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tbt-agent-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('#1 made on first start (0600 in a 0700 dir), the same key ever after', async () => {
+    const file = join(dir, 'state', 'private.key');
+    const key = await loadOrCreateKey(file);
+    expect(key).toHaveLength(32);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'state')).mode & 0o777).toBe(0o700);
+    expect(await loadOrCreateKey(file)).toEqual(key);
+  });
+
+  test('#2 two starts at once agree on one key', async () => {
+    const file = join(dir, 'race', 'private.key');
+    const [a, b] = await Promise.all([loadOrCreateKey(file), loadOrCreateKey(file)]);
+    expect(a).toEqual(b);
+  });
+
+  test('#3 a file that is not a key is refused, not replaced', async () => {
+    const file = join(dir, 'bad.key');
+    writeFileSync(file, 'hello\n');
+    await expect(loadOrCreateKey(file)).rejects.toThrow(/does not hold a base64 WireGuard private key/);
+    expect(readFileSync(file, 'utf8')).toBe('hello\n');
+  });
+});
+
+describe('checkRunArguments', () => {
+  const base = {
+    broker: 'https://broker.example/',
+    token: 'tbn_abc',
+    region: 'eu-west',
+    listen: '[::]:51820',
+    endpoint: '203.0.113.7:51820',
+  };
+  test('#1 defaults: interface tbn0, key under /var/lib/tunnelbyte-node/tbn0, egress IP from the endpoint', () => {
+    expect(checkRunArguments(base)).toEqual({
+      ok: true,
+      value: expect.objectContaining({
+        interfaceName: 'tbn0',
+        privateKeyFile: '/var/lib/tunnelbyte-node/tbn0/private.key',
+        egressIps: ['203.0.113.7'],
+        capacity: 1000,
+        nat: false,
+        drainTimeoutMs: 30_000,
+        listen: { host: '::', port: 51820 },
+      }),
+    });
+  });
+  test('#2 --state-dir, --private-key-file, --egress-ip lists, a host-name endpoint', () => {
+    const value = (args: Partial<typeof base> & Record<string, unknown>) => {
+      const checked = checkRunArguments({ ...base, ...args });
+      if (!checked.ok) throw new Error(checked.message);
+      return checked.value;
+    };
+    expect(value({ stateDir: '/tmp/s', interface: 'wg1' }).privateKeyFile).toBe('/tmp/s/private.key');
+    expect(value({ privateKeyFile: '/k' }).privateKeyFile).toBe('/k');
+    expect(value({ egressIp: ['198.51.100.1,2001:db8::1', '198.51.100.2'] }).egressIps).toEqual([
+      '198.51.100.1',
+      '2001:db8::1',
+      '198.51.100.2',
+    ]);
+    expect(value({ endpoint: 'exit1.example.com:51820' }).egressIps).toEqual([]);
+  });
+  test('#3 the token is never echoed in a message', () => {
+    const checked = checkRunArguments({ ...base, token: 'tb_secretsecret' });
+    expect(checked).toEqual({ ok: false, message: expect.not.stringContaining('secret') });
   });
 });

@@ -1,0 +1,130 @@
+// `bash scripts/start`, the README's first command, as a user runs it: inside a throwaway namespace (it
+// creates a TUN and listens on fixed ports), with REDIS_URL unset so it starts its own Redis, and a
+// temporary data dir. Ready line, the `local` region served with its exit node, Ctrl-C (SIGINT) stops
+// every child and removes the interface; a second start on the same data dir is the same node again.
+// Runs the built tree (scripts/test builds first), so TB_SKIP_SETUP skips the install and build steps.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { netnsHarness, type Namespace, type ProcessHandle } from '../nodes/netns.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const START = join(ROOT, 'scripts/start');
+const PORT = 18080;
+const READY_MS = 45_000;
+/** Each test's bound: a start, its checks, and a stop. */
+const TEST_MS = 90_000;
+
+const harness = netnsHarness();
+let ns: Namespace;
+let dataDir: string;
+let interfaceName: string;
+
+interface Region {
+  id: string;
+  status: string;
+  nodes: number;
+  tiers: string[];
+}
+
+beforeAll(async () => {
+  ns = await harness.namespace('start');
+  dataDir = harness.tempDir();
+  interfaceName = harness.interfaceName();
+});
+
+function start(): ProcessHandle {
+  return ns.spawn('bash', [START], {
+    REDIS_URL: undefined,
+    TB_SKIP_SETUP: '1',
+    TB_DATA_DIR: dataDir,
+    PORT: String(PORT),
+    TB_REDIS_PORT: '16380',
+    TB_NODE_PORT: '51999',
+    TB_INTERFACE: interfaceName,
+  });
+}
+
+async function regions(): Promise<Region[]> {
+  const script = `fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))`;
+  const { stdout } = await ns.exec('node', ['-e', script, `http://127.0.0.1:${PORT}/v1/regions`]);
+  return (JSON.parse(stdout) as { regions: Region[] }).regions;
+}
+
+const links = async () => (await ns.exec('ip', ['-o', 'link', 'show'])).stdout;
+
+/** Processes still inside the namespace: the script ran only there, so all of its children did too. */
+function survivors(): string[] {
+  const pids = execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' });
+  return pids.split('\n').filter((line) => line.trim() !== '');
+}
+
+async function interruptAndCheckClean(proc: ProcessHandle): Promise<void> {
+  process.kill(proc.pid, 'SIGINT');
+  expect(await proc.exited).toBe(130);
+  const output = proc.output();
+  for (const child of ['node', 'broker', 'redis']) expect(output).toContain(`tunnelbyte: stopped ${child}`);
+  expect(survivors()).toEqual([]);
+  expect(await links()).not.toContain(interfaceName);
+  expect(readdirSync('/var/run/wireguard')).not.toContain(`${interfaceName}.sock`);
+}
+
+describe('scripts/start', () => {
+  let firstNodeLine: string;
+  let token: string;
+
+  test(
+    '1. starts Redis, the broker and an exit node, and says ready with the next commands',
+    async () => {
+      const proc = start();
+      await proc.waitFor('Ctrl-C stops everything started here.', READY_MS);
+      const output = proc.output();
+      expect(output).toContain(`tunnelbyte: Redis on redis://127.0.0.1:16380 (data in ${dataDir}/redis)`);
+      expect(output).toContain(`broker http://127.0.0.1:${PORT}, region local, exit node ${interfaceName}`);
+      expect(output).toContain(`export TB_API=http://127.0.0.1:${PORT}`);
+      expect(output).toMatch(/node dist\/src\/cli\/main\.js connect local/);
+
+      const local = (await regions()).filter((r) => r.id === 'local');
+      expect(local).toEqual([
+        expect.objectContaining({
+          id: 'local',
+          status: 'active',
+          nodes: 1,
+          tiers: ['free', 'pro', 'business'],
+        }),
+      ]);
+      expect(await links()).toContain(`${interfaceName}:`);
+
+      const tokenFiles = readdirSync(dataDir).filter((f) => f.startsWith('node-token-'));
+      expect(tokenFiles).toHaveLength(1);
+      token = readFileSync(join(dataDir, tokenFiles[0]!), 'utf8');
+      expect(token).toMatch(/^tbn_[0-9A-Za-z]+\n$/);
+      firstNodeLine = readFileSync(join(dataDir, 'logs/node.log'), 'utf8').split('\n')[0]!;
+      expect(firstNodeLine).toMatch(/node node_\w+/);
+
+      await interruptAndCheckClean(proc);
+    },
+    TEST_MS,
+  );
+
+  test(
+    '2. a second start on the same data dir reuses the token, the key and the Redis data',
+    async () => {
+      const proc = start();
+      await proc.waitFor('Ctrl-C stops everything started here.', READY_MS);
+      const tokenFiles = readdirSync(dataDir).filter((f) => f.startsWith('node-token-'));
+      expect(tokenFiles).toHaveLength(1);
+      expect(readFileSync(join(dataDir, tokenFiles[0]!), 'utf8')).toBe(token);
+      // Same key → same node id; a new id would also show as a second healthy node for 30 s.
+      const nodeLine = readFileSync(join(dataDir, 'logs/node.log'), 'utf8').split('\n')[0]!;
+      expect(/node node_\w+/.exec(nodeLine)![0]).toBe(/node node_\w+/.exec(firstNodeLine)![0]);
+      expect((await regions()).filter((r) => r.id === 'local')).toEqual([
+        expect.objectContaining({ id: 'local', nodes: 1 }),
+      ]);
+      await interruptAndCheckClean(proc);
+    },
+    TEST_MS,
+  );
+});

@@ -110,14 +110,14 @@ export function applyFeedPage(
     applied.delete(keyName(key));
     changes.removed++;
   };
+  const present = new Set(table.peers().map((peer) => keyName(peer.publicKey)));
   if (page.full) {
     const keep = new Set(desired.map((peer) => keyName(peer.publicKey)));
-    for (const peer of table.peers()) if (!keep.has(keyName(peer.publicKey))) remove(peer.publicKey);
+    for (const name of present) if (!keep.has(name)) remove(decodeKey(name)!);
   } else {
     for (const name of page.removed) {
       const key = decodeKey(name);
-      if (key && applied.has(name)) remove(key);
-      else if (key && table.peers().some((p) => keyName(p.publicKey) === name)) remove(key);
+      if (key && present.has(name)) remove(key);
     }
   }
   for (const peer of desired) {

@@ -159,8 +159,10 @@ export class BrokerClient {
       });
       text = await response.text();
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause?.code;
-      const reason = timeout.aborted ? 'timed out' : (cause ?? (error as Error).name);
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      const reason = timeout.aborted
+        ? 'timed out'
+        : oneLine(cause?.code ?? cause?.message ?? (error as Error).message);
       return { ok: false, kind: 'unavailable', message: `${method} ${path.split('?')[0]}: ${reason}` };
     }
     let json: unknown;

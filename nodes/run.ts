@@ -1,7 +1,19 @@
-// `tunnelbyte-node run`: an exit node under a broker. Keeps its key pair in a state file (so a restart
-// keeps its node id, its sessions and its feed), brings up the TUN interface with the node's gateway
-// addresses from the broker's address plan, serves UAPI (so `wg show` works), and hands the peer set to
-// the Agent. First SIGTERM/SIGINT drains; a second one, the drain timeout, or an empty peer set ends it.
+// `tunnelbyte-node run`: an exit node under a broker. Brings up the TUN interface with the node's
+// gateway addresses from the broker's address plan, serves UAPI (so `wg show NAME` works), and hands the
+// peer set to the Agent (nodes/agent.ts).
+//
+// For operators:
+// - Key: kept in `<state dir>/private.key` (base64, mode 0600; the dir 0700), state dir
+//   `/var/lib/tunnelbyte-node/<interface>` unless `--state-dir`; `--private-key-file` names the file
+//   itself. Made on first start. The broker derives the node id from token + public key, so keeping the
+//   file keeps the node's id, sessions and feed across restarts; deleting it makes a new node.
+// - Egress IPs (for /v1/ip attribution): `--egress-ip`, else the endpoint's host when it is numeric.
+// - NAT is opt-in (`--nat`): IPv4/IPv6 forwarding on, and an nftables table `inet tunnelbyte_<interface>`
+//   that masquerades the pool out of every other interface (removed at exit). Without it the node only
+//   terminates tunnels; do NAT yourself or pass --nat on a dedicated exit host.
+// - Signals: the first SIGTERM/SIGINT drains (heartbeat `draining`, no new sessions, existing peers keep
+//   forwarding); the node exits 0 when its last peer is gone, after `--drain-timeout` seconds (30), or
+//   on a second signal. A bad token exits 1 with one line.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -229,11 +241,14 @@ export interface RunningAgentNode {
   close(): Promise<void>;
 }
 
-/** Brings the node up and registers it; resolves undefined (having said why in one line) on a fatal error. */
+/**
+ * Brings the node up and registers it. Resolves an exit code instead if it ends first: 1 on a fatal error
+ * (said in one line), 0 when a signal arrives before the broker could be reached.
+ */
 export async function startAgentNode(
   settings: RunSettings,
   say: (line: string) => void,
-): Promise<RunningAgentNode | undefined> {
+): Promise<RunningAgentNode | number> {
   const cleanups: Array<() => Promise<void> | void> = [];
   const cleanup = async () => {
     for (const step of cleanups.splice(0).reverse()) await step();
@@ -244,7 +259,7 @@ export async function startAgentNode(
       privateKey = await loadOrCreateKey(settings.privateKeyFile);
     } catch (error) {
       say(`node key: ${(error as Error).message.split('\n')[0]}`);
-      return undefined;
+      return 1;
     }
 
     const tun = openTun(settings.interfaceName);
@@ -302,10 +317,14 @@ export async function startAgentNode(
       log: say,
     });
     cleanups.push(() => agent.stop());
+    // A signal while the broker is still out of reach ends the retries (and cleans up, NAT included).
+    const abandon = () => void agent.stop();
+    process.once('SIGTERM', abandon).once('SIGINT', abandon);
     const started = await agent.start();
+    process.off('SIGTERM', abandon).off('SIGINT', abandon);
     if (!started.ok) {
       await cleanup();
-      return undefined;
+      return started.failure ? 1 : 0;
     }
     void agent.fatal.then(() => finish(1));
 
@@ -341,7 +360,7 @@ export async function startAgentNode(
 /** The whole `run` command: start, print one ready line, drain on signals, exit code. */
 export async function runAgentCommand(settings: RunSettings, say: (line: string) => void): Promise<number> {
   const node = await startAgentNode(settings, say);
-  if (!node) return 1;
+  if (typeof node === 'number') return node;
   process.stdout.write(
     `tunnelbyte-node: ${node.interfaceName} up, node ${node.nodeId} (${node.publicKey}), UDP port ${node.listenPort}, UAPI ${node.uapiPath}` +
       (node.metricsPort === undefined ? '' : `, metrics port ${node.metricsPort}`) +

@@ -90,6 +90,7 @@ interface NodeArgs {
   stateDir: string;
   interfaceName: string;
   extra?: string[];
+  broker?: string;
 }
 
 function spawnNode(ns: Namespace, args: NodeArgs) {
@@ -97,7 +98,7 @@ function spawnNode(ns: Namespace, args: NodeArgs) {
     DAEMON,
     'run',
     '--broker',
-    `http://127.0.0.1:${RELAY_PORT}`,
+    args.broker ?? `http://127.0.0.1:${RELAY_PORT}`,
     '--token',
     args.token,
     '--region',
@@ -280,5 +281,21 @@ describe('tunnelbyte-node run in a namespace', () => {
     expect(await node.proc.exited).toBe(0);
     await expect(pair.a.exec('nft', ['list', 'table', 'inet', table])).rejects.toThrow();
     await session.client.stop();
+  });
+
+  test('broker out of reach: registration is retried; a signal meanwhile stops cleanly', async () => {
+    const interfaceName = harness.interfaceName();
+    const proc = spawnNode(pair.a, {
+      region: await newRegion(),
+      token: 'tbn_' + 'x'.repeat(38),
+      stateDir: harness.tempDir(),
+      interfaceName,
+      broker: `http://127.0.0.1:${RELAY_PORT + 1}`, // nothing listens there
+    });
+    await proc.waitFor(/register: POST \/v1\/nodes\/register: ECONNREFUSED; retrying with backoff/);
+    await pair.a.exec('ip', ['link', 'show', interfaceName]); // the node serves while it waits
+    process.kill(proc.pid, 'SIGTERM');
+    expect(await proc.exited).toBe(0);
+    await expect(pair.a.exec('ip', ['link', 'show', interfaceName])).rejects.toThrow(/does not exist/);
   });
 });

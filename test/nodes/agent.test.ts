@@ -393,6 +393,24 @@ describe('agent against a real broker', () => {
     await eventually('the peer after the broker restart', () => peerKeys(tunnel).includes(session.publicKey));
   });
 
+  test('a broker that forgot the node (404) gets it registered again, and the full set re-read', async () => {
+    const region = await newRegion();
+    const { agent, tunnel, log } = await startAgent({ region });
+    const session = await createSession(region);
+    await eventually('the peer', () => peerKeys(tunnel).includes(session.publicKey));
+    await plane.broker.redis.del(keys.node(agent.nodeId!));
+    await eventually(
+      'registered again',
+      async () => (await plane.broker.redis.hget(keys.node(agent.nodeId!), 'id')) !== null,
+    );
+    expect(log.some((line) => /→ 404.*registering again$/.test(line))).toBe(true);
+    const next = await createSession(region);
+    await eventually('the feed followed after re-registering', () =>
+      peerKeys(tunnel).includes(next.publicKey),
+    );
+    expect(peerKeys(tunnel)).toContain(session.publicKey);
+  });
+
   test('a bad token is fatal at once, with the broker’s one-line reason', async () => {
     const log: string[] = [];
     const { started } = await startAgent({ token: 'tbn_' + 'x'.repeat(38), log });

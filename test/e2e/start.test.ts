@@ -84,7 +84,8 @@ describe('scripts/start', () => {
       expect(output).toContain(`tunnelbyte: Redis on redis://127.0.0.1:16380 (data in ${dataDir}/redis)`);
       expect(output).toContain(`broker http://127.0.0.1:${PORT}, region local, exit node ${interfaceName}`);
       expect(output).toContain(`export TB_API=http://127.0.0.1:${PORT}`);
-      expect(output).toMatch(/node dist\/src\/cli\/main\.js connect local/);
+      expect(output).toContain(`alias tunnelbyte='node ${ROOT}dist/src/cli/main.js'`);
+      expect(output).toContain('tunnelbyte connect local');
 
       const local = (await regions()).filter((r) => r.id === 'local');
       expect(local).toEqual([

@@ -82,7 +82,7 @@ describe('ip', () => {
     const res = await cli(['ip', '203.0.113.7'], m.env);
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(
-      /^203\.0\.113\.7 was a tunnelbyte exit: region eu-west, node node_cli_a, first seen \S+, last seen \S+\n$/,
+      /^203\.0\.113\.7 is a tunnelbyte exit: region eu-west, node node_cli_a, first seen \S+, last seen \S+\n$/,
     );
     const v6 = JSON.parse((await cli(['ip', '2001:db8::7', '--json'], m.env)).stdout) as Record<
       string,
@@ -90,7 +90,7 @@ describe('ip', () => {
     >;
     expect(v6).toMatchObject({ exit: true, region: 'eu-west', node: 'node_cli_a' });
     const past = await cli(['ip', '203.0.113.7', '--at', '2001-01-01T00:00:00Z'], m.env);
-    expect(past.stdout).toBe('203.0.113.7 is not a tunnelbyte exit address at 2001-01-01T00:00:00Z\n');
+    expect(past.stdout).toBe('203.0.113.7 was not a tunnelbyte exit address at 2001-01-01T00:00:00Z\n');
   });
 
   test('3. a malformed address is the broker’s 400 → exit 1, one line naming the problem', async () => {

@@ -37,11 +37,12 @@ const usage: Action<[]> = async (ctx) => {
 
 const ip: Action<[string, { at?: string }]> = async (ctx, addr, options) => {
   const result = await ctx.spin('Looking up', ctx.client().ip(addr, options.at));
-  const when = options.at ? ` at ${options.at}` : '';
+  // Without --at the broker answers about now, so the sentence is in the present tense.
+  const [verb, when] = options.at ? ['was', ` at ${options.at}`] : ['is', ''];
   const human = result.exit
-    ? `${result.ip} was a tunnelbyte exit${when}: region ${result.region}, node ${result.node}, ` +
+    ? `${result.ip} ${verb} a tunnelbyte exit${when}: region ${result.region}, node ${result.node}, ` +
       `first seen ${orDash(result.first_seen)}, last seen ${orDash(result.last_seen)}\n`
-    : `${result.ip} is not a tunnelbyte exit address${when}\n`;
+    : `${result.ip} ${verb} not a tunnelbyte exit address${when}\n`;
   ctx.print(human, result);
 };
 

@@ -46,20 +46,24 @@ import { jitterFromRandomBytes } from './timers.js';
 
 export type { Endpoint } from './peer.js';
 
-export type DropReason =
-  | 'malformed' // wrong type/length: never throws, never answers
-  | 'unknown_index' // receiver index not in the index table
-  | 'mac1_invalid'
-  | 'cookie_sent' // under load and mac2 invalid: a cookie reply was sent instead
-  | 'rate_limited' // per-source handshake limit under load
-  | 'handshake_invalid' // AEAD/DH/unknown peer/replayed or flooded initiation
-  | 'decrypt_failed'
-  | 'replay'
-  | 'keypair_expired'
-  | 'allowed_ips_violation' // inner source not routed to the sending peer
-  | 'no_route' // encapsulate: no peer's allowed IPs match the destination
-  | 'no_endpoint' // peer has no known endpoint yet
-  | 'queue_full'; // staged-packet queue (128) overflow: oldest dropped
+/** Every reason the engine drops a packet or datagram; the daemon's metrics start each one at zero. */
+export const DROP_REASONS = [
+  'malformed', // wrong type/length: never throws, never answers
+  'unknown_index', // receiver index not in the index table
+  'mac1_invalid',
+  'cookie_sent', // under load and mac2 invalid: a cookie reply was sent instead
+  'rate_limited', // per-source handshake limit under load
+  'handshake_invalid', // AEAD/DH/unknown peer/replayed or flooded initiation
+  'decrypt_failed',
+  'replay',
+  'keypair_expired',
+  'allowed_ips_violation', // inner source not routed to the sending peer
+  'no_route', // encapsulate: no peer's allowed IPs match the destination
+  'no_endpoint', // peer has no known endpoint yet
+  'queue_full', // staged-packet queue (128) overflow: oldest dropped
+] as const;
+
+export type DropReason = (typeof DROP_REASONS)[number];
 
 export type TunnelAction =
   | { readonly kind: 'send'; readonly datagram: Uint8Array; readonly to: Endpoint }
@@ -93,23 +97,7 @@ export interface PeerStatus {
 
 // Drops carry no data, so one frozen action per reason serves every packet.
 const DROP = Object.fromEntries(
-  (
-    [
-      'malformed',
-      'unknown_index',
-      'mac1_invalid',
-      'cookie_sent',
-      'rate_limited',
-      'handshake_invalid',
-      'decrypt_failed',
-      'replay',
-      'keypair_expired',
-      'allowed_ips_violation',
-      'no_route',
-      'no_endpoint',
-      'queue_full',
-    ] as const
-  ).map((reason) => [reason, Object.freeze({ kind: 'drop', reason })]),
+  DROP_REASONS.map((reason) => [reason, Object.freeze({ kind: 'drop', reason })]),
 ) as Record<DropReason, TunnelAction>;
 
 const EMPTY_PACKET = new Uint8Array(0);

@@ -7,24 +7,7 @@ import type { AddressInfo } from 'node:net';
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
-import type { DropReason } from '../crypto/tunnel.js';
-
-/** The engine's DropReason values, listed so that every series exists from zero. */
-export const DROP_REASONS = [
-  'malformed',
-  'unknown_index',
-  'mac1_invalid',
-  'cookie_sent',
-  'rate_limited',
-  'handshake_invalid',
-  'decrypt_failed',
-  'replay',
-  'keypair_expired',
-  'allowed_ips_violation',
-  'no_route',
-  'no_endpoint',
-  'queue_full',
-] as const satisfies readonly DropReason[];
+import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;

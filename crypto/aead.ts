@@ -523,6 +523,19 @@ function writeLength(out: Uint8Array, offset: number, length: number): void {
   // Messages are far below 2^32 bytes: the high half stays zero.
 }
 
+/** Writes the 12-byte AEAD nonce 0x00000000 ‖ u64 LE counter (given as 32-bit halves). */
+export function writeNonce(nonce: Uint8Array, counterHigh: number, counterLow: number): void {
+  nonce[0] = nonce[1] = nonce[2] = nonce[3] = 0;
+  nonce[4] = counterLow;
+  nonce[5] = counterLow >>> 8;
+  nonce[6] = counterLow >>> 16;
+  nonce[7] = counterLow >>> 24;
+  nonce[8] = counterHigh;
+  nonce[9] = counterHigh >>> 8;
+  nonce[10] = counterHigh >>> 16;
+  nonce[11] = counterHigh >>> 24;
+}
+
 /** TransportAEAD over ChaChaPoly: the nonce buffer and all state live in the object. */
 export class ChaChaPolyTransportCipher implements TransportAEAD {
   private readonly cipher: ChaChaPoly;
@@ -533,29 +546,17 @@ export class ChaChaPolyTransportCipher implements TransportAEAD {
   }
 
   seal(counterHigh: number, counterLow: number, plaintext: Uint8Array, dst: Uint8Array): void {
-    this.setNonce(counterHigh, counterLow);
+    writeNonce(this.nonce, counterHigh, counterLow);
     this.cipher.seal(this.nonce, plaintext, undefined, dst);
   }
 
   open(counterHigh: number, counterLow: number, sealed: Uint8Array, dst: Uint8Array): boolean {
     if (sealed.length < 16) return false;
-    this.setNonce(counterHigh, counterLow);
+    writeNonce(this.nonce, counterHigh, counterLow);
     return this.cipher.open(this.nonce, sealed, undefined, dst);
   }
 
   wipe(): void {
     this.cipher.wipe();
-  }
-
-  private setNonce(counterHigh: number, counterLow: number): void {
-    const nonce = this.nonce;
-    nonce[4] = counterLow;
-    nonce[5] = counterLow >>> 8;
-    nonce[6] = counterLow >>> 16;
-    nonce[7] = counterLow >>> 24;
-    nonce[8] = counterHigh;
-    nonce[9] = counterHigh >>> 8;
-    nonce[10] = counterHigh >>> 16;
-    nonce[11] = counterHigh >>> 24;
   }
 }

@@ -7,7 +7,7 @@ import { equal } from '@stablelib/constant-time';
 import { HMAC as StableHMAC } from '@stablelib/hmac';
 import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
 import nacl from 'tweetnacl';
-import { ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN } from './aead.js';
+import { ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN, writeNonce } from './aead.js';
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
@@ -64,19 +64,6 @@ export const KDF2 = (key: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Arra
   kdf(2, key, input) as [Uint8Array, Uint8Array];
 export const KDF3 = (key: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Array, Uint8Array] =>
   kdf(3, key, input) as [Uint8Array, Uint8Array, Uint8Array];
-
-/** Writes the 12-byte AEAD nonce 0x00000000 ‖ u64 LE counter (given as 32-bit halves). */
-function writeNonce(nonce: Uint8Array, counterHigh: number, counterLow: number): void {
-  nonce[0] = nonce[1] = nonce[2] = nonce[3] = 0;
-  nonce[4] = counterLow;
-  nonce[5] = counterLow >>> 8;
-  nonce[6] = counterLow >>> 16;
-  nonce[7] = counterLow >>> 24;
-  nonce[8] = counterHigh;
-  nonce[9] = counterHigh >>> 8;
-  nonce[10] = counterHigh >>> 16;
-  nonce[11] = counterHigh >>> 24;
-}
 
 /** Nonce for a counter given as a safe integer or a u64 bigint (handshake messages use 0). */
 function nonceFor(counter: number | bigint): Uint8Array {

@@ -1,14 +1,9 @@
 // crypto/aead.ts against RFC 8439, every Wycheproof ChaCha20-Poly1305 vector, and @stablelib on random input.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import fc from 'fast-check';
 import { ChaChaPoly, ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN } from '../../crypto/aead.js';
 import { AEAD, StablelibTransportCipher, createTransportCipher } from '../../crypto/primitives.js';
-
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const shared = fileURLToPath(new URL('../../../shared/vectors/', import.meta.url));
+import { SHARED_VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 
 function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
   const out = new Uint8Array(plaintext.length + 16);
@@ -35,21 +30,7 @@ test('RFC 8439 §2.8.2', () => {
 });
 
 test('Wycheproof chacha20_poly1305: every 96-bit-nonce vector, valid sealed/opened, invalid rejected', () => {
-  const suite = JSON.parse(readFileSync(`${shared}wycheproof/chacha20_poly1305_test.json`, 'utf8')) as {
-    testGroups: {
-      ivSize: number;
-      tests: {
-        tcId: number;
-        key: string;
-        iv: string;
-        aad: string;
-        msg: string;
-        ct: string;
-        tag: string;
-        result: string;
-      }[];
-    }[];
-  };
+  const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
   let valid = 0;
   let invalid = 0;
   for (const group of suite.testGroups) {

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { COOKIE_REFRESH_TIME_MS, INITIATION_SIZE, RESPONSE_SIZE } from '../../crypto/constants.js';
 import { CookieChecker, MacSender, cookieKey, cookieSource, mac1Key } from '../../crypto/cookie.js';
 import {
@@ -9,11 +7,9 @@ import {
   type InitiationMessage,
 } from '../../crypto/messages.js';
 import { HASH, generatePrivateKey, publicKey } from '../../crypto/primitives.js';
+import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const katPath = fileURLToPath(new URL('../../../shared/vectors/wireguard_kat.json', import.meta.url));
-const kat = JSON.parse(readFileSync(katPath, 'utf8')) as Record<string, Record<string, string>>;
+const kat = loadJson<Record<string, Record<string, string>>>(`${SHARED_VECTORS}wireguard_kat.json`);
 
 /** Random source handing out the given chunks in order, then a counter pattern. */
 function scriptedRandom(...chunks: Uint8Array[]): (length: number) => Uint8Array {

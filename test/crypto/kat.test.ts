@@ -1,8 +1,6 @@
 // The WireGuard-framed KAT (../shared/vectors/wireguard_kat.json, WIREGUARD.md §7.3) through every module
 // of the crypto core as the engine will chain them: messages, cookie (mac1/mac2, cookie reply), noise, and
 // the engine's transport cipher. Byte for byte, both variants (no_psk, with_psk).
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { CookieChecker, MacSender, cookieSource } from '../../crypto/cookie.js';
 import {
   openTransport,
@@ -24,11 +22,9 @@ import {
   peerKeys,
 } from '../../crypto/noise.js';
 import { createTransportCipher } from '../../crypto/primitives.js';
+import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const katPath = fileURLToPath(new URL('../../../shared/vectors/wireguard_kat.json', import.meta.url));
-const kat = JSON.parse(readFileSync(katPath, 'utf8')) as Record<string, Record<string, string | number>>;
+const kat = loadJson<Record<string, Record<string, string | number>>>(`${SHARED_VECTORS}wireguard_kat.json`);
 
 test('the vector file holds exactly the two variants', () => {
   expect(Object.keys(kat).filter((k) => !k.startsWith('_'))).toEqual(['no_psk', 'with_psk']);

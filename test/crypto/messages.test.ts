@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
   COOKIE_REPLY_SIZE,
@@ -16,11 +14,9 @@ import {
   writeResponse,
   type Message,
 } from '../../crypto/messages.js';
+import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const katPath = fileURLToPath(new URL('../../../shared/vectors/wireguard_kat.json', import.meta.url));
-const kat = (JSON.parse(readFileSync(katPath, 'utf8')) as Record<string, Record<string, string>>).no_psk!;
+const kat = loadJson<Record<string, Record<string, string>>>(`${SHARED_VECTORS}wireguard_kat.json`).no_psk!;
 
 const samples = {
   initiation: hex(kat.initiation!),

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
@@ -14,24 +13,14 @@ import {
   peerKeys,
 } from '../../crypto/noise.js';
 import { AEAD, HASH, TAI64N, generatePrivateKey } from '../../crypto/primitives.js';
+import { hex, loadJson, toHex } from '../helpers/vectors.js';
+import { seededRandom } from './tunnel-pair.js';
 
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const concat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-/** A deterministic random source for tests (not for keys anyone relies on). */
-function seededRandom(seed: number): (length: number) => Uint8Array {
-  let state = seed >>> 0;
-  return (length) =>
-    Uint8Array.from({ length }, () => {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return state >>> 24;
-    });
-}
-
 describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md ยง7.2)', () => {
-  const v = JSON.parse(readFileSync(`${here}vectors/cacophony_ikpsk2.json`, 'utf8')) as {
+  const v = loadJson<{
     init_prologue: string;
     init_psks: string[];
     init_static: string;
@@ -41,7 +30,7 @@ describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md ย
     resp_ephemeral: string;
     handshake_hash: string;
     messages: { payload: string; ciphertext: string }[];
-  };
+  }>(`${here}vectors/cacophony_ikpsk2.json`);
 
   test('handshake messages, final hash and 4 transport messages, byte for byte', () => {
     const protocol = noiseProtocol(hex(v.init_prologue));

@@ -1,5 +1,4 @@
 // Known-answer tests for every primitive (WIREGUARD.md §7.1, §7.4, §2.2). Sources are named per block.
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BLAKE2s } from '@stablelib/blake2s';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
@@ -23,34 +22,16 @@ import {
   publicKey,
   timestampAfter,
 } from '../../crypto/primitives.js';
+import { SHARED_VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 
-const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const here = fileURLToPath(new URL('.', import.meta.url));
-const shared = fileURLToPath(new URL('../../../shared/vectors/', import.meta.url));
 
-interface WycheproofAead {
-  testGroups: {
-    ivSize: number;
-    tests: {
-      tcId: number;
-      key: string;
-      iv: string;
-      aad: string;
-      msg: string;
-      ct: string;
-      tag: string;
-      result: string;
-    }[];
-  }[];
-}
 interface WycheproofX25519 {
   testGroups: {
     tests: { tcId: number; public: string; private: string; shared: string; flags: string[] }[];
   }[];
 }
-const loadJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 describe('HASH / MAC / HMAC: BLAKE2s', () => {
   const kat = loadJson<{ unkeyed: string[]; keyed: string[] }>(`${here}vectors/blake2s_kat.json`);
@@ -169,7 +150,7 @@ describe('DH: X25519', () => {
   });
 
   test('Wycheproof x25519: every shared secret matches, and an all-zero result is refused', () => {
-    const suite = loadJson<WycheproofX25519>(`${shared}wycheproof/x25519_test.json`);
+    const suite = loadJson<WycheproofX25519>(`${SHARED_VECTORS}wycheproof/x25519_test.json`);
     let refused = 0;
     let total = 0;
     for (const t of suite.testGroups.flatMap((g) => g.tests)) {
@@ -187,7 +168,7 @@ describe('DH: X25519', () => {
   });
 
   test('low-order points (LowOrderPublic flag) are all refused', () => {
-    const suite = loadJson<WycheproofX25519>(`${shared}wycheproof/x25519_test.json`);
+    const suite = loadJson<WycheproofX25519>(`${SHARED_VECTORS}wycheproof/x25519_test.json`);
     const lowOrder = suite.testGroups
       .flatMap((g) => g.tests)
       .filter((t) => t.flags.includes('ZeroSharedSecret'));
@@ -237,7 +218,7 @@ describe('AEAD: ChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof chacha20_poly1305: valid accepted, invalid rejected (library at nonce level)', () => {
-    const suite = loadJson<WycheproofAead>(`${shared}wycheproof/chacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
     let checked = 0;
     for (const group of suite.testGroups) {
       for (const t of group.tests) {
@@ -265,7 +246,7 @@ describe('AEAD: ChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof chacha20_poly1305 through AEAD where the nonce has WireGuard form (0000 ‖ counter)', () => {
-    const suite = loadJson<WycheproofAead>(`${shared}wycheproof/chacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
     const cases = suite.testGroups
       .filter((g) => g.ivSize === 96)
       .flatMap((g) => g.tests)
@@ -300,7 +281,7 @@ describe('XAEAD: XChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof xchacha20_poly1305: valid accepted, invalid rejected', () => {
-    const suite = loadJson<WycheproofAead>(`${shared}wycheproof/xchacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/xchacha20_poly1305_test.json`);
     let checked = 0;
     for (const group of suite.testGroups) {
       for (const t of group.tests) {

@@ -1,11 +1,8 @@
 // The session and node data plane on a real 3-master Redis Cluster (redis-server --cluster-enabled,
 // joined with redis-cli --cluster create), through ioredis' Cluster client: every script and MULTI
 // stays in one hash slot, so nothing answers CROSSSLOT, and the keys really spread over the masters.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster } from 'ioredis';
 import { createContext } from '../../src/broker/app.js';
@@ -26,12 +23,11 @@ import {
 import { usageOf } from '../../src/broker/services/usage.js';
 import { keys } from '../../src/broker/store/keys.js';
 import type { Redis } from '../../src/broker/store/redis.js';
-import { freePort } from '../helpers/redis.js';
+import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
 import { silentLogger } from './helpers.js';
 import { keyPair, T0 } from './sessions-fixture.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tb-cluster-'));
-const procs: ChildProcess[] = [];
+const servers: RedisServer[] = [];
 let cluster: Cluster;
 let ctx: BrokerContext;
 let now = T0;
@@ -51,43 +47,16 @@ async function clusterPort(): Promise<number> {
   }
 }
 
-async function startNode(port: number): Promise<void> {
-  const proc = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      `nodes-${port}.conf`,
-      '--cluster-node-timeout',
-      '5000',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  procs.push(proc);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes('Ready to accept connections')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
-  });
-}
-
 beforeAll(async () => {
   const ports = [await clusterPort(), await clusterPort(), await clusterPort()];
-  for (const port of ports) await startNode(port);
+  for (const port of ports) {
+    servers.push(
+      await startRedis(
+        ['--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-node-timeout', '5000'],
+        port,
+      ),
+    );
+  }
   const create = spawnSync(
     'redis-cli',
     [
@@ -122,16 +91,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   cluster?.disconnect();
-  await Promise.all(
-    procs.map(
-      (p) =>
-        new Promise((resolve) => {
-          p.once('exit', resolve);
-          p.kill('SIGKILL');
-        }),
-    ),
-  );
-  rmSync(dir, { recursive: true, force: true });
+  await Promise.all(servers.map((server) => server.stop()));
 });
 
 test('session lifecycle on Redis Cluster: no CROSSSLOT anywhere, keys spread over the masters', async () => {

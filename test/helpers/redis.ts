@@ -42,9 +42,13 @@ async function waitForReady(proc: ChildProcess): Promise<void> {
   });
 }
 
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * Starts redis-server; `extraArgs` come last and so override the defaults (e.g. `--appendonly no`),
+ * `port` is for callers that need a particular one (a cluster node's bus port must be free too).
+ */
+export async function startRedis(extraArgs: string[] = [], port?: number): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'tb-redis-'));
-  const port = await freePort();
+  port ??= await freePort();
   let proc: ChildProcess | undefined;
 
   const launch = async () => {

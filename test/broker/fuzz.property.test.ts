@@ -5,7 +5,7 @@ import request from 'supertest';
 import { ERRORS } from '../../src/broker/errors.js';
 import { USER_SCOPES } from '../../src/broker/scopes.js';
 import { issueKey } from '../../src/broker/services/accounts.js';
-import { startBroker, type TestBroker } from './helpers.js';
+import { ROUTES, startBroker, type TestBroker } from './helpers.js';
 
 let broker: TestBroker;
 let accountId: string;
@@ -36,26 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => broker.close());
 
-const KNOWN_PATHS = [
-  '/v1/regions',
-  '/v1/ip/1.2.3.4',
-  '/v1/health',
-  '/v1/ready',
-  '/v1/openapi.json',
-  '/v1/auth/signup',
-  '/v1/auth/login',
-  '/v1/auth/logout',
-  '/v1/auth/user',
-  '/v1/auth/key',
-  '/v1/auth/test',
-  '/v1/auth/keys',
-  '/v1/auth/keys/key_x',
-  '/v1/billing/checkout',
-  '/v1/webhooks/stripe',
-  '/v1/admin/regions',
-  '/v1/admin/node-tokens',
-  '/v1/admin/nodes',
-];
+const KNOWN_PATHS = ROUTES.map((route) => route.replace('{addr}', '1.2.3.4').replace('{id}', 'key_x'));
 
 const path = fc.oneof(
   fc.constantFrom(...KNOWN_PATHS),

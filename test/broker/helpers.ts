@@ -8,6 +8,28 @@ import { startRedis, type RedisServer } from '../helpers/redis.js';
 
 export const silentLogger = pino({ level: 'silent' });
 
+/** Every route of the HTTP contract (API.md), with path parameters as OpenAPI writes them. */
+export const ROUTES = [
+  '/v1/health',
+  '/v1/ready',
+  '/v1/openapi.json',
+  '/v1/regions',
+  '/v1/ip/{addr}',
+  '/v1/auth/signup',
+  '/v1/auth/login',
+  '/v1/auth/logout',
+  '/v1/auth/user',
+  '/v1/auth/key',
+  '/v1/auth/test',
+  '/v1/auth/keys',
+  '/v1/auth/keys/{id}',
+  '/v1/billing/checkout',
+  '/v1/webhooks/stripe',
+  '/v1/admin/regions',
+  '/v1/admin/node-tokens',
+  '/v1/admin/nodes',
+] as const;
+
 export interface TestBroker {
   server: RedisServer;
   redis: Redis;

@@ -11,6 +11,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import {
+  AEAD_TAG_LENGTH,
+  INITIATION_SIZE,
+  KEEPALIVE_SIZE,
+  RESPONSE_SIZE,
+  TRANSPORT_HEADER_SIZE,
+} from '../../crypto/constants.js';
+
 const NAMESPACE_PREFIX = 'tbt-';
 const INTERFACE_PREFIX = 'tb';
 const WG_SOCKET_DIR = '/var/run/wireguard';
@@ -221,6 +229,23 @@ export interface WgDump {
   readonly publicKey: string;
   readonly listenPort: number;
   readonly peers: WgPeerDump[];
+}
+
+/** The ping count whose byte counters WIREGUARD.md §7.5 gives exactly. */
+export const PINGS = 10;
+// §7.5: an 84-byte ICMP echo is padded to 96: 16 header + 96 + 16 tag = 128 bytes on the wire.
+const PING_84_ON_WIRE = TRANSPORT_HEADER_SIZE + 96 + AEAD_TAG_LENGTH;
+
+/**
+ * §7.5 after `ping -c PINGS` of 84-byte packets from the initiator's side: the initiator sent the
+ * initiation and received the response (a passive keepalive may follow); the responder mirrors it.
+ */
+export function expectPingCounters(initiator: WgPeerDump, responder: WgPeerDump): void {
+  const pings = PINGS * PING_84_ON_WIRE;
+  expect(initiator.rxBytes).toBe(RESPONSE_SIZE + pings);
+  expect([INITIATION_SIZE + pings, INITIATION_SIZE + pings + KEEPALIVE_SIZE]).toContain(initiator.txBytes);
+  expect(responder.txBytes).toBe(RESPONSE_SIZE + pings);
+  expect(responder.rxBytes).toBe(initiator.txBytes);
 }
 
 /** Parses `wg show <if> dump` (tab-separated: one interface line, then one line per peer). */

@@ -159,23 +159,18 @@ async function load(
   url: string,
   s: Pick<Scenario, 'method' | 'path' | 'headers' | 'body'>,
 ): Promise<AutocannonResult> {
+  const run = (duration: number) =>
+    autocannon({
+      url: url + s.path,
+      method: s.method,
+      headers: s.headers,
+      body: s.body,
+      connections: CONNECTIONS,
+      duration,
+    });
   // A short warm-up so JIT and connection pools settle before the measured run.
-  await autocannon({
-    url: url + s.path,
-    method: s.method,
-    headers: s.headers,
-    body: s.body,
-    connections: CONNECTIONS,
-    duration: 1,
-  });
-  return autocannon({
-    url: url + s.path,
-    method: s.method,
-    headers: s.headers,
-    body: s.body,
-    connections: CONNECTIONS,
-    duration: SECONDS,
-  });
+  await run(1);
+  return run(SECONDS);
 }
 
 async function main(): Promise<void> {

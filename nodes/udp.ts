@@ -70,9 +70,13 @@ function numericLookup(
 function bind(family: 'udp4' | 'udp6', host: string, port: number): Promise<Socket> {
   return new Promise((resolveBind, reject) => {
     const socket = createSocket({ type: family, ipv6Only: false, lookup: numericLookup });
-    socket.once('error', reject);
+    // A failed bind leaves the descriptor open: close it, or every retry leaks one.
+    socket.once('error', (error) => {
+      socket.close();
+      reject(error);
+    });
     socket.bind({ port, address: host, exclusive: true }, () => {
-      socket.off('error', reject);
+      socket.removeAllListeners('error');
       resolveBind(socket);
     });
   });

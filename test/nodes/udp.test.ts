@@ -1,6 +1,6 @@
 // The daemon's UDP transport on loopback, IPv4 and IPv6, against plain dgram sockets and itself.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
   normaliseAddress,
@@ -181,5 +181,15 @@ describe('openUdp on loopback', () => {
     );
     await new Promise((resolveWait) => setTimeout(resolveWait, 50));
     expect(delivered).toBe(0);
+  });
+
+  test('9. a failed bind leaves no descriptor behind', async () => {
+    const udp = await transport({ host: '127.0.0.1' });
+    const descriptors = () => readdirSync('/proc/self/fd').length;
+    const before = descriptors();
+    for (let i = 0; i < 5; i++) {
+      await expect(openUdp({ host: '127.0.0.1', port: udp.port })).rejects.toThrow(/EADDRINUSE/);
+    }
+    expect(descriptors()).toBe(before);
   });
 });

@@ -142,6 +142,11 @@ export class Device implements UapiDevice {
     if (this.closed) throw new Error('device closed');
     if (this.udp && port !== 0 && port === this.udp.port) return;
     const udp = await this.openUdpSocket({ port });
+    // close() may have run while the socket was being bound: it never saw this one.
+    if (this.closed) {
+      await udp.close();
+      throw new Error('device closed');
+    }
     udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from));
     const previous = this.udp;
     this.udp = udp;

@@ -13,7 +13,7 @@ import {
   type PacketIo,
 } from '../../nodes/device.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
-import { openUdp } from '../../nodes/udp.js';
+import { openUdp, type UdpTransport } from '../../nodes/udp.js';
 
 class ChannelPackets implements PacketIo {
   written: Uint8Array[] = [];
@@ -206,4 +206,31 @@ describe('Device', () => {
     const rebound = await openUdp({ port, host: '127.0.0.1' });
     await rebound.close();
   });
+});
+
+test('a listen-port change that completes after close releases its new socket', async () => {
+  const privateKey = nacl.randomBytes(32);
+  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+  const opened: UdpTransport[] = [];
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const device = await Device.start({
+    tunnel,
+    privateKey,
+    packets: new ChannelPackets(),
+    listenPort: 0,
+    openUdp: async (options) => {
+      const udp = await openUdp({ ...options, host: '127.0.0.1' });
+      opened.push(udp);
+      if (opened.length > 1) await held; // the rebind is still under way when close() runs
+      return udp;
+    },
+  });
+  const change = device.setListenPort(0);
+  await until(() => opened.length === 2, 'the second bind');
+  await device.close();
+  release();
+  await expect(change).rejects.toThrow('device closed');
+  const rebound = await openUdp({ port: opened[1]!.port, host: '127.0.0.1' });
+  await rebound.close();
 });

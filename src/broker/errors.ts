@@ -75,9 +75,10 @@ export interface HttpError {
   unexpected: boolean;
 }
 
-// ioredis with enableOfflineQueue=false fails fast with these while the server is away.
+// ioredis with enableOfflineQueue=false fails fast with these while the server is away; a pipeline or
+// MULTI in flight when the connection drops is aborted ("Command aborted due to connection close").
 const STORE_DOWN =
-  /enableOfflineQueue|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Redis connection is not ready|LOADING|MASTERDOWN|CLUSTERDOWN/;
+  /enableOfflineQueue|Connection is closed|Command aborted due to connection close|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Redis connection is not ready|LOADING|MASTERDOWN|CLUSTERDOWN/;
 
 export function isStoreUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;

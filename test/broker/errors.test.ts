@@ -51,6 +51,13 @@ test.each([
     {},
   ],
   [Object.assign(new Error('x'), { name: 'MaxRetriesPerRequestError' }), 503, { 'Retry-After': '5' }, {}],
+  // ioredis' AbortError for a pipeline cut off by a Redis crash (seen in crash.test.ts as a 500).
+  [
+    Object.assign(new Error('Command aborted due to connection close'), { name: 'AbortError' }),
+    503,
+    { 'Retry-After': '5' },
+    {},
+  ],
   [Object.assign(new Error('too big'), { type: 'entity.too.large' }), 413, {}, {}],
 ])('%#: mapping %s', (err, status, headers, extra) => {
   const mapped = toHttpError(err);

@@ -4,7 +4,7 @@
 //   state.json   the last session id, for `status` and `disconnect` without an argument
 //   <ses_id>.conf  wg-quick files written by `connect` (0600: they hold the private key);
 //                  tb-<last 8 of the id>.conf with `connect --up`, as wg-quick wants a short name
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import envPaths from 'env-paths';
 
@@ -17,11 +17,16 @@ export function configDir(env: Record<string, string | undefined>): string {
   return envPaths('tunnelbyte', { suffix: '' }).config;
 }
 
-/** Writes a file only its owner can read, creating its directory 0700; an existing file is re-moded too. */
+/** Writes a file only its owner can read, creating its directory 0700; an existing file is replaced whole. */
 export function writePrivateFile(path: string, contents: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
-  writeFileSync(path, contents, { mode: PRIVATE_FILE });
-  chmodSync(path, PRIVATE_FILE);
+  // Write a fresh 0600 file and rename it over the target: an existing file with looser permissions never
+  // holds the secret, and a reader never sees half of it.
+  const staging = `${path}.${process.pid}.tmp`;
+  rmSync(staging, { force: true });
+  writeFileSync(staging, contents, { mode: PRIVATE_FILE, flag: 'wx' });
+  chmodSync(staging, PRIVATE_FILE);
+  renameSync(staging, path);
 }
 
 function readOptional(path: string): string | undefined {

@@ -171,6 +171,11 @@ export async function pollPeers(
     await pause(Math.min(waitMs, BUSY_PAUSE_MS), both);
     return quiet;
   }
+  // The caller may have gone while we waited for a connection: an abort listener added now would never fire.
+  if (both.aborted) {
+    pool.release(conn);
+    return quiet;
+  }
   // Abandoning a blocked XREAD means dropping its connection.
   const abandon = () => pool.discard(conn);
   both.addEventListener('abort', abandon, { once: true });

@@ -1,7 +1,9 @@
 // `bash scripts/start`, the README's first command, as a user runs it: inside a throwaway namespace (it
 // creates a TUN and listens on fixed ports), with REDIS_URL unset so it starts its own Redis, and a
-// temporary data dir. Ready line, the `local` region served with its exit node, Ctrl-C (SIGINT) stops
-// every child and removes the interface; a second start on the same data dir is the same node again.
+// temporary data dir. Ready line, the `local` region served with its exit node, the URL other machines
+// must use; SIGINT (Ctrl-C), SIGTERM and SIGHUP each stop every child and remove the interface, also when
+// started with `&` from a non-interactive shell (which starts it with SIGINT ignored); a second start on
+// the same data dir is the same node again.
 // Runs the built tree (scripts/test builds first), so TB_SKIP_SETUP skips the install and build steps.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -35,16 +37,26 @@ beforeAll(async () => {
   interfaceName = harness.interfaceName();
 });
 
-function start(): ProcessHandle {
-  return ns.spawn('bash', [START], {
+const READY = /To stop everything started here: Ctrl-C, or kill (\d+) /;
+
+function start(env: NodeJS.ProcessEnv = {}, argv: string[] = [START]): ProcessHandle {
+  return ns.spawn('bash', argv, {
     REDIS_URL: undefined,
+    HOST: undefined,
     TB_SKIP_SETUP: '1',
     TB_DATA_DIR: dataDir,
     PORT: String(PORT),
     TB_REDIS_PORT: '16380',
     TB_NODE_PORT: '51999',
     TB_INTERFACE: interfaceName,
+    ...env,
   });
+}
+
+/** Waits for the ready text and returns the pid it says to signal. */
+async function ready(proc: ProcessHandle): Promise<number> {
+  await proc.waitFor(READY, READY_MS);
+  return Number(READY.exec(proc.output())![1]);
 }
 
 async function regions(): Promise<Region[]> {
@@ -61,9 +73,15 @@ function survivors(): string[] {
   return pids.split('\n').filter((line) => line.trim() !== '');
 }
 
-async function interruptAndCheckClean(proc: ProcessHandle): Promise<void> {
-  process.kill(proc.pid, 'SIGINT');
-  expect(await proc.exited).toBe(130);
+/** Sends `signal` to the script and checks that it stopped everything it started, with `code`. */
+async function stopAndCheckClean(
+  proc: ProcessHandle,
+  pid: number,
+  signal: NodeJS.Signals,
+  code: number,
+): Promise<void> {
+  process.kill(pid, signal);
+  expect(await proc.exited).toBe(code);
   const output = proc.output();
   for (const child of ['node', 'broker', 'redis']) expect(output).toContain(`tunnelbyte: stopped ${child}`);
   expect(survivors()).toEqual([]);
@@ -79,10 +97,15 @@ describe('scripts/start', () => {
     '1. starts Redis, the broker and an exit node, and says ready with the next commands',
     async () => {
       const proc = start();
-      await proc.waitFor('Ctrl-C stops everything started here.', READY_MS);
+      expect(await ready(proc)).toBe(proc.pid);
       const output = proc.output();
       expect(output).toContain(`tunnelbyte: Redis on redis://127.0.0.1:16380 (data in ${dataDir}/redis)`);
       expect(output).toContain(`broker http://127.0.0.1:${PORT}, region local, exit node ${interfaceName}`);
+      // The default HOST serves this machine only, and the script says so with the way out.
+      expect(output).toContain(
+        'tunnelbyte: the broker listens on 127.0.0.1 only: other machines cannot reach it; ' +
+          `for them, start with HOST=0.0.0.0 and use http://`,
+      );
       expect(output).toContain(`export TB_API=http://127.0.0.1:${PORT}`);
       expect(output).toContain(`alias tunnelbyte='node ${ROOT}dist/src/cli/main.js'`);
       expect(output).toContain('tunnelbyte connect local');
@@ -105,16 +128,17 @@ describe('scripts/start', () => {
       firstNodeLine = readFileSync(join(dataDir, 'logs/node.log'), 'utf8').split('\n')[0]!;
       expect(firstNodeLine).toMatch(/node node_\w+/);
 
-      await interruptAndCheckClean(proc);
+      await stopAndCheckClean(proc, proc.pid, 'SIGINT', 130);
     },
     TEST_MS,
   );
 
   test(
-    '2. a second start on the same data dir reuses the token, the key and the Redis data',
+    '2. a second start on the same data dir reuses the token, the key and the Redis data; SIGTERM stops it',
     async () => {
-      const proc = start();
-      await proc.waitFor('Ctrl-C stops everything started here.', READY_MS);
+      const proc = start({ HOST: '0.0.0.0' });
+      await ready(proc);
+      expect(proc.output()).toMatch(/tunnelbyte: other machines reach the broker at http:\/\/[^ ]+:18080 /);
       const tokenFiles = readdirSync(dataDir).filter((f) => f.startsWith('node-token-'));
       expect(tokenFiles).toHaveLength(1);
       expect(readFileSync(join(dataDir, tokenFiles[0]!), 'utf8')).toBe(token);
@@ -124,7 +148,27 @@ describe('scripts/start', () => {
       expect((await regions()).filter((r) => r.id === 'local')).toEqual([
         expect.objectContaining({ id: 'local', nodes: 1 }),
       ]);
-      await interruptAndCheckClean(proc);
+      await stopAndCheckClean(proc, proc.pid, 'SIGTERM', 143);
+    },
+    TEST_MS,
+  );
+
+  test(
+    '3. started with & from a non-interactive shell (SIGINT ignored on entry), SIGINT still stops it',
+    async () => {
+      const proc = start({}, ['-c', `bash ${START} & wait $!`]);
+      const pid = await ready(proc);
+      expect(pid).not.toBe(proc.pid);
+      await stopAndCheckClean(proc, pid, 'SIGINT', 130);
+    },
+    TEST_MS,
+  );
+
+  test(
+    '4. SIGHUP (its terminal closed) stops it',
+    async () => {
+      const proc = start();
+      await stopAndCheckClean(proc, await ready(proc), 'SIGHUP', 129);
     },
     TEST_MS,
   );

@@ -3,7 +3,7 @@ import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import fc from 'fast-check';
 import { ChaChaPoly, ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN } from '../../crypto/aead.js';
 import { AEAD, StablelibTransportCipher, createTransportCipher } from '../../crypto/primitives.js';
-import { SHARED_VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 
 function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
   const out = new Uint8Array(plaintext.length + 16);
@@ -30,7 +30,7 @@ test('RFC 8439 §2.8.2', () => {
 });
 
 test('Wycheproof chacha20_poly1305: every 96-bit-nonce vector, valid sealed/opened, invalid rejected', () => {
-  const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
+  const suite = loadJson<WycheproofAead>(`${VECTORS}wycheproof/chacha20_poly1305_test.json`);
   let valid = 0;
   let invalid = 0;
   for (const group of suite.testGroups) {

@@ -7,9 +7,9 @@ import {
   type InitiationMessage,
 } from '../../crypto/messages.js';
 import { HASH, generatePrivateKey, publicKey } from '../../crypto/primitives.js';
-import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const kat = loadJson<Record<string, Record<string, string>>>(`${SHARED_VECTORS}wireguard_kat.json`);
+const kat = loadJson<Record<string, Record<string, string>>>(`${VECTORS}wireguard_kat.json`);
 
 /** Random source handing out the given chunks in order, then a counter pattern. */
 function scriptedRandom(...chunks: Uint8Array[]): (length: number) => Uint8Array {

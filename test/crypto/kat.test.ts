@@ -1,4 +1,4 @@
-// The WireGuard-framed KAT (../shared/vectors/wireguard_kat.json, WIREGUARD.md §7.3) through every module
+// The WireGuard-framed KAT (test/crypto/vectors/wireguard_kat.json, docs/WIREGUARD.md §7.3) through every module
 // of the crypto core as the engine will chain them: messages, cookie (mac1/mac2, cookie reply), noise, and
 // the engine's transport cipher. Byte for byte, both variants (no_psk, with_psk).
 import { CookieChecker, MacSender, cookieSource } from '../../crypto/cookie.js';
@@ -22,9 +22,9 @@ import {
   peerKeys,
 } from '../../crypto/noise.js';
 import { createTransportCipher } from '../../crypto/primitives.js';
-import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const kat = loadJson<Record<string, Record<string, string | number>>>(`${SHARED_VECTORS}wireguard_kat.json`);
+const kat = loadJson<Record<string, Record<string, string | number>>>(`${VECTORS}wireguard_kat.json`);
 
 test('the vector file holds exactly the two variants', () => {
   expect(Object.keys(kat).filter((k) => !k.startsWith('_'))).toEqual(['no_psk', 'with_psk']);

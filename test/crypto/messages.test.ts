@@ -14,9 +14,9 @@ import {
   writeResponse,
   type Message,
 } from '../../crypto/messages.js';
-import { SHARED_VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
-const kat = loadJson<Record<string, Record<string, string>>>(`${SHARED_VECTORS}wireguard_kat.json`).no_psk!;
+const kat = loadJson<Record<string, Record<string, string>>>(`${VECTORS}wireguard_kat.json`).no_psk!;
 
 const samples = {
   initiation: hex(kat.initiation!),

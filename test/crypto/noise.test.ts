@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
   WIREGUARD,
@@ -13,11 +12,10 @@ import {
   peerKeys,
 } from '../../crypto/noise.js';
 import { AEAD, HASH, TAI64N, generatePrivateKey } from '../../crypto/primitives.js';
-import { hex, loadJson, toHex } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 import { seededRandom } from './tunnel-pair.js';
 
 const concat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
-const here = fileURLToPath(new URL('.', import.meta.url));
 
 describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md ยง7.2)', () => {
   const v = loadJson<{
@@ -30,7 +28,7 @@ describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md ย
     resp_ephemeral: string;
     handshake_hash: string;
     messages: { payload: string; ciphertext: string }[];
-  }>(`${here}vectors/cacophony_ikpsk2.json`);
+  }>(`${VECTORS}cacophony_ikpsk2.json`);
 
   test('handshake messages, final hash and 4 transport messages, byte for byte', () => {
     const protocol = noiseProtocol(hex(v.init_prologue));

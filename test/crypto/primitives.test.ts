@@ -1,5 +1,4 @@
 // Known-answer tests for every primitive (WIREGUARD.md §7.1, §7.4, §2.2). Sources are named per block.
-import { fileURLToPath } from 'node:url';
 import { BLAKE2s } from '@stablelib/blake2s';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { hchacha } from '@stablelib/xchacha20';
@@ -22,10 +21,9 @@ import {
   publicKey,
   timestampAfter,
 } from '../../crypto/primitives.js';
-import { SHARED_VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
+import { VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
-const here = fileURLToPath(new URL('.', import.meta.url));
 
 interface WycheproofX25519 {
   testGroups: {
@@ -34,7 +32,7 @@ interface WycheproofX25519 {
 }
 
 describe('HASH / MAC / HMAC: BLAKE2s', () => {
-  const kat = loadJson<{ unkeyed: string[]; keyed: string[] }>(`${here}vectors/blake2s_kat.json`);
+  const kat = loadJson<{ unkeyed: string[]; keyed: string[] }>(`${VECTORS}blake2s_kat.json`);
   const message = (length: number) => Uint8Array.from({ length }, (_, i) => i);
   const key = message(32);
 
@@ -150,7 +148,7 @@ describe('DH: X25519', () => {
   });
 
   test('Wycheproof x25519: every shared secret matches, and an all-zero result is refused', () => {
-    const suite = loadJson<WycheproofX25519>(`${SHARED_VECTORS}wycheproof/x25519_test.json`);
+    const suite = loadJson<WycheproofX25519>(`${VECTORS}wycheproof/x25519_test.json`);
     let refused = 0;
     let total = 0;
     for (const t of suite.testGroups.flatMap((g) => g.tests)) {
@@ -168,7 +166,7 @@ describe('DH: X25519', () => {
   });
 
   test('low-order points (LowOrderPublic flag) are all refused', () => {
-    const suite = loadJson<WycheproofX25519>(`${SHARED_VECTORS}wycheproof/x25519_test.json`);
+    const suite = loadJson<WycheproofX25519>(`${VECTORS}wycheproof/x25519_test.json`);
     const lowOrder = suite.testGroups
       .flatMap((g) => g.tests)
       .filter((t) => t.flags.includes('ZeroSharedSecret'));
@@ -218,7 +216,7 @@ describe('AEAD: ChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof chacha20_poly1305: valid accepted, invalid rejected (library at nonce level)', () => {
-    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${VECTORS}wycheproof/chacha20_poly1305_test.json`);
     let checked = 0;
     for (const group of suite.testGroups) {
       for (const t of group.tests) {
@@ -246,7 +244,7 @@ describe('AEAD: ChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof chacha20_poly1305 through AEAD where the nonce has WireGuard form (0000 ‖ counter)', () => {
-    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/chacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${VECTORS}wycheproof/chacha20_poly1305_test.json`);
     const cases = suite.testGroups
       .filter((g) => g.ivSize === 96)
       .flatMap((g) => g.tests)
@@ -281,7 +279,7 @@ describe('XAEAD: XChaCha20-Poly1305', () => {
   });
 
   test('Wycheproof xchacha20_poly1305: valid accepted, invalid rejected', () => {
-    const suite = loadJson<WycheproofAead>(`${SHARED_VECTORS}wycheproof/xchacha20_poly1305_test.json`);
+    const suite = loadJson<WycheproofAead>(`${VECTORS}wycheproof/xchacha20_poly1305_test.json`);
     let checked = 0;
     for (const group of suite.testGroups) {
       for (const t of group.tests) {

@@ -1,12 +1,12 @@
-// Hex helpers and loaders for the known-answer vectors the crypto tests share (WIREGUARD.md §7).
+// Hex helpers and loaders for the known-answer vectors the crypto tests share (docs/WIREGUARD.md §7).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
 export const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-/** ../shared/vectors/ next to the work tree: Wycheproof suites and the WireGuard-framed KAT. */
-export const SHARED_VECTORS = fileURLToPath(new URL('../../../shared/vectors/', import.meta.url));
+/** test/crypto/vectors/: each file's source, licence and sha256 are in its README. */
+export const VECTORS = fileURLToPath(new URL('../crypto/vectors/', import.meta.url));
 
 export const loadJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
 

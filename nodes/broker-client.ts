@@ -1,4 +1,4 @@
-// The node side of API.md "Exit nodes": register, heartbeat, and the long-polled peer feed, over fetch.
+// The node side of docs/API.md "Exit nodes": register, heartbeat, and the long-polled peer feed, over fetch.
 // Every answer is a typed outcome, never a throw: the agent decides what each means (retry, register
 // again, exit). Broker bodies are untrusted input and are validated before anything uses them.
 import { z } from 'zod';

@@ -1,4 +1,4 @@
-// Bearer authentication (API.md "Conventions", "Tiers"): token shape and checksum checked before any
+// Bearer authentication (docs/API.md "Conventions", "Tiers"): token shape and checksum checked before any
 // lookup, the stored SHA-256 compared in constant time, revoked/expired refused, free tokens bound to
 // the X-Machine-Fingerprint they were issued for, per-token tier limits, then scope checks.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';

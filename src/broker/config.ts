@@ -7,7 +7,7 @@ export type Tier = (typeof TIERS)[number];
 
 const GiB = 1024 ** 3;
 
-/** API.md "Tiers" defaults; `bytesPer30Days: null` means unlimited. */
+/** docs/API.md "Tiers" defaults; `bytesPer30Days: null` means unlimited. */
 export interface TierLimits {
   concurrentSessions: number;
   bytesPer30Days: number | null;

@@ -1,6 +1,6 @@
-// The one registry of API errors (API.md "Errors") and the one function that maps any thrown value
+// The one registry of API errors (docs/API.md "Errors") and the one function that maps any thrown value
 // to an HTTP answer. Services throw ApiError; handlers never build error bodies themselves.
-// A test checks this table against API.md's, row for row (fastify style).
+// A test checks this table against docs/API.md's, row for row (fastify style).
 
 export const ERRORS = {
   invalid_request: { status: 400, code: 4000, message: 'The request is not valid.' },
@@ -14,7 +14,7 @@ export const ERRORS = {
   quota_exhausted: { status: 429, code: 4290, message: 'The quota of your tier is used up.' },
   no_capacity: { status: 503, code: 5003, message: 'No healthy exit node in the requested region.' },
   unavailable: { status: 503, code: 5030, message: 'The service is temporarily unavailable; retry.' },
-  // Not in API.md's table on purpose: the contract spells it out apart ("an unexpected fault").
+  // Not in docs/API.md's table on purpose: the contract spells it out apart ("an unexpected fault").
   internal: { status: 500, code: 5000, message: 'Internal error.' },
 } as const satisfies Record<string, { status: number; code: number; message: string }>;
 

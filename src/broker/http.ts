@@ -11,7 +11,7 @@ import { enforce } from './ratelimit.js';
 import type { Scope } from './scopes.js';
 
 /**
- * public: per-IP token bucket (API.md "Public endpoints");
+ * public: per-IP token bucket (docs/API.md "Public endpoints");
  * bearer: tb_ token, per-token tier cap, optional scope;
  * open: no limiter (probes, metrics, signed webhooks, routes that bring their own `before` auth).
  */

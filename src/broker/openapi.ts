@@ -39,7 +39,7 @@ export function generateDocument(registry: OpenAPIRegistry): object {
     info: {
       title: 'tunnelbyte API',
       version: '1',
-      description: 'Accounts, keys, regions, sessions, usage, IP attribution and exit nodes (shared/API.md).',
+      description: 'Accounts, keys, regions, sessions, usage, IP attribution and exit nodes (docs/API.md).',
     },
     servers: [{ url: '/' }],
   });

@@ -1,4 +1,4 @@
-// API.md "Rate limits". Public endpoints: a token bucket per source IP in this broker's memory
+// docs/API.md "Rate limits". Public endpoints: a token bucket per source IP in this broker's memory
 // (burst 10, refill 1/s). Bearer endpoints: a per-token fixed window of one minute in Redis
 // (rate-limiter-flexible's atomic Lua INCR), so every broker shares the same count.
 import type { Response } from 'express';

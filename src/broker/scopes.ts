@@ -1,4 +1,4 @@
-// Permission scopes (API.md "Scopes"). `tunnels:*` is a grant that expands to the four tunnel scopes;
+// Permission scopes (docs/API.md "Scopes"). `tunnels:*` is a grant that expands to the four tunnel scopes;
 // a session is a tunnel.
 
 export const SCOPES = [

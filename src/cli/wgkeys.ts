@@ -1,4 +1,4 @@
-// The session's X25519 key pair, made on this machine: the private key never leaves it (API.md
+// The session's X25519 key pair, made on this machine: the private key never leaves it (docs/API.md
 // "Sessions": the broker only ever sees the public key).
 import nacl from 'tweetnacl';
 

@@ -1,8 +1,8 @@
-// The typed client for shared/API.md, used by the CLI and by tests. fetch-based (Node 20), no retries:
+// The typed client for docs/API.md, used by the CLI and by tests. fetch-based (Node 20), no retries:
 // the caller decides what a 429 or 503 means for it. Every failure is one of two typed errors:
 // ApiError (the broker answered with an error) or NetworkError (it could not be reached at all).
 
-// ---- Response and request types, as in API.md ----
+// ---- Response and request types, as in docs/API.md ----
 
 export type Tier = 'free' | 'pro' | 'business';
 export type RegionStatus = 'active' | 'degraded' | 'down';
@@ -50,7 +50,7 @@ export interface KeyInfo {
 
 export interface AuthTest {
   valid: boolean;
-  /** The account (API.md leaves its shape open: an object here, an id in older brokers). */
+  /** The account (docs/API.md leaves its shape open: an object here, an id in older brokers). */
   user: User | string;
   plan: Tier;
   permissions: string[];
@@ -125,7 +125,7 @@ export interface Usage {
   requests: { limit_per_minute: number };
 }
 
-/** The error codes of API.md's table (plus `internal`); a broker may add more, hence `string`. */
+/** The error codes of docs/API.md's table (plus `internal`); a broker may add more, hence `string`. */
 export type ApiErrorName =
   | 'invalid_request'
   | 'unauthorized'

@@ -1,4 +1,4 @@
-// The machine fingerprint a free token is bound to (API.md "Tiers"): stable across runs on one machine,
+// The machine fingerprint a free token is bound to (docs/API.md "Tiers"): stable across runs on one machine,
 // different between machines, and revealing nothing about the machine (it is a hash).
 // TB_FINGERPRINT overrides it, so tests can play several machines from one host.
 import { createHash } from 'node:crypto';

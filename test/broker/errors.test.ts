@@ -1,23 +1,19 @@
-// The error registry and API.md's error table agree row for row (fastify style), and the one
+// The error registry and docs/API.md's error table agree row for row (fastify style), and the one
 // mapping function never leaks internals.
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ApiError, ERRORS, toHttpError } from '../../src/broker/errors.js';
+import { readDoc, section } from '../helpers/repo.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const apiMd = readFileSync(resolve(root, '../shared/API.md'), 'utf8');
+const apiMd = readDoc('API.md');
 
 function documentedRows(): Record<string, { status: number; code: number }> {
-  const section = apiMd.slice(apiMd.indexOf('## Errors'), apiMd.indexOf('## Tiers'));
   const rows: Record<string, { status: number; code: number }> = {};
-  for (const m of section.matchAll(/^\|\s*(\d{3})\s*\|\s*([a-z_]+)\s*\|\s*(\d{4})\s*\|/gm)) {
+  for (const m of section(apiMd, 'Errors').matchAll(/^\|\s*(\d{3})\s*\|\s*([a-z_]+)\s*\|\s*(\d{4})\s*\|/gm)) {
     rows[m[2]!] = { status: Number(m[1]), code: Number(m[3]) };
   }
   return rows;
 }
 
-test('every registry entry is in API.md with the same status and code, and the reverse', () => {
+test('every registry entry is in docs/API.md with the same status and code, and the reverse', () => {
   const documented = documentedRows();
   expect(Object.keys(documented).length).toBeGreaterThan(0);
   const { internal, ...registered } = ERRORS;

@@ -8,7 +8,7 @@ import { startRedis, type RedisServer } from '../helpers/redis.js';
 
 export const silentLogger = pino({ level: 'silent' });
 
-/** Every route of the HTTP contract (API.md), with path parameters as OpenAPI writes them. */
+/** Every route of the HTTP contract (docs/API.md), with path parameters as OpenAPI writes them. */
 export const ROUTES = [
   '/v1/health',
   '/v1/ready',

@@ -1,4 +1,4 @@
-// GET /v1/usage exactly as API.md: tier, the 30-day period anchored at the account's creation, bytes
+// GET /v1/usage exactly as docs/API.md: tier, the 30-day period anchored at the account's creation, bytes
 // used this period against the tier's limit, active/created sessions, and the request cap.
 import { PERIOD_MS, periodOf } from '../../src/broker/services/usage.js';
 import { GiB, keyPair, startPlane, type Plane } from './sessions-fixture.js';

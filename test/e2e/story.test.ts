@@ -418,7 +418,7 @@ describe('the user story, end to end', () => {
     async () => {
       const result = await tunnelbyte(['disconnect']);
       expect(result.code).toBe(0);
-      // API.md: a closed session's peer leaves the node (the feed is a long poll, so this is prompt).
+      // docs/API.md: a closed session's peer leaves the node (the feed is a long poll, so this is prompt).
       await sleep(1000);
       expect(await nodePeers()).toBe('');
       expect(await download(gateway, 3000)).toBe('idle after 0');

@@ -1,4 +1,4 @@
-// Operator endpoints (API.md "Exit nodes", admin): regions, node enrollment tokens, node list.
+// Operator endpoints (docs/API.md "Exit nodes", admin): regions, node enrollment tokens, node list.
 import type { Router } from 'express';
 import { TIERS } from '../config.js';
 import { isoTime, type BrokerContext } from '../context.js';

@@ -1,4 +1,4 @@
-// Accounts and keys (API.md "Accounts and keys"): signup, login, logout, user, key, test, keys.
+// Accounts and keys (docs/API.md "Accounts and keys"): signup, login, logout, user, key, test, keys.
 import type { Request, Router } from 'express';
 import { authOf, FINGERPRINT_HEADER, hasScope } from '../auth.js';
 import { TIERS } from '../config.js';

@@ -1,4 +1,4 @@
-// Exit-node endpoints (API.md "Exit nodes"), authenticated by the node's tbn_ enrollment token:
+// Exit-node endpoints (docs/API.md "Exit nodes"), authenticated by the node's tbn_ enrollment token:
 // register, heartbeat, and the long-polled peer feed. Thin adapters over services/nodes.ts and
 // services/feed.ts. A node may only act on node ids registered with its own enrollment.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';

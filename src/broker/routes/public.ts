@@ -1,4 +1,4 @@
-// Public endpoints (API.md "Public endpoints"): regions and IP attribution, per-IP rate-limited.
+// Public endpoints (docs/API.md "Public endpoints"): regions and IP attribution, per-IP rate-limited.
 import type { Router } from 'express';
 import type { BrokerContext } from '../context.js';
 import { isoTime } from '../context.js';

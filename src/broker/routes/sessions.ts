@@ -1,4 +1,4 @@
-// Sessions (API.md "Sessions"): thin adapters over services/sessions.ts.
+// Sessions (docs/API.md "Sessions"): thin adapters over services/sessions.ts.
 import type { Router } from 'express';
 import { authOf } from '../auth.js';
 import type { BrokerContext } from '../context.js';

@@ -1,4 +1,4 @@
-// GET /v1/usage (API.md "Usage and billing"): a thin adapter over services/usage.ts.
+// GET /v1/usage (docs/API.md "Usage and billing"): a thin adapter over services/usage.ts.
 import type { Router } from 'express';
 import { authOf } from '../auth.js';
 import { TIERS } from '../config.js';

@@ -1,4 +1,4 @@
-// Login back-off against password guessing (API.md "Rate limits"): failures are counted per source
+// Login back-off against password guessing (docs/API.md "Rate limits"): failures are counted per source
 // IP and per email; past a free allowance each further failure doubles the wait before the next
 // attempt, up to a cap. A success clears the email's count. While locked, attempts are refused
 // before any password is checked.

@@ -1,4 +1,4 @@
-// Billing (API.md "Usage and billing"): checkout sends the user to the operator's Stripe Payment
+// Billing (docs/API.md "Usage and billing"): checkout sends the user to the operator's Stripe Payment
 // Link tagged with the account id, keeping the email and password hash until Stripe confirms; the
 // webhook applies each Stripe event once. Signature checks use the stripe package on the raw body.
 import Stripe from 'stripe';

@@ -17,7 +17,7 @@ import { addUsage, type UsageDelta } from './usage.js';
 /** The heartbeat interval handed to nodes at registration. */
 export const HEARTBEAT_MS = 10_000;
 
-/** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (API.md: 3 missed intervals). */
+/** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (docs/API.md: 3 missed intervals). */
 export const healthySince = (nowMs: number) => nowMs - HEALTHY_INTERVALS * HEARTBEAT_MS;
 
 // ── tunnel addresses ────────────────────────────────────────────────────────────────────────────

@@ -23,7 +23,7 @@ export interface RegionHealth {
   load: number;
 }
 
-/** A node counts as healthy with a heartbeat within this many intervals (API.md "Exit nodes"). */
+/** A node counts as healthy with a heartbeat within this many intervals (docs/API.md "Exit nodes"). */
 export const HEALTHY_INTERVALS = 3;
 /** Mean load at or above which a region reads degraded. */
 export const DEGRADED_LOAD = 0.9;

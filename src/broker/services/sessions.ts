@@ -1,4 +1,4 @@
-// Sessions (API.md "Sessions"): one WireGuard peer on one exit node.
+// Sessions (docs/API.md "Sessions"): one WireGuard peer on one exit node.
 //
 // Creating one is two slots' worth of work, because an account's sessions may land in any region:
 //   1. account slot  ({acct:<id>}, RESERVE_SLOT): byte quota and concurrent-session checks, then a

@@ -1,4 +1,4 @@
-// Usage per account and 30-day period (API.md "Usage and billing", "Tiers"). Periods are anchored at
+// Usage per account and 30-day period (docs/API.md "Usage and billing", "Tiers"). Periods are anchored at
 // the account's creation, so every account gets whole 30-day windows of its own. Byte counts come
 // from node heartbeats (services/nodes.ts); session counts from session creation.
 import type { Tier } from '../config.js';

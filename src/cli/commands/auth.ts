@@ -6,7 +6,7 @@ import { fields, maskToken, orDash, table } from '../format.js';
 import type { Act, Action } from '../program.js';
 import { usageError } from '../exit.js';
 
-/** `tb_` + 32 base62 + 6 base62 checksum (API.md "Conventions"). */
+/** `tb_` + 32 base62 + 6 base62 checksum (docs/API.md "Conventions"). */
 const TOKEN_SHAPE = /^tb_[0-9A-Za-z]{38}$/;
 
 const setKey: Action<[string]> = async (ctx, key) => {

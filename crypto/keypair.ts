@@ -10,7 +10,8 @@ import {
 } from './constants.js';
 import { type TransportMessage, openTransport, sealTransport } from './messages.js';
 import type { TransportKeys } from './noise.js';
-import { type TransportAEAD, createTransportCipher, wipe } from './primitives.js';
+import type { TransportAEAD } from './aead.js';
+import { createTransportCipher, wipe } from './primitives.js';
 import { ReplayFilter } from './replay.js';
 
 // The send counter is a Number: exact up to 2^53, which no keypair reaches (it lives at most 180 s). The

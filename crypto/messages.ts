@@ -31,7 +31,7 @@ import {
   TRANSPORT_MIN_SIZE,
   TRANSPORT_RECEIVER_OFFSET,
 } from './constants.js';
-import type { TransportAEAD } from './primitives.js';
+import type { TransportAEAD } from './aead.js';
 
 /** Fields shared by the two handshake messages, which carry mac1/mac2 (see cookie.ts). */
 interface MacFields {

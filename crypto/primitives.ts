@@ -7,7 +7,7 @@ import { equal } from '@stablelib/constant-time';
 import { HMAC as StableHMAC } from '@stablelib/hmac';
 import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
 import nacl from 'tweetnacl';
-import { ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN, writeNonce } from './aead.js';
+import { ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN, type TransportAEAD, writeNonce } from './aead.js';
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
@@ -110,19 +110,6 @@ export const XAEAD = {
     return new XChaCha20Poly1305(key).open(nonce, sealed, ad) ?? undefined;
   },
 };
-
-/** The transport AEAD interface: one instance per direction of a keypair, writing into caller buffers. */
-export interface TransportAEAD {
-  /**
-   * Encrypts `plaintext` into `dst` (length plaintext.length + 16; may be the same memory as plaintext
-   * shifted by 0, i.e. in place) under the counter given as 32-bit halves. No associated data.
-   */
-  seal(counterHigh: number, counterLow: number, plaintext: Uint8Array, dst: Uint8Array): void;
-  /** Authenticates and decrypts `sealed` into `dst` (length sealed.length - 16). False if forged. */
-  open(counterHigh: number, counterLow: number, sealed: Uint8Array, dst: Uint8Array): boolean;
-  /** Overwrites the key. */
-  wipe(): void;
-}
 
 /** TransportAEAD over @stablelib/chacha20poly1305: the key schedule object is created once per key. */
 export class StablelibTransportCipher implements TransportAEAD {

@@ -87,6 +87,8 @@ export interface HandshakeZeroed {
 /** Initiator, after sending an initiation and until the response (only the latest one can be answered). */
 export interface InitiationCreated {
   readonly state: 'initiation_created';
+  /** Our sender index in the initiation: the response names it as its receiver index. */
+  readonly localIndex: number;
   readonly chainKey: Uint8Array;
   readonly hash: Uint8Array;
   readonly ephemeralPrivate: Uint8Array;
@@ -137,13 +139,17 @@ function initialState(
   return { chainKey: protocol.initialChainKey, hash: HASH(protocol.initialHash, responderStatic) };
 }
 
-/** Initiator: builds message 1 with a fresh ephemeral private key (clamped, from injected randomness). */
+/**
+ * Initiator: builds message 1 with a fresh ephemeral private key (clamped, from injected randomness). The
+ * state remembers `localIndex`, the sender index the message goes out with.
+ */
 export function createInitiation(
   protocol: NoiseProtocol,
   local: LocalStatic,
   peer: PeerKeys,
   ephemeralPrivate: Uint8Array,
   payload: Uint8Array,
+  localIndex: number,
 ): Outcome<{ fields: InitiationFields; state: InitiationCreated }> {
   if (peer.staticStatic === undefined) return fail('invalid_public_key');
   let { chainKey, hash } = initialState(protocol, peer.remoteStatic);
@@ -174,7 +180,7 @@ export function createInitiation(
   return {
     ok: true,
     fields: { ephemeral, encryptedStatic, encryptedPayload },
-    state: { state: 'initiation_created', chainKey, hash, ephemeralPrivate },
+    state: { state: 'initiation_created', localIndex, chainKey, hash, ephemeralPrivate },
   };
 }
 

@@ -47,8 +47,6 @@ export class Peer {
   private staticKeys: PeerKeys;
 
   handshake: HandshakeState = ZEROED;
-  /** Our receiver index for the handshake in `handshake` (initiation created, awaiting the response). */
-  handshakeIndex: number | undefined;
   /** The greatest initiation timestamp accepted from this peer and when (replay and flood rules). */
   initiationHistory: InitiationHistory | undefined;
 
@@ -131,8 +129,12 @@ export class Peer {
 
   /** Forgets the handshake in progress: frees its index and wipes its secrets. */
   clearHandshake(): void {
-    if (this.handshakeIndex !== undefined) this.releaseIndex(this.handshakeIndex);
-    this.handshakeIndex = undefined;
+    if (this.handshake.state === 'initiation_created') this.releaseIndex(this.handshake.localIndex);
+    this.handshakeBecameKeypair();
+  }
+
+  /** The response arrived: the handshake's index now names the new keypair and stays; its secrets go. */
+  handshakeBecameKeypair(): void {
     const handshake = this.handshake;
     if (handshake.state === 'initiation_created') wipe(handshake.ephemeralPrivate, handshake.chainKey);
     else if (handshake.state === 'initiation_consumed') wipe(handshake.chainKey);

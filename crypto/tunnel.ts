@@ -414,7 +414,7 @@ export class Tunnel {
     if (entry === undefined || entry.keypair !== undefined) return [DROP.unknown_index];
     const peer = entry.peer;
     const handshake = peer.handshake;
-    if (handshake.state !== 'initiation_created' || peer.handshakeIndex !== message.receiverIndex) {
+    if (handshake.state !== 'initiation_created' || handshake.localIndex !== message.receiverIndex) {
       return [DROP.handshake_invalid];
     }
     const consumed = consumeResponse(handshake, this.local, peer.keys, {
@@ -433,8 +433,7 @@ export class Tunnel {
     );
     // The handshake's index now names the keypair: the peer keeps addressing us by it.
     this.indices.repoint(localIndex, { peer, keypair });
-    peer.handshakeIndex = undefined;
-    peer.clearHandshake();
+    peer.handshakeBecameKeypair();
     peer.keypairs.installAsInitiator(keypair);
 
     this.authenticatedReceived(peer, from, RESPONSE_SIZE, now);
@@ -540,18 +539,23 @@ export class Tunnel {
     if (!isRetry) peer.timers.newHandshakeAttempt();
     if (!peer.timers.canSendHandshake(now) || peer.endpoint === undefined) return;
     peer.clearHandshake();
+    const ephemeralPrivate = generatePrivateKey(this.randomBytes);
+    const localIndex = this.indices.allocate({ peer, keypair: undefined });
     const created = createInitiation(
       WIREGUARD,
       this.local,
       peer.keys,
-      generatePrivateKey(this.randomBytes),
+      ephemeralPrivate,
       TAI64N(this.wallClockMs()),
+      localIndex,
     );
-    if (!created.ok) return; // low-order peer key: this peer can never handshake
+    if (!created.ok) {
+      this.indices.delete(localIndex); // low-order peer key: this peer can never handshake
+      return;
+    }
     peer.handshake = created.state;
-    peer.handshakeIndex = this.indices.allocate({ peer, keypair: undefined });
     const datagram = writeInitiation({
-      senderIndex: peer.handshakeIndex,
+      senderIndex: localIndex,
       ephemeral: created.fields.ephemeral,
       encryptedStatic: created.fields.encryptedStatic,
       encryptedTimestamp: created.fields.encryptedPayload,

@@ -100,6 +100,7 @@ function benchHandshake(): number {
     initiatorView,
     generatePrivateKey(random),
     TAI64N(Date.now()),
+    1,
   );
   if (!init.ok) throw new Error(init.reason);
   const initiation = writeInitiation({

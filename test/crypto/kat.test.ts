@@ -54,6 +54,7 @@ describe.each(['no_psk', 'with_psk'])('%s', (variant) => {
       initiatorView,
       s('initiator_ephemeral_private'),
       s('timestamp_tai64n'),
+      v.initiator_sender_index as number,
     );
     if (!init.ok) throw new Error(init.reason);
     const initiation = writeInitiation({

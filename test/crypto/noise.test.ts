@@ -46,6 +46,7 @@ describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md Â
       initiatorView,
       hex(v.init_ephemeral),
       hex(m0!.payload),
+      1,
     );
     if (!first.ok) throw new Error(first.reason);
     const f = first.fields;
@@ -113,7 +114,14 @@ describe('two in-memory handshakes', () => {
     ['with psk', HASH(Uint8Array.of(7))],
   ])('%s: chaining key and hash agree after each message; keys work both ways', (_name, psk) => {
     const { random, a, b, aPeer, bPeer } = pair(1, psk);
-    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(1_700_000_000_000));
+    const init = createInitiation(
+      WIREGUARD,
+      a,
+      aPeer,
+      generatePrivateKey(random),
+      TAI64N(1_700_000_000_000),
+      1,
+    );
     if (!init.ok) throw new Error(init.reason);
     const consumed = consumeInitiation(WIREGUARD, b, init.fields, () => bPeer);
     if (!consumed.ok) throw new Error(consumed.reason);
@@ -139,7 +147,7 @@ describe('two in-memory handshakes', () => {
   test('mismatched pre-shared keys fail at the response, as a typed failure', () => {
     const { random, a, b, aPeer } = pair(2, HASH(Uint8Array.of(1)));
     const bPeer = peerKeys(b, a.publicKey, HASH(Uint8Array.of(2)));
-    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0), 1);
     const consumed = init.ok && consumeInitiation(WIREGUARD, b, init.fields, () => bPeer);
     if (!init.ok || !consumed || !consumed.ok) throw new Error('setup');
     const response = createResponse(consumed.state, generatePrivateKey(random), new Uint8Array(0));
@@ -152,7 +160,7 @@ describe('two in-memory handshakes', () => {
 
   test('bad input yields typed failures, never exceptions', () => {
     const { random, a, b, aPeer, bPeer } = pair(3);
-    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+    const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0), 1);
     if (!init.ok) throw new Error(init.reason);
     const flip = (bytes: Uint8Array, i: number) => {
       const copy = Uint8Array.from(bytes);
@@ -201,7 +209,7 @@ describe('two in-memory handshakes', () => {
     const { random, a } = pair(4);
     const lowOrder = peerKeys(a, new Uint8Array(32));
     expect(lowOrder.staticStatic).toBeUndefined();
-    expect(createInitiation(WIREGUARD, a, lowOrder, generatePrivateKey(random), TAI64N(0))).toEqual({
+    expect(createInitiation(WIREGUARD, a, lowOrder, generatePrivateKey(random), TAI64N(0), 1)).toEqual({
       ok: false,
       reason: 'invalid_public_key',
     });
@@ -229,7 +237,7 @@ describe('initiationRejection: replay (timestamp strictly greater) and flood (20
 
 describe('properties: consume functions never throw on random fields', () => {
   const { random, a, b, aPeer, bPeer } = pair(5);
-  const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0));
+  const init = createInitiation(WIREGUARD, a, aPeer, generatePrivateKey(random), TAI64N(0), 1);
   if (!init.ok) throw new Error(init.reason);
   const bytes = (length: number) => fc.uint8Array({ minLength: length, maxLength: length });
 

@@ -92,10 +92,9 @@ describe('Peer', () => {
   test('6. clearing the handshake frees its index and wipes its ephemeral key', () => {
     const { peer, released } = makePeer();
     const ephemeral = clamp(new Uint8Array(32).fill(5));
-    const created = createInitiation(WIREGUARD, local, peer.keys, ephemeral, TAI64N(0));
+    const created = createInitiation(WIREGUARD, local, peer.keys, ephemeral, TAI64N(0), 77);
     if (!created.ok) throw new Error('initiation');
     peer.handshake = created.state;
-    peer.handshakeIndex = 77;
     peer.clearHandshake();
     expect(released).toEqual([77]);
     expect(peer.handshake.state).toBe('zeroed');

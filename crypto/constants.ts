@@ -69,8 +69,6 @@ export const KEEPALIVE_SIZE = TRANSPORT_HEADER_SIZE + AEAD_TAG_LENGTH; // 32
 export const TRANSPORT_MIN_SIZE = KEEPALIVE_SIZE;
 
 export const PADDING_MULTIPLE = 16;
-/** Largest datagram wireguard-go accepts (MaxSegmentSize). */
-export const MAX_MESSAGE_SIZE = 65535;
 
 // ---------------------------------------------------------------------------------------------------------
 // Specification: limits and timers (§4.1). Counts above 2^53 are bigint.
@@ -105,10 +103,13 @@ export const UNDER_LOAD_AFTER_TIME_MS = 1_000;
 
 /** Packets queued per peer while no usable keypair exists; the oldest is dropped beyond this. */
 export const MAX_STAGED_PACKETS = 128;
-/** Handshake backlog size of the I/O shell (wireguard-go QueueHandshakeSize) and its under-load mark. */
-export const HANDSHAKE_QUEUE_SIZE = 1024;
-export const UNDER_LOAD_QUEUE_THRESHOLD = HANDSHAKE_QUEUE_SIZE / 8; // 128
-export const MAX_PEERS = 1 << 16;
+/**
+ * Handshake messages waiting at once that put the device under load (the I/O shell then calls
+ * Tunnel.markUnderLoad). wireguard-go marks load at 1/8 of its handshake queue (128 of 1024), the kernel at
+ * 512 of 4096. The node's shell queues nothing: it handles each batch the socket yields at once, and libuv
+ * reads at most 32 datagrams per wakeup, so half such a batch of handshakes is the backlog that means load.
+ */
+export const UNDER_LOAD_HANDSHAKE_BACKLOG = 16;
 export const DEFAULT_MTU = 1420;
 /** Per-source handshake rate limiter under load (kernel ratelimiter.c): token bucket. */
 export const RATELIMIT_PACKETS_PER_SECOND = 20;

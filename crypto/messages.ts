@@ -2,6 +2,7 @@
 // views, or reject it; serializers write fresh buffers. parseMessage never throws, whatever the bytes.
 import {
   AEAD_TAG_LENGTH,
+  COOKIE_LENGTH,
   COOKIE_REPLY_COOKIE_OFFSET,
   COOKIE_REPLY_NONCE_OFFSET,
   COOKIE_REPLY_RECEIVER_OFFSET,
@@ -13,6 +14,7 @@ import {
   INITIATION_SIZE,
   INITIATION_STATIC_OFFSET,
   INITIATION_TIMESTAMP_OFFSET,
+  KEY_LENGTH,
   MAC_LENGTH,
   MESSAGE_COOKIE_REPLY,
   MESSAGE_INITIATION,
@@ -30,6 +32,9 @@ import {
   TRANSPORT_COUNTER_OFFSET,
   TRANSPORT_MIN_SIZE,
   TRANSPORT_RECEIVER_OFFSET,
+  TIMESTAMP_LENGTH,
+  XAEAD_NONCE_LENGTH,
+  sealedLength,
 } from './constants.js';
 import type { TransportAEAD } from './aead.js';
 
@@ -79,6 +84,12 @@ export interface TransportMessage {
 export type HandshakeMessage = InitiationMessage | ResponseMessage;
 export type Message = InitiationMessage | ResponseMessage | CookieReplyMessage | TransportMessage;
 
+// Sealed field sizes: each is its plaintext plus the AEAD tag.
+const ENCRYPTED_STATIC_LENGTH = sealedLength(KEY_LENGTH); // 48
+const ENCRYPTED_TIMESTAMP_LENGTH = sealedLength(TIMESTAMP_LENGTH); // 28
+const ENCRYPTED_NOTHING_LENGTH = sealedLength(0); // 16
+const ENCRYPTED_COOKIE_LENGTH = sealedLength(COOKIE_LENGTH); // 32
+
 const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const slice = (bytes: Uint8Array, offset: number, length: number): Uint8Array =>
   bytes.subarray(offset, offset + length);
@@ -99,9 +110,9 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
         type,
         bytes: datagram,
         senderIndex: data.getUint32(INITIATION_SENDER_OFFSET, true),
-        ephemeral: slice(datagram, INITIATION_EPHEMERAL_OFFSET, 32),
-        encryptedStatic: slice(datagram, INITIATION_STATIC_OFFSET, 32 + AEAD_TAG_LENGTH),
-        encryptedTimestamp: slice(datagram, INITIATION_TIMESTAMP_OFFSET, 12 + AEAD_TAG_LENGTH),
+        ephemeral: slice(datagram, INITIATION_EPHEMERAL_OFFSET, KEY_LENGTH),
+        encryptedStatic: slice(datagram, INITIATION_STATIC_OFFSET, ENCRYPTED_STATIC_LENGTH),
+        encryptedTimestamp: slice(datagram, INITIATION_TIMESTAMP_OFFSET, ENCRYPTED_TIMESTAMP_LENGTH),
         mac1: slice(datagram, INITIATION_MAC1_OFFSET, MAC_LENGTH),
         mac2: slice(datagram, INITIATION_MAC2_OFFSET, MAC_LENGTH),
       };
@@ -112,8 +123,8 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
         bytes: datagram,
         senderIndex: data.getUint32(RESPONSE_SENDER_OFFSET, true),
         receiverIndex: data.getUint32(RESPONSE_RECEIVER_OFFSET, true),
-        ephemeral: slice(datagram, RESPONSE_EPHEMERAL_OFFSET, 32),
-        encryptedNothing: slice(datagram, RESPONSE_EMPTY_OFFSET, AEAD_TAG_LENGTH),
+        ephemeral: slice(datagram, RESPONSE_EPHEMERAL_OFFSET, KEY_LENGTH),
+        encryptedNothing: slice(datagram, RESPONSE_EMPTY_OFFSET, ENCRYPTED_NOTHING_LENGTH),
         mac1: slice(datagram, RESPONSE_MAC1_OFFSET, MAC_LENGTH),
         mac2: slice(datagram, RESPONSE_MAC2_OFFSET, MAC_LENGTH),
       };
@@ -123,8 +134,8 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
         type,
         bytes: datagram,
         receiverIndex: data.getUint32(COOKIE_REPLY_RECEIVER_OFFSET, true),
-        nonce: slice(datagram, COOKIE_REPLY_NONCE_OFFSET, 24),
-        encryptedCookie: slice(datagram, COOKIE_REPLY_COOKIE_OFFSET, 16 + AEAD_TAG_LENGTH),
+        nonce: slice(datagram, COOKIE_REPLY_NONCE_OFFSET, XAEAD_NONCE_LENGTH),
+        encryptedCookie: slice(datagram, COOKIE_REPLY_COOKIE_OFFSET, ENCRYPTED_COOKIE_LENGTH),
       };
     case MESSAGE_TRANSPORT:
       if (datagram.length < TRANSPORT_MIN_SIZE) return undefined;
@@ -163,9 +174,9 @@ export function writeInitiation(fields: {
 }): Uint8Array {
   const { bytes, data } = messageBuffer(MESSAGE_INITIATION, INITIATION_SIZE);
   data.setUint32(INITIATION_SENDER_OFFSET, fields.senderIndex, true);
-  put(bytes, INITIATION_EPHEMERAL_OFFSET, fields.ephemeral, 32);
-  put(bytes, INITIATION_STATIC_OFFSET, fields.encryptedStatic, 32 + AEAD_TAG_LENGTH);
-  put(bytes, INITIATION_TIMESTAMP_OFFSET, fields.encryptedTimestamp, 12 + AEAD_TAG_LENGTH);
+  put(bytes, INITIATION_EPHEMERAL_OFFSET, fields.ephemeral, KEY_LENGTH);
+  put(bytes, INITIATION_STATIC_OFFSET, fields.encryptedStatic, ENCRYPTED_STATIC_LENGTH);
+  put(bytes, INITIATION_TIMESTAMP_OFFSET, fields.encryptedTimestamp, ENCRYPTED_TIMESTAMP_LENGTH);
   return bytes;
 }
 
@@ -179,8 +190,8 @@ export function writeResponse(fields: {
   const { bytes, data } = messageBuffer(MESSAGE_RESPONSE, RESPONSE_SIZE);
   data.setUint32(RESPONSE_SENDER_OFFSET, fields.senderIndex, true);
   data.setUint32(RESPONSE_RECEIVER_OFFSET, fields.receiverIndex, true);
-  put(bytes, RESPONSE_EPHEMERAL_OFFSET, fields.ephemeral, 32);
-  put(bytes, RESPONSE_EMPTY_OFFSET, fields.encryptedNothing, AEAD_TAG_LENGTH);
+  put(bytes, RESPONSE_EPHEMERAL_OFFSET, fields.ephemeral, KEY_LENGTH);
+  put(bytes, RESPONSE_EMPTY_OFFSET, fields.encryptedNothing, ENCRYPTED_NOTHING_LENGTH);
   return bytes;
 }
 
@@ -191,8 +202,8 @@ export function writeCookieReply(fields: {
 }): Uint8Array {
   const { bytes, data } = messageBuffer(MESSAGE_COOKIE_REPLY, COOKIE_REPLY_SIZE);
   data.setUint32(COOKIE_REPLY_RECEIVER_OFFSET, fields.receiverIndex, true);
-  put(bytes, COOKIE_REPLY_NONCE_OFFSET, fields.nonce, 24);
-  put(bytes, COOKIE_REPLY_COOKIE_OFFSET, fields.encryptedCookie, 16 + AEAD_TAG_LENGTH);
+  put(bytes, COOKIE_REPLY_NONCE_OFFSET, fields.nonce, XAEAD_NONCE_LENGTH);
+  put(bytes, COOKIE_REPLY_COOKIE_OFFSET, fields.encryptedCookie, ENCRYPTED_COOKIE_LENGTH);
   return bytes;
 }
 

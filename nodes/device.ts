@@ -3,7 +3,7 @@
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
 import { randomBytes } from 'node:crypto';
 
-import { MESSAGE_INITIATION } from '../crypto/constants.js';
+import { MESSAGE_INITIATION, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
 import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
@@ -30,11 +30,6 @@ export interface DeviceOptions {
   metrics?: NodeMetrics;
   clock?: () => number;
 }
-
-// libuv reads up to 32 datagrams per socket wakeup and Node emits them in one turn; when half of such a
-// batch are handshake messages, the kernel queue holds a handshake backlog: tell the engine it is under
-// load so it answers with cookies and rate-limits (WIREGUARD.md §3).
-export const UNDER_LOAD_HANDSHAKES_PER_TURN = 16;
 
 export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
 
@@ -80,7 +75,8 @@ export class Device implements UapiDevice {
       setImmediate(() => (this.handshakesThisTurn = 0));
     }
     const now = this.clock();
-    if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKES_PER_TURN) this.tunnel.markUnderLoad(now);
+    // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog.
+    if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
     this.perform(this.tunnel.decapsulate(datagram, from, now));
     this.scheduler.rearmSoon();
   }

@@ -7,14 +7,12 @@ import type { AddressInfo } from 'node:net';
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
+import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
 type Direction = 'rx' | 'tx';
-
-// A session is live while its keypair may still be used (REJECT_AFTER_TIME).
-const ACTIVE_HANDSHAKE_AGE_MS = 180_000;
 
 export interface PeerCounts {
   peers(): ReadonlyArray<{ readonly lastHandshakeUnixMs: number }>;
@@ -56,7 +54,7 @@ export class NodeMetrics {
       registers,
       collect() {
         const now = wallClockMs();
-        this.set(source.peers().filter((p) => p.lastHandshakeUnixMs > now - ACTIVE_HANDSHAKE_AGE_MS).length);
+        this.set(source.peers().filter((p) => p.lastHandshakeUnixMs > now - REJECT_AFTER_TIME_MS).length);
       },
     });
     this.counter('tunnelbyte_node_udp_packets_total', 'UDP datagrams received and sent.', ['direction'], () =>

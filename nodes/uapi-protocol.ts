@@ -4,6 +4,7 @@
 // (negative for `set`, as wireguard-go sends them) or, for an unknown operation, a hang-up.
 import { StringDecoder } from 'node:string_decoder';
 
+import { KEY_LENGTH } from '../crypto/constants.js';
 import { formatIpAddress, formatPrefix, maskPrefix, parseIpAddress, parsePrefix } from '../crypto/ipaddr.js';
 
 // errno values as wireguard-go's ipc package sends them.
@@ -13,7 +14,6 @@ export const UAPI_EINVAL = -22;
 export const UAPI_EPROTO = -71;
 export const UAPI_EADDRINUSE = -98;
 
-const KEY_BYTES = 32;
 const KEY_HEX = /^[0-9a-fA-F]{64}$/;
 const UNSIGNED = /^[0-9]{1,20}$/;
 // No legitimate line comes near this (the longest is a 64-hex-digit key); a longer one is garbage or abuse.
@@ -377,7 +377,7 @@ export async function applySet(device: UapiDevice, request: SetRequest): Promise
 
 const hex = (key: Uint8Array): string =>
   Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
-const ZERO_KEY = new Uint8Array(KEY_BYTES);
+const ZERO_KEY = new Uint8Array(KEY_LENGTH);
 
 /** The `get` response body, `errno=0` and the terminating empty line included. */
 export function formatGet(status: UapiDeviceStatus): string {

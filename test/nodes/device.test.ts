@@ -5,13 +5,9 @@ import { createSocket } from 'node:dgram';
 
 import nacl from 'tweetnacl';
 
+import { UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { Tunnel } from '../../crypto/tunnel.js';
-import {
-  Device,
-  secureRandomBytes,
-  UNDER_LOAD_HANDSHAKES_PER_TURN,
-  type PacketIo,
-} from '../../nodes/device.js';
+import { Device, secureRandomBytes, type PacketIo } from '../../nodes/device.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
 import { openUdp, type UdpTransport } from '../../nodes/udp.js';
 
@@ -173,7 +169,7 @@ describe('Device', () => {
     const cookieReplies: Uint8Array[] = [];
     probe.onDatagram((datagram) => cookieReplies.push(datagram));
     const to = { address: '127.0.0.1', port: a.device.listenPort };
-    for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKES_PER_TURN; i++) {
+    for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKE_BACKLOG; i++) {
       const stranger = new Tunnel({
         privateKey: nacl.randomBytes(32),
         randomBytes: secureRandomBytes,

@@ -1,6 +1,6 @@
 // What every command gets: the global options resolved once (broker URL, token, fingerprint, output
 // mode), the config-dir store, and the two ways to answer (human text or --json).
-import { ApiClient, DEFAULT_API_URL } from '../lib/api-client.js';
+import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS } from '../lib/api-client.js';
 import { machineFingerprint } from '../lib/fingerprint.js';
 import { CliError, EXIT, NO_TOKEN, usageError } from './exit.js';
 import { type CliIO, withSpinner } from './io.js';
@@ -9,6 +9,8 @@ import { Store, type TokenSource } from './store.js';
 export interface GlobalOptions {
   api?: string;
   json?: boolean;
+  /** Seconds to wait for each answer of the broker (commander parses --timeout). */
+  timeout?: number;
 }
 
 export interface ResolvedToken {
@@ -31,17 +33,32 @@ function brokerUrl(raw: string): string {
   return raw;
 }
 
+function timeoutMs(option: number | undefined, env: string | undefined): number {
+  if (option !== undefined) return option * 1000;
+  if (env === undefined || env === '') return DEFAULT_TIMEOUT_MS;
+  if (!/^\d+$/.test(env) || Number(env) < 1)
+    throw usageError(`TB_TIMEOUT must be whole seconds ≥ 1, not ${env}`);
+  return Number(env) * 1000;
+}
+
 export class Context {
   readonly io: CliIO;
   readonly json: boolean;
   readonly apiUrl: string;
   readonly store: Store;
+  readonly timeoutMs: number;
 
   constructor(io: CliIO, options: GlobalOptions) {
     this.io = io;
     this.json = options.json === true;
     this.apiUrl = brokerUrl(options.api ?? (io.env.TB_API || DEFAULT_API_URL));
+    this.timeoutMs = timeoutMs(options.timeout, io.env.TB_TIMEOUT);
     this.store = new Store(io.env);
+  }
+
+  /** True once Ctrl-C was pressed. */
+  get interrupted(): boolean {
+    return this.io.interrupt?.aborted === true;
   }
 
   /** TB_KEY wins over the cache, so CI can inject a token without touching files. */
@@ -62,13 +79,18 @@ export class Context {
     return machineFingerprint(this.io.env);
   }
 
-  /** A client presenting the token when there is one (public endpoints accept either). */
-  client(token: string | undefined = this.token()?.token): ApiClient {
+  /**
+   * A client presenting the token when there is one (public endpoints accept either). Ctrl-C aborts its
+   * requests, unless `interruptible` is false: for a request whose result must be known to be undone.
+   */
+  client(token: string | undefined = this.token()?.token, { interruptible = true } = {}): ApiClient {
     return new ApiClient({
       baseUrl: this.apiUrl,
       token,
       fingerprint: this.fingerprint(),
       userAgent: USER_AGENT,
+      timeoutMs: this.timeoutMs,
+      ...(interruptible && this.io.interrupt ? { signal: this.io.interrupt } : {}),
     });
   }
 

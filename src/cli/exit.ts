@@ -1,6 +1,6 @@
 // Exit codes and the one mapping from any failure to ONE line on stderr saying what to do next.
 // Documented in src/cli/README.md; scripts depend on them.
-import { ApiError, NetworkError } from '../lib/api-client.js';
+import { ApiError, NetworkError, RequestAborted } from '../lib/api-client.js';
 import { FingerprintError } from '../lib/fingerprint.js';
 
 export const EXIT = {
@@ -13,8 +13,10 @@ export const EXIT = {
   auth: 3,
   /** 429: request rate or tier quota. */
   limited: 4,
-  /** 503 or the broker cannot be reached. */
+  /** 503, the broker cannot be reached, or it did not answer within --timeout. */
   unavailable: 5,
+  /** Ctrl-C (128 + SIGINT, as shells report it). */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -31,6 +33,10 @@ export class CliError extends Error {
 }
 
 export const usageError = (message: string) => new CliError(message, EXIT.usage);
+
+/** Ctrl-C; `detail` says what became of the work in flight. */
+export const interrupted = (detail?: string) =>
+  new CliError(detail ? `interrupted; ${detail}` : 'interrupted', EXIT.interrupted);
 
 export const NO_TOKEN = 'no token: run `tunnelbyte signup` or `tunnelbyte login` (or set TB_KEY)';
 
@@ -89,6 +95,13 @@ function describeApiError(err: ApiError): Described {
 export function describeError(err: unknown): Described {
   if (err instanceof CliError) return { line: err.message, exitCode: err.exitCode };
   if (err instanceof ApiError) return describeApiError(err);
+  if (err instanceof RequestAborted) return describeError(interrupted());
+  if (err instanceof NetworkError && err.timeoutMs !== undefined) {
+    return {
+      line: `timed out: the broker at ${err.url} did not answer within ${err.timeoutMs / 1000} s (--timeout / TB_TIMEOUT)`,
+      exitCode: EXIT.unavailable,
+    };
+  }
   if (err instanceof NetworkError) {
     return {
       line: `cannot reach the broker at ${err.url}: check --api / TB_API and your connection`,

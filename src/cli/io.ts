@@ -2,6 +2,7 @@
 // in tests. Nothing else in src/cli touches process.* directly, so run() is testable in-process.
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { EXIT, interrupted } from './exit.js';
 
 export interface OutStream {
   write(text: string): unknown;
@@ -13,10 +14,29 @@ export interface CliIO {
   stderr: OutStream;
   stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
   env: Record<string, string | undefined>;
+  /** Aborted by Ctrl-C: requests in flight stop and the command reports "interrupted" (exit 130). */
+  interrupt?: AbortSignal;
+}
+
+/** The first Ctrl-C aborts, so the command can say so and close what it made; a second one exits at once. */
+function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  process.on('SIGINT', () => {
+    if (!controller.signal.aborted) return controller.abort();
+    process.stderr.write('tunnelbyte: interrupted again; see `tunnelbyte sessions` for anything left open\n');
+    process.exit(EXIT.interrupted);
+  });
+  return controller.signal;
 }
 
 export function processIo(): CliIO {
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    interrupt: interruptSignal(),
+  };
 }
 
 /** Reads all of stdin, without its final line break (`echo pw | tunnelbyte login --password-stdin`). */
@@ -41,7 +61,11 @@ export async function prompt(io: CliIO, question: string, secret = false): Promi
     };
   }
   try {
-    return await new Promise<string>((resolve) => rl.question(question, resolve));
+    return await new Promise<string>((resolve, reject) => {
+      // A terminal in raw mode turns Ctrl-C into this event rather than a signal.
+      rl.once('SIGINT', () => reject(interrupted()));
+      rl.question(question, resolve);
+    });
   } finally {
     if (secret) output.write('\n');
     rl.close();

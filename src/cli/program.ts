@@ -6,6 +6,7 @@ import { registerAccount } from './commands/account.js';
 import { registerAuth } from './commands/auth.js';
 import { registerInfo } from './commands/info.js';
 import { registerSessions } from './commands/sessions.js';
+import { seconds } from './args.js';
 import { Context, type GlobalOptions } from './context.js';
 import { describeError, EXIT, type ExitCode } from './exit.js';
 import type { CliIO } from './io.js';
@@ -21,20 +22,30 @@ export function buildProgram(io: CliIO): Command {
     .version(VERSION)
     .option('--api <url>', 'broker URL (env TB_API; default http://127.0.0.1:8080)')
     .option('--json', 'machine-readable output on stdout')
-    .showSuggestionAfterError(false)
+    .option(
+      '--timeout <seconds>',
+      'how long to wait for each answer of the broker (env TB_TIMEOUT; 15)',
+      seconds,
+    )
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      // Usage errors are one line too, with where to look next.
-      outputError: (s, write) => write(`tunnelbyte: ${s.trim().replace(/^error: /, '')} (see --help)\n`),
+      // Usage errors are one line too, with commander's nearest match and where to look next.
+      outputError: (s, write) =>
+        write(
+          `tunnelbyte: ${s
+            .trim()
+            .replace(/^error: /, '')
+            .replace(/\s*\(Did you mean (.+)\?\)$/, '; did you mean $1?')} (see --help)\n`,
+        ),
     })
     .addHelpText(
       'after',
-      '\nEnvironment: TB_API (broker URL), TB_KEY (token; wins over the cache), TB_FINGERPRINT (hex machine\n' +
-        'fingerprint override), TB_CONFIG_DIR (config dir override).\n' +
+      '\nEnvironment: TB_API (broker URL), TB_KEY (token; wins over the cache), TB_TIMEOUT (seconds),\n' +
+        'TB_FINGERPRINT (hex machine fingerprint override), TB_CONFIG_DIR (config dir override).\n' +
         'Exit codes: 0 ok, 1 API or other error, 2 usage error, 3 auth (no/invalid token, missing scope or\n' +
-        'tier), 4 rate limit or quota, 5 broker unreachable or no capacity.\n',
+        'tier), 4 rate limit or quota, 5 broker unreachable, timed out or no capacity, 130 interrupted.\n',
     );
 
   // Commander calls an action with (positionals..., options, command); the command is swapped for the

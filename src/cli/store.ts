@@ -1,9 +1,10 @@
 // The CLI's files in its config dir (env-paths: ~/.config/tunnelbyte on Linux, ~/Library/Preferences/
 // tunnelbyte on macOS, %APPDATA%\tunnelbyte\Config on Windows; TB_CONFIG_DIR overrides it):
 //   token        the cached API token (0600; the directory is 0700)
-//   state.json   the last session id, for `status` and `disconnect` without an argument
-//   <ses_id>.conf  wg-quick files written by `connect` (0600: they hold the private key);
-//                  tb-<last 8 of the id>.conf with `connect --up`, as wg-quick wants a short name
+//   state.json   the last session id, for `status` and `disconnect` without an argument, and the
+//                files `connect --up` brought up, for `disconnect` to take down
+//   tb-<last 8 of the session id>.conf  wg-quick files written by `connect` (0600: they hold the
+//                private key), named so that wg-quick accepts the name as an interface name
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import envPaths from 'env-paths';
@@ -40,6 +41,8 @@ function readOptional(path: string): string | undefined {
 
 interface State {
   last_session?: string;
+  /** Session id → the wg-quick file `connect --up` brought up. */
+  up?: Record<string, string>;
 }
 
 export type TokenSource = 'TB_KEY' | 'cache';
@@ -57,12 +60,8 @@ export class Store {
   private get statePath(): string {
     return join(this.dir, 'state.json');
   }
+  /** wg-quick takes the interface name from the file name: 1–15 of [a-zA-Z0-9_=+.-], so `tb-` + 8. */
   sessionConfigPath(sessionId: string): string {
-    return join(this.dir, `${sessionId}.conf`);
-  }
-
-  /** For `connect --up`: wg-quick takes the interface name from the file name (at most 15 characters). */
-  interfaceConfigPath(sessionId: string): string {
     return join(this.dir, `tb-${sessionId.replace(/[^A-Za-z0-9]/g, '').slice(-8)}.conf`);
   }
 
@@ -95,6 +94,23 @@ export class Store {
     const state = this.readState();
     if (id === undefined) delete state.last_session;
     else state.last_session = id;
+    this.writeState(state);
+  }
+
+  /** The file `connect --up` brought up for this session, if it did. */
+  upConfig(sessionId: string): string | undefined {
+    const path = this.readState().up?.[sessionId];
+    return typeof path === 'string' ? path : undefined;
+  }
+  setUpConfig(sessionId: string, path: string | undefined): void {
+    const state = this.readState();
+    const up = { ...state.up };
+    if (path === undefined) delete up[sessionId];
+    else up[sessionId] = path;
+    this.writeState({ ...state, up });
+  }
+
+  private writeState(state: State): void {
     writePrivateFile(this.statePath, `${JSON.stringify(state)}\n`);
   }
 }

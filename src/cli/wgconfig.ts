@@ -5,6 +5,7 @@ import type { CreatedSession } from '../lib/api-client.js';
 import { formatWgQuick, keyFromBase64, parseWgQuick, type WgQuickEndpoint } from '../lib/wgquick.js';
 
 const PRIVATE_KEY_LINE = /^[ \t]*PrivateKey[ \t]*=.*$/im;
+const DNS_LINE = /^[ \t]*DNS[ \t]*=.*(\r?\n|$)/gim;
 const INTERFACE_HEADER = /^[ \t]*\[Interface\][ \t]*$/im;
 
 export type WgConfigResult = { ok: true; text: string } | { ok: false; message: string };
@@ -15,7 +16,12 @@ function splitEndpoint(endpoint: string): WgQuickEndpoint | undefined {
   return { host: match[1] ?? '', port: Number(match[2]) };
 }
 
-function fromFields(session: CreatedSession, privateKey: Uint8Array): WgConfigResult {
+export interface ConfigOptions {
+  /** Keep the broker's DNS servers (wg-quick then needs resolvconf); false leaves DNS to the host. */
+  dns: boolean;
+}
+
+function fromFields(session: CreatedSession, privateKey: Uint8Array, { dns }: ConfigOptions): WgConfigResult {
   const publicKey = keyFromBase64(session.peer.public_key);
   const presharedKey = session.peer.preshared_key ? keyFromBase64(session.peer.preshared_key) : undefined;
   const endpoint = splitEndpoint(session.peer.endpoint);
@@ -27,7 +33,7 @@ function fromFields(session: CreatedSession, privateKey: Uint8Array): WgConfigRe
       interface: {
         privateKey,
         addresses: session.interface.addresses,
-        dns: session.interface.dns,
+        dns: dns ? session.interface.dns : [],
         preUp: [],
         postUp: [],
         preDown: [],
@@ -50,17 +56,22 @@ function fromFields(session: CreatedSession, privateKey: Uint8Array): WgConfigRe
 }
 
 /** The complete wg-quick text for a session whose private key is `privateKeyB64`. */
-export function sessionConfig(session: CreatedSession, privateKeyB64: string): WgConfigResult {
+export function sessionConfig(
+  session: CreatedSession,
+  privateKeyB64: string,
+  options: ConfigOptions = { dns: true },
+): WgConfigResult {
   const privateKey = keyFromBase64(privateKeyB64);
   if (!privateKey) return { ok: false, message: 'the private key is not a WireGuard key' };
-  const template = typeof session.config === 'string' ? session.config : '';
+  const broker = typeof session.config === 'string' ? session.config : '';
+  const template = options.dns ? broker : broker.replace(DNS_LINE, '');
   let text: string;
   if (PRIVATE_KEY_LINE.test(template)) {
     text = template.replace(PRIVATE_KEY_LINE, `PrivateKey = ${privateKeyB64}`);
   } else if (INTERFACE_HEADER.test(template)) {
     text = template.replace(INTERFACE_HEADER, (header) => `${header}\nPrivateKey = ${privateKeyB64}`);
   } else {
-    return fromFields(session, privateKey);
+    return fromFields(session, privateKey, options);
   }
   if (!text.endsWith('\n')) text += '\n';
   const parsed = parseWgQuick(text);

@@ -181,14 +181,25 @@ export class ApiError extends Error {
   }
 }
 
-/** The broker could not be reached (DNS, refused connection, timeout, TLS). */
+/** The broker could not be reached (DNS, refused connection, TLS), or did not answer in time. */
 export class NetworkError extends Error {
   override name = 'NetworkError';
   readonly url: string;
+  /** Set when the request was cut off by the client's timeout (the broker accepted but never answered). */
+  readonly timeoutMs: number | undefined;
 
-  constructor(url: string, cause: unknown) {
+  constructor(url: string, cause: unknown, timeoutMs?: number) {
     super(`cannot reach ${url}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.url = url;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The caller's abort signal cut the request off (the CLI's Ctrl-C); the broker may still act on it. */
+export class RequestAborted extends Error {
+  override name = 'RequestAborted';
+  constructor() {
+    super('request aborted');
   }
 }
 
@@ -206,7 +217,7 @@ function isErrorBody(value: unknown): value is ErrorBody {
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 export const FINGERPRINT_HEADER = 'X-Machine-Fingerprint';
-const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = 15_000;
 
 export interface ApiClientOptions {
   /** Origin of the broker, e.g. https://api.tunnelbyte.dev (a trailing /v1 is accepted too). */
@@ -217,6 +228,8 @@ export interface ApiClientOptions {
   fingerprint?: string;
   timeoutMs?: number;
   userAgent?: string;
+  /** Aborts every request in flight and every later one (RequestAborted). */
+  signal?: AbortSignal;
 }
 
 type Method = 'GET' | 'POST' | 'DELETE';
@@ -227,6 +240,7 @@ export class ApiClient {
   private readonly fingerprint: string | undefined;
   private readonly timeoutMs: number;
   private readonly userAgent: string | undefined;
+  private readonly signal: AbortSignal | undefined;
 
   constructor(options: ApiClientOptions = {}) {
     this.baseUrl = (options.baseUrl ?? DEFAULT_API_URL).replace(/\/+$/, '').replace(/\/v1$/, '');
@@ -234,6 +248,7 @@ export class ApiClient {
     this.fingerprint = options.fingerprint;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.userAgent = options.userAgent;
+    this.signal = options.signal;
   }
 
   /** A copy of this client presenting another token. */
@@ -244,6 +259,7 @@ export class ApiClient {
       fingerprint: this.fingerprint,
       timeoutMs: this.timeoutMs,
       userAgent: this.userAgent,
+      signal: this.signal,
     });
   }
 
@@ -256,6 +272,7 @@ export class ApiClient {
     if (this.fingerprint) headers[FINGERPRINT_HEADER] = this.fingerprint;
     if (this.userAgent) headers['User-Agent'] = this.userAgent;
 
+    const timeout = AbortSignal.timeout(this.timeoutMs);
     let response: Response;
     let text: string;
     try {
@@ -263,11 +280,12 @@ export class ApiClient {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: this.signal ? AbortSignal.any([timeout, this.signal]) : timeout,
       });
       text = await response.text();
     } catch (err) {
-      throw new NetworkError(this.baseUrl, err);
+      if (this.signal?.aborted) throw new RequestAborted();
+      throw new NetworkError(this.baseUrl, err, timeout.aborted ? this.timeoutMs : undefined);
     }
 
     let parsed: unknown = undefined;

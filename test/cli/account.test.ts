@@ -36,6 +36,9 @@ describe('signup and the token cache', () => {
     expect(tokens).toHaveLength(1);
     expect(res.stdout).toContain('free tier');
     expect(res.stdout).toContain('export TB_KEY=$(tunnelbyte token)');
+    // `tunnelbyte token` prints it again, so it is not called "shown once".
+    expect(res.stdout).not.toContain('shown once');
+    expect(res.stdout).toContain('`tunnelbyte token` prints it again');
     const path = join(m.configDir, 'token');
     expect(readFileSync(path, 'utf8').trim()).toBe(tokens[0]);
     expect(mode(path)).toBe(0o600);
@@ -295,6 +298,19 @@ describe('logout, upgrade, login', () => {
     expect(shown).toHaveLength(1);
     expect(readFileSync(join(laptop.configDir, 'token'), 'utf8').trim()).toBe(shown[0]);
     expect(mode(join(laptop.configDir, 'token'))).toBe(0o600);
+
+    // As other tunnel CLIs (and the account docs) spell it: `login -e` and `auth login -e`.
+    for (const argv of [
+      ['login', '-e', email, '--password-stdin'],
+      ['auth', 'login', '-e', email, '--password-stdin'],
+    ]) {
+      const short = await cli(argv, machine(b.url).env, { stdin: 'correct horse battery\n' });
+      expect([argv, short.code, short.stdout]).toEqual([
+        argv,
+        0,
+        expect.stringContaining(`Logged in as ${email} (pro)`),
+      ]);
+    }
   });
 
   test('3. on a terminal, login asks for email and password and does not echo the password', async () => {

@@ -145,6 +145,28 @@ describe('errors shared by every command', () => {
     );
   });
 
+  test('3b. a broker that accepts and never answers → "timed out" after --timeout / TB_TIMEOUT, exit 5', async () => {
+    const silent = await listen(() => undefined);
+    try {
+      const m = machine(silent.url);
+      const line = `tunnelbyte: timed out: the broker at ${silent.url} did not answer within 1 s (--timeout / TB_TIMEOUT)\n`;
+      for (const [argv, env] of [
+        [['regions', '--timeout', '1'], m.env],
+        [['regions'], { ...m.env, TB_TIMEOUT: '1' }],
+      ] as const) {
+        const res = await cli([...argv], env);
+        expect([argv, res.code, res.stderr]).toEqual([argv, 5, line]);
+      }
+      const bad = await cli(['regions'], { ...m.env, TB_TIMEOUT: 'soon' });
+      expect([bad.code, bad.stderr]).toEqual([
+        2,
+        'tunnelbyte: TB_TIMEOUT must be whole seconds ≥ 1, not soon\n',
+      ]);
+    } finally {
+      await silent.close();
+    }
+  });
+
   test('4. usage errors exit 2 with one line: unknown command/option, missing argument, bad --api', async () => {
     const m = machine(b.url);
     for (const argv of [
@@ -161,6 +183,12 @@ describe('errors shared by every command', () => {
       expect(res.stderr.split('\n')).toHaveLength(2);
       expect(res.stdout).toBe('');
     }
+    // An unknown command names the nearest one, still on one line.
+    const typo = await cli(['conect', 'eu-west'], m.env);
+    expect([typo.code, typo.stderr]).toEqual([
+      2,
+      "tunnelbyte: unknown command 'conect'; did you mean connect? (see --help)\n",
+    ]);
     const help = await cli(['--help'], m.env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Exit codes: 0 ok');

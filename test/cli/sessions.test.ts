@@ -1,13 +1,13 @@
 // connect, sessions, status, disconnect, usage against a real broker. Nodes are registered over HTTP
 // the way tunnelbyte-node does it (admin region → node token → register → heartbeat).
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOperatorKey } from '../../src/broker/admin.js';
 import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
-import { cli, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
+import { CLI_BIN, cli, listen, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
 
 let b: CliBroker;
 let node: { id: string; token: string; publicKey: string };
@@ -92,6 +92,20 @@ describe('local checks before any session is spent', () => {
     expect(long.stderr).toContain('≤ 15');
   });
 
+  test('2b. --up with wg-quick but no resolvconf on PATH → exit 1 naming what to install or --no-dns; no session made', async () => {
+    const m = await signedUp();
+    const bin = mkdtempSync(join(tmpdir(), 'tb-path-'));
+    symlinkSync(execFileSync('sh', ['-c', 'command -v wg-quick']).toString().trim(), join(bin, 'wg-quick'));
+    const res = await cli(['connect', 'eu-west', '--up'], { ...m.env, PATH: bin });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(
+      "tunnelbyte: wg-quick needs resolvconf to apply the config's DNS servers and none is on PATH: " +
+        "install one (Debian: openresolv), or add --no-dns to keep this machine's DNS\n",
+    );
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
+    expect(listed.sessions).toEqual([]);
+  });
+
   test('3. status and disconnect with no id and none recorded → exit 2', async () => {
     const m = await signedUp();
     for (const verb of ['status', 'disconnect']) {
@@ -129,10 +143,13 @@ describe('connect, sessions, status, disconnect, usage', () => {
       res.stdout,
     );
     expect(id?.[2]).toBe(node.id);
-    const path = join(m.configDir, `${id?.[1]}.conf`);
+    // The default name is one wg-quick accepts as an interface name (test/e2e/wgquick runs it for real).
+    const path = join(m.configDir, `tb-${id?.[1]?.slice(-8)}.conf`);
     expect(res.stdout).toContain(
-      `Config written to ${path} (mode 0600).\nBring it up with: sudo wg-quick up ${path}\n`,
+      `Config written to ${path} (mode 0600).\nBring it up with: sudo wg-quick up ${path}\n` +
+        "(its DNS line needs resolvconf; `connect --no-dns` leaves this machine's DNS alone)\n",
     );
+    expect(readFileSync(path, 'utf8')).toMatch(/^DNS = /m);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const text = readFileSync(path, 'utf8');
     const parsed = parseWgQuick(text);
@@ -163,7 +180,7 @@ describe('connect, sessions, status, disconnect, usage', () => {
     };
     expect(Date.parse(body.expires_at) - Date.parse(body.created_at)).toBe(600_000);
     expect(body.id).toMatch(/^ses_/);
-    expect(body.config_path).toBe(join(m.configDir, `${body.id}.conf`));
+    expect(body.config_path).toBe(join(m.configDir, `tb-${body.id.slice(-8)}.conf`));
     expect(body).not.toHaveProperty('config');
     expect(body.interface).not.toHaveProperty('private_key');
     const privateKey = /^PrivateKey = (\S+)$/m.exec(readFileSync(body.config_path, 'utf8'))?.[1] as string;
@@ -178,7 +195,7 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect((await cli(['disconnect'], m.env)).code).toBe(0);
   });
 
-  test('3. --out FILE and --qr: the file where asked, a terminal QR code on stdout', async () => {
+  test('3. --out FILE and --qr: the file where asked, a QR code on stdout without colour codes off a terminal', async () => {
     const m = await signedUp();
     const out = join(mkdtempSync(join(tmpdir(), 'tb-out-')), 'tb0.conf');
     const res = await cli(['connect', 'eu-west', '--out', out, '--qr'], m.env);
@@ -186,6 +203,18 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect(statSync(out).mode & 0o777).toBe(0o600);
     expect(res.stdout).toContain(`Config written to ${out}`);
     expect(res.stdout).toMatch(/[▀▄█]{10,}/);
+    expect(res.stdout).not.toContain('\x1b');
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('3b. --no-dns: the file has no DNS line (wg-quick then needs no resolvconf), the rest as before', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'eu-west', '--no-dns', '--out', '-'], m.env);
+    expect(res.code).toBe(0);
+    expect(res.stdout).not.toMatch(/^DNS/im);
+    expect(res.stdout).toMatch(/^Address = /m);
+    expect(parseWgQuick(res.stdout).ok).toBe(true);
+    expect(res.stderr).not.toContain('resolvconf');
     expect((await cli(['disconnect'], m.env)).code).toBe(0);
   });
 
@@ -287,7 +316,9 @@ describe('connect and session errors, from the broker', () => {
     const m = await signedUp();
     const unknown = await cli(['connect', 'mars-1'], m.env);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/^tunnelbyte: invalid request \(region\): /);
+    expect(unknown.stderr).toBe(
+      "tunnelbyte: unknown region 'mars-1'; the regions are: eu-west, sa-east, us-east (see `tunnelbyte regions`)\n",
+    );
     expect((await cli(['status', 'ses_doesnotexist'], m.env)).code).toBe(1);
 
     const owner = await signedUp();
@@ -317,66 +348,75 @@ describe('connect and session errors, from the broker', () => {
   });
 });
 
-describe('connect --up', () => {
-  // Real wg-quick needs root, nft/iptables and resolvconf, and rewrites routing: not for a unit test
-  // host. This stand-in on PATH records how the CLI invokes it; the file itself is checked to be a
-  // complete, parseable config (what real wg-quick reads).
-  function standIn(exitCode: number): { dir: string; log: string } {
-    const dir = mkdtempSync(join(tmpdir(), 'tb-wgquick-'));
-    const log = join(dir, 'calls');
-    writeFileSync(
-      join(dir, 'wg-quick'),
-      `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nstat -c %a "$2" >> '${log}'\necho '[#] stand-in' >&2\nexit ${exitCode}\n`,
+describe('Ctrl-C (the compiled bin, a real SIGINT)', () => {
+  /** The bin running `argv`; resolves with its exit code and output. */
+  function bin(argv: string[], env: Record<string, string>) {
+    const child = spawn(process.execPath, [CLI_BIN, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      child.once('close', (code) => resolve({ code, stderr })),
     );
-    chmodSync(join(dir, 'wg-quick'), 0o755);
-    return { dir, log };
+    return { child, exited };
   }
 
-  test('1. runs `wg-quick up FILE` on a short-named 0600 file in the config dir', async () => {
+  test('1. during connect: the session the broker made anyway is closed, "interrupted", exit 130', async () => {
     const m = await signedUp();
-    const wg = standIn(0);
-    const res = await cli(['connect', 'eu-west', '--up'], { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` });
-    expect(res.code).toBe(0);
-    const [args, fileMode] = readFileSync(wg.log, 'utf8').trim().split('\n');
-    const file = /^up (\S+)$/.exec(args ?? '')?.[1] as string;
-    expect(file).toMatch(new RegExp(`^${m.configDir}/tb-[0-9A-Za-z]{1,8}\\.conf$`));
-    expect(fileMode).toBe('600');
-    expect(parseWgQuick(readFileSync(file, 'utf8')).ok).toBe(true);
-    expect(res.stdout).not.toContain('Bring it up with');
-    expect(res.stderr).toBe('[#] stand-in\n');
-
-    // Plain disconnect keeps the file wg-quick down needs, and says so.
-    const gone = await cli(['disconnect'], m.env);
-    expect(gone.code).toBe(0);
-    expect(gone.stdout).toMatch(
-      new RegExp(`^Disconnected ses_\\S+\\.\\nTake its interface down with: sudo wg-quick down ${file}\\n$`),
-    );
-    expect(existsSync(file)).toBe(true);
+    // A proxy in front of the broker that holds POST /v1/sessions until the CLI has been interrupted.
+    let arrived!: () => void;
+    const held = new Promise<void>((resolve) => (arrived = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const proxy = await listen((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', async () => {
+        if (req.method === 'POST' && req.url === '/v1/sessions') {
+          arrived();
+          await released;
+        }
+        const forwarded = ['authorization', 'content-type', 'x-machine-fingerprint'].flatMap((h) =>
+          typeof req.headers[h] === 'string' ? [[h, req.headers[h]] as [string, string]] : [],
+        );
+        const upstream = await fetch(`${b.url}${req.url}`, {
+          method: req.method,
+          headers: forwarded,
+          body: chunks.length ? Buffer.concat(chunks) : undefined,
+        });
+        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? '' });
+        res.end(Buffer.from(await upstream.arrayBuffer()));
+      });
+    });
+    try {
+      const run = bin(['connect', 'eu-west'], { ...m.env, TB_API: proxy.url });
+      await held;
+      run.child.kill('SIGINT');
+      // Let the SIGINT land before the broker answers, as when the user presses Ctrl-C mid-request.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      release();
+      const { code, stderr } = await run.exited;
+      expect(code).toBe(130);
+      expect(stderr).toMatch(/^tunnelbyte: interrupted; session ses_\w+ closed\n$/);
+      const id = /session (ses_\w+) closed/.exec(stderr)![1]!;
+      const status = JSON.parse((await cli(['status', id, '--json'], m.env)).stdout) as { status: string };
+      expect(status.status).toBe('closed');
+      expect(existsSync(join(m.configDir, `tb-${id.slice(-8)}.conf`))).toBe(false);
+    } finally {
+      await proxy.close();
+    }
   });
 
-  test('3. disconnect --down runs `wg-quick down FILE` first, then closes and removes the file', async () => {
-    const m = await signedUp();
-    const wg = standIn(0);
-    const env = { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` };
-    expect((await cli(['connect', 'eu-west', '--up'], env)).code).toBe(0);
-    const file = /^up (\S+)$/m.exec(readFileSync(wg.log, 'utf8'))?.[1] as string;
-    const res = await cli(['disconnect', '--down', '--json'], env);
-    expect(res.code).toBe(0);
-    expect(JSON.parse(res.stdout)).toEqual({ id: expect.stringMatching(/^ses_/), closed: true });
-    expect(readFileSync(wg.log, 'utf8')).toContain(`down ${file}\n`);
-    expect(existsSync(file)).toBe(false);
-  });
-
-  test('2. a failing wg-quick → exit 1, the session stays open and is recorded', async () => {
-    const m = await signedUp();
-    const wg = standIn(3);
-    const res = await cli(['connect', 'eu-west', '--up'], { ...m.env, PATH: `${wg.dir}:/usr/bin:/bin` });
-    expect(res.code).toBe(1);
-    expect(res.stderr).toMatch(
-      /^\[#\] stand-in\ntunnelbyte: wg-quick up \S+ failed \(exit 3\); the session stays open\n$/,
-    );
-    const status = JSON.parse((await cli(['status', '--json'], m.env)).stdout) as { status: string };
-    expect(status.status).not.toBe('closed');
-    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  test('2. while waiting for a broker that does not answer: "interrupted", exit 130', async () => {
+    let arrived!: () => void;
+    const asked = new Promise<void>((resolve) => (arrived = resolve));
+    const silent = await listen(() => arrived());
+    try {
+      const run = bin(['regions'], machine(silent.url).env);
+      await asked;
+      run.child.kill('SIGINT');
+      expect(await run.exited).toEqual({ code: 130, stderr: 'tunnelbyte: interrupted\n' });
+    } finally {
+      await silent.close();
+    }
   });
 });

@@ -32,12 +32,12 @@ async function credentials(
   return { email: email.trim(), password };
 }
 
-/** Caches the new token and shows it this once. */
+/** Caches the new token and shows it. */
 function saveAndShow(ctx: Context, result: AuthResult, headline: string): void {
   ctx.store.writeToken(result.api_key);
   ctx.print(
     `${headline}\n` +
-      `Your token (shown once; cached in ${ctx.store.tokenPath}):\n${result.api_key}\n` +
+      `Your token (cached in ${ctx.store.tokenPath}; \`tunnelbyte token\` prints it again):\n${result.api_key}\n` +
       'Load it into a shell with: export TB_KEY=$(tunnelbyte token)\n',
     { ...result, token_path: ctx.store.tokenPath },
   );
@@ -98,18 +98,23 @@ const upgrade: Action<[CredentialOptions]> = async (ctx, options) => {
   ctx.print(`Open this page to pay:\n${url}\nAfter payment this token is upgraded and portable.\n`, { url });
 };
 
+/** `login`, also under `auth` (`tunnelbyte auth login -e EMAIL`, as other tunnel CLIs spell it). */
+export function registerLogin(parent: Command, act: Act): void {
+  parent
+    .command('login')
+    .description('log in to a paid account and cache its token')
+    .option('-e, --email <email>', 'account email (asked for on a terminal)')
+    .option('--password-stdin', 'read the password from stdin')
+    .action(act(login));
+}
+
 export function registerAccount(program: Command, act: Act): void {
   program
     .command('signup')
     .description('create a free account bound to this machine and cache its token')
     .option('--force', 'replace an already cached token')
     .action(act(signup));
-  program
-    .command('login')
-    .description('log in to a paid account and cache its token')
-    .option('--email <email>', 'account email (asked for on a terminal)')
-    .option('--password-stdin', 'read the password from stdin')
-    .action(act(login));
+  registerLogin(program, act);
   program.command('logout').description('revoke the token and remove the cached copy').action(act(logout));
   program
     .command('token')
@@ -118,7 +123,7 @@ export function registerAccount(program: Command, act: Act): void {
   program
     .command('upgrade')
     .description('get a payment link for the pro tier')
-    .option('--email <email>', 'email for the paid account (asked for on a terminal)')
+    .option('-e, --email <email>', 'email for the paid account (asked for on a terminal)')
     .option('--password-stdin', 'read the new password from stdin')
     .action(act(upgrade));
 }

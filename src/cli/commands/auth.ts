@@ -1,10 +1,11 @@
-// auth set-key | status | test | keys list|create|revoke: managing the tokens themselves.
+// auth login | set-key | status | test | keys list|create|revoke: managing the tokens themselves.
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
 import type { KeyInfo } from '../../lib/api-client.js';
 import { fields, maskToken, orDash, table } from '../format.js';
 import type { Act, Action } from '../program.js';
 import { usageError } from '../exit.js';
+import { registerLogin } from './account.js';
 
 /** `tb_` + 32 base62 + 6 base62 checksum (docs/API.md "Conventions"). */
 const TOKEN_SHAPE = /^tb_[0-9A-Za-z]{38}$/;
@@ -93,6 +94,7 @@ const keysRevoke: Action<[string]> = async (ctx, id) => {
 
 export function registerAuth(program: Command, act: Act): void {
   const auth = program.command('auth').description('inspect and manage API tokens');
+  registerLogin(auth, act);
   auth
     .command('set-key')
     .description('cache an existing token (e.g. from `keys create`) for this CLI')

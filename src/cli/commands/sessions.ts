@@ -2,12 +2,12 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { seconds } from '../args.js';
 import QRCode from 'qrcode';
-import type { CreatedSession } from '../../lib/api-client.js';
+import { ApiError, type CreatedSession } from '../../lib/api-client.js';
 import type { Context } from '../context.js';
-import { CliError, EXIT, usageError } from '../exit.js';
+import { CliError, EXIT, interrupted, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
 import type { Act, Action } from '../program.js';
 import { writePrivateFile } from '../store.js';
@@ -49,6 +49,9 @@ async function pickRegion(ctx: Context): Promise<string> {
 
 const WG_QUICK_MISSING =
   'wg-quick not found: install wireguard-tools, or import the file into a WireGuard app';
+const RESOLVCONF_MISSING =
+  "wg-quick needs resolvconf to apply the config's DNS servers and none is on PATH: install one " +
+  "(Debian: openresolv), or add --no-dns to keep this machine's DNS";
 
 /** Runs `wg-quick up|down FILE`; its progress lines go to our stderr, keeping stdout for results. */
 function wgQuick(ctx: Context, program: string, verb: 'up' | 'down', file: string): Promise<number> {
@@ -62,54 +65,81 @@ function wgQuick(ctx: Context, program: string, verb: 'up' | 'down', file: strin
   });
 }
 
+/** wg-quick names the interface after its file; it is up on this machine while the kernel lists it. */
+const interfaceOf = (file: string) => basename(file, '.conf');
+const isUp = (file: string) => existsSync(join('/sys/class/net', interfaceOf(file)));
+
 interface ConnectOptions {
   out?: string;
   qr?: boolean;
   up?: boolean;
+  dns: boolean;
   ttl?: number;
   psk?: boolean;
 }
 
+/** Every local precondition of `connect`, checked before a session (and quota) is spent; wg-quick's path. */
+function checkLocal(ctx: Context, options: ConnectOptions): string | undefined {
+  if (!options.up) return undefined;
+  if (options.out === '-') throw usageError('--up needs a file: drop `--out -`');
+  if (options.out !== undefined && !INTERFACE_NAME.test(interfaceOf(options.out))) {
+    throw usageError(
+      'wg-quick names the interface after the file: use --out DIR/NAME.conf with NAME ≤ 15 of [a-zA-Z0-9_=+.-]',
+    );
+  }
+  const wgQuickPath = findOnPath(ctx, 'wg-quick');
+  if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
+  if (options.dns && !findOnPath(ctx, 'resolvconf')) throw new CliError(RESOLVCONF_MISSING);
+  return wgQuickPath;
+}
+
+/** An unknown region is answered with the ones there are. */
+async function explainRegion(ctx: Context, region: string, err: unknown): Promise<never> {
+  if (!(err instanceof ApiError && err.error === 'invalid_request' && err.field === 'region')) throw err;
+  const { regions } = await ctx.client().regions();
+  const ids = regions.map((r) => r.id).join(', ') || 'none yet';
+  throw new CliError(`unknown region '${region}'; the regions are: ${ids} (see \`tunnelbyte regions\`)`);
+}
+
+/** Closes a session `connect` made but could not finish; says what became of it. */
+async function closeUnfinished(ctx: Context, token: string, id: string): Promise<string> {
+  try {
+    await ctx.client(token, { interruptible: false }).deleteSession(id);
+    if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
+    return `session ${id} closed`;
+  } catch {
+    return `session ${id} may still be open: \`tunnelbyte disconnect ${id}\``;
+  }
+}
+
 const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, regionArg, options) => {
   const toStdout = options.out === '-';
-  // Every local precondition is checked before a session (and quota) is spent.
-  let wgQuickPath: string | undefined;
-  if (options.up) {
-    if (toStdout) throw usageError('--up needs a file: drop `--out -`');
-    wgQuickPath = findOnPath(ctx, 'wg-quick');
-    if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
-    if (options.out !== undefined && !INTERFACE_NAME.test(basename(options.out, '.conf'))) {
-      throw usageError(
-        'wg-quick names the interface after the file: use --out DIR/NAME.conf with NAME ≤ 15 of [a-zA-Z0-9_=+.-]',
-      );
-    }
-  }
-  const client = ctx.authed();
+  const wgQuickPath = checkLocal(ctx, options);
+  const { token } = ctx.requireToken();
   const region = regionArg ?? (await ctx.spin('Choosing a region', pickRegion(ctx)));
   const keys = generateKeyPair();
-  const session: CreatedSession = await ctx.spin(
-    `Creating a session in ${region}`,
-    client.createSession({
-      region,
-      public_key: keys.publicKey,
-      ...(options.ttl === undefined ? {} : { ttl_seconds: options.ttl }),
-      ...(options.psk ? { preshared_key: true } : {}),
-    }),
-  );
+  // Not cut off by Ctrl-C: a session the broker made must be known here, to be closed again.
+  const session: CreatedSession = await ctx
+    .spin(
+      `Creating a session in ${region}`,
+      ctx.client(token, { interruptible: false }).createSession({
+        region,
+        public_key: keys.publicKey,
+        ...(options.ttl === undefined ? {} : { ttl_seconds: options.ttl }),
+        ...(options.psk ? { preshared_key: true } : {}),
+      }),
+    )
+    .catch((err: unknown) => explainRegion(ctx, region, err));
+  if (ctx.interrupted) throw interrupted(await closeUnfinished(ctx, token, session.id));
   ctx.store.setLastSession(session.id);
 
   // A broker that made the key pair itself (it should not, given ours) hands back its private key.
-  const config = sessionConfig(session, session.interface.private_key ?? keys.privateKey);
+  const config = sessionConfig(session, session.interface.private_key ?? keys.privateKey, options);
   if (!config.ok) {
-    throw new CliError(
-      `session ${session.id} was created but its config is unusable (${config.message}); \`tunnelbyte disconnect ${session.id}\``,
-    );
+    const closed = await closeUnfinished(ctx, token, session.id);
+    throw new CliError(`the session's config is unusable (${config.message}); ${closed}`);
   }
-  // wg-quick names the interface after the file, so --up gets a short default name.
-  const defaultPath = options.up
-    ? ctx.store.interfaceConfigPath(session.id)
-    : ctx.store.sessionConfigPath(session.id);
-  const path = toStdout ? undefined : (options.out ?? defaultPath);
+  const path = toStdout ? undefined : (options.out ?? ctx.store.sessionConfigPath(session.id));
   if (path === undefined) ctx.io.stdout.write(config.text);
   else writePrivateFile(path, config.text);
 
@@ -121,7 +151,13 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     config_path: path ?? null,
   };
   const where = path ? `Config written to ${path} (mode 0600).\n` : '';
-  const next = path && !options.up ? `Bring it up with: sudo wg-quick up ${path}\n` : '';
+  const next =
+    path && !options.up
+      ? `Bring it up with: sudo wg-quick up ${path}\n` +
+        (options.dns
+          ? "(its DNS line needs resolvconf; `connect --no-dns` leaves this machine's DNS alone)\n"
+          : '')
+      : '';
   const human =
     `Session ${session.id} in ${session.region}: node ${session.node.id} at ${session.peer.endpoint}, ` +
     `address ${session.interface.addresses.join(', ')}, expires ${session.expires_at}.\n${where}${next}`;
@@ -131,12 +167,20 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   if (toStdout && ctx.json) ctx.io.stderr.write(`${JSON.stringify(summary)}\n`);
 
   if (options.qr) {
-    const qr = await QRCode.toString(config.text, { type: 'terminal', small: true });
-    (toStdout || ctx.json ? ctx.io.stderr : ctx.io.stdout).write(qr);
+    const out = toStdout || ctx.json ? ctx.io.stderr : ctx.io.stdout;
+    // Colour codes only for a terminal; a file or pipe gets plain block characters.
+    const type = out.isTTY ? 'terminal' : 'utf8';
+    out.write(await QRCode.toString(config.text, { type, small: true }));
   }
-  if (options.up && wgQuickPath && path) {
+  if (wgQuickPath && path) {
     const code = await wgQuick(ctx, wgQuickPath, 'up', path);
-    if (code !== 0) throw new CliError(`wg-quick up ${path} failed (exit ${code}); the session stays open`);
+    if (code !== 0 || ctx.interrupted) {
+      const closed = await closeUnfinished(ctx, token, session.id);
+      if (!options.out) rmSync(path, { force: true });
+      if (ctx.interrupted) throw interrupted(closed);
+      throw new CliError(`wg-quick up ${path} failed (exit ${code}); ${closed}`);
+    }
+    ctx.store.setUpConfig(session.id, path);
   }
 };
 
@@ -184,30 +228,25 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
   );
 };
 
-const disconnect: Action<[string | undefined, { down?: boolean }]> = async (ctx, given, options) => {
+const disconnect: Action<[string | undefined]> = async (ctx, given) => {
   const id = sessionId(ctx, given);
   const client = ctx.authed();
-  // The file `connect --up` wrote names the interface; `wg-quick down` needs it, so it is kept until
-  // the interface is down (--down does both).
-  const upFile = ctx.store.interfaceConfigPath(id);
-  const wasUp = existsSync(upFile);
-  if (options.down && wasUp) {
+  // What `connect --up` (or the user, with the printed `wg-quick up`) brought up on this machine comes
+  // down first: a catch-all interface left up after its session closes sends traffic nowhere.
+  const file = ctx.store.upConfig(id) ?? ctx.store.sessionConfigPath(id);
+  if (existsSync(file) && isUp(file)) {
     const program = findOnPath(ctx, 'wg-quick');
-    if (!program) throw new CliError(WG_QUICK_MISSING);
-    const code = await wgQuick(ctx, program, 'down', upFile);
+    if (!program) throw new CliError(`${WG_QUICK_MISSING}; interface ${interfaceOf(file)} is still up`);
+    const code = await wgQuick(ctx, program, 'down', file);
     if (code !== 0)
-      throw new CliError(`wg-quick down ${upFile} failed (exit ${code}); the session is still open`);
-    rmSync(upFile, { force: true });
+      throw new CliError(`wg-quick down ${file} failed (exit ${code}); the session is still open`);
   }
   await ctx.spin('Closing session', client.deleteSession(id));
   if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
+  ctx.store.setUpConfig(id, undefined);
   // This file's private key is useless now; a file the user placed with --out is theirs to keep.
   rmSync(ctx.store.sessionConfigPath(id), { force: true });
-  const stillUp = wasUp && !options.down;
-  ctx.print(
-    `Disconnected ${id}.\n${stillUp ? `Take its interface down with: sudo wg-quick down ${upFile}\n` : ''}`,
-    { id, closed: true, ...(stillUp ? { config_path: upFile } : {}) },
-  );
+  ctx.print(`Disconnected ${id}.\n`, { id, closed: true });
 };
 
 export function registerSessions(program: Command, act: Act): void {
@@ -217,7 +256,8 @@ export function registerSessions(program: Command, act: Act): void {
     .argument('[region]', 'region id (default: the least-loaded one open to your tier)')
     .option('-o, --out <file>', 'where to write the config; - for stdout (default: config dir)')
     .option('--qr', 'also print the config as a QR code, for phone apps')
-    .option('--up', 'bring it up with wg-quick (needs root)')
+    .option('--up', 'bring it up with wg-quick (needs root, and resolvconf unless --no-dns)')
+    .option('--no-dns', "no DNS line: keep this machine's resolvers (wg-quick then needs no resolvconf)")
     .option('--ttl <seconds>', 'session lifetime', seconds)
     .option('--psk', 'add a preshared key')
     .action(act(connect));
@@ -229,8 +269,11 @@ export function registerSessions(program: Command, act: Act): void {
     .action(act(status));
   program
     .command('disconnect')
-    .description('close a session (default: the last one connected from here)')
+    .description(
+      'close a session (default: the last one connected from here), first taking down its interface if it is up here',
+    )
     .argument('[id]', 'ses_… id')
-    .option('--down', 'first take down the interface `connect --up` brought up')
+    // What plain `disconnect` does now; still accepted from scripts written for earlier versions.
+    .addOption(new Option('--down').hideHelp())
     .action(act(disconnect));
 }

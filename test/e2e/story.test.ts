@@ -13,7 +13,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import {
   netnsHarness,
@@ -22,16 +21,8 @@ import {
   type ProcessHandle,
   type WireguardGo,
 } from '../nodes/netns.js';
+import { API, BROKER_HOST, CLI, NODE_PORT, startExitSide } from './exit-side.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BROKER = join(ROOT, 'dist/src/broker/main.js');
-const NODE = join(ROOT, 'dist/nodes/main.js');
-const CLI = join(ROOT, 'dist/src/cli/main.js');
-
-const BROKER_HOST = PAIR_ADDRESSES.b.v4;
-const API = `http://${BROKER_HOST}:8080`;
-const REDIS_URL = 'redis://127.0.0.1:6379'; // the exit namespace's own loopback
-const NODE_PORT = 51820;
 const DOWNLOAD_PORT = 5201;
 const DOWNLOAD_BYTES = 4 * 1024 * 1024;
 // Two machines, as the CLI's TB_FINGERPRINT lets one host play them.
@@ -98,29 +89,6 @@ async function eventually<T>(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function startNode(token: string, stateDir: string): ProcessHandle {
-  return exit.spawn('node', [
-    NODE,
-    'run',
-    '--broker',
-    API,
-    '--token',
-    token,
-    '--region',
-    'local',
-    '--listen',
-    `0.0.0.0:${NODE_PORT}`,
-    '--endpoint',
-    `${BROKER_HOST}:${NODE_PORT}`,
-    '--interface',
-    nodeInterface,
-    '--state-dir',
-    stateDir,
-    '--drain-timeout',
-    '0',
-  ]);
-}
-
 const nodePeers = async () => (await exit.exec('wg', ['show', nodeInterface, 'peers'])).stdout;
 
 // wg(8) reads [Interface] PrivateKey/ListenPort/FwMark and [Peer] keys; the rest of a wg-quick file is
@@ -178,46 +146,17 @@ async function download(host: string, idleMs: number): Promise<string> {
 
 let gateway: string;
 let servedHash: string;
-let nodeToken: string;
-let nodeStateDir: string;
+let restartNode: () => Promise<ProcessHandle>;
 
 beforeAll(async () => {
   const pair = await harness.pair();
   client = pair.a;
   exit = pair.b;
   configDir = join(harness.tempDir(), 'tunnelbyte');
-  nodeInterface = harness.interfaceName();
-
-  const redis = exit.spawn('redis-server', [
-    '--port',
-    '6379',
-    '--bind',
-    '127.0.0.1',
-    '--dir',
-    harness.tempDir(),
-    '--appendonly',
-    'yes',
-    '--save',
-    '',
-  ]);
-  await redis.waitFor('Ready to accept connections');
-
-  const admin = async (...args: string[]) =>
-    (await exit.exec('env', [`REDIS_URL=${REDIS_URL}`, 'node', BROKER, 'admin', ...args])).stdout.trim();
-  await admin('region', 'add', 'local', '--name', 'Local', '--country', 'ZZ', '--tiers', 'free,pro,business');
-  nodeToken = await admin('node-token', 'create', '--region', 'local');
-
-  const broker = exit.spawn('node', [BROKER, 'serve'], { REDIS_URL, HOST: BROKER_HOST, PORT: '8080' });
-  await broker.waitFor('redis ready');
-
-  nodeStateDir = harness.tempDir();
-  node = startNode(nodeToken, nodeStateDir);
-  await node.waitFor(`${nodeInterface} up`);
-  nodeId = /node (node_\w+)/.exec(node.output())![1]!;
-
-  // The node's own addresses are the pool's gateway; the download server listens on the IPv4 one.
-  const addresses = (await exit.exec('ip', ['-o', 'address', 'show', 'dev', nodeInterface])).stdout;
-  gateway = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(addresses)![1]!;
+  const side = await startExitSide(harness, exit);
+  ({ node, nodeInterface, nodeId, gateway } = side);
+  restartNode = side.restartNode;
+  // The download server listens on the node's gateway address.
   const server = exit.spawn('node', [
     '-e',
     DOWNLOAD_SERVER,
@@ -401,8 +340,7 @@ describe('the user story, end to end', () => {
       await node.stop();
       expect((await exit.exec('ip', ['-o', 'link', 'show'])).stdout).not.toContain(nodeInterface);
 
-      node = startNode(nodeToken, nodeStateDir);
-      await node.waitFor(`${nodeInterface} up`);
+      node = await restartNode();
       expect(node.output()).toContain(`node ${nodeId} `);
       await eventually('the peer rebuilt', nodePeers, (peers) => peers === `${clientKey}\n`, 10_000, 50);
       // The client's session died with the node's memory. WireGuard would start a new handshake by itself

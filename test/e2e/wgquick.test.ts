@@ -12,18 +12,10 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import { netnsHarness, PAIR_ADDRESSES, type Namespace } from '../nodes/netns.js';
+import { netnsHarness, type Namespace } from '../nodes/netns.js';
+import { API, CLI, startExitSide } from './exit-side.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BROKER = join(ROOT, 'dist/src/broker/main.js');
-const NODE = join(ROOT, 'dist/nodes/main.js');
-const CLI = join(ROOT, 'dist/src/cli/main.js');
-
-const BROKER_HOST = PAIR_ADDRESSES.b.v4;
-const API = `http://${BROKER_HOST}:8080`;
-const REDIS_URL = 'redis://127.0.0.1:6379'; // the exit namespace's own loopback
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const HOST_RESOLV = 'nameserver 192.0.2.53\n';
 const SETUP_MS = 60_000;
@@ -106,38 +98,7 @@ beforeAll(async () => {
   symlinkSync('/usr/bin/wg-quick', join(only, 'wg-quick'));
   wgQuickOnly = only;
 
-  const redis = exit.spawn('redis-server', ['--port', '6379', '--bind', '127.0.0.1', '--save', '']);
-  await redis.waitFor('Ready to accept connections');
-  const admin = async (...args: string[]) =>
-    (await exit.exec('env', [`REDIS_URL=${REDIS_URL}`, 'node', BROKER, 'admin', ...args])).stdout.trim();
-  await admin('region', 'add', 'local', '--name', 'Local', '--country', 'ZZ', '--tiers', 'free,pro,business');
-  const token = await admin('node-token', 'create', '--region', 'local');
-  const broker = exit.spawn('node', [BROKER, 'serve'], { REDIS_URL, HOST: BROKER_HOST, PORT: '8080' });
-  await broker.waitFor('redis ready');
-  const nodeInterface = harness.interfaceName();
-  const node = exit.spawn('node', [
-    NODE,
-    'run',
-    '--broker',
-    API,
-    '--token',
-    token,
-    '--region',
-    'local',
-    '--listen',
-    '0.0.0.0:51820',
-    '--endpoint',
-    `${BROKER_HOST}:51820`,
-    '--interface',
-    nodeInterface,
-    '--state-dir',
-    harness.tempDir(),
-    '--drain-timeout',
-    '0',
-  ]);
-  await node.waitFor(`${nodeInterface} up`);
-  const addresses = (await exit.exec('ip', ['-o', 'address', 'show', 'dev', nodeInterface])).stdout;
-  gateway = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(addresses)![1]!;
+  ({ gateway } = await startExitSide(harness, exit));
   expect((await tunnelbyte(['signup'])).code).toBe(0);
 }, SETUP_MS);
 

@@ -1,5 +1,5 @@
 // Every wire size, offset and protocol limit in one place, as the kernel's messages.h and wireguard-go's
-// constants.go. Specification constants (fixed by the protocol, WIREGUARD.md §1-§4) are kept apart from
+// constants.go. Specification constants (fixed by the protocol, docs/WIREGUARD.md §1-§4) are kept apart from
 // implementation constants (choices of this engine that a peer never sees). Times are milliseconds because
 // the engine's injected clocks are.
 

@@ -1,4 +1,4 @@
-// mac1, mac2 and cookie replies (WIREGUARD.md §3), split as wireguard-go's cookie.go:
+// mac1, mac2 and cookie replies (docs/WIREGUARD.md §3), split as wireguard-go's cookie.go:
 //  - MacSender (CookieGenerator): one per peer; adds mac1/mac2 to our handshake messages, remembers the
 //    last mac1 sent and consumes the cookie replies that answer it.
 //  - CookieChecker: one per device (our static key); verifies mac1/mac2 on incoming handshake messages and

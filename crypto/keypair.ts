@@ -1,4 +1,4 @@
-// Transport keypairs and their per-peer rotation (WIREGUARD.md §2.7, §6), as wireguard-go's keypair.go and
+// Transport keypairs and their per-peer rotation (docs/WIREGUARD.md §2.7, §6), as wireguard-go's keypair.go and
 // BeginSymmetricSession/ReceivedWithKeypair: each peer holds up to three keypairs, `previous`, `current` and
 // `next`. Receiving works with any of them (dispatch is by receiver index); sending only with `current`.
 import {

@@ -1,4 +1,4 @@
-// WireGuard message framing (WIREGUARD.md §1): parse a datagram by exact type and length into zero-copy
+// WireGuard message framing (docs/WIREGUARD.md §1): parse a datagram by exact type and length into zero-copy
 // views, or reject it; serializers write fresh buffers. parseMessage never throws, whatever the bytes.
 import {
   AEAD_TAG_LENGTH,

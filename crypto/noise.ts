@@ -1,4 +1,4 @@
-// The Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s handshake (WIREGUARD.md §2.3-§2.7) as Create/Consume pairs,
+// The Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s handshake (docs/WIREGUARD.md §2.3-§2.7) as Create/Consume pairs,
 // with the prologue and payloads as parameters so the same code passes the generic Noise vector and
 // speaks WireGuard (prologue IDENTIFIER, payload 1 = TAI64N, payload 2 = empty).
 //
@@ -330,7 +330,7 @@ export interface InitiationHistory {
 }
 
 /**
- * The two rules applied after consumeInitiation authenticated an initiation (WIREGUARD.md §2.4): its
+ * The two rules applied after consumeInitiation authenticated an initiation (docs/WIREGUARD.md §2.4): its
  * timestamp must be strictly greater than the greatest accepted one, and the previous accepted initiation
  * must be at least 20 ms old. Returns the rejection, or undefined to accept.
  */

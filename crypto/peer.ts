@@ -51,7 +51,7 @@ export class Peer {
   initiationHistory: InitiationHistory | undefined;
 
   endpoint: Endpoint | undefined;
-  /** Full UDP payload bytes of authenticated messages, handshakes included (WIREGUARD.md §7.5). */
+  /** Full UDP payload bytes of authenticated messages, handshakes included (docs/WIREGUARD.md §7.5). */
   rxBytes = 0;
   txBytes = 0;
   /** Wall-clock ms of the last completed handshake; 0 if none. */

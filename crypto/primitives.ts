@@ -1,4 +1,4 @@
-// The whitepaper's primitives (WIREGUARD.md §2.1), over tweetnacl and @stablelib. Names follow the paper:
+// The whitepaper's primitives (docs/WIREGUARD.md §2.1), over tweetnacl and @stablelib. Names follow the paper:
 // HASH, MAC, HMAC, KDF1-3, AEAD, XAEAD, DH, TAI64N. Nothing here reads a clock or a random source: time and
 // randomness are parameters.
 import { BLAKE2s } from '@stablelib/blake2s';
@@ -37,7 +37,7 @@ export function MAC(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
 
 /**
  * HMAC(key, parts…) = RFC 2104 HMAC-BLAKE2s-256. A fresh HMAC object per call on purpose: @stablelib/blake2s
- * 2.0.1 cannot be reset after finishing, so reusing one (as @stablelib/hkdf does) throws (WIREGUARD.md §0.3).
+ * 2.0.1 cannot be reset after finishing, so reusing one (as @stablelib/hkdf does) throws (docs/WIREGUARD.md §0.3).
  */
 export function HMAC(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const mac = new StableHMAC(BLAKE2s, key);

@@ -1,4 +1,4 @@
-// Per-source handshake rate limiter used under load (WIREGUARD.md §3; kernel ratelimiter.c): a token bucket
+// Per-source handshake rate limiter used under load (docs/WIREGUARD.md §3; kernel ratelimiter.c): a token bucket
 // of 20 packets per second with a burst of 5, keyed per IPv4 address or per IPv6 /64 (an IPv4-mapped IPv6
 // address counts as its IPv4 address). Time is injected (monotonic ms); memory is bounded: idle entries are
 // collected, and when the table is full of active sources new sources are refused, as the kernel does.

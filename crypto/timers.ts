@@ -1,4 +1,4 @@
-// The per-peer timer state machine of wireguard-go's timers.go (WIREGUARD.md §4.2) as pure state: five
+// The per-peer timer state machine of wireguard-go's timers.go (docs/WIREGUARD.md §4.2) as pure state: five
 // deadlines in the caller's monotonic milliseconds, the hooks that arm and disarm them, and due(now), which
 // reports the timers that expired. Acting on them (sending an initiation or a keepalive, zeroing keys,
 // dropping staged packets) is the façade's job; this module only keeps the deadlines and counters.

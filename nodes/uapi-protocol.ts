@@ -1,4 +1,4 @@
-// The cross-platform userspace API (WIREGUARD.md §8.2) without any I/O: an incremental reader that turns
+// The cross-platform userspace API (docs/WIREGUARD.md §8.2) without any I/O: an incremental reader that turns
 // the bytes of one connection into requests, the application of a `set` to an abstract device, and the
 // `get` response in wireguard-go's order. Malformed requests never throw: they become errno answers
 // (negative for `set`, as wireguard-go sends them) or, for an unknown operation, a hang-up.

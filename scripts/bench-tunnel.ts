@@ -68,7 +68,7 @@ const wireguardGoServer: TunnelServer = {
   },
 };
 
-// ARCHITECTURE.md "External interfaces": `tunnelbyte-node up --config <wg-quick file> --interface NAME`
+// docs/ARCHITECTURE.md "External interfaces": `tunnelbyte-node up --config <wg-quick file> --interface NAME`
 // creates the interface, assigns Address, brings it up and serves UAPI at /var/run/wireguard/NAME.sock.
 const tunnelbyteNodeServer: TunnelServer = {
   name: 'tunnelbyte-node',

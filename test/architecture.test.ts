@@ -1,4 +1,4 @@
-// ARCHITECTURE.md: imports run one way. crypto/ imports nothing of ours; nodes/ and src/ may import
+// docs/ARCHITECTURE.md: imports run one way. crypto/ imports nothing of ours; nodes/ and src/ may import
 // crypto/; nothing imports nodes/ (except nodes/ itself and its tests).
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';

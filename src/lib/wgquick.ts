@@ -1,4 +1,4 @@
-// The wg-quick(8) configuration file (WIREGUARD.md §8.1): parse() for `tunnelbyte-node up --config`,
+// The wg-quick(8) configuration file (docs/WIREGUARD.md §8.1): parse() for `tunnelbyte-node up --config`,
 // format() for the configs the CLI and broker hand to clients. Reading follows the real tools: section
 // names and keys are case-insensitive, '#' comments run to the end of the line, and whitespace is removed
 // from every line as wg(8) does, except inside the Pre/Post Up/Down hooks, which wg-quick only trims

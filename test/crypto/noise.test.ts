@@ -17,7 +17,7 @@ import { seededRandom } from './tunnel-pair.js';
 
 const concat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
 
-describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (WIREGUARD.md §7.2)', () => {
+describe('cacophony Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s vector (docs/WIREGUARD.md §7.2)', () => {
   const v = loadJson<{
     init_prologue: string;
     init_psks: string[];

@@ -1,4 +1,4 @@
-// Known-answer tests for every primitive (WIREGUARD.md §7.1, §7.4, §2.2). Sources are named per block.
+// Known-answer tests for every primitive (docs/WIREGUARD.md §7.1, §7.4, §2.2). Sources are named per block.
 import { BLAKE2s } from '@stablelib/blake2s';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { hchacha } from '@stablelib/xchacha20';
@@ -57,7 +57,7 @@ describe('HASH / MAC / HMAC: BLAKE2s', () => {
     );
   });
 
-  test('MAC is keyed BLAKE2s-128 (WIREGUARD.md §7.4 quick check)', () => {
+  test('MAC is keyed BLAKE2s-128 (docs/WIREGUARD.md §7.4 quick check)', () => {
     expect(toHex(MAC(key, new Uint8Array(0)))).toBe('9536f9b267655743dee97b8a670f9f53');
     expect(MAC(key, message(3), message(5))).toHaveLength(16);
   });
@@ -104,7 +104,7 @@ describe('KDF1/KDF2/KDF3: wireguard-go device/kdf_test.go', () => {
   });
 });
 
-describe('protocol constants (WIREGUARD.md §2.2)', () => {
+describe('protocol constants (docs/WIREGUARD.md §2.2)', () => {
   test('Ci = HASH(CONSTRUCTION), Hi = HASH(Ci ‖ IDENTIFIER)', () => {
     const ci = HASH(CONSTRUCTION);
     expect(toHex(ci)).toBe('60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36');

@@ -5,7 +5,7 @@ const W = BigInt(REPLAY_WINDOW_SIZE);
 const T_LIM = W + 1n;
 const R = (1n << 64n) - (1n << 13n) - 1n; // wireguard-go's REJECT_AFTER_MESSAGES
 
-// WIREGUARD.md §5: the list shared by the kernel's selftest/counter.c and wireguard-go's replay_test.go,
+// docs/WIREGUARD.md §5: the list shared by the kernel's selftest/counter.c and wireguard-go's replay_test.go,
 // run in order on one fresh filter.
 const table: Array<[number, bigint, boolean]> = [
   [1, 0n, true],

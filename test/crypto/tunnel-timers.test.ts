@@ -1,4 +1,4 @@
-// The timer rules of WIREGUARD.md §4.2 end to end, through two Tunnels on a manual clock.
+// The timer rules of docs/WIREGUARD.md §4.2 end to end, through two Tunnels on a manual clock.
 import {
   KEEPALIVE_TIMEOUT_MS,
   REKEY_TIMEOUT_JITTER_MAX_MS,

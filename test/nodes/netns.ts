@@ -231,7 +231,7 @@ export interface WgDump {
   readonly peers: WgPeerDump[];
 }
 
-/** The ping count whose byte counters WIREGUARD.md §7.5 gives exactly. */
+/** The ping count whose byte counters docs/WIREGUARD.md §7.5 gives exactly. */
 export const PINGS = 10;
 // §7.5: an 84-byte ICMP echo is padded to 96: 16 header + 96 + 16 tag = 128 bytes on the wire.
 const PING_84_ON_WIRE = TRANSPORT_HEADER_SIZE + 96 + AEAD_TAG_LENGTH;

@@ -1,0 +1,121 @@
+// The repository stands on its own: no tracked file reads or cites a relative path that leaves it
+// (a clone in an empty folder has nothing beside it), and every section of docs/ that a file cites
+// by number or by name exists.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import { REPO_ROOT } from './helpers/repo.js';
+
+/** `./x`, `../x` and a quoted `..`, where a path may start: after a quote, a space, `(`, `=`, `:` or `[`. */
+const RELATIVE_PATH = /(?<=^|[\s'"`(=:[])(\.{1,2}\/[^\s'"`()[\]<>,;|*{}]*|\.\.(?=['"`]))/gm;
+/** A shell script's own folder, which is where its relative paths start. */
+const SCRIPT_DIR = /\$\(dirname "\$(?:0|\{BASH_SOURCE\[0\]\})"\)/g;
+
+/**
+ * The relative paths in `text` that resolve outside the root from `file`'s folder. The programs run
+ * compiled in dist/ (tsconfig's outDir), so their paths may be meant from there instead; tests run
+ * from their source (ts-jest).
+ */
+function escapingPaths(file: string, text: string): string[] {
+  const folder = posix.dirname(file);
+  const compiled = file.endsWith('.ts') && !file.startsWith('test/');
+  const folders = compiled ? [folder, posix.join('dist', folder)] : [folder];
+  const outside = (path: string) => path === '..' || path.startsWith('../');
+  return [...text.replace(SCRIPT_DIR, '.').matchAll(RELATIVE_PATH)]
+    .map((m) => m[1]!)
+    .filter((path) => folders.every((from) => outside(posix.normalize(posix.join(from, path)))));
+}
+
+function trackedTextFiles(): { file: string; text: string }[] {
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' })
+    .split('\0')
+    .filter((file) => file && existsSync(join(REPO_ROOT, file)));
+  return files
+    .map((file) => ({ file, text: readFileSync(join(REPO_ROOT, file), 'utf8') }))
+    .filter(({ text }) => !text.includes('\0'));
+}
+
+describe('no path leaves the repository', () => {
+  test.each([
+    ['README.md', 'The contract is `' + ['..', 'shared', 'API.md'].join('/') + '`.', 1],
+    ['test/helpers/vectors.ts', "new URL('" + '../'.repeat(3) + "elsewhere/', import.meta.url)", 1],
+    ['scripts/test', 'cd "$(dirname "$0")/' + ['..', '..'].join('/') + '"', 1],
+    ['eslint.config.js', "resolve(here, '..')", 1],
+    ['nodes/run.ts', "new URL('" + '../'.repeat(3) + "package.json', import.meta.url)", 1],
+    ['docs/API.md', '[up](' + '../'.repeat(2) + 'x.md)', 1],
+    ['test/helpers/vectors.ts', "new URL('../crypto/vectors/', import.meta.url)", 0],
+    ['scripts/test', 'cd "$(dirname "$0")/.."', 0],
+    ['src/cli/README.md', 'through [the client](../lib/api-client.ts) and `./x`', 0],
+    ['nodes/run.ts', "new URL('" + '../'.repeat(2) + "package.json', import.meta.url) // from dist/nodes", 0],
+    ['crypto/aead.ts', 'a range 1..W, an ellipsis ... and ./', 0],
+  ])('%#. in %s: %s → %i escaping', (file, text, count) => {
+    expect(escapingPaths(file, text)).toHaveLength(count);
+  });
+
+  test('no tracked file reads or cites a relative path outside the repository', () => {
+    const files = trackedTextFiles();
+    expect(files.length).toBeGreaterThan(100);
+    const found = files.flatMap(({ file, text }) =>
+      escapingPaths(file, text).map((path) => `${file}: ${path}`),
+    );
+    expect(found).toEqual([]);
+  });
+});
+
+describe('citations of docs/', () => {
+  const DOCS = ['API.md', 'ARCHITECTURE.md', 'WIREGUARD.md'];
+  const doc = (name: string) => readFileSync(join(REPO_ROOT, 'docs', name), 'utf8');
+
+  /** `## 7. x` or `### 7.5 x` exists, or `§0.3` names item 3 of the numbered list in section 0. */
+  function hasNumberedSection(markdown: string, number: string): boolean {
+    if (new RegExp(`^#{2,3} ${number.replace('.', '\\.')}[. ]`, 'm').test(markdown)) return true;
+    const [major, item] = number.split('.');
+    const part = markdown.split(/\n(?=## )/).find((p) => p.startsWith(`## ${major}. `));
+    return item !== undefined && part !== undefined && new RegExp(`^${item}\\. `, 'm').test(part);
+  }
+
+  const citations = trackedTextFiles().flatMap(({ file, text }) =>
+    [...text.matchAll(/docs\/([A-Z]+\.md)((?:(?:,| and|-)? ?§\d+(?:\.\d+)?)*)((?: "[^"\n]+",?)*)/g)].map(
+      (m) => ({ file, doc: m[1]!, numbers: m[2]!, names: m[3]! }),
+    ),
+  );
+
+  test('every cited document exists', () => {
+    expect(citations.length).toBeGreaterThan(20);
+    for (const { file, doc: name } of citations)
+      expect([file, name, DOCS.includes(name)]).toEqual([file, name, true]);
+  });
+
+  test('every section cited by number (§7.5) exists with that number', () => {
+    const numbered = citations.filter((c) => c.numbers);
+    expect(numbered.length).toBeGreaterThan(10);
+    for (const { file, doc: name, numbers } of numbered) {
+      for (const [, number] of numbers.matchAll(/§(\d+(?:\.\d+)?)/g)) {
+        expect([file, name, number, hasNumberedSection(doc(name), number!)]).toEqual([
+          file,
+          name,
+          number,
+          true,
+        ]);
+      }
+    }
+  });
+
+  test('every section cited by name ("Exit nodes") exists as a heading', () => {
+    const named = citations.filter((c) => c.names);
+    expect(named.length).toBeGreaterThan(10);
+    for (const { file, doc: name, names } of named) {
+      for (const [, heading] of names.matchAll(/"([^"]+)"/g)) {
+        const exists = doc(name).includes(`\n## ${heading}\n`);
+        expect([file, name, heading, exists]).toEqual([file, name, heading, true]);
+      }
+    }
+  });
+
+  test('a citation of a missing section is caught', () => {
+    expect(hasNumberedSection(doc('WIREGUARD.md'), '7.5')).toBe(true);
+    expect(hasNumberedSection(doc('WIREGUARD.md'), '0.3')).toBe(true);
+    expect(hasNumberedSection(doc('WIREGUARD.md'), '7.9')).toBe(false);
+    expect(hasNumberedSection(doc('WIREGUARD.md'), '0.9')).toBe(false);
+  });
+});

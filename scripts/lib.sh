@@ -17,6 +17,7 @@ declare -A TB_DEBIAN_PACKAGES=(
 )
 
 # tb_install_missing [BIN...]: the Debian packages for BINs (default: every one above), then npm's.
+# Without root it stops with one line naming what is missing and the command that installs it.
 tb_install_missing() {
   local missing=() bins=("$@")
   [ ${#bins[@]} -gt 0 ] || bins=("${!TB_DEBIAN_PACKAGES[@]}")
@@ -32,6 +33,11 @@ tb_install_missing() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  tb_install_npm
+}
+
+# tb_install_npm: the npm dependencies, when node_modules is absent or older than the lock file.
+tb_install_npm() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund
   fi

@@ -119,3 +119,19 @@ describe('citations of docs/', () => {
     expect(hasNumberedSection(doc('WIREGUARD.md'), '0.9')).toBe(false);
   });
 });
+
+describe('every script installs what it needs', () => {
+  test('each command in scripts/ sources scripts/lib.sh and calls tb_install_missing or tb_install_npm', () => {
+    const commands = trackedTextFiles().filter(
+      ({ file, text }) => file.startsWith('scripts/') && text.startsWith('#!/usr/bin/env bash'),
+    );
+    expect(commands.map((c) => c.file)).toEqual(
+      expect.arrayContaining(['scripts/test', 'scripts/bench-tunnel']),
+    );
+    for (const { file, text } of commands) {
+      const installs =
+        /^source scripts\/lib\.sh$/m.test(text) && /^\s*tb_install_(missing|npm)\b/m.test(text);
+      expect([file, installs]).toEqual([file, true]);
+    }
+  });
+});

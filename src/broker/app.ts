@@ -10,7 +10,7 @@ import { createMetrics } from './metrics.js';
 import { createOpenApiRegistry } from './openapi.js';
 import { createRateLimits } from './ratelimit.js';
 import { ROUTE_MODULES } from './routes/index.js';
-import type { Redis } from './store/redis.js';
+import { logSafeError, type Redis } from './store/redis.js';
 
 export interface AppDeps {
   config: Config;
@@ -43,7 +43,8 @@ export function createContext(
   return {
     config: deps.config,
     redis: deps.redis,
-    logger: deps.logger,
+    // Every module logs errors through the Redis-safe serializer (no command arguments).
+    logger: deps.logger.child({}, { serializers: { err: logSafeError } }),
     clock: deps.clock ?? Date.now,
     openapi: createOpenApiRegistry(),
     metrics: createMetrics(),

@@ -3,7 +3,8 @@
 // the X-Machine-Fingerprint they were issued for, per-token tier limits, then scope checks.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { BrokerContext } from './context.js';
-import { forbidden, unauthorized } from './errors.js';
+import { ApiError, forbidden, unauthorized } from './errors.js';
+import { sourceOf } from './ip.js';
 import { enforce } from './ratelimit.js';
 import { grants, type Scope } from './scopes.js';
 import {
@@ -49,7 +50,25 @@ function machineMatches(account: Account, key: ApiKey, presented: string | undef
   return normalizeFingerprint(presented) === key.fingerprint;
 }
 
-export async function authenticate(ctx: BrokerContext, req: Request): Promise<AuthContext> {
+/** The client's rate-limit identity (IPv6: its /64). */
+export const sourceOfRequest = (req: Request) => sourceOf(req.ip ?? 'unknown');
+
+/**
+ * Runs `check` (which throws unauthorized for a bad credential) unless the source already failed too
+ * often this minute (then 429 without any lookup); a failure counts against the source.
+ */
+export async function throttledAuth<T>(ctx: BrokerContext, req: Request, check: () => Promise<T>): Promise<T> {
+  const source = sourceOfRequest(req);
+  ctx.limits.authFailures.check(source, ctx.clock());
+  try {
+    return await check();
+  } catch (err) {
+    if (err instanceof ApiError && err.kind === 'unauthorized') ctx.limits.authFailures.record(source, ctx.clock());
+    throw err;
+  }
+}
+
+async function authenticate(ctx: BrokerContext, req: Request): Promise<AuthContext> {
   const token = bearerToken(req);
   if (!token || !isWellFormedToken(API_TOKEN_PREFIX, token)) throw unauthorized();
   const found = await findByToken(ctx.redis, token);
@@ -66,10 +85,10 @@ export async function authenticate(ctx: BrokerContext, req: Request): Promise<Au
 /** Authenticates, counts the request against the token's tier cap, and attaches req.auth. */
 export function bearerAuth(ctx: BrokerContext): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
-    const auth = await authenticate(ctx, req);
-    enforce(res, await ctx.limits.bearer.take(auth.key.id, auth.account.plan));
+    const auth = await throttledAuth(ctx, req, () => authenticate(ctx, req));
+    enforce(res, await ctx.limits.bearer.take(auth.key.id, auth.account.id, auth.account.plan));
     const now = ctx.clock();
-    await touchKey(ctx.redis, auth.key, now);
+    await touchKey(ctx, auth.account, auth.key, now);
     req.auth = { account: auth.account, key: { ...auth.key, lastUsed: now } };
     next();
   };

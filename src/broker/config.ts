@@ -62,6 +62,22 @@ const envSchema = z.object({
   /** Only used to construct the stripe client object; webhook verification needs no network. */
   STRIPE_SECRET_KEY: z.string().min(1).optional(),
   STRIPE_WEBHOOK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).default(300),
+  /** All tokens of one account together: this many times the tier's per-token cap. */
+  TB_ACCOUNT_RATE_FACTOR: z.coerce.number().positive().default(2),
+  TB_MAX_KEYS_PER_ACCOUNT: z.coerce.number().int().min(1).default(100),
+  /** Anonymous signups per minute, across all sources and brokers. */
+  TB_SIGNUP_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+  /** An anonymous account with no request for this many days is deleted. */
+  TB_ANONYMOUS_IDLE_DAYS: z.coerce.number().int().min(1).default(30),
+  /** Failed authentications per source (IPv6: per /64) per minute before 429 without a lookup. */
+  TB_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(30),
+  /** Highest `capacity` a node may register with. */
+  TB_NODE_MAX_CAPACITY: z.coerce.number().int().min(1).default(10_000),
+  /** Requests per minute of one node token (register, heartbeats, feed polls of all its nodes). */
+  TB_NODE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** Set: /metrics moves off the API port to its own listener on METRICS_HOST. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_HOST: z.string().default('127.0.0.1'),
 });
 
 export interface Config {
@@ -73,6 +89,18 @@ export interface Config {
   tiers: Record<Tier, TierLimits>;
   publicBurst: number;
   publicRefillPerSecond: number;
+  /** Abuse limits (API.md "Rate limits"). */
+  limits: {
+    accountRateFactor: number;
+    maxKeysPerAccount: number;
+    signupsPerMinute: number;
+    anonymousIdleDays: number;
+    authFailuresPerMinute: number;
+    nodeMaxCapacity: number;
+    nodeRequestsPerMinute: number;
+  };
+  /** undefined: /metrics is served on the API port. */
+  metrics: { port: number | undefined; host: string };
   stripe: {
     paymentLink: string | undefined;
     webhookSecret: string | undefined;
@@ -107,6 +135,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tiers,
     publicBurst: e.PUBLIC_BURST,
     publicRefillPerSecond: e.PUBLIC_REFILL_PER_SECOND,
+    limits: {
+      accountRateFactor: e.TB_ACCOUNT_RATE_FACTOR,
+      maxKeysPerAccount: e.TB_MAX_KEYS_PER_ACCOUNT,
+      signupsPerMinute: e.TB_SIGNUP_PER_MINUTE,
+      anonymousIdleDays: e.TB_ANONYMOUS_IDLE_DAYS,
+      authFailuresPerMinute: e.TB_AUTH_FAILURES_PER_MINUTE,
+      nodeMaxCapacity: e.TB_NODE_MAX_CAPACITY,
+      nodeRequestsPerMinute: e.TB_NODE_REQUESTS_PER_MINUTE,
+    },
+    metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST },
     stripe: {
       paymentLink: e.STRIPE_PAYMENT_LINK,
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,

@@ -3,7 +3,7 @@
 // entry. Handlers stay thin: validated input in, a Reply (or nothing, for 204) out.
 import type { Request, RequestHandler, Response, Router } from 'express';
 import type { ZodObject, ZodType, z as zod } from 'zod';
-import { bearerAuth, requireScope } from './auth.js';
+import { bearerAuth, requireScope, sourceOfRequest } from './auth.js';
 import type { BrokerContext } from './context.js';
 import { ERRORS, invalidRequest, type ErrorName } from './errors.js';
 import { BEARER_SCHEME, ErrorBody } from './openapi.js';
@@ -44,6 +44,8 @@ export interface RouteSpec<
   params?: P;
   /** Success responses; the usual error answers are documented automatically. */
   responses: Record<number, { description: string; schema?: ZodType }>;
+  /** The answer carries a secret (a token, a private key): Cache-Control: no-store. */
+  noStore?: boolean;
   /** Further errors this route can answer, for the document. */
   errors?: ErrorName[];
   handler: (
@@ -72,7 +74,7 @@ function validate<T extends ZodType | undefined>(
 
 export function publicLimit(ctx: BrokerContext): RequestHandler {
   return (req, res, next) => {
-    enforce(res, ctx.limits.public.take(req.ip ?? 'unknown', ctx.clock()));
+    enforce(res, ctx.limits.public.take(sourceOfRequest(req), ctx.clock()));
     next();
   };
 }
@@ -121,6 +123,7 @@ export function defineRoute<
       res.status(204).end();
       return;
     }
+    if (spec.noStore) res.set('Cache-Control', 'no-store');
     if (reply.headers) res.set(reply.headers);
     res.status(reply.status ?? 200);
     if (reply.body === undefined) res.end();

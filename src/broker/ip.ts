@@ -96,3 +96,15 @@ export function parseIp(input: string): ParsedIp | null {
 }
 
 export const canonicalIp = (input: string): string | null => parseIp(input)?.text ?? null;
+
+/**
+ * The rate-limit identity of a client address: an IPv4 address as it is, an IPv6 address as its /64
+ * (one subscriber line usually holds a whole /64, so per-/128 buckets would be free to multiply).
+ * Anything unparsable is its own identity.
+ */
+export function sourceOf(address: string): string {
+  const bare = address.split('%')[0]!; // a zone id (fe80::1%eth0) names no other host
+  const v6 = parseIp(bare)?.version === 6 ? parseV6(bare) : null;
+  if (!v6) return canonicalIp(bare) ?? address;
+  return `${formatV6([...v6.slice(0, 4), 0, 0, 0, 0])}/64`;
+}

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { adminCommand } from './admin.js';
 import { createApp } from './app.js';
 import { loadConfig } from './config.js';
+import { createMetricsServer } from './metrics.js';
 import { createRedis, waitForReady } from './store/redis.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -21,6 +22,12 @@ async function serve(): Promise<void> {
   server.listen(config.port, config.host, () =>
     logger.info({ host: config.host, port: config.port }, 'listening'),
   );
+  const metricsPort = config.metrics.port;
+  const metricsServer =
+    metricsPort === undefined ? undefined : createMetricsServer(app.locals.broker.metrics);
+  metricsServer?.listen(metricsPort, config.metrics.host, () =>
+    logger.info({ host: config.metrics.host, port: metricsPort }, 'metrics listening'),
+  );
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -30,6 +37,7 @@ async function serve(): Promise<void> {
     app.locals.close();
     const forced = setTimeout(() => process.exit(1), DRAIN_TIMEOUT_MS);
     forced.unref();
+    metricsServer?.close();
     server.close(() => {
       void redis.quit().finally(() => process.exit(0));
     });
@@ -45,7 +53,7 @@ export function buildProgram(): Command {
   const program = new Command('tunnelbyte-broker').description('tunnelbyte API broker');
   program
     .command('serve', { isDefault: true })
-    .description('run the HTTP API (env: REDIS_URL, PORT, HOST, TRUSTED_PROXIES, STRIPE_*)')
+    .description('run the HTTP API (env: REDIS_URL, PORT, HOST, METRICS_PORT, TRUSTED_PROXIES, STRIPE_*)')
     .action(serve);
   program.addCommand(adminCommand());
   return program;

@@ -1,5 +1,6 @@
 // Prometheus metrics (prom-client), one registry per app so several apps can live in one process
 // (tests run two brokers side by side). Labels carry route templates, never ids or tokens.
+import { createServer, type Server } from 'node:http';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
@@ -30,4 +31,18 @@ export function createMetrics(): Metrics {
     }),
     counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers: [registry] }),
   };
+}
+
+/** The METRICS_PORT listener: GET /metrics and nothing else. */
+export function createMetricsServer(metrics: Metrics): Server {
+  return createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
 }

@@ -1,6 +1,8 @@
-// docs/API.md "Rate limits". Public endpoints: a token bucket per source IP in this broker's memory
-// (burst 10, refill 1/s). Bearer endpoints: a per-token fixed window of one minute in Redis
-// (rate-limiter-flexible's atomic Lua INCR), so every broker shares the same count.
+// docs/API.md "Rate limits". Public endpoints: a token bucket per source (IPv6: per /64) in this broker's
+// memory (burst 10, refill 1/s). Bearer endpoints: per-token and per-account fixed windows of one
+// minute in Redis (rate-limiter-flexible's atomic Lua INCR), so every broker shares the same count;
+// the same kind of window bounds anonymous signups and each node token. Failed authentications are
+// counted per source in memory and refused before any lookup.
 import type { Response } from 'express';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config, Tier } from './config.js';
@@ -57,44 +59,38 @@ export class TokenBucketLimiter {
   }
 }
 
-export class BearerLimiter {
-  private readonly byTier = new Map<Tier, RateLimiterRedis>();
+/** A fixed one-minute window in Redis (rate-limiter-flexible's atomic INCR), shared by every broker. */
+export class RedisWindow {
+  private readonly limiter: RateLimiterRedis;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly config: Config,
-  ) {}
-
-  private limiter(tier: Tier): RateLimiterRedis {
-    let limiter = this.byTier.get(tier);
-    if (!limiter) {
-      limiter = new RateLimiterRedis({
-        storeClient: this.redis,
-        keyPrefix: keys.bearerLimitPrefix(tier),
-        points: this.config.tiers[tier].requestsPerMinute,
-        duration: 60,
-        rejectIfRedisNotReady: true,
-      });
-      this.byTier.set(tier, limiter);
-    }
-    return limiter;
+    redis: Redis,
+    keyPrefix: string,
+    readonly points: number,
+  ) {
+    this.limiter = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix,
+      points,
+      duration: 60,
+      rejectIfRedisNotReady: true,
+    });
   }
 
-  /** Counts one request for the token; throws the store's error when Redis is unreachable. */
-  async take(tokenId: string, tier: Tier): Promise<LimitResult> {
-    const limit = this.config.tiers[tier].requestsPerMinute;
+  /** Counts one request for `key`; throws the store's error when Redis is unreachable. */
+  async take(key: string): Promise<LimitResult> {
     const toResult = (res: RateLimiterRes, allowed: boolean): LimitResult => {
       const seconds = Math.max(1, Math.ceil(res.msBeforeNext / 1000));
       return {
         allowed,
-        limit,
+        limit: this.points,
         remaining: res.remainingPoints,
         resetSeconds: seconds,
         retryAfterSeconds: seconds,
       };
     };
     try {
-      return toResult(await this.limiter(tier).consume(tokenId), true);
+      return toResult(await this.limiter.consume(key), true);
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes) return toResult(rejection, false);
       throw rejection;
@@ -102,15 +98,102 @@ export class BearerLimiter {
   }
 }
 
+/**
+ * Bearer requests: each token has its tier's per-minute cap, and all tokens of one account together
+ * stay within `accountRateFactor` times that cap, so minting keys does not multiply the allowance.
+ * Windows are kept per tier, so a plan change applies on the next request.
+ */
+export class BearerLimiter {
+  private readonly windows = new Map<string, RedisWindow>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: Config,
+  ) {}
+
+  private window(kind: 'token' | 'account', tier: Tier): RedisWindow {
+    const name = `${kind}:${tier}`;
+    let window = this.windows.get(name);
+    if (!window) {
+      const perToken = this.config.tiers[tier].requestsPerMinute;
+      window =
+        kind === 'token'
+          ? new RedisWindow(this.redis, keys.bearerLimitPrefix(tier), perToken)
+          : new RedisWindow(
+              this.redis,
+              keys.accountLimitPrefix(tier),
+              Math.max(perToken, Math.floor(perToken * this.config.limits.accountRateFactor)),
+            );
+      this.windows.set(name, window);
+    }
+    return window;
+  }
+
+  /** The token's limit, and the smaller remaining of the token's and the account's windows. */
+  async take(tokenId: string, accountId: string, tier: Tier): Promise<LimitResult> {
+    const [token, account] = await Promise.all([
+      this.window('token', tier).take(tokenId),
+      this.window('account', tier).take(accountId),
+    ]);
+    const refused = [token, account].filter((r) => !r.allowed);
+    return {
+      allowed: refused.length === 0,
+      limit: token.limit,
+      remaining: Math.min(token.remaining, account.remaining),
+      resetSeconds: Math.max(token.resetSeconds, account.resetSeconds),
+      retryAfterSeconds: Math.max(0, ...refused.map((r) => r.retryAfterSeconds)),
+    };
+  }
+}
+
+/**
+ * Failed authentications per source, in this broker's memory: past the limit a source is refused
+ * before its token is looked up, so guessing costs no Redis round trips. Fixed one-minute windows.
+ */
+export class FailureLimiter {
+  private readonly windows = new Map<string, { count: number; startMs: number }>();
+
+  constructor(readonly perMinute: number) {}
+
+  /** rate_limited while `source` is over the limit in the current window. */
+  check(source: string, nowMs: number): void {
+    const w = this.windows.get(source);
+    if (w && nowMs - w.startMs < 60_000 && w.count >= this.perMinute) {
+      throw rateLimited(Math.ceil((w.startMs + 60_000 - nowMs) / 1000));
+    }
+  }
+
+  record(source: string, nowMs: number): void {
+    const w = this.windows.get(source);
+    if (w && nowMs - w.startMs < 60_000) {
+      w.count++;
+      return;
+    }
+    if (this.windows.size >= MAX_TRACKED_IPS) {
+      for (const [key, old] of this.windows) if (nowMs - old.startMs >= 60_000) this.windows.delete(key);
+    }
+    this.windows.set(source, { count: 1, startMs: nowMs });
+  }
+}
+
 export interface RateLimits {
+  /** Per source (IPv6: per /64), public endpoints. */
   public: TokenBucketLimiter;
   bearer: BearerLimiter;
+  /** Anonymous signups, all sources together. */
+  signup: RedisWindow;
+  /** Per node token: register, heartbeats, feed polls. */
+  node: RedisWindow;
+  authFailures: FailureLimiter;
 }
 
 export function createRateLimits(config: Config, redis: Redis): RateLimits {
   return {
     public: new TokenBucketLimiter(config.publicBurst, config.publicRefillPerSecond),
     bearer: new BearerLimiter(redis, config),
+    signup: new RedisWindow(redis, keys.signupLimitPrefix(), config.limits.signupsPerMinute),
+    node: new RedisWindow(redis, keys.nodeLimitPrefix(), config.limits.nodeRequestsPerMinute),
+    authFailures: new FailureLimiter(config.limits.authFailuresPerMinute),
   };
 }
 

@@ -1,13 +1,13 @@
 // Accounts and keys (docs/API.md "Accounts and keys"): signup, login, logout, user, key, test, keys.
 import type { Request, Router } from 'express';
-import { authOf, FINGERPRINT_HEADER, hasScope } from '../auth.js';
+import { authOf, FINGERPRINT_HEADER, hasScope, sourceOfRequest } from '../auth.js';
 import { TIERS } from '../config.js';
 import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
 import { forbidden, notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { firstMissing, PERMISSIONS, SCOPES } from '../scopes.js';
-import { issueKey, listKeys, maskedKey, revokeKey, type Account, type ApiKey } from '../services/accounts.js';
+import { idleTtlSeconds, issueKey, listKeys, maskedKey, revokeKey, type Account, type ApiKey } from '../services/accounts.js';
 import { signup, login } from '../services/signin.js';
 import { keys as redisKeys } from '../store/keys.js';
 
@@ -69,6 +69,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     access: 'public',
     body: z.object({ fingerprint: z.string().regex(/^[0-9a-fA-F]{8,128}$/, 'hex, 8 to 128 digits') }),
     responses: { 201: { description: 'account and its first key, shown once', schema: TokenGrant } },
+    noStore: true,
     handler: async ({ body }) => {
       const { account, token } = await signup(ctx, body.fingerprint);
       return { status: 201, body: { api_key: token, user: userView(account) } };
@@ -83,10 +84,11 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     access: 'public',
     body: z.object({ email: z.string().min(1).max(254), password: z.string().min(1).max(1024) }),
     responses: { 200: { description: 'a new key, shown once', schema: TokenGrant } },
-    errors: ['unauthorized'],
+    noStore: true,
+    errors: ['unauthorized', 'conflict'],
     handler: async ({ body }, req) => {
       const { account, token } = await login(ctx, {
-        ip: req.ip ?? 'unknown',
+        source: sourceOfRequest(req),
         email: body.email,
         password: body.password,
         fingerprint: fingerprintOf(req),
@@ -219,6 +221,8 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
       expires_in: z.number().int().min(60).max(MAX_EXPIRES_IN_SECONDS).optional(),
     }),
     responses: { 201: { description: 'the key, in full, shown once', schema: KeyView } },
+    noStore: true,
+    errors: ['conflict'],
     handler: async ({ body }, req) => {
       const { account, key: creator } = authOf(req);
       const missing = firstMissing(creator.permissions, body.permissions);
@@ -231,6 +235,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
         permissions: [...new Set(body.permissions)],
         fingerprint: creator.fingerprint,
         expiresAt: bounds.length ? Math.min(...bounds) : null,
+        idleTtlSeconds: idleTtlSeconds(ctx, account),
       });
       return { status: 201, body: keyView(key, token) };
     },

@@ -3,10 +3,11 @@
 // services/feed.ts. A node may only act on node ids registered with its own enrollment.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Router } from 'express';
-import { bearerToken } from '../auth.js';
+import { bearerToken, throttledAuth } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { invalidRequest, notFound, unauthorized } from '../errors.js';
 import { defineRoute } from '../http.js';
+import { enforce } from '../ratelimit.js';
 import { z } from '../openapi.js';
 import type { NodeToken } from '../services/enrollment.js';
 import { verifyNodeToken } from '../services/enrollment.js';
@@ -25,8 +26,12 @@ import { WireGuardKey } from './sessions.js';
 
 function nodeAuth(ctx: BrokerContext): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
-    const token = await verifyNodeToken(ctx, bearerToken(req));
-    if (!token) throw unauthorized('Invalid or missing node token.');
+    const token = await throttledAuth(ctx, req, async () => {
+      const found = await verifyNodeToken(ctx, bearerToken(req));
+      if (!found) throw unauthorized('Invalid or missing node token.');
+      return found;
+    });
+    enforce(res, await ctx.limits.node.take(token.tokenId));
     res.locals.nodeToken = token;
     next();
   };

@@ -100,6 +100,7 @@ export function sessionRoutes(ctx: BrokerContext, router: Router): void {
     responses: {
       201: { description: 'the session, its config, and (once) its private key', schema: CreatedSession },
     },
+    noStore: true,
     errors: ['tier_required', 'quota_exhausted', 'no_capacity', 'conflict'],
     handler: async ({ body }, req) => {
       const { account } = authOf(req);

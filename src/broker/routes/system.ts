@@ -48,8 +48,9 @@ export function systemRoutes(ctx: BrokerContext, router: Router): void {
     handler: () => ({ body: (document ??= generateDocument(ctx.openapi)) }),
   });
 
-  // Public on purpose (documented in README): aggregate counters by route template, no ids or
-  // tokens. Restrict it at the proxy if the scrape should stay private.
+  // Public on purpose (documented in API.md): aggregate counters by route template, no ids or
+  // tokens. METRICS_PORT moves it to its own listener (main.ts) instead.
+  if (ctx.config.metrics.port !== undefined) return;
   router.get('/metrics', async (_req, res) => {
     res.locals.route = '/metrics';
     res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());

@@ -3,7 +3,8 @@
 import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { keys } from '../store/keys.js';
-import { execAll, type Redis } from '../store/redis.js';
+import { conflict } from '../errors.js';
+import { execAll, LuaScript, type Redis } from '../store/redis.js';
 import {
   API_TOKEN_PREFIX,
   hashToken,
@@ -109,11 +110,87 @@ export interface IssuedKey {
   key: ApiKey;
 }
 
-/** Mints a token for the account; the record is written before the index that finds it. */
+const DAY_SECONDS = 24 * 3600;
+
+/** An anonymous account (free, no email) is forgotten after this long without a request; null: kept. */
+export function idleTtlSeconds(ctx: BrokerContext, account: Pick<Account, 'email' | 'plan'>): number | null {
+  return account.email === null && account.plan === 'free'
+    ? ctx.config.limits.anonymousIdleDays * DAY_SECONDS
+    : null;
+}
+
+// Writes a key record and adds it to the account's set unless the set is full; members whose record
+// has expired (anonymous keys) are dropped first, so only real keys count. With a TTL, the account's
+// own records expire together with it. KEYS: key HASH, account keys SET, account HASH, usage HASH.
+// ARGV: key id, max keys, ttl seconds (0 = none), key-record prefix, then the record's fields.
+const ADD_KEY = new LuaScript(
+  'add-api-key',
+  `if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[4] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('SADD', KEYS[2], ARGV[1])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1`,
+);
+
+async function addKeyRecord(
+  ctx: BrokerContext,
+  key: ApiKey,
+  ttlSeconds: number | null,
+): Promise<boolean> {
+  const fields: Record<string, string | number> = {
+    id: key.id,
+    account: key.accountId,
+    name: key.name,
+    hash: key.hash,
+    hint: key.hint,
+    permissions: JSON.stringify(key.permissions),
+    fingerprint: key.fingerprint ?? '',
+    created_at: key.createdAt,
+    expires_at: key.expiresAt ?? '',
+    status: 'valid',
+  };
+  const added = await ADD_KEY.run(
+    ctx.redis,
+    [
+      keys.apiKey(key.accountId, key.id),
+      keys.accountKeys(key.accountId),
+      keys.account(key.accountId),
+      keys.accountUsage(key.accountId),
+    ],
+    [
+      key.id,
+      ctx.config.limits.maxKeysPerAccount,
+      ttlSeconds ?? 0,
+      keys.apiKey(key.accountId, ''),
+      ...Object.entries(fields).flat(),
+    ],
+  );
+  return added === 1;
+}
+
+/**
+ * Mints a token for the account; the record is written before the index that finds it. 409 conflict
+ * when the account already holds TB_MAX_KEYS_PER_ACCOUNT keys. `idleTtlSeconds` (anonymous accounts)
+ * makes the key, its index and the account's records expire unless a request renews them.
+ */
 export async function issueKey(
   ctx: BrokerContext,
   accountId: string,
-  fields: { name: string; permissions: string[]; fingerprint: string | null; expiresAt: number | null },
+  fields: {
+    name: string;
+    permissions: string[];
+    fingerprint: string | null;
+    expiresAt: number | null;
+    idleTtlSeconds?: number | null;
+  },
 ): Promise<IssuedKey> {
   const token = mintToken(API_TOKEN_PREFIX);
   const key: ApiKey = {
@@ -129,24 +206,15 @@ export async function issueKey(
     expiresAt: fields.expiresAt,
     revoked: false,
   };
-  await execAll(
-    ctx.redis
-      .multi()
-      .hset(keys.apiKey(accountId, key.id), {
-        id: key.id,
-        account: accountId,
-        name: key.name,
-        hash: key.hash,
-        hint: key.hint,
-        permissions: JSON.stringify(key.permissions),
-        fingerprint: key.fingerprint ?? '',
-        created_at: key.createdAt,
-        expires_at: key.expiresAt ?? '',
-        status: 'valid',
-      })
-      .sadd(keys.accountKeys(accountId), key.id),
-  );
-  await ctx.redis.set(keys.tokenHash(key.hash), `${accountId} ${key.id}`);
+  const ttl = fields.idleTtlSeconds ?? null;
+  if (!(await addKeyRecord(ctx, key, ttl))) {
+    throw conflict(
+      `An account holds at most ${ctx.config.limits.maxKeysPerAccount} keys: revoke one (DELETE /v1/auth/keys/{id}) first.`,
+    );
+  }
+  const index = keys.tokenHash(key.hash);
+  const pointer = `${accountId} ${key.id}`;
+  await (ttl === null ? ctx.redis.set(index, pointer) : ctx.redis.set(index, pointer, 'EX', ttl));
   return { token, key };
 }
 
@@ -195,13 +263,48 @@ export async function revokeKey(redis: Redis, accountId: string, keyId: string):
   return true;
 }
 
-/** Records a served bearer request: last_used on the key, requests_served on the account. */
-export async function touchKey(redis: Redis, key: ApiKey, nowMs: number): Promise<void> {
-  await execAll(
-    redis
-      .pipeline()
-      .hset(keys.apiKey(key.accountId, key.id), 'last_used', nowMs)
-      .hincrby(keys.accountUsage(key.accountId), 'requests_served', 1),
+/**
+ * Records a served bearer request: last_used on the key, requests_served on the account. An anonymous
+ * account's records are renewed for another idle period, at most once a day per key.
+ */
+export async function touchKey(ctx: BrokerContext, account: Account, key: ApiKey, nowMs: number): Promise<void> {
+  const pipeline = ctx.redis
+    .pipeline()
+    .hset(keys.apiKey(key.accountId, key.id), 'last_used', nowMs)
+    .hincrby(keys.accountUsage(key.accountId), 'requests_served', 1);
+  const ttl = idleTtlSeconds(ctx, account);
+  const renew = ttl !== null && (key.lastUsed === null || nowMs - key.lastUsed >= DAY_SECONDS * 1000);
+  if (renew) {
+    for (const name of [
+      keys.account(account.id),
+      keys.accountUsage(account.id),
+      keys.accountKeys(account.id),
+      keys.apiKey(account.id, key.id),
+      keys.accountLiveSessions(account.id),
+      keys.accountSessions(account.id),
+    ]) {
+      pipeline.expire(name, ttl);
+    }
+  }
+  // The token index lives in its own slot: its own command, sent in the same round trip.
+  await Promise.all([execAll(pipeline), renew ? ctx.redis.expire(keys.tokenHash(key.hash), ttl) : null]);
+}
+
+/** The account is no longer anonymous (it paid): none of its records expire any more. */
+export async function keepAccount(ctx: BrokerContext, accountId: string): Promise<void> {
+  const ids = await ctx.redis.smembers(keys.accountKeys(accountId));
+  const own = ctx.redis
+    .multi()
+    .persist(keys.account(accountId))
+    .persist(keys.accountUsage(accountId))
+    .persist(keys.accountKeys(accountId))
+    .persist(keys.accountLiveSessions(accountId))
+    .persist(keys.accountSessions(accountId));
+  for (const id of ids) own.persist(keys.apiKey(accountId, id));
+  await execAll(own);
+  const hashes = await Promise.all(ids.map((id) => ctx.redis.hget(keys.apiKey(accountId, id), 'hash')));
+  await Promise.all(
+    hashes.filter((h): h is string => !!h).map((h) => ctx.redis.persist(keys.tokenHash(h))),
   );
 }
 

@@ -2,14 +2,15 @@
 // (for accounts that attached credentials when they paid). Both hand out a key holding every
 // non-admin scope.
 import type { BrokerContext } from '../context.js';
-import { invalidRequest, unauthorized } from '../errors.js';
+import { invalidRequest, rateLimited, unauthorized } from '../errors.js';
 import { verifyOrBurn } from '../password.js';
 import { USER_SCOPES } from '../scopes.js';
 import { keys } from '../store/keys.js';
-import { checkLoginAllowed, clearEmailFailures, recordLoginFailure } from './backoff.js';
+import { takeLoginAttempt } from './backoff.js';
 import {
   createAccount,
   getAccount,
+  idleTtlSeconds,
   issueKey,
   normalizeEmail,
   normalizeFingerprint,
@@ -23,12 +24,15 @@ export async function signup(
   ctx: BrokerContext,
   fingerprint: string,
 ): Promise<{ account: Account } & IssuedKey> {
+  const budget = await ctx.limits.signup.take('all');
+  if (!budget.allowed) throw rateLimited(budget.retryAfterSeconds);
   const account = await createAccount(ctx, { plan: 'free' });
   const issued = await issueKey(ctx, account.id, {
     name: 'signup',
     permissions: [...USER_SCOPES],
     fingerprint: normalizeFingerprint(fingerprint),
     expiresAt: null,
+    idleTtlSeconds: idleTtlSeconds(ctx, account),
   });
   return { account, ...issued };
 }
@@ -39,18 +43,15 @@ export async function signup(
  */
 export async function login(
   ctx: BrokerContext,
-  input: { ip: string; email: string; password: string; fingerprint: string | undefined },
+  input: { source: string; email: string; password: string; fingerprint: string | undefined },
 ): Promise<{ account: Account } & IssuedKey> {
   const email = normalizeEmail(input.email);
-  await checkLoginAllowed(ctx, input.ip, email);
+  const attempt = await takeLoginAttempt(ctx, input.source, email);
   const accountId = await ctx.redis.get(keys.email(email));
   const account = accountId ? await getAccount(ctx.redis, accountId) : null;
   const matches = await verifyOrBurn(input.password, account?.email === email ? account.passwordHash : null);
-  if (!account || !matches) {
-    await recordLoginFailure(ctx, input.ip, email);
-    throw unauthorized(LOGIN_FAILED);
-  }
-  await clearEmailFailures(ctx, email);
+  if (!account || !matches) throw unauthorized(LOGIN_FAILED);
+  await attempt.succeeded();
   if (account.plan === 'free' && !input.fingerprint) {
     throw invalidRequest(
       'fingerprint',

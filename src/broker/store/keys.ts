@@ -48,9 +48,19 @@ export const keys = {
   // ── rate limits and login back-off ───────────────────────────────────────────────────────────
   /** rate-limiter-flexible key prefix for per-token bearer caps (one prefix per tier) */
   bearerLimitPrefix: (tier: string) => `rl:bearer:${tier}`,
-  /** HASH count, last_ms: failed logins per source IP / per email */
-  loginFailuresByIp: (ip: string) => `login:fail:ip:${ip}`,
-  loginFailuresByEmail: (normalizedEmail: string) => `login:fail:email:${normalizedEmail}`,
+  /** rate-limiter-flexible key prefix for the budget all tokens of one account share (per tier) */
+  accountLimitPrefix: (tier: string) => `rl:account:${tier}`,
+  /** rate-limiter-flexible key prefix of the global anonymous-signup window */
+  signupLimitPrefix: () => 'rl:signup',
+  /** rate-limiter-flexible key prefix for node tokens (keyed by ntk_ id) */
+  nodeLimitPrefix: () => 'rl:node',
+  /** HASH count, last_ms: login attempts not (yet) successful per source (IPv4, or IPv6 /64) */
+  loginFailuresBySource: (source: string) => `login:fail:src:${source}`,
+  /** HASH count, last_ms, clean_ms: per email; the (email, source) counter shares its slot */
+  loginFailuresByEmail: (normalizedEmail: string) => `{login:${normalizedEmail}}:fail`,
+  /** HASH count, last_ms: per email and source */
+  loginFailuresByEmailSource: (normalizedEmail: string, source: string) =>
+    `{login:${normalizedEmail}}:fail:${source}`,
 
   // ── regions and exit nodes ───────────────────────────────────────────────────────────────────
   /** SET of region ids */

@@ -58,6 +58,23 @@ export class LuaScript {
   }
 }
 
+/**
+ * How an error reaches the log: type, message, code and stack, and for a Redis reply error only the
+ * command's name. ioredis attaches the command with its arguments (token hashes, account ids, password
+ * hashes, preshared keys), and pino's default serializer would print every property.
+ */
+export function logSafeError(err: unknown): Record<string, unknown> | unknown {
+  if (!(err instanceof Error)) return err;
+  const { command, code } = err as { command?: { name?: unknown }; code?: unknown };
+  return {
+    type: err.name,
+    message: err.message,
+    ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+    ...(typeof command?.name === 'string' ? { command: command.name } : {}),
+    stack: err.stack,
+  };
+}
+
 type Pipelined = { exec(): Promise<[Error | null, unknown][] | null> };
 
 /** Runs a pipeline or MULTI and returns the replies, throwing the first per-command error. */

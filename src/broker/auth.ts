@@ -57,13 +57,18 @@ export const sourceOfRequest = (req: Request) => sourceOf(req.ip ?? 'unknown');
  * Runs `check` (which throws unauthorized for a bad credential) unless the source already failed too
  * often this minute (then 429 without any lookup); a failure counts against the source.
  */
-export async function throttledAuth<T>(ctx: BrokerContext, req: Request, check: () => Promise<T>): Promise<T> {
+export async function throttledAuth<T>(
+  ctx: BrokerContext,
+  req: Request,
+  check: () => Promise<T>,
+): Promise<T> {
   const source = sourceOfRequest(req);
   ctx.limits.authFailures.check(source, ctx.clock());
   try {
     return await check();
   } catch (err) {
-    if (err instanceof ApiError && err.kind === 'unauthorized') ctx.limits.authFailures.record(source, ctx.clock());
+    if (err instanceof ApiError && err.kind === 'unauthorized')
+      ctx.limits.authFailures.record(source, ctx.clock());
     throw err;
   }
 }

@@ -89,7 +89,7 @@ export interface Config {
   tiers: Record<Tier, TierLimits>;
   publicBurst: number;
   publicRefillPerSecond: number;
-  /** Abuse limits (API.md "Rate limits"). */
+  /** Abuse limits (docs/API.md "Rate limits"). */
   limits: {
     accountRateFactor: number;
     maxKeysPerAccount: number;

@@ -30,6 +30,8 @@ beforeAll(async () => {
       TB_TIERS: JSON.stringify({ free: { requestsPerMinute: 1000000 } }),
       STRIPE_WEBHOOK_SECRET: 'whsec_fuzz',
       STRIPE_PAYMENT_LINK: 'https://buy.stripe.com/test_fuzz',
+      // One key per run, hundreds of runs on one account.
+      TB_MAX_KEYS_PER_ACCOUNT: '1000000',
     },
   });
   accountId = (await request(broker.app).post('/v1/auth/signup').send({ fingerprint: FP })).body.user.id;

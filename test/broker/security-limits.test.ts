@@ -122,7 +122,10 @@ describe('finding 5: rate limits do not multiply with keys', () => {
     const signup = await request(app).post('/v1/auth/signup').send({ fingerprint: FP });
     const auth = { Authorization: `Bearer ${signup.body.api_key}`, 'X-Machine-Fingerprint': FP };
     const make = () =>
-      request(app).post('/v1/auth/keys').set(auth).send({ name: 'ci', permissions: ['tunnels:read'] });
+      request(app)
+        .post('/v1/auth/keys')
+        .set(auth)
+        .send({ name: 'ci', permissions: ['tunnels:read'] });
     const made = [await make(), await make()];
     expect(made.map((r) => r.status)).toEqual([201, 201]);
     const refused = await make();
@@ -154,12 +157,15 @@ describe('finding 6: IPv6 walking, signup floods, anonymous accounts forever', (
     await broker.redis.del(`${keys.signupLimitPrefix()}:all`);
     const answers = [];
     for (let i = 0; i < 5; i++) {
-      answers.push(await from(app, `203.0.113.${i + 10}`).post('/v1/auth/signup').send({ fingerprint: FP }));
+      answers.push(
+        await from(app, `203.0.113.${i + 10}`)
+          .post('/v1/auth/signup')
+          .send({ fingerprint: FP }),
+      );
     }
     expect(answers.map((r) => r.status)).toEqual([201, 201, 201, 429, 429]);
     expect(answers[3]!.body).toMatchObject({ error: 'rate_limited', retry_after: expect.any(Number) });
     expect(answers[3]!.headers['retry-after']).toBeDefined();
-    await broker.redis.del(`${keys.signupLimitPrefix()}:all`);
   });
 
   test('an anonymous account expires after TB_ANONYMOUS_IDLE_DAYS without requests; use renews it', async () => {
@@ -193,7 +199,9 @@ describe('finding 6: IPv6 walking, signup floods, anonymous accounts forever', (
 
 describe('finding 10: failed authentication is throttled before any lookup', () => {
   test('past TB_AUTH_FAILURES_PER_MINUTE a source gets 429 without a Redis lookup; others are unaffected', async () => {
-    const app = await broker.another({ env: { TRUSTED_PROXIES: 'loopback', TB_AUTH_FAILURES_PER_MINUTE: '5' } });
+    const app = await broker.another({
+      env: { TRUSTED_PROXIES: 'loopback', TB_AUTH_FAILURES_PER_MINUTE: '5' },
+    });
     const probe = (address: string, token = unknownToken()) =>
       from(app, address).get('/v1/auth/key').set('Authorization', `Bearer ${token}`);
     for (let i = 0; i < 5; i++) expect((await probe('2001:db8:77::1')).status).toBe(401);

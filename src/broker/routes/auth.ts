@@ -7,7 +7,15 @@ import { forbidden, notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { firstMissing, PERMISSIONS, SCOPES } from '../scopes.js';
-import { idleTtlSeconds, issueKey, listKeys, maskedKey, revokeKey, type Account, type ApiKey } from '../services/accounts.js';
+import {
+  idleTtlSeconds,
+  issueKey,
+  listKeys,
+  maskedKey,
+  revokeKey,
+  type Account,
+  type ApiKey,
+} from '../services/accounts.js';
 import { signup, login } from '../services/signin.js';
 import { keys as redisKeys } from '../store/keys.js';
 

@@ -140,11 +140,7 @@ end
 return 1`,
 );
 
-async function addKeyRecord(
-  ctx: BrokerContext,
-  key: ApiKey,
-  ttlSeconds: number | null,
-): Promise<boolean> {
+async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number | null): Promise<boolean> {
   const fields: Record<string, string | number> = {
     id: key.id,
     account: key.accountId,
@@ -267,7 +263,12 @@ export async function revokeKey(redis: Redis, accountId: string, keyId: string):
  * Records a served bearer request: last_used on the key, requests_served on the account. An anonymous
  * account's records are renewed for another idle period, at most once a day per key.
  */
-export async function touchKey(ctx: BrokerContext, account: Account, key: ApiKey, nowMs: number): Promise<void> {
+export async function touchKey(
+  ctx: BrokerContext,
+  account: Account,
+  key: ApiKey,
+  nowMs: number,
+): Promise<void> {
   const pipeline = ctx.redis
     .pipeline()
     .hset(keys.apiKey(key.accountId, key.id), 'last_used', nowMs)
@@ -303,9 +304,7 @@ export async function keepAccount(ctx: BrokerContext, accountId: string): Promis
   for (const id of ids) own.persist(keys.apiKey(accountId, id));
   await execAll(own);
   const hashes = await Promise.all(ids.map((id) => ctx.redis.hget(keys.apiKey(accountId, id), 'hash')));
-  await Promise.all(
-    hashes.filter((h): h is string => !!h).map((h) => ctx.redis.persist(keys.tokenHash(h))),
-  );
+  await Promise.all(hashes.filter((h): h is string => !!h).map((h) => ctx.redis.persist(keys.tokenHash(h))));
 }
 
 export const maskedKey = (key: ApiKey) => maskToken(API_TOKEN_PREFIX, key.hint);

@@ -1,4 +1,4 @@
-// Login back-off against password guessing (API.md "Rate limits"). An attempt takes its slot in one
+// Login back-off against password guessing (docs/API.md "Rate limits"). An attempt takes its slot in one
 // Lua script BEFORE any password is checked, and counts as a failure until it succeeds, so concurrent
 // guesses cannot all pass the check before the first failure is written.
 //
@@ -110,13 +110,7 @@ export async function takeLoginAttempt(
     await TAKE_EMAIL_SLOT.run(
       ctx.redis,
       [emailKey, pairKey],
-      [
-        now,
-        BACKOFF.freeFailuresPerEmail,
-        cap,
-        TTL.loginFailuresSeconds,
-        BACKOFF.cleanSourceIntervalMs,
-      ],
+      [now, BACKOFF.freeFailuresPerEmail, cap, TTL.loginFailuresSeconds, BACKOFF.cleanSourceIntervalMs],
     ),
   );
   if (emailWait > 0) {

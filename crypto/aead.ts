@@ -5,6 +5,7 @@
 // and scripts/bench-crypto measures it against @stablelib in the same run.
 import { equal as constantTimeEqual } from '@stablelib/constant-time';
 import { Poly1305 } from './poly1305.js';
+import { redactInstances } from './secret.js';
 
 /** Typed-array views over the ChaCha state assume a little-endian host; createTransportCipher checks this. */
 export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
@@ -277,6 +278,7 @@ export class ChaChaPoly {
     }
   }
 }
+redactInstances(ChaChaPoly.prototype);
 
 function writeLength(out: Uint8Array, offset: number, length: number): void {
   out[offset] = length;

@@ -24,6 +24,7 @@ import {
 } from './constants.js';
 import { writeCookieReply, type CookieReplyMessage, type HandshakeMessage } from './messages.js';
 import { HASH, MAC, XAEAD, constantTimeEqual, wipe } from './primitives.js';
+import { secret } from './secret.js';
 
 /** mac1 key for messages sent TO the owner of `publicKey`: HASH(LABEL_MAC1 ‖ publicKey). */
 export const mac1Key = (publicKey: Uint8Array): Uint8Array => HASH(LABEL_MAC1, publicKey);
@@ -94,7 +95,7 @@ export class MacSender {
     if (this.lastMac1 === undefined) return false;
     const cookie = XAEAD.open(this.cookieKey, reply.nonce, reply.encryptedCookie, this.lastMac1);
     if (cookie === undefined) return false;
-    this.cookie = { value: cookie, receivedAt: now };
+    this.cookie = { value: secret(cookie), receivedAt: now };
     this.lastMac1 = undefined; // one cookie per mac1, as the kernel
     return true;
   }
@@ -118,7 +119,7 @@ export class CookieChecker {
     if (localPublic.length !== KEY_LENGTH) throw new RangeError('public key must be 32 bytes');
     this.mac1Key = mac1Key(localPublic);
     this.cookieKey = cookieKey(localPublic);
-    this.secret = new Uint8Array(KEY_LENGTH);
+    this.secret = secret(new Uint8Array(KEY_LENGTH));
   }
 
   /** Constant-time check of mac1 over the bytes before it. Invalid ⇒ drop silently. */
@@ -162,7 +163,7 @@ export class CookieChecker {
   private refreshSecret(now: number): void {
     if (this.secretCreatedAt !== undefined && now - this.secretCreatedAt < COOKIE_REFRESH_TIME_MS) return;
     wipe(this.secret);
-    this.secret = Uint8Array.from(this.randomBytes(KEY_LENGTH));
+    this.secret = secret(Uint8Array.from(this.randomBytes(KEY_LENGTH)));
     this.secretCreatedAt = now;
   }
 }

@@ -18,6 +18,7 @@ import {
   TIMESTAMP_LENGTH,
 } from './constants.js';
 import { AEAD, DH, HASH, KDF1, KDF2, KDF3, clamp, publicKey, timestampAfter, wipe } from './primitives.js';
+import { secret } from './secret.js';
 
 /** The initial chaining key and hash of a Noise protocol instance: Ci = HASH(CONSTRUCTION), Hi = HASH(Ci ‖ prologue). */
 export interface NoiseProtocol {
@@ -62,7 +63,9 @@ export function peerKeys(local: LocalStatic, remoteStatic: Uint8Array, preshared
   }
   return {
     remoteStatic: Uint8Array.from(remoteStatic),
-    presharedKey: presharedKey === undefined ? new Uint8Array(KEY_LENGTH) : Uint8Array.from(presharedKey),
+    presharedKey: secret(
+      presharedKey === undefined ? new Uint8Array(KEY_LENGTH) : Uint8Array.from(presharedKey),
+    ),
     staticStatic: DH(local.privateKey, remoteStatic),
   };
 }

@@ -13,6 +13,7 @@ import {
   peerKeys,
 } from './noise.js';
 import { wipe } from './primitives.js';
+import { secret } from './secret.js';
 import { PeerTimers } from './timers.js';
 
 export interface Endpoint {
@@ -152,5 +153,5 @@ export class Peer {
 /** Our own copy of a pre-shared key; all zero means none (it is what "none" uses in the handshake). */
 function ownPresharedKey(presharedKey: Uint8Array | undefined): Uint8Array | undefined {
   if (presharedKey === undefined || presharedKey.every((byte) => byte === 0)) return undefined;
-  return Uint8Array.from(presharedKey);
+  return secret(Uint8Array.from(presharedKey));
 }

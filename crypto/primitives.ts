@@ -17,6 +17,7 @@ import {
   TIMESTAMP_LENGTH,
   XAEAD_NONCE_LENGTH,
 } from './constants.js';
+import { redactInstances, secret } from './secret.js';
 
 /** Constant-time equality of two byte strings (false when lengths differ). */
 export const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean => equal(a, b);
@@ -49,14 +50,17 @@ const ONE = Uint8Array.of(1);
 const TWO = Uint8Array.of(2);
 const THREE = Uint8Array.of(3);
 
-/** HKDF with salt = chaining key, IKM = input, empty info; returns the first `count` 32-byte blocks. */
+/**
+ * HKDF with salt = chaining key, IKM = input, empty info; returns the first `count` 32-byte blocks, marked
+ * secret (they are chaining keys, message keys and transport keys).
+ */
 function kdf(count: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Array[] {
   const prk = HMAC(key, input);
-  const t1 = HMAC(prk, ONE);
+  const t1 = secret(HMAC(prk, ONE));
   if (count === 1) return [t1];
-  const t2 = HMAC(prk, t1, TWO);
+  const t2 = secret(HMAC(prk, t1, TWO));
   if (count === 2) return [t1, t2];
-  return [t1, t2, HMAC(prk, t2, THREE)];
+  return [t1, t2, secret(HMAC(prk, t2, THREE))];
 }
 
 export const KDF1 = (key: Uint8Array, input: Uint8Array): Uint8Array => kdf(1, key, input)[0]!;
@@ -136,6 +140,7 @@ export class StablelibTransportCipher implements TransportAEAD {
     this.cipher.clean();
   }
 }
+redactInstances(StablelibTransportCipher.prototype);
 
 /**
  * The transport cipher the engine uses for one direction of a keypair: create one per key, reuse it for
@@ -146,13 +151,13 @@ export function createTransportCipher(key: Uint8Array): TransportAEAD {
   return HOST_IS_LITTLE_ENDIAN ? new ChaChaPolyTransportCipher(key) : new StablelibTransportCipher(key);
 }
 
-/** Private keys are clamped whenever they are set or generated. Returns a clamped copy. */
+/** Private keys are clamped whenever they are set or generated. Returns a clamped copy, marked secret. */
 export function clamp(privateKey: Uint8Array): Uint8Array {
   if (privateKey.length !== KEY_LENGTH) throw new RangeError('private key must be 32 bytes');
   const key = Uint8Array.from(privateKey);
   key[0]! &= 248;
   key[31] = (key[31]! & 127) | 64;
-  return key;
+  return secret(key);
 }
 
 /** DH-Generate: a clamped private key from injected randomness. */
@@ -168,6 +173,7 @@ export function publicKey(privateKey: Uint8Array): Uint8Array {
 /**
  * DH(private, public) = X25519, or undefined when the result is all zero (a low-order public key), as
  * wireguard-go and the kernel refuse it; tweetnacl does not. The zero test ORs every byte (constant time).
+ * The shared secret is marked secret.
  */
 export function DH(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
   if (privateKey.length !== KEY_LENGTH || publicKey.length !== KEY_LENGTH) {
@@ -176,7 +182,7 @@ export function DH(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | 
   const shared = nacl.scalarMult(privateKey, publicKey);
   let acc = 0;
   for (let i = 0; i < shared.length; i++) acc |= shared[i]!;
-  return acc === 0 ? undefined : shared;
+  return acc === 0 ? undefined : secret(shared);
 }
 
 const TAI64_EPOCH = 0x400000000000000an;

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { MESSAGE_INITIATION, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
+import { secret } from '../crypto/secret.js';
 import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
@@ -47,7 +48,7 @@ export class Device implements UapiDevice {
 
   private constructor(options: DeviceOptions) {
     this.tunnel = options.tunnel;
-    this.privateKey = Uint8Array.from(options.privateKey);
+    this.privateKey = secret(Uint8Array.from(options.privateKey));
     this.packets = options.packets;
     this.openUdpSocket = options.openUdp;
     this.metrics = options.metrics;
@@ -128,7 +129,7 @@ export class Device implements UapiDevice {
   }
 
   setPrivateKey(privateKey: Uint8Array | undefined): void {
-    this.privateKey = privateKey && Uint8Array.from(privateKey);
+    this.privateKey = privateKey && secret(Uint8Array.from(privateKey));
     if (privateKey) this.tunnel.setPrivateKey(privateKey);
     this.scheduler.rearm();
   }

@@ -2,6 +2,7 @@
 // sockets on loopback, and channel "interfaces" standing in for the TUN (the netns interop tests use
 // real TUNs and real wireguard-go).
 import { createSocket } from 'node:dgram';
+import { inspect } from 'node:util';
 
 import nacl from 'tweetnacl';
 
@@ -56,6 +57,7 @@ interface Node {
   device: Device;
   packets: ChannelPackets;
   metrics: NodeMetrics;
+  privateKey: Uint8Array;
   publicKey: Uint8Array;
 }
 
@@ -72,7 +74,7 @@ async function startNode(): Promise<Node> {
     listenPort: 0,
     openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
   });
-  return { device, packets, metrics, publicKey: tunnel.publicKey };
+  return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey };
 }
 
 async function drops(metrics: NodeMetrics, reason: string): Promise<number> {
@@ -186,6 +188,14 @@ describe('Device', () => {
     expect(cookieReplies[0]![0]).toBe(3);
     expect(cookieReplies[0]!.length).toBe(64);
     expect(await drops(a.metrics, 'cookie_sent')).toBeGreaterThan(0);
+  });
+
+  test('the private key never prints, yet status() hands a plain copy to UAPI get', () => {
+    const everything = { depth: Infinity, maxArrayLength: Infinity, breakLength: Infinity, compact: true };
+    // Bytes 1..30 are the same before and after clamping, so they find the key in either form.
+    const key = Array.from(a.privateKey.subarray(1, 31)).join(', ');
+    expect(inspect(a.device, everything)).not.toContain(key);
+    expect(inspect(a.device.status().privateKey, everything)).toContain(key);
   });
 
   test('a removed peer is refused; close releases the socket and the interface', async () => {

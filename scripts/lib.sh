@@ -14,6 +14,8 @@ declare -A TB_DEBIAN_PACKAGES=(
   [g++]=g++
   [python3]=python3
   [nft]=nftables
+  [systemd-analyze]=systemd
+  [promtool]=prometheus
 )
 
 # tb_install_missing [BIN...]: the Debian packages for BINs (default: every one above), then npm's.

@@ -28,6 +28,29 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 const say = (line: string) => process.stderr.write(`tunnelbyte-node: ${line}\n`);
 
+interface TokenSources {
+  token?: string;
+  tokenFile?: string;
+}
+
+/** The enrollment token from exactly one of --token-file, TB_NODE_TOKEN or --token. */
+async function nodeToken({ token, tokenFile }: TokenSources): Promise<string> {
+  const fromEnv = process.env.TB_NODE_TOKEN?.trim() || undefined;
+  const given = [token, tokenFile, fromEnv].filter((source) => source !== undefined);
+  if (given.length === 0)
+    throw new UsageError('give the node token with --token-file FILE or TB_NODE_TOKEN (or --token)');
+  if (given.length > 1)
+    throw new UsageError('give the node token once: --token-file, TB_NODE_TOKEN or --token');
+  if (tokenFile === undefined) return (token ?? fromEnv)!;
+  try {
+    return (await readFile(tokenFile, 'utf8')).trim();
+  } catch (error) {
+    throw new UsageError(
+      `cannot read --token-file ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
+  }
+}
+
 async function runUp(args: UpArguments): Promise<number> {
   const checked = checkUpArguments(args);
   if (!checked.ok) throw new UsageError(checked.message);
@@ -87,7 +110,8 @@ function buildProgram(): { program: Command; result: () => number } {
     .command('run')
     .description('run as an agent of a tunnelbyte broker: register, heartbeat, follow the peer feed')
     .requiredOption('--broker <url>', 'broker base URL, e.g. https://api.example.com')
-    .requiredOption('--token <tbn_...>', 'node enrollment token (tunnelbyte-broker admin node-token create)')
+    .option('--token-file <file>', 'file holding the node enrollment token (admin node-token create)')
+    .option('--token <tbn_...>', 'the token itself; visible in ps, so prefer --token-file or TB_NODE_TOKEN')
     .requiredOption('--region <id>', 'the region the token enrolls nodes in')
     .requiredOption('--listen <host:port>', 'UDP address to listen on, e.g. 0.0.0.0:51820 or [::]:51820')
     .requiredOption('--endpoint <host:port>', 'public address clients are told to reach')
@@ -109,8 +133,8 @@ function buildProgram(): { program: Command; result: () => number } {
       String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     )
     .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')
-    .action(async (options: RunArguments) => {
-      const checked = checkRunArguments(options);
+    .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {
+      const checked = checkRunArguments({ ...options, token: await nodeToken(options) });
       if (!checked.ok) throw new UsageError(checked.message);
       code = await runAgentCommand(checked.value, say);
     });

@@ -196,8 +196,16 @@ function packageVersion(): string {
  * are left on at exit, as wg-quick leaves them.
  */
 async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
-  await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
-  await writeFile('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+  for (const sysctl of ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv6/conf/all/forwarding']) {
+    // Only root may switch it on; a node run with CAP_NET_ADMIN alone finds it on already (the systemd
+    // unit's ExecStartPre=+sysctl), or says what to do.
+    if ((await readFile(sysctl, 'utf8')).trim() === '1') continue;
+    await writeFile(sysctl, '1').catch((error: NodeJS.ErrnoException) => {
+      throw new Error(
+        `--nat: cannot turn on forwarding (${error.code ?? error.message}): run as root, or set ${sysctl} to 1 first`,
+      );
+    });
+  }
   const table = `tunnelbyte_${interfaceName.replace(/[^A-Za-z0-9_]/g, '_')}`;
   const ruleset = [
     `table inet ${table} {`,

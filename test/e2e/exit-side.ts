@@ -1,6 +1,7 @@
 // The exit side the end-to-end tests share, in one namespace of its own: Redis on its loopback, the broker
 // on the namespace's veth address with a `local` region, and `tunnelbyte-node run` enrolled in it (TUN,
 // UDP 51820). Runs the built tree (scripts/test builds first).
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,7 +37,9 @@ export async function startExitSide(harness: NetnsHarness, exit: Namespace): Pro
   const admin = async (...args: string[]) =>
     (await exit.exec('env', [`REDIS_URL=${REDIS_URL}`, 'node', BROKER, 'admin', ...args])).stdout.trim();
   await admin('region', 'add', 'local', '--name', 'Local', '--country', 'ZZ', '--tiers', 'free,pro,business');
-  const token = await admin('node-token', 'create', '--region', 'local');
+  // Where operators keep it (deploy/): in a file, not on the command line.
+  const tokenFile = join(harness.tempDir(), 'node-token');
+  writeFileSync(tokenFile, `${await admin('node-token', 'create', '--region', 'local')}\n`, { mode: 0o600 });
 
   const broker = exit.spawn('node', [BROKER, 'serve'], { REDIS_URL, HOST: BROKER_HOST, PORT: '8080' });
   await broker.waitFor('redis ready');
@@ -45,7 +48,7 @@ export async function startExitSide(harness: NetnsHarness, exit: Namespace): Pro
   const stateDir = harness.tempDir();
   const startNode = async () => {
     const node = exit.spawn('node', [
-      ...[NODE, 'run', '--broker', API, '--token', token, '--region', 'local'],
+      ...[NODE, 'run', '--broker', API, '--token-file', tokenFile, '--region', 'local'],
       ...['--listen', `0.0.0.0:${NODE_PORT}`, '--endpoint', `${BROKER_HOST}:${NODE_PORT}`],
       ...['--interface', nodeInterface, '--state-dir', stateDir, '--drain-timeout', '0'],
     ]);

@@ -11,7 +11,15 @@ const dir = mkdtempSync(join(tmpdir(), 'tbt-main-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function daemon(...args: string[]) {
-  const result = spawnSync('node', [DAEMON, ...args], { encoding: 'utf8', timeout: 20000 });
+  return daemonWith({}, ...args);
+}
+
+function daemonWith(env: Record<string, string>, ...args: string[]) {
+  const result = spawnSync('node', [DAEMON, ...args], {
+    encoding: 'utf8',
+    timeout: 20000,
+    env: { ...process.env, TB_NODE_TOKEN: undefined, ...env },
+  });
   return { status: result.status, stderr: result.stderr, stdout: result.stdout };
 }
 
@@ -70,6 +78,37 @@ describe('tunnelbyte-node command line', () => {
     expect(status).toBe(2);
     expect(stderr).toMatch(message);
     expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  // The token from exactly one place: --token-file (or TB_NODE_TOKEN) keeps it out of `ps`.
+  const tokenFile = join(dir, 'node-token');
+  writeFileSync(tokenFile, 'tbn_x\n', { mode: 0o600 });
+  const withoutToken = [...runFull.slice(0, 3), ...runFull.slice(5)];
+  const tokenUsage: Array<[number, Record<string, string>, string[], string]> = [
+    [1, {}, withoutToken, 'give the node token with --token-file FILE or TB_NODE_TOKEN (or --token)'],
+    [
+      2,
+      { TB_NODE_TOKEN: 'tbn_x' },
+      runFull,
+      'give the node token once: --token-file, TB_NODE_TOKEN or --token',
+    ],
+    [
+      3,
+      {},
+      [...runFull, '--token-file', tokenFile],
+      'give the node token once: --token-file, TB_NODE_TOKEN or --token',
+    ],
+    [
+      4,
+      {},
+      [...withoutToken, '--token-file', join(dir, 'absent')],
+      `cannot read --token-file ${join(dir, 'absent')}: ENOENT`,
+    ],
+    [5, {}, [...withoutToken, '--token-file', badConfig], '--token must be a node token (tbn_...)'],
+    [6, { TB_NODE_TOKEN: 'nope' }, withoutToken, '--token must be a node token (tbn_...)'],
+  ];
+  test.each(tokenUsage)('run token source error #%i exits 2 with one line', (_n, env, args, line) => {
+    expect(daemonWith(env, ...args)).toMatchObject({ status: 2, stderr: `tunnelbyte-node: ${line}\n` });
   });
 
   test('a broken config file names its line and exits 1; a missing one exits 1', () => {

@@ -9,7 +9,7 @@ import { invalidRequest, notFound, toHttpError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { createOpenApiRegistry } from './openapi.js';
 import { createRateLimits } from './ratelimit.js';
-import { ROUTE_MODULES } from './routes/index.js';
+import { acceptsForm, ROUTE_MODULES } from './routes/index.js';
 import { logSafeError, type Redis } from './store/redis.js';
 
 export interface AppDeps {
@@ -92,21 +92,23 @@ export function createApp(deps: AppDeps): BrokerApp {
     next();
   });
 
-  // JSON only: a body of any other type is refused before parsing.
+  // JSON only: a body of any other type is refused before parsing. The OAuth endpoints and the pages'
+  // forms take form posts instead (RFC 6749, HTML) and parse them themselves.
   app.use((req: Request, _res: Response, next: NextFunction) => {
-    if (hasBody(req) && !req.is(['application/json', 'application/*+json'])) {
+    if (hasBody(req) && !acceptsForm(req.path) && !req.is(['application/json', 'application/*+json'])) {
       throw invalidRequest('body', 'Content-Type must be application/json.');
     }
     next();
   });
-  app.use(
-    express.json({
-      limit: BODY_LIMIT,
-      type: ['application/json', 'application/*+json'],
-      verify: (req, _res, buf) => {
-        (req as Request).rawBody = buf;
-      },
-    }),
+  const json = express.json({
+    limit: BODY_LIMIT,
+    type: ['application/json', 'application/*+json'],
+    verify: (req, _res, buf) => {
+      (req as Request).rawBody = buf;
+    },
+  });
+  app.use((req: Request, res: Response, next: NextFunction) =>
+    acceptsForm(req.path) ? next() : json(req, res, next),
   );
 
   const router = express.Router();

@@ -78,6 +78,14 @@ const envSchema = z.object({
   /** Set: /metrics moves off the API port to its own listener on METRICS_HOST. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   METRICS_HOST: z.string().default('127.0.0.1'),
+  /** The broker's external base URL (OAuth issuer, links in pages); default http://HOST:PORT. */
+  TB_PUBLIC_URL: z
+    .string()
+    .url()
+    .refine((u) => /^https?:$/.test(new URL(u).protocol) && !new URL(u).search && !new URL(u).hash, {
+      message: 'an http(s) URL without query or fragment',
+    })
+    .optional(),
 });
 
 export interface Config {
@@ -101,6 +109,8 @@ export interface Config {
   };
   /** undefined: /metrics is served on the API port. */
   metrics: { port: number | undefined; host: string };
+  /** External base URL without a trailing slash: the OAuth issuer. */
+  publicUrl: string;
   stripe: {
     paymentLink: string | undefined;
     webhookSecret: string | undefined;
@@ -111,6 +121,12 @@ export interface Config {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/** http://HOST:PORT, with a wildcard bind address read as loopback (it names no reachable host). */
+function defaultPublicUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
 /** Parses an environment (process.env by default); throws ConfigError naming every bad variable. */
@@ -145,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       nodeRequestsPerMinute: e.TB_NODE_REQUESTS_PER_MINUTE,
     },
     metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST },
+    publicUrl: (e.TB_PUBLIC_URL ?? defaultPublicUrl(e.HOST, e.PORT)).replace(/\/+$/, ''),
     stripe: {
       paymentLink: e.STRIPE_PAYMENT_LINK,
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,

@@ -10,6 +10,12 @@ const CHECKSUM_LENGTH = 6;
 
 export const API_TOKEN_PREFIX = 'tb_';
 export const NODE_TOKEN_PREFIX = 'tbn_';
+/** OAuth refresh tokens (API.md "OAuth 2.0"); access tokens are ordinary tb_ tokens. */
+export const REFRESH_TOKEN_PREFIX = 'tbr_';
+export const CLIENT_SECRET_PREFIX = 'tbcs_';
+export const AUTHORIZATION_CODE_PREFIX = 'tbac_';
+/** The value of the browser sign-in cookie. */
+export const WEB_SESSION_PREFIX = 'tbws_';
 
 /** Uniform random base62 string (rejection sampling keeps it unbiased). */
 export function randomBase62(length: number): string {

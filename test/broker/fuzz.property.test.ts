@@ -38,7 +38,11 @@ beforeAll(async () => {
 });
 afterAll(async () => broker.close());
 
-const KNOWN_PATHS = ROUTES.map((route) => route.replace('{addr}', '1.2.3.4').replace('{id}', 'key_x'));
+const KNOWN_PATHS = ROUTES.map((route) =>
+  route.replace('{addr}', '1.2.3.4').replace('{id}', 'key_x').replace('{client_id}', 'app_x'),
+);
+/** RFC 6749 §5.2 answers these (docs/API.md "OAuth 2.0"); the pages answer in HTML. */
+const OAUTH_FORM_ENDPOINTS = ['/v1/oauth/token', '/v1/oauth/revoke'];
 
 const path = fc.oneof(
   fc.constantFrom(...KNOWN_PATHS),
@@ -105,7 +109,13 @@ test('no input gives a 5xx; errors have the contract shape', async () => {
         const res = await req;
         expect(res.status).toBeLessThan(500);
         expect(res.headers['x-request-id']).toBeDefined();
-        if (res.status >= 400) {
+        const oauthForm =
+          method === 'post' && OAUTH_FORM_ENDPOINTS.includes(new URL(target, 'http://x').pathname);
+        if (res.status >= 400 && oauthForm) {
+          expect(res.body).toEqual({ error: expect.any(String), error_description: expect.any(String) });
+        } else if (res.status >= 400 && res.type === 'text/html') {
+          expect(res.text).toMatch(/^<!doctype html>/);
+        } else if (res.status >= 400) {
           const spec = ERRORS[res.body.error as keyof typeof ERRORS];
           expect(spec).toBeDefined();
           expect(res.body).toMatchObject({ code: spec.code, message: expect.any(String) });

@@ -28,6 +28,17 @@ export const ROUTES = [
   '/v1/admin/regions',
   '/v1/admin/node-tokens',
   '/v1/admin/nodes',
+  '/.well-known/oauth-authorization-server',
+  '/v1/oauth/clients',
+  '/v1/oauth/clients/{client_id}',
+  '/v1/oauth/authorize',
+  '/v1/oauth/token',
+  '/v1/oauth/revoke',
+  '/v1/oauth/authorizations',
+  '/v1/oauth/authorizations/{client_id}',
+  '/login',
+  '/logout',
+  '/account',
 ] as const;
 
 export interface TestBroker {

@@ -6,10 +6,12 @@ import { adminRoutes } from './admin.js';
 import { authRoutes } from './auth.js';
 import { billingRoutes } from './billing.js';
 import { nodeRoutes } from './nodes.js';
+import { OAUTH_FORM_PATHS, oauthRoutes } from './oauth.js';
 import { publicRoutes } from './public.js';
 import { sessionRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { usageRoutes } from './usage.js';
+import { isWebFormPath, webRoutes } from './web.js';
 
 export type RouteModule = (ctx: BrokerContext, router: Router) => void;
 
@@ -22,4 +24,9 @@ export const ROUTE_MODULES: RouteModule[] = [
   sessionRoutes,
   usageRoutes,
   nodeRoutes,
+  oauthRoutes,
+  webRoutes,
 ];
+
+/** Paths that take application/x-www-form-urlencoded bodies (OAuth endpoints and the pages' forms). */
+export const acceptsForm = (path: string) => OAUTH_FORM_PATHS.includes(path) || isWebFormPath(path);

@@ -38,6 +38,8 @@ export interface ApiKey {
   lastUsed: number | null;
   expiresAt: number | null;
   revoked: boolean;
+  /** The OAuth client this access token was issued to (services/oauth-grants.ts), or null for an API key. */
+  client: string | null;
 }
 
 const numOrNull = (v: string | undefined) => (v === undefined || v === '' ? null : Number(v));
@@ -70,6 +72,7 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
     lastUsed: numOrNull(h.last_used),
     expiresAt: numOrNull(h.expires_at),
     revoked: h.status === 'revoked',
+    client: strOrNull(h.client),
   };
 }
 
@@ -152,6 +155,7 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
     created_at: key.createdAt,
     expires_at: key.expiresAt ?? '',
     status: 'valid',
+    ...(key.client ? { client: key.client } : {}),
   };
   const added = await ADD_KEY.run(
     ctx.redis,
@@ -175,7 +179,9 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
 /**
  * Mints a token for the account; the record is written before the index that finds it. 409 conflict
  * when the account already holds TB_MAX_KEYS_PER_ACCOUNT keys. `idleTtlSeconds` (anonymous accounts)
- * makes the key, its index and the account's records expire unless a request renews them.
+ * makes the key, its index and the account's records expire unless a request renews them. An OAuth
+ * access token (`client` set) is not an API key: it is listed with its app, not under keys, and its
+ * record and index disappear when it expires.
  */
 export async function issueKey(
   ctx: BrokerContext,
@@ -186,6 +192,7 @@ export async function issueKey(
     fingerprint: string | null;
     expiresAt: number | null;
     idleTtlSeconds?: number | null;
+    client?: string;
   },
 ): Promise<IssuedKey> {
   const token = mintToken(API_TOKEN_PREFIX);
@@ -201,6 +208,7 @@ export async function issueKey(
     lastUsed: null,
     expiresAt: fields.expiresAt,
     revoked: false,
+    client: fields.client ?? null,
   };
   const ttl = fields.idleTtlSeconds ?? null;
   if (!(await addKeyRecord(ctx, key, ttl))) {
@@ -211,6 +219,14 @@ export async function issueKey(
   const index = keys.tokenHash(key.hash);
   const pointer = `${accountId} ${key.id}`;
   await (ttl === null ? ctx.redis.set(index, pointer) : ctx.redis.set(index, pointer, 'EX', ttl));
+  if (key.client && key.expiresAt !== null) {
+    // Relative to the broker's clock (not Redis' own), so the record lives exactly as long as the token.
+    const lifetimeMs = Math.max(1, key.expiresAt - key.createdAt);
+    await Promise.all([
+      ctx.redis.pexpire(keys.apiKey(accountId, key.id), lifetimeMs),
+      ctx.redis.pexpire(index, lifetimeMs),
+    ]);
+  }
   return { token, key };
 }
 
@@ -241,7 +257,7 @@ export async function listKeys(redis: Redis, accountId: string): Promise<ApiKey[
   for (const id of ids) pipeline.hgetall(keys.apiKey(accountId, id));
   return (await execAll(pipeline))
     .map((value) => keyFrom(value as Record<string, string>))
-    .filter((k): k is ApiKey => k !== null && !k.revoked)
+    .filter((k): k is ApiKey => k !== null && !k.revoked && k.client === null)
     .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
 }
 
@@ -257,6 +273,13 @@ export async function revokeKey(redis: Redis, accountId: string, keyId: string):
   );
   await redis.del(keys.tokenHash(key.hash));
   return true;
+}
+
+/** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */
+export async function dropKey(redis: Redis, accountId: string, keyId: string): Promise<void> {
+  const key = await getKey(redis, accountId, keyId);
+  await execAll(redis.multi().del(keys.apiKey(accountId, keyId)).srem(keys.accountKeys(accountId), keyId));
+  if (key) await redis.del(keys.tokenHash(key.hash));
 }
 
 /**

@@ -38,13 +38,13 @@ export async function signup(
 }
 
 /**
- * Checks the pair and issues a key. Unknown email and wrong password answer the same 401 after the
- * same scrypt work. A free account's key is bound to the presented machine fingerprint.
+ * Checks an email and password under the login back-off (services/backoff.ts). Unknown email and wrong
+ * password answer the same 401 after the same scrypt work. Shared by the API's login and the web sign-in.
  */
-export async function login(
+export async function verifyCredentials(
   ctx: BrokerContext,
-  input: { source: string; email: string; password: string; fingerprint: string | undefined },
-): Promise<{ account: Account } & IssuedKey> {
+  input: { source: string; email: string; password: string },
+): Promise<Account> {
   const email = normalizeEmail(input.email);
   const attempt = await takeLoginAttempt(ctx, input.source, email);
   const accountId = await ctx.redis.get(keys.email(email));
@@ -52,6 +52,15 @@ export async function login(
   const matches = await verifyOrBurn(input.password, account?.email === email ? account.passwordHash : null);
   if (!account || !matches) throw unauthorized(LOGIN_FAILED);
   await attempt.succeeded();
+  return account;
+}
+
+/** Checks the pair and issues a key. A free account's key is bound to the presented machine fingerprint. */
+export async function login(
+  ctx: BrokerContext,
+  input: { source: string; email: string; password: string; fingerprint: string | undefined },
+): Promise<{ account: Account } & IssuedKey> {
+  const account = await verifyCredentials(ctx, input);
   if (account.plan === 'free' && !input.fingerprint) {
     throw invalidRequest(
       'fingerprint',

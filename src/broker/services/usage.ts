@@ -27,7 +27,12 @@ export interface UsageDelta {
   bytes: number;
 }
 
-/** Adds byte deltas to each account's current period and lifetime counter. */
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The UTC day of `ms` as YYYY-MM-DD: the name of its daily counter. */
+export const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/** Adds byte deltas to each account's current period, today's counter and the lifetime counter. */
 export async function addUsage(ctx: BrokerContext, deltas: UsageDelta[], nowMs: number): Promise<void> {
   const byAccount = new Map<string, UsageDelta>();
   for (const d of deltas) {
@@ -38,11 +43,14 @@ export async function addUsage(ctx: BrokerContext, deltas: UsageDelta[], nowMs: 
   await Promise.all(
     [...byAccount.values()].map((d) => {
       const periodKey = keys.accountPeriod(d.accountId, periodOf(d.anchorMs, nowMs).start);
+      const dayKey = keys.accountDay(d.accountId, dayOf(nowMs));
       return execAll(
         ctx.redis
           .multi()
           .hincrby(periodKey, 'bytes', d.bytes)
           .expire(periodKey, TTL.usagePeriodSeconds)
+          .incrby(dayKey, d.bytes)
+          .expire(dayKey, TTL.usageDaySeconds)
           .hincrby(keys.accountUsage(d.accountId), 'bytes_transferred', d.bytes),
       );
     }),
@@ -78,4 +86,16 @@ export async function usageOf(
     sessions: { active, limit: limits.concurrentSessions, created: Number(counters[1] ?? 0) },
     requests: { limit_per_minute: limits.requestsPerMinute },
   };
+}
+
+/** Bytes per UTC day for the `days` days ending today, oldest first (days without traffic read 0). */
+export async function dailyBytes(
+  ctx: BrokerContext,
+  accountId: string,
+  days: number,
+): Promise<{ day: string; bytes: number }[]> {
+  const today = ctx.clock();
+  const names = Array.from({ length: days }, (_, i) => dayOf(today - (days - 1 - i) * DAY_MS));
+  const values = await ctx.redis.mget(...names.map((day) => keys.accountDay(accountId, day)));
+  return names.map((day, i) => ({ day, bytes: Number(values[i] ?? 0) }));
 }

@@ -20,6 +20,14 @@ export const TTL = {
   usagePeriodSeconds: 60 * DAY,
   /** Egress-IP history kept for abuse desks. */
   ipHistorySeconds: 400 * DAY,
+  /** One day's byte counter of an account (the account page's chart reads the last 30). */
+  usageDaySeconds: 62 * DAY,
+  /** An OAuth authorization code is redeemable for 60 s (RFC 9700); its record stays to catch reuse. */
+  oauthCodeSeconds: 10 * 60,
+  /** An OAuth grant (refresh-token family) unused this long is forgotten; each refresh renews it. */
+  oauthGrantSeconds: 30 * DAY,
+  /** A browser sign-in (session cookie) lasts this long. */
+  webSessionSeconds: 12 * 60 * 60,
 } as const;
 
 export const keys = {
@@ -34,6 +42,17 @@ export const keys = {
   pendingCheckout: (accountId: string) => `{acct:${accountId}}:pending`,
   /** HASH sessions_created, bytes_transferred, requests_served (lifetime counters) */
   accountUsage: (accountId: string) => `{acct:${accountId}}:usage`,
+  /** STRING bytes transferred on one UTC day (YYYY-MM-DD); TTL usageDay */
+  accountDay: (accountId: string, day: string) => `{acct:${accountId}}:day:${day}`,
+  /** SET of OAuth client ids the account registered */
+  accountOAuthClients: (accountId: string) => `{acct:${accountId}}:oauth:clients`,
+  /** HASH grant id → client id: the account's OAuth grants (refresh-token families) */
+  accountOAuthGrants: (accountId: string) => `{acct:${accountId}}:oauth:grants`,
+  /**
+   * HASH client, scope, created_at, last_used, access_key (id of the live access token), refresh_hash:
+   * one OAuth grant, from a code exchange through every refresh; TTL oauthGrant
+   */
+  oauthGrant: (accountId: string, grantId: string) => `{acct:${accountId}}:oauth:grant:${grantId}`,
 
   // ── indexes (own slots) ──────────────────────────────────────────────────────────────────────
   /** STRING "<accountId> <keyId>" for the SHA-256 (hex) of a tb_ token */
@@ -42,6 +61,19 @@ export const keys = {
   email: (normalizedEmail: string) => `email:${normalizedEmail}`,
   /** STRING accountId for a Stripe customer id */
   stripeCustomer: (customerId: string) => `stripe:customer:${customerId}`,
+  /** HASH id, owner, name, redirect_uris (JSON), auth_method, secret_hash, created_at: an OAuth client */
+  oauthClient: (clientId: string) => `oauthclient:${clientId}`,
+  /** SET of "<accountId> <grantId>": every grant made to a client (deleting the client revokes them) */
+  oauthClientGrants: (clientId: string) => `oauthclient:${clientId}:grants`,
+  /**
+   * HASH client, account, redirect_uri, scope, challenge, expires_at, uses, grant: an authorization code
+   * by the SHA-256 of its value; TTL oauthCode
+   */
+  oauthCode: (sha256Hex: string) => `oauthcode:${sha256Hex}`,
+  /** HASH account, grant, uses: a refresh token (tbr_) by SHA-256; outlives its rotation to catch reuse */
+  oauthRefresh: (sha256Hex: string) => `oauthrefresh:${sha256Hex}`,
+  /** HASH account, csrf, created_at, expires_at: a browser sign-in by the SHA-256 of its cookie; TTL webSession */
+  webSession: (sha256Hex: string) => `websession:${sha256Hex}`,
   /** STRING "processing" | "done" (SET NX) */
   stripeEvent: (eventId: string) => `stripe:event:${eventId}`,
 

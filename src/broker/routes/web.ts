@@ -1,0 +1,425 @@
+// The HTML pages (API.md "Pages"): sign-in, sign-out, the OAuth consent page and the account page.
+// Server-rendered, no script, a strict Content-Security-Policy, and every form post checked twice:
+// the browser must say it came from this site (Origin / Sec-Fetch-Site), and the form must carry the
+// CSRF token of the sign-in (or, for the sign-in form, of the pre-sign-in cookie).
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { BODY_LIMIT } from '../app.js';
+import { sourceOfRequest } from '../auth.js';
+import type { BrokerContext } from '../context.js';
+import { ApiError, toHttpError } from '../errors.js';
+import { z } from '../openapi.js';
+import { listKeys, maskedKey, revokeKey, type Account } from '../services/accounts.js';
+import {
+  authorizeParams,
+  checkAuthorizationRequest,
+  clientRedirect,
+  type AuthorizationRequest,
+} from '../services/oauth-authorize.js';
+import { canAuthorize, createCode, revokeAuthorization } from '../services/oauth-grants.js';
+import { deleteSession, listSessions } from '../services/sessions.js';
+import { verifyCredentials } from '../services/signin.js';
+import { dailyBytes, usageOf } from '../services/usage.js';
+import {
+  csrfMatches,
+  endWebSession,
+  findWebSession,
+  startWebSession,
+  type WebSession,
+} from '../services/websessions.js';
+import { TTL } from '../store/keys.js';
+import { randomBase62 } from '../tokens.js';
+import { stylesheet } from '../web/assets.js';
+import { usageChart } from '../web/chart.js';
+import { accountPage, consentPage, loginPage, messagePage, STYLESHEET_PATH } from '../web/pages.js';
+import { AUTHORIZE_PATH, authorizationViews } from './oauth.js';
+
+const SESSION_COOKIE = 'tb_session';
+/** Pre-sign-in CSRF cookie: the sign-in form echoes it (there is no session yet to hold a token). */
+const LOGIN_CSRF_COOKIE = 'tb_login_csrf';
+const CHART_DAYS = 30;
+const OPEN_STATUSES = new Set(['pending', 'active', 'idle']);
+
+/** Whether a path takes form posts (exempt from the broker's JSON-only rule). */
+export const isWebFormPath = (path: string) =>
+  path === '/login' || path === '/logout' || path === AUTHORIZE_PATH || path.startsWith('/account/');
+
+/** Where a sign-in may send the browser next: only our own pages (never an open redirect). */
+function safeNext(value: unknown): string {
+  if (typeof value !== 'string') return '/account';
+  if (value === '/account' || value.startsWith(`${AUTHORIZE_PATH}?`)) return value;
+  return '/account';
+}
+
+function cookies(req: Request): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+const NOTICES: Record<string, string> = {
+  'session-closed': 'The session is closed.',
+  'key-revoked': 'The key is revoked.',
+  'app-revoked': 'The app no longer has access to your account.',
+  'signed-out': 'You are signed out.',
+};
+
+export function webRoutes(ctx: BrokerContext, router: Router): void {
+  const publicUrl = new URL(ctx.config.publicUrl);
+  // Secure everywhere except plain-HTTP loopback, where browsers would drop a Secure cookie.
+  const secure = !(
+    publicUrl.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(publicUrl.hostname)
+  );
+  const css = stylesheet();
+  const web = express.Router();
+  const form = express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 32 });
+
+  const cookie = (name: string, value: string, maxAgeSeconds: number) =>
+    `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
+
+  /** Security headers of every page; `formTargets` are the origins a form may lead to (after a redirect). */
+  function send(res: Response, status: number, body: string, formTargets: string[] = []): void {
+    res
+      .status(status)
+      .set({
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Security-Policy': [
+          "default-src 'none'",
+          "style-src 'self'",
+          "img-src 'self'",
+          `form-action 'self'${formTargets.map((o) => ` ${o}`).join('')}`,
+          "frame-ancestors 'none'",
+          "base-uri 'none'",
+        ].join('; '),
+        'Cache-Control': 'no-store',
+        'X-Frame-Options': 'DENY',
+        'X-Content-Type-Options': 'nosniff',
+        'Referrer-Policy': 'no-referrer',
+      })
+      .send(body);
+  }
+
+  const signedIn = (s: WebSession) => ({ email: s.account.email ?? s.account.id, csrf: s.csrf });
+
+  /** The browser says the post came from this site; a post from elsewhere is refused before anything. */
+  function sameSite(req: Request): boolean {
+    if (req.headers['sec-fetch-site'] === 'cross-site') return false;
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    return origin === publicUrl.origin || origin === `${req.protocol}://${req.headers.host ?? ''}`;
+  }
+
+  const refuse = (res: Response) =>
+    send(
+      res,
+      403,
+      messagePage('Request refused', 'This form was not sent from a tunnelbyte page. Nothing was changed.'),
+    );
+
+  const route = (path: string) => (_req: Request, res: Response, next: NextFunction) => {
+    res.locals.route = path;
+    next();
+  };
+
+  // ── static ──
+  web.get(STYLESHEET_PATH, route(STYLESHEET_PATH), (_req, res) => {
+    res.set({ 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }).send(css);
+  });
+  web.get('/', route('/'), (_req, res) => res.redirect(303, '/account'));
+
+  // ── sign-in and sign-out ──
+  function showLogin(
+    req: Request,
+    res: Response,
+    status: number,
+    extra: { email?: string; error?: string; notice?: string },
+  ) {
+    const token = cookies(req)[LOGIN_CSRF_COOKIE];
+    const csrf = token && /^[0-9A-Za-z]{32}$/.test(token) ? token : randomBase62(32);
+    res.append('Set-Cookie', cookie(LOGIN_CSRF_COOKIE, csrf, TTL.webSessionSeconds));
+    send(res, status, loginPage({ csrf, next: safeNext(req.body?.next ?? req.query.next), ...extra }));
+  }
+
+  web.get('/login', route('/login'), async (req, res) => {
+    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    if (session) return res.redirect(303, safeNext(req.query.next));
+    const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
+    showLogin(req, res, 200, { notice });
+  });
+
+  web.post('/login', route('/login'), form, async (req, res) => {
+    const expected = cookies(req)[LOGIN_CSRF_COOKIE];
+    if (!sameSite(req) || !expected || !csrfMatches(expected, req.body?.csrf)) return refuse(res);
+    const email = typeof req.body.email === 'string' ? req.body.email.slice(0, 254) : '';
+    const password = typeof req.body.password === 'string' ? req.body.password.slice(0, 1024) : '';
+    const source = sourceOfRequest(req);
+    const limit = ctx.limits.public.take(source, ctx.clock());
+    if (!limit.allowed)
+      return showLogin(req, res, 429, {
+        email,
+        error: `Too many requests. Try again in ${limit.retryAfterSeconds} s.`,
+      });
+    let account: Account;
+    try {
+      account = await verifyCredentials(ctx, { source, email, password });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      const error =
+        err.kind === 'rate_limited'
+          ? `Too many failed attempts. Try again in ${err.retryAfterSeconds ?? 1} s.`
+          : 'Wrong email or password.';
+      return showLogin(req, res, toHttpError(err).status, { email, error });
+    }
+    const { cookie: value } = await startWebSession(ctx, account.id);
+    res.append('Set-Cookie', cookie(SESSION_COOKIE, value, TTL.webSessionSeconds));
+    res.redirect(303, safeNext(req.body.next));
+  });
+
+  web.post('/logout', route('/logout'), form, async (req, res) => {
+    const value = cookies(req)[SESSION_COOKIE];
+    const session = await findWebSession(ctx, value);
+    if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
+    await endWebSession(ctx, value);
+    res.append('Set-Cookie', cookie(SESSION_COOKIE, '', 0));
+    res.redirect(303, '/login?notice=signed-out');
+  });
+
+  // ── the OAuth authorization page ──
+  const toLogin = (res: Response, next: string) =>
+    res.redirect(303, `/login?next=${encodeURIComponent(next)}`);
+
+  function showConsent(res: Response, session: WebSession, request: AuthorizationRequest) {
+    const redirect = new URL(request.redirectUri);
+    send(
+      res,
+      200,
+      consentPage({
+        signedIn: signedIn(session),
+        clientName: request.client.name,
+        redirectHost: redirect.host,
+        scopes: request.scopes,
+        params: request.params,
+        refusal: canAuthorize(session.account)
+          ? undefined
+          : 'Apps can use paid accounts only. Upgrade with `tunnelbyte upgrade`, then come back.',
+      }),
+      [redirect.origin],
+    );
+  }
+
+  web.get(AUTHORIZE_PATH, route(AUTHORIZE_PATH), async (req, res) => {
+    const checked = await checkAuthorizationRequest(ctx, req.query);
+    if (!checked.ok) {
+      if ('redirect' in checked) return res.redirect(303, checked.redirect);
+      return send(res, 400, messagePage('This link cannot be used', checked.shown));
+    }
+    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    if (!session) return toLogin(res, req.originalUrl);
+    showConsent(res, session, checked.request);
+  });
+
+  web.post(AUTHORIZE_PATH, route(AUTHORIZE_PATH), form, async (req, res) => {
+    if (!sameSite(req)) return refuse(res);
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    if (!session) {
+      const params = authorizeParams(body);
+      const query =
+        params === 'repeated' ? '' : new URLSearchParams(params as Record<string, string>).toString();
+      return toLogin(res, `${AUTHORIZE_PATH}?${query}`);
+    }
+    if (!csrfMatches(session.csrf, body.csrf)) return refuse(res);
+    const checked = await checkAuthorizationRequest(ctx, body);
+    if (!checked.ok) {
+      if ('redirect' in checked) return res.redirect(303, checked.redirect);
+      return send(res, 400, messagePage('This link cannot be used', checked.shown, signedIn(session)));
+    }
+    const { request } = checked;
+    if (body.decision === 'allow' && canAuthorize(session.account)) {
+      const code = await createCode(ctx, session.account.id, request);
+      return res.redirect(303, clientRedirect(ctx, request.redirectUri, request.state, { code }));
+    }
+    res.redirect(
+      303,
+      clientRedirect(ctx, request.redirectUri, request.state, {
+        error: 'access_denied',
+        description: 'The user denied the request.',
+      }),
+    );
+  });
+
+  // ── the account page ──
+  async function requireSession(req: Request, res: Response): Promise<WebSession | null> {
+    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    if (!session) toLogin(res, '/account');
+    return session;
+  }
+
+  web.get('/account', route('/account'), async (req, res) => {
+    const session = await requireSession(req, res);
+    if (!session) return;
+    const account = session.account;
+    const [usage, days, sessions, keys, apps] = await Promise.all([
+      usageOf(ctx, account),
+      dailyBytes(ctx, account.id, CHART_DAYS),
+      listSessions(ctx, account.id),
+      listKeys(ctx.redis, account.id),
+      authorizationViews(ctx, account.id),
+    ]);
+    const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
+    send(
+      res,
+      200,
+      accountPage({
+        signedIn: signedIn(session),
+        notice,
+        plan: account.plan,
+        period: usage.period,
+        bytes: usage.bytes,
+        sessions: { active: usage.sessions.active, limit: usage.sessions.limit },
+        requestsPerMinute: usage.requests.limit_per_minute,
+        chart: usageChart(days),
+        open: sessions
+          .filter((s) => OPEN_STATUSES.has(s.status))
+          .map((s) => ({
+            id: s.id,
+            region: s.region,
+            node: s.node.id,
+            since: s.created_at,
+            bytes: s.rx_bytes + s.tx_bytes,
+            lastHandshake: s.last_handshake_at,
+            status: s.status,
+          })),
+        keys: keys.map((k) => ({
+          id: k.id,
+          name: k.name,
+          masked: maskedKey(k),
+          created: k.createdAt,
+          lastUsed: k.lastUsed,
+        })),
+        apps: apps.map((a) => ({
+          clientId: a.client_id,
+          name: a.client_name,
+          scopes: a.scopes,
+          granted: a.granted_at,
+          lastUsed: a.last_used,
+        })),
+      }),
+    );
+  });
+
+  /** An account-page button: same-site, signed in, CSRF token, then the action and back to the page. */
+  function accountAction(
+    path: string,
+    notice: string,
+    act: (account: Account, id: string) => Promise<unknown>,
+  ) {
+    web.post(path.replace('{id}', ':id'), route(path), form, async (req, res) => {
+      if (!sameSite(req)) return refuse(res);
+      const session = await requireSession(req, res);
+      if (!session) return;
+      if (!csrfMatches(session.csrf, req.body?.csrf)) return refuse(res);
+      await act(session.account, String(req.params.id));
+      res.redirect(303, `/account?notice=${notice}`);
+    });
+  }
+  accountAction('/account/sessions/{id}/close', 'session-closed', (a, id) => deleteSession(ctx, a.id, id));
+  accountAction('/account/keys/{id}/revoke', 'key-revoked', (a, id) => revokeKey(ctx.redis, a.id, id));
+  accountAction('/account/apps/{id}/revoke', 'app-revoked', (a, id) => revokeAuthorization(ctx, a.id, id));
+
+  // Errors of the pages are pages too.
+  web.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const mapped = toHttpError(err);
+    if (mapped.unexpected) ctx.logger.error({ req_id: req.requestId, err }, 'unexpected fault');
+    res.set(mapped.headers);
+    send(res, mapped.status, messagePage('Something went wrong', mapped.body.message));
+  });
+  router.use(web);
+  documentPages(ctx);
+}
+
+/** The pages in the OpenAPI document, as text/html operations. */
+function documentPages(ctx: BrokerContext): void {
+  const htmlReply = (description: string) => ({
+    description,
+    content: { 'text/html': { schema: z.string() } },
+  });
+  const pages: [
+    string,
+    'get' | 'post',
+    string,
+    Record<number, ReturnType<typeof htmlReply> | { description: string }>,
+  ][] = [
+    ['/login', 'get', 'Sign-in page', { 200: htmlReply('the form') }],
+    [
+      '/login',
+      'post',
+      'Sign in (form: email, password, csrf, next); sets the session cookie',
+      {
+        303: { description: 'to next' },
+        401: htmlReply('wrong pair'),
+        403: htmlReply('cross-site or bad CSRF token'),
+        429: htmlReply('back-off'),
+      },
+    ],
+    [
+      '/logout',
+      'post',
+      'Sign out (form: csrf); the session ends on the server',
+      { 303: { description: 'to /login' }, 403: htmlReply('cross-site or bad CSRF token') },
+    ],
+    [
+      AUTHORIZE_PATH,
+      'get',
+      'OAuth authorization page: sign in, then Allow or Deny (RFC 6749 §4.1.1)',
+      {
+        200: htmlReply('consent page'),
+        303: { description: 'to the client with code or error, state and iss; or to /login' },
+        400: htmlReply('unknown client or unregistered redirect URI (never redirected)'),
+      },
+    ],
+    [
+      AUTHORIZE_PATH,
+      'post',
+      'The consent form (the request parameters, csrf, decision=allow|deny)',
+      {
+        303: { description: 'to the client with code or error, state and iss' },
+        403: htmlReply('cross-site or bad CSRF token'),
+      },
+    ],
+    [
+      '/account',
+      'get',
+      'Account page: plan, usage per day, open sessions, API keys, authorized apps',
+      { 200: htmlReply('the page'), 303: { description: 'to /login when signed out' } },
+    ],
+    [
+      '/account/sessions/{id}/close',
+      'post',
+      'Close a session from the account page (form: csrf)',
+      {
+        303: { description: 'to /account' },
+        403: htmlReply('cross-site or bad CSRF token'),
+        404: htmlReply('no such session'),
+      },
+    ],
+    [
+      '/account/keys/{id}/revoke',
+      'post',
+      'Revoke an API key from the account page (form: csrf)',
+      { 303: { description: 'to /account' }, 403: htmlReply('cross-site or bad CSRF token') },
+    ],
+    [
+      '/account/apps/{id}/revoke',
+      'post',
+      'Revoke an authorized app from the account page (form: csrf)',
+      { 303: { description: 'to /account' }, 403: htmlReply('cross-site or bad CSRF token') },
+    ],
+  ];
+  for (const [path, method, summary, responses] of pages) {
+    const params = path.includes('{id}') ? { params: z.object({ id: z.string() }) } : {};
+    ctx.openapi.registerPath({ method, path, summary, tags: ['pages'], request: params, responses });
+  }
+}

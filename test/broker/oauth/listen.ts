@@ -1,0 +1,45 @@
+// A broker listening on a real loopback port whose TB_PUBLIC_URL is that port, for clients that speak
+// HTTP themselves (an OAuth library, a browser, the CLI).
+import type { Server } from 'node:http';
+import { createServer } from 'node:net';
+import { startBroker, type TestBroker } from '../helpers.js';
+
+export interface ListeningBroker {
+  broker: TestBroker;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A port free right now on 127.0.0.1 (the broker binds it right after). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+export async function listenBroker(env: Record<string, string> = {}): Promise<ListeningBroker> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const broker = await startBroker({
+    env: {
+      TB_PUBLIC_URL: url,
+      PUBLIC_BURST: '1000000',
+      TB_TIERS: JSON.stringify({ pro: { requestsPerMinute: 1000000 } }),
+      ...env,
+    },
+  });
+  const server: Server = await new Promise((resolve) => {
+    const s = broker.app.listen(port, '127.0.0.1', () => resolve(s));
+  });
+  return {
+    broker,
+    url,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await broker.close();
+    },
+  };
+}

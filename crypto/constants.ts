@@ -110,6 +110,7 @@ export const MAX_STAGED_PACKETS = 128;
  * reads at most 32 datagrams per wakeup, so half such a batch of handshakes is the backlog that means load.
  */
 export const UNDER_LOAD_HANDSHAKE_BACKLOG = 16;
+/** Inner MTU when none is configured: 1500 less 80 bytes of IPv6, UDP and WireGuard (wg-quick's fallback). */
 export const DEFAULT_MTU = 1420;
 /** Per-source handshake rate limiter under load (kernel ratelimiter.c): token bucket. */
 export const RATELIMIT_PACKETS_PER_SECOND = 20;

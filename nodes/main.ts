@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
 import { checkUpArguments, type UpArguments } from './config.js';
+import { readyLine } from './daemon.js';
 import {
   checkRunArguments,
   DEFAULT_CAPACITY,
@@ -71,11 +72,7 @@ async function runUp(args: UpArguments): Promise<number> {
   }
 
   const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
-  process.stdout.write(
-    `tunnelbyte-node: ${node.interfaceName} up, UDP port ${node.listenPort}, UAPI ${node.uapiPath}` +
-      (node.metricsPort === undefined ? '' : `, metrics port ${node.metricsPort}`) +
-      '\n',
-  );
+  process.stdout.write(readyLine(node));
   const signalled = new Promise<number>((resolve) => {
     process.once('SIGINT', () => resolve(EXIT_OK));
     process.once('SIGTERM', () => resolve(EXIT_OK));

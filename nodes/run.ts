@@ -20,8 +20,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { KEY_LENGTH } from '../crypto/constants.js';
 import { parseIpAddress } from '../crypto/ipaddr.js';
-import { Tunnel } from '../crypto/tunnel.js';
 import { Agent } from './agent.js';
 import { BrokerClient } from './broker-client.js';
 import {
@@ -32,11 +32,8 @@ import {
   type Egress,
   type HostPort,
 } from './config.js';
-import { Device, secureRandomBytes } from './device.js';
-import { NodeMetrics, serveMetrics } from './metrics.js';
-import { configureInterface, openTun } from './tun/index.js';
-import { startUapiServer } from './uapi.js';
-import { openUdp } from './udp.js';
+import { readyLine, startDaemon, type Daemon } from './daemon.js';
+import { secureRandomBytes } from './device.js';
 
 /**
  * The node's own addresses in the broker's address plan (src/broker/README.md "Addresses"): index 1 of
@@ -50,7 +47,6 @@ export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
 export const DEFAULT_CAPACITY = 1000;
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
-const MTU = 1420;
 
 export interface RunArguments {
   broker: string;
@@ -168,7 +164,7 @@ export async function loadOrCreateKey(file: string): Promise<Uint8Array> {
   }
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   try {
-    await writeFile(file, Buffer.from(secureRandomBytes(32)).toString('base64') + '\n', {
+    await writeFile(file, Buffer.from(secureRandomBytes(KEY_LENGTH)).toString('base64') + '\n', {
       mode: 0o600,
       flag: 'wx',
     });
@@ -233,20 +229,15 @@ async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
   return () => nft(['delete', 'table', 'inet', table]).catch(() => undefined);
 }
 
-// ── the daemon ──────────────────────────────────────────────────────────────────────────────────
+// ── the node under a broker ─────────────────────────────────────────────────────────────────────
 
-export interface RunningAgentNode {
-  readonly interfaceName: string;
-  readonly listenPort: number;
+/** A daemon registered with the broker; `stopped` also resolves when it has drained, timed out or failed. */
+export interface RunningAgentNode extends Omit<Daemon, 'publicKey'> {
   readonly nodeId: string;
+  /** The node's public key in base64, as registered. */
   readonly publicKey: string;
-  readonly uapiPath: string;
-  readonly metricsPort?: number;
-  /** Resolves with the exit code when the node has finished (drained, timed out, or failed). */
-  readonly stopped: Promise<number>;
   /** First call: drain (heartbeat draining, wait for the peers to go or the timeout). Second: stop now. */
   signal(): void;
-  close(): Promise<void>;
 }
 
 /**
@@ -257,60 +248,24 @@ export async function startAgentNode(
   settings: RunSettings,
   say: (line: string) => void,
 ): Promise<RunningAgentNode | number> {
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const cleanup = async () => {
-    for (const step of cleanups.splice(0).reverse()) await step();
-  };
+  let privateKey: Uint8Array;
   try {
-    let privateKey: Uint8Array;
-    try {
-      privateKey = await loadOrCreateKey(settings.privateKeyFile);
-    } catch (error) {
-      say(`node key: ${(error as Error).message.split('\n')[0]}`);
-      return 1;
-    }
+    privateKey = await loadOrCreateKey(settings.privateKeyFile);
+  } catch (error) {
+    say(`node key: ${(error as Error).message.split('\n')[0]}`);
+    return 1;
+  }
+  const daemon = await startDaemon({
+    interfaceName: settings.interfaceName,
+    addresses: NODE_INTERFACE_ADDRESSES,
+    privateKey,
+    listen: settings.listen,
+    metrics: settings.metrics,
+  });
+  try {
+    if (settings.nat) daemon.onClose(await enableNat(daemon.interfaceName));
 
-    const tun = openTun(settings.interfaceName);
-    let tunClosed = false;
-    const closeTun = () => {
-      if (!tunClosed) tun.close();
-      tunClosed = true;
-    };
-    cleanups.push(closeTun);
-    await configureInterface(tun.name, { addresses: NODE_INTERFACE_ADDRESSES, mtu: MTU });
-
-    const tunnel = new Tunnel({
-      privateKey,
-      randomBytes: secureRandomBytes,
-      wallClockMs: Date.now,
-      mtu: MTU,
-    });
-    const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
-    const device = await Device.start({
-      tunnel,
-      privateKey,
-      packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
-      openUdp: (options) => openUdp({ ...options, host: settings.listen.host }),
-      listenPort: settings.listen.port,
-      metrics,
-    });
-    cleanups.push(() => device.close());
-
-    let finish: (code: number) => void = () => undefined;
-    const stopped = new Promise<number>((resolve) => (finish = resolve));
-    const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => finish(0) });
-    cleanups.push(() => uapi.close());
-    tun.onError(() => finish(1));
-
-    let metricsPort: number | undefined;
-    if (settings.metrics) {
-      const server = await serveMetrics(metrics, settings.metrics.host, settings.metrics.port);
-      metricsPort = server.port;
-      cleanups.push(() => server.close());
-    }
-    if (settings.nat) cleanups.push(await enableNat(tun.name));
-
-    const publicKey = Buffer.from(tunnel.publicKey).toString('base64');
+    const publicKey = Buffer.from(daemon.publicKey).toString('base64');
     const agent = new Agent({
       client: new BrokerClient(settings.broker, settings.token),
       registration: {
@@ -321,46 +276,36 @@ export async function startAgentNode(
         capacity: settings.capacity,
         version: packageVersion(),
       },
-      peers: device,
+      peers: daemon.device,
       log: say,
     });
-    cleanups.push(() => agent.stop());
+    daemon.onClose(() => agent.stop());
     // A signal while the broker is still out of reach ends the retries (and cleans up, NAT included).
     const abandon = () => void agent.stop();
     process.once('SIGTERM', abandon).once('SIGINT', abandon);
     const started = await agent.start();
     process.off('SIGTERM', abandon).off('SIGINT', abandon);
     if (!started.ok) {
-      await cleanup();
+      await daemon.close();
       return started.failure ? 1 : 0;
     }
-    void agent.fatal.then(() => finish(1));
+    void agent.fatal.then(() => daemon.stop(1));
 
     let drainTimer: NodeJS.Timeout | undefined;
-    cleanups.push(() => clearTimeout(drainTimer));
+    daemon.onClose(() => clearTimeout(drainTimer));
     const signal = () => {
-      if (agent.isDraining) return finish(0);
+      if (agent.isDraining) return daemon.stop(0);
       say(
         `draining: no new sessions; stopping when the peers are gone or in ${settings.drainTimeoutMs / 1000} s`,
       );
-      drainTimer = setTimeout(() => finish(0), settings.drainTimeoutMs);
-      agent.onPeersChanged((count) => count === 0 && finish(0));
-      void agent.drain().then(() => device.peers().length === 0 && finish(0));
+      drainTimer = setTimeout(() => daemon.stop(0), settings.drainTimeoutMs);
+      agent.onPeersChanged((count) => count === 0 && daemon.stop(0));
+      void agent.drain().then(() => daemon.device.peers().length === 0 && daemon.stop(0));
     };
 
-    return {
-      interfaceName: tun.name,
-      listenPort: device.listenPort,
-      nodeId: started.nodeId,
-      publicKey,
-      uapiPath: uapi.path,
-      ...(metricsPort !== undefined && { metricsPort }),
-      stopped,
-      signal,
-      close: cleanup,
-    };
+    return { ...daemon, nodeId: started.nodeId, publicKey, signal };
   } catch (error) {
-    await cleanup();
+    await daemon.close();
     throw error;
   }
 }
@@ -369,11 +314,7 @@ export async function startAgentNode(
 export async function runAgentCommand(settings: RunSettings, say: (line: string) => void): Promise<number> {
   const node = await startAgentNode(settings, say);
   if (typeof node === 'number') return node;
-  process.stdout.write(
-    `tunnelbyte-node: ${node.interfaceName} up, node ${node.nodeId} (${node.publicKey}), UDP port ${node.listenPort}, UAPI ${node.uapiPath}` +
-      (node.metricsPort === undefined ? '' : `, metrics port ${node.metricsPort}`) +
-      '\n',
-  );
+  process.stdout.write(readyLine(node, `node ${node.nodeId} (${node.publicKey})`));
   process.on('SIGTERM', node.signal);
   process.on('SIGINT', node.signal);
   const code = await node.stopped;

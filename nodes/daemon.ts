@@ -1,0 +1,125 @@
+// The daemon that `tunnelbyte-node up` and `run` both start: the TUN interface with its addresses and MTU,
+// the engine, the device on its UDP port, the UAPI socket (so `wg` works) and, when asked, the metrics
+// endpoint. What differs (peers from a file or from a broker, routes, NAT) the callers add. close() undoes
+// every step in reverse order, the callers' last-added first; a start that fails part-way undoes its own.
+import { DEFAULT_MTU } from '../crypto/constants.js';
+import { Tunnel } from '../crypto/tunnel.js';
+import type { HostPort } from './config.js';
+import { Device, secureRandomBytes } from './device.js';
+import { NodeMetrics, serveMetrics } from './metrics.js';
+import { configureInterface, openTun } from './tun/index.js';
+import { startUapiServer } from './uapi.js';
+import { openUdp } from './udp.js';
+
+export interface DaemonOptions {
+  interfaceName: string;
+  /** Interface addresses with their prefixes ('10.64.0.1/10'). */
+  addresses: readonly string[];
+  /** Default DEFAULT_MTU. */
+  mtu?: number;
+  privateKey: Uint8Array;
+  /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
+  listen: { host?: string; port: number };
+  metrics?: HostPort;
+  /** Runs once the device is up and before UAPI and metrics are served: peers, routes. */
+  configure?: (device: Device, interfaceName: string) => Promise<void>;
+}
+
+export interface Daemon {
+  /** The name the kernel gave the interface. */
+  readonly interfaceName: string;
+  readonly device: Device;
+  readonly publicKey: Uint8Array;
+  readonly listenPort: number;
+  readonly uapiPath: string;
+  readonly metricsPort?: number;
+  /**
+   * Resolves with an exit code once the daemon should stop: 0 when its UAPI socket is removed, 1 when the
+   * interface fails, or the code given to stop().
+   */
+  readonly stopped: Promise<number>;
+  stop(code: number): void;
+  /** Adds a step to close(); steps run in reverse order of adding, before the daemon's own. */
+  onClose(step: () => Promise<void> | void): void;
+  /** Undoes everything: the callers' steps, metrics, UAPI, then the device, its socket and the interface. */
+  close(): Promise<void>;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const close = async () => {
+    for (const step of cleanups.splice(0).reverse()) await step();
+  };
+  try {
+    const tun = openTun(options.interfaceName);
+    let tunClosed = false;
+    const closeTun = () => {
+      if (!tunClosed) tun.close();
+      tunClosed = true;
+    };
+    cleanups.push(closeTun);
+    const mtu = options.mtu ?? DEFAULT_MTU;
+    await configureInterface(tun.name, { addresses: options.addresses, mtu });
+
+    const tunnel = new Tunnel({
+      privateKey: options.privateKey,
+      randomBytes: secureRandomBytes,
+      wallClockMs: Date.now,
+      mtu,
+    });
+    const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
+    const { host } = options.listen;
+    const device = await Device.start({
+      tunnel,
+      privateKey: options.privateKey,
+      packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
+      openUdp: host === undefined ? openUdp : (udpOptions) => openUdp({ ...udpOptions, host }),
+      listenPort: options.listen.port,
+      metrics,
+    });
+    cleanups.push(() => device.close());
+    await options.configure?.(device, tun.name);
+
+    let stop: (code: number) => void = () => undefined;
+    const stopped = new Promise<number>((resolve) => (stop = resolve));
+    const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => stop(0) });
+    cleanups.push(() => uapi.close());
+    tun.onError(() => stop(1));
+
+    let metricsPort: number | undefined;
+    if (options.metrics) {
+      const server = await serveMetrics(metrics, options.metrics.host, options.metrics.port);
+      metricsPort = server.port;
+      cleanups.push(() => server.close());
+    }
+
+    return {
+      interfaceName: tun.name,
+      device,
+      publicKey: tunnel.publicKey,
+      listenPort: device.listenPort,
+      uapiPath: uapi.path,
+      ...(metricsPort !== undefined && { metricsPort }),
+      stopped,
+      stop,
+      onClose: (step) => cleanups.push(step),
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** The line a daemon prints once it serves: `NAME up[, who], UDP port N, UAPI PATH[, metrics port M]`. */
+export function readyLine(
+  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'metricsPort'>,
+  who?: string,
+): string {
+  return (
+    `tunnelbyte-node: ${daemon.interfaceName} up${who === undefined ? '' : `, ${who}`}, ` +
+    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}` +
+    (daemon.metricsPort === undefined ? '' : `, metrics port ${daemon.metricsPort}`) +
+    '\n'
+  );
+}

@@ -111,7 +111,11 @@ function hexKey(text: string): Uint8Array | undefined {
   return KEY_HEX.test(text) ? new Uint8Array(Buffer.from(text, 'hex')) : undefined;
 }
 
-const isZero = (key: Uint8Array): boolean => key.every((byte) => byte === 0);
+/** A key that may be cleared: all zeros is how wg(8) writes "none" (null); undefined if malformed. */
+function hexKeyOrNone(text: string): Uint8Array | null | undefined {
+  const key = hexKey(text);
+  return key && (key.every((byte) => byte === 0) ? null : key);
+}
 
 function unsigned(text: string, max: number): number | undefined {
   if (!UNSIGNED.test(text)) return undefined;
@@ -192,12 +196,9 @@ class SetBuilder {
   private deviceLine(key: string, value: string): boolean {
     const request = this.request;
     switch (key) {
-      case 'private_key': {
-        const privateKey = hexKey(value);
-        if (!privateKey) return false;
-        request.privateKey = isZero(privateKey) ? null : privateKey;
-        return true;
-      }
+      case 'private_key':
+        request.privateKey = hexKeyOrNone(value);
+        return request.privateKey !== undefined;
       case 'listen_port':
         request.listenPort = unsigned(value, 0xffff);
         return request.listenPort !== undefined;
@@ -220,12 +221,9 @@ class SetBuilder {
       case 'remove':
         peer.remove = true;
         return value === 'true';
-      case 'preshared_key': {
-        const psk = hexKey(value);
-        if (!psk) return false;
-        peer.presharedKey = isZero(psk) ? null : psk;
-        return true;
-      }
+      case 'preshared_key':
+        peer.presharedKey = hexKeyOrNone(value);
+        return peer.presharedKey !== undefined;
       case 'endpoint':
         peer.endpoint = parseUapiEndpoint(value);
         return peer.endpoint !== undefined;

@@ -13,6 +13,7 @@ import {
   peerKeys,
 } from './noise.js';
 import { wipe } from './primitives.js';
+import type { Queued } from './deadlines.js';
 import { secret } from './secret.js';
 import { PeerTimers } from './timers.js';
 
@@ -35,9 +36,11 @@ export interface PeerOptions {
   readonly releaseIndex: (index: number) => void;
   /** Retransmit/new-handshake jitter in [0, 334) ms. */
   readonly jitter: () => number;
+  /** Told when one of the peer's timers is armed (the device's timer queue). */
+  readonly timerArmed?: (peer: Peer, at: number) => void;
 }
 
-export class Peer {
+export class Peer implements Queued {
   readonly publicKey: Uint8Array;
   /** The peer's name in 'deliver' actions and logs: its public key in base64. */
   readonly name: string;
@@ -57,6 +60,8 @@ export class Peer {
   txBytes = 0;
   /** Wall-clock ms of the last completed handshake; 0 if none. */
   lastHandshakeUnixMs = 0;
+  queueIndex = -1;
+  queuedAt = 0;
 
   private staged: Uint8Array[] = [];
   private readonly releaseIndex: (index: number) => void;
@@ -68,7 +73,11 @@ export class Peer {
     this.presharedKey = ownPresharedKey(options.presharedKey);
     this.staticKeys = peerKeys(options.local, this.publicKey, this.presharedKey);
     this.macSender = new MacSender(this.publicKey);
-    this.timers = new PeerTimers({ jitter: options.jitter });
+    const timerArmed = options.timerArmed;
+    this.timers = new PeerTimers({
+      jitter: options.jitter,
+      armed: timerArmed && ((at) => timerArmed(this, at)),
+    });
     this.releaseIndex = options.releaseIndex;
     this.keypairs = new Keypairs((keypair) => this.releaseIndex(keypair.localIndex));
   }

@@ -39,6 +39,8 @@ const TIMERS: readonly TimerName[] = [
 export interface PeerTimersOptions {
   /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX_MS) ms, added to the retransmit and new-handshake timers. */
   jitter(): number;
+  /** Told every time a timer is armed, with its deadline (the device's timer queue listens). */
+  armed?(at: number): void;
 }
 
 /** A jitter source over the engine's injected randomBytes: uniform in [0, 334) ms up to a 2^-25 bias. */
@@ -115,7 +117,7 @@ export class PeerTimers {
   /** Call this after a handshake initiation is sent. */
   handshakeInitiated(now: number): void {
     this.lastHandshakeSentAt = now;
-    this.deadlines.retransmitHandshake = now + REKEY_TIMEOUT_MS + this.options.jitter();
+    this.arm('retransmitHandshake', now + REKEY_TIMEOUT_MS + this.options.jitter());
   }
 
   /** Lets the next initiation go out at once (wireguard-go ExpireCurrentKeypairs, after a key change). */
@@ -137,19 +139,19 @@ export class PeerTimers {
 
   /** Call this after a session key is derived (responder sending a response, initiator consuming one). */
   sessionDerived(now: number): void {
-    this.deadlines.zeroKeyMaterial = now + ZERO_KEY_MATERIAL_AFTER_MS;
+    this.arm('zeroKeyMaterial', now + ZERO_KEY_MATERIAL_AFTER_MS);
   }
 
   /** Call this after an authenticated data packet (not a keepalive) is sent. */
   dataSent(now: number): void {
     if (this.deadlines.newHandshake === undefined) {
-      this.deadlines.newHandshake = now + KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter();
+      this.arm('newHandshake', now + KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter());
     }
   }
 
   /** Call this after an authenticated data packet (not a keepalive) is received. */
   dataReceived(now: number): void {
-    if (this.deadlines.sendKeepalive === undefined) this.deadlines.sendKeepalive = now + KEEPALIVE_TIMEOUT_MS;
+    if (this.deadlines.sendKeepalive === undefined) this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
     else this.needAnotherKeepalive = true;
   }
 
@@ -165,7 +167,7 @@ export class PeerTimers {
 
   /** Call this after any authenticated packet is sent or received. */
   anyAuthenticatedPacketTraversal(now: number): void {
-    if (this.persistentKeepaliveMs > 0) this.deadlines.persistentKeepalive = now + this.persistentKeepaliveMs;
+    if (this.persistentKeepaliveMs > 0) this.arm('persistentKeepalive', now + this.persistentKeepaliveMs);
   }
 
   /**
@@ -179,6 +181,11 @@ export class PeerTimers {
       fired.push(this.expire(timer, now));
     }
     return fired;
+  }
+
+  private arm(timer: TimerName, at: number): void {
+    this.deadlines[timer] = at;
+    this.options.armed?.(at);
   }
 
   private earliestDue(now: number): TimerName | undefined {
@@ -197,7 +204,8 @@ export class PeerTimers {
       case 'retransmitHandshake':
         if (this.attempts > MAX_TIMER_HANDSHAKES) {
           this.deadlines.sendKeepalive = undefined;
-          this.deadlines.zeroKeyMaterial ??= now + ZERO_KEY_MATERIAL_AFTER_MS;
+          if (this.deadlines.zeroKeyMaterial === undefined)
+            this.arm('zeroKeyMaterial', now + ZERO_KEY_MATERIAL_AFTER_MS);
           return 'handshakeGaveUp';
         }
         this.attempts++;
@@ -207,7 +215,7 @@ export class PeerTimers {
         // disarms it again (there the send completes asynchronously, after this re-arm).
         if (this.needAnotherKeepalive) {
           this.needAnotherKeepalive = false;
-          this.deadlines.sendKeepalive = now + KEEPALIVE_TIMEOUT_MS;
+          this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
         }
         return 'sendKeepalive';
       default:

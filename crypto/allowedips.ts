@@ -7,15 +7,20 @@
 import { type IpPrefix, formatPrefix, maskPrefix } from './ipaddr.js';
 
 interface TrieNode<T> {
-  readonly bits: Uint8Array; // the prefix, host bits cleared
+  // The prefix, host bits cleared, as plain numbers: an exit node has two nodes per peer, and a typed
+  // array (with its ArrayBuffer) costs twice the heap of a small array.
+  readonly bits: readonly number[];
   readonly cidr: number;
   // Position of the bit after the prefix, which chooses the child: byte index and shift within it.
   readonly bitAtByte: number;
   readonly bitAtShift: number;
   readonly partialMask: number; // the prefix's bits within byte bitAtByte (0 when the prefix ends on a byte)
   peer: T | undefined;
-  readonly children: [TrieNode<T> | undefined, TrieNode<T> | undefined];
+  // The subtrees whose next bit is 0 and 1 (two fields: a tuple would be one more object per node).
+  left: TrieNode<T> | undefined;
+  right: TrieNode<T> | undefined;
   parent: TrieNode<T> | undefined; // undefined for the root
+  nextOfPeer: TrieNode<T> | undefined; // the peer's next prefix: a list costs less than a Set per peer
 }
 
 type Root = 'v4' | 'v6';
@@ -23,24 +28,30 @@ type Root = 'v4' | 'v6';
 function newNode<T>(prefix: IpPrefix, peer: T | undefined): TrieNode<T> {
   const { address, cidr } = maskPrefix(prefix);
   return {
-    bits: address,
+    bits: Array.from(address),
     cidr,
     bitAtByte: cidr >> 3,
     bitAtShift: 7 - (cidr & 7),
     partialMask: (0xff << (8 - (cidr & 7))) & 0xff,
     peer,
-    children: [undefined, undefined],
+    left: undefined,
+    right: undefined,
     parent: undefined,
+    nextOfPeer: undefined,
   };
 }
 
 // Reads address bytes from an offset so the engine can pass a packet and the header field's position.
-function choose(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): 0 | 1 {
+function choose(node: TrieNode<unknown>, bytes: ArrayLike<number>, offset: number): 0 | 1 {
   return ((bytes[offset + node.bitAtByte]! >> node.bitAtShift) & 1) as 0 | 1;
 }
 
+function child<T>(node: TrieNode<T>, bit: 0 | 1): TrieNode<T> | undefined {
+  return bit === 0 ? node.left : node.right;
+}
+
 // Number of leading bits two prefixes share, up to limit.
-function commonBits(a: Uint8Array, b: Uint8Array, limit: number): number {
+function commonBits(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): number {
   let common = 0;
   for (let i = 0; common < limit; i++) {
     const diff = a[i]! ^ b[i]!;
@@ -51,7 +62,7 @@ function commonBits(a: Uint8Array, b: Uint8Array, limit: number): number {
 }
 
 // The lookup's inner loop: whole bytes, then the partial byte under a precomputed mask.
-function matches(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): boolean {
+function matches(node: TrieNode<unknown>, bytes: ArrayLike<number>, offset: number): boolean {
   const bits = node.bits;
   const fullBytes = node.bitAtByte;
   for (let i = 0; i < fullBytes; i++) if (bits[i] !== bytes[offset + i]) return false;
@@ -62,7 +73,8 @@ function matches(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): bo
 export class AllowedIps<T extends NonNullable<unknown>> {
   private rootV4: TrieNode<T> | undefined;
   private rootV6: TrieNode<T> | undefined;
-  private readonly byPeer = new Map<T, Set<TrieNode<T>>>();
+  /** Each peer's first prefix; the rest follow through nextOfPeer. */
+  private readonly byPeer = new Map<T, TrieNode<T>>();
 
   /** Routes a prefix to a peer; a prefix that belonged to another peer moves to this one. */
   insert(prefix: IpPrefix, peer: T): void {
@@ -77,7 +89,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
       return;
     }
     this.attachToPeer(node);
-    const down = parent ? parent.children[choose(parent, node.bits, 0)] : this.root(root);
+    const down = parent ? child(parent, choose(parent, node.bits, 0)) : this.root(root);
     if (!down) {
       this.link(parent, node, root);
       return;
@@ -90,7 +102,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
       return;
     }
     // They diverge before either ends: a peerless node at the common prefix joins them.
-    const join = newNode<T>({ address: node.bits, cidr: common }, undefined);
+    const join = newNode<T>({ address: Uint8Array.from(node.bits), cidr: common }, undefined);
     this.link(join, down, root);
     this.link(join, node, root);
     this.link(parent, join, root);
@@ -110,20 +122,20 @@ export class AllowedIps<T extends NonNullable<unknown>> {
 
   /** Removes every prefix of a peer. */
   removeByPeer(peer: T): void {
-    const nodes = this.byPeer.get(peer);
-    if (!nodes) return;
+    const nodes = this.nodesOf(peer);
     this.byPeer.delete(peer);
     for (const node of nodes) {
       node.peer = undefined;
+      node.nextOfPeer = undefined;
       this.unlinkEmpty(node);
     }
   }
 
   /** A peer's prefixes as canonical 'ip/cidr' text (host bits cleared), IPv4 first, each in address order. */
   prefixesOf(peer: T): string[] {
-    const nodes = [...(this.byPeer.get(peer) ?? [])];
+    const nodes = this.nodesOf(peer);
     nodes.sort((a, b) => a.bits.length - b.bits.length || compareBytes(a.bits, b.bits) || a.cidr - b.cidr);
-    return nodes.map((node) => formatPrefix({ address: node.bits, cidr: node.cidr }));
+    return nodes.map((node) => formatPrefix({ address: Uint8Array.from(node.bits), cidr: node.cidr }));
   }
 
   /** Longest-prefix match of a 4- or 16-byte address. */
@@ -156,7 +168,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   // The deepest node whose prefix contains (bits, cidr) without being longer; exact if it is that prefix.
   private placement(
     root: Root,
-    bits: Uint8Array,
+    bits: ArrayLike<number>,
     cidr: number,
   ): { parent: TrieNode<T> | undefined; exact: TrieNode<T> | undefined } {
     let parent: TrieNode<T> | undefined;
@@ -164,48 +176,62 @@ export class AllowedIps<T extends NonNullable<unknown>> {
     while (node && node.cidr <= cidr && matches(node, bits, 0)) {
       if (node.cidr === cidr) return { parent: node.parent, exact: node };
       parent = node;
-      node = node.children[choose(node, bits, 0)];
+      node = child(node, choose(node, bits, 0));
     }
     return { parent, exact: undefined };
   }
 
   // Makes child hang below parent on the side its bits choose (or become the root).
-  private link(parent: TrieNode<T> | undefined, child: TrieNode<T>, root: Root): void {
-    if (!parent) return this.setRoot(root, child);
-    parent.children[choose(parent, child.bits, 0)] = child;
-    child.parent = parent;
+  private link(parent: TrieNode<T> | undefined, below: TrieNode<T>, root: Root): void {
+    if (!parent) return this.setRoot(root, below);
+    if (choose(parent, below.bits, 0) === 0) parent.left = below;
+    else parent.right = below;
+    below.parent = parent;
   }
 
   private replace(node: TrieNode<T>, by: TrieNode<T> | undefined): void {
     const parent = node.parent;
     if (!parent) return this.setRoot(node.bits.length === 4 ? 'v4' : 'v6', by);
-    parent.children[parent.children[0] === node ? 0 : 1] = by;
+    if (parent.left === node) parent.left = by;
+    else parent.right = by;
     if (by) by.parent = parent;
   }
 
   // After a node lost its peer: drop it unless it still joins two subtrees, then drop a parent that
   // was only joining this node to its sibling.
   private unlinkEmpty(node: TrieNode<T>): void {
-    const [left, right] = node.children;
+    const { left, right } = node;
     if (left && right) return;
     const parent = node.parent;
     this.replace(node, left ?? right);
     if (left || right || !parent || parent.peer !== undefined) return;
-    this.replace(parent, parent.children[0] ?? parent.children[1]);
+    this.replace(parent, parent.left ?? parent.right);
+  }
+
+  private nodesOf(peer: T): TrieNode<T>[] {
+    const nodes: TrieNode<T>[] = [];
+    for (let node = this.byPeer.get(peer); node; node = node.nextOfPeer) nodes.push(node);
+    return nodes;
   }
 
   private attachToPeer(node: TrieNode<T>): void {
     const peer = node.peer as T;
-    let nodes = this.byPeer.get(peer);
-    if (!nodes) this.byPeer.set(peer, (nodes = new Set()));
-    nodes.add(node);
+    node.nextOfPeer = this.byPeer.get(peer);
+    this.byPeer.set(peer, node);
   }
 
   private detachFromPeer(node: TrieNode<T>): void {
     if (node.peer === undefined) return; // a join node being given its first peer
-    const nodes = this.byPeer.get(node.peer);
-    nodes?.delete(node);
-    if (nodes?.size === 0) this.byPeer.delete(node.peer);
+    const head = this.byPeer.get(node.peer);
+    if (head === node) {
+      if (node.nextOfPeer) this.byPeer.set(node.peer, node.nextOfPeer);
+      else this.byPeer.delete(node.peer);
+    } else {
+      let before = head;
+      while (before && before.nextOfPeer !== node) before = before.nextOfPeer;
+      if (before) before.nextOfPeer = node.nextOfPeer;
+    }
+    node.nextOfPeer = undefined;
   }
 }
 
@@ -219,12 +245,12 @@ function walk<T>(
   while (node && matches(node, bytes, offset)) {
     if (node.peer !== undefined) found = node.peer;
     if (node.bitAtByte === size) break;
-    node = node.children[choose(node, bytes, offset)];
+    node = child(node, choose(node, bytes, offset));
   }
   return found;
 }
 
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
+function compareBytes(a: readonly number[], b: readonly number[]): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
   return 0;
 }

@@ -46,28 +46,53 @@ export function localStatic(privateKey: Uint8Array): LocalStatic {
   return { privateKey: clamped, publicKey: publicKey(clamped) };
 }
 
-/** What the handshake needs to know about a peer; kept per peer and recomputed when either key changes. */
+/** What the handshake needs to know about a peer; kept per peer and replaced when either key changes. */
 export interface PeerKeys {
   readonly remoteStatic: Uint8Array;
   /** 32 zero bytes when no pre-shared key is configured. */
   readonly presharedKey: Uint8Array;
-  /** Precomputed DH(local private, remote static); undefined (low-order key) makes the peer unusable. */
+  /** DH(local private, remote static); undefined (low-order key) makes the peer unusable. */
   readonly staticStatic: Uint8Array | undefined;
 }
 
-/** Computes a peer's handshake keys; stores copies, so the caller's buffers may be wiped independently. */
+// Read by the handshake, never written: the pre-shared key of every peer that has none.
+const NO_PRESHARED_KEY = secret(new Uint8Array(KEY_LENGTH));
+
+/**
+ * The static-static DH costs as much as the rest of adding a peer many times over, and most configured
+ * peers of an exit node are idle: it is computed when the peer's first handshake reads it, then kept.
+ */
+class LazyPeerKeys implements PeerKeys {
+  private local: LocalStatic | undefined;
+  private shared: Uint8Array | undefined;
+
+  constructor(
+    local: LocalStatic,
+    readonly remoteStatic: Uint8Array,
+    readonly presharedKey: Uint8Array,
+  ) {
+    this.local = local;
+  }
+
+  get staticStatic(): Uint8Array | undefined {
+    if (this.local !== undefined) {
+      this.shared = DH(this.local.privateKey, this.remoteStatic);
+      this.local = undefined;
+    }
+    return this.shared;
+  }
+}
+
+/**
+ * A peer's handshake keys over the caller's buffers (the peer owns them and replaces its PeerKeys before it
+ * changes or wipes either). The static-static DH waits for the first handshake.
+ */
 export function peerKeys(local: LocalStatic, remoteStatic: Uint8Array, presharedKey?: Uint8Array): PeerKeys {
   if (remoteStatic.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
   if (presharedKey !== undefined && presharedKey.length !== KEY_LENGTH) {
     throw new RangeError('pre-shared key must be 32 bytes');
   }
-  return {
-    remoteStatic: Uint8Array.from(remoteStatic),
-    presharedKey: secret(
-      presharedKey === undefined ? new Uint8Array(KEY_LENGTH) : Uint8Array.from(presharedKey),
-    ),
-    staticStatic: DH(local.privateKey, remoteStatic),
-  };
+  return new LazyPeerKeys(local, remoteStatic, presharedKey ?? NO_PRESHARED_KEY);
 }
 
 export type HandshakeFailure =

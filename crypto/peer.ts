@@ -15,7 +15,7 @@ import {
 import { wipe } from './primitives.js';
 import type { Queued } from './deadlines.js';
 import { secret } from './secret.js';
-import { PeerTimers } from './timers.js';
+import { PeerTimers, type PeerTimersOptions } from './timers.js';
 
 export interface Endpoint {
   readonly address: string; // numeric IPv4/IPv6
@@ -34,21 +34,18 @@ export interface PeerOptions {
   readonly presharedKey: Uint8Array | undefined;
   /** Frees a receiver index (the handshake's or a keypair's) in the device's index table. */
   readonly releaseIndex: (index: number) => void;
-  /** Retransmit/new-handshake jitter in [0, 334) ms. */
-  readonly jitter: () => number;
-  /** Told when one of the peer's timers is armed (the device's timer queue). */
-  readonly timerArmed?: (peer: Peer, at: number) => void;
+  /** The device's jitter source and timer queue, shared by its peers. */
+  readonly timers: PeerTimersOptions<Peer>;
 }
 
 export class Peer implements Queued {
   readonly publicKey: Uint8Array;
   /** The peer's name in 'deliver' actions and logs: its public key in base64. */
   readonly name: string;
-  readonly macSender: MacSender;
-  readonly timers: PeerTimers;
-  readonly keypairs: Keypairs;
+  readonly timers: PeerTimers<Peer>;
   private presharedKey: Uint8Array | undefined;
   private staticKeys: PeerKeys;
+  private macs: MacSender | undefined;
 
   handshake: HandshakeState = ZEROED;
   /** The greatest initiation timestamp accepted from this peer and when (replay and flood rules). */
@@ -63,7 +60,9 @@ export class Peer implements Queued {
   queueIndex = -1;
   queuedAt = 0;
 
-  private staged: Uint8Array[] = [];
+  // Created on first use: most configured peers of an exit node are idle, and each object costs memory.
+  private pairs: Keypairs | undefined;
+  private staged: Uint8Array[] | undefined;
   private readonly releaseIndex: (index: number) => void;
 
   constructor(options: PeerOptions) {
@@ -72,14 +71,17 @@ export class Peer implements Queued {
     this.name = Buffer.from(this.publicKey).toString('base64');
     this.presharedKey = ownPresharedKey(options.presharedKey);
     this.staticKeys = peerKeys(options.local, this.publicKey, this.presharedKey);
-    this.macSender = new MacSender(this.publicKey);
-    const timerArmed = options.timerArmed;
-    this.timers = new PeerTimers({
-      jitter: options.jitter,
-      armed: timerArmed && ((at) => timerArmed(this, at)),
-    });
+    this.timers = new PeerTimers(options.timers, this);
     this.releaseIndex = options.releaseIndex;
-    this.keypairs = new Keypairs((keypair) => this.releaseIndex(keypair.localIndex));
+  }
+
+  get keypairs(): Keypairs {
+    return (this.pairs ??= new Keypairs((keypair) => this.releaseIndex(keypair.localIndex)));
+  }
+
+  /** mac1/mac2 for the handshakes we send, keyed from the peer's public key when the first one goes. */
+  get macSender(): MacSender {
+    return (this.macs ??= new MacSender(this.publicKey));
   }
 
   /** Static keys for the handshake; staticStatic is undefined for a low-order public key (peer unusable). */
@@ -105,7 +107,7 @@ export class Peer implements Queued {
     this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
   }
 
-  /** Recomputes the static-static DH after our private key changed. */
+  /** Our private key changed: the static-static DH is computed again when the next handshake needs it. */
   setLocal(local: LocalStatic): void {
     this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
   }
@@ -119,21 +121,22 @@ export class Peer implements Queued {
   }
 
   get stagedCount(): number {
-    return this.staged.length;
+    return this.staged?.length ?? 0;
   }
 
   /** Queues a packet (copied) until a keypair is usable; false when the queue was full and lost its oldest. */
   stage(packet: Uint8Array): boolean {
-    const full = this.staged.length >= MAX_STAGED_PACKETS;
-    if (full) this.staged.shift();
-    this.staged.push(packet.slice());
+    const staged = (this.staged ??= []);
+    const full = staged.length >= MAX_STAGED_PACKETS;
+    if (full) staged.shift();
+    staged.push(packet.slice());
     return !full;
   }
 
   /** Empties the queue, returning its packets in order. */
   takeStaged(): Uint8Array[] {
-    const packets = this.staged;
-    this.staged = [];
+    const packets = this.staged ?? [];
+    this.staged = undefined;
     return packets;
   }
 
@@ -153,9 +156,9 @@ export class Peer implements Queued {
 
   /** zeroKeyMaterial and removal: keypairs, handshake and staged packets all go (wireguard-go ZeroAndFlushAll). */
   zeroAndFlush(): void {
-    this.keypairs.clear();
+    this.pairs?.clear();
     this.clearHandshake();
-    this.staged = [];
+    this.staged = undefined;
   }
 }
 

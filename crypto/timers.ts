@@ -36,11 +36,12 @@ const TIMERS: readonly TimerName[] = [
   'persistentKeepalive',
 ];
 
-export interface PeerTimersOptions {
+/** Shared by all the peers of a device (one object, no closure per peer). */
+export interface PeerTimersOptions<O = undefined> {
   /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX_MS) ms, added to the retransmit and new-handshake timers. */
   jitter(): number;
-  /** Told every time a timer is armed, with its deadline (the device's timer queue listens). */
-  armed?(at: number): void;
+  /** Told every time a timer is armed, with the timers' owner and the deadline (the device's timer queue). */
+  armed?(owner: O, at: number): void;
 }
 
 /** A jitter source over the engine's injected randomBytes: uniform in [0, 334) ms up to a 2^-25 bias. */
@@ -51,7 +52,7 @@ export function jitterFromRandomBytes(randomBytes: (length: number) => Uint8Arra
   };
 }
 
-export class PeerTimers {
+export class PeerTimers<O = undefined> {
   private readonly deadlines: Record<TimerName, number | undefined> = {
     retransmitHandshake: undefined,
     sendKeepalive: undefined,
@@ -66,7 +67,10 @@ export class PeerTimers {
   /** Set by the façade when, as initiator, it rekeys on receive at 165 s; cleared by handshakeComplete. */
   sentLastMinuteHandshake = false;
 
-  constructor(private readonly options: PeerTimersOptions) {}
+  constructor(
+    private readonly options: PeerTimersOptions<O>,
+    private readonly owner?: O,
+  ) {}
 
   /** Retries of the current handshake attempt so far. */
   get handshakeAttempts(): number {
@@ -185,7 +189,7 @@ export class PeerTimers {
 
   private arm(timer: TimerName, at: number): void {
     this.deadlines[timer] = at;
-    this.options.armed?.(at);
+    this.options.armed?.(this.owner as O, at);
   }
 
   private earliestDue(now: number): TimerName | undefined {

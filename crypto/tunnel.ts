@@ -43,7 +43,7 @@ import {
 import { type Endpoint, type IndexEntry, Peer } from './peer.js';
 import { TAI64N, clamp, constantTimeEqual, generatePrivateKey, wipe } from './primitives.js';
 import { RateLimiter } from './ratelimiter.js';
-import { jitterFromRandomBytes } from './timers.js';
+import { type PeerTimersOptions, jitterFromRandomBytes } from './timers.js';
 
 export type { Endpoint } from './peer.js';
 
@@ -123,19 +123,22 @@ export class Tunnel {
   private readonly rateLimiter = new RateLimiter();
   private readonly randomBytes: (length: number) => Uint8Array;
   private readonly wallClockMs: () => number;
-  private readonly jitter: () => number;
   private readonly mtu: number;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
   private readonly allowedIps = new AllowedIps<Peer>();
   private readonly timerQueue = new DeadlineQueue<Peer>((peer) => peer.timers.nextDeadline());
-  private readonly timerArmed = (peer: Peer, at: number) => this.timerQueue.armed(peer, at);
+  private readonly peerTimers: PeerTimersOptions<Peer>;
+  private readonly releaseIndex = (index: number) => void this.indices.delete(index);
   private lastUnderLoadAt = -Infinity;
 
   constructor(options: TunnelOptions) {
     this.randomBytes = options.randomBytes;
     this.wallClockMs = options.wallClockMs;
-    this.jitter = jitterFromRandomBytes(options.randomBytes);
+    this.peerTimers = {
+      jitter: jitterFromRandomBytes(options.randomBytes),
+      armed: (peer, at) => this.timerQueue.armed(peer, at),
+    };
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
@@ -185,18 +188,16 @@ export class Tunnel {
     if (psk && psk.length !== KEY_LENGTH) throw new RangeError('pre-shared key must be 32 bytes');
     if (constantTimeEqual(publicKey, this.local.publicKey)) return [];
 
-    const name = Buffer.from(publicKey).toString('base64');
-    let peer = this.peersByName.get(name);
+    let peer = this.peersByName.get(Buffer.from(publicKey).toString('base64'));
     if (peer === undefined) {
       peer = new Peer({
         publicKey,
         local: this.local,
         presharedKey: psk ?? undefined,
-        releaseIndex: (index) => this.indices.delete(index),
-        jitter: this.jitter,
-        timerArmed: this.timerArmed,
+        releaseIndex: this.releaseIndex,
+        timers: this.peerTimers,
       });
-      this.peersByName.set(name, peer);
+      this.peersByName.set(peer.name, peer);
     } else if (psk !== undefined) {
       peer.setPresharedKey(this.local, psk ?? undefined);
     }

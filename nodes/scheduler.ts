@@ -50,7 +50,7 @@ export class TimerScheduler<A> {
 
   /**
    * The data path's variant: re-arms once at the end of this event-loop turn, however many packets the
-   * turn carried (the engine finds its earliest deadline by scanning every peer).
+   * turn carried (each packet may move a deadline; only the last position matters).
    */
   rearmSoon(): void {
     if (this.rearmQueued || this.stopped) return;

@@ -8,7 +8,7 @@ import { DeadlineQueue, type Queued } from '../../crypto/deadlines.js';
 class Item implements Queued {
   queueIndex = -1;
   queuedAt = 0;
-  readonly timers: (number | undefined)[] = [undefined, undefined, undefined];
+  timers: (number | undefined)[] = [undefined, undefined, undefined];
   constructor(readonly id: number) {}
 
   earliest(): number | undefined {

@@ -14,7 +14,7 @@ function makePeer(presharedKey?: Uint8Array) {
     local,
     presharedKey,
     releaseIndex: (index) => released.push(index),
-    jitter: () => 0,
+    timers: { jitter: () => 0 },
   });
   return { peer, released };
 }
@@ -27,7 +27,7 @@ describe('Peer', () => {
       local,
       presharedKey: undefined,
       releaseIndex: () => {},
-      jitter: () => 0,
+      timers: { jitter: () => 0 },
     });
     key.fill(0);
     expect(peer.name).toBe(Buffer.from(remotePublic).toString('base64'));
@@ -84,7 +84,7 @@ describe('Peer', () => {
       local,
       presharedKey: undefined,
       releaseIndex: () => {},
-      jitter: () => 0,
+      timers: { jitter: () => 0 },
     });
     expect(peer.keys.staticStatic).toBeUndefined();
   });

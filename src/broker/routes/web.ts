@@ -96,7 +96,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         'Cache-Control': 'no-store',
         'X-Frame-Options': 'DENY',
         'X-Content-Type-Options': 'nosniff',
-        'Referrer-Policy': 'no-referrer',
+        'Referrer-Policy': 'same-origin',
       })
       .send(body);
   }

@@ -53,7 +53,7 @@ export function page(layout: Layout, body: Html): string {
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
+        <meta name="referrer" content="same-origin" />
         <title>${layout.title} · tunnelbyte</title>
         <link rel="stylesheet" href="${STYLESHEET_PATH}" />
       </head>

@@ -3,7 +3,7 @@
 // gets back actions: send this datagram there, deliver this packet, or a typed drop. It never reads a clock,
 // never draws randomness it was not handed, and never throws on network input.
 //
-// The API is fixed by the engine contract (/work/briefs/engine-contract.md): the daemon codes against it.
+// nodes/ codes against the exported API (docs/ARCHITECTURE.md "Where things live"): change them together.
 import {
   DEFAULT_MTU,
   INITIATION_SIZE,

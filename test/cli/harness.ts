@@ -1,4 +1,4 @@
-// The CLI against a REAL broker: B1's app on a real redis-server (test/broker/helpers.ts), listening on
+// The CLI against a REAL broker, the app of test/broker/helpers.ts on a real redis-server, listening on
 // a loopback port, driven through run() in-process (fast, same code as the bin) or the compiled bin.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

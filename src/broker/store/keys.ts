@@ -100,7 +100,7 @@ export const keys = {
   /** HASH id, name, country, tiers (comma-separated), created_at */
   region: (regionId: string) => `region:${regionId}`,
   /**
-   * ZSET nodeId → last heartbeat (ms since epoch). Written by the node service (B2) on register and
+   * ZSET nodeId → last heartbeat (ms since epoch). Written by services/nodes.ts on register and
    * every heartbeat; read by GET /v1/regions for status, node count and load.
    */
   regionNodes: (regionId: string) => `{region:${regionId}}:nodes`,
@@ -108,13 +108,14 @@ export const keys = {
   nodes: () => 'nodes',
   /**
    * HASH id, region, endpoint, public_key, capacity, version, load (0..1), draining ("0"|"1"),
-   * heartbeat_ms (interval), last_heartbeat (ms), registered_at (ms), egress_ips (JSON). Written by B2.
+   * heartbeat_ms (interval), last_heartbeat (ms), registered_at (ms), egress_ips (JSON). Written by
+   * services/nodes.ts.
    */
   node: (nodeId: string) => `node:${nodeId}`,
   /** HASH id, region, created_at, hash: node enrollment tokens (tbn_), looked up by SHA-256 hex */
   nodeTokenHash: (sha256Hex: string) => `nodetokenhash:${sha256Hex}`,
 
-  // ── sessions and the node data plane (B2; hash tag {region:<id>}) ────────────────────────────
+  // ── sessions and the node data plane (hash tag {region:<id>}) ──────────────────────────────────
   // Creating a session picks a node, leases an address, writes the session and publishes to the
   // node's peer feed in ONE Lua script, so every key it may touch shares the region's slot. The
   // scripts (services/lua.ts) build the node-scoped names from regionPrefix() with the same

@@ -31,6 +31,17 @@ const poll = async (cursor = '', wait = 0, who: TestNode = node) => {
   return res.body as Page;
 };
 
+/** The longest wait the feed allows; a poll that returns far sooner was woken, not timed out. */
+const LONGEST_WAIT = 25;
+/** Generous against scheduling noise and far below LONGEST_WAIT: a behaviour check, not a benchmark. */
+const WOKEN_WITHIN_MS = 10_000;
+
+/** A poll with the longest wait, and how long after it started it answered. */
+function longPoll(cursor: string) {
+  const started = performance.now();
+  return poll(cursor, LONGEST_WAIT).then((page) => ({ page, ms: performance.now() - started }));
+}
+
 /** What a node does with pages: the whole set on `full`, else removals then upserts. */
 class PeerTable {
   peers = new Map<string, Page['peers'][number]>();
@@ -106,10 +117,11 @@ test('2. a key removed and added again within one page ends as added, with its n
 
 test('3. long poll: waits, and wakes with the new peer when a session is created', async () => {
   const start = await poll();
-  const waiting = poll(start.cursor, 10);
+  const waiting = longPoll(start.cursor);
   await new Promise((r) => setTimeout(r, 200));
   const a = await openSession();
-  const page = await waiting;
+  const { page, ms } = await waiting;
+  expect(ms).toBeLessThan(WOKEN_WITHIN_MS);
   expect(page.full).toBe(false);
   expect(page.peers.map((p) => p.public_key)).toEqual([a.client.publicKey]);
 });
@@ -171,10 +183,12 @@ test('8. auth: another enrollment’s node → 404; a malformed cursor → 400',
 
 test('9. shutdown ends a waiting poll at once', async () => {
   const start = await poll();
-  const waiting = poll(start.cursor, 20);
+  const waiting = longPoll(start.cursor);
   await new Promise((r) => setTimeout(r, 200));
   plane.broker.app.locals.close();
-  expect(await waiting).toEqual({ cursor: start.cursor, full: false, peers: [], removed: [] });
+  const { page, ms } = await waiting;
+  expect(ms).toBeLessThan(WOKEN_WITHIN_MS);
+  expect(page).toEqual({ cursor: start.cursor, full: false, peers: [], removed: [] });
 });
 
 test('10. Redis lost during a long poll → 503 unavailable; the feed works again after it returns', async () => {

@@ -195,13 +195,19 @@ describe('heartbeat', () => {
     const client = keyPair();
     const s = await plane.create(p, { region: 'eu-west', public_key: client.publicKey });
     await plane.as(p, 'delete', `/v1/sessions/${s.body.id}`);
-    await plane.heartbeat(node, {
+    const live = keyPair();
+    expect((await plane.create(p, { region: 'eu-west', public_key: live.publicKey })).status).toBe(201);
+    const res = await plane.heartbeat(node, {
       peers: [
         { public_key: client.publicKey, rx_bytes: 5000, tx_bytes: 5000 },
         { public_key: keyPair().publicKey, rx_bytes: 5000, tx_bytes: 5000 },
+        { public_key: live.publicKey, rx_bytes: 30, tx_bytes: 12 },
       ],
     });
-    expect((await plane.as(p, 'get', '/v1/usage')).body.bytes.used).toBe(0);
+    // Accepted, and the one live peer in the same report is counted: only the other two count nothing.
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ heartbeat_ms: HEARTBEAT_MS });
+    expect((await plane.as(p, 'get', '/v1/usage')).body.bytes.used).toBe(42);
     await checkPlane(plane.broker.redis, 'eu-west');
   });
 });

@@ -77,10 +77,14 @@ async function startNode(): Promise<Node> {
   return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey };
 }
 
+/** Drops counted for `reason`: 0 before its first drop (the counter has no series for it yet). */
 async function drops(metrics: NodeMetrics, reason: string): Promise<number> {
   const text = await metrics.registry.getSingleMetricAsString('tunnelbyte_node_drops_total');
-  const line = text.split('\n').find((l) => l.startsWith(`tunnelbyte_node_drops_total{reason="${reason}"}`));
-  return Number(line?.split(' ')[1]);
+  const line = text.split('\n').find((l) => l.startsWith(`tunnelbyte_node_drops_total{reason="${reason}"} `));
+  if (line === undefined) return 0;
+  const count = Number(line.split(' ')[1]);
+  if (!Number.isInteger(count)) throw new Error(`drop counter for ${reason} is not a count: ${line}`);
+  return count;
 }
 
 describe('Device', () => {

@@ -131,10 +131,18 @@ async function unansweredPing(ns: Namespace, target: string, extra: string[] = [
   return (await ns.exec('sh', ['-c', `${command} || true`])).stdout;
 }
 
-async function metric(ns: Namespace, series: string): Promise<number> {
+/**
+ * The value of one metric series. An absent series fails the test, unless `absentIs` says what it
+ * means (a drop counter has no series for a reason before its first drop).
+ */
+async function metric(ns: Namespace, series: string, absentIs?: number): Promise<number> {
   const text = (await ns.exec('curl', ['-s', `http://127.0.0.1:${METRICS_PORT}/metrics`])).stdout;
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return Number(line?.slice(series.length + 1));
+  if (line === undefined && absentIs !== undefined) return absentIs;
+  if (line === undefined) throw new Error(`no metric series ${series}`);
+  const value = Number(line.slice(series.length + 1));
+  if (!Number.isFinite(value)) throw new Error(`metric series ${series} is not a number: ${line}`);
+  return value;
 }
 
 // Small node programs run inside the namespaces (CommonJS under `node -e`).
@@ -267,7 +275,7 @@ describe('wireguard-go initiates to tunnelbyte-node over outer IPv4', () => {
   test('7. an inner source outside the client’s allowed IPs is dropped', async () => {
     const series = 'tunnelbyte_node_drops_total{reason="allowed_ips_violation"}';
     const spoofed = INNER.a.v4.replace(/\.1$/, '.99');
-    const before = await metric(net.b, series);
+    const before = await metric(net.b, series, 0);
     await net.a.exec('ip', ['address', 'add', `${spoofed}/32`, 'dev', net.client.interfaceName]);
     expect(await unansweredPing(net.a, INNER.b.v4, ['-I', spoofed])).toContain('100% packet loss');
     expect(await metric(net.b, series)).toBe(before + 2);

@@ -6,7 +6,7 @@ import { createAccount } from '../../src/broker/services/accounts.js';
 import { BACKOFF } from '../../src/broker/services/backoff.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { hashToken, isWellFormedToken } from '../../src/broker/tokens.js';
-import { startBroker, type TestBroker } from './helpers.js';
+import { redisContents, startBroker, type TestBroker } from './helpers.js';
 
 let now = Date.parse('2026-03-01T00:00:00Z');
 let broker: TestBroker;
@@ -56,21 +56,25 @@ describe('POST /v1/auth/signup', () => {
       },
     });
     expect(isWellFormedToken('tb_', res.body.api_key)).toBe(true);
-    const stored = JSON.stringify(await broker.redis.keys('*'));
+    const stored = JSON.stringify(await redisContents(broker.redis));
+    expect(stored).toContain(hashToken(res.body.api_key));
     expect(stored).not.toContain(res.body.api_key);
     expect(await broker.redis.exists(keys.tokenHash(hashToken(res.body.api_key)))).toBe(1);
     // The fingerprint is compared case-insensitively.
     expect((await api().get('/v1/auth/key').set(as(res.body.api_key, FP))).status).toBe(200);
   });
 
-  test.each([[{}], [{ fingerprint: 'xyz' }], [{ fingerprint: 'abc' }], [{ fingerprint: 42 }], [[]]])(
-    'bad body %j → 400 field fingerprint',
-    async (body) => {
-      const res = await api().post('/v1/auth/signup').send(body);
-      expect(res.status).toBe(400);
-      expect(res.body).toMatchObject({ error: 'invalid_request', code: 4000 });
-    },
-  );
+  test.each([
+    [{}, 'fingerprint'],
+    [{ fingerprint: 'xyz' }, 'fingerprint'],
+    [{ fingerprint: 'abc' }, 'fingerprint'],
+    [{ fingerprint: 42 }, 'fingerprint'],
+    [[], 'body'],
+  ])('bad body %j → 400 field %s', async (body, field) => {
+    const res = await api().post('/v1/auth/signup').send(body);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', code: 4000, field });
+  });
 });
 
 describe('GET /v1/auth/key, /v1/auth/user, /v1/auth/test', () => {

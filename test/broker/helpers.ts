@@ -41,6 +41,24 @@ export const ROUTES = [
   '/account',
 ] as const;
 
+/** Every key of a (single-node) Redis with everything stored under it: values, fields, members, entries. */
+export async function redisContents(redis: Redis): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of await redis.keys('*')) {
+    out.push(key);
+    const type = await redis.type(key);
+    if (type === 'string') out.push((await redis.get(key)) ?? '');
+    else if (type === 'hash') out.push(...Object.entries(await redis.hgetall(key)).flat());
+    else if (type === 'set') out.push(...(await redis.smembers(key)));
+    else if (type === 'zset') out.push(...(await redis.zrange(key, 0, -1, 'WITHSCORES')));
+    else if (type === 'list') out.push(...(await redis.lrange(key, 0, -1)));
+    else if (type === 'stream')
+      out.push(...(await redis.xrange(key, '-', '+')).flatMap(([id, f]) => [id, ...f]));
+    else throw new Error(`redisContents: ${key} has type ${type}`);
+  }
+  return out;
+}
+
 export interface TestBroker {
   server: RedisServer;
   redis: Redis;

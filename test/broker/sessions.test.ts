@@ -12,6 +12,7 @@ import {
 import { sessionConfig } from '../../src/cli/wgconfig.js';
 import { authorizationMatrix, type EndpointRow } from './authz.js';
 import { checkPlane, GiB, keyPair, startPlane, type Plane, type TestNode } from './sessions-fixture.js';
+import { redisContents } from './helpers.js';
 
 let plane: Plane;
 let eu: TestNode;
@@ -24,17 +25,7 @@ afterAll(async () => plane.close());
 /** Keeps every node given healthy after the clock moved. */
 const beat = (...nodes: TestNode[]) => Promise.all(nodes.map((n) => plane.heartbeat(n)));
 
-async function allValues(): Promise<string[]> {
-  const redis = plane.broker.redis;
-  const out: string[] = [];
-  for (const key of await redis.keys('*')) {
-    const type = await redis.type(key);
-    if (type === 'hash') out.push(...Object.values(await redis.hgetall(key)));
-    if (type === 'string') out.push((await redis.get(key)) ?? '');
-    if (type === 'stream') out.push(...(await redis.xrange(key, '-', '+')).flatMap(([, f]) => f));
-  }
-  return out;
-}
+const allValues = () => redisContents(plane.broker.redis);
 
 describe('POST /v1/sessions', () => {
   test('1. broker-made key pair: 201, config holds it, the private key is never stored', async () => {

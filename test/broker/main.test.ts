@@ -1,6 +1,8 @@
 // The tunnelbyte-broker binary (as built by scripts/test): serves, then drains and exits 0 on SIGTERM.
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -14,7 +16,15 @@ beforeAll(async () => {
 });
 afterAll(async () => redis.stop());
 
-test('serve answers, then SIGTERM drains and exits 0', async () => {
+/** Resolves once `read()` satisfies `done`, re-checking whenever `source` emits data. */
+const when = (source: NodeJS.EventEmitter, read: () => string, done: (text: string) => boolean) =>
+  new Promise<void>((resolve) => {
+    const check = () => done(read()) && (source.off('data', check), resolve());
+    source.on('data', check);
+    check();
+  });
+
+test('serve answers, then SIGTERM drains: a request in flight gets its answer, new ones are refused, exit 0', async () => {
   expect(existsSync(bin)).toBe(true);
   const port = await freePort();
   const child = spawn(process.execPath, [bin, 'serve'], {
@@ -33,7 +43,37 @@ test('serve answers, then SIGTERM drains and exits 0', async () => {
   });
   const res = await fetch(`http://127.0.0.1:${port}/v1/ready`);
   expect([res.status, await res.json()]).toEqual([200, { status: 'ok' }]);
+
+  // A signup in flight: the broker has its headers (it said 100 Continue) but not yet its body.
+  const socket = connect(port, '127.0.0.1');
+  let response = '';
+  socket.on('data', (chunk: Buffer) => (response += chunk.toString()));
+  const body = JSON.stringify({ fingerprint: 'ab'.repeat(16) });
+  socket.write(
+    'POST /v1/auth/signup HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+  );
+  await when(
+    socket,
+    () => response,
+    (text) => text.includes('100 Continue'),
+  );
+
   child.kill('SIGTERM');
+  await when(
+    child.stdout,
+    () => output,
+    (text) => text.includes('"msg":"shutting down"'),
+  );
+  // Draining: no new connections...
+  const refused = connect(port, '127.0.0.1');
+  const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+  // Refused once the listener is gone; reset when the connection raced the close into the backlog.
+  expect(['ECONNREFUSED', 'ECONNRESET']).toContain(error.code);
+  // ...but the request in flight completes.
+  socket.write(body);
+  await once(socket, 'close');
+  expect(response).toMatch(/HTTP\/1\.1 201 Created/);
+  expect(response).toMatch(/"api_key":"tb_[0-9A-Za-z]{38}"/);
   expect(await exited).toBe(0);
-  expect(output).toContain('"msg":"shutting down"');
 });

@@ -66,14 +66,28 @@ test('2. three brokers reaping the same 40 sessions at once close each exactly o
 });
 
 test('3. the background reaper runs on its interval in every broker', async () => {
-  await plane.node('eu-west');
+  const node = await plane.node('eu-west');
   const p = await plane.principal('pro');
-  const s = await plane.create(p, { region: 'eu-west', ttl_seconds: 60 });
-  plane.advance(61_000);
   const redis = plane.broker.redis;
-  // REAP_INTERVAL_MS is 5 s; poll the store (no timing assertion) until the session is gone.
-  for (let i = 0; i < 100 && (await redis.zscore(keys.regionExpiry('eu-west'), s.body.id)) !== null; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  expect(await redis.hget(keys.session('eu-west', s.body.id), 'state')).toBe('expired');
+  /** REAP_INTERVAL_MS is 5 s; polls the store (no timing assertion) until the session is gone. */
+  const reaped = async (id: string) => {
+    for (let i = 0; i < 100 && (await redis.zscore(keys.regionExpiry('eu-west'), id)) !== null; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return redis.hget(keys.session('eu-west', id), 'state');
+  };
+
+  // The first broker alone reaps.
+  const first = await plane.create(p, { region: 'eu-west', ttl_seconds: 60 });
+  plane.advance(61_000);
+  expect(await reaped(first.body.id)).toBe('expired');
+
+  // A second broker reaps too: with the first one's loop stopped, it alone closes the next session.
+  await plane.heartbeat(node); // the clock moved past its health window
+  const second = await plane.create(p, { region: 'eu-west', ttl_seconds: 60 });
+  expect(second.status).toBe(201);
+  await plane.broker.another();
+  plane.broker.app.locals.close();
+  plane.advance(61_000);
+  expect(await reaped(second.body.id)).toBe('expired');
 });

@@ -33,7 +33,7 @@ export async function createNodeTokenFor(ctx: BrokerContext, region: string): Pr
 export async function createOperatorKey(ctx: BrokerContext, scopes: string[], name: string): Promise<string> {
   const bad = scopes.find((s) => !isPermission(s));
   if (bad) throw new InvalidArgumentError(`unknown scope: ${bad}`);
-  if (!(await getAccount(ctx.redis, OPERATOR_ACCOUNT_ID))) {
+  if (!(await getAccount(ctx.redis, OPERATOR_ACCOUNT_ID, ctx.clock()))) {
     await createAccount(ctx, { id: OPERATOR_ACCOUNT_ID, plan: 'business', name: 'operator' });
   }
   const { token } = await issueKey(ctx, OPERATOR_ACCOUNT_ID, {

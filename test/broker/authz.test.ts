@@ -75,7 +75,7 @@ const ACCOUNT_ROWS: EndpointRow[] = [
     name: 'POST /v1/billing/checkout',
     method: 'post',
     as: 'user',
-    scope: 'billing:read',
+    scope: 'account:write',
     ok: 200,
     prepare: async () => ({
       path: '/v1/billing/checkout',

@@ -66,11 +66,15 @@ describe('POST /v1/billing/checkout', () => {
     expect(res.status).toBe(200);
     const url = new URL(res.body.url);
     expect(`${url.origin}${url.pathname}`).toBe(LINK);
-    expect(url.searchParams.get('client_reference_id')).toBe(id);
+    // The account id and the nonce of this checkout: only a paid checkout carrying it attaches them.
+    const [refAccount, nonce] = url.searchParams.get('client_reference_id')!.split('-');
+    expect(refAccount).toBe(id);
+    expect(nonce).toMatch(/^[0-9A-Za-z]{24}$/);
     expect(url.searchParams.get('prefilled_email')).toBe('buyer@example.com');
     const pending = await broker.redis.hgetall(keys.pendingCheckout(id));
     expect(pending.email).toBe('buyer@example.com');
     expect(pending.password_hash).toMatch(/^scrypt\$/);
+    expect(pending.nonce).toBe(nonce);
     expect(JSON.stringify(pending)).not.toContain('hunter2');
   });
 
@@ -112,14 +116,15 @@ describe('POST /v1/billing/checkout', () => {
 describe('POST /v1/webhooks/stripe', () => {
   test('checkout.session.completed upgrades once: portable token, credentials attached, login works', async () => {
     const { token, id } = await freeAccount();
-    await api()
+    const checkout = await api()
       .post('/v1/billing/checkout')
       .set(as(token))
       .send({ email: 'payer@example.com', password: 'paid-password' });
     const payload = event('checkout.session.completed', {
       id: 'cs_test_1',
       object: 'checkout.session',
-      client_reference_id: id,
+      payment_status: 'paid',
+      client_reference_id: new URL(checkout.body.url).searchParams.get('client_reference_id'),
       customer: 'cus_123',
       subscription: 'sub_123',
       metadata: {},
@@ -150,6 +155,7 @@ describe('POST /v1/webhooks/stripe', () => {
     await deliver(
       event('checkout.session.completed', {
         id: 'cs_test_2',
+        payment_status: 'paid',
         client_reference_id: id,
         customer: 'cus_biz',
         subscription: 'sub_biz',
@@ -178,9 +184,13 @@ describe('POST /v1/webhooks/stripe', () => {
   test('other event types are acknowledged and ignored; unknown accounts are ignored', async () => {
     expect((await deliver(event('invoice.paid', { id: 'in_1' }))).body.outcome).toBe('ignored');
     const res = await deliver(
-      event('checkout.session.completed', { id: 'cs_x', client_reference_id: 'usr_ghost' }),
+      event('checkout.session.completed', {
+        id: 'cs_x',
+        payment_status: 'paid',
+        client_reference_id: 'usr_ghost',
+      }),
     );
-    expect(res.body.outcome).toBe('applied');
+    expect(res.body.outcome).toBe('ignored');
     expect(await broker.redis.exists(keys.account('usr_ghost'))).toBe(0);
   });
 
@@ -190,7 +200,11 @@ describe('POST /v1/webhooks/stripe', () => {
     ['future timestamp (301 s)', { timestamp: Math.floor(now / 1000) + 301 }],
   ])('%s → 400, no state change', async (_label, options) => {
     const { id } = await freeAccount();
-    const payload = event('checkout.session.completed', { id: 'cs_bad', client_reference_id: id });
+    const payload = event('checkout.session.completed', {
+      id: 'cs_bad',
+      payment_status: 'paid',
+      client_reference_id: id,
+    });
     const res = await deliver(payload, options);
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ error: 'invalid_request', code: 4000, field: 'stripe-signature' });
@@ -202,7 +216,11 @@ describe('POST /v1/webhooks/stripe', () => {
 
   test('a body altered after signing → 400', async () => {
     const { id } = await freeAccount();
-    const payload = event('checkout.session.completed', { id: 'cs_t', client_reference_id: id });
+    const payload = event('checkout.session.completed', {
+      id: 'cs_t',
+      payment_status: 'paid',
+      client_reference_id: id,
+    });
     const header = Stripe.webhooks.generateTestHeaderString({
       payload,
       secret: SECRET,

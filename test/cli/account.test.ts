@@ -264,15 +264,23 @@ describe('logout, upgrade, login', () => {
     expect(up.code).toBe(0);
     const url = new URL((JSON.parse(up.stdout) as { url: string }).url);
     expect(`${url.origin}${url.pathname}`).toBe(PAYMENT_LINK);
-    const accountId = url.searchParams.get('client_reference_id');
-    expect(accountId).toMatch(/^usr_/);
+    // The account id and the nonce of this checkout.
+    const reference = url.searchParams.get('client_reference_id');
+    expect(reference).toMatch(/^usr_[0-9A-Za-z]+-[0-9A-Za-z]+$/);
 
     // Stripe confirms the payment: a signed checkout.session.completed, as Stripe sends it.
     const payload = JSON.stringify({
       id: `evt_${Date.now()}`,
       object: 'event',
       type: 'checkout.session.completed',
-      data: { object: { id: 'cs_test_1', object: 'checkout.session', client_reference_id: accountId } },
+      data: {
+        object: {
+          id: 'cs_test_1',
+          object: 'checkout.session',
+          payment_status: 'paid',
+          client_reference_id: reference,
+        },
+      },
     });
     const signature = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
     const hook = await fetch(`${b.url}/v1/webhooks/stripe`, {

@@ -1,6 +1,6 @@
 // Billing: checkout link and the Stripe webhook.
 import type { Router } from 'express';
-import { authOf } from '../auth.js';
+import { authOf, sourceOfRequest } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
@@ -12,15 +12,33 @@ export function billingRoutes(ctx: BrokerContext, router: Router): void {
   defineRoute(ctx, router, {
     method: 'post',
     path: '/v1/billing/checkout',
-    summary: 'Payment link for this account; email and password attach when Stripe confirms',
+    summary: 'Payment link for this account; email and password attach when Stripe confirms payment',
     tags: ['billing'],
     access: 'bearer',
-    scope: 'billing:read',
-    body: z.object({ email: z.email().max(254), password: z.string().min(8).max(1024) }),
+    scope: 'account:write',
+    body: z.object({
+      email: z.email().max(254),
+      password: z.string().min(8).max(1024),
+      current_password: z
+        .string()
+        .min(1)
+        .max(1024)
+        .optional()
+        .openapi({
+          description: 'required once the account has a password; the change then applies at once',
+        }),
+    }),
     responses: { 200: { description: 'where to pay', schema: z.object({ url: z.string() }) } },
     errors: ['conflict'],
     handler: async ({ body }, req) => ({
-      body: { url: await startCheckout(ctx, authOf(req).account, body) },
+      body: {
+        url: await startCheckout(ctx, authOf(req).account, {
+          email: body.email,
+          password: body.password,
+          currentPassword: body.current_password,
+          source: sourceOfRequest(req),
+        }),
+      },
     }),
   });
 

@@ -45,9 +45,15 @@ export interface ApiKey {
 const numOrNull = (v: string | undefined) => (v === undefined || v === '' ? null : Number(v));
 const strOrNull = (v: string | undefined) => (v === undefined || v === '' ? null : v);
 
-function accountFrom(h: Record<string, string>): Account | null {
+/**
+ * The account as of `nowMs`: a paid plan whose `paid_until` has passed (a one-time payment's period,
+ * a cancelled or unpaid subscription's last period) reads as free.
+ */
+function accountFrom(h: Record<string, string>, nowMs: number): Account | null {
   if (!h.id) return null;
-  const plan = (TIERS as readonly string[]).includes(h.plan ?? '') ? (h.plan as Tier) : 'free';
+  const stored = (TIERS as readonly string[]).includes(h.plan ?? '') ? (h.plan as Tier) : 'free';
+  const paidUntil = numOrNull(h.paid_until);
+  const plan = paidUntil !== null && paidUntil <= nowMs ? 'free' : stored;
   return {
     id: h.id,
     email: strOrNull(h.email),
@@ -79,8 +85,8 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
 export const normalizeEmail = (email: string) => email.trim().toLowerCase();
 export const normalizeFingerprint = (fingerprint: string) => fingerprint.trim().toLowerCase();
 
-export async function getAccount(redis: Redis, accountId: string): Promise<Account | null> {
-  return accountFrom(await redis.hgetall(keys.account(accountId)));
+export async function getAccount(redis: Redis, accountId: string, nowMs: number): Promise<Account | null> {
+  return accountFrom(await redis.hgetall(keys.account(accountId)), nowMs);
 }
 
 export async function getKey(redis: Redis, accountId: string, keyId: string): Promise<ApiKey | null> {
@@ -234,6 +240,7 @@ export async function issueKey(
 export async function findByToken(
   redis: Redis,
   token: string,
+  nowMs: number,
 ): Promise<{ account: Account; key: ApiKey } | null> {
   const digest = hashToken(token);
   const pointer = await redis.get(keys.tokenHash(digest));
@@ -244,7 +251,7 @@ export async function findByToken(
     redis.pipeline().hgetall(keys.apiKey(accountId, keyId)).hgetall(keys.account(accountId)),
   )) as Record<string, string>[];
   const key = keyFrom(keyHash ?? {});
-  const account = accountFrom(accountHash ?? {});
+  const account = accountFrom(accountHash ?? {}, nowMs);
   // The index is only a pointer: the record's own hash must match, compared in constant time.
   if (!key || !account || !sameDigest(key.hash, digest)) return null;
   return { account, key };

@@ -32,14 +32,22 @@ export const TTL = {
 
 export const keys = {
   // ── accounts (hash tag {acct:<id>}) ──────────────────────────────────────────────────────────
-  /** HASH id, email, name, plan, created_at, password_hash, stripe_customer, stripe_subscription */
+  /** HASH id, email, name, plan, paid_until (ms, '' = open-ended), created_at, password_hash, stripe_customer */
   account: (accountId: string) => `{acct:${accountId}}:account`,
   /** SET of key ids belonging to the account */
   accountKeys: (accountId: string) => `{acct:${accountId}}:keys`,
   /** HASH id, account, name, hash, hint, permissions (JSON), fingerprint, created_at, last_used, expires_at, status */
   apiKey: (accountId: string, keyId: string) => `{acct:${accountId}}:key:${keyId}`,
-  /** HASH email, password_hash: attached to the account when Stripe confirms payment (TTL pendingCheckout) */
+  /**
+   * HASH nonce, email?, password_hash?: the last checkout the broker started; its credentials attach
+   * when Stripe confirms a paid checkout carrying the nonce (TTL pendingCheckout)
+   */
   pendingCheckout: (accountId: string) => `{acct:${accountId}}:pending`,
+  /**
+   * HASH subscription id (or once:<checkout session id>) → JSON {plan, until (ms, 0 = open-ended)}:
+   * every paid grant of the account; its plan is the best current one
+   */
+  accountGrants: (accountId: string) => `{acct:${accountId}}:grants`,
   /** HASH sessions_created, bytes_transferred, requests_served (lifetime counters) */
   accountUsage: (accountId: string) => `{acct:${accountId}}:usage`,
   /** STRING bytes transferred on one UTC day (YYYY-MM-DD); TTL usageDay */
@@ -61,6 +69,8 @@ export const keys = {
   email: (normalizedEmail: string) => `email:${normalizedEmail}`,
   /** STRING accountId for a Stripe customer id */
   stripeCustomer: (customerId: string) => `stripe:customer:${customerId}`,
+  /** STRING accountId a Stripe subscription was paid for (SET NX: never moves) */
+  stripeSubscription: (subscriptionId: string) => `stripe:subscription:${subscriptionId}`,
   /** HASH id, owner, name, redirect_uris (JSON), auth_method, secret_hash, created_at: an OAuth client */
   oauthClient: (clientId: string) => `oauthclient:${clientId}`,
   /** SET of "<accountId> <grantId>": every grant made to a client (deleting the client revokes them) */

@@ -19,14 +19,9 @@ export function billingRoutes(ctx: BrokerContext, router: Router): void {
     body: z.object({
       email: z.email().max(254),
       password: z.string().min(8).max(1024),
-      current_password: z
-        .string()
-        .min(1)
-        .max(1024)
-        .optional()
-        .openapi({
-          description: 'required once the account has a password; the change then applies at once',
-        }),
+      current_password: z.string().min(1).max(1024).optional().openapi({
+        description: 'required once the account has a password; the change then applies at once',
+      }),
     }),
     responses: { 200: { description: 'where to pay', schema: z.object({ url: z.string() }) } },
     errors: ['conflict'],

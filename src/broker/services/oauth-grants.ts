@@ -138,7 +138,7 @@ export async function exchangeCode(
   } else if (input.verifier !== undefined) {
     throw invalidGrant('code_verifier sent, but the authorization request had no code_challenge.');
   }
-  const account = await getAccount(ctx.redis, code.account);
+  const account = await getAccount(ctx.redis, code.account, ctx.clock());
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
 
   const grantId = newId('grt');
@@ -236,7 +236,7 @@ export async function refreshGrant(
   if (beyond)
     throw oauthError('invalid_scope', `Scope ${beyond} was not granted; a refresh never adds scopes.`);
   if (requested.length === 0) throw oauthError('invalid_scope', 'scope is empty.');
-  const account = await getAccount(ctx.redis, record.account);
+  const account = await getAccount(ctx.redis, record.account, ctx.clock());
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
 
   const { response, accessKeyId } = await mintPair(ctx, account, client, record.grant, requested);
@@ -269,7 +269,7 @@ export async function revokeToken(ctx: BrokerContext, client: OAuthClient, token
     const owner = await ctx.redis.hget(keys.oauthGrant(record.account, record.grant), 'client');
     if (owner === client.id) await revokeGrant(ctx, record.account, record.grant);
   } else if (isWellFormedToken(API_TOKEN_PREFIX, token)) {
-    const found = await findByToken(ctx.redis, token);
+    const found = await findByToken(ctx.redis, token, ctx.clock());
     if (found && found.key.client === client.id) await dropKey(ctx.redis, found.account.id, found.key.id);
   }
 }

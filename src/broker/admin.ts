@@ -8,8 +8,16 @@ import type { BrokerContext } from './context.js';
 import { isPermission } from './scopes.js';
 import { createAccount, getAccount, issueKey } from './services/accounts.js';
 import { createNodeToken } from './services/enrollment.js';
-import { getRegion, REGION_ID, upsertRegion } from './services/regions.js';
-import { createRedis, waitForReady } from './store/redis.js';
+import { removeRegion } from './services/fleet.js';
+import {
+  getRegion,
+  REGION_ID,
+  type RegionChanges,
+  regionsWithHealth,
+  updateRegion,
+  upsertRegion,
+} from './services/regions.js';
+import { createRedis, REDIS_OPTIONS, type Redis } from './store/redis.js';
 
 /** The account that owns keys made from the command line. */
 export const OPERATOR_ACCOUNT_ID = 'usr_operator';
@@ -52,14 +60,95 @@ const parseTiers = (value: string): Tier[] => {
   return tiers as Tier[];
 };
 
+export async function listRegions(ctx: BrokerContext, json: boolean): Promise<string> {
+  const rows = (await regionsWithHealth(ctx)).map(({ region, health }) => ({
+    id: region.id,
+    name: region.name,
+    country: region.country,
+    tiers: region.tiers,
+    ...health,
+  }));
+  if (json) return JSON.stringify({ regions: rows });
+  const cells = [
+    ['ID', 'NAME', 'COUNTRY', 'TIERS', 'STATUS', 'NODES', 'LOAD'],
+    ...rows.map((r) => [
+      r.id,
+      r.name,
+      r.country,
+      r.tiers.join(','),
+      r.status,
+      String(r.nodes),
+      String(r.load),
+    ]),
+  ];
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  return cells
+    .map((row) =>
+      row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export async function changeRegion(ctx: BrokerContext, id: string, changes: RegionChanges): Promise<string> {
+  if (changes.name === undefined && changes.country === undefined && changes.tiers === undefined)
+    throw new InvalidArgumentError('nothing to change: give --name, --country or --tiers');
+  if (changes.country !== undefined && !/^[A-Z]{2}$/.test(changes.country))
+    throw new InvalidArgumentError('country must be two upper-case letters');
+  await updateRegion(ctx, id, changes);
+  return `updated region ${id}`;
+}
+
+export async function dropRegion(ctx: BrokerContext, id: string, force: boolean): Promise<string> {
+  const { closedSessions } = await removeRegion(ctx, id, { force });
+  return `removed region ${id} (${closedSessions} open session(s) closed)`;
+}
+
 type Print = (line: string) => void;
+
+/** Where Redis is, for messages: scheme, host and port, never a password. */
+function redisWhere(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}`;
+  } catch {
+    return 'REDIS_URL';
+  }
+}
+
+/**
+ * Connected, or one line saying why not: one attempt (no retries), bounded by the connect timeout even
+ * when something accepts the connection and never answers.
+ */
+function connected(redis: Redis, url: string): Promise<void> {
+  const timeoutMs = REDIS_OPTIONS.connectTimeout ?? 5000;
+  return new Promise<void>((resolve, reject) => {
+    let cause = 'connection closed';
+    const fail = () => {
+      clearTimeout(timer);
+      reject(new Error(`cannot reach Redis at ${redisWhere(url)}: ${cause} (set REDIS_URL)`));
+    };
+    const timer = setTimeout(() => {
+      cause = `no answer within ${timeoutMs / 1000} s`;
+      fail();
+    }, timeoutMs);
+    redis.on('error', (err: Error) => (cause = err.message || cause));
+    redis.once('end', fail);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 /** Runs `action` with a context on REDIS_URL, prints its result, and closes the connection. */
 async function withContext(print: Print, action: (ctx: BrokerContext) => Promise<string>): Promise<void> {
   const config = loadConfig();
   const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, retryStrategy: () => null });
   try {
-    await waitForReady(redis);
+    await connected(redis, config.redisUrl);
     const ctx = createContext({ config, redis, logger: pino({ level: 'silent' }) });
     print(await action(ctx));
   } finally {
@@ -72,22 +161,44 @@ export function adminCommand(print: Print = (line) => process.stdout.write(`${li
   const region = admin.command('region').description('exit regions');
   region
     .command('add <id>')
+    .description('create a region, or replace one with the same id')
     .requiredOption('--name <name>', 'display name, e.g. Frankfurt')
     .requiredOption('--country <CC>', 'ISO 3166-1 alpha-2 country code')
     .option('--tiers <list>', 'tiers allowed, comma-separated', parseTiers, [...TIERS])
     .action((id: string, o: { name: string; country: string; tiers: Tier[] }) =>
       withContext(print, (ctx) => addRegion(ctx, { id, name: o.name, country: o.country, tiers: o.tiers })),
     );
+  region
+    .command('list')
+    .description('every region with its tiers, status, healthy nodes and load')
+    .option('--json', 'one JSON object')
+    .action((o: { json?: boolean }) => withContext(print, (ctx) => listRegions(ctx, o.json === true)));
+  region
+    .command('update <id>')
+    .description('change some fields of a region (sessions already made keep theirs)')
+    .option('--name <name>', 'display name')
+    .option('--country <CC>', 'ISO 3166-1 alpha-2 country code')
+    .option('--tiers <list>', 'tiers allowed, comma-separated', parseTiers)
+    .action((id: string, o: RegionChanges) => withContext(print, (ctx) => changeRegion(ctx, id, o)));
+  region
+    .command('remove <id>')
+    .description('remove a region and close its sessions; refused while it has live nodes')
+    .option('--force', 'remove it even with live nodes (they can no longer serve it)')
+    .action((id: string, o: { force?: boolean }) =>
+      withContext(print, (ctx) => dropRegion(ctx, id, o.force === true)),
+    );
   admin
     .command('node-token')
     .description('exit-node enrollment tokens')
     .command('create')
+    .description('issue a tbn_ token that enrolls nodes in a region (printed once)')
     .requiredOption('--region <id>', 'region the node serves')
     .action((o: { region: string }) => withContext(print, (ctx) => createNodeTokenFor(ctx, o.region)));
   admin
     .command('key')
     .description('operator API keys')
     .command('create')
+    .description('make an API key of the operator account (printed once), e.g. for /v1/admin')
     .requiredOption('--scope <scope...>', 'scopes (e.g. admin:read admin:write)')
     .option('--name <name>', 'key name', 'operator')
     .action((o: { scope: string[]; name: string }) =>

@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import type { BrokerContext, Clock } from './context.js';
 import { invalidRequest, notFound, toHttpError } from './errors.js';
 import { createMetrics } from './metrics.js';
+import { registerFleetMetrics } from './services/fleet.js';
 import { createOpenApiRegistry } from './openapi.js';
 import { createRateLimits } from './ratelimit.js';
 import { acceptsForm, ROUTE_MODULES } from './routes/index.js';
@@ -59,6 +60,7 @@ const hasBody = (req: Request) =>
 export function createApp(deps: AppDeps): BrokerApp {
   const stop = new AbortController();
   const ctx = createContext(deps, stop.signal);
+  registerFleetMetrics(ctx);
   const app = express() as BrokerApp;
   app.locals.broker = ctx;
   app.locals.close = () => stop.abort();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // tunnelbyte-broker: `serve` (the default) runs the API; `admin ...` acts on Redis directly.
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { adminCommand } from './admin.js';
@@ -12,6 +12,22 @@ import { createRedis, waitForReady } from './store/redis.js';
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
+/** A listener that cannot bind ends the process with one line naming the cause and the setting. */
+function failOnListenError(server: Server, host: string, port: number, settings: string): void {
+  server.once('error', (err: NodeJS.ErrnoException) => {
+    const why =
+      err.code === 'EADDRINUSE'
+        ? 'the address is in use by another process'
+        : err.code === 'EACCES'
+          ? 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+          : err.code === 'EADDRNOTAVAIL'
+            ? 'no interface of this host has that address'
+            : err.message;
+    process.stderr.write(`tunnelbyte-broker: cannot listen on ${host}:${port}: ${why}; change ${settings}\n`);
+    process.exit(1);
+  });
+}
+
 async function serve(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel, base: { service: 'tunnelbyte-broker' } });
@@ -19,12 +35,15 @@ async function serve(): Promise<void> {
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   const app = createApp({ config, redis, logger });
   const server = createServer(app);
+  failOnListenError(server, config.host, config.port, 'PORT or HOST');
   server.listen(config.port, config.host, () =>
     logger.info({ host: config.host, port: config.port }, 'listening'),
   );
   const metricsPort = config.metrics.port;
   const metricsServer =
     metricsPort === undefined ? undefined : createMetricsServer(app.locals.broker.metrics);
+  if (metricsServer && metricsPort !== undefined)
+    failOnListenError(metricsServer, config.metrics.host, metricsPort, 'METRICS_PORT or METRICS_HOST');
   metricsServer?.listen(metricsPort, config.metrics.host, () =>
     logger.info({ host: config.metrics.host, port: metricsPort }, 'metrics listening'),
   );
@@ -62,7 +81,8 @@ export function buildProgram(): Command {
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
-  // Operator mistakes (unknown region, bad scope, Redis down) print one line, not a stack.
-  process.stderr.write(`tunnelbyte-broker: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
+  // Operator mistakes (unknown region, bad scope, Redis down) print one line, not a stack, and end the
+  // process once it is written: a half-open connection to a Redis that never answered must not hold it.
+  const line = `tunnelbyte-broker: ${err instanceof Error ? err.message : String(err)}\n`;
+  process.stderr.write(line, () => process.exit(1));
 }

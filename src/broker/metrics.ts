@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client), one registry per app so several apps can live in one process
 // (tests run two brokers side by side). Labels carry route templates, never ids or tokens.
 import { createServer, type Server } from 'node:http';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
@@ -9,6 +9,13 @@ export interface Metrics {
   httpDuration: Histogram<'method' | 'route'>;
   /** For other modules' own metrics: registered on this app's registry. */
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L>;
+  /** A gauge whose `collect` sets its values at each scrape. */
+  gauge<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    collect: (gauge: Gauge<L>) => Promise<void>,
+  ): Gauge<L>;
 }
 
 export function createMetrics(): Metrics {
@@ -30,6 +37,16 @@ export function createMetrics(): Metrics {
       registers: [registry],
     }),
     counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers: [registry] }),
+    gauge: (name, help, labelNames, collect) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        async collect() {
+          await collect(this);
+        },
+      }),
   };
 }
 

@@ -26,6 +26,7 @@ export const ROUTES = [
   '/v1/billing/checkout',
   '/v1/webhooks/stripe',
   '/v1/admin/regions',
+  '/v1/admin/regions/{id}',
   '/v1/admin/node-tokens',
   '/v1/admin/nodes',
   '/.well-known/oauth-authorization-server',

@@ -6,16 +6,47 @@ import { invalidRequest } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { createNodeToken } from '../services/enrollment.js';
-import { getRegion, listNodeSummaries, REGION_ID, upsertRegion } from '../services/regions.js';
+import { removeRegion } from '../services/fleet.js';
+import {
+  getRegion,
+  listNodeSummaries,
+  REGION_ID,
+  regionsWithHealth,
+  type Region,
+  updateRegion,
+  upsertRegion,
+} from '../services/regions.js';
+
+const RegionFields = {
+  name: z.string().trim().min(1).max(100),
+  country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case'),
+  tiers: z.array(z.enum(TIERS)).min(1),
+};
 
 export const RegionInput = z.object({
   id: z.string().regex(REGION_ID, 'lower-case letters, digits and dashes'),
-  name: z.string().trim().min(1).max(100),
-  country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case'),
-  tiers: z
-    .array(z.enum(TIERS))
-    .min(1)
-    .default([...TIERS]),
+  ...RegionFields,
+  tiers: RegionFields.tiers.default([...TIERS]),
+});
+
+const RegionId = z.object({ id: z.string().regex(REGION_ID, 'lower-case letters, digits and dashes') });
+
+const AdminRegionView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    country: z.string(),
+    tiers: z.array(z.enum(TIERS)),
+    created_at: z.string(),
+  })
+  .openapi('AdminRegion');
+
+const regionView = (region: Region) => ({
+  id: region.id,
+  name: region.name,
+  country: region.country,
+  tiers: region.tiers,
+  created_at: isoTime(region.createdAt),
 });
 
 const NodeView = z
@@ -49,16 +80,78 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
     },
     handler: async ({ body }) => {
       const { region, created } = await upsertRegion(ctx, { ...body, tiers: [...new Set(body.tiers)] });
-      return {
-        status: created ? 201 : 200,
-        body: {
-          id: region.id,
-          name: region.name,
-          country: region.country,
-          tiers: region.tiers,
-          created_at: isoTime(region.createdAt),
-        },
-      };
+      return { status: created ? 201 : 200, body: regionView(region) };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/admin/regions',
+    summary: 'Every region, with the health the public list shows',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:read',
+    responses: {
+      200: {
+        description: 'regions',
+        schema: z.object({
+          regions: z.array(
+            AdminRegionView.extend({
+              status: z.enum(['active', 'degraded', 'down']),
+              nodes: z.number(),
+              load: z.number(),
+            }),
+          ),
+        }),
+      },
+    },
+    handler: async () => ({
+      body: {
+        regions: (await regionsWithHealth(ctx)).map(({ region, health }) => ({
+          ...regionView(region),
+          ...health,
+        })),
+      },
+    }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'patch',
+    path: '/v1/admin/regions/{id}',
+    summary: 'Change some fields of a region',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    params: RegionId,
+    body: z.object(RegionFields).partial(),
+    responses: { 200: { description: 'the region as changed', schema: AdminRegionView } },
+    errors: ['not_found'],
+    handler: async ({ params, body }) => ({
+      body: regionView(
+        await updateRegion(ctx, params.id, {
+          ...body,
+          ...(body.tiers ? { tiers: [...new Set(body.tiers)] } : {}),
+        }),
+      ),
+    }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'delete',
+    path: '/v1/admin/regions/{id}',
+    summary: 'Remove a region and close its sessions; 409 while it has live nodes, unless ?force=true',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    params: RegionId,
+    query: z.object({ force: z.enum(['true', 'false']).default('false') }),
+    responses: {
+      200: { description: 'removed', schema: z.object({ id: z.string(), closed_sessions: z.number() }) },
+    },
+    errors: ['not_found', 'conflict'],
+    handler: async ({ params, query }) => {
+      const { closedSessions } = await removeRegion(ctx, params.id, { force: query.force === 'true' });
+      return { body: { id: params.id, closed_sessions: closedSessions } };
     },
   });
 

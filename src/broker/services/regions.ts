@@ -2,6 +2,7 @@
 // they are, from the node health the node service writes (store/keys.ts regionNodes and node).
 import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
+import { notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
 import type { Redis } from '../store/redis.js';
 
@@ -61,6 +62,25 @@ export async function upsertRegion(
   return { region, created: existing === null };
 }
 
+export type RegionChanges = Partial<Pick<Region, 'name' | 'country' | 'tiers'>>;
+
+/** Changes some fields of an existing region (404 when there is none); sessions already made keep theirs. */
+export async function updateRegion(
+  ctx: BrokerContext,
+  regionId: string,
+  changes: RegionChanges,
+): Promise<Region> {
+  const existing = await getRegion(ctx.redis, regionId);
+  if (!existing) throw notFound(`No region '${regionId}'.`);
+  const { region } = await upsertRegion(ctx, {
+    id: regionId,
+    name: changes.name ?? existing.name,
+    country: changes.country ?? existing.country,
+    tiers: changes.tiers ?? existing.tiers,
+  });
+  return region;
+}
+
 interface NodeHealthFields {
   load: number;
   draining: boolean;
@@ -83,8 +103,29 @@ function nodeHealthFrom([load, draining, heartbeatMs, lastHeartbeat]: (
   };
 }
 
-export function isNodeHealthy(node: NodeHealthFields, nowMs: number): boolean {
-  return !node.draining && nowMs - node.lastHeartbeat <= HEALTHY_INTERVALS * node.heartbeatMs;
+/**
+ * healthy: heartbeats in time; draining: heartbeats in time, moving its sessions away; lost: heartbeats
+ * stopped without a drain (crashed, cut off); stopped: drained, then stopped heartbeating (left on purpose).
+ */
+export type NodeState = 'healthy' | 'draining' | 'lost' | 'stopped';
+
+function nodeState(node: NodeHealthFields, nowMs: number): NodeState {
+  const fresh = nowMs - node.lastHeartbeat <= HEALTHY_INTERVALS * node.heartbeatMs;
+  if (node.draining) return fresh ? 'draining' : 'stopped';
+  return fresh ? 'healthy' : 'lost';
+}
+
+export const isNodeHealthy = (node: NodeHealthFields, nowMs: number) => nodeState(node, nowMs) === 'healthy';
+
+/** The state of every node that ever reported in a region. */
+export async function nodeStates(ctx: BrokerContext, regionId: string): Promise<NodeState[]> {
+  const ids = await ctx.redis.zrange(keys.regionNodes(regionId), 0, -1);
+  const fields = await Promise.all(ids.map((id) => ctx.redis.hmget(keys.node(id), ...NODE_HEALTH_FIELDS)));
+  const now = ctx.clock();
+  return fields.flatMap((f) => {
+    const health = nodeHealthFrom(f);
+    return health ? [nodeState(health, now)] : [];
+  });
 }
 
 function summarize(nodes: NodeHealthFields[], nowMs: number): RegionHealth {

@@ -454,3 +454,19 @@ export async function deleteSession(ctx: BrokerContext, accountId: string, sessi
   const outcome = await closeSession(ctx, region, sessionId, { owner: accountId, state: 'closed' });
   if (outcome === 'missing') throw notFound('No such session.');
 }
+
+// ── the fleet view ──────────────────────────────────────────────────────────────────────────────
+
+/** Open session ids of a region: the reaper's index, which holds each until it is closed. */
+export const openSessionIds = (ctx: BrokerContext, region: string) =>
+  ctx.redis.zrange(keys.regionExpiry(region), 0, -1);
+
+/** The status of every open session of a region (the broker's tunnelbyte_sessions gauge). */
+export async function openSessionStatuses(ctx: BrokerContext, region: string): Promise<SessionStatus[]> {
+  const ids = await openSessionIds(ctx, region);
+  const hashes = await Promise.all(ids.map((id) => ctx.redis.hgetall(keys.session(region, id))));
+  const records = hashes.flatMap((h) => recordFrom(h) ?? []);
+  const beats = await lastHeartbeats(ctx, region, [...new Set(records.map((r) => r.node))]);
+  const now = ctx.clock();
+  return records.map((r) => sessionStatus(r, beats.get(r.node), now));
+}

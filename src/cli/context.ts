@@ -1,10 +1,11 @@
 // What every command gets: the global options resolved once (broker URL, token, fingerprint, output
 // mode), the config-dir store, and the two ways to answer (human text or --json).
-import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS } from '../lib/api-client.js';
+import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS, type ApiClientOptions } from '../lib/api-client.js';
 import { machineFingerprint } from '../lib/fingerprint.js';
 import { CliError, EXIT, NO_TOKEN, usageError } from './exit.js';
 import { type CliIO, withSpinner } from './io.js';
 import { Store, type TokenSource } from './store.js';
+import { renewCachedToken } from './weblogin.js';
 
 export interface GlobalOptions {
   api?: string;
@@ -83,7 +84,13 @@ export class Context {
    * A client presenting the token when there is one (public endpoints accept either). Ctrl-C aborts its
    * requests, unless `interruptible` is false: for a request whose result must be known to be undone.
    */
-  client(token: string | undefined = this.token()?.token, { interruptible = true } = {}): ApiClient {
+  client(
+    token: string | undefined = this.token()?.token,
+    {
+      interruptible = true,
+      renewal,
+    }: { interruptible?: boolean; renewal?: Pick<ApiClientOptions, 'refresh' | 'tokenExpiresAt'> } = {},
+  ): ApiClient {
     return new ApiClient({
       baseUrl: this.apiUrl,
       token,
@@ -91,12 +98,24 @@ export class Context {
       userAgent: USER_AGENT,
       timeoutMs: this.timeoutMs,
       ...(interruptible && this.io.interrupt ? { signal: this.io.interrupt } : {}),
+      ...renewal,
     });
   }
 
-  /** A client for bearer endpoints: fails with exit 3 before any request when there is no token. */
+  /**
+   * A client for bearer endpoints: fails with exit 3 before any request when there is no token. A cached
+   * token from `login --web` is renewed when it expires or is refused, so the user signs in once.
+   */
   authed(): ApiClient {
-    return this.client(this.requireToken().token);
+    const { token, source } = this.requireToken();
+    const record = source === 'cache' ? this.store.readOAuth() : undefined;
+    if (!record) return this.client(token);
+    return this.client(token, {
+      renewal: {
+        refresh: () => renewCachedToken(this.store, token, this.io.interrupt),
+        tokenExpiresAt: record.expires_at,
+      },
+    });
   }
 
   spin<T>(label: string, work: Promise<T>): Promise<T> {

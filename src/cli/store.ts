@@ -1,11 +1,12 @@
 // The CLI's files in its config dir (env-paths: ~/.config/tunnelbyte on Linux, ~/Library/Preferences/
 // tunnelbyte on macOS, %APPDATA%\tunnelbyte\Config on Windows; TB_CONFIG_DIR overrides it):
 //   token        the cached API token (0600; the directory is 0700)
+//   oauth.json   with a token from `login --web`: its refresh token, expiry and token endpoint (0600)
 //   state.json   the last session id, for `status` and `disconnect` without an argument, and the
 //                files `connect --up` brought up, for `disconnect` to take down
 //   tb-<last 8 of the session id>.conf  wg-quick files written by `connect` (0600: they hold the
 //                private key), named so that wg-quick accepts the name as an interface name
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import envPaths from 'env-paths';
 
@@ -39,6 +40,14 @@ function readOptional(path: string): string | undefined {
   }
 }
 
+function statOptional(path: string) {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 interface State {
   last_session?: string;
   /** Session id → the wg-quick file `connect --up` brought up. */
@@ -46,6 +55,18 @@ interface State {
 }
 
 export type TokenSource = 'TB_KEY' | 'cache';
+
+/** What renews a cached OAuth access token (src/cli/weblogin.ts). */
+export interface OAuthRecord {
+  refresh_token: string;
+  /** When the cached access token expires, ms since the epoch. */
+  expires_at: number;
+  token_endpoint: string;
+  revocation_endpoint?: string;
+}
+
+const LOCK_STALE_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
 
 export class Store {
   readonly dir: string;
@@ -65,15 +86,70 @@ export class Store {
     return join(this.dir, `tb-${sessionId.replace(/[^A-Za-z0-9]/g, '').slice(-8)}.conf`);
   }
 
+  get oauthPath(): string {
+    return join(this.dir, 'oauth.json');
+  }
+
   readToken(): string | undefined {
     const token = readOptional(this.tokenPath)?.trim();
     return token ? token : undefined;
   }
+  /** Caches a token that needs no renewal (signup, password login, set-key): any OAuth record goes. */
   writeToken(token: string): void {
     writePrivateFile(this.tokenPath, `${token}\n`);
+    rmSync(this.oauthPath, { force: true });
   }
   removeToken(): void {
     rmSync(this.tokenPath, { force: true });
+    rmSync(this.oauthPath, { force: true });
+  }
+
+  /** Caches an OAuth access token with what renews it (the record first: a token never lacks it). */
+  writeOAuthTokens(accessToken: string, record: OAuthRecord): void {
+    writePrivateFile(this.oauthPath, `${JSON.stringify(record)}\n`);
+    writePrivateFile(this.tokenPath, `${accessToken}\n`);
+  }
+  readOAuth(): OAuthRecord | undefined {
+    const text = readOptional(this.oauthPath);
+    if (text === undefined) return undefined;
+    try {
+      const record = JSON.parse(text) as Partial<OAuthRecord>;
+      const whole =
+        typeof record.refresh_token === 'string' &&
+        typeof record.expires_at === 'number' &&
+        typeof record.token_endpoint === 'string';
+      return whole ? (record as OAuthRecord) : undefined;
+    } catch {
+      return undefined; // a damaged record only costs a new `login --web`
+    }
+  }
+
+  /**
+   * Runs `work` holding the config dir's OAuth lock, so two commands never spend the same refresh token
+   * (the broker would take the second use for a stolen token and revoke the sign-in). A lock left by a
+   * crashed command is taken over after 30 s.
+   */
+  async withOAuthLock<T>(work: () => Promise<T>): Promise<T> {
+    const lock = `${this.oauthPath}.lock`;
+    mkdirSync(this.dir, { recursive: true, mode: PRIVATE_DIR });
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        writeFileSync(lock, String(process.pid), { flag: 'wx', mode: PRIVATE_FILE });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const age = Date.now() - (statOptional(lock)?.mtimeMs ?? Date.now());
+        if (age > LOCK_STALE_MS) rmSync(lock, { force: true });
+        else if (Date.now() > deadline) throw new Error(`${lock} is held by another tunnelbyte command`);
+        else await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    try {
+      return await work();
+    } finally {
+      rmSync(lock, { force: true });
+    }
   }
 
   private readState(): State {

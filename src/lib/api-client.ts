@@ -230,13 +230,26 @@ export interface ApiClientOptions {
   userAgent?: string;
   /** Aborts every request in flight and every later one (RequestAborted). */
   signal?: AbortSignal;
+  /**
+   * An OAuth access token's renewal: called before a request once the token is past `tokenExpiresAt`,
+   * and once after a 401; resolves with the new token, or undefined when it cannot renew.
+   */
+  refresh?: () => Promise<string | undefined>;
+  /** When the token expires (ms since the epoch); only read together with `refresh`. */
+  tokenExpiresAt?: number;
 }
+
+/** Renew this long before the expiry, so a request does not race it. */
+const EXPIRY_SKEW_MS = 30_000;
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
 export class ApiClient {
   readonly baseUrl: string;
-  private readonly token: string | undefined;
+  private token: string | undefined;
+  private readonly refresh: (() => Promise<string | undefined>) | undefined;
+  private tokenExpiresAt: number | undefined;
+  private renewed = false;
   private readonly fingerprint: string | undefined;
   private readonly timeoutMs: number;
   private readonly userAgent: string | undefined;
@@ -249,6 +262,19 @@ export class ApiClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.userAgent = options.userAgent;
     this.signal = options.signal;
+    this.refresh = options.refresh;
+    this.tokenExpiresAt = options.tokenExpiresAt;
+  }
+
+  /** Swaps in a renewed token; false when there is no renewal or it failed. At most once per client. */
+  private async renew(): Promise<boolean> {
+    if (!this.refresh || this.renewed) return false;
+    this.renewed = true;
+    const token = await this.refresh();
+    if (!token) return false;
+    this.token = token;
+    this.tokenExpiresAt = undefined;
+    return true;
   }
 
   /** A copy of this client presenting another token. */
@@ -263,8 +289,25 @@ export class ApiClient {
     });
   }
 
-  /** One request; resolves with the parsed JSON body (undefined for 204), rejects with ApiError/NetworkError. */
+  /**
+   * One request; resolves with the parsed JSON body (undefined for 204), rejects with ApiError/NetworkError.
+   * An expired or refused OAuth access token is renewed once (see `refresh`) and the request sent again.
+   */
   async request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    if (this.tokenExpiresAt !== undefined && Date.now() >= this.tokenExpiresAt - EXPIRY_SKEW_MS) {
+      await this.renew();
+    }
+    try {
+      return await this.send<T>(method, path, body);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401 && (await this.renew())) {
+        return this.send<T>(method, path, body);
+      }
+      throw err;
+    }
+  }
+
+  private async send<T>(method: Method, path: string, body?: unknown): Promise<T> {
     const url = `${this.baseUrl}${path}`;
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';

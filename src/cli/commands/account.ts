@@ -5,10 +5,12 @@ import type { Context } from '../context.js';
 import { CliError, usageError } from '../exit.js';
 import { prompt, readStdin } from '../io.js';
 import type { Act, Action } from '../program.js';
+import { revokeRefreshToken, webLogin } from '../weblogin.js';
 
 interface CredentialOptions {
   email?: string;
   passwordStdin?: boolean;
+  web?: boolean;
 }
 
 /** Email and password from flags/stdin, or asked for on a terminal; never from argv (it leaks to `ps`). */
@@ -58,6 +60,18 @@ const signup: Action<[{ force?: boolean }]> = async (ctx, options) => {
 };
 
 const login: Action<[CredentialOptions]> = async (ctx, options) => {
+  if (options.web) {
+    if (options.email !== undefined || options.passwordStdin)
+      throw usageError('--web signs in through the browser: leave out --email and --password-stdin');
+    const token = await webLogin(ctx);
+    const user = await ctx.spin('Fetching the account', ctx.client(token).user());
+    ctx.print(
+      `Logged in as ${user.email ?? user.id} (${user.plan}) through the browser.\n` +
+        `The token is cached in ${ctx.store.tokenPath} and renews itself; \`tunnelbyte logout\` ends it.\n`,
+      { user, token_path: ctx.store.tokenPath, renews: true },
+    );
+    return;
+  }
   const { email, password } = await credentials(ctx, options);
   const result = await ctx.spin('Logging in', ctx.client(undefined).login(email, password));
   saveAndShow(ctx, result, `Logged in as ${result.user.email ?? result.user.id} (${result.user.plan}).`);
@@ -73,7 +87,10 @@ const logout: Action<[]> = async (ctx) => {
     alreadyInvalid = true; // revoked or expired already: still forget it locally
   }
   const removed = ctx.store.readToken() === token;
-  if (removed) ctx.store.removeToken();
+  if (removed) {
+    await revokeRefreshToken(ctx.store);
+    ctx.store.removeToken();
+  }
   const where = removed
     ? `; removed ${ctx.store.tokenPath}`
     : source === 'TB_KEY'
@@ -105,6 +122,7 @@ export function registerLogin(parent: Command, act: Act): void {
     .description('log in to a paid account and cache its token')
     .option('-e, --email <email>', 'account email (asked for on a terminal)')
     .option('--password-stdin', 'read the password from stdin')
+    .option('--web', 'sign in through the browser instead (opens it when there is one, else prints the URL)')
     .action(act(login));
 }
 

@@ -156,11 +156,11 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     const password = typeof req.body.password === 'string' ? req.body.password.slice(0, 1024) : '';
     const source = sourceOfRequest(req);
     const limit = ctx.limits.public.take(source, ctx.clock());
-    if (!limit.allowed)
-      return showLogin(req, res, 429, {
-        email,
-        error: `Too many requests. Try again in ${limit.retryAfterSeconds} s.`,
-      });
+    if (!limit.allowed) {
+      const wait = Math.max(1, Math.ceil(limit.retryAfterSeconds));
+      res.set('Retry-After', String(wait));
+      return showLogin(req, res, 429, { email, error: `Too many requests. Try again in ${wait} s.` });
+    }
     let account: Account;
     try {
       account = await verifyCredentials(ctx, { source, email, password });
@@ -170,7 +170,9 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         err.kind === 'rate_limited'
           ? `Too many failed attempts. Try again in ${err.retryAfterSeconds ?? 1} s.`
           : 'Wrong email or password.';
-      return showLogin(req, res, toHttpError(err).status, { email, error });
+      const mapped = toHttpError(err);
+      res.set(mapped.headers);
+      return showLogin(req, res, mapped.status, { email, error });
     }
     const { cookie: value } = await startWebSession(ctx, account.id);
     res.append('Set-Cookie', cookie(SESSION_COOKIE, value, TTL.webSessionSeconds));

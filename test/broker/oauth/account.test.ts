@@ -1,0 +1,146 @@
+// The account page and its buttons over HTTP (the browser suite drives the same page in chromium):
+// signed-out redirects, what it lists, and each action with its CSRF token, without it, and cross-site.
+import request from 'supertest';
+import { startBroker, type TestBroker } from '../helpers.js';
+import {
+  authorize,
+  authorizeQuery,
+  bearer,
+  cookieHeader,
+  cookieJar,
+  csrfOf,
+  paidUser,
+  pkce,
+  registerClient,
+  signIn,
+  token,
+} from './flow.js';
+
+let broker: TestBroker;
+beforeAll(async () => {
+  broker = await startBroker({
+    env: { PUBLIC_BURST: '1000000', TB_TIERS: JSON.stringify({ pro: { requestsPerMinute: 1000000 } }) },
+  });
+});
+afterAll(async () => broker.close());
+
+const api = () => request(broker.app);
+
+/** A user with an app authorized through the consent page, signed in; its access token. */
+async function userWithApp() {
+  const user = await paidUser(broker);
+  const client = await registerClient(broker, user, { client_name: 'Acme <Dash>' });
+  const jar = await signIn(broker, user);
+  const { verifier, challenge } = pkce();
+  const redirect = await authorize(
+    broker,
+    jar,
+    authorizeQuery(client, { code_challenge: challenge, code_challenge_method: 'S256' }),
+  );
+  const tokens = await token(broker, client, {
+    grant_type: 'authorization_code',
+    code: redirect.searchParams.get('code')!,
+    redirect_uri: client.redirect_uris[0]!,
+    code_verifier: verifier,
+  });
+  return { user, client, jar, access: tokens.body.access_token as string };
+}
+
+test('1. signed out: /account and its buttons send the browser to sign in', async () => {
+  const page = await api().get('/account');
+  expect([page.status, page.headers.location]).toEqual([303, '/login?next=%2Faccount']);
+  const post = await api().post('/account/keys/key_x/revoke').type('form').send({ csrf: 'x' });
+  expect(post.status).toBe(303);
+});
+
+test('2. lists the plan, the API keys masked, and the authorized apps; no script, strict CSP', async () => {
+  const { user, jar } = await userWithApp();
+  const page = await api().get('/account').set('Cookie', cookieHeader(jar));
+  expect(page.status).toBe(200);
+  expect(page.text).toContain(user.email);
+  expect(page.text).toContain('tb_***…');
+  expect(page.text).not.toContain(user.apiKey);
+  expect(page.text).toContain('Acme &lt;Dash&gt;');
+  expect(page.text).toMatch(/<svg class="chart"/);
+  expect(page.text).not.toMatch(/<script|\sstyle=|\son[a-z]+=/i);
+  expect(page.headers['content-security-policy']).toContain("default-src 'none'");
+  expect(page.headers['cache-control']).toBe('no-store');
+});
+
+test('3. revoking the app from the page ends its token; revoking a key ends the key', async () => {
+  const { user, jar, access } = await userWithApp();
+  const page = await api().get('/account').set('Cookie', cookieHeader(jar));
+  const csrf = csrfOf(page.text);
+  const appPath = /action="(\/account\/apps\/[^"]+\/revoke)"/.exec(page.text)![1]!;
+  const keyPath = /action="(\/account\/keys\/[^"]+\/revoke)"/.exec(page.text)![1]!;
+
+  const revoked = await api().post(appPath).set('Cookie', cookieHeader(jar)).type('form').send({ csrf });
+  expect([revoked.status, revoked.headers.location]).toEqual([303, '/account?notice=app-revoked']);
+  expect((await api().get('/v1/auth/user').set(bearer(access))).status).toBe(401);
+
+  const key = await api().post(keyPath).set('Cookie', cookieHeader(jar)).type('form').send({ csrf });
+  expect(key.headers.location).toBe('/account?notice=key-revoked');
+  expect((await api().get('/v1/auth/user').set(bearer(user.apiKey))).status).toBe(401);
+});
+
+test('4. a button without the CSRF token, with another sign-in’s, or from another site changes nothing', async () => {
+  const { user, jar, access } = await userWithApp();
+  const other = await signIn(broker, await paidUser(broker));
+  const otherCsrf = csrfOf((await api().get('/account').set('Cookie', cookieHeader(other))).text);
+  const page = await api().get('/account').set('Cookie', cookieHeader(jar));
+  const csrf = csrfOf(page.text);
+  const keyPath = /action="(\/account\/keys\/[^"]+\/revoke)"/.exec(page.text)![1]!;
+  const post = (fields: Record<string, string>, headers: Record<string, string> = {}) =>
+    api().post(keyPath).set('Cookie', cookieHeader(jar)).set(headers).type('form').send(fields);
+  for (const [fields, headers] of [
+    [{}, {}],
+    [{ csrf: otherCsrf }, {}],
+    [{ csrf }, { Origin: 'https://evil.example' }],
+    [{ csrf }, { 'Sec-Fetch-Site': 'cross-site' }],
+  ] as [Record<string, string>, Record<string, string>][]) {
+    const res = await post(fields, headers);
+    expect([fields, headers, res.status]).toEqual([fields, headers, 403]);
+  }
+  expect((await api().get('/v1/auth/user').set(bearer(user.apiKey))).status).toBe(200);
+  expect((await api().get('/v1/auth/user').set(bearer(access))).status).toBe(200);
+});
+
+test('5. sign-in: a wrong password shows the form again (401); the back-off shows on the page (429)', async () => {
+  const user = await paidUser(broker);
+  const form = await api().get('/login');
+  const jar = cookieJar(form);
+  const attempt = (password: string) =>
+    api()
+      .post('/login')
+      .set('Cookie', cookieHeader(jar))
+      .type('form')
+      .send({ email: user.email, password, csrf: csrfOf(form.text), next: '/account' });
+  const wrong = await attempt('wrong password');
+  expect(wrong.status).toBe(401);
+  expect(wrong.text).toContain('Wrong email or password.');
+  expect(wrong.text).toContain(`value="${user.email}"`);
+  let last = wrong;
+  for (let i = 0; i < 10 && last.status !== 429; i++) last = await attempt('wrong password');
+  expect(last.status).toBe(429);
+  expect(last.text).toMatch(/Too many failed attempts\. Try again in \d+ s\./);
+  expect(last.headers['retry-after']).toMatch(/^\d+$/);
+});
+
+test('6. the sign-in form needs its CSRF cookie; next never leaves the broker', async () => {
+  const user = await paidUser(broker);
+  const form = await api().get('/login');
+  const noCookie = await api()
+    .post('/login')
+    .type('form')
+    .send({ email: user.email, password: 'x', csrf: csrfOf(form.text) });
+  expect(noCookie.status).toBe(403);
+  const jar = cookieJar(form);
+  for (const next of ['https://evil.example/', '//evil.example/', '/\\evil.example', '/account/../../x']) {
+    const res = await api()
+      .post('/login')
+      .set('Cookie', cookieHeader(jar))
+      .type('form')
+      .send({ email: user.email, password: 'correct horse battery staple', csrf: csrfOf(form.text), next });
+    expect([next, res.status, res.headers.location]).toEqual([next, 303, '/account']);
+  }
+});

@@ -2,9 +2,8 @@
 // for the operator who has the Redis URL: regions, node enrollment tokens, operator keys.
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
-import { createContext } from './app.js';
 import { loadConfig, TIERS, type Tier } from './config.js';
-import type { BrokerContext } from './context.js';
+import { createContext, type BrokerContext } from './context.js';
 import { isPermission } from './scopes.js';
 import { createAccount, getAccount, issueKey } from './services/accounts.js';
 import { createNodeToken } from './services/enrollment.js';

@@ -2,23 +2,10 @@
 // 64 KiB, the route modules of routes/index.ts, then 404 and the one error mapping of errors.ts.
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import type { BrokerContext, Clock } from './context.js';
+import { createContext, type BrokerContext, type ContextDeps } from './context.js';
 import { invalidRequest, notFound, toHttpError } from './errors.js';
-import { createMetrics } from './metrics.js';
 import { registerFleetMetrics } from './services/fleet.js';
-import { createOpenApiRegistry } from './openapi.js';
-import { createRateLimits } from './ratelimit.js';
 import { acceptsForm, ROUTE_MODULES } from './routes/index.js';
-import { logSafeError, type Redis } from './store/redis.js';
-
-export interface AppDeps {
-  config: Config;
-  redis: Redis;
-  logger: Logger;
-  clock?: Clock;
-}
 
 export const BODY_LIMIT = '64kb';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -37,27 +24,10 @@ export interface BrokerApp extends Express {
   locals: Express['locals'] & { broker: BrokerContext; close: () => void };
 }
 
-export function createContext(
-  deps: AppDeps,
-  shutdown: AbortSignal = new AbortController().signal,
-): BrokerContext {
-  return {
-    config: deps.config,
-    redis: deps.redis,
-    // Every module logs errors through the Redis-safe serializer (no command arguments).
-    logger: deps.logger.child({}, { serializers: { err: logSafeError } }),
-    clock: deps.clock ?? Date.now,
-    openapi: createOpenApiRegistry(),
-    metrics: createMetrics(),
-    limits: createRateLimits(deps.config, deps.redis),
-    shutdown,
-  };
-}
-
 const hasBody = (req: Request) =>
   req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
-export function createApp(deps: AppDeps): BrokerApp {
+export function createApp(deps: ContextDeps): BrokerApp {
   const stop = new AbortController();
   const ctx = createContext(deps, stop.signal);
   registerFleetMetrics(ctx);

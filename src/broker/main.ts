@@ -4,7 +4,6 @@ import { createServer, type Server } from 'node:http';
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { adminCommand } from './admin.js';
-import { createApp } from './app.js';
 import { loadConfig } from './config.js';
 import { createMetricsServer } from './metrics.js';
 import { createRedis, waitForReady } from './store/redis.js';
@@ -29,6 +28,8 @@ function failOnListenError(server: Server, host: string, port: number, settings:
 }
 
 async function serve(): Promise<void> {
+  // Loaded here, not at the top: the admin commands need neither Express nor the routes.
+  const { createApp } = await import('./app.js');
   const config = loadConfig();
   const logger = pino({ level: config.logLevel, base: { service: 'tunnelbyte-broker' } });
   const redis = createRedis(config.redisUrl);

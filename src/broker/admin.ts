@@ -33,14 +33,14 @@ export async function addRegion(
 }
 
 export async function createNodeTokenFor(ctx: BrokerContext, region: string): Promise<string> {
-  if (!(await getRegion(ctx.redis, region))) throw new InvalidArgumentError(`unknown region: ${region}`);
+  if (!(await getRegion(ctx, region))) throw new InvalidArgumentError(`unknown region: ${region}`);
   return (await createNodeToken(ctx, region)).token;
 }
 
 export async function createOperatorKey(ctx: BrokerContext, scopes: string[], name: string): Promise<string> {
   const bad = scopes.find((s) => !isPermission(s));
   if (bad) throw new InvalidArgumentError(`unknown scope: ${bad}`);
-  if (!(await getAccount(ctx.redis, OPERATOR_ACCOUNT_ID, ctx.clock()))) {
+  if (!(await getAccount(ctx, OPERATOR_ACCOUNT_ID))) {
     await createAccount(ctx, { id: OPERATOR_ACCOUNT_ID, plan: 'business', name: 'operator' });
   }
   const { token } = await issueKey(ctx, OPERATOR_ACCOUNT_ID, {

@@ -76,7 +76,7 @@ export async function throttledAuth<T>(
 async function authenticate(ctx: BrokerContext, req: Request): Promise<AuthContext> {
   const token = bearerToken(req);
   if (!token || !isWellFormedToken(API_TOKEN_PREFIX, token)) throw unauthorized();
-  const found = await findByToken(ctx.redis, token, ctx.clock());
+  const found = await findByToken(ctx, token);
   if (!found || found.key.revoked) throw unauthorized();
   if (found.key.expiresAt !== null && found.key.expiresAt <= ctx.clock())
     throw unauthorized('API key expired.');

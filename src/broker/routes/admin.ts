@@ -170,7 +170,7 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
       },
     },
     handler: async ({ body }) => {
-      if (!(await getRegion(ctx.redis, body.region))) throw invalidRequest('region', 'Unknown region.');
+      if (!(await getRegion(ctx, body.region))) throw invalidRequest('region', 'Unknown region.');
       const issued = await createNodeToken(ctx, body.region);
       return {
         status: 201,

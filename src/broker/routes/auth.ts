@@ -8,6 +8,7 @@ import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { firstMissing, PERMISSIONS, SCOPES } from '../scopes.js';
 import {
+  accountUsage,
   idleTtlSeconds,
   issueKey,
   listKeys,
@@ -17,7 +18,6 @@ import {
   type ApiKey,
 } from '../services/accounts.js';
 import { signup, login } from '../services/signin.js';
-import { keys as redisKeys } from '../store/keys.js';
 
 const MAX_EXPIRES_IN_SECONDS = 10 * 366 * 24 * 3600;
 
@@ -114,7 +114,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     responses: { 204: { description: 'revoked' } },
     handler: async (_input, req) => {
       const { key } = authOf(req);
-      await revokeKey(ctx.redis, key.accountId, key.id);
+      await revokeKey(ctx, key.accountId, key.id);
     },
   });
 
@@ -139,19 +139,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     },
     handler: async (_input, req) => {
       const { account } = authOf(req);
-      const usage = await ctx.redis.hmget(
-        redisKeys.accountUsage(account.id),
-        'sessions_created',
-        'bytes_transferred',
-        'requests_served',
-      );
-      const [sessions, bytes, requests] = usage.map((v) => Number(v ?? 0));
-      return {
-        body: {
-          ...userView(account),
-          usage: { sessions_created: sessions, bytes_transferred: bytes, requests_served: requests },
-        },
-      };
+      return { body: { ...userView(account), usage: await accountUsage(ctx, account.id) } };
     },
   });
 
@@ -209,7 +197,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     scope: 'keys:manage',
     responses: { 200: { description: 'keys', schema: z.object({ keys: z.array(KeyView) }) } },
     handler: async (_input, req) => ({
-      body: { keys: (await listKeys(ctx.redis, authOf(req).account.id)).map((k) => keyView(k)) },
+      body: { keys: (await listKeys(ctx, authOf(req).account.id)).map((k) => keyView(k)) },
     }),
   });
 
@@ -261,7 +249,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     errors: ['not_found'],
     handler: async ({ params }, req) => {
       const { account } = authOf(req);
-      if (!(await revokeKey(ctx.redis, account.id, params.id))) throw notFound('No such key.');
+      if (!(await revokeKey(ctx, account.id, params.id))) throw notFound('No such key.');
     },
   });
 }

@@ -119,7 +119,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
       if (body.region !== token.region) {
         throw invalidRequest('region', `This node token enrolls nodes in region ${token.region}.`);
       }
-      if (!(await getRegion(ctx.redis, body.region))) throw invalidRequest('region', 'Unknown region.');
+      if (!(await getRegion(ctx, body.region))) throw invalidRequest('region', 'Unknown region.');
       try {
         // The endpoint ends up in every client config: refuse now what could not be written then.
         clientConfig({

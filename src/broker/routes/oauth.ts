@@ -222,7 +222,7 @@ function formEndpoints(ctx: BrokerContext, router: Router): void {
 
   forms.post(TOKEN_PATH, route(TOKEN_PATH), publicLimit(ctx), formOnly, parse, async (req, res) => {
     const grantType = required(req, 'grant_type');
-    const client = await authenticateClient(ctx.redis, clientCredentials(req));
+    const client = await authenticateClient(ctx, clientCredentials(req));
     let body;
     if (grantType === 'authorization_code') {
       body = await exchangeCode(ctx, client, {
@@ -259,7 +259,7 @@ function formEndpoints(ctx: BrokerContext, router: Router): void {
 
   forms.post(REVOKE_PATH, route(REVOKE_PATH), publicLimit(ctx), formOnly, parse, async (req, res) => {
     const token = required(req, 'token');
-    const client = await authenticateClient(ctx.redis, clientCredentials(req));
+    const client = await authenticateClient(ctx, clientCredentials(req));
     await revokeToken(ctx, client, token);
     res.set({ 'Cache-Control': 'no-store' }).status(200).end();
   });
@@ -333,7 +333,7 @@ export function oauthRoutes(ctx: BrokerContext, router: Router): void {
     scope: 'account:read',
     responses: { 200: { description: 'clients', schema: z.object({ clients: z.array(ClientView) }) } },
     handler: async (_input, req) => ({
-      body: { clients: (await listClients(ctx.redis, authOf(req).account.id)).map((c) => clientView(c)) },
+      body: { clients: (await listClients(ctx, authOf(req).account.id)).map((c) => clientView(c)) },
     }),
   });
 
@@ -348,8 +348,8 @@ export function oauthRoutes(ctx: BrokerContext, router: Router): void {
     responses: { 204: { description: 'deleted' } },
     errors: ['not_found'],
     handler: async ({ params }, req) => {
-      const client = await ownClient(ctx.redis, authOf(req).account.id, params.client_id);
-      await deleteClientRecord(ctx.redis, client);
+      const client = await ownClient(ctx, authOf(req).account.id, params.client_id);
+      await deleteClientRecord(ctx, client);
       await revokeClientGrants(ctx, client.id);
     },
   });
@@ -392,7 +392,7 @@ export function oauthRoutes(ctx: BrokerContext, router: Router): void {
 /** The account's authorized apps as the API and the account page show them. */
 export async function authorizationViews(ctx: BrokerContext, accountId: string) {
   const list = await listAuthorizations(ctx, accountId);
-  const clients = await Promise.all(list.map((a) => getClient(ctx.redis, a.clientId)));
+  const clients = await Promise.all(list.map((a) => getClient(ctx, a.clientId)));
   return list.map((a, i) => ({
     client_id: a.clientId,
     client_name: clients[i]?.name ?? a.clientId,

@@ -267,7 +267,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       usageOf(ctx, account),
       dailyBytes(ctx, account.id, CHART_DAYS),
       listSessions(ctx, account.id),
-      listKeys(ctx.redis, account.id),
+      listKeys(ctx, account.id),
       authorizationViews(ctx, account.id),
     ]);
     const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
@@ -328,7 +328,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     });
   }
   accountAction('/account/sessions/{id}/close', 'session-closed', (a, id) => deleteSession(ctx, a.id, id));
-  accountAction('/account/keys/{id}/revoke', 'key-revoked', (a, id) => revokeKey(ctx.redis, a.id, id));
+  accountAction('/account/keys/{id}/revoke', 'key-revoked', (a, id) => revokeKey(ctx, a.id, id));
   accountAction('/account/apps/{id}/revoke', 'app-revoked', (a, id) => revokeAuthorization(ctx, a.id, id));
 
   // Errors of the pages are pages too.

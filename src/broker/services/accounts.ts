@@ -4,7 +4,7 @@ import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { keys } from '../store/keys.js';
 import { conflict } from '../errors.js';
-import { execAll, LuaScript, type Redis } from '../store/redis.js';
+import { execAll, LuaScript } from '../store/redis.js';
 import {
   API_TOKEN_PREFIX,
   hashToken,
@@ -85,12 +85,13 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
 export const normalizeEmail = (email: string) => email.trim().toLowerCase();
 export const normalizeFingerprint = (fingerprint: string) => fingerprint.trim().toLowerCase();
 
-export async function getAccount(redis: Redis, accountId: string, nowMs: number): Promise<Account | null> {
-  return accountFrom(await redis.hgetall(keys.account(accountId)), nowMs);
+/** The account, as of the broker's clock (a lapsed paid_until reads as free). */
+export async function getAccount(ctx: BrokerContext, accountId: string): Promise<Account | null> {
+  return accountFrom(await ctx.redis.hgetall(keys.account(accountId)), ctx.clock());
 }
 
-export async function getKey(redis: Redis, accountId: string, keyId: string): Promise<ApiKey | null> {
-  return keyFrom(await redis.hgetall(keys.apiKey(accountId, keyId)));
+export async function getKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<ApiKey | null> {
+  return keyFrom(await ctx.redis.hgetall(keys.apiKey(accountId, keyId)));
 }
 
 export async function createAccount(
@@ -238,29 +239,28 @@ export async function issueKey(
 
 /** The key and account a well-formed token names, or null (unknown token, dangling index). */
 export async function findByToken(
-  redis: Redis,
+  ctx: BrokerContext,
   token: string,
-  nowMs: number,
 ): Promise<{ account: Account; key: ApiKey } | null> {
   const digest = hashToken(token);
-  const pointer = await redis.get(keys.tokenHash(digest));
+  const pointer = await ctx.redis.get(keys.tokenHash(digest));
   if (!pointer) return null;
   const [accountId, keyId] = pointer.split(' ');
   if (!accountId || !keyId) return null;
   const [keyHash, accountHash] = (await execAll(
-    redis.pipeline().hgetall(keys.apiKey(accountId, keyId)).hgetall(keys.account(accountId)),
+    ctx.redis.pipeline().hgetall(keys.apiKey(accountId, keyId)).hgetall(keys.account(accountId)),
   )) as Record<string, string>[];
   const key = keyFrom(keyHash ?? {});
-  const account = accountFrom(accountHash ?? {}, nowMs);
+  const account = accountFrom(accountHash ?? {}, ctx.clock());
   // The index is only a pointer: the record's own hash must match, compared in constant time.
   if (!key || !account || !sameDigest(key.hash, digest)) return null;
   return { account, key };
 }
 
-export async function listKeys(redis: Redis, accountId: string): Promise<ApiKey[]> {
-  const ids = await redis.smembers(keys.accountKeys(accountId));
+export async function listKeys(ctx: BrokerContext, accountId: string): Promise<ApiKey[]> {
+  const ids = await ctx.redis.smembers(keys.accountKeys(accountId));
   if (ids.length === 0) return [];
-  const pipeline = redis.pipeline();
+  const pipeline = ctx.redis.pipeline();
   for (const id of ids) pipeline.hgetall(keys.apiKey(accountId, id));
   return (await execAll(pipeline))
     .map((value) => keyFrom(value as Record<string, string>))
@@ -269,24 +269,26 @@ export async function listKeys(redis: Redis, accountId: string): Promise<ApiKey[
 }
 
 /** Revokes a key of the account; false when the account holds no such live key. */
-export async function revokeKey(redis: Redis, accountId: string, keyId: string): Promise<boolean> {
-  const key = await getKey(redis, accountId, keyId);
+export async function revokeKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<boolean> {
+  const key = await getKey(ctx, accountId, keyId);
   if (!key || key.revoked) return false;
   await execAll(
-    redis
+    ctx.redis
       .multi()
       .hset(keys.apiKey(accountId, keyId), 'status', 'revoked')
       .srem(keys.accountKeys(accountId), keyId),
   );
-  await redis.del(keys.tokenHash(key.hash));
+  await ctx.redis.del(keys.tokenHash(key.hash));
   return true;
 }
 
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */
-export async function dropKey(redis: Redis, accountId: string, keyId: string): Promise<void> {
-  const key = await getKey(redis, accountId, keyId);
-  await execAll(redis.multi().del(keys.apiKey(accountId, keyId)).srem(keys.accountKeys(accountId), keyId));
-  if (key) await redis.del(keys.tokenHash(key.hash));
+export async function dropKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<void> {
+  const key = await getKey(ctx, accountId, keyId);
+  await execAll(
+    ctx.redis.multi().del(keys.apiKey(accountId, keyId)).srem(keys.accountKeys(accountId), keyId),
+  );
+  if (key) await ctx.redis.del(keys.tokenHash(key.hash));
 }
 
 /**
@@ -335,6 +337,22 @@ export async function keepAccount(ctx: BrokerContext, accountId: string): Promis
   await execAll(own);
   const hashes = await Promise.all(ids.map((id) => ctx.redis.hget(keys.apiKey(accountId, id), 'hash')));
   await Promise.all(hashes.filter((h): h is string => !!h).map((h) => ctx.redis.persist(keys.tokenHash(h))));
+}
+
+/** The account's lifetime counters (GET /v1/auth/user). */
+export async function accountUsage(
+  ctx: BrokerContext,
+  accountId: string,
+): Promise<{ sessions_created: number; bytes_transferred: number; requests_served: number }> {
+  const [sessions, bytes, requests] = (
+    await ctx.redis.hmget(
+      keys.accountUsage(accountId),
+      'sessions_created',
+      'bytes_transferred',
+      'requests_served',
+    )
+  ).map((v) => Number(v ?? 0));
+  return { sessions_created: sessions!, bytes_transferred: bytes!, requests_served: requests! };
 }
 
 export const maskedKey = (key: ApiKey) => maskToken(API_TOKEN_PREFIX, key.hint);

@@ -217,7 +217,7 @@ async function attachPending(ctx: BrokerContext, account: Account, nonce: string
 async function checkoutPaid(ctx: BrokerContext, session: Stripe.Checkout.Session): Promise<EventOutcome> {
   if (session.payment_status !== 'paid') return 'ignored';
   const ref = REFERENCE.exec(session.client_reference_id ?? '');
-  const account = ref ? await getAccount(ctx.redis, ref[1]!, ctx.clock()) : null;
+  const account = ref ? await getAccount(ctx, ref[1]!) : null;
   if (!account) {
     ctx.logger.warn({ stripe_session: session.id }, 'checkout for an unknown account ignored');
     return 'ignored';

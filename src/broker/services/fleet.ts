@@ -55,7 +55,7 @@ export async function removeRegion(
   regionId: string,
   { force }: { force: boolean },
 ): Promise<{ closedSessions: number }> {
-  if (!(await getRegion(ctx.redis, regionId))) throw notFound(`No region '${regionId}'.`);
+  if (!(await getRegion(ctx, regionId))) throw notFound(`No region '${regionId}'.`);
   const live = (await nodeStates(ctx, regionId)).filter((s) => s === 'healthy' || s === 'draining').length;
   if (live > 0 && !force) {
     throw conflict(

@@ -66,7 +66,7 @@ export async function checkAuthorizationRequest(
   if (params === 'repeated')
     return { ok: false, shown: 'A parameter of the request appears more than once.' };
   if (!params.client_id) return { ok: false, shown: 'The request names no client (client_id).' };
-  const client = await getClient(ctx.redis, params.client_id);
+  const client = await getClient(ctx, params.client_id);
   if (!client) return { ok: false, shown: 'The app that sent you here is not registered with tunnelbyte.' };
   if (!params.redirect_uri || !redirectUriMatches(client.redirectUris, params.redirect_uri)) {
     return { ok: false, shown: `The return address is not registered for ${client.name}.` };

@@ -5,7 +5,6 @@ import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
 import { oauthError } from '../oauth/errors.js';
 import { keys } from '../store/keys.js';
-import type { Redis } from '../store/redis.js';
 import { CLIENT_SECRET_PREFIX, hashToken, mintToken, newId, sameDigest } from '../tokens.js';
 
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none'] as const;
@@ -50,10 +49,10 @@ function clientFrom(h: Record<string, string>): OAuthClient | null {
   };
 }
 
-export async function getClient(redis: Redis, clientId: string): Promise<OAuthClient | null> {
+export async function getClient(ctx: BrokerContext, clientId: string): Promise<OAuthClient | null> {
   if (clientId === CLI_CLIENT_ID) return CLI_CLIENT;
   if (!/^app_[0-9A-Za-z]{20}$/.test(clientId)) return null;
-  return clientFrom(await redis.hgetall(keys.oauthClient(clientId)));
+  return clientFrom(await ctx.redis.hgetall(keys.oauthClient(clientId)));
 }
 
 export interface RegisteredClient {
@@ -90,25 +89,25 @@ export async function registerClient(
   return { client, secret };
 }
 
-export async function listClients(redis: Redis, owner: string): Promise<OAuthClient[]> {
-  const ids = await redis.smembers(keys.accountOAuthClients(owner));
-  const found = await Promise.all(ids.map((id) => getClient(redis, id)));
+export async function listClients(ctx: BrokerContext, owner: string): Promise<OAuthClient[]> {
+  const ids = await ctx.redis.smembers(keys.accountOAuthClients(owner));
+  const found = await Promise.all(ids.map((id) => getClient(ctx, id)));
   return found
     .filter((c): c is OAuthClient => c !== null && c.owner === owner)
     .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
 }
 
 /** The owner's client, or 404 (another account's client is indistinguishable from none). */
-export async function ownClient(redis: Redis, owner: string, clientId: string): Promise<OAuthClient> {
-  const client = await getClient(redis, clientId);
+export async function ownClient(ctx: BrokerContext, owner: string, clientId: string): Promise<OAuthClient> {
+  const client = await getClient(ctx, clientId);
   if (!client || client.owner !== owner) throw notFound('No such OAuth client.');
   return client;
 }
 
 /** Deletes the record first, so the client stops working before its grants are revoked. */
-export async function deleteClientRecord(redis: Redis, client: OAuthClient): Promise<void> {
-  await redis.del(keys.oauthClient(client.id));
-  if (client.owner) await redis.srem(keys.accountOAuthClients(client.owner), client.id);
+export async function deleteClientRecord(ctx: BrokerContext, client: OAuthClient): Promise<void> {
+  await ctx.redis.del(keys.oauthClient(client.id));
+  if (client.owner) await ctx.redis.srem(keys.accountOAuthClients(client.owner), client.id);
 }
 
 // ── client authentication at the token and revocation endpoints (RFC 6749 §2.3) ──────────────────
@@ -121,8 +120,11 @@ export interface ClientCredentials {
 }
 
 /** The authenticated client; invalid_client when unknown, the wrong method, or the wrong secret. */
-export async function authenticateClient(redis: Redis, credentials: ClientCredentials): Promise<OAuthClient> {
-  const client = await getClient(redis, credentials.clientId);
+export async function authenticateClient(
+  ctx: BrokerContext,
+  credentials: ClientCredentials,
+): Promise<OAuthClient> {
+  const client = await getClient(ctx, credentials.clientId);
   if (!client) throw oauthError('invalid_client', 'Unknown client.');
   if (client.authMethod !== credentials.method) {
     throw oauthError('invalid_client', `This client authenticates with ${client.authMethod}.`);

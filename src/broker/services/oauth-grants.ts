@@ -138,7 +138,7 @@ export async function exchangeCode(
   } else if (input.verifier !== undefined) {
     throw invalidGrant('code_verifier sent, but the authorization request had no code_challenge.');
   }
-  const account = await getAccount(ctx.redis, code.account, ctx.clock());
+  const account = await getAccount(ctx, code.account);
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
 
   const grantId = newId('grt');
@@ -236,7 +236,7 @@ export async function refreshGrant(
   if (beyond)
     throw oauthError('invalid_scope', `Scope ${beyond} was not granted; a refresh never adds scopes.`);
   if (requested.length === 0) throw oauthError('invalid_scope', 'scope is empty.');
-  const account = await getAccount(ctx.redis, record.account, ctx.clock());
+  const account = await getAccount(ctx, record.account);
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
 
   const { response, accessKeyId } = await mintPair(ctx, account, client, record.grant, requested);
@@ -247,7 +247,7 @@ export async function refreshGrant(
       .expire(grantKey, TTL.oauthGrantSeconds),
   );
   // One live access token per grant: the one this refresh replaces stops working.
-  if (grant.access_key) await dropKey(ctx.redis, account.id, grant.access_key);
+  if (grant.access_key) await dropKey(ctx, account.id, grant.access_key);
   await revokeIfReplayed(ctx, key, account.id, record.grant, REFRESH_REPLAYED);
   return response;
 }
@@ -257,7 +257,7 @@ export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId
   const grantKey = keys.oauthGrant(accountId, grantId);
   const [client, accessKey] = await ctx.redis.hmget(grantKey, 'client', 'access_key');
   await execAll(ctx.redis.multi().del(grantKey).hdel(keys.accountOAuthGrants(accountId), grantId));
-  if (accessKey) await dropKey(ctx.redis, accountId, accessKey);
+  if (accessKey) await dropKey(ctx, accountId, accessKey);
   if (client) await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
 }
 
@@ -269,8 +269,8 @@ export async function revokeToken(ctx: BrokerContext, client: OAuthClient, token
     const owner = await ctx.redis.hget(keys.oauthGrant(record.account, record.grant), 'client');
     if (owner === client.id) await revokeGrant(ctx, record.account, record.grant);
   } else if (isWellFormedToken(API_TOKEN_PREFIX, token)) {
-    const found = await findByToken(ctx.redis, token, ctx.clock());
-    if (found && found.key.client === client.id) await dropKey(ctx.redis, found.account.id, found.key.id);
+    const found = await findByToken(ctx, token);
+    if (found && found.key.client === client.id) await dropKey(ctx, found.account.id, found.key.id);
   }
 }
 
@@ -293,7 +293,7 @@ export async function listAuthorizations(ctx: BrokerContext, accountId: string):
       await ctx.redis.hdel(keys.accountOAuthGrants(accountId), grantId);
       continue;
     }
-    const accessKey = grant.access_key ? await getKey(ctx.redis, accountId, grant.access_key) : null;
+    const accessKey = grant.access_key ? await getKey(ctx, accountId, grant.access_key) : null;
     const lastUsed = Math.max(Number(grant.last_used), accessKey?.lastUsed ?? 0);
     const seen = byClient.get(clientId);
     const scopes = parseScope(grant.scope ?? '');

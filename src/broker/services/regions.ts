@@ -4,7 +4,6 @@ import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
-import type { Redis } from '../store/redis.js';
 
 export interface Region {
   id: string;
@@ -39,9 +38,9 @@ function regionFrom(h: Record<string, string>): Region | null {
   return { id: h.id, name: h.name ?? h.id, country: h.country ?? '', tiers, createdAt: Number(h.created_at) };
 }
 
-export async function getRegion(redis: Redis, regionId: string): Promise<Region | null> {
+export async function getRegion(ctx: BrokerContext, regionId: string): Promise<Region | null> {
   if (!REGION_ID.test(regionId)) return null;
-  return regionFrom(await redis.hgetall(keys.region(regionId)));
+  return regionFrom(await ctx.redis.hgetall(keys.region(regionId)));
 }
 
 /** Creates or replaces a region; `created` tells which. */
@@ -49,7 +48,7 @@ export async function upsertRegion(
   ctx: BrokerContext,
   fields: { id: string; name: string; country: string; tiers: Tier[] },
 ): Promise<{ region: Region; created: boolean }> {
-  const existing = await getRegion(ctx.redis, fields.id);
+  const existing = await getRegion(ctx, fields.id);
   const region: Region = { ...fields, createdAt: existing?.createdAt ?? ctx.clock() };
   await ctx.redis.hset(keys.region(region.id), {
     id: region.id,
@@ -70,7 +69,7 @@ export async function updateRegion(
   regionId: string,
   changes: RegionChanges,
 ): Promise<Region> {
-  const existing = await getRegion(ctx.redis, regionId);
+  const existing = await getRegion(ctx, regionId);
   if (!existing) throw notFound(`No region '${regionId}'.`);
   const { region } = await upsertRegion(ctx, {
     id: regionId,

@@ -183,7 +183,7 @@ export async function createSession(
   owner: SessionOwner,
   input: CreateSessionInput,
 ): Promise<CreatedSession> {
-  const region = await getRegion(ctx.redis, input.region);
+  const region = await getRegion(ctx, input.region);
   if (!region) throw invalidRequest('region', `Unknown region '${input.region}'.`);
   if (!region.tiers.includes(owner.plan)) {
     throw tierRequired(

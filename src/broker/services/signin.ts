@@ -48,7 +48,7 @@ export async function verifyCredentials(
   const email = normalizeEmail(input.email);
   const attempt = await takeLoginAttempt(ctx, input.source, email);
   const accountId = await ctx.redis.get(keys.email(email));
-  const account = accountId ? await getAccount(ctx.redis, accountId, ctx.clock()) : null;
+  const account = accountId ? await getAccount(ctx, accountId) : null;
   const matches = await verifyOrBurn(input.password, account?.email === email ? account.passwordHash : null);
   if (!account || !matches) throw unauthorized(LOGIN_FAILED);
   await attempt.succeeded();

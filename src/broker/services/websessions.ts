@@ -46,7 +46,7 @@ export async function findWebSession(
   if (!cookie || !isWellFormedToken(WEB_SESSION_PREFIX, cookie)) return null;
   const record = await ctx.redis.hgetall(keys.webSession(hashToken(cookie)));
   if (!record.account || !record.csrf || Number(record.expires_at) <= ctx.clock()) return null;
-  const account = await getAccount(ctx.redis, record.account, ctx.clock());
+  const account = await getAccount(ctx, record.account);
   return account ? { account, csrf: record.csrf, expiresAt: Number(record.expires_at) } : null;
 }
 

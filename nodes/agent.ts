@@ -9,6 +9,7 @@
 // operator must fix the token or the arguments.
 import { parsePrefix } from '../crypto/ipaddr.js';
 import type { PeerSettings, PeerStatus } from '../crypto/tunnel.js';
+import { keyFromBase64, keyToBase64 } from '../src/lib/wgkey.js';
 import {
   FEED_WAIT_SECONDS,
   type BrokerClient,
@@ -46,11 +47,6 @@ export function backoffDelay(
 
 // ── the feed, applied ───────────────────────────────────────────────────────────────────────────
 
-const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
-const decodeKey = (text: string): Uint8Array | undefined =>
-  KEY.test(text) ? new Uint8Array(Buffer.from(text, 'base64')) : undefined;
-const keyName = (key: Uint8Array) => Buffer.from(key).toString('base64');
-
 interface DesiredPeer {
   publicKey: Uint8Array;
   presharedKey: Uint8Array | null;
@@ -61,11 +57,11 @@ interface DesiredPeer {
 
 /** A feed entry checked like any network input: a bad one is skipped with a reason, never thrown. */
 export function checkFeedPeer(peer: FeedPeer): DesiredPeer | string {
-  const publicKey = decodeKey(peer.public_key);
+  const publicKey = keyFromBase64(peer.public_key);
   if (!publicKey) return 'public key is not 32 bytes of base64';
   let presharedKey: Uint8Array | null = null;
   if (peer.preshared_key !== undefined) {
-    const psk = decodeKey(peer.preshared_key);
+    const psk = keyFromBase64(peer.preshared_key);
     if (!psk) return 'pre-shared key is not 32 bytes of base64';
     presharedKey = psk;
   }
@@ -107,21 +103,21 @@ export function applyFeedPage(
   }
   const remove = (key: Uint8Array) => {
     table.removePeer(key);
-    applied.delete(keyName(key));
+    applied.delete(keyToBase64(key));
     changes.removed++;
   };
-  const present = new Set(table.peers().map((peer) => keyName(peer.publicKey)));
+  const present = new Set(table.peers().map((peer) => keyToBase64(peer.publicKey)));
   if (page.full) {
-    const keep = new Set(desired.map((peer) => keyName(peer.publicKey)));
-    for (const name of present) if (!keep.has(name)) remove(decodeKey(name)!);
+    const keep = new Set(desired.map((peer) => keyToBase64(peer.publicKey)));
+    for (const name of present) if (!keep.has(name)) remove(keyFromBase64(name)!);
   } else {
     for (const name of page.removed) {
-      const key = decodeKey(name);
+      const key = keyFromBase64(name);
       if (key && present.has(name)) remove(key);
     }
   }
   for (const peer of desired) {
-    const name = keyName(peer.publicKey);
+    const name = keyToBase64(peer.publicKey);
     if (applied.get(name) === peer.fingerprint) continue;
     table.upsertPeer(peer.publicKey, { presharedKey: peer.presharedKey, allowedIps: peer.allowedIps });
     applied.set(name, peer.fingerprint);
@@ -269,7 +265,7 @@ export class Agent {
       load: Math.min(1, peers.length / this.options.registration.capacity),
       draining: this.draining,
       peers: peers.map((p) => ({
-        publicKey: keyName(p.publicKey),
+        publicKey: keyToBase64(p.publicKey),
         rxBytes: p.rxBytes,
         txBytes: p.txBytes,
         lastHandshakeUnixMs: p.lastHandshakeUnixMs,

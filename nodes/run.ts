@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 import { KEY_LENGTH } from '../crypto/constants.js';
 import { parseIpAddress } from '../crypto/ipaddr.js';
+import { keyFromBase64 } from '../src/lib/wgkey.js';
 import { Agent } from './agent.js';
 import { BrokerClient } from './broker-client.js';
 import {
@@ -145,17 +146,15 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
 
 // ── the node's key pair ─────────────────────────────────────────────────────────────────────────
 
-const KEY_LINE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\s*$/;
-
 /**
  * The private key in `file` (base64, as `wg genkey` writes it), made on first start with mode 0600 in a
  * 0700 directory. `wx` makes two nodes started at once on one state dir agree on a single key.
  */
 export async function loadOrCreateKey(file: string): Promise<Uint8Array> {
   const read = async () => {
-    const text = await readFile(file, 'utf8');
-    if (!KEY_LINE.test(text)) throw new Error(`${file} does not hold a base64 WireGuard private key`);
-    return new Uint8Array(Buffer.from(text.trim(), 'base64'));
+    const key = keyFromBase64((await readFile(file, 'utf8')).trimEnd());
+    if (!key) throw new Error(`${file} does not hold a base64 WireGuard private key`);
+    return key;
   };
   try {
     return await read();

@@ -2,7 +2,9 @@
 // when the key pair was made here; the real key is put in on this machine only. A broker that sends
 // no config text gets one built from the structured fields. Either way the result must parse.
 import type { CreatedSession } from '../lib/api-client.js';
-import { formatWgQuick, keyFromBase64, parseWgQuick, type WgQuickEndpoint } from '../lib/wgquick.js';
+import type { Endpoint } from '../lib/endpoint.js';
+import { keyFromBase64 } from '../lib/wgkey.js';
+import { formatWgQuick, parseWgQuick } from '../lib/wgquick.js';
 
 const PRIVATE_KEY_LINE = /^[ \t]*PrivateKey[ \t]*=.*$/im;
 const DNS_LINE = /^[ \t]*DNS[ \t]*=.*(\r?\n|$)/gim;
@@ -10,7 +12,7 @@ const INTERFACE_HEADER = /^[ \t]*\[Interface\][ \t]*$/im;
 
 export type WgConfigResult = { ok: true; text: string } | { ok: false; message: string };
 
-function splitEndpoint(endpoint: string): WgQuickEndpoint | undefined {
+function splitEndpoint(endpoint: string): Endpoint | undefined {
   const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(endpoint);
   if (!match || Number(match[2]) > 65535) return undefined;
   return { host: match[1] ?? '', port: Number(match[2]) };

@@ -11,14 +11,8 @@ import {
   parseIpAddress,
   parsePrefix,
 } from '../../crypto/ipaddr.js';
-
-const KEY_BYTES = 32;
-
-export interface WgQuickEndpoint {
-  /** Numeric IPv4/IPv6 (canonical text, no brackets) or a host name resolved by whoever uses it. */
-  readonly host: string;
-  readonly port: number;
-}
+import { formatEndpoint, isHostName, parseEndpoint, type Endpoint } from './endpoint.js';
+import { KEY_BYTES, keyFromBase64, keyToBase64 } from './wgkey.js';
 
 export interface WgQuickInterface {
   privateKey: Uint8Array;
@@ -44,7 +38,7 @@ export interface WgQuickPeer {
   presharedKey?: Uint8Array;
   /** Canonical 'ip/cidr' with host bits cleared, as `wg show` prints them. */
   allowedIps: string[];
-  endpoint?: WgQuickEndpoint;
+  endpoint?: Endpoint;
   /** Seconds; 0 means off. */
   persistentKeepalive?: number;
 }
@@ -72,19 +66,6 @@ type Value<T> = { ok: true; value: T } | { ok: false; message: string };
 const ok = <T>(value: T): Value<T> => ({ ok: true, value });
 const bad = (message: string): { ok: false; message: string } => ({ ok: false, message });
 
-// 44 characters of standard base64 for exactly 32 bytes: the last data character carries 2 unused bits,
-// which must be zero (wireguard-tools key_from_base64 rejects the other spellings).
-const BASE64_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
-
-/** Decodes a WireGuard key from its 44-character base64 form; undefined if it is not one. */
-export function keyFromBase64(text: string): Uint8Array | undefined {
-  return BASE64_KEY.test(text) ? new Uint8Array(Buffer.from(text, 'base64')) : undefined;
-}
-
-export function keyToBase64(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64');
-}
-
 function parseKey(text: string): Value<Uint8Array> {
   const key = keyFromBase64(text);
   return key ? ok(key) : bad(`a key is ${KEY_BYTES} bytes in base64 (44 characters ending in '=')`);
@@ -104,14 +85,6 @@ function parseOffOrInteger(text: string, max: number, what: string): Value<numbe
 function parseFwMark(text: string): Value<number> {
   if (/^0x[0-9a-f]{1,8}$/i.test(text)) return ok(parseInt(text.slice(2), 16));
   return parseOffOrInteger(text, 0xffffffff, 'FwMark');
-}
-
-const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
-function isHostName(text: string): boolean {
-  const labels = (text.endsWith('.') ? text.slice(0, -1) : text).split('.');
-  // An all-numeric last label would make it an IPv4 address, which parseIpAddress already rejected.
-  return text.length <= 253 && labels.every((l) => HOST_LABEL.test(l)) && !/^[0-9]+$/.test(labels.at(-1)!);
 }
 
 function commaList<T>(text: string, item: (part: string) => Value<T>): Value<T[]> {
@@ -140,21 +113,6 @@ function parseDns(text: string): Value<string> {
   return isHostName(text)
     ? ok(text)
     : bad(`DNS entry '${text}' is neither an IP address nor a search domain`);
-}
-
-function parseEndpoint(text: string): Value<WgQuickEndpoint> {
-  const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
-  const plain = /^([^:[\]]+):([^:]*)$/.exec(text);
-  const [, host, portText] = bracketed ?? plain ?? [];
-  if (host === undefined || portText === undefined) {
-    return bad("Endpoint must be 'host:port' or '[IPv6]:port'");
-  }
-  const port = parseInteger(portText, 1, 65535, 'Endpoint port');
-  if (!port.ok) return port;
-  const ip = parseIpAddress(host);
-  if (bracketed && !(ip.ok && ip.value.length === 16)) return bad('only an IPv6 address goes in brackets');
-  if (ip.ok) return ok({ host: formatIpAddress(ip.value), port: port.value });
-  return isHostName(host) ? ok({ host, port: port.value }) : bad(`Endpoint host '${host}' is not valid`);
 }
 
 function parseBoolean(text: string, what: string): Value<boolean> {
@@ -365,11 +323,7 @@ function render(config: WgQuickConfig): string {
     put('PublicKey', keyToBase64(peer.publicKey));
     put('PresharedKey', peer.presharedKey && keyToBase64(peer.presharedKey));
     list('AllowedIPs', peer.allowedIps);
-    const endpoint = peer.endpoint;
-    put(
-      'Endpoint',
-      endpoint && `${endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`,
-    );
+    put('Endpoint', peer.endpoint && formatEndpoint(peer.endpoint));
     put('PersistentKeepalive', peer.persistentKeepalive);
   }
   return `${lines.join('\n')}\n`;

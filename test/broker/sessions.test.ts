@@ -1,6 +1,7 @@
 // POST/GET/DELETE /v1/sessions against a real Redis: success paths, every error row, node choice,
 // address reuse, status transitions, concurrency, and the authorization matrix.
-import { parseWgQuick, keyToBase64 } from '../../src/lib/wgquick.js';
+import { parseWgQuick } from '../../src/lib/wgquick.js';
+import { keyToBase64 } from '../../src/lib/wgkey.js';
 import nacl from 'tweetnacl';
 import { keys } from '../../src/broker/store/keys.js';
 import { HEARTBEAT_MS } from '../../src/broker/services/nodes.js';

@@ -1,11 +1,6 @@
 import fc from 'fast-check';
-import {
-  type WgQuickConfig,
-  formatWgQuick,
-  keyFromBase64,
-  keyToBase64,
-  parseWgQuick,
-} from '../../src/lib/wgquick.js';
+import { keyFromBase64, keyToBase64 } from '../../src/lib/wgkey.js';
+import { type WgQuickConfig, formatWgQuick, parseWgQuick } from '../../src/lib/wgquick.js';
 
 // Fixed keys (not secrets): 32 bytes of 1, 2, 3 in base64.
 const KEY1 = keyToBase64(new Uint8Array(32).fill(1));

@@ -13,13 +13,13 @@ import {
   MAX_TTL_SECONDS,
   MIN_TTL_SECONDS,
 } from '../services/sessions.js';
-import { keyFromBase64 } from '../../lib/wgquick.js';
+import { isBase64Key } from '../../lib/wgkey.js';
 
 const STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
 
 export const WireGuardKey = z
   .string()
-  .refine((k) => keyFromBase64(k) !== undefined, 'a base64 WireGuard key (32 bytes)')
+  .refine(isBase64Key, 'a base64 WireGuard key (32 bytes)')
   .openapi({ example: 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=' });
 
 const CreateSessionBody = z

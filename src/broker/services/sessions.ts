@@ -19,7 +19,8 @@ import { conflict, invalidRequest, noCapacity, notFound, quotaExhausted, tierReq
 import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { newId } from '../tokens.js';
-import { formatWgQuick, keyFromBase64 } from '../../lib/wgquick.js';
+import { keyFromBase64 } from '../../lib/wgkey.js';
+import { formatWgQuick } from '../../lib/wgquick.js';
 import { CLOSE_SESSION, CREATE_SESSION, RESERVE_SLOT } from './lua.js';
 import { HEARTBEAT_MS, healthySince, lastHeartbeats, MAX_ADDRESS_INDEX, tunnelAddresses } from './nodes.js';
 import { getRegion } from './regions.js';

@@ -1,6 +1,7 @@
-// Bearer authentication (docs/API.md "Conventions", "Tiers"): token shape and checksum checked before any
-// lookup, the stored SHA-256 compared in constant time, revoked/expired refused, free tokens bound to
-// the X-Machine-Fingerprint they were issued for, per-token tier limits, then scope checks.
+// The two kinds of caller. Bearer authentication (docs/API.md "Conventions", "Tiers"): token shape and
+// checksum checked before any lookup, the stored SHA-256 compared in constant time, revoked/expired
+// refused, free tokens bound to the X-Machine-Fingerprint they were issued for, per-token tier limits,
+// then scope checks. Node authentication (docs/API.md "Exit nodes"): the node's tbn_ enrollment token.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { BrokerContext } from './context.js';
 import { ApiError, forbidden, unauthorized } from './errors.js';
@@ -14,6 +15,7 @@ import {
   type Account,
   type ApiKey,
 } from './services/accounts.js';
+import { verifyNodeToken, type NodeToken } from './services/enrollment.js';
 import { API_TOKEN_PREFIX, isWellFormedToken } from './tokens.js';
 
 export interface AuthContext {
@@ -25,6 +27,8 @@ declare module 'express-serve-static-core' {
   interface Request {
     /** Set by bearerAuth; read it with authOf(req). */
     auth?: AuthContext;
+    /** Set by nodeAuth; read it with nodeTokenOf(req). */
+    nodeToken?: NodeToken;
   }
 }
 
@@ -34,6 +38,12 @@ export const FINGERPRINT_HEADER = 'x-machine-fingerprint';
 export function authOf(req: Request): AuthContext {
   if (!req.auth) throw new Error('authOf() on a route without bearerAuth');
   return req.auth;
+}
+
+/** The enrollment of the calling node; calling it on a route without nodeAuth is a programmer mistake. */
+export function nodeTokenOf(req: Request): NodeToken {
+  if (!req.nodeToken) throw new Error('nodeTokenOf() on a route without nodeAuth');
+  return req.nodeToken;
 }
 
 export function bearerToken(req: Request): string | undefined {
@@ -107,6 +117,21 @@ export function hasScope(auth: AuthContext, scope: Scope): boolean {
 export function requireScope(scope: Scope): RequestHandler {
   return (req: Request, _res: Response, next: NextFunction) => {
     if (!hasScope(authOf(req), scope)) throw forbidden(scope);
+    next();
+  };
+}
+
+/** Authenticates an exit node by its tbn_ enrollment token (failures throttled per source), counts the
+ * request against the token's limit, and attaches req.nodeToken. */
+export function nodeAuth(ctx: BrokerContext): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const token = await throttledAuth(ctx, req, async () => {
+      const found = await verifyNodeToken(ctx, bearerToken(req));
+      if (!found) throw unauthorized('Invalid or missing node token.');
+      return found;
+    });
+    enforce(res, await ctx.limits.node.take(token.tokenId));
+    req.nodeToken = token;
     next();
   };
 }

@@ -1,50 +1,22 @@
 // Exit-node endpoints (docs/API.md "Exit nodes"), authenticated by the node's tbn_ enrollment token:
 // register, heartbeat, and the long-polled peer feed. Thin adapters over services/nodes.ts and
 // services/feed.ts. A node may only act on node ids registered with its own enrollment.
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Router } from 'express';
-import { bearerToken, throttledAuth } from '../auth.js';
+import { nodeAuth, nodeTokenOf } from '../auth.js';
 import type { BrokerContext } from '../context.js';
-import { invalidRequest, notFound, unauthorized } from '../errors.js';
+import { notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
-import { enforce } from '../ratelimit.js';
 import { z } from '../openapi.js';
-import type { NodeToken } from '../services/enrollment.js';
-import { verifyNodeToken } from '../services/enrollment.js';
 import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
 import {
-  getNode,
   HEARTBEAT_MS,
   MAX_ADDRESS_INDEX,
+  ownNode,
   recordHeartbeat,
   registerNode,
-  type NodeRecord,
 } from '../services/nodes.js';
-import { getRegion } from '../services/regions.js';
-import { clientConfig } from '../services/sessions.js';
+import { isCanonicalEndpoint } from '../../lib/endpoint.js';
 import { WireGuardKey } from './sessions.js';
-
-function nodeAuth(ctx: BrokerContext): RequestHandler {
-  return async (req: Request, res: Response, next: NextFunction) => {
-    const token = await throttledAuth(ctx, req, async () => {
-      const found = await verifyNodeToken(ctx, bearerToken(req));
-      if (!found) throw unauthorized('Invalid or missing node token.');
-      return found;
-    });
-    enforce(res, await ctx.limits.node.take(token.tokenId));
-    res.locals.nodeToken = token;
-    next();
-  };
-}
-
-const tokenOf = (res: Response) => res.locals.nodeToken as NodeToken;
-
-/** The node named in the path, if the presenting token enrolled it; else 404 (never reveal which). */
-async function ownNode(ctx: BrokerContext, res: Response, nodeId: string): Promise<NodeRecord> {
-  const node = await getNode(ctx, nodeId);
-  if (!node || node.tokenId !== tokenOf(res).tokenId) throw notFound('No such node.');
-  return node;
-}
 
 const NodeId = z.object({ id: z.string().regex(/^node_[0-9A-Za-z]{1,64}$/, 'a node id') });
 const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -52,7 +24,13 @@ const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const RegisterBody = z
   .object({
     region: z.string().min(1).max(64),
-    endpoint: z.string().min(3).max(300).openapi({ example: '203.0.113.7:51820' }),
+    endpoint: z
+      .string()
+      .min(3)
+      .max(300)
+      // The endpoint ends up in every client config: refuse now what could not be written then.
+      .refine(isCanonicalEndpoint, "'host:port' or '[IPv6]:port', as wg(8) writes it")
+      .openapi({ example: '203.0.113.7:51820' }),
     public_key: WireGuardKey,
     egress_ips: z.array(z.string().max(64)).max(64).default([]),
     capacity: z
@@ -114,24 +92,8 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
       },
     },
     errors: ['unauthorized'],
-    handler: async ({ body }, _req, res) => {
-      const token = tokenOf(res);
-      if (body.region !== token.region) {
-        throw invalidRequest('region', `This node token enrolls nodes in region ${token.region}.`);
-      }
-      if (!(await getRegion(ctx, body.region))) throw invalidRequest('region', 'Unknown region.');
-      try {
-        // The endpoint ends up in every client config: refuse now what could not be written then.
-        clientConfig({
-          privateKey: null,
-          addresses: [],
-          nodePublicKey: body.public_key,
-          endpoint: body.endpoint,
-        });
-      } catch {
-        throw invalidRequest('endpoint', "endpoint must be 'host:port' or '[IPv6]:port'.");
-      }
-      const { nodeId, heartbeatMs } = await registerNode(ctx, token, {
+    handler: async ({ body }, req) => {
+      const { nodeId, heartbeatMs } = await registerNode(ctx, nodeTokenOf(req), {
         region: body.region,
         endpoint: body.endpoint,
         publicKey: body.public_key,
@@ -154,8 +116,8 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     body: HeartbeatBody,
     responses: { 200: { description: 'recorded', schema: z.object({ heartbeat_ms: z.number().int() }) } },
     errors: ['unauthorized', 'not_found'],
-    handler: async ({ params, body }, _req, res) => {
-      const node = await ownNode(ctx, res, params.id);
+    handler: async ({ params, body }, req) => {
+      const node = await ownNode(ctx, nodeTokenOf(req), params.id);
       const known = await recordHeartbeat(ctx, node, {
         load: body.load,
         draining: body.draining,
@@ -194,8 +156,8 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     }),
     responses: { 200: { description: 'a page of the feed', schema: FeedPage } },
     errors: ['unauthorized', 'not_found'],
-    handler: async ({ params, query }, _req, res) => {
-      const node = await ownNode(ctx, res, params.id);
+    handler: async ({ params, query }, req, res) => {
+      const node = await ownNode(ctx, nodeTokenOf(req), params.id);
       const gone = new AbortController();
       res.on('close', () => gone.abort());
       return { body: await pollPeers(ctx, node, query.cursor, query.wait * 1000, gone.signal) };

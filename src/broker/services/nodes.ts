@@ -6,12 +6,13 @@
 // ZSET (scored by last heartbeat) are what the session-creation script reads, in the region's slot.
 import { createHash } from 'node:crypto';
 import type { BrokerContext } from '../context.js';
+import { invalidRequest, notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { recordEgressIps } from './egress.js';
 import type { NodeToken } from './enrollment.js';
 import { HEARTBEAT } from './lua.js';
-import { HEALTHY_INTERVALS } from './regions.js';
+import { getRegion, HEALTHY_INTERVALS } from './regions.js';
 import { addUsage, type UsageDelta } from './usage.js';
 
 /** The heartbeat interval handed to nodes at registration. */
@@ -74,11 +75,16 @@ export function nodeIdFor(tokenId: string, publicKey: string): string {
   return `node_${[...digest.subarray(0, 20)].map((b) => alphabet[b % 62]).join('')}`;
 }
 
+/** Registers (or re-registers) a node in its token's region, which must have been declared. */
 export async function registerNode(
   ctx: BrokerContext,
   token: NodeToken,
   input: NodeRegistration,
 ): Promise<{ nodeId: string; heartbeatMs: number }> {
+  if (input.region !== token.region) {
+    throw invalidRequest('region', `This node token enrolls nodes in region ${token.region}.`);
+  }
+  if (!(await getRegion(ctx, input.region))) throw invalidRequest('region', 'Unknown region.');
   const nodeId = nodeIdFor(token.tokenId, input.publicKey);
   const now = ctx.clock();
   const regionKey = keys.regionNode(input.region, nodeId);
@@ -135,6 +141,13 @@ export async function getNode(ctx: BrokerContext, nodeId: string): Promise<NodeR
     publicKey: h.public_key ?? '',
     egressIps: Array.isArray(egress) ? egress.filter((e): e is string => typeof e === 'string') : [],
   };
+}
+
+/** The node `nodeId`, if `token` enrolled it; else 404 (never reveal which). */
+export async function ownNode(ctx: BrokerContext, token: NodeToken, nodeId: string): Promise<NodeRecord> {
+  const node = await getNode(ctx, nodeId);
+  if (!node || node.tokenId !== token.tokenId) throw notFound('No such node.');
+  return node;
 }
 
 export interface PeerReport {

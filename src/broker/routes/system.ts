@@ -2,9 +2,9 @@
 // Prometheus poll these from one address, and none of them touches an account.
 import type { Router } from 'express';
 import type { BrokerContext } from '../context.js';
-import { ApiError } from '../errors.js';
 import { generateDocument, z } from '../openapi.js';
 import { defineRoute } from '../http.js';
+import { checkReady } from '../services/readiness.js';
 
 const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 
@@ -27,11 +27,7 @@ export function systemRoutes(ctx: BrokerContext, router: Router): void {
     access: 'open',
     responses: { 200: { description: 'ready', schema: Health } },
     handler: async () => {
-      try {
-        await ctx.redis.ping();
-      } catch {
-        throw new ApiError('unavailable', { message: 'The backing store is unreachable.', retryAfter: 2 });
-      }
+      await checkReady(ctx);
       return { body: { status: 'ok' } };
     },
   });

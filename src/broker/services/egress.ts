@@ -4,7 +4,7 @@
 import type { BrokerContext } from '../context.js';
 import { canonicalIp } from '../ip.js';
 import { keys, TTL } from '../store/keys.js';
-import { LuaScript } from '../store/redis.js';
+import { runRecordEgressIp } from './lua.js';
 
 /** Holding periods kept per IP. */
 const MAX_PERIODS = 100;
@@ -18,27 +18,6 @@ export interface HoldingPeriod {
   last_seen: number;
 }
 
-// Extends the latest period when the same node still holds the IP, else opens a new one.
-// One key per call, so it is Redis-Cluster safe.
-const RECORD = new LuaScript(
-  'record-egress-ip',
-  `local last = redis.call('LINDEX', KEYS[1], -1)
-local now = tonumber(ARGV[3])
-if last then
-  local entry = cjson.decode(last)
-  if entry.node == ARGV[1] and entry.region == ARGV[2] then
-    if now > entry.last_seen then entry.last_seen = now end
-    redis.call('LSET', KEYS[1], -1, cjson.encode(entry))
-    redis.call('EXPIRE', KEYS[1], ARGV[4])
-    return 0
-  end
-end
-redis.call('RPUSH', KEYS[1], cjson.encode({node = ARGV[1], region = ARGV[2], first_seen = now, last_seen = now}))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1`,
-);
-
 /** Records that `nodeId` in `region` egresses from `ips` at `nowMs`; malformed entries are skipped. */
 export async function recordEgressIps(
   ctx: BrokerContext,
@@ -50,7 +29,14 @@ export async function recordEgressIps(
   const canonical = [...new Set(ips.map(canonicalIp).filter((ip): ip is string => ip !== null))];
   await Promise.all(
     canonical.map((ip) =>
-      RECORD.run(ctx.redis, [keys.ipHistory(ip)], [nodeId, region, nowMs, TTL.ipHistorySeconds, MAX_PERIODS]),
+      runRecordEgressIp(ctx.redis, {
+        ip,
+        nodeId,
+        region,
+        now: nowMs,
+        ttlSeconds: TTL.ipHistorySeconds,
+        maxPeriods: MAX_PERIODS,
+      }),
     ),
   );
   return canonical;

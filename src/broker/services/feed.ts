@@ -10,7 +10,7 @@ import type { BrokerContext } from '../context.js';
 import { unavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { waitForReady, type Redis } from '../store/redis.js';
-import { FEED_READ } from './lua.js';
+import { runFeedRead, type StreamEntry } from './lua.js';
 import { peerAllowedIps } from './nodes.js';
 
 /** Longest wait of one long poll (under common 30 s proxy timeouts). */
@@ -43,8 +43,6 @@ const peerOf = (publicKey: string, index: number, psk: string | undefined): Feed
   ...(psk ? { preshared_key: psk } : {}),
   allowed_ips: peerAllowedIps(index),
 });
-
-type StreamEntry = [id: string, fields: string[]];
 
 /** Folds stream entries into the last word per public key. */
 function changes(cursor: string, entries: StreamEntry[]): FeedPage {
@@ -153,14 +151,14 @@ export async function pollPeers(
   waitMs: number,
   signal: AbortSignal,
 ): Promise<FeedPage> {
-  const feedKey = keys.nodeFeed(node.region, node.id);
-  const first = (await FEED_READ.run(
-    ctx.redis,
-    [keys.nodePeers(node.region, node.id), feedKey],
-    [cursor, MAX_CHANGES],
-  )) as ['full', string, string[]] | ['changes', StreamEntry[]];
-  if (first[0] === 'full') return fullSet(first[1], first[2]);
-  if (first[1].length > 0 || waitMs <= 0) return changes(cursor, first[1]);
+  const first = await runFeedRead(ctx.redis, {
+    region: node.region,
+    nodeId: node.id,
+    cursor,
+    maxEntries: MAX_CHANGES,
+  });
+  if (first.kind === 'full') return fullSet(first.cursor, first.peers);
+  if (first.entries.length > 0 || waitMs <= 0) return changes(cursor, first.entries);
 
   const quiet: FeedPage = { cursor, full: false, peers: [], removed: [] };
   const both = AbortSignal.any([signal, ctx.shutdown]);
@@ -186,7 +184,7 @@ export async function pollPeers(
       'BLOCK',
       Math.min(waitMs, MAX_WAIT_MS),
       'STREAMS',
-      feedKey,
+      keys.nodeFeed(node.region, node.id),
       cursor,
     )) as [string, StreamEntry[]][] | null;
     both.removeEventListener('abort', abandon);

@@ -1,12 +1,16 @@
-// The Lua scripts of the session and node data plane. Each runs in ONE hash slot: the region scripts
-// touch only `{region:<id>}:…` keys (store/keys.ts), the account scripts only `{acct:<id>}:…` keys, so
-// they work unchanged on Redis Cluster. KEYS[1] always names a key of that slot (it routes the call).
+// The broker's Lua scripts: the session and node data plane, and IP attribution. Each runs in ONE hash
+// slot: the region scripts touch only `{region:<id>}:…` keys (store/keys.ts), the account scripts only
+// `{acct:<id>}:…` keys, the egress script one IP's key, so they work unchanged on Redis Cluster. KEYS[1] always names a key of that slot (it routes the call).
 //
 // Redis runs a script without interleaving but does NOT roll back the writes of a script that fails
 // half way. So every region script first reads and decides, and only then writes, with commands that
 // cannot fail on keys of the right type: a script either changes nothing or all it set out to.
 // Node-scoped names are built from the region prefix (ARGV[1]) with the suffixes of store/keys.ts.
-import { LuaScript } from '../store/redis.js';
+//
+// Each script has one typed wrapper below it: services call the wrapper with named fields, and only the
+// wrapper knows the script's positional KEYS and ARGV.
+import { keys } from '../store/keys.js';
+import { LuaScript, type Redis } from '../store/redis.js';
 
 /** Numbers go back to Redis as integers: tostring() would print large ones as 1e+15. */
 const INT = `local function int(x) return string.format('%.0f', x) end`;
@@ -68,6 +72,50 @@ redis.call('XADD', prefix .. 'feed:' .. best, 'MAXLEN', '~', ARGV[11], '*',
 return {'ok', best, node[1] or '', node[2] or '', int(idx)}`,
 );
 
+export type CreateSessionOutcome =
+  | { outcome: 'ok'; nodeId: string; endpoint: string; nodePublicKey: string; addressIndex: number }
+  | { outcome: 'no_capacity' | 'duplicate_key' };
+
+export async function runCreateSession(
+  redis: Redis,
+  a: {
+    region: string;
+    now: number;
+    healthySince: number;
+    sessionId: string;
+    accountId: string;
+    publicKey: string;
+    /** '' or absent: none. */
+    presharedKey: string | undefined;
+    expiresAt: number;
+    anchor: number;
+    maxAddressIndex: number;
+    feedMaxLength: number;
+  },
+): Promise<CreateSessionOutcome> {
+  const reply = (await CREATE_SESSION.run(
+    redis,
+    [keys.regionNodes(a.region), keys.regionExpiry(a.region)],
+    [
+      keys.regionPrefix(a.region),
+      a.now,
+      a.healthySince,
+      a.sessionId,
+      a.accountId,
+      a.publicKey,
+      a.presharedKey ?? '',
+      a.expiresAt,
+      a.anchor,
+      a.maxAddressIndex,
+      a.feedMaxLength,
+      a.region,
+    ],
+  )) as [string, string, string, string, string];
+  if (reply[0] !== 'ok') return { outcome: reply[0] === 'duplicate_key' ? 'duplicate_key' : 'no_capacity' };
+  const [, nodeId, endpoint, nodePublicKey, index] = reply;
+  return { outcome: 'ok', nodeId, endpoint, nodePublicKey, addressIndex: Number(index) };
+}
+
 /**
  * Close a session: free its address, drop its peer and tell the node. KEYS: session HASH.
  * ARGV: prefix, session id, owner account ('' = any), new state (closed|expired), retention
@@ -100,6 +148,40 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('ZREM', prefix .. 'expiry', sid)
 return {'closed', s[1]}`,
 );
+
+export type CloseOutcome = 'closed' | 'gone' | 'missing' | 'not_due';
+
+export async function runCloseSession(
+  redis: Redis,
+  a: {
+    region: string;
+    sessionId: string;
+    /** Only this account's session; absent: any. */
+    owner: string | undefined;
+    state: 'closed' | 'expired';
+    retentionSeconds: number;
+    now: number;
+    feedMaxLength: number;
+    /** Only when expires_at <= now (the reaper). */
+    onlyIfDue: boolean;
+  },
+): Promise<{ outcome: CloseOutcome; account: string | undefined }> {
+  const [outcome, account] = (await CLOSE_SESSION.run(
+    redis,
+    [keys.session(a.region, a.sessionId)],
+    [
+      keys.regionPrefix(a.region),
+      a.sessionId,
+      a.owner ?? '',
+      a.state,
+      a.retentionSeconds,
+      a.now,
+      a.feedMaxLength,
+      a.onlyIfDue ? '1' : '0',
+    ],
+  )) as [CloseOutcome, string | undefined];
+  return { outcome, account };
+}
 
 /**
  * A node's heartbeat: health, then per-peer byte counters turned into deltas. KEYS: region nodes
@@ -136,6 +218,35 @@ end
 if #usage == 0 then return '[]' end
 return cjson.encode(usage)`,
 );
+
+/** Byte deltas per session's account: [account, period anchor (ms), bytes]. */
+export type UsageReport = [accountId: string, anchorMs: number, bytes: number];
+
+/** null for a node the store does not know. */
+export async function runHeartbeat(
+  redis: Redis,
+  a: {
+    region: string;
+    nodeId: string;
+    now: number;
+    load: number;
+    draining: boolean;
+    /** Per peer: public key, rx bytes, tx bytes, last handshake (ms, 0 = never). */
+    reports: [publicKey: string, rx: number, tx: number, handshakeMs: number][];
+  },
+): Promise<UsageReport[] | null> {
+  const reply = await HEARTBEAT.run(
+    redis,
+    [keys.regionNodes(a.region), keys.regionNode(a.region, a.nodeId)],
+    [keys.regionPrefix(a.region), a.nodeId, a.now, a.load, a.draining ? '1' : '0', JSON.stringify(a.reports)],
+  );
+  if (typeof reply !== 'string') return null;
+  return (JSON.parse(reply) as [string, string, string][]).map(([account, anchor, bytes]) => [
+    account,
+    Number(anchor),
+    Number(bytes),
+  ]);
+}
 
 /**
  * The start of a feed read. KEYS: node peers HASH, node feed STREAM. ARGV: cursor ('' = none), max
@@ -178,6 +289,26 @@ end
 return {'full', last, redis.call('HGETALL', KEYS[1])}`,
 );
 
+export type StreamEntry = [id: string, fields: string[]];
+
+export type FeedStart =
+  /** `peers` is HGETALL of the node's peers: public key, JSON {ses, idx, psk?}, … */
+  { kind: 'full'; cursor: string; peers: string[] } | { kind: 'changes'; entries: StreamEntry[] };
+
+export async function runFeedRead(
+  redis: Redis,
+  a: { region: string; nodeId: string; cursor: string; maxEntries: number },
+): Promise<FeedStart> {
+  const reply = (await FEED_READ.run(
+    redis,
+    [keys.nodePeers(a.region, a.nodeId), keys.nodeFeed(a.region, a.nodeId)],
+    [a.cursor, a.maxEntries],
+  )) as ['full', string, string[]] | ['changes', StreamEntry[]];
+  return reply[0] === 'full'
+    ? { kind: 'full', cursor: reply[1], peers: reply[2] }
+    : { kind: 'changes', entries: reply[1] };
+}
+
 /**
  * Reserve a concurrent-session slot for an account, after the quota checks. KEYS: account live
  * ZSET, account period HASH, account sessions HASH. ARGV: session id, now, reservation deadline,
@@ -196,3 +327,64 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
 return {'ok'}`,
 );
+
+export type ReserveOutcome =
+  | { outcome: 'ok' | 'bytes' }
+  /** The concurrent limit is reached; a slot frees at `earliestDeadline` (ms) at the latest. */
+  | { outcome: 'sessions'; earliestDeadline: number };
+
+export async function runReserveSlot(
+  redis: Redis,
+  a: {
+    accountId: string;
+    /** The account's usage-period hash (store/keys.ts accountPeriod). */
+    periodKey: string;
+    sessionId: string;
+    now: number;
+    deadline: number;
+    concurrentLimit: number;
+    /** null: unlimited. */
+    byteLimit: number | null;
+    region: string;
+  },
+): Promise<ReserveOutcome> {
+  const reply = (await RESERVE_SLOT.run(
+    redis,
+    [keys.accountLiveSessions(a.accountId), a.periodKey, keys.accountSessions(a.accountId)],
+    [a.sessionId, a.now, a.deadline, a.concurrentLimit, a.byteLimit ?? -1, a.region],
+  )) as string[];
+  if (reply[0] === 'sessions') return { outcome: 'sessions', earliestDeadline: Number(reply[1]) };
+  return { outcome: reply[0] === 'bytes' ? 'bytes' : 'ok' };
+}
+
+// Extends the latest period when the same node still holds the IP, else opens a new one.
+// One key per call, so it is Redis-Cluster safe.
+const RECORD_EGRESS_IP = new LuaScript(
+  'record-egress-ip',
+  `local last = redis.call('LINDEX', KEYS[1], -1)
+local now = tonumber(ARGV[3])
+if last then
+  local entry = cjson.decode(last)
+  if entry.node == ARGV[1] and entry.region == ARGV[2] then
+    if now > entry.last_seen then entry.last_seen = now end
+    redis.call('LSET', KEYS[1], -1, cjson.encode(entry))
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    return 0
+  end
+end
+redis.call('RPUSH', KEYS[1], cjson.encode({node = ARGV[1], region = ARGV[2], first_seen = now, last_seen = now}))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1`,
+);
+
+export async function runRecordEgressIp(
+  redis: Redis,
+  a: { ip: string; nodeId: string; region: string; now: number; ttlSeconds: number; maxPeriods: number },
+): Promise<void> {
+  await RECORD_EGRESS_IP.run(
+    redis,
+    [keys.ipHistory(a.ip)],
+    [a.nodeId, a.region, a.now, a.ttlSeconds, a.maxPeriods],
+  );
+}

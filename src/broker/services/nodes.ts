@@ -11,7 +11,7 @@ import { keys } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { recordEgressIps } from './egress.js';
 import type { NodeToken } from './enrollment.js';
-import { HEARTBEAT } from './lua.js';
+import { runHeartbeat } from './lua.js';
 import { getRegion, HEALTHY_INTERVALS } from './regions.js';
 import { addUsage, type UsageDelta } from './usage.js';
 
@@ -176,33 +176,22 @@ export async function recordHeartbeat(
   beat: Heartbeat,
 ): Promise<boolean> {
   const now = ctx.clock();
-  const reports = beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]);
-  const reply = await HEARTBEAT.run(
-    ctx.redis,
-    [keys.regionNodes(node.region), keys.regionNode(node.region, node.id)],
-    [
-      keys.regionPrefix(node.region),
-      node.id,
-      now,
-      beat.load,
-      beat.draining ? '1' : '0',
-      JSON.stringify(reports),
-    ],
-  );
-  if (typeof reply !== 'string') return false;
+  const usage = await runHeartbeat(ctx.redis, {
+    region: node.region,
+    nodeId: node.id,
+    now,
+    load: beat.load,
+    draining: beat.draining,
+    reports: beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]),
+  });
+  if (!usage) return false;
   await ctx.redis.hset(keys.node(node.id), {
     load: beat.load,
     draining: beat.draining ? '1' : '0',
     last_heartbeat: now,
   });
   await recordEgressIps(ctx, node.id, node.region, node.egressIps, now);
-  const deltas = (JSON.parse(reply) as [string, string, string][]).map(
-    ([accountId, anchor, bytes]): UsageDelta => ({
-      accountId,
-      anchorMs: Number(anchor),
-      bytes: Number(bytes),
-    }),
-  );
+  const deltas = usage.map(([accountId, anchorMs, bytes]): UsageDelta => ({ accountId, anchorMs, bytes }));
   await addUsage(ctx, deltas, now);
   return true;
 }

@@ -21,7 +21,7 @@ import { execAll } from '../store/redis.js';
 import { newId } from '../tokens.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
 import { formatWgQuick } from '../../lib/wgquick.js';
-import { CLOSE_SESSION, CREATE_SESSION, RESERVE_SLOT } from './lua.js';
+import { runCloseSession, runCreateSession, runReserveSlot, type CloseOutcome } from './lua.js';
 import { HEARTBEAT_MS, healthySince, lastHeartbeats, MAX_ADDRESS_INDEX, tunnelAddresses } from './nodes.js';
 import { getRegion } from './regions.js';
 import { periodOf } from './usage.js';
@@ -206,50 +206,50 @@ export async function createSession(
   const periodKey = keys.accountPeriod(owner.id, period.start);
 
   // 1. account slot: quota, then a short reservation.
-  const reserved = (await RESERVE_SLOT.run(
-    ctx.redis,
-    [keys.accountLiveSessions(owner.id), periodKey, keys.accountSessions(owner.id)],
-    [sessionId, now, now + RESERVATION_MS, limits.concurrentSessions, limits.bytesPer30Days ?? -1, region.id],
-  )) as string[];
-  if (reserved[0] === 'bytes') {
+  const reserved = await runReserveSlot(ctx.redis, {
+    accountId: owner.id,
+    periodKey,
+    sessionId,
+    now,
+    deadline: now + RESERVATION_MS,
+    concurrentLimit: limits.concurrentSessions,
+    byteLimit: limits.bytesPer30Days,
+    region: region.id,
+  });
+  if (reserved.outcome === 'bytes') {
     throw quotaExhausted(Math.ceil((period.end - now) / 1000), 'The byte quota of this period is used up.');
   }
-  if (reserved[0] === 'sessions') {
+  if (reserved.outcome === 'sessions') {
     throw quotaExhausted(
-      Math.ceil((Number(reserved[1]) - now) / 1000),
+      Math.ceil((reserved.earliestDeadline - now) / 1000),
       `At most ${limits.concurrentSessions} concurrent sessions on the ${owner.plan} tier.`,
     );
   }
 
   // 2. region slot: everything that must be all-or-nothing.
-  const created = (await CREATE_SESSION.run(
-    ctx.redis,
-    [keys.regionNodes(region.id), keys.regionExpiry(region.id)],
-    [
-      keys.regionPrefix(region.id),
-      now,
-      healthySince(now),
-      sessionId,
-      owner.id,
-      publicKey,
-      presharedKey ?? '',
-      expiresAt,
-      owner.createdAt,
-      MAX_ADDRESS_INDEX,
-      FEED_MAX_LENGTH,
-      region.id,
-    ],
-  )) as string[];
-  if (created[0] !== 'ok') {
+  const created = await runCreateSession(ctx.redis, {
+    region: region.id,
+    now,
+    healthySince: healthySince(now),
+    sessionId,
+    accountId: owner.id,
+    publicKey,
+    presharedKey,
+    expiresAt,
+    anchor: owner.createdAt,
+    maxAddressIndex: MAX_ADDRESS_INDEX,
+    feedMaxLength: FEED_MAX_LENGTH,
+  });
+  if (created.outcome !== 'ok') {
     // The script answered and wrote nothing: give the slot back. (When the call itself fails, the
     // script may have run; the reservation then lapses on its own.)
     await release(ctx, owner.id, sessionId);
-    if (created[0] === 'duplicate_key') {
+    if (created.outcome === 'duplicate_key') {
       throw conflict('This public key already has a session on every node of the region with room.');
     }
     throw noCapacity(Math.ceil(HEARTBEAT_MS / 1000));
   }
-  const [, nodeId, endpoint, nodePublicKey, index] = created as [string, string, string, string, string];
+  const { nodeId, endpoint, nodePublicKey, addressIndex } = created;
 
   // 3. account slot: the reservation becomes the session; counters.
   await execAll(
@@ -261,7 +261,7 @@ export async function createSession(
       .hincrby(keys.accountUsage(owner.id), 'sessions_created', 1),
   );
 
-  const { v4, v6 } = tunnelAddresses(Number(index));
+  const { v4, v6 } = tunnelAddresses(addressIndex);
   const addresses = [`${v4}/32`, `${v6}/128`];
   return {
     id: sessionId,
@@ -417,8 +417,6 @@ async function pruneIndex(ctx: BrokerContext, accountId: string, sessionIds: str
 
 // ── closing ─────────────────────────────────────────────────────────────────────────────────────
 
-export type CloseOutcome = 'closed' | 'gone' | 'missing' | 'not_due';
-
 /** Runs the close script for one session of `region`; frees the account's slot when it closed it. */
 export async function closeSession(
   ctx: BrokerContext,
@@ -427,20 +425,16 @@ export async function closeSession(
   options: { owner?: string; state: 'closed' | 'expired'; onlyIfDue?: boolean },
 ): Promise<CloseOutcome> {
   const now = ctx.clock();
-  const [outcome, account] = (await CLOSE_SESSION.run(
-    ctx.redis,
-    [keys.session(region, sessionId)],
-    [
-      keys.regionPrefix(region),
-      sessionId,
-      options.owner ?? '',
-      options.state,
-      TTL.closedSessionSeconds,
-      now,
-      FEED_MAX_LENGTH,
-      options.onlyIfDue ? '1' : '0',
-    ],
-  )) as [CloseOutcome, string | undefined];
+  const { outcome, account } = await runCloseSession(ctx.redis, {
+    region,
+    sessionId,
+    owner: options.owner,
+    state: options.state,
+    retentionSeconds: TTL.closedSessionSeconds,
+    now,
+    feedMaxLength: FEED_MAX_LENGTH,
+    onlyIfDue: options.onlyIfDue ?? false,
+  });
   // Idempotent second step: a retry (or another broker's reaper) removes nothing twice.
   if ((outcome === 'closed' || outcome === 'gone') && account) {
     await ctx.redis.zrem(keys.accountLiveSessions(account), sessionId);

@@ -19,6 +19,11 @@ export interface ResolvedToken {
   source: TokenSource;
 }
 
+/** A command's body: the Context first, then commander's positionals and options. */
+export type Action<A extends unknown[]> = (ctx: Context, ...args: A) => Promise<void>;
+/** Turns an Action into a commander action handler (program.ts builds the one the commands get). */
+export type Act = <A extends unknown[]>(fn: Action<A>) => (...args: unknown[]) => Promise<void>;
+
 const USER_AGENT = 'tunnelbyte-cli/0.1';
 
 function brokerUrl(raw: string): string {

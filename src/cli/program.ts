@@ -7,12 +7,9 @@ import { registerAuth } from './commands/auth.js';
 import { registerInfo } from './commands/info.js';
 import { registerSessions } from './commands/sessions.js';
 import { seconds } from './args.js';
-import { Context, type GlobalOptions } from './context.js';
+import { Context, type Act, type GlobalOptions } from './context.js';
 import { describeError, EXIT, type ExitCode } from './exit.js';
 import type { CliIO } from './io.js';
-
-export type Action<A extends unknown[]> = (ctx: Context, ...args: A) => Promise<void>;
-export type Act = <A extends unknown[]>(fn: Action<A>) => (...args: unknown[]) => Promise<void>;
 
 export const VERSION = '0.1.0';
 

@@ -1,10 +1,9 @@
 // signup, login, logout, token, upgrade: getting a token onto this machine and off it again.
 import type { Command } from 'commander';
 import { ApiError, type AuthResult } from '../../lib/api-client.js';
-import type { Context } from '../context.js';
+import type { Act, Action, Context } from '../context.js';
 import { CliError, usageError } from '../exit.js';
 import { prompt, readStdin } from '../io.js';
-import type { Act, Action } from '../program.js';
 import { revokeRefreshToken, webLogin } from '../weblogin.js';
 
 interface CredentialOptions {

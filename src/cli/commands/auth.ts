@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { seconds } from '../args.js';
 import type { KeyInfo } from '../../lib/api-client.js';
 import { fields, maskToken, orDash, table } from '../format.js';
-import type { Act, Action } from '../program.js';
+import type { Act, Action } from '../context.js';
 import { usageError } from '../exit.js';
 import { registerLogin } from './account.js';
 

@@ -1,6 +1,6 @@
 // regions, usage, ip: what the service offers, what this account used, who held an exit address.
 import type { Command } from 'commander';
-import type { Act, Action } from '../program.js';
+import type { Act, Action } from '../context.js';
 import { bytes, fields, orDash, table } from '../format.js';
 
 const regions: Action<[]> = async (ctx) => {

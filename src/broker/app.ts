@@ -4,10 +4,10 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { createContext, type BrokerContext, type ContextDeps } from './context.js';
 import { invalidRequest, notFound, toHttpError } from './errors.js';
+import { BODY_LIMIT } from './http.js';
 import { registerFleetMetrics } from './services/fleet.js';
 import { acceptsForm, ROUTE_MODULES } from './routes/index.js';
 
-export const BODY_LIMIT = '64kb';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 declare module 'express-serve-static-core' {

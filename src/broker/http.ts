@@ -1,7 +1,7 @@
 // defineRoute(): one declaration per endpoint gives the Express route, its access control and rate
 // limit, zod validation of params/query/body (400 invalid_request with `field`), and its OpenAPI
 // entry. Handlers stay thin: validated input in, a Reply (or nothing, for 204) out.
-import type { Request, RequestHandler, Response, Router } from 'express';
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import type { ZodObject, ZodType, z as zod } from 'zod';
 import { bearerAuth, requireScope, sourceOfRequest } from './auth.js';
 import type { BrokerContext } from './context.js';
@@ -16,6 +16,12 @@ import type { Scope } from './scopes.js';
  * open: no limiter (probes, metrics, signed webhooks, routes that bring their own `before` auth).
  */
 export type Access = 'public' | 'bearer' | 'open';
+
+/** The largest request body any endpoint reads, JSON or form. */
+export const BODY_LIMIT = '64kb';
+
+/** The parser of the HTML forms and the OAuth token endpoints (application/x-www-form-urlencoded). */
+export const formBody = () => express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 32 });
 
 export interface Reply {
   status?: number;

@@ -3,11 +3,10 @@
 // §5.2's shape; the RFC 8414 metadata describes it all from TB_PUBLIC_URL. The authorization page is
 // in routes/web.ts.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BODY_LIMIT } from '../app.js';
 import { authOf } from '../auth.js';
 import { isoTime, type BrokerContext } from '../context.js';
 import { ApiError, notFound, toHttpError } from '../errors.js';
-import { defineRoute, publicLimit } from '../http.js';
+import { defineRoute, publicLimit, formBody } from '../http.js';
 import { OAuthError, oauthError, type OAuthErrorCode } from '../oauth/errors.js';
 import { redirectUriProblem } from '../oauth/redirect.js';
 import { z } from '../openapi.js';
@@ -214,7 +213,7 @@ function formEndpoints(ctx: BrokerContext, router: Router): void {
     if (!req.is(FORM)) throw oauthError('invalid_request', `The body must be ${FORM}.`);
     next();
   };
-  const parse = express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 32 });
+  const parse = formBody();
   const route = (path: string) => (_req: Request, res: Response, next: NextFunction) => {
     res.locals.route = path;
     next();

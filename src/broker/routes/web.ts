@@ -3,10 +3,10 @@
 // the browser must say it came from this site (Origin / Sec-Fetch-Site), and the form must carry the
 // CSRF token of the sign-in (or, for the sign-in form, of the pre-sign-in cookie).
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { BODY_LIMIT } from '../app.js';
 import { sourceOfRequest } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { ApiError, toHttpError } from '../errors.js';
+import { formBody } from '../http.js';
 import { z } from '../openapi.js';
 import { listKeys, maskedKey, revokeKey, type Account } from '../services/accounts.js';
 import {
@@ -25,8 +25,8 @@ import {
   findWebSession,
   startWebSession,
   type WebSession,
+  WEB_SESSION_SECONDS,
 } from '../services/websessions.js';
-import { TTL } from '../store/keys.js';
 import { randomBase62 } from '../tokens.js';
 import { stylesheet } from '../web/assets.js';
 import { usageChart } from '../web/chart.js';
@@ -74,7 +74,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   );
   const css = stylesheet();
   const web = express.Router();
-  const form = express.urlencoded({ extended: false, limit: BODY_LIMIT, parameterLimit: 32 });
+  const form = formBody();
 
   const cookie = (name: string, value: string, maxAgeSeconds: number) =>
     `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
@@ -138,7 +138,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   ) {
     const token = cookies(req)[LOGIN_CSRF_COOKIE];
     const csrf = token && /^[0-9A-Za-z]{32}$/.test(token) ? token : randomBase62(32);
-    res.append('Set-Cookie', cookie(LOGIN_CSRF_COOKIE, csrf, TTL.webSessionSeconds));
+    res.append('Set-Cookie', cookie(LOGIN_CSRF_COOKIE, csrf, WEB_SESSION_SECONDS));
     send(res, status, loginPage({ csrf, next: safeNext(req.body?.next ?? req.query.next), ...extra }));
   }
 
@@ -175,7 +175,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       return showLogin(req, res, mapped.status, { email, error });
     }
     const { cookie: value } = await startWebSession(ctx, account.id);
-    res.append('Set-Cookie', cookie(SESSION_COOKIE, value, TTL.webSessionSeconds));
+    res.append('Set-Cookie', cookie(SESSION_COOKIE, value, WEB_SESSION_SECONDS));
     res.redirect(303, safeNext(req.body.next));
   });
 

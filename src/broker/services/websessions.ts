@@ -14,6 +14,9 @@ import {
 } from '../tokens.js';
 import { getAccount, type Account } from './accounts.js';
 
+/** How long a signed-in page session, and its cookie, lasts. */
+export const WEB_SESSION_SECONDS = TTL.webSessionSeconds;
+
 export interface WebSession {
   account: Account;
   /** Synchronizer token for the forms of this sign-in. */

@@ -16,9 +16,17 @@ import {
   type ServerMetadata,
   type TokenSet,
 } from '../lib/oauth-client.js';
-import type { Context } from './context.js';
 import { CliError, EXIT, interrupted } from './exit.js';
+import type { CliIO } from './io.js';
 import type { Store } from './store.js';
+
+/** What a browser sign-in needs of the command's Context (which itself renews tokens through here). */
+export interface WebLoginContext {
+  readonly io: CliIO;
+  readonly apiUrl: string;
+  readonly store: Store;
+  spin<T>(label: string, work: Promise<T>): Promise<T>;
+}
 
 /** How long the CLI waits for the browser to come back. */
 const WAIT_MS = 5 * 60_000;
@@ -120,7 +128,7 @@ function save(
 }
 
 /** The browser sign-in; caches the tokens and returns the access token. */
-export async function webLogin(ctx: Context): Promise<string> {
+export async function webLogin(ctx: WebLoginContext): Promise<string> {
   const signal = ctx.io.interrupt;
   const meta = await ctx.spin('Contacting the broker', fetchMetadata(ctx.apiUrl, signal));
   const { verifier, challenge } = pkcePair();

@@ -87,8 +87,6 @@ async function eventually<T>(
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 const nodePeers = async () => (await exit.exec('wg', ['show', nodeInterface, 'peers'])).stdout;
 
 // wg(8) reads [Interface] PrivateKey/ListenPort/FwMark and [Peer] keys; the rest of a wg-quick file is
@@ -357,8 +355,7 @@ describe('the user story, end to end', () => {
       const result = await tunnelbyte(['disconnect']);
       expect(result.code).toBe(0);
       // docs/API.md: a closed session's peer leaves the node (the feed is a long poll, so this is prompt).
-      await sleep(1000);
-      expect(await nodePeers()).toBe('');
+      await eventually('the peer gone from the node', nodePeers, (peers) => peers === '', 1000, 20);
       expect(await download(gateway, 3000)).toBe('idle after 0');
       const closed = await tunnelbyteJson<SessionView>(['status', sessionId]);
       expect(closed.status).toBe('closed');

@@ -1,14 +1,11 @@
 // The tunnelbyte-broker binary (as built by scripts/test): serves, then drains and exits 0 on SIGTERM.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
+import { builtProgram } from '../helpers/repo.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'dist/src/broker/main.js');
+const bin = builtProgram('src/broker/main.js');
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -25,7 +22,6 @@ const when = (source: NodeJS.EventEmitter, read: () => string, done: (text: stri
   });
 
 test('serve answers, then SIGTERM drains: a request in flight gets its answer, new ones are refused, exit 0', async () => {
-  expect(existsSync(bin)).toBe(true);
   const port = await freePort();
   const child = spawn(process.execPath, [bin, 'serve'], {
     env: { ...process.env, REDIS_URL: redis.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },

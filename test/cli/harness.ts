@@ -2,18 +2,18 @@
 // a loopback port, driven through run() in-process (fast, same code as the bin) or the compiled bin.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { run } from '../../src/cli/program.js';
 import type { CliIO } from '../../src/cli/io.js';
 import { startBroker, type TestBroker } from '../broker/helpers.js';
+import { builtProgram } from '../helpers/repo.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI_BIN = join(ROOT, 'dist/src/cli/main.js');
+/** The compiled CLI, checked to be current (`npm run build` first; scripts/test does it). */
+export const cliProgram = () => builtProgram('src/cli/main.js');
 
 export interface Listening {
   url: string;
@@ -120,11 +120,11 @@ export async function cli(
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
-/** Runs the compiled bin (`npm run build` first; scripts/test does it). */
+/** Runs the compiled bin. */
 export async function cliBin(argv: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
-  if (!existsSync(CLI_BIN)) throw new Error(`${CLI_BIN} is missing: run \`npm run build\` first`);
+  const bin = cliProgram();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_BIN, ...argv], {
+    const child = spawn(process.execPath, [bin, ...argv], {
       env: { ...env, PATH: process.env.PATH ?? '' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createOperatorKey } from '../../src/broker/admin.js';
 import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
-import { CLI_BIN, cli, listen, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
+import { cli, cliProgram, listen, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
 import { decodeTextQr } from '../helpers/qr.js';
 
 let b: CliBroker;
@@ -353,7 +353,10 @@ describe('connect and session errors, from the broker', () => {
 describe('Ctrl-C (the compiled bin, a real SIGINT)', () => {
   /** The bin running `argv`; resolves with its exit code and output. */
   function bin(argv: string[], env: Record<string, string>) {
-    const child = spawn(process.execPath, [CLI_BIN, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliProgram(), ...argv], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>

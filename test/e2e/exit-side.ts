@@ -3,14 +3,13 @@
 // UDP 51820). Runs the built tree (scripts/test builds first).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { PAIR_ADDRESSES, type Namespace, type NetnsHarness, type ProcessHandle } from '../nodes/netns.js';
+import { builtProgram } from '../helpers/repo.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const BROKER = join(ROOT, 'dist/src/broker/main.js');
-export const NODE = join(ROOT, 'dist/nodes/main.js');
-export const CLI = join(ROOT, 'dist/src/cli/main.js');
+export const BROKER = builtProgram('src/broker/main.js');
+export const NODE = builtProgram('nodes/main.js');
+export const CLI = builtProgram('src/cli/main.js');
 
 export const BROKER_HOST = PAIR_ADDRESSES.b.v4;
 export const API = `http://${BROKER_HOST}:8080`;

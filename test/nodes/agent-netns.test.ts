@@ -7,7 +7,6 @@
 // Runs the built daemon (scripts/test builds first).
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
@@ -15,8 +14,9 @@ import { keys } from '../../src/broker/store/keys.js';
 import type { Principal } from '../broker/authz.js';
 import { startPlane, type Plane } from '../broker/sessions-fixture.js';
 import { netnsHarness, PAIR_ADDRESSES, type Namespace, type Pair, type ProcessHandle } from './netns.js';
+import { builtProgram } from '../helpers/repo.js';
 
-const DAEMON = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/nodes/main.js');
+const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
 const RELAY_PORT = 8080;
 const NODE_PORT = 51820;

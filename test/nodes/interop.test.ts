@@ -3,7 +3,6 @@
 // netns.sh way. Runs after `npm run build` (scripts/test builds first).
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import {
   endpointString,
@@ -20,9 +19,9 @@ import {
   type ProcessHandle,
   type WireguardGo,
 } from './netns.js';
+import { builtProgram } from '../helpers/repo.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const DAEMON = join(ROOT, 'dist/nodes/main.js');
+const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
 
 const INNER = TUNNEL_ADDRESSES; // a = wireguard-go client, b = tunnelbyte-node

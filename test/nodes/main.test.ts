@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtProgram } from '../helpers/repo.js';
 
-const DAEMON = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/nodes/main.js');
+const DAEMON = builtProgram('nodes/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'tbt-main-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -4,13 +4,12 @@
 // Runs the built binary (scripts/test builds first) against real redis-servers.
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
+import { builtProgram } from '../helpers/repo.js';
 import { keyPair, startPlane, type Plane } from './sessions-fixture.js';
 
-const BROKER = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/src/broker/main.js');
+const BROKER = builtProgram('src/broker/main.js');
 
 function broker(
   args: string[],

@@ -10,13 +10,13 @@ import request from 'supertest';
 import { fillSignIn, launchChromium } from '../broker/oauth/browser.js';
 import { paidUser, PASSWORD, type User } from '../broker/oauth/flow.js';
 import { listenBroker, type ListeningBroker } from '../broker/oauth/listen.js';
-import { CLI_BIN, cli, machine, type Machine } from './harness.js';
+import { cli, cliProgram, machine, type Machine } from './harness.js';
 
 let live: ListeningBroker;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CLI_BIN)) throw new Error(`${CLI_BIN} is missing: run \`npm run build\` first`);
+  cliProgram(); // dist/ must be current
   [live, browser] = await Promise.all([listenBroker(), launchChromium()]);
 });
 afterAll(async () => {
@@ -32,7 +32,7 @@ interface Running {
 
 /** Starts `tunnelbyte login --web` on the machine; no browser opens (no DISPLAY, empty PATH). */
 function startLogin(m: Machine): Running {
-  const child = spawn(process.execPath, [CLI_BIN, 'login', '--web'], {
+  const child = spawn(process.execPath, [cliProgram(), 'login', '--web'], {
     env: { ...m.env, PATH: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,6 +1,7 @@
 // The build check that tests running dist/ rely on: a missing or older output is named, a current
 // build passes, and the real tree is current when the suite runs (scripts/test builds first).
-import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { builtProgram, REPO_ROOT, staleBuildOutputs } from './repo.js';
@@ -40,5 +41,15 @@ test.each([
 
 test('7. the tree under test is built: builtProgram answers a path in dist/', () => {
   expect(staleBuildOutputs()).toEqual([]);
-  expect(builtProgram('nodes/main.js')).toBe(join(REPO_ROOT, 'dist/nodes/main.js'));
+  expect(builtProgram('nodes/main.js')).toBe(join(REPO_ROOT, 'dist', 'nodes', 'main.js'));
+});
+
+test('8. every test that runs a compiled program finds it through builtProgram, so the check applies', () => {
+  const tests = execFileSync('git', ['ls-files', 'test'], { cwd: REPO_ROOT, encoding: 'utf8' })
+    .split('\n')
+    // This check and its helper name dist/ paths as data.
+    .filter((file) => file.endsWith('.ts') && !file.startsWith('test/helpers/repo'));
+  expect(tests.length).toBeGreaterThan(50);
+  const bypassing = tests.filter((file) => /['"`]dist\//.test(readFileSync(join(REPO_ROOT, file), 'utf8')));
+  expect(bypassing).toEqual([]);
 });

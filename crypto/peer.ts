@@ -20,6 +20,8 @@ import { PeerTimers, type PeerTimersOptions } from './timers.js';
 export interface Endpoint {
   readonly address: string; // numeric IPv4/IPv6
   readonly port: number;
+  /** Our address the peer's datagram arrived at, when the I/O shell knows it: replies leave from it. */
+  readonly local?: string;
 }
 
 /** What a receiver index names: a peer's handshake in progress, or one of its keypairs. */
@@ -115,8 +117,16 @@ export class Peer implements Queued {
   /** Updates the endpoint from an authenticated packet's source (roaming). */
   roamTo(from: Endpoint): void {
     const current = this.endpoint;
-    if (current === undefined || current.port !== from.port || current.address !== from.address) {
-      this.endpoint = { address: from.address, port: from.port };
+    if (
+      current === undefined ||
+      current.port !== from.port ||
+      current.address !== from.address ||
+      current.local !== from.local
+    ) {
+      this.endpoint =
+        from.local === undefined
+          ? { address: from.address, port: from.port }
+          : { address: from.address, port: from.port, local: from.local };
     }
   }
 

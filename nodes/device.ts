@@ -3,7 +3,7 @@
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
 import { randomBytes } from 'node:crypto';
 
-import { MESSAGE_INITIATION, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
+import { MESSAGE_INITIATION, MESSAGE_TRANSPORT, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
@@ -78,7 +78,10 @@ export class Device implements UapiDevice {
     const now = this.clock();
     // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog.
     if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
-    this.perform(this.tunnel.decapsulate(datagram, from, now));
+    // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before
+    // decapsulate returns; handshake messages (rare) are copied, so no handshake state can alias it.
+    const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
+    this.perform(this.tunnel.decapsulate(owned, from, now));
     this.scheduler.rearmSoon();
   }
 

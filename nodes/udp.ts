@@ -1,4 +1,5 @@
-// The daemon's UDP transport: one socket for both address families.
+// The daemon's UDP transport: one socket for both address families, batched (the addon in nodes/tun/udp.c:
+// recvmmsg/sendmmsg, sticky source address) or through Node's dgram (one system call per datagram).
 //
 // Why one dual-stack socket (udp6, ipv6Only false, bound to [::]) rather than wireguard-go's and the
 // kernel's two: Node gives each socket its own 'message' path, so one socket means one receive loop
@@ -8,10 +9,16 @@
 // (module absent or disabled), we fall back to a plain udp4 socket.
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv4, isIPv6 } from 'node:net';
+import { constants } from 'node:os';
+
+import { formatIpAddress, parseIpAddress } from '../crypto/ipaddr.js';
+import { loadAddon } from './tun/addon.js';
 
 export interface UdpEndpoint {
   readonly address: string; // numeric IPv4 or IPv6, never IPv4-mapped
   readonly port: number;
+  /** Batched mode: our address the datagram arrived at; sending to this endpoint leaves from it. */
+  readonly local?: string;
 }
 
 export interface UdpOptions {
@@ -22,13 +29,18 @@ export interface UdpOptions {
   /** Requested socket buffer sizes; the kernel caps them at net.core.{r,w}mem_max. */
   receiveBufferSize?: number;
   sendBufferSize?: number;
+  /** recvmmsg/sendmmsg through the addon (default), or Node's dgram, one system call per datagram. */
+  batched?: boolean;
 }
 
 export interface UdpTransport {
   readonly port: number;
-  /** Every received datagram with its normalised source. */
+  /**
+   * Every received datagram with its normalised source. The datagram may be a view into a buffer the next
+   * batch reuses: it is valid during the call only (copy what must outlive it).
+   */
   onDatagram(listener: (datagram: Uint8Array, from: UdpEndpoint) => void): void;
-  /** Fire and forget: a datagram the kernel refuses is dropped, as on the wire. */
+  /** Fire and forget (batched: queued and written at the end of this event-loop turn); a datagram the kernel refuses is dropped, as on the wire. */
   send(datagram: Uint8Array, to: UdpEndpoint): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
   bufferSizes(): { receive: number; send: number };
@@ -85,6 +97,10 @@ function bind(family: 'udp4' | 'udp6', host: string, port: number): Promise<Sock
 const IPV6_UNAVAILABLE = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
 
 export async function openUdp(options: UdpOptions = {}): Promise<UdpTransport> {
+  return options.batched === false ? openDgramUdp(options) : openBatchedUdp(options);
+}
+
+async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   const { port = 0, host = '::' } = options;
   let family: 'udp4' | 'udp6' = isIPv4(host) ? 'udp4' : 'udp6';
   let socket: Socket;
@@ -123,6 +139,255 @@ export async function openUdp(options: UdpOptions = {}): Promise<UdpTransport> {
       if (closed) return Promise.resolve();
       closed = true;
       return new Promise((resolveClose) => socket.close(() => resolveClose()));
+    },
+  };
+}
+
+// --- batched: the addon's recvmmsg / sendmmsg --------------------------------------------------------------
+
+interface UdpAddon {
+  open(
+    family: 4 | 6,
+    address: Uint8Array,
+    port: number,
+    receiveBuffer: number,
+    sendBuffer: number,
+  ): { fd: number; port: number };
+  bufferSizes(fd: number): [number, number];
+  startReceiving(
+    fd: number,
+    slab: Uint8Array,
+    records: Int32Array,
+    slotSize: number,
+    onBatch: (count: number) => void,
+    onError: (message: string) => void,
+  ): { stop(): void };
+  sendMany(
+    fd: number,
+    slab: Uint8Array,
+    records: Int32Array,
+    slotSize: number,
+    start: number,
+    end: number,
+  ): number;
+  close(fd: number): void;
+}
+
+// The record layout of udp.c: int32 fields, then the remote and local addresses as 16 bytes each.
+const RECORD_INTS = 12;
+const RECORD_LENGTH = 0;
+const RECORD_PORT = 1;
+const RECORD_FLAGS = 2;
+const RECORD_REMOTE = 4;
+const RECORD_LOCAL = 8;
+const ADDRESS_INTS = 4;
+const FLAG_LOCAL = 1;
+const FLAG_TRUNCATED = 2;
+
+// One slot holds the largest UDP payload, so no datagram a peer sends is cut; 64 slots = one recvmmsg.
+const SLOT_SIZE = 65536;
+const BATCH_SLOTS = 64;
+// Errors that mean the sticky source address is no longer ours (removed, or the route changed).
+const STALE_SOURCE_ERRNOS = new Set([
+  constants.errno.EINVAL,
+  constants.errno.EADDRNOTAVAIL,
+  constants.errno.ENETUNREACH,
+]);
+const ENDPOINT_CACHE_MAX = 4096;
+
+/** 16 bytes for an address: IPv4 as IPv4-mapped IPv6, as the addon's records hold it. */
+function addressBytes(address: string): Uint8Array | undefined {
+  const parsed = parseIpAddress(address);
+  if (!parsed.ok) return undefined;
+  if (parsed.value.length === 16) return parsed.value;
+  const mapped = new Uint8Array(16);
+  mapped[10] = mapped[11] = 0xff;
+  mapped.set(parsed.value, 12);
+  return mapped;
+}
+
+const isMappedV4 = (bytes: Uint8Array, offset: number): boolean =>
+  bytes.subarray(offset, offset + 12).every((byte, i) => byte === (i < 10 ? 0 : 0xff));
+
+/**
+ * Received sources as endpoint objects, reused while the same peer keeps sending from the same address to
+ * the same local address: the steady receive path creates no strings or objects per datagram.
+ */
+class ReceivedEndpoints {
+  private readonly byHash = new Map<number, { key: Int32Array; endpoint: UdpEndpoint }>();
+
+  constructor(private readonly records: Int32Array) {}
+
+  lookup(record: number): UdpEndpoint {
+    const records = this.records;
+    const hasLocal = (records[record + RECORD_FLAGS]! & FLAG_LOCAL) !== 0;
+    const ints = hasLocal ? 2 * ADDRESS_INTS : ADDRESS_INTS;
+    let hash = records[record + RECORD_PORT]! ^ (hasLocal ? 0x5bd1e995 : 0);
+    for (let i = 0; i < ints; i++) hash = Math.imul(hash ^ records[record + RECORD_REMOTE + i]!, 0x01000193);
+    const cached = this.byHash.get(hash);
+    if (cached !== undefined && this.matches(cached.key, record, ints)) return cached.endpoint;
+
+    const key = records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
+    const bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
+    const text = (offset: number) =>
+      normaliseAddress(
+        formatIpAddress(bytes.slice((record + offset) * 4, (record + offset + ADDRESS_INTS) * 4)),
+      );
+    const address = text(RECORD_REMOTE);
+    const port = records[record + RECORD_PORT]!;
+    const endpoint: UdpEndpoint = hasLocal ? { address, port, local: text(RECORD_LOCAL) } : { address, port };
+    if (this.byHash.size >= ENDPOINT_CACHE_MAX) this.byHash.clear();
+    this.byHash.set(hash, { key, endpoint });
+    return endpoint;
+  }
+
+  // key = [port, flags, reserved, remote..., local...] as copied from the record.
+  private matches(key: Int32Array, record: number, ints: number): boolean {
+    const records = this.records;
+    if (key.length !== RECORD_REMOTE - RECORD_PORT + ints) return false;
+    if (key[0] !== records[record + RECORD_PORT]) return false;
+    if ((key[RECORD_FLAGS - RECORD_PORT]! & FLAG_LOCAL) !== (records[record + RECORD_FLAGS]! & FLAG_LOCAL))
+      return false;
+    for (let i = 0; i < ints; i++) {
+      if (key[RECORD_REMOTE - RECORD_PORT + i] !== records[record + RECORD_REMOTE + i]) return false;
+    }
+    return true;
+  }
+}
+
+/** Where a send goes, encoded once per endpoint object: destination (and sticky source) as record ints. */
+interface SendTarget {
+  readonly addresses: Int32Array; // remote then local, 2 × 16 bytes
+  readonly port: number;
+  hasSource: boolean;
+}
+
+function sendTarget(to: UdpEndpoint, family: 4 | 6): SendTarget | undefined {
+  const remote = addressBytes(to.address);
+  if (remote === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) return undefined;
+  if (family === 4 && !isMappedV4(remote, 0)) return undefined;
+  const addresses = new Int32Array(2 * ADDRESS_INTS);
+  const bytes = new Uint8Array(addresses.buffer);
+  bytes.set(remote, 0);
+  const local = to.local === undefined ? undefined : addressBytes(to.local);
+  // The source must be of the destination's family; anything else is left to the kernel's choice.
+  const usable = local !== undefined && isMappedV4(local, 0) === isMappedV4(remote, 0);
+  if (usable) bytes.set(local, 16);
+  return { addresses, port: to.port, hasSource: usable };
+}
+
+function openAddonSocket(addon: UdpAddon, host: string, port: number, options: UdpOptions) {
+  const family: 4 | 6 = isIPv4(host) ? 4 : 6;
+  const address = addressBytes(host);
+  if (address === undefined) throw new Error(`UDP listen address ${host} is not a numeric IP address`);
+  const buffers = [
+    options.receiveBufferSize ?? DEFAULT_BUFFER_SIZE,
+    options.sendBufferSize ?? DEFAULT_BUFFER_SIZE,
+  ] as const;
+  return { family, ...addon.open(family, address, port, ...buffers) };
+}
+
+async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
+  const addon = loadAddon<UdpAddon>('udp');
+  const { port = 0, host = '::' } = options;
+  let socket: { family: 4 | 6; fd: number; port: number };
+  try {
+    socket = openAddonSocket(addon, host, port, options);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (host !== '::' || !IPV6_UNAVAILABLE.has(code)) throw error;
+    socket = openAddonSocket(addon, '0.0.0.0', port, options);
+  }
+  const { fd, family } = socket;
+
+  const receiveSlab = new Uint8Array(BATCH_SLOTS * SLOT_SIZE);
+  const receiveRecords = new Int32Array(BATCH_SLOTS * RECORD_INTS);
+  const endpoints = new ReceivedEndpoints(receiveRecords);
+  const sendSlab = new Uint8Array(BATCH_SLOTS * SLOT_SIZE);
+  const sendRecords = new Int32Array(BATCH_SLOTS * RECORD_INTS);
+  const queuedTargets: Array<SendTarget | undefined> = new Array(BATCH_SLOTS).fill(undefined);
+  const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
+  let queued = 0;
+  let receiver: { stop(): void } | undefined;
+  let closed = false;
+
+  // Writes what send() queued; each refused datagram is dropped, except that a stale sticky source is
+  // forgotten and the datagram retried from the kernel's choice of address.
+  const flush = () => {
+    let start = 0;
+    while (start < queued) {
+      const sent = addon.sendMany(fd, sendSlab, sendRecords, SLOT_SIZE, start, queued);
+      if (sent > 0) {
+        start += sent;
+        continue;
+      }
+      const flags = start * RECORD_INTS + RECORD_FLAGS;
+      const target = queuedTargets[start];
+      if ((sendRecords[flags]! & FLAG_LOCAL) !== 0 && STALE_SOURCE_ERRNOS.has(-sent)) {
+        sendRecords[flags] = sendRecords[flags]! & ~FLAG_LOCAL;
+        if (target) target.hasSource = false;
+        continue;
+      }
+      start++;
+    }
+    queuedTargets.fill(undefined, 0, queued);
+    queued = 0;
+  };
+
+  return {
+    port: socket.port,
+    onDatagram(listener) {
+      receiver?.stop();
+      receiver = addon.startReceiving(
+        fd,
+        receiveSlab,
+        receiveRecords,
+        SLOT_SIZE,
+        (count) => {
+          for (let i = 0; i < count; i++) {
+            const record = i * RECORD_INTS;
+            // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
+            if ((receiveRecords[record + RECORD_FLAGS]! & FLAG_TRUNCATED) !== 0) continue;
+            const offset = i * SLOT_SIZE;
+            const datagram = receiveSlab.subarray(offset, offset + receiveRecords[record + RECORD_LENGTH]!);
+            listener(datagram, endpoints.lookup(record));
+          }
+        },
+        // Only a descriptor that cannot be read any more ends up here; the owner sees it by closing.
+        () => (receiver = undefined),
+      );
+    },
+    send(datagram, to) {
+      if (closed || datagram.length > SLOT_SIZE) return;
+      let target = targets.get(to);
+      if (target === undefined) {
+        target = sendTarget(to, family) ?? null;
+        targets.set(to, target);
+      }
+      if (target === null) return;
+      const slot = queued++;
+      const record = slot * RECORD_INTS;
+      sendSlab.set(datagram, slot * SLOT_SIZE);
+      sendRecords[record + RECORD_LENGTH] = datagram.length;
+      sendRecords[record + RECORD_PORT] = target.port;
+      sendRecords[record + RECORD_FLAGS] = target.hasSource ? FLAG_LOCAL : 0;
+      sendRecords.set(target.addresses, record + RECORD_REMOTE);
+      queuedTargets[slot] = target;
+      if (slot === 0) queueMicrotask(flush);
+      if (queued === BATCH_SLOTS) flush();
+    },
+    bufferSizes() {
+      const [receive, send] = addon.bufferSizes(fd);
+      return { receive, send };
+    },
+    close() {
+      if (!closed) {
+        closed = true;
+        receiver?.stop();
+        queued = 0;
+        addon.close(fd);
+      }
+      return Promise.resolve();
     },
   };
 }

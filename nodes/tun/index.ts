@@ -1,10 +1,9 @@
 // A Linux TUN interface (IFF_TUN | IFF_NO_PI: every read and write is one bare IP packet) backed by
 // the Node-API addon in tun.c. Packets arrive in batches, one callback per event-loop wakeup.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+
+import { loadAddon } from './addon.js';
 
 interface TunAddon {
   open(name: string): { fd: number; name: string };
@@ -16,20 +15,6 @@ interface TunAddon {
     onPackets: (packets: Uint8Array[]) => void,
     onError: (message: string) => void,
   ): { stop(): void };
-}
-
-// node-gyp builds into nodes/tun/build; this module runs from nodes/tun (ts-jest) or dist/nodes/tun (tsc).
-const ADDON_CANDIDATES = ['./build/Release/tun.node', '../../../nodes/tun/build/Release/tun.node'];
-
-let addon: TunAddon | undefined;
-function loadAddon(): TunAddon {
-  if (addon) return addon;
-  const path = ADDON_CANDIDATES.map((candidate) => fileURLToPath(new URL(candidate, import.meta.url))).find(
-    (candidate) => existsSync(candidate),
-  );
-  if (!path) throw new Error('TUN addon not built: run `npm run build` (node-gyp builds nodes/tun)');
-  addon = createRequire(import.meta.url)(path) as TunAddon;
-  return addon;
 }
 
 export interface Tun {
@@ -49,7 +34,7 @@ export interface Tun {
 
 /** Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. */
 export function openTun(name: string): Tun {
-  const native = loadAddon();
+  const native = loadAddon<TunAddon>('tun');
   const { fd, name: actualName } = native.open(name);
   let reader: { stop(): void } | undefined;
   let closed = false;

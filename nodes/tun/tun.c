@@ -3,7 +3,7 @@
 // Why an addon: opening a TUN needs the TUNSETIFF ioctl, which Node cannot issue, and a TUN fd is a
 // character device that libuv's stream handles refuse, so fs.read() on the threadpool would be the
 // only pure-JS read path (one threadpool round trip and one blocked worker per packet). Here the fd
-// is non-blocking and watched by a uv_poll handle on the main loop; each wakeup drains up to
+// is non-blocking and watched by a uv_poll handle on the main loop (watcher.c); each wakeup drains up to
 // READ_BATCH_MAX packets and hands them to JS in ONE call, as views into one ArrayBuffer. See
 // README.md for the measurement behind this choice.
 #include <errno.h>
@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "watcher.h"
+
 // Implementation limits, not protocol constants.
 #define READ_BATCH_MAX 256            // packets per wakeup: bounds how long one wakeup starves UDP
 #define PACKET_MAX 65535              // largest packet a TUN read can return (IP total length)
@@ -30,13 +32,6 @@
       return NULL;                                         \
     }                                                      \
   } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
-  napi_throw_error(env, NULL, message);
-  return NULL;
-}
 
 static int int_arg(napi_env env, napi_value value, int32_t *out) {
   return napi_get_value_int32(env, value, out) == napi_ok;
@@ -154,81 +149,16 @@ static napi_value tun_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// A reader: one uv_poll handle on the TUN fd, calling onPackets(packets) or onError(message).
-typedef struct {
-  uv_poll_t poll;
-  napi_env env;
-  napi_ref on_packets;
-  napi_ref on_error;
-  napi_ref self;  // strong while reading: a reader must not vanish with GC while packets flow
-  napi_async_context async_context;
-  int fd;
-  int stopped;
-  uint8_t *slab;
-} reader_t;
-
-static void reader_free(uv_handle_t *handle) {
-  reader_t *reader = (reader_t *)handle->data;
-  free(reader->slab);
-  free(reader);
-}
-
-static void reader_stop(reader_t *reader) {
-  if (reader->stopped) return;
-  reader->stopped = 1;
-  uv_poll_stop(&reader->poll);
-  napi_value self;
-  void *ignored;
-  if (napi_get_reference_value(reader->env, reader->self, &self) == napi_ok)
-    napi_remove_wrap(reader->env, self, &ignored);
-  napi_delete_reference(reader->env, reader->self);
-  napi_delete_reference(reader->env, reader->on_packets);
-  napi_delete_reference(reader->env, reader->on_error);
-  napi_async_destroy(reader->env, reader->async_context);
-  uv_close((uv_handle_t *)&reader->poll, reader_free);
-}
-
-static void reader_call(reader_t *reader, napi_ref callback_ref, napi_value argument) {
-  napi_env env = reader->env;
-  napi_value callback, global, ignored;
-  if (napi_get_reference_value(env, callback_ref, &callback) != napi_ok) return;
-  napi_get_global(env, &global);
-  // make_callback (not call_function): runs the microtask queue afterwards and reports uncaught
-  // exceptions the way Node does for its own I/O callbacks.
-  if (napi_make_callback(env, reader->async_context, global, callback, 1, &argument, &ignored) ==
-      napi_pending_exception) {
-    // A throwing listener behaves as in any Node I/O callback: an uncaught exception.
-    napi_value error;
-    napi_get_and_clear_last_exception(env, &error);
-    napi_fatal_exception(env, error);
-  }
-}
-
-static void reader_report_error(reader_t *reader, int err) {
-  napi_value message;
-  char text[128];
-  snprintf(text, sizeof text, "TUN read: %s", strerror(err));
-  napi_create_string_utf8(reader->env, text, NAPI_AUTO_LENGTH, &message);
-  reader_call(reader, reader->on_error, message);
-}
-
-static void reader_on_readable(uv_poll_t *poll, int status, int events) {
-  (void)events;
-  reader_t *reader = (reader_t *)poll->data;
-  napi_env env = reader->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  if (status < 0) {
-    reader_report_error(reader, -status);
-    reader_stop(reader);
-    napi_close_handle_scope(env, scope);
-    return;
-  }
+// Each wakeup drains up to READ_BATCH_MAX packets into the slab (the watcher's state), then hands them
+// to onPackets(packets) in one call: one ArrayBuffer per batch, one memcpy, packets are views into it.
+static void tun_drain(watcher_t *watcher) {
+  napi_env env = watcher->env;
+  uint8_t *slab = watcher->state;
   size_t offsets[READ_BATCH_MAX], lengths[READ_BATCH_MAX];
   size_t count = 0, used = 0;
   int failure = 0;
   while (count < READ_BATCH_MAX && SLAB_SIZE - used >= PACKET_MAX) {
-    ssize_t n = read(reader->fd, reader->slab + used, PACKET_MAX);
+    ssize_t n = read(watcher->fd, slab + used, PACKET_MAX);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) failure = errno;
@@ -240,33 +170,19 @@ static void reader_on_readable(uv_poll_t *poll, int status, int events) {
     count++;
   }
   if (count > 0) {
-    // One ArrayBuffer per batch, one memcpy; packets are views into it.
     void *data;
     napi_value arraybuffer, packets;
     napi_create_arraybuffer(env, used, &data, &arraybuffer);
-    memcpy(data, reader->slab, used);
+    memcpy(data, slab, used);
     napi_create_array_with_length(env, count, &packets);
     for (size_t i = 0; i < count; i++) {
       napi_value view;
       napi_create_typedarray(env, napi_uint8_array, lengths[i], arraybuffer, offsets[i], &view);
       napi_set_element(env, packets, (uint32_t)i, view);
     }
-    reader_call(reader, reader->on_packets, packets);
+    if (!watcher_call(watcher, 1, &packets)) return;
   }
-  if (failure && !reader->stopped) {
-    reader_report_error(reader, failure);
-    reader_stop(reader);
-  }
-  napi_close_handle_scope(env, scope);
-}
-
-static napi_value reader_stop_js(napi_env env, napi_callback_info info) {
-  napi_value self;
-  CHECK(env, napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
-  reader_t *reader;
-  // Unwrapping fails once the reader has stopped (after a read error): stop() is then a no-op.
-  if (napi_unwrap(env, self, (void **)&reader) == napi_ok) reader_stop(reader);
-  return NULL;
+  if (failure) watcher_fail(watcher, "TUN read", failure);
 }
 
 // startReading(fd, onPackets, onError) -> { stop() }
@@ -282,41 +198,9 @@ static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "startReading(fd, onPackets, onError)");
     return NULL;
   }
-  uv_loop_t *loop;
-  CHECK(env, napi_get_uv_event_loop(env, &loop));
-  reader_t *reader = calloc(1, sizeof *reader);
   uint8_t *slab = malloc(SLAB_SIZE);
-  if (reader == NULL || slab == NULL) {
-    free(reader);
-    free(slab);
-    return throw_errno(env, "startReading", ENOMEM);
-  }
-  reader->env = env;
-  reader->fd = fd;
-  reader->slab = slab;
-  int err = uv_poll_init(loop, &reader->poll, fd);
-  if (err < 0) {
-    free(slab);
-    free(reader);
-    return throw_errno(env, "uv_poll_init", -err);
-  }
-  reader->poll.data = reader;
-  napi_value resource_name, handle, stop;
-  CHECK(env, napi_create_string_utf8(env, "TunReader", NAPI_AUTO_LENGTH, &resource_name));
-  CHECK(env, napi_create_object(env, &handle));
-  CHECK(env, napi_async_init(env, handle, resource_name, &reader->async_context));
-  CHECK(env, napi_create_reference(env, argv[1], 1, &reader->on_packets));
-  CHECK(env, napi_create_reference(env, argv[2], 1, &reader->on_error));
-  CHECK(env, napi_create_function(env, "stop", NAPI_AUTO_LENGTH, reader_stop_js, NULL, &stop));
-  CHECK(env, napi_set_named_property(env, handle, "stop", stop));
-  CHECK(env, napi_wrap(env, handle, reader, NULL, NULL, NULL));
-  CHECK(env, napi_create_reference(env, handle, 1, &reader->self));
-  err = uv_poll_start(&reader->poll, UV_READABLE, reader_on_readable);
-  if (err < 0) {
-    reader_stop(reader);
-    return throw_errno(env, "uv_poll_start", -err);
-  }
-  return handle;
+  if (slab == NULL) return throw_errno(env, "startReading", ENOMEM);
+  return watcher_start(env, fd, argv[1], argv[2], NULL, "TunReader", tun_drain, slab);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

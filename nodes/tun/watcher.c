@@ -1,0 +1,142 @@
+// See watcher.h. Why uv_poll on the main loop rather than the threadpool: README.md.
+#include "watcher.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+napi_value throw_errno(napi_env env, const char *what, int err) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s", what, strerror(err));
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
+static void watcher_free(uv_handle_t *handle) {
+  watcher_t *watcher = (watcher_t *)handle->data;
+  free(watcher->state);
+  free(watcher);
+}
+
+static void watcher_stop(watcher_t *watcher) {
+  if (watcher->stopped) return;
+  watcher->stopped = 1;
+  uv_poll_stop(&watcher->poll);
+  napi_env env = watcher->env;
+  napi_value self;
+  void *ignored;
+  if (napi_get_reference_value(env, watcher->self, &self) == napi_ok) napi_remove_wrap(env, self, &ignored);
+  napi_delete_reference(env, watcher->self);
+  napi_delete_reference(env, watcher->on_data);
+  napi_delete_reference(env, watcher->on_error);
+  if (watcher->buffers != NULL) napi_delete_reference(env, watcher->buffers);
+  napi_async_destroy(env, watcher->async_context);
+  // uv_close removes the fd from epoll at once, so the owner may close the fd right after stop().
+  uv_close((uv_handle_t *)&watcher->poll, watcher_free);
+}
+
+static void call(watcher_t *watcher, napi_ref callback_ref, size_t argc, napi_value *argv) {
+  napi_env env = watcher->env;
+  napi_value callback, global, ignored;
+  if (napi_get_reference_value(env, callback_ref, &callback) != napi_ok) return;
+  napi_get_global(env, &global);
+  // make_callback (not call_function): runs the microtask queue afterwards and reports uncaught
+  // exceptions the way Node does for its own I/O callbacks.
+  if (napi_make_callback(env, watcher->async_context, global, callback, argc, argv, &ignored) ==
+      napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+}
+
+int watcher_call(watcher_t *watcher, size_t argc, napi_value *argv) {
+  call(watcher, watcher->on_data, argc, argv);
+  return !watcher->stopped;
+}
+
+void watcher_fail(watcher_t *watcher, const char *prefix, int err) {
+  if (watcher->stopped) return;
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", prefix, strerror(err));
+  napi_value message;
+  napi_create_string_utf8(watcher->env, text, NAPI_AUTO_LENGTH, &message);
+  call(watcher, watcher->on_error, 1, &message);
+  watcher_stop(watcher);
+}
+
+static void on_readable(uv_poll_t *poll, int status, int events) {
+  (void)events;
+  watcher_t *watcher = (watcher_t *)poll->data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(watcher->env, &scope);
+  if (status < 0) {
+    watcher_fail(watcher, "poll", -status);
+  } else {
+    watcher->drain(watcher);
+  }
+  napi_close_handle_scope(watcher->env, scope);
+}
+
+static napi_value stop_js(napi_env env, napi_callback_info info) {
+  napi_value self;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  watcher_t *watcher;
+  // Unwrapping fails once the watcher has stopped (after a read error): stop() is then a no-op.
+  if (napi_unwrap(env, self, (void **)&watcher) == napi_ok) watcher_stop(watcher);
+  return NULL;
+}
+
+#define START_CHECK(call)                                         \
+  do {                                                            \
+    if ((call) != napi_ok) {                                      \
+      watcher_stop(watcher);                                      \
+      napi_throw_error(env, NULL, "napi call failed: " #call);    \
+      return NULL;                                                \
+    }                                                             \
+  } while (0)
+
+napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
+                         const char *resource_name, watcher_drain_fn drain, void *state) {
+  uv_loop_t *loop;
+  watcher_t *watcher = calloc(1, sizeof *watcher);
+  if (watcher == NULL || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    free(watcher);
+    free(state);
+    return throw_errno(env, resource_name, ENOMEM);
+  }
+  watcher->env = env;
+  watcher->fd = fd;
+  watcher->drain = drain;
+  watcher->state = state;
+  int err = uv_poll_init(loop, &watcher->poll, fd);
+  if (err < 0) {
+    free(state);
+    free(watcher);
+    return throw_errno(env, "uv_poll_init", -err);
+  }
+  watcher->poll.data = watcher;
+  // From here on every failure goes through watcher_stop, which releases what was made so far.
+  napi_value name, handle, stop;
+  if (napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_object(env, &handle) != napi_ok ||
+      napi_async_init(env, handle, name, &watcher->async_context) != napi_ok) {
+    watcher->stopped = 1;
+    uv_close((uv_handle_t *)&watcher->poll, watcher_free);
+    napi_throw_error(env, NULL, "watcher: napi setup failed");
+    return NULL;
+  }
+  START_CHECK(napi_create_reference(env, on_data, 1, &watcher->on_data));
+  START_CHECK(napi_create_reference(env, on_error, 1, &watcher->on_error));
+  if (buffers != NULL) START_CHECK(napi_create_reference(env, buffers, 1, &watcher->buffers));
+  START_CHECK(napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop_js, NULL, &stop));
+  START_CHECK(napi_set_named_property(env, handle, "stop", stop));
+  START_CHECK(napi_wrap(env, handle, watcher, NULL, NULL, NULL));
+  START_CHECK(napi_create_reference(env, handle, 1, &watcher->self));
+  err = uv_poll_start(&watcher->poll, UV_READABLE, on_readable);
+  if (err < 0) {
+    watcher_stop(watcher);
+    return throw_errno(env, "uv_poll_start", -err);
+  }
+  return handle;
+}

@@ -1,0 +1,41 @@
+// A readable-fd watcher shared by the TUN and UDP addons: one uv_poll handle on the main loop, a JS
+// callback for data and one for errors, and a drain function that each wakeup calls to read what is ready.
+#ifndef TUNNELBYTE_WATCHER_H
+#define TUNNELBYTE_WATCHER_H
+
+#include <node_api.h>
+#include <uv.h>
+
+typedef struct watcher watcher_t;
+
+// Reads what is ready on the fd; calls watcher_call / watcher_fail as it goes.
+typedef void (*watcher_drain_fn)(watcher_t *watcher);
+
+struct watcher {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref on_data;
+  napi_ref on_error;
+  napi_ref self;      // strong while watching: a watcher must not vanish with GC while packets flow
+  napi_ref buffers;   // strong: the JS buffers the drain function writes into (may be NULL)
+  napi_async_context async_context;
+  int fd;
+  int stopped;
+  watcher_drain_fn drain;
+  void *state;        // the drain function's own memory, freed with the watcher
+};
+
+// Throws `what: strerror(err)` and returns NULL.
+napi_value throw_errno(napi_env env, const char *what, int err);
+
+// Starts watching fd. Returns the JS handle { stop() }, or NULL with an exception pending (state is freed).
+napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
+                         const char *resource_name, watcher_drain_fn drain, void *state);
+
+// Calls the data callback with argc arguments. Returns 0 if the watcher stopped during the call.
+int watcher_call(watcher_t *watcher, size_t argc, napi_value *argv);
+
+// Reports "<prefix>: strerror(err)" to the error callback and stops watching.
+void watcher_fail(watcher_t *watcher, const char *prefix, int err);
+
+#endif

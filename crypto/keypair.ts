@@ -2,6 +2,7 @@
 // BeginSymmetricSession/ReceivedWithKeypair: each peer holds up to three keypairs, `previous`, `current` and
 // `next`. Receiving works with any of them (dispatch is by receiver index); sending only with `current`.
 import {
+  AEAD_TAG_LENGTH,
   REJECT_AFTER_MESSAGES,
   REJECT_AFTER_TIME_MS,
   REKEY_AFTER_MESSAGES,
@@ -92,10 +93,17 @@ export class Keypair {
 
   /**
    * The padded plaintext of a transport message addressed to this keypair, or a rejection. The replay window
-   * moves only after the message authenticated.
+   * moves only after the message authenticated. `inPlace`: the plaintext overwrites the message's own bytes
+   * (no allocation; the caller is done with the ciphertext).
    */
-  open(message: TransportMessage): Uint8Array | 'decrypt_failed' | 'replay' {
-    const plaintext = openTransport(this.receive, message);
+  open(message: TransportMessage, inPlace = false): Uint8Array | 'decrypt_failed' | 'replay' {
+    const plaintext = inPlace
+      ? openTransport(
+          this.receive,
+          message,
+          message.content.subarray(0, message.content.length - AEAD_TAG_LENGTH),
+        )
+      : openTransport(this.receive, message);
     if (plaintext === undefined) return 'decrypt_failed';
     return this.replay.validate(message.counterHigh, message.counterLow) ? plaintext : 'replay';
   }

@@ -76,6 +76,11 @@ export interface TunnelOptions {
   randomBytes(length: number): Uint8Array; // injected: crypto.randomBytes in the daemon, seeded in tests
   wallClockMs(): number; // injected Unix time in ms (TAI64N, last handshake time)
   mtu?: number; // padding bound, default 1420
+  /**
+   * decapsulate may overwrite a transport datagram with its plaintext and deliver a view into it (no
+   * allocation per packet): for an I/O shell that owns each datagram's buffer and is done with it.
+   */
+  decryptInPlace?: boolean;
 }
 
 export interface PeerSettings {
@@ -124,6 +129,7 @@ export class Tunnel {
   private readonly randomBytes: (length: number) => Uint8Array;
   private readonly wallClockMs: () => number;
   private readonly mtu: number;
+  private readonly decryptInPlace: boolean;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
   private readonly allowedIps = new AllowedIps<Peer>();
@@ -140,6 +146,7 @@ export class Tunnel {
       armed: (peer, at) => this.timerQueue.armed(peer, at),
     };
     this.mtu = options.mtu ?? DEFAULT_MTU;
+    this.decryptInPlace = options.decryptInPlace ?? false;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
     this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
@@ -460,7 +467,7 @@ export class Tunnel {
     const keypair = entry?.keypair;
     if (keypair === undefined) return [DROP.unknown_index];
     if (!keypair.canReceive(now)) return [DROP.keypair_expired];
-    const plaintext = keypair.open(message);
+    const plaintext = keypair.open(message, this.decryptInPlace);
     if (plaintext === 'decrypt_failed') return [DROP.decrypt_failed];
     if (plaintext === 'replay') return [DROP.replay];
 

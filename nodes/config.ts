@@ -12,11 +12,24 @@ export interface HostPort {
   readonly port: number;
 }
 
-export interface UpSettings {
+export interface UpSettings extends DataPathSettings {
   configFile: string;
   interfaceName: string;
   egress: Egress;
   metrics?: HostPort;
+}
+
+/** How the data path runs; `up` and `run` both take it (`--batch on|off`, env TB_BATCH). */
+export interface DataPathSettings {
+  /** UDP through the addon (recvmmsg/sendmmsg, sticky source address), or Node's dgram. */
+  batchedUdp: boolean;
+}
+
+export const ON_OFF = ['on', 'off'] as const;
+
+/** The data-path flags as commander parsed them (choices already checked); defaults on. */
+export function dataPathSettings(args: { batch?: string }): DataPathSettings {
+  return { batchedUdp: args.batch !== 'off' };
 }
 
 export type Checked<T> =
@@ -60,6 +73,7 @@ export interface UpArguments {
   egress?: string;
   interface?: string;
   metrics?: string;
+  batch?: string;
 }
 
 export function checkUpArguments(args: UpArguments): Checked<UpSettings> {
@@ -74,6 +88,7 @@ export function checkUpArguments(args: UpArguments): Checked<UpSettings> {
     configFile: args.config,
     interfaceName: name.value,
     egress: egress as Egress,
+    ...dataPathSettings(args),
   };
   if (args.metrics !== undefined) {
     const metrics = parseHostPort(args.metrics);

@@ -4,14 +4,14 @@
 // every step in reverse order, the callers' last-added first; a start that fails part-way undoes its own.
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
-import type { HostPort } from './config.js';
+import type { DataPathSettings, HostPort } from './config.js';
 import { Device, secureRandomBytes } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
 import { configureInterface, openTun } from './tun/index.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
 
-export interface DaemonOptions {
+export interface DaemonOptions extends DataPathSettings {
   interfaceName: string;
   /** Interface addresses with their prefixes ('10.64.0.1/10'). */
   addresses: readonly string[];
@@ -66,14 +66,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       randomBytes: secureRandomBytes,
       wallClockMs: Date.now,
       mtu,
+      decryptInPlace: true, // the device hands over each datagram and is done with it
     });
     const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
     const { host } = options.listen;
+    const batched = options.batchedUdp;
     const device = await Device.start({
       tunnel,
       privateKey: options.privateKey,
       packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
-      openUdp: host === undefined ? openUdp : (udpOptions) => openUdp({ ...udpOptions, host }),
+      openUdp: (udpOptions) => openUdp({ ...udpOptions, ...(host !== undefined && { host }), batched }),
       listenPort: options.listen.port,
       metrics,
     });

@@ -3,7 +3,12 @@
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
 import { randomBytes } from 'node:crypto';
 
-import { MESSAGE_INITIATION, MESSAGE_TRANSPORT, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
+import {
+  INITIATION_SIZE,
+  MESSAGE_INITIATION,
+  MESSAGE_TRANSPORT,
+  UNDER_LOAD_HANDSHAKE_BACKLOG,
+} from '../crypto/constants.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
@@ -72,7 +77,12 @@ export class Device implements UapiDevice {
   private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
     this.metrics?.datagram('rx', datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
-    if (datagram[0] === MESSAGE_INITIATION && ++this.handshakesThisTurn === 1) {
+    // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
+    if (
+      datagram[0] === MESSAGE_INITIATION &&
+      datagram.length === INITIATION_SIZE &&
+      ++this.handshakesThisTurn === 1
+    ) {
       setImmediate(() => (this.handshakesThisTurn = 0));
     }
     const now = this.clock();

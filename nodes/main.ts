@@ -3,10 +3,10 @@
 // one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
 import { readFile } from 'node:fs/promises';
 
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
-import { checkUpArguments, type UpArguments } from './config.js';
+import { checkUpArguments, ON_OFF, type UpArguments } from './config.js';
 import { readyLine } from './daemon.js';
 import {
   checkRunArguments,
@@ -51,6 +51,16 @@ async function nodeToken({ token, tokenFile }: TokenSources): Promise<string> {
     );
   }
 }
+
+/** A data-path mode both commands take (config.ts DataPathSettings), with its TB_* variable. */
+const batchOption = () =>
+  new Option(
+    '--batch <on|off>',
+    'batched UDP (recvmmsg/sendmmsg, sticky source), or a system call per datagram',
+  )
+    .choices(ON_OFF)
+    .env('TB_BATCH')
+    .default('on');
 
 async function runUp(args: UpArguments): Promise<number> {
   const checked = checkUpArguments(args);
@@ -99,6 +109,7 @@ function buildProgram(): { program: Command; result: () => number } {
     .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
     .option('--interface <name>', 'interface name (default: the file name without .conf)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .addOption(batchOption())
     .action(async (options: UpArguments) => {
       code = await runUp(options);
     });
@@ -130,6 +141,7 @@ function buildProgram(): { program: Command; result: () => number } {
       String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     )
     .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')
+    .addOption(batchOption())
     .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {
       const checked = checkRunArguments({ ...options, token: await nodeToken(options) });
       if (!checked.ok) throw new UsageError(checked.message);

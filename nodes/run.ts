@@ -32,6 +32,8 @@ import {
   type Checked,
   type Egress,
   type HostPort,
+  dataPathSettings,
+  type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
 import { secureRandomBytes } from './device.js';
@@ -64,9 +66,10 @@ export interface RunArguments {
   egressIp?: string[];
   nat?: boolean;
   drainTimeout?: string;
+  batch?: string;
 }
 
-export interface RunSettings {
+export interface RunSettings extends DataPathSettings {
   broker: string;
   token: string;
   region: string;
@@ -135,6 +138,7 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
     egressIps,
     nat: args.nat === true,
     drainTimeoutMs: drain * 1000,
+    ...dataPathSettings(args),
   };
   if (args.metrics !== undefined) {
     const metrics = parseHostPort(args.metrics);
@@ -260,6 +264,7 @@ export async function startAgentNode(
     privateKey,
     listen: settings.listen,
     metrics: settings.metrics,
+    batchedUdp: settings.batchedUdp,
   });
   try {
     if (settings.nat) daemon.onClose(await enableNat(daemon.interfaceName));

@@ -40,6 +40,7 @@ export async function up(
     privateKey: iface.privateKey,
     listen: { port: iface.listenPort ?? 0 },
     metrics: settings.metrics,
+    batchedUdp: settings.batchedUdp,
     configure: async (device, name) => {
       for (const peer of config.peers) {
         device.upsertPeer(peer.publicKey, {

@@ -1,218 +1,379 @@
-// Tunnel benchmark (not a test): iperf3 TCP through the two-namespace topology of test/nodes/netns.ts.
-// The client namespace (b) always runs Debian wireguard-go; the server namespace (a, the exit side) runs
-// each entry of SERVERS in turn: wireguard-go first (the baseline), then tunnelbyte-node when built.
-// For each server and direction it prints Mbit/s, the ratio to the baseline, and the server process's
-// CPU time per GB moved (utime + stime from /proc/<pid>/stat, all threads). Prints a markdown report;
-// scripts/bench-tunnel writes it to bench-results/tunnel.md. Traffic stays inside namespaces it made.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// Tunnel benchmark (not a test): the exit node against Debian wireguard-go, every row from one run.
+//
+// Topology (all in namespaces this script makes): a server namespace (the exit side) joined by its own
+// veth pair to each of CLIENTS client namespaces; each client runs Debian wireguard-go as one peer of the
+// server. The server is each entry of SERVERS in turn: wireguard-go first (the baseline), then
+// tunnelbyte-node in each UDP mode. Per server it measures ping RTT idle, one iperf3 TCP stream each way
+// (with a ping under load alongside the first), then CLIENTS streams from CLIENTS peers at once. CPU is
+// the server's whole process tree (every thread, every child: utime + stime + waited-for children) per
+// GB received by iperf3; tunnelbyte-node's GC counts come from its own metrics endpoint. Prints a
+// markdown report; scripts/bench-tunnel writes it to bench-results/tunnel.md.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  endpointString,
-  NetnsHarness,
-  PAIR_ADDRESSES,
-  TUNNEL_ADDRESSES,
-  TUNNEL_PREFIX,
-  waitUntil,
-  wgConfig,
-  type Namespace,
-  type WireguardKeys,
-} from '../test/nodes/netns.js';
+
+import { NetnsHarness, waitUntil, type Namespace, type WireguardKeys } from '../test/nodes/netns.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CLIENTS = 4;
 const LISTEN_PORT = { server: 51820, client: 51821 } as const;
 const IPERF_PORT = 5201;
+const METRICS_PORT = 9586;
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ; `getconf CLK_TCK` is 100 on every Linux target we run on
 const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/scripts → repository root
 const daemon = join(root, 'dist/nodes/main.js');
 
-/** A WireGuard server running in namespace `a`; the harness owns its process. */
+// Outer: server 10.200.<i>.1 ↔ client i 10.200.<i>.2 on veth pair i. Inner: server .1, client i .(i+2).
+const outer = (client: number, side: 1 | 2) => `10.200.${client}.${side}`;
+const INNER_SERVER = { v4: '10.241.0.1', v6: 'fd10:241::1' };
+const innerClient = (client: number) => ({ v4: `10.241.0.${client + 2}`, v6: `fd10:241::${client + 2}` });
+const SERVER_ADDRESSES = [`${INNER_SERVER.v4}/24`, `${INNER_SERVER.v6}/64`];
+
+interface Star {
+  server: Namespace;
+  clients: Namespace[];
+}
+
+/** A WireGuard server running in the server namespace; the harness owns its processes. */
 interface RunningServer {
   readonly pid: number;
+  /** tunnelbyte-node only: its Prometheus text. */
+  metrics?(): Promise<string>;
   stop(): Promise<void>;
 }
 
 interface TunnelServer {
   readonly name: string;
-  /** Why it cannot run here, or undefined if it can. */
   unavailable(): string | undefined;
   start(
     harness: NetnsHarness,
-    ns: Namespace,
+    star: Star,
     keys: WireguardKeys,
-    clientPublicKey: string,
+    peers: WireguardKeys[],
   ): Promise<RunningServer>;
 }
 
-const SERVER_ADDRESSES = [
-  `${TUNNEL_ADDRESSES.a.v4}/${TUNNEL_PREFIX.v4}`,
-  `${TUNNEL_ADDRESSES.a.v6}/${TUNNEL_PREFIX.v6}`,
-];
-const CLIENT_ALLOWED = [`${TUNNEL_ADDRESSES.b.v4}/32`, `${TUNNEL_ADDRESSES.b.v6}/128`];
+/** [Interface] + one [Peer] per client, in wg(8) format; `addresses` adds wg-quick's Address line. */
+function serverConfig(keys: WireguardKeys, peers: WireguardKeys[], addresses?: readonly string[]): string {
+  const lines = ['[Interface]', `PrivateKey = ${keys.privateKey}`, `ListenPort = ${LISTEN_PORT.server}`];
+  if (addresses) lines.push(`Address = ${addresses.join(', ')}`);
+  peers.forEach((peer, i) => {
+    const inner = innerClient(i);
+    lines.push('', '[Peer]', `PublicKey = ${peer.publicKey}`, `AllowedIPs = ${inner.v4}/32, ${inner.v6}/128`);
+  });
+  return lines.join('\n') + '\n';
+}
 
 const wireguardGoServer: TunnelServer = {
   name: 'wireguard-go',
   unavailable: () => undefined,
-  async start(harness, ns, keys, clientPublicKey) {
-    const wg = await harness.wireguardGo(ns, { logLevel: 'error' });
-    await wg.setconf(
-      wgConfig({
-        privateKey: keys.privateKey,
-        listenPort: LISTEN_PORT.server,
-        peer: { publicKey: clientPublicKey, allowedIps: CLIENT_ALLOWED },
-      }),
-    );
-    await harness.configureInterface(ns, wg.interfaceName, SERVER_ADDRESSES);
+  async start(harness, star, keys, peers) {
+    const wg = await harness.wireguardGo(star.server, { logLevel: 'error' });
+    await wg.setconf(serverConfig(keys, peers));
+    await harness.configureInterface(star.server, wg.interfaceName, SERVER_ADDRESSES);
     return { pid: wg.process.pid, stop: () => wg.stop() };
   },
 };
 
-// docs/ARCHITECTURE.md "External interfaces": `tunnelbyte-node up --config <wg-quick file> --interface NAME`
-// creates the interface, assigns Address, brings it up and serves UAPI at /var/run/wireguard/NAME.sock.
-const tunnelbyteNodeServer: TunnelServer = {
-  name: 'tunnelbyte-node',
-  unavailable: () => (existsSync(daemon) ? undefined : `${daemon} not built`),
-  async start(harness, ns, keys, clientPublicKey) {
-    const interfaceName = harness.interfaceName();
-    const config = join(harness.tempDir(), `${interfaceName}.conf`);
-    writeFileSync(
-      config,
-      wgConfig({
-        privateKey: keys.privateKey,
-        listenPort: LISTEN_PORT.server,
-        addresses: SERVER_ADDRESSES,
-        peer: { publicKey: clientPublicKey, allowedIps: CLIENT_ALLOWED },
-      }),
-      { mode: 0o600 },
-    );
-    const proc = ns.spawn(process.execPath, [daemon, 'up', '--config', config, '--interface', interfaceName]);
-    await waitUntil(
-      () => existsSync(`/var/run/wireguard/${interfaceName}.sock`),
-      proc,
-      'tunnelbyte-node UAPI',
-    );
-    return { pid: proc.pid, stop: () => proc.stop() };
-  },
-};
-
-const SERVERS: readonly TunnelServer[] = [wireguardGoServer, tunnelbyteNodeServer];
-
-function cpuSeconds(pid: number): number {
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the line.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+// `tunnelbyte-node up --config <wg-quick file> --interface NAME` (docs/ARCHITECTURE.md "External interfaces").
+function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServer {
+  return {
+    name: `tunnelbyte-node (${label})`,
+    unavailable: () => (existsSync(daemon) ? undefined : `${daemon} not built`),
+    async start(harness, star, keys, peers) {
+      const interfaceName = harness.interfaceName();
+      const config = join(harness.tempDir(), `${interfaceName}.conf`);
+      writeFileSync(config, serverConfig(keys, peers, SERVER_ADDRESSES), { mode: 0o600 });
+      const proc = star.server.spawn(process.execPath, [
+        daemon,
+        'up',
+        '--config',
+        config,
+        '--interface',
+        interfaceName,
+        '--metrics',
+        `127.0.0.1:${METRICS_PORT}`,
+        ...extraArgs,
+      ]);
+      await waitUntil(
+        () => existsSync(`/var/run/wireguard/${interfaceName}.sock`),
+        proc,
+        'tunnelbyte-node UAPI',
+      );
+      const scrape = `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then(console.log)`;
+      return {
+        pid: proc.pid,
+        metrics: async () => (await star.server.exec(process.execPath, ['-e', scrape])).stdout,
+        stop: () => proc.stop(),
+      };
+    },
+  };
 }
 
-type Direction = 'client→server' | 'server→client';
-interface Measurement {
-  server: string;
-  direction: Direction;
-  mbitPerSecond: number;
-  cpuSecondsPerGB: number;
+const SERVERS: readonly TunnelServer[] = [
+  wireguardGoServer,
+  tunnelbyteNode('batched UDP', ['--batch', 'on']),
+  tunnelbyteNode('dgram UDP', ['--batch', 'off']),
+];
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: [1] ppid, [11..14] utime stime cutime cstime.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined; // exited while we looked
+  }
+}
+
+/** CPU seconds of `pid` and every live descendant, each with all its threads and waited-for children. */
+function treeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    const child = Number(entry);
+    if (!Number.isInteger(child)) continue;
+    const fields = statFields(child);
+    if (!fields) continue;
+    const parent = Number(fields[1]);
+    children.set(parent, [...(children.get(parent) ?? []), child]);
+    ticks.set(
+      child,
+      [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0),
+    );
+  }
+  let total = 0;
+  const pending = [pid];
+  while (pending.length > 0) {
+    const next = pending.pop()!;
+    total += ticks.get(next) ?? 0;
+    pending.push(...(children.get(next) ?? []));
+  }
+  return total / CLOCK_TICKS_PER_SECOND;
 }
 
 interface IperfResult {
   end: { sum_received: { bytes: number; bits_per_second: number } };
 }
 
-async function iperf(client: Namespace, server: Namespace, direction: Direction) {
-  const listener = server.spawn('iperf3', [
-    '-s',
-    '-1',
-    '-B',
-    TUNNEL_ADDRESSES.a.v4,
-    '-p',
-    String(IPERF_PORT),
-    '--forceflush',
-  ]);
-  await listener.waitFor('Server listening');
-  const reverse = direction === 'server→client' ? ['-R'] : [];
-  const args = [
-    '-c',
-    TUNNEL_ADDRESSES.a.v4,
-    '-p',
-    String(IPERF_PORT),
-    '-t',
-    String(SECONDS),
-    '-J',
-    ...reverse,
-  ];
-  // `timeout` bounds a wedged tunnel: iperf3's own -t cannot end a connect that never completes.
-  const { stdout } = await client.exec('timeout', [String(SECONDS + 20), 'iperf3', ...args]);
-  await listener.exited;
-  const result = JSON.parse(stdout) as IperfResult;
-  return { bytes: result.end.sum_received.bytes, bitsPerSecond: result.end.sum_received.bits_per_second };
+interface Transfer {
+  bytes: number;
+  mbitPerSecond: number;
+  cpuSeconds: number;
 }
 
-async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Measurement[]> {
-  const { a, b } = await harness.pair();
-  const serverKeys = await harness.generateKeys();
-  const clientKeys = await harness.generateKeys();
-  const running = await server.start(harness, a, serverKeys, clientKeys.publicKey);
-  const client = await harness.wireguardGo(b, { logLevel: 'error' });
-  try {
-    await client.setconf(
-      wgConfig({
-        privateKey: clientKeys.privateKey,
-        listenPort: LISTEN_PORT.client,
-        peer: {
-          publicKey: serverKeys.publicKey,
-          allowedIps: [`${TUNNEL_ADDRESSES.a.v4}/32`, `${TUNNEL_ADDRESSES.a.v6}/128`],
-          endpoint: endpointString(PAIR_ADDRESSES.a.v4, LISTEN_PORT.server),
-        },
-      }),
-    );
-    await harness.configureInterface(b, client.interfaceName, [
-      `${TUNNEL_ADDRESSES.b.v4}/${TUNNEL_PREFIX.v4}`,
-      `${TUNNEL_ADDRESSES.b.v6}/${TUNNEL_PREFIX.v6}`,
-    ]);
-    await b.exec('ping', ['-c', '1', '-W', '5', TUNNEL_ADDRESSES.a.v4]); // handshake outside the measurement
+/** iperf3 TCP from each of `clients` at once (one stream each); `reverse`: the server sends. */
+async function iperf(
+  star: Star,
+  clients: number[],
+  reverse: boolean,
+  server: RunningServer,
+): Promise<Transfer> {
+  const listeners = clients.map((i) =>
+    star.server.spawn('iperf3', [
+      '-s',
+      '-1',
+      '-B',
+      INNER_SERVER.v4,
+      '-p',
+      String(IPERF_PORT + i),
+      '--forceflush',
+    ]),
+  );
+  await Promise.all(listeners.map((listener) => listener.waitFor('Server listening')));
+  const before = treeCpuSeconds(server.pid);
+  const outputs = await Promise.all(
+    clients.map((i) =>
+      // `timeout` bounds a wedged tunnel: iperf3's own -t cannot end a connect that never completes.
+      star.clients[i]!.exec('timeout', [
+        String(SECONDS + 20),
+        'iperf3',
+        ...['-c', INNER_SERVER.v4, '-B', innerClient(i).v4, '-p', String(IPERF_PORT + i)],
+        ...['-t', String(SECONDS), '-J', ...(reverse ? ['-R'] : [])],
+      ]),
+    ),
+  );
+  const cpuSeconds = treeCpuSeconds(server.pid) - before;
+  await Promise.all(listeners.map((listener) => listener.exited));
+  const results = outputs.map(({ stdout }) => (JSON.parse(stdout) as IperfResult).end.sum_received);
+  return {
+    bytes: results.reduce((sum, r) => sum + r.bytes, 0),
+    mbitPerSecond: results.reduce((sum, r) => sum + r.bits_per_second, 0) / 1e6,
+    cpuSeconds,
+  };
+}
 
-    const results: Measurement[] = [];
-    for (const direction of ['client→server', 'server→client'] as const) {
-      const before = cpuSeconds(running.pid);
-      const { bytes, bitsPerSecond } = await iperf(b, a, direction);
-      const cpu = cpuSeconds(running.pid) - before;
-      results.push({
-        server: server.name,
-        direction,
-        mbitPerSecond: bitsPerSecond / 1e6,
-        cpuSecondsPerGB: cpu / (bytes / 1e9),
-      });
+/** Average ping RTT in ms from client 0 to the server's inner address. */
+async function pingRtt(star: Star, count: number, intervalSeconds: number): Promise<number> {
+  const { stdout } = await star.clients[0]!.exec('ping', [
+    ...['-q', '-c', String(count), '-i', String(intervalSeconds), '-W', '2', INNER_SERVER.v4],
+  ]);
+  const match = /= [\d.]+\/([\d.]+)\//.exec(stdout);
+  if (!match) throw new Error(`no RTT in ping output: ${stdout}`);
+  return Number(match[1]);
+}
+
+/** Minor and major GC counts from prom-client's default metrics. */
+function gcCounts(text: string): { minor: number; major: number } {
+  const count = (kind: string) =>
+    Number(new RegExp(`gc_duration_seconds_count\\{kind="${kind}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { minor: count('minor'), major: count('major') };
+}
+
+interface Measurement {
+  server: string;
+  pingIdleMs: number;
+  pingLoadedMs: number;
+  up: Transfer; // client → server, one stream
+  down: Transfer; // server → client, one stream
+  many: Transfer; // CLIENTS peers, one stream each, client → server
+  gcPerGB?: { minor: number; major: number };
+}
+
+async function buildStar(harness: NetnsHarness): Promise<Star> {
+  const server = await harness.namespace('srv');
+  const clients: Namespace[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const client = await harness.namespace(`c${i}`);
+    const link = `veth${i}`;
+    await server.exec('ip', [
+      'link',
+      'add',
+      link,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'veth0',
+      'netns',
+      client.name,
+    ]);
+    await server.exec('ip', ['address', 'add', `${outer(i, 1)}/24`, 'dev', link]);
+    await server.exec('ip', ['link', 'set', link, 'up']);
+    await client.exec('ip', ['address', 'add', `${outer(i, 2)}/24`, 'dev', 'veth0']);
+    await client.exec('ip', ['link', 'set', 'veth0', 'up']);
+    clients.push(client);
+  }
+  return { server, clients };
+}
+
+async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Measurement> {
+  const star = await buildStar(harness);
+  const serverKeys = await harness.generateKeys();
+  const clientKeys: WireguardKeys[] = [];
+  for (let i = 0; i < CLIENTS; i++) clientKeys.push(await harness.generateKeys());
+  const running = await server.start(harness, star, serverKeys, clientKeys);
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = await harness.wireguardGo(star.clients[i]!, { logLevel: 'error' });
+      stops.push(() => client.stop());
+      const inner = innerClient(i);
+      await client.setconf(
+        [
+          '[Interface]',
+          `PrivateKey = ${clientKeys[i]!.privateKey}`,
+          `ListenPort = ${LISTEN_PORT.client}`,
+          '',
+          '[Peer]',
+          `PublicKey = ${serverKeys.publicKey}`,
+          `AllowedIPs = ${INNER_SERVER.v4}/32, ${INNER_SERVER.v6}/128`,
+          `Endpoint = ${outer(i, 1)}:${LISTEN_PORT.server}`,
+          '',
+        ].join('\n'),
+      );
+      await harness.configureInterface(star.clients[i]!, client.interfaceName, [
+        `${inner.v4}/24`,
+        `${inner.v6}/64`,
+      ]);
+      await star.clients[i]!.exec('ping', ['-c', '1', '-W', '5', INNER_SERVER.v4]); // handshake first
     }
-    return results;
+    const gcBefore = running.metrics && gcCounts(await running.metrics());
+    const pingIdleMs = await pingRtt(star, 20, 0.05);
+    const loaded = pingRtt(star, SECONDS * 5 - 5, 0.2);
+    const up = await iperf(star, [0], false, running);
+    const pingLoadedMs = await loaded;
+    const down = await iperf(star, [0], true, running);
+    const many = await iperf(
+      star,
+      Array.from({ length: CLIENTS }, (_, i) => i),
+      false,
+      running,
+    );
+    const measurement: Measurement = { server: server.name, pingIdleMs, pingLoadedMs, up, down, many };
+    if (running.metrics && gcBefore) {
+      const gcAfter = gcCounts(await running.metrics());
+      const gigabytes = (up.bytes + down.bytes + many.bytes) / 1e9;
+      measurement.gcPerGB = {
+        minor: (gcAfter.minor - gcBefore.minor) / gigabytes,
+        major: (gcAfter.major - gcBefore.major) / gigabytes,
+      };
+    }
+    return measurement;
   } finally {
-    // Stop both ends before the next server runs, so it does not share the CPU with leftovers.
-    await client.stop();
+    // Stop every end before the next server runs, so it does not share the CPU with leftovers.
+    for (const stop of stops) await stop();
     await running.stop();
   }
 }
 
-function report(measurements: Measurement[], notes: string[], loadBefore: number[]): string {
-  const baseline = (direction: Direction) =>
-    measurements.find((m) => m.server === wireguardGoServer.name && m.direction === direction)?.mbitPerSecond;
-  const rows = measurements.map((m) => {
-    const base = baseline(m.direction);
-    const ratio = base ? (m.mbitPerSecond / base).toFixed(2) : '-';
-    return `| ${m.server} | ${m.direction} | ${m.mbitPerSecond.toFixed(0)} | ${ratio} | ${m.cpuSecondsPerGB.toFixed(2)} |`;
+type Row = [what: string, goal: string, value: (m: Measurement) => number | undefined, digits: number];
+
+const perGB = (t: Transfer) => t.cpuSeconds / (t.bytes / 1e9);
+const ROWS: Row[] = [
+  ['iperf3 TCP one stream client→server, Mbit/s', '≥ 1.3×', (m) => m.up.mbitPerSecond, 0],
+  ['iperf3 TCP one stream server→client, Mbit/s', '≥ 1.3×', (m) => m.down.mbitPerSecond, 0],
+  ['server CPU s/GB, client→server', '≤ 0.6×', (m) => perGB(m.up), 2],
+  ['server CPU s/GB, server→client', '≤ 0.6×', (m) => perGB(m.down), 2],
+  [`iperf3 TCP ${CLIENTS} peers × 1 stream, Mbit/s`, '≥ 1.3×', (m) => m.many.mbitPerSecond, 0],
+  [`server CPU s/GB, ${CLIENTS} peers`, '', (m) => perGB(m.many), 2],
+  [`cores the server used, ${CLIENTS} peers (CPU s / wall s)`, 'both', (m) => m.many.cpuSeconds / SECONDS, 2],
+  ['ping RTT idle, ms', '≤ 1.2×', (m) => m.pingIdleMs, 3],
+  ['ping RTT under load (one stream), ms', '≤ 1.2×', (m) => m.pingLoadedMs, 3],
+  ['minor GCs per GB (tunnelbyte-node metrics)', 'none', (m) => m.gcPerGB?.minor, 1],
+  ['major GCs per GB (tunnelbyte-node metrics)', 'none', (m) => m.gcPerGB?.major, 2],
+];
+
+function report(
+  measurements: Measurement[],
+  notes: string[],
+  loadBefore: number[],
+  loadAfter: number[],
+): string {
+  const baseline = measurements.find((m) => m.server === wireguardGoServer.name);
+  const others = measurements.filter((m) => m !== baseline);
+  const header = ['what', 'goal', wireguardGoServer.name, ...others.flatMap((m) => [m.server, 'ratio'])];
+  const lines = ROWS.map(([what, goal, value, digits]) => {
+    const base = baseline && value(baseline);
+    const cells = [what, goal, base === undefined ? '-' : base.toFixed(digits)];
+    for (const m of others) {
+      const v = value(m);
+      cells.push(v === undefined ? '-' : v.toFixed(digits));
+      cells.push(v === undefined || !base ? '-' : (v / base).toFixed(2));
+    }
+    return `| ${cells.join(' | ')} |`;
   });
+  const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
   return [
     '# Tunnel throughput',
     '',
-    `iperf3 TCP, ${SECONDS} s per run, one stream, inner IPv4, through a veth pair between two network`,
-    'namespaces. The client namespace runs Debian wireguard-go; the server column names what runs on the',
-    'exit side. Ratio is against wireguard-go as the server in the same run and direction. CPU is the',
-    'server process alone (utime + stime, all threads) per GB received by iperf3.',
+    `Command: \`bash scripts/bench-tunnel\` (BENCH_SECONDS=${SECONDS}). A server namespace joined by its own veth`,
+    `pair to each of ${CLIENTS} client namespaces, each client one Debian wireguard-go peer of the server. The`,
+    'server runs each column in turn; every ratio is against the wireguard-go column of this same run. iperf3 TCP',
+    'over inner IPv4; the one-stream rows use client 0, and client 0 pings the server (20 pings idle, then',
+    'every 0.2 s during the client→server stream). CPU is the server process tree (every thread and child,',
+    'utime + stime) per GB received by iperf3. GC counts come from the node’s Prometheus metrics',
+    '(prom-client default metrics) over all three transfers. Handshakes per second and AEAD speed are in',
+    'bench-results/crypto.md (scripts/bench-crypto).',
     '',
-    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; load average before the run ${loadBefore
-      .map((l) => l.toFixed(2))
-      .join(', ')}; ${new Date().toISOString()}.`,
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
+    `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,
+    `not absolute numbers); ${new Date().toISOString()}.`,
     '',
-    '| server | direction | Mbit/s | ratio | server CPU s/GB |',
-    '| ------ | --------- | -----: | ----: | --------------: |',
-    ...rows,
+    `| ${header.join(' | ')} |`,
+    `| ${header.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`,
+    ...lines,
     ...(notes.length ? ['', ...notes.map((note) => `- ${note}`)] : []),
     '',
   ].join('\n');
@@ -233,7 +394,7 @@ async function main(): Promise<void> {
         continue;
       }
       try {
-        measurements.push(...(await measure(harness, server)));
+        measurements.push(await measure(harness, server));
       } catch (error) {
         notes.push(`${server.name}: failed (${String(error).split('\n')[0]})`);
       }
@@ -241,7 +402,7 @@ async function main(): Promise<void> {
   } finally {
     await harness.cleanup();
   }
-  process.stdout.write(report(measurements, notes, loadBefore));
+  process.stdout.write(report(measurements, notes, loadBefore, loadavg()));
 }
 
 await main();

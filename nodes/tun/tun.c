@@ -182,7 +182,7 @@ static void tun_drain(watcher_t *watcher) {
     }
     if (!watcher_call(watcher, 1, &packets)) return;
   }
-  if (failure) watcher_fail(watcher, "TUN read", failure);
+  if (failure) watcher_fail(watcher, watcher->error_prefix, failure);
 }
 
 // startReading(fd, onPackets, onError) -> { stop() }
@@ -200,7 +200,7 @@ static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
   }
   uint8_t *slab = malloc(SLAB_SIZE);
   if (slab == NULL) return throw_errno(env, "startReading", ENOMEM);
-  return watcher_start(env, fd, argv[1], argv[2], NULL, "TunReader", tun_drain, slab);
+  return watcher_start(env, fd, argv[1], argv[2], NULL, "TunReader", "TUN read", tun_drain, slab);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

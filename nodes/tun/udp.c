@@ -274,7 +274,7 @@ static void udp_drain(watcher_t *watcher) {
       int err = errno;
       if (err == EINTR) continue;
       // A bad descriptor cannot recover; anything else (EAGAIN, ENOMEM, a queued ICMP error) ends the wakeup.
-      if (err == EBADF || err == ENOTSOCK || err == EFAULT) watcher_fail(watcher, "UDP receive", err);
+      if (err == EBADF || err == ENOTSOCK || err == EFAULT) watcher_fail(watcher, watcher->error_prefix, err);
       return;
     }
     for (int i = 0; i < count; i++) {
@@ -327,7 +327,7 @@ static napi_value udp_start_receiving(napi_env env, napi_callback_info info) {
   CHECK(env, napi_create_array_with_length(env, 2, &keep));
   CHECK(env, napi_set_element(env, keep, 0, argv[1]));
   CHECK(env, napi_set_element(env, keep, 1, argv[2]));
-  return watcher_start(env, fd, argv[4], argv[5], keep, "UdpReceiver", udp_drain, receiver);
+  return watcher_start(env, fd, argv[4], argv[5], keep, "UdpReceiver", "UDP receive", udp_drain, receiver);
 }
 
 // sendMany(fd, slab, records, slotSize, start, end) -> datagrams sent from `start` (> 0), or -errno when

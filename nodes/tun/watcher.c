@@ -71,7 +71,7 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
   napi_handle_scope scope;
   napi_open_handle_scope(watcher->env, &scope);
   if (status < 0) {
-    watcher_fail(watcher, "poll", -status);
+    watcher_fail(watcher, watcher->error_prefix, -status);
   } else {
     watcher->drain(watcher);
   }
@@ -97,7 +97,8 @@ static napi_value stop_js(napi_env env, napi_callback_info info) {
   } while (0)
 
 napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
-                         const char *resource_name, watcher_drain_fn drain, void *state) {
+                         const char *resource_name, const char *error_prefix, watcher_drain_fn drain,
+                         void *state) {
   uv_loop_t *loop;
   watcher_t *watcher = calloc(1, sizeof *watcher);
   if (watcher == NULL || napi_get_uv_event_loop(env, &loop) != napi_ok) {
@@ -108,6 +109,7 @@ napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on
   watcher->env = env;
   watcher->fd = fd;
   watcher->drain = drain;
+  watcher->error_prefix = error_prefix;
   watcher->state = state;
   int err = uv_poll_init(loop, &watcher->poll, fd);
   if (err < 0) {

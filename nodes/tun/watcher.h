@@ -19,6 +19,7 @@ struct watcher {
   napi_ref self;      // strong while watching: a watcher must not vanish with GC while packets flow
   napi_ref buffers;   // strong: the JS buffers the drain function writes into (may be NULL)
   napi_async_context async_context;
+  const char *error_prefix;  // "TUN read": a failed poll is reported as "<prefix>: <strerror>"
   int fd;
   int stopped;
   watcher_drain_fn drain;
@@ -30,7 +31,8 @@ napi_value throw_errno(napi_env env, const char *what, int err);
 
 // Starts watching fd. Returns the JS handle { stop() }, or NULL with an exception pending (state is freed).
 napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
-                         const char *resource_name, watcher_drain_fn drain, void *state);
+                         const char *resource_name, const char *error_prefix, watcher_drain_fn drain,
+                         void *state);
 
 // Calls the data callback with argc arguments. Returns 0 if the watcher stopped during the call.
 int watcher_call(watcher_t *watcher, size_t argc, napi_value *argv);

@@ -68,6 +68,8 @@ export interface PairOptions {
   bKnowsA?: boolean;
   presharedKey?: Uint8Array;
   seed?: number;
+  /** Both tunnels decrypt transport messages in place (TunnelOptions.decryptInPlace). */
+  decryptInPlace?: boolean;
 }
 
 export class TunnelPair {
@@ -94,8 +96,9 @@ export class TunnelPair {
       return { privateKey, publicKey: publicKey(privateKey) };
     };
     this.keys = { a: keyOf(0x11), b: keyOf(0x22) };
-    this.a = new Tunnel({ privateKey: this.keys.a.privateKey, randomBytes: random, wallClockMs });
-    this.b = new Tunnel({ privateKey: this.keys.b.privateKey, randomBytes: random, wallClockMs });
+    const common = { randomBytes: random, wallClockMs, decryptInPlace: options.decryptInPlace ?? false };
+    this.a = new Tunnel({ privateKey: this.keys.a.privateKey, ...common });
+    this.b = new Tunnel({ privateKey: this.keys.b.privateKey, ...common });
     const psk = options.presharedKey;
     this.a.upsertPeer(
       this.keys.b.publicKey,

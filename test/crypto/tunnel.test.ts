@@ -115,6 +115,25 @@ describe('Tunnel: handshake and data between two engines', () => {
     ]);
   });
 
+  test('9b. decryptInPlace: the delivered packet is a view into the datagram; a replayed copy is still a replay', () => {
+    const pair = new TunnelPair({ decryptInPlace: true });
+    pair.connect('a');
+    const packet = pair.packet('a', 100, 0x5a);
+    const [data] = pair.a.encapsulate(packet, 0);
+    if (data?.kind !== 'send') throw new Error('expected a transport message');
+    const copy = data.datagram.slice();
+    const [delivered] = pair.b.decapsulate(data.datagram, pair.endpoints.a, 0);
+    if (delivered?.kind !== 'deliver') throw new Error('expected a delivery');
+    expect(delivered.packet).toEqual(packet);
+    expect(delivered.packet.buffer).toBe(data.datagram.buffer);
+    expect(pair.b.decapsulate(copy, pair.endpoints.a, 0)).toEqual([{ kind: 'drop', reason: 'replay' }]);
+    // A forged copy fails authentication and is not delivered, in place or not.
+    copy[copy.length - 1]! ^= 1;
+    expect(pair.b.decapsulate(copy, pair.endpoints.a, 0)).toEqual([
+      { kind: 'drop', reason: 'decrypt_failed' },
+    ]);
+  });
+
   test('10. typed drops for garbage, unknown indices and bad mac1, never an answer', () => {
     const pair = new TunnelPair();
     const from = pair.endpoints.a;

@@ -582,6 +582,7 @@ describe('checkRunArguments', () => {
         nat: false,
         drainTimeoutMs: 30_000,
         listen: { host: '::', port: 51820 },
+        batchedUdp: true,
       }),
     });
   });

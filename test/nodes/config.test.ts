@@ -23,10 +23,10 @@ describe('parseHostPort', () => {
 });
 
 describe('checkUpArguments', () => {
-  test('defaults: tun egress, interface named after the file', () => {
+  test('defaults: tun egress, interface named after the file, batched UDP', () => {
     expect(checkUpArguments({ config: '/etc/wireguard/wg0.conf' })).toEqual({
       ok: true,
-      value: { configFile: '/etc/wireguard/wg0.conf', interfaceName: 'wg0', egress: 'tun' },
+      value: { configFile: '/etc/wireguard/wg0.conf', interfaceName: 'wg0', egress: 'tun', batchedUdp: true },
     });
   });
 
@@ -47,10 +47,17 @@ describe('checkUpArguments', () => {
       interface: 'tb0',
       egress: 'netstack',
       metrics: '[::1]:0',
+      batch: 'off',
     });
     expect(checked).toEqual({
       ok: true,
-      value: { configFile: 'x', interfaceName: 'tb0', egress: 'netstack', metrics: { host: '::1', port: 0 } },
+      value: {
+        configFile: 'x',
+        interfaceName: 'tb0',
+        egress: 'netstack',
+        metrics: { host: '::1', port: 0 },
+        batchedUdp: false,
+      },
     });
   });
 

@@ -118,7 +118,11 @@ describe('Device', () => {
     const [peerAtB] = b.device.peers();
     await until(() => a.device.peers()[0]!.rxBytes === b.device.peers()[0]!.txBytes, 'counters to settle');
     expect(peerAtA!.lastHandshakeUnixMs).toBeGreaterThan(0);
-    expect(peerAtB!.endpoint).toEqual({ address: '127.0.0.1', port: a.device.listenPort });
+    expect(peerAtB!.endpoint).toEqual({
+      address: '127.0.0.1',
+      port: a.device.listenPort,
+      local: '127.0.0.1',
+    });
     // initiation 148 + request (84 → 96 padded) 16+96+16 = 128 at least; the handshake is in both totals.
     expect(a.device.peers()[0]!.txBytes).toBe(b.device.peers()[0]!.rxBytes);
     expect(a.device.peers()[0]!.txBytes).toBeGreaterThanOrEqual(148 + 128);
@@ -143,7 +147,11 @@ describe('Device', () => {
     expect(b.device.listenPort).not.toBe(oldPort);
     b.packets.inject(ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(8)));
     await until(() => a.packets.written.length === 1, 'the packet from the new port');
-    expect(a.device.peers()[0]!.endpoint).toEqual({ address: '127.0.0.1', port: b.device.listenPort });
+    expect(a.device.peers()[0]!.endpoint).toEqual({
+      address: '127.0.0.1',
+      port: b.device.listenPort,
+      local: '127.0.0.1',
+    });
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
     await until(() => b.packets.written.length === 2, 'the answer to the new port');
   });
@@ -173,7 +181,7 @@ describe('Device', () => {
   test('a burst of handshake initiations puts the engine under load: cookie replies instead of handshakes', async () => {
     const probe = await openUdp({ host: '127.0.0.1' });
     const cookieReplies: Uint8Array[] = [];
-    probe.onDatagram((datagram) => cookieReplies.push(datagram));
+    probe.onDatagram((datagram) => cookieReplies.push(datagram.slice())); // a view: copy to keep
     const to = { address: '127.0.0.1', port: a.device.listenPort };
     for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKE_BACKLOG; i++) {
       const stranger = new Tunnel({

@@ -45,11 +45,13 @@ interface InteropOptions {
   outer: Family;
   /** Who knows the other's endpoint (and so initiates): the wireguard-go client or tunnelbyte-node. */
   initiator: 'client' | 'node';
+  /** Mode flags for the daemon (default: its defaults). */
+  nodeArgs?: readonly string[];
 }
 
 const hostRoutes = (inner: { v4: string; v6: string }) => [`${inner.v4}/32`, `${inner.v6}/128`];
 
-async function startInterop({ outer, initiator }: InteropOptions): Promise<Interop> {
+async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions): Promise<Interop> {
   const pair = await harness.pair();
   const [clientKeys, nodeKeys] = [await harness.generateKeys(), await harness.generateKeys()];
 
@@ -95,6 +97,7 @@ async function startInterop({ outer, initiator }: InteropOptions): Promise<Inter
     nodeInterface,
     '--metrics',
     `127.0.0.1:${METRICS_PORT}`,
+    ...nodeArgs,
   ]);
   await node.waitFor(`${nodeInterface} up`);
   return {
@@ -329,5 +332,75 @@ describe('tunnelbyte-node initiates to wireguard-go over outer IPv6', () => {
     await net.b.exec('rm', [`/var/run/wireguard/${net.nodeInterface}.sock`]);
     expect(await net.node.exited).toBe(0);
     expect((await net.b.exec('ip', ['-o', 'link', 'show'])).stdout).not.toContain(net.nodeInterface);
+  });
+});
+
+// Every mode the daemon runs in, both initiators, both outer families: exact counters and intact data.
+const MODES = [
+  ['batched UDP', ['--batch', 'on']],
+  ['dgram UDP', ['--batch', 'off']],
+] as const;
+const ROLES = [
+  ['client', 'v4'],
+  ['node', 'v4'],
+  ['client', 'v6'],
+  ['node', 'v6'],
+] as const;
+
+describe.each(
+  MODES.flatMap(([mode, args]) => ROLES.map(([initiator, outer]) => [mode, initiator, outer, args] as const)),
+)('mode %s: %s initiates over outer %s', (_mode, initiator, outer, nodeArgs) => {
+  let net: Interop;
+  beforeAll(async () => {
+    net = await startInterop({ outer, initiator, nodeArgs });
+  });
+  afterAll(() => net.node.stop());
+
+  test('1. ping -c 10 from the initiator: §7.5 byte counters exact on both sides', async () => {
+    const [from, target] = initiator === 'client' ? [net.a, INNER.b.v4] : [net.b, INNER.a.v4];
+    expect(await ping(from, target, PINGS)).toContain(`${PINGS} received`);
+    const [atClient] = (await net.client.dump()).peers;
+    const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+    if (initiator === 'client') expectPingCounters(atClient!, atNode!);
+    else expectPingCounters(atNode!, atClient!);
+  });
+
+  test('2. a 4 MB TCP transfer each way (inner IPv4 up, inner IPv6 down) arrives intact', async () => {
+    const size = 4 * 1024 * 1024;
+    const [sentUp, receivedUp] = await tcpTransfer(net.a, net.b, INNER.b.v4, size);
+    expect(receivedUp).toBe(sentUp);
+    expect(sentUp).toMatch(new RegExp(`^ ${size} [0-9a-f]{64}$`));
+    const [sentDown, receivedDown] = await tcpTransfer(net.b, net.a, INNER.a.v6, size);
+    expect(receivedDown).toBe(sentDown);
+  });
+});
+
+describe('sticky source: the node holds a second outer address per family', () => {
+  const SECOND = { v4: '192.168.241.3', v6: 'fd00:241::3' } as const;
+
+  test.each([
+    [1, 'v4'],
+    [2, 'v6'],
+  ] as const)('%i. a client that targets the second %s address sees replies from it', async (_n, outer) => {
+    const net = await startInterop({ outer, initiator: 'client', nodeArgs: ['--batch', 'on'] });
+    try {
+      await net.b.exec('ip', [
+        outer === 'v6' ? '-6' : '-4',
+        'address',
+        'add',
+        `${SECOND[outer]}/${outer === 'v6' ? 64 : 24}`,
+        'dev',
+        'veth0',
+        ...(outer === 'v6' ? ['nodad'] : []),
+      ]);
+      const target = endpointString(SECOND[outer], PORT.node);
+      await net.client.set(['peer', net.nodeKey, 'endpoint', target]);
+      expect(await ping(net.a, INNER.b.v4, 3)).toContain('3 received');
+      // wireguard-go roams to the source of every authenticated reply: it still names the second address.
+      const [atClient] = (await net.client.dump()).peers;
+      expect(atClient!.endpoint).toBe(target);
+    } finally {
+      await net.node.stop();
+    }
   });
 });

@@ -49,6 +49,11 @@ describe('tunnelbyte-node command line', () => {
     ],
     [6, ['up', '--config', goodConfig, '--bogus'], /^tunnelbyte-node: unknown option '--bogus'\n$/],
     [7, ['frobnicate'], /^tunnelbyte-node: unknown command 'frobnicate'\n$/],
+    [
+      8,
+      ['up', '--config', goodConfig, '--batch', 'maybe'],
+      /^tunnelbyte-node: option '--batch <on\|off>' argument 'maybe' is invalid\. Allowed choices are on, off\.\n$/,
+    ],
   ];
   test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);
@@ -72,6 +77,11 @@ describe('tunnelbyte-node command line', () => {
     [6, [...runFull, '--egress', 'netstack'], /^tunnelbyte-node: netstack egress is not available yet\n$/],
     [7, [...runFull, '--capacity', '0'], /^tunnelbyte-node: --capacity must be/],
     [8, [...runFull, '--egress-ip', '1.2.3'], /^tunnelbyte-node: --egress-ip '1.2.3' is not an IP address/],
+    [
+      9,
+      [...runFull, '--batch', 'yes'],
+      /^tunnelbyte-node: option '--batch <on\|off>' argument 'yes' is invalid/,
+    ],
   ];
   test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);

@@ -145,7 +145,8 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
 
 // --- batched: the addon's recvmmsg / sendmmsg --------------------------------------------------------------
 
-interface UdpAddon {
+/** The UDP addon's functions (nodes/tun/udp.c). */
+export interface UdpAddon {
   open(
     family: 4 | 6,
     address: Uint8Array,

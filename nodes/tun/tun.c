@@ -25,18 +25,6 @@
 #define PACKET_MAX 65535              // largest packet a TUN read can return (IP total length)
 #define SLAB_SIZE (512 * 1024)        // read buffer; a read needs PACKET_MAX free bytes
 
-#define CHECK(env, call)                                   \
-  do {                                                     \
-    if ((call) != napi_ok) {                               \
-      napi_throw_error((env), NULL, "napi call failed: " #call); \
-      return NULL;                                         \
-    }                                                      \
-  } while (0)
-
-static int int_arg(napi_env env, napi_value value, int32_t *out) {
-  return napi_get_value_int32(env, value, out) == napi_ok;
-}
-
 // open(name: string) -> { fd, name }. name may contain %d for the kernel to pick a number.
 static napi_value tun_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -136,19 +124,6 @@ static napi_value tun_write_many(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value tun_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
-  if (argc < 1 || !int_arg(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "close(fd)");
-    return NULL;
-  }
-  if (close(fd) < 0) return throw_errno(env, "close", errno);
-  return NULL;
-}
-
 // Each wakeup drains up to READ_BATCH_MAX packets into the slab (the watcher's state), then hands them
 // to onPackets(packets) in one call: one ArrayBuffer per batch, one memcpy, packets are views into it.
 static void tun_drain(watcher_t *watcher) {
@@ -208,7 +183,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"write", NULL, tun_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeMany", NULL, tun_write_many, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"close", NULL, tun_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, close_fd_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tun_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok)

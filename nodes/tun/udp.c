@@ -28,14 +28,6 @@
 #define RECV_ROUNDS_MAX 4 // recvmmsg calls per wakeup: bounds how long one wakeup starves the TUN side
 #define CONTROL_SIZE 64   // room for one in6_pktinfo or in_pktinfo control message
 
-#define CHECK(env, call)                                            \
-  do {                                                              \
-    if ((call) != napi_ok) {                                        \
-      napi_throw_error((env), NULL, "napi call failed: " #call);    \
-      return NULL;                                                  \
-    }                                                               \
-  } while (0)
-
 static const uint8_t MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 // Throws an Error whose code is the errno name (EADDRINUSE...), as Node's own socket errors do.
@@ -44,10 +36,6 @@ static napi_value throw_code(napi_env env, const char *what, int err) {
   snprintf(message, sizeof message, "%s %s: %s", what, uv_err_name(-err), strerror(err));
   napi_throw_error(env, uv_err_name(-err), message);
   return NULL;
-}
-
-static int int_arg(napi_env env, napi_value value, int32_t *out) {
-  return napi_get_value_int32(env, value, out) == napi_ok;
 }
 
 // A typed array's bytes, checked for type; NULL (with a TypeError pending) otherwise.
@@ -414,26 +402,13 @@ static napi_value udp_send_many(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value udp_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
-  if (argc < 1 || !int_arg(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "close(fd)");
-    return NULL;
-  }
-  if (close(fd) < 0) return throw_code(env, "close", errno);
-  return NULL;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bufferSizes", NULL, udp_buffer_sizes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReceiving", NULL, udp_start_receiving, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendMany", NULL, udp_send_many, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"close", NULL, udp_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, close_fd_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok)
     return NULL;

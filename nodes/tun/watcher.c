@@ -1,14 +1,33 @@
 // See watcher.h. Why uv_poll on the main loop rather than the threadpool: README.md.
 #include "watcher.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 napi_value throw_errno(napi_env env, const char *what, int err) {
   char message[256];
   snprintf(message, sizeof message, "%s: %s", what, strerror(err));
   napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
+int int_arg(napi_env env, napi_value value, int32_t *out) {
+  return napi_get_value_int32(env, value, out) == napi_ok;
+}
+
+napi_value close_fd_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || !int_arg(env, argv[0], &fd)) {
+    napi_throw_type_error(env, NULL, "close(fd)");
+    return NULL;
+  }
+  if (close(fd) < 0) return throw_errno(env, "close", errno);
   return NULL;
 }
 

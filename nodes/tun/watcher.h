@@ -1,10 +1,19 @@
-// A readable-fd watcher shared by the TUN and UDP addons: one uv_poll handle on the main loop, a JS
-// callback for data and one for errors, and a drain function that each wakeup calls to read what is ready.
+// What the TUN and UDP addons share: a readable-fd watcher (one uv_poll handle on the main loop, a JS
+// callback for data and one for errors, and a drain function that each wakeup calls to read what is
+// ready), and the small argument and error helpers.
 #ifndef TUNNELBYTE_WATCHER_H
 #define TUNNELBYTE_WATCHER_H
 
 #include <node_api.h>
 #include <uv.h>
+
+#define CHECK(env, call)                                         \
+  do {                                                           \
+    if ((call) != napi_ok) {                                     \
+      napi_throw_error((env), NULL, "napi call failed: " #call); \
+      return NULL;                                               \
+    }                                                            \
+  } while (0)
 
 typedef struct watcher watcher_t;
 
@@ -28,6 +37,12 @@ struct watcher {
 
 // Throws `what: strerror(err)` and returns NULL.
 napi_value throw_errno(napi_env env, const char *what, int err);
+
+// Reads an int32 argument; 0 if it is not a number.
+int int_arg(napi_env env, napi_value value, int32_t *out);
+
+// close(fd) for JS: throws on a bad descriptor.
+napi_value close_fd_js(napi_env env, napi_callback_info info);
 
 // Starts watching fd. Returns the JS handle { stop() }, or NULL with an exception pending (state is freed).
 napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,

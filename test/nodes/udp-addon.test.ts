@@ -6,27 +6,7 @@ import { readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 
 import { loadAddon } from '../../nodes/tun/addon.js';
-
-interface UdpAddon {
-  open(
-    family: number,
-    address: unknown,
-    port: number,
-    receiveBuffer: number,
-    sendBuffer: number,
-  ): { fd: number; port: number };
-  bufferSizes(fd: number): [number, number];
-  startReceiving(
-    fd: number,
-    slab: unknown,
-    records: unknown,
-    slotSize: number,
-    onBatch: (count: number) => void,
-    onError: (message: string) => void,
-  ): { stop(): void };
-  sendMany(fd: number, slab: unknown, records: unknown, slotSize: number, start: number, end: number): number;
-  close(fd: number): void;
-}
+import type { UdpAddon } from '../../nodes/udp.js';
 
 const addon = loadAddon<UdpAddon>('udp');
 const RECORD_INTS = 12;
@@ -51,9 +31,9 @@ function records(port: number, length: number, count = 1): Int32Array {
 
 describe('udp addon: bad input', () => {
   test.each([
-    [1, () => addon.open(5, ANY_V6, 0, 0, 0), /family 4\|6/],
+    [1, () => addon.open(5 as never, ANY_V6, 0, 0, 0), /family 4\|6/],
     [2, () => addon.open(6, new Uint8Array(4), 0, 0, 0), /16 bytes/],
-    [3, () => addon.open(6, 'not bytes', 0, 0, 0), /Uint8Array/],
+    [3, () => addon.open(6, 'not bytes' as never, 0, 0, 0), /Uint8Array/],
     [4, () => addon.open(6, ANY_V6, 70000, 0, 0), /port 0\.\.65535/],
     [5, () => addon.open(4, ANY_V6, 0, 0, 0), /IPv4-mapped/],
   ])('%i. open rejects bad arguments and leaves no descriptor', (_n, call, message) => {
@@ -97,8 +77,8 @@ describe('udp addon: bad input', () => {
     expect(() => addon.sendMany(fd, slab, table, 0, 0, 1)).toThrow(/slot size/);
     expect(() => addon.sendMany(fd, slab, table, 65537, 0, 1)).toThrow(/slot size/);
     expect(() => addon.sendMany(fd, slab, table, 4096, 0, 1)).toThrow(/too small/);
-    expect(() => addon.sendMany(fd, table, slab, 1024, 0, 1)).toThrow(/Uint8Array/);
-    expect(() => addon.sendMany(fd, slab, new Uint32Array(24), 1024, 0, 1)).toThrow(/Int32Array/);
+    expect(() => addon.sendMany(fd, table as never, slab as never, 1024, 0, 1)).toThrow(/Uint8Array/);
+    expect(() => addon.sendMany(fd, slab, new Uint32Array(24) as never, 1024, 0, 1)).toThrow(/Int32Array/);
     expect(() => addon.sendMany(fd, slab, new Int32Array(RECORD_INTS - 1), 1024, 0, 1)).toThrow(/too small/);
     expect(addon.sendMany(fd, slab, table, 1024, 1, 1)).toBe(0);
     addon.close(fd);
@@ -120,7 +100,7 @@ describe('udp addon: bad input', () => {
         () => {},
       ),
     ).toThrow(/EBADF/);
-    expect(() => addon.close(fd)).toThrow(/EBADF/);
+    expect(() => addon.close(fd)).toThrow(/Bad file descriptor/);
     expect(() =>
       addon.startReceiving(
         -1,

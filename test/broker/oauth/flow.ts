@@ -19,11 +19,16 @@ export interface User {
 }
 
 let users = 0;
+/** scrypt is slow on purpose: every test user shares one hash of PASSWORD. */
+let passwordHash: Promise<string> | undefined;
 
 export async function paidUser(broker: TestBroker, plan: Tier = 'pro'): Promise<User> {
   const account = await createAccount(broker.ctx, { plan });
   const email = `user${++users}-${account.id.slice(-6).toLowerCase()}@example.com`;
-  await broker.redis.hset(keys.account(account.id), { email, password_hash: await hashPassword(PASSWORD) });
+  await broker.redis.hset(keys.account(account.id), {
+    email,
+    password_hash: await (passwordHash ??= hashPassword(PASSWORD)),
+  });
   await broker.redis.set(keys.email(email), account.id);
   const { token } = await issueKey(broker.ctx, account.id, {
     name: 'test',

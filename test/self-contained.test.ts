@@ -80,6 +80,15 @@ describe('citations of docs/', () => {
     ),
   );
 
+  test('outside docs/, a document is cited by its path (docs/API.md), never by a bare name', () => {
+    const bare = trackedTextFiles()
+      .filter(({ file }) => !file.startsWith('docs/') && !file.endsWith('.json'))
+      .flatMap(({ file, text }) =>
+        [...text.matchAll(/(?<![\w/'])(?:API|ARCHITECTURE|WIREGUARD)\.md/g)].map((m) => `${file}: ${m[0]}`),
+      );
+    expect(bare).toEqual([]);
+  });
+
   test('every cited document exists', () => {
     expect(citations.length).toBeGreaterThan(20);
     for (const { file, doc: name } of citations)

@@ -10,7 +10,7 @@ const CHECKSUM_LENGTH = 6;
 
 export const API_TOKEN_PREFIX = 'tb_';
 export const NODE_TOKEN_PREFIX = 'tbn_';
-/** OAuth refresh tokens (API.md "OAuth 2.0"); access tokens are ordinary tb_ tokens. */
+/** OAuth refresh tokens (docs/API.md "OAuth 2.0"); access tokens are ordinary tb_ tokens. */
 export const REFRESH_TOKEN_PREFIX = 'tbr_';
 export const CLIENT_SECRET_PREFIX = 'tbcs_';
 export const AUTHORIZATION_CODE_PREFIX = 'tbac_';

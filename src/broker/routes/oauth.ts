@@ -1,4 +1,4 @@
-// OAuth 2.0 (API.md "OAuth 2.0"): client registration and the user's authorized apps are ordinary
+// OAuth 2.0 (docs/API.md "OAuth 2.0"): client registration and the user's authorized apps are ordinary
 // JSON bearer routes; the token and revocation endpoints take form posts and answer errors in RFC 6749
 // §5.2's shape; the RFC 8414 metadata describes it all from TB_PUBLIC_URL. The authorization page is
 // in routes/web.ts.

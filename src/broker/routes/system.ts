@@ -44,7 +44,7 @@ export function systemRoutes(ctx: BrokerContext, router: Router): void {
     handler: () => ({ body: (document ??= generateDocument(ctx.openapi)) }),
   });
 
-  // Public on purpose (documented in API.md): aggregate counters by route template, no ids or
+  // Public on purpose (documented in docs/API.md): aggregate counters by route template, no ids or
   // tokens. METRICS_PORT moves it to its own listener (main.ts) instead.
   if (ctx.config.metrics.port !== undefined) return;
   router.get('/metrics', async (_req, res) => {

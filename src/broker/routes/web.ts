@@ -1,4 +1,4 @@
-// The HTML pages (API.md "Pages"): sign-in, sign-out, the OAuth consent page and the account page.
+// The HTML pages (docs/API.md "Pages"): sign-in, sign-out, the OAuth consent page and the account page.
 // Server-rendered, no script, a strict Content-Security-Policy, and every form post checked twice:
 // the browser must say it came from this site (Origin / Sec-Fetch-Site), and the form must carry the
 // CSRF token of the sign-in (or, for the sign-in form, of the pre-sign-in cookie).

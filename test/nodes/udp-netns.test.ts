@@ -2,12 +2,10 @@
 // addresses per family, a peer that targets the second one gets its replies from that address, as from
 // the kernel's WireGuard and wireguard-go. Dgram mode shows what happens without it: the kernel picks
 // the first address. Runs dist/nodes/udp.js inside the namespace (scripts/test builds first).
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
+import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, PAIR_ADDRESSES, type Pair } from './netns.js';
 
-const UDP_MODULE = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/nodes/udp.js');
+const UDP_MODULE = builtProgram('nodes/udp.js');
 const harness = netnsHarness();
 const PORT = 7100;
 const SECOND = { v4: '192.168.241.3', v6: 'fd00:241::3' } as const;

@@ -61,7 +61,7 @@ test('2. lists the plan, the API keys masked, and the authorized apps; no script
   expect(page.text).toContain('tb_***…');
   expect(page.text).not.toContain(user.apiKey);
   expect(page.text).toContain('Acme &lt;Dash&gt;');
-  expect(page.text).toMatch(/<svg class="chart"/);
+  expect(page.text).toMatch(/<svg\s+class="chart"/);
   expect(page.text).not.toMatch(/<script|\sstyle=|\son[a-z]+=/i);
   expect(page.headers['content-security-policy']).toContain("default-src 'none'");
   expect(page.headers['cache-control']).toBe('no-store');

@@ -174,6 +174,8 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       res.set(mapped.headers);
       return showLogin(req, res, mapped.status, { email, error });
     }
+    // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
+    await endWebSession(ctx, cookies(req)[SESSION_COOKIE]);
     const { cookie: value } = await startWebSession(ctx, account.id);
     res.append('Set-Cookie', cookie(SESSION_COOKIE, value, WEB_SESSION_SECONDS));
     res.redirect(303, safeNext(req.body.next));

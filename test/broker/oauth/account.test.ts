@@ -144,3 +144,23 @@ test('6. the sign-in form needs its CSRF cookie; next never leaves the broker', 
     expect([next, res.status, res.headers.location]).toEqual([next, 303, '/account']);
   }
 });
+
+test('7. signing in again replaces the session cookie; the one the browser arrived with ends', async () => {
+  const user = await paidUser(broker);
+  const jar = await signIn(broker, user);
+  const before = jar.tb_session!;
+  const form = await api().get('/login').set('Cookie', cookieHeader(jar));
+  // Already signed in: the form is skipped.
+  expect([form.status, form.headers.location]).toEqual([303, '/account']);
+  const login = await api().get('/login');
+  const again = await api()
+    .post('/login')
+    .set('Cookie', `${cookieHeader(cookieJar(login))}; tb_session=${before}`)
+    .type('form')
+    .send({ email: user.email, password: 'correct horse battery staple', csrf: csrfOf(login.text) });
+  expect(again.status).toBe(303);
+  const after = cookieJar(again).tb_session!;
+  expect(after).not.toBe(before);
+  expect((await api().get('/account').set('Cookie', `tb_session=${before}`)).status).toBe(303);
+  expect((await api().get('/account').set('Cookie', `tb_session=${after}`)).status).toBe(200);
+});

@@ -144,3 +144,29 @@ describe('every script installs what it needs', () => {
     }
   });
 });
+
+describe("the README's layout table", () => {
+  const rows = () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('\n## Layout\n'),
+      readme.indexOf('\n## ', readme.indexOf('\n## Layout\n') + 1),
+    );
+    return [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!);
+  };
+  const folders = () => {
+    const files = execFileSync('git', ['ls-files'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\n');
+    // Top-level folders, and src/'s programs, each get a row; dot-folders (.ci) are tooling.
+    const folder = (f: string) => (f.startsWith('src/') ? /^src\/[^/]+\//.exec(f) : /^[^./][^/]*\//.exec(f));
+    return [...new Set(files.flatMap((f) => folder(f)?.[0] ?? []))];
+  };
+
+  test('names every top-level folder and every program under src/', () => {
+    expect(folders().length).toBeGreaterThan(5);
+    expect(rows().sort()).toEqual(expect.arrayContaining(folders().sort()));
+  });
+
+  test('names only paths that exist', () => {
+    for (const path of rows()) expect([path, existsSync(join(REPO_ROOT, path))]).toEqual([path, true]);
+  });
+});

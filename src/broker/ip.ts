@@ -1,80 +1,10 @@
-// IP address parsing and canonical text form, for attribution lookups and egress records.
-// Untrusted input: never throws, answers null for anything that is not exactly an address.
-// IPv4 is strict dotted-quad (no leading zeros, which some parsers read as octal); IPv6 follows
-// RFC 4291 text forms and prints in RFC 5952 form; an IPv4-mapped IPv6 address is its IPv4 address.
+// Client and egress IP addresses as the broker keys them: attribution lookups, egress records and
+// rate-limit identities. Untrusted input: never throws, answers null for anything that is not exactly
+// an address. Parsing and RFC 5952 printing are crypto/ipaddr.ts's (strict dotted quads, no leading
+// zeros, which some parsers read as octal); here an IPv4-mapped IPv6 address is its IPv4 address.
+import { formatIpAddress, formatPrefix, maskPrefix, parseIpAddress } from '../../crypto/ipaddr.js';
 
 export type IpVersion = 4 | 6;
-
-const V4_PART = /^(0|[1-9][0-9]{0,2})$/;
-const V6_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-function parseV4(text: string): number[] | null {
-  const parts = text.split('.');
-  if (parts.length !== 4) return null;
-  const bytes: number[] = [];
-  for (const part of parts) {
-    if (!V4_PART.test(part)) return null;
-    const value = Number(part);
-    if (value > 255) return null;
-    bytes.push(value);
-  }
-  return bytes;
-}
-
-/** Eight 16-bit groups, or null. */
-function parseV6(text: string): number[] | null {
-  if (text.length > 45) return null;
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const groupsOf = (half: string, allowV4Tail: boolean): number[] | null => {
-    if (half === '') return [];
-    const parts = half.split(':');
-    const out: number[] = [];
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      if (allowV4Tail && i === parts.length - 1 && part.includes('.')) {
-        const v4 = parseV4(part);
-        if (!v4) return null;
-        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
-      } else if (V6_GROUP.test(part)) {
-        out.push(parseInt(part, 16));
-      } else {
-        return null;
-      }
-    }
-    return out;
-  };
-  if (halves.length === 1) {
-    const groups = groupsOf(text, true);
-    return groups && groups.length === 8 ? groups : null;
-  }
-  const head = groupsOf(halves[0]!, false);
-  const tail = groupsOf(halves[1]!, true);
-  if (!head || !tail || head.length + tail.length > 7) return null;
-  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-}
-
-function formatV6(groups: number[]): string {
-  // RFC 5952 §4.2: the longest run (first if tied) of two or more zero groups becomes "::".
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
-}
 
 export interface ParsedIp {
   version: IpVersion;
@@ -82,17 +12,23 @@ export interface ParsedIp {
   text: string;
 }
 
+const isV4Mapped = (bytes: Uint8Array) =>
+  bytes.length === 16 &&
+  bytes.subarray(0, 10).every((b) => b === 0) &&
+  bytes[10] === 0xff &&
+  bytes[11] === 0xff;
+
+/** The address as 4 or 16 bytes, an IPv4-mapped one as its 4; null for anything else. */
+function addressBytes(input: string): Uint8Array | null {
+  if (typeof input !== 'string') return null;
+  const parsed = parseIpAddress(input);
+  if (!parsed.ok) return null;
+  return isV4Mapped(parsed.value) ? parsed.value.slice(12) : parsed.value;
+}
+
 export function parseIp(input: string): ParsedIp | null {
-  if (typeof input !== 'string' || input.length === 0 || input.length > 45) return null;
-  const v4 = parseV4(input);
-  if (v4) return { version: 4, text: v4.join('.') };
-  const v6 = parseV6(input);
-  if (!v6) return null;
-  const mapped = v6.slice(0, 5).every((g) => g === 0) && v6[5] === 0xffff;
-  if (mapped) {
-    return { version: 4, text: [v6[6]! >> 8, v6[6]! & 0xff, v6[7]! >> 8, v6[7]! & 0xff].join('.') };
-  }
-  return { version: 6, text: formatV6(v6) };
+  const bytes = addressBytes(input);
+  return bytes && { version: bytes.length === 4 ? 4 : 6, text: formatIpAddress(bytes) };
 }
 
 export const canonicalIp = (input: string): string | null => parseIp(input)?.text ?? null;
@@ -103,8 +39,7 @@ export const canonicalIp = (input: string): string | null => parseIp(input)?.tex
  * Anything unparsable is its own identity.
  */
 export function sourceOf(address: string): string {
-  const bare = address.split('%')[0]!; // a zone id (fe80::1%eth0) names no other host
-  const v6 = parseIp(bare)?.version === 6 ? parseV6(bare) : null;
-  if (!v6) return canonicalIp(bare) ?? address;
-  return `${formatV6([...v6.slice(0, 4), 0, 0, 0, 0])}/64`;
+  const bytes = addressBytes(address.split('%')[0]!); // a zone id (fe80::1%eth0) names no other host
+  if (!bytes) return address;
+  return bytes.length === 4 ? formatIpAddress(bytes) : formatPrefix(maskPrefix({ address: bytes, cidr: 64 }));
 }

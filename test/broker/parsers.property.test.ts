@@ -1,6 +1,6 @@
 // Property tests for the broker's parsers of untrusted text: IP addresses and tokens.
 import fc from 'fast-check';
-import { canonicalIp, parseIp } from '../../src/broker/ip.js';
+import { canonicalIp, parseIp, sourceOf } from '../../src/broker/ip.js';
 import { API_TOKEN_PREFIX, checksum, isWellFormedToken, mintToken } from '../../src/broker/tokens.js';
 
 /** WHATWG URL's host serializer is an independent RFC 5952-style reference for IPv6. */
@@ -56,6 +56,22 @@ describe('parseIp', () => {
     ['::1.2.3', null],
   ])('%#: %s → %s', (input, expected) => {
     expect(canonicalIp(input)).toBe(expected);
+  });
+});
+
+describe('sourceOf', () => {
+  test.each([
+    // 1-2: IPv4 (also when IPv4-mapped) is its own source
+    ['203.0.113.7', '203.0.113.7'],
+    ['::ffff:203.0.113.7', '203.0.113.7'],
+    // 3-5: IPv6 is its /64, whatever the zone id and spelling
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:DB8:0001:0002::9%eth0', '2001:db8:1:2::/64'],
+    ['::1', '::/64'],
+    // 6: anything else is its own identity
+    ['unknown', 'unknown'],
+  ])('%#: %s → %s', (address, source) => {
+    expect(sourceOf(address)).toBe(source);
   });
 });
 

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 import { KEY_LENGTH } from '../crypto/constants.js';
 import { parseIpAddress } from '../crypto/ipaddr.js';
+import { NODE_INTERFACE_ADDRESSES, POOL_PREFIXES } from '../src/lib/addresses.js';
 import { keyFromBase64 } from '../src/lib/wgkey.js';
 import { Agent } from './agent.js';
 import { BrokerClient } from './broker-client.js';
@@ -37,14 +38,6 @@ import {
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
 import { secureRandomBytes } from './device.js';
-
-/**
- * The node's own addresses in the broker's address plan (src/broker/README.md "Addresses"): index 1 of
- * its pool, with the pool's prefix, so the kernel routes every client address (index 2 and up) into the
- * interface. test/nodes/agent.test.ts checks these against the broker's tunnelAddresses().
- */
-export const NODE_INTERFACE_ADDRESSES = ['10.64.0.1/10', 'fd64::1/64'] as const;
-export const POOL_PREFIXES = { v4: '10.64.0.0/10', v6: 'fd64::/64' } as const;
 
 export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';

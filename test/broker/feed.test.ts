@@ -2,7 +2,7 @@
 // stream, incremental changes otherwise, long poll woken by a new session, and a restarted node
 // rebuilding its exact peer set from the feed alone.
 import request from 'supertest';
-import { peerAllowedIps } from '../../src/broker/services/nodes.js';
+import { peerAllowedIps } from '../../src/lib/addresses.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { waitForReady } from '../../src/broker/store/redis.js';
 import { keyPair, startPlane, type Plane, type TestNode } from './sessions-fixture.js';

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { canonicalIp } from '../../src/broker/ip.js';
-import { MAX_ADDRESS_INDEX, tunnelAddresses } from '../../src/broker/services/nodes.js';
+import { MAX_ADDRESS_INDEX, tunnelAddresses } from '../../src/lib/addresses.js';
 import { checkPlane, keyPair, startPlane, type Plane, type TestNode } from './sessions-fixture.js';
 import type { Principal } from './authz.js';
 

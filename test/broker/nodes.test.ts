@@ -2,7 +2,8 @@
 // egress attribution, health by region with an injected clock, byte counters into usage.
 import request from 'supertest';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
-import { HEARTBEAT_MS, nodeIdFor, tunnelAddresses } from '../../src/broker/services/nodes.js';
+import { HEARTBEAT_MS, nodeIdFor } from '../../src/broker/services/nodes.js';
+import { tunnelAddresses } from '../../src/lib/addresses.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { checkPlane, GiB, keyPair, startPlane, type Plane } from './sessions-fixture.js';
 

@@ -14,15 +14,15 @@ import request from 'supertest';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { Agent, applyFeedPage, backoffDelay, type PeerTable } from '../../nodes/agent.js';
 import { BrokerClient, type FeedPage } from '../../nodes/broker-client.js';
-import {
-  checkRunArguments,
-  loadOrCreateKey,
-  NODE_INTERFACE_ADDRESSES,
-  POOL_PREFIXES,
-} from '../../nodes/run.js';
+import { checkRunArguments, loadOrCreateKey } from '../../nodes/run.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
-import { NODE_ADDRESS_INDEX, tunnelAddresses } from '../../src/broker/services/nodes.js';
+import {
+  NODE_ADDRESS_INDEX,
+  NODE_INTERFACE_ADDRESSES,
+  POOL_PREFIXES,
+  tunnelAddresses,
+} from '../../src/lib/addresses.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { keyPair, startPlane, type Plane } from '../broker/sessions-fixture.js';
 import type { Principal } from '../broker/authz.js';

@@ -8,13 +8,8 @@ import { notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
-import {
-  HEARTBEAT_MS,
-  MAX_ADDRESS_INDEX,
-  ownNode,
-  recordHeartbeat,
-  registerNode,
-} from '../services/nodes.js';
+import { HEARTBEAT_MS, ownNode, recordHeartbeat, registerNode } from '../services/nodes.js';
+import { MAX_ADDRESS_INDEX } from '../../lib/addresses.js';
 import { isCanonicalEndpoint } from '../../lib/endpoint.js';
 import { WireGuardKey } from './sessions.js';
 

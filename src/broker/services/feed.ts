@@ -6,12 +6,12 @@
 // Waiting uses XREAD BLOCK, which occupies its connection, so waits run on a small pool of dedicated
 // connections (never the shared client); when the pool is exhausted a poll answers "no changes" after
 // a short pause instead of queueing.
+import { peerAllowedIps } from '../../lib/addresses.js';
 import type { BrokerContext } from '../context.js';
 import { unavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { waitForReady, type Redis } from '../store/redis.js';
 import { runFeedRead, type StreamEntry } from './lua.js';
-import { peerAllowedIps } from './nodes.js';
 
 /** Longest wait of one long poll (under common 30 s proxy timeouts). */
 export const MAX_WAIT_MS = 25_000;

@@ -5,6 +5,7 @@
 // /v1/regions and GET /v1/admin/nodes read; `{region:<id>}:node:<id>` plus the region's `nodes`
 // ZSET (scored by last heartbeat) are what the session-creation script reads, in the region's slot.
 import { createHash } from 'node:crypto';
+import { NODE_ADDRESS_INDEX } from '../../lib/addresses.js';
 import type { BrokerContext } from '../context.js';
 import { invalidRequest, notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
@@ -20,30 +21,6 @@ export const HEARTBEAT_MS = 10_000;
 
 /** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (docs/API.md: 3 missed intervals). */
 export const healthySince = (nowMs: number) => nowMs - HEALTHY_INTERVALS * HEARTBEAT_MS;
-
-// ── tunnel addresses ────────────────────────────────────────────────────────────────────────────
-// Every node numbers its peers from its own pool: index i is 10.64.0.0 + i (inside 10.64.0.0/10) and
-// fd64::i (inside fd64::/64). The node's interface holds index 1; clients get 2 and up. Pools are per
-// node because each node NATs its own peers: the same inner address on two nodes never meets.
-const V4_BASE = (10 << 24) | (64 << 16);
-export const NODE_ADDRESS_INDEX = 1;
-/** The last index below the /10's top address. */
-export const MAX_ADDRESS_INDEX = 2 ** 22 - 2;
-
-export function tunnelAddresses(index: number): { v4: string; v6: string } {
-  const n = V4_BASE + index;
-  const v4 = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-  const hi = Math.floor(index / 65536);
-  const v6 =
-    hi > 0 ? `fd64::${hi.toString(16)}:${(index % 65536).toString(16)}` : `fd64::${index.toString(16)}`;
-  return { v4, v6 };
-}
-
-/** What a node must route to a peer: its two host addresses. */
-export const peerAllowedIps = (index: number) => {
-  const { v4, v6 } = tunnelAddresses(index);
-  return [`${v4}/32`, `${v6}/128`];
-};
 
 // ── registration and heartbeats ─────────────────────────────────────────────────────────────────
 

@@ -19,10 +19,11 @@ import { conflict, invalidRequest, noCapacity, notFound, quotaExhausted, tierReq
 import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { newId } from '../tokens.js';
+import { MAX_ADDRESS_INDEX, tunnelAddresses } from '../../lib/addresses.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
 import { formatWgQuick } from '../../lib/wgquick.js';
 import { runCloseSession, runCreateSession, runReserveSlot, type CloseOutcome } from './lua.js';
-import { HEARTBEAT_MS, healthySince, lastHeartbeats, MAX_ADDRESS_INDEX, tunnelAddresses } from './nodes.js';
+import { HEARTBEAT_MS, healthySince, lastHeartbeats } from './nodes.js';
 import { getRegion } from './regions.js';
 import { periodOf } from './usage.js';
 

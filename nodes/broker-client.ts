@@ -2,6 +2,14 @@
 // Every answer is a typed outcome, never a throw: the agent decides what each means (retry, register
 // again, exit). Broker bodies are untrusted input and are validated before anything uses them.
 import { z } from 'zod';
+import {
+  FeedPage,
+  HeartbeatAnswer,
+  RegisterAnswer,
+  type FeedPeer,
+  type NodeHeartbeat,
+  type NodeRegistration,
+} from '../src/lib/api.js';
 
 /** Why a call did not succeed, in the terms the agent acts on. */
 export type BrokerFailure =
@@ -36,27 +44,9 @@ export interface HeartbeatReport {
   peers: readonly PeerReport[];
 }
 
-const RegisterAnswer = z.object({
-  node_id: z.string().min(1).max(128),
-  heartbeat_ms: z.number().int().min(1),
-});
-const HeartbeatAnswer = z.object({ heartbeat_ms: z.number().int().min(1) });
-const FeedPeer = z.object({
-  public_key: z.string(),
-  preshared_key: z.string().optional(),
-  allowed_ips: z.array(z.string()),
-});
-const FeedPage = z.object({
-  cursor: z.string().max(64),
-  full: z.boolean(),
-  peers: z.array(FeedPeer),
-  removed: z.array(z.string()),
-});
 const ErrorBody = z.object({ message: z.string() }).partial();
 
-export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
-export type FeedPeer = z.infer<typeof FeedPeer>;
-export type FeedPage = z.infer<typeof FeedPage>;
+export type { FeedPage, FeedPeer, RegisterAnswer };
 
 // A request that hangs (a half-open connection, a stuck proxy) must fail so the agent can retry.
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -84,38 +74,34 @@ export class BrokerClient {
   }
 
   register(registration: Registration, signal?: AbortSignal): Promise<BrokerResult<RegisterAnswer>> {
-    return this.call('POST', '/v1/nodes/register', RegisterAnswer, REQUEST_TIMEOUT_MS, signal, {
+    const body: NodeRegistration = {
       region: registration.region,
       endpoint: registration.endpoint,
       public_key: registration.publicKey,
-      egress_ips: registration.egressIps,
+      egress_ips: [...registration.egressIps],
       capacity: registration.capacity,
       version: registration.version,
-    });
+    };
+    return this.call('POST', '/v1/nodes/register', RegisterAnswer, REQUEST_TIMEOUT_MS, signal, body);
   }
 
   heartbeat(
     nodeId: string,
     report: HeartbeatReport,
     signal?: AbortSignal,
-  ): Promise<BrokerResult<z.infer<typeof HeartbeatAnswer>>> {
-    return this.call(
-      'POST',
-      `/v1/nodes/${encodeURIComponent(nodeId)}/heartbeat`,
-      HeartbeatAnswer,
-      REQUEST_TIMEOUT_MS,
-      signal,
-      {
-        load: report.load,
-        draining: report.draining,
-        peers: report.peers.map((p) => ({
-          public_key: p.publicKey,
-          rx_bytes: p.rxBytes,
-          tx_bytes: p.txBytes,
-          last_handshake_at: p.lastHandshakeUnixMs > 0 ? new Date(p.lastHandshakeUnixMs).toISOString() : null,
-        })),
-      },
-    );
+  ): Promise<BrokerResult<HeartbeatAnswer>> {
+    const body: NodeHeartbeat = {
+      load: report.load,
+      draining: report.draining,
+      peers: report.peers.map((p) => ({
+        public_key: p.publicKey,
+        rx_bytes: p.rxBytes,
+        tx_bytes: p.txBytes,
+        last_handshake_at: p.lastHandshakeUnixMs > 0 ? new Date(p.lastHandshakeUnixMs).toISOString() : null,
+      })),
+    };
+    const path = `/v1/nodes/${encodeURIComponent(nodeId)}/heartbeat`;
+    return this.call('POST', path, HeartbeatAnswer, REQUEST_TIMEOUT_MS, signal, body);
   }
 
   /** One long poll: answers at once when there are changes (or no cursor), else after up to `waitSeconds`. */

@@ -9,68 +9,9 @@ import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
 import { HEARTBEAT_MS, ownNode, recordHeartbeat, registerNode } from '../services/nodes.js';
-import { MAX_ADDRESS_INDEX } from '../../lib/addresses.js';
-import { isCanonicalEndpoint } from '../../lib/endpoint.js';
-import { WireGuardKey } from './sessions.js';
+import { FeedPage, HeartbeatAnswer, NodeHeartbeat, NodeRegistration, RegisterAnswer } from '../../lib/api.js';
 
 const NodeId = z.object({ id: z.string().regex(/^node_[0-9A-Za-z]{1,64}$/, 'a node id') });
-const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-const RegisterBody = z
-  .object({
-    region: z.string().min(1).max(64),
-    endpoint: z
-      .string()
-      .min(3)
-      .max(300)
-      // The endpoint ends up in every client config: refuse now what could not be written then.
-      .refine(isCanonicalEndpoint, "'host:port' or '[IPv6]:port', as wg(8) writes it")
-      .openapi({ example: '203.0.113.7:51820' }),
-    public_key: WireGuardKey,
-    egress_ips: z.array(z.string().max(64)).max(64).default([]),
-    capacity: z
-      .number()
-      .int()
-      .min(1)
-      .max(MAX_ADDRESS_INDEX - 1),
-    version: z.string().max(64).default(''),
-  })
-  .openapi('NodeRegistration');
-
-const HeartbeatBody = z
-  .object({
-    load: z.number().min(0).max(1),
-    draining: z.boolean().default(false),
-    peers: z
-      .array(
-        z.object({
-          public_key: WireGuardKey,
-          rx_bytes: Count,
-          tx_bytes: Count,
-          last_handshake_at: z.iso.datetime({ offset: true }).nullable().optional(),
-        }),
-      )
-      .default([]),
-  })
-  .openapi('NodeHeartbeat');
-
-const FeedPeer = z.object({
-  public_key: z.string(),
-  preshared_key: z.string().optional(),
-  allowed_ips: z.array(z.string()),
-});
-
-const FeedPage = z
-  .object({
-    cursor: z.string(),
-    full: z
-      .boolean()
-      .openapi({ description: 'true: peers is the whole set; false: apply removed, then upsert peers' }),
-    peers: z.array(FeedPeer),
-    removed: z.array(z.string()),
-  })
-  .openapi('PeerFeed');
-
 export function nodeRoutes(ctx: BrokerContext, router: Router): void {
   defineRoute(ctx, router, {
     method: 'post',
@@ -79,11 +20,11 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     tags: ['nodes'],
     access: 'open',
     before: [nodeAuth(ctx)],
-    body: RegisterBody,
+    body: NodeRegistration,
     responses: {
       200: {
         description: 'the node id (stable per token and public key)',
-        schema: z.object({ node_id: z.string(), heartbeat_ms: z.number().int() }),
+        schema: RegisterAnswer,
       },
     },
     errors: ['unauthorized'],
@@ -108,8 +49,8 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     access: 'open',
     before: [nodeAuth(ctx)],
     params: NodeId,
-    body: HeartbeatBody,
-    responses: { 200: { description: 'recorded', schema: z.object({ heartbeat_ms: z.number().int() }) } },
+    body: NodeHeartbeat,
+    responses: { 200: { description: 'recorded', schema: HeartbeatAnswer } },
     errors: ['unauthorized', 'not_found'],
     handler: async ({ params, body }, req) => {
       const node = await ownNode(ctx, nodeTokenOf(req), params.id);

@@ -13,14 +13,9 @@ import {
   MAX_TTL_SECONDS,
   MIN_TTL_SECONDS,
 } from '../services/sessions.js';
-import { isBase64Key } from '../../lib/wgkey.js';
+import { WireGuardKey } from '../../lib/api.js';
 
 const STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
-
-export const WireGuardKey = z
-  .string()
-  .refine(isBase64Key, 'a base64 WireGuard key (32 bytes)')
-  .openapi({ example: 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=' });
 
 const CreateSessionBody = z
   .object({

@@ -7,6 +7,7 @@
 // connections (never the shared client); when the pool is exhausted a poll answers "no changes" after
 // a short pause instead of queueing.
 import { peerAllowedIps } from '../../lib/addresses.js';
+import type { FeedPage, FeedPeer } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { unavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
@@ -23,20 +24,6 @@ export const MAX_WAITERS = 64;
 const CONNECT_TIMEOUT_MS = 5000;
 /** Pause before answering "no changes" when every blocking connection is busy. */
 const BUSY_PAUSE_MS = 1000;
-
-export interface FeedPeer {
-  public_key: string;
-  preshared_key?: string;
-  allowed_ips: string[];
-}
-
-export interface FeedPage {
-  cursor: string;
-  /** True: `peers` is the whole set (replace everything); false: apply `removed`, then upsert `peers`. */
-  full: boolean;
-  peers: FeedPeer[];
-  removed: string[];
-}
 
 const peerOf = (publicKey: string, index: number, psk: string | undefined): FeedPeer => ({
   public_key: publicKey,

@@ -1,0 +1,87 @@
+// The bodies of the HTTP contract (docs/API.md) that more than one side reads, as zod schemas: the
+// broker validates requests and documents its answers with them (routes/ → OpenAPI), the node's broker
+// client (nodes/broker-client.ts) and the CLI's typed client (api-client.ts) take their types from them,
+// and the node validates the broker's answers with them. Plain zod: `.meta({ id })` names a schema in
+// the OpenAPI document without this module loading the document generator.
+import { z } from 'zod';
+import { MAX_ADDRESS_INDEX } from './addresses.js';
+import { isCanonicalEndpoint } from './endpoint.js';
+import { isBase64Key } from './wgkey.js';
+
+export const WireGuardKey = z
+  .string()
+  .refine(isBase64Key, 'a base64 WireGuard key (32 bytes)')
+  .meta({ example: 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=' });
+
+// ── exit nodes (docs/API.md "Exit nodes") ───────────────────────────────────────────────────────
+
+const Count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const NodeRegistration = z
+  .object({
+    region: z.string().min(1).max(64),
+    endpoint: z
+      .string()
+      .min(3)
+      .max(300)
+      // The endpoint ends up in every client config: refuse now what could not be written then.
+      .refine(isCanonicalEndpoint, "'host:port' or '[IPv6]:port', as wg(8) writes it")
+      .meta({ example: '203.0.113.7:51820' }),
+    public_key: WireGuardKey,
+    egress_ips: z.array(z.string().max(64)).max(64).default([]),
+    capacity: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_ADDRESS_INDEX - 1),
+    version: z.string().max(64).default(''),
+  })
+  .meta({ id: 'NodeRegistration' });
+
+export const RegisterAnswer = z.object({
+  node_id: z.string().min(1).max(128),
+  heartbeat_ms: z.number().int().min(1),
+});
+
+export const NodeHeartbeat = z
+  .object({
+    load: z.number().min(0).max(1),
+    draining: z.boolean().default(false),
+    peers: z
+      .array(
+        z.object({
+          public_key: WireGuardKey,
+          rx_bytes: Count,
+          tx_bytes: Count,
+          last_handshake_at: z.iso.datetime({ offset: true }).nullable().optional(),
+        }),
+      )
+      .default([]),
+  })
+  .meta({ id: 'NodeHeartbeat' });
+
+export const HeartbeatAnswer = z.object({ heartbeat_ms: z.number().int().min(1) });
+
+export const FeedPeer = z.object({
+  public_key: z.string(),
+  preshared_key: z.string().optional(),
+  allowed_ips: z.array(z.string()),
+});
+
+export const FeedPage = z
+  .object({
+    cursor: z.string().max(64),
+    full: z
+      .boolean()
+      .meta({ description: 'true: peers is the whole set; false: apply removed, then upsert peers' }),
+    peers: z.array(FeedPeer),
+    removed: z.array(z.string()),
+  })
+  .meta({ id: 'PeerFeed' });
+
+export type NodeRegistration = z.input<typeof NodeRegistration>;
+export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
+export type NodeHeartbeat = z.input<typeof NodeHeartbeat>;
+export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
+export type FeedPeer = z.infer<typeof FeedPeer>;
+export type FeedPage = z.infer<typeof FeedPage>;

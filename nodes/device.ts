@@ -19,7 +19,7 @@ import type { UapiDevice, UapiDeviceStatus } from './uapi-protocol.js';
 /** Where inner packets come from and go to: a TUN interface, or a userspace stack later. */
 export interface PacketIo {
   onPackets(listener: (packets: Uint8Array[]) => void): void;
-  /** Returns how many packets were accepted. */
+  /** Returns how many packets were accepted. The packets are valid during the call only. */
   writeMany(packets: readonly Uint8Array[]): number;
   close(): void;
 }
@@ -49,6 +49,7 @@ export class Device implements UapiDevice {
   private privateKey: Uint8Array | undefined;
   private udp: UdpTransport | undefined;
   private handshakesThisTurn = 0;
+  private readonly deliveries: Uint8Array[] = [];
   private closed = false;
 
   private constructor(options: DeviceOptions) {
@@ -106,7 +107,6 @@ export class Device implements UapiDevice {
   }
 
   private perform(actions: TunnelAction[]): void {
-    let deliveries: Uint8Array[] | undefined;
     for (const action of actions) {
       switch (action.kind) {
         case 'send':
@@ -115,15 +115,22 @@ export class Device implements UapiDevice {
           break;
         case 'deliver':
           this.metrics?.innerPacket('rx', action.packet);
-          (deliveries ??= []).push(action.packet);
+          if (this.deliveries.push(action.packet) === 1) queueMicrotask(this.writeDeliveries);
           break;
         case 'drop':
           this.metrics?.drop(action.reason);
           break;
       }
     }
-    if (deliveries && !this.closed) this.packets.writeMany(deliveries);
   }
+
+  // Packets for the interface are written once per event-loop turn, when the batch that produced them is
+  // done: one native call per UDP batch. They may be views into the UDP batch's buffer, which is reused
+  // only after this turn's microtasks ran.
+  private readonly writeDeliveries = (): void => {
+    if (!this.closed) this.packets.writeMany(this.deliveries);
+    this.deliveries.length = 0;
+  };
 
   // --- configuration (UAPI and startup) --------------------------------------------------------------
 

@@ -78,8 +78,8 @@ export class Keypair {
     return this.isInitiator && now - this.createdAt > REKEY_ON_RECEIVE_AFTER_MS;
   }
 
-  /** Seals a packet (empty: keepalive) under the next send counter; the caller checked canSend. */
-  seal(packet: Uint8Array, mtu: number): Uint8Array {
+  /** Seals a packet (empty: keepalive) under the next send counter, into `out` if given; the caller checked canSend. */
+  seal(packet: Uint8Array, mtu: number, out?: Uint8Array): Uint8Array {
     const counter = this.sendCounter++;
     return sealTransport(
       this.send,
@@ -88,6 +88,7 @@ export class Keypair {
       counter >>> 0,
       packet,
       mtu,
+      out,
     );
   }
 

@@ -222,6 +222,7 @@ export function paddedLength(length: number, mtu: number): number {
 /**
  * A complete transport message: header, the packet zero-padded (paddedLength), sealed in place with the
  * keypair's send cipher under the given counter (32-bit halves). An empty packet makes a keepalive.
+ * `out`: write it into this buffer (at least TRANSPORT_CONTENT_OFFSET + padded length + 16 bytes).
  */
 export function sealTransport(
   cipher: TransportAEAD,
@@ -230,19 +231,30 @@ export function sealTransport(
   counterLow: number,
   packet: Uint8Array,
   mtu: number,
+  out?: Uint8Array,
 ): Uint8Array {
   const plainLength = paddedLength(packet.length, mtu);
-  const { bytes, data } = messageBuffer(
-    MESSAGE_TRANSPORT,
-    TRANSPORT_CONTENT_OFFSET + plainLength + AEAD_TAG_LENGTH,
-  );
-  data.setUint32(TRANSPORT_RECEIVER_OFFSET, receiverIndex, true);
-  data.setUint32(TRANSPORT_COUNTER_OFFSET, counterLow, true);
-  data.setUint32(TRANSPORT_COUNTER_OFFSET + 4, counterHigh, true);
+  const size = TRANSPORT_CONTENT_OFFSET + plainLength + AEAD_TAG_LENGTH;
+  if (out !== undefined && out.length < size) throw new RangeError(`transport message needs ${size} bytes`);
+  // Into `out` (a reused buffer: every byte written, padding zeroed) or a fresh buffer.
+  const bytes = out === undefined ? new Uint8Array(size) : out.subarray(0, size);
+  writeU32(bytes, 0, MESSAGE_TRANSPORT);
+  writeU32(bytes, TRANSPORT_RECEIVER_OFFSET, receiverIndex);
+  writeU32(bytes, TRANSPORT_COUNTER_OFFSET, counterLow);
+  writeU32(bytes, TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
   const content = bytes.subarray(TRANSPORT_CONTENT_OFFSET);
   content.set(packet);
+  if (out !== undefined) content.fill(0, packet.length, plainLength);
   cipher.seal(counterHigh, counterLow, content.subarray(0, plainLength), content);
   return bytes;
+}
+
+/** Little-endian u32 without a DataView (none per packet on the hot path). */
+function writeU32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff;
+  bytes[offset + 1] = (value >>> 8) & 0xff;
+  bytes[offset + 2] = (value >>> 16) & 0xff;
+  bytes[offset + 3] = value >>> 24;
 }
 
 /**

@@ -81,7 +81,16 @@ export interface TunnelOptions {
    * allocation per packet): for an I/O shell that owns each datagram's buffer and is done with it.
    */
   decryptInPlace?: boolean;
+  /**
+   * Transport messages in send actions are sealed into buffers the engine reuses: each is valid until the
+   * engine is next called (for an I/O shell that copies or sends every datagram at once).
+   */
+  reuseSendBuffers?: boolean;
 }
+
+// A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
+const SEND_BUFFER_OVERHEAD = 64;
+const SEND_BUFFER_MIN = 2048;
 
 export interface PeerSettings {
   presharedKey?: Uint8Array | null; // null clears
@@ -130,6 +139,8 @@ export class Tunnel {
   private readonly wallClockMs: () => number;
   private readonly mtu: number;
   private readonly decryptInPlace: boolean;
+  private readonly sendBuffers: Uint8Array[] | undefined;
+  private sendBuffersUsed = 0;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
   private readonly allowedIps = new AllowedIps<Peer>();
@@ -147,6 +158,7 @@ export class Tunnel {
     };
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.decryptInPlace = options.decryptInPlace ?? false;
+    this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
     this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
@@ -182,6 +194,7 @@ export class Tunnel {
    * as wireguard-go does. A peer with a low-order public key is kept but can never complete a handshake.
    */
   upsertPeer(publicKey: Uint8Array, settings: PeerSettings, now: number): TunnelAction[] {
+    this.sendBuffersUsed = 0;
     if (publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
     const prefixes = settings.allowedIps?.map(parseAllowedIp);
     const keepalive = settings.persistentKeepaliveSeconds;
@@ -255,6 +268,7 @@ export class Tunnel {
 
   /** A packet from the TUN side: routed by its destination address to a peer, then sealed or staged. */
   encapsulate(packet: Uint8Array, now: number): TunnelAction[] {
+    this.sendBuffersUsed = 0;
     let peer: Peer | undefined;
     const version = packet.length > 0 ? ipVersion(packet) : 0;
     if (version === 4 && packet.length >= IPV4_HEADER_LENGTH) {
@@ -283,6 +297,7 @@ export class Tunnel {
 
   /** A datagram from UDP. Every rejection is a typed drop; only a cookie reply under load answers one. */
   decapsulate(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
+    this.sendBuffersUsed = 0;
     const message = parseMessage(datagram);
     if (message === undefined) return [DROP.malformed];
     switch (message.type) {
@@ -298,6 +313,7 @@ export class Tunnel {
 
   /** Fires the due timers of the peers that have any, without visiting the others. */
   tick(now: number): TunnelAction[] {
+    this.sendBuffersUsed = 0;
     const actions: TunnelAction[] = [];
     for (const peer of this.timerQueue.takeDue(now)) {
       for (const expiry of peer.timers.due(now)) {
@@ -598,9 +614,23 @@ export class Tunnel {
     now: number,
     actions: TunnelAction[],
   ): void {
-    const datagram = keypair.seal(packet, this.mtu);
+    const datagram = keypair.seal(packet, this.mtu, this.sendBuffer(packet.length));
     this.send(peer, datagram, now, actions);
     if (packet.length !== 0) peer.timers.dataSent(now);
+  }
+
+  /** With reuseSendBuffers, the next free reused buffer for a packet of `length` (grown as needed). */
+  private sendBuffer(length: number): Uint8Array | undefined {
+    const pool = this.sendBuffers;
+    if (pool === undefined) return undefined;
+    const size = length + SEND_BUFFER_OVERHEAD;
+    let buffer = pool[this.sendBuffersUsed];
+    if (buffer === undefined || buffer.length < size) {
+      buffer = new Uint8Array(Math.max(size, SEND_BUFFER_MIN));
+      pool[this.sendBuffersUsed] = buffer;
+    }
+    this.sendBuffersUsed++;
+    return buffer;
   }
 
   /** After sending: too many messages, or (initiator only) a 120 s old keypair, starts a new handshake. */

@@ -67,6 +67,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       wallClockMs: Date.now,
       mtu,
       decryptInPlace: true, // the device hands over each datagram and is done with it
+      // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
+      reuseSendBuffers: options.batchedUdp,
     });
     const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
     const { host } = options.listen;

@@ -70,6 +70,8 @@ export interface PairOptions {
   seed?: number;
   /** Both tunnels decrypt transport messages in place (TunnelOptions.decryptInPlace). */
   decryptInPlace?: boolean;
+  /** A seals transport messages into reused buffers (TunnelOptions.reuseSendBuffers). */
+  aReusesSendBuffers?: boolean;
 }
 
 export class TunnelPair {
@@ -97,7 +99,11 @@ export class TunnelPair {
     };
     this.keys = { a: keyOf(0x11), b: keyOf(0x22) };
     const common = { randomBytes: random, wallClockMs, decryptInPlace: options.decryptInPlace ?? false };
-    this.a = new Tunnel({ privateKey: this.keys.a.privateKey, ...common });
+    this.a = new Tunnel({
+      privateKey: this.keys.a.privateKey,
+      reuseSendBuffers: options.aReusesSendBuffers ?? false,
+      ...common,
+    });
     this.b = new Tunnel({ privateKey: this.keys.b.privateKey, ...common });
     const psk = options.presharedKey;
     this.a.upsertPeer(

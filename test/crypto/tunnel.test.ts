@@ -134,6 +134,24 @@ describe('Tunnel: handshake and data between two engines', () => {
     ]);
   });
 
+  test('9c. reuseSendBuffers: a long then a short packet from one reused buffer both arrive intact', () => {
+    const pair = new TunnelPair({ aReusesSendBuffers: true });
+    pair.connect('a');
+    const long = pair.packet('a', 1400, 0x11);
+    const short = pair.packet('a', 60, 0x22);
+    const datagrams = [long, short].map((packet) => {
+      const [data] = pair.a.encapsulate(packet, 0);
+      if (data?.kind !== 'send') throw new Error('expected a transport message');
+      return data.datagram.slice(); // valid until a is next called: copied at once, as the node does
+    });
+    expect(datagrams.map((d) => d.length)).toEqual([16 + 1408 + 16, 16 + 64 + 16]); // padded to 16
+    const delivered = datagrams.map((datagram) => pair.b.decapsulate(datagram, pair.endpoints.a, 0));
+    expect(delivered).toEqual([
+      [{ kind: 'deliver', packet: long, peer: expect.any(String) }],
+      [{ kind: 'deliver', packet: short, peer: expect.any(String) }],
+    ]);
+  });
+
   test('10. typed drops for garbage, unknown indices and bad mac1, never an answer', () => {
     const pair = new TunnelPair();
     const from = pair.endpoints.a;

@@ -2,59 +2,23 @@
 // when the key pair was made here; the real key is put in on this machine only. A broker that sends
 // no config text gets one built from the structured fields. Either way the result must parse.
 import type { CreatedSession } from '../lib/api-client.js';
-import type { Endpoint } from '../lib/endpoint.js';
+import { sessionWgQuick, type ConfigText } from '../lib/session-config.js';
 import { keyFromBase64 } from '../lib/wgkey.js';
-import { formatWgQuick, parseWgQuick } from '../lib/wgquick.js';
+import { parseWgQuick } from '../lib/wgquick.js';
 
 const PRIVATE_KEY_LINE = /^[ \t]*PrivateKey[ \t]*=.*$/im;
 const DNS_LINE = /^[ \t]*DNS[ \t]*=.*(\r?\n|$)/gim;
 const INTERFACE_HEADER = /^[ \t]*\[Interface\][ \t]*$/im;
-
-export type WgConfigResult = { ok: true; text: string } | { ok: false; message: string };
-
-function splitEndpoint(endpoint: string): Endpoint | undefined {
-  const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(endpoint);
-  if (!match || Number(match[2]) > 65535) return undefined;
-  return { host: match[1] ?? '', port: Number(match[2]) };
-}
 
 export interface ConfigOptions {
   /** Keep the broker's DNS servers (wg-quick then needs resolvconf); false leaves DNS to the host. */
   dns: boolean;
 }
 
-function fromFields(session: CreatedSession, privateKey: Uint8Array, { dns }: ConfigOptions): WgConfigResult {
-  const publicKey = keyFromBase64(session.peer.public_key);
-  const presharedKey = session.peer.preshared_key ? keyFromBase64(session.peer.preshared_key) : undefined;
-  const endpoint = splitEndpoint(session.peer.endpoint);
-  if (!publicKey || !endpoint || (session.peer.preshared_key && !presharedKey)) {
-    return { ok: false, message: 'the session has no config text and its peer fields are malformed' };
-  }
-  try {
-    const text = formatWgQuick({
-      interface: {
-        privateKey,
-        addresses: session.interface.addresses,
-        dns: dns ? session.interface.dns : [],
-        preUp: [],
-        postUp: [],
-        preDown: [],
-        postDown: [],
-      },
-      peers: [
-        {
-          publicKey,
-          ...(presharedKey ? { presharedKey } : {}),
-          allowedIps: session.peer.allowed_ips,
-          endpoint,
-          persistentKeepalive: session.peer.persistent_keepalive,
-        },
-      ],
-    });
-    return { ok: true, text };
-  } catch {
-    return { ok: false, message: 'the session has no config text and its fields are not canonical' };
-  }
+function fromFields(session: CreatedSession, privateKey: Uint8Array, { dns }: ConfigOptions): ConfigText {
+  const fields = dns ? session : { ...session, interface: { ...session.interface, dns: [] } };
+  const made = sessionWgQuick(fields, privateKey);
+  return made.ok ? made : { ok: false, message: `the session has no config text and ${made.message}` };
 }
 
 /** The complete wg-quick text for a session whose private key is `privateKeyB64`. */
@@ -62,7 +26,7 @@ export function sessionConfig(
   session: CreatedSession,
   privateKeyB64: string,
   options: ConfigOptions = { dns: true },
-): WgConfigResult {
+): ConfigText {
   const privateKey = keyFromBase64(privateKeyB64);
   if (!privateKey) return { ok: false, message: 'the private key is not a WireGuard key' };
   const broker = typeof session.config === 'string' ? session.config : '';

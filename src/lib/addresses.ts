@@ -32,7 +32,7 @@ export function tunnelAddresses(index: number): { v4: string; v6: string } {
   return { v4: nth(V4_POOL, index), v6: nth(V6_POOL, index) };
 }
 
-/** What a node must route to a peer: its two host addresses. */
+/** A peer's two host addresses: its interface's Address, and what its node routes to it. */
 export const peerAllowedIps = (index: number) => {
   const { v4, v6 } = tunnelAddresses(index);
   return [`${v4}/32`, `${v6}/128`];

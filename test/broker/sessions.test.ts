@@ -5,11 +5,8 @@ import { keyToBase64 } from '../../src/lib/wgkey.js';
 import nacl from 'tweetnacl';
 import { keys } from '../../src/broker/store/keys.js';
 import { HEARTBEAT_MS } from '../../src/broker/services/nodes.js';
-import {
-  PRIVATE_KEY_PLACEHOLDER,
-  MAX_TTL_SECONDS,
-  ACTIVE_HANDSHAKE_MS,
-} from '../../src/broker/services/sessions.js';
+import { MAX_TTL_SECONDS, ACTIVE_HANDSHAKE_MS } from '../../src/broker/services/sessions.js';
+import { PRIVATE_KEY_PLACEHOLDER } from '../../src/lib/session-config.js';
 import { sessionConfig } from '../../src/cli/wgconfig.js';
 import { authorizationMatrix, type EndpointRow } from './authz.js';
 import { checkPlane, GiB, keyPair, startPlane, type Plane, type TestNode } from './sessions-fixture.js';

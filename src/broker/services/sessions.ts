@@ -19,9 +19,9 @@ import { conflict, invalidRequest, noCapacity, notFound, quotaExhausted, tierReq
 import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { newId } from '../tokens.js';
-import { MAX_ADDRESS_INDEX, tunnelAddresses } from '../../lib/addresses.js';
+import { MAX_ADDRESS_INDEX, peerAllowedIps } from '../../lib/addresses.js';
+import { sessionWgQuick } from '../../lib/session-config.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
-import { formatWgQuick } from '../../lib/wgquick.js';
 import { runCloseSession, runCreateSession, runReserveSlot, type CloseOutcome } from './lua.js';
 import { HEARTBEAT_MS, healthySince, lastHeartbeats } from './nodes.js';
 import { getRegion } from './regions.js';
@@ -46,8 +46,6 @@ export const FEED_MAX_LENGTH = 10_000;
 export const DEFAULT_DNS = ['1.1.1.1', '2606:4700:4700::1111'];
 export const PERSISTENT_KEEPALIVE = 25;
 export const FULL_TUNNEL = ['0.0.0.0/0', '::/0'];
-/** The PrivateKey line of a config whose key pair the client made. */
-export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
 
 export type SessionStatus = 'pending' | 'active' | 'idle' | 'expired' | 'closed' | 'node_lost';
 
@@ -113,48 +111,6 @@ function x25519KeyPair(): { privateKey: string; publicKey: string } {
     privateKey: raw(pair.privateKey.export({ format: 'jwk' }), 'd'),
     publicKey: raw(pair.publicKey.export({ format: 'jwk' }), 'x'),
   };
-}
-
-function splitEndpoint(endpoint: string): { host: string; port: number } {
-  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(endpoint);
-  return { host: match?.[1] ?? '', port: Number(match?.[2] ?? 0) };
-}
-
-/**
- * The client's wg-quick file. Throws RangeError (from formatWgQuick) for an endpoint that is not a
- * canonical host:port; registration calls it once with the node's endpoint so that cannot happen here.
- */
-export function clientConfig(fields: {
-  privateKey: string | null;
-  addresses: string[];
-  nodePublicKey: string;
-  presharedKey?: string;
-  endpoint: string;
-}): string {
-  const text = formatWgQuick({
-    interface: {
-      // A zero key stands in for a private key the broker never sees; its line is replaced below.
-      privateKey: fields.privateKey ? keyFromBase64(fields.privateKey)! : new Uint8Array(32),
-      addresses: fields.addresses,
-      dns: DEFAULT_DNS,
-      preUp: [],
-      postUp: [],
-      preDown: [],
-      postDown: [],
-    },
-    peers: [
-      {
-        publicKey: keyFromBase64(fields.nodePublicKey) ?? new Uint8Array(32),
-        ...(fields.presharedKey ? { presharedKey: keyFromBase64(fields.presharedKey)! } : {}),
-        allowedIps: FULL_TUNNEL,
-        endpoint: splitEndpoint(fields.endpoint),
-        persistentKeepalive: PERSISTENT_KEEPALIVE,
-      },
-    ],
-  });
-  return fields.privateKey
-    ? text
-    : text.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`);
 }
 
 /** The cheapest tier above `plan` that `allowed` contains (or the top tier). */
@@ -262,18 +218,8 @@ export async function createSession(
       .hincrby(keys.accountUsage(owner.id), 'sessions_created', 1),
   );
 
-  const { v4, v6 } = tunnelAddresses(addressIndex);
-  const addresses = [`${v4}/32`, `${v6}/128`];
-  return {
-    id: sessionId,
-    status: 'pending',
-    region: region.id,
-    node: { id: nodeId, endpoint, public_key: nodePublicKey },
-    interface: {
-      addresses,
-      dns: DEFAULT_DNS,
-      ...(pair ? { private_key: pair.privateKey } : {}),
-    },
+  const fields = {
+    interface: { addresses: peerAllowedIps(addressIndex), dns: DEFAULT_DNS },
     peer: {
       public_key: nodePublicKey,
       ...(presharedKey ? { preshared_key: presharedKey } : {}),
@@ -281,13 +227,18 @@ export async function createSession(
       allowed_ips: FULL_TUNNEL,
       persistent_keepalive: PERSISTENT_KEEPALIVE,
     },
-    config: clientConfig({
-      privateKey: pair ? pair.privateKey : null,
-      addresses,
-      nodePublicKey,
-      presharedKey,
-      endpoint,
-    }),
+  };
+  // Registration admits only endpoints a config can hold, and the rest is ours: a refusal is a bug.
+  const config = sessionWgQuick(fields, pair ? keyFromBase64(pair.privateKey)! : null);
+  if (!config.ok) throw new Error(`session config of node ${nodeId}: ${config.message}`);
+  return {
+    id: sessionId,
+    status: 'pending',
+    region: region.id,
+    node: { id: nodeId, endpoint, public_key: nodePublicKey },
+    interface: { ...fields.interface, ...(pair ? { private_key: pair.privateKey } : {}) },
+    peer: fields.peer,
+    config: config.text,
     created_at: isoTime(now),
     expires_at: isoTime(expiresAt),
   };

@@ -1,0 +1,64 @@
+// A session's wg-quick file (docs/API.md "Sessions"), from the structured fields of a created session.
+// The broker writes it into the session's `config`; the CLI writes it itself when a broker sent none.
+// Both go through formatWgQuick, so a value that would change the file's meaning is refused, not written.
+import { parseEndpoint } from './endpoint.js';
+import { keyFromBase64 } from './wgkey.js';
+import { formatWgQuick } from './wgquick.js';
+
+/** The PrivateKey line of a config whose key pair the client made: the broker never sees that key. */
+export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
+
+/** The parts of a created session (docs/API.md "Sessions") its config is made of. */
+export interface SessionFields {
+  interface: { addresses: string[]; dns: string[] };
+  peer: {
+    public_key: string;
+    preshared_key?: string;
+    endpoint: string;
+    allowed_ips: string[];
+    persistent_keepalive: number;
+  };
+}
+
+export type ConfigText = { ok: true; text: string } | { ok: false; message: string };
+
+/** The config text; with no private key, its PrivateKey line is PRIVATE_KEY_PLACEHOLDER. */
+export function sessionWgQuick(session: SessionFields, privateKey: Uint8Array | null): ConfigText {
+  const { peer } = session;
+  const publicKey = keyFromBase64(peer.public_key);
+  const presharedKey = peer.preshared_key ? keyFromBase64(peer.preshared_key) : undefined;
+  const endpoint = parseEndpoint(peer.endpoint);
+  if (!publicKey || !endpoint.ok || (peer.preshared_key && !presharedKey)) {
+    return { ok: false, message: 'its peer fields are malformed' };
+  }
+  let text: string;
+  try {
+    text = formatWgQuick({
+      interface: {
+        // A zero key stands in for a private key this side never sees; its line is replaced below.
+        privateKey: privateKey ?? new Uint8Array(32),
+        addresses: session.interface.addresses,
+        dns: session.interface.dns,
+        preUp: [],
+        postUp: [],
+        preDown: [],
+        postDown: [],
+      },
+      peers: [
+        {
+          publicKey,
+          ...(presharedKey ? { presharedKey } : {}),
+          allowedIps: peer.allowed_ips,
+          endpoint: endpoint.value,
+          persistentKeepalive: peer.persistent_keepalive,
+        },
+      ],
+    });
+  } catch {
+    return { ok: false, message: 'its fields are not canonical' };
+  }
+  return {
+    ok: true,
+    text: privateKey ? text : text.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`),
+  };
+}

@@ -5,6 +5,7 @@ import { TIERS } from '../config.js';
 import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
 import { forbidden, notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
+import { PageQuery, paginate } from '../pagination.js';
 import { z } from '../openapi.js';
 import { firstMissing, PERMISSIONS, SCOPES } from '../scopes.js';
 import {
@@ -195,10 +196,18 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     tags: ['keys'],
     access: 'bearer',
     scope: 'keys:manage',
-    responses: { 200: { description: 'keys', schema: z.object({ keys: z.array(KeyView) }) } },
-    handler: async (_input, req) => ({
-      body: { keys: (await listKeys(ctx, authOf(req).account.id)).map((k) => keyView(k)) },
-    }),
+    query: PageQuery,
+    responses: {
+      200: {
+        description: 'keys, oldest first, a page at a time',
+        schema: z.object({ keys: z.array(KeyView), next_cursor: z.string().nullable() }),
+      },
+    },
+    handler: async ({ query }, req) => {
+      const all = await listKeys(ctx, authOf(req).account.id);
+      const page = paginate(all, (k) => ({ at: k.createdAt, id: k.id }), 'asc', query);
+      return { body: { keys: page.items.map((k) => keyView(k)), next_cursor: page.nextCursor } };
+    },
   });
 
   defineRoute(ctx, router, {

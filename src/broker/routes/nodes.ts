@@ -10,6 +10,7 @@ import { z } from '../openapi.js';
 import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
 import { HEARTBEAT_MS, ownNode, recordHeartbeat, registerNode } from '../services/nodes.js';
 import { FeedPage, HeartbeatAnswer, NodeHeartbeat, NodeRegistration, RegisterAnswer } from '../../lib/api.js';
+import { closeOverQuota } from '../services/sessions.js';
 
 const NodeId = z.object({ id: z.string().regex(/^node_[0-9A-Za-z]{1,64}$/, 'a node id') });
 export function nodeRoutes(ctx: BrokerContext, router: Router): void {
@@ -54,7 +55,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     errors: ['unauthorized', 'not_found'],
     handler: async ({ params, body }, req) => {
       const node = await ownNode(ctx, nodeTokenOf(req), params.id);
-      const known = await recordHeartbeat(ctx, node, {
+      const totals = await recordHeartbeat(ctx, node, {
         load: body.load,
         draining: body.draining,
         peers: body.peers.map((p) => ({
@@ -64,7 +65,8 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
           lastHandshakeAt: p.last_handshake_at ? Date.parse(p.last_handshake_at) : 0,
         })),
       });
-      if (!known) throw notFound('Unknown node: register again.');
+      if (!totals) throw notFound('Unknown node: register again.');
+      await closeOverQuota(ctx, totals);
       return { body: { heartbeat_ms: HEARTBEAT_MS } };
     },
   });

@@ -12,10 +12,10 @@ import {
   listSessions,
   MAX_TTL_SECONDS,
   MIN_TTL_SECONDS,
+  SESSION_STATUSES,
 } from '../services/sessions.js';
 import { WireGuardKey } from '../../lib/api.js';
-
-const STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
+import { PageQuery, paginate } from '../pagination.js';
 
 const CreateSessionBody = z
   .object({
@@ -38,7 +38,7 @@ const NodeRef = z
 const SessionView = z
   .object({
     id: z.string().openapi({ example: 'ses_4Xb2…' }),
-    status: z.enum(STATUSES),
+    status: z.enum(SESSION_STATUSES),
     region: z.string(),
     node: NodeRef,
     created_at: z.string(),
@@ -46,6 +46,10 @@ const SessionView = z
     last_handshake_at: z.string().nullable(),
     rx_bytes: z.number().int(),
     tx_bytes: z.number().int(),
+    closed_reason: z
+      .enum(['deleted', 'quota_exhausted'])
+      .nullable()
+      .openapi({ description: 'why a closed session was closed; null otherwise' }),
   })
   .openapi('Session');
 
@@ -116,13 +120,23 @@ export function sessionRoutes(ctx: BrokerContext, router: Router): void {
     tags: ['sessions'],
     access: 'bearer',
     scope: 'tunnels:read',
+    query: PageQuery.extend({ status: z.enum(SESSION_STATUSES).optional() }),
     responses: {
       200: {
-        description: 'own sessions, newest first',
-        schema: z.object({ sessions: z.array(SessionView) }),
+        description: 'own sessions, newest first, a page at a time',
+        schema: z.object({ sessions: z.array(SessionView), next_cursor: z.string().nullable() }),
       },
     },
-    handler: async (_input, req) => ({ body: { sessions: await listSessions(ctx, authOf(req).account.id) } }),
+    handler: async ({ query }, req) => {
+      const all = await listSessions(ctx, authOf(req).account.id);
+      const page = paginate(
+        query.status ? all.filter((s) => s.status === query.status) : all,
+        (s) => ({ at: Date.parse(s.created_at), id: s.id }),
+        'desc',
+        query,
+      );
+      return { body: { sessions: page.items, next_cursor: page.nextCursor } };
+    },
   });
 
   defineRoute(ctx, router, {

@@ -119,7 +119,8 @@ export async function runCreateSession(
 /**
  * Close a session: free its address, drop its peer and tell the node. KEYS: session HASH.
  * ARGV: prefix, session id, owner account ('' = any), new state (closed|expired), retention
- * seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the reaper).
+ * seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the reaper),
+ * closed_reason ('' = none).
  * → {'closed', account} | {'gone', account} (already closed) | {'missing'} | {'not_due'}
  */
 export const CLOSE_SESSION = new LuaScript(
@@ -144,6 +145,7 @@ if current and cjson.decode(current).ses == sid then
     'op', 'del', 'public_key', s[3], 'idx', s[4], 'psk', '')
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'closed_at', ARGV[6])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'closed_reason', ARGV[9]) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('ZREM', prefix .. 'expiry', sid)
 return {'closed', s[1]}`,
@@ -164,6 +166,8 @@ export async function runCloseSession(
     feedMaxLength: number;
     /** Only when expires_at <= now (the reaper). */
     onlyIfDue: boolean;
+    /** Recorded as closed_reason; '' for none. */
+    reason: string;
   },
 ): Promise<{ outcome: CloseOutcome; account: string | undefined }> {
   const [outcome, account] = (await CLOSE_SESSION.run(
@@ -178,9 +182,55 @@ export async function runCloseSession(
       a.now,
       a.feedMaxLength,
       a.onlyIfDue ? '1' : '0',
+      a.reason,
     ],
   )) as [CloseOutcome, string | undefined];
   return { outcome, account };
+}
+
+/**
+ * An account's session left the live set: it joins the account's closed sessions, and the oldest
+ * beyond the cap leave the account's index (their records are deleted by the caller, in their region's
+ * slot). KEYS: account live ZSET, account closed ZSET, account sessions HASH. ARGV: session id, closed
+ * at (ms), cap. → flat list [session id, region, …] of the sessions dropped
+ */
+const RETIRE_SESSION = new LuaScript(
+  'retire-session',
+  `redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local dropped = {}
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if extra > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[2], extra)
+  for i = 1, #popped, 2 do
+    local region = redis.call('HGET', KEYS[3], popped[i])
+    redis.call('HDEL', KEYS[3], popped[i])
+    if region then
+      table.insert(dropped, popped[i])
+      table.insert(dropped, region)
+    end
+  end
+end
+return dropped`,
+);
+
+/** The sessions (and their regions) that fell off the account's closed list. */
+export async function runRetireSession(
+  redis: Redis,
+  a: { accountId: string; sessionId: string; now: number; maxClosed: number },
+): Promise<{ sessionId: string; region: string }[]> {
+  const flat = (await RETIRE_SESSION.run(
+    redis,
+    [
+      keys.accountLiveSessions(a.accountId),
+      keys.accountClosedSessions(a.accountId),
+      keys.accountSessions(a.accountId),
+    ],
+    [a.sessionId, a.now, a.maxClosed],
+  )) as string[];
+  const dropped = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) dropped.push({ sessionId: flat[i]!, region: flat[i + 1]! });
+  return dropped;
 }
 
 /**

@@ -14,7 +14,7 @@ import { recordEgressIps } from './egress.js';
 import type { NodeToken } from './enrollment.js';
 import { runHeartbeat } from './lua.js';
 import { getRegion, HEALTHY_INTERVALS } from './regions.js';
-import { addUsage, type UsageDelta } from './usage.js';
+import { addUsage, type PeriodTotal, type UsageDelta } from './usage.js';
 
 /** The heartbeat interval handed to nodes at registration. */
 export const HEARTBEAT_MS = 10_000;
@@ -145,13 +145,14 @@ export interface Heartbeat {
  * Records a heartbeat. Health and the sessions' counters change in one region-slot script; the
  * byte deltas it returns are then added to the accounts' periods (a second step: a broker that dies
  * in between loses that one report's usage, which errs in the user's favour and never double-counts).
- * Returns false for a node the store does not know (it must register again).
+ * Answers the new period totals of the accounts it counted bytes for, or null for a node the store
+ * does not know (it must register again).
  */
 export async function recordHeartbeat(
   ctx: BrokerContext,
   node: NodeRecord,
   beat: Heartbeat,
-): Promise<boolean> {
+): Promise<PeriodTotal[] | null> {
   const now = ctx.clock();
   const usage = await runHeartbeat(ctx.redis, {
     region: node.region,
@@ -161,7 +162,7 @@ export async function recordHeartbeat(
     draining: beat.draining,
     reports: beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]),
   });
-  if (!usage) return false;
+  if (!usage) return null;
   await ctx.redis.hset(keys.node(node.id), {
     load: beat.load,
     draining: beat.draining ? '1' : '0',
@@ -169,8 +170,7 @@ export async function recordHeartbeat(
   });
   await recordEgressIps(ctx, node.id, node.region, node.egressIps, now);
   const deltas = usage.map(([accountId, anchorMs, bytes]): UsageDelta => ({ accountId, anchorMs, bytes }));
-  await addUsage(ctx, deltas, now);
-  return true;
+  return addUsage(ctx, deltas, now);
 }
 
 /** Last heartbeat (ms) of each node of a region, by id; nodes never seen are absent. */

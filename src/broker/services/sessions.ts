@@ -22,10 +22,17 @@ import { newId } from '../tokens.js';
 import { MAX_ADDRESS_INDEX, peerAllowedIps } from '../../lib/addresses.js';
 import { sessionWgQuick } from '../../lib/session-config.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
-import { runCloseSession, runCreateSession, runReserveSlot, type CloseOutcome } from './lua.js';
+import { getAccount } from './accounts.js';
+import {
+  runCloseSession,
+  runCreateSession,
+  runReserveSlot,
+  runRetireSession,
+  type CloseOutcome,
+} from './lua.js';
 import { HEARTBEAT_MS, healthySince, lastHeartbeats } from './nodes.js';
 import { getRegion } from './regions.js';
-import { periodOf } from './usage.js';
+import { periodOf, type PeriodTotal } from './usage.js';
 
 const HOUR = 3600;
 export const DEFAULT_TTL_SECONDS = 24 * HOUR;
@@ -47,7 +54,12 @@ export const DEFAULT_DNS = ['1.1.1.1', '2606:4700:4700::1111'];
 export const PERSISTENT_KEEPALIVE = 25;
 export const FULL_TUNNEL = ['0.0.0.0/0', '::/0'];
 
-export type SessionStatus = 'pending' | 'active' | 'idle' | 'expired' | 'closed' | 'node_lost';
+export const SESSION_STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+/** Why a closed session was closed: its owner deleted it, or its account ran out of bytes. */
+export type ClosedReason = 'deleted' | 'quota_exhausted';
+/** Closed (and expired) sessions kept readable per account; older ones are deleted early. */
+export const MAX_CLOSED_SESSIONS = 100;
 
 export interface SessionNodeView {
   id: string;
@@ -65,6 +77,7 @@ export interface SessionView {
   last_handshake_at: string | null;
   rx_bytes: number;
   tx_bytes: number;
+  closed_reason: ClosedReason | null;
 }
 
 export interface CreatedSession {
@@ -257,6 +270,7 @@ interface SessionRecord {
   handshake: number;
   rx: number;
   tx: number;
+  closedReason: ClosedReason | null;
 }
 
 function recordFrom(h: Record<string, string>): SessionRecord | null {
@@ -272,6 +286,8 @@ function recordFrom(h: Record<string, string>): SessionRecord | null {
     handshake: Number(h.handshake ?? 0),
     rx: Number(h.rx ?? 0),
     tx: Number(h.tx ?? 0),
+    closedReason:
+      h.closed_reason === 'deleted' || h.closed_reason === 'quota_exhausted' ? h.closed_reason : null,
   };
 }
 
@@ -316,11 +332,15 @@ async function views(ctx: BrokerContext, records: SessionRecord[]): Promise<Sess
           last_handshake_at: r.handshake > 0 ? isoTime(r.handshake) : null,
           rx_bytes: r.rx,
           tx_bytes: r.tx,
+          closed_reason: r.state === 'closed' ? r.closedReason : null,
         });
       }
     }),
   );
-  return out.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+  // Newest first; ids break ties, so the order is total (pagination relies on it).
+  return out.sort((a, b) =>
+    a.created_at !== b.created_at ? (a.created_at < b.created_at ? 1 : -1) : a.id < b.id ? 1 : -1,
+  );
 }
 
 async function ownRecord(
@@ -344,6 +364,7 @@ export async function getSession(
   return (await views(ctx, [record]))[0]!;
 }
 
+/** Every session of the account still on record, newest first (the live ones + at most MAX_CLOSED_SESSIONS). */
 export async function listSessions(ctx: BrokerContext, accountId: string): Promise<SessionView[]> {
   const index = await ctx.redis.hgetall(keys.accountSessions(accountId));
   const ids = Object.keys(index);
@@ -374,7 +395,12 @@ export async function closeSession(
   ctx: BrokerContext,
   region: string,
   sessionId: string,
-  options: { owner?: string; state: 'closed' | 'expired'; onlyIfDue?: boolean },
+  options: {
+    owner?: string;
+    state: 'closed' | 'expired';
+    onlyIfDue?: boolean;
+    reason?: ClosedReason;
+  },
 ): Promise<CloseOutcome> {
   const now = ctx.clock();
   const { outcome, account } = await runCloseSession(ctx.redis, {
@@ -386,19 +412,63 @@ export async function closeSession(
     now,
     feedMaxLength: FEED_MAX_LENGTH,
     onlyIfDue: options.onlyIfDue ?? false,
+    reason: options.state === 'closed' ? (options.reason ?? '') : '',
   });
   // Idempotent second step: a retry (or another broker's reaper) removes nothing twice.
-  if ((outcome === 'closed' || outcome === 'gone') && account) {
-    await ctx.redis.zrem(keys.accountLiveSessions(account), sessionId);
-  }
+  if ((outcome === 'closed' || outcome === 'gone') && account) await retire(ctx, account, sessionId, now);
   return outcome;
+}
+
+/** The session leaves the account's live set for its closed ones; the oldest past the cap go for good. */
+async function retire(
+  ctx: BrokerContext,
+  accountId: string,
+  sessionId: string,
+  nowMs: number,
+): Promise<void> {
+  const dropped = await runRetireSession(ctx.redis, {
+    accountId,
+    sessionId,
+    now: nowMs,
+    maxClosed: MAX_CLOSED_SESSIONS,
+  });
+  await Promise.all(dropped.map((d) => ctx.redis.del(keys.session(d.region, d.sessionId))));
+}
+
+/**
+ * After a heartbeat: every account whose period bytes reached its tier's quota has its sessions
+ * closed (their peers leave the nodes through the feed); new ones get 429 quota_exhausted until the
+ * period resets.
+ */
+export async function closeOverQuota(ctx: BrokerContext, totals: PeriodTotal[]): Promise<void> {
+  await Promise.all(
+    totals.map(async ({ accountId, periodBytes }) => {
+      const account = await getAccount(ctx, accountId);
+      const limit = account ? ctx.config.tiers[account.plan].bytesPer30Days : null;
+      if (limit === null || periodBytes < limit) return;
+      const live = await ctx.redis.zrange(keys.accountLiveSessions(accountId), 0, -1);
+      if (live.length === 0) return;
+      const regions = await ctx.redis.hmget(keys.accountSessions(accountId), ...live);
+      await Promise.all(
+        live.map((id, i) =>
+          regions[i]
+            ? closeSession(ctx, regions[i]!, id, { state: 'closed', reason: 'quota_exhausted' })
+            : undefined,
+        ),
+      );
+    }),
+  );
 }
 
 /** DELETE /v1/sessions/{id}: the peer leaves its node and the address is freed. Idempotent for the owner. */
 export async function deleteSession(ctx: BrokerContext, accountId: string, sessionId: string): Promise<void> {
   const region = await ctx.redis.hget(keys.accountSessions(accountId), sessionId);
   if (!region) throw notFound('No such session.');
-  const outcome = await closeSession(ctx, region, sessionId, { owner: accountId, state: 'closed' });
+  const outcome = await closeSession(ctx, region, sessionId, {
+    owner: accountId,
+    state: 'closed',
+    reason: 'deleted',
+  });
   if (outcome === 'missing') throw notFound('No such session.');
 }
 

@@ -32,19 +32,32 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** The UTC day of `ms` as YYYY-MM-DD: the name of its daily counter. */
 export const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
-/** Adds byte deltas to each account's current period, today's counter and the lifetime counter. */
-export async function addUsage(ctx: BrokerContext, deltas: UsageDelta[], nowMs: number): Promise<void> {
+/** An account's bytes in its current period, after a heartbeat's deltas. */
+export interface PeriodTotal {
+  accountId: string;
+  periodBytes: number;
+}
+
+/**
+ * Adds byte deltas to each account's current period, today's counter and the lifetime counter;
+ * answers each account's new period total.
+ */
+export async function addUsage(
+  ctx: BrokerContext,
+  deltas: UsageDelta[],
+  nowMs: number,
+): Promise<PeriodTotal[]> {
   const byAccount = new Map<string, UsageDelta>();
   for (const d of deltas) {
     const seen = byAccount.get(d.accountId);
     byAccount.set(d.accountId, seen ? { ...seen, bytes: seen.bytes + d.bytes } : d);
   }
   // One MULTI per account: its keys share the account's slot.
-  await Promise.all(
-    [...byAccount.values()].map((d) => {
+  return Promise.all(
+    [...byAccount.values()].map(async (d) => {
       const periodKey = keys.accountPeriod(d.accountId, periodOf(d.anchorMs, nowMs).start);
       const dayKey = keys.accountDay(d.accountId, dayOf(nowMs));
-      return execAll(
+      const [periodBytes] = await execAll(
         ctx.redis
           .multi()
           .hincrby(periodKey, 'bytes', d.bytes)
@@ -53,6 +66,7 @@ export async function addUsage(ctx: BrokerContext, deltas: UsageDelta[], nowMs: 
           .expire(dayKey, TTL.usageDaySeconds)
           .hincrby(keys.accountUsage(d.accountId), 'bytes_transferred', d.bytes),
       );
+      return { accountId: d.accountId, periodBytes: Number(periodBytes) };
     }),
   );
 }

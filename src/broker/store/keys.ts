@@ -152,6 +152,8 @@ export const keys = {
   regionExpiry: (regionId: string) => `{region:${regionId}}:expiry`,
   /** ZSET session id → deadline (ms): the account's open sessions and pending reservations */
   accountLiveSessions: (accountId: string) => `{acct:${accountId}}:live`,
+  /** ZSET session id → closed_at (ms): the account's closed and expired sessions, at most MAX_CLOSED_SESSIONS */
+  accountClosedSessions: (accountId: string) => `{acct:${accountId}}:closed`,
   /** HASH session id → region: every session of the account whose record still exists */
   accountSessions: (accountId: string) => `{acct:${accountId}}:sessions`,
   /** HASH bytes, sessions_created: one 30-day usage period starting at `periodStartMs` */

@@ -157,12 +157,13 @@ describe('finding 5: lists come a page at a time', () => {
 
   test('GET /v1/auth/keys: pages of keys, oldest first', async () => {
     const user = await plane.principal('pro');
+    // One millisecond apart, so creation order is the listing order (equal times order by id).
     for (let i = 0; i < 4; i++) {
+      plane.advance(1);
       const made = await plane
         .as(user, 'post', '/v1/auth/keys')
         .send({ name: `k${i}`, permissions: ['tunnels:read'] });
       expect(made.status).toBe(201);
-      plane.advance(1);
     }
     const first = await plane.as(user, 'get', '/v1/auth/keys?limit=3');
     expect(first.body.keys.map((k: { name: string }) => k.name)).toEqual(['test', 'k0', 'k1']);

@@ -297,6 +297,7 @@ describe('GET /v1/sessions and /v1/sessions/{id}', () => {
       last_handshake_at: null,
       rx_bytes: 0,
       tx_bytes: 0,
+      closed_reason: null,
     });
   });
 

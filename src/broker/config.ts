@@ -2,8 +2,9 @@
 // value; nothing below this file reads process.env.
 import { z } from 'zod';
 
-export const TIERS = ['free', 'pro', 'business'] as const;
-export type Tier = (typeof TIERS)[number];
+import { TIERS, type Tier } from '../lib/api.js';
+
+export { TIERS, type Tier };
 
 const GiB = 1024 ** 3;
 

@@ -2,11 +2,13 @@
 // the caller decides what a 429 or 503 means for it. Every failure is one of two typed errors:
 // ApiError (the broker answered with an error) or NetworkError (it could not be reached at all).
 
-// ---- Response and request types, as in docs/API.md ----
+import type { CreatedSession, Session, Tier, Usage } from './api.js';
 
-export type Tier = 'free' | 'pro' | 'business';
+// ---- Response and request types, as in docs/API.md (the shared ones are lib/api.ts's schemas) ----
+
+export type { CreatedSession, Session, SessionStatus, Tier, Usage } from './api.js';
+
 export type RegionStatus = 'active' | 'degraded' | 'down';
-export type SessionStatus = 'pending' | 'active' | 'idle' | 'expired' | 'closed' | 'node_lost';
 
 export interface Region {
   id: string;
@@ -65,64 +67,11 @@ export interface CreateKeyRequest {
   expires_in?: number;
 }
 
-export interface SessionNode {
-  id: string;
-  endpoint: string;
-  public_key: string;
-}
-
-export interface SessionPeer {
-  public_key: string;
-  preshared_key?: string;
-  endpoint: string;
-  allowed_ips: string[];
-  persistent_keepalive: number;
-}
-
-export interface SessionInterface {
-  addresses: string[];
-  dns: string[];
-  private_key?: string;
-}
-
 export interface CreateSessionRequest {
   region: string;
   public_key?: string;
   ttl_seconds?: number;
   preshared_key?: boolean;
-}
-
-export interface CreatedSession {
-  id: string;
-  status: SessionStatus;
-  region: string;
-  node: SessionNode;
-  interface: SessionInterface;
-  peer: SessionPeer;
-  /** wg-quick file text; with a client public key its PrivateKey line is a placeholder. */
-  config: string;
-  created_at: string;
-  expires_at: string;
-}
-
-export interface Session {
-  id: string;
-  status: SessionStatus;
-  region: string;
-  node: SessionNode;
-  created_at: string;
-  expires_at: string;
-  last_handshake_at: string | null;
-  rx_bytes: number;
-  tx_bytes: number;
-}
-
-export interface Usage {
-  tier: Tier;
-  period: { start: string; end: string };
-  bytes: { used: number; limit: number | null };
-  sessions: { active: number; limit: number; created: number };
-  requests: { limit_per_minute: number };
 }
 
 /** The error codes of docs/API.md's table (plus `internal`); a broker may add more, hence `string`. */

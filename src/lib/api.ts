@@ -8,6 +8,10 @@ import { MAX_ADDRESS_INDEX } from './addresses.js';
 import { isCanonicalEndpoint } from './endpoint.js';
 import { isBase64Key } from './wgkey.js';
 
+/** The tiers of docs/API.md "Tiers", cheapest first. */
+export const TIERS = ['free', 'pro', 'business'] as const;
+export type Tier = (typeof TIERS)[number];
+
 export const WireGuardKey = z
   .string()
   .refine(isBase64Key, 'a base64 WireGuard key (32 bytes)')
@@ -79,6 +83,86 @@ export const FeedPage = z
   })
   .meta({ id: 'PeerFeed' });
 
+// ── sessions and usage (docs/API.md "Sessions", "Usage and billing") ────────────────────────────
+
+export const SESSION_STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+/** Why a closed session was closed: its owner deleted it, or its account ran out of bytes. */
+export const CLOSED_REASONS = ['deleted', 'quota_exhausted'] as const;
+export type ClosedReason = (typeof CLOSED_REASONS)[number];
+
+export const SessionNode = z
+  .object({ id: z.string(), endpoint: z.string(), public_key: z.string() })
+  .meta({ id: 'SessionNode' });
+
+export const Session = z
+  .object({
+    id: z.string().meta({ example: 'ses_4Xb2…' }),
+    status: z.enum(SESSION_STATUSES),
+    region: z.string(),
+    node: SessionNode,
+    created_at: z.string(),
+    expires_at: z.string(),
+    last_handshake_at: z.string().nullable(),
+    rx_bytes: z.number().int(),
+    tx_bytes: z.number().int(),
+    closed_reason: z
+      .enum(CLOSED_REASONS)
+      .nullable()
+      .meta({ description: 'why a closed session was closed; null otherwise' }),
+  })
+  .meta({ id: 'Session' });
+
+/** What a session's wg-quick config is made of (src/lib/session-config.ts). */
+export const SessionInterface = z.object({
+  addresses: z.array(z.string()),
+  dns: z.array(z.string()),
+  private_key: z
+    .string()
+    .optional()
+    .meta({ description: 'only when the broker made the key pair; shown once' }),
+});
+
+export const SessionPeer = z.object({
+  public_key: z.string(),
+  preshared_key: z.string().optional(),
+  endpoint: z.string(),
+  allowed_ips: z.array(z.string()),
+  persistent_keepalive: z.number().int(),
+});
+
+export const CreatedSession = z
+  .object({
+    id: z.string(),
+    status: z.literal('pending'),
+    region: z.string(),
+    node: SessionNode,
+    interface: SessionInterface,
+    peer: SessionPeer,
+    config: z
+      .string()
+      .meta({ description: 'wg-quick file; PrivateKey = <your private key> with a client key' }),
+    created_at: z.string(),
+    expires_at: z.string(),
+  })
+  .meta({ id: 'CreatedSession' });
+
+export const Usage = z
+  .object({
+    tier: z.enum(TIERS),
+    period: z.object({ start: z.string(), end: z.string() }),
+    bytes: z.object({ used: z.number().int(), limit: z.number().int().nullable() }),
+    sessions: z.object({ active: z.number().int(), limit: z.number().int(), created: z.number().int() }),
+    requests: z.object({ limit_per_minute: z.number().int() }),
+  })
+  .meta({ id: 'Usage' });
+
+export type SessionNode = z.infer<typeof SessionNode>;
+export type Session = z.infer<typeof Session>;
+export type SessionInterface = z.infer<typeof SessionInterface>;
+export type SessionPeer = z.infer<typeof SessionPeer>;
+export type CreatedSession = z.infer<typeof CreatedSession>;
+export type Usage = z.infer<typeof Usage>;
 export type NodeRegistration = z.input<typeof NodeRegistration>;
 export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
 export type NodeHeartbeat = z.input<typeof NodeHeartbeat>;

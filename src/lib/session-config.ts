@@ -1,6 +1,7 @@
 // A session's wg-quick file (docs/API.md "Sessions"), from the structured fields of a created session.
 // The broker writes it into the session's `config`; the CLI writes it itself when a broker sent none.
 // Both go through formatWgQuick, so a value that would change the file's meaning is refused, not written.
+import type { SessionInterface, SessionPeer } from './api.js';
 import { parseEndpoint } from './endpoint.js';
 import { keyFromBase64 } from './wgkey.js';
 import { formatWgQuick } from './wgquick.js';
@@ -10,14 +11,8 @@ export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
 
 /** The parts of a created session (docs/API.md "Sessions") its config is made of. */
 export interface SessionFields {
-  interface: { addresses: string[]; dns: string[] };
-  peer: {
-    public_key: string;
-    preshared_key?: string;
-    endpoint: string;
-    allowed_ips: string[];
-    persistent_keepalive: number;
-  };
+  interface: Pick<SessionInterface, 'addresses' | 'dns'>;
+  peer: SessionPeer;
 }
 
 export type ConfigText = { ok: true; text: string } | { ok: false; message: string };

@@ -12,9 +12,8 @@ import {
   listSessions,
   MAX_TTL_SECONDS,
   MIN_TTL_SECONDS,
-  SESSION_STATUSES,
 } from '../services/sessions.js';
-import { WireGuardKey } from '../../lib/api.js';
+import { CreatedSession, Session, SESSION_STATUSES, WireGuardKey } from '../../lib/api.js';
 import { PageQuery, paginate } from '../pagination.js';
 
 const CreateSessionBody = z
@@ -30,57 +29,6 @@ const CreateSessionBody = z
     preshared_key: z.boolean().optional(),
   })
   .openapi('CreateSession');
-
-const NodeRef = z
-  .object({ id: z.string(), endpoint: z.string(), public_key: z.string() })
-  .openapi('SessionNode');
-
-const SessionView = z
-  .object({
-    id: z.string().openapi({ example: 'ses_4Xb2…' }),
-    status: z.enum(SESSION_STATUSES),
-    region: z.string(),
-    node: NodeRef,
-    created_at: z.string(),
-    expires_at: z.string(),
-    last_handshake_at: z.string().nullable(),
-    rx_bytes: z.number().int(),
-    tx_bytes: z.number().int(),
-    closed_reason: z
-      .enum(['deleted', 'quota_exhausted'])
-      .nullable()
-      .openapi({ description: 'why a closed session was closed; null otherwise' }),
-  })
-  .openapi('Session');
-
-const CreatedSession = z
-  .object({
-    id: z.string(),
-    status: z.literal('pending'),
-    region: z.string(),
-    node: NodeRef,
-    interface: z.object({
-      addresses: z.array(z.string()),
-      dns: z.array(z.string()),
-      private_key: z
-        .string()
-        .optional()
-        .openapi({ description: 'only when the broker made the key pair; shown once' }),
-    }),
-    peer: z.object({
-      public_key: z.string(),
-      preshared_key: z.string().optional(),
-      endpoint: z.string(),
-      allowed_ips: z.array(z.string()),
-      persistent_keepalive: z.number().int(),
-    }),
-    config: z
-      .string()
-      .openapi({ description: 'wg-quick file; PrivateKey = <your private key> with a client key' }),
-    created_at: z.string(),
-    expires_at: z.string(),
-  })
-  .openapi('CreatedSession');
 
 const SessionId = z.object({ id: z.string().regex(/^ses_[0-9A-Za-z]{1,64}$/, 'a session id') });
 
@@ -124,7 +72,7 @@ export function sessionRoutes(ctx: BrokerContext, router: Router): void {
     responses: {
       200: {
         description: 'own sessions, newest first, a page at a time',
-        schema: z.object({ sessions: z.array(SessionView), next_cursor: z.string().nullable() }),
+        schema: z.object({ sessions: z.array(Session), next_cursor: z.string().nullable() }),
       },
     },
     handler: async ({ query }, req) => {
@@ -147,7 +95,7 @@ export function sessionRoutes(ctx: BrokerContext, router: Router): void {
     access: 'bearer',
     scope: 'tunnels:read',
     params: SessionId,
-    responses: { 200: { description: 'the session', schema: SessionView } },
+    responses: { 200: { description: 'the session', schema: Session } },
     errors: ['not_found'],
     handler: async ({ params }, req) => ({ body: await getSession(ctx, authOf(req).account.id, params.id) }),
   });

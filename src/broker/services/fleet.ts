@@ -1,11 +1,12 @@
 // The operator's view across regions, nodes and sessions: the state of every node and session by region
 // (the broker's fleet gauges in /metrics) and the removal of a region, which must first close the
 // sessions in it. Kept apart from regions.ts because it reads sessions, which read regions.
+import type { SessionStatus } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { conflict, notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { getRegion, nodeStates, type NodeState } from './regions.js';
-import { closeSession, openSessionIds, openSessionStatuses, type SessionStatus } from './sessions.js';
+import { closeSession, openSessionIds, openSessionStatuses } from './sessions.js';
 
 export const NODE_STATES: readonly NodeState[] = ['healthy', 'draining', 'lost'];
 /** The statuses an open session can have (closed and expired ones have left their region's index). */

@@ -20,6 +20,7 @@ import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { newId } from '../tokens.js';
 import { MAX_ADDRESS_INDEX, peerAllowedIps } from '../../lib/addresses.js';
+import type { ClosedReason, CreatedSession, Session, SessionStatus } from '../../lib/api.js';
 import { sessionWgQuick } from '../../lib/session-config.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
 import { getAccount } from './accounts.js';
@@ -54,49 +55,8 @@ export const DEFAULT_DNS = ['1.1.1.1', '2606:4700:4700::1111'];
 export const PERSISTENT_KEEPALIVE = 25;
 export const FULL_TUNNEL = ['0.0.0.0/0', '::/0'];
 
-export const SESSION_STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;
-export type SessionStatus = (typeof SESSION_STATUSES)[number];
-/** Why a closed session was closed: its owner deleted it, or its account ran out of bytes. */
-export type ClosedReason = 'deleted' | 'quota_exhausted';
 /** Closed (and expired) sessions kept readable per account; older ones are deleted early. */
 export const MAX_CLOSED_SESSIONS = 100;
-
-export interface SessionNodeView {
-  id: string;
-  endpoint: string;
-  public_key: string;
-}
-
-export interface SessionView {
-  id: string;
-  status: SessionStatus;
-  region: string;
-  node: SessionNodeView;
-  created_at: string;
-  expires_at: string;
-  last_handshake_at: string | null;
-  rx_bytes: number;
-  tx_bytes: number;
-  closed_reason: ClosedReason | null;
-}
-
-export interface CreatedSession {
-  id: string;
-  status: 'pending';
-  region: string;
-  node: SessionNodeView;
-  interface: { addresses: string[]; dns: string[]; private_key?: string };
-  peer: {
-    public_key: string;
-    preshared_key?: string;
-    endpoint: string;
-    allowed_ips: string[];
-    persistent_keepalive: number;
-  };
-  config: string;
-  created_at: string;
-  expires_at: string;
-}
 
 export interface CreateSessionInput {
   region: string;
@@ -304,11 +264,11 @@ export function sessionStatus(
   return nowMs - s.handshake <= ACTIVE_HANDSHAKE_MS ? 'active' : 'idle';
 }
 
-async function views(ctx: BrokerContext, records: SessionRecord[]): Promise<SessionView[]> {
+async function views(ctx: BrokerContext, records: SessionRecord[]): Promise<Session[]> {
   const now = ctx.clock();
   const byRegion = new Map<string, SessionRecord[]>();
   for (const r of records) byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
-  const out: SessionView[] = [];
+  const out: Session[] = [];
   await Promise.all(
     [...byRegion].map(async ([region, list]) => {
       const nodeIds = [...new Set(list.map((r) => r.node))];
@@ -354,18 +314,14 @@ async function ownRecord(
   return record && record.account === accountId ? record : null;
 }
 
-export async function getSession(
-  ctx: BrokerContext,
-  accountId: string,
-  sessionId: string,
-): Promise<SessionView> {
+export async function getSession(ctx: BrokerContext, accountId: string, sessionId: string): Promise<Session> {
   const record = await ownRecord(ctx, accountId, sessionId);
   if (!record) throw notFound('No such session.');
   return (await views(ctx, [record]))[0]!;
 }
 
 /** Every session of the account still on record, newest first (the live ones + at most MAX_CLOSED_SESSIONS). */
-export async function listSessions(ctx: BrokerContext, accountId: string): Promise<SessionView[]> {
+export async function listSessions(ctx: BrokerContext, accountId: string): Promise<Session[]> {
   const index = await ctx.redis.hgetall(keys.accountSessions(accountId));
   const ids = Object.keys(index);
   const hashes = await Promise.all(ids.map((id) => ctx.redis.hgetall(keys.session(index[id]!, id))));

@@ -2,6 +2,7 @@
 // the account's creation, so every account gets whole 30-day windows of its own. Byte counts come
 // from node heartbeats (services/nodes.ts); session counts from session creation.
 import type { Tier } from '../config.js';
+import type { Usage } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { isoTime } from '../context.js';
 import { keys, TTL } from '../store/keys.js';
@@ -71,19 +72,11 @@ export async function addUsage(
   );
 }
 
-export interface UsageView {
-  tier: Tier;
-  period: { start: string; end: string };
-  bytes: { used: number; limit: number | null };
-  sessions: { active: number; limit: number; created: number };
-  requests: { limit_per_minute: number };
-}
-
 /** GET /v1/usage: this period's bytes and sessions against the tier's limits. */
 export async function usageOf(
   ctx: BrokerContext,
   account: { id: string; plan: Tier; createdAt: number },
-): Promise<UsageView> {
+): Promise<Usage> {
   const now = ctx.clock();
   const period = periodOf(account.createdAt, now);
   const limits = ctx.config.tiers[account.plan];

@@ -120,11 +120,17 @@ export async function cli(
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
-/** Runs the compiled bin. */
-export async function cliBin(argv: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
+/** Runs the compiled bin (in cwd, when given). */
+export async function cliBin(
+  argv: string[],
+  env: Record<string, string>,
+  stdin = '',
+  cwd?: string,
+): Promise<CliResult> {
   const bin = cliProgram();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...argv], {
+      cwd,
       env: { ...env, PATH: process.env.PATH ?? '' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -1,13 +1,22 @@
 // connect, sessions, status, disconnect, usage against a real broker. Nodes are registered over HTTP
 // the way tunnelbyte-node does it (admin region → node token → register → heartbeat).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOperatorKey } from '../../src/broker/admin.js';
 import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
-import { cli, cliProgram, listen, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
+import {
+  cli,
+  cliBin,
+  cliProgram,
+  listen,
+  machine,
+  startCliBroker,
+  type CliBroker,
+  type Machine,
+} from './harness.js';
 import { decodeTextQr } from '../helpers/qr.js';
 
 let b: CliBroker;
@@ -207,6 +216,26 @@ describe('connect, sessions, status, disconnect, usage', () => {
     // A phone app scanning it gets exactly the file.
     expect(decodeTextQr(res.stdout)).toBe(readFileSync(out, 'utf8'));
     expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
+
+  test('3a. --out NAME.conf, relative: written and printed by its absolute path, which real wg-quick reads as the file (a bare NAME.conf it takes for /etc/wireguard/NAME.conf.conf)', async () => {
+    const m = await signedUp();
+    const dir = mkdtempSync(join(tmpdir(), 'tb-cwd-'));
+    const out = join(dir, 'tb0.conf');
+    const res = await cliBin(['connect', 'eu-west', '--out', 'tb0.conf'], m.env, '', dir);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain(
+      `Config written to ${out} (mode 0600).\nBring it up with: sudo wg-quick up ${out}\n`,
+    );
+    const strip = (file: string) =>
+      spawnSync('wg-quick', ['strip', file], { cwd: dir, env: { PATH: process.env.PATH ?? '' } });
+    const stripped = strip(out);
+    expect(stripped.status).toBe(0);
+    expect(stripped.stdout.toString()).toContain(`[Peer]\nPublicKey = ${node.publicKey}\n`);
+    expect(strip('tb0.conf').stderr.toString()).toContain('/etc/wireguard/tb0.conf.conf');
+    // disconnect runs from anywhere; the file placed with --out stays the user's.
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+    expect(existsSync(out)).toBe(true);
   });
 
   test('3b. --no-dns: the file has no DNS line (wg-quick then needs no resolvconf), the rest as before', async () => {

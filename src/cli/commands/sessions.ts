@@ -1,7 +1,7 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, rmSync } from 'node:fs';
-import { basename, delimiter, join } from 'node:path';
+import { basename, delimiter, join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { seconds } from '../args.js';
 import QRCode from 'qrcode';
@@ -138,7 +138,9 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     const closed = await closeUnfinished(ctx, token, session.id);
     throw new CliError(`the session's config is unusable (${config.message}); ${closed}`);
   }
-  const path = toStdout ? undefined : (options.out ?? ctx.store.sessionConfigPath(session.id));
+  // Absolute: wg-quick reads a bare `NAME.conf` as /etc/wireguard/NAME.conf.conf, and `disconnect` may
+  // run from another directory.
+  const path = toStdout ? undefined : resolve(options.out ?? ctx.store.sessionConfigPath(session.id));
   if (path === undefined) ctx.io.stdout.write(config.text);
   else writePrivateFile(path, config.text);
 

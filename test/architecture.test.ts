@@ -140,6 +140,13 @@ function redisUses(sources: Sources, from: (path: string) => boolean): string[] 
     .map(([f]) => f);
 }
 
+/** Lua scripts defined outside services/lua.ts, where each has its one typed wrapper. */
+function strayScripts(sources: Sources): string[] {
+  return [...sources]
+    .filter(([file, text]) => file !== 'src/broker/services/lua.ts' && /\bnew LuaScript\(/.test(text))
+    .map(([f]) => f);
+}
+
 const tree = readSources('crypto', 'nodes', 'src');
 
 describe('import direction', () => {
@@ -159,6 +166,10 @@ describe('import direction', () => {
 
   test('no route touches Redis: routes call services', () => {
     expect(redisUses(tree, under('src/broker/routes'))).toEqual([]);
+  });
+
+  test('every Lua script is defined in src/broker/services/lua.ts, beside its typed wrapper', () => {
+    expect(strayScripts(tree)).toEqual([]);
   });
 
   test('the broker admin commands load neither Express nor any route', () => {
@@ -260,5 +271,13 @@ describe('the rules catch a deliberate violation', () => {
       'src/broker/app.ts',
       'express',
     ]);
+  });
+
+  test('11. a Lua script written where it is run', () => {
+    const graph = example({
+      'src/broker/services/lua.ts': "const A = new LuaScript('a', 'return 1');",
+      'src/broker/services/x.ts': "const B = new LuaScript('b', 'return 2');",
+    });
+    expect(strayScripts(graph)).toEqual(['src/broker/services/x.ts']);
   });
 });

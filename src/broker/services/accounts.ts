@@ -4,7 +4,7 @@ import { TIERS, type Tier } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { keys } from '../store/keys.js';
 import { conflict } from '../errors.js';
-import { execAll, LuaScript } from '../store/redis.js';
+import { execAll } from '../store/redis.js';
 import {
   API_TOKEN_PREFIX,
   hashToken,
@@ -14,6 +14,7 @@ import {
   sameDigest,
   tokenHint,
 } from '../tokens.js';
+import { runAddKey } from './lua.js';
 
 export interface Account {
   id: string;
@@ -129,27 +130,6 @@ export function idleTtlSeconds(ctx: BrokerContext, account: Pick<Account, 'email
     : null;
 }
 
-// Writes a key record and adds it to the account's set unless the set is full; members whose record
-// has expired (anonymous keys) are dropped first, so only real keys count. With a TTL, the account's
-// own records expire together with it. KEYS: key HASH, account keys SET, account HASH, usage HASH.
-// ARGV: key id, max keys, ttl seconds (0 = none), key-record prefix, then the record's fields.
-const ADD_KEY = new LuaScript(
-  'add-api-key',
-  `if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('EXISTS', ARGV[4] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
-  end
-  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('SADD', KEYS[2], ARGV[1])
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
-end
-return 1`,
-);
-
 async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number | null): Promise<boolean> {
   const fields: Record<string, string | number> = {
     id: key.id,
@@ -164,23 +144,13 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
     status: 'valid',
     ...(key.client ? { client: key.client } : {}),
   };
-  const added = await ADD_KEY.run(
-    ctx.redis,
-    [
-      keys.apiKey(key.accountId, key.id),
-      keys.accountKeys(key.accountId),
-      keys.account(key.accountId),
-      keys.accountUsage(key.accountId),
-    ],
-    [
-      key.id,
-      ctx.config.limits.maxKeysPerAccount,
-      ttlSeconds ?? 0,
-      keys.apiKey(key.accountId, ''),
-      ...Object.entries(fields).flat(),
-    ],
-  );
-  return added === 1;
+  return runAddKey(ctx.redis, {
+    accountId: key.accountId,
+    keyId: key.id,
+    maxKeys: ctx.config.limits.maxKeysPerAccount,
+    ttlSeconds,
+    fields,
+  });
 }
 
 /**

@@ -13,7 +13,8 @@
 import type { BrokerContext } from '../context.js';
 import { rateLimited } from '../errors.js';
 import { keys, TTL } from '../store/keys.js';
-import { execAll, LuaScript } from '../store/redis.js';
+import { execAll } from '../store/redis.js';
+import { runTakeEmailSlot, runTakeSourceSlot } from './lua.js';
 
 export const BACKOFF = {
   freeFailuresPerEmail: 5,
@@ -28,55 +29,6 @@ export function backoffSeconds(failures: number, free: number): number {
   if (failures < free) return 0;
   return Math.min(2 ** (failures - free), BACKOFF.maxDelaySeconds);
 }
-
-const DELAY = `local function delay(count, free, capMs)
-  if count < free then return 0 end
-  return math.min(2 ^ (count - free) * 1000, capMs)
-end`;
-
-// KEYS: the email's counter, the (email, source) counter (one slot: the email's hash tag).
-// ARGV: now, free failures, max delay ms, ttl s, clean-source interval ms.
-// → 0 (slot taken: both counters count this attempt) or the ms to wait.
-const TAKE_EMAIL_SLOT = new LuaScript(
-  'login-email-slot',
-  `${DELAY}
-local now, free, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local e = redis.call('HMGET', KEYS[1], 'count', 'last_ms', 'clean_ms')
-local p = redis.call('HMGET', KEYS[2], 'count', 'last_ms')
-local ec, el, clean = tonumber(e[1]) or 0, tonumber(e[2]) or 0, tonumber(e[3]) or 0
-local pc, pl = tonumber(p[1]) or 0, tonumber(p[2]) or 0
-local ready, viaClean = 0, false
-if ec >= free then
-  if pc == 0 then
-    ready, viaClean = clean + tonumber(ARGV[5]), true
-  else
-    ready = math.max(el + delay(ec, free, cap), pl + delay(pc, free, cap))
-  end
-end
-if now < ready then return ready - now end
-redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'last_ms', ARGV[1])
-if viaClean then redis.call('HSET', KEYS[1], 'clean_ms', ARGV[1]) end
-redis.call('HINCRBY', KEYS[2], 'count', 1)
-redis.call('HSET', KEYS[2], 'last_ms', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 0`,
-);
-
-// KEYS: the source's counter. ARGV: now, free failures, max delay ms, ttl s. → 0 or the ms to wait.
-const TAKE_SOURCE_SLOT = new LuaScript(
-  'login-source-slot',
-  `${DELAY}
-local now = tonumber(ARGV[1])
-local s = redis.call('HMGET', KEYS[1], 'count', 'last_ms')
-local ready = (tonumber(s[2]) or 0) + delay(tonumber(s[1]) or 0, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if now < ready then return ready - now end
-redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'last_ms', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 0`,
-);
 
 export interface LoginAttempt {
   /** The password was right: the attempt is no failure, and the email's counters are cleared. */
@@ -96,23 +48,25 @@ export async function takeLoginAttempt(
   const cap = BACKOFF.maxDelaySeconds * 1000;
   const refuse = (waitMs: number) => rateLimited(Math.max(1, Math.ceil(waitMs / 1000)));
   const sourceKey = keys.loginFailuresBySource(source);
-  const sourceWait = Number(
-    await TAKE_SOURCE_SLOT.run(
-      ctx.redis,
-      [sourceKey],
-      [now, BACKOFF.freeFailuresPerIp, cap, TTL.loginFailuresSeconds],
-    ),
-  );
+  const sourceWait = await runTakeSourceSlot(ctx.redis, {
+    sourceKey,
+    now,
+    freeFailures: BACKOFF.freeFailuresPerIp,
+    maxDelayMs: cap,
+    ttlSeconds: TTL.loginFailuresSeconds,
+  });
   if (sourceWait > 0) throw refuse(sourceWait);
   const emailKey = keys.loginFailuresByEmail(email);
   const pairKey = keys.loginFailuresByEmailSource(email, source);
-  const emailWait = Number(
-    await TAKE_EMAIL_SLOT.run(
-      ctx.redis,
-      [emailKey, pairKey],
-      [now, BACKOFF.freeFailuresPerEmail, cap, TTL.loginFailuresSeconds, BACKOFF.cleanSourceIntervalMs],
-    ),
-  );
+  const emailWait = await runTakeEmailSlot(ctx.redis, {
+    emailKey,
+    pairKey,
+    now,
+    freeFailures: BACKOFF.freeFailuresPerEmail,
+    maxDelayMs: cap,
+    ttlSeconds: TTL.loginFailuresSeconds,
+    cleanSourceIntervalMs: BACKOFF.cleanSourceIntervalMs,
+  });
   if (emailWait > 0) {
     // This attempt never happened: give the source its slot back.
     await ctx.redis.hincrby(sourceKey, 'count', -1);

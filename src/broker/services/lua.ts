@@ -438,3 +438,136 @@ export async function runRecordEgressIp(
     [a.nodeId, a.region, a.now, a.ttlSeconds, a.maxPeriods],
   );
 }
+
+// ── accounts and sign-in ────────────────────────────────────────────────────────────────────────
+
+// Writes a key record and adds it to the account's set unless the set is full; members whose record
+// has expired (anonymous keys) are dropped first, so only real keys count. With a TTL, the account's
+// own records expire together with it. KEYS: key HASH, account keys SET, account HASH, usage HASH.
+// ARGV: key id, max keys, ttl seconds (0 = none), key-record prefix, then the record's fields.
+const ADD_KEY = new LuaScript(
+  'add-api-key',
+  `if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[4] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
+  end
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('SADD', KEYS[2], ARGV[1])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1`,
+);
+
+/** false: the account already holds `maxKeys` live keys. */
+export async function runAddKey(
+  redis: Redis,
+  a: {
+    accountId: string;
+    keyId: string;
+    maxKeys: number;
+    /** null: the records do not expire. */
+    ttlSeconds: number | null;
+    /** The key record's fields. */
+    fields: Record<string, string | number>;
+  },
+): Promise<boolean> {
+  const added = await ADD_KEY.run(
+    redis,
+    [
+      keys.apiKey(a.accountId, a.keyId),
+      keys.accountKeys(a.accountId),
+      keys.account(a.accountId),
+      keys.accountUsage(a.accountId),
+    ],
+    [a.keyId, a.maxKeys, a.ttlSeconds ?? 0, keys.apiKey(a.accountId, ''), ...Object.entries(a.fields).flat()],
+  );
+  return added === 1;
+}
+
+const DELAY = `local function delay(count, free, capMs)
+  if count < free then return 0 end
+  return math.min(2 ^ (count - free) * 1000, capMs)
+end`;
+
+// KEYS: the email's counter, the (email, source) counter (one slot: the email's hash tag).
+// ARGV: now, free failures, max delay ms, ttl s, clean-source interval ms.
+// → 0 (slot taken: both counters count this attempt) or the ms to wait.
+const TAKE_EMAIL_SLOT = new LuaScript(
+  'login-email-slot',
+  `${DELAY}
+local now, free, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local e = redis.call('HMGET', KEYS[1], 'count', 'last_ms', 'clean_ms')
+local p = redis.call('HMGET', KEYS[2], 'count', 'last_ms')
+local ec, el, clean = tonumber(e[1]) or 0, tonumber(e[2]) or 0, tonumber(e[3]) or 0
+local pc, pl = tonumber(p[1]) or 0, tonumber(p[2]) or 0
+local ready, viaClean = 0, false
+if ec >= free then
+  if pc == 0 then
+    ready, viaClean = clean + tonumber(ARGV[5]), true
+  else
+    ready = math.max(el + delay(ec, free, cap), pl + delay(pc, free, cap))
+  end
+end
+if now < ready then return ready - now end
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'last_ms', ARGV[1])
+if viaClean then redis.call('HSET', KEYS[1], 'clean_ms', ARGV[1]) end
+redis.call('HINCRBY', KEYS[2], 'count', 1)
+redis.call('HSET', KEYS[2], 'last_ms', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 0`,
+);
+
+// KEYS: the source's counter. ARGV: now, free failures, max delay ms, ttl s. → 0 or the ms to wait.
+const TAKE_SOURCE_SLOT = new LuaScript(
+  'login-source-slot',
+  `${DELAY}
+local now = tonumber(ARGV[1])
+local s = redis.call('HMGET', KEYS[1], 'count', 'last_ms')
+local ready = (tonumber(s[2]) or 0) + delay(tonumber(s[1]) or 0, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if now < ready then return ready - now end
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'last_ms', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 0`,
+);
+
+/** The ms to wait before this email may be tried from this source; 0: the attempt's slot is taken. */
+export async function runTakeEmailSlot(
+  redis: Redis,
+  a: {
+    emailKey: string;
+    /** The (email, source) counter, in the email's slot. */
+    pairKey: string;
+    now: number;
+    freeFailures: number;
+    maxDelayMs: number;
+    ttlSeconds: number;
+    cleanSourceIntervalMs: number;
+  },
+): Promise<number> {
+  const wait = await TAKE_EMAIL_SLOT.run(
+    redis,
+    [a.emailKey, a.pairKey],
+    [a.now, a.freeFailures, a.maxDelayMs, a.ttlSeconds, a.cleanSourceIntervalMs],
+  );
+  return Number(wait);
+}
+
+/** The ms to wait before this source may try any email; 0: the attempt's slot is taken. */
+export async function runTakeSourceSlot(
+  redis: Redis,
+  a: { sourceKey: string; now: number; freeFailures: number; maxDelayMs: number; ttlSeconds: number },
+): Promise<number> {
+  const wait = await TAKE_SOURCE_SLOT.run(
+    redis,
+    [a.sourceKey],
+    [a.now, a.freeFailures, a.maxDelayMs, a.ttlSeconds],
+  );
+  return Number(wait);
+}

@@ -4,8 +4,9 @@
 // lost), answers the full peer set and the current cursor: a restarted node rebuilds from this alone.
 //
 // Waiting uses XREAD BLOCK, which occupies its connection, so waits run on a small pool of dedicated
-// connections (never the shared client); when the pool is exhausted a poll answers "no changes" after
-// a short pause instead of queueing.
+// connections (never the shared client), at most MAX_WAITERS_PER_NODE of them per node; when the
+// pool is exhausted, or the node holds its share, a poll answers "no changes" after a short pause
+// instead of queueing.
 import { peerAllowedIps } from '../../lib/addresses.js';
 import type { FeedPage, FeedPeer } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
@@ -20,6 +21,8 @@ export const MAX_WAIT_MS = 25_000;
 export const MAX_CHANGES = 1000;
 /** Blocking connections per broker. */
 export const MAX_WAITERS = 64;
+/** Blocking connections one node may hold at once, so no node can take the pool from the others. */
+export const MAX_WAITERS_PER_NODE = 2;
 /** How long a new blocking connection may take to connect. */
 const CONNECT_TIMEOUT_MS = 5000;
 /** Pause before answering "no changes" when every blocking connection is busy. */
@@ -66,6 +69,7 @@ class Waiters {
   private idle: Redis[] = [];
   private open = 0;
   private closed = false;
+  private readonly perNode = new Map<string, number>();
 
   constructor(private readonly base: Redis) {}
 
@@ -89,6 +93,20 @@ class Waiters {
       throw unavailable();
     }
     return conn;
+  }
+
+  /** Claims one of the node's waiting places; false when it holds all of them already. */
+  enter(nodeId: string): boolean {
+    const held = this.perNode.get(nodeId) ?? 0;
+    if (held >= MAX_WAITERS_PER_NODE) return false;
+    this.perNode.set(nodeId, held + 1);
+    return true;
+  }
+
+  leave(nodeId: string): void {
+    const held = (this.perNode.get(nodeId) ?? 1) - 1;
+    if (held > 0) this.perNode.set(nodeId, held);
+    else this.perNode.delete(nodeId);
   }
 
   release(conn: Redis): void {
@@ -151,6 +169,26 @@ export async function pollPeers(
   const both = AbortSignal.any([signal, ctx.shutdown]);
   if (both.aborted) return quiet;
   const pool = waitersOf(ctx);
+  // A node past its share, or a full pool: "no changes" after a short pause, never a queue.
+  if (!pool.enter(node.id)) {
+    await pause(Math.min(waitMs, BUSY_PAUSE_MS), both);
+    return quiet;
+  }
+  try {
+    return await waitForChanges(pool, node, cursor, waitMs, both, quiet);
+  } finally {
+    pool.leave(node.id);
+  }
+}
+
+async function waitForChanges(
+  pool: Waiters,
+  node: { id: string; region: string },
+  cursor: string,
+  waitMs: number,
+  both: AbortSignal,
+  quiet: FeedPage,
+): Promise<FeedPage> {
   const conn = await pool.acquire();
   if (!conn) {
     await pause(Math.min(waitMs, BUSY_PAUSE_MS), both);

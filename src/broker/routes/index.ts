@@ -28,5 +28,11 @@ export const ROUTE_MODULES: RouteModule[] = [
   webRoutes,
 ];
 
+/** A request path as Express's router matches it: any case, one optional trailing slash. */
+export const routedPath = (path: string) => path.toLowerCase().replace(/(.)\/$/, '$1');
+
 /** Paths that take application/x-www-form-urlencoded bodies (OAuth endpoints and the pages' forms). */
-export const acceptsForm = (path: string) => OAUTH_FORM_PATHS.includes(path) || isWebFormPath(path);
+export const acceptsForm = (path: string) => {
+  const routed = routedPath(path);
+  return OAUTH_FORM_PATHS.includes(routed) || isWebFormPath(routed);
+};

@@ -569,3 +569,15 @@ describe('revocation and authorized apps', () => {
     ).toBe(404);
   });
 });
+
+describe('request format', () => {
+  test('1. a JSON or broken body answers in RFC 6749 §5.2 shape, at every spelling Express routes', async () => {
+    for (const path of ['/v1/oauth/token', '/v1/oauth/revoke/', '/V1/OAuth/Token/']) {
+      for (const body of ['{}', '{not json']) {
+        const res = await api().post(path).set('Content-Type', 'application/json').send(body);
+        expect({ path, body, status: res.status }).toEqual({ path, body, status: 400 });
+        expect(res.body).toEqual({ error: 'invalid_request', error_description: expect.any(String) });
+      }
+    }
+  });
+});

@@ -2,23 +2,11 @@
 // the caller decides what a 429 or 503 means for it. Every failure is one of two typed errors:
 // ApiError (the broker answered with an error) or NetworkError (it could not be reached at all).
 
-import type { CreatedSession, Session, Tier, Usage } from './api.js';
+import type { CreatedSession, Region, Session, Tier, Usage } from './api.js';
 
 // ---- Response and request types, as in docs/API.md (the shared ones are lib/api.ts's schemas) ----
 
-export type { CreatedSession, Session, SessionStatus, Tier, Usage } from './api.js';
-
-export type RegionStatus = 'active' | 'degraded' | 'down';
-
-export interface Region {
-  id: string;
-  name: string;
-  country: string;
-  status: RegionStatus;
-  nodes: number;
-  load: number;
-  tiers: Tier[];
-}
+export type { CreatedSession, Region, RegionStatus, Session, SessionStatus, Tier, Usage } from './api.js';
 
 export type IpAttribution =
   | { ip: string; exit: true; region: string; node: string; first_seen: string; last_seen: string }

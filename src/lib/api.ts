@@ -12,6 +12,24 @@ import { isBase64Key } from './wgkey.js';
 export const TIERS = ['free', 'pro', 'business'] as const;
 export type Tier = (typeof TIERS)[number];
 
+// ── regions (docs/API.md "Public endpoints") ────────────────────────────────────────────────────
+
+export const REGION_STATUSES = ['active', 'degraded', 'down'] as const;
+export type RegionStatus = (typeof REGION_STATUSES)[number];
+
+export const Region = z
+  .object({
+    id: z.string().meta({ example: 'eu-west' }),
+    name: z.string().meta({ example: 'Frankfurt' }),
+    country: z.string().meta({ example: 'DE' }),
+    status: z.enum(REGION_STATUSES),
+    nodes: z.number().int(),
+    load: z.number(),
+    tiers: z.array(z.enum(TIERS)),
+  })
+  .meta({ id: 'Region' });
+export type Region = z.infer<typeof Region>;
+
 export const WireGuardKey = z
   .string()
   .refine(isBase64Key, 'a base64 WireGuard key (32 bytes)')

@@ -16,6 +16,7 @@ import {
   updateRegion,
   upsertRegion,
 } from '../services/regions.js';
+import { REGION_STATUSES } from '../../lib/api.js';
 
 const RegionFields = {
   name: z.string().trim().min(1).max(100),
@@ -97,7 +98,7 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
         schema: z.object({
           regions: z.array(
             AdminRegionView.extend({
-              status: z.enum(['active', 'degraded', 'down']),
+              status: z.enum(REGION_STATUSES),
               nodes: z.number(),
               load: z.number(),
             }),

@@ -8,19 +8,7 @@ import { canonicalIp } from '../ip.js';
 import { z } from '../openapi.js';
 import { regionsWithHealth } from '../services/regions.js';
 import { lookupHolder } from '../services/egress.js';
-import { TIERS } from '../config.js';
-
-export const RegionView = z
-  .object({
-    id: z.string().openapi({ example: 'eu-west' }),
-    name: z.string().openapi({ example: 'Frankfurt' }),
-    country: z.string().openapi({ example: 'DE' }),
-    status: z.enum(['active', 'degraded', 'down']),
-    nodes: z.number().int(),
-    load: z.number(),
-    tiers: z.array(z.enum(TIERS)),
-  })
-  .openapi('Region');
+import { Region } from '../../lib/api.js';
 
 const IpAttribution = z
   .object({
@@ -40,7 +28,7 @@ export function publicRoutes(ctx: BrokerContext, router: Router): void {
     summary: 'List exit regions with their health',
     tags: ['public'],
     access: 'public',
-    responses: { 200: { description: 'regions', schema: z.object({ regions: z.array(RegionView) }) } },
+    responses: { 200: { description: 'regions', schema: z.object({ regions: z.array(Region) }) } },
     handler: async () => ({
       body: {
         regions: (await regionsWithHealth(ctx)).map(({ region: r, health }) => ({

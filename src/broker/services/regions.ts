@@ -1,6 +1,7 @@
 // Regions: what an operator declares (id, name, country, which tiers may use it) and how healthy
 // they are, from the node health the node service writes (store/keys.ts regionNodes and node).
 import { TIERS, type Tier } from '../config.js';
+import type { RegionStatus } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
@@ -12,8 +13,6 @@ export interface Region {
   tiers: Tier[];
   createdAt: number;
 }
-
-export type RegionStatus = 'active' | 'degraded' | 'down';
 
 export interface RegionHealth {
   status: RegionStatus;

@@ -122,8 +122,8 @@ export const Session = z
     created_at: z.string(),
     expires_at: z.string(),
     last_handshake_at: z.string().nullable(),
-    rx_bytes: z.number().int(),
-    tx_bytes: z.number().int(),
+    rx_bytes: z.number().int().meta({ description: 'bytes the exit node received from the client' }),
+    tx_bytes: z.number().int().meta({ description: 'bytes the exit node sent to the client' }),
     closed_reason: z
       .enum(CLOSED_REASONS)
       .nullable()

@@ -312,6 +312,27 @@ describe('connect, sessions, status, disconnect, usage', () => {
     });
     expect((await cli(['status'], m.env)).code).toBe(2);
   });
+
+  test('7. status and sessions count bytes from this machine, as wg here does: what the node received is what we sent', async () => {
+    const m = await signedUp();
+    const created = JSON.parse((await cli(['connect', 'eu-west', '--json'], m.env)).stdout) as {
+      id: string;
+      config_path: string;
+    };
+    const privateKey = /^PrivateKey = (\S+)$/m.exec(readFileSync(created.config_path, 'utf8'))?.[1] as string;
+    const peer = { public_key: wgPubkey(privateKey), rx_bytes: 1000, tx_bytes: 5120 };
+    const beat = {
+      load: 0.1,
+      draining: false,
+      peers: [{ ...peer, last_handshake_at: new Date().toISOString() }],
+    };
+    expect((await call(node.token, 'POST', `/v1/nodes/${node.id}/heartbeat`, beat)).status).toBe(200);
+    const status = await cli(['status'], m.env);
+    expect(status.stdout).toMatch(/^received:\s+5\.00 KiB\nsent:\s+1000 B\n$/m);
+    const list = await cli(['sessions'], m.env);
+    expect(list.stdout).toMatch(new RegExp(`^${created.id}\\s.*\\s5\\.00 KiB\\s+1000 B$`, 'm'));
+    expect((await cli(['disconnect'], m.env)).code).toBe(0);
+  });
 });
 
 describe('connect and session errors, from the broker', () => {

@@ -5,7 +5,7 @@ import { basename, delimiter, join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { seconds } from '../args.js';
 import QRCode from 'qrcode';
-import { ApiError, type CreatedSession } from '../../lib/api-client.js';
+import { ApiError, type CreatedSession, type Session } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
 import { CliError, EXIT, interrupted, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
@@ -185,6 +185,11 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   }
 };
 
+// Bytes from this machine's side, as `wg show` here counts them: the broker reports the exit node's
+// counts, so what the node received (rx_bytes) is what we sent.
+const received = (s: Session) => bytes(s.tx_bytes);
+const sent = (s: Session) => bytes(s.rx_bytes);
+
 const sessions: Action<[]> = async (ctx) => {
   const result = await ctx.spin('Fetching sessions', ctx.authed().listSessions());
   const rows = result.sessions.map((s) => [
@@ -194,8 +199,8 @@ const sessions: Action<[]> = async (ctx) => {
     s.node.id,
     s.created_at,
     s.expires_at,
-    bytes(s.rx_bytes ?? 0),
-    bytes(s.tx_bytes ?? 0),
+    received(s),
+    sent(s),
   ]);
   const human =
     rows.length === 0
@@ -222,8 +227,8 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
       ['created', s.created_at],
       ['expires', s.expires_at],
       ['handshake', orDash(s.last_handshake_at)],
-      ['received', bytes(s.rx_bytes ?? 0)],
-      ['sent', bytes(s.tx_bytes ?? 0)],
+      ['received', received(s)],
+      ['sent', sent(s)],
     ]),
     s,
   );

@@ -8,6 +8,7 @@
 // reaped) → register again and re-read the full set; 401 or any other 4xx on register → fatal, the
 // operator must fix the token or the arguments.
 import { parsePrefix } from '../crypto/ipaddr.js';
+import { POOL_PREFIXES, type Pool } from '../src/lib/addresses.js';
 import type { PeerSettings, PeerStatus } from '../crypto/tunnel.js';
 import { keyFromBase64, keyToBase64 } from '../src/lib/wgkey.js';
 import {
@@ -182,6 +183,8 @@ export class Agent {
   /** Resolves if the broker refuses us for good (bad token, bad arguments); the agent has stopped. */
   readonly fatal: Promise<AgentFatal> = new Promise((resolve) => (this.resolveFatal = resolve));
   nodeId: string | undefined;
+  /** The address pool the broker gave at registration. */
+  pool: Pool = POOL_PREFIXES;
   heartbeatMs = 10_000;
 
   constructor(options: AgentOptions) {
@@ -190,11 +193,11 @@ export class Agent {
   }
 
   /** Registers (retrying while the broker is unavailable), then starts the heartbeat and feed loops. */
-  async start(): Promise<{ ok: true; nodeId: string } | { ok: false; failure?: AgentFatal }> {
+  async start(): Promise<{ ok: true; nodeId: string; pool: Pool } | { ok: false; failure?: AgentFatal }> {
     if (!(await this.register()))
       return { ok: false, ...(this.fatalFailure && { failure: this.fatalFailure }) };
     this.loops = Promise.all([this.heartbeatLoop(), this.feedLoop()]);
-    return { ok: true, nodeId: this.nodeId! };
+    return { ok: true, nodeId: this.nodeId!, pool: this.pool };
   }
 
   get isDraining(): boolean {
@@ -247,6 +250,7 @@ export class Agent {
       if (result.ok) {
         outage.over();
         this.nodeId = result.value.node_id;
+        this.pool = result.value.pool ?? POOL_PREFIXES;
         this.heartbeatMs = result.value.heartbeat_ms;
         return true;
       }

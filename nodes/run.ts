@@ -15,6 +15,7 @@
 //   forwarding); the node exits 0 when its last peer is gone, after `--drain-timeout` seconds (30), or
 //   on a second signal. A bad token exits 1 with one line.
 import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -22,7 +23,6 @@ import { fileURLToPath } from 'node:url';
 
 import { KEY_LENGTH } from '../crypto/constants.js';
 import { parseIpAddress } from '../crypto/ipaddr.js';
-import { NODE_INTERFACE_ADDRESSES, POOL_PREFIXES } from '../src/lib/addresses.js';
 import { keyFromBase64 } from '../src/lib/wgkey.js';
 import { Agent } from './agent.js';
 import { BrokerClient } from './broker-client.js';
@@ -38,6 +38,10 @@ import {
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
 import { secureRandomBytes } from './device.js';
+import { configureInterface } from './tun/index.js';
+import { nodeInterfaceAddresses, prefixesOverlap, type Pool } from '../src/lib/addresses.js';
+
+const execFileAsync = promisify(execFile);
 
 export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
@@ -187,7 +191,7 @@ function packageVersion(): string {
  * out of every other interface, in an nftables table of our own (deleted on shutdown). Forwarding sysctls
  * are left on at exit, as wg-quick leaves them.
  */
-async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
+async function enableNat(interfaceName: string, pool: Pool): Promise<() => Promise<void>> {
   for (const sysctl of ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv6/conf/all/forwarding']) {
     // Only root may switch it on; a node run with CAP_NET_ADMIN alone finds it on already (the systemd
     // unit's ExecStartPre=+sysctl), or says what to do.
@@ -203,8 +207,8 @@ async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
     `table inet ${table} {`,
     '  chain postrouting {',
     '    type nat hook postrouting priority srcnat; policy accept;',
-    `    ip saddr ${POOL_PREFIXES.v4} oifname != "${interfaceName}" masquerade`,
-    `    ip6 saddr ${POOL_PREFIXES.v6} oifname != "${interfaceName}" masquerade`,
+    `    ip saddr ${pool.v4} oifname != "${interfaceName}" masquerade`,
+    `    ip6 saddr ${pool.v6} oifname != "${interfaceName}" masquerade`,
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
@@ -223,6 +227,39 @@ async function enableNat(interfaceName: string): Promise<() => Promise<void>> {
   await nft(['delete', 'table', 'inet', table]).catch(() => undefined); // left by a crashed run
   await nft(['-f', '-'], ruleset);
   return () => nft(['delete', 'table', 'inet', table]).catch(() => undefined);
+}
+
+// ── the pool against the host's routes ─────────────────────────────────────────────────────────────
+
+const ROUTE_TYPES = new Set(['unicast', 'unreachable', 'blackhole', 'prohibit', 'throw']);
+
+/**
+ * One line naming a route of this host (main table, other than the default and this node's interface)
+ * that overlaps the pool, or null. With such a route the node's own pool route would capture replies to
+ * hosts there (a client subnet inside 10.64.0.0/10, say) and their handshakes would never complete.
+ */
+async function routeOverlappingPool(pool: Pool, interfaceName: string): Promise<string | null> {
+  for (const [family, prefix] of [
+    ['-4', pool.v4],
+    ['-6', pool.v6],
+  ] as const) {
+    const { stdout } = await execFileAsync('ip', [family, '-o', 'route', 'show', 'table', 'main']);
+    for (const line of stdout.split('\n')) {
+      const words = line.trim().split(/\s+/);
+      const destination = ROUTE_TYPES.has(words[0] ?? '') ? words[1] : words[0];
+      const dev = words[words.indexOf('dev') + 1];
+      if (!destination || destination === 'default' || (words.includes('dev') && dev === interfaceName))
+        continue;
+      const host = destination.includes('/') ? destination : `${destination}/${family === '-4' ? 32 : 128}`;
+      if (prefixesOverlap(prefix, host)) {
+        return (
+          `the address pool ${prefix} overlaps this host's route ${line.trim()}: replies to it would go into ` +
+          `the tunnel; give the region another pool (tunnelbyte-broker admin region update REGION --pool-${family === '-4' ? 'v4' : 'v6'} CIDR) or move the route`
+        );
+      }
+    }
+  }
+  return null;
 }
 
 // ── the node under a broker ─────────────────────────────────────────────────────────────────────
@@ -251,17 +288,16 @@ export async function startAgentNode(
     say(`node key: ${(error as Error).message.split('\n')[0]}`);
     return 1;
   }
+  // The interface gets its addresses once the broker has said which pool they come from.
   const daemon = await startDaemon({
     interfaceName: settings.interfaceName,
-    addresses: NODE_INTERFACE_ADDRESSES,
+    addresses: [],
     privateKey,
     listen: settings.listen,
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
   });
   try {
-    if (settings.nat) daemon.onClose(await enableNat(daemon.interfaceName));
-
     const publicKey = Buffer.from(daemon.publicKey).toString('base64');
     const agent = new Agent({
       client: new BrokerClient(settings.broker, settings.token),
@@ -286,6 +322,16 @@ export async function startAgentNode(
       await daemon.close();
       return started.failure ? 1 : 0;
     }
+    const clash = await routeOverlappingPool(started.pool, daemon.interfaceName);
+    if (clash) {
+      say(clash);
+      // Told draining, the broker places nothing here and does not count the node as lost once it is gone.
+      await agent.drain();
+      await daemon.close();
+      return 1;
+    }
+    await configureInterface(daemon.interfaceName, { addresses: nodeInterfaceAddresses(started.pool) });
+    if (settings.nat) daemon.onClose(await enableNat(daemon.interfaceName, started.pool));
     void agent.fatal.then(() => daemon.stop(1));
 
     let drainTimer: NodeJS.Timeout | undefined;

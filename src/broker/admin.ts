@@ -7,6 +7,7 @@ import { createContext, type BrokerContext } from './context.js';
 import { isPermission } from './scopes.js';
 import { createAccount, getAccount, issueKey } from './services/accounts.js';
 import { createNodeToken } from './services/enrollment.js';
+import { POOL_PREFIXES, poolPrefixError, type Pool } from '../lib/addresses.js';
 import { removeRegion } from './services/fleet.js';
 import {
   getRegion,
@@ -23,7 +24,7 @@ export const OPERATOR_ACCOUNT_ID = 'usr_operator';
 
 export async function addRegion(
   ctx: BrokerContext,
-  input: { id: string; name: string; country: string; tiers: Tier[] },
+  input: { id: string; name: string; country: string; tiers: Tier[]; pool?: Partial<Pool> },
 ): Promise<string> {
   if (!REGION_ID.test(input.id)) throw new InvalidArgumentError(`bad region id: ${input.id}`);
   if (!/^[A-Z]{2}$/.test(input.country))
@@ -52,6 +53,21 @@ export async function createOperatorKey(ctx: BrokerContext, scopes: string[], na
   return token;
 }
 
+const poolOption = (family: 'v4' | 'v6') => (value: string) => {
+  const error = poolPrefixError(family, value);
+  if (error) throw new InvalidArgumentError(error);
+  return value;
+};
+
+interface PoolOptions {
+  poolV4?: string;
+  poolV6?: string;
+}
+
+/** The pool options as a partial pool, or nothing when neither is given. */
+const poolOf = ({ poolV4, poolV6 }: PoolOptions): { pool?: Partial<Pool> } =>
+  poolV4 || poolV6 ? { pool: { ...(poolV4 ? { v4: poolV4 } : {}), ...(poolV6 ? { v6: poolV6 } : {}) } } : {};
+
 const parseTiers = (value: string): Tier[] => {
   const tiers = value.split(',').map((t) => t.trim());
   const bad = tiers.find((t) => !(TIERS as readonly string[]).includes(t));
@@ -65,6 +81,7 @@ export async function listRegions(ctx: BrokerContext, json: boolean): Promise<st
     name: region.name,
     country: region.country,
     tiers: region.tiers,
+    pool: region.pool,
     ...health,
   }));
   if (json) return JSON.stringify({ regions: rows });
@@ -92,8 +109,13 @@ export async function listRegions(ctx: BrokerContext, json: boolean): Promise<st
 }
 
 export async function changeRegion(ctx: BrokerContext, id: string, changes: RegionChanges): Promise<string> {
-  if (changes.name === undefined && changes.country === undefined && changes.tiers === undefined)
-    throw new InvalidArgumentError('nothing to change: give --name, --country or --tiers');
+  if (
+    Object.values(changes).every((v) => v === undefined) ||
+    (changes.pool && !changes.pool.v4 && !changes.pool.v6)
+  )
+    throw new InvalidArgumentError(
+      'nothing to change: give --name, --country, --tiers, --pool-v4 or --pool-v6',
+    );
   if (changes.country !== undefined && !/^[A-Z]{2}$/.test(changes.country))
     throw new InvalidArgumentError('country must be two upper-case letters');
   await updateRegion(ctx, id, changes);
@@ -164,8 +186,16 @@ export function adminCommand(print: Print = (line) => process.stdout.write(`${li
     .requiredOption('--name <name>', 'display name, e.g. Frankfurt')
     .requiredOption('--country <CC>', 'ISO 3166-1 alpha-2 country code')
     .option('--tiers <list>', 'tiers allowed, comma-separated', parseTiers, [...TIERS])
-    .action((id: string, o: { name: string; country: string; tiers: Tier[] }) =>
-      withContext(print, (ctx) => addRegion(ctx, { id, name: o.name, country: o.country, tiers: o.tiers })),
+    .option(
+      '--pool-v4 <CIDR>',
+      `IPv4 pool nodes number their peers from (default ${POOL_PREFIXES.v4})`,
+      poolOption('v4'),
+    )
+    .option('--pool-v6 <CIDR>', `IPv6 pool (default ${POOL_PREFIXES.v6})`, poolOption('v6'))
+    .action((id: string, o: { name: string; country: string; tiers: Tier[] } & PoolOptions) =>
+      withContext(print, (ctx) =>
+        addRegion(ctx, { id, name: o.name, country: o.country, tiers: o.tiers, ...poolOf(o) }),
+      ),
     );
   region
     .command('list')
@@ -178,7 +208,17 @@ export function adminCommand(print: Print = (line) => process.stdout.write(`${li
     .option('--name <name>', 'display name')
     .option('--country <CC>', 'ISO 3166-1 alpha-2 country code')
     .option('--tiers <list>', 'tiers allowed, comma-separated', parseTiers)
-    .action((id: string, o: RegionChanges) => withContext(print, (ctx) => changeRegion(ctx, id, o)));
+    .option(
+      '--pool-v4 <CIDR>',
+      'IPv4 pool, for nodes that register without sessions from now on',
+      poolOption('v4'),
+    )
+    .option('--pool-v6 <CIDR>', 'IPv6 pool, likewise', poolOption('v6'))
+    .action((id: string, o: Omit<RegionChanges, 'pool'> & PoolOptions) =>
+      withContext(print, (ctx) =>
+        changeRegion(ctx, id, { name: o.name, country: o.country, tiers: o.tiers, ...poolOf(o) }),
+      ),
+    );
   region
     .command('remove <id>')
     .description('remove a region and close its sessions; refused while it has live nodes')

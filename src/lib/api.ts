@@ -63,6 +63,8 @@ export const NodeRegistration = z
 export const RegisterAnswer = z.object({
   node_id: z.string().min(1).max(128),
   heartbeat_ms: z.number().int().min(1),
+  /** The address pool the node numbers its peers from (absent from brokers before pools: the default). */
+  pool: z.object({ v4: z.string().max(64), v6: z.string().max(64) }).optional(),
 });
 
 export const NodeHeartbeat = z

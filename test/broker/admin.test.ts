@@ -68,13 +68,15 @@ describe('POST /v1/admin/regions', () => {
     expect(created.body).toEqual({
       ...body,
       tiers: ['free', 'pro', 'business'],
+      pool: { v4: '10.64.0.0/10', v6: 'fd64::/64' },
       created_at: new Date(now).toISOString(),
     });
     const replaced = await request(broker.app)
       .post('/v1/admin/regions')
       .set(admin())
-      .send({ ...body, tiers: ['business'] });
+      .send({ ...body, tiers: ['business'], pool: { v4: '172.16.0.0/16' } });
     expect(replaced.status).toBe(200);
+    expect(replaced.body.pool).toEqual({ v4: '172.16.0.0/16', v6: 'fd64::/64' });
     const regions = await request(broker.app).get('/v1/regions');
     expect(regions.body.regions).toContainEqual({
       ...body,
@@ -91,6 +93,8 @@ describe('POST /v1/admin/regions', () => {
     [{ id: 'eu', name: 'x', country: 'de' }, 'country'],
     [{ id: 'eu', name: 'x', country: 'DE', tiers: ['gold'] }, 'tiers.0'],
     [{ id: 'eu', name: 'x', country: 'DE', tiers: [] }, 'tiers'],
+    [{ id: 'eu', name: 'x', country: 'DE', pool: { v4: '10.64.0.1/10' } }, 'pool.v4'],
+    [{ id: 'eu', name: 'x', country: 'DE', pool: { v6: '10.0.0.0/8' } }, 'pool.v6'],
   ])('bad region %j → 400 field %s', async (body, field) => {
     const res = await request(broker.app).post('/v1/admin/regions').set(admin()).send(body);
     expect(res.status).toBe(400);

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import request from 'supertest';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
+import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { builtProgram } from '../helpers/repo.js';
 import { keyPair, startPlane, type Plane } from './sessions-fixture.js';
 
@@ -105,6 +106,7 @@ describe('admin region list | update | remove (the command line)', () => {
         name: 'FRA',
         country: 'DE',
         tiers: ['pro', 'business'],
+        pool: { v4: '10.64.0.0/10', v6: 'fd64::/64' },
         status: 'down',
         nodes: 0,
         load: 0,
@@ -112,7 +114,8 @@ describe('admin region list | update | remove (the command line)', () => {
     ]);
     expect(await admin('region', 'update', 'eu-west')).toMatchObject({
       code: 1,
-      stderr: 'tunnelbyte-broker: nothing to change: give --name, --country or --tiers\n',
+      stderr:
+        'tunnelbyte-broker: nothing to change: give --name, --country, --tiers, --pool-v4 or --pool-v6\n',
     });
     expect((await admin('region', 'remove', 'eu-west')).stdout).toBe(
       'removed region eu-west (0 open session(s) closed)\n',
@@ -213,5 +216,46 @@ describe('regions over HTTP and the fleet gauges', () => {
       (await request(plane.broker.app).get('/v1/regions')).body.regions.map((r: { id: string }) => r.id),
     ).not.toContain('us-east');
     expect(await metrics()).not.toContain('region="us-east"');
+  });
+
+  test("3. the region's pool: handed to nodes at registration, the addresses of their sessions and feed", async () => {
+    const changed = await admin('patch', '/v1/admin/regions/ap-south').send({
+      pool: { v4: '172.16.8.0/22', v6: 'fd00:ab::/96' },
+    });
+    expect(changed.body.pool).toEqual({ v4: '172.16.8.0/22', v6: 'fd00:ab::/96' });
+    const { token } = await createNodeToken(plane.broker.ctx, 'ap-south');
+    const register = (publicKey: string) =>
+      request(plane.broker.app).post('/v1/nodes/register').set('Authorization', `Bearer ${token}`).send({
+        region: 'ap-south',
+        endpoint: '198.51.100.77:51820',
+        public_key: publicKey,
+        egress_ips: [],
+        capacity: 10,
+        version: 'test',
+      });
+    const nodeKey = keyPair().publicKey;
+    const registered = await register(nodeKey);
+    expect(registered.body).toMatchObject({ pool: { v4: '172.16.8.0/22', v6: 'fd00:ab::/96' } });
+    const node = { id: registered.body.node_id as string, token, region: 'ap-south', publicKey: nodeKey };
+    await plane.heartbeat(node);
+
+    const user = await plane.principal('business');
+    const made = await plane.create(user, { region: 'ap-south', public_key: keyPair().publicKey });
+    expect(made.body.interface.addresses).toEqual(['172.16.8.2/32', 'fd00:ab::2/128']);
+    expect(made.body.config).toContain('Address = 172.16.8.2/32, fd00:ab::2/128');
+    const feed = await request(plane.broker.app)
+      .get(`/v1/nodes/${node.id}/peers?wait=0`)
+      .set('Authorization', `Bearer ${token}`);
+    expect(feed.body.peers).toEqual([
+      expect.objectContaining({ allowed_ips: ['172.16.8.2/32', 'fd00:ab::2/128'] }),
+    ]);
+
+    // A new pool reaches nodes that register without sessions; one with sessions keeps its clients' pool.
+    await admin('patch', '/v1/admin/regions/ap-south').send({ pool: { v4: '10.200.0.0/16' } });
+    expect((await register(nodeKey)).body.pool).toEqual({ v4: '172.16.8.0/22', v6: 'fd00:ab::/96' });
+    expect((await register(keyPair().publicKey)).body.pool).toEqual({
+      v4: '10.200.0.0/16',
+      v6: 'fd00:ab::/96',
+    });
   });
 });

@@ -16,17 +16,15 @@ export const API = `http://${BROKER_HOST}:8080`;
 const REDIS_URL = 'redis://127.0.0.1:6379'; // the exit namespace's own loopback
 export const NODE_PORT = 51820;
 
-export interface ExitSide {
-  readonly nodeInterface: string;
-  readonly nodeId: string;
-  /** The node's IPv4 address on its TUN: the pool's gateway, reachable only through a tunnel. */
-  readonly gateway: string;
-  node: ProcessHandle;
-  /** Starts the node again with the same token and key (after it was killed). */
-  restartNode(): Promise<ProcessHandle>;
+export interface BrokerSide {
+  /** `tunnelbyte-broker admin ARGS` on the exit side's Redis; its stdout. */
+  admin(...args: string[]): Promise<string>;
+  /** Starts `tunnelbyte-node run` enrolled in `local`, with the same key each time; not waited for. */
+  spawnNode(): { node: ProcessHandle; nodeInterface: string };
 }
 
-export async function startExitSide(harness: NetnsHarness, exit: Namespace): Promise<ExitSide> {
+/** Redis, the broker and the `local` region, with a node token kept in a file; no node yet. */
+export async function startBrokerSide(harness: NetnsHarness, exit: Namespace): Promise<BrokerSide> {
   const redis = exit.spawn('redis-server', [
     ...['--port', '6379', '--bind', '127.0.0.1', '--dir', harness.tempDir()],
     ...['--appendonly', 'yes', '--save', ''],
@@ -45,23 +43,45 @@ export async function startExitSide(harness: NetnsHarness, exit: Namespace): Pro
 
   const nodeInterface = harness.interfaceName();
   const stateDir = harness.tempDir();
-  const startNode = async () => {
-    const node = exit.spawn('node', [
-      ...[NODE, 'run', '--broker', API, '--token-file', tokenFile, '--region', 'local'],
-      ...['--listen', `0.0.0.0:${NODE_PORT}`, '--endpoint', `${BROKER_HOST}:${NODE_PORT}`],
-      ...['--interface', nodeInterface, '--state-dir', stateDir, '--drain-timeout', '0'],
-    ]);
-    await node.waitFor(`${nodeInterface} up`);
-    return node;
+  return {
+    admin,
+    spawnNode: () => ({
+      nodeInterface,
+      node: exit.spawn('node', [
+        ...[NODE, 'run', '--broker', API, '--token-file', tokenFile, '--region', 'local'],
+        ...['--listen', `0.0.0.0:${NODE_PORT}`, '--endpoint', `${BROKER_HOST}:${NODE_PORT}`],
+        ...['--interface', nodeInterface, '--state-dir', stateDir, '--drain-timeout', '0'],
+      ]),
+    }),
   };
-  const node = await startNode();
+}
+
+export interface ExitSide {
+  readonly nodeInterface: string;
+  readonly nodeId: string;
+  /** The node's IPv4 address on its TUN: the pool's gateway, reachable only through a tunnel. */
+  readonly gateway: string;
+  node: ProcessHandle;
+  /** Starts the node again with the same token and key (after it was killed). */
+  restartNode(): Promise<ProcessHandle>;
+}
+
+/** The broker side and one node, up. */
+export async function startExitSide(harness: NetnsHarness, exit: Namespace): Promise<ExitSide> {
+  const brokerSide = await startBrokerSide(harness, exit);
+  const startNode = async () => {
+    const { node, nodeInterface } = brokerSide.spawnNode();
+    await node.waitFor(`${nodeInterface} up`);
+    return { node, nodeInterface };
+  };
+  const { node, nodeInterface } = await startNode();
   const addresses = (await exit.exec('ip', ['-o', 'address', 'show', 'dev', nodeInterface])).stdout;
   const side: ExitSide = {
     nodeInterface,
     nodeId: /node (node_\w+)/.exec(node.output())![1]!,
     gateway: /inet (\d+\.\d+\.\d+\.\d+)\//.exec(addresses)![1]!,
     node,
-    restartNode: async () => (side.node = await startNode()),
+    restartNode: async () => (side.node = (await startNode()).node),
   };
   return side;
 }

@@ -6,6 +6,7 @@ import { invalidRequest } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { createNodeToken } from '../services/enrollment.js';
+import { poolPrefixError } from '../../lib/addresses.js';
 import { removeRegion } from '../services/fleet.js';
 import {
   getRegion,
@@ -18,16 +19,28 @@ import {
 } from '../services/regions.js';
 import { REGION_STATUSES } from '../../lib/api.js';
 
+const poolPrefix = (family: 'v4' | 'v6') =>
+  z
+    .string()
+    .max(64)
+    .superRefine((text, check) => {
+      const error = poolPrefixError(family, text);
+      if (error) check.addIssue({ code: 'custom', message: error });
+    });
+
 const RegionFields = {
   name: z.string().trim().min(1).max(100),
   country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case'),
   tiers: z.array(z.enum(TIERS)).min(1),
+  /** Either or both; the rest stays (default 10.64.0.0/10 and fd64::/64). */
+  pool: z.object({ v4: poolPrefix('v4'), v6: poolPrefix('v6') }).partial(),
 };
 
 export const RegionInput = z.object({
   id: z.string().regex(REGION_ID, 'lower-case letters, digits and dashes'),
   ...RegionFields,
   tiers: RegionFields.tiers.default([...TIERS]),
+  pool: RegionFields.pool.optional(),
 });
 
 const RegionId = z.object({ id: z.string().regex(REGION_ID, 'lower-case letters, digits and dashes') });
@@ -38,6 +51,7 @@ const AdminRegionView = z
     name: z.string(),
     country: z.string(),
     tiers: z.array(z.enum(TIERS)),
+    pool: z.object({ v4: z.string(), v6: z.string() }),
     created_at: z.string(),
   })
   .openapi('AdminRegion');
@@ -47,6 +61,7 @@ const regionView = (region: Region) => ({
   name: region.name,
   country: region.country,
   tiers: region.tiers,
+  pool: region.pool,
   created_at: isoTime(region.createdAt),
 });
 

@@ -30,7 +30,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     },
     errors: ['unauthorized'],
     handler: async ({ body }, req) => {
-      const { nodeId, heartbeatMs } = await registerNode(ctx, nodeTokenOf(req), {
+      const { nodeId, heartbeatMs, pool } = await registerNode(ctx, nodeTokenOf(req), {
         region: body.region,
         endpoint: body.endpoint,
         publicKey: body.public_key,
@@ -38,7 +38,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
         capacity: body.capacity,
         version: body.version,
       });
-      return { body: { node_id: nodeId, heartbeat_ms: heartbeatMs } };
+      return { body: { node_id: nodeId, heartbeat_ms: heartbeatMs, pool } };
     },
   });
 

@@ -7,13 +7,14 @@
 // connections (never the shared client), at most MAX_WAITERS_PER_NODE of them per node; when the
 // pool is exhausted, or the node holds its share, a poll answers "no changes" after a short pause
 // instead of queueing.
-import { peerAllowedIps } from '../../lib/addresses.js';
+import { peerAllowedIps, type Pool } from '../../lib/addresses.js';
 import type { FeedPage, FeedPeer } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { unavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { waitForReady, type Redis } from '../store/redis.js';
 import { runFeedRead, type StreamEntry } from './lua.js';
+import { nodePool } from './nodes.js';
 
 /** Longest wait of one long poll (under common 30 s proxy timeouts). */
 export const MAX_WAIT_MS = 25_000;
@@ -28,14 +29,14 @@ const CONNECT_TIMEOUT_MS = 5000;
 /** Pause before answering "no changes" when every blocking connection is busy. */
 const BUSY_PAUSE_MS = 1000;
 
-const peerOf = (publicKey: string, index: number, psk: string | undefined): FeedPeer => ({
+const peerOf = (pool: Pool, publicKey: string, index: number, psk: string | undefined): FeedPeer => ({
   public_key: publicKey,
   ...(psk ? { preshared_key: psk } : {}),
-  allowed_ips: peerAllowedIps(index),
+  allowed_ips: peerAllowedIps(index, pool),
 });
 
 /** Folds stream entries into the last word per public key. */
-function changes(cursor: string, entries: StreamEntry[]): FeedPage {
+function changes(pool: Pool, cursor: string, entries: StreamEntry[]): FeedPage {
   const last = new Map<string, FeedPeer | null>();
   let next = cursor;
   for (const [id, flat] of entries) {
@@ -43,7 +44,7 @@ function changes(cursor: string, entries: StreamEntry[]): FeedPage {
     for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
     if (!f.public_key) continue;
     last.delete(f.public_key); // keep the map in the order of each key's last event
-    last.set(f.public_key, f.op === 'add' ? peerOf(f.public_key, Number(f.idx), f.psk) : null);
+    last.set(f.public_key, f.op === 'add' ? peerOf(pool, f.public_key, Number(f.idx), f.psk) : null);
     next = id;
   }
   const peers: FeedPeer[] = [];
@@ -55,11 +56,11 @@ function changes(cursor: string, entries: StreamEntry[]): FeedPage {
   return { cursor: next, full: false, peers, removed };
 }
 
-function fullSet(cursor: string, flat: string[]): FeedPage {
+function fullSet(pool: Pool, cursor: string, flat: string[]): FeedPage {
   const peers: FeedPeer[] = [];
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const { idx, psk } = JSON.parse(flat[i + 1]!) as { idx: number; psk?: string };
-    peers.push(peerOf(flat[i]!, idx, psk));
+    peers.push(peerOf(pool, flat[i]!, idx, psk));
   }
   peers.sort((a, b) => (a.public_key < b.public_key ? -1 : 1));
   return { cursor, full: true, peers, removed: [] };
@@ -156,14 +157,13 @@ export async function pollPeers(
   waitMs: number,
   signal: AbortSignal,
 ): Promise<FeedPage> {
-  const first = await runFeedRead(ctx.redis, {
-    region: node.region,
-    nodeId: node.id,
-    cursor,
-    maxEntries: MAX_CHANGES,
-  });
-  if (first.kind === 'full') return fullSet(first.cursor, first.peers);
-  if (first.entries.length > 0 || waitMs <= 0) return changes(cursor, first.entries);
+  const [first, poolFields] = await Promise.all([
+    runFeedRead(ctx.redis, { region: node.region, nodeId: node.id, cursor, maxEntries: MAX_CHANGES }),
+    ctx.redis.hmget(keys.regionNode(node.region, node.id), 'pool_v4', 'pool_v6'),
+  ]);
+  const addressPool = nodePool(poolFields);
+  if (first.kind === 'full') return fullSet(addressPool, first.cursor, first.peers);
+  if (first.entries.length > 0 || waitMs <= 0) return changes(addressPool, cursor, first.entries);
 
   const quiet: FeedPage = { cursor, full: false, peers: [], removed: [] };
   const both = AbortSignal.any([signal, ctx.shutdown]);
@@ -214,7 +214,7 @@ async function waitForChanges(
     )) as [string, StreamEntry[]][] | null;
     both.removeEventListener('abort', abandon);
     pool.release(conn);
-    return reply?.[0] ? changes(cursor, reply[0][1]) : quiet;
+    return reply?.[0] ? changes(addressPool, cursor, reply[0][1]) : quiet;
   } catch (err) {
     both.removeEventListener('abort', abandon);
     if (both.aborted) return quiet;

@@ -19,7 +19,8 @@ const INT = `local function int(x) return string.format('%.0f', x) end`;
  * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, healthy-since
  * (ms), session id, account, client public key, psk ('' = none), expires_at, anchor, max address
  * index, feed max length, region.
- * → {'ok', node, endpoint, node public key, address index} | {'no_capacity'} | {'duplicate_key'}
+ * → {'ok', node, endpoint, node public key, address index, pool v4, pool v6} | {'no_capacity'} |
+ *   {'duplicate_key'}. The max address index is the node's own (its pool's) when it has one.
  */
 export const CREATE_SESSION = new LuaScript(
   'create-session',
@@ -53,8 +54,8 @@ local nodeKey = prefix .. 'node:' .. best
 local freeKey = prefix .. 'free:' .. best
 local freed = redis.call('ZRANGE', freeKey, 0, 0)[1]
 local idx = tonumber(freed or (tonumber(redis.call('HGET', nodeKey, 'next_index') or '1') + 1))
-if idx > maxIndex then return {'no_capacity'} end
-local node = redis.call('HMGET', nodeKey, 'endpoint', 'public_key')
+local node = redis.call('HMGET', nodeKey, 'endpoint', 'public_key', 'pool_v4', 'pool_v6', 'max_index')
+if idx > (tonumber(node[5]) or maxIndex) then return {'no_capacity'} end
 
 -- 2. Write (nothing below can fail).
 if freed then redis.call('ZREM', freeKey, freed) else redis.call('HSET', nodeKey, 'next_index', int(idx)) end
@@ -69,11 +70,19 @@ redis.call('HSET', prefix .. 'ses:' .. sid,
 redis.call('ZADD', KEYS[2], ARGV[8], sid)
 redis.call('XADD', prefix .. 'feed:' .. best, 'MAXLEN', '~', ARGV[11], '*',
   'op', 'add', 'public_key', pk, 'idx', int(idx), 'psk', psk)
-return {'ok', best, node[1] or '', node[2] or '', int(idx)}`,
+return {'ok', best, node[1] or '', node[2] or '', int(idx), node[3] or '', node[4] or ''}`,
 );
 
 export type CreateSessionOutcome =
-  | { outcome: 'ok'; nodeId: string; endpoint: string; nodePublicKey: string; addressIndex: number }
+  | {
+      outcome: 'ok';
+      nodeId: string;
+      endpoint: string;
+      nodePublicKey: string;
+      addressIndex: number;
+      /** The node's pool fields (empty for records written before pools were settings). */
+      pool: [v4: string, v6: string];
+    }
   | { outcome: 'no_capacity' | 'duplicate_key' };
 
 export async function runCreateSession(
@@ -110,10 +119,10 @@ export async function runCreateSession(
       a.feedMaxLength,
       a.region,
     ],
-  )) as [string, string, string, string, string];
+  )) as [string, string, string, string, string, string, string];
   if (reply[0] !== 'ok') return { outcome: reply[0] === 'duplicate_key' ? 'duplicate_key' : 'no_capacity' };
-  const [, nodeId, endpoint, nodePublicKey, index] = reply;
-  return { outcome: 'ok', nodeId, endpoint, nodePublicKey, addressIndex: Number(index) };
+  const [, nodeId, endpoint, nodePublicKey, index, v4, v6] = reply;
+  return { outcome: 'ok', nodeId, endpoint, nodePublicKey, addressIndex: Number(index), pool: [v4, v6] };
 }
 
 /**

@@ -5,7 +5,7 @@
 // /v1/regions and GET /v1/admin/nodes read; `{region:<id>}:node:<id>` plus the region's `nodes`
 // ZSET (scored by last heartbeat) are what the session-creation script reads, in the region's slot.
 import { createHash } from 'node:crypto';
-import { NODE_ADDRESS_INDEX } from '../../lib/addresses.js';
+import { NODE_ADDRESS_INDEX, POOL_PREFIXES, poolMaxIndex, type Pool } from '../../lib/addresses.js';
 import type { BrokerContext } from '../context.js';
 import { invalidRequest, notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
@@ -21,6 +21,12 @@ export const HEARTBEAT_MS = 10_000;
 
 /** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (docs/API.md: 3 missed intervals). */
 export const healthySince = (nowMs: number) => nowMs - HEALTHY_INTERVALS * HEARTBEAT_MS;
+
+/** The pool a node registered with (the default for records written before pools were settings). */
+export function nodePool(fields: (string | null | undefined)[]): Pool {
+  const [v4, v6] = fields;
+  return v4 && v6 ? { v4, v6 } : POOL_PREFIXES;
+}
 
 // ── registration and heartbeats ─────────────────────────────────────────────────────────────────
 
@@ -57,14 +63,20 @@ export async function registerNode(
   ctx: BrokerContext,
   token: NodeToken,
   input: NodeRegistration,
-): Promise<{ nodeId: string; heartbeatMs: number }> {
+): Promise<{ nodeId: string; heartbeatMs: number; pool: Pool }> {
   if (input.region !== token.region) {
     throw invalidRequest('region', `This node token enrolls nodes in region ${token.region}.`);
   }
-  if (!(await getRegion(ctx, input.region))) throw invalidRequest('region', 'Unknown region.');
+  const region = await getRegion(ctx, input.region);
+  if (!region) throw invalidRequest('region', 'Unknown region.');
   const nodeId = nodeIdFor(token.tokenId, input.publicKey);
   const now = ctx.clock();
   const regionKey = keys.regionNode(input.region, nodeId);
+  const [leases, held] = await Promise.all([
+    ctx.redis.hlen(keys.nodeLeases(input.region, nodeId)),
+    ctx.redis.hmget(regionKey, 'pool_v4', 'pool_v6'),
+  ]);
+  const pool = leases > 0 ? nodePool(held) : region.pool;
   // The region-slot half first: once the ZSET lists the node, sessions may be placed on it.
   await execAll(
     ctx.redis
@@ -75,6 +87,9 @@ export async function registerNode(
         capacity: input.capacity,
         token_id: token.tokenId,
         draining: '0',
+        pool_v4: pool.v4,
+        pool_v6: pool.v6,
+        max_index: poolMaxIndex(pool),
       })
       .hsetnx(regionKey, 'load', '0')
       .hsetnx(regionKey, 'next_index', String(NODE_ADDRESS_INDEX))
@@ -97,7 +112,7 @@ export async function registerNode(
   await ctx.redis.hsetnx(keys.node(nodeId), 'load', '0');
   await ctx.redis.sadd(keys.nodes(), nodeId);
   await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now);
-  return { nodeId, heartbeatMs: HEARTBEAT_MS };
+  return { nodeId, heartbeatMs: HEARTBEAT_MS, pool };
 }
 
 /** The registered node, or null. */

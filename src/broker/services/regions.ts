@@ -5,12 +5,15 @@ import type { RegionStatus } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
+import { POOL_PREFIXES, type Pool } from '../../lib/addresses.js';
 
 export interface Region {
   id: string;
   name: string;
   country: string;
   tiers: Tier[];
+  /** Where the region's nodes number their peers from (new nodes, and nodes without sessions, on registering). */
+  pool: Pool;
   createdAt: number;
 }
 
@@ -34,7 +37,15 @@ export const REGION_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 function regionFrom(h: Record<string, string>): Region | null {
   if (!h.id) return null;
   const tiers = (h.tiers ?? '').split(',').filter((t): t is Tier => (TIERS as readonly string[]).includes(t));
-  return { id: h.id, name: h.name ?? h.id, country: h.country ?? '', tiers, createdAt: Number(h.created_at) };
+  const pool = h.pool_v4 && h.pool_v6 ? { v4: h.pool_v4, v6: h.pool_v6 } : POOL_PREFIXES;
+  return {
+    id: h.id,
+    name: h.name ?? h.id,
+    country: h.country ?? '',
+    tiers,
+    pool,
+    createdAt: Number(h.created_at),
+  };
 }
 
 export async function getRegion(ctx: BrokerContext, regionId: string): Promise<Region | null> {
@@ -42,25 +53,28 @@ export async function getRegion(ctx: BrokerContext, regionId: string): Promise<R
   return regionFrom(await ctx.redis.hgetall(keys.region(regionId)));
 }
 
-/** Creates or replaces a region; `created` tells which. */
+/** Creates or replaces a region (keeping its pool unless one is given); `created` tells which. */
 export async function upsertRegion(
   ctx: BrokerContext,
-  fields: { id: string; name: string; country: string; tiers: Tier[] },
+  fields: { id: string; name: string; country: string; tiers: Tier[]; pool?: Partial<Pool> },
 ): Promise<{ region: Region; created: boolean }> {
   const existing = await getRegion(ctx, fields.id);
-  const region: Region = { ...fields, createdAt: existing?.createdAt ?? ctx.clock() };
+  const pool = { ...(existing?.pool ?? POOL_PREFIXES), ...fields.pool };
+  const region: Region = { ...fields, pool, createdAt: existing?.createdAt ?? ctx.clock() };
   await ctx.redis.hset(keys.region(region.id), {
     id: region.id,
     name: region.name,
     country: region.country,
     tiers: region.tiers.join(','),
+    pool_v4: pool.v4,
+    pool_v6: pool.v6,
     created_at: region.createdAt,
   });
   await ctx.redis.sadd(keys.regions(), region.id);
   return { region, created: existing === null };
 }
 
-export type RegionChanges = Partial<Pick<Region, 'name' | 'country' | 'tiers'>>;
+export type RegionChanges = Partial<Pick<Region, 'name' | 'country' | 'tiers'>> & { pool?: Partial<Pool> };
 
 /** Changes some fields of an existing region (404 when there is none); sessions already made keep theirs. */
 export async function updateRegion(
@@ -75,6 +89,7 @@ export async function updateRegion(
     name: changes.name ?? existing.name,
     country: changes.country ?? existing.country,
     tiers: changes.tiers ?? existing.tiers,
+    ...(changes.pool ? { pool: changes.pool } : {}),
   });
   return region;
 }

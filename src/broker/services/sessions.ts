@@ -31,7 +31,7 @@ import {
   runRetireSession,
   type CloseOutcome,
 } from './lua.js';
-import { HEARTBEAT_MS, healthySince, lastHeartbeats } from './nodes.js';
+import { HEARTBEAT_MS, healthySince, lastHeartbeats, nodePool } from './nodes.js';
 import { getRegion } from './regions.js';
 import { periodOf, type PeriodTotal } from './usage.js';
 
@@ -179,7 +179,7 @@ export async function createSession(
     }
     throw noCapacity(Math.ceil(HEARTBEAT_MS / 1000));
   }
-  const { nodeId, endpoint, nodePublicKey, addressIndex } = created;
+  const { nodeId, endpoint, nodePublicKey, addressIndex, pool } = created;
 
   // 3. account slot: the reservation becomes the session; counters.
   await execAll(
@@ -192,7 +192,7 @@ export async function createSession(
   );
 
   const fields = {
-    interface: { addresses: peerAllowedIps(addressIndex), dns: DEFAULT_DNS },
+    interface: { addresses: peerAllowedIps(addressIndex, nodePool(pool)), dns: DEFAULT_DNS },
     peer: {
       public_key: nodePublicKey,
       ...(presharedKey ? { preshared_key: presharedKey } : {}),

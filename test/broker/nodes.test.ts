@@ -35,7 +35,11 @@ describe('register', () => {
     const body = nodeBody();
     const res = await register(token, body);
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ node_id: nodeIdFor(tokenId, body.public_key), heartbeat_ms: HEARTBEAT_MS });
+    expect(res.body).toEqual({
+      node_id: nodeIdFor(tokenId, body.public_key),
+      heartbeat_ms: HEARTBEAT_MS,
+      pool: { v4: '10.64.0.0/10', v6: 'fd64::/64' },
+    });
     const ip = await request(plane.broker.app).get('/v1/ip/203.0.113.7');
     expect(ip.body).toMatchObject({
       ip: '203.0.113.7',

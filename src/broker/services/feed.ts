@@ -175,7 +175,7 @@ export async function pollPeers(
     return quiet;
   }
   try {
-    return await waitForChanges(pool, node, cursor, waitMs, both, quiet);
+    return await waitForChanges(pool, node, addressPool, cursor, waitMs, both, quiet);
   } finally {
     pool.leave(node.id);
   }
@@ -184,6 +184,7 @@ export async function pollPeers(
 async function waitForChanges(
   pool: Waiters,
   node: { id: string; region: string },
+  addressPool: Pool,
   cursor: string,
   waitMs: number,
   both: AbortSignal,

@@ -1,6 +1,7 @@
 // The broker's environment, parsed and validated once at start. Everything else receives a Config
 // value; nothing below this file reads process.env.
 import { z } from 'zod';
+import { type RedisMode, parseRedisUrl } from './store/redis-url.js';
 
 import { TIERS, type Tier } from '../lib/api.js';
 
@@ -35,7 +36,21 @@ const csv = z.string().transform((s) =>
 );
 
 const envSchema = z.object({
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** redis://, rediss://, redis+sentinel:// or redis+cluster:// (store/redis-url.ts). */
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .transform((url, ctx) => {
+      try {
+        return { url, mode: parseRedisUrl(url).mode };
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  /** Replicas that must hold a new session before 201; default 1 with Sentinel or Cluster, 0 for one Redis. */
+  REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(100).optional(),
+  REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -91,6 +106,9 @@ const envSchema = z.object({
 
 export interface Config {
   redisUrl: string;
+  redisMode: RedisMode;
+  /** WAIT before acknowledging a session: replicas (0 = off) and how long to wait for them. */
+  redisWait: { replicas: number; timeoutMs: number };
   port: number;
   host: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -144,7 +162,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     TIERS.map((t) => [t, { ...DEFAULT_TIERS[t], ...e.TB_TIERS[t] }]),
   ) as Record<Tier, TierLimits>;
   return {
-    redisUrl: e.REDIS_URL,
+    redisUrl: e.REDIS_URL.url,
+    redisMode: e.REDIS_URL.mode,
+    redisWait: {
+      replicas: e.REDIS_WAIT_REPLICAS ?? (e.REDIS_URL.mode === 'single' ? 0 : 1),
+      timeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
+    },
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,

@@ -1,9 +1,6 @@
 // The session and node data plane on a real 3-master Redis Cluster (redis-server --cluster-enabled,
 // joined with redis-cli --cluster create), through ioredis' Cluster client: every script and MULTI
 // stays in one hash slot, so nothing answers CROSSSLOT, and the keys really spread over the masters.
-import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster } from 'ioredis';
 import { loadConfig } from '../../src/broker/config.js';
 import { createContext, type BrokerContext } from '../../src/broker/context.js';
@@ -21,8 +18,8 @@ import {
 } from '../../src/broker/services/sessions.js';
 import { usageOf } from '../../src/broker/services/usage.js';
 import { keys } from '../../src/broker/store/keys.js';
-import type { Redis } from '../../src/broker/store/redis.js';
-import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
+import { createRedis, keySlot, waitForReady } from '../../src/broker/store/redis.js';
+import { redisCli, startCluster, type RedisServer } from '../helpers/redis.js';
 import { silentLogger } from './helpers.js';
 import { keyPair, T0 } from './sessions-fixture.js';
 
@@ -31,58 +28,18 @@ let cluster: Cluster;
 let ctx: BrokerContext;
 let now = T0;
 
-const canListen = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-
-/** A free port whose cluster-bus twin (port + 10000) is free too. */
-async function clusterPort(): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    if (port + 10000 <= 65535 && (await canListen(port + 10000))) return port;
-  }
-}
-
 beforeAll(async () => {
-  const ports = [await clusterPort(), await clusterPort(), await clusterPort()];
-  for (const port of ports) {
-    servers.push(
-      await startRedis(
-        ['--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-node-timeout', '5000'],
-        port,
-      ),
-    );
-  }
-  const create = spawnSync(
-    'redis-cli',
-    [
-      '--cluster',
-      'create',
-      ...ports.map((p) => `127.0.0.1:${p}`),
-      '--cluster-replicas',
-      '0',
-      '--cluster-yes',
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
-  if (create.status !== 0) throw new Error(`cluster create failed: ${create.stdout} ${create.stderr}`);
-  for (let i = 0; i < 200; i++) {
-    const info = spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'], { encoding: 'utf8' });
-    if (info.stdout.includes('cluster_state:ok')) break;
-    await sleep(100);
-  }
-  cluster = new Cluster(
-    ports.map((port) => ({ host: '127.0.0.1', port })),
-    { redisOptions: { maxRetriesPerRequest: 1 } },
-  );
-  cluster.on('error', () => {});
-  await new Promise<void>((resolve) => cluster.once('ready', () => resolve()));
+  servers.push(...(await startCluster(3, 0, ['--appendonly', 'no', '--cluster-node-timeout', '5000'])));
+  // Through REDIS_URL's Cluster form, as the broker and the admin command connect.
+  const url = `redis+cluster://${servers.map((server) => `127.0.0.1:${server.port}`).join(',')}`;
+  // No replicas here (the failover suite has them): nothing to WAIT for.
+  const config = loadConfig({ REDIS_URL: url, REDIS_WAIT_REPLICAS: '0' });
+  const redis = createRedis(config.redisUrl);
+  await waitForReady(redis);
+  cluster = redis as unknown as Cluster;
   ctx = createContext({
-    config: loadConfig({}),
-    redis: cluster as unknown as Redis,
+    config,
+    redis,
     logger: silentLogger,
     clock: () => now,
   });
@@ -133,7 +90,7 @@ test('session lifecycle on Redis Cluster: no CROSSSLOT anywhere, keys spread ove
 
   // Session records of different regions live on different masters.
   const slots = new Set(
-    made.map((m) => cluster.slots[slotOf(keys.session(m.session.region, m.session.id))]?.[0]),
+    made.map((m) => cluster.slots[keySlot(keys.session(m.session.region, m.session.id))]?.[0]),
   );
   expect(slots.size).toBeGreaterThan(1);
 
@@ -167,15 +124,17 @@ test('session lifecycle on Redis Cluster: no CROSSSLOT anywhere, keys spread ove
   expect((await usageOf(ctx, first.account)).sessions.active).toBe(0);
 });
 
-/** CRC16/XMODEM of the hash tag, mod 16384 (the Redis Cluster key slot). */
-function slotOf(key: string): number {
-  const open = key.indexOf('{');
-  const close = open >= 0 ? key.indexOf('}', open + 1) : -1;
-  const tagged = open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
-  let crc = 0;
-  for (const byte of Buffer.from(tagged)) {
-    crc ^= byte << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
+test('keySlot agrees with CLUSTER KEYSLOT, hash tags included', () => {
+  const samples = [
+    '',
+    'a',
+    'tb:{acc_1}:sessions',
+    '{}x',
+    'x{}y',
+    '{a}{b}',
+    'tb:region:{eu-west}:nodes',
+    'ü{ä}',
+  ];
+  for (const key of samples)
+    expect(keySlot(key)).toBe(Number(redisCli(servers[0]!.port, 'cluster', 'keyslot', key)));
+});

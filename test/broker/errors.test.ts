@@ -54,6 +54,15 @@ test.each([
     { 'Retry-After': '5' },
     {},
   ],
+  // Failover answers: a demoted master, a Cluster slot without a master yet.
+  [new Error("READONLY You can't write against a read only replica."), 503, { 'Retry-After': '5' }, {}],
+  [
+    new Error('Too many Cluster redirections. Last error: Error: CLUSTERDOWN'),
+    503,
+    { 'Retry-After': '5' },
+    {},
+  ],
+  [new Error('Failed to refresh slots cache.'), 503, { 'Retry-After': '5' }, {}],
   [Object.assign(new Error('too big'), { type: 'entity.too.large' }), 413, {}, {}],
 ])('%#: mapping %s', (err, status, headers, extra) => {
   const mapped = toHttpError(err);

@@ -49,12 +49,15 @@ export interface Plane {
   close(): Promise<void>;
 }
 
-export async function startPlane(options: { server?: RedisServer } = {}): Promise<Plane> {
+export async function startPlane(
+  options: { server?: RedisServer; env?: Record<string, string> } = {},
+): Promise<Plane> {
   let now = T0;
   const broker = await startBroker({
     clock: () => now,
     server: options.server,
     env: {
+      ...options.env,
       PUBLIC_BURST: '1000000',
       TB_TIERS: JSON.stringify({
         free: { requestsPerMinute: 1000000 },

@@ -45,7 +45,11 @@ export function sessionRoutes(ctx: BrokerContext, router: Router): void {
     scope: 'tunnels:write',
     body: CreateSessionBody,
     responses: {
-      201: { description: 'the session, its config, and (once) its private key', schema: CreatedSession },
+      201: {
+        description:
+          'the session, its config, and (once) its private key; on Sentinel or Cluster, already on REDIS_WAIT_REPLICAS replicas',
+        schema: CreatedSession,
+      },
     },
     noStore: true,
     errors: ['tier_required', 'quota_exhausted', 'no_capacity', 'conflict'],

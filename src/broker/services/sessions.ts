@@ -15,9 +15,17 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { TIERS, type Tier } from '../config.js';
 import { isoTime, type BrokerContext } from '../context.js';
-import { conflict, invalidRequest, noCapacity, notFound, quotaExhausted, tierRequired } from '../errors.js';
+import {
+  conflict,
+  invalidRequest,
+  noCapacity,
+  notFound,
+  quotaExhausted,
+  tierRequired,
+  unavailable,
+} from '../errors.js';
 import { keys, TTL } from '../store/keys.js';
-import { execAll } from '../store/redis.js';
+import { execAll, waitForReplicas } from '../store/redis.js';
 import { newId } from '../tokens.js';
 import { MAX_ADDRESS_INDEX, peerAllowedIps } from '../../lib/addresses.js';
 import type { ClosedReason, CreatedSession, Session, SessionStatus } from '../../lib/api.js';
@@ -190,6 +198,22 @@ export async function createSession(
       .expire(periodKey, TTL.usagePeriodSeconds)
       .hincrby(keys.accountUsage(owner.id), 'sessions_created', 1),
   );
+
+  // 4. durability: with REDIS_WAIT_REPLICAS, a 201 means the session is on replicas and survives a
+  // failover; when they do not confirm in time, the session is taken back and the client retries.
+  const { replicas, timeoutMs } = ctx.config.redisWait;
+  const written = [keys.accountLiveSessions(owner.id), keys.regionNodes(region.id)];
+  if (!(await waitForReplicas(ctx.redis, written, replicas, timeoutMs))) {
+    await closeSession(ctx, region.id, sessionId, { state: 'closed' });
+    await release(ctx, owner.id, sessionId);
+    await execAll(
+      ctx.redis
+        .multi()
+        .hincrby(periodKey, 'sessions_created', -1)
+        .hincrby(keys.accountUsage(owner.id), 'sessions_created', -1),
+    );
+    throw unavailable(`The session did not reach ${replicas} Redis replica(s) in time; it was not created.`);
+  }
 
   const fields = {
     interface: { addresses: peerAllowedIps(addressIndex, nodePool(pool)), dns: DEFAULT_DNS },

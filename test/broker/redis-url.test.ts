@@ -6,58 +6,47 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/broker/config.js';
 import { parseRedisUrl } from '../../src/broker/store/redis-url.js';
 
+// What the parser gives when a field is not in the URL.
+const sentinel = (fields: object) => ({
+  mode: 'sentinel',
+  password: undefined,
+  sentinelPassword: undefined,
+  tls: false,
+  db: 0,
+  ...fields,
+});
+const cluster = (fields: object) => ({ mode: 'cluster', password: undefined, tls: false, ...fields });
+const hosts = (...list: [string, number][]) => list.map(([host, port]) => ({ host, port }));
+
 const GOOD: [string, string, unknown][] = [
   ['1', 'redis://127.0.0.1:6379', { mode: 'single', url: 'redis://127.0.0.1:6379' }],
   ['2', 'rediss://:pw@cache.example:6380/2', { mode: 'single', url: 'rediss://:pw@cache.example:6380/2' }],
   [
     '3',
     'redis+sentinel://10.0.0.1:26379,10.0.0.2:26380,sentinel-3/mymaster',
-    {
-      mode: 'sentinel',
-      sentinels: [
-        { host: '10.0.0.1', port: 26379 },
-        { host: '10.0.0.2', port: 26380 },
-        { host: 'sentinel-3', port: 26379 },
-      ],
+    sentinel({
+      sentinels: hosts(['10.0.0.1', 26379], ['10.0.0.2', 26380], ['sentinel-3', 26379]),
       masterName: 'mymaster',
-      password: undefined,
-      sentinelPassword: undefined,
-      tls: false,
-      db: 0,
-    },
+    }),
   ],
   [
     '4',
     'redis+sentinel://:p%40ss%2Cw@[::1]:26379/tb-master?sentinelPassword=s%26p&tls=1&db=3',
-    {
-      mode: 'sentinel',
-      sentinels: [{ host: '::1', port: 26379 }],
+    sentinel({
+      sentinels: hosts(['::1', 26379]),
       masterName: 'tb-master',
       password: 'p@ss,w',
       sentinelPassword: 's&p',
       tls: true,
       db: 3,
-    },
+    }),
   ],
   [
     '5',
     'redis+cluster://:secret@node-1:7000,node-2:7001,node-3',
-    {
-      mode: 'cluster',
-      nodes: [
-        { host: 'node-1', port: 7000 },
-        { host: 'node-2', port: 7001 },
-        { host: 'node-3', port: 6379 },
-      ],
-      password: 'secret',
-      tls: false,
-    },
+    cluster({ nodes: hosts(['node-1', 7000], ['node-2', 7001], ['node-3', 6379]), password: 'secret' }),
   ],
-  [
-    '6',
-    'redis+cluster://10.0.0.5:7000/?tls=true',
-    { mode: 'cluster', nodes: [{ host: '10.0.0.5', port: 7000 }], password: undefined, tls: true },
-  ],
+  ['6', 'redis+cluster://10.0.0.5:7000/?tls=true', cluster({ nodes: hosts(['10.0.0.5', 7000]), tls: true })],
 ];
 
 const BAD: [string, string, RegExp][] = [

@@ -114,7 +114,10 @@ describe('POST /v1/admin/node-tokens', () => {
       token: expect.stringMatching(/^tbn_[0-9A-Za-z]{38}$/),
       region: 'ap-south',
       created_at: new Date(now).toISOString(),
+      expires_at: null,
+      max_nodes: 10,
     });
+    expect(res.headers['cache-control']).toBe('no-store');
     expect(await broker.redis.exists(keys.nodeTokenHash(hashToken(res.body.token)))).toBe(1);
     expect(JSON.stringify(await redisContents(broker.redis))).not.toContain(res.body.token);
   });

@@ -2,6 +2,9 @@
 import { startBroker, type TestBroker } from './helpers.js';
 import { authorizationMatrix, createAuthFixture, type AuthFixture, type EndpointRow } from './authz.js';
 import { issueKey } from '../../src/broker/services/accounts.js';
+import { createNodeToken } from '../../src/broker/services/enrollment.js';
+import { registerNode } from '../../src/broker/services/nodes.js';
+import { keyPair } from './sessions-fixture.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 
 let now = Date.parse('2026-02-01T00:00:00Z');
@@ -100,6 +103,43 @@ const ACCOUNT_ROWS: EndpointRow[] = [
     scope: 'admin:write',
     ok: 201,
     prepare: at('/v1/admin/node-tokens', { region: 'eu-west' }),
+  },
+  {
+    name: 'GET /v1/admin/node-tokens',
+    method: 'get',
+    as: 'operator',
+    scope: 'admin:read',
+    ok: 200,
+    prepare: at('/v1/admin/node-tokens'),
+  },
+  {
+    name: 'DELETE /v1/admin/node-tokens/{id}',
+    method: 'delete',
+    as: 'operator',
+    scope: 'admin:write',
+    ok: 204,
+    prepare: async (f) => ({
+      path: `/v1/admin/node-tokens/${(await createNodeToken(f.ctx, 'eu-west')).tokenId}`,
+    }),
+  },
+  {
+    name: 'DELETE /v1/admin/nodes/{id}',
+    method: 'delete',
+    as: 'operator',
+    scope: 'admin:write',
+    ok: 204,
+    prepare: async (f) => {
+      const enrolled = await createNodeToken(f.ctx, 'eu-west');
+      const { nodeId } = await registerNode(f.ctx, enrolled, {
+        region: 'eu-west',
+        endpoint: '198.51.100.9:51820',
+        publicKey: keyPair().publicKey,
+        egressIps: [],
+        capacity: 10,
+        version: 'authz',
+      });
+      return { path: `/v1/admin/nodes/${nodeId}` };
+    },
   },
   {
     name: 'GET /v1/admin/nodes',

@@ -119,10 +119,17 @@ describe('GET /v1/ip/{addr}', () => {
 
   test('egress records answer now and at past moments, both families', async () => {
     const t0 = now;
-    await recordEgressIps(broker.ctx, 'node_a', 'eu-west', ['198.51.100.1', '2001:0db8::0001', 'junk'], t0);
-    await recordEgressIps(broker.ctx, 'node_a', 'eu-west', ['198.51.100.1'], t0 + 60_000);
+    await recordEgressIps(
+      broker.ctx,
+      'node_a',
+      'eu-west',
+      ['198.51.100.1', '2001:0db8::0001', 'junk'],
+      t0,
+      t0 - 30_000,
+    );
+    await recordEgressIps(broker.ctx, 'node_a', 'eu-west', ['198.51.100.1'], t0 + 60_000, t0 + 30_000);
     // The IP moves to another node an hour later.
-    await recordEgressIps(broker.ctx, 'node_b', 'eu-west', ['198.51.100.1'], t0 + 3_600_000);
+    await recordEgressIps(broker.ctx, 'node_b', 'eu-west', ['198.51.100.1'], t0 + 3_600_000, t0 + 3_570_000);
 
     const current = await request(broker.app).get('/v1/ip/198.51.100.1');
     expect(current.body).toEqual({

@@ -3,7 +3,8 @@
 // whole long-poll pool with one node.
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { startPlane, type Plane } from './sessions-fixture.js';
+import request from 'supertest';
+import { keyPair, startPlane, type Plane } from './sessions-fixture.js';
 
 let plane: Plane;
 let server: Server;
@@ -65,5 +66,115 @@ describe('finding 9: one node cannot take the long-poll pool', () => {
     expect(turnedAway.length).toBeGreaterThanOrEqual(68);
     for (const r of turnedAway)
       expect(r).toEqual({ status: 200, body: expect.objectContaining({ cursor: greedyCursor, peers: [] }) });
+  });
+});
+
+describe('finding 7: a leaked node token is contained', () => {
+  const admin = async () => {
+    const token = await plane.fx.keyFor(plane.fx.operator, ['admin:read', 'admin:write']);
+    return { Authorization: `Bearer ${token}` };
+  };
+  const register = (token: string, fields: Record<string, unknown> = {}) =>
+    request(plane.broker.app)
+      .post('/v1/nodes/register')
+      .set('Authorization', `Bearer ${token}`)
+      .send({
+        region: 'eu-west',
+        endpoint: '198.51.100.200:51820',
+        public_key: keyPair().publicKey,
+        egress_ips: [],
+        capacity: 100,
+        version: 'attack',
+        ...fields,
+      });
+  const issue = async (body: Record<string, unknown>) => {
+    const res = await request(plane.broker.app)
+      .post('/v1/admin/node-tokens')
+      .set(await admin())
+      .send(body);
+    expect(res.status).toBe(201);
+    return res.body as { id: string; token: string; max_nodes: number; expires_at: string | null };
+  };
+
+  test('a token enrolls at most max_nodes nodes, each with at most TB_NODE_MAX_CAPACITY', async () => {
+    const leaked = await issue({ region: 'eu-west', max_nodes: 3 });
+    expect(leaked.id).toMatch(/^ntk_/);
+    const huge = await register(leaked.token, { capacity: 1_000_000 });
+    expect(huge.status).toBe(400);
+    expect(huge.body).toMatchObject({ error: 'invalid_request', field: 'capacity' });
+    const answers = [];
+    for (let i = 0; i < 20; i++) answers.push((await register(leaked.token)).status);
+    expect(answers).toEqual([200, 200, 200, ...Array(17).fill(409)]);
+    const listed = await request(plane.broker.app)
+      .get('/v1/admin/node-tokens')
+      .set(await admin());
+    expect(listed.body.node_tokens).toContainEqual(
+      expect.objectContaining({ id: leaked.id, nodes: 3, max_nodes: 3, revoked_at: null }),
+    );
+    expect(JSON.stringify(listed.body)).not.toContain(leaked.token);
+  });
+
+  test('an expired token is refused', async () => {
+    const shortLived = await issue({ region: 'eu-west', expires_in: 60 });
+    expect((await register(shortLived.token)).status).toBe(200);
+    plane.advance(61_000);
+    expect((await register(shortLived.token)).status).toBe(401);
+  });
+
+  test('revoking a token: its nodes get 401 on their next call and no new sessions', async () => {
+    const leaked = await issue({ region: 'ap-south' });
+    const reg = await register(leaked.token, { region: 'ap-south' });
+    expect(reg.status).toBe(200);
+    const node = { id: reg.body.node_id as string, token: leaked.token };
+    expect((await plane.heartbeat({ ...node, region: 'ap-south', publicKey: '' })).status).toBe(200);
+    const revoked = await request(plane.broker.app)
+      .delete(`/v1/admin/node-tokens/${leaked.id}`)
+      .set(await admin());
+    expect(revoked.status).toBe(204);
+    expect((await plane.heartbeat({ ...node, region: 'ap-south', publicKey: '' })).status).toBe(401);
+    expect((await register(leaked.token, { region: 'ap-south' })).status).toBe(401);
+    const user = await plane.principal('business');
+    expect((await plane.create(user, { region: 'ap-south' })).status).toBe(503);
+    const again = await request(plane.broker.app)
+      .delete(`/v1/admin/node-tokens/${leaked.id}`)
+      .set(await admin());
+    expect(again.status).toBe(204);
+    const unknown = await request(plane.broker.app)
+      .delete('/v1/admin/node-tokens/ntk_nope')
+      .set(await admin());
+    expect(unknown.status).toBe(404);
+  });
+
+  test('removing a node: its sessions read node_lost, it cannot come back', async () => {
+    const owner = await issue({ region: 'us-east' });
+    const { publicKey } = keyPair();
+    const reg = await register(owner.token, { region: 'us-east', public_key: publicKey });
+    const nodeId = reg.body.node_id as string;
+    const user = await plane.principal('pro');
+    const created = await plane.create(user, { region: 'us-east' });
+    expect(created.body.node.id).toBe(nodeId);
+    const removed = await request(plane.broker.app)
+      .delete(`/v1/admin/nodes/${nodeId}`)
+      .set(await admin());
+    expect(removed.status).toBe(204);
+    expect((await plane.as(user, 'get', `/v1/sessions/${created.body.id}`)).body.status).toBe('node_lost');
+    expect((await register(owner.token, { region: 'us-east', public_key: publicKey })).status).toBe(401);
+    const gone = await request(plane.broker.app)
+      .delete(`/v1/admin/nodes/${nodeId}`)
+      .set(await admin());
+    expect(gone.status).toBe(404);
+  });
+
+  test('an egress IP of a live node is refused at registration and kept at heartbeats', async () => {
+    const honest = await plane.node('eu-west', { egress_ips: ['192.0.2.55'] });
+    const leaked = await issue({ region: 'eu-west' });
+    const claim = await register(leaked.token, { egress_ips: ['192.0.2.55'] });
+    expect(claim.status).toBe(400);
+    expect(claim.body).toMatchObject({ error: 'invalid_request', field: 'egress_ips' });
+    const ip = await request(plane.broker.app).get('/v1/ip/192.0.2.55');
+    expect(ip.body).toMatchObject({ exit: true, node: honest.id });
+    // Once the honest node has been silent for 3 intervals, the address may move.
+    plane.advance(31_000);
+    expect((await register(leaked.token, { egress_ips: ['192.0.2.55'] })).status).toBe(200);
   });
 });

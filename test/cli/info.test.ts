@@ -77,7 +77,14 @@ describe('ip', () => {
   });
 
   test('2. an exit address names region and node, never a user', async () => {
-    await recordEgressIps(b.broker.ctx, 'node_cli_a', 'eu-west', ['203.0.113.7', '2001:db8::7'], Date.now());
+    await recordEgressIps(
+      b.broker.ctx,
+      'node_cli_a',
+      'eu-west',
+      ['203.0.113.7', '2001:db8::7'],
+      Date.now(),
+      Date.now() - 30_000,
+    );
     const m = machine(b.url);
     const res = await cli(['ip', '203.0.113.7'], m.env);
     expect(res.code).toBe(0);

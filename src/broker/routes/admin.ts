@@ -1,11 +1,12 @@
 // Operator endpoints (docs/API.md "Exit nodes", admin): regions, node enrollment tokens, node list.
 import type { Router } from 'express';
 import { TIERS } from '../config.js';
-import { isoTime, type BrokerContext } from '../context.js';
-import { invalidRequest } from '../errors.js';
+import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
+import { invalidRequest, notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
-import { createNodeToken } from '../services/enrollment.js';
+import { createNodeToken, DEFAULT_MAX_NODES, listNodeTokens } from '../services/enrollment.js';
+import { removeNode, revokeEnrollment } from '../services/nodes.js';
 import { poolPrefixError } from '../../lib/addresses.js';
 import { removeRegion } from '../services/fleet.js';
 import {
@@ -178,16 +179,37 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
     tags: ['admin'],
     access: 'bearer',
     scope: 'admin:write',
-    body: z.object({ region: z.string().max(63) }),
+    body: z.object({
+      region: z.string().max(63),
+      expires_in: z
+        .number()
+        .int()
+        .min(60)
+        .max(10 * 366 * 24 * 3600)
+        .optional()
+        .openapi({ description: 'seconds; absent: never expires' }),
+      max_nodes: z.number().int().min(1).max(10_000).default(DEFAULT_MAX_NODES),
+    }),
     responses: {
       201: {
         description: 'token',
-        schema: z.object({ id: z.string(), token: z.string(), region: z.string(), created_at: z.string() }),
+        schema: z.object({
+          id: z.string(),
+          token: z.string(),
+          region: z.string(),
+          created_at: z.string(),
+          expires_at: z.string().nullable(),
+          max_nodes: z.number().int(),
+        }),
       },
     },
+    noStore: true,
     handler: async ({ body }) => {
       if (!(await getRegion(ctx, body.region))) throw invalidRequest('region', 'Unknown region.');
-      const issued = await createNodeToken(ctx, body.region);
+      const issued = await createNodeToken(ctx, body.region, {
+        expiresAt: body.expires_in === undefined ? null : ctx.clock() + body.expires_in * 1000,
+        maxNodes: body.max_nodes,
+      });
       return {
         status: 201,
         body: {
@@ -195,8 +217,68 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
           token: issued.token,
           region: issued.region,
           created_at: isoTime(issued.createdAt),
+          expires_at: isoOrNull(issued.expiresAt),
+          max_nodes: issued.maxNodes,
         },
       };
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'get',
+    path: '/v1/admin/node-tokens',
+    summary: 'Every node token issued (never the secret), with its node count',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:read',
+    responses: {
+      200: {
+        description: 'node tokens',
+        schema: z.object({
+          node_tokens: z.array(
+            z.object({
+              id: z.string(),
+              region: z.string(),
+              created_at: z.string(),
+              expires_at: z.string().nullable(),
+              max_nodes: z.number().int(),
+              nodes: z.number().int(),
+              revoked_at: z.string().nullable(),
+            }),
+          ),
+        }),
+      },
+    },
+    handler: async () => ({ body: { node_tokens: await listNodeTokens(ctx) } }),
+  });
+
+  defineRoute(ctx, router, {
+    method: 'delete',
+    path: '/v1/admin/node-tokens/{id}',
+    summary: 'Revoke a node token: its nodes are taken out and get 401 from then on',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    params: z.object({ id: z.string().max(64) }),
+    responses: { 204: { description: 'revoked' } },
+    errors: ['not_found'],
+    handler: async ({ params }) => {
+      await revokeEnrollment(ctx, params.id);
+    },
+  });
+
+  defineRoute(ctx, router, {
+    method: 'delete',
+    path: '/v1/admin/nodes/{id}',
+    summary: 'Remove a node: no new sessions, its sessions read node_lost, it may not register again',
+    tags: ['admin'],
+    access: 'bearer',
+    scope: 'admin:write',
+    params: z.object({ id: z.string().max(80) }),
+    responses: { 204: { description: 'removed' } },
+    errors: ['not_found'],
+    handler: async ({ params }) => {
+      if (!(await removeNode(ctx, params.id, true))) throw notFound('No such node.');
     },
   });
 

@@ -18,15 +18,38 @@ export interface HoldingPeriod {
   last_seen: number;
 }
 
-/** Records that `nodeId` in `region` egresses from `ips` at `nowMs`; malformed entries are skipped. */
+const canonicalSet = (ips: readonly string[]) => [
+  ...new Set(ips.map(canonicalIp).filter((ip): ip is string => ip !== null)),
+];
+
+/** Of `ips`, those another node reported at or after `liveSince` (ms): they are its, not `nodeId`'s. */
+export async function heldByOthers(
+  ctx: BrokerContext,
+  nodeId: string,
+  ips: readonly string[],
+  liveSince: number,
+): Promise<string[]> {
+  const canonical = canonicalSet(ips);
+  const latest = await Promise.all(canonical.map((ip) => lookupHolder(ctx, ip, undefined)));
+  return canonical.filter((_, i) => {
+    const holder = latest[i];
+    return holder !== null && holder !== undefined && holder.node !== nodeId && holder.last_seen >= liveSince;
+  });
+}
+
+/**
+ * Records that `nodeId` in `region` egresses from `ips` at `nowMs`; malformed entries are skipped, and
+ * so are IPs another node reported at or after `liveSince` (a node cannot take over a live node's IP).
+ */
 export async function recordEgressIps(
   ctx: BrokerContext,
   nodeId: string,
   region: string,
   ips: readonly string[],
   nowMs: number,
+  liveSince: number,
 ): Promise<string[]> {
-  const canonical = [...new Set(ips.map(canonicalIp).filter((ip): ip is string => ip !== null))];
+  const canonical = canonicalSet(ips);
   await Promise.all(
     canonical.map((ip) =>
       runRecordEgressIp(ctx.redis, {
@@ -36,6 +59,7 @@ export async function recordEgressIps(
         now: nowMs,
         ttlSeconds: TTL.ipHistorySeconds,
         maxPeriods: MAX_PERIODS,
+        liveSince,
       }),
     ),
   );

@@ -430,6 +430,8 @@ if last then
     redis.call('EXPIRE', KEYS[1], ARGV[4])
     return 0
   end
+  -- Another node reported it recently: attribution never moves from a live node to another.
+  if entry.last_seen >= tonumber(ARGV[6]) then return 2 end
 end
 redis.call('RPUSH', KEYS[1], cjson.encode({node = ARGV[1], region = ARGV[2], first_seen = now, last_seen = now}))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
@@ -439,13 +441,23 @@ return 1`,
 
 export async function runRecordEgressIp(
   redis: Redis,
-  a: { ip: string; nodeId: string; region: string; now: number; ttlSeconds: number; maxPeriods: number },
-): Promise<void> {
-  await RECORD_EGRESS_IP.run(
+  a: {
+    ip: string;
+    nodeId: string;
+    region: string;
+    now: number;
+    ttlSeconds: number;
+    maxPeriods: number;
+    /** Another holder whose last report is at or after this (ms) is live: the IP stays its. */
+    liveSince: number;
+  },
+): Promise<'recorded' | 'held_by_another'> {
+  const reply = await RECORD_EGRESS_IP.run(
     redis,
     [keys.ipHistory(a.ip)],
-    [a.nodeId, a.region, a.now, a.ttlSeconds, a.maxPeriods],
+    [a.nodeId, a.region, a.now, a.ttlSeconds, a.maxPeriods, a.liveSince],
   );
+  return reply === 2 ? 'held_by_another' : 'recorded';
 }
 
 // ── accounts and sign-in ────────────────────────────────────────────────────────────────────────

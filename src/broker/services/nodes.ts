@@ -7,11 +7,11 @@
 import { createHash } from 'node:crypto';
 import { NODE_ADDRESS_INDEX, POOL_PREFIXES, poolMaxIndex, type Pool } from '../../lib/addresses.js';
 import type { BrokerContext } from '../context.js';
-import { invalidRequest, notFound } from '../errors.js';
+import { conflict, invalidRequest, notFound, unauthorized } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
-import { recordEgressIps } from './egress.js';
-import type { NodeToken } from './enrollment.js';
+import { heldByOthers, recordEgressIps } from './egress.js';
+import { revokeNodeToken, type NodeToken } from './enrollment.js';
 import { runHeartbeat } from './lua.js';
 import { getRegion, HEALTHY_INTERVALS } from './regions.js';
 import { addUsage, type PeriodTotal, type UsageDelta } from './usage.js';
@@ -69,8 +69,25 @@ export async function registerNode(
   }
   const region = await getRegion(ctx, input.region);
   if (!region) throw invalidRequest('region', 'Unknown region.');
+  const maxCapacity = ctx.config.limits.nodeMaxCapacity;
+  if (input.capacity > maxCapacity) {
+    throw invalidRequest('capacity', `capacity is at most ${maxCapacity} on this broker.`);
+  }
   const nodeId = nodeIdFor(token.tokenId, input.publicKey);
   const now = ctx.clock();
+  if (await ctx.redis.sismember(keys.removedNodes(), nodeId)) {
+    throw unauthorized('This node was removed by an operator.');
+  }
+  const taken = await heldByOthers(ctx, nodeId, input.egressIps, healthySince(now));
+  if (taken.length > 0) {
+    throw invalidRequest('egress_ips', `${taken.join(', ')}: held by another live node.`);
+  }
+  // The token's node cap: a new node joins its set only while there is room.
+  const enrolled = keys.nodeTokenNodes(token.tokenId);
+  if ((await ctx.redis.sadd(enrolled, nodeId)) === 1 && (await ctx.redis.scard(enrolled)) > token.maxNodes) {
+    await ctx.redis.srem(enrolled, nodeId);
+    throw conflict(`This node token enrolls at most ${token.maxNodes} nodes.`);
+  }
   const regionKey = keys.regionNode(input.region, nodeId);
   const [leases, held] = await Promise.all([
     ctx.redis.hlen(keys.nodeLeases(input.region, nodeId)),
@@ -111,8 +128,28 @@ export async function registerNode(
   await ctx.redis.hsetnx(keys.node(nodeId), 'registered_at', now);
   await ctx.redis.hsetnx(keys.node(nodeId), 'load', '0');
   await ctx.redis.sadd(keys.nodes(), nodeId);
-  await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now);
+  await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now, healthySince(now));
   return { nodeId, heartbeatMs: HEARTBEAT_MS, pool };
+}
+
+/**
+ * Takes a node out: no new sessions go to it, its sessions read node_lost, its calls get 404, and
+ * (with `ban`) it may not register again. False for an unknown node.
+ */
+export async function removeNode(ctx: BrokerContext, nodeId: string, ban: boolean): Promise<boolean> {
+  const node = await getNode(ctx, nodeId);
+  if (!node) return false;
+  if (ban) await ctx.redis.sadd(keys.removedNodes(), nodeId);
+  await ctx.redis.zrem(keys.regionNodes(node.region), nodeId);
+  await ctx.redis.del(keys.node(nodeId));
+  await ctx.redis.srem(keys.nodes(), nodeId);
+  return true;
+}
+
+/** Revokes a node token and takes out every node it enrolled (404 for an unknown token). */
+export async function revokeEnrollment(ctx: BrokerContext, tokenId: string): Promise<void> {
+  const nodeIds = await revokeNodeToken(ctx, tokenId);
+  await Promise.all(nodeIds.map((id) => removeNode(ctx, id, false)));
 }
 
 /** The registered node, or null. */
@@ -183,7 +220,7 @@ export async function recordHeartbeat(
     draining: beat.draining ? '1' : '0',
     last_heartbeat: now,
   });
-  await recordEgressIps(ctx, node.id, node.region, node.egressIps, now);
+  await recordEgressIps(ctx, node.id, node.region, node.egressIps, now, healthySince(now));
   const deltas = usage.map(([accountId, anchorMs, bytes]): UsageDelta => ({ accountId, anchorMs, bytes }));
   return addUsage(ctx, deltas, now);
 }

@@ -122,7 +122,15 @@ export const keys = {
    * services/nodes.ts.
    */
   node: (nodeId: string) => `node:${nodeId}`,
-  /** HASH id, region, created_at, hash: node enrollment tokens (tbn_), looked up by SHA-256 hex */
+  /** HASH id, region, created_at, expires_at, max_nodes, hash, revoked_at: a node token's record */
+  nodeToken: (tokenId: string) => `nodetoken:${tokenId}`,
+  /** SET of every node token id ever issued (GET /v1/admin/node-tokens) */
+  nodeTokens: () => 'nodetokens',
+  /** SET of the node ids a token enrolled (its max_nodes cap) */
+  nodeTokenNodes: (tokenId: string) => `nodetoken:${tokenId}:nodes`,
+  /** SET of node ids an operator removed: they may not register again */
+  removedNodes: () => 'nodes:removed',
+  /** HASH id, region, created_at, expires_at, max_nodes, hash: node enrollment tokens (tbn_), looked up by SHA-256 hex */
   nodeTokenHash: (sha256Hex: string) => `nodetokenhash:${sha256Hex}`,
 
   // ── sessions and the node data plane (hash tag {region:<id>}) ──────────────────────────────────

@@ -55,13 +55,14 @@ test('session lifecycle on Redis Cluster: no CROSSSLOT anywhere, keys spread ove
   for (const id of regions)
     await upsertRegion(ctx, { id, name: id, country: 'DE', tiers: ['free', 'pro', 'business'] });
   const nodes = [];
-  for (const region of regions) {
+  for (const [i, region] of regions.entries()) {
     const token = await createNodeToken(ctx, region);
     const { nodeId } = await registerNode(ctx, token, {
       region,
       endpoint: '198.51.100.1:51820',
       publicKey: keyPair().publicKey,
-      egressIps: ['203.0.113.1'],
+      // One egress IP per live node: another live node's address is refused.
+      egressIps: [`203.0.113.${i + 1}`],
       capacity: 100,
       version: 'test',
     });

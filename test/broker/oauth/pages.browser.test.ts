@@ -120,6 +120,8 @@ test('2. Deny sends the browser back with access_denied and no code', async () =
 });
 
 /** A region with one registered node, and a session of the user on it with some traffic reported. */
+let egressCount = 0;
+
 async function sessionWithTraffic(user: User): Promise<string> {
   const ctx = live.broker.ctx;
   await upsertRegion(ctx, {
@@ -137,7 +139,8 @@ async function sessionWithTraffic(user: User): Promise<string> {
       region: 'eu-west',
       endpoint: '198.51.100.7:51820',
       public_key: nodeKey,
-      egress_ips: ['203.0.113.7'],
+      // Each call's node is live: it needs an egress IP no other live node holds.
+      egress_ips: [`203.0.113.${++egressCount}`],
       capacity: 10,
       version: '0.1.0',
     });

@@ -260,6 +260,7 @@ describe('agent against a real broker', () => {
     await plane.close();
   });
 
+  let egressCount = 0;
   async function startAgent(
     options: { token?: string; region?: string; privateKey?: Uint8Array; url?: string; log?: string[] } = {},
   ) {
@@ -274,7 +275,8 @@ describe('agent against a real broker', () => {
         region: options.region ?? 'eu-west',
         endpoint: '192.0.2.10:51820',
         publicKey: b64(tunnel.publicKey),
-        egressIps: ['192.0.2.10'],
+        // Its own egress IP per agent: the broker refuses one a live node holds.
+        egressIps: [`192.0.2.${++egressCount}`],
         capacity: 50,
         version: 'test',
       },

@@ -6,11 +6,13 @@ import { loadConfig, TIERS, type Tier } from './config.js';
 import { createContext, type BrokerContext } from './context.js';
 import { isPermission } from './scopes.js';
 import { createAccount, getAccount, issueKey } from './services/accounts.js';
-import { createNodeToken } from './services/enrollment.js';
+import { createNodeToken, DEFAULT_MAX_NODES, listNodeTokens } from './services/enrollment.js';
+import { removeNode, revokeEnrollment } from './services/nodes.js';
 import { POOL_PREFIXES, poolPrefixError, type Pool } from '../lib/addresses.js';
 import { removeRegion } from './services/fleet.js';
 import {
   getRegion,
+  listNodeSummaries,
   REGION_ID,
   type RegionChanges,
   regionsWithHealth,
@@ -33,10 +35,41 @@ export async function addRegion(
   return `${created ? 'added' : 'updated'} region ${input.id}`;
 }
 
-export async function createNodeTokenFor(ctx: BrokerContext, region: string): Promise<string> {
-  if (!(await getRegion(ctx, region))) throw new InvalidArgumentError(`unknown region: ${region}`);
-  return (await createNodeToken(ctx, region)).token;
+export interface NodeTokenLimits {
+  expiresInSeconds?: number;
+  maxNodes?: number;
 }
+
+/** A tbn_ token for a region, with its public id (ntk_…) for listing and revoking. */
+export async function createNodeTokenFor(
+  ctx: BrokerContext,
+  region: string,
+  limits: NodeTokenLimits = {},
+): Promise<{ id: string; token: string }> {
+  if (!(await getRegion(ctx, region))) throw new InvalidArgumentError(`unknown region: ${region}`);
+  const issued = await createNodeToken(ctx, region, {
+    expiresAt: limits.expiresInSeconds === undefined ? null : ctx.clock() + limits.expiresInSeconds * 1000,
+    maxNodes: limits.maxNodes,
+  });
+  return { id: issued.tokenId, token: issued.token };
+}
+
+const DURATION_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `30d`, `12h`, `90m` or `3600s`: at least a minute, as the admin route takes. */
+const parseDuration = (value: string): number => {
+  const match = /^([1-9][0-9]{0,5})([smhd])$/.exec(value);
+  const seconds = match ? Number(match[1]) * DURATION_SECONDS[match[2]!]! : 0;
+  if (seconds < 60) throw new InvalidArgumentError('a duration of at least a minute, e.g. 30d, 12h or 90m');
+  return seconds;
+};
+
+const parseMaxNodes = (value: string): number => {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 10_000)
+    throw new InvalidArgumentError('a count from 1 to 10000');
+  return n;
+};
 
 export async function createOperatorKey(ctx: BrokerContext, scopes: string[], name: string): Promise<string> {
   const bad = scopes.find((s) => !isPermission(s));
@@ -97,6 +130,11 @@ export async function listRegions(ctx: BrokerContext, json: boolean): Promise<st
       String(r.load),
     ]),
   ];
+  return table(cells);
+}
+
+/** Rows as aligned columns, the first row the header. */
+function table(cells: string[][]): string {
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
   return cells
     .map((row) =>
@@ -106,6 +144,55 @@ export async function listRegions(ctx: BrokerContext, json: boolean): Promise<st
         .trimEnd(),
     )
     .join('\n');
+}
+
+export async function listNodeTokensText(ctx: BrokerContext, json: boolean): Promise<string> {
+  const tokens = await listNodeTokens(ctx);
+  if (json) return JSON.stringify({ node_tokens: tokens });
+  return table([
+    ['ID', 'REGION', 'NODES', 'CREATED', 'EXPIRES', 'REVOKED'],
+    ...tokens.map((t) => [
+      t.id,
+      t.region,
+      `${t.nodes}/${t.max_nodes}`,
+      t.created_at,
+      t.expires_at ?? '-',
+      t.revoked_at ?? '-',
+    ]),
+  ]);
+}
+
+export async function revokeNodeTokenText(ctx: BrokerContext, tokenId: string): Promise<string> {
+  if (!(await listNodeTokens(ctx)).some((t) => t.id === tokenId)) {
+    throw new InvalidArgumentError(`no such node token: ${tokenId}`);
+  }
+  await revokeEnrollment(ctx, tokenId);
+  return `revoked node token ${tokenId}; its nodes are removed`;
+}
+
+export async function listNodesText(
+  ctx: BrokerContext,
+  region: string | undefined,
+  json: boolean,
+): Promise<string> {
+  const nodes = (await listNodeSummaries(ctx)).filter((n) => region === undefined || n.region === region);
+  if (json) return JSON.stringify({ nodes });
+  return table([
+    ['ID', 'REGION', 'ENDPOINT', 'STATE', 'LOAD', 'LAST HEARTBEAT'],
+    ...nodes.map((n) => [
+      n.id,
+      n.region,
+      n.endpoint ?? '-',
+      n.draining ? 'draining' : n.healthy ? 'healthy' : 'lost',
+      `${n.load}/${n.capacity ?? '-'}`,
+      n.last_heartbeat ?? '-',
+    ]),
+  ]);
+}
+
+export async function removeNodeText(ctx: BrokerContext, nodeId: string): Promise<string> {
+  if (!(await removeNode(ctx, nodeId, true))) throw new InvalidArgumentError(`no such node: ${nodeId}`);
+  return `removed node ${nodeId}; its sessions read node_lost`;
 }
 
 export async function changeRegion(ctx: BrokerContext, id: string, changes: RegionChanges): Promise<string> {
@@ -177,7 +264,10 @@ async function withContext(print: Print, action: (ctx: BrokerContext) => Promise
   }
 }
 
-export function adminCommand(print: Print = (line) => process.stdout.write(`${line}\n`)): Command {
+export function adminCommand(
+  print: Print = (line) => process.stdout.write(`${line}\n`),
+  inform: Print = (line) => process.stderr.write(`${line}\n`),
+): Command {
   const admin = new Command('admin').description('act on Redis directly (env REDIS_URL)');
   const region = admin.command('region').description('exit regions');
   region
@@ -226,13 +316,49 @@ export function adminCommand(print: Print = (line) => process.stdout.write(`${li
     .action((id: string, o: { force?: boolean }) =>
       withContext(print, (ctx) => dropRegion(ctx, id, o.force === true)),
     );
-  admin
-    .command('node-token')
-    .description('exit-node enrollment tokens')
+  const nodeToken = admin.command('node-token').description('exit-node enrollment tokens');
+  nodeToken
     .command('create')
-    .description('issue a tbn_ token that enrolls nodes in a region (printed once)')
+    .description('issue a tbn_ token that enrolls nodes in a region (printed once; its ntk_ id on stderr)')
     .requiredOption('--region <id>', 'region the node serves')
-    .action((o: { region: string }) => withContext(print, (ctx) => createNodeTokenFor(ctx, o.region)));
+    .option(
+      '--expires-in <duration>',
+      'stop enrolling after e.g. 30d, 12h or 90m (default: never)',
+      parseDuration,
+    )
+    .option('--max-nodes <n>', `nodes it may enroll (default ${DEFAULT_MAX_NODES})`, parseMaxNodes)
+    .action((o: { region: string; expiresIn?: number; maxNodes?: number }) =>
+      withContext(print, async (ctx) => {
+        const { id, token } = await createNodeTokenFor(ctx, o.region, {
+          expiresInSeconds: o.expiresIn,
+          maxNodes: o.maxNodes,
+        });
+        inform(`node token ${id} (revoke with: tunnelbyte-broker admin node-token revoke ${id})`);
+        return token;
+      }),
+    );
+  nodeToken
+    .command('list')
+    .description('every node token issued (never the secret), with its nodes, expiry and revocation')
+    .option('--json', 'one JSON object')
+    .action((o: { json?: boolean }) => withContext(print, (ctx) => listNodeTokensText(ctx, o.json === true)));
+  nodeToken
+    .command('revoke <ntk_id>')
+    .description('revoke a node token: it stops working at once and the nodes it enrolled are removed')
+    .action((id: string) => withContext(print, (ctx) => revokeNodeTokenText(ctx, id)));
+  const node = admin.command('node').description('registered exit nodes');
+  node
+    .command('list')
+    .description('every registered node with its region, endpoint, state and load')
+    .option('--region <id>', 'only the nodes of this region')
+    .option('--json', 'one JSON object')
+    .action((o: { region?: string; json?: boolean }) =>
+      withContext(print, (ctx) => listNodesText(ctx, o.region, o.json === true)),
+    );
+  node
+    .command('remove <node_id>')
+    .description('take a node out: no new sessions, its sessions read node_lost, it may not register again')
+    .action((id: string) => withContext(print, (ctx) => removeNodeText(ctx, id)));
   admin
     .command('key')
     .description('operator API keys')

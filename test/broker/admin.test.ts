@@ -33,7 +33,7 @@ describe('admin CLI functions', () => {
     expect(
       await addRegion(broker.ctx, { id: 'ap-south', name: 'Mumbai 2', country: 'IN', tiers: ['pro'] }),
     ).toBe('updated region ap-south');
-    const token = await createNodeTokenFor(broker.ctx, 'ap-south');
+    const { token } = await createNodeTokenFor(broker.ctx, 'ap-south');
     expect(isWellFormedToken('tbn_', token)).toBe(true);
     expect(await verifyNodeToken(broker.ctx, token)).toMatchObject({ region: 'ap-south' });
     await expect(createNodeTokenFor(broker.ctx, 'nowhere')).rejects.toThrow('unknown region');
@@ -45,7 +45,7 @@ describe('admin CLI functions', () => {
   });
 
   test('verifyNodeToken refuses anything but a live tbn_ token', async () => {
-    const token = await createNodeTokenFor(broker.ctx, 'ap-south');
+    const { token } = await createNodeTokenFor(broker.ctx, 'ap-south');
     for (const bad of [
       undefined,
       '',
@@ -176,12 +176,17 @@ describe('GET /v1/admin/nodes', () => {
 });
 
 describe('tunnelbyte-broker admin (commander, on REDIS_URL)', () => {
+  let informed: string[] = [];
   const run = async (...args: string[]) => {
     const printed: string[] = [];
+    informed = [];
     const saved = process.env.REDIS_URL;
     process.env.REDIS_URL = broker.server.url;
     try {
-      const program = adminCommand((line) => printed.push(line));
+      const program = adminCommand(
+        (line) => printed.push(line),
+        (line) => informed.push(line),
+      );
       // Throw instead of exiting, and keep commander's own error text out of the test output.
       const quiet = (cmd: Command): void => {
         cmd.exitOverride().configureOutput({ writeErr: () => undefined });
@@ -224,6 +229,72 @@ describe('tunnelbyte-broker admin (commander, on REDIS_URL)', () => {
       .set({ Authorization: `Bearer ${key}` })
       .send({ id: 'x', name: 'x', country: 'DE' });
     expect(denied.body).toMatchObject({ error: 'forbidden', required_scope: 'admin:write' });
+  });
+
+  test('node-token create|list|revoke and node list|remove: the containment of a leaked token', async () => {
+    await run('region', 'add', 'af-south', '--name', 'Cape Town', '--country', 'ZA');
+    const token = (
+      await run('node-token', 'create', '--region', 'af-south', '--expires-in', '30d', '--max-nodes', '2')
+    ).trim();
+    expect(token).toMatch(/^tbn_[0-9A-Za-z]{38}$/);
+    const id = /(ntk_[0-9A-Za-z]+)/.exec(informed.join('\n'))?.[1];
+    expect(id).toBeDefined();
+    const listed = JSON.parse(await run('node-token', 'list', '--json')) as {
+      node_tokens: Record<string, unknown>[];
+    };
+    const made = listed.node_tokens.find((t) => t.id === id);
+    expect(made).toMatchObject({ region: 'af-south', max_nodes: 2, nodes: 0, revoked_at: null });
+    // The admin command runs on the wall clock: 30 days after its creation, to the second.
+    const lifetime = Date.parse(made!.expires_at as string) - Date.parse(made!.created_at as string);
+    expect(Math.abs(lifetime - 30 * 86_400_000)).toBeLessThan(1000);
+    expect(JSON.stringify(listed)).not.toContain(token);
+    const text = await run('node-token', 'list');
+    expect(text).toMatch(/^ID\s+REGION\s+NODES\s+CREATED\s+EXPIRES\s+REVOKED\n/);
+    expect(text).toMatch(new RegExp(`^${id}\\s+af-south\\s+0/2\\s`, 'm'));
+
+    const register = (publicKeyByte: number) =>
+      request(broker.app)
+        .post('/v1/nodes/register')
+        .set('Authorization', `Bearer ${token}`)
+        .send({
+          region: 'af-south',
+          endpoint: `198.51.100.${publicKeyByte}:51820`,
+          public_key: Buffer.alloc(32, publicKeyByte).toString('base64'),
+          egress_ips: [],
+          capacity: 10,
+          version: 'test',
+        });
+    const first = await register(11);
+    const second = await register(12);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    const nodes = JSON.parse(await run('node', 'list', '--region', 'af-south', '--json')) as {
+      nodes: { id: string }[];
+    };
+    expect(nodes.nodes.map((n) => n.id).sort()).toEqual([first.body.node_id, second.body.node_id].sort());
+    expect(JSON.parse(await run('node', 'list', '--region', 'nowhere', '--json'))).toEqual({ nodes: [] });
+    expect(await run('node', 'list', '--region', 'af-south')).toContain(first.body.node_id);
+
+    expect(await run('node', 'remove', first.body.node_id)).toBe(
+      `removed node ${first.body.node_id}; its sessions read node_lost\n`,
+    );
+    expect((await register(11)).status).toBe(401);
+    await expect(run('node', 'remove', 'node_nope')).rejects.toThrow('no such node: node_nope');
+
+    expect(await run('node-token', 'revoke', id!)).toBe(`revoked node token ${id}; its nodes are removed\n`);
+    expect((await register(13)).status).toBe(401);
+    const revoked = JSON.parse(await run('node-token', 'list', '--json')) as {
+      node_tokens: Record<string, unknown>[];
+    };
+    expect(revoked.node_tokens.find((t) => t.id === id)).toMatchObject({ revoked_at: expect.any(String) });
+    await expect(run('node-token', 'revoke', 'ntk_nope')).rejects.toThrow('no such node token: ntk_nope');
+    for (const bad of [
+      ['--expires-in', '30s'],
+      ['--expires-in', '3w'],
+      ['--max-nodes', '0'],
+      ['--max-nodes', 'x'],
+    ]) {
+      await expect(run('node-token', 'create', '--region', 'af-south', ...bad)).rejects.toThrow();
+    }
   });
 
   test('bad arguments are refused', async () => {

@@ -21,22 +21,59 @@ const when = (source: NodeJS.EventEmitter, read: () => string, done: (text: stri
     check();
   });
 
-test('serve answers, then SIGTERM drains: a request in flight gets its answer, new ones are refused, exit 0', async () => {
+/** `tunnelbyte-broker serve` on a free port, resolved once it listens and Redis is connected. */
+async function serve(extraEnv: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(process.execPath, [bin, 'serve'], {
-    env: { ...process.env, REDIS_URL: redis.url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      ...extraEnv,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const log = { output: '' };
+  child.stdout.on('data', (chunk: Buffer) => (log.output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     // Listening comes first; requests answer 503 until Redis is connected, which is logged too.
     const check = () =>
-      output.includes('"msg":"listening"') && output.includes('"msg":"redis ready"') ? resolve() : undefined;
+      log.output.includes('"msg":"listening"') && log.output.includes('"msg":"redis ready"')
+        ? resolve()
+        : undefined;
     child.stdout.on('data', check);
-    child.once('exit', () => reject(new Error(`broker exited early: ${output}`)));
+    child.once('exit', () => reject(new Error(`broker exited early: ${log.output}`)));
   });
+  return { port, child, log, exited };
+}
+
+test('METRICS_PORT moves /metrics to its own listener on METRICS_HOST; the API port no longer serves it', async () => {
+  const metricsPort = await freePort();
+  const { port, child, log, exited } = await serve({
+    METRICS_PORT: String(metricsPort),
+    METRICS_HOST: '127.0.0.1',
+  });
+  await when(
+    child.stdout,
+    () => log.output,
+    (text) => text.includes('"msg":"metrics listening"'),
+  );
+  const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  expect(scraped.status).toBe(200);
+  expect(await scraped.text()).toMatch(/^tunnelbyte_broker_redis_up 1$/m);
+  const api = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(api.status).toBe(404);
+  expect(await api.json()).toMatchObject({ error: 'not_found' });
+  expect((await fetch(`http://127.0.0.1:${metricsPort}/v1/ready`)).status).toBe(404);
+  child.kill('SIGTERM');
+  expect(await exited).toBe(0);
+});
+
+test('serve answers, then SIGTERM drains: a request in flight gets its answer, new ones are refused, exit 0', async () => {
+  const { port, child, log, exited } = await serve();
   const res = await fetch(`http://127.0.0.1:${port}/v1/ready`);
   expect([res.status, await res.json()]).toEqual([200, { status: 'ok' }]);
 
@@ -58,7 +95,7 @@ test('serve answers, then SIGTERM drains: a request in flight gets its answer, n
   child.kill('SIGTERM');
   await when(
     child.stdout,
-    () => output,
+    () => log.output,
     (text) => text.includes('"msg":"shutting down"'),
   );
   // Draining: no new connections...

@@ -4,9 +4,7 @@
 // master is back as a replica it serves again, without a restart; and every session it acknowledged with
 // 201 (REDIS_WAIT_REPLICAS=1 by default in these modes: it had reached a replica) is still readable.
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import {
   redisCli,
   startCluster,
@@ -15,9 +13,10 @@ import {
   type RedisServer,
   type SentinelServer,
 } from '../helpers/redis.js';
+import { builtProgram } from '../helpers/repo.js';
 import { startPlane, type Plane } from './sessions-fixture.js';
 
-const BROKER_BIN = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/src/broker/main.js');
+const BROKER_BIN = builtProgram('src/broker/main.js');
 
 /** `tunnelbyte-broker admin region add` (the built binary) on `url`: the admin side of REDIS_URL. */
 async function adminAddsRegion(plane: Plane, url: string, id: string): Promise<void> {

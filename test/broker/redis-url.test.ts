@@ -1,10 +1,9 @@
 // REDIS_URL's four forms (store/redis-url.ts): good ones parse to what ioredis is given, bad ones fail
 // with one line that names the problem and never the password, in loadConfig and in the binary alike.
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/broker/config.js';
 import { parseRedisUrl } from '../../src/broker/store/redis-url.js';
+import { builtProgram } from '../helpers/repo.js';
 
 // What the parser gives when a field is not in the URL.
 const sentinel = (fields: object) => ({
@@ -110,7 +109,7 @@ describe('REDIS_URL', () => {
   });
 
   test('the binary (serve and admin) reports a bad one in one line and exits 1', () => {
-    const bin = join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/src/broker/main.js');
+    const bin = builtProgram('src/broker/main.js');
     for (const args of [['serve'], ['admin', 'region', 'add', 'x', '--name', 'X', '--country', 'DE']]) {
       const run = spawnSync(process.execPath, [bin, ...args], {
         env: { ...process.env, REDIS_URL: 'redis+sentinel://:hunter2@h:26379' },

@@ -93,6 +93,17 @@ interface NodeArgs {
   broker?: string;
 }
 
+/**
+ * Each node (one state dir, one key) reports its own egress IP: the broker refuses an IP that another
+ * live node holds, and an earlier test's node stays live for a few heartbeats. Documentation addresses
+ * (RFC 5737): reported to the broker only, never sent to.
+ */
+const egressIps = new Map<string, string>();
+const egressIpOf = (stateDir: string) => {
+  if (!egressIps.has(stateDir)) egressIps.set(stateDir, `198.51.100.${egressIps.size + 1}`);
+  return egressIps.get(stateDir)!;
+};
+
 function spawnNode(ns: Namespace, args: NodeArgs) {
   return ns.spawn('node', [
     DAEMON,
@@ -113,6 +124,8 @@ function spawnNode(ns: Namespace, args: NodeArgs) {
     args.stateDir,
     '--drain-timeout',
     '60',
+    '--egress-ip',
+    egressIpOf(args.stateDir),
     ...(args.extra ?? []),
   ]);
 }

@@ -97,6 +97,34 @@ const ACCOUNT_ROWS: EndpointRow[] = [
     }),
   },
   {
+    name: 'GET /v1/admin/regions',
+    method: 'get',
+    as: 'operator',
+    scope: 'admin:read',
+    ok: 200,
+    prepare: at('/v1/admin/regions'),
+  },
+  {
+    name: 'PATCH /v1/admin/regions/{id}',
+    method: 'patch',
+    as: 'operator',
+    scope: 'admin:write',
+    ok: 200,
+    prepare: at('/v1/admin/regions/eu-west', { name: 'Frankfurt am Main' }),
+  },
+  {
+    name: 'DELETE /v1/admin/regions/{id}',
+    method: 'delete',
+    as: 'operator',
+    scope: 'admin:write',
+    ok: 200,
+    prepare: async (f) => {
+      const id = `r-${++regionCounter}`;
+      await upsertRegion(f.ctx, { id, name: 'R', country: 'FR', tiers: ['free'] });
+      return { path: `/v1/admin/regions/${id}` };
+    },
+  },
+  {
     name: 'POST /v1/admin/node-tokens',
     method: 'post',
     as: 'operator',

@@ -2,51 +2,39 @@
 // the caller decides what a 429 or 503 means for it. Every failure is one of two typed errors:
 // ApiError (the broker answered with an error) or NetworkError (it could not be reached at all).
 
-import type { CreatedSession, Region, Session, Tier, Usage } from './api.js';
+import type {
+  ApiKey,
+  AuthTest,
+  CreatedSession,
+  CurrentKey,
+  Region,
+  Session,
+  TokenGrant,
+  UserWithUsage,
+  Usage,
+} from './api.js';
 
 // ---- Response and request types, as in docs/API.md (the shared ones are lib/api.ts's schemas) ----
 
-export type { CreatedSession, Region, RegionStatus, Session, SessionStatus, Tier, Usage } from './api.js';
+export type {
+  ApiKey,
+  AuthTest,
+  CreatedSession,
+  CurrentKey,
+  Region,
+  RegionStatus,
+  Session,
+  SessionStatus,
+  Tier,
+  TokenGrant,
+  User,
+  UserWithUsage,
+  Usage,
+} from './api.js';
 
 export type IpAttribution =
   | { ip: string; exit: true; region: string; node: string; first_seen: string; last_seen: string }
   | { ip: string; exit: false };
-
-export interface User {
-  id: string;
-  email: string | null;
-  name?: string | null;
-  plan: Tier;
-  created_at: string;
-  usage?: { sessions_created: number; bytes_transferred: number; requests_served: number };
-}
-
-export interface AuthResult {
-  api_key: string;
-  user: User;
-}
-
-export interface KeyInfo {
-  id: string;
-  name: string;
-  /** Always masked, e.g. `tb_***…abc`, except in the answer to createKey. */
-  key: string;
-  permissions: string[];
-  created_at: string;
-  last_used: string | null;
-  expires_at: string | null;
-  status?: string;
-}
-
-export interface AuthTest {
-  valid: boolean;
-  /** The account (docs/API.md leaves its shape open: an object here, an id in older brokers). */
-  user: User | string;
-  plan: Tier;
-  permissions: string[];
-  /** Present when a scope was asked for. */
-  granted?: boolean;
-}
 
 export interface CreateKeyRequest {
   name: string;
@@ -302,29 +290,29 @@ export class ApiClient {
   }
 
   // Accounts and keys
-  signup(fingerprint: string): Promise<AuthResult> {
+  signup(fingerprint: string): Promise<TokenGrant> {
     return this.request('POST', '/v1/auth/signup', { fingerprint });
   }
-  login(email: string, password: string): Promise<AuthResult> {
+  login(email: string, password: string): Promise<TokenGrant> {
     return this.request('POST', '/v1/auth/login', { email, password });
   }
   logout(): Promise<void> {
     return this.request('POST', '/v1/auth/logout');
   }
-  user(): Promise<User> {
+  user(): Promise<UserWithUsage> {
     return this.request('GET', '/v1/auth/user');
   }
-  currentKey(): Promise<KeyInfo> {
+  currentKey(): Promise<CurrentKey> {
     return this.request('GET', '/v1/auth/key');
   }
   testAuth(scope?: string): Promise<AuthTest> {
     const query = scope === undefined ? '' : `?scope=${encodeURIComponent(scope)}`;
     return this.request('GET', `/v1/auth/test${query}`);
   }
-  listKeys(): Promise<{ keys: KeyInfo[] }> {
+  listKeys(): Promise<{ keys: ApiKey[] }> {
     return this.request('GET', '/v1/auth/keys');
   }
-  createKey(request: CreateKeyRequest): Promise<KeyInfo> {
+  createKey(request: CreateKeyRequest): Promise<ApiKey> {
     return this.request('POST', '/v1/auth/keys', request);
   }
   revokeKey(id: string): Promise<void> {

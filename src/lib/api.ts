@@ -103,6 +103,61 @@ export const FeedPage = z
   })
   .meta({ id: 'PeerFeed' });
 
+// ── accounts and keys (docs/API.md "Accounts and keys") ────────────────────────────────────────
+
+export const User = z
+  .object({
+    id: z.string().meta({ example: 'usr_4f9K2m8Qx1Lp0Zr7Tb3W' }),
+    email: z.string().nullable(),
+    name: z.string().nullable(),
+    plan: z.enum(TIERS),
+    created_at: z.string(),
+  })
+  .meta({ id: 'User' });
+
+/** `GET /v1/auth/user`: the account with its lifetime counters. */
+export const UserWithUsage = User.extend({
+  usage: z.object({
+    sessions_created: z.number().int(),
+    bytes_transferred: z.number().int(),
+    requests_served: z.number().int(),
+  }),
+});
+
+export const ApiKey = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    key: z.string().meta({ description: 'masked except at creation', example: 'tb_***…abc' }),
+    permissions: z.array(z.string()),
+    created_at: z.string(),
+    last_used: z.string().nullable(),
+    expires_at: z.string().nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+
+/** `GET /v1/auth/key`: the presenting key, masked. */
+export const CurrentKey = ApiKey.extend({ status: z.literal('valid') });
+
+/** Signup and login: a new key, shown once, and its account. */
+export const TokenGrant = z.object({ api_key: z.string(), user: User }).meta({ id: 'TokenGrant' });
+
+/** `GET /v1/auth/test`; `granted` only when a scope was asked for. */
+export const AuthTest = z.object({
+  valid: z.literal(true),
+  user: User,
+  plan: z.enum(TIERS),
+  permissions: z.array(z.string()),
+  granted: z.literal(true).optional(),
+});
+
+export type User = z.infer<typeof User>;
+export type UserWithUsage = z.infer<typeof UserWithUsage>;
+export type ApiKey = z.infer<typeof ApiKey>;
+export type CurrentKey = z.infer<typeof CurrentKey>;
+export type TokenGrant = z.infer<typeof TokenGrant>;
+export type AuthTest = z.infer<typeof AuthTest>;
+
 // ── sessions and usage (docs/API.md "Sessions", "Usage and billing") ────────────────────────────
 
 export const SESSION_STATUSES = ['pending', 'active', 'idle', 'expired', 'closed', 'node_lost'] as const;

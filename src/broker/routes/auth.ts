@@ -1,7 +1,6 @@
 // Accounts and keys (docs/API.md "Accounts and keys"): signup, login, logout, user, key, test, keys.
 import type { Request, Router } from 'express';
 import { authOf, FINGERPRINT_HEADER, hasScope, sourceOfRequest } from '../auth.js';
-import { TIERS } from '../config.js';
 import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
 import { forbidden, notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
@@ -19,32 +18,9 @@ import {
   type ApiKey,
 } from '../services/accounts.js';
 import { signup, login } from '../services/signin.js';
+import { ApiKey as ApiKeyBody, AuthTest, CurrentKey, TokenGrant, UserWithUsage } from '../../lib/api.js';
 
 const MAX_EXPIRES_IN_SECONDS = 10 * 366 * 24 * 3600;
-
-const UserView = z
-  .object({
-    id: z.string().openapi({ example: 'usr_4f9K2m8Qx1Lp0Zr7Tb3W' }),
-    email: z.string().nullable(),
-    name: z.string().nullable(),
-    plan: z.enum(TIERS),
-    created_at: z.string(),
-  })
-  .openapi('User');
-
-const KeyView = z
-  .object({
-    id: z.string(),
-    name: z.string(),
-    key: z.string().openapi({ description: 'masked except at creation', example: 'tb_***…abc' }),
-    permissions: z.array(z.string()),
-    created_at: z.string(),
-    last_used: z.string().nullable(),
-    expires_at: z.string().nullable(),
-  })
-  .openapi('ApiKey');
-
-const TokenGrant = z.object({ api_key: z.string(), user: UserView }).openapi('TokenGrant');
 
 export const userView = (a: Account) => ({
   id: a.id,
@@ -129,13 +105,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     responses: {
       200: {
         description: 'account',
-        schema: UserView.extend({
-          usage: z.object({
-            sessions_created: z.number().int(),
-            bytes_transferred: z.number().int(),
-            requests_served: z.number().int(),
-          }),
-        }),
+        schema: UserWithUsage,
       },
     },
     handler: async (_input, req) => {
@@ -150,7 +120,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     summary: 'The presenting key (masked)',
     tags: ['auth'],
     access: 'bearer',
-    responses: { 200: { description: 'key', schema: KeyView.extend({ status: z.literal('valid') }) } },
+    responses: { 200: { description: 'key', schema: CurrentKey } },
     handler: (_input, req) => ({ body: { ...keyView(authOf(req).key), status: 'valid' } }),
   });
 
@@ -164,13 +134,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     responses: {
       200: {
         description: 'valid (and granted, when a scope was asked)',
-        schema: z.object({
-          valid: z.literal(true),
-          user: UserView,
-          plan: z.enum(TIERS),
-          permissions: z.array(z.string()),
-          granted: z.literal(true).optional(),
-        }),
+        schema: AuthTest,
       },
     },
     errors: ['forbidden'],
@@ -200,7 +164,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     responses: {
       200: {
         description: 'keys, oldest first, a page at a time',
-        schema: z.object({ keys: z.array(KeyView), next_cursor: z.string().nullable() }),
+        schema: z.object({ keys: z.array(ApiKeyBody), next_cursor: z.string().nullable() }),
       },
     },
     handler: async ({ query }, req) => {
@@ -225,7 +189,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
         .max(PERMISSIONS.length),
       expires_in: z.number().int().min(60).max(MAX_EXPIRES_IN_SECONDS).optional(),
     }),
-    responses: { 201: { description: 'the key, in full, shown once', schema: KeyView } },
+    responses: { 201: { description: 'the key, in full, shown once', schema: ApiKeyBody } },
     noStore: true,
     errors: ['conflict'],
     handler: async ({ body }, req) => {

@@ -1,6 +1,6 @@
 // signup, login, logout, token, upgrade: getting a token onto this machine and off it again.
 import type { Command } from 'commander';
-import { ApiError, type AuthResult } from '../../lib/api-client.js';
+import { ApiError, type TokenGrant } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
 import { CliError, usageError } from '../exit.js';
 import { prompt, readStdin } from '../io.js';
@@ -34,7 +34,7 @@ async function credentials(
 }
 
 /** Caches the new token and shows it. */
-function saveAndShow(ctx: Context, result: AuthResult, headline: string): void {
+function saveAndShow(ctx: Context, result: TokenGrant, headline: string): void {
   ctx.store.writeToken(result.api_key);
   ctx.print(
     `${headline}\n` +

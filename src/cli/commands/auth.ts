@@ -1,7 +1,7 @@
 // auth login | set-key | status | test | keys list|create|revoke: managing the tokens themselves.
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
-import type { KeyInfo } from '../../lib/api-client.js';
+import type { ApiKey } from '../../lib/api-client.js';
 import { fields, maskToken, orDash, table } from '../format.js';
 import type { Act, Action } from '../context.js';
 import { usageError } from '../exit.js';
@@ -31,7 +31,7 @@ const status: Action<[]> = async (ctx) => {
       ['token', `${maskToken(token)} (from ${from})`],
       ['id', key.id],
       ['name', orDash(key.name)],
-      ['status', orDash(key.status)],
+      ['status', key.status],
       ['permissions', key.permissions.join(' ')],
       ['created', key.created_at],
       ['last used', orDash(key.last_used)],
@@ -48,7 +48,7 @@ const test: Action<[{ scope?: string }]> = async (ctx, options) => {
   ctx.print(`Token valid: ${result.plan} tier, user ${user}${scope}.\n`, result);
 };
 
-const keyRows = (keys: KeyInfo[]) =>
+const keyRows = (keys: ApiKey[]) =>
   keys.map((k) => [
     k.id,
     orDash(k.name),

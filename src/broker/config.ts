@@ -91,6 +91,8 @@ const envSchema = z.object({
   TB_NODE_MAX_CAPACITY: z.coerce.number().int().min(1).default(10_000),
   /** Requests per minute of one node token (register, heartbeats, feed polls of all its nodes). */
   TB_NODE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** The heartbeat interval handed to nodes; a node is lost after 3 intervals without one. */
+  TB_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Set: /metrics moves off the API port to its own listener on METRICS_HOST. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   METRICS_HOST: z.string().default('127.0.0.1'),
@@ -126,6 +128,8 @@ export interface Config {
     nodeMaxCapacity: number;
     nodeRequestsPerMinute: number;
   };
+  /** Heartbeat interval (ms) handed to nodes at registration and in every heartbeat answer. */
+  heartbeatMs: number;
   /** undefined: /metrics is served on the API port. */
   metrics: { port: number | undefined; host: string };
   /** External base URL without a trailing slash: the OAuth issuer. */
@@ -184,6 +188,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       nodeMaxCapacity: e.TB_NODE_MAX_CAPACITY,
       nodeRequestsPerMinute: e.TB_NODE_REQUESTS_PER_MINUTE,
     },
+    heartbeatMs: e.TB_HEARTBEAT_MS,
     metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST },
     publicUrl: (e.TB_PUBLIC_URL ?? defaultPublicUrl(e.HOST, e.PORT)).replace(/\/+$/, ''),
     stripe: {

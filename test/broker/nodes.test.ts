@@ -2,7 +2,7 @@
 // egress attribution, health by region with an injected clock, byte counters into usage.
 import request from 'supertest';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
-import { HEARTBEAT_MS, nodeIdFor } from '../../src/broker/services/nodes.js';
+import { nodeIdFor } from '../../src/broker/services/nodes.js';
 import { tunnelAddresses } from '../../src/lib/addresses.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { checkPlane, GiB, keyPair, startPlane, type Plane } from './sessions-fixture.js';
@@ -26,6 +26,7 @@ const nodeBody = (overrides: Record<string, unknown> = {}) => ({
   version: '0.1.0',
   ...overrides,
 });
+const interval = () => plane.broker.config.heartbeatMs;
 const regionStatus = async (id: string) =>
   (await request(plane.broker.app).get('/v1/regions')).body.regions.find((r: { id: string }) => r.id === id);
 
@@ -37,7 +38,7 @@ describe('register', () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       node_id: nodeIdFor(tokenId, body.public_key),
-      heartbeat_ms: HEARTBEAT_MS,
+      heartbeat_ms: interval(),
       pool: { v4: '10.64.0.0/10', v6: 'fd64::/64' },
     });
     const ip = await request(plane.broker.app).get('/v1/ip/203.0.113.7');
@@ -113,7 +114,7 @@ describe('heartbeat', () => {
       field: 'load',
     });
     const ok = await plane.heartbeat(node, { load: 0.5 });
-    expect([ok.status, ok.body]).toEqual([200, { heartbeat_ms: HEARTBEAT_MS }]);
+    expect([ok.status, ok.body]).toEqual([200, { heartbeat_ms: interval() }]);
   });
 
   test('2. health by region with the clock: active → degraded (one node silent) → down; draining counts as unhealthy', async () => {
@@ -122,9 +123,9 @@ describe('heartbeat', () => {
     expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
 
     // Two intervals and a bit: still healthy (unhealthy after 3 missed intervals).
-    plane.advance(2 * HEARTBEAT_MS + 500);
+    plane.advance(2 * interval() + 500);
     expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
-    plane.advance(HEARTBEAT_MS);
+    plane.advance(interval());
     await plane.heartbeat(a, { load: 0.3 });
     expect(await regionStatus('eu-west')).toMatchObject({ status: 'degraded', nodes: 1, load: 0.3 });
 
@@ -134,11 +135,48 @@ describe('heartbeat', () => {
     await plane.heartbeat(b, { load: 0.5, draining: true });
     expect(await regionStatus('eu-west')).toMatchObject({ nodes: 1 });
 
-    plane.advance(3 * HEARTBEAT_MS + 1);
+    plane.advance(3 * interval() + 1);
     expect(await regionStatus('eu-west')).toMatchObject({ status: 'down', nodes: 0 });
     // A node that comes back is healthy at once.
     await plane.heartbeat(a, { load: 0.2 });
     expect(await regionStatus('eu-west')).toMatchObject({ nodes: 1 });
+  });
+
+  test('2b. TB_HEARTBEAT_MS: handed out at registration and in every answer; each node judged by the interval it was told', async () => {
+    const short = await plane.broker.another({ env: { TB_HEARTBEAT_MS: '2000' } });
+    // Registered through the default broker: told 10 s.
+    const slow = await plane.node('eu-west');
+    const { token } = await createNodeToken(plane.broker.ctx, 'eu-west');
+    const registered = await request(short)
+      .post('/v1/nodes/register')
+      .set('Authorization', `Bearer ${token}`)
+      .send(nodeBody({ egress_ips: ['203.0.113.99'] }));
+    expect([registered.status, registered.body.heartbeat_ms]).toEqual([200, 2000]);
+    const fast = { id: registered.body.node_id as string, token, region: 'eu-west', publicKey: '' };
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
+
+    // 3 × 2 s and a bit: the node told 2 s is lost, the one told 10 s is not, whichever broker reads.
+    plane.advance(3 * 2000 + 1);
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'degraded', nodes: 1 });
+    const fromShort = (await request(short).get('/v1/regions')).body.regions.find(
+      (r: { id: string }) => r.id === 'eu-west',
+    );
+    expect(fromShort).toMatchObject({ status: 'degraded', nodes: 1 });
+
+    // A heartbeat answered by the short broker tells the slow node 2 s: from then on that is its measure;
+    // one answered by the default broker tells the fast node 10 s.
+    const beat = await request(short)
+      .post(`/v1/nodes/${slow.id}/heartbeat`)
+      .set('Authorization', `Bearer ${slow.token}`)
+      .send({ load: 0, draining: false, peers: [] });
+    expect([beat.status, beat.body]).toEqual([200, { heartbeat_ms: 2000 }]);
+    expect((await plane.heartbeat(fast)).body).toEqual({ heartbeat_ms: 10_000 });
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
+    plane.advance(3 * 2000 + 1);
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'degraded', nodes: 1 });
+    // The session script judges the same way: only the node now told 10 s takes sessions.
+    const p = await plane.principal('business');
+    expect((await plane.create(p, { region: 'eu-west' })).body.node.id).toBe(fast.id);
   });
 
   test('3. sessions on a node that stopped beating read node_lost; new ones go elsewhere', async () => {
@@ -147,7 +185,7 @@ describe('heartbeat', () => {
     const s = await plane.create(p, { region: 'eu-west' });
     expect(s.body.node.id).toBe(lost.id);
     const survivor = await plane.node('eu-west');
-    plane.advance(3 * HEARTBEAT_MS + 1);
+    plane.advance(3 * interval() + 1);
     await plane.heartbeat(survivor);
     expect((await plane.as(p, 'get', `/v1/sessions/${s.body.id}`)).body.status).toBe('node_lost');
     expect((await plane.create(p, { region: 'eu-west' })).body.node.id).toBe(survivor.id);
@@ -211,7 +249,7 @@ describe('heartbeat', () => {
     });
     // Accepted, and the one live peer in the same report is counted: only the other two count nothing.
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ heartbeat_ms: HEARTBEAT_MS });
+    expect(res.body).toEqual({ heartbeat_ms: interval() });
     expect((await plane.as(p, 'get', '/v1/usage')).body.bytes.used).toBe(42);
     await checkPlane(plane.broker.redis, 'eu-west');
   });

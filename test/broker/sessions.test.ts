@@ -4,7 +4,6 @@ import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { keyToBase64 } from '../../src/lib/wgkey.js';
 import nacl from 'tweetnacl';
 import { keys } from '../../src/broker/store/keys.js';
-import { HEARTBEAT_MS } from '../../src/broker/services/nodes.js';
 import { MAX_TTL_SECONDS, ACTIVE_HANDSHAKE_MS } from '../../src/broker/services/sessions.js';
 import { PRIVATE_KEY_PLACEHOLDER } from '../../src/lib/session-config.js';
 import { sessionConfig } from '../../src/cli/wgconfig.js';
@@ -208,7 +207,7 @@ describe('node choice', () => {
     expect((await other.create(biz, { region: 'eu-west' })).body.node.id).toBe(busy.id);
 
     // busy misses 3 intervals (idle keeps beating, but drains): nothing left.
-    other.advance(3 * HEARTBEAT_MS + 1);
+    other.advance(3 * other.broker.config.heartbeatMs + 1);
     await other.heartbeat(idle, { load: 0.1, draining: true });
     const res = await other.create(biz, { region: 'eu-west' });
     expect(res.body).toMatchObject({ error: 'no_capacity' });
@@ -328,7 +327,7 @@ describe('GET /v1/sessions and /v1/sessions/{id}', () => {
       await own.heartbeat(node);
       expect((await status()).status).toBe('idle');
 
-      own.advance(3 * HEARTBEAT_MS + 1);
+      own.advance(3 * own.broker.config.heartbeatMs + 1);
       expect((await status()).status).toBe('node_lost');
       await own.heartbeat(node);
       expect((await status()).status).toBe('idle');

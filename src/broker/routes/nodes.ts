@@ -8,7 +8,7 @@ import { notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { MAX_WAIT_MS, pollPeers } from '../services/feed.js';
-import { HEARTBEAT_MS, ownNode, recordHeartbeat, registerNode } from '../services/nodes.js';
+import { ownNode, recordHeartbeat, registerNode } from '../services/nodes.js';
 import { FeedPage, HeartbeatAnswer, NodeHeartbeat, NodeRegistration, RegisterAnswer } from '../../lib/api.js';
 import { closeOverQuota } from '../services/sessions.js';
 
@@ -67,7 +67,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
       });
       if (!totals) throw notFound('Unknown node: register again.');
       await closeOverQuota(ctx, totals);
-      return { body: { heartbeat_ms: HEARTBEAT_MS } };
+      return { body: { heartbeat_ms: ctx.config.heartbeatMs } };
     },
   });
 

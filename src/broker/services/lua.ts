@@ -11,13 +11,22 @@
 // wrapper knows the script's positional KEYS and ARGV.
 import { keys } from '../store/keys.js';
 import { LuaScript, type Redis } from '../store/redis.js';
+import { HEALTHY_INTERVALS } from './regions.js';
 
 /** Numbers go back to Redis as integers: tostring() would print large ones as 1e+15. */
 const INT = `local function int(x) return string.format('%.0f', x) end`;
 
 /**
- * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, healthy-since
- * (ms), session id, account, client public key, psk ('' = none), expires_at, anchor, max address
+ * Whether a node is healthy by its heartbeats: its last one (its score in the region's nodes ZSET) at
+ * most HEALTHY_INTERVALS of its own interval (its `heartbeat_ms`, else `fallbackMs`) before `now`.
+ */
+const IN_TIME = `local function inTime(now, lastBeat, intervalMs, fallbackMs)
+  return tonumber(now) - tonumber(lastBeat) <= ${HEALTHY_INTERVALS} * (tonumber(intervalMs) or tonumber(fallbackMs))
+end`;
+
+/**
+ * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, heartbeat interval
+ * (ms) of nodes that recorded none, session id, account, client public key, psk ('' = none), expires_at, anchor, max address
  * index, feed max length, region.
  * → {'ok', node, endpoint, node public key, address index, pool v4, pool v6} | {'no_capacity'} |
  *   {'duplicate_key'}. The max address index is the node's own (its pool's) when it has one.
@@ -25,16 +34,19 @@ const INT = `local function int(x) return string.format('%.0f', x) end`;
 export const CREATE_SESSION = new LuaScript(
   'create-session',
   `${INT}
+${IN_TIME}
 local prefix, now, sid, account, pk, psk = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local maxIndex = tonumber(ARGV[10])
 
 -- 1. Decide (reads only): the least-loaded healthy, non-draining node with room that does not
 --    already carry this public key (one WireGuard peer per key per interface).
 local best, bestScore, bestLeases, duplicate
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], '+inf')) do
-  local n = redis.call('HMGET', prefix .. 'node:' .. id, 'draining', 'load', 'capacity')
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local id = members[i]
+  local n = redis.call('HMGET', prefix .. 'node:' .. id, 'draining', 'load', 'capacity', 'heartbeat_ms')
   local capacity = tonumber(n[3])
-  if capacity and n[1] ~= '1' then
+  if capacity and n[1] ~= '1' and inTime(now, members[i + 1], n[4], ARGV[3]) then
     local leases = redis.call('HLEN', prefix .. 'leases:' .. id)
     if leases < capacity then
       if redis.call('HEXISTS', prefix .. 'peers:' .. id, pk) == 1 then
@@ -90,7 +102,8 @@ export async function runCreateSession(
   a: {
     region: string;
     now: number;
-    healthySince: number;
+    /** The interval of nodes whose record has none (registered before it was recorded). */
+    heartbeatMs: number;
     sessionId: string;
     accountId: string;
     publicKey: string;
@@ -108,7 +121,7 @@ export async function runCreateSession(
     [
       keys.regionPrefix(a.region),
       a.now,
-      a.healthySince,
+      a.heartbeatMs,
       a.sessionId,
       a.accountId,
       a.publicKey,

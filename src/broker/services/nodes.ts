@@ -13,14 +13,14 @@ import { execAll } from '../store/redis.js';
 import { heldByOthers, recordEgressIps } from './egress.js';
 import { revokeNodeToken, type NodeToken } from './enrollment.js';
 import { runHeartbeat } from './lua.js';
-import { getRegion, HEALTHY_INTERVALS } from './regions.js';
+import { getRegion, HEALTHY_INTERVALS, heartbeatInTime } from './regions.js';
 import { addUsage, type PeriodTotal, type UsageDelta } from './usage.js';
 
-/** The heartbeat interval handed to nodes at registration. */
-export const HEARTBEAT_MS = 10_000;
-
-/** Oldest last-heartbeat (ms) that still counts as healthy at `nowMs` (docs/API.md: 3 missed intervals). */
-export const healthySince = (nowMs: number) => nowMs - HEALTHY_INTERVALS * HEARTBEAT_MS;
+/**
+ * Oldest report (ms) at `nowMs` of a node that still counts as live for egress attribution: 3 of this
+ * broker's heartbeat intervals (TB_HEARTBEAT_MS).
+ */
+const liveSince = (ctx: BrokerContext, nowMs: number) => nowMs - HEALTHY_INTERVALS * ctx.config.heartbeatMs;
 
 /** The pool a node registered with (the default for records written before pools were settings). */
 export function nodePool(fields: (string | null | undefined)[]): Pool {
@@ -78,7 +78,7 @@ export async function registerNode(
   if (await ctx.redis.sismember(keys.removedNodes(), nodeId)) {
     throw unauthorized('This node was removed by an operator.');
   }
-  const taken = await heldByOthers(ctx, nodeId, input.egressIps, healthySince(now));
+  const taken = await heldByOthers(ctx, nodeId, input.egressIps, liveSince(ctx, now));
   if (taken.length > 0) {
     throw invalidRequest('egress_ips', `${taken.join(', ')}: held by another live node.`);
   }
@@ -94,6 +94,7 @@ export async function registerNode(
     ctx.redis.hmget(regionKey, 'pool_v4', 'pool_v6'),
   ]);
   const pool = leases > 0 ? nodePool(held) : region.pool;
+  const { heartbeatMs } = ctx.config;
   // The region-slot half first: once the ZSET lists the node, sessions may be placed on it.
   await execAll(
     ctx.redis
@@ -107,6 +108,7 @@ export async function registerNode(
         pool_v4: pool.v4,
         pool_v6: pool.v6,
         max_index: poolMaxIndex(pool),
+        heartbeat_ms: heartbeatMs,
       })
       .hsetnx(regionKey, 'load', '0')
       .hsetnx(regionKey, 'next_index', String(NODE_ADDRESS_INDEX))
@@ -121,15 +123,15 @@ export async function registerNode(
     capacity: input.capacity,
     version: input.version,
     draining: '0',
-    heartbeat_ms: HEARTBEAT_MS,
+    heartbeat_ms: heartbeatMs,
     last_heartbeat: now,
     egress_ips: JSON.stringify(input.egressIps),
   });
   await ctx.redis.hsetnx(keys.node(nodeId), 'registered_at', now);
   await ctx.redis.hsetnx(keys.node(nodeId), 'load', '0');
   await ctx.redis.sadd(keys.nodes(), nodeId);
-  await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now, healthySince(now));
-  return { nodeId, heartbeatMs: HEARTBEAT_MS, pool };
+  await recordEgressIps(ctx, nodeId, input.region, input.egressIps, now, liveSince(ctx, now));
+  return { nodeId, heartbeatMs, pool };
 }
 
 /**
@@ -215,28 +217,49 @@ export async function recordHeartbeat(
     reports: beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]),
   });
   if (!usage) return null;
-  await ctx.redis.hset(keys.node(node.id), {
-    load: beat.load,
-    draining: beat.draining ? '1' : '0',
-    last_heartbeat: now,
-  });
-  await recordEgressIps(ctx, node.id, node.region, node.egressIps, now, healthySince(now));
+  // The interval this answer hands the node is the one its health is judged by from now on.
+  const { heartbeatMs } = ctx.config;
+  await Promise.all([
+    ctx.redis.hset(keys.node(node.id), {
+      load: beat.load,
+      draining: beat.draining ? '1' : '0',
+      last_heartbeat: now,
+      heartbeat_ms: heartbeatMs,
+    }),
+    ctx.redis.hset(keys.regionNode(node.region, node.id), 'heartbeat_ms', heartbeatMs),
+  ]);
+  await recordEgressIps(ctx, node.id, node.region, node.egressIps, now, liveSince(ctx, now));
   const deltas = usage.map(([accountId, anchorMs, bytes]): UsageDelta => ({ accountId, anchorMs, bytes }));
   return addUsage(ctx, deltas, now);
 }
 
-/** Last heartbeat (ms) of each node of a region, by id; nodes never seen are absent. */
+/** A node's last heartbeat (ms) and the interval it was told to keep. */
+export interface NodeBeat {
+  at: number;
+  intervalMs: number;
+}
+
+/** Whether the node missed 3 of its own heartbeat intervals (or never reported): docs/API.md "Exit nodes". */
+export const isLost = (beat: NodeBeat | undefined, nowMs: number) =>
+  !beat || !heartbeatInTime(beat.at, beat.intervalMs, nowMs);
+
+/** Last heartbeat of each node of a region, by id; nodes never seen (or removed) are absent. */
 export async function lastHeartbeats(
   ctx: BrokerContext,
   region: string,
   nodeIds: string[],
-): Promise<Map<string, number>> {
+): Promise<Map<string, NodeBeat>> {
   const unique = [...new Set(nodeIds)];
-  const scores = unique.length ? await ctx.redis.zmscore(keys.regionNodes(region), ...unique) : [];
-  const out = new Map<string, number>();
+  const [scores, intervals] = await Promise.all([
+    unique.length ? ctx.redis.zmscore(keys.regionNodes(region), ...unique) : [],
+    Promise.all(unique.map((id) => ctx.redis.hget(keys.regionNode(region, id), 'heartbeat_ms'))),
+  ]);
+  const out = new Map<string, NodeBeat>();
   unique.forEach((id, i) => {
     const score = scores[i];
-    if (score != null) out.set(id, Number(score));
+    if (score != null) {
+      out.set(id, { at: Number(score), intervalMs: Number(intervals[i]) || ctx.config.heartbeatMs });
+    }
   });
   return out;
 }

@@ -122,8 +122,12 @@ function nodeHealthFrom([load, draining, heartbeatMs, lastHeartbeat]: (
  */
 export type NodeState = 'healthy' | 'draining' | 'lost' | 'stopped';
 
+/** Whether a node whose last heartbeat was at `lastHeartbeat` with interval `heartbeatMs` is still in time. */
+export const heartbeatInTime = (lastHeartbeat: number, heartbeatMs: number, nowMs: number) =>
+  nowMs - lastHeartbeat <= HEALTHY_INTERVALS * heartbeatMs;
+
 function nodeState(node: NodeHealthFields, nowMs: number): NodeState {
-  const fresh = nowMs - node.lastHeartbeat <= HEALTHY_INTERVALS * node.heartbeatMs;
+  const fresh = heartbeatInTime(node.lastHeartbeat, node.heartbeatMs, nowMs);
   if (node.draining) return fresh ? 'draining' : 'stopped';
   return fresh ? 'healthy' : 'lost';
 }

@@ -39,7 +39,7 @@ import {
   runRetireSession,
   type CloseOutcome,
 } from './lua.js';
-import { HEARTBEAT_MS, healthySince, lastHeartbeats, nodePool } from './nodes.js';
+import { isLost, lastHeartbeats, nodePool, type NodeBeat } from './nodes.js';
 import { getRegion } from './regions.js';
 import { periodOf, type PeriodTotal } from './usage.js';
 
@@ -168,7 +168,7 @@ export async function createSession(
   const created = await runCreateSession(ctx.redis, {
     region: region.id,
     now,
-    healthySince: healthySince(now),
+    heartbeatMs: ctx.config.heartbeatMs,
     sessionId,
     accountId: owner.id,
     publicKey,
@@ -185,7 +185,7 @@ export async function createSession(
     if (created.outcome === 'duplicate_key') {
       throw conflict('This public key already has a session on every node of the region with room.');
     }
-    throw noCapacity(Math.ceil(HEARTBEAT_MS / 1000));
+    throw noCapacity(Math.ceil(ctx.config.heartbeatMs / 1000));
   }
   const { nodeId, endpoint, nodePublicKey, addressIndex, pool } = created;
 
@@ -278,12 +278,12 @@ function recordFrom(h: Record<string, string>): SessionRecord | null {
 /** pending until the first handshake, active within 3 min of one, idle after; node_lost when its node went unhealthy. */
 export function sessionStatus(
   s: SessionRecord,
-  nodeLastHeartbeat: number | undefined,
+  nodeBeat: NodeBeat | undefined,
   nowMs: number,
 ): SessionStatus {
   if (s.state === 'closed') return 'closed';
   if (s.state === 'expired' || s.expiresAt <= nowMs) return 'expired';
-  if (nodeLastHeartbeat === undefined || nodeLastHeartbeat < healthySince(nowMs)) return 'node_lost';
+  if (isLost(nodeBeat, nowMs)) return 'node_lost';
   if (s.handshake === 0) return 'pending';
   return nowMs - s.handshake <= ACTIVE_HANDSHAKE_MS ? 'active' : 'idle';
 }

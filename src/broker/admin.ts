@@ -28,9 +28,8 @@ export async function addRegion(
   ctx: BrokerContext,
   input: { id: string; name: string; country: string; tiers: Tier[]; pool?: Partial<Pool> },
 ): Promise<string> {
-  if (!REGION_ID.test(input.id)) throw new InvalidArgumentError(`bad region id: ${input.id}`);
-  if (!/^[A-Z]{2}$/.test(input.country))
-    throw new InvalidArgumentError('country must be two upper-case letters');
+  if (!REGION_ID.test(input.id)) throw new Error(`bad region id: ${input.id}`);
+  if (!/^[A-Z]{2}$/.test(input.country)) throw new Error('country must be two upper-case letters');
   const { created } = await upsertRegion(ctx, input);
   return `${created ? 'added' : 'updated'} region ${input.id}`;
 }
@@ -46,7 +45,7 @@ export async function createNodeTokenFor(
   region: string,
   limits: NodeTokenLimits = {},
 ): Promise<{ id: string; token: string }> {
-  if (!(await getRegion(ctx, region))) throw new InvalidArgumentError(`unknown region: ${region}`);
+  if (!(await getRegion(ctx, region))) throw new Error(`unknown region: ${region}`);
   const issued = await createNodeToken(ctx, region, {
     expiresAt: limits.expiresInSeconds === undefined ? null : ctx.clock() + limits.expiresInSeconds * 1000,
     maxNodes: limits.maxNodes,
@@ -54,6 +53,8 @@ export async function createNodeTokenFor(
   return { id: issued.tokenId, token: issued.token };
 }
 
+// Option parsers throw InvalidArgumentError: commander reports those as usage errors (exit 2). The
+// commands themselves throw plain Errors: main.ts prints their line and exits 1.
 const DURATION_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** `30d`, `12h`, `90m` or `3600s`: at least a minute, as the admin route takes. */
@@ -73,7 +74,7 @@ const parseMaxNodes = (value: string): number => {
 
 export async function createOperatorKey(ctx: BrokerContext, scopes: string[], name: string): Promise<string> {
   const bad = scopes.find((s) => !isPermission(s));
-  if (bad) throw new InvalidArgumentError(`unknown scope: ${bad}`);
+  if (bad) throw new Error(`unknown scope: ${bad}`);
   if (!(await getAccount(ctx, OPERATOR_ACCOUNT_ID))) {
     await createAccount(ctx, { id: OPERATOR_ACCOUNT_ID, plan: 'business', name: 'operator' });
   }
@@ -164,7 +165,7 @@ export async function listNodeTokensText(ctx: BrokerContext, json: boolean): Pro
 
 export async function revokeNodeTokenText(ctx: BrokerContext, tokenId: string): Promise<string> {
   if (!(await listNodeTokens(ctx)).some((t) => t.id === tokenId)) {
-    throw new InvalidArgumentError(`no such node token: ${tokenId}`);
+    throw new Error(`no such node token: ${tokenId}`);
   }
   await revokeEnrollment(ctx, tokenId);
   return `revoked node token ${tokenId}; its nodes are removed`;
@@ -191,7 +192,7 @@ export async function listNodesText(
 }
 
 export async function removeNodeText(ctx: BrokerContext, nodeId: string): Promise<string> {
-  if (!(await removeNode(ctx, nodeId, true))) throw new InvalidArgumentError(`no such node: ${nodeId}`);
+  if (!(await removeNode(ctx, nodeId, true))) throw new Error(`no such node: ${nodeId}`);
   return `removed node ${nodeId}; its sessions read node_lost`;
 }
 
@@ -200,11 +201,9 @@ export async function changeRegion(ctx: BrokerContext, id: string, changes: Regi
     Object.values(changes).every((v) => v === undefined) ||
     (changes.pool && !changes.pool.v4 && !changes.pool.v6)
   )
-    throw new InvalidArgumentError(
-      'nothing to change: give --name, --country, --tiers, --pool-v4 or --pool-v6',
-    );
+    throw new Error('nothing to change: give --name, --country, --tiers, --pool-v4 or --pool-v6');
   if (changes.country !== undefined && !/^[A-Z]{2}$/.test(changes.country))
-    throw new InvalidArgumentError('country must be two upper-case letters');
+    throw new Error('country must be two upper-case letters');
   await updateRegion(ctx, id, changes);
   return `updated region ${id}`;
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // tunnelbyte-broker: `serve` (the default) runs the API; `admin ...` acts on Redis directly.
 import { createServer, type Server } from 'node:http';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
 import { adminCommand } from './admin.js';
 import { loadConfig } from './config.js';
 import { createMetricsServer } from './metrics.js';
 import { createRedis, waitForReady } from './store/redis.js';
+import { oneLineUsageErrors, USAGE_EXIT_CODE } from '../lib/usage.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -76,12 +77,20 @@ export function buildProgram(): Command {
     .description('run the HTTP API (env: REDIS_URL, PORT, HOST, METRICS_PORT, TRUSTED_PROXIES, STRIPE_*)')
     .action(serve);
   program.addCommand(adminCommand());
+  program.addHelpText(
+    'after',
+    '\nExit codes: 0 ok, 1 a failure said in one line (Redis unreachable, unknown id, busy port),\n' +
+      '2 usage error (nothing was done).\n',
+  );
+  oneLineUsageErrors(program, 'tunnelbyte-broker');
   return program;
 }
 
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
+  // Commander printed its one line already (or the help, which ends with code 0).
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
   // Operator mistakes (unknown region, bad scope, Redis down) print one line, not a stack, and end the
   // process once it is written: a half-open connection to a Redis that never answered must not hold it.
   const line = `tunnelbyte-broker: ${err instanceof Error ? err.message : String(err)}\n`;

@@ -2,13 +2,14 @@
 // Documented in src/cli/README.md; scripts depend on them.
 import { ApiError, NetworkError, RequestAborted } from '../lib/api-client.js';
 import { FingerprintError } from '../lib/fingerprint.js';
+import { USAGE_EXIT_CODE } from '../lib/usage.js';
 
 export const EXIT = {
   ok: 0,
   /** The API refused (400, 404, 409, ...) or something else failed. */
   error: 1,
   /** Bad arguments or options: nothing was sent. */
-  usage: 2,
+  usage: USAGE_EXIT_CODE,
   /** No token, an invalid one (401), or one lacking a scope or tier (403). */
   auth: 3,
   /** 429: request rate or tier quota. */

@@ -10,6 +10,7 @@ import { seconds } from './args.js';
 import { Context, type Act, type GlobalOptions } from './context.js';
 import { describeError, EXIT, type ExitCode } from './exit.js';
 import type { CliIO } from './io.js';
+import { usageLine } from '../lib/usage.js';
 
 export const VERSION = '0.1.0';
 
@@ -28,14 +29,7 @@ export function buildProgram(io: CliIO): Command {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      // Usage errors are one line too, with commander's nearest match and where to look next.
-      outputError: (s, write) =>
-        write(
-          `tunnelbyte: ${s
-            .trim()
-            .replace(/^error: /, '')
-            .replace(/\s*\(Did you mean (.+)\?\)$/, '; did you mean $1?')} (see --help)\n`,
-        ),
+      outputError: (s, write) => write(usageLine('tunnelbyte', s)),
     })
     .addHelpText(
       'after',

@@ -1,5 +1,5 @@
 // The operator's tools: the built `tunnelbyte-broker` failing with one line (Redis unreachable, a busy
-// port), `admin region list|update|remove` (remove refused while the region has live nodes, unless
+// port, usage errors), `admin region list|update|remove` (remove refused while the region has live nodes, unless
 // forced, and then closing its sessions), and the fleet gauges in /metrics, through a node that is lost.
 // Runs the built binary (scripts/test builds first) against real redis-servers.
 import { spawn } from 'node:child_process';
@@ -78,6 +78,30 @@ describe('tunnelbyte-broker failures are one line and a non-zero exit', () => {
     } finally {
       taken.server.close();
     }
+  });
+});
+
+describe("tunnelbyte-broker usage errors are one line and exit 2, as the CLI's are", () => {
+  // Nothing is parsed far enough to reach Redis: REDIS_URL points nowhere.
+  const cases: [string, string[], string][] = [
+    [
+      '1. missing required option',
+      ['admin', 'region', 'add', 'x'],
+      "required option '--name <name>' not specified",
+    ],
+    ['2. misspelt command', ['admin', 'regoin'], "unknown command 'regoin'; did you mean region?"],
+    ['3. unknown option', ['--bogus'], "unknown option '--bogus'"],
+    ['4. missing argument', ['admin', 'region', 'remove'], "missing required argument 'id'"],
+  ];
+  test.each(cases)('%s', async (_name, args, message) => {
+    const res = await broker(args, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    expect(res).toEqual({ code: 2, stdout: '', stderr: `tunnelbyte-broker: ${message} (see --help)\n` });
+  });
+
+  test('5. --help of a subcommand is not an error', async () => {
+    const res = await broker(['admin', 'region', 'add', '--help'], {});
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/--pool-v4 <CIDR>/);
   });
 });
 

@@ -15,6 +15,7 @@ import {
 } from '../helpers/redis.js';
 import { builtProgram } from '../helpers/repo.js';
 import { startPlane, type Plane } from './sessions-fixture.js';
+import { eventually } from '../helpers/eventually.js';
 
 const BROKER_BIN = builtProgram('src/broker/main.js');
 
@@ -34,13 +35,8 @@ async function adminAddsRegion(plane: Plane, url: string, id: string): Promise<v
 const ACKNOWLEDGED_BEFORE_KILL = 15;
 const ACKNOWLEDGED_AFTER_RECOVERY = 15;
 const LOOP_DEADLINE_MS = 60_000;
-
-/** Waits until `done` holds, polling; throws naming `what` after `ms`. */
-async function eventually(what: string, done: () => boolean, ms = 30_000): Promise<void> {
-  for (const end = Date.now() + ms; !done(); await sleep(100)) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-  }
-}
+/** Promotions and resyncs: sentinels agree and replicas catch up within seconds, given room on a busy host. */
+const FAILOVER_WAIT = { timeoutMs: 30_000, everyMs: 100 };
 
 /**
  * Creates sessions one after the other; after ACKNOWLEDGED_BEFORE_KILL of them, `fail` kills a master and
@@ -101,8 +97,10 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
     replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)]);
     for (let i = 0; i < 3; i++) sentinels.push(await startSentinel('tb', master.port));
     url = `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/tb`;
-    await eventually('the replica in sync', () =>
-      redisCli(master.port, 'info', 'replication').includes('connected_slaves:1'),
+    await eventually(
+      'the replica in sync',
+      () => redisCli(master.port, 'info', 'replication').includes('connected_slaves:1'),
+      FAILOVER_WAIT,
     );
     // The deployment the broker is given: its URL names only the sentinels.
     plane = await startPlane({
@@ -128,10 +126,16 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
       async () => {
         // The sentinels promote the replica; the old master comes back (as systemd would restart it) and
         // is turned into the new master's replica, so WAIT 1 can be satisfied again.
-        await eventually('the replica promoted', () => masterAddress().includes(String(replica.port)));
+        await eventually(
+          'the replica promoted',
+          () => masterAddress().includes(String(replica.port)),
+          FAILOVER_WAIT,
+        );
         await master.restart();
-        await eventually('the old master replicating', () =>
-          redisCli(replica.port, 'info', 'replication').includes('connected_slaves:1'),
+        await eventually(
+          'the old master replicating',
+          () => redisCli(replica.port, 'info', 'replication').includes('connected_slaves:1'),
+          FAILOVER_WAIT,
         );
       },
     );
@@ -178,14 +182,20 @@ describe('Cluster: three masters with a replica each', () => {
       plane,
       () => victim.kill(),
       async () => {
-        await eventually('a replica promoted for the slot', () => {
-          const line = owner(survivor.port);
-          return line !== undefined && !line.includes(`:${victimPort}@`);
-        });
+        await eventually(
+          'a replica promoted for the slot',
+          () => {
+            const line = owner(survivor.port);
+            return line !== undefined && !line.includes(`:${victimPort}@`);
+          },
+          FAILOVER_WAIT,
+        );
         // Restarted with its nodes.conf, the old master rejoins as the new master's replica.
         await victim.restart();
-        await eventually('the old master replicating', () =>
-          redisCli(victimPort, 'info', 'replication').includes('master_link_status:up'),
+        await eventually(
+          'the old master replicating',
+          () => redisCli(victimPort, 'info', 'replication').includes('master_link_status:up'),
+          FAILOVER_WAIT,
         );
       },
     );

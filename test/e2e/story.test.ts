@@ -22,6 +22,7 @@ import {
   type WireguardGo,
 } from '../nodes/netns.js';
 import { API, BROKER_HOST, CLI, NODE_PORT, startExitSide } from './exit-side.js';
+import { settled } from '../helpers/eventually.js';
 
 const DOWNLOAD_PORT = 5201;
 const DOWNLOAD_BYTES = 4 * 1024 * 1024;
@@ -68,23 +69,6 @@ async function tunnelbyteJson<T>(args: readonly string[]): Promise<T> {
   if (result.code !== 0)
     throw new Error(`tunnelbyte ${args.join(' ')}: exit ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
-}
-
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  timeoutMs: number,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 const nodePeers = async () => (await exit.exec('wg', ['show', nodeInterface, 'peers'])).stdout;
@@ -239,7 +223,10 @@ describe('the user story, end to end', () => {
       expect(text).toMatch(/^PrivateKey = [A-Za-z0-9+/]{43}=$/m);
       // The broker said the peer is live on the node within a second of the 201.
       clientKey = (await client.exec('wg', ['pubkey'], /^PrivateKey = (.*)$/m.exec(text)![1]!)).stdout.trim();
-      await eventually('the peer on the node', nodePeers, (peers) => peers.includes(clientKey), 1000, 20);
+      await settled('the peer on the node', nodePeers, (peers) => peers.includes(clientKey), {
+        timeoutMs: 1000,
+        everyMs: 20,
+      });
     },
     STEP_MS,
   );
@@ -269,12 +256,11 @@ describe('the user story, end to end', () => {
   test(
     '5. status: active, with the bytes the node reported',
     async () => {
-      const session = await eventually(
+      const session = await settled(
         'a heartbeat with the download',
         () => tunnelbyteJson<SessionView>(['status']),
         (s) => s.status === 'active' && s.tx_bytes > DOWNLOAD_BYTES,
-        HEARTBEAT_WAIT_MS,
-        1500, // the free tier allows 60 requests a minute
+        { timeoutMs: HEARTBEAT_WAIT_MS, everyMs: 1500 }, // the free tier allows 60 requests a minute
       );
       expect(session).toEqual(expect.objectContaining({ id: sessionId, region: 'local', status: 'active' }));
       expect(session.rx_bytes).toBeGreaterThan(0);
@@ -340,7 +326,10 @@ describe('the user story, end to end', () => {
 
       node = await restartNode();
       expect(node.output()).toContain(`node ${nodeId} `);
-      await eventually('the peer rebuilt', nodePeers, (peers) => peers === `${clientKey}\n`, 10_000, 50);
+      await settled('the peer rebuilt', nodePeers, (peers) => peers === `${clientKey}\n`, {
+        timeoutMs: 10_000,
+        everyMs: 50,
+      });
       // The client's session died with the node's memory. WireGuard would start a new handshake by itself
       // after 15 s of unanswered data; re-applying the config (as wg-quick down/up would) does it now.
       await wg.setconf(clientConfig);
@@ -355,7 +344,10 @@ describe('the user story, end to end', () => {
       const result = await tunnelbyte(['disconnect']);
       expect(result.code).toBe(0);
       // docs/API.md: a closed session's peer leaves the node (the feed is a long poll, so this is prompt).
-      await eventually('the peer gone from the node', nodePeers, (peers) => peers === '', 1000, 20);
+      await settled('the peer gone from the node', nodePeers, (peers) => peers === '', {
+        timeoutMs: 1000,
+        everyMs: 20,
+      });
       expect(await download(gateway, 3000)).toBe('idle after 0');
       const closed = await tunnelbyteJson<SessionView>(['status', sessionId]);
       expect(closed.status).toBe('closed');

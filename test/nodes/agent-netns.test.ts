@@ -15,6 +15,7 @@ import type { Principal } from '../broker/authz.js';
 import { startPlane, type Plane } from '../broker/sessions-fixture.js';
 import { netnsHarness, PAIR_ADDRESSES, type Namespace, type Pair, type ProcessHandle } from './netns.js';
 import { builtProgram } from '../helpers/repo.js';
+import { eventually } from '../helpers/eventually.js';
 
 const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
@@ -33,18 +34,6 @@ net.createServer((c) => {
   c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
 }).listen(Number(port), '127.0.0.1', () => console.log('relay ready'));
 `;
-
-async function eventually(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = DEADLINE_MS,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 let plane: Plane;
 let server: Server;
@@ -228,7 +217,7 @@ describe('tunnelbyte-node run in a namespace', () => {
     await eventually(
       'byte counters reported',
       async () => (await plane.as(user, 'get', `/v1/sessions/${session.id}`)).body.rx_bytes > 0,
-      30_000,
+      { timeoutMs: 30_000 },
     );
 
     // SIGTERM: draining heartbeat, no new sessions here, traffic still flows; the last peer gone → exit 0.

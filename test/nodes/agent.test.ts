@@ -27,9 +27,9 @@ import { keys } from '../../src/broker/store/keys.js';
 import { keyPair, startPlane, type Plane } from '../broker/sessions-fixture.js';
 import type { Principal } from '../broker/authz.js';
 import { freePort } from '../helpers/redis.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FAST_BACKOFF = { baseMs: 20, capMs: 200 };
-const DEADLINE_MS = 10_000;
 
 const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
 const b64 = (key: Uint8Array) => Buffer.from(key).toString('base64');
@@ -62,14 +62,6 @@ const peerKeys = (tunnel: Tunnel) =>
     .peers()
     .map((p) => b64(p.publicKey))
     .sort();
-
-async function eventually(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + DEADLINE_MS;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe('address plan', () => {
   test('the node interface holds index 1 of the broker pool, with the pool prefixes', () => {

@@ -11,6 +11,7 @@ import { Tunnel } from '../../crypto/tunnel.js';
 import { Device, secureRandomBytes, type PacketIo } from '../../nodes/device.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
 import { openUdp, type UdpTransport } from '../../nodes/udp.js';
+import { eventually } from '../helpers/eventually.js';
 
 class ChannelPackets implements PacketIo {
   written: Uint8Array[] = [];
@@ -43,14 +44,6 @@ function ipv4(source: string, destination: string, payload: Uint8Array): Uint8Ar
   packet.set(destination.split('.').map(Number), 16);
   packet.set(payload, 20);
   return packet;
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 interface Node {
@@ -106,17 +99,20 @@ describe('Device', () => {
   test('packets cross both ways and the byte counters of the two ends agree', async () => {
     const request = ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(64).fill(1));
     a.packets.inject(request);
-    await until(() => b.packets.written.length === 1, 'the packet at b');
+    await eventually('the packet at b', () => b.packets.written.length === 1);
     expect(b.packets.written[0]).toEqual(request);
 
     const reply = ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(100).fill(2));
     b.packets.inject(reply, reply);
-    await until(() => a.packets.written.length === 2, 'the replies at a');
+    await eventually('the replies at a', () => a.packets.written.length === 2);
     expect(a.packets.written[1]).toEqual(reply);
 
     const [peerAtA] = a.device.peers();
     const [peerAtB] = b.device.peers();
-    await until(() => a.device.peers()[0]!.rxBytes === b.device.peers()[0]!.txBytes, 'counters to settle');
+    await eventually(
+      'counters to settle',
+      () => a.device.peers()[0]!.rxBytes === b.device.peers()[0]!.txBytes,
+    );
     expect(peerAtA!.lastHandshakeUnixMs).toBeGreaterThan(0);
     expect(peerAtB!.endpoint).toEqual({
       address: '127.0.0.1',
@@ -130,30 +126,30 @@ describe('Device', () => {
 
   test('an inner source outside the sender’s allowed IPs is dropped', async () => {
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
-    await until(() => b.packets.written.length === 1, 'the first packet');
+    await eventually('the first packet', () => b.packets.written.length === 1);
     b.packets.inject(
       ipv4('10.0.0.9', '10.0.0.1', new Uint8Array(8)),
       ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(8)),
     );
-    await until(() => a.packets.written.length === 1, 'the legitimate packet');
+    await eventually('the legitimate packet', () => a.packets.written.length === 1);
     expect(await drops(a.metrics, 'allowed_ips_violation')).toBe(1);
   });
 
   test('roaming: a new listen port at b becomes a’s endpoint for b', async () => {
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
-    await until(() => b.packets.written.length === 1, 'the first packet');
+    await eventually('the first packet', () => b.packets.written.length === 1);
     const oldPort = b.device.listenPort;
     await b.device.setListenPort(0);
     expect(b.device.listenPort).not.toBe(oldPort);
     b.packets.inject(ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(8)));
-    await until(() => a.packets.written.length === 1, 'the packet from the new port');
+    await eventually('the packet from the new port', () => a.packets.written.length === 1);
     expect(a.device.peers()[0]!.endpoint).toEqual({
       address: '127.0.0.1',
       port: b.device.listenPort,
       local: '127.0.0.1',
     });
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
-    await until(() => b.packets.written.length === 2, 'the answer to the new port');
+    await eventually('the answer to the new port', () => b.packets.written.length === 2);
   });
 
   test('random datagrams get no answer and the device keeps serving', async () => {
@@ -167,7 +163,7 @@ describe('Device', () => {
       probe.send(garbage, a.device.listenPort, '127.0.0.1');
     }
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
-    await until(() => b.packets.written.length === 1, 'traffic after the garbage');
+    await eventually('traffic after the garbage', () => b.packets.written.length === 1);
     await new Promise((r) => setTimeout(r, 100));
     probe.close();
     expect(answers).toBe(0);
@@ -195,7 +191,7 @@ describe('Device', () => {
         .find((x) => x.kind === 'send');
       if (initiation?.kind === 'send') probe.send(initiation.datagram, to);
     }
-    await until(() => cookieReplies.length > 0, 'a cookie reply');
+    await eventually('a cookie reply', () => cookieReplies.length > 0);
     await probe.close();
     expect(cookieReplies[0]![0]).toBe(3);
     expect(cookieReplies[0]!.length).toBe(64);
@@ -245,7 +241,7 @@ test('a listen-port change that completes after close releases its new socket', 
     },
   });
   const change = device.setListenPort(0);
-  await until(() => opened.length === 2, 'the second bind');
+  await eventually('the second bind', () => opened.length === 2);
   await device.close();
   release();
   await expect(change).rejects.toThrow('device closed');

@@ -1,7 +1,14 @@
 // The reaper: expired sessions leave their node's feed, give their address and the account's slot
-// back, read `expired`; several brokers reaping at once close each session exactly once.
-import { reapExpired } from '../../src/broker/services/reaper.js';
+// back, read `expired`; several brokers reaping at once close each session exactly once; with Redis away
+// the reaper says so once, not every round.
+import { pino } from 'pino';
+import { loadConfig } from '../../src/broker/config.js';
+import { createContext } from '../../src/broker/context.js';
+import { reapExpired, startReaper } from '../../src/broker/services/reaper.js';
+import { createRedis } from '../../src/broker/store/redis.js';
 import { keys } from '../../src/broker/store/keys.js';
+import { eventually } from '../helpers/eventually.js';
+import { startRedis } from '../helpers/redis.js';
 import { checkPlane, keyPair, startPlane, type Plane } from './sessions-fixture.js';
 
 let plane: Plane;
@@ -90,4 +97,32 @@ test('3. the background reaper runs on its interval in every broker', async () =
   plane.broker.app.locals.close();
   plane.advance(61_000);
   expect(await reaped(second.body.id)).toBe('expired');
+});
+
+test('4. Redis away: the reaper says so once, in one line without a stack, and again when it resumes', async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const server = await startRedis();
+  const redis = createRedis(server.url);
+  const stop = new AbortController();
+  const ctx = createContext({ config: loadConfig({ REDIS_URL: server.url }), redis, logger }, stop.signal);
+  const said = (msg: string) => lines.filter((l) => l.msg === msg);
+  try {
+    startReaper(ctx, 10);
+    await server.kill();
+    await eventually('the pause said', () => said('reaper paused: Redis unavailable').length > 0);
+    // Dozens more rounds (every 10 ms) fail while it is away; none of them logs again.
+    const linesWhilePaused = lines.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lines.length).toBe(linesWhilePaused);
+    await server.restart();
+    await eventually('the resumption said', () => said('reaper resumed: Redis answers again').length > 0);
+    expect(said('reaper paused: Redis unavailable')).toHaveLength(1);
+    expect(said('reaper round failed')).toEqual([]);
+    expect(JSON.stringify(lines)).not.toMatch(/stack|\\n\s+at /);
+  } finally {
+    stop.abort();
+    redis.disconnect();
+    await server.stop();
+  }
 });

@@ -2,6 +2,7 @@
 // broker runs it; no lock is needed because closing is one idempotent script that re-checks the
 // session is still open and due, so two brokers reaping the same session close it once.
 import type { BrokerContext } from '../context.js';
+import { isStoreUnavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { closeSession } from './sessions.js';
 
@@ -35,11 +36,23 @@ export async function reapExpired(ctx: BrokerContext): Promise<number> {
 export function startReaper(ctx: BrokerContext, intervalMs = REAP_INTERVAL_MS): void {
   if (ctx.shutdown.aborted) return;
   let running = false;
+  // Redis being away is said once per outage, as one line without a stack, not every round.
+  let paused = false;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
     reapExpired(ctx)
-      .catch((err: unknown) => ctx.logger.warn({ err }, 'reaper round failed'))
+      .then(() => {
+        if (paused) ctx.logger.info('reaper resumed: Redis answers again');
+        paused = false;
+      })
+      .catch((err: unknown) => {
+        if (!isStoreUnavailable(err)) ctx.logger.warn({ err }, 'reaper round failed');
+        else if (!paused) {
+          paused = true;
+          ctx.logger.warn({ cause: (err as Error).message }, 'reaper paused: Redis unavailable');
+        }
+      })
       .finally(() => {
         running = false;
       });

@@ -37,6 +37,9 @@ beforeAll(async () => {
   interfaceName = harness.interfaceName();
 });
 
+/** TEST-NET-1 (RFC 5737): never routed beyond the namespace. */
+const OUTBOUND = '192.0.2.10';
+
 const READY = /To stop everything started here: Ctrl-C, or kill (\d+) /;
 
 function start(env: NodeJS.ProcessEnv = {}, argv: string[] = [START]): ProcessHandle {
@@ -59,11 +62,14 @@ async function ready(proc: ProcessHandle): Promise<number> {
   return Number(READY.exec(proc.output())![1]);
 }
 
-async function regions(): Promise<Region[]> {
+/** GET of a broker path from inside the namespace, as JSON. */
+async function brokerJson<T>(path: string): Promise<T> {
   const script = `fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))`;
-  const { stdout } = await ns.exec('node', ['-e', script, `http://127.0.0.1:${PORT}/v1/regions`]);
-  return (JSON.parse(stdout) as { regions: Region[] }).regions;
+  const { stdout } = await ns.exec('node', ['-e', script, `http://127.0.0.1:${PORT}${path}`]);
+  return JSON.parse(stdout) as T;
 }
+
+const regions = async () => (await brokerJson<{ regions: Region[] }>('/v1/regions')).regions;
 
 const links = async () => (await ns.exec('ip', ['-o', 'link', 'show'])).stdout;
 
@@ -136,9 +142,18 @@ describe('scripts/start', () => {
   test(
     '2. a second start on the same data dir reuses the token, the key and the Redis data; SIGTERM stops it',
     async () => {
-      const proc = start({ HOST: '0.0.0.0' });
+      // An outbound address of the namespace's own (a route lookup finds it; nothing leaves), so the URL
+      // for other machines differs from the loopback one this machine uses.
+      await ns.exec('ip', ['address', 'add', `${OUTBOUND}/24`, 'dev', 'lo']);
+      const proc = start({ HOST: '0.0.0.0', TB_ENDPOINT: '127.0.0.1' });
       await ready(proc);
-      expect(proc.output()).toMatch(/tunnelbyte: other machines reach the broker at http:\/\/[^ ]+:18080 /);
+      const remote = /tunnelbyte: other machines reach the broker at (http:\/\/[^ ]+:18080) /.exec(
+        proc.output(),
+      );
+      expect(remote?.[1]).toBe(`http://${OUTBOUND}:18080`);
+      // Sign-in links and the OAuth issuer name that URL too, not a loopback one.
+      const metadata = await brokerJson<{ issuer: string }>('/.well-known/oauth-authorization-server');
+      expect(metadata.issuer).toBe(remote![1]);
       const tokenFiles = readdirSync(dataDir).filter((f) => f.startsWith('node-token-'));
       expect(tokenFiles).toHaveLength(1);
       expect(readFileSync(join(dataDir, tokenFiles[0]!), 'utf8')).toBe(token);

@@ -110,6 +110,15 @@ export interface PeerStatus {
   lastHandshakeUnixMs: number; // 0 if none
 }
 
+/** A peer's traffic counters, read in place by forEachPeer (heartbeats, gauges): no status is built. */
+export interface PeerCounters {
+  /** The public key in base64. */
+  readonly name: string;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly lastHandshakeUnixMs: number;
+}
+
 // Drops carry no data, so one frozen action per reason serves every packet.
 const DROP = Object.fromEntries(
   DROP_REASONS.map((reason) => [reason, Object.freeze({ kind: 'drop', reason })]),
@@ -249,6 +258,20 @@ export class Tunnel {
     return true;
   }
 
+  get peerCount(): number {
+    return this.peersByName.size;
+  }
+
+  hasPeer(publicKey: Uint8Array): boolean {
+    return this.peersByName.has(Buffer.from(publicKey).toString('base64'));
+  }
+
+  /** Visits every peer's counters without copying keys or prefixes: status reads off the data path. */
+  forEachPeer(visit: (peer: PeerCounters) => void): void {
+    for (const peer of this.peersByName.values()) visit(peer);
+  }
+
+  /** Full status of every peer (UAPI `get`): copies keys, endpoints and prefixes. */
   peers(): PeerStatus[] {
     return [...this.peersByName.values()].map((peer) => {
       const status: PeerStatus = {

@@ -1,5 +1,5 @@
-// The broker agent (`tunnelbyte-node run`): registers the node, heartbeats its health and per-peer byte
-// counters, and follows its peer feed, applying every change to the engine. Three small loops share one
+// The broker agent (`tunnelbyte-node run`): registers the node, heartbeats its health and the byte
+// counters of the peers that moved, and follows its peer feed, applying every change to the engine. Three small loops share one
 // registration; the broker is the only source of truth for the peer set, so a restart rebuilds it from
 // the feed alone (the first poll has no cursor and answers the full set).
 //
@@ -9,21 +9,25 @@
 // operator must fix the token or the arguments.
 import { parsePrefix } from '../crypto/ipaddr.js';
 import { POOL_PREFIXES, type Pool } from '../src/lib/addresses.js';
-import type { PeerSettings, PeerStatus } from '../crypto/tunnel.js';
+import type { PeerCounters, PeerSettings } from '../crypto/tunnel.js';
 import { keyFromBase64, keyToBase64 } from '../src/lib/wgkey.js';
 import {
   FEED_WAIT_SECONDS,
   type BrokerClient,
   type BrokerFailure,
+  type BrokerResult,
   type FeedPage,
+  type HeartbeatAnswer,
   type FeedPeer,
   type PeerReport,
   type Registration,
 } from './broker-client.js';
 
-/** What the agent drives: the Device in the daemon, a bare Tunnel in tests. */
+/** What the agent drives: the Device in the daemon, a bare Tunnel in tests. Reads cost no copies. */
 export interface PeerTable {
-  peers(): PeerStatus[];
+  readonly peerCount: number;
+  hasPeer(publicKey: Uint8Array): boolean;
+  forEachPeer(visit: (peer: PeerCounters) => void): void;
   upsertPeer(publicKey: Uint8Array, settings: PeerSettings): void;
   removePeer(publicKey: Uint8Array): void;
 }
@@ -33,6 +37,9 @@ export interface Backoff {
   readonly capMs: number;
 }
 export const DEFAULT_BACKOFF: Backoff = { baseMs: 250, capMs: 5_000 };
+// Peers per heartbeat body (~270 KB of JSON): a beat in which 10,000 peers moved is 5 requests, far
+// inside the node token's request budget; one body's work on the broker stays short.
+export const PEERS_PER_HEARTBEAT = 2_000;
 // A Retry-After longer than this is not worth obeying: the node would look dead to the broker.
 const MAX_RETRY_AFTER_MS = 30_000;
 
@@ -107,14 +114,15 @@ export function applyFeedPage(
     applied.delete(keyToBase64(key));
     changes.removed++;
   };
-  const present = new Set(table.peers().map((peer) => keyToBase64(peer.publicKey)));
   if (page.full) {
     const keep = new Set(desired.map((peer) => keyToBase64(peer.publicKey)));
-    for (const name of present) if (!keep.has(name)) remove(keyFromBase64(name)!);
+    const gone: string[] = [];
+    table.forEachPeer((peer) => keep.has(peer.name) || gone.push(peer.name));
+    for (const name of gone) remove(keyFromBase64(name)!);
   } else {
     for (const name of page.removed) {
       const key = keyFromBase64(name);
-      if (key && present.has(name)) remove(key);
+      if (key && table.hasPeer(key)) remove(key);
     }
   }
   for (const peer of desired) {
@@ -129,13 +137,17 @@ export function applyFeedPage(
 
 // ── the agent ───────────────────────────────────────────────────────────────────────────────────
 
-/** A sleep that ends early on wake() or when the agent stops. */
+/** A sleep that ends early on wake() (also one that came while awake) or when the agent stops. */
 class Waker {
   private wakeUp: (() => void) | undefined;
+  private woken = false;
   constructor(private readonly stopped: AbortSignal) {}
 
   sleep(ms: number): Promise<void> {
-    if (this.stopped.aborted) return Promise.resolve();
+    if (this.stopped.aborted || this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -150,7 +162,8 @@ class Waker {
   }
 
   wake(): void {
-    this.wakeUp?.();
+    if (this.wakeUp) this.wakeUp();
+    else this.woken = true;
   }
 }
 
@@ -163,6 +176,8 @@ export interface AgentOptions {
   random?: () => number;
   backoff?: Backoff;
   feedWaitSeconds?: number;
+  /** Peers per heartbeat body (PEERS_PER_HEARTBEAT). */
+  peersPerHeartbeat?: number;
 }
 
 export type AgentFatal = Extract<BrokerFailure, { kind: 'unauthorized' | 'rejected' }>;
@@ -173,6 +188,10 @@ export class Agent {
   private readonly stopping = new AbortController();
   private readonly heartbeatWaker = new Waker(this.stopping.signal);
   private readonly applied = new Map<string, string>();
+  /** What the broker acknowledged last, by peer name; `pass` marks peers still configured. */
+  private readonly reported = new Map<string, PeerReport & { pass: number }>();
+  private passes = 0;
+  private reportEveryPeer = true;
   private readonly peerListeners = new Set<(count: number) => void>();
   private drainingBeats: Array<() => void> = [];
   private registration: Promise<boolean> | undefined;
@@ -252,6 +271,7 @@ export class Agent {
         this.nodeId = result.value.node_id;
         this.pool = result.value.pool ?? POOL_PREFIXES;
         this.heartbeatMs = result.value.heartbeat_ms;
+        this.reportEveryPeer = true;
         return true;
       }
       if (result.kind === 'unauthorized' || result.kind === 'rejected') {
@@ -263,26 +283,67 @@ export class Agent {
     return false;
   }
 
-  private report(): { load: number; draining: boolean; peers: PeerReport[] } {
-    const peers = this.options.peers.peers();
-    return {
-      load: Math.min(1, peers.length / this.options.registration.capacity),
-      draining: this.draining,
-      peers: peers.map((p) => ({
-        publicKey: keyToBase64(p.publicKey),
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        lastHandshakeUnixMs: p.lastHandshakeUnixMs,
-      })),
-    };
+  /**
+   * The peers whose counters moved since the broker last acknowledged them (every peer after a
+   * registration, so a restarted node's lower counters reach the broker once). Forgets peers that left.
+   */
+  private movedPeers(): PeerReport[] {
+    const pass = ++this.passes;
+    const moved: PeerReport[] = [];
+    this.options.peers.forEachPeer((peer) => {
+      const last = this.reported.get(peer.name);
+      if (last) last.pass = pass;
+      const unchanged = last
+        ? last.rxBytes === peer.rxBytes &&
+          last.txBytes === peer.txBytes &&
+          last.lastHandshakeUnixMs === peer.lastHandshakeUnixMs
+        : peer.rxBytes === 0 && peer.txBytes === 0 && peer.lastHandshakeUnixMs === 0;
+      if (unchanged && !this.reportEveryPeer) return;
+      moved.push({
+        publicKey: peer.name,
+        rxBytes: peer.rxBytes,
+        txBytes: peer.txBytes,
+        lastHandshakeUnixMs: peer.lastHandshakeUnixMs,
+      });
+    });
+    if (this.reported.size > this.options.peers.peerCount) {
+      for (const [name, last] of this.reported) if (last.pass !== pass) this.reported.delete(name);
+    }
+    return moved;
+  }
+
+  /**
+   * One heartbeat: health, then the moved peers, a body per `peersPerHeartbeat`. A batch counts as
+   * reported once the broker answered it; a failed one is sent again with the next beat.
+   */
+  private async beat(draining: boolean): Promise<BrokerResult<HeartbeatAnswer>> {
+    const moved = this.movedPeers();
+    const load = Math.min(1, this.options.peers.peerCount / this.options.registration.capacity);
+    const perBody = this.options.peersPerHeartbeat ?? PEERS_PER_HEARTBEAT;
+    let from = 0;
+    for (;;) {
+      const peers = moved.slice(from, from + perBody);
+      const result = await this.options.client.heartbeat(
+        this.nodeId!,
+        { load, draining, peers },
+        this.stopping.signal,
+      );
+      if (!result.ok) return result;
+      for (const peer of peers) this.reported.set(peer.publicKey, { ...peer, pass: this.passes });
+      from += perBody;
+      if (from >= moved.length) {
+        this.reportEveryPeer = false;
+        return result;
+      }
+    }
   }
 
   private async heartbeatLoop(): Promise<void> {
     const outage = this.outage('heartbeat');
     while (!this.stopped) {
-      const report = this.report();
-      const waiting = report.draining ? this.drainingBeats.splice(0) : [];
-      const result = await this.options.client.heartbeat(this.nodeId!, report, this.stopping.signal);
+      const draining = this.draining;
+      const waiting = draining ? this.drainingBeats.splice(0) : [];
+      const result = await this.beat(draining);
       for (const resolve of waiting) resolve();
       if (result.ok) {
         outage.over();
@@ -313,7 +374,7 @@ export class Agent {
         const changes = applyFeedPage(this.options.peers, this.applied, page, this.options.log);
         cursor = page.cursor;
         if (changes.upserted + changes.removed > 0 || page.full) {
-          const count = this.options.peers.peers().length;
+          const count = this.options.peers.peerCount;
           for (const listener of this.peerListeners) listener(count);
         }
       } else if (result.kind === 'unknown_node') {

@@ -46,7 +46,7 @@ export interface HeartbeatReport {
 
 const ErrorBody = z.object({ message: z.string() }).partial();
 
-export type { FeedPage, FeedPeer, RegisterAnswer };
+export type { FeedPage, FeedPeer, HeartbeatAnswer, RegisterAnswer };
 
 // A request that hangs (a half-open connection, a stuck proxy) must fail so the agent can retry.
 const REQUEST_TIMEOUT_MS = 10_000;

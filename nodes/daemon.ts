@@ -70,7 +70,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
       reuseSendBuffers: options.batchedUdp,
     });
-    const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
+    const metrics = new NodeMetrics(tunnel);
     const { host } = options.listen;
     const batched = options.batchedUdp;
     const device = await Device.start({

@@ -10,7 +10,7 @@ import {
   UNDER_LOAD_HANDSHAKE_BACKLOG,
 } from '../crypto/constants.js';
 import { secret } from '../crypto/secret.js';
-import type { PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
+import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
 import type { UdpEndpoint, UdpOptions, UdpTransport } from './udp.js';
@@ -142,6 +142,18 @@ export class Device implements UapiDevice {
 
   peers(): PeerStatus[] {
     return this.tunnel.peers();
+  }
+
+  get peerCount(): number {
+    return this.tunnel.peerCount;
+  }
+
+  hasPeer(publicKey: Uint8Array): boolean {
+    return this.tunnel.hasPeer(publicKey);
+  }
+
+  forEachPeer(visit: (peer: PeerCounters) => void): void {
+    this.tunnel.forEachPeer(visit);
   }
 
   publicKey(): Uint8Array | undefined {

@@ -14,8 +14,10 @@ import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
 type Direction = 'rx' | 'tx';
 
+/** The engine's peers as the gauges read them at scrape time (crypto/tunnel.ts). */
 export interface PeerCounts {
-  peers(): ReadonlyArray<{ readonly lastHandshakeUnixMs: number }>;
+  readonly peerCount: number;
+  forEachPeer(visit: (peer: { readonly lastHandshakeUnixMs: number }) => void): void;
 }
 
 interface Traffic {
@@ -45,7 +47,7 @@ export class NodeMetrics {
       help: 'Configured peers.',
       registers,
       collect() {
-        this.set(source.peers().length);
+        this.set(source.peerCount);
       },
     });
     new Gauge({
@@ -53,8 +55,12 @@ export class NodeMetrics {
       help: 'Peers whose last handshake is recent enough for their session to be usable (180 s).',
       registers,
       collect() {
-        const now = wallClockMs();
-        this.set(source.peers().filter((p) => p.lastHandshakeUnixMs > now - REJECT_AFTER_TIME_MS).length);
+        const since = wallClockMs() - REJECT_AFTER_TIME_MS;
+        let active = 0;
+        source.forEachPeer((peer) => {
+          if (peer.lastHandshakeUnixMs > since) active++;
+        });
+        this.set(active);
       },
     });
     this.counter('tunnelbyte_node_udp_packets_total', 'UDP datagrams received and sent.', ['direction'], () =>

@@ -1,12 +1,12 @@
 // createApp(): the Express edge. Request ids, structured logs, metrics, JSON-only bodies up to
-// 64 KiB, the route modules of routes/index.ts, then 404 and the one error mapping of errors.ts.
+// 64 KiB (a node's heartbeat: sized for its capacity, routes/nodes.ts), the route modules of routes/index.ts, then 404 and the one error mapping of errors.ts.
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { createContext, type BrokerContext, type ContextDeps } from './context.js';
 import { invalidRequest, notFound, toHttpError } from './errors.js';
 import { BODY_LIMIT } from './http.js';
 import { registerFleetMetrics } from './services/fleet.js';
-import { acceptsForm, ROUTE_MODULES } from './routes/index.js';
+import { acceptsForm, readsOwnBody, ROUTE_MODULES } from './routes/index.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -80,7 +80,7 @@ export function createApp(deps: ContextDeps): BrokerApp {
     },
   });
   app.use((req: Request, res: Response, next: NextFunction) =>
-    acceptsForm(req.path) ? next() : json(req, res, next),
+    acceptsForm(req.path) || readsOwnBody(req.path) ? next() : json(req, res, next),
   );
 
   const router = express.Router();

@@ -80,7 +80,11 @@ export const NodeHeartbeat = z
           last_handshake_at: z.iso.datetime({ offset: true }).nullable().optional(),
         }),
       )
-      .default([]),
+      .default([])
+      .meta({
+        description:
+          'totals of any subset of the peers (those that moved); this body may exceed 64 KiB, up to 64 KiB plus 256 bytes per peer of the broker’s largest node capacity',
+      }),
   })
   .meta({ id: 'NodeHeartbeat' });
 

@@ -253,6 +253,35 @@ describe('heartbeat', () => {
     expect((await plane.as(p, 'get', '/v1/usage')).body.bytes.used).toBe(42);
     await checkPlane(plane.broker.redis, 'eu-west');
   });
+
+  test('6. today’s one-body report of 600 peers (over 64 KiB) is applied whole; only its node may send that much', async () => {
+    const node = await plane.node('eu-west', { capacity: 1000 });
+    const accounts = await Promise.all(Array.from({ length: 12 }, () => plane.principal('business')));
+    const peers: Record<string, unknown>[] = [];
+    for (const [i, p] of accounts.entries()) {
+      const clients = Array.from({ length: 50 }, () => keyPair().publicKey);
+      const created = await Promise.all(
+        clients.map((key) => plane.create(p, { region: 'eu-west', public_key: key })),
+      );
+      expect(created.map((res) => res.status)).toEqual(clients.map(() => 201));
+      for (const key of clients)
+        peers.push({ public_key: key, rx_bytes: 1000 + i, tx_bytes: 7, last_handshake_at: null });
+    }
+    const body = { load: 0.6, draining: false, peers };
+    expect(JSON.stringify(body).length).toBeGreaterThan(64 * 1024);
+    const anonymous = await request(plane.broker.app).post(`/v1/nodes/${node.id}/heartbeat`).send(body);
+    expect([anonymous.status, anonymous.body.error]).toEqual([401, 'unauthorized']);
+    const res = await plane.heartbeat(node, body);
+    expect([res.status, res.body]).toEqual([200, { heartbeat_ms: interval() }]);
+    for (const [i, p] of accounts.entries()) {
+      expect((await plane.as(p, 'get', '/v1/usage')).body.bytes.used).toBe(50 * (1000 + i + 7));
+    }
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', load: 0.6 });
+    // Beyond what the largest node could send: 413 in the contract's shape.
+    const huge = await plane.heartbeat(node, { pad: 'x'.repeat(3 * 1024 * 1024) });
+    expect([huge.status, huge.body.error]).toEqual([413, 'payload_too_large']);
+    await checkPlane(plane.broker.redis, 'eu-west');
+  });
 });
 
 test('tunnel addresses: index → 10.64.0.0/10 and fd64::/64', () => {

@@ -44,7 +44,11 @@ function engine(privateKey: Uint8Array = bytes(keyPair().privateKey)): { tunnel:
   return {
     tunnel,
     table: {
-      peers: () => tunnel.peers(),
+      get peerCount() {
+        return tunnel.peerCount;
+      },
+      hasPeer: (key) => tunnel.hasPeer(key),
+      forEachPeer: (visit) => tunnel.forEachPeer(visit),
       upsertPeer: (key, settings) => void tunnel.upsertPeer(key, settings, 0),
       removePeer: (key) => void tunnel.removePeer(key),
     },
@@ -254,7 +258,15 @@ describe('agent against a real broker', () => {
 
   let egressCount = 0;
   async function startAgent(
-    options: { token?: string; region?: string; privateKey?: Uint8Array; url?: string; log?: string[] } = {},
+    options: {
+      token?: string;
+      region?: string;
+      privateKey?: Uint8Array;
+      url?: string;
+      log?: string[];
+      client?: (url: string, token: string) => BrokerClient;
+      peersPerHeartbeat?: number;
+    } = {},
   ) {
     const token =
       options.token ?? (await createNodeToken(plane.broker.ctx, options.region ?? 'eu-west')).token;
@@ -262,7 +274,7 @@ describe('agent against a real broker', () => {
     const { tunnel, table } = engine(privateKey);
     const log = options.log ?? [];
     const agent = new Agent({
-      client: new BrokerClient(options.url ?? brokerUrl, token),
+      client: (options.client ?? ((url, t) => new BrokerClient(url, t)))(options.url ?? brokerUrl, token),
       registration: {
         region: options.region ?? 'eu-west',
         endpoint: '192.0.2.10:51820',
@@ -276,6 +288,7 @@ describe('agent against a real broker', () => {
       log: (line) => log.push(line),
       backoff: FAST_BACKOFF,
       feedWaitSeconds: 2,
+      ...(options.peersPerHeartbeat !== undefined && { peersPerHeartbeat: options.peersPerHeartbeat }),
     });
     agents.push(agent);
     return { agent, tunnel, token, privateKey, log, started: await agent.start() };
@@ -403,6 +416,32 @@ describe('agent against a real broker', () => {
       peerKeys(tunnel).includes(next.publicKey),
     );
     expect(peerKeys(tunnel)).toContain(session.publicKey);
+  });
+
+  test('heartbeats report every peer after a registration, then only those that moved, in several bodies', async () => {
+    const region = await newRegion();
+    const bodies: string[][] = [];
+    const recording = (url: string, token: string) =>
+      Object.assign(new BrokerClient(url, token), {
+        heartbeat(this: BrokerClient, ...args: Parameters<BrokerClient['heartbeat']>) {
+          bodies.push(args[1].peers.map((peer) => peer.publicKey));
+          return BrokerClient.prototype.heartbeat.apply(this, args);
+        },
+      });
+    const { agent, tunnel } = await startAgent({ region, client: recording, peersPerHeartbeat: 2 });
+    const sessions = await Promise.all([1, 2, 3, 4, 5].map(() => createSession(region)));
+    await eventually('five peers', () => tunnel.peerCount === 5);
+    // The broker forgets the node: the beat after registering again carries all five, two per body.
+    await plane.broker.redis.del(keys.node(agent.nodeId!));
+    bodies.length = 0;
+    await agent.drain();
+    await eventually('every peer reported', () => bodies.flat().length >= 5);
+    expect(bodies.filter((body) => body.length > 0).map((body) => body.length)).toEqual([2, 2, 1]);
+    expect(bodies.flat().sort()).toEqual(sessions.map((s) => s.publicKey).sort());
+    // Nothing moved since: the next beat is health alone.
+    bodies.length = 0;
+    await agent.drain();
+    expect(bodies).toEqual([[]]);
   });
 
   test('a bad token is fatal at once, with the broker’s one-line reason', async () => {

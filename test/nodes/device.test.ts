@@ -58,7 +58,7 @@ async function startNode(): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
   const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
   const packets = new ChannelPackets();
-  const metrics = new NodeMetrics({ peers: () => tunnel.peers() });
+  const metrics = new NodeMetrics(tunnel);
   const device = await Device.start({
     tunnel,
     privateKey,

@@ -17,7 +17,10 @@ describe('node metrics over HTTP', () => {
   ];
 
   beforeEach(async () => {
-    metrics = new NodeMetrics({ peers: () => peers }, () => NOW);
+    metrics = new NodeMetrics(
+      { peerCount: peers.length, forEachPeer: (visit) => peers.forEach(visit) },
+      () => NOW,
+    );
     server = await serveMetrics(metrics, '127.0.0.1', 0);
   });
   afterEach(() => server.close());

@@ -5,7 +5,7 @@ import type { BrokerContext } from '../context.js';
 import { adminRoutes } from './admin.js';
 import { authRoutes } from './auth.js';
 import { billingRoutes } from './billing.js';
-import { nodeRoutes } from './nodes.js';
+import { HEARTBEAT_PATH, nodeRoutes } from './nodes.js';
 import { OAUTH_FORM_PATHS, oauthRoutes } from './oauth.js';
 import { publicRoutes } from './public.js';
 import { sessionRoutes } from './sessions.js';
@@ -36,3 +36,6 @@ export const acceptsForm = (path: string) => {
   const routed = routedPath(path);
   return OAUTH_FORM_PATHS.includes(routed) || isWebFormPath(routed);
 };
+
+/** Paths whose route parses its JSON body itself, after authentication (the node heartbeat). */
+export const readsOwnBody = (path: string) => HEARTBEAT_PATH.test(routedPath(path));

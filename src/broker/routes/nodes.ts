@@ -1,7 +1,7 @@
 // Exit-node endpoints (docs/API.md "Exit nodes"), authenticated by the node's tbn_ enrollment token:
 // register, heartbeat, and the long-polled peer feed. Thin adapters over services/nodes.ts and
 // services/feed.ts. A node may only act on node ids registered with its own enrollment.
-import type { Router } from 'express';
+import express, { type Router } from 'express';
 import { nodeAuth, nodeTokenOf } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
@@ -13,6 +13,24 @@ import { FeedPage, HeartbeatAnswer, NodeHeartbeat, NodeRegistration, RegisterAns
 import { closeOverQuota } from '../services/sessions.js';
 
 const NodeId = z.object({ id: z.string().regex(/^node_[0-9A-Za-z]{1,64}$/, 'a node id') });
+
+/** The heartbeat path as the router matches it (routes/index.ts routedPath): it reads its own body. */
+export const HEARTBEAT_PATH = /^\/v1\/nodes\/[^/]+\/heartbeat$/;
+// A peer entry is at most ~200 bytes of JSON; a node of the largest capacity may report all of them in one
+// body, as nodes before batched heartbeats do, so "many peers" is never a 413.
+const HEARTBEAT_BYTES_PER_PEER = 256;
+const HEARTBEAT_BODY_BASE = 64 * 1024;
+
+/**
+ * The heartbeat's JSON parser, run after the node token checked out: only an enrolled node may send a
+ * body sized for its capacity; everyone else meets the 64 KiB limit of every other endpoint.
+ */
+const heartbeatBody = (ctx: BrokerContext) =>
+  express.json({
+    limit: HEARTBEAT_BODY_BASE + HEARTBEAT_BYTES_PER_PEER * ctx.config.limits.nodeMaxCapacity,
+    type: ['application/json', 'application/*+json'],
+  });
+
 export function nodeRoutes(ctx: BrokerContext, router: Router): void {
   defineRoute(ctx, router, {
     method: 'post',
@@ -48,7 +66,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     summary: 'Node health and per-peer byte counters',
     tags: ['nodes'],
     access: 'open',
-    before: [nodeAuth(ctx)],
+    before: [nodeAuth(ctx), heartbeatBody(ctx)],
     params: NodeId,
     body: NodeHeartbeat,
     responses: { 200: { description: 'recorded', schema: HeartbeatAnswer } },

@@ -12,9 +12,13 @@ import { keys } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { heldByOthers, recordEgressIps } from './egress.js';
 import { revokeNodeToken, type NodeToken } from './enrollment.js';
-import { runHeartbeat } from './lua.js';
+import { runHeartbeat, type UsageReport } from './lua.js';
 import { getRegion, HEALTHY_INTERVALS, heartbeatInTime } from './regions.js';
 import { addUsage, type PeriodTotal, type UsageDelta } from './usage.js';
+
+// Peer reports applied per heartbeat script: Redis serves nothing else while a script runs, so a
+// report of thousands of peers is applied in batches of this many (~1 ms each).
+const PEERS_PER_SCRIPT = 500;
 
 /**
  * Oldest report (ms) at `nowMs` of a node that still counts as live for egress attribution: 3 of this
@@ -196,9 +200,10 @@ export interface Heartbeat {
 }
 
 /**
- * Records a heartbeat. Health and the sessions' counters change in one region-slot script; the
- * byte deltas it returns are then added to the accounts' periods (a second step: a broker that dies
- * in between loses that one report's usage, which errs in the user's favour and never double-counts).
+ * Records a heartbeat. Health and the sessions' counters change in region-slot scripts, a batch of
+ * peers each; the byte deltas they return are then added to the accounts' periods (a second step: a
+ * broker that dies in between loses that one report's usage, which errs in the user's favour and
+ * never double-counts).
  * Answers the new period totals of the accounts it counted bytes for, or null for a node the store
  * does not know (it must register again).
  */
@@ -208,15 +213,22 @@ export async function recordHeartbeat(
   beat: Heartbeat,
 ): Promise<PeriodTotal[] | null> {
   const now = ctx.clock();
-  const usage = await runHeartbeat(ctx.redis, {
-    region: node.region,
-    nodeId: node.id,
-    now,
-    load: beat.load,
-    draining: beat.draining,
-    reports: beat.peers.map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]),
-  });
-  if (!usage) return null;
+  // Health goes with the first batch, so a long report never delays it; no one script runs long.
+  const usage: UsageReport[] = [];
+  for (let from = 0; from === 0 || from < beat.peers.length; from += PEERS_PER_SCRIPT) {
+    const batch = await runHeartbeat(ctx.redis, {
+      region: node.region,
+      nodeId: node.id,
+      now,
+      load: beat.load,
+      draining: beat.draining,
+      reports: beat.peers
+        .slice(from, from + PEERS_PER_SCRIPT)
+        .map((p) => [p.publicKey, p.rxBytes, p.txBytes, p.lastHandshakeAt]),
+    });
+    if (!batch) return null;
+    usage.push(...batch);
+  }
   // The interval this answer hands the node is the one its health is judged by from now on.
   const { heartbeatMs } = ctx.config;
   await Promise.all([

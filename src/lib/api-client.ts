@@ -337,7 +337,9 @@ export class ApiClient {
   usage(): Promise<Usage> {
     return this.request('GET', '/v1/usage');
   }
-  checkout(email: string, password: string): Promise<{ url: string }> {
-    return this.request('POST', '/v1/billing/checkout', { email, password });
+  /** `currentPassword` is required once the account has a password (docs/API.md). */
+  checkout(email: string, password: string, currentPassword?: string): Promise<{ url: string }> {
+    const proof = currentPassword === undefined ? {} : { current_password: currentPassword };
+    return this.request('POST', '/v1/billing/checkout', { email, password, ...proof });
   }
 }

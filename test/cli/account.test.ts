@@ -244,6 +244,34 @@ describe('auth', () => {
   });
 });
 
+/** Stripe confirms the payment: a signed checkout.session.completed, as Stripe sends it. */
+async function paid(clientReference: string): Promise<void> {
+  const payload = JSON.stringify({
+    id: `evt_${Date.now()}_${clientReference}`,
+    object: 'event',
+    type: 'checkout.session.completed',
+    data: {
+      object: {
+        id: `cs_test_${clientReference}`,
+        object: 'checkout.session',
+        payment_status: 'paid',
+        client_reference_id: clientReference,
+      },
+    },
+  });
+  const signature = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+  const hook = await fetch(`${b.url}/v1/webhooks/stripe`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Stripe-Signature': signature },
+    body: payload,
+  });
+  expect(hook.status).toBe(200);
+}
+
+/** The client_reference_id of the checkout link `upgrade --json` printed. */
+const referenceOf = (stdout: string) =>
+  new URL((JSON.parse(stdout) as { url: string }).url).searchParams.get('client_reference_id')!;
+
 describe('logout, upgrade, login', () => {
   test('1. logout revokes the token and removes the cache; the old token then fails', async () => {
     const { m, token } = await signedUp();
@@ -268,27 +296,7 @@ describe('logout, upgrade, login', () => {
     const reference = url.searchParams.get('client_reference_id');
     expect(reference).toMatch(/^usr_[0-9A-Za-z]+-[0-9A-Za-z]+$/);
 
-    // Stripe confirms the payment: a signed checkout.session.completed, as Stripe sends it.
-    const payload = JSON.stringify({
-      id: `evt_${Date.now()}`,
-      object: 'event',
-      type: 'checkout.session.completed',
-      data: {
-        object: {
-          id: 'cs_test_1',
-          object: 'checkout.session',
-          payment_status: 'paid',
-          client_reference_id: reference,
-        },
-      },
-    });
-    const signature = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-    const hook = await fetch(`${b.url}/v1/webhooks/stripe`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'Stripe-Signature': signature },
-      body: payload,
-    });
-    expect(hook.status).toBe(200);
+    await paid(reference!);
 
     // Paid tokens are portable: the original token now works from another machine.
     const elsewhere = machine(b.url, { TB_KEY: token });
@@ -348,5 +356,34 @@ describe('logout, upgrade, login', () => {
       expect(res.code).toBe(2);
       expect(res.stderr).toMatch(/--(email|password-stdin)/);
     }
+  });
+
+  test('5. upgrade of an account that signs in already: its password confirms it, the email stays', async () => {
+    const { m } = await signedUp();
+    const email = `again${Date.now()}@example.test`;
+    const first = await cli(['upgrade', '--email', email, '--password-stdin', '--json'], m.env, {
+      stdin: 'first password here\n',
+    });
+    expect(first.code).toBe(0);
+    await paid(referenceOf(first.stdout));
+
+    const wrong = await cli(['upgrade', '--password-stdin'], m.env, { stdin: 'not the password\n' });
+    expect([wrong.code, wrong.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /invalid request \(current_password\): current_password is not the account’s password\.\n$/,
+      ),
+    ]);
+    const again = await cli(['upgrade', '--password-stdin'], m.env, { stdin: 'first password here\n' });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain(`Confirm with the password of ${email}.`);
+    expect(again.stdout).toMatch(
+      /^Open this page to pay:\nhttp\S+client_reference_id=usr_[0-9A-Za-z]+-[0-9A-Za-z]+&/,
+    );
+    // Still the same sign-in.
+    const login = await cli(['login', '--email', email, '--password-stdin'], machine(b.url).env, {
+      stdin: 'first password here\n',
+    });
+    expect(login.code).toBe(0);
   });
 });

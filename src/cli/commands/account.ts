@@ -108,9 +108,19 @@ const token: Action<[]> = async (ctx) => {
 
 const upgrade: Action<[CredentialOptions]> = async (ctx, options) => {
   const client = ctx.authed();
-  ctx.note('Paid accounts sign in with an email and password (`tunnelbyte login` on other machines).\n');
-  const { email, password } = await credentials(ctx, options);
-  const { url } = await ctx.spin('Preparing checkout', client.checkout(email, password));
+  const { user } = await ctx.spin('Checking account', client.testAuth());
+  let checkout: Promise<{ url: string }>;
+  if (user.email === null) {
+    ctx.note('Paid accounts sign in with an email and password (`tunnelbyte login` on other machines).\n');
+    const { email, password } = await credentials(ctx, options);
+    checkout = client.checkout(email, password);
+  } else {
+    // It signs in already: its password confirms the checkout and stays what it is.
+    ctx.note(`Confirm with the password of ${user.email}.\n`);
+    const { email, password } = await credentials(ctx, { ...options, email: options.email ?? user.email });
+    checkout = client.checkout(email, password, password);
+  }
+  const { url } = await ctx.spin('Preparing checkout', checkout);
   ctx.print(`Open this page to pay:\n${url}\nAfter payment this token is upgraded and portable.\n`, { url });
 };
 
@@ -140,7 +150,7 @@ export function registerAccount(program: Command, act: Act): void {
   program
     .command('upgrade')
     .description('get a payment link for the pro tier')
-    .option('-e, --email <email>', 'email for the paid account (asked for on a terminal)')
-    .option('--password-stdin', 'read the new password from stdin')
+    .option('-e, --email <email>', 'email for the paid account (default: the one it signs in with, if any)')
+    .option('--password-stdin', "read the password from stdin (the account's own, once it has one)")
     .action(act(upgrade));
 }

@@ -187,4 +187,29 @@ describe('scripts/start', () => {
     },
     TEST_MS,
   );
+
+  test(
+    "5. a child that cannot start: the script says why in its own words (the log's last line) and stops the rest",
+    async () => {
+      // Something else holds the broker's port.
+      const squatter = ns.spawn('node', [
+        '-e',
+        `require('node:net').createServer().listen(${PORT}, '127.0.0.1', () => console.log('listening'))`,
+      ]);
+      try {
+        await squatter.waitFor('listening');
+        const proc = start();
+        expect(await proc.exited).toBe(1);
+        expect(proc.output()).toContain(
+          `tunnelbyte: broker exited before the broker was ready: tunnelbyte-broker: cannot listen on 127.0.0.1:${PORT}: ` +
+            `the address is in use by another process; change PORT or HOST (log: ${dataDir}/logs/broker.log)\n`,
+        );
+        expect(proc.output()).toContain('tunnelbyte: stopped redis');
+      } finally {
+        await squatter.stop();
+      }
+      expect(survivors()).toEqual([]);
+    },
+    TEST_MS,
+  );
 });

@@ -1,0 +1,497 @@
+// TUN offloads, sans-IO: what goes in and out of a TUN opened with IFF_VNET_HDR (nodes/tun/tun.c), where
+// every read and write is a virtio_net_hdr (include/uapi/linux/virtio_net.h, little-endian here) followed
+// by one IP packet, and that packet may be a TCP "super-segment" of up to 64 KiB.
+//
+// Read side (the kernel's packets to encrypt): a GSO frame is split into the MTU-sized TCP segments the
+// kernel would have sent (the segmentation tcp_gso_segment does: sequence numbers, IPv4 ids, lengths,
+// FIN/PSH on the last segment only, CWR on the first only, every checksum), and a NEEDS_CSUM frame gets
+// the partial checksum it carries completed.
+//
+// Write side (decrypted packets for the kernel): consecutive TCP segments of one flow are coalesced into
+// one super-segment written with a GSO header, as the kernel's own GRO would (tcp_gro_receive's rules:
+// in-sequence, same ACK, same options and window, only ACK/PSH set, every segment but the last full
+// size), so the kernel's stack handles one packet instead of dozens. Everything else is written singly
+// behind a zero header. Order within a flow is kept; different flows may pass each other, as with GRO.
+//
+// Buffers are reused: what split() and coalesce() return is valid until their next call.
+
+/** sizeof(struct virtio_net_hdr): the header TUNSETIFF with IFF_VNET_HDR puts before every packet. */
+export const VNET_HEADER_SIZE = 10;
+
+/** TUNSETOFFLOAD flags (linux/if_tun.h). */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+
+// virtio_net_hdr fields and values.
+const FLAGS = 0;
+const GSO_TYPE = 1;
+const HDR_LEN = 2;
+const GSO_SIZE = 4;
+const CSUM_START = 6;
+const CSUM_OFFSET = 8;
+const F_NEEDS_CSUM = 1;
+const GSO_NONE = 0;
+const GSO_TCPV4 = 1;
+const GSO_TCPV6 = 4;
+const GSO_ECN = 0x80;
+
+const PROTO_TCP = 6;
+const PROTO_UDP = 17;
+const IPV4_HEADER_MIN = 20;
+const IPV6_HEADER = 40;
+const TCP_HEADER_MIN = 20;
+const TCP_CHECKSUM = 16; // offset of the checksum in the TCP header
+const UDP_CHECKSUM = 6;
+const IP_PACKET_MAX = 65535;
+
+// TCP flags (byte 13 of the header).
+const TCP_FIN = 0x01;
+const TCP_PSH = 0x08;
+const TCP_ACK = 0x10;
+const TCP_CWR = 0x80;
+
+export const OFFLOAD_DROP_REASONS = [
+  'vnet_header_short', // a read shorter than the header plus one byte of packet
+  'gso_unsupported', // a GSO type we never asked for (UDP, USO)
+  'gso_malformed', // GSO headers that do not describe a TCP packet we can split
+  'checksum_offset_invalid', // NEEDS_CSUM pointing outside the packet
+] as const;
+export type OffloadDropReason = (typeof OFFLOAD_DROP_REASONS)[number];
+
+export type OffloadDrops = Record<OffloadDropReason, number>;
+export const noOffloadDrops = (): OffloadDrops => ({
+  vnet_header_short: 0,
+  gso_unsupported: 0,
+  gso_malformed: 0,
+  checksum_offset_invalid: 0,
+});
+
+// --- RFC 1071 checksums -------------------------------------------------------------------------------
+
+/** The one's-complement sum of bytes[start, end) as 16-bit big-endian words, added to `initial`, folded. */
+export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0): number {
+  let sum = initial;
+  let i = start;
+  // Chunks of 8 KiB keep the running sum a small integer (no overflow into doubles), folded in between.
+  while (end - i >= 8) {
+    const chunkEnd = Math.min(end - 7, i + 8192);
+    let chunk = 0;
+    for (; i < chunkEnd; i += 8) {
+      chunk +=
+        ((bytes[i]! << 8) | bytes[i + 1]!) +
+        ((bytes[i + 2]! << 8) | bytes[i + 3]!) +
+        ((bytes[i + 4]! << 8) | bytes[i + 5]!) +
+        ((bytes[i + 6]! << 8) | bytes[i + 7]!);
+    }
+    sum = fold(sum + chunk);
+  }
+  for (; i + 1 < end; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
+  if (i < end) sum += bytes[i]! << 8;
+  return fold(sum);
+}
+
+function fold(sum: number): number {
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+/** The pseudo-header's sum (RFC 793 / RFC 8200 §8.1) for a transport segment of `length` bytes. */
+function pseudoHeaderSum(packet: Uint8Array, v6: boolean, protocol: number, length: number): number {
+  const addresses = v6 ? sum16(packet, 8, 40) : sum16(packet, 12, 20);
+  return fold(addresses + protocol + length);
+}
+
+const isV6 = (packet: Uint8Array) => packet[0]! >> 4 === 6;
+
+function setUint16(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value >>> 8;
+  bytes[offset + 1] = value & 0xff;
+}
+
+const getUint16 = (bytes: Uint8Array, offset: number) => (bytes[offset]! << 8) | bytes[offset + 1]!;
+const getUint32 = (bytes: Uint8Array, offset: number) =>
+  ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+  0;
+
+function setUint32(bytes: Uint8Array, offset: number, value: number): void {
+  setUint16(bytes, offset, value >>> 16);
+  setUint16(bytes, offset + 2, value & 0xffff);
+}
+
+/** Recomputes an IPv4 header checksum of `headerLength` bytes in place. */
+function setIpv4Checksum(packet: Uint8Array, headerLength: number): void {
+  setUint16(packet, 10, 0);
+  setUint16(packet, 10, ~sum16(packet, 0, headerLength) & 0xffff);
+}
+
+/** Sets the IP length fields for a packet of `length` bytes whose IP header is `ipHeader` bytes. */
+function setIpLength(packet: Uint8Array, v6: boolean, ipHeader: number, length: number): void {
+  if (v6) {
+    setUint16(packet, 4, length - IPV6_HEADER);
+  } else {
+    setUint16(packet, 2, length);
+    setIpv4Checksum(packet, ipHeader);
+  }
+}
+
+/** Growable scratch memory, reused across calls. */
+class Scratch {
+  bytes = new Uint8Array(0);
+  reserve(size: number): Uint8Array {
+    if (this.bytes.length < size) this.bytes = new Uint8Array(Math.max(size, this.bytes.length * 2));
+    return this.bytes;
+  }
+}
+
+// --- read side: split ---------------------------------------------------------------------------------
+
+/**
+ * Turns frames read from a vnet-header TUN into plain IP packets. Malformed frames are dropped and counted
+ * in `drops`; a frame's packet may be completed in place (frames are the caller's to change).
+ */
+export class GsoSplitter {
+  readonly drops: OffloadDrops = noOffloadDrops();
+  /** GSO frames split so far. */
+  superSegments = 0;
+  private readonly scratch = new Scratch();
+
+  /** Appends the IP packets of `frames` to `out` (views valid until the next call). */
+  split(frames: readonly Uint8Array[], out: Uint8Array[]): void {
+    let needed = 0;
+    for (const frame of frames) needed += splitSize(frame);
+    const slab = this.scratch.reserve(needed);
+    let used = 0;
+    for (const frame of frames) {
+      const result = this.splitOne(frame, slab, used, out);
+      if (typeof result === 'string') this.drops[result]++;
+      else used = result;
+    }
+  }
+
+  /** One frame: its packets go to `out`, segments written into slab from `used`; returns the new `used`. */
+  private splitOne(
+    frame: Uint8Array,
+    slab: Uint8Array,
+    used: number,
+    out: Uint8Array[],
+  ): number | OffloadDropReason {
+    if (frame.length <= VNET_HEADER_SIZE) return 'vnet_header_short';
+    const packet = frame.subarray(VNET_HEADER_SIZE);
+    const gsoType = frame[GSO_TYPE]! & ~GSO_ECN;
+    const csumStart = frame[CSUM_START]! | (frame[CSUM_START + 1]! << 8);
+    const csumOffset = frame[CSUM_OFFSET]! | (frame[CSUM_OFFSET + 1]! << 8);
+    if (gsoType === GSO_NONE) {
+      if ((frame[FLAGS]! & F_NEEDS_CSUM) === 0) {
+        out.push(packet);
+        return used;
+      }
+      if (csumStart < IPV4_HEADER_MIN || csumStart + csumOffset + 2 > packet.length)
+        return 'checksum_offset_invalid';
+      completeChecksum(packet, csumStart, csumStart + csumOffset);
+      out.push(packet);
+      return used;
+    }
+    if (gsoType !== GSO_TCPV4 && gsoType !== GSO_TCPV6) return 'gso_unsupported';
+    const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
+    const headers = tcpHeaders(packet, gsoType === GSO_TCPV6);
+    // The kernel's csum_start must be where the TCP header is; hdr_len is only a hint (recomputed here).
+    if (headers === undefined || headers.ip !== csumStart || gsoSize === 0) return 'gso_malformed';
+    this.superSegments++;
+    return splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out);
+  }
+}
+
+/** Bytes a frame's segments take once split (0 for a frame passed through as a view). */
+function splitSize(frame: Uint8Array): number {
+  if (frame.length <= VNET_HEADER_SIZE || (frame[GSO_TYPE]! & ~GSO_ECN) === GSO_NONE) return 0;
+  const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
+  const headerLength = frame[HDR_LEN]! | (frame[HDR_LEN + 1]! << 8);
+  // An upper bound whatever hdr_len says: every segment repeats at most 120 bytes of IP + TCP headers.
+  const segments = gsoSize === 0 ? 1 : Math.ceil(frame.length / gsoSize);
+  return frame.length + segments * Math.max(headerLength, IPV6_HEADER + 60 + 20);
+}
+
+/**
+ * IP and TCP header lengths of a plain IPv4 (no fragment) or IPv6 (no extension header) TCP packet whose
+ * headers fit in it; undefined otherwise.
+ */
+function tcpHeaders(packet: Uint8Array, v6: boolean): { ip: number; tcp: number } | undefined {
+  let ip: number;
+  if (v6) {
+    if (!isV6(packet) || packet.length < IPV6_HEADER + TCP_HEADER_MIN || packet[6] !== PROTO_TCP)
+      return undefined;
+    ip = IPV6_HEADER;
+  } else {
+    if (packet.length < IPV4_HEADER_MIN + TCP_HEADER_MIN || packet[0]! >> 4 !== 4) return undefined;
+    ip = (packet[0]! & 0x0f) * 4;
+    const fragment = getUint16(packet, 6) & 0x3fff; // MF and the offset
+    if (ip < IPV4_HEADER_MIN || packet[9] !== PROTO_TCP || fragment !== 0) return undefined;
+  }
+  if (packet.length < ip + TCP_HEADER_MIN) return undefined;
+  const tcp = (packet[ip + 12]! >> 4) * 4;
+  if (tcp < TCP_HEADER_MIN || ip + tcp > packet.length) return undefined;
+  return { ip, tcp };
+}
+
+/** Finishes a partial checksum (the field holds the pseudo-header's sum) over packet[start..end]. */
+function completeChecksum(packet: Uint8Array, start: number, field: number): void {
+  let checksum = ~sum16(packet, start, packet.length) & 0xffff;
+  // UDP sends "no checksum" as 0, so a computed 0 goes out as its other form (RFC 768).
+  const protocol = isV6(packet) ? packet[6] : packet[9];
+  if (checksum === 0 && protocol === PROTO_UDP && field - start === UDP_CHECKSUM) checksum = 0xffff;
+  setUint16(packet, field, checksum);
+}
+
+function splitSegments(
+  packet: Uint8Array,
+  ipHeader: number,
+  headerLength: number,
+  gsoSize: number,
+  slab: Uint8Array,
+  used: number,
+  out: Uint8Array[],
+): number {
+  const v6 = isV6(packet);
+  const payload = packet.length - headerLength;
+  const firstSequence = getUint32(packet, ipHeader + 4);
+  const firstId = v6 ? 0 : getUint16(packet, 4);
+  const flags = packet[ipHeader + 13]!;
+  let offset = headerLength;
+  for (let index = 0; index === 0 || offset < packet.length; index++) {
+    const segmentPayload = Math.min(gsoSize, packet.length - offset);
+    const length = headerLength + segmentPayload;
+    const segment = slab.subarray(used, used + length);
+    segment.set(packet.subarray(0, headerLength));
+    segment.set(packet.subarray(offset, offset + segmentPayload), headerLength);
+    if (!v6) setUint16(segment, 4, (firstId + index) & 0xffff);
+    setIpLength(segment, v6, ipHeader, length);
+    setUint32(segment, ipHeader + 4, (firstSequence + index * gsoSize) >>> 0);
+    const last = offset + segmentPayload >= packet.length;
+    segment[ipHeader + 13] = flags & ~(last ? 0 : TCP_FIN | TCP_PSH) & ~(index === 0 ? 0 : TCP_CWR);
+    setUint16(segment, ipHeader + TCP_CHECKSUM, 0);
+    const pseudo = pseudoHeaderSum(segment, v6, PROTO_TCP, length - ipHeader);
+    setUint16(segment, ipHeader + TCP_CHECKSUM, ~sum16(segment, ipHeader, length, pseudo) & 0xffff);
+    out.push(segment);
+    used += length;
+    offset += segmentPayload;
+    if (payload === 0) break;
+  }
+  return used;
+}
+
+// --- write side: coalesce -----------------------------------------------------------------------------
+
+/** What the coalescer knows about a packet that may join or start a super-segment. */
+interface Flow {
+  packet: Uint8Array;
+  v6: boolean;
+  ip: number; // IP header length
+  tcp: number; // TCP header length
+}
+
+/**
+ * Turns decrypted IP packets into frames for a vnet-header TUN: TCP runs of one flow coalesced behind a
+ * GSO header, everything else behind a zero header. Every packet lands in exactly one frame.
+ */
+export class GroCoalescer {
+  private readonly scratch = new Scratch();
+  // Per item (a frame to be): its packets, as indexes into the batch chained through `next`.
+  private heads: number[] = [];
+  private tails: number[] = [];
+  private next: Int32Array = new Int32Array(0);
+  private itemPayload: number[] = []; // TCP payload bytes so far
+  private segmentSize: number[] = []; // the head's payload: gso_size
+  private verified: boolean[] = []; // the head's TCP checksum was checked
+  private open: number[] = []; // items a following segment may still join
+  /** How many packets each frame of the last coalesce() carries. */
+  readonly packetsPerFrame: number[] = [];
+  /** Frames written with a GSO header so far. */
+  superSegments = 0;
+
+  /** One frame per item: the batch's packets coalesced where they can be (views valid until the next call). */
+  coalesce(packets: readonly Uint8Array[]): Uint8Array[] {
+    const count = packets.length;
+    if (this.next.length < count) this.next = new Int32Array(Math.max(count, this.next.length * 2));
+    this.heads.length = this.tails.length = this.itemPayload.length = 0;
+    this.segmentSize.length = this.verified.length = this.open.length = 0;
+    let bytes = 0;
+    for (let index = 0; index < count; index++) {
+      this.next[index] = -1;
+      bytes += VNET_HEADER_SIZE + packets[index]!.length;
+      this.place(packets, index);
+    }
+    const slab = this.scratch.reserve(bytes);
+    const frames: Uint8Array[] = [];
+    this.packetsPerFrame.length = 0;
+    let used = 0;
+    for (let item = 0; item < this.heads.length; item++) {
+      const frame = this.frame(packets, item, slab, used);
+      frames.push(frame);
+      used += frame.length;
+    }
+    return frames;
+  }
+
+  /** Appends packet `index` to the open item of its flow, or starts an item of its own. */
+  private place(packets: readonly Uint8Array[], index: number): void {
+    const packet = packets[index]!;
+    const flow = coalescable(packet);
+    const open = this.findOpen(packets, packet);
+    if (flow !== undefined && open >= 0 && this.append(packets, open, flow, index)) return;
+    if (open >= 0) this.close(open); // what follows in this flow must not overtake this packet
+    const item = this.heads.length;
+    this.heads.push(index);
+    this.tails.push(index);
+    this.itemPayload.push(flow === undefined ? 0 : packet.length - flow.ip - flow.tcp);
+    this.segmentSize.push(this.itemPayload[item]!);
+    this.verified.push(false);
+    if (flow !== undefined && (packet[flow.ip + 13]! & TCP_PSH) === 0) this.open.push(item);
+  }
+
+  /** The open item whose head is in the same TCP flow (addresses and ports) as `packet`, or -1. */
+  private findOpen(packets: readonly Uint8Array[], packet: Uint8Array): number {
+    const v6 = isV6(packet);
+    const ip = v6 ? IPV6_HEADER : (packet[0]! & 0x0f) * 4;
+    if (packet.length < ip + 4 || (v6 ? packet[6] : packet[9]) !== PROTO_TCP) return -1;
+    const addresses = v6 ? 8 : 12;
+    const headIp = v6 ? IPV6_HEADER : IPV4_HEADER_MIN; // open items' heads carry no IPv4 options
+    for (let i = this.open.length - 1; i >= 0; i--) {
+      const item = this.open[i]!;
+      const head = packets[this.heads[item]!]!;
+      if (isV6(head) !== v6 || !equalBytes(head, packet, addresses, addresses + (v6 ? 32 : 8))) continue;
+      if (equalBytes(head, packet, headIp, headIp + 4, ip)) return item; // ports
+    }
+    return -1;
+  }
+
+  private close(item: number): void {
+    const at = this.open.indexOf(item);
+    if (at >= 0) this.open.splice(at, 1);
+  }
+
+  /** Adds the segment to `item` when GRO's rules allow it; false leaves the item as it was. */
+  private append(packets: readonly Uint8Array[], item: number, flow: Flow, index: number): boolean {
+    const head = packets[this.heads[item]!]!;
+    const { packet, ip, tcp } = flow;
+    const payload = packet.length - ip - tcp;
+    const segmentSize = this.segmentSize[item]!;
+    const tail = packets[this.tails[item]!]!;
+    const tailPayload = tail.length - ip - tcp;
+    if (
+      payload > segmentSize ||
+      ip + tcp + this.itemPayload[item]! + payload > IP_PACKET_MAX ||
+      getUint32(packet, ip + 4) !== (getUint32(tail, ip + 4) + tailPayload) >>> 0 ||
+      !sameHeaders(head, packet, flow)
+    )
+      return false;
+    if (!this.verified[item]) {
+      if (!tcpChecksumValid(head, flow.v6, ip)) return false;
+      this.verified[item] = true;
+    }
+    if (!tcpChecksumValid(packet, flow.v6, ip)) return false;
+    this.next[this.tails[item]!] = index;
+    this.tails[item] = index;
+    this.itemPayload[item] = this.itemPayload[item]! + payload;
+    // A short segment ends a run (GRO's rule: every segment but the last is gso_size); so does PSH.
+    if (payload < segmentSize || (packet[ip + 13]! & TCP_PSH) !== 0) this.close(item);
+    return true;
+  }
+
+  /** Writes the item's frame at slab[used..]: vnet header, then the packet or the super-segment. */
+  private frame(packets: readonly Uint8Array[], item: number, slab: Uint8Array, used: number): Uint8Array {
+    const headIndex = this.heads[item]!;
+    const head = packets[headIndex]!;
+    slab.fill(0, used, used + VNET_HEADER_SIZE);
+    slab.set(head, used + VNET_HEADER_SIZE);
+    if (this.tails[item] === headIndex) {
+      this.packetsPerFrame.push(1);
+      return slab.subarray(used, used + VNET_HEADER_SIZE + head.length);
+    }
+
+    const v6 = isV6(head);
+    const ip = v6 ? IPV6_HEADER : (head[0]! & 0x0f) * 4;
+    const headerLength = ip + (head[ip + 12]! >> 4) * 4;
+    let end = used + VNET_HEADER_SIZE + head.length;
+    let last = headIndex;
+    let count = 1;
+    for (let index = this.next[headIndex]!; index >= 0; index = this.next[index]!, count++) {
+      const packet = packets[index]!;
+      slab.set(packet.subarray(headerLength), end);
+      end += packet.length - headerLength;
+      last = index;
+    }
+    this.packetsPerFrame.push(count);
+    this.superSegments++;
+    const frame = slab.subarray(used, end);
+    const packet = frame.subarray(VNET_HEADER_SIZE);
+    setIpLength(packet, v6, ip, packet.length);
+    packet[ip + 13] = packet[ip + 13]! | (packets[last]![ip + 13]! & TCP_PSH);
+    // NEEDS_CSUM: the kernel finishes the checksum from the pseudo-header sum left in the field.
+    setUint16(packet, ip + TCP_CHECKSUM, pseudoHeaderSum(packet, v6, PROTO_TCP, packet.length - ip));
+    frame[FLAGS] = F_NEEDS_CSUM;
+    frame[GSO_TYPE] = v6 ? GSO_TCPV6 : GSO_TCPV4;
+    setUint16LE(frame, HDR_LEN, headerLength);
+    setUint16LE(frame, GSO_SIZE, this.segmentSize[item]!);
+    setUint16LE(frame, CSUM_START, ip);
+    setUint16LE(frame, CSUM_OFFSET, TCP_CHECKSUM);
+    return frame;
+  }
+}
+
+function setUint16LE(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff;
+  bytes[offset + 1] = value >>> 8;
+}
+
+/** a[start, end) equals b from bStart on. */
+function equalBytes(a: Uint8Array, b: Uint8Array, start: number, end: number, bStart = start): boolean {
+  for (let i = start; i < end; i++) if (a[i] !== b[i - start + bStart]) return false;
+  return true;
+}
+
+/**
+ * A TCP segment GRO may merge: IPv4 without options or fragments, or IPv6 without extension headers;
+ * IP length matching the packet; only ACK (and PSH) set; some payload.
+ */
+function coalescable(packet: Uint8Array): Flow | undefined {
+  const v6 = isV6(packet);
+  const headers = tcpHeaders(packet, v6);
+  if (headers === undefined) return undefined;
+  const { ip, tcp } = headers;
+  const ipLength = v6 ? getUint16(packet, 4) + IPV6_HEADER : getUint16(packet, 2);
+  if ((!v6 && ip !== IPV4_HEADER_MIN) || ipLength !== packet.length || packet.length === ip + tcp)
+    return undefined;
+  if ((packet[ip + 13]! & ~TCP_PSH) !== TCP_ACK) return undefined;
+  return { packet, v6, ip, tcp };
+}
+
+/** Everything but lengths, ids, checksums and sequence numbers equal, as tcp_gro_receive requires. */
+function sameHeaders(head: Uint8Array, packet: Uint8Array, { v6, ip, tcp }: Flow): boolean {
+  if (head.length < ip + tcp || (head[ip + 12]! >> 4) * 4 !== tcp) return false;
+  if (v6) {
+    // version, traffic class, flow label; next header and hop limit
+    if (!equalBytes(head, packet, 0, 4) || !equalBytes(head, packet, 6, 8)) return false;
+  } else {
+    // TOS; DF; TTL and protocol
+    if (
+      head[1] !== packet[1] ||
+      (head[6]! & 0x40) !== (packet[6]! & 0x40) ||
+      !equalBytes(head, packet, 8, 10)
+    )
+      return false;
+  }
+  // ACK number; header length and flags but PSH; window; then the options
+  return (
+    equalBytes(head, packet, ip + 8, ip + 12) &&
+    head[ip + 12] === packet[ip + 12] &&
+    (head[ip + 13]! & ~TCP_PSH) === (packet[ip + 13]! & ~TCP_PSH) &&
+    equalBytes(head, packet, ip + 14, ip + 16) &&
+    equalBytes(head, packet, ip + TCP_HEADER_MIN, ip + tcp)
+  );
+}
+
+function tcpChecksumValid(packet: Uint8Array, v6: boolean, ip: number): boolean {
+  const pseudo = pseudoHeaderSum(packet, v6, PROTO_TCP, packet.length - ip);
+  return sum16(packet, ip, packet.length, pseudo) === 0xffff;
+}

@@ -19,17 +19,28 @@ export interface UpSettings extends DataPathSettings {
   metrics?: HostPort;
 }
 
-/** How the data path runs; `up` and `run` both take it (`--batch on|off`, env TB_BATCH). */
+/**
+ * How the data path runs; `up` and `run` both take it (`--batch on|off`, env TB_BATCH; `--offload on|off`,
+ * env TB_OFFLOAD).
+ */
 export interface DataPathSettings {
   /** UDP through the addon (recvmmsg/sendmmsg, sticky source address), or Node's dgram. */
   batchedUdp: boolean;
+  /** Ask the TUN for TSO and checksum offloads (a vnet header; GSO split and GRO in nodes/offload.ts). */
+  offload: boolean;
 }
 
 export const ON_OFF = ['on', 'off'] as const;
 
-/** The data-path flags as commander parsed them (choices already checked); defaults on. */
-export function dataPathSettings(args: { batch?: string }): DataPathSettings {
-  return { batchedUdp: args.batch !== 'off' };
+/** The data-path flags as commander parsed them (choices already checked). */
+export interface DataPathArguments {
+  batch?: string;
+  offload?: string;
+}
+
+/** Every mode defaults on. */
+export function dataPathSettings(args: DataPathArguments): DataPathSettings {
+  return { batchedUdp: args.batch !== 'off', offload: args.offload !== 'off' };
 }
 
 export type Checked<T> =
@@ -68,12 +79,11 @@ export function parseHostPort(text: string): Checked<HostPort> {
   return ok({ host, port });
 }
 
-export interface UpArguments {
+export interface UpArguments extends DataPathArguments {
   config: string;
   egress?: string;
   interface?: string;
   metrics?: string;
-  batch?: string;
 }
 
 export function checkUpArguments(args: UpArguments): Checked<UpSettings> {

@@ -28,6 +28,8 @@ export interface DaemonOptions extends DataPathSettings {
 export interface Daemon {
   /** The name the kernel gave the interface. */
   readonly interfaceName: string;
+  /** The TUN offload mode the kernel agreed to ("on (TSO4, TSO6, checksum)", "off"...). */
+  readonly offload: string;
   readonly device: Device;
   readonly publicKey: Uint8Array;
   readonly listenPort: number;
@@ -51,7 +53,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     for (const step of cleanups.splice(0).reverse()) await step();
   };
   try {
-    const tun = openTun(options.interfaceName);
+    const tun = openTun(options.interfaceName, { offload: options.offload });
     let tunClosed = false;
     const closeTun = () => {
       if (!tunClosed) tun.close();
@@ -71,6 +73,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       reuseSendBuffers: options.batchedUdp,
     });
     const metrics = new NodeMetrics(tunnel);
+    metrics.countOffload(tun);
     const { host } = options.listen;
     const batched = options.batchedUdp;
     const device = await Device.start({
@@ -99,6 +102,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     return {
       interfaceName: tun.name,
+      offload: tun.offload.description,
       device,
       publicKey: tunnel.publicKey,
       listenPort: device.listenPort,
@@ -115,14 +119,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
 }
 
-/** The line a daemon prints once it serves: `NAME up[, who], UDP port N, UAPI PATH[, metrics port M]`. */
+/**
+ * The line a daemon prints once it serves:
+ * `NAME up[, who], UDP port N, UAPI PATH, offload MODE[, metrics port M]`.
+ */
 export function readyLine(
-  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'metricsPort'>,
+  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'offload' | 'metricsPort'>,
   who?: string,
 ): string {
   return (
     `tunnelbyte-node: ${daemon.interfaceName} up${who === undefined ? '' : `, ${who}`}, ` +
-    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}` +
+    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}, offload ${daemon.offload}` +
     (daemon.metricsPort === undefined ? '' : `, metrics port ${daemon.metricsPort}`) +
     '\n'
   );

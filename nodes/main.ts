@@ -52,15 +52,27 @@ async function nodeToken({ token, tokenFile }: TokenSources): Promise<string> {
   }
 }
 
-/** A data-path mode both commands take (config.ts DataPathSettings), with its TB_* variable. */
-const batchOption = () =>
-  new Option(
-    '--batch <on|off>',
-    'batched UDP (recvmmsg/sendmmsg, sticky source), or a system call per datagram',
-  )
-    .choices(ON_OFF)
-    .env('TB_BATCH')
-    .default('on');
+/** The data-path modes both commands take (config.ts DataPathSettings), each with its TB_* variable. */
+const dataPathOptions = (command: Command): Command =>
+  command
+    .addOption(
+      new Option(
+        '--batch <on|off>',
+        'batched UDP (recvmmsg/sendmmsg, sticky source), or a system call per datagram',
+      )
+        .choices(ON_OFF)
+        .env('TB_BATCH')
+        .default('on'),
+    )
+    .addOption(
+      new Option(
+        '--offload <on|off>',
+        'TUN offloads (64 KiB TCP segments split and coalesced in the node) where the kernel has them',
+      )
+        .choices(ON_OFF)
+        .env('TB_OFFLOAD')
+        .default('on'),
+    );
 
 async function runUp(args: UpArguments): Promise<number> {
   const checked = checkUpArguments(args);
@@ -102,20 +114,17 @@ function buildProgram(): { program: Command; result: () => number } {
       outputError: (s, write) => write(`tunnelbyte-node: ${s.trim().replace(/^error: /, '')}\n`),
     });
 
-  program
-    .command('up')
+  dataPathOptions(program.command('up'))
     .description('bring up an interface from a wg-quick configuration file')
     .requiredOption('--config <file>', 'wg-quick file ([Interface] and [Peer] sections)')
     .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
     .option('--interface <name>', 'interface name (default: the file name without .conf)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-    .addOption(batchOption())
     .action(async (options: UpArguments) => {
       code = await runUp(options);
     });
 
-  program
-    .command('run')
+  dataPathOptions(program.command('run'))
     .description('run as an agent of a tunnelbyte broker: register, heartbeat, follow the peer feed')
     .requiredOption('--broker <url>', 'broker base URL, e.g. https://api.example.com')
     .option('--token-file <file>', 'file holding the node enrollment token (admin node-token create)')
@@ -141,7 +150,6 @@ function buildProgram(): { program: Command; result: () => number } {
       String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     )
     .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')
-    .addOption(batchOption())
     .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {
       const checked = checkRunArguments({ ...options, token: await nodeToken(options) });
       if (!checked.ok) throw new UsageError(checked.message);

@@ -9,6 +9,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
+import { OFFLOAD_DROP_REASONS, type OffloadDrops } from './offload.js';
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
@@ -18,6 +19,12 @@ type Direction = 'rx' | 'tx';
 export interface PeerCounts {
   readonly peerCount: number;
   forEachPeer(visit: (peer: { readonly lastHandshakeUnixMs: number }) => void): void;
+}
+
+/** The TUN's offload layer as the counters read it at scrape time (nodes/tun/index.ts). */
+export interface OffloadCounts {
+  offloadDrops(): Readonly<OffloadDrops>;
+  superSegments(): Record<Direction, number>;
 }
 
 interface Traffic {
@@ -98,6 +105,28 @@ export class NodeMetrics {
     );
     this.counter('tunnelbyte_node_drops_total', 'Packets dropped by the engine, by reason.', ['reason'], () =>
       [...this.drops].map(([reason, count]) => [{ reason }, count]),
+    );
+  }
+
+  /** Counts what the TUN's offload layer split, coalesced and dropped. */
+  countOffload(offload: OffloadCounts): void {
+    this.counter(
+      'tunnelbyte_node_offload_drops_total',
+      'Frames read from the TUN with a bad virtio_net_hdr or GSO headers, by reason.',
+      ['reason'],
+      () => {
+        const drops = offload.offloadDrops();
+        return OFFLOAD_DROP_REASONS.map((reason) => [{ reason }, drops[reason]]);
+      },
+    );
+    this.counter(
+      'tunnelbyte_node_offload_super_segments_total',
+      'TCP super-segments coalesced for the interface (rx) and split from it (tx).',
+      ['direction'],
+      () => {
+        const counts = offload.superSegments();
+        return (['rx', 'tx'] as const).map((d) => [{ direction: d }, counts[d]]);
+      },
     );
   }
 

@@ -34,6 +34,7 @@ import {
   type Egress,
   type HostPort,
   dataPathSettings,
+  type DataPathArguments,
   type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
@@ -48,7 +49,7 @@ export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
 export const DEFAULT_CAPACITY = 1000;
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
 
-export interface RunArguments {
+export interface RunArguments extends DataPathArguments {
   broker: string;
   token: string;
   region: string;
@@ -63,7 +64,6 @@ export interface RunArguments {
   egressIp?: string[];
   nat?: boolean;
   drainTimeout?: string;
-  batch?: string;
 }
 
 export interface RunSettings extends DataPathSettings {
@@ -296,6 +296,7 @@ export async function startAgentNode(
     listen: settings.listen,
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
+    offload: settings.offload,
   });
   try {
     const publicKey = Buffer.from(daemon.publicKey).toString('base64');

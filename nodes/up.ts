@@ -41,6 +41,7 @@ export async function up(
     listen: { port: iface.listenPort ?? 0 },
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
+    offload: settings.offload,
     configure: async (device, name) => {
       for (const peer of config.peers) {
         device.upsertPeer(peer.publicKey, {

@@ -1,14 +1,27 @@
 // A Linux TUN interface (IFF_TUN | IFF_NO_PI: every read and write is one bare IP packet) backed by
 // the Node-API addon in tun.c. Packets arrive in batches, one callback per event-loop wakeup.
+//
+// With offloads (IFF_VNET_HDR + TUNSETOFFLOAD) the kernel reads and writes frames, a virtio_net_hdr in
+// front of each packet, and may hand over 64 KiB TCP super-segments; nodes/offload.ts splits and coalesces
+// them, so the interface below still deals in plain IP packets either way.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
+import {
+  GroCoalescer,
+  GsoSplitter,
+  noOffloadDrops,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
+  type OffloadDrops,
+} from '../offload.js';
 import { loadAddon } from './addon.js';
 
-interface TunAddon {
-  open(name: string): { fd: number; name: string };
-  write(fd: number, packet: Uint8Array): number;
-  writeMany(fd: number, packets: readonly Uint8Array[]): number;
+export interface TunAddon {
+  open(name: string, vnetHeader: boolean): { fd: number; name: string };
+  setOffload(fd: number, flags: number): number;
+  writeMany(fd: number, packets: readonly Uint8Array[], start: number): number;
   close(fd: number): void;
   startReading(
     fd: number,
@@ -17,9 +30,17 @@ interface TunAddon {
   ): { stop(): void };
 }
 
+/** What the kernel agreed to: 'off', or the offloads in use with the vnet header. */
+export interface TunOffload {
+  readonly enabled: boolean;
+  /** For the start-up line: "on (TSO4, TSO6, checksum)", "off", "off (kernel refused: ...)". */
+  readonly description: string;
+}
+
 export interface Tun {
   /** The kernel's name for the interface (a `%d` in the requested name is filled in). */
   readonly name: string;
+  readonly offload: TunOffload;
   /** Starts reading; `listener` gets every packet the kernel routes into the interface, in batches. */
   onPackets(listener: (packets: Uint8Array[]) => void): void;
   /** A read failed (e.g. the interface was deleted); reading has stopped. */
@@ -28,24 +49,85 @@ export interface Tun {
   write(packet: Uint8Array): boolean;
   /** Sends a batch with a single native call; returns how many packets the kernel accepted. */
   writeMany(packets: readonly Uint8Array[]): number;
+  /** Frames from the kernel the offload layer dropped, by reason (all 0 without offloads). */
+  offloadDrops(): Readonly<OffloadDrops>;
+  /** TCP super-segments split from reads (tx) and coalesced for writes (rx); 0 without offloads. */
+  superSegments(): { rx: number; tx: number };
   /** Stops reading and closes the descriptor; the kernel removes the (non-persistent) interface. */
   close(): void;
 }
 
+export interface TunOptions {
+  /** Ask for offloads; the TUN falls back to plain packets when the kernel refuses. Default false. */
+  offload?: boolean;
+}
+
+// Most to least: TSO needs checksum offload, and with neither the vnet header still carries GRO writes.
+const OFFLOAD_CHOICES = [
+  [TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, 'TSO4, TSO6, checksum'],
+  [TUN_F_CSUM, 'checksum'],
+  [0, 'GRO writes only'],
+] as const;
+
+/** Opens the TUN, with a vnet header and the most offloads the kernel accepts when asked. */
+function openNative(native: TunAddon, name: string, offload: boolean) {
+  if (!offload) return { ...native.open(name, false), offload: { enabled: false, description: 'off' } };
+  let opened: { fd: number; name: string };
+  try {
+    opened = native.open(name, true);
+  } catch (error) {
+    const reason = (error as Error).message;
+    return {
+      ...native.open(name, false),
+      offload: { enabled: false, description: `off (kernel refused: ${reason})` },
+    };
+  }
+  const [, description] = OFFLOAD_CHOICES.find(([flags]) => native.setOffload(opened.fd, flags) === 0)!;
+  return { ...opened, offload: { enabled: true, description: `on (${description})` } };
+}
+
 /** Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. */
-export function openTun(name: string): Tun {
+export function openTun(name: string, options: TunOptions = {}): Tun {
   const native = loadAddon<TunAddon>('tun');
-  const { fd, name: actualName } = native.open(name);
+  const { fd, name: actualName, offload } = openNative(native, name, options.offload ?? false);
+  const splitter = offload.enabled ? new GsoSplitter() : undefined;
+  const coalescer = offload.enabled ? new GroCoalescer() : undefined;
   let reader: { stop(): void } | undefined;
   let closed = false;
   let errorListener: (error: Error) => void = () => undefined;
 
+  /** Writes every frame (skipping the ones refused); returns how many packets they carried. */
+  const writeFrames = (frames: readonly Uint8Array[], packetsIn?: readonly number[]): number => {
+    let accepted = 0;
+    for (let start = 0; start < frames.length;) {
+      const written = native.writeMany(fd, frames, start);
+      if (packetsIn === undefined) accepted += written;
+      else for (let i = start; i < start + written; i++) accepted += packetsIn[i]!;
+      start += written + 1;
+    }
+    return accepted;
+  };
+
+  const writeMany = (packets: readonly Uint8Array[]): number => {
+    if (closed) return 0;
+    if (coalescer === undefined) return writeFrames(packets);
+    return writeFrames(coalescer.coalesce(packets), coalescer.packetsPerFrame);
+  };
+
   return {
     name: actualName,
+    offload,
     onPackets(listener) {
       if (closed) throw new Error(`TUN ${actualName} is closed`);
       reader?.stop();
-      reader = native.startReading(fd, listener, (message) => {
+      const deliver = splitter
+        ? (frames: Uint8Array[]) => {
+            const packets: Uint8Array[] = [];
+            splitter.split(frames, packets);
+            if (packets.length > 0) listener(packets);
+          }
+        : listener;
+      reader = native.startReading(fd, deliver, (message) => {
         reader = undefined;
         errorListener(new Error(message));
       });
@@ -53,12 +135,10 @@ export function openTun(name: string): Tun {
     onError(listener) {
       errorListener = listener;
     },
-    write(packet) {
-      return !closed && native.write(fd, packet) === packet.length;
-    },
-    writeMany(packets) {
-      return closed ? 0 : native.writeMany(fd, packets);
-    },
+    write: (packet) => writeMany([packet]) === 1,
+    writeMany,
+    offloadDrops: () => ({ ...(splitter?.drops ?? noOffloadDrops()) }),
+    superSegments: () => ({ rx: coalescer?.superSegments ?? 0, tx: splitter?.superSegments ?? 0 }),
     close() {
       if (closed) return;
       closed = true;

@@ -34,9 +34,9 @@ JS
 cat > "$work/addon.cjs" <<JS
 const tun = require('$addon');
 const reply = require('./reply.cjs');
-const { fd } = tun.open('tbtm0');
+const { fd } = tun.open('tbtm0', false);
 require('child_process').execFileSync('sh', ['-c', 'ip addr add 10.201.0.1/24 dev tbtm0 && ip link set tbtm0 up']);
-const reader = tun.startReading(fd, (ps) => tun.writeMany(fd, ps.filter((p) => p[9] === 1 && p[20] === 8).map(reply)), console.error);
+const reader = tun.startReading(fd, (ps) => tun.writeMany(fd, ps.filter((p) => p[9] === 1 && p[20] === 8).map(reply), 0), console.error);
 process.on('SIGTERM', () => { reader.stop(); process.exit(0); });
 console.log('ready');
 JS

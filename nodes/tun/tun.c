@@ -6,6 +6,9 @@
 // is non-blocking and watched by a uv_poll handle on the main loop (watcher.c); each wakeup drains up to
 // READ_BATCH_MAX packets and hands them to JS in ONE call, as views into one ArrayBuffer. See
 // README.md for the measurement behind this choice.
+//
+// Offloads (IFF_VNET_HDR + TUNSETOFFLOAD) are system calls only here: with them every read and write
+// carries a virtio_net_hdr in front of the packet, and nodes/offload.ts decides everything about it.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -22,19 +25,22 @@
 
 // Implementation limits, not protocol constants.
 #define READ_BATCH_MAX 256            // packets per wakeup: bounds how long one wakeup starves UDP
-#define PACKET_MAX 65535              // largest packet a TUN read can return (IP total length)
-#define SLAB_SIZE (512 * 1024)        // read buffer; a read needs PACKET_MAX free bytes
+#define FRAME_MAX (65535 + 12)        // largest read: IP total length, plus a virtio_net_hdr (10 or 12)
+#define SLAB_SIZE (1024 * 1024)       // read buffer; a read needs FRAME_MAX free bytes
 
-// open(name: string) -> { fd, name }. name may contain %d for the kernel to pick a number.
+// open(name: string, vnetHeader: boolean) -> { fd, name }. name may contain %d for the kernel to pick a
+// number. vnetHeader: IFF_VNET_HDR, with the header's fields little-endian (TUNSETVNETLE) on every host.
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ] = {0};
   size_t length = 0;
+  bool vnet_header = false;
   // First call measures (a buffer would silently truncate), second copies.
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "open(name): name must be a string");
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok ||
+      napi_get_value_bool(env, argv[1], &vnet_header) != napi_ok) {
+    napi_throw_type_error(env, NULL, "open(name, vnetHeader): a string and a boolean");
     return NULL;
   }
   if (length == 0 || length > IFNAMSIZ - 1) {
@@ -46,12 +52,14 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
   struct ifreq request;
   memset(&request, 0, sizeof request);
-  request.ifr_flags = IFF_TUN | IFF_NO_PI;
+  request.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet_header ? IFF_VNET_HDR : 0);
   memcpy(request.ifr_name, name, length);
-  if (ioctl(fd, TUNSETIFF, &request) < 0) {
+  int little_endian = 1;
+  if (ioctl(fd, TUNSETIFF, &request) < 0 ||
+      (vnet_header && ioctl(fd, TUNSETVNETLE, &little_endian) < 0)) {
     int err = errno;
     close(fd);
-    return throw_errno(env, "ioctl TUNSETIFF", err);
+    return throw_errno(env, vnet_header ? "ioctl TUNSETIFF (vnet header)" : "ioctl TUNSETIFF", err);
   }
   napi_value result, fd_value, name_value;
   CHECK(env, napi_create_object(env, &result));
@@ -59,6 +67,20 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   CHECK(env, napi_create_string_utf8(env, request.ifr_name, strnlen(request.ifr_name, IFNAMSIZ), &name_value));
   CHECK(env, napi_set_named_property(env, result, "fd", fd_value));
   CHECK(env, napi_set_named_property(env, result, "name", name_value));
+  return result;
+}
+
+// setOffload(fd, flags) -> 0, or -errno when the kernel refuses the TUN_F_* set (EINVAL: unknown flags).
+static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+  int32_t fd, flags;
+  napi_value rest[1];
+  if (!fd_args(env, info, "setOffload(fd, flags)", &fd, 1, rest)) return NULL;
+  if (!int_arg(env, rest[0], &flags) || flags < 0) {
+    napi_throw_type_error(env, NULL, "setOffload(fd, flags): flags must be a non-negative integer");
+    return NULL;
+  }
+  napi_value result;
+  CHECK(env, napi_create_int32(env, ioctl(fd, TUNSETOFFLOAD, (unsigned int)flags) < 0 ? -errno : 0, &result));
   return result;
 }
 
@@ -76,51 +98,33 @@ static napi_value get_buffer(napi_env env, napi_value value, void **data, size_t
   return value;
 }
 
-// write(fd, packet) -> bytes written, or -errno (a full or vanished device drops, like a NIC would).
-static napi_value tun_write(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
-  void *data;
-  size_t length;
-  if (argc < 2 || !int_arg(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "write(fd, packet)");
-    return NULL;
-  }
-  if (get_buffer(env, argv[1], &data, &length) == NULL) return NULL;
-  ssize_t written = write(fd, data, length);
-  napi_value result;
-  CHECK(env, napi_create_int32(env, written < 0 ? -errno : (int32_t)written, &result));
-  return result;
-}
-
-// writeMany(fd, packets[]) -> number of packets accepted. One JS->C crossing for a whole batch of
-// decrypted packets; each packet is still its own write(2), as a TUN takes one packet per call.
+// writeMany(fd, packets[], start) -> how many packets from `start` on the kernel took before the first it
+// refused (packets.length - start when it took them all). One JS->C crossing for a whole batch of
+// decrypted packets; each packet is still its own write(2), as a TUN takes one packet per call. The
+// caller skips a refused packet (dropped, as a full or vanished NIC would) and calls again after it.
 static napi_value tun_write_many(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
+  const char *usage = "writeMany(fd, packets[], start)";
+  int32_t fd, start;
   napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
   bool is_array = false;
-  if (argc < 2 || !int_arg(env, argv[0], &fd) || napi_is_array(env, argv[1], &is_array) != napi_ok ||
-      !is_array) {
-    napi_throw_type_error(env, NULL, "writeMany(fd, packets[])");
+  uint32_t count;
+  if (!fd_args(env, info, usage, &fd, 2, argv)) return NULL;
+  if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array || !int_arg(env, argv[1], &start) ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || start < 0 || (uint32_t)start > count) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  uint32_t count;
-  CHECK(env, napi_get_array_length(env, argv[1], &count));
-  uint32_t accepted = 0;
-  for (uint32_t i = 0; i < count; i++) {
+  uint32_t i = (uint32_t)start;
+  for (; i < count; i++) {
     napi_value element;
     void *data;
     size_t length;
-    CHECK(env, napi_get_element(env, argv[1], i, &element));
+    CHECK(env, napi_get_element(env, argv[0], i, &element));
     if (get_buffer(env, element, &data, &length) == NULL) return NULL;
-    if (write(fd, data, length) >= 0) accepted++;
+    if (write(fd, data, length) < 0) break;
   }
   napi_value result;
-  CHECK(env, napi_create_uint32(env, accepted, &result));
+  CHECK(env, napi_create_uint32(env, i - (uint32_t)start, &result));
   return result;
 }
 
@@ -132,8 +136,8 @@ static void tun_drain(watcher_t *watcher) {
   size_t offsets[READ_BATCH_MAX], lengths[READ_BATCH_MAX];
   size_t count = 0, used = 0;
   int failure = 0;
-  while (count < READ_BATCH_MAX && SLAB_SIZE - used >= PACKET_MAX) {
-    ssize_t n = read(watcher->fd, slab + used, PACKET_MAX);
+  while (count < READ_BATCH_MAX && SLAB_SIZE - used >= FRAME_MAX) {
+    ssize_t n = read(watcher->fd, slab + used, FRAME_MAX);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) failure = errno;
@@ -162,27 +166,27 @@ static void tun_drain(watcher_t *watcher) {
 
 // startReading(fd, onPackets, onError) -> { stop() }
 static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const char *usage = "startReading(fd, onPackets, onError)";
   int32_t fd;
+  napi_value argv[2];
   napi_valuetype on_packets_type, on_error_type;
-  if (argc < 3 || !int_arg(env, argv[0], &fd) || napi_typeof(env, argv[1], &on_packets_type) != napi_ok ||
-      napi_typeof(env, argv[2], &on_error_type) != napi_ok || on_packets_type != napi_function ||
+  if (!fd_args(env, info, usage, &fd, 2, argv)) return NULL;
+  if (napi_typeof(env, argv[0], &on_packets_type) != napi_ok ||
+      napi_typeof(env, argv[1], &on_error_type) != napi_ok || on_packets_type != napi_function ||
       on_error_type != napi_function) {
-    napi_throw_type_error(env, NULL, "startReading(fd, onPackets, onError)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   uint8_t *slab = malloc(SLAB_SIZE);
   if (slab == NULL) return throw_errno(env, "startReading", ENOMEM);
-  return watcher_start(env, fd, argv[1], argv[2], NULL, "TunReader", "TUN read", tun_drain, slab);
+  return watcher_start(env, fd, argv[0], argv[1], NULL, "TunReader", "TUN read", tun_drain, slab);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"write", NULL, tun_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeMany", NULL, tun_write_many, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tun_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
   };

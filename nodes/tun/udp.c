@@ -157,14 +157,8 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
 
 // bufferSizes(fd) -> [receive, send] as the kernel reports them (double the usable size).
 static napi_value udp_buffer_sizes(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  if (argc < 1 || !int_arg(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "bufferSizes(fd)");
-    return NULL;
-  }
+  if (!fd_args(env, info, "bufferSizes(fd)", &fd, 0, NULL)) return NULL;
   int sizes[2];
   socklen_t length = sizeof sizes[0];
   if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sizes[0], &length) < 0 ||

@@ -18,15 +18,23 @@ int int_arg(napi_env env, napi_value value, int32_t *out) {
   return napi_get_value_int32(env, value, out) == napi_ok;
 }
 
-napi_value close_fd_js(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
-  if (argc < 1 || !int_arg(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "close(fd)");
-    return NULL;
+int fd_args(napi_env env, napi_callback_info info, const char *usage, int32_t *fd, size_t more,
+            napi_value *rest) {
+  size_t argc = 1 + more;
+  napi_value argv[4];
+  if (argc > sizeof argv / sizeof argv[0] ||
+      napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 + more ||
+      !int_arg(env, argv[0], fd)) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
   }
+  for (size_t i = 0; i < more; i++) rest[i] = argv[1 + i];
+  return 1;
+}
+
+napi_value close_fd_js(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_args(env, info, "close(fd)", &fd, 0, NULL)) return NULL;
   if (close(fd) < 0) return throw_errno(env, "close", errno);
   return NULL;
 }

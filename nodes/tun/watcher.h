@@ -41,6 +41,11 @@ napi_value throw_errno(napi_env env, const char *what, int err);
 // Reads an int32 argument; 0 if it is not a number.
 int int_arg(napi_env env, napi_value value, int32_t *out);
 
+// The arguments of a JS call `f(fd, ...more)`: fd as int32 and the `more` (at most 3) that follow into
+// rest. 0, with a TypeError `usage` pending, when there are fewer or fd is not a number.
+int fd_args(napi_env env, napi_callback_info info, const char *usage, int32_t *fd, size_t more,
+            napi_value *rest);
+
 // close(fd) for JS: throws on a bad descriptor.
 napi_value close_fd_js(napi_env env, napi_callback_info info);
 

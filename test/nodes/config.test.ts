@@ -23,10 +23,16 @@ describe('parseHostPort', () => {
 });
 
 describe('checkUpArguments', () => {
-  test('defaults: tun egress, interface named after the file, batched UDP', () => {
+  test('defaults: tun egress, interface named after the file, batched UDP, offload on', () => {
     expect(checkUpArguments({ config: '/etc/wireguard/wg0.conf' })).toEqual({
       ok: true,
-      value: { configFile: '/etc/wireguard/wg0.conf', interfaceName: 'wg0', egress: 'tun', batchedUdp: true },
+      value: {
+        configFile: '/etc/wireguard/wg0.conf',
+        interfaceName: 'wg0',
+        egress: 'tun',
+        batchedUdp: true,
+        offload: true,
+      },
     });
   });
 
@@ -48,6 +54,7 @@ describe('checkUpArguments', () => {
       egress: 'netstack',
       metrics: '[::1]:0',
       batch: 'off',
+      offload: 'off',
     });
     expect(checked).toEqual({
       ok: true,
@@ -57,6 +64,7 @@ describe('checkUpArguments', () => {
         egress: 'netstack',
         metrics: { host: '::1', port: 0 },
         batchedUdp: false,
+        offload: false,
       },
     });
   });

@@ -49,6 +49,10 @@ interface InteropOptions {
   nodeArgs?: readonly string[];
 }
 
+/** A data-path mode in the daemon's arguments: each defaults on. */
+const mode = (nodeArgs: readonly string[], flag: '--batch' | '--offload') =>
+  nodeArgs.includes(flag) ? nodeArgs[nodeArgs.indexOf(flag) + 1] : 'on';
+
 const hostRoutes = (inner: { v4: string; v6: string }) => [`${inner.v4}/32`, `${inner.v6}/128`];
 
 async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions): Promise<Interop> {
@@ -100,6 +104,10 @@ async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions)
     ...nodeArgs,
   ]);
   await node.waitFor(`${nodeInterface} up`);
+  // The start-up line names the offload mode the kernel granted: on where asked (this kernel has them).
+  expect(node.output()).toMatch(
+    mode(nodeArgs, '--offload') === 'on' ? /, offload on \(TSO4, TSO6, checksum\)/ : /, offload off[,\n]/,
+  );
   return {
     ...pair,
     client,
@@ -337,8 +345,10 @@ describe('tunnelbyte-node initiates to wireguard-go over outer IPv6', () => {
 
 // Every mode the daemon runs in, both initiators, both outer families: exact counters and intact data.
 const MODES = [
-  ['batched UDP', ['--batch', 'on']],
-  ['dgram UDP', ['--batch', 'off']],
+  ['batched UDP, offload on', ['--batch', 'on', '--offload', 'on']],
+  ['batched UDP, offload off', ['--batch', 'on', '--offload', 'off']],
+  ['dgram UDP, offload on', ['--batch', 'off', '--offload', 'on']],
+  ['dgram UDP, offload off', ['--batch', 'off', '--offload', 'off']],
 ] as const;
 const ROLES = [
   ['client', 'v4'],
@@ -372,6 +382,21 @@ describe.each(
     expect(sentUp).toMatch(new RegExp(`^ ${size} [0-9a-f]{64}$`));
     const [sentDown, receivedDown] = await tcpTransfer(net.b, net.a, INNER.a.v6, size);
     expect(receivedDown).toBe(sentDown);
+  });
+
+  test('3. with offload on, TCP crossed the TUN as super-segments; none without', async () => {
+    const series = (direction: string) =>
+      metric(net.b, `tunnelbyte_node_offload_super_segments_total{direction="${direction}"}`);
+    const [split, coalesced] = [await series('tx'), await series('rx')];
+    if (mode(nodeArgs, '--offload') === 'off') {
+      expect([split, coalesced]).toEqual([0, 0]);
+    } else {
+      expect(split).toBeGreaterThan(0);
+      // Coalescing needs several segments per write: dgram hands over one datagram per callback.
+      if (mode(nodeArgs, '--batch') === 'off') expect(coalesced).toBe(0);
+      else expect(coalesced).toBeGreaterThan(0);
+    }
+    expect(await metric(net.b, 'tunnelbyte_node_offload_drops_total{reason="gso_malformed"}')).toBe(0);
   });
 });
 

@@ -54,6 +54,11 @@ describe('tunnelbyte-node command line', () => {
       ['up', '--config', goodConfig, '--batch', 'maybe'],
       /^tunnelbyte-node: option '--batch <on\|off>' argument 'maybe' is invalid\. Allowed choices are on, off\.\n$/,
     ],
+    [
+      9,
+      ['up', '--config', goodConfig, '--offload', 'auto'],
+      /^tunnelbyte-node: option '--offload <on\|off>' argument 'auto' is invalid\. Allowed choices are on, off\.\n$/,
+    ],
   ];
   test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);
@@ -81,6 +86,11 @@ describe('tunnelbyte-node command line', () => {
       9,
       [...runFull, '--batch', 'yes'],
       /^tunnelbyte-node: option '--batch <on\|off>' argument 'yes' is invalid/,
+    ],
+    [
+      10,
+      [...runFull, '--offload', 'yes'],
+      /^tunnelbyte-node: option '--offload <on\|off>' argument 'yes' is invalid/,
     ],
   ];
   test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
@@ -119,6 +129,21 @@ describe('tunnelbyte-node command line', () => {
   ];
   test.each(tokenUsage)('run token source error #%i exits 2 with one line', (_n, env, args, line) => {
     expect(daemonWith(env, ...args)).toMatchObject({ status: 2, stderr: `tunnelbyte-node: ${line}\n` });
+  });
+
+  test('TB_BATCH and TB_OFFLOAD take the same choices as their flags', () => {
+    for (const [variable, flag] of [
+      ['TB_BATCH', '--batch'],
+      ['TB_OFFLOAD', '--offload'],
+    ] as const) {
+      const { status, stderr } = daemonWith({ [variable]: 'auto' }, 'up', '--config', goodConfig);
+      expect(status).toBe(2);
+      expect(stderr).toMatch(
+        new RegExp(
+          `^tunnelbyte-node: option '${flag} <on\\|off>' value 'auto' from env '${variable}' is invalid`,
+        ),
+      );
+    }
   });
 
   test('a broken config file names its line and exits 1; a missing one exits 1', () => {

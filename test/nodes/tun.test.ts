@@ -18,9 +18,9 @@ const ICMPV6_ECHO_REPLY = 129;
 const opened: Tun[] = [];
 afterAll(() => opened.forEach((tun) => tun.close()));
 
-async function tunInNamespace(): Promise<{ tun: Tun; ns: Namespace }> {
+async function tunInNamespace(offload: boolean): Promise<{ tun: Tun; ns: Namespace }> {
   const ns = await harness.namespace('tun');
-  const tun = openTun(harness.interfaceName());
+  const tun = openTun(harness.interfaceName(), { offload });
   opened.push(tun);
   execFileSync('ip', ['link', 'set', 'dev', tun.name, 'netns', ns.name]);
   await configureInterface(tun.name, {
@@ -152,9 +152,15 @@ function collect(tun: Tun, wanted: (packet: Uint8Array) => boolean, count: numbe
   });
 }
 
-describe('openTun', () => {
+// Both ways the TUN runs: plain packets, and with a vnet header and offloads (split and coalesced in
+// nodes/offload.ts; these tests' packets are not TCP, so they pass through behind zero headers).
+describe.each([
+  ['plain packets', false],
+  ['offload on', true],
+])('openTun, %s', (_mode, offload) => {
   test('1. a %d in the requested name is filled in by the kernel', () => {
-    const tun = openTun(`tb${process.pid}t%d`);
+    const tun = openTun(`tb${process.pid}t%d`, { offload });
+    expect(tun.offload.enabled).toBe(offload);
     opened.push(tun);
     expect(tun.name).toMatch(new RegExp(`^tb${process.pid}t\\d+$`));
     tun.close();
@@ -171,21 +177,21 @@ describe('openTun', () => {
   });
 
   test('3. IPv4 ping through the TUN: the kernel’s requests are read, our replies are written back', async () => {
-    const { tun, ns } = await tunInNamespace();
+    const { tun, ns } = await tunInNamespace(offload);
     echoResponder(tun);
     const ping = await ns.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', REMOTE.v4]);
     expect(ping.stdout).toContain('3 received');
   });
 
   test('4. IPv6 ping through the TUN', async () => {
-    const { tun, ns } = await tunInNamespace();
+    const { tun, ns } = await tunInNamespace(offload);
     echoResponder(tun);
     const ping = await ns.exec('ping', ['-6', '-c', '3', '-i', '0.2', '-W', '2', REMOTE.v6]);
     expect(ping.stdout).toContain('3 received');
   });
 
   test('5. a flood arrives in batches (several packets per callback), none lost', async () => {
-    const { tun, ns } = await tunInNamespace();
+    const { tun, ns } = await tunInNamespace(offload);
     const stats = echoResponder(tun);
     const ping = await ns.exec('ping', ['-q', '-f', '-l', '32', '-c', '2000', '-W', '2', REMOTE.v4]);
     expect(ping.stdout).toContain('2000 received');
@@ -194,7 +200,7 @@ describe('openTun', () => {
   });
 
   test('6. writeMany injects a batch: the kernel answers every echo request with a reply', async () => {
-    const { tun } = await tunInNamespace();
+    const { tun } = await tunInNamespace(offload);
     const count = 50;
     const replies = collect(
       tun,
@@ -210,7 +216,7 @@ describe('openTun', () => {
   });
 
   test('7. single writes report success; the kernel refuses non-IP bytes without throwing', async () => {
-    const { tun } = await tunInNamespace();
+    const { tun } = await tunInNamespace(offload);
     const reply = collect(tun, (p) => isIcmpEcho(p, ICMP_ECHO_REPLY), 1);
     expect(tun.write(echoRequestV4(1))).toBe(true);
     expect((await reply)[0]?.[20]).toBe(ICMP_ECHO_REPLY);
@@ -220,7 +226,7 @@ describe('openTun', () => {
   });
 
   test('8. deleting the interface under us reports an error and stops reading', async () => {
-    const { tun, ns } = await tunInNamespace();
+    const { tun, ns } = await tunInNamespace(offload);
     const failed = new Promise<Error>((resolveError) => tun.onError(resolveError));
     tun.onPackets(() => undefined);
     await ns.exec('ip', ['link', 'delete', tun.name]);
@@ -228,7 +234,7 @@ describe('openTun', () => {
   });
 
   test('9. close removes the interface and makes later writes no-ops', async () => {
-    const { tun, ns } = await tunInNamespace();
+    const { tun, ns } = await tunInNamespace(offload);
     tun.onPackets(() => undefined);
     tun.close();
     tun.close();

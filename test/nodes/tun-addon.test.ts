@@ -1,0 +1,98 @@
+// The TUN addon (nodes/tun/tun.c) fed what it must survive: wrong types, bad lengths and vnet headers,
+// refused ioctls, closed descriptors. Each case checks it answers with an error, a -errno or a refused
+// write (never a crash) and that no descriptor leaks (counted in /proc/self/fd). Needs CAP_NET_ADMIN.
+import { closeSync, openSync, readdirSync } from 'node:fs';
+import { constants } from 'node:os';
+
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HEADER_SIZE } from '../../nodes/offload.js';
+import { loadAddon } from '../../nodes/tun/addon.js';
+import type { TunAddon } from '../../nodes/tun/index.js';
+
+const addon = loadAddon<TunAddon>('tun');
+const openFds = () => readdirSync('/proc/self/fd').length;
+const name = () => `tb${process.pid}a%d`;
+
+/** A descriptor number that is certainly closed. */
+function closedFd(): number {
+  const fd = openSync('/dev/null', 'r');
+  closeSync(fd);
+  return fd;
+}
+
+describe('tun addon: bad input', () => {
+  test.each([
+    [1, 'a number for a name', () => addon.open(42 as never, false), /a string and a boolean/],
+    [2, 'no vnet flag', () => addon.open(name(), undefined as never), /a string and a boolean/],
+    [3, 'a 16-byte name', () => addon.open('x'.repeat(16), true), /1 to 15 bytes/],
+    [4, 'an empty name', () => addon.open('', false), /1 to 15 bytes/],
+    [5, 'an interface that is not a TUN', () => addon.open('lo', false), /TUNSETIFF/],
+    [6, 'the same with a vnet header', () => addon.open('lo', true), /TUNSETIFF \(vnet header\)/],
+  ])('%i. open refuses %s and leaves no descriptor', (_n, _what, call, message) => {
+    const before = openFds();
+    expect(call).toThrow(message);
+    expect(openFds()).toBe(before);
+  });
+
+  test('7. 50 opens and closes, with and without the vnet header, leak nothing', () => {
+    const before = openFds();
+    for (let i = 0; i < 50; i++) {
+      const { fd } = addon.open(name(), i % 2 === 0);
+      addon.close(fd);
+    }
+    expect(openFds()).toBe(before);
+  });
+
+  test('8. setOffload: unknown flags are -EINVAL, a closed or non-TUN descriptor an error code', () => {
+    const { fd } = addon.open(name(), true);
+    expect(addon.setOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)).toBe(0);
+    expect(addon.setOffload(fd, 0x4000)).toBe(-constants.errno.EINVAL);
+    expect(() => addon.setOffload(fd, -1)).toThrow(/non-negative/);
+    expect(() => addon.setOffload(fd, 'all' as never)).toThrow(/non-negative/);
+    expect(() => (addon.setOffload as (fd: number) => number)(fd)).toThrow(/setOffload\(fd, flags\)/);
+    addon.close(fd);
+    expect(addon.setOffload(fd, TUN_F_CSUM)).toBe(-constants.errno.EBADF);
+    const devNull = openSync('/dev/null', 'r');
+    expect(addon.setOffload(devNull, TUN_F_CSUM)).toBeLessThan(0);
+    closeSync(devNull);
+  });
+
+  test('9. writeMany: empty, oversized and garbage frames are refused, each call stopping at the refusal', () => {
+    const { fd } = addon.open(name(), true);
+    const zeroHeader = (length: number) => new Uint8Array(VNET_HEADER_SIZE + length);
+    const badGso = zeroHeader(100);
+    badGso[1] = 1; // TCPV4 over zeros: no IP packet behind it
+    badGso[4] = 10; // gso_size 10
+    const frames = [new Uint8Array(0), zeroHeader(70000), Uint8Array.of(1, 2, 3), badGso];
+    // Each call stops at the first refusal; the caller steps over it.
+    for (let start = 0; start < frames.length; start++) expect(addon.writeMany(fd, frames, start)).toBe(0);
+    expect(addon.writeMany(fd, frames, frames.length)).toBe(0);
+    addon.close(fd);
+  });
+
+  test('10. writeMany: a start outside the batch, a non-array and non-bytes throw', () => {
+    const { fd } = addon.open(name(), false);
+    const frames = [new Uint8Array(20)];
+    expect(() => addon.writeMany(fd, frames, 2)).toThrow(/writeMany\(fd, packets\[\], start\)/);
+    expect(() => addon.writeMany(fd, frames, -1)).toThrow(/writeMany/);
+    expect(() => addon.writeMany(fd, 'frames' as never, 0)).toThrow(/writeMany/);
+    expect(() => addon.writeMany(fd, [new Uint16Array(4)] as never, 0)).toThrow(/Uint8Array/);
+    expect(() => addon.writeMany('fd' as never, frames, 0)).toThrow(/writeMany/);
+    addon.close(fd);
+  });
+
+  test('11. closed descriptors: writes refused, reading and closing throw, nothing leaks', () => {
+    const before = openFds();
+    const fd = closedFd();
+    expect(addon.writeMany(fd, [new Uint8Array(40)], 0)).toBe(0);
+    expect(() =>
+      addon.startReading(
+        fd,
+        () => undefined,
+        () => undefined,
+      ),
+    ).toThrow(/uv_poll_init/);
+    expect(() => addon.close(fd)).toThrow(/close: Bad file descriptor/);
+    expect(() => addon.startReading(fd, 'no' as never, () => undefined)).toThrow(/startReading/);
+    expect(openFds()).toBe(before);
+  });
+});

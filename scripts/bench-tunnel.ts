@@ -101,6 +101,11 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
         proc,
         'tunnelbyte-node UAPI',
       );
+      // The column must measure the mode it names: the start-up line says which offload the kernel granted.
+      await proc.waitFor(`${interfaceName} up`);
+      const granted = /, offload (on|off)/.exec(proc.output())?.[1];
+      const asked = extraArgs.includes('--offload') ? extraArgs[extraArgs.indexOf('--offload') + 1] : 'on';
+      if (granted !== asked) throw new Error(`asked for offload ${asked}, got ${granted}`);
       const scrape = `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then(console.log)`;
       return {
         pid: proc.pid,
@@ -113,8 +118,9 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
 
 const SERVERS: readonly TunnelServer[] = [
   wireguardGoServer,
-  tunnelbyteNode('batched UDP', ['--batch', 'on']),
-  tunnelbyteNode('dgram UDP', ['--batch', 'off']),
+  tunnelbyteNode('batched UDP, offload on', ['--batch', 'on', '--offload', 'on']),
+  tunnelbyteNode('batched UDP, offload off', ['--batch', 'on', '--offload', 'off']),
+  tunnelbyteNode('dgram UDP, offload off', ['--batch', 'off', '--offload', 'off']),
 ];
 
 function statFields(pid: number): string[] | undefined {
@@ -236,23 +242,10 @@ async function buildStar(harness: NetnsHarness): Promise<Star> {
   const clients: Namespace[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const client = await harness.namespace(`c${i}`);
-    const link = `veth${i}`;
-    await server.exec('ip', [
-      'link',
-      'add',
-      link,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'veth0',
-      'netns',
-      client.name,
-    ]);
-    await server.exec('ip', ['address', 'add', `${outer(i, 1)}/24`, 'dev', link]);
-    await server.exec('ip', ['link', 'set', link, 'up']);
-    await client.exec('ip', ['address', 'add', `${outer(i, 2)}/24`, 'dev', 'veth0']);
-    await client.exec('ip', ['link', 'set', 'veth0', 'up']);
+    await harness.veth(
+      { ns: server, link: `veth${i}`, addresses: [`${outer(i, 1)}/24`] },
+      { ns: client, link: 'veth0', addresses: [`${outer(i, 2)}/24`] },
+    );
     clients.push(client);
   }
   return { server, clients };

@@ -332,6 +332,17 @@ export function endpointString(host: string, port: number): string {
 // Shared by every harness in this process, so two harnesses never pick the same name.
 let nameCounter = 0;
 
+export interface VethEnd {
+  ns: Namespace;
+  link: string;
+  addresses: readonly string[];
+}
+
+const addressesOf = (address: { v4: string; v6: string }) => [
+  `${address.v4}/${PAIR_PREFIX.v4}`,
+  `${address.v6}/${PAIR_PREFIX.v6}`,
+];
+
 export class NetnsHarness {
   private readonly namespaces = new Set<string>();
   private readonly processes = new Map<number, ProcessHandle>();
@@ -374,39 +385,29 @@ export class NetnsHarness {
   async pair(): Promise<Pair> {
     const a = await this.namespace('a');
     const b = await this.namespace('b');
-    await run('ip', [
-      '-n',
-      a.name,
+    await this.veth(
+      { ns: a, link: 'veth0', addresses: addressesOf(PAIR_ADDRESSES.a) },
+      { ns: b, link: 'veth0', addresses: addressesOf(PAIR_ADDRESSES.b) },
+    );
+    return { a, b };
+  }
+
+  /** A veth pair joining two namespaces, each end with its addresses ('ip/prefix') and up. */
+  async veth(...ends: [VethEnd, VethEnd]): Promise<void> {
+    const [a, b] = ends;
+    await a.ns.exec('ip', [
       'link',
       'add',
-      'veth0',
+      a.link,
       'type',
       'veth',
       'peer',
       'name',
-      'veth0',
+      b.link,
       'netns',
-      b.name,
+      b.ns.name,
     ]);
-    for (const [ns, address] of [
-      [a, PAIR_ADDRESSES.a],
-      [b, PAIR_ADDRESSES.b],
-    ] as const) {
-      await run('ip', ['-n', ns.name, 'address', 'add', `${address.v4}/${PAIR_PREFIX.v4}`, 'dev', 'veth0']);
-      await run('ip', [
-        '-n',
-        ns.name,
-        '-6',
-        'address',
-        'add',
-        `${address.v6}/${PAIR_PREFIX.v6}`,
-        'dev',
-        'veth0',
-        'nodad',
-      ]);
-      await run('ip', ['-n', ns.name, 'link', 'set', 'veth0', 'up']);
-    }
-    return { a, b };
+    for (const end of ends) await this.configureInterface(end.ns, end.link, end.addresses);
   }
 
   /** Spawns argv in its own process group; cleanup kills the group. */

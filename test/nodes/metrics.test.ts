@@ -1,4 +1,5 @@
 import { NodeMetrics, serveMetrics, type MetricsServer } from '../../nodes/metrics.js';
+import { GroCoalescer, GsoSplitter } from '../../nodes/offload.js';
 
 const NOW = 1_800_000_000_000;
 
@@ -65,6 +66,23 @@ describe('node metrics over HTTP', () => {
     text = await scrape();
     expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(3);
     expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(3);
+  });
+
+  test('offload counters: super-segments each way and drops by reason, as the TUN reports them', async () => {
+    const splitter = new GsoSplitter();
+    const coalescer = new GroCoalescer();
+    metrics.countOffload({
+      offloadDrops: () => splitter.drops,
+      superSegments: () => ({ rx: coalescer.superSegments, tx: splitter.superSegments }),
+    });
+    splitter.split([new Uint8Array(4), new Uint8Array(10)], []); // two frames too short for a packet
+    let text = await scrape();
+    expect(sample(text, 'tunnelbyte_node_offload_drops_total{reason="vnet_header_short"}')).toBe(2);
+    expect(sample(text, 'tunnelbyte_node_offload_drops_total{reason="gso_malformed"}')).toBe(0);
+    expect(sample(text, 'tunnelbyte_node_offload_super_segments_total{direction="rx"}')).toBe(0);
+    splitter.split([new Uint8Array(3)], []);
+    text = await scrape();
+    expect(sample(text, 'tunnelbyte_node_offload_drops_total{reason="vnet_header_short"}')).toBe(3);
   });
 
   test('anything but GET /metrics is 404', async () => {

@@ -1,152 +1,181 @@
 // ChaCha20-Poly1305 (RFC 8439) for the transport hot path: one object per key, no allocation per packet,
-// encryption in place into caller buffers, and unrolled ChaCha20 rounds on 32-bit locals; Poly1305 is in
+// encryption in place into caller buffers, unrolled ChaCha20 rounds on 32-bit locals that stay in locals across
+// a packet's blocks, and whole blocks XORed a word at a time through words.ts's views; Poly1305 is in
 // poly1305.ts. createTransportCipher (primitives.ts) uses it on little-endian hosts and @stablelib
 // elsewhere; test/crypto/aead.test.ts checks it against RFC 8439, every Wycheproof vector and @stablelib,
 // and scripts/bench-crypto measures it against @stablelib in the same run.
-import { equal as constantTimeEqual } from '@stablelib/constant-time';
 import { Poly1305 } from './poly1305.js';
 import { redactInstances } from './secret.js';
+import { WordView, readWord } from './words.js';
 
-/** Typed-array views over the ChaCha state assume a little-endian host; createTransportCipher checks this. */
-export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+const ZERO_BLOCK = new Int32Array(16);
 
-const readU32 = (b: Uint8Array, o: number): number =>
-  b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
-
-/** 20-round ChaCha block of state `s` (counter in s[12]) into `out`. */
-function chachaBlock(s: Uint32Array, out: Uint32Array): void {
-  let x0 = s[0]!;
-  let x1 = s[1]!;
-  let x2 = s[2]!;
-  let x3 = s[3]!;
-  let x4 = s[4]!;
-  let x5 = s[5]!;
-  let x6 = s[6]!;
-  let x7 = s[7]!;
-  let x8 = s[8]!;
-  let x9 = s[9]!;
-  let x10 = s[10]!;
-  let x11 = s[11]!;
-  let x12 = s[12]!;
-  let x13 = s[13]!;
-  let x14 = s[14]!;
-  let x15 = s[15]!;
-  for (let i = 0; i < 10; i++) {
-    // column round: QR(0,4,8,12) QR(1,5,9,13) QR(2,6,10,14) QR(3,7,11,15)
-    x0 = (x0 + x4) | 0;
-    x12 ^= x0;
-    x12 = (x12 << 16) | (x12 >>> 16);
-    x8 = (x8 + x12) | 0;
-    x4 ^= x8;
-    x4 = (x4 << 12) | (x4 >>> 20);
-    x0 = (x0 + x4) | 0;
-    x12 ^= x0;
-    x12 = (x12 << 8) | (x12 >>> 24);
-    x8 = (x8 + x12) | 0;
-    x4 ^= x8;
-    x4 = (x4 << 7) | (x4 >>> 25);
-    x1 = (x1 + x5) | 0;
-    x13 ^= x1;
-    x13 = (x13 << 16) | (x13 >>> 16);
-    x9 = (x9 + x13) | 0;
-    x5 ^= x9;
-    x5 = (x5 << 12) | (x5 >>> 20);
-    x1 = (x1 + x5) | 0;
-    x13 ^= x1;
-    x13 = (x13 << 8) | (x13 >>> 24);
-    x9 = (x9 + x13) | 0;
-    x5 ^= x9;
-    x5 = (x5 << 7) | (x5 >>> 25);
-    x2 = (x2 + x6) | 0;
-    x14 ^= x2;
-    x14 = (x14 << 16) | (x14 >>> 16);
-    x10 = (x10 + x14) | 0;
-    x6 ^= x10;
-    x6 = (x6 << 12) | (x6 >>> 20);
-    x2 = (x2 + x6) | 0;
-    x14 ^= x2;
-    x14 = (x14 << 8) | (x14 >>> 24);
-    x10 = (x10 + x14) | 0;
-    x6 ^= x10;
-    x6 = (x6 << 7) | (x6 >>> 25);
-    x3 = (x3 + x7) | 0;
-    x15 ^= x3;
-    x15 = (x15 << 16) | (x15 >>> 16);
-    x11 = (x11 + x15) | 0;
-    x7 ^= x11;
-    x7 = (x7 << 12) | (x7 >>> 20);
-    x3 = (x3 + x7) | 0;
-    x15 ^= x3;
-    x15 = (x15 << 8) | (x15 >>> 24);
-    x11 = (x11 + x15) | 0;
-    x7 ^= x11;
-    x7 = (x7 << 7) | (x7 >>> 25);
-    // diagonal round: QR(0,5,10,15) QR(1,6,11,12) QR(2,7,8,13) QR(3,4,9,14)
-    x0 = (x0 + x5) | 0;
-    x15 ^= x0;
-    x15 = (x15 << 16) | (x15 >>> 16);
-    x10 = (x10 + x15) | 0;
-    x5 ^= x10;
-    x5 = (x5 << 12) | (x5 >>> 20);
-    x0 = (x0 + x5) | 0;
-    x15 ^= x0;
-    x15 = (x15 << 8) | (x15 >>> 24);
-    x10 = (x10 + x15) | 0;
-    x5 ^= x10;
-    x5 = (x5 << 7) | (x5 >>> 25);
-    x1 = (x1 + x6) | 0;
-    x12 ^= x1;
-    x12 = (x12 << 16) | (x12 >>> 16);
-    x11 = (x11 + x12) | 0;
-    x6 ^= x11;
-    x6 = (x6 << 12) | (x6 >>> 20);
-    x1 = (x1 + x6) | 0;
-    x12 ^= x1;
-    x12 = (x12 << 8) | (x12 >>> 24);
-    x11 = (x11 + x12) | 0;
-    x6 ^= x11;
-    x6 = (x6 << 7) | (x6 >>> 25);
-    x2 = (x2 + x7) | 0;
-    x13 ^= x2;
-    x13 = (x13 << 16) | (x13 >>> 16);
-    x8 = (x8 + x13) | 0;
-    x7 ^= x8;
-    x7 = (x7 << 12) | (x7 >>> 20);
-    x2 = (x2 + x7) | 0;
-    x13 ^= x2;
-    x13 = (x13 << 8) | (x13 >>> 24);
-    x8 = (x8 + x13) | 0;
-    x7 ^= x8;
-    x7 = (x7 << 7) | (x7 >>> 25);
-    x3 = (x3 + x4) | 0;
-    x14 ^= x3;
-    x14 = (x14 << 16) | (x14 >>> 16);
-    x9 = (x9 + x14) | 0;
-    x4 ^= x9;
-    x4 = (x4 << 12) | (x4 >>> 20);
-    x3 = (x3 + x4) | 0;
-    x14 ^= x3;
-    x14 = (x14 << 8) | (x14 >>> 24);
-    x9 = (x9 + x14) | 0;
-    x4 ^= x9;
-    x4 = (x4 << 7) | (x4 >>> 25);
+/**
+ * `blocks` 20-round ChaCha blocks of state `s` from the counter in s[12], XORed into words: dst[di + k] =
+ * src[si + k] ^ keystream[k] for k < 16·blocks; s[12] is left at the next counter. With src = ZERO_BLOCK and
+ * one block it writes the keystream itself. The state stays in locals across blocks and the XOR is fused:
+ * no keystream buffer is written or read.
+ */
+function chachaXor(
+  s: Int32Array,
+  src: Int32Array,
+  si: number,
+  dst: Int32Array,
+  di: number,
+  blocks: number,
+): void {
+  const j0 = s[0]!;
+  const j1 = s[1]!;
+  const j2 = s[2]!;
+  const j3 = s[3]!;
+  const j4 = s[4]!;
+  const j5 = s[5]!;
+  const j6 = s[6]!;
+  const j7 = s[7]!;
+  const j8 = s[8]!;
+  const j9 = s[9]!;
+  const j10 = s[10]!;
+  const j11 = s[11]!;
+  const j13 = s[13]!;
+  const j14 = s[14]!;
+  const j15 = s[15]!;
+  let j12 = s[12]!;
+  for (let block = 0; block < blocks; block++, si += 16, di += 16) {
+    let x0 = j0;
+    let x1 = j1;
+    let x2 = j2;
+    let x3 = j3;
+    let x4 = j4;
+    let x5 = j5;
+    let x6 = j6;
+    let x7 = j7;
+    let x8 = j8;
+    let x9 = j9;
+    let x10 = j10;
+    let x11 = j11;
+    let x13 = j13;
+    let x14 = j14;
+    let x15 = j15;
+    let x12 = j12;
+    for (let i = 0; i < 10; i++) {
+      // column round: QR(0,4,8,12) QR(1,5,9,13) QR(2,6,10,14) QR(3,7,11,15)
+      x0 = (x0 + x4) | 0;
+      x12 ^= x0;
+      x12 = (x12 << 16) | (x12 >>> 16);
+      x8 = (x8 + x12) | 0;
+      x4 ^= x8;
+      x4 = (x4 << 12) | (x4 >>> 20);
+      x0 = (x0 + x4) | 0;
+      x12 ^= x0;
+      x12 = (x12 << 8) | (x12 >>> 24);
+      x8 = (x8 + x12) | 0;
+      x4 ^= x8;
+      x4 = (x4 << 7) | (x4 >>> 25);
+      x1 = (x1 + x5) | 0;
+      x13 ^= x1;
+      x13 = (x13 << 16) | (x13 >>> 16);
+      x9 = (x9 + x13) | 0;
+      x5 ^= x9;
+      x5 = (x5 << 12) | (x5 >>> 20);
+      x1 = (x1 + x5) | 0;
+      x13 ^= x1;
+      x13 = (x13 << 8) | (x13 >>> 24);
+      x9 = (x9 + x13) | 0;
+      x5 ^= x9;
+      x5 = (x5 << 7) | (x5 >>> 25);
+      x2 = (x2 + x6) | 0;
+      x14 ^= x2;
+      x14 = (x14 << 16) | (x14 >>> 16);
+      x10 = (x10 + x14) | 0;
+      x6 ^= x10;
+      x6 = (x6 << 12) | (x6 >>> 20);
+      x2 = (x2 + x6) | 0;
+      x14 ^= x2;
+      x14 = (x14 << 8) | (x14 >>> 24);
+      x10 = (x10 + x14) | 0;
+      x6 ^= x10;
+      x6 = (x6 << 7) | (x6 >>> 25);
+      x3 = (x3 + x7) | 0;
+      x15 ^= x3;
+      x15 = (x15 << 16) | (x15 >>> 16);
+      x11 = (x11 + x15) | 0;
+      x7 ^= x11;
+      x7 = (x7 << 12) | (x7 >>> 20);
+      x3 = (x3 + x7) | 0;
+      x15 ^= x3;
+      x15 = (x15 << 8) | (x15 >>> 24);
+      x11 = (x11 + x15) | 0;
+      x7 ^= x11;
+      x7 = (x7 << 7) | (x7 >>> 25);
+      // diagonal round: QR(0,5,10,15) QR(1,6,11,12) QR(2,7,8,13) QR(3,4,9,14)
+      x0 = (x0 + x5) | 0;
+      x15 ^= x0;
+      x15 = (x15 << 16) | (x15 >>> 16);
+      x10 = (x10 + x15) | 0;
+      x5 ^= x10;
+      x5 = (x5 << 12) | (x5 >>> 20);
+      x0 = (x0 + x5) | 0;
+      x15 ^= x0;
+      x15 = (x15 << 8) | (x15 >>> 24);
+      x10 = (x10 + x15) | 0;
+      x5 ^= x10;
+      x5 = (x5 << 7) | (x5 >>> 25);
+      x1 = (x1 + x6) | 0;
+      x12 ^= x1;
+      x12 = (x12 << 16) | (x12 >>> 16);
+      x11 = (x11 + x12) | 0;
+      x6 ^= x11;
+      x6 = (x6 << 12) | (x6 >>> 20);
+      x1 = (x1 + x6) | 0;
+      x12 ^= x1;
+      x12 = (x12 << 8) | (x12 >>> 24);
+      x11 = (x11 + x12) | 0;
+      x6 ^= x11;
+      x6 = (x6 << 7) | (x6 >>> 25);
+      x2 = (x2 + x7) | 0;
+      x13 ^= x2;
+      x13 = (x13 << 16) | (x13 >>> 16);
+      x8 = (x8 + x13) | 0;
+      x7 ^= x8;
+      x7 = (x7 << 12) | (x7 >>> 20);
+      x2 = (x2 + x7) | 0;
+      x13 ^= x2;
+      x13 = (x13 << 8) | (x13 >>> 24);
+      x8 = (x8 + x13) | 0;
+      x7 ^= x8;
+      x7 = (x7 << 7) | (x7 >>> 25);
+      x3 = (x3 + x4) | 0;
+      x14 ^= x3;
+      x14 = (x14 << 16) | (x14 >>> 16);
+      x9 = (x9 + x14) | 0;
+      x4 ^= x9;
+      x4 = (x4 << 12) | (x4 >>> 20);
+      x3 = (x3 + x4) | 0;
+      x14 ^= x3;
+      x14 = (x14 << 8) | (x14 >>> 24);
+      x9 = (x9 + x14) | 0;
+      x4 ^= x9;
+      x4 = (x4 << 7) | (x4 >>> 25);
+    }
+    dst[di] = src[si]! ^ (x0 + j0);
+    dst[di + 1] = src[si + 1]! ^ (x1 + j1);
+    dst[di + 2] = src[si + 2]! ^ (x2 + j2);
+    dst[di + 3] = src[si + 3]! ^ (x3 + j3);
+    dst[di + 4] = src[si + 4]! ^ (x4 + j4);
+    dst[di + 5] = src[si + 5]! ^ (x5 + j5);
+    dst[di + 6] = src[si + 6]! ^ (x6 + j6);
+    dst[di + 7] = src[si + 7]! ^ (x7 + j7);
+    dst[di + 8] = src[si + 8]! ^ (x8 + j8);
+    dst[di + 9] = src[si + 9]! ^ (x9 + j9);
+    dst[di + 10] = src[si + 10]! ^ (x10 + j10);
+    dst[di + 11] = src[si + 11]! ^ (x11 + j11);
+    dst[di + 12] = src[si + 12]! ^ (x12 + j12);
+    dst[di + 13] = src[si + 13]! ^ (x13 + j13);
+    dst[di + 14] = src[si + 14]! ^ (x14 + j14);
+    dst[di + 15] = src[si + 15]! ^ (x15 + j15);
+    j12 = (j12 + 1) | 0;
   }
-  out[0] = x0 + s[0]!;
-  out[1] = x1 + s[1]!;
-  out[2] = x2 + s[2]!;
-  out[3] = x3 + s[3]!;
-  out[4] = x4 + s[4]!;
-  out[5] = x5 + s[5]!;
-  out[6] = x6 + s[6]!;
-  out[7] = x7 + s[7]!;
-  out[8] = x8 + s[8]!;
-  out[9] = x9 + s[9]!;
-  out[10] = x10 + s[10]!;
-  out[11] = x11 + s[11]!;
-  out[12] = x12 + s[12]!;
-  out[13] = x13 + s[13]!;
-  out[14] = x14 + s[14]!;
-  out[15] = x15 + s[15]!;
+  s[12] = j12;
 }
 
 /**
@@ -154,13 +183,15 @@ function chachaBlock(s: Uint32Array, out: Uint32Array): void {
  * be the input itself (in place) but must not overlap it at a different offset.
  */
 export class ChaChaPoly {
-  private readonly state = new Uint32Array(16);
-  private readonly keystream = new Uint32Array(16);
+  private readonly state = new Int32Array(16);
+  private readonly keystream = new Int32Array(16);
   private readonly keystreamBytes = new Uint8Array(this.keystream.buffer);
   private readonly poly = new Poly1305();
   /** Scratch for zero padding, the length block and the computed tag. */
   private readonly scratch = new Uint8Array(16);
   private readonly tag = new Uint8Array(16);
+  private readonly srcWords = new WordView();
+  private readonly dstWords = new WordView();
 
   constructor(key: Uint8Array) {
     if (key.length !== 32) throw new RangeError('ChaCha20-Poly1305 key must be 32 bytes');
@@ -169,7 +200,7 @@ export class ChaChaPoly {
     s[1] = 0x3320646e;
     s[2] = 0x79622d32;
     s[3] = 0x6b206574;
-    for (let i = 0; i < 8; i++) s[4 + i] = readU32(key, 4 * i);
+    for (let i = 0; i < 8; i++) s[4 + i] = readWord(key, 4 * i);
   }
 
   /** Encrypts plaintext into dst[0 .. n) and writes the tag to dst[n .. n+16). */
@@ -190,7 +221,7 @@ export class ChaChaPoly {
     if (dst.length !== n) throw new RangeError('ChaCha20-Poly1305: dst must be sealed length - 16');
     this.start(nonce);
     this.authenticate(ad, sealed, n);
-    if (!constantTimeEqual(this.tag, sealed.subarray(n))) return false;
+    if (!this.tagMatches(sealed, n)) return false;
     this.xor(sealed, dst, n);
     return true;
   }
@@ -206,52 +237,42 @@ export class ChaChaPoly {
     if (nonce.length !== 12) throw new RangeError('ChaCha20-Poly1305 nonce must be 12 bytes');
     const s = this.state;
     s[12] = 0;
-    s[13] = readU32(nonce, 0);
-    s[14] = readU32(nonce, 4);
-    s[15] = readU32(nonce, 8);
-    chachaBlock(s, this.keystream);
+    s[13] = readWord(nonce, 0);
+    s[14] = readWord(nonce, 4);
+    s[15] = readWord(nonce, 8);
+    chachaXor(s, ZERO_BLOCK, 0, this.keystream, 0, 1);
     this.poly.init(this.keystreamBytes);
   }
 
-  /** dst[0..n) = src[0..n) XOR keystream from block 1. */
+  /** dst[0..n) = src[0..n) XOR keystream from block 1: whole blocks word by word when both are aligned. */
   private xor(src: Uint8Array, dst: Uint8Array, n: number): void {
     const s = this.state;
-    const ks = this.keystream;
-    const ksBytes = this.keystreamBytes;
-    let counter = 1;
+    s[12] = 1;
     let pos = 0;
     const fullEnd = n - (n % 64);
-    if (fullEnd > 0 && src.byteOffset % 4 === 0 && dst.byteOffset % 4 === 0) {
-      const src32 = new Uint32Array(src.buffer, src.byteOffset, fullEnd >>> 2);
-      const dst32 = new Uint32Array(dst.buffer, dst.byteOffset, fullEnd >>> 2);
-      for (; pos < fullEnd; pos += 64) {
-        s[12] = counter++;
-        chachaBlock(s, ks);
-        const w = pos >>> 2;
-        dst32[w + 0] = src32[w + 0]! ^ ks[0]!;
-        dst32[w + 1] = src32[w + 1]! ^ ks[1]!;
-        dst32[w + 2] = src32[w + 2]! ^ ks[2]!;
-        dst32[w + 3] = src32[w + 3]! ^ ks[3]!;
-        dst32[w + 4] = src32[w + 4]! ^ ks[4]!;
-        dst32[w + 5] = src32[w + 5]! ^ ks[5]!;
-        dst32[w + 6] = src32[w + 6]! ^ ks[6]!;
-        dst32[w + 7] = src32[w + 7]! ^ ks[7]!;
-        dst32[w + 8] = src32[w + 8]! ^ ks[8]!;
-        dst32[w + 9] = src32[w + 9]! ^ ks[9]!;
-        dst32[w + 10] = src32[w + 10]! ^ ks[10]!;
-        dst32[w + 11] = src32[w + 11]! ^ ks[11]!;
-        dst32[w + 12] = src32[w + 12]! ^ ks[12]!;
-        dst32[w + 13] = src32[w + 13]! ^ ks[13]!;
-        dst32[w + 14] = src32[w + 14]! ^ ks[14]!;
-        dst32[w + 15] = src32[w + 15]! ^ ks[15]!;
-      }
+    const src32 = fullEnd > 0 ? this.srcWords.of(src) : undefined;
+    const dst32 = src32 !== undefined ? this.dstWords.of(dst) : undefined;
+    if (src32 !== undefined && dst32 !== undefined) {
+      const si = src.byteOffset >>> 2;
+      const di = dst.byteOffset >>> 2;
+      chachaXor(s, src32, si, dst32, di, fullEnd >>> 6);
+      pos = fullEnd;
     }
+    const ks = this.keystream;
+    const ksBytes = this.keystreamBytes;
     for (; pos < n; pos += 64) {
-      s[12] = counter++;
-      chachaBlock(s, ks);
+      chachaXor(s, ZERO_BLOCK, 0, ks, 0, 1);
       const end = Math.min(64, n - pos);
       for (let i = 0; i < end; i++) dst[pos + i] = src[pos + i]! ^ ksBytes[i]!;
     }
+  }
+
+  /** this.tag = sealed[n .. n+16), in constant time and without a subarray per packet. */
+  private tagMatches(sealed: Uint8Array, n: number): boolean {
+    const tag = this.tag;
+    let difference = 0;
+    for (let i = 0; i < 16; i++) difference |= tag[i]! ^ sealed[n + i]!;
+    return difference === 0;
   }
 
   /** Tag over pad16(ad) ‖ pad16(ciphertext) ‖ le64(|ad|) ‖ le64(|ciphertext|) into this.tag. */
@@ -273,7 +294,7 @@ export class ChaChaPoly {
     if (whole < length) {
       const block = this.scratch;
       block.fill(0);
-      block.set(data.subarray(whole, length));
+      for (let i = whole; i < length; i++) block[i - whole] = data[i]!;
       this.poly.blocks(block, 0, 16);
     }
   }

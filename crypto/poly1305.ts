@@ -1,171 +1,125 @@
-// Poly1305 (RFC 8439 §2.5) with 13-bit limbs in 16-bit storage (poly1305-donna-16, as @noble/ciphers and
-// @stablelib/poly1305), for the ChaCha20-Poly1305 of aead.ts. It only ever sees whole 16-byte blocks: the AEAD
-// construction pads associated data and ciphertext with zeros to a multiple of 16 and appends a 16-byte
-// length block, so no partial-block rule is needed.
+// Poly1305 (RFC 8439 §2.5) for the ChaCha20-Poly1305 of aead.ts, in six 22-bit limbs held as doubles. JavaScript
+// has no 64-bit integer multiply, but a double holds integers up to 2^53 exactly: with 22-bit limbs every
+// product is below 2^49.4 and a sum of six below 2^52, so one block costs 36 multiplications (13-bit limbs in
+// 16-bit storage, as poly1305-donna-16 and @stablelib do it, need 100). It only ever sees whole 16-byte blocks:
+// the AEAD construction pads associated data and ciphertext with zeros to a multiple of 16 and appends a
+// 16-byte length block, so no partial-block rule is needed.
+//
+// Limb i holds bits 22i .. 22i+21 of the accumulator (limb 5 holds bits 110 .. 131). A product limb at or
+// past 2^132 wraps around as 2^132 ≡ 4 · 5 = 20 (mod 2^130 - 5), hence the 20·r limbs.
 
-const readU16 = (b: Uint8Array, o: number): number => b[o]! | (b[o + 1]! << 8);
+import { WordView, readWord } from './words.js';
+
+const LIMB = 4194304; // 2^22
+const INV_LIMB = 1 / LIMB; // exact: scaling by a power of two
+const MASK = LIMB - 1;
 
 /** Poly1305 over whole blocks with reusable state (one per cipher object). */
 export class Poly1305 {
-  private readonly r = new Uint16Array(10);
-  private readonly h = new Uint16Array(10);
-  private readonly pad = new Uint16Array(8);
-  private readonly g = new Uint16Array(10);
+  /** r0..r5, then 20·r1 .. 20·r5 at indices 6..10. */
+  private readonly r = new Float64Array(11);
+  private readonly h = new Float64Array(6);
+  /** s, the second half of the one-time key, as four 32-bit words. */
+  private readonly pad = new Float64Array(4);
+  private readonly wordView = new WordView();
 
   /** Starts a MAC with the one-time key (r is clamped as RFC 8439 §2.5 requires). */
   init(key: Uint8Array): void {
-    const t0 = readU16(key, 0),
-      t1 = readU16(key, 2),
-      t2 = readU16(key, 4),
-      t3 = readU16(key, 6);
-    const t4 = readU16(key, 8),
-      t5 = readU16(key, 10),
-      t6 = readU16(key, 12),
-      t7 = readU16(key, 14);
+    const t0 = readWord(key, 0) & 0x0fffffff;
+    const t1 = readWord(key, 4) & 0x0ffffffc;
+    const t2 = readWord(key, 8) & 0x0ffffffc;
+    const t3 = readWord(key, 12) & 0x0ffffffc;
     const r = this.r;
-    r[0] = t0 & 0x1fff;
-    r[1] = ((t0 >>> 13) | (t1 << 3)) & 0x1fff;
-    r[2] = ((t1 >>> 10) | (t2 << 6)) & 0x1f03;
-    r[3] = ((t2 >>> 7) | (t3 << 9)) & 0x1fff;
-    r[4] = ((t3 >>> 4) | (t4 << 12)) & 0x00ff;
-    r[5] = (t4 >>> 1) & 0x1ffe;
-    r[6] = ((t4 >>> 14) | (t5 << 2)) & 0x1fff;
-    r[7] = ((t5 >>> 11) | (t6 << 5)) & 0x1f81;
-    r[8] = ((t6 >>> 8) | (t7 << 8)) & 0x1fff;
-    r[9] = (t7 >>> 5) & 0x007f;
-    for (let i = 0; i < 8; i++) this.pad[i] = readU16(key, 16 + 2 * i);
+    r[0] = t0 & MASK;
+    r[1] = ((t0 >>> 22) | (t1 << 10)) & MASK;
+    r[2] = ((t1 >>> 12) | (t2 << 20)) & MASK;
+    r[3] = (t2 >>> 2) & MASK;
+    r[4] = ((t2 >>> 24) | (t3 << 8)) & MASK;
+    r[5] = t3 >>> 14; // clamping leaves r below 2^124: 14 bits
+    for (let i = 1; i < 6; i++) r[5 + i] = 20 * r[i]!;
+    for (let i = 0; i < 4; i++) this.pad[i] = readWord(key, 16 + 4 * i) >>> 0;
     this.h.fill(0);
   }
 
   /** Absorbs `length` bytes (a multiple of 16) of `data` from `offset`. */
   blocks(data: Uint8Array, offset: number, length: number): void {
-    const h = this.h;
     const r = this.r;
     const r0 = r[0]!,
       r1 = r[1]!,
       r2 = r[2]!,
       r3 = r[3]!,
-      r4 = r[4]!;
-    const r5 = r[5]!,
-      r6 = r[6]!,
-      r7 = r[7]!,
-      r8 = r[8]!,
-      r9 = r[9]!;
-    // 2^130 ≡ 5 (mod p): limbs that wrap around are multiplied by 5, precomputed once per call.
-    const s1 = 5 * r1,
-      s2 = 5 * r2,
-      s3 = 5 * r3,
-      s4 = 5 * r4,
-      s5 = 5 * r5,
-      s6 = 5 * r6,
-      s7 = 5 * r7,
-      s8 = 5 * r8,
-      s9 = 5 * r9;
+      r4 = r[4]!,
+      r5 = r[5]!;
+    const s1 = r[6]!,
+      s2 = r[7]!,
+      s3 = r[8]!,
+      s4 = r[9]!,
+      s5 = r[10]!;
+    const h = this.h;
     let h0 = h[0]!,
       h1 = h[1]!,
       h2 = h[2]!,
       h3 = h[3]!,
-      h4 = h[4]!;
-    let h5 = h[5]!,
-      h6 = h[6]!,
-      h7 = h[7]!,
-      h8 = h[8]!,
-      h9 = h[9]!;
-    for (let o = offset, end = offset + length; o < end; o += 16) {
-      const t0 = readU16(data, o),
-        t1 = readU16(data, o + 2),
-        t2 = readU16(data, o + 4),
-        t3 = readU16(data, o + 6);
-      const t4 = readU16(data, o + 8),
-        t5 = readU16(data, o + 10),
-        t6 = readU16(data, o + 12),
-        t7 = readU16(data, o + 14);
-      h0 += t0 & 0x1fff;
-      h1 += ((t0 >>> 13) | (t1 << 3)) & 0x1fff;
-      h2 += ((t1 >>> 10) | (t2 << 6)) & 0x1fff;
-      h3 += ((t2 >>> 7) | (t3 << 9)) & 0x1fff;
-      h4 += ((t3 >>> 4) | (t4 << 12)) & 0x1fff;
-      h5 += (t4 >>> 1) & 0x1fff;
-      h6 += ((t4 >>> 14) | (t5 << 2)) & 0x1fff;
-      h7 += ((t5 >>> 11) | (t6 << 5)) & 0x1fff;
-      h8 += ((t6 >>> 8) | (t7 << 8)) & 0x1fff;
-      h9 += (t7 >>> 5) | (1 << 11); // the 2^128 bit of every full block
-      let c = 0;
-      let d0 = h0 * r0 + h1 * s9 + h2 * s8 + h3 * s7 + h4 * s6;
-      c = d0 >>> 13;
-      d0 &= 0x1fff;
-      d0 += h5 * s5 + h6 * s4 + h7 * s3 + h8 * s2 + h9 * s1;
-      c += d0 >>> 13;
-      d0 &= 0x1fff;
-      let d1 = c + h0 * r1 + h1 * r0 + h2 * s9 + h3 * s8 + h4 * s7;
-      c = d1 >>> 13;
-      d1 &= 0x1fff;
-      d1 += h5 * s6 + h6 * s5 + h7 * s4 + h8 * s3 + h9 * s2;
-      c += d1 >>> 13;
-      d1 &= 0x1fff;
-      let d2 = c + h0 * r2 + h1 * r1 + h2 * r0 + h3 * s9 + h4 * s8;
-      c = d2 >>> 13;
-      d2 &= 0x1fff;
-      d2 += h5 * s7 + h6 * s6 + h7 * s5 + h8 * s4 + h9 * s3;
-      c += d2 >>> 13;
-      d2 &= 0x1fff;
-      let d3 = c + h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s9;
-      c = d3 >>> 13;
-      d3 &= 0x1fff;
-      d3 += h5 * s8 + h6 * s7 + h7 * s6 + h8 * s5 + h9 * s4;
-      c += d3 >>> 13;
-      d3 &= 0x1fff;
-      let d4 = c + h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
-      c = d4 >>> 13;
-      d4 &= 0x1fff;
-      d4 += h5 * s9 + h6 * s8 + h7 * s7 + h8 * s6 + h9 * s5;
-      c += d4 >>> 13;
-      d4 &= 0x1fff;
-      let d5 = c + h0 * r5 + h1 * r4 + h2 * r3 + h3 * r2 + h4 * r1;
-      c = d5 >>> 13;
-      d5 &= 0x1fff;
-      d5 += h5 * r0 + h6 * s9 + h7 * s8 + h8 * s7 + h9 * s6;
-      c += d5 >>> 13;
-      d5 &= 0x1fff;
-      let d6 = c + h0 * r6 + h1 * r5 + h2 * r4 + h3 * r3 + h4 * r2;
-      c = d6 >>> 13;
-      d6 &= 0x1fff;
-      d6 += h5 * r1 + h6 * r0 + h7 * s9 + h8 * s8 + h9 * s7;
-      c += d6 >>> 13;
-      d6 &= 0x1fff;
-      let d7 = c + h0 * r7 + h1 * r6 + h2 * r5 + h3 * r4 + h4 * r3;
-      c = d7 >>> 13;
-      d7 &= 0x1fff;
-      d7 += h5 * r2 + h6 * r1 + h7 * r0 + h8 * s9 + h9 * s8;
-      c += d7 >>> 13;
-      d7 &= 0x1fff;
-      let d8 = c + h0 * r8 + h1 * r7 + h2 * r6 + h3 * r5 + h4 * r4;
-      c = d8 >>> 13;
-      d8 &= 0x1fff;
-      d8 += h5 * r3 + h6 * r2 + h7 * r1 + h8 * r0 + h9 * s9;
-      c += d8 >>> 13;
-      d8 &= 0x1fff;
-      let d9 = c + h0 * r9 + h1 * r8 + h2 * r7 + h3 * r6 + h4 * r5;
-      c = d9 >>> 13;
-      d9 &= 0x1fff;
-      d9 += h5 * r4 + h6 * r3 + h7 * r2 + h8 * r1 + h9 * r0;
-      c += d9 >>> 13;
-      d9 &= 0x1fff;
-      c = ((c << 2) + c) | 0;
-      c = (c + d0) | 0;
-      d0 = c & 0x1fff;
-      c = c >>> 13;
-      d1 += c;
-      h0 = d0;
-      h1 = d1;
-      h2 = d2;
-      h3 = d3;
-      h4 = d4;
-      h5 = d5;
-      h6 = d6;
-      h7 = d7;
-      h8 = d8;
-      h9 = d9;
+      h4 = h[4]!,
+      h5 = h[5]!;
+    // Aligned packets are read a word at a time; single blocks (padding, lengths) bytewise, so the word view
+    // keeps following the packet buffer.
+    const words = offset % 4 === 0 && length > 16 ? this.wordView.of(data) : undefined;
+    const first = (data.byteOffset + offset) >>> 2;
+    for (let o = 0; o < length; o += 16) {
+      let w0, w1, w2, w3;
+      if (words !== undefined) {
+        const i = first + (o >>> 2);
+        w0 = words[i]!;
+        w1 = words[i + 1]!;
+        w2 = words[i + 2]!;
+        w3 = words[i + 3]!;
+      } else {
+        w0 = readWord(data, offset + o);
+        w1 = readWord(data, offset + o + 4);
+        w2 = readWord(data, offset + o + 8);
+        w3 = readWord(data, offset + o + 12);
+      }
+      h0 += w0 & MASK;
+      h1 += ((w0 >>> 22) | (w1 << 10)) & MASK;
+      h2 += ((w1 >>> 12) | (w2 << 20)) & MASK;
+      h3 += (w2 >>> 2) & MASK;
+      h4 += ((w2 >>> 24) | (w3 << 8)) & MASK;
+      h5 += (w3 >>> 14) | (1 << 18); // and the 2^128 bit of every full block
+      // h · r: limbs below 2^23 times r limbs below 2^22 (20·r below 2^26.4), six terms: below 2^52.
+      let d0 = h0 * r0 + h1 * s5 + h2 * s4 + h3 * s3 + h4 * s2 + h5 * s1;
+      let d1 = h0 * r1 + h1 * r0 + h2 * s5 + h3 * s4 + h4 * s3 + h5 * s2;
+      let d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s5 + h4 * s4 + h5 * s3;
+      let d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s5 + h5 * s4;
+      let d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0 + h5 * s5;
+      let d5 = h0 * r5 + h1 * r4 + h2 * r3 + h3 * r2 + h4 * r1 + h5 * r0;
+      // Carry twice, every limb at once: a chain from limb 0 to 5 would be seven dependent steps per block.
+      // The first pass leaves limbs below 2^22 + 2^30 (d5 has no 20·r term, so 20 · its carry is below
+      // 2^30 too), the second below 2^22 + 2^14.
+      let c0 = Math.floor(d0 * INV_LIMB),
+        c1 = Math.floor(d1 * INV_LIMB),
+        c2 = Math.floor(d2 * INV_LIMB),
+        c3 = Math.floor(d3 * INV_LIMB),
+        c4 = Math.floor(d4 * INV_LIMB),
+        c5 = Math.floor(d5 * INV_LIMB);
+      d0 = d0 - c0 * LIMB + c5 * 20;
+      d1 = d1 - c1 * LIMB + c0;
+      d2 = d2 - c2 * LIMB + c1;
+      d3 = d3 - c3 * LIMB + c2;
+      d4 = d4 - c4 * LIMB + c3;
+      d5 = d5 - c5 * LIMB + c4;
+      c0 = Math.floor(d0 * INV_LIMB);
+      c1 = Math.floor(d1 * INV_LIMB);
+      c2 = Math.floor(d2 * INV_LIMB);
+      c3 = Math.floor(d3 * INV_LIMB);
+      c4 = Math.floor(d4 * INV_LIMB);
+      c5 = Math.floor(d5 * INV_LIMB);
+      h0 = d0 - c0 * LIMB + c5 * 20;
+      h1 = d1 - c1 * LIMB + c0;
+      h2 = d2 - c2 * LIMB + c1;
+      h3 = d3 - c3 * LIMB + c2;
+      h4 = d4 - c4 * LIMB + c3;
+      h5 = d5 - c5 * LIMB + c4;
     }
     h[0] = h0;
     h[1] = h1;
@@ -173,65 +127,72 @@ export class Poly1305 {
     h[3] = h3;
     h[4] = h4;
     h[5] = h5;
-    h[6] = h6;
-    h[7] = h7;
-    h[8] = h8;
-    h[9] = h9;
   }
 
-  /** Writes the 16-byte tag: full reduction mod 2^130 - 5, then + pad mod 2^128. */
+  /** Writes the 16-byte tag: full reduction mod 2^130 - 5, then + s mod 2^128. */
   finish(out: Uint8Array, offset: number): void {
     const h = this.h;
-    const g = this.g;
-    let c = h[1]! >>> 13;
-    h[1]! &= 0x1fff;
-    for (let i = 2; i < 10; i++) {
-      h[i]! += c;
-      c = h[i]! >>> 13;
-      h[i]! &= 0x1fff;
+    // Limbs are integers below 2^23 here: 32-bit integer operations from now on.
+    let h0 = h[0]! | 0,
+      h1 = h[1]! | 0,
+      h2 = h[2]! | 0,
+      h3 = h[3]! | 0,
+      h4 = h[4]! | 0,
+      h5 = h[5]! | 0;
+    // Two carry passes with bits 130 and up wrapped as · 5: h < 2^130 with every limb in range.
+    for (let pass = 0; pass < 2; pass++) {
+      h1 += h0 >>> 22;
+      h0 &= MASK;
+      h2 += h1 >>> 22;
+      h1 &= MASK;
+      h3 += h2 >>> 22;
+      h2 &= MASK;
+      h4 += h3 >>> 22;
+      h3 &= MASK;
+      h5 += h4 >>> 22;
+      h4 &= MASK;
+      h0 += 5 * (h5 >>> 20);
+      h5 &= 0xfffff;
     }
-    h[0]! += c * 5;
-    c = h[0]! >>> 13;
-    h[0]! &= 0x1fff;
-    h[1]! += c;
-    c = h[1]! >>> 13;
-    h[1]! &= 0x1fff;
-    h[2]! += c;
-
-    g[0] = h[0]! + 5;
-    c = g[0]! >>> 13;
-    g[0]! &= 0x1fff;
-    for (let i = 1; i < 10; i++) {
-      g[i] = h[i]! + c;
-      c = g[i]! >>> 13;
-      g[i]! &= 0x1fff;
-    }
-    g[9]! -= 1 << 13;
-
-    // h >= p ⇔ the carry out of g is 1: select g, else h, without branching on secrets.
-    let mask = (c ^ 1) - 1;
-    for (let i = 0; i < 10; i++) g[i]! &= mask;
-    mask = ~mask;
-    for (let i = 0; i < 10; i++) h[i] = (h[i]! & mask) | g[i]!;
-
-    h[0] = (h[0]! | (h[1]! << 13)) & 0xffff;
-    h[1] = ((h[1]! >>> 3) | (h[2]! << 10)) & 0xffff;
-    h[2] = ((h[2]! >>> 6) | (h[3]! << 7)) & 0xffff;
-    h[3] = ((h[3]! >>> 9) | (h[4]! << 4)) & 0xffff;
-    h[4] = ((h[4]! >>> 12) | (h[5]! << 1) | (h[6]! << 14)) & 0xffff;
-    h[5] = ((h[6]! >>> 2) | (h[7]! << 11)) & 0xffff;
-    h[6] = ((h[7]! >>> 5) | (h[8]! << 8)) & 0xffff;
-    h[7] = ((h[8]! >>> 8) | (h[9]! << 5)) & 0xffff;
-
-    let f = h[0]! + this.pad[0]!;
-    h[0] = f & 0xffff;
-    for (let i = 1; i < 8; i++) {
-      f = (((h[i]! + this.pad[i]!) | 0) + (f >>> 16)) | 0;
-      h[i] = f & 0xffff;
-    }
-    for (let i = 0; i < 8; i++) {
-      out[offset + 2 * i] = h[i]!;
-      out[offset + 2 * i + 1] = h[i]! >>> 8;
-    }
+    // g = h + 5 - 2^130: h ≥ p exactly when g does not borrow (bit 130 of h + 5 is set).
+    let g0 = h0 + 5;
+    let g1 = h1 + (g0 >>> 22);
+    g0 &= MASK;
+    let g2 = h2 + (g1 >>> 22);
+    g1 &= MASK;
+    let g3 = h3 + (g2 >>> 22);
+    g2 &= MASK;
+    let g4 = h4 + (g3 >>> 22);
+    g3 &= MASK;
+    let g5 = h5 + (g4 >>> 22);
+    g4 &= MASK;
+    const useG = -(g5 >>> 20); // all ones when h ≥ p, without branching on secrets
+    g5 &= 0xfffff;
+    const useH = ~useG;
+    h0 = (h0 & useH) | (g0 & useG);
+    h1 = (h1 & useH) | (g1 & useG);
+    h2 = (h2 & useH) | (g2 & useG);
+    h3 = (h3 & useH) | (g3 & useG);
+    h4 = (h4 & useH) | (g4 & useG);
+    h5 = (h5 & useH) | (g5 & useG);
+    // The low 128 bits as four words, plus s, carried through doubles.
+    const pad = this.pad;
+    let f = ((h0 | (h1 << 22)) >>> 0) + pad[0]!;
+    writeU32(out, offset, f);
+    f = (((h1 >>> 10) | (h2 << 12)) >>> 0) + pad[1]! + Math.floor(f / 4294967296);
+    writeU32(out, offset + 4, f);
+    f = (((h2 >>> 20) | (h3 << 2) | (h4 << 24)) >>> 0) + pad[2]! + Math.floor(f / 4294967296);
+    writeU32(out, offset + 8, f);
+    f = (((h4 >>> 8) | (h5 << 14)) >>> 0) + pad[3]! + Math.floor(f / 4294967296);
+    writeU32(out, offset + 12, f);
   }
+}
+
+/** The low 32 bits of a non-negative integer below 2^53, little-endian. */
+function writeU32(out: Uint8Array, offset: number, value: number): void {
+  const low = value % 4294967296;
+  out[offset] = low;
+  out[offset + 1] = low >>> 8;
+  out[offset + 2] = low >>> 16;
+  out[offset + 3] = low >>> 24;
 }

@@ -7,7 +7,8 @@ import { equal } from '@stablelib/constant-time';
 import { HMAC as StableHMAC } from '@stablelib/hmac';
 import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
 import nacl from 'tweetnacl';
-import { ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN, type TransportAEAD, writeNonce } from './aead.js';
+import { ChaChaPolyTransportCipher, type TransportAEAD, writeNonce } from './aead.js';
+import { HOST_IS_LITTLE_ENDIAN } from './words.js';
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,

@@ -1,7 +1,8 @@
 // crypto/aead.ts against RFC 8439, every Wycheproof ChaCha20-Poly1305 vector, and @stablelib on random input.
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import fc from 'fast-check';
-import { ChaChaPoly, ChaChaPolyTransportCipher, HOST_IS_LITTLE_ENDIAN } from '../../crypto/aead.js';
+import { ChaChaPoly, ChaChaPolyTransportCipher } from '../../crypto/aead.js';
+import { HOST_IS_LITTLE_ENDIAN } from '../../crypto/words.js';
 import { AEAD, StablelibTransportCipher, createTransportCipher } from '../../crypto/primitives.js';
 import { VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 

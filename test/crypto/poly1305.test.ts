@@ -1,5 +1,5 @@
 // crypto/poly1305.ts against a BigInt Poly1305 written straight from RFC 8439 §2.5.1: the inputs that push
-// 13-bit limbs to their edges (all-ones blocks, r and s at their largest, accumulators at p), random keys
+// 22-bit limbs to their edges (all-ones blocks, r and s at their largest, accumulators at p), random keys
 // and messages, and the same message absorbed in pieces or by a reused object.
 import fc from 'fast-check';
 

@@ -1,0 +1,32 @@
+// 32-bit little-endian words over byte buffers, for the ciphers' hot loops (aead.ts, poly1305.ts).
+
+/**
+ * Typed-array word views read and write little-endian only on a little-endian host. Words are signed
+ * (Int32Array): the JIT keeps them in 32-bit registers, where unsigned words above 2^31 would become doubles. */
+export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Int32Array.of(1).buffer)[0] === 1;
+
+/** The little-endian 32-bit word at b[o .. o+4), as a signed 32-bit integer (as an Int32Array holds it). */
+export const readWord = (b: Uint8Array, o: number): number =>
+  b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+
+/**
+ * An Int32Array over the whole of the last ArrayBuffer seen: callers that reuse their packet buffers (the
+ * node does) get word access without a new view per packet.
+ */
+export class WordView {
+  private buffer: ArrayBufferLike | undefined;
+  private words: Int32Array<ArrayBufferLike> = new Int32Array(0);
+
+  /**
+   * Words over the buffer under `bytes` (word i is bytes.buffer[4i .. 4i+4)), or undefined when `bytes` does
+   * not start on a word boundary or the host is big-endian: then the caller reads bytes.
+   */
+  of(bytes: Uint8Array): Int32Array | undefined {
+    if (!HOST_IS_LITTLE_ENDIAN || bytes.byteOffset % 4 !== 0) return undefined;
+    if (bytes.buffer !== this.buffer) {
+      this.buffer = bytes.buffer;
+      this.words = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
+    }
+    return this.words;
+  }
+}

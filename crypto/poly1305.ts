@@ -1,7 +1,8 @@
 // Poly1305 (RFC 8439 §2.5) for the ChaCha20-Poly1305 of aead.ts, in six 22-bit limbs held as doubles. JavaScript
 // has no 64-bit integer multiply, but a double holds integers up to 2^53 exactly: with 22-bit limbs every
-// product is below 2^49.4 and a sum of six below 2^52, so one block costs 36 multiplications (13-bit limbs in
-// 16-bit storage, as poly1305-donna-16 and @stablelib do it, need 100). It only ever sees whole 16-byte blocks:
+// product is below 2^49.4 and the twelve of a two-block step sum below 2^52.3, so a block costs 36
+// multiplications (13-bit limbs in 16-bit storage, as poly1305-donna-16 and @stablelib do it, need 100) and
+// half a carry. It only ever sees whole 16-byte blocks:
 // the AEAD construction pads associated data and ciphertext with zeros to a multiple of 16 and appends a
 // 16-byte length block, so no partial-block rule is needed.
 //
@@ -16,8 +17,8 @@ const MASK = LIMB - 1;
 
 /** Poly1305 over whole blocks with reusable state (one per cipher object). */
 export class Poly1305 {
-  /** r0..r5, then 20·r1 .. 20·r5 at indices 6..10. */
-  private readonly r = new Float64Array(11);
+  /** r0..r5, 20·r1 .. 20·r5, then the same for r² mod p (R0..R5 at 11..16, 20·R1 .. 20·R5 at 17..21). */
+  private readonly r = new Float64Array(22);
   private readonly h = new Float64Array(6);
   /** s, the second half of the one-time key, as four 32-bit words. */
   private readonly pad = new Float64Array(4);
@@ -37,11 +38,32 @@ export class Poly1305 {
     r[4] = ((t2 >>> 24) | (t3 << 8)) & MASK;
     r[5] = t3 >>> 14; // clamping leaves r below 2^124: 14 bits
     for (let i = 1; i < 6; i++) r[5 + i] = 20 * r[i]!;
+    // r² for two blocks at a time: schoolbook with the 20·r wrap, then two carry passes.
+    const square = this.h;
+    for (let k = 0; k < 6; k++) {
+      let d = 0;
+      for (let i = 0; i < 6; i++) d += r[i]! * (i <= k ? r[k - i]! : r[11 + k - i]!);
+      square[k] = d;
+    }
+    for (let pass = 0; pass < 2; pass++) {
+      for (let k = 0; k < 6; k++) {
+        const c = Math.floor(square[k]! * INV_LIMB);
+        square[k]! -= c * LIMB;
+        if (k < 5) square[k + 1]! += c;
+        else square[0]! += 20 * c;
+      }
+    }
+    for (let i = 0; i < 6; i++) r[11 + i] = square[i]!;
+    for (let i = 1; i < 6; i++) r[16 + i] = 20 * square[i]!;
     for (let i = 0; i < 4; i++) this.pad[i] = readWord(key, 16 + 4 * i) >>> 0;
     this.h.fill(0);
   }
 
-  /** Absorbs `length` bytes (a multiple of 16) of `data` from `offset`. */
+  /**
+   * Absorbs `length` bytes (a multiple of 16) of `data` from `offset`, two blocks a step where it can:
+   * h ← (h + m1)·r² + m2·r, the same as two single steps but with one carry instead of two and twice the
+   * independent multiplications. A last odd block goes alone: h ← (h + m)·r.
+   */
   blocks(data: Uint8Array, offset: number, length: number): void {
     const r = this.r;
     const r0 = r[0]!,
@@ -55,6 +77,17 @@ export class Poly1305 {
       s3 = r[8]!,
       s4 = r[9]!,
       s5 = r[10]!;
+    const R0 = r[11]!,
+      R1 = r[12]!,
+      R2 = r[13]!,
+      R3 = r[14]!,
+      R4 = r[15]!,
+      R5 = r[16]!;
+    const S1 = r[17]!,
+      S2 = r[18]!,
+      S3 = r[19]!,
+      S4 = r[20]!,
+      S5 = r[21]!;
     const h = this.h;
     let h0 = h[0]!,
       h1 = h[1]!,
@@ -65,37 +98,100 @@ export class Poly1305 {
     // Aligned packets are read a word at a time; single blocks (padding, lengths) bytewise, so the word view
     // keeps following the packet buffer.
     const words = offset % 4 === 0 && length > 16 ? this.wordView.of(data) : undefined;
-    const first = (data.byteOffset + offset) >>> 2;
-    for (let o = 0; o < length; o += 16) {
-      let w0, w1, w2, w3;
-      if (words !== undefined) {
-        const i = first + (o >>> 2);
-        w0 = words[i]!;
-        w1 = words[i + 1]!;
-        w2 = words[i + 2]!;
-        w3 = words[i + 3]!;
-      } else {
-        w0 = readWord(data, offset + o);
-        w1 = readWord(data, offset + o + 4);
-        w2 = readWord(data, offset + o + 8);
-        w3 = readWord(data, offset + o + 12);
+    const base = data.byteOffset >>> 2;
+    const end = offset + length;
+    for (let o = offset; o < end;) {
+      // x = h + m1 and y = m2 for a pair; x = 0 and y = h + m for a last odd block.
+      let x0 = 0,
+        x1 = 0,
+        x2 = 0,
+        x3 = 0,
+        x4 = 0,
+        x5 = 0;
+      let y0 = h0,
+        y1 = h1,
+        y2 = h2,
+        y3 = h3,
+        y4 = h4,
+        y5 = h5;
+      if (end - o >= 32) {
+        const w0 = wordAt(words, base, data, o),
+          w1 = wordAt(words, base, data, o + 4),
+          w2 = wordAt(words, base, data, o + 8),
+          w3 = wordAt(words, base, data, o + 12);
+        x0 = y0 + (w0 & MASK);
+        x1 = y1 + (((w0 >>> 22) | (w1 << 10)) & MASK);
+        x2 = y2 + (((w1 >>> 12) | (w2 << 20)) & MASK);
+        x3 = y3 + ((w2 >>> 2) & MASK);
+        x4 = y4 + (((w2 >>> 24) | (w3 << 8)) & MASK);
+        x5 = y5 + ((w3 >>> 14) | (1 << 18)); // and the 2^128 bit of every full block
+        y0 = y1 = y2 = y3 = y4 = y5 = 0;
+        o += 16;
       }
-      h0 += w0 & MASK;
-      h1 += ((w0 >>> 22) | (w1 << 10)) & MASK;
-      h2 += ((w1 >>> 12) | (w2 << 20)) & MASK;
-      h3 += (w2 >>> 2) & MASK;
-      h4 += ((w2 >>> 24) | (w3 << 8)) & MASK;
-      h5 += (w3 >>> 14) | (1 << 18); // and the 2^128 bit of every full block
-      // h · r: limbs below 2^23 times r limbs below 2^22 (20·r below 2^26.4), six terms: below 2^52.
-      let d0 = h0 * r0 + h1 * s5 + h2 * s4 + h3 * s3 + h4 * s2 + h5 * s1;
-      let d1 = h0 * r1 + h1 * r0 + h2 * s5 + h3 * s4 + h4 * s3 + h5 * s2;
-      let d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s5 + h4 * s4 + h5 * s3;
-      let d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s5 + h5 * s4;
-      let d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0 + h5 * s5;
-      let d5 = h0 * r5 + h1 * r4 + h2 * r3 + h3 * r2 + h4 * r1 + h5 * r0;
+      const w0 = wordAt(words, base, data, o),
+        w1 = wordAt(words, base, data, o + 4),
+        w2 = wordAt(words, base, data, o + 8),
+        w3 = wordAt(words, base, data, o + 12);
+      y0 += w0 & MASK;
+      y1 += ((w0 >>> 22) | (w1 << 10)) & MASK;
+      y2 += ((w1 >>> 12) | (w2 << 20)) & MASK;
+      y3 += (w2 >>> 2) & MASK;
+      y4 += ((w2 >>> 24) | (w3 << 8)) & MASK;
+      y5 += (w3 >>> 14) | (1 << 18);
+      o += 16;
+      // x·r² + y·r: x and y limbs below 2^23 + 2^14, r and r² limbs below 2^22 + 2^14 (their 20· below
+      // 2^26.4); twelve terms, at most six of them at 2^49.4: below 2^52.3, exact in a double.
+      let d0 =
+        x0 * R0 +
+        x1 * S5 +
+        x2 * S4 +
+        x3 * S3 +
+        x4 * S2 +
+        x5 * S1 +
+        (y0 * r0 + y1 * s5 + y2 * s4 + y3 * s3 + y4 * s2 + y5 * s1);
+      let d1 =
+        x0 * R1 +
+        x1 * R0 +
+        x2 * S5 +
+        x3 * S4 +
+        x4 * S3 +
+        x5 * S2 +
+        (y0 * r1 + y1 * r0 + y2 * s5 + y3 * s4 + y4 * s3 + y5 * s2);
+      let d2 =
+        x0 * R2 +
+        x1 * R1 +
+        x2 * R0 +
+        x3 * S5 +
+        x4 * S4 +
+        x5 * S3 +
+        (y0 * r2 + y1 * r1 + y2 * r0 + y3 * s5 + y4 * s4 + y5 * s3);
+      let d3 =
+        x0 * R3 +
+        x1 * R2 +
+        x2 * R1 +
+        x3 * R0 +
+        x4 * S5 +
+        x5 * S4 +
+        (y0 * r3 + y1 * r2 + y2 * r1 + y3 * r0 + y4 * s5 + y5 * s4);
+      let d4 =
+        x0 * R4 +
+        x1 * R3 +
+        x2 * R2 +
+        x3 * R1 +
+        x4 * R0 +
+        x5 * S5 +
+        (y0 * r4 + y1 * r3 + y2 * r2 + y3 * r1 + y4 * r0 + y5 * s5);
+      let d5 =
+        x0 * R5 +
+        x1 * R4 +
+        x2 * R3 +
+        x3 * R2 +
+        x4 * R1 +
+        x5 * R0 +
+        (y0 * r5 + y1 * r4 + y2 * r3 + y3 * r2 + y4 * r1 + y5 * r0);
       // Carry twice, every limb at once: a chain from limb 0 to 5 would be seven dependent steps per block.
-      // The first pass leaves limbs below 2^22 + 2^30 (d5 has no 20·r term, so 20 · its carry is below
-      // 2^30 too), the second below 2^22 + 2^14.
+      // The first pass leaves limbs below 2^22 + 2^31 (d5 has no 20·r term: below 2^48.6, so 20 · its carry
+      // is below 2^31 too), the second below 2^22 + 2^14.
       let c0 = Math.floor(d0 * INV_LIMB),
         c1 = Math.floor(d1 * INV_LIMB),
         c2 = Math.floor(d2 * INV_LIMB),
@@ -196,3 +292,7 @@ function writeU32(out: Uint8Array, offset: number, value: number): void {
   out[offset + 2] = low >>> 16;
   out[offset + 3] = low >>> 24;
 }
+
+/** The word at data[at .. at+4): from the aligned view when there is one (base = data's first word in it). */
+const wordAt = (words: Int32Array | undefined, base: number, data: Uint8Array, at: number): number =>
+  words !== undefined ? words[base + (at >>> 2)]! : readWord(data, at);

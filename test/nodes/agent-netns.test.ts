@@ -14,26 +14,18 @@ import { keys } from '../../src/broker/store/keys.js';
 import type { Principal } from '../broker/authz.js';
 import { startPlane, type Plane } from '../broker/sessions-fixture.js';
 import { netnsHarness, PAIR_ADDRESSES, type Namespace, type Pair, type ProcessHandle } from './netns.js';
-import { builtProgram } from '../helpers/repo.js';
+import {
+  NODE_GATEWAY,
+  NODE_PORT,
+  RELAY_PORT,
+  relayBroker,
+  spawnNode as spawnNodeProcess,
+  type NodeArgs as NodeArgsOf,
+} from './node-process.js';
 import { eventually } from '../helpers/eventually.js';
 
-const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
-const RELAY_PORT = 8080;
-const NODE_PORT = 51820;
-const NODE_GATEWAY = '10.64.0.1';
 const DEADLINE_MS = 15_000;
-
-// Loopback TCP inside the namespace → the broker's Unix socket.
-const RELAY = `
-const net = require('net');
-const [socket, port] = process.argv.slice(1);
-net.createServer((c) => {
-  const u = net.connect(socket);
-  c.pipe(u); u.pipe(c);
-  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
-}).listen(Number(port), '127.0.0.1', () => console.log('relay ready'));
-`;
 
 let plane: Plane;
 let server: Server;
@@ -49,8 +41,7 @@ beforeAll(async () => {
   server = createServer(plane.broker.app);
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   pair = await harness.pair();
-  const relay = pair.a.spawn('node', ['-e', RELAY, socketPath, String(RELAY_PORT)]);
-  await relay.waitFor('relay ready');
+  await relayBroker(pair.a, socketPath);
 });
 
 afterAll(async () => {
@@ -73,15 +64,6 @@ interface RunningNode {
   nodeWg(args: string[]): Promise<string>;
 }
 
-interface NodeArgs {
-  region: string;
-  token: string;
-  stateDir: string;
-  interfaceName: string;
-  extra?: string[];
-  broker?: string;
-}
-
 /**
  * Each node (one state dir, one key) reports its own egress IP: the broker refuses an IP that another
  * live node holds, and an earlier test's node stays live for a few heartbeats. Documentation addresses
@@ -93,31 +75,14 @@ const egressIpOf = (stateDir: string) => {
   return egressIps.get(stateDir)!;
 };
 
-function spawnNode(ns: Namespace, args: NodeArgs) {
-  return ns.spawn('node', [
-    DAEMON,
-    'run',
-    '--broker',
-    args.broker ?? `http://127.0.0.1:${RELAY_PORT}`,
-    '--token',
-    args.token,
-    '--region',
-    args.region,
-    '--listen',
-    `[::]:${NODE_PORT}`,
-    '--endpoint',
-    `${PAIR_ADDRESSES.a.v4}:${NODE_PORT}`,
-    '--interface',
-    args.interfaceName,
-    '--state-dir',
-    args.stateDir,
-    '--drain-timeout',
-    '60',
-    '--egress-ip',
-    egressIpOf(args.stateDir),
-    ...(args.extra ?? []),
-  ]);
-}
+type NodeArgs = Omit<NodeArgsOf, 'endpoint' | 'egressIp'>;
+
+const spawnNode = (ns: Namespace, args: NodeArgs) =>
+  spawnNodeProcess(ns, {
+    ...args,
+    endpoint: `${PAIR_ADDRESSES.a.v4}:${NODE_PORT}`,
+    egressIp: egressIpOf(args.stateDir),
+  });
 
 async function startNode(args: NodeArgs): Promise<RunningNode> {
   const proc = spawnNode(pair.a, args);

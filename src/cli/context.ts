@@ -2,7 +2,7 @@
 // mode), the config-dir store, and the two ways to answer (human text or --json).
 import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS, type ApiClientOptions } from '../lib/api-client.js';
 import { machineFingerprint } from '../lib/fingerprint.js';
-import { CliError, EXIT, NO_TOKEN, usageError } from './exit.js';
+import { CliError, EXIT, NO_TOKEN, usageError, type StopSignal } from './exit.js';
 import { type CliIO, withSpinner } from './io.js';
 import { Store, type TokenSource } from './store.js';
 import { renewCachedToken } from './weblogin.js';
@@ -62,9 +62,15 @@ export class Context {
     this.store = new Store(io.env);
   }
 
-  /** True once Ctrl-C was pressed. */
+  /** True once Ctrl-C was pressed (or SIGTERM came, where the command catches it). */
   get interrupted(): boolean {
     return this.io.interrupt?.aborted === true;
+  }
+
+  /** Which signal stopped the command, once one did. */
+  get stoppedBy(): StopSignal | undefined {
+    if (!this.interrupted) return undefined;
+    return this.io.interrupt?.reason === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
   }
 
   /** TB_KEY wins over the cache, so CI can inject a token without touching files. */

@@ -18,6 +18,8 @@ export const EXIT = {
   unavailable: 5,
   /** Ctrl-C (128 + SIGINT, as shells report it). */
   interrupted: 130,
+  /** SIGTERM (128 + 15), where a command in the foreground catches it to clean up. */
+  terminated: 143,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -35,9 +37,17 @@ export class CliError extends Error {
 
 export const usageError = (message: string) => new CliError(message, EXIT.usage);
 
-/** Ctrl-C; `detail` says what became of the work in flight. */
-export const interrupted = (detail?: string) =>
-  new CliError(detail ? `interrupted; ${detail}` : 'interrupted', EXIT.interrupted);
+/** The signals a command stops on and cleans up after (io.ts). */
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/** Ctrl-C (or SIGTERM); `detail` says what became of the work in flight. */
+export function interrupted(detail?: string, by: StopSignal = 'SIGINT'): CliError {
+  const word = by === 'SIGTERM' ? 'terminated' : 'interrupted';
+  return new CliError(
+    detail ? `${word}; ${detail}` : word,
+    by === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted,
+  );
+}
 
 export const NO_TOKEN = 'no token: run `tunnelbyte signup` or `tunnelbyte login` (or set TB_KEY)';
 

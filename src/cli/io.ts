@@ -2,7 +2,7 @@
 // in tests. Nothing else in src/cli touches process.* directly, so run() is testable in-process.
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { EXIT, interrupted } from './exit.js';
+import { EXIT, interrupted, type StopSignal } from './exit.js';
 
 export interface OutStream {
   write(text: string): unknown;
@@ -14,19 +14,33 @@ export interface CliIO {
   stderr: OutStream;
   stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
   env: Record<string, string | undefined>;
-  /** Aborted by Ctrl-C: requests in flight stop and the command reports "interrupted" (exit 130). */
+  /**
+   * Aborted by Ctrl-C, its reason 'SIGINT': requests in flight stop and the command reports "interrupted"
+   * (exit 130).
+   */
   interrupt?: AbortSignal;
+  /**
+   * From this call on, SIGTERM aborts `interrupt` too (reason 'SIGTERM'): for a command that stays in the
+   * foreground and must undo what it set up. Other commands keep SIGTERM's default (exit at once).
+   */
+  catchTerminate?: () => void;
 }
 
-/** The first Ctrl-C aborts, so the command can say so and close what it made; a second one exits at once. */
-function interruptSignal(): AbortSignal {
+/** The first signal aborts, so the command can say so and close what it made; a second one exits at once. */
+function stopSignals(): Pick<CliIO, 'interrupt' | 'catchTerminate'> {
   const controller = new AbortController();
-  process.on('SIGINT', () => {
-    if (!controller.signal.aborted) return controller.abort();
+  const stop = (signal: StopSignal) => {
+    if (!controller.signal.aborted) return controller.abort(signal);
     process.stderr.write('tunnelbyte: interrupted again; see `tunnelbyte sessions` for anything left open\n');
     process.exit(EXIT.interrupted);
-  });
-  return controller.signal;
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  let catching = false;
+  const catchTerminate = () => {
+    if (!catching) process.on('SIGTERM', () => stop('SIGTERM'));
+    catching = true;
+  };
+  return { interrupt: controller.signal, catchTerminate };
 }
 
 export function processIo(): CliIO {
@@ -35,7 +49,7 @@ export function processIo(): CliIO {
     stderr: process.stderr,
     stdin: process.stdin,
     env: process.env,
-    interrupt: interruptSignal(),
+    ...stopSignals(),
   };
 }
 

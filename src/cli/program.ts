@@ -36,7 +36,8 @@ export function buildProgram(io: CliIO): Command {
       '\nEnvironment: TB_API (broker URL), TB_KEY (token; wins over the cache), TB_TIMEOUT (seconds),\n' +
         'TB_FINGERPRINT (hex machine fingerprint override), TB_CONFIG_DIR (config dir override).\n' +
         'Exit codes: 0 ok, 1 API or other error, 2 usage error, 3 auth (no/invalid token, missing scope or\n' +
-        'tier), 4 rate limit or quota, 5 broker unreachable, timed out or no capacity, 130 interrupted.\n',
+        'tier), 4 rate limit or quota, 5 broker unreachable, timed out or no capacity, 130 interrupted,\n' +
+        '143 terminated (SIGTERM, where a command cleans up: connect --up --follow, follow).\n',
     );
 
   // Commander calls an action with (positionals..., options, command); the command is swapped for the

@@ -1,34 +1,21 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
-import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, rmSync } from 'node:fs';
-import { basename, delimiter, join, resolve } from 'node:path';
+import { existsSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { seconds } from '../args.js';
 import QRCode from 'qrcode';
 import { ApiError, type CreatedSession, type Session } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
-import { CliError, EXIT, interrupted, usageError } from '../exit.js';
+import { CliError, describeError, EXIT, interrupted, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
 import { writePrivateFile } from '../store.js';
 import { sessionConfig } from '../wgconfig.js';
 import { generateKeyPair } from '../wgkeys.js';
+import { DEFAULT_INTERVAL_S, followSession, type FollowEnd } from '../follower.js';
+import { findOnPath, interfaceOf, isUp, WG_MISSING, WG_QUICK_MISSING, wgQuick } from '../wgtools.js';
 
 /** wg-quick names the interface after the file: at most 15 of these characters (IFNAMSIZ - 1). */
 const INTERFACE_NAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
-
-function findOnPath(ctx: Context, program: string): string | undefined {
-  for (const dir of (ctx.io.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, program);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 /** The least-loaded usable region open to this token's tier, when the user names none. */
 async function pickRegion(ctx: Context): Promise<string> {
@@ -46,40 +33,33 @@ async function pickRegion(ctx: Context): Promise<string> {
   return best.id;
 }
 
-const WG_QUICK_MISSING =
-  'wg-quick not found: install wireguard-tools, or import the file into a WireGuard app';
 const RESOLVCONF_MISSING =
   "wg-quick needs resolvconf to apply the config's DNS servers and none is on PATH: install one " +
   "(Debian: openresolv), or add --no-dns to keep this machine's DNS";
-
-/** Runs `wg-quick up|down FILE`; its progress lines go to our stderr, keeping stdout for results. */
-function wgQuick(ctx: Context, program: string, verb: 'up' | 'down', file: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, [verb, file], { stdio: ['ignore', 'pipe', 'pipe'], env: ctx.io.env });
-    const relay = (chunk: Buffer) => ctx.io.stderr.write(chunk.toString());
-    child.stdout.on('data', relay);
-    child.stderr.on('data', relay);
-    child.once('error', reject);
-    child.once('close', (code) => resolve(code ?? 1));
-  });
-}
-
-/** wg-quick names the interface after its file; it is up on this machine while the kernel lists it. */
-const interfaceOf = (file: string) => basename(file, '.conf');
-const isUp = (file: string) => existsSync(join('/sys/class/net', interfaceOf(file)));
 
 interface ConnectOptions {
   out?: string;
   qr?: boolean;
   up?: boolean;
+  follow?: boolean;
+  interval: number;
   dns: boolean;
   ttl?: number;
   psk?: boolean;
 }
 
-/** Every local precondition of `connect`, checked before a session (and quota) is spent; wg-quick's path. */
-function checkLocal(ctx: Context, options: ConnectOptions): string | undefined {
-  if (!options.up) return undefined;
+/** The tools `--up` and `--follow` run. */
+interface LocalTools {
+  wgQuick?: string;
+  wg?: string;
+}
+
+/** Every local precondition of `connect`, checked before a session (and quota) is spent. */
+function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
+  if (options.follow && !options.up) {
+    throw usageError('--follow needs --up (a tunnel you brought up yourself: `tunnelbyte follow`)');
+  }
+  if (!options.up) return {};
   if (options.out === '-') throw usageError('--up needs a file: drop `--out -`');
   if (options.out !== undefined && !INTERFACE_NAME.test(interfaceOf(options.out))) {
     throw usageError(
@@ -89,7 +69,10 @@ function checkLocal(ctx: Context, options: ConnectOptions): string | undefined {
   const wgQuickPath = findOnPath(ctx, 'wg-quick');
   if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
   if (options.dns && !findOnPath(ctx, 'resolvconf')) throw new CliError(RESOLVCONF_MISSING);
-  return wgQuickPath;
+  if (!options.follow) return { wgQuick: wgQuickPath };
+  const wgPath = findOnPath(ctx, 'wg');
+  if (!wgPath) throw new CliError(WG_MISSING);
+  return { wgQuick: wgQuickPath, wg: wgPath };
 }
 
 /** An unknown region is answered with the ones there are. */
@@ -113,7 +96,7 @@ async function closeUnfinished(ctx: Context, token: string, id: string): Promise
 
 const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, regionArg, options) => {
   const toStdout = options.out === '-';
-  const wgQuickPath = checkLocal(ctx, options);
+  const tools = checkLocal(ctx, options);
   const { token } = ctx.requireToken();
   const region = regionArg ?? (await ctx.spin('Choosing a region', pickRegion(ctx)));
   const keys = generateKeyPair();
@@ -173,17 +156,91 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     const type = out.isTTY ? 'terminal' : 'utf8';
     out.write(await QRCode.toString(config.text, { type, small: true }));
   }
-  if (wgQuickPath && path) {
-    const code = await wgQuick(ctx, wgQuickPath, 'up', path);
-    if (code !== 0 || ctx.interrupted) {
+  if (tools.wgQuick && path) {
+    const code = await wgQuick(ctx, tools.wgQuick, 'up', path);
+    if (code !== 0) {
       const closed = await closeUnfinished(ctx, token, session.id);
       if (!options.out) rmSync(path, { force: true });
-      if (ctx.interrupted) throw interrupted(closed);
       throw new CliError(`wg-quick up ${path} failed (exit ${code}); ${closed}`);
     }
     ctx.store.setUpConfig(session.id, path);
+    if (ctx.interrupted) throw interrupted(await release(ctx, token, session.id), ctx.stoppedBy);
   }
+  if (tools.wg && path) await followOwned(ctx, token, session.id, path, tools.wg, options.interval);
 };
+
+/**
+ * Takes down what `connect --up` brought up for the session, if it is up here: a catch-all interface left
+ * up without its session sends traffic nowhere. Returns the interface's name, or undefined if none was up.
+ */
+async function downInterface(ctx: Context, id: string): Promise<string | undefined> {
+  const file = ctx.store.upConfig(id) ?? ctx.store.sessionConfigPath(id);
+  const name = interfaceOf(file);
+  if (!existsSync(file) || !isUp(name)) return undefined;
+  const program = findOnPath(ctx, 'wg-quick');
+  if (!program) throw new CliError(`${WG_QUICK_MISSING}; interface ${name} is still up`);
+  const code = await wgQuick(ctx, program, 'down', file);
+  if (code !== 0) throw new CliError(`wg-quick down ${file} failed (exit ${code})`);
+  return name;
+}
+
+/** Forgets a session that is over here: the last-session mark, what --up brought up, its default file. */
+function forget(ctx: Context, id: string): void {
+  if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
+  ctx.store.setUpConfig(id, undefined);
+  // This file's private key is useless now; a file the user placed with --out is theirs to keep.
+  rmSync(ctx.store.sessionConfigPath(id), { force: true });
+}
+
+/**
+ * Undoes `connect --up` for a session that ends with this command: the interface down, and the session
+ * closed unless it is over already. Says what became of each, for the command's last line.
+ */
+async function release(ctx: Context, token: string, id: string, close = true): Promise<string> {
+  const said: string[] = [];
+  try {
+    const name = await downInterface(ctx, id);
+    if (name) said.push(`${name} taken down`);
+  } catch (err) {
+    said.push(describeError(err).line);
+  }
+  if (close) said.push(await closeUnfinished(ctx, token, id));
+  forget(ctx, id);
+  return said.join('; ');
+}
+
+/**
+ * `connect --up --follow`: the tunnel lives as long as the command. Whatever ends the following (the
+ * session ending, Ctrl-C, SIGTERM, a failure), the interface comes down, and the session is closed
+ * unless it ended by itself.
+ */
+async function followOwned(
+  ctx: Context,
+  token: string,
+  id: string,
+  file: string,
+  wg: string,
+  intervalS: number,
+): Promise<void> {
+  let end: FollowEnd;
+  try {
+    end = await followSession(ctx, {
+      sessionId: id,
+      interfaceName: interfaceOf(file),
+      wg,
+      intervalS,
+      onStop: 'takes it down and closes the session',
+    });
+  } catch (err) {
+    const { line, exitCode } = describeError(err);
+    throw new CliError(`${line}; ${await release(ctx, token, id)}`, exitCode);
+  }
+  if (end.kind === 'stopped') throw interrupted(await release(ctx, token, id), end.signal);
+  const released = await release(ctx, token, id, false);
+  const line = released ? `${end.line}; ${released}` : end.line;
+  if (end.exitCode !== EXIT.ok) throw new CliError(line, end.exitCode);
+  ctx.note(`${line}\n`);
+}
 
 // Bytes from this machine's side, as `wg show` here counts them: the broker reports the exit node's
 // counts, so what the node received (rx_bytes) is what we sent.
@@ -237,22 +294,61 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
 const disconnect: Action<[string | undefined]> = async (ctx, given) => {
   const id = sessionId(ctx, given);
   const client = ctx.authed();
-  // What `connect --up` (or the user, with the printed `wg-quick up`) brought up on this machine comes
-  // down first: a catch-all interface left up after its session closes sends traffic nowhere.
-  const file = ctx.store.upConfig(id) ?? ctx.store.sessionConfigPath(id);
-  if (existsSync(file) && isUp(file)) {
-    const program = findOnPath(ctx, 'wg-quick');
-    if (!program) throw new CliError(`${WG_QUICK_MISSING}; interface ${interfaceOf(file)} is still up`);
-    const code = await wgQuick(ctx, program, 'down', file);
-    if (code !== 0)
-      throw new CliError(`wg-quick down ${file} failed (exit ${code}); the session is still open`);
-  }
+  // What `connect --up` (or the user, with the printed `wg-quick up`) brought up here comes down first.
+  await downInterface(ctx, id).catch((err: unknown) => {
+    throw new CliError(`${describeError(err).line}; the session is still open`);
+  });
   await ctx.spin('Closing session', client.deleteSession(id));
-  if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
-  ctx.store.setUpConfig(id, undefined);
-  // This file's private key is useless now; a file the user placed with --out is theirs to keep.
-  rmSync(ctx.store.sessionConfigPath(id), { force: true });
+  forget(ctx, id);
   ctx.print(`Disconnected ${id}.\n`, { id, closed: true });
+};
+
+/** The interface a session's tunnel uses here, when `follow` is not told: the one its file brought up. */
+function followedInterface(ctx: Context, id: string, given: string | undefined): string {
+  if (given !== undefined) {
+    if (!INTERFACE_NAME.test(given)) throw usageError(`not an interface name: ${given}`);
+    return given;
+  }
+  const name = interfaceOf(ctx.store.upConfig(id) ?? ctx.store.sessionConfigPath(id));
+  if (isUp(name)) return name;
+  throw usageError(
+    `no interface of session ${id} is up here: give --interface NAME (wg-quick names it after the file)`,
+  );
+}
+
+interface FollowOptions {
+  interface?: string;
+  interval: number;
+}
+
+/**
+ * `follow`: the same following for a tunnel the user brought up (from an --out file, or an earlier
+ * `connect --up`). It did not bring the tunnel up, so it never takes it down: Ctrl-C stops following and
+ * leaves the interface and the session as they are (`tunnelbyte disconnect` ends both).
+ */
+const follow: Action<[string | undefined, FollowOptions]> = async (ctx, given, options) => {
+  const id = sessionId(ctx, given);
+  const interfaceName = followedInterface(ctx, id, options.interface);
+  const wg = findOnPath(ctx, 'wg');
+  if (!wg) throw new CliError(WG_MISSING);
+  const end = await followSession(ctx, {
+    sessionId: id,
+    interfaceName,
+    wg,
+    intervalS: options.interval,
+    onStop: 'stops following and leaves the tunnel as it is',
+  });
+  if (end.kind === 'stopped') {
+    throw interrupted(
+      `stopped following; ${interfaceName} and session ${id} are left as they are`,
+      end.signal,
+    );
+  }
+  const left = isUp(interfaceName)
+    ? `; ${interfaceName} is still up: take it down as you brought it up (\`wg-quick down FILE\`)`
+    : '';
+  if (end.exitCode !== EXIT.ok) throw new CliError(`${end.line}${left}`, end.exitCode);
+  ctx.note(`${end.line}${left}\n`);
 };
 
 export function registerSessions(program: Command, act: Act): void {
@@ -263,6 +359,13 @@ export function registerSessions(program: Command, act: Act): void {
     .option('-o, --out <file>', 'where to write the config; - for stdout (default: config dir)')
     .option('--qr', 'also print the config as a QR code, for phone apps')
     .option('--up', 'bring it up with wg-quick (needs root, and resolvconf unless --no-dns)')
+    .option(
+      '--follow',
+      'with --up: stay in the foreground following the session; when its node is lost and the broker ' +
+        'moves it, the interface follows (wg set); Ctrl-C takes it down and closes the session',
+    )
+    .addOption(intervalOption('with --follow: seconds between reads of the session'))
+    .addHelpText('after', `\nWith --follow:\n${FOLLOW_HELP}`)
     .option('--no-dns', "no DNS line: keep this machine's resolvers (wg-quick then needs no resolvconf)")
     .option('--ttl <seconds>', 'session lifetime', seconds)
     .option('--psk', 'add a preshared key')
@@ -282,4 +385,30 @@ export function registerSessions(program: Command, act: Act): void {
     // What plain `disconnect` does now; still accepted from scripts written for earlier versions.
     .addOption(new Option('--down').hideHelp())
     .action(act(disconnect));
+  program
+    .command('follow')
+    .description(
+      'follow a tunnel you brought up (from a --out file): when the broker moves its session to another ' +
+        'node, swap the peer on the interface (wg set); ends with the session. Ctrl-C stops following ' +
+        'and leaves the tunnel and the session as they are',
+    )
+    .argument('[id]', 'ses_… id (default: the last one connected from here)')
+    .option(
+      '-i, --interface <name>',
+      'the interface (wg-quick names it after the file; default: the one `connect --up` brought up)',
+    )
+    .addOption(intervalOption())
+    .addHelpText('after', `\n${FOLLOW_HELP}`)
+    .action(act(follow));
+}
+
+const FOLLOW_HELP =
+  'Following needs wg (wireguard-tools) and root. One line per event (--json: one object per line).\n' +
+  'It ends with the session: exit 0 when you closed it (`tunnelbyte disconnect`), 4 when the byte\n' +
+  'quota is used up, 1 when it expired or is gone; Ctrl-C exits 130, SIGTERM 143. Broker errors are\n' +
+  'retried with backoff. A session whose node is lost with no other node to take it says to run\n' +
+  '`tunnelbyte connect` again.\n';
+
+function intervalOption(description = 'seconds between reads of the session'): Option {
+  return new Option('--interval <seconds>', description).argParser(seconds).default(DEFAULT_INTERVAL_S);
 }

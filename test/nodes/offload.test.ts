@@ -4,6 +4,7 @@ import {
   GroCoalescer,
   GsoSplitter,
   OFFLOAD_DROP_REASONS,
+  sum16,
   VNET_HEADER_SIZE,
   type OffloadDropReason,
 } from '../../nodes/offload.js';
@@ -201,6 +202,26 @@ const tcpPayload = (p: Uint8Array, family: Family) =>
   p.subarray(ipLength(family) + (p[ipLength(family) + 12]! >> 4) * 4);
 const concat = (parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((part) => [...part]));
 const noDrops = Object.fromEntries(OFFLOAD_DROP_REASONS.map((r) => [r, 0]));
+
+describe('sum16: the word-wise sum equals the byte-wise reference', () => {
+  const buffer = Uint8Array.from({ length: 70000 }, (_, i) => (i * 131 + (i >> 8)) & 0xff);
+  test.each([
+    // n, offset of the view into its buffer (alignment), start within the view, length
+    [1, 0, 0, 65536],
+    [2, 1, 0, 3001],
+    [3, 2, 0, 3000],
+    [4, 3, 5, 1499],
+    [5, 4, 2, 64],
+    [6, 6, 1, 63],
+    [7, 0, 0, 0],
+    [8, 2, 0, 1],
+  ])('%i. view at +%i, from %i, %i bytes', (_n, viewOffset, start, length) => {
+    const view = new Uint8Array(buffer.buffer, viewOffset, start + length);
+    const reference = ones(view.subarray(start));
+    expect(sum16(view, start, start + length)).toBe(reference);
+    expect(sum16(view, start, start + length, 0xfffe)).toBe(ones(view.subarray(start), 0xfffe));
+  });
+});
 
 describe('GsoSplitter: super-segments into MTU-sized segments', () => {
   test.each([

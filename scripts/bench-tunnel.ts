@@ -3,8 +3,9 @@
 // Topology (all in namespaces this script makes): a server namespace (the exit side) joined by its own
 // veth pair to each of CLIENTS client namespaces; each client runs Debian wireguard-go as one peer of the
 // server. The server is each entry of SERVERS in turn: wireguard-go first (the baseline), then
-// tunnelbyte-node in each UDP mode. Per server it measures ping RTT idle, one iperf3 TCP stream each way
-// (with a ping under load alongside the first), then CLIENTS streams from CLIENTS peers at once. CPU is
+// tunnelbyte-node in each mode (offload on and off, batched and dgram UDP). Per server it measures ping
+// RTT idle, one iperf3 TCP stream each way (with a ping under load alongside the first), then CLIENTS
+// streams from CLIENTS peers at once. CPU is
 // the server's whole process tree (every thread, every child: utime + stime + waited-for children) per
 // GB received by iperf3; tunnelbyte-node's GC counts come from its own metrics endpoint. Prints a
 // markdown report; scripts/bench-tunnel writes it to bench-results/tunnel.md.

@@ -37,7 +37,6 @@ const GSO_TCPV6 = 4;
 const GSO_ECN = 0x80;
 
 const PROTO_TCP = 6;
-const PROTO_UDP = 17;
 const IPV4_HEADER_MIN = 20;
 const IPV6_HEADER = 40;
 const TCP_HEADER_MIN = 20;
@@ -217,7 +216,7 @@ export class GsoSplitter {
     }
     if (gsoType !== GSO_TCPV4 && gsoType !== GSO_TCPV6) return 'gso_unsupported';
     const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
-    const headers = tcpHeaders(packet, gsoType === GSO_TCPV6);
+    const headers = tcpHeaders(packet, gsoType === GSO_TCPV6, csumStart);
     // The kernel's csum_start must be where the TCP header is; hdr_len is only a hint (recomputed here).
     if (headers === undefined || headers.ip !== csumStart || gsoSize === 0) return 'gso_malformed';
     this.superSegments++;
@@ -237,15 +236,19 @@ function splitSize(frame: Uint8Array): number {
 }
 
 /**
- * IP and TCP header lengths of a plain IPv4 (no fragment) or IPv6 (no extension header) TCP packet whose
- * headers fit in it; undefined otherwise.
+ * IP and TCP header lengths of an IPv4 (not a fragment) or IPv6 TCP packet whose headers fit in it;
+ * undefined otherwise. IPv6 extension headers are taken only from the kernel: `transport`, its csum_start,
+ * says where TCP begins after them.
  */
-function tcpHeaders(packet: Uint8Array, v6: boolean): { ip: number; tcp: number } | undefined {
+function tcpHeaders(
+  packet: Uint8Array,
+  v6: boolean,
+  transport = IPV6_HEADER,
+): { ip: number; tcp: number } | undefined {
   let ip: number;
   if (v6) {
-    if (!isV6(packet) || packet.length < IPV6_HEADER + TCP_HEADER_MIN || packet[6] !== PROTO_TCP)
-      return undefined;
-    ip = IPV6_HEADER;
+    ip = packet[6] === PROTO_TCP ? IPV6_HEADER : transport;
+    if (!isV6(packet) || (ip <= IPV6_HEADER && packet[6] !== PROTO_TCP)) return undefined;
   } else {
     if (packet.length < IPV4_HEADER_MIN + TCP_HEADER_MIN || packet[0]! >> 4 !== 4) return undefined;
     ip = (packet[0]! & 0x0f) * 4;
@@ -261,9 +264,9 @@ function tcpHeaders(packet: Uint8Array, v6: boolean): { ip: number; tcp: number 
 /** Finishes a partial checksum (the field holds the pseudo-header's sum) over packet[start..end]. */
 function completeChecksum(packet: Uint8Array, start: number, field: number): void {
   let checksum = ~sum16(packet, start, packet.length) & 0xffff;
-  // UDP sends "no checksum" as 0, so a computed 0 goes out as its other form (RFC 768).
-  const protocol = isV6(packet) ? packet[6] : packet[9];
-  if (checksum === 0 && protocol === PROTO_UDP && field - start === UDP_CHECKSUM) checksum = 0xffff;
+  // UDP (its checksum 6 bytes in) sends "no checksum" as 0, so a computed 0 goes out as its other form
+  // (RFC 768); TCP's sits 16 bytes in.
+  if (checksum === 0 && field - start === UDP_CHECKSUM) checksum = 0xffff;
   setUint16(packet, field, checksum);
 }
 

@@ -299,6 +299,33 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
     expect(split([frame(packet)]).packets).toEqual([packet]);
   });
 
+  test('11. an IPv6 super-segment behind a hop-by-hop header: TCP found where csum_start says', () => {
+    const plain = tcpPacket({ family: 'v6', payload: 3000, checksum: 'partial', flags: ACK | PSH });
+    const hopByHop = Uint8Array.of(TCP, 0, 1, 4, 0, 0, 0, 0); // next header TCP, 8 bytes, PadN
+    const packet = concat([plain.subarray(0, 40), hopByHop, plain.subarray(40)]);
+    packet[6] = 0; // hop-by-hop options first
+    new DataView(packet.buffer).setUint16(4, packet.length - 40);
+    const input = frame(packet, {
+      flags: 1,
+      gsoType: 4,
+      hdrLen: 68,
+      gsoSize: 1400,
+      csumStart: 48,
+      csumOffset: 16,
+    });
+    const { packets, drops } = split([input]);
+    expect(drops).toEqual(noDrops);
+    expect(packets.map((p) => p.length)).toEqual([68 + 1400, 68 + 1400, 68 + 200]);
+    for (const p of packets) {
+      expect(p.subarray(40, 48)).toEqual(hopByHop);
+      expect(field16(p, 4)).toBe(p.length - 40);
+      // the TCP pseudo-header counts the TCP segment only, not the extension header
+      const tcp = p.subarray(48);
+      expect(ones(tcp, pseudo(concat([p.subarray(0, 40), tcp]), 'v6', TCP))).toBe(0xffff);
+    }
+    expect(concat(packets.map((p) => p.subarray(68)))).toEqual(payloadBytes(3000));
+  });
+
   const good = superSegment('v4', 3000, 1400);
   const v6InV4 = superSegment('v6', 3000, 1400);
   v6InV4[1] = 1; // TCPV4 over an IPv6 packet

@@ -1,4 +1,4 @@
-// The whitepaper's primitives (docs/WIREGUARD.md §2.1), over tweetnacl and @stablelib. Names follow the paper:
+// The whitepaper's primitives (docs/WIREGUARD.md §2.1), over @stablelib and x25519.ts. Names follow the paper:
 // HASH, MAC, HMAC, KDF1-3, AEAD, XAEAD, DH, TAI64N. Nothing here reads a clock or a random source: time and
 // randomness are parameters.
 import { BLAKE2s } from '@stablelib/blake2s';
@@ -6,9 +6,9 @@ import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { equal } from '@stablelib/constant-time';
 import { HMAC as StableHMAC } from '@stablelib/hmac';
 import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
-import nacl from 'tweetnacl';
 import { ChaChaPolyTransportCipher, type TransportAEAD, writeNonce } from './aead.js';
 import { HOST_IS_LITTLE_ENDIAN } from './words.js';
+import { x25519, x25519Base } from './x25519.js';
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
@@ -168,19 +168,19 @@ export function generatePrivateKey(randomBytes: (length: number) => Uint8Array):
 
 /** DH-Pubkey: the X25519 public key of a (clamped) private key. */
 export function publicKey(privateKey: Uint8Array): Uint8Array {
-  return nacl.scalarMult.base(clamp(privateKey));
+  return x25519Base(clamp(privateKey));
 }
 
 /**
  * DH(private, public) = X25519, or undefined when the result is all zero (a low-order public key), as
- * wireguard-go and the kernel refuse it; tweetnacl does not. The zero test ORs every byte (constant time).
+ * wireguard-go and the kernel refuse it (RFC 7748 leaves the check to the caller). The zero test ORs every byte (constant time).
  * The shared secret is marked secret.
  */
 export function DH(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
   if (privateKey.length !== KEY_LENGTH || publicKey.length !== KEY_LENGTH) {
     throw new RangeError('X25519 keys must be 32 bytes');
   }
-  const shared = nacl.scalarMult(privateKey, publicKey);
+  const shared = x25519(privateKey, publicKey);
   let acc = 0;
   for (let i = 0; i < shared.length; i++) acc |= shared[i]!;
   return acc === 0 ? undefined : secret(shared);

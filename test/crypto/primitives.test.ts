@@ -1,4 +1,6 @@
 // Known-answer tests for every primitive (docs/WIREGUARD.md §7.1, §7.4, §2.2). Sources are named per block.
+import fc from 'fast-check';
+import nacl from 'tweetnacl';
 import { BLAKE2s } from '@stablelib/blake2s';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { hchacha } from '@stablelib/xchacha20';
@@ -21,6 +23,7 @@ import {
   publicKey,
   timestampAfter,
 } from '../../crypto/primitives.js';
+import { x25519, x25519Base } from '../../crypto/x25519.js';
 import { VECTORS, hex, loadJson, toHex, type WycheproofAead } from '../helpers/vectors.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -141,10 +144,35 @@ describe('DH: X25519', () => {
     expect(toHex(DH(hex(scalar), hex(u))!)).toBe(out);
   });
 
-  // The 1000-iteration result is left out: tweetnacl under jest's VM takes ~15 s for it.
-  test('RFC 7748 §5.2 iterated, 1 iteration', () => {
-    const nine = hex('0900000000000000000000000000000000000000000000000000000000000000');
-    expect(toHex(DH(nine, nine)!)).toBe('422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079');
+  test('RFC 7748 §5.2 iterated: 1 and 1,000 iterations', () => {
+    let k = hex('0900000000000000000000000000000000000000000000000000000000000000');
+    let u = k;
+    for (let i = 1; i <= 1000; i++) {
+      [k, u] = [x25519(k, u), k];
+      if (i === 1) expect(toHex(k)).toBe('422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079');
+    }
+    expect(toHex(k)).toBe('684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51');
+  });
+
+  test('x25519.ts equals tweetnacl on random scalars and points, and on u at and above p', () => {
+    const edges = [
+      hex('ec' + 'ff'.repeat(30) + '7f'),
+      hex('ff'.repeat(32)),
+      hex('ed' + 'ff'.repeat(30) + '7f'),
+    ];
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.nat(3),
+        (scalar, point, edge) => {
+          const u = edge < 3 ? edges[edge]! : point;
+          expect(toHex(x25519(scalar, u))).toBe(toHex(nacl.scalarMult(scalar, u)));
+          expect(toHex(x25519Base(scalar))).toBe(toHex(nacl.scalarMult.base(scalar)));
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   test('Wycheproof x25519: every shared secret matches, and an all-zero result is refused', () => {

@@ -166,21 +166,27 @@ export function generatePrivateKey(randomBytes: (length: number) => Uint8Array):
   return clamp(randomBytes(KEY_LENGTH));
 }
 
+/**
+ * The X25519 functions DH and publicKey call: x25519.ts. scripts/bench-crypto swaps tweetnacl's in for the
+ * baseline rows it measures in the same run; nothing else changes them.
+ */
+export const X25519 = { scalarMult: x25519, scalarMultBase: x25519Base };
+
 /** DH-Pubkey: the X25519 public key of a (clamped) private key. */
 export function publicKey(privateKey: Uint8Array): Uint8Array {
-  return x25519Base(clamp(privateKey));
+  return X25519.scalarMultBase(clamp(privateKey));
 }
 
 /**
  * DH(private, public) = X25519, or undefined when the result is all zero (a low-order public key), as
- * wireguard-go and the kernel refuse it (RFC 7748 leaves the check to the caller). The zero test ORs every byte (constant time).
- * The shared secret is marked secret.
+ * wireguard-go and the kernel refuse it (RFC 7748 leaves the check to the caller). The zero test ORs every
+ * byte (constant time). The shared secret is marked secret.
  */
 export function DH(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
   if (privateKey.length !== KEY_LENGTH || publicKey.length !== KEY_LENGTH) {
     throw new RangeError('X25519 keys must be 32 bytes');
   }
-  const shared = x25519(privateKey, publicKey);
+  const shared = X25519.scalarMult(privateKey, publicKey);
   let acc = 0;
   for (let i = 0; i < shared.length; i++) acc |= shared[i]!;
   return acc === 0 ? undefined : secret(shared);

@@ -10,12 +10,15 @@ export const readWord = (b: Uint8Array, o: number): number =>
   b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 
 /**
- * An Int32Array over the whole of the last ArrayBuffer seen: callers that reuse their packet buffers (the
- * node does) get word access without a new view per packet.
+ * Int32Arrays over the whole of the last two ArrayBuffers seen: callers that reuse their packet buffers (the
+ * node does) get word access without a new view per packet, also when one cipher alternates between two
+ * buffers (plaintext and ciphertext).
  */
 export class WordView {
-  private buffer: ArrayBufferLike | undefined;
-  private words: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  private recent: ArrayBufferLike | undefined;
+  private recentWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  private older: ArrayBufferLike | undefined;
+  private olderWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
 
   /**
    * Words over the buffer under `bytes` (word i is bytes.buffer[4i .. 4i+4)), or undefined when `bytes` does
@@ -23,10 +26,14 @@ export class WordView {
    */
   of(bytes: Uint8Array): Int32Array | undefined {
     if (!HOST_IS_LITTLE_ENDIAN || bytes.byteOffset % 4 !== 0) return undefined;
-    if (bytes.buffer !== this.buffer) {
-      this.buffer = bytes.buffer;
-      this.words = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
-    }
-    return this.words;
+    const buffer = bytes.buffer;
+    if (buffer === this.recent) return this.recentWords;
+    const words =
+      buffer === this.older ? this.olderWords : new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+    this.older = this.recent;
+    this.olderWords = this.recentWords;
+    this.recent = buffer;
+    this.recentWords = words;
+    return words;
   }
 }

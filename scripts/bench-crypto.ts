@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { execSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
+import { x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import nacl from 'tweetnacl';
 import { CookieChecker, MacSender } from '../crypto/cookie.js';
 import { parseMessage, writeInitiation, writeResponse, type InitiationMessage } from '../crypto/messages.js';
 import {
@@ -19,9 +22,11 @@ import {
 import {
   StablelibTransportCipher,
   TAI64N,
+  X25519,
   createTransportCipher,
   generatePrivateKey,
 } from '../crypto/primitives.js';
+import { x25519, x25519Base } from '../crypto/x25519.js';
 import { ChaChaPolyTransportCipher, type TransportAEAD } from '../crypto/aead.js';
 import { Tunnel, type TunnelAction } from '../crypto/tunnel.js';
 
@@ -145,6 +150,15 @@ function benchHandshake(): number {
   });
 }
 
+/** Best of ROUNDS interleaved rounds of each candidate: JIT warm-up and GC pauses affect every one alike. */
+function bestOf(candidates: (() => number)[]): number[] {
+  const best = candidates.map(() => 0);
+  for (let round = 0; round < ROUNDS; round++) {
+    candidates.forEach((run, i) => (best[i] = Math.max(best[i]!, run())));
+  }
+  return best;
+}
+
 const ROUNDS = 3;
 const key = random(32);
 const engineName = createTransportCipher(key).constructor.name;
@@ -166,7 +180,40 @@ for (let round = 1; round < ROUNDS; round++) {
     rows[i] = { name: row.name, seal: Math.max(best.seal, row.seal), open: Math.max(best.open, row.open) };
   });
 }
-const handshakes = benchHandshake();
+// ---- X25519: tweetnacl (the engine's until now, the baseline), @noble/curves, crypto/x25519.ts ----
+
+const scalar = generatePrivateKey(random);
+const point = nacl.scalarMult.base(generatePrivateKey(random));
+const x25519Rows: [string, () => void, () => void][] = [
+  ['tweetnacl 1.0.3 (baseline)', () => nacl.scalarMult(scalar, point), () => nacl.scalarMult.base(scalar)],
+  [
+    '@noble/curves x25519 (BigInt)',
+    () => nobleX25519.getSharedSecret(scalar, point),
+    () => nobleX25519.getPublicKey(scalar),
+  ],
+  ['crypto/x25519.ts', () => x25519(scalar, point), () => x25519Base(scalar)],
+];
+const x25519Rates = x25519Rows.map(([name, shared, base]) => {
+  const [sharedRate, baseRate] = bestOf([() => measure(shared), () => measure(base)]);
+  return { name, shared: sharedRate!, base: baseRate! };
+});
+
+// ---- Responder handshakes: the same engine code with tweetnacl's X25519 (today's baseline) and x25519.ts ----
+
+const engineX25519 = { ...X25519 };
+const tweetnaclX25519 = { scalarMult: nacl.scalarMult, scalarMultBase: nacl.scalarMult.base };
+const withX25519 = (functions: typeof X25519, run: () => number) => (): number => {
+  Object.assign(X25519, functions);
+  try {
+    return run();
+  } finally {
+    Object.assign(X25519, engineX25519);
+  }
+};
+const [handshakesBaseline, handshakes] = bestOf([
+  withX25519(tweetnaclX25519, benchHandshake),
+  withX25519(engineX25519, benchHandshake),
+]) as [number, number];
 const baseline = rows[0]!;
 const engine = rows.find((row) => row.name.startsWith(engineName))!;
 
@@ -232,23 +279,65 @@ function benchTunnelHandshake(): number {
   });
 }
 
-/** encapsulate on one engine + decapsulate on the other, per PACKET-byte packet. */
-function benchTunnelTransport(): number {
+/** encapsulate on one engine + decapsulate on the other, per PACKET-byte packet (after the handshake). */
+function tunnelTransportBody(): () => void {
   const clock = { now: 0 };
   const pair = tunnelPair(clock);
   const packet = innerPacket();
   exchange(pair, pair.a.encapsulate(packet, 0), 0);
-  return measure(() => {
+  return () => {
     const [sent] = pair.a.encapsulate(packet, 0);
     if (sent?.kind !== 'send') throw new Error('encapsulate');
     const [delivered] = pair.b.decapsulate(sent.datagram, TUNNEL_A, 0);
     if (delivered?.kind !== 'deliver') throw new Error('decapsulate');
-  });
+  };
 }
 
-let tunnelTransport = 0;
-for (let round = 0; round < ROUNDS; round++)
-  tunnelTransport = Math.max(tunnelTransport, benchTunnelTransport());
+// Garbage collections, counted by the runtime as they happen (entries arrive on a later turn).
+const gcs = { minor: 0, major: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
+    else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcs.major++;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+/** Minor and major collections per GB of PACKET-byte packets while `body` (one packet) runs GC_PACKETS times. */
+const GC_PACKETS = 100_000;
+async function gcsPerGB(body: () => void): Promise<{ minor: number; major: number }> {
+  const turn = () => new Promise((resolve) => setTimeout(resolve, 10));
+  await turn();
+  const before = { ...gcs };
+  for (let i = 0; i < GC_PACKETS; i++) body();
+  await turn();
+  const gigabytes = (GC_PACKETS * PACKET) / 1e9;
+  return { minor: (gcs.minor - before.minor) / gigabytes, major: (gcs.major - before.major) / gigabytes };
+}
+
+const [tunnelTransport] = bestOf([() => measure(tunnelTransportBody())]) as [number];
+const allocation = {
+  baseline: await gcsPerGB(
+    (() => {
+      const aead = new ChaCha20Poly1305(key);
+      const nonce = new Uint8Array(12);
+      const plaintext = random(PACKET);
+      return () => aead.open(nonce, aead.seal(nonce, plaintext));
+    })(),
+  ),
+  engineCipher: await gcsPerGB(
+    (() => {
+      const cipher = createTransportCipher(key);
+      const plaintext = random(PACKET);
+      const sealed = new Uint8Array(PACKET + 16);
+      return () => {
+        cipher.seal(0, 1, plaintext, sealed);
+        cipher.open(0, 1, sealed, plaintext);
+      };
+    })(),
+  ),
+  tunnel: await gcsPerGB(tunnelTransportBody()),
+};
 const tunnelHandshakes = benchTunnelHandshake();
 // The cipher alone, for the same work (one seal + one open per packet): the façade's overhead is the gap.
 const cipherOnly = 1 / (1 / engine.seal + 1 / engine.open);
@@ -276,12 +365,38 @@ const lines = [
   `Engine transport cipher (createTransportCipher): **${engineName}**, seal ${fmt(engine.seal)} MB/s, open ${fmt(engine.open)} MB/s,`,
   `ratio to the baseline: seal ${(engine.seal / baseline.seal).toFixed(2)}×, open ${(engine.open / baseline.open).toFixed(2)}×.`,
   '',
-  `Responder handshakes (parse + mac1 check + consume initiation + create response + mac1 + derive keys): **${handshakes.toFixed(0)} /s** on one core (4 tweetnacl X25519 operations each dominate).`,
+  "X25519 (operations per CPU second; DH = a scalar times a peer's point, public key = a scalar times the base point):",
+  '',
+  '| implementation | DH /s | public key /s | DH ratio vs baseline | public key ratio vs baseline |',
+  '| --- | ---: | ---: | ---: | ---: |',
+  ...x25519Rates.map(
+    (r) =>
+      `| ${r.name} | ${r.shared.toFixed(0)} | ${r.base.toFixed(0)} | ${(r.shared / x25519Rates[0]!.shared).toFixed(2)} | ${(r.base / x25519Rates[0]!.base).toFixed(2)} |`,
+  ),
+  '',
+  'Responder handshakes on one core (parse + mac1 check + consume initiation + create response + mac1 + derive keys; 4 X25519 operations each):',
+  '',
+  '| responder | handshakes /s | ratio vs baseline |',
+  '| --- | ---: | ---: |',
+  `| tweetnacl X25519 (baseline: the responder before x25519.ts) | ${handshakesBaseline.toFixed(0)} | 1.00 |`,
+  `| crypto/x25519.ts (the engine's) | ${handshakes.toFixed(0)} | ${(handshakes / handshakesBaseline).toFixed(2)} |`,
   '',
   `Tunnel façade (crypto/tunnel.ts), two engines in memory on one core:`,
   '',
   `- encapsulate + decapsulate of ${PACKET}-byte IPv4 packets: **${fmt(mbps(tunnelTransport))} MB/s** (${(mbps(tunnelTransport) / cipherOnly).toFixed(2)}× the engine cipher's seal+open alone, ${fmt(cipherOnly)} MB/s, measured above)`,
   `- complete handshakes (initiation + response + first data packet, both ends): **${tunnelHandshakes.toFixed(0)} /s**`,
+  '',
+  `Allocation on the data path: garbage collections per GB of ${PACKET}-byte packets (${GC_PACKETS} packets each; none is the goal):`,
+  '',
+  '| path | minor GCs per GB | major GCs per GB |',
+  '| --- | ---: | ---: |',
+  ...(
+    [
+      ['@stablelib/chacha20poly1305 seal + open (baseline: new buffers per call)', allocation.baseline],
+      [`${engineName} seal + open into caller buffers`, allocation.engineCipher],
+      ['Tunnel encapsulate + decapsulate (crypto/tunnel.ts)', allocation.tunnel],
+    ] as const
+  ).map(([path, count]) => `| ${path} | ${count.minor.toFixed(1)} | ${count.major.toFixed(1)} |`),
   '',
 ];
 console.log(lines.join('\n'));

@@ -216,9 +216,13 @@ export class GsoSplitter {
     }
     if (gsoType !== GSO_TCPV4 && gsoType !== GSO_TCPV6) return 'gso_unsupported';
     const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
-    const headers = tcpHeaders(packet, gsoType === GSO_TCPV6, csumStart);
     // The kernel's csum_start must be where the TCP header is; hdr_len is only a hint (recomputed here).
-    if (headers === undefined || headers.ip !== csumStart || gsoSize === 0) return 'gso_malformed';
+    if (
+      !readTcpHeaders(packet, gsoType === GSO_TCPV6, csumStart) ||
+      headers.ip !== csumStart ||
+      gsoSize === 0
+    )
+      return 'gso_malformed';
     this.superSegments++;
     return splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out);
   }
@@ -235,30 +239,31 @@ function splitSize(frame: Uint8Array): number {
   return frame.length + segments * (Math.max(headerLength, IPV6_HEADER + 60 + 20) + 3);
 }
 
+/** The header lengths readTcpHeaders found (one reused record: nothing allocated per packet). */
+const headers = { ip: 0, tcp: 0 };
+
 /**
- * IP and TCP header lengths of an IPv4 (not a fragment) or IPv6 TCP packet whose headers fit in it;
- * undefined otherwise. IPv6 extension headers are taken only from the kernel: `transport`, its csum_start,
- * says where TCP begins after them.
+ * Reads the IP and TCP header lengths of an IPv4 (not a fragment) or IPv6 TCP packet into `headers`;
+ * false when it is not one or its headers do not fit. IPv6 extension headers are taken only from the
+ * kernel: `transport`, its csum_start, says where TCP begins after them.
  */
-function tcpHeaders(
-  packet: Uint8Array,
-  v6: boolean,
-  transport = IPV6_HEADER,
-): { ip: number; tcp: number } | undefined {
+function readTcpHeaders(packet: Uint8Array, v6: boolean, transport = IPV6_HEADER): boolean {
   let ip: number;
   if (v6) {
     ip = packet[6] === PROTO_TCP ? IPV6_HEADER : transport;
-    if (!isV6(packet) || (ip <= IPV6_HEADER && packet[6] !== PROTO_TCP)) return undefined;
+    if (!isV6(packet) || (ip <= IPV6_HEADER && packet[6] !== PROTO_TCP)) return false;
   } else {
-    if (packet.length < IPV4_HEADER_MIN + TCP_HEADER_MIN || packet[0]! >> 4 !== 4) return undefined;
+    if (packet.length < IPV4_HEADER_MIN + TCP_HEADER_MIN || packet[0]! >> 4 !== 4) return false;
     ip = (packet[0]! & 0x0f) * 4;
     const fragment = getUint16(packet, 6) & 0x3fff; // MF and the offset
-    if (ip < IPV4_HEADER_MIN || packet[9] !== PROTO_TCP || fragment !== 0) return undefined;
+    if (ip < IPV4_HEADER_MIN || packet[9] !== PROTO_TCP || fragment !== 0) return false;
   }
-  if (packet.length < ip + TCP_HEADER_MIN) return undefined;
+  if (packet.length < ip + TCP_HEADER_MIN) return false;
   const tcp = (packet[ip + 12]! >> 4) * 4;
-  if (tcp < TCP_HEADER_MIN || ip + tcp > packet.length) return undefined;
-  return { ip, tcp };
+  if (tcp < TCP_HEADER_MIN || ip + tcp > packet.length) return false;
+  headers.ip = ip;
+  headers.tcp = tcp;
+  return true;
 }
 
 /** Finishes a partial checksum (the field holds the pseudo-header's sum) over packet[start..end]. */
@@ -309,14 +314,6 @@ function splitSegments(
 
 // --- write side: coalesce -----------------------------------------------------------------------------
 
-/** What the coalescer knows about a packet that may join or start a super-segment. */
-interface Flow {
-  packet: Uint8Array;
-  v6: boolean;
-  ip: number; // IP header length
-  tcp: number; // TCP header length
-}
-
 /**
  * Turns decrypted IP packets into frames for a vnet-header TUN: TCP runs of one flow coalesced behind a
  * GSO header, everything else behind a zero header. Every packet lands in exactly one frame.
@@ -363,17 +360,18 @@ export class GroCoalescer {
   /** Appends packet `index` to the open item of its flow, or starts an item of its own. */
   private place(packets: readonly Uint8Array[], index: number): void {
     const packet = packets[index]!;
-    const flow = coalescable(packet);
+    const tcp = coalescableTcpHeader(packet);
     const open = this.findOpen(packets, packet);
-    if (flow !== undefined && open >= 0 && this.append(packets, open, flow, index)) return;
+    if (tcp > 0 && open >= 0 && this.append(packets, open, index, tcp)) return;
     if (open >= 0) this.close(open); // what follows in this flow must not overtake this packet
     const item = this.heads.length;
+    const ip = isV6(packet) ? IPV6_HEADER : IPV4_HEADER_MIN;
     this.heads.push(index);
     this.tails.push(index);
-    this.itemPayload.push(flow === undefined ? 0 : packet.length - flow.ip - flow.tcp);
+    this.itemPayload.push(tcp > 0 ? packet.length - ip - tcp : 0);
     this.segmentSize.push(this.itemPayload[item]!);
     this.verified.push(false);
-    if (flow !== undefined && (packet[flow.ip + 13]! & TCP_PSH) === 0) this.open.push(item);
+    if (tcp > 0 && (packet[ip + 13]! & TCP_PSH) === 0) this.open.push(item);
   }
 
   /** The open item whose head is in the same TCP flow (addresses and ports) as `packet`, or -1. */
@@ -398,9 +396,11 @@ export class GroCoalescer {
   }
 
   /** Adds the segment to `item` when GRO's rules allow it; false leaves the item as it was. */
-  private append(packets: readonly Uint8Array[], item: number, flow: Flow, index: number): boolean {
+  private append(packets: readonly Uint8Array[], item: number, index: number, tcp: number): boolean {
     const head = packets[this.heads[item]!]!;
-    const { packet, ip, tcp } = flow;
+    const packet = packets[index]!;
+    const v6 = isV6(packet);
+    const ip = v6 ? IPV6_HEADER : IPV4_HEADER_MIN;
     const payload = packet.length - ip - tcp;
     const segmentSize = this.segmentSize[item]!;
     const tail = packets[this.tails[item]!]!;
@@ -409,14 +409,14 @@ export class GroCoalescer {
       payload > segmentSize ||
       ip + tcp + this.itemPayload[item]! + payload > IP_PACKET_MAX ||
       getUint32(packet, ip + 4) !== (getUint32(tail, ip + 4) + tailPayload) >>> 0 ||
-      !sameHeaders(head, packet, flow)
+      !sameHeaders(head, packet, v6, ip, tcp)
     )
       return false;
     if (!this.verified[item]) {
-      if (!tcpChecksumValid(head, flow.v6, ip)) return false;
+      if (!tcpChecksumValid(head, v6, ip)) return false;
       this.verified[item] = true;
     }
-    if (!tcpChecksumValid(packet, flow.v6, ip)) return false;
+    if (!tcpChecksumValid(packet, v6, ip)) return false;
     this.next[this.tails[item]!] = index;
     this.tails[item] = index;
     this.itemPayload[item] = this.itemPayload[item]! + payload;
@@ -478,23 +478,21 @@ function equalBytes(a: Uint8Array, b: Uint8Array, start: number, end: number, bS
 }
 
 /**
- * A TCP segment GRO may merge: IPv4 without options or fragments, or IPv6 without extension headers;
- * IP length matching the packet; only ACK (and PSH) set; some payload.
+ * The TCP header length of a segment GRO may merge, else 0: IPv4 without options or fragments, or IPv6
+ * without extension headers (so its IP header is 20 or 40 bytes); IP length matching the packet; only ACK
+ * (and PSH) set; some payload.
  */
-function coalescable(packet: Uint8Array): Flow | undefined {
+function coalescableTcpHeader(packet: Uint8Array): number {
   const v6 = isV6(packet);
-  const headers = tcpHeaders(packet, v6);
-  if (headers === undefined) return undefined;
+  if (!readTcpHeaders(packet, v6)) return 0;
   const { ip, tcp } = headers;
   const ipLength = v6 ? getUint16(packet, 4) + IPV6_HEADER : getUint16(packet, 2);
-  if ((!v6 && ip !== IPV4_HEADER_MIN) || ipLength !== packet.length || packet.length === ip + tcp)
-    return undefined;
-  if ((packet[ip + 13]! & ~TCP_PSH) !== TCP_ACK) return undefined;
-  return { packet, v6, ip, tcp };
+  if ((!v6 && ip !== IPV4_HEADER_MIN) || ipLength !== packet.length || packet.length === ip + tcp) return 0;
+  return (packet[ip + 13]! & ~TCP_PSH) === TCP_ACK ? tcp : 0;
 }
 
 /** Everything but lengths, ids, checksums and sequence numbers equal, as tcp_gro_receive requires. */
-function sameHeaders(head: Uint8Array, packet: Uint8Array, { v6, ip, tcp }: Flow): boolean {
+function sameHeaders(head: Uint8Array, packet: Uint8Array, v6: boolean, ip: number, tcp: number): boolean {
   if (head.length < ip + tcp || (head[ip + 12]! >> 4) * 4 !== tcp) return false;
   if (v6) {
     // version, traffic class, flow label; next header and hop limit

@@ -70,14 +70,36 @@ async function startNode(): Promise<Node> {
   return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey };
 }
 
-/** Drops counted for `reason`: 0 before its first drop (the counter has no series for it yet). */
-async function drops(metrics: NodeMetrics, reason: string): Promise<number> {
-  const text = await metrics.registry.getSingleMetricAsString('tunnelbyte_node_drops_total');
-  const line = text.split('\n').find((l) => l.startsWith(`tunnelbyte_node_drops_total{reason="${reason}"} `));
+/** A counter's sample for `labels` (as the exposition prints them): 0 before its first count. */
+async function counter(metrics: NodeMetrics, name: string, labels: string): Promise<number> {
+  const text = await metrics.registry.getSingleMetricAsString(name);
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
   if (line === undefined) return 0;
   const count = Number(line.split(' ')[1]);
-  if (!Number.isInteger(count)) throw new Error(`drop counter for ${reason} is not a count: ${line}`);
+  if (!Number.isInteger(count)) throw new Error(`${name}{${labels}} is not a count: ${line}`);
   return count;
+}
+
+const drops = (metrics: NodeMetrics, reason: string): Promise<number> =>
+  counter(metrics, 'tunnelbyte_node_drops_total', `reason="${reason}"`);
+
+/** An initiation from a stranger (a key `to` does not know) with a valid mac1: it costs `to` a DH. */
+function strangerInitiation(to: Node, port: number): Uint8Array {
+  const stranger = new Tunnel({
+    privateKey: nacl.randomBytes(32),
+    randomBytes: secureRandomBytes,
+    wallClockMs: Date.now,
+  });
+  stranger.upsertPeer(
+    to.publicKey,
+    { allowedIps: ['0.0.0.0/0'], endpoint: { address: '127.0.0.1', port } },
+    0,
+  );
+  const initiation = stranger
+    .encapsulate(ipv4('10.9.0.1', '10.0.0.1', new Uint8Array(8)), 0)
+    .find((x) => x.kind === 'send');
+  if (initiation?.kind !== 'send') throw new Error('the stranger made no initiation');
+  return initiation.datagram;
 }
 
 describe('Device', () => {
@@ -179,24 +201,59 @@ describe('Device', () => {
     const cookieReplies: Uint8Array[] = [];
     probe.onDatagram((datagram) => cookieReplies.push(datagram.slice())); // a view: copy to keep
     const to = { address: '127.0.0.1', port: a.device.listenPort };
-    for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKE_BACKLOG; i++) {
-      const stranger = new Tunnel({
-        privateKey: nacl.randomBytes(32),
-        randomBytes: secureRandomBytes,
-        wallClockMs: Date.now,
-      });
-      stranger.upsertPeer(a.publicKey, { allowedIps: ['0.0.0.0/0'], endpoint: to }, 0);
-      const initiation = stranger
-        .encapsulate(ipv4('10.9.0.1', '10.0.0.1', new Uint8Array(8)), 0)
-        .find((x) => x.kind === 'send');
-      if (initiation?.kind === 'send') probe.send(initiation.datagram, to);
-    }
+    for (let i = 0; i < 2 * UNDER_LOAD_HANDSHAKE_BACKLOG; i++) probe.send(strangerInitiation(a, to.port), to);
     await eventually('a cookie reply', () => cookieReplies.length > 0);
     await probe.close();
     expect(cookieReplies[0]![0]).toBe(3);
     expect(cookieReplies[0]!.length).toBe(64);
     expect(await drops(a.metrics, 'cookie_sent')).toBeGreaterThan(0);
   });
+
+  test('during a flood of initiations a real peer connects within 2 retries; the flood gets cookies, not DHs (counted)', async () => {
+    // b is the responder under attack; a is its real peer. The flood: bursts of ten times the backlog that
+    // means load, every 20 ms until a is through (well above what one core answers: bench-crypto's
+    // responder handshakes per second), of initiations from strangers with valid mac1s, which would each
+    // cost b a DH if b were not under load.
+    const probe = await openUdp({ host: '127.0.0.1' });
+    const to = { address: '127.0.0.1', port: b.device.listenPort };
+    const strangers = Array.from({ length: 4 }, () => strangerInitiation(b, to.port));
+    let sent = 0;
+    const burst = () => {
+      for (let i = 0; i < 10 * UNDER_LOAD_HANDSHAKE_BACKLOG; i++, sent++) probe.send(strangers[i % 4]!, to);
+    };
+    burst();
+    await eventually('b under load', async () => (await drops(b.metrics, 'cookie_sent')) > 0);
+    const flood = setInterval(burst, 20);
+    try {
+      a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+      await eventually('a’s packet through b', () => b.packets.written.length === 1, {
+        timeoutMs: 20_000,
+      });
+    } finally {
+      clearInterval(flood);
+      await probe.close();
+    }
+    const initiations = (node: Node, direction: string) =>
+      counter(
+        node.metrics,
+        'tunnelbyte_node_handshake_messages_total',
+        `type="initiation",direction="${direction}"`,
+      );
+    // a's first initiation got a cookie reply; its retransmission carried mac2 and was answered.
+    expect(await initiations(a, 'tx')).toBeLessThanOrEqual(3);
+    expect(
+      await counter(
+        a.metrics,
+        'tunnelbyte_node_handshake_messages_total',
+        'type="cookie_reply",direction="rx"',
+      ),
+    ).toBeGreaterThan(0);
+    // Of the flood, only initiations before the first backlog was seen cost a DH (they end as
+    // handshake_invalid: an unknown static key); the rest got cookie replies.
+    expect(sent).toBeGreaterThan(100 * UNDER_LOAD_HANDSHAKE_BACKLOG);
+    expect(await drops(b.metrics, 'handshake_invalid')).toBeLessThan(2 * UNDER_LOAD_HANDSHAKE_BACKLOG);
+    expect(await drops(b.metrics, 'cookie_sent')).toBeGreaterThan(sent / 2);
+  }, 30_000);
 
   test('the private key never prints, yet status() hands a plain copy to UAPI get', () => {
     const everything = { depth: Infinity, maxArrayLength: Infinity, breakLength: Infinity, compact: true };

@@ -93,6 +93,8 @@ const envSchema = z.object({
   TB_NODE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(600),
   /** The heartbeat interval handed to nodes; a node is lost after 3 intervals without one. */
   TB_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** How often each broker closes expired sessions and fails over lost nodes; default min(5000, TB_HEARTBEAT_MS). */
+  TB_REAP_INTERVAL_MS: z.coerce.number().int().min(10).max(86_400_000).optional(),
   /** Set: /metrics moves off the API port to its own listener on METRICS_HOST. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   METRICS_HOST: z.string().default('127.0.0.1'),
@@ -130,6 +132,8 @@ export interface Config {
   };
   /** Heartbeat interval (ms) handed to nodes at registration and in every heartbeat answer. */
   heartbeatMs: number;
+  /** How often the reaper runs (services/reaper.ts). */
+  reapIntervalMs: number;
   /** undefined: /metrics is served on the API port. */
   metrics: { port: number | undefined; host: string };
   /** External base URL without a trailing slash: the OAuth issuer. */
@@ -189,6 +193,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       nodeRequestsPerMinute: e.TB_NODE_REQUESTS_PER_MINUTE,
     },
     heartbeatMs: e.TB_HEARTBEAT_MS,
+    reapIntervalMs: e.TB_REAP_INTERVAL_MS ?? Math.min(5000, e.TB_HEARTBEAT_MS),
     metrics: { port: e.METRICS_PORT, host: e.METRICS_HOST },
     publicUrl: (e.TB_PUBLIC_URL ?? defaultPublicUrl(e.HOST, e.PORT)).replace(/\/+$/, ''),
     stripe: {

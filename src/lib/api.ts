@@ -179,7 +179,17 @@ export const Session = z
     id: z.string().meta({ example: 'ses_4Xb2…' }),
     status: z.enum(SESSION_STATUSES),
     region: z.string(),
-    node: SessionNode,
+    node: SessionNode.meta({
+      description: 'the node the session is on now: another one of the region after a failover',
+    }),
+    config: z.string().meta({
+      description:
+        'wg-quick file for the current node; PrivateKey = <your private key> (and PresharedKey = <your preshared key>) stand in for keys shown only at creation',
+    }),
+    moved_at: z.string().nullable().meta({
+      description:
+        'when the session last moved to another node (its node was lost or removed); null if never',
+    }),
     created_at: z.string(),
     expires_at: z.string(),
     last_handshake_at: z.string().nullable(),

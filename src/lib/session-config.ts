@@ -9,6 +9,12 @@ import { formatWgQuick } from './wgquick.js';
 /** The PrivateKey line of a config whose key pair the client made: the broker never sees that key. */
 export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
 
+/**
+ * The PresharedKey line of a config written after the session's creation: the key was shown once, in
+ * the 201, and the client keeps it. A peer whose preshared_key is this placeholder gets this line.
+ */
+export const PRESHARED_KEY_PLACEHOLDER = '<your preshared key>';
+
 /** The parts of a created session (docs/API.md "Sessions") its config is made of. */
 export interface SessionFields {
   interface: Pick<SessionInterface, 'addresses' | 'dns'>;
@@ -21,7 +27,13 @@ export type ConfigText = { ok: true; text: string } | { ok: false; message: stri
 export function sessionWgQuick(session: SessionFields, privateKey: Uint8Array | null): ConfigText {
   const { peer } = session;
   const publicKey = keyFromBase64(peer.public_key);
-  const presharedKey = peer.preshared_key ? keyFromBase64(peer.preshared_key) : undefined;
+  const hiddenPresharedKey = peer.preshared_key === PRESHARED_KEY_PLACEHOLDER;
+  // A zero key stands in for a key this side does not show; its line is replaced below.
+  const presharedKey = hiddenPresharedKey
+    ? new Uint8Array(32)
+    : peer.preshared_key
+      ? keyFromBase64(peer.preshared_key)
+      : undefined;
   const endpoint = parseEndpoint(peer.endpoint);
   if (!publicKey || !endpoint.ok || (peer.preshared_key && !presharedKey)) {
     return { ok: false, message: 'its peer fields are malformed' };
@@ -52,8 +64,9 @@ export function sessionWgQuick(session: SessionFields, privateKey: Uint8Array | 
   } catch {
     return { ok: false, message: 'its fields are not canonical' };
   }
-  return {
-    ok: true,
-    text: privateKey ? text : text.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`),
-  };
+  if (!privateKey) text = text.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`);
+  if (hiddenPresharedKey) {
+    text = text.replace(/^PresharedKey = .*$/m, `PresharedKey = ${PRESHARED_KEY_PLACEHOLDER}`);
+  }
+  return { ok: true, text };
 }

@@ -8,7 +8,7 @@ import { createAccount, issueKey } from '../../src/broker/services/accounts.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 import { USER_SCOPES } from '../../src/broker/scopes.js';
-import { keys } from '../../src/broker/store/keys.js';
+import { keys, poolTag } from '../../src/broker/store/keys.js';
 import type { Redis } from '../../src/broker/store/redis.js';
 import { createAuthFixture, type AuthFixture, type Principal } from './authz.js';
 import { startBroker, type TestBroker } from './helpers.js';
@@ -57,6 +57,8 @@ export async function startPlane(
     clock: () => now,
     server: options.server,
     env: {
+      // Tests drive the reaper themselves (reapExpired, failoverRound), on the injected clock.
+      TB_REAP_INTERVAL_MS: '86400000',
       ...options.env,
       PUBLIC_BURST: '1000000',
       TB_TIERS: JSON.stringify({
@@ -138,39 +140,56 @@ export async function startPlane(
 
 /**
  * The data-plane invariants of one region, checked straight in Redis:
- * - every address index from 2 to the node's counter is either leased or free, never both (no leak);
- * - each lease, peer entry and expiry entry belongs to an open session that points back at it;
- * - each open session holds exactly one lease and one peer entry, and is in the expiry index;
- * - replaying the node's whole feed gives exactly its peer set.
+ * - per pool of the region, every address index from 2 to the pool's counter is either leased or free,
+ *   never both (no leak);
+ * - each lease belongs to an open session of that pool that points back at it, and that session's node
+ *   carries its peer; each peer entry belongs to an open session on that node;
+ * - each open session holds exactly one lease and one peer entry, and is in the expiry index; a lost one
+ *   (its node lost with no room elsewhere) holds neither, and stays in the index until it expires;
+ * - replaying each node's whole feed gives exactly its peer set.
  * Returns the number of open sessions per node.
  */
 export async function checkPlane(redis: Redis, region: string): Promise<Map<string, number>> {
-  const nodeIds = await redis.zrange(keys.regionNodes(region), 0, -1);
+  const nodeIds = [
+    ...new Set([
+      ...(await redis.zrange(keys.regionNodes(region), 0, -1)),
+      ...(await redis.smembers(keys.regionRemovedNodes(region))),
+    ]),
+  ];
   const expiry = new Set(await redis.zrange(keys.regionExpiry(region), 0, -1));
   const openPerNode = new Map<string, number>();
-  const seenOpen = new Set<string>();
+  const leased = new Set<string>();
+  const pools = new Map<string, { v4: string; v6: string }>();
   for (const nodeId of nodeIds) {
-    const next = Number(await redis.hget(keys.regionNode(region, nodeId), 'next_index'));
-    const leases = await redis.hgetall(keys.nodeLeases(region, nodeId));
-    const free = await redis.zrange(keys.nodeFreeAddresses(region, nodeId), 0, -1);
-    const peers = await redis.hgetall(keys.nodePeers(region, nodeId));
+    const [v4, v6] = await redis.hmget(keys.regionNode(region, nodeId), 'pool_v4', 'pool_v6');
+    if (v4 && v6) pools.set(poolTag({ v4, v6 }), { v4, v6 });
+  }
+  for (const [tag, pool] of pools) {
+    const next = Number((await redis.get(keys.addressCounter(region, pool))) ?? 1);
+    const leases = await redis.hgetall(keys.addressLeases(region, pool));
+    const free = await redis.zrange(keys.freeAddresses(region, pool), 0, -1);
     for (const idx of free) expect(leases[idx]).toBeUndefined();
     const covered = new Set([...Object.keys(leases), ...free].map(Number));
     expect(covered.size).toBe(Object.keys(leases).length + free.length);
-    const expected = new Set(Array.from({ length: Math.max(0, next - 1) }, (_, i) => i + 2));
-    expect([...covered].sort((a, b) => a - b)).toEqual([...expected].sort((a, b) => a - b));
-
+    const expected = Array.from({ length: Math.max(0, next - 1) }, (_, i) => i + 2);
+    expect([...covered].sort((a, b) => a - b)).toEqual(expected);
     for (const [idx, sessionId] of Object.entries(leases)) {
       const s = await redis.hgetall(keys.session(region, sessionId));
-      expect({ state: s.state, node: s.node, idx: s.idx }).toEqual({ state: 'open', node: nodeId, idx });
-      expect(peers[s.public_key!]).toBeDefined();
-      expect(JSON.parse(peers[s.public_key!]!)).toMatchObject({ ses: sessionId, idx: Number(idx) });
+      expect({ state: s.state, pool: s.pool, idx: s.idx }).toEqual({ state: 'open', pool: tag, idx });
+      const peer = await redis.hget(keys.nodePeers(region, s.node!), s.public_key!);
+      expect(JSON.parse(peer ?? 'null')).toMatchObject({ ses: sessionId, idx: Number(idx) });
       expect(expiry.has(sessionId)).toBe(true);
-      seenOpen.add(sessionId);
+      expect(leased.has(sessionId)).toBe(false);
+      leased.add(sessionId);
     }
-    expect(Object.keys(peers).length).toBe(Object.keys(leases).length);
-    openPerNode.set(nodeId, Object.keys(leases).length);
-
+  }
+  for (const nodeId of nodeIds) {
+    const peers = await redis.hgetall(keys.nodePeers(region, nodeId));
+    for (const json of Object.values(peers)) {
+      const { ses } = JSON.parse(json) as { ses: string };
+      expect(await redis.hmget(keys.session(region, ses), 'state', 'node')).toEqual(['open', nodeId]);
+    }
+    openPerNode.set(nodeId, Object.keys(peers).length);
     // Replaying the whole feed (never trimmed in these tests) yields the peer set.
     const replay = new Map<string, string>();
     for (const [, flat] of await redis.xrange(keys.nodeFeed(region, nodeId), '-', '+')) {
@@ -182,7 +201,12 @@ export async function checkPlane(redis: Redis, region: string): Promise<Map<stri
       Object.fromEntries(Object.entries(peers).map(([pk, json]) => [pk, String(JSON.parse(json).idx)])),
     );
   }
-  for (const sessionId of expiry) expect(seenOpen.has(sessionId)).toBe(true);
+  const peerCount = [...openPerNode.values()].reduce((a, b) => a + b, 0);
+  expect(peerCount).toBe(leased.size);
+  for (const sessionId of expiry) {
+    const state = await redis.hget(keys.session(region, sessionId), 'state');
+    expect(state === 'lost' || leased.has(sessionId)).toBe(true);
+  }
   // No open session record without a lease (records of closed ones may remain, for reading).
   let cursor = '0';
   do {
@@ -196,7 +220,9 @@ export async function checkPlane(redis: Redis, region: string): Promise<Map<stri
     cursor = nextCursor;
     for (const key of found) {
       const state = await redis.hget(key, 'state');
-      if (state === 'open') expect(seenOpen.has(key.slice(key.lastIndexOf(':') + 1))).toBe(true);
+      const id = key.slice(key.lastIndexOf(':') + 1);
+      if (state === 'open') expect(leased.has(id)).toBe(true);
+      if (state === 'lost') expect(expiry.has(id)).toBe(true);
     }
   } while (cursor !== '0');
   return openPerNode;

@@ -4,6 +4,7 @@ import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { keyToBase64 } from '../../src/lib/wgkey.js';
 import nacl from 'tweetnacl';
 import { keys } from '../../src/broker/store/keys.js';
+import { POOL_PREFIXES } from '../../src/lib/addresses.js';
 import { MAX_TTL_SECONDS, ACTIVE_HANDSHAKE_MS } from '../../src/broker/services/sessions.js';
 import { PRIVATE_KEY_PLACEHOLDER } from '../../src/lib/session-config.js';
 import { sessionConfig } from '../../src/cli/wgconfig.js';
@@ -291,6 +292,9 @@ describe('GET /v1/sessions and /v1/sessions/{id}', () => {
       status: 'pending',
       region: 'eu-west',
       node: b.body.node,
+      // The creation's config, the private key (shown once) replaced by its placeholder.
+      config: b.body.config.replace(/^PrivateKey = .*$/m, `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`),
+      moved_at: null,
       created_at: b.body.created_at,
       expires_at: b.body.expires_at,
       last_handshake_at: null,
@@ -298,6 +302,7 @@ describe('GET /v1/sessions and /v1/sessions/{id}', () => {
       tx_bytes: 0,
       closed_reason: null,
     });
+    expect(res.body.sessions[0].config).not.toBe(b.body.config);
   });
 
   test('2. status: pending → active (handshake) → idle → node_lost → expired; counters from reports', async () => {
@@ -365,7 +370,7 @@ describe('DELETE /v1/sessions/{id}', () => {
     const last = (await redis.xrange(keys.nodeFeed('eu-west', eu.id), '-', '+')).at(-1)!;
     expect(last[1].slice(0, 4)).toEqual(['op', 'del', 'public_key', client.publicKey]);
     const idx = Number(s.body.interface.addresses[0].split('.')[3].split('/')[0]);
-    expect(await redis.zscore(keys.nodeFreeAddresses('eu-west', eu.id), String(idx))).toBe(String(idx));
+    expect(await redis.zscore(keys.freeAddresses('eu-west', POOL_PREFIXES), String(idx))).toBe(String(idx));
     expect((await plane.as(p, 'get', `/v1/sessions/${s.body.id}`)).body.status).toBe('closed');
     expect((await plane.as(p, 'delete', `/v1/sessions/${s.body.id}`)).status).toBe(204);
     await beat(eu);

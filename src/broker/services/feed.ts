@@ -16,6 +16,8 @@ import { waitForReady, type Redis } from '../store/redis.js';
 import { runFeedRead, type StreamEntry } from './lua.js';
 import { nodePool } from './nodes.js';
 
+/** Per-node feed length; a node further behind than this gets the full peer set. */
+export const FEED_MAX_LENGTH = 10_000;
 /** Longest wait of one long poll (under common 30 s proxy timeouts). */
 export const MAX_WAIT_MS = 25_000;
 /** Entries returned by one poll at most; the rest come with the next one. */

@@ -9,7 +9,8 @@
 //
 // Each script has one typed wrapper below it: services call the wrapper with named fields, and only the
 // wrapper knows the script's positional KEYS and ARGV.
-import { keys } from '../store/keys.js';
+import { NODE_ADDRESS_INDEX, POOL_PREFIXES, type Pool } from '../../lib/addresses.js';
+import { keys, poolTag } from '../store/keys.js';
 import { LuaScript, type Redis } from '../store/redis.js';
 import { HEALTHY_INTERVALS } from './regions.js';
 
@@ -24,65 +25,86 @@ const IN_TIME = `local function inTime(now, lastBeat, intervalMs, fallbackMs)
   return tonumber(now) - tonumber(lastBeat) <= ${HEALTHY_INTERVALS} * (tonumber(intervalMs) or tonumber(fallbackMs))
 end`;
 
-/**
- * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, heartbeat interval
- * (ms) of nodes that recorded none, session id, account, client public key, psk ('' = none), expires_at, anchor, max address
- * index, feed max length, region.
- * → {'ok', node, endpoint, node public key, address index, pool v4, pool v6} | {'no_capacity'} |
- *   {'duplicate_key'}. The max address index is the node's own (its pool's) when it has one.
- */
-export const CREATE_SESSION = new LuaScript(
-  'create-session',
-  `${INT}
-${IN_TIME}
-local prefix, now, sid, account, pk, psk = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local maxIndex = tonumber(ARGV[10])
+/** A pool's tag (store/keys.ts poolTag); nodes registered before pools were settings have the default. */
+const POOL_TAG = `local function poolTag(v4, v6, default)
+  if v4 and v6 then return v4 .. ',' .. v6 end
+  return default
+end`;
 
--- 1. Decide (reads only): the least-loaded healthy, non-draining node with room that does not
---    already carry this public key (one WireGuard peer per key per interface).
-local best, bestScore, bestLeases, duplicate
-local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #members, 2 do
-  local id = members[i]
-  local n = redis.call('HMGET', prefix .. 'node:' .. id, 'draining', 'load', 'capacity', 'heartbeat_ms')
-  local capacity = tonumber(n[3])
-  if capacity and n[1] ~= '1' and inTime(now, members[i + 1], n[4], ARGV[3]) then
-    local leases = redis.call('HLEN', prefix .. 'leases:' .. id)
-    if leases < capacity then
-      if redis.call('HEXISTS', prefix .. 'peers:' .. id, pk) == 1 then
-        duplicate = true
-      else
-        local score = math.max(tonumber(n[2]) or 0, leases / capacity)
-        if not best or score < bestScore or (score == bestScore and leases < bestLeases) then
-          best, bestScore, bestLeases = id, score, leases
+/**
+ * The node a peer goes to: the least-loaded healthy, non-draining node below capacity that does not
+ * carry the public key yet (one WireGuard peer per key per interface), of pool `tag` when one is given,
+ * never `skip`. Reads only. → node id or nil, and whether some node was passed over only for the key.
+ */
+const PICK = `${IN_TIME}
+${POOL_TAG}
+local function pick(prefix, nodesKey, now, fallbackMs, defaultTag, pk, tag, skip)
+  local best, bestScore, bestCount, duplicate
+  local members = redis.call('ZRANGE', nodesKey, 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    local id = members[i]
+    local n = redis.call('HMGET', prefix .. 'node:' .. id,
+      'draining', 'load', 'capacity', 'heartbeat_ms', 'pool_v4', 'pool_v6')
+    local capacity = tonumber(n[3])
+    if id ~= skip and capacity and n[1] ~= '1' and inTime(now, members[i + 1], n[4], fallbackMs)
+        and (not tag or poolTag(n[5], n[6], defaultTag) == tag) then
+      local peers = prefix .. 'peers:' .. id
+      local count = redis.call('HLEN', peers)
+      if count < capacity then
+        if redis.call('HEXISTS', peers, pk) == 1 then
+          duplicate = true
+        else
+          local score = math.max(tonumber(n[2]) or 0, count / capacity)
+          if not best or score < bestScore or (score == bestScore and count < bestCount) then
+            best, bestScore, bestCount = id, score, count
+          end
         end
       end
     end
   end
-end
-if not best then return {duplicate and 'duplicate_key' or 'no_capacity'} end
+  return best, duplicate
+end`;
 
-local nodeKey = prefix .. 'node:' .. best
-local freeKey = prefix .. 'free:' .. best
-local freed = redis.call('ZRANGE', freeKey, 0, 0)[1]
-local idx = tonumber(freed or (tonumber(redis.call('HGET', nodeKey, 'next_index') or '1') + 1))
-local node = redis.call('HMGET', nodeKey, 'endpoint', 'public_key', 'pool_v4', 'pool_v6', 'max_index')
-if idx > (tonumber(node[5]) or maxIndex) then return {'no_capacity'} end
+/**
+ * Create a session. KEYS: region nodes ZSET, region expiry ZSET. ARGV: prefix, now, heartbeat interval
+ * (ms) of nodes that recorded none, session id, account, client public key, psk ('' = none),
+ * expires_at, anchor, max address index of nodes that recorded none, feed max length, region, default
+ * pool tag.
+ * The address is the lowest free one of the node's pool in the whole region, so the session can move
+ * to any node of that pool keeping it.
+ * → {'ok', node, endpoint, node public key, address index, pool tag} | {'no_capacity'} | {'duplicate_key'}
+ */
+export const CREATE_SESSION = new LuaScript(
+  'create-session',
+  `${INT}
+${PICK}
+local prefix, now, sid, account, pk, psk = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+
+-- 1. Decide (reads only): the node, then the lowest free address of its pool in the region.
+local best, duplicate = pick(prefix, KEYS[1], now, ARGV[3], ARGV[13], pk, nil, nil)
+if not best then return {duplicate and 'duplicate_key' or 'no_capacity'} end
+local node = redis.call('HMGET', prefix .. 'node:' .. best, 'endpoint', 'public_key', 'pool_v4', 'pool_v6', 'max_index')
+local tag = poolTag(node[3], node[4], ARGV[13])
+local leases, free, counter = prefix .. 'leases:' .. tag, prefix .. 'free:' .. tag, prefix .. 'next:' .. tag
+local freed = redis.call('ZRANGE', free, 0, 0)[1]
+local idx = tonumber(freed or ((tonumber(redis.call('GET', counter)) or ${NODE_ADDRESS_INDEX}) + 1))
+if idx > (tonumber(node[5]) or tonumber(ARGV[10])) then return {'no_capacity'} end
 
 -- 2. Write (nothing below can fail).
-if freed then redis.call('ZREM', freeKey, freed) else redis.call('HSET', nodeKey, 'next_index', int(idx)) end
-redis.call('HSET', prefix .. 'leases:' .. best, int(idx), sid)
+if freed then redis.call('ZREM', free, freed) else redis.call('SET', counter, int(idx)) end
+redis.call('HSET', leases, int(idx), sid)
 local peer = {ses = sid, idx = idx}
 if psk ~= '' then peer.psk = psk end
 redis.call('HSET', prefix .. 'peers:' .. best, pk, cjson.encode(peer))
 redis.call('HSET', prefix .. 'ses:' .. sid,
   'id', sid, 'account', account, 'region', ARGV[12], 'node', best, 'public_key', pk, 'idx', int(idx),
+  'pool', tag, 'psk', psk ~= '' and '1' or '0',
   'state', 'open', 'created_at', now, 'expires_at', ARGV[8], 'anchor', ARGV[9],
   'rx', 0, 'tx', 0, 'rx_last', 0, 'tx_last', 0, 'handshake', 0)
 redis.call('ZADD', KEYS[2], ARGV[8], sid)
 redis.call('XADD', prefix .. 'feed:' .. best, 'MAXLEN', '~', ARGV[11], '*',
   'op', 'add', 'public_key', pk, 'idx', int(idx), 'psk', psk)
-return {'ok', best, node[1] or '', node[2] or '', int(idx), node[3] or '', node[4] or ''}`,
+return {'ok', best, node[1] or '', node[2] or '', int(idx), tag}`,
 );
 
 export type CreateSessionOutcome =
@@ -92,10 +114,15 @@ export type CreateSessionOutcome =
       endpoint: string;
       nodePublicKey: string;
       addressIndex: number;
-      /** The node's pool fields (empty for records written before pools were settings). */
-      pool: [v4: string, v6: string];
+      pool: Pool;
     }
   | { outcome: 'no_capacity' | 'duplicate_key' };
+
+/** The pool a tag names (store/keys.ts poolTag). */
+export const poolOfTag = (tag: string): Pool => {
+  const [v4 = '', v6 = ''] = tag.split(',');
+  return { v4, v6 };
+};
 
 export async function runCreateSession(
   redis: Redis,
@@ -131,33 +158,43 @@ export async function runCreateSession(
       a.maxAddressIndex,
       a.feedMaxLength,
       a.region,
+      poolTag(POOL_PREFIXES),
     ],
-  )) as [string, string, string, string, string, string, string];
+  )) as [string, string, string, string, string, string];
   if (reply[0] !== 'ok') return { outcome: reply[0] === 'duplicate_key' ? 'duplicate_key' : 'no_capacity' };
-  const [, nodeId, endpoint, nodePublicKey, index, v4, v6] = reply;
-  return { outcome: 'ok', nodeId, endpoint, nodePublicKey, addressIndex: Number(index), pool: [v4, v6] };
+  const [, nodeId, endpoint, nodePublicKey, index, tag] = reply;
+  return {
+    outcome: 'ok',
+    nodeId,
+    endpoint,
+    nodePublicKey,
+    addressIndex: Number(index),
+    pool: poolOfTag(tag),
+  };
 }
 
 /**
- * Close a session: free its address, drop its peer and tell the node. KEYS: session HASH.
- * ARGV: prefix, session id, owner account ('' = any), new state (closed|expired), retention
- * seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the reaper),
- * closed_reason ('' = none).
+ * Close a session (open, or lost with its node): free its address, drop its peer and tell the node.
+ * KEYS: session HASH. ARGV: prefix, session id, owner account ('' = any), new state (closed|expired),
+ * retention seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the
+ * reaper), closed_reason ('' = none).
  * → {'closed', account} | {'gone', account} (already closed) | {'missing'} | {'not_due'}
  */
 export const CLOSE_SESSION = new LuaScript(
   'close-session',
   `local prefix, sid = ARGV[1], ARGV[2]
-local s = redis.call('HMGET', KEYS[1], 'account', 'node', 'public_key', 'idx', 'state', 'expires_at')
+local s = redis.call('HMGET', KEYS[1], 'account', 'node', 'public_key', 'idx', 'state', 'expires_at', 'pool')
 if not s[5] or (ARGV[3] ~= '' and s[1] ~= ARGV[3]) then return {'missing'} end
-if s[5] ~= 'open' then return {'gone', s[1]} end
+if s[5] ~= 'open' and s[5] ~= 'lost' then return {'gone', s[1]} end
 if ARGV[8] == '1' and tonumber(s[6]) > tonumber(ARGV[6]) then return {'not_due'} end
 
-local leases = prefix .. 'leases:' .. s[2]
+-- Records from before regional leases hold their lease under the node's id.
+local pool = s[7] or s[2]
+local leases = prefix .. 'leases:' .. pool
 -- Each free is guarded by ownership, so a replay can never free what another session holds.
 if redis.call('HGET', leases, s[4]) == sid then
   redis.call('HDEL', leases, s[4])
-  redis.call('ZADD', prefix .. 'free:' .. s[2], s[4], s[4])
+  redis.call('ZADD', prefix .. 'free:' .. pool, s[4], s[4])
 end
 local peers = prefix .. 'peers:' .. s[2]
 local current = redis.call('HGET', peers, s[3])
@@ -208,6 +245,124 @@ export async function runCloseSession(
     ],
   )) as [CloseOutcome, string | undefined];
   return { outcome, account };
+}
+
+/**
+ * Exit failover for one node that is lost (3 missed heartbeats) or removed: each of its peers moves to
+ * another node of the region with the same pool and room (`pick`), keeping its public key, address
+ * index and preshared key; the feeds tell both nodes. A peer with nowhere to go leaves the node and
+ * frees its address, and its session becomes `lost`. A node seen in time since the caller looked is
+ * left alone. Peers are done one at a time, each decided before it is written, so a script cut short
+ * leaves every peer either done or untouched, and running it again (another broker's reaper) finds
+ * only what is left: no peer moves twice.
+ * KEYS: region nodes ZSET, region removed-nodes SET. ARGV: prefix, now, heartbeat interval (ms) of
+ * nodes that recorded none, default pool tag, node id, HSCAN cursor, batch size, feed max length,
+ * session id ('' = a batch of the node's peers from the cursor; else only that session's peer).
+ * → {'alive'} | {'ok', next cursor ('0': done), {moved session id…}, {lost session id, account, …}}
+ */
+export const FAILOVER_NODE = new LuaScript(
+  'failover-node',
+  `${INT}
+${PICK}
+local prefix, now, from = ARGV[1], ARGV[2], ARGV[5]
+local beat = redis.call('ZSCORE', KEYS[1], from)
+local fromNode = redis.call('HMGET', prefix .. 'node:' .. from, 'heartbeat_ms', 'pool_v4', 'pool_v6')
+if beat and inTime(now, beat, fromNode[1], ARGV[3]) then return {'alive'} end
+
+local peersKey = prefix .. 'peers:' .. from
+local cursor, entries = '0', {}
+if ARGV[9] ~= '' then
+  local s = redis.call('HMGET', prefix .. 'ses:' .. ARGV[9], 'node', 'public_key', 'state')
+  if s[3] == 'open' and s[1] == from then entries = {s[2], ''} end
+else
+  local page = redis.call('HSCAN', peersKey, ARGV[6], 'COUNT', ARGV[7])
+  cursor, entries = page[1], page[2]
+end
+
+local moved, lost = {}, {}
+for i = 1, #entries, 2 do
+  local pk = entries[i]
+  -- HSCAN may return a field twice: only a peer still on this node is handled.
+  local json = redis.call('HGET', peersKey, pk)
+  if json then
+    local peer = cjson.decode(json)
+    local key = prefix .. 'ses:' .. peer.ses
+    local s = redis.call('HMGET', key, 'account', 'pool')
+    local tag = s[2] or poolTag(fromNode[2], fromNode[3], ARGV[4])
+    local to = pick(prefix, KEYS[1], now, ARGV[3], ARGV[4], pk, tag, from)
+    local idx = int(peer.idx)
+    redis.call('HDEL', peersKey, pk)
+    redis.call('XADD', prefix .. 'feed:' .. from, 'MAXLEN', '~', ARGV[8], '*',
+      'op', 'del', 'public_key', pk, 'idx', idx, 'psk', '')
+    if to then
+      redis.call('HSET', prefix .. 'peers:' .. to, pk, json)
+      redis.call('XADD', prefix .. 'feed:' .. to, 'MAXLEN', '~', ARGV[8], '*',
+        'op', 'add', 'public_key', pk, 'idx', idx, 'psk', peer.psk or '')
+      -- The new node counts from zero, and the client has yet to shake hands with it.
+      redis.call('HSET', key, 'node', to, 'moved_at', now, 'rx_last', 0, 'tx_last', 0, 'handshake', 0)
+      table.insert(moved, peer.ses)
+    else
+      local leases = prefix .. 'leases:' .. tag
+      if redis.call('HGET', leases, idx) == peer.ses then
+        redis.call('HDEL', leases, idx)
+        redis.call('ZADD', prefix .. 'free:' .. tag, idx, idx)
+      end
+      redis.call('HSET', key, 'state', 'lost', 'lost_at', now)
+      table.insert(lost, peer.ses)
+      table.insert(lost, s[1] or '')
+    end
+  end
+end
+if not beat and redis.call('EXISTS', peersKey) == 0 then redis.call('SREM', KEYS[2], from) end
+return {'ok', cursor, moved, lost}`,
+);
+
+export type FailoverOutcome =
+  | { outcome: 'alive' }
+  | {
+      outcome: 'ok';
+      /** '0' when the node's peers are all done. */
+      cursor: string;
+      moved: string[];
+      /** Sessions that found no room: no longer on any node. */
+      lost: { sessionId: string; accountId: string }[];
+    };
+
+export async function runFailoverNode(
+  redis: Redis,
+  a: {
+    region: string;
+    nodeId: string;
+    now: number;
+    /** The interval of nodes whose record has none. */
+    heartbeatMs: number;
+    cursor: string;
+    batch: number;
+    feedMaxLength: number;
+    /** Only this session (when it is on the node). */
+    sessionId?: string;
+  },
+): Promise<FailoverOutcome> {
+  const reply = (await FAILOVER_NODE.run(
+    redis,
+    [keys.regionNodes(a.region), keys.regionRemovedNodes(a.region)],
+    [
+      keys.regionPrefix(a.region),
+      a.now,
+      a.heartbeatMs,
+      poolTag(POOL_PREFIXES),
+      a.nodeId,
+      a.cursor,
+      a.batch,
+      a.feedMaxLength,
+      a.sessionId ?? '',
+    ],
+  )) as ['alive'] | ['ok', string, string[], string[]];
+  if (reply[0] === 'alive') return { outcome: 'alive' };
+  const [, cursor, moved, flat] = reply;
+  const lost = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) lost.push({ sessionId: flat[i]!, accountId: flat[i + 1]! });
+  return { outcome: 'ok', cursor, moved, lost };
 }
 
 /**

@@ -5,7 +5,7 @@
 // /v1/regions and GET /v1/admin/nodes read; `{region:<id>}:node:<id>` plus the region's `nodes`
 // ZSET (scored by last heartbeat) are what the session-creation script reads, in the region's slot.
 import { createHash } from 'node:crypto';
-import { NODE_ADDRESS_INDEX, POOL_PREFIXES, poolMaxIndex, type Pool } from '../../lib/addresses.js';
+import { POOL_PREFIXES, poolMaxIndex, type Pool } from '../../lib/addresses.js';
 import type { BrokerContext } from '../context.js';
 import { conflict, invalidRequest, notFound, unauthorized } from '../errors.js';
 import { keys } from '../store/keys.js';
@@ -93,11 +93,11 @@ export async function registerNode(
     throw conflict(`This node token enrolls at most ${token.maxNodes} nodes.`);
   }
   const regionKey = keys.regionNode(input.region, nodeId);
-  const [leases, held] = await Promise.all([
-    ctx.redis.hlen(keys.nodeLeases(input.region, nodeId)),
+  const [peers, held] = await Promise.all([
+    ctx.redis.hlen(keys.nodePeers(input.region, nodeId)),
     ctx.redis.hmget(regionKey, 'pool_v4', 'pool_v6'),
   ]);
-  const pool = leases > 0 ? nodePool(held) : region.pool;
+  const pool = peers > 0 ? nodePool(held) : region.pool;
   const { heartbeatMs } = ctx.config;
   // The region-slot half first: once the ZSET lists the node, sessions may be placed on it.
   await execAll(
@@ -115,7 +115,7 @@ export async function registerNode(
         heartbeat_ms: heartbeatMs,
       })
       .hsetnx(regionKey, 'load', '0')
-      .hsetnx(regionKey, 'next_index', String(NODE_ADDRESS_INDEX))
+      .srem(keys.regionRemovedNodes(input.region), nodeId)
       .zadd(keys.regionNodes(input.region), now, nodeId),
   );
   await ctx.redis.hset(keys.node(nodeId), {
@@ -139,14 +139,20 @@ export async function registerNode(
 }
 
 /**
- * Takes a node out: no new sessions go to it, its sessions read node_lost, its calls get 404, and
- * (with `ban`) it may not register again. False for an unknown node.
+ * Takes a node out: no new sessions go to it, its sessions move to other nodes of the region (the
+ * reaper's next failover round, services/failover.ts), its calls get 404, and (with `ban`) it may not
+ * register again. False for an unknown node.
  */
 export async function removeNode(ctx: BrokerContext, nodeId: string, ban: boolean): Promise<boolean> {
   const node = await getNode(ctx, nodeId);
   if (!node) return false;
   if (ban) await ctx.redis.sadd(keys.removedNodes(), nodeId);
-  await ctx.redis.zrem(keys.regionNodes(node.region), nodeId);
+  await execAll(
+    ctx.redis
+      .multi()
+      .zrem(keys.regionNodes(node.region), nodeId)
+      .sadd(keys.regionRemovedNodes(node.region), nodeId),
+  );
   await ctx.redis.del(keys.node(nodeId));
   await ctx.redis.srem(keys.nodes(), nodeId);
   return true;

@@ -1,12 +1,13 @@
-// The reaper: sessions past their expiry leave their node's feed and give their address back. Every
-// broker runs it; no lock is needed because closing is one idempotent script that re-checks the
-// session is still open and due, so two brokers reaping the same session close it once.
+// The reaper: sessions past their expiry leave their node's feed and give their address back, and the
+// sessions of lost or removed nodes move to other nodes (services/failover.ts). Every broker runs it;
+// no lock is needed because closing is one idempotent script that re-checks the session is still open
+// and due, so two brokers reaping the same session close it once, and the failover script likewise
+// moves only what is still on a node that is still lost.
 import type { BrokerContext } from '../context.js';
 import { isStoreUnavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
+import { failoverRound } from './failover.js';
 import { closeSession } from './sessions.js';
-
-export const REAP_INTERVAL_MS = 5_000;
 /** Sessions closed per region per round trip. */
 const BATCH = 100;
 
@@ -32,16 +33,21 @@ export async function reapExpired(ctx: BrokerContext): Promise<number> {
   return reaped;
 }
 
-/** Runs reapExpired every REAP_INTERVAL_MS until the broker shuts down. */
-export function startReaper(ctx: BrokerContext, intervalMs = REAP_INTERVAL_MS): void {
+/** Runs reapExpired and failoverRound every TB_REAP_INTERVAL_MS until the broker shuts down. */
+export function startReaper(ctx: BrokerContext): void {
   if (ctx.shutdown.aborted) return;
   let running = false;
+  const round = async () => {
+    await reapExpired(ctx);
+    const { moved, lost } = await failoverRound(ctx);
+    if (moved + lost > 0) ctx.logger.info({ moved, lost }, 'sessions of lost nodes failed over');
+  };
   // Redis being away is said once per outage, as one line without a stack, not every round.
   let paused = false;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    reapExpired(ctx)
+    round()
       .then(() => {
         if (paused) ctx.logger.info('reaper resumed: Redis answers again');
         paused = false;
@@ -56,7 +62,7 @@ export function startReaper(ctx: BrokerContext, intervalMs = REAP_INTERVAL_MS): 
       .finally(() => {
         running = false;
       });
-  }, intervalMs);
+  }, ctx.config.reapIntervalMs);
   timer.unref();
   ctx.shutdown.addEventListener('abort', () => clearInterval(timer), { once: true });
 }

@@ -27,12 +27,15 @@ import {
 import { keys, TTL } from '../store/keys.js';
 import { execAll, waitForReplicas } from '../store/redis.js';
 import { newId } from '../tokens.js';
-import { MAX_ADDRESS_INDEX, peerAllowedIps } from '../../lib/addresses.js';
-import type { ClosedReason, CreatedSession, Session, SessionStatus } from '../../lib/api.js';
-import { sessionWgQuick } from '../../lib/session-config.js';
+import { MAX_ADDRESS_INDEX, peerAllowedIps, type Pool } from '../../lib/addresses.js';
+import type { ClosedReason, CreatedSession, Session, SessionNode, SessionStatus } from '../../lib/api.js';
+import { PRESHARED_KEY_PLACEHOLDER, sessionWgQuick, type SessionFields } from '../../lib/session-config.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
 import { getAccount } from './accounts.js';
+import { settleLostSessions } from './failover.js';
+import { FEED_MAX_LENGTH } from './feed.js';
 import {
+  poolOfTag,
   runCloseSession,
   runCreateSession,
   runReserveSlot,
@@ -56,8 +59,6 @@ export const MAX_TTL_SECONDS: Record<Tier, number> = {
 export const RESERVATION_MS = 30_000;
 /** A handshake within this window makes a session `active`; older, `idle` (WireGuard rekeys every 2 min). */
 export const ACTIVE_HANDSHAKE_MS = 3 * 60_000;
-/** Per-node feed length; a node further behind than this gets the full peer set. */
-export const FEED_MAX_LENGTH = 10_000;
 /** Resolvers put in client configs (the exit nodes NAT to the internet; any public resolver works). */
 export const DEFAULT_DNS = ['1.1.1.1', '2606:4700:4700::1111'];
 export const PERSISTENT_KEEPALIVE = 25;
@@ -144,7 +145,7 @@ export async function createSession(
   const periodKey = keys.accountPeriod(owner.id, period.start);
 
   // 1. account slot: quota, then a short reservation.
-  const reserved = await runReserveSlot(ctx.redis, {
+  const reservation = {
     accountId: owner.id,
     periodKey,
     sessionId,
@@ -153,9 +154,14 @@ export async function createSession(
     concurrentLimit: limits.concurrentSessions,
     byteLimit: limits.bytesPer30Days,
     region: region.id,
-  });
+  };
+  let reserved = await runReserveSlot(ctx.redis, reservation);
   if (reserved.outcome === 'bytes') {
     throw quotaExhausted(Math.ceil((period.end - now) / 1000), 'The byte quota of this period is used up.');
+  }
+  // A session whose node is lost holds no slot: settle the account's now, then ask once more.
+  if (reserved.outcome === 'sessions' && (await settleLostSessions(ctx, owner.id)) > 0) {
+    reserved = await runReserveSlot(ctx.redis, reservation);
   }
   if (reserved.outcome === 'sessions') {
     throw quotaExhausted(
@@ -215,30 +221,41 @@ export async function createSession(
     throw unavailable(`The session did not reach ${replicas} Redis replica(s) in time; it was not created.`);
   }
 
-  const fields = {
-    interface: { addresses: peerAllowedIps(addressIndex, nodePool(pool)), dns: DEFAULT_DNS },
-    peer: {
-      public_key: nodePublicKey,
-      ...(presharedKey ? { preshared_key: presharedKey } : {}),
-      endpoint,
-      allowed_ips: FULL_TUNNEL,
-      persistent_keepalive: PERSISTENT_KEEPALIVE,
-    },
-  };
-  // Registration admits only endpoints a config can hold, and the rest is ours: a refusal is a bug.
-  const config = sessionWgQuick(fields, pair ? keyFromBase64(pair.privateKey)! : null);
-  if (!config.ok) throw new Error(`session config of node ${nodeId}: ${config.message}`);
+  const node = { id: nodeId, endpoint, public_key: nodePublicKey };
+  const fields = configFields(addressIndex, pool, node, presharedKey);
+  const config = wgQuickOf(fields, node, pair ? keyFromBase64(pair.privateKey)! : null);
   return {
     id: sessionId,
     status: 'pending',
     region: region.id,
-    node: { id: nodeId, endpoint, public_key: nodePublicKey },
+    node,
     interface: { ...fields.interface, ...(pair ? { private_key: pair.privateKey } : {}) },
     peer: fields.peer,
-    config: config.text,
+    config,
     created_at: isoTime(now),
     expires_at: isoTime(expiresAt),
   };
+}
+
+/** A session's wg-quick fields: its addresses (index in its pool), its node as the one peer. */
+function configFields(index: number, pool: Pool, node: SessionNode, presharedKey: string | undefined) {
+  return {
+    interface: { addresses: peerAllowedIps(index, pool), dns: DEFAULT_DNS },
+    peer: {
+      public_key: node.public_key,
+      ...(presharedKey ? { preshared_key: presharedKey } : {}),
+      endpoint: node.endpoint,
+      allowed_ips: FULL_TUNNEL,
+      persistent_keepalive: PERSISTENT_KEEPALIVE,
+    },
+  };
+}
+
+function wgQuickOf(fields: SessionFields, node: SessionNode, privateKey: Uint8Array | null): string {
+  const config = sessionWgQuick(fields, privateKey);
+  // Registration admits only endpoints a config can hold, and the rest is ours: a refusal is a bug.
+  if (!config.ok) throw new Error(`session config of node ${node.id}: ${config.message}`);
+  return config.text;
 }
 
 // ── reading ─────────────────────────────────────────────────────────────────────────────────────
@@ -249,6 +266,12 @@ interface SessionRecord {
   region: string;
   node: string;
   state: string;
+  /** Address index in `pool`. */
+  index: number;
+  /** null: from before regional leases (the node's pool is the session's). */
+  pool: Pool | null;
+  hasPresharedKey: boolean;
+  movedAt: number | null;
   createdAt: number;
   expiresAt: number;
   handshake: number;
@@ -265,6 +288,10 @@ function recordFrom(h: Record<string, string>): SessionRecord | null {
     region: h.region,
     node: h.node,
     state: h.state,
+    index: Number(h.idx ?? 0),
+    pool: h.pool ? poolOfTag(h.pool) : null,
+    hasPresharedKey: h.psk === '1',
+    movedAt: h.moved_at ? Number(h.moved_at) : null,
     createdAt: Number(h.created_at),
     expiresAt: Number(h.expires_at),
     handshake: Number(h.handshake ?? 0),
@@ -275,7 +302,10 @@ function recordFrom(h: Record<string, string>): SessionRecord | null {
   };
 }
 
-/** pending until the first handshake, active within 3 min of one, idle after; node_lost when its node went unhealthy. */
+/**
+ * pending until the first handshake (with its current node), active within 3 min of one, idle after;
+ * node_lost when its node went unhealthy, and for good once the failover found no room for it.
+ */
 export function sessionStatus(
   s: SessionRecord,
   nodeBeat: NodeBeat | undefined,
@@ -283,7 +313,7 @@ export function sessionStatus(
 ): SessionStatus {
   if (s.state === 'closed') return 'closed';
   if (s.state === 'expired' || s.expiresAt <= nowMs) return 'expired';
-  if (isLost(nodeBeat, nowMs)) return 'node_lost';
+  if (s.state === 'lost' || isLost(nodeBeat, nowMs)) return 'node_lost';
   if (s.handshake === 0) return 'pending';
   return nowMs - s.handshake <= ACTIVE_HANDSHAKE_MS ? 'active' : 'idle';
 }
@@ -299,18 +329,34 @@ async function views(ctx: BrokerContext, records: SessionRecord[]): Promise<Sess
       const [beats, nodes] = await Promise.all([
         lastHeartbeats(ctx, region, nodeIds),
         Promise.all(
-          nodeIds.map((id) => ctx.redis.hmget(keys.regionNode(region, id), 'endpoint', 'public_key')),
+          nodeIds.map((id) =>
+            ctx.redis.hmget(keys.regionNode(region, id), 'endpoint', 'public_key', 'pool_v4', 'pool_v6'),
+          ),
         ),
       ]);
       const nodeView = new Map(
-        nodeIds.map((id, i) => [id, { id, endpoint: nodes[i]?.[0] ?? '', public_key: nodes[i]?.[1] ?? '' }]),
+        nodeIds.map((id, i) => {
+          const [endpoint, publicKey, ...pool] = nodes[i] ?? [];
+          const node = { id, endpoint: endpoint ?? '', public_key: publicKey ?? '' };
+          return [id, { node, pool: nodePool(pool) }];
+        }),
       );
       for (const r of list) {
+        const { node, pool } = nodeView.get(r.node)!;
+        // The key pair and the preshared key were shown once, at creation: placeholders stand in.
+        const fields = configFields(
+          r.index,
+          r.pool ?? pool,
+          node,
+          r.hasPresharedKey ? PRESHARED_KEY_PLACEHOLDER : undefined,
+        );
         out.push({
           id: r.id,
           status: sessionStatus(r, beats.get(r.node), now),
           region: r.region,
-          node: nodeView.get(r.node)!,
+          node,
+          config: node.public_key ? wgQuickOf(fields, node, null) : '',
+          moved_at: r.movedAt === null ? null : isoTime(r.movedAt),
           created_at: isoTime(r.createdAt),
           expires_at: isoTime(r.expiresAt),
           last_handshake_at: r.handshake > 0 ? isoTime(r.handshake) : null,

@@ -5,6 +5,14 @@
 
 const DAY = 24 * 60 * 60;
 
+interface PoolPrefixes {
+  v4: string;
+  v6: string;
+}
+
+/** A pool's part of its key names (and a session's `pool` field): "<v4>,<v6>". */
+export const poolTag = (pool: PoolPrefixes) => `${pool.v4},${pool.v6}`;
+
 export const TTL = {
   /** A Stripe event id, remembered so that a replay applies nothing (Stripe retries for 3 days). */
   stripeEventSeconds: 30 * DAY,
@@ -141,19 +149,33 @@ export const keys = {
   // idempotent steps (services/sessions.ts explains the trade-off).
   /** "{region:<id>}:": the prefix Lua scripts extend with the suffixes below. */
   regionPrefix: (regionId: string) => `{region:${regionId}}:`,
-  /** HASH endpoint, public_key, capacity, load, draining, next_index (address counter), token_id */
+  /**
+   * HASH endpoint, public_key, capacity, load, draining, token_id, pool_v4, pool_v6, max_index,
+   * heartbeat_ms (the interval the node was last told)
+   */
   regionNode: (regionId: string, nodeId: string) => `{region:${regionId}}:node:${nodeId}`,
-  /** HASH address index → session id: the node's leased tunnel addresses */
-  nodeLeases: (regionId: string, nodeId: string) => `{region:${regionId}}:leases:${nodeId}`,
-  /** ZSET address index → index: freed addresses, reused lowest first */
-  nodeFreeAddresses: (regionId: string, nodeId: string) => `{region:${regionId}}:free:${nodeId}`,
+  /**
+   * SET of the region's nodes an operator removed whose peers have not all moved yet (the reaper's
+   * failover finishes them, services/failover.ts)
+   */
+  regionRemovedNodes: (regionId: string) => `{region:${regionId}}:removed`,
+  // Addresses are leased per region and pool, not per node, so a session keeps its addresses on any
+  // node of the region with the same pool. "<v4>,<v6>" is the pool's tag (the session's `pool` field).
+  /** HASH address index → session id: the pool's leased tunnel addresses in the region */
+  addressLeases: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:leases:${poolTag(pool)}`,
+  /** ZSET address index → index: the pool's freed addresses, reused lowest first */
+  freeAddresses: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:free:${poolTag(pool)}`,
+  /** STRING the highest address index the pool handed out in the region */
+  addressCounter: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:next:${poolTag(pool)}`,
   /** HASH client public key → JSON {ses, idx, psk?}: the node's current peer set */
   nodePeers: (regionId: string, nodeId: string) => `{region:${regionId}}:peers:${nodeId}`,
   /** STREAM op (add|del), public_key, idx, psk: the node's peer feed (long-polled) */
   nodeFeed: (regionId: string, nodeId: string) => `{region:${regionId}}:feed:${nodeId}`,
   /**
-   * HASH id, account, region, node, public_key, idx, state (open|closed|expired), created_at, closed_at,
-   * expires_at, anchor (account created_at, for the 30-day period), rx, tx, rx_last, tx_last, handshake
+   * HASH id, account, region, node, public_key, idx, pool (tag), psk ('1' | '0': has one), state
+   * (open|lost|closed|expired; lost: its node was lost with no room elsewhere), created_at, closed_at,
+   * lost_at, moved_at, expires_at, anchor (account created_at, for the 30-day period), rx, tx, rx_last,
+   * tx_last (the current node's last report), handshake
    */
   session: (regionId: string, sessionId: string) => `{region:${regionId}}:ses:${sessionId}`,
   /** ZSET open session id → expires_at (ms): what the reaper walks */

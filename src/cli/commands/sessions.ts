@@ -286,7 +286,7 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
       ['handshake', orDash(s.last_handshake_at)],
       ['received', received(s)],
       ['sent', sent(s)],
-    ]),
+    ]) + (s.status === 'node_lost' ? 'Its exit node was lost: run `tunnelbyte connect` again.\n' : ''),
     s,
   );
 };

@@ -94,6 +94,9 @@ async function until<T>(read: () => Promise<T>, done: (value: T) => boolean): Pr
   return value;
 }
 
+/** The operator's side, straight on Redis: the region and two node tokens. */
+let tokens: string[];
+
 beforeAll(async () => {
   redis = await startRedis();
   const ops = createRedis(redis.url);
@@ -109,6 +112,7 @@ beforeAll(async () => {
     country: 'DE',
     tiers: ['free', 'pro', 'business'],
   });
+  tokens = [(await createNodeToken(ctx, 'eu-west')).token, (await createNodeToken(ctx, 'eu-west')).token];
   ops.disconnect();
   await Promise.all([serve(), serve()]);
 });
@@ -124,18 +128,6 @@ afterAll(async () => {
 
 test('a session follows its node across a failover, then reads node_lost with no slot held when no node has room', async () => {
   const [one, two] = brokers;
-  const ops = createRedis(redis.url);
-  await waitForReady(ops);
-  const ctx = createContext({
-    config: loadConfig({ REDIS_URL: redis.url }),
-    redis: ops,
-    logger: pino({ level: 'silent' }),
-  });
-  const tokens = [
-    (await createNodeToken(ctx, 'eu-west')).token,
-    (await createNodeToken(ctx, 'eu-west')).token,
-  ];
-  ops.disconnect();
   const nodes = [await node(one!.url, tokens[0]!, 11), await node(two!.url, tokens[1]!, 12)];
 
   const m = machine(one!.url);

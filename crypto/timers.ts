@@ -118,6 +118,11 @@ export class PeerTimers<O = undefined> {
     this.attempts = 0;
   }
 
+  /** The initiation just sent is the only one: its retransmission timer gives up instead of retrying. */
+  lastHandshakeAttempt(): void {
+    this.attempts = MAX_TIMER_HANDSHAKES + 1;
+  }
+
   /** Call this after a handshake initiation is sent. */
   handshakeInitiated(now: number): void {
     this.lastHandshakeSentAt = now;

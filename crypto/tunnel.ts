@@ -110,13 +110,14 @@ export interface PeerStatus {
   lastHandshakeUnixMs: number; // 0 if none
 }
 
-/** A peer's traffic counters, read in place by forEachPeer (heartbeats, gauges): no status is built. */
+/** A peer's counters and endpoint, read in place by forEachPeer (heartbeats, gauges): no status is built. */
 export interface PeerCounters {
   /** The public key in base64. */
   readonly name: string;
   readonly rxBytes: number;
   readonly txBytes: number;
   readonly lastHandshakeUnixMs: number;
+  readonly endpoint: Endpoint | undefined;
 }
 
 // Drops carry no data, so one frozen action per reason serves every packet.
@@ -269,6 +270,23 @@ export class Tunnel {
   /** Visits every peer's counters without copying keys or prefixes: status reads off the data path. */
   forEachPeer(visit: (peer: PeerCounters) => void): void {
     for (const peer of this.peersByName.values()) visit(peer);
+  }
+
+  /**
+   * A node back from a restart greets a client it served recently, at the endpoint it kept: one
+   * initiation, never retransmitted. A client still there answers and its tunnel works at once; one that
+   * is gone costs nothing more. Nothing is sent to a peer that already handshook since.
+   */
+  resumeHandshake(publicKey: Uint8Array, endpoint: Endpoint, now: number): TunnelAction[] {
+    this.sendBuffersUsed = 0;
+    const actions: TunnelAction[] = [];
+    const peer = this.peersByName.get(Buffer.from(publicKey).toString('base64'));
+    if (peer === undefined || peer.lastHandshakeUnixMs !== 0 || peer.handshake.state !== 'zeroed')
+      return actions;
+    peer.roamTo(endpoint);
+    this.sendInitiation(peer, now, false, actions);
+    peer.timers.lastHandshakeAttempt();
+    return actions;
   }
 
   /** Full status of every peer (UAPI `get`): copies keys, endpoints and prefixes. */

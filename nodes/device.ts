@@ -9,6 +9,7 @@ import {
   MESSAGE_TRANSPORT,
   UNDER_LOAD_HANDSHAKE_BACKLOG,
 } from '../crypto/constants.js';
+import type { Endpoint } from '../crypto/peer.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import type { NodeMetrics } from './metrics.js';
@@ -200,6 +201,12 @@ export class Device implements UapiDevice {
   removePeer(publicKey: Uint8Array): void {
     this.tunnel.removePeer(publicKey);
     this.scheduler.rearm();
+  }
+
+  /** One initiation to a peer at an endpoint kept from before a restart (Tunnel.resumeHandshake). */
+  resumeHandshake(publicKey: Uint8Array, endpoint: Endpoint): void {
+    this.perform(this.tunnel.resumeHandshake(publicKey, endpoint, this.clock()));
+    this.scheduler.rearmSoon();
   }
 
   /** Stops timers, closes the UDP socket and the interface. */

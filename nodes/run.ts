@@ -7,6 +7,8 @@
 //   `/var/lib/tunnelbyte-node/<interface>` unless `--state-dir`; `--private-key-file` names the file
 //   itself. Made on first start. The broker derives the node id from token + public key, so keeping the
 //   file keeps the node's id, sessions and feed across restarts; deleting it makes a new node.
+// - Peers' endpoints: `<state dir>/peers.json` (the key file's dir), kept for the greeting after a restart
+//   (nodes/resume.ts); deleting it only means clients resume by their own retry.
 // - Egress IPs (for /v1/ip attribution): `--egress-ip`, else the endpoint's host when it is numeric.
 // - NAT is opt-in (`--nat`): IPv4/IPv6 forwarding on, and an nftables table `inet tunnelbyte_<interface>`
 //   that masquerades the pool out of every other interface (removed at exit). Without it the node only
@@ -26,6 +28,14 @@ import { parseIpAddress } from '../crypto/ipaddr.js';
 import { keyFromBase64 } from '../src/lib/wgkey.js';
 import { Agent } from './agent.js';
 import { BrokerClient } from './broker-client.js';
+import {
+  loadPeers,
+  PEERS_FILE,
+  recentPeers,
+  rememberedPeers,
+  resumeHandshakes,
+  savePeers,
+} from './resume.js';
 import {
   checkInterfaceName,
   EGRESS_KINDS,
@@ -314,6 +324,9 @@ export async function startAgentNode(
       log: say,
     });
     daemon.onClose(() => agent.stop());
+    daemon.onClose(
+      await keepPeers(daemon.device, agent, join(dirname(settings.privateKeyFile), PEERS_FILE), say),
+    );
     // A signal while the broker is still out of reach ends the retries (and cleans up, NAT included).
     const abandon = () => void agent.stop();
     process.once('SIGTERM', abandon).once('SIGINT', abandon);
@@ -352,6 +365,55 @@ export async function startAgentNode(
     await daemon.close();
     throw error;
   }
+}
+
+/**
+ * The peers' endpoints kept with the node's state (nodes/resume.ts): read at start, greeted once the
+ * feed has rebuilt the peer set, written every heartbeat interval and at exit. Answers the exit step.
+ */
+async function keepPeers(
+  device: Daemon['device'],
+  agent: Agent,
+  file: string,
+  say: (line: string) => void,
+): Promise<() => Promise<void>> {
+  const loaded = await loadPeers(file, Date.now());
+  if (loaded.problem) say(`peer endpoints: ${loaded.problem}`);
+  let remembered = loaded.peers;
+  const greeting = new AbortController();
+  let greeted = false;
+  agent.onPeersChanged(() => {
+    if (greeted || remembered.length === 0) return;
+    greeted = true;
+    void resumeHandshakes(device, remembered, greeting.signal).then((count) =>
+      say(`greeted ${count} peers that had a handshake in the last 3 minutes`),
+    );
+  });
+  let warned = false;
+  const save = async () => {
+    // Peers not heard from since the restart keep their entry until it is too old to be worth a greeting.
+    const current = rememberedPeers(device);
+    const known = new Set(current.map((peer) => peer.publicKey));
+    remembered = recentPeers(remembered, Date.now()).filter((peer) => !known.has(peer.publicKey));
+    try {
+      await savePeers(file, [...current, ...remembered]);
+      warned = false;
+    } catch (error) {
+      if (!warned) say(`peer endpoints: ${file}: ${(error as NodeJS.ErrnoException).code ?? 'not written'}`);
+      warned = true;
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const every = () => {
+    timer = setTimeout(() => void save().finally(every), agent.heartbeatMs);
+    timer.unref();
+  };
+  every();
+  return async () => {
+    greeting.abort();
+    clearTimeout(timer);
+    await save();
+  };
 }
 
 /** The whole `run` command: start, print one ready line, drain on signals, exit code. */

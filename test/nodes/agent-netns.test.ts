@@ -5,6 +5,7 @@
 // The broker listens on a Unix socket; a small relay inside the node's namespace forwards its loopback
 // port to that socket (the filesystem is shared, the network is not), so nothing touches the host network.
 // Runs the built daemon (scripts/test builds first).
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 
@@ -23,6 +24,9 @@ import {
   type NodeArgs as NodeArgsOf,
 } from './node-process.js';
 import { eventually } from '../helpers/eventually.js';
+import { PEERS_FILE } from '../../nodes/resume.js';
+
+const readIfThere = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
 
 const harness = netnsHarness();
 const DEADLINE_MS = 15_000;
@@ -35,7 +39,8 @@ let user: Principal;
 let regions = 0;
 
 beforeAll(async () => {
-  plane = await startPlane();
+  // Short heartbeats: the node also writes its peers' endpoints every interval.
+  plane = await startPlane({ env: { TB_HEARTBEAT_MS: '1000' } });
   user = await plane.principal('business');
   socketPath = join(harness.tempDir(), 'broker.sock');
   server = createServer(plane.broker.app);
@@ -135,6 +140,20 @@ async function sessionClient(region: string) {
   return { id: res.body.id as string, client, publicKey: (await client.dump()).publicKey };
 }
 
+/** A node in a new region and one client session on it that has pinged through. */
+async function nodeWithClient() {
+  const region = await newRegion();
+  const { token } = await createNodeToken(plane.broker.ctx, region);
+  const args = { region, token, stateDir: harness.tempDir(), interfaceName: harness.interfaceName() };
+  const node = await startNode(args);
+  const session = await sessionClient(region);
+  await eventually('the peer on the node', async () =>
+    (await node.nodeWg(['show', node.interfaceName, 'peers'])).includes(session.publicKey),
+  );
+  await ping(NODE_GATEWAY);
+  return { args, node, session, region };
+}
+
 const ping = (target: string) => pair.b.exec('ping', ['-c', '3', '-i', '0.2', '-W', '5', target]);
 
 describe('tunnelbyte-node run in a namespace', () => {
@@ -153,17 +172,10 @@ describe('tunnelbyte-node run in a namespace', () => {
   });
 
   test('broker-issued config carries traffic; restart rebuilds the peers; SIGTERM drains', async () => {
-    const region = await newRegion();
-    const { token } = await createNodeToken(plane.broker.ctx, region);
-    const args = { region, token, stateDir: harness.tempDir(), interfaceName: harness.interfaceName() };
-    let node = await startNode(args);
-
     // A session through the API, a real client configured from its config: ping the node's gateway.
-    const session = await sessionClient(region);
-    await eventually('the peer on the node', async () =>
-      (await node.nodeWg(['show', node.interfaceName, 'peers'])).includes(session.publicKey),
-    );
-    await ping(NODE_GATEWAY);
+    const first = await nodeWithClient();
+    const { args, session, region } = first;
+    let node = first.node;
     await ping('fd64::1');
 
     // Killed without a word and started again from its state dir: same node, peer set from the feed.
@@ -174,8 +186,9 @@ describe('tunnelbyte-node run in a namespace', () => {
     await eventually('the peer rebuilt from the feed', async () =>
       (await node.nodeWg(['show', node.interfaceName, 'peers'])).includes(session.publicKey),
     );
-    // The client's old session is unknown to the restarted node; wireguard-go starts a new handshake
-    // when its packets go unanswered (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s).
+    // The client's old session is unknown to the restarted node: the node greets the client if it kept
+    // the endpoint before the kill, else wireguard-go starts a new handshake when its packets go
+    // unanswered (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s).
     await pair.b.exec('ping', ['-c', '1', '-w', '40', NODE_GATEWAY]);
 
     // Heartbeats carry the peer's counters (every 10 s): the session's bytes reach the broker.
@@ -199,6 +212,29 @@ describe('tunnelbyte-node run in a namespace', () => {
     expect(await node.proc.exited).toBe(0);
     await session.client.stop();
   }, 120_000);
+
+  test('a restarted node greets its recent client at the endpoint it kept: the client handshakes again without sending', async () => {
+    const first = await nodeWithClient();
+    const { args, session } = first;
+    let node = first.node;
+    const kept = join(args.stateDir, PEERS_FILE);
+    await eventually('the endpoint kept with the state', () => readIfThere(kept).includes(session.publicKey));
+    const before = (await session.client.dump()).peers[0]!.latestHandshake;
+
+    process.kill(node.proc.pid, 'SIGKILL');
+    await node.proc.exited;
+    node = await startNode(args);
+    await node.proc.waitFor('greeted 1 peers');
+    // The client sends nothing: only the node's initiation (and its keepalive) can renew the handshake.
+    await eventually(
+      'the client handshook again',
+      async () => (await session.client.dump()).peers[0]!.latestHandshake > before,
+    );
+    expect((await pair.b.exec('ping', ['-c', '1', '-W', '5', NODE_GATEWAY])).stdout).toMatch(/1 received/);
+    process.kill(node.proc.pid, 'SIGKILL');
+    await node.proc.exited;
+    await session.client.stop();
+  });
 
   test('--drain-timeout: a draining node with peers left stops when it elapses', async () => {
     const node = await nodeFor(['--drain-timeout', '1']);

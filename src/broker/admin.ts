@@ -193,7 +193,7 @@ export async function listNodesText(
 
 export async function removeNodeText(ctx: BrokerContext, nodeId: string): Promise<string> {
   if (!(await removeNode(ctx, nodeId, true))) throw new Error(`no such node: ${nodeId}`);
-  return `removed node ${nodeId}; its sessions read node_lost`;
+  return `removed node ${nodeId}; its sessions move to other nodes of the region (node_lost where none has room)`;
 }
 
 export async function changeRegion(ctx: BrokerContext, id: string, changes: RegionChanges): Promise<string> {
@@ -356,7 +356,9 @@ export function adminCommand(
     );
   node
     .command('remove <node_id>')
-    .description('take a node out: no new sessions, its sessions read node_lost, it may not register again')
+    .description(
+      'take a node out: no new sessions, its sessions move to other nodes of its region, it may not register again',
+    )
     .action((id: string) => withContext(print, (ctx) => removeNodeText(ctx, id)));
   admin
     .command('key')

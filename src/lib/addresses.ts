@@ -1,8 +1,9 @@
 // The tunnel address plan, shared by the broker (which leases addresses to sessions) and the node (whose
 // interface and NAT rules cover the pool). Every node numbers its peers from its pool, one IPv4 and one
 // IPv6 prefix: index i is the prefix's network address + i. The node's interface holds index 1; clients
-// get 2 and up. The pool is a region setting (default 10.64.0.0/10 and fd64::/64). Pools are per node
-// because each node NATs its own peers: the same inner address on two nodes never meets.
+// get 2 and up. The pool is a region setting (default 10.64.0.0/10 and fd64::/64). The broker leases
+// indexes per region and pool, not per node, so a session keeps its addresses when it moves to another
+// node of its region with the same pool (exit failover); each node NATs its own peers.
 import {
   formatIpAddress,
   formatPrefix,

@@ -275,7 +275,7 @@ describe('tunnelbyte-broker admin (commander, on REDIS_URL)', () => {
     expect(await run('node', 'list', '--region', 'af-south')).toContain(first.body.node_id);
 
     expect(await run('node', 'remove', first.body.node_id)).toBe(
-      `removed node ${first.body.node_id}; its sessions read node_lost\n`,
+      `removed node ${first.body.node_id}; its sessions move to other nodes of the region (node_lost where none has room)\n`,
     );
     expect((await register(11)).status).toBe(401);
     await expect(run('node', 'remove', 'node_nope')).rejects.toThrow('no such node: node_nope');

@@ -8,6 +8,7 @@ import { createAccount } from '../../src/broker/services/accounts.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { pollPeers } from '../../src/broker/services/feed.js';
 import { recordHeartbeat, registerNode, getNode } from '../../src/broker/services/nodes.js';
+import { failoverRound } from '../../src/broker/services/failover.js';
 import { reapExpired } from '../../src/broker/services/reaper.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 import {
@@ -117,6 +118,25 @@ test('session lifecycle on Redis Cluster: no CROSSSLOT anywhere, keys spread ove
   const waiting = pollPeers(ctx, node, full.cursor, 5000, new AbortController().signal);
   await deleteSession(ctx, first.account.id, first.session.id);
   expect((await waiting).removed).toEqual([first.client.publicKey]);
+
+  // Exit failover: every node misses its heartbeats but a new one in eu-west; eu-west's five open
+  // sessions move to it, the other regions' eighteen find no room.
+  const spare = await registerNode(ctx, await createNodeToken(ctx, 'eu-west'), {
+    region: 'eu-west',
+    endpoint: '198.51.100.2:51820',
+    publicKey: keyPair().publicKey,
+    egressIps: ['203.0.113.50'],
+    capacity: 100,
+    version: 'test',
+  });
+  now += 31_000;
+  await recordHeartbeat(ctx, (await getNode(ctx, spare.nodeId))!, { load: 0, draining: false, peers: [] });
+  expect(await failoverRound(ctx)).toEqual({ moved: 5, lost: 18 });
+  expect(await failoverRound(ctx)).toEqual({ moved: 0, lost: 0 });
+  const second = made[4]!;
+  expect(await getSession(ctx, second.account.id, second.session.id)).toMatchObject({
+    node: { id: spare.nodeId },
+  });
 
   // The reaper closes the rest at expiry.
   now += 25 * 3600 * 1000;

@@ -270,7 +270,8 @@ export function adminRoutes(ctx: BrokerContext, router: Router): void {
   defineRoute(ctx, router, {
     method: 'delete',
     path: '/v1/admin/nodes/{id}',
-    summary: 'Remove a node: no new sessions, its sessions read node_lost, it may not register again',
+    summary:
+      'Remove a node: no new sessions, its sessions move to other nodes of its region, it may not register again',
     tags: ['admin'],
     access: 'bearer',
     scope: 'admin:write',

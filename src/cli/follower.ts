@@ -11,6 +11,12 @@ import { CliError, describeError, EXIT, type ExitCode, type StopSignal } from '.
 import { interfacePeers, setEndpoint, swapPeer, type InterfacePeer } from './wgtools.js';
 
 export const DEFAULT_INTERVAL_S = 5;
+/**
+ * A lost node's sessions read node_lost until the broker moves them, within one reaper round (5 s at
+ * most by default); still node_lost after this many reads in a row (a minute at the default interval),
+ * no node had room and the session is over.
+ */
+const NODE_LOST_READS = 12;
 /** Backoff on broker errors doubles the interval up to this. */
 const MAX_BACKOFF_MS = 60_000;
 
@@ -71,6 +77,8 @@ class Follower {
   private applied: Applied | undefined;
   private status: Session['status'] | undefined;
   private failures = 0;
+  /** Reads in a row that found the session node_lost. */
+  private lostReads = 0;
   /** The last failure to point the interface at the session's node, said once. */
   private moveFailure: string | undefined;
 
@@ -111,7 +119,8 @@ class Follower {
         }
         const end = ending(s);
         if (end) return { kind: 'ended', ...end };
-        await this.follow(s);
+        const lost = await this.follow(s);
+        if (lost) return lost;
       } catch (err) {
         if (err instanceof RequestAborted || this.stopSignal) return this.stopped();
         if (err instanceof ApiError && err.status === 404) {
@@ -157,21 +166,31 @@ class Follower {
     return interfacePeers(this.ctx, this.target.wg, this.target.interfaceName);
   }
 
-  private async follow(s: Followed): Promise<void> {
+  /** One read of the session acted on; the end of following when the session is lost for good. */
+  private async follow(s: Followed): Promise<FollowEnd | undefined> {
     const applied = this.applied!;
     if (s.node.public_key !== applied.publicKey || s.node.endpoint !== applied.endpoint) {
       await this.move(s, applied);
     }
-    if (s.status === this.status) return;
+    this.lostReads = s.status === 'node_lost' ? this.lostReads + 1 : 0;
+    if (this.lostReads >= NODE_LOST_READS) {
+      return {
+        kind: 'ended',
+        line: `session ${s.id} is still node_lost: no other node in ${s.region} had room for it; run \`tunnelbyte connect\` again`,
+        exitCode: EXIT.unavailable,
+      };
+    }
+    if (s.status === this.status) return undefined;
     this.status = s.status;
     if (s.status === 'node_lost') {
       this.event(
         'node_lost',
-        `node ${s.node.id} is lost and no other node in ${s.region} could take the session: the tunnel carries ` +
-          'nothing. Run `tunnelbyte connect` again (Ctrl-C first); still following in case it moves',
+        `node ${s.node.id} is lost: the broker moves the session to another node of ${s.region} with room; ` +
+          'if none has, it stays node_lost: then run `tunnelbyte connect` again',
         { node: s.node },
       );
     } else this.event('status', `session ${STATUS_NOTES[s.status] ?? s.status}`, { status: s.status });
+    return undefined;
   }
 
   /**

@@ -200,7 +200,7 @@ describe('follow', () => {
   );
 
   test(
-    '3. its node lost and no other node to take the session: says to run `tunnelbyte connect` again and keeps following',
+    '3. its node lost: says what the broker does and what to do; still node_lost 12 reads later, no node had room → exit 5',
     async () => {
       const m = await signedUp();
       const { id, wg } = await tunnel(m);
@@ -208,12 +208,18 @@ describe('follow', () => {
       await run.waitFor('session pending');
       now += LOST_AFTER_MS;
       await run.waitFor(
-        new RegExp(
-          `node ${node.id} is lost and no other node in follow could take the session.*Run \`tunnelbyte connect\` again`,
-        ),
+        `node ${node.id} is lost: the broker moves the session to another node of follow with room; ` +
+          'if none has, it stays node_lost: then run `tunnelbyte connect` again',
       );
       expect(await status(m, id)).toBe('node_lost');
-      await disconnectedElsewhere(m, id, run);
+      expect(await run.exited).toBe(5);
+      expect(run.output()).toMatch(
+        new RegExp(
+          `tunnelbyte: session ${id} is still node_lost: no other node in follow had room for it; run \`tunnelbyte connect\` again\n$`,
+        ),
+      );
+      expect((await wg.dump()).peers.map((p) => p.publicKey)).toEqual([node.publicKey]);
+      expect((await cli(['disconnect', id], m.env)).code).toBe(0);
       await heartbeat(node); // healthy again for the next tests
     },
     STEP_MS,

@@ -405,9 +405,9 @@ export function registerSessions(program: Command, act: Act): void {
 const FOLLOW_HELP =
   'Following needs wg (wireguard-tools) and root. One line per event (--json: one object per line).\n' +
   'It ends with the session: exit 0 when you closed it (`tunnelbyte disconnect`), 4 when the byte\n' +
-  'quota is used up, 1 when it expired or is gone; Ctrl-C exits 130, SIGTERM 143. Broker errors are\n' +
-  'retried with backoff. A session whose node is lost with no other node to take it says to run\n' +
-  '`tunnelbyte connect` again.\n';
+  'quota is used up, 1 when it expired or is gone, 5 when its node was lost and no other node had\n' +
+  'room (run `tunnelbyte connect` again); Ctrl-C exits 130, SIGTERM 143. Broker errors are retried\n' +
+  'with backoff.\n';
 
 function intervalOption(description = 'seconds between reads of the session'): Option {
   return new Option('--interval <seconds>', description).argParser(seconds).default(DEFAULT_INTERVAL_S);

@@ -20,9 +20,6 @@ const NODE_LOST_READS = 12;
 /** Backoff on broker errors doubles the interval up to this. */
 const MAX_BACKOFF_MS = 60_000;
 
-/** The session as GET /v1/sessions/{id} answers; `moved_at` comes with the broker's exit failover. */
-type Followed = Session & { moved_at?: string | null };
-
 export interface FollowTarget {
   sessionId: string;
   interfaceName: string;
@@ -52,7 +49,7 @@ const STATUS_NOTES: Partial<Record<Session['status'], string>> = {
 };
 
 /** How a session that is over ended, or undefined while it runs. */
-function ending(s: Followed): { line: string; exitCode: ExitCode } | undefined {
+function ending(s: Session): { line: string; exitCode: ExitCode } | undefined {
   if (s.status === 'closed' && s.closed_reason === 'quota_exhausted') {
     return {
       line: `session ${s.id} closed: the account's byte quota is used up; see \`tunnelbyte usage\` or \`tunnelbyte upgrade\``,
@@ -106,7 +103,7 @@ class Follower {
     for (;;) {
       let wait = intervalS * 1000;
       try {
-        const s: Followed = await this.ctx.authed().session(sessionId);
+        const s: Session = await this.ctx.authed().session(sessionId);
         this.recovered();
         if (first) {
           await this.adopt(s);
@@ -149,7 +146,7 @@ class Follower {
    * Finds the interface's peer for the session. A peer for another node is the session's old node (it
    * moved while nobody followed it): it is swapped at the first turn of follow().
    */
-  private async adopt(s: Followed): Promise<void> {
+  private async adopt(s: Session): Promise<void> {
     const peers = await this.peers();
     if (peers.some((p) => p.publicKey === s.node.public_key)) {
       this.applied = { publicKey: s.node.public_key, endpoint: s.node.endpoint };
@@ -167,7 +164,7 @@ class Follower {
   }
 
   /** One read of the session acted on; the end of following when the session is lost for good. */
-  private async follow(s: Followed): Promise<FollowEnd | undefined> {
+  private async follow(s: Session): Promise<FollowEnd | undefined> {
     const applied = this.applied!;
     if (s.node.public_key !== applied.publicKey || s.node.endpoint !== applied.endpoint) {
       await this.move(s, applied);
@@ -197,7 +194,7 @@ class Follower {
    * Points the interface at the session's node: the old node's peer swapped for the new one's, or only
    * the endpoint when the node kept its key. A failure is said and tried again at the next read.
    */
-  private async move(s: Followed, applied: Applied): Promise<void> {
+  private async move(s: Session, applied: Applied): Promise<void> {
     const { interfaceName, wg } = this.target;
     const sameNode = s.node.public_key === applied.publicKey;
     try {
@@ -231,7 +228,7 @@ class Follower {
     this.event(
       'moved',
       `session moved${when} to node ${s.node.id} (${s.node.endpoint}); ${interfaceName} now goes through it`,
-      { node: s.node, moved_at: s.moved_at ?? null },
+      { node: s.node, moved_at: s.moved_at },
     );
   }
 

@@ -3,9 +3,10 @@
 // with the wall clock on a real redis-server, a short TB_HEARTBEAT_MS, served on a Unix socket that a
 // relay in each namespace reaches); a client namespace joined to both by veth pairs, where
 // `tunnelbyte connect --up --follow` brings the tunnel up with the real wg-quick (wireguard-go as its
-// userspace implementation, `--no-dns`). Traffic is a ping to the pool's gateway, which each node's own
-// TUN holds in its namespace: it answers only through a tunnel. The node in use is SIGKILLed; the broker
-// moves the session to the other node, the follower swaps the peer, and traffic resumes through it.
+// userspace implementation, `--no-dns`), or the user does from an --out file under `tunnelbyte follow`.
+// Traffic is a ping to the pool's gateway, which each node's own TUN holds in its namespace: it answers
+// only through a tunnel. The node in use is SIGKILLed; the broker moves the session to the other node,
+// the follower swaps the peer, and traffic resumes through it.
 // Runs the built tree (scripts/test builds first).
 //
 //   exit-a (node, 192.168.241.2) ══ veth ══ client (192.168.241.1, 192.168.242.1) ══ veth ══ exit-b (node, 192.168.242.2)
@@ -40,6 +41,9 @@ interface ExitNode {
   proc: ProcessHandle;
   id: string;
   interfaceName: string;
+  killed: boolean;
+  /** Starts its `tunnelbyte-node run` again, with the same key and state, and waits until it is up. */
+  start(): Promise<void>;
 }
 const exits: ExitNode[] = [];
 
@@ -68,17 +72,26 @@ beforeAll(async () => {
       { ns, link: 'veth0', addresses: [`${subnet}.2/24`] },
     );
     await relayBroker(ns, socketPath);
-    const interfaceName = harness.interfaceName();
-    const proc = spawnNode(ns, {
+    const args = {
       region: REGION,
       token,
       stateDir: harness.tempDir(),
-      interfaceName,
+      interfaceName: harness.interfaceName(),
       endpoint: `${subnet}.2:${NODE_PORT}`,
       egressIp: `198.51.100.${211 + i}`,
-    });
-    await proc.waitFor(/up, node node_\w+/, 15_000);
-    exits.push({ ns, proc, interfaceName, id: /up, node (node_\w+)/.exec(proc.output())![1]! });
+    };
+    const start = async () => {
+      const proc = spawnNode(ns, args);
+      await proc.waitFor(/up, node node_\w+/, 15_000);
+      return { proc, id: /up, node (node_\w+)/.exec(proc.output())![1]!, killed: false };
+    };
+    const exit: ExitNode = {
+      ns,
+      interfaceName: args.interfaceName,
+      ...(await start()),
+      start: async () => void Object.assign(exit, await start()),
+    };
+    exits.push(exit);
   }
   expect((await tunnelbyte(['signup'])).stdout).toContain('tb_');
 }, SETUP_MS);
@@ -144,33 +157,49 @@ const links = async () => (await client.exec('ip', ['-o', 'link', 'show'])).stdo
 const nodePeers = async (exit: ExitNode) =>
   parseWgDump((await exit.ns.exec('wg', ['show', exit.interfaceName, 'dump'])).stdout).peers;
 
+/**
+ * Kills the node the tunnel goes through with SIGKILL and waits (bounded) for the follower to swap the
+ * peer and for pings to cross the other node, which then serves the client's key; returns that node.
+ */
+async function killNodeInUse(run: ProcessHandle, sessionId: string, tunnel: string): Promise<ExitNode> {
+  await eventually('a ping through the tunnel', pings, { timeoutMs: 20_000, everyMs: 200 });
+  const clientKey = parseWgDump((await client.exec('wg', ['show', tunnel, 'dump'])).stdout).publicKey;
+  const inUse = (await session(sessionId)).node.id;
+  const victim = exits.find((e) => e.id === inUse)!;
+  const other = exits.find((e) => e !== victim)!;
+
+  process.kill(-victim.proc.pid, 'SIGKILL');
+  victim.killed = true;
+  await victim.proc.exited;
+  await run.waitFor(
+    new RegExp(`Z session moved at \\S+ to node ${other.id} \\(\\S+\\); ${tunnel} now goes through it`),
+    MOVE_BOUND_MS,
+  );
+  await eventually('a ping through the other node', pings, { timeoutMs: MOVE_BOUND_MS, everyMs: 200 });
+  const served = (await nodePeers(other)).find((p) => p.publicKey === clientKey);
+  expect(served?.latestHandshake).toBeGreaterThan(0);
+  expect(served?.rxBytes).toBeGreaterThan(0);
+
+  const moved = await session(sessionId);
+  expect(moved.node.id).toBe(other.id);
+  expect(moved.moved_at).toEqual(expect.any(String));
+  const peers = parseWgDump((await client.exec('wg', ['show', tunnel, 'dump'])).stdout).peers;
+  expect(peers.map((p) => [p.publicKey, p.allowedIps])).toEqual([
+    [moved.node.public_key, ['0.0.0.0/0', '::/0']],
+  ]);
+  return other;
+}
+
+/** Both nodes up: the one an earlier test killed starts again. */
+async function bothNodesUp(): Promise<void> {
+  for (const exit of exits) if (exit.killed) await exit.start();
+}
+
 test(
   '1. the node in use is SIGKILLed: the session moves to the other node, the interface follows, traffic resumes; Ctrl-C takes it down and closes the session',
   async () => {
-    const { run, sessionId, nodeId, tunnel } = await following();
-    await eventually('a ping through the tunnel', pings, { timeoutMs: 20_000, everyMs: 200 });
-    const clientKey = parseWgDump((await client.exec('wg', ['show', tunnel, 'dump'])).stdout).publicKey;
-    const used = exits.find((e) => e.id === nodeId)!;
-    const other = exits.find((e) => e !== used)!;
-
-    process.kill(-used.proc.pid, 'SIGKILL');
-    await used.proc.exited;
-
-    await run.waitFor(
-      new RegExp(`Z session moved at \\S+ to node ${other.id} \\(\\S+\\); ${tunnel} now goes through it`),
-      MOVE_BOUND_MS,
-    );
-    await eventually('a ping through the other node', pings, { timeoutMs: MOVE_BOUND_MS, everyMs: 200 });
-    const served = (await nodePeers(other)).find((p) => p.publicKey === clientKey);
-    expect(served?.latestHandshake).toBeGreaterThan(0);
-    expect(served?.rxBytes).toBeGreaterThan(0);
-    const peers = parseWgDump((await client.exec('wg', ['show', tunnel, 'dump'])).stdout).peers;
-    expect(peers.map((p) => [p.publicKey, p.allowedIps])).toEqual([
-      [(await session(sessionId)).node.public_key, ['0.0.0.0/0', '::/0']],
-    ]);
-    const moved = await session(sessionId);
-    expect(moved.node.id).toBe(other.id);
-    expect(moved.moved_at).toEqual(expect.any(String));
+    const { run, sessionId, tunnel } = await following();
+    await killNodeInUse(run, sessionId, tunnel);
 
     process.kill(run.pid, 'SIGINT');
     expect(await run.exited).toBe(130);
@@ -192,6 +221,36 @@ test(
     expect(await run.exited).toBe(0);
     expect(run.output()).toMatch(new RegExp(`\\nsession ${sessionId} closed\\n$`));
     expect(await links()).not.toContain(`${tunnel}:`);
+  },
+  TEST_MS,
+);
+
+test(
+  '3. `tunnelbyte follow` for a tunnel brought up from an --out file: the same failover; Ctrl-C leaves the tunnel and the session',
+  async () => {
+    await bothNodesUp();
+    const file = join(harness.tempDir(), 'tbfollow.conf');
+    await tunnelbyte(['connect', REGION, '--out', file, '--no-dns']);
+    const sessionId = JSON.parse((await tunnelbyte(['sessions', '--json'])).stdout).sessions[0].id as string;
+    await client.exec('env', ['-i', ...cliEnv(), 'wg-quick', 'up', file]);
+    const run = client.spawn('env', [
+      ...['-i', ...cliEnv(), process.execPath, CLI],
+      ...['follow', '--interface', 'tbfollow', '--interval', '1'],
+    ]);
+    await run.waitFor(`Z following session ${sessionId} through tbfollow`);
+    await killNodeInUse(run, sessionId, 'tbfollow');
+
+    process.kill(run.pid, 'SIGINT');
+    expect(await run.exited).toBe(130);
+    expect(run.output()).toMatch(
+      new RegExp(
+        `tunnelbyte: interrupted; stopped following; tbfollow and session ${sessionId} are left as they are\\n$`,
+      ),
+    );
+    expect(await pings()).toBe(true);
+    expect((await session(sessionId)).status).toBe('active');
+    await client.exec('env', ['-i', ...cliEnv(), 'wg-quick', 'down', file]);
+    await tunnelbyte(['disconnect', sessionId]);
   },
   TEST_MS,
 );

@@ -37,6 +37,7 @@ import {
   sealedLength,
 } from './constants.js';
 import type { TransportAEAD } from './aead.js';
+import { readWord } from './words.js';
 
 /** Fields shared by the two handshake messages, which carry mac1/mac2 (see cookie.ts). */
 interface MacFields {
@@ -90,6 +91,8 @@ const ENCRYPTED_TIMESTAMP_LENGTH = sealedLength(TIMESTAMP_LENGTH); // 28
 const ENCRYPTED_NOTHING_LENGTH = sealedLength(0); // 16
 const ENCRYPTED_COOKIE_LENGTH = sealedLength(COOKIE_LENGTH); // 32
 
+/** Little-endian u32 read without a DataView (none per packet on the hot path). */
+const readU32 = (bytes: Uint8Array, offset: number): number => readWord(bytes, offset) >>> 0;
 const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const slice = (bytes: Uint8Array, offset: number, length: number): Uint8Array =>
   bytes.subarray(offset, offset + length);
@@ -97,19 +100,18 @@ const slice = (bytes: Uint8Array, offset: number, length: number): Uint8Array =>
 /**
  * Classifies a datagram. The type is the first 4 bytes as u32 LE, so non-zero reserved bytes make an
  * unknown type. Types 1-3 need their exact size, type 4 at least 32 bytes. Anything else: undefined.
- * The returned fields are views into `datagram` (no copies).
+ * The returned fields are views into `datagram` (no copies); numbers are read without a DataView.
  */
 export function parseMessage(datagram: Uint8Array): Message | undefined {
   if (datagram.length < 4) return undefined;
-  const data = view(datagram);
-  const type = data.getUint32(0, true);
+  const type = readU32(datagram, 0);
   switch (type) {
     case MESSAGE_INITIATION:
       if (datagram.length !== INITIATION_SIZE) return undefined;
       return {
         type,
         bytes: datagram,
-        senderIndex: data.getUint32(INITIATION_SENDER_OFFSET, true),
+        senderIndex: readU32(datagram, INITIATION_SENDER_OFFSET),
         ephemeral: slice(datagram, INITIATION_EPHEMERAL_OFFSET, KEY_LENGTH),
         encryptedStatic: slice(datagram, INITIATION_STATIC_OFFSET, ENCRYPTED_STATIC_LENGTH),
         encryptedTimestamp: slice(datagram, INITIATION_TIMESTAMP_OFFSET, ENCRYPTED_TIMESTAMP_LENGTH),
@@ -121,8 +123,8 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
       return {
         type,
         bytes: datagram,
-        senderIndex: data.getUint32(RESPONSE_SENDER_OFFSET, true),
-        receiverIndex: data.getUint32(RESPONSE_RECEIVER_OFFSET, true),
+        senderIndex: readU32(datagram, RESPONSE_SENDER_OFFSET),
+        receiverIndex: readU32(datagram, RESPONSE_RECEIVER_OFFSET),
         ephemeral: slice(datagram, RESPONSE_EPHEMERAL_OFFSET, KEY_LENGTH),
         encryptedNothing: slice(datagram, RESPONSE_EMPTY_OFFSET, ENCRYPTED_NOTHING_LENGTH),
         mac1: slice(datagram, RESPONSE_MAC1_OFFSET, MAC_LENGTH),
@@ -133,7 +135,7 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
       return {
         type,
         bytes: datagram,
-        receiverIndex: data.getUint32(COOKIE_REPLY_RECEIVER_OFFSET, true),
+        receiverIndex: readU32(datagram, COOKIE_REPLY_RECEIVER_OFFSET),
         nonce: slice(datagram, COOKIE_REPLY_NONCE_OFFSET, XAEAD_NONCE_LENGTH),
         encryptedCookie: slice(datagram, COOKIE_REPLY_COOKIE_OFFSET, ENCRYPTED_COOKIE_LENGTH),
       };
@@ -142,9 +144,9 @@ export function parseMessage(datagram: Uint8Array): Message | undefined {
       return {
         type,
         bytes: datagram,
-        receiverIndex: data.getUint32(TRANSPORT_RECEIVER_OFFSET, true),
-        counterLow: data.getUint32(TRANSPORT_COUNTER_OFFSET, true),
-        counterHigh: data.getUint32(TRANSPORT_COUNTER_OFFSET + 4, true),
+        receiverIndex: readU32(datagram, TRANSPORT_RECEIVER_OFFSET),
+        counterLow: readU32(datagram, TRANSPORT_COUNTER_OFFSET),
+        counterHigh: readU32(datagram, TRANSPORT_COUNTER_OFFSET + 4),
         content: datagram.subarray(TRANSPORT_CONTENT_OFFSET),
       };
     default:

@@ -1,4 +1,4 @@
-// 32-bit little-endian words over byte buffers, for the ciphers' hot loops (aead.ts, poly1305.ts).
+// 32-bit little-endian words over byte buffers, for the hot paths: the ciphers (aead.ts, poly1305.ts) and message parsing.
 
 /**
  * Typed-array word views read and write little-endian only on a little-endian host. Words are signed

@@ -7,9 +7,10 @@
 import { type IpPrefix, formatPrefix, maskPrefix } from './ipaddr.js';
 
 interface TrieNode<T> {
-  // The prefix, host bits cleared, as plain numbers: an exit node has two nodes per peer, and a typed
-  // array (with its ArrayBuffer) costs twice the heap of a small array.
-  readonly bits: readonly number[];
+  // The prefix as plain numbers: an exit node has two nodes per peer, and a typed array (with its
+  // ArrayBuffer) costs twice the heap of a small array. Bits past `cidr` are never read: a join node
+  // shares the array of the prefix it was made for, so only a node with a peer holds its own (masked).
+  bits: readonly number[];
   readonly cidr: number;
   // Position of the bit after the prefix, which chooses the child: byte index and shift within it.
   readonly bitAtByte: number;
@@ -25,15 +26,22 @@ interface TrieNode<T> {
 
 type Root = 'v4' | 'v6';
 
-function newNode<T>(prefix: IpPrefix, peer: T | undefined): TrieNode<T> {
+function newNode<T>(prefix: IpPrefix, peer: T): TrieNode<T> {
   const { address, cidr } = maskPrefix(prefix);
+  const node = joinNode<T>(Array.from(address), cidr);
+  node.peer = peer;
+  return node;
+}
+
+// A peerless node at the first `cidr` bits of `bits`, sharing the array (nothing reads past cidr).
+function joinNode<T>(bits: readonly number[], cidr: number): TrieNode<T> {
   return {
-    bits: Array.from(address),
+    bits,
     cidr,
     bitAtByte: cidr >> 3,
     bitAtShift: 7 - (cidr & 7),
     partialMask: (0xff << (8 - (cidr & 7))) & 0xff,
-    peer,
+    peer: undefined,
     left: undefined,
     right: undefined,
     parent: undefined,
@@ -84,6 +92,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
     const { parent, exact } = this.placement(root, node.bits, node.cidr);
     if (exact) {
       this.detachFromPeer(exact);
+      if (exact.peer === undefined) exact.bits = node.bits; // a join node's may be another prefix's
       exact.peer = peer;
       this.attachToPeer(exact);
       return;
@@ -102,7 +111,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
       return;
     }
     // They diverge before either ends: a peerless node at the common prefix joins them.
-    const join = newNode<T>({ address: Uint8Array.from(node.bits), cidr: common }, undefined);
+    const join = joinNode<T>(node.bits, common);
     this.link(join, down, root);
     this.link(join, node, root);
     this.link(parent, join, root);

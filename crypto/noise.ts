@@ -68,10 +68,15 @@ class LazyPeerKeys implements PeerKeys {
 
   constructor(
     local: LocalStatic,
-    readonly remoteStatic: Uint8Array,
+    private readonly remote: Uint8Array | string,
     readonly presharedKey: Uint8Array,
   ) {
     this.local = local;
+  }
+
+  /** A key given in base64 is decoded for each handshake: an idle peer keeps no second copy of it. */
+  get remoteStatic(): Uint8Array {
+    return typeof this.remote === 'string' ? new Uint8Array(Buffer.from(this.remote, 'base64')) : this.remote;
   }
 
   get staticStatic(): Uint8Array | undefined {
@@ -85,10 +90,17 @@ class LazyPeerKeys implements PeerKeys {
 
 /**
  * A peer's handshake keys over the caller's buffers (the peer owns them and replaces its PeerKeys before it
- * changes or wipes either). The static-static DH waits for the first handshake.
+ * changes or wipes either); the public key may be its base64 text. The static-static DH waits for the
+ * first handshake.
  */
-export function peerKeys(local: LocalStatic, remoteStatic: Uint8Array, presharedKey?: Uint8Array): PeerKeys {
-  if (remoteStatic.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
+export function peerKeys(
+  local: LocalStatic,
+  remoteStatic: Uint8Array | string,
+  presharedKey?: Uint8Array,
+): PeerKeys {
+  const length =
+    typeof remoteStatic === 'string' ? Buffer.byteLength(remoteStatic, 'base64') : remoteStatic.length;
+  if (length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
   if (presharedKey !== undefined && presharedKey.length !== KEY_LENGTH) {
     throw new RangeError('pre-shared key must be 32 bytes');
   }

@@ -41,8 +41,7 @@ export interface PeerOptions {
 }
 
 export class Peer implements Queued {
-  readonly publicKey: Uint8Array;
-  /** The peer's name in 'deliver' actions and logs: its public key in base64. */
+  /** The peer's name in 'deliver' actions and logs: its public key in base64, the only copy kept. */
   readonly name: string;
   readonly timers: PeerTimers<Peer>;
   private presharedKey: Uint8Array | undefined;
@@ -69,12 +68,16 @@ export class Peer implements Queued {
 
   constructor(options: PeerOptions) {
     if (options.publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
-    this.publicKey = Uint8Array.from(options.publicKey);
-    this.name = Buffer.from(this.publicKey).toString('base64');
+    this.name = Buffer.from(options.publicKey).toString('base64');
     this.presharedKey = ownPresharedKey(options.presharedKey);
-    this.staticKeys = peerKeys(options.local, this.publicKey, this.presharedKey);
+    this.staticKeys = peerKeys(options.local, this.name, this.presharedKey);
     this.timers = new PeerTimers(options.timers, this);
     this.releaseIndex = options.releaseIndex;
+  }
+
+  /** The public key's bytes, decoded from `name` (status and MACs only; an idle peer keeps one copy). */
+  get publicKey(): Uint8Array {
+    return new Uint8Array(Buffer.from(this.name, 'base64'));
   }
 
   get keypairs(): Keypairs {
@@ -106,12 +109,12 @@ export class Peer implements Queued {
     }
     if (this.presharedKey) wipe(this.presharedKey);
     this.presharedKey = ownPresharedKey(presharedKey);
-    this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
+    this.staticKeys = peerKeys(local, this.name, this.presharedKey);
   }
 
   /** Our private key changed: the static-static DH is computed again when the next handshake needs it. */
   setLocal(local: LocalStatic): void {
-    this.staticKeys = peerKeys(local, this.publicKey, this.presharedKey);
+    this.staticKeys = peerKeys(local, this.name, this.presharedKey);
   }
 
   /** Updates the endpoint from an authenticated packet's source (roaming). */

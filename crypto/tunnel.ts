@@ -293,7 +293,7 @@ export class Tunnel {
   peers(): PeerStatus[] {
     return [...this.peersByName.values()].map((peer) => {
       const status: PeerStatus = {
-        publicKey: Uint8Array.from(peer.publicKey),
+        publicKey: peer.publicKey,
         allowedIps: this.allowedIps.prefixesOf(peer),
         persistentKeepaliveSeconds: peer.timers.persistentKeepaliveSeconds,
         rxBytes: peer.rxBytes,

@@ -117,21 +117,21 @@ const tunnelbyte = (args: string[]) =>
   client.exec('env', ['-i', ...cliEnv(), process.execPath, CLI, ...args]);
 
 /** `tunnelbyte connect REGION --up --follow --no-dns --interval 1` in the client namespace, left running. */
-async function following(): Promise<{
+async function following(extra: string[] = []): Promise<{
   run: ProcessHandle;
   sessionId: string;
-  nodeId: string;
   tunnel: string;
 }> {
   const run = client.spawn('env', [
     ...['-i', ...cliEnv(), process.execPath, CLI],
-    ...['connect', REGION, '--up', '--follow', '--no-dns', '--interval', '1'],
+    ...['connect', REGION, '--up', '--follow', '--no-dns', '--interval', '1', ...extra],
   ]);
-  await run.waitFor(/Z following session \S+ through \S+, node \S+/, 30_000);
-  const [, sessionId, tunnel, nodeId] = /Z following session (\S+) through (\S+), node (\S+)/.exec(
-    run.output(),
-  )!;
-  return { run, sessionId: sessionId!, nodeId: nodeId!, tunnel: tunnel! };
+  const human = /Z following session (\S+) through (\S+), node \S+/;
+  const json = /^\{"event":"following","session":"(\S+?)",.*"interface":"(\S+?)"/m;
+  const started = extra.includes('--json') ? json : human;
+  await run.waitFor(started, 30_000);
+  const [, sessionId, tunnel] = started.exec(run.output())!;
+  return { run, sessionId: sessionId!, tunnel: tunnel! };
 }
 
 const pings = async () => {
@@ -183,6 +183,9 @@ async function killNodeInUse(run: ProcessHandle, sessionId: string, tunnel: stri
   const moved = await session(sessionId);
   expect(moved.node.id).toBe(other.id);
   expect(moved.moved_at).toEqual(expect.any(String));
+  expect((await tunnelbyte(['status', sessionId])).stdout).toMatch(
+    new RegExp(`^node:\\s+${other.id}\\nmoved:\\s+${moved.moved_at}\\n`, 'm'),
+  );
   const peers = parseWgDump((await client.exec('wg', ['show', tunnel, 'dump'])).stdout).peers;
   expect(peers.map((p) => [p.publicKey, p.allowedIps])).toEqual([
     [moved.node.public_key, ['0.0.0.0/0', '::/0']],
@@ -251,6 +254,25 @@ test(
     expect((await session(sessionId)).status).toBe('active');
     await client.exec('env', ['-i', ...cliEnv(), 'wg-quick', 'down', file]);
     await tunnelbyte(['disconnect', sessionId]);
+  },
+  TEST_MS,
+);
+
+test(
+  '4. SIGTERM (systemd, kill) does what Ctrl-C does under connect --up --follow: interface down, session closed, exit 143',
+  async () => {
+    await bothNodesUp();
+    const { run, sessionId, tunnel } = await following(['--json']);
+    // Following, --json output is one JSON object per line, the session's summary first.
+    expect(run.output()).toMatch(new RegExp(`^\\{"id":"${sessionId}",.*"config_path":"[^"]+"\\}$`, 'm'));
+    await eventually('a ping through the tunnel', pings, { timeoutMs: 20_000, everyMs: 200 });
+    process.kill(run.pid, 'SIGTERM');
+    expect(await run.exited).toBe(143);
+    expect(run.output()).toContain(
+      `tunnelbyte: terminated; ${tunnel} taken down; session ${sessionId} closed\n`,
+    );
+    expect(await links()).not.toContain(`${tunnel}:`);
+    expect((await session(sessionId)).status).toBe('closed');
   },
   TEST_MS,
 );

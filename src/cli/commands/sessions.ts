@@ -147,6 +147,8 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     `address ${session.interface.addresses.join(', ')}, expires ${session.expires_at}.\n${where}${next}`;
   // With the config on stdout, everything else moves to stderr so the file stays clean.
   if (toStdout) ctx.note(human);
+  // Following, --json output is one object per line: the summary is the first.
+  else if (options.follow && ctx.json) ctx.io.stdout.write(`${JSON.stringify(summary)}\n`);
   else ctx.print(human, summary);
   if (toStdout && ctx.json) ctx.io.stderr.write(`${JSON.stringify(summary)}\n`);
 
@@ -281,6 +283,7 @@ const status: Action<[string | undefined]> = async (ctx, given) => {
       ['status', s.status],
       ['region', s.region],
       ['node', s.node.id],
+      ['moved', orDash(s.moved_at)],
       ['created', s.created_at],
       ['expires', s.expires_at],
       ['handshake', orDash(s.last_handshake_at)],

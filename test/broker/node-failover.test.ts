@@ -94,6 +94,9 @@ test('1. a node stops heartbeating: its session moves with its key, addresses an
 
   // Idempotent: another round (or another broker's) moves nothing more.
   expect(await failoverRound(plane.broker.ctx)).toEqual({ moved: 0, lost: 0 });
+  const text = await metrics();
+  expect(gauge(text, 'tunnelbyte_broker_sessions_failed_over_total', 'outcome="moved"')).toBe(1);
+  expect(gauge(text, 'tunnelbyte_broker_sessions_failed_over_total', 'outcome="lost"')).toBe(0);
   await checkPlane(plane.broker.redis, 'eu-west');
 
   // The new node's counters start from zero and count in full.
@@ -173,6 +176,7 @@ test('4. no room elsewhere: the session reads node_lost for good, holds no slot,
   expect(gauge(text, 'tunnelbyte_sessions', 'region="eu-west",status="node_lost"')).toBe(1);
 
   expect(await failoverRound(plane.broker.ctx)).toEqual({ moved: 0, lost: 1 });
+  expect(gauge(await metrics(), 'tunnelbyte_broker_sessions_failed_over_total', 'outcome="lost"')).toBe(1);
   const read = async () => (await plane.as(user, 'get', `/v1/sessions/${made.body.id}`)).body;
   expect(await read()).toMatchObject({ status: 'node_lost', node: { id: a.id }, moved_at: null });
   expect((await plane.as(user, 'get', '/v1/usage')).body.sessions.active).toBe(0);

@@ -66,6 +66,7 @@ describe('Prometheus', () => {
   const ALERTS = [
     'TunnelbyteRegionDown',
     'TunnelbyteNodeLost',
+    'TunnelbyteSessionsLost',
     'TunnelbyteRedisUnreachable',
     'TunnelbyteBrokerDown',
   ];
@@ -88,7 +89,7 @@ describe('Prometheus', () => {
     }
   });
 
-  test('2. the alerts: region down, node lost, Redis unreachable, broker down, on the broker gauges', () => {
+  test('2. the alerts: region down, node lost, sessions lost, Redis unreachable, broker down, on the broker metrics', () => {
     const rules = parse(readFileSync(join(PROMETHEUS, 'tunnelbyte-rules.yml'), 'utf8')) as {
       groups: { rules: { alert: string; expr: string }[] }[];
     };
@@ -96,6 +97,7 @@ describe('Prometheus', () => {
     expect(all.map((r) => r.alert)).toEqual(ALERTS);
     expect(all[0]!.expr).toContain('tunnelbyte_nodes{state="healthy"}');
     expect(all[1]!.expr).toContain('tunnelbyte_nodes{state="lost"}');
-    expect(all[2]!.expr).toContain('tunnelbyte_broker_redis_up');
+    expect(all[2]!.expr).toContain('tunnelbyte_broker_sessions_failed_over_total{outcome="lost"}');
+    expect(all[3]!.expr).toContain('tunnelbyte_broker_redis_up');
   });
 });

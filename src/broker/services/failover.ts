@@ -7,6 +7,7 @@
 // Every broker's reaper runs failoverRound. The per-node script (services/lua.ts FAILOVER_NODE) checks
 // the node is still lost and moves only peers still on it, so two brokers' rounds never move a peer
 // twice, and a round cut short is finished by the next one.
+import type { Counter } from 'prom-client';
 import type { BrokerContext } from '../context.js';
 import { keys } from '../store/keys.js';
 import { FEED_MAX_LENGTH } from './feed.js';
@@ -20,6 +21,23 @@ export interface FailoverCount {
   moved: number;
   /** Sessions that found no room: they read node_lost and hold no slot. */
   lost: number;
+}
+
+const counters = new WeakMap<BrokerContext, Counter<'outcome'>>();
+
+/** tunnelbyte_broker_sessions_failed_over_total{outcome="moved|lost"}: this broker's failover work. */
+export function failoverCounter(ctx: BrokerContext): Counter<'outcome'> {
+  let counter = counters.get(ctx);
+  if (!counter) {
+    counter = ctx.metrics.counter(
+      'tunnelbyte_broker_sessions_failed_over_total',
+      'Sessions of lost or removed nodes this broker moved to another node (moved) or found no room for (lost).',
+      ['outcome'],
+    );
+    for (const outcome of ['moved', 'lost']) counter.inc({ outcome }, 0);
+    counters.set(ctx, counter);
+  }
+  return counter;
 }
 
 /** A session the failover could not place holds no concurrency slot. */
@@ -55,6 +73,8 @@ export async function failoverNode(
     await releaseSlots(ctx, done.lost);
     count.moved += done.moved.length;
     count.lost += done.lost.length;
+    failoverCounter(ctx).inc({ outcome: 'moved' }, done.moved.length);
+    failoverCounter(ctx).inc({ outcome: 'lost' }, done.lost.length);
     cursor = done.cursor;
   } while (cursor !== '0');
   return count;

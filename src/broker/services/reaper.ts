@@ -6,7 +6,7 @@
 import type { BrokerContext } from '../context.js';
 import { isStoreUnavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
-import { failoverRound } from './failover.js';
+import { failoverCounter, failoverRound } from './failover.js';
 import { closeSession } from './sessions.js';
 /** Sessions closed per region per round trip. */
 const BATCH = 100;
@@ -36,6 +36,7 @@ export async function reapExpired(ctx: BrokerContext): Promise<number> {
 /** Runs reapExpired and failoverRound every TB_REAP_INTERVAL_MS until the broker shuts down. */
 export function startReaper(ctx: BrokerContext): void {
   if (ctx.shutdown.aborted) return;
+  failoverCounter(ctx); // its series read 0 from the start
   let running = false;
   const round = async () => {
     await reapExpired(ctx);

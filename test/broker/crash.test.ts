@@ -20,20 +20,28 @@ beforeEach(async () => {
 });
 afterEach(async () => plane.close());
 
-/** A context whose broker "dies" (throws, runs nothing further) at the chosen Redis call. */
-function dyingAt(ctx: BrokerContext, where: 'create-script' | 'confirm'): BrokerContext {
+/**
+ * A context whose broker "dies" (throws, runs nothing further) at the chosen Redis call; with
+ * `survives`, only that call fails (its Redis failing over) and the broker carries on.
+ */
+function dyingAt(ctx: BrokerContext, where: 'create-script' | 'confirm', survives = false): BrokerContext {
+  let dead = false;
+  const die = () => {
+    dead = !survives;
+    return new Error('broker died');
+  };
   const redis = new Proxy(ctx.redis, {
     get(target, prop, receiver) {
+      if (dead) return () => Promise.reject(new Error('broker is dead'));
       if (where === 'create-script' && (prop === 'evalsha' || prop === 'eval')) {
         return (sha: string, ...rest: unknown[]) => {
-          if (sha === CREATE_SESSION.sha || sha === CREATE_SESSION.source)
-            return Promise.reject(new Error('broker died'));
+          if (sha === CREATE_SESSION.sha || sha === CREATE_SESSION.source) return Promise.reject(die());
           return (target[prop] as (...a: unknown[]) => unknown).call(target, sha, ...rest);
         };
       }
       if (where === 'confirm' && prop === 'multi') {
         return () => {
-          throw new Error('broker died');
+          throw die();
         };
       }
       const value: unknown = Reflect.get(target, prop, receiver);
@@ -74,6 +82,15 @@ test('2. broker dies after reserving, before the region script: nothing made, th
   expect((await plane.as(free, 'get', '/v1/sessions')).body.sessions).toEqual([]);
   // … for RESERVATION_MS at most.
   plane.advance(RESERVATION_MS);
+  expect((await plane.create(free, { region: 'eu-west' })).status).toBe(201);
+  await checkPlane(plane.broker.redis, 'eu-west');
+});
+
+test('2b. the region script fails but the broker lives (its Redis failing over): the slot is back at once', async () => {
+  const free = await plane.principal('free');
+  await plane.node('eu-west');
+  const failing = dyingAt(plane.broker.ctx, 'create-script', true);
+  await expect(createSession(failing, free.account, { region: 'eu-west' })).rejects.toThrow('broker died');
   expect((await plane.create(free, { region: 'eu-west' })).status).toBe(201);
   await checkPlane(plane.broker.redis, 'eu-west');
 });

@@ -7,7 +7,9 @@
 //      expiry index and the node's feed event, all in one script: all of it or none of it;
 //   3. account slot  (MULTI): the reservation's deadline becomes the session's expiry; counters.
 // Trade-off, chosen on purpose: a broker that dies between 1 and 2 holds a slot for at most
-// RESERVATION_MS (never locks a user out for a session's lifetime); one that dies between 2 and 3
+// RESERVATION_MS (never locks a user out for a session's lifetime), and a step 2 that fails (its
+// region's Redis failing over) gives the slot back at once, so retries through a failover do not use
+// up the account's quota; one that dies between 2 and 3
 // leaves a live session that stops counting against concurrency after RESERVATION_MS, until it
 // expires and the reaper removes it. Both err in the user's favour, and neither can leak an address
 // or a peer: those live only in step 2's atomic script. Putting concurrency in the region slot would
@@ -183,10 +185,13 @@ export async function createSession(
     anchor: owner.createdAt,
     maxAddressIndex: MAX_ADDRESS_INDEX,
     feedMaxLength: FEED_MAX_LENGTH,
+  }).catch(async (err: unknown) => {
+    // The script may have run: a session it made stays listed but stops counting, as after RESERVATION_MS.
+    await ctx.redis.zrem(keys.accountLiveSessions(owner.id), sessionId).catch(() => undefined);
+    throw err;
   });
   if (created.outcome !== 'ok') {
-    // The script answered and wrote nothing: give the slot back. (When the call itself fails, the
-    // script may have run; the reservation then lapses on its own.)
+    // The script answered and wrote nothing: give the slot back.
     await release(ctx, owner.id, sessionId);
     if (created.outcome === 'duplicate_key') {
       throw conflict('This public key already has a session on every node of the region with room.');

@@ -86,7 +86,16 @@ export interface TunnelOptions {
    * engine is next called (for an I/O shell that copies or sends every datagram at once).
    */
   reuseSendBuffers?: boolean;
+  /**
+   * The data path's results are reused too: the array encapsulate and a transport message's decapsulate
+   * return, and the send and deliver actions in any result, are valid until the engine is next called (for
+   * an I/O shell that performs every action at once). No object is then allocated per packet for them.
+   */
+  reuseActions?: boolean;
 }
+
+type SendAction = { kind: 'send'; datagram: Uint8Array; to: Endpoint };
+type DeliverAction = { kind: 'deliver'; packet: Uint8Array; peer: string };
 
 // A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
 const SEND_BUFFER_OVERHEAD = 64;
@@ -151,6 +160,12 @@ export class Tunnel {
   private readonly decryptInPlace: boolean;
   private readonly sendBuffers: Uint8Array[] | undefined;
   private sendBuffersUsed = 0;
+  /** With reuseActions: the data path's result array and the send and deliver actions handed out so far. */
+  private readonly reusedActions: TunnelAction[] | undefined;
+  private readonly sendActions: SendAction[] = [];
+  private readonly deliverActions: DeliverAction[] = [];
+  private sendActionsUsed = 0;
+  private deliverActionsUsed = 0;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
   private readonly allowedIps = new AllowedIps<Peer>();
@@ -169,6 +184,7 @@ export class Tunnel {
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.decryptInPlace = options.decryptInPlace ?? false;
     this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
+    this.reusedActions = options.reuseActions ? [] : undefined;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
     this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
@@ -204,7 +220,7 @@ export class Tunnel {
    * as wireguard-go does. A peer with a low-order public key is kept but can never complete a handshake.
    */
   upsertPeer(publicKey: Uint8Array, settings: PeerSettings, now: number): TunnelAction[] {
-    this.sendBuffersUsed = 0;
+    this.beginCall();
     if (publicKey.length !== KEY_LENGTH) throw new RangeError('peer public key must be 32 bytes');
     const prefixes = settings.allowedIps?.map(parseAllowedIp);
     const keepalive = settings.persistentKeepaliveSeconds;
@@ -278,7 +294,7 @@ export class Tunnel {
    * is gone costs nothing more. Nothing is sent to a peer that already handshook since.
    */
   resumeHandshake(publicKey: Uint8Array, endpoint: Endpoint, now: number): TunnelAction[] {
-    this.sendBuffersUsed = 0;
+    this.beginCall();
     const actions: TunnelAction[] = [];
     const peer = this.peersByName.get(Buffer.from(publicKey).toString('base64'));
     if (peer === undefined || peer.lastHandshakeUnixMs !== 0 || peer.handshake.state !== 'zeroed')
@@ -309,7 +325,7 @@ export class Tunnel {
 
   /** A packet from the TUN side: routed by its destination address to a peer, then sealed or staged. */
   encapsulate(packet: Uint8Array, now: number): TunnelAction[] {
-    this.sendBuffersUsed = 0;
+    this.beginCall();
     let peer: Peer | undefined;
     const version = packet.length > 0 ? ipVersion(packet) : 0;
     if (version === 4 && packet.length >= IPV4_HEADER_LENGTH) {
@@ -323,7 +339,7 @@ export class Tunnel {
     if (peer.endpoint === undefined) return [DROP.no_endpoint];
     if (peer.keys.staticStatic === undefined) return [DROP.handshake_invalid];
 
-    const actions: TunnelAction[] = [];
+    const actions = this.dataPathActions();
     const keypair = peer.keypairs.current;
     if (peer.stagedCount === 0 && keypair !== undefined && keypair.canSend(now)) {
       // The common case, without copying the packet into the queue.
@@ -338,7 +354,7 @@ export class Tunnel {
 
   /** A datagram from UDP. Every rejection is a typed drop; only a cookie reply under load answers one. */
   decapsulate(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
-    this.sendBuffersUsed = 0;
+    this.beginCall();
     const message = parseMessage(datagram);
     if (message === undefined) return [DROP.malformed];
     switch (message.type) {
@@ -354,7 +370,7 @@ export class Tunnel {
 
   /** Fires the due timers of the peers that have any, without visiting the others. */
   tick(now: number): TunnelAction[] {
-    this.sendBuffersUsed = 0;
+    this.beginCall();
     const actions: TunnelAction[] = [];
     for (const peer of this.timerQueue.takeDue(now)) {
       for (const expiry of peer.timers.due(now)) {
@@ -529,7 +545,7 @@ export class Tunnel {
     if (plaintext === 'replay') return [DROP.replay];
 
     const peer = entry!.peer;
-    const actions: TunnelAction[] = [];
+    const actions = this.dataPathActions();
     this.authenticatedReceived(peer, from, message.bytes.length, now);
     if (peer.keypairs.receivedWith(keypair)) {
       this.handshakeComplete(peer);
@@ -548,11 +564,7 @@ export class Tunnel {
     peer.timers.dataReceived(now);
 
     const delivered = this.innerPacket(plaintext, peer);
-    actions.push(
-      typeof delivered === 'string'
-        ? DROP[delivered]
-        : { kind: 'deliver', packet: delivered, peer: peer.name },
-    );
+    actions.push(typeof delivered === 'string' ? DROP[delivered] : this.deliverAction(delivered, peer.name));
     return actions;
   }
 
@@ -660,6 +672,37 @@ export class Tunnel {
     if (packet.length !== 0) peer.timers.dataSent(now);
   }
 
+  /** Every entry point starts here: reused buffers and actions are free again (the caller is done with them). */
+  private beginCall(): void {
+    this.sendBuffersUsed = 0;
+    this.sendActionsUsed = 0;
+    this.deliverActionsUsed = 0;
+  }
+
+  /** The array the data path returns: the reused one, emptied, with reuseActions. */
+  private dataPathActions(): TunnelAction[] {
+    const reused = this.reusedActions;
+    if (reused === undefined) return [];
+    reused.length = 0;
+    return reused;
+  }
+
+  private sendAction(datagram: Uint8Array, to: Endpoint): TunnelAction {
+    if (this.reusedActions === undefined) return { kind: 'send', datagram, to };
+    const action = (this.sendActions[this.sendActionsUsed++] ??= { kind: 'send', datagram, to });
+    action.datagram = datagram;
+    action.to = to;
+    return action;
+  }
+
+  private deliverAction(packet: Uint8Array, peer: string): TunnelAction {
+    if (this.reusedActions === undefined) return { kind: 'deliver', packet, peer };
+    const action = (this.deliverActions[this.deliverActionsUsed++] ??= { kind: 'deliver', packet, peer });
+    action.packet = packet;
+    action.peer = peer;
+    return action;
+  }
+
   /** With reuseSendBuffers, the next free reused buffer for a packet of `length` (grown as needed). */
   private sendBuffer(length: number): Uint8Array | undefined {
     const pool = this.sendBuffers;
@@ -681,7 +724,7 @@ export class Tunnel {
 
   /** Every authenticated message we send goes through here: counters and the send-side timers. */
   private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
-    actions.push({ kind: 'send', datagram, to: peer.endpoint! });
+    actions.push(this.sendAction(datagram, peer.endpoint!));
     peer.txBytes += datagram.length;
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();

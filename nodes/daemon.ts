@@ -71,6 +71,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       decryptInPlace: true, // the device hands over each datagram and is done with it
       // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
       reuseSendBuffers: options.batchedUdp,
+      reuseActions: true, // Device.perform carries out every action before it calls the engine again
     });
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);

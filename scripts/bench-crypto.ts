@@ -232,7 +232,7 @@ function innerPacket(): Uint8Array {
 
 /**
  * Two Tunnels that know each other, configured as the node configures its engine (decrypting in place,
- * sealing into reused buffers); `now` is the shared manual monotonic clock.
+ * sealing into reused buffers, reusing its results); `now` is the shared manual monotonic clock.
  */
 function tunnelPair(clock: { now: number }): { a: Tunnel; b: Tunnel } {
   const options = {
@@ -240,6 +240,7 @@ function tunnelPair(clock: { now: number }): { a: Tunnel; b: Tunnel } {
     wallClockMs: () => 1_700_000_000_000 + clock.now,
     decryptInPlace: true,
     reuseSendBuffers: true,
+    reuseActions: true,
   };
   const a = new Tunnel({ privateKey: random(32), ...options });
   const b = new Tunnel({ privateKey: random(32), ...options });
@@ -248,11 +249,18 @@ function tunnelPair(clock: { now: number }): { a: Tunnel; b: Tunnel } {
   return { a, b };
 }
 
-/** Feeds a's sends to b and back until quiet; returns the number of packets b delivered. */
+/**
+ * Feeds a's sends to b and back until quiet; returns the number of packets b delivered. Actions and the
+ * datagrams in them are copied as they are queued: the engines reuse both on their next call.
+ */
 function exchange(pair: { a: Tunnel; b: Tunnel }, actions: TunnelAction[], now: number): number {
   let delivered = 0;
+  const copied = (list: TunnelAction[]): TunnelAction[] =>
+    list.map((action) =>
+      action.kind === 'send' ? { ...action, datagram: action.datagram.slice() } : action,
+    );
   let queue: { to: Tunnel; from: typeof TUNNEL_A; actions: TunnelAction[] }[] = [
-    { to: pair.b, from: TUNNEL_A, actions },
+    { to: pair.b, from: TUNNEL_A, actions: copied(actions) },
   ];
   while (queue.length > 0) {
     const next: typeof queue = [];
@@ -264,7 +272,7 @@ function exchange(pair: { a: Tunnel; b: Tunnel }, actions: TunnelAction[], now: 
         next.push({
           to: back,
           from: from === TUNNEL_A ? TUNNEL_B : TUNNEL_A,
-          actions: to.decapsulate(action.datagram, from, now),
+          actions: copied(to.decapsulate(action.datagram, from, now)),
         });
       }
     }

@@ -72,6 +72,8 @@ export interface PairOptions {
   decryptInPlace?: boolean;
   /** A seals transport messages into reused buffers (TunnelOptions.reuseSendBuffers). */
   aReusesSendBuffers?: boolean;
+  /** Both tunnels reuse their data-path results (TunnelOptions.reuseActions). */
+  reuseActions?: boolean;
 }
 
 export class TunnelPair {
@@ -98,7 +100,12 @@ export class TunnelPair {
       return { privateKey, publicKey: publicKey(privateKey) };
     };
     this.keys = { a: keyOf(0x11), b: keyOf(0x22) };
-    const common = { randomBytes: random, wallClockMs, decryptInPlace: options.decryptInPlace ?? false };
+    const common = {
+      randomBytes: random,
+      wallClockMs,
+      decryptInPlace: options.decryptInPlace ?? false,
+      reuseActions: options.reuseActions ?? false,
+    };
     this.a = new Tunnel({
       privateKey: this.keys.a.privateKey,
       reuseSendBuffers: options.aReusesSendBuffers ?? false,
@@ -159,11 +166,13 @@ export class TunnelPair {
 
   /**
    * Feeds the 'send' actions produced by `side` to the other tunnel (as coming from `side`'s endpoint),
-   * and the answers back, until nothing is sent any more. Everything is recorded.
+   * and the answers back, until nothing is sent any more. Everything is recorded. Actions are copied as they
+   * are queued: with reuseActions a tunnel's next call reuses them.
    */
   flow(side: Side, actions: TunnelAction[]): Flow {
     const result = emptyFlow();
-    const queue: { side: Side; actions: TunnelAction[] }[] = [{ side, actions }];
+    const copied = (list: TunnelAction[]) => list.map((action) => ({ ...action }));
+    const queue: { side: Side; actions: TunnelAction[] }[] = [{ side, actions: copied(actions) }];
     for (let step = 0; step < 10_000 && queue.length > 0; step++) {
       const { side: at, actions: batch } = queue.shift()!;
       for (const action of batch) {
@@ -174,7 +183,7 @@ export class TunnelPair {
           const to = other(at);
           queue.push({
             side: to,
-            actions: this.tunnel(to).decapsulate(action.datagram, this.endpoints[at], this.now),
+            actions: copied(this.tunnel(to).decapsulate(action.datagram, this.endpoints[at], this.now)),
           });
         } else if (action.kind === 'deliver') {
           result.delivered[at].push(action.packet);

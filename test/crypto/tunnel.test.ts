@@ -152,6 +152,27 @@ describe('Tunnel: handshake and data between two engines', () => {
     ]);
   });
 
+  test('9d. reuseActions: the data path hands back one array and the same actions each call, filled for it', () => {
+    const pair = new TunnelPair({ reuseActions: true });
+    pair.connect('a');
+    const [first, second] = [pair.packet('a', 100, 0x11), pair.packet('a', 200, 0x22)];
+    const sealed = pair.a.encapsulate(first, 0);
+    const action = sealed[0]!;
+    if (action.kind !== 'send') throw new Error('expected a transport message');
+    const datagrams = [action.datagram];
+    expect(pair.a.encapsulate(second, 0)).toBe(sealed); // the same array …
+    expect(sealed).toEqual([action]); // … holding the same action, now for the second packet
+    datagrams.push(action.datagram);
+    const delivered = pair.b.decapsulate(datagrams[0]!, pair.endpoints.a, 0);
+    expect(delivered).toEqual([{ kind: 'deliver', packet: first, peer: expect.any(String) }]);
+    expect(pair.b.decapsulate(datagrams[1]!, pair.endpoints.a, 0)).toBe(delivered);
+    expect(delivered).toEqual([{ kind: 'deliver', packet: second, peer: expect.any(String) }]);
+    // A rejection is still its own answer, and counted by its reason.
+    expect(pair.b.decapsulate(datagrams[1]!, pair.endpoints.a, 0)).toEqual([
+      { kind: 'drop', reason: 'replay' },
+    ]);
+  });
+
   test('10. typed drops for garbage, unknown indices and bad mac1, never an answer', () => {
     const pair = new TunnelPair();
     const from = pair.endpoints.a;

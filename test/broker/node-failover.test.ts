@@ -4,6 +4,7 @@
 // node protocol over HTTP; the clock is injected, and each test runs the reaper's failover round itself.
 import request from 'supertest';
 import { failoverRound } from '../../src/broker/services/failover.js';
+import { runCloseSession } from '../../src/broker/services/lua.js';
 import { removeNode } from '../../src/broker/services/nodes.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 import { keys } from '../../src/broker/store/keys.js';
@@ -232,4 +233,27 @@ test('5. before the reaper runs: a session on a lost node frees its slot when it
   plane.advance(1000);
   await plane.heartbeat(north);
   expect((await plane.create(user, { region: 'eu-north' })).status).toBe(201);
+});
+
+test('6. a session closed by a broker that died before giving its slot back holds it no longer', async () => {
+  const user = await plane.principal('free');
+  await plane.node('eu-west');
+  const made = await plane.create(user, { region: 'eu-west' });
+  // The region step of a close, without the account step after it.
+  const { outcome } = await runCloseSession(plane.broker.redis, {
+    region: 'eu-west',
+    sessionId: made.body.id,
+    owner: undefined,
+    state: 'closed',
+    retentionSeconds: 60,
+    now: plane.now(),
+    feedMaxLength: 100,
+    onlyIfDue: false,
+    reason: 'deleted',
+  });
+  expect(outcome).toBe('closed');
+  expect(
+    await plane.broker.redis.zscore(keys.accountLiveSessions(user.account.id), made.body.id),
+  ).not.toBeNull();
+  expect((await plane.create(user, { region: 'eu-west' })).status).toBe(201);
 });

@@ -108,8 +108,9 @@ export async function failoverRound(ctx: BrokerContext): Promise<FailoverCount> 
 
 /**
  * Before an account is refused at its concurrency limit: each of its live sessions whose node is lost is
- * failed over now instead of at the reaper's next round, and one already lost gives its slot back (a
- * broker may have died between the two steps). Returns the number of slots freed.
+ * failed over now instead of at the reaper's next round, and one already lost, closed or expired gives
+ * its slot back (a broker may have died between the region step and the account step). Returns the
+ * number of slots freed.
  */
 export async function settleLostSessions(ctx: BrokerContext, accountId: string): Promise<number> {
   const live = await ctx.redis.zrange(keys.accountLiveSessions(accountId), 0, -1);
@@ -120,7 +121,9 @@ export async function settleLostSessions(ctx: BrokerContext, accountId: string):
       const region = regions[i];
       if (!region) return 0; // a reservation whose session is still being made
       const [node, state] = await ctx.redis.hmget(keys.session(region, sessionId), 'node', 'state');
-      if (state === 'lost') return ctx.redis.zrem(keys.accountLiveSessions(accountId), sessionId);
+      if (state === 'lost' || state === 'closed' || state === 'expired') {
+        return ctx.redis.zrem(keys.accountLiveSessions(accountId), sessionId);
+      }
       if (state !== 'open' || !node) return 0;
       const beat = (await lastHeartbeats(ctx, region, [node])).get(node);
       if (!isLost(beat, ctx.clock())) return 0;

@@ -14,6 +14,8 @@ import { WordView, readWord } from './words.js';
 const LIMB = 4194304; // 2^22
 const INV_LIMB = 1 / LIMB; // exact: scaling by a power of two
 const MASK = LIMB - 1;
+/** Adding and subtracting 1.5 · 2^52 rounds a double below 2^51 in magnitude to the nearest integer. */
+const ROUND = 6755399441055744;
 
 /** Poly1305 over whole blocks with reusable state (one per cipher object). */
 export class Poly1305 {
@@ -190,26 +192,27 @@ export class Poly1305 {
         x5 * R0 +
         (y0 * r5 + y1 * r4 + y2 * r3 + y3 * r2 + y4 * r1 + y5 * r0);
       // Carry twice, every limb at once: a chain from limb 0 to 5 would be seven dependent steps per block.
-      // The first pass leaves limbs below 2^22 + 2^31 (d5 has no 20·r term: below 2^48.6, so 20 · its carry
-      // is below 2^31 too), the second below 2^22 + 2^14.
-      let c0 = Math.floor(d0 * INV_LIMB),
-        c1 = Math.floor(d1 * INV_LIMB),
-        c2 = Math.floor(d2 * INV_LIMB),
-        c3 = Math.floor(d3 * INV_LIMB),
-        c4 = Math.floor(d4 * INV_LIMB),
-        c5 = Math.floor(d5 * INV_LIMB);
+      // Each carry rounds to nearest (adding and subtracting 1.5 · 2^52: cheaper than Math.floor), so limbs
+      // are signed. The first pass leaves them below 2^21 + 2^31 in magnitude (d5 has no 20·r term: below
+      // 2^48.6, so 20 · its carry is below 2^31 too), the second below 2^21 + 2^14.
+      let c0 = d0 * INV_LIMB + ROUND - ROUND,
+        c1 = d1 * INV_LIMB + ROUND - ROUND,
+        c2 = d2 * INV_LIMB + ROUND - ROUND,
+        c3 = d3 * INV_LIMB + ROUND - ROUND,
+        c4 = d4 * INV_LIMB + ROUND - ROUND,
+        c5 = d5 * INV_LIMB + ROUND - ROUND;
       d0 = d0 - c0 * LIMB + c5 * 20;
       d1 = d1 - c1 * LIMB + c0;
       d2 = d2 - c2 * LIMB + c1;
       d3 = d3 - c3 * LIMB + c2;
       d4 = d4 - c4 * LIMB + c3;
       d5 = d5 - c5 * LIMB + c4;
-      c0 = Math.floor(d0 * INV_LIMB);
-      c1 = Math.floor(d1 * INV_LIMB);
-      c2 = Math.floor(d2 * INV_LIMB);
-      c3 = Math.floor(d3 * INV_LIMB);
-      c4 = Math.floor(d4 * INV_LIMB);
-      c5 = Math.floor(d5 * INV_LIMB);
+      c0 = d0 * INV_LIMB + ROUND - ROUND;
+      c1 = d1 * INV_LIMB + ROUND - ROUND;
+      c2 = d2 * INV_LIMB + ROUND - ROUND;
+      c3 = d3 * INV_LIMB + ROUND - ROUND;
+      c4 = d4 * INV_LIMB + ROUND - ROUND;
+      c5 = d5 * INV_LIMB + ROUND - ROUND;
       h0 = d0 - c0 * LIMB + c5 * 20;
       h1 = d1 - c1 * LIMB + c0;
       h2 = d2 - c2 * LIMB + c1;
@@ -228,26 +231,28 @@ export class Poly1305 {
   /** Writes the 16-byte tag: full reduction mod 2^130 - 5, then + s mod 2^128. */
   finish(out: Uint8Array, offset: number): void {
     const h = this.h;
-    // Limbs are integers below 2^23 here: 32-bit integer operations from now on.
+    // Limbs are integers below 2^22 in magnitude here, possibly negative: 32-bit integer operations from
+    // now on, whose arithmetic shifts carry signed limbs as floor division does.
     let h0 = h[0]! | 0,
       h1 = h[1]! | 0,
       h2 = h[2]! | 0,
       h3 = h[3]! | 0,
       h4 = h[4]! | 0,
       h5 = h[5]! | 0;
-    // Two carry passes with bits 130 and up wrapped as · 5: h < 2^130 with every limb in range.
-    for (let pass = 0; pass < 2; pass++) {
-      h1 += h0 >>> 22;
+    // Carry passes with bits 130 and up wrapped as · 5: the first brings every limb into range but limb 0,
+    // which the wrap can push out of it again, the next two settle that: 0 ≤ h < 2^130, every limb in range.
+    for (let pass = 0; pass < 3; pass++) {
+      h1 += h0 >> 22;
       h0 &= MASK;
-      h2 += h1 >>> 22;
+      h2 += h1 >> 22;
       h1 &= MASK;
-      h3 += h2 >>> 22;
+      h3 += h2 >> 22;
       h2 &= MASK;
-      h4 += h3 >>> 22;
+      h4 += h3 >> 22;
       h3 &= MASK;
-      h5 += h4 >>> 22;
+      h5 += h4 >> 22;
       h4 &= MASK;
-      h0 += 5 * (h5 >>> 20);
+      h0 += 5 * (h5 >> 20);
       h5 &= 0xfffff;
     }
     // g = h + 5 - 2^130: h ≥ p exactly when g does not borrow (bit 130 of h + 5 is set).

@@ -281,7 +281,7 @@ describe('heartbeat', () => {
     const huge = await plane.heartbeat(node, { pad: 'x'.repeat(3 * 1024 * 1024) });
     expect([huge.status, huge.body.error]).toEqual([413, 'payload_too_large']);
     await checkPlane(plane.broker.redis, 'eu-west');
-  });
+  }, 120_000); // 600 sessions created through the API first: minutes on a busy 2-core host
 });
 
 test('tunnel addresses: index → 10.64.0.0/10 and fd64::/64', () => {

@@ -478,9 +478,9 @@ function equalBytes(a: Uint8Array, b: Uint8Array, start: number, end: number, bS
 }
 
 /**
- * The TCP header length of a segment GRO may merge, else 0: IPv4 without options or fragments, or IPv6
- * without extension headers (so its IP header is 20 or 40 bytes); IP length matching the packet; only ACK
- * (and PSH) set; some payload.
+ * The TCP header length of a segment GRO may merge, else 0: IPv4 without options or fragments and with
+ * a valid header checksum, or IPv6 without extension headers (so its IP header is 20 or 40 bytes); IP
+ * length matching the packet; only ACK (and PSH) set; some payload.
  */
 function coalescableTcpHeader(packet: Uint8Array): number {
   const v6 = isV6(packet);
@@ -488,6 +488,9 @@ function coalescableTcpHeader(packet: Uint8Array): number {
   const { ip, tcp } = headers;
   const ipLength = v6 ? getUint16(packet, 4) + IPV6_HEADER : getUint16(packet, 2);
   if ((!v6 && ip !== IPV4_HEADER_MIN) || ipLength !== packet.length || packet.length === ip + tcp) return 0;
+  // A merged header is rewritten with a fresh checksum, so a bad one must keep its packet out (the kernel
+  // then drops it alone, as its own GRO would).
+  if (!v6 && sum16(packet, 0, IPV4_HEADER_MIN) !== 0xffff) return 0;
   return (packet[ip + 13]! & ~TCP_PSH) === TCP_ACK ? tcp : 0;
 }
 

@@ -551,6 +551,16 @@ describe('GroCoalescer: decrypted segments into super-segments', () => {
         [1, 3],
       ],
     ],
+    [
+      14,
+      'an IPv4 header with a bad checksum is never merged',
+      () => {
+        const r = run('v4', 3);
+        r[1]![10]! ^= 1;
+        return r;
+      },
+      [[0], [1], [2]],
+    ],
   ] as const)('%i. %s', (_n, _what, make, groups) => {
     const packets = make();
     const frames = coalesce(packets);

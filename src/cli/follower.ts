@@ -29,6 +29,8 @@ export interface FollowTarget {
   intervalS: number;
   /** What Ctrl-C does, for the first line (e.g. "takes the interface down and closes the session"). */
   onStop: string;
+  /** Called once the interface goes through the session's new node. */
+  afterMove?: (s: Session) => void;
 }
 
 export type FollowEnd =
@@ -224,6 +226,7 @@ class Follower {
       });
       return;
     }
+    this.target.afterMove?.(s);
     const when = s.moved_at ? ` at ${s.moved_at}` : '';
     this.event(
       'moved',

@@ -5,7 +5,8 @@ import fc from 'fast-check';
 import { ApiClient, ApiError, type CreatedSession } from '../../src/lib/api-client.js';
 import { computeFingerprint, FingerprintError, machineFingerprint } from '../../src/lib/fingerprint.js';
 import { parseWgQuick } from '../../src/lib/wgquick.js';
-import { sessionConfig } from '../../src/cli/wgconfig.js';
+import { keyToBase64 } from '../../src/lib/wgkey.js';
+import { renewedConfig, sessionConfig } from '../../src/cli/wgconfig.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
 import { cli, listen, machine } from './harness.js';
 
@@ -133,6 +134,52 @@ describe('the wg-quick file connect writes', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('the file renewed after the session moved (connect --up --follow)', () => {
+  const NEW_NODE = generateKeyPair().publicKey;
+  const PSK = generateKeyPair().privateKey;
+  /** The broker's fresh config for the new node, its keys as placeholders. */
+  const moved = TEMPLATE.replace(NODE_KEY, NEW_NODE)
+    .replace('192.0.2.1:51820', '192.0.2.2:51820')
+    .replace('[Peer]', '[Peer]\nPresharedKey = <your preshared key>');
+  const written = (options: { dns: boolean }) => {
+    const made = sessionConfig(session(TEMPLATE), OUR.privateKey, options);
+    if (!made.ok) throw new Error(made.message);
+    return made.text.replace('[Peer]', `[Peer]\nPresharedKey = ${PSK}`);
+  };
+
+  test("1. the new node, with this machine's private and preshared keys, DNS as the file had it", () => {
+    for (const dns of [true, false]) {
+      const renewed = renewedConfig(written({ dns }), moved);
+      expect(renewed.ok).toBe(true);
+      const parsed = renewed.ok ? parseWgQuick(renewed.text) : undefined;
+      if (!parsed?.ok) throw new Error('the renewed file does not parse');
+      const { interface: iface, peers } = parsed.config;
+      expect(keyToBase64(iface.privateKey)).toBe(OUR.privateKey);
+      expect(iface.dns).toEqual(dns ? ['10.64.0.1'] : []);
+      expect(
+        peers.map((p) => [
+          keyToBase64(p.publicKey),
+          p.endpoint,
+          p.presharedKey && keyToBase64(p.presharedKey),
+        ]),
+      ).toEqual([[NEW_NODE, { host: '192.0.2.2', port: 51820 }, PSK]]);
+    }
+  });
+
+  test('2. a file or broker text that cannot be renewed is refused without a key in the message', () => {
+    for (const [current, broker] of [
+      ['not a config', moved],
+      [written({ dns: true }), ''],
+      [written({ dns: true }), `${moved}Bogus = 1\n`],
+    ]) {
+      const renewed = renewedConfig(current!, broker!);
+      expect(renewed.ok).toBe(false);
+      if (!renewed.ok)
+        expect(renewed.message).not.toMatch(new RegExp(`${OUR.privateKey}|${PSK}`.replace(/[+/=]/g, '\\$&')));
+    }
   });
 });
 

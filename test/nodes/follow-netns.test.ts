@@ -10,11 +10,16 @@
 // Runs the built tree (scripts/test builds first).
 //
 //   exit-a (node, 192.168.241.2) ══ veth ══ client (192.168.241.1, 192.168.242.1) ══ veth ══ exit-b (node, 192.168.242.2)
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
+import type { Session } from '../../src/lib/api.js';
+import { formatEndpoint } from '../../src/lib/endpoint.js';
+import { keyToBase64 } from '../../src/lib/wgkey.js';
+import { parseWgQuick } from '../../src/lib/wgquick.js';
 import { startBroker, type TestBroker } from '../broker/helpers.js';
 import { eventually } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
@@ -144,11 +149,7 @@ const pings = async () => {
 };
 
 async function session(id: string) {
-  return JSON.parse((await tunnelbyte(['status', id, '--json'])).stdout) as {
-    status: string;
-    node: { id: string; public_key: string };
-    moved_at?: string | null;
-  };
+  return JSON.parse((await tunnelbyte(['status', id, '--json'])).stdout) as Session;
 }
 
 const links = async () => (await client.exec('ip', ['-o', 'link', 'show'])).stdout;
@@ -201,8 +202,23 @@ async function bothNodesUp(): Promise<void> {
 test(
   '1. the node in use is SIGKILLed: the session moves to the other node, the interface follows, traffic resumes; Ctrl-C takes it down and closes the session',
   async () => {
-    const { run, sessionId, tunnel } = await following();
-    await killNodeInUse(run, sessionId, tunnel);
+    const { run, sessionId, tunnel } = await following(['--psk']);
+    const file = /^Config written to (\S+) \(mode 0600\)\.$/m.exec(run.output())![1]!;
+    const before = parseWgQuick(readFileSync(file, 'utf8'));
+    const other = await killNodeInUse(run, sessionId, tunnel);
+    // The preshared key went along (the handshake with the new node needs it), and the file it was
+    // brought up from now names the new node, with this machine's keys.
+    const after = parseWgQuick(readFileSync(file, 'utf8'));
+    if (!before.ok || !after.ok) throw new Error('the config file does not parse');
+    const [peer] = after.config.peers;
+    const { node } = await session(sessionId);
+    expect(node.id).toBe(other.id);
+    expect([keyToBase64(peer!.publicKey), formatEndpoint(peer!.endpoint!)]).toEqual([
+      node.public_key,
+      node.endpoint,
+    ]);
+    expect(peer!.presharedKey).toEqual(before.config.peers[0]!.presharedKey);
+    expect(after.config.interface).toEqual(before.config.interface);
 
     process.kill(run.pid, 'SIGINT');
     expect(await run.exited).toBe(130);

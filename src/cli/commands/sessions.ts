@@ -1,5 +1,5 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { seconds } from '../args.js';
@@ -9,7 +9,7 @@ import type { Act, Action, Context } from '../context.js';
 import { CliError, describeError, EXIT, interrupted, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
 import { writePrivateFile } from '../store.js';
-import { sessionConfig } from '../wgconfig.js';
+import { renewedConfig, sessionConfig } from '../wgconfig.js';
 import { generateKeyPair } from '../wgkeys.js';
 import { DEFAULT_INTERVAL_S, followSession, type FollowEnd } from '../follower.js';
 import { findOnPath, interfaceOf, isUp, WG_MISSING, WG_QUICK_MISSING, wgQuick } from '../wgtools.js';
@@ -212,6 +212,20 @@ async function release(ctx: Context, token: string, id: string, close = true): P
 }
 
 /**
+ * After a move, the file `connect` wrote names the session's new node (the broker's fresh config, with
+ * this machine's keys), so bringing it up again reaches the session; a failure is said, not fatal.
+ */
+function renewFile(ctx: Context, file: string, session: Session): void {
+  try {
+    const renewed = renewedConfig(readFileSync(file, 'utf8'), session.config);
+    if (!renewed.ok) throw new Error(renewed.message);
+    writePrivateFile(file, renewed.text);
+  } catch (err) {
+    ctx.io.stderr.write(`tunnelbyte: ${file} still names the old node: ${describeError(err).line}\n`);
+  }
+}
+
+/**
  * `connect --up --follow`: the tunnel lives as long as the command. Whatever ends the following (the
  * session ending, Ctrl-C, SIGTERM, a failure), the interface comes down, and the session is closed
  * unless it ended by itself.
@@ -232,6 +246,7 @@ async function followOwned(
       wg,
       intervalS,
       onStop: 'takes it down and closes the session',
+      afterMove: (s) => renewFile(ctx, file, s),
     });
   } catch (err) {
     const { line, exitCode } = describeError(err);

@@ -50,6 +50,8 @@ export type { FeedPage, FeedPeer, HeartbeatAnswer, RegisterAnswer };
 
 // A request that hangs (a half-open connection, a stuck proxy) must fail so the agent can retry.
 const REQUEST_TIMEOUT_MS = 10_000;
+// undici's code for "the other side closed" the connection before any answer.
+const CLOSED_IDLE_CONNECTION = 'UND_ERR_SOCKET';
 // The feed's own wait comes on top of that.
 export const FEED_WAIT_SECONDS = 25;
 // Error messages from the broker are echoed in one log line; keep them short.
@@ -130,26 +132,34 @@ export class BrokerClient {
     body?: unknown,
   ): Promise<BrokerResult<T>> {
     const timeout = AbortSignal.timeout(timeoutMs);
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(this.base + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          accept: 'application/json',
-          ...(body !== undefined && { 'content-type': 'application/json' }),
-        },
-        ...(body !== undefined && { body: JSON.stringify(body) }),
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
-      text = await response.text();
-    } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      const reason = timeout.aborted
-        ? 'timed out'
-        : oneLine(cause?.code ?? cause?.message ?? (error as Error).message);
-      return { ok: false, kind: 'unavailable', message: `${method} ${path.split('?')[0]}: ${reason}` };
+    let response: Response | undefined;
+    let text = '';
+    for (let attempt = 1; response === undefined; attempt++) {
+      try {
+        response = await fetch(this.base + path, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            accept: 'application/json',
+            ...(body !== undefined && { 'content-type': 'application/json' }),
+          },
+          ...(body !== undefined && { body: JSON.stringify(body) }),
+          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        });
+        text = await response.text();
+      } catch (error) {
+        response = undefined;
+        const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+        // The broker closed a kept-alive connection just as this request went out on it (its idle
+        // timeout, or an event loop that stalled past it): nothing was read, so one more try on a fresh
+        // connection is safe, and every request here is idempotent besides.
+        if (cause?.code === CLOSED_IDLE_CONNECTION && attempt < 2 && !timeout.aborted && !signal?.aborted)
+          continue;
+        const reason = timeout.aborted
+          ? 'timed out'
+          : oneLine(cause?.code ?? cause?.message ?? (error as Error).message);
+        return { ok: false, kind: 'unavailable', message: `${method} ${path.split('?')[0]}: ${reason}` };
+      }
     }
     let json: unknown;
     try {

@@ -4,7 +4,7 @@
 // a real WireGuard client is test/nodes/agent-netns.test.ts.
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -566,6 +566,47 @@ describe('BrokerClient: every answer is a typed outcome', () => {
       ),
       { numRuns: 100 },
     );
+  });
+
+  test('#13 a kept-alive connection the broker closes as the next heartbeat goes out: tried once more, on a new one', async () => {
+    // Each connection answers its first request (keep-alive) and is closed, unanswered, at its second:
+    // what a broker's idle timeout does to a node whose event loop stalled past it.
+    let requests = 0;
+    const sockets: Socket[] = [];
+    const broker = createNetServer((socket) => {
+      sockets.push(socket);
+      let answered = 0;
+      let received = '';
+      socket.on('data', (chunk) => {
+        // Answer only a whole request (headers and body): an early answer makes undici drop the connection.
+        received += chunk.toString();
+        const headerEnd = received.indexOf('\r\n\r\n');
+        const length = Number(/content-length: *(\d+)/i.exec(received)?.[1] ?? 0);
+        if (headerEnd < 0 || received.length < headerEnd + 4 + length) return;
+        received = '';
+        requests++;
+        if (answered++ > 0) return void socket.destroy();
+        const body = '{"heartbeat_ms":1000}';
+        socket.write(
+          'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n' +
+            `Keep-Alive: timeout=60\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
+      });
+    });
+    await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new BrokerClient(`http://127.0.0.1:${(broker.address() as AddressInfo).port}`, 'tbn_x');
+      const report = { load: 0, draining: false, peers: [] };
+      expect(await client.heartbeat('node_a', report)).toEqual({ ok: true, value: { heartbeat_ms: 1000 } });
+      // As between real heartbeats, the connection is back in fetch's pool before the next one.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await client.heartbeat('node_a', report)).toEqual({ ok: true, value: { heartbeat_ms: 1000 } });
+      // The second heartbeat went out twice: on the old connection (dropped), then on a new one.
+      expect([requests, sockets.length]).toEqual([3, 2]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+    }
   });
 });
 

@@ -72,6 +72,20 @@ function ending(s: Session): { line: string; exitCode: ExitCode } | undefined {
 const transient = (err: unknown) =>
   !(err instanceof ApiError) || err.status === 429 || err.status >= 500 || err.error === 'bad_response';
 
+/** One event of following: a timestamped line on stdout, or with --json one JSON object per line. */
+export function followEvent(
+  ctx: Context,
+  sessionId: string,
+  name: string,
+  human: string,
+  detail: Record<string, unknown> = {},
+): void {
+  const at = new Date().toISOString();
+  if (ctx.json)
+    ctx.io.stdout.write(`${JSON.stringify({ event: name, session: sessionId, at, ...detail })}\n`);
+  else ctx.io.stdout.write(`${at.slice(11, 19)}Z ${human}\n`);
+}
+
 class Follower {
   private applied: Applied | undefined;
   private status: Session['status'] | undefined;
@@ -86,13 +100,8 @@ class Follower {
     private readonly target: FollowTarget,
   ) {}
 
-  /** One event: a timestamped line on stdout, or with --json one JSON object per line. */
   private event(name: string, human: string, detail: Record<string, unknown> = {}): void {
-    const at = new Date().toISOString();
-    if (this.ctx.json) {
-      const line = { event: name, session: this.target.sessionId, at, ...detail };
-      this.ctx.io.stdout.write(`${JSON.stringify(line)}\n`);
-    } else this.ctx.io.stdout.write(`${at.slice(11, 19)}Z ${human}\n`);
+    followEvent(this.ctx, this.target.sessionId, name, human, detail);
   }
 
   private get stopSignal(): StopSignal | undefined {

@@ -172,7 +172,7 @@ describe('follow', () => {
       );
       await run.waitFor('session pending: waiting for the first handshake');
       await disconnectedElsewhere(m, id, run);
-      expect(run.output()).toMatch(new RegExp(`\nsession ${id} closed\n$`));
+      expect(run.output()).toMatch(new RegExp(`\\dZ session ${id} closed\n$`));
       // Not ours to take down: the peer is still there.
       expect((await wg.dump()).peers.map((p) => p.publicKey)).toEqual([node.publicKey]);
     },
@@ -192,9 +192,10 @@ describe('follow', () => {
         .split('\n')
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as Record<string, unknown>);
-      expect(events.map((e) => e.event)).toEqual(['following', 'status']);
+      expect(events.map((e) => e.event)).toEqual(['following', 'status', 'ended']);
       expect(events[0]).toMatchObject({ session: id, interface: wg.interfaceName, node: { id: node.id } });
       expect(events[1]).toMatchObject({ session: id, status: 'pending' });
+      expect(events[2]).toMatchObject({ session: id, message: `session ${id} closed` });
     },
     STEP_MS,
   );

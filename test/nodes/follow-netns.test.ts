@@ -238,7 +238,7 @@ test(
     await eventually('a ping through the tunnel', pings, { timeoutMs: 20_000, everyMs: 200 });
     await tunnelbyte(['disconnect', sessionId]);
     expect(await run.exited).toBe(0);
-    expect(run.output()).toMatch(new RegExp(`\\nsession ${sessionId} closed\\n$`));
+    expect(run.output()).toMatch(new RegExp(`\\dZ session ${sessionId} closed\\n$`));
     expect(await links()).not.toContain(`${tunnel}:`);
   },
   TEST_MS,

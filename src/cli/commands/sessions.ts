@@ -11,7 +11,7 @@ import { bytes, fields, orDash, table } from '../format.js';
 import { writePrivateFile } from '../store.js';
 import { renewedConfig, sessionConfig } from '../wgconfig.js';
 import { generateKeyPair } from '../wgkeys.js';
-import { DEFAULT_INTERVAL_S, followSession, type FollowEnd } from '../follower.js';
+import { DEFAULT_INTERVAL_S, followEvent, followSession, type FollowEnd } from '../follower.js';
 import { findOnPath, interfaceOf, isUp, WG_MISSING, WG_QUICK_MISSING, wgQuick } from '../wgtools.js';
 
 /** wg-quick names the interface after the file: at most 15 of these characters (IFNAMSIZ - 1). */
@@ -256,7 +256,7 @@ async function followOwned(
   const released = await release(ctx, token, id, false);
   const line = released ? `${end.line}; ${released}` : end.line;
   if (end.exitCode !== EXIT.ok) throw new CliError(line, end.exitCode);
-  ctx.note(`${line}\n`);
+  followEvent(ctx, id, 'ended', line, { message: line });
 }
 
 // Bytes from this machine's side, as `wg show` here counts them: the broker reports the exit node's
@@ -366,7 +366,7 @@ const follow: Action<[string | undefined, FollowOptions]> = async (ctx, given, o
     ? `; ${interfaceName} is still up: take it down as you brought it up (\`wg-quick down FILE\`)`
     : '';
   if (end.exitCode !== EXIT.ok) throw new CliError(`${end.line}${left}`, end.exitCode);
-  ctx.note(`${end.line}${left}\n`);
+  followEvent(ctx, id, 'ended', `${end.line}${left}`, { message: `${end.line}${left}` });
 };
 
 export function registerSessions(program: Command, act: Act): void {

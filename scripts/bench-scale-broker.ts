@@ -5,6 +5,7 @@
 // beside today's single-body report of the same peers. The broker runs in this process on a private
 // redis-server, served on loopback.
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { Agent, request } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pino } from 'pino';
@@ -184,6 +185,10 @@ const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const lines = [
   '',
   '## Broker, one process on its own redis-server (loopback HTTP)',
+  '',
+  `- date: ${new Date().toISOString()}; load average at the end (1/5/15 min): ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')}`,
   '',
   `Sessions created through \`POST /v1/sessions\` (client keys, ${IN_FLIGHT} in flight, one business account with its cap lifted) into one region of ${nodes.length} nodes of ${PER_NODE.toLocaleString('en')}:`,
   '',

@@ -78,9 +78,10 @@ export interface HttpError {
 // ioredis with enableOfflineQueue=false fails fast with these while the server is away; a pipeline or
 // MULTI in flight when the connection drops is aborted ("Command aborted due to connection close").
 // During a Sentinel or Cluster failover: a demoted master refuses writes (READONLY), and a Cluster client
-// gives up on a slot with no master yet (redirections, slot refresh).
+// gives up on a slot with no master yet (redirections, slot refresh), and a MULTI sent to a slot's old master
+// comes back MOVED or ASK (ioredis follows redirections for single commands, not inside a transaction).
 const STORE_DOWN =
-  /enableOfflineQueue|Connection is closed|Command aborted due to connection close|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Redis connection is not ready|LOADING|MASTERDOWN|CLUSTERDOWN|READONLY|Too many Cluster redirections|Failed to refresh slots cache/;
+  /enableOfflineQueue|Connection is closed|Command aborted due to connection close|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|Redis connection is not ready|LOADING|MASTERDOWN|CLUSTERDOWN|READONLY|Too many Cluster redirections|Failed to refresh slots cache|^(MOVED|ASK) \d+ /;
 
 export function isStoreUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;

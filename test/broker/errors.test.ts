@@ -63,6 +63,19 @@ test.each([
     {},
   ],
   [new Error('Failed to refresh slots cache.'), 503, { 'Retry-After': '5' }, {}],
+  // A transaction sent to a slot's old master while the Cluster moves it (seen in failover.test.ts as a 500).
+  [
+    Object.assign(new Error('MOVED 10911 127.0.0.1:44183'), { name: 'ReplyError' }),
+    503,
+    { 'Retry-After': '5' },
+    {},
+  ],
+  [
+    Object.assign(new Error('ASK 10911 127.0.0.1:44183'), { name: 'ReplyError' }),
+    503,
+    { 'Retry-After': '5' },
+    {},
+  ],
   [Object.assign(new Error('too big'), { type: 'entity.too.large' }), 413, {}, {}],
 ])('%#: mapping %s', (err, status, headers, extra) => {
   const mapped = toHttpError(err);

@@ -37,6 +37,12 @@ const ACKNOWLEDGED_AFTER_RECOVERY = 15;
 const LOOP_DEADLINE_MS = 60_000;
 /** Promotions and resyncs: sentinels agree and replicas catch up within seconds, given room on a busy host. */
 const FAILOVER_WAIT = { timeoutMs: 30_000, everyMs: 100 };
+// The loop keeps creating until the old master is back as a replica, which takes a while on a busy host:
+// hundreds of sessions over four accounts, so their tier's concurrency cap is lifted out of the way.
+const PLANE_ENV = {
+  REDIS_WAIT_TIMEOUT_MS: '500',
+  TB_TIERS: JSON.stringify({ business: { concurrentSessions: 100_000 } }),
+};
 
 /**
  * Creates sessions one after the other; after ACKNOWLEDGED_BEFORE_KILL of them, `fail` kills a master and
@@ -105,7 +111,7 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
     // The deployment the broker is given: its URL names only the sentinels.
     plane = await startPlane({
       server: { ...master, url, stop: async () => {} },
-      env: { REDIS_WAIT_TIMEOUT_MS: '500' },
+      env: PLANE_ENV,
     });
   }, 60_000);
 
@@ -153,7 +159,7 @@ describe('Cluster: three masters with a replica each', () => {
     url = `redis+cluster://${servers.map((s) => `127.0.0.1:${s.port}`).join(',')}`;
     plane = await startPlane({
       server: { ...servers[0]!, url, stop: async () => {} },
-      env: { REDIS_WAIT_TIMEOUT_MS: '500' },
+      env: PLANE_ENV,
     });
   }, 90_000);
 

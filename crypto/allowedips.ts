@@ -7,15 +7,12 @@
 import { type IpPrefix, formatPrefix, maskPrefix } from './ipaddr.js';
 
 interface TrieNode<T> {
-  // The prefix as plain numbers: an exit node has two nodes per peer, and a typed array (with its
-  // ArrayBuffer) costs twice the heap of a small array. Bits past `cidr` are never read: a join node
-  // shares the array of the prefix it was made for, so only a node with a peer holds its own (masked).
-  bits: readonly number[];
+  // The prefix's address bytes as a one-byte string (one char per byte): an exit node has four nodes per
+  // peer, and a string of 4 or 16 bytes costs a quarter of the heap of an array of numbers, a tenth of a
+  // typed array with its ArrayBuffer. Bits past `cidr` are never read: a join node shares the string of
+  // the prefix it was made for, so only a node with a peer holds its own (masked).
+  bits: string;
   readonly cidr: number;
-  // Position of the bit after the prefix, which chooses the child: byte index and shift within it.
-  readonly bitAtByte: number;
-  readonly bitAtShift: number;
-  readonly partialMask: number; // the prefix's bits within byte bitAtByte (0 when the prefix ends on a byte)
   peer: T | undefined;
   // The subtrees whose next bit is 0 and 1 (two fields: a tuple would be one more object per node).
   left: TrieNode<T> | undefined;
@@ -26,21 +23,22 @@ interface TrieNode<T> {
 
 type Root = 'v4' | 'v6';
 
+/** Address bytes as the trie's key string. */
+const keyOf = (address: Uint8Array): string =>
+  String.fromCharCode.apply(null, address as unknown as number[]);
+
 function newNode<T>(prefix: IpPrefix, peer: T): TrieNode<T> {
   const { address, cidr } = maskPrefix(prefix);
-  const node = joinNode<T>(Array.from(address), cidr);
+  const node = joinNode<T>(keyOf(address), cidr);
   node.peer = peer;
   return node;
 }
 
-// A peerless node at the first `cidr` bits of `bits`, sharing the array (nothing reads past cidr).
-function joinNode<T>(bits: readonly number[], cidr: number): TrieNode<T> {
+// A peerless node at the first `cidr` bits of `bits`, sharing the string (nothing reads past cidr).
+function joinNode<T>(bits: string, cidr: number): TrieNode<T> {
   return {
     bits,
     cidr,
-    bitAtByte: cidr >> 3,
-    bitAtShift: 7 - (cidr & 7),
-    partialMask: (0xff << (8 - (cidr & 7))) & 0xff,
     peer: undefined,
     left: undefined,
     right: undefined,
@@ -49,9 +47,14 @@ function joinNode<T>(bits: readonly number[], cidr: number): TrieNode<T> {
   };
 }
 
-// Reads address bytes from an offset so the engine can pass a packet and the header field's position.
-function choose(node: TrieNode<unknown>, bytes: ArrayLike<number>, offset: number): 0 | 1 {
-  return ((bytes[offset + node.bitAtByte]! >> node.bitAtShift) & 1) as 0 | 1;
+// The bit after the node's prefix chooses its child. Reads address bytes from an offset so the engine can
+// pass a packet and the header field's position; chooseByKey does the same for another node's key.
+function choose(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): 0 | 1 {
+  return ((bytes[offset + (node.cidr >> 3)]! >> (7 - (node.cidr & 7))) & 1) as 0 | 1;
+}
+
+function chooseByKey(node: TrieNode<unknown>, key: string): 0 | 1 {
+  return ((key.charCodeAt(node.cidr >> 3) >> (7 - (node.cidr & 7))) & 1) as 0 | 1;
 }
 
 function child<T>(node: TrieNode<T>, bit: 0 | 1): TrieNode<T> | undefined {
@@ -59,23 +62,28 @@ function child<T>(node: TrieNode<T>, bit: 0 | 1): TrieNode<T> | undefined {
 }
 
 // Number of leading bits two prefixes share, up to limit.
-function commonBits(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): number {
+function commonBits(a: string, b: string, limit: number): number {
   let common = 0;
   for (let i = 0; common < limit; i++) {
-    const diff = a[i]! ^ b[i]!;
+    const diff = a.charCodeAt(i) ^ b.charCodeAt(i);
     if (diff !== 0) return Math.min(limit, common + Math.clz32(diff) - 24);
     common += 8;
   }
   return Math.min(common, limit);
 }
 
-// The lookup's inner loop: whole bytes, then the partial byte under a precomputed mask.
-function matches(node: TrieNode<unknown>, bytes: ArrayLike<number>, offset: number): boolean {
+// The lookup's inner loop: whole bytes, then the prefix's bits of the partial byte.
+function matches(node: TrieNode<unknown>, bytes: Uint8Array, offset: number): boolean {
   const bits = node.bits;
-  const fullBytes = node.bitAtByte;
-  for (let i = 0; i < fullBytes; i++) if (bits[i] !== bytes[offset + i]) return false;
-  return node.partialMask === 0 || ((bits[fullBytes]! ^ bytes[offset + fullBytes]!) & node.partialMask) === 0;
+  const fullBytes = node.cidr >> 3;
+  for (let i = 0; i < fullBytes; i++) if (bits.charCodeAt(i) !== bytes[offset + i]) return false;
+  const partialMask = (0xff << (8 - (node.cidr & 7))) & 0xff;
+  return partialMask === 0 || ((bits.charCodeAt(fullBytes) ^ bytes[offset + fullBytes]!) & partialMask) === 0;
 }
+
+// Whether a node's prefix contains the first `cidr` ≥ node.cidr bits of key.
+const containsKey = (node: TrieNode<unknown>, key: string) =>
+  commonBits(node.bits, key, node.cidr) === node.cidr;
 
 // Peers are compared by identity (Map keys); undefined marks a node without a peer, hence NonNullable.
 export class AllowedIps<T extends NonNullable<unknown>> {
@@ -98,7 +106,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
       return;
     }
     this.attachToPeer(node);
-    const down = parent ? child(parent, choose(parent, node.bits, 0)) : this.root(root);
+    const down = parent ? child(parent, chooseByKey(parent, node.bits)) : this.root(root);
     if (!down) {
       this.link(parent, node, root);
       return;
@@ -121,7 +129,8 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   remove(prefix: IpPrefix, peer?: T): boolean {
     checkPrefix(prefix);
     const masked = maskPrefix(prefix);
-    const { exact } = this.placement(masked.address.length === 4 ? 'v4' : 'v6', masked.address, masked.cidr);
+    const root = masked.address.length === 4 ? 'v4' : 'v6';
+    const { exact } = this.placement(root, keyOf(masked.address), masked.cidr);
     if (!exact || exact.peer === undefined || (peer !== undefined && exact.peer !== peer)) return false;
     this.detachFromPeer(exact);
     exact.peer = undefined;
@@ -143,8 +152,11 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   /** A peer's prefixes as canonical 'ip/cidr' text (host bits cleared), IPv4 first, each in address order. */
   prefixesOf(peer: T): string[] {
     const nodes = this.nodesOf(peer);
-    nodes.sort((a, b) => a.bits.length - b.bits.length || compareBytes(a.bits, b.bits) || a.cidr - b.cidr);
-    return nodes.map((node) => formatPrefix({ address: Uint8Array.from(node.bits), cidr: node.cidr }));
+    // One char per byte: comparing keys as strings is comparing the addresses.
+    nodes.sort((a, b) => a.bits.length - b.bits.length || compareKeys(a.bits, b.bits) || a.cidr - b.cidr);
+    return nodes.map((node) =>
+      formatPrefix({ address: Uint8Array.from(node.bits, (c) => c.charCodeAt(0)), cidr: node.cidr }),
+    );
   }
 
   /** Longest-prefix match of a 4- or 16-byte address. */
@@ -177,15 +189,15 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   // The deepest node whose prefix contains (bits, cidr) without being longer; exact if it is that prefix.
   private placement(
     root: Root,
-    bits: ArrayLike<number>,
+    key: string,
     cidr: number,
   ): { parent: TrieNode<T> | undefined; exact: TrieNode<T> | undefined } {
     let parent: TrieNode<T> | undefined;
     let node = this.root(root);
-    while (node && node.cidr <= cidr && matches(node, bits, 0)) {
+    while (node && node.cidr <= cidr && containsKey(node, key)) {
       if (node.cidr === cidr) return { parent: node.parent, exact: node };
       parent = node;
-      node = child(node, choose(node, bits, 0));
+      node = child(node, chooseByKey(node, key));
     }
     return { parent, exact: undefined };
   }
@@ -193,7 +205,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   // Makes child hang below parent on the side its bits choose (or become the root).
   private link(parent: TrieNode<T> | undefined, below: TrieNode<T>, root: Root): void {
     if (!parent) return this.setRoot(root, below);
-    if (choose(parent, below.bits, 0) === 0) parent.left = below;
+    if (chooseByKey(parent, below.bits) === 0) parent.left = below;
     else parent.right = below;
     below.parent = parent;
   }
@@ -253,16 +265,13 @@ function walk<T>(
   let found: T | undefined;
   while (node && matches(node, bytes, offset)) {
     if (node.peer !== undefined) found = node.peer;
-    if (node.bitAtByte === size) break;
+    if (node.cidr === size * 8) break;
     node = child(node, choose(node, bytes, offset));
   }
   return found;
 }
 
-function compareBytes(a: readonly number[], b: readonly number[]): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return 0;
-}
+const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 // Prefixes come from parsePrefix; anything else is a programmer mistake.
 function checkPrefix(prefix: IpPrefix): void {

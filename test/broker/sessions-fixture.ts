@@ -3,7 +3,7 @@
 // tier, and checkPlane(), the invariant check that proves no address, peer or record leaked.
 import request from 'supertest';
 import nacl from 'tweetnacl';
-import type { Tier } from '../../src/broker/config.js';
+import { TIERS, type Tier } from '../../src/broker/config.js';
 import { createAccount, issueKey } from '../../src/broker/services/accounts.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
@@ -53,6 +53,7 @@ export async function startPlane(
   options: { server?: RedisServer; env?: Record<string, string> } = {},
 ): Promise<Plane> {
   let now = T0;
+  const givenTiers = JSON.parse(options.env?.TB_TIERS ?? '{}') as Partial<Record<Tier, object>>;
   const broker = await startBroker({
     clock: () => now,
     server: options.server,
@@ -61,11 +62,10 @@ export async function startPlane(
       TB_REAP_INTERVAL_MS: '86400000',
       ...options.env,
       PUBLIC_BURST: '1000000',
-      TB_TIERS: JSON.stringify({
-        free: { requestsPerMinute: 1000000 },
-        pro: { requestsPerMinute: 1000000 },
-        business: { requestsPerMinute: 1000000 },
-      }),
+      // Rate limits out of the way; a caller's TB_TIERS (e.g. a lifted session cap) is kept.
+      TB_TIERS: JSON.stringify(
+        Object.fromEntries(TIERS.map((t) => [t, { requestsPerMinute: 1000000, ...givenTiers[t] }])),
+      ),
     },
   });
   const fx = await createAuthFixture(broker.app, (ms) => {

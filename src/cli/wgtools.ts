@@ -8,6 +8,7 @@ import { basename, delimiter, join } from 'node:path';
 import type { Context } from './context.js';
 import { CliError } from './exit.js';
 import { writePrivateFile } from './store.js';
+import { parseWgDump, type WgPeerDump } from '../lib/wgdump.js';
 
 export const WG_QUICK_MISSING =
   'wg-quick not found: install wireguard-tools, or import the file into a WireGuard app';
@@ -52,14 +53,7 @@ export function wgQuick(ctx: Context, program: string, verb: 'up' | 'down', file
 }
 
 /** One peer of a local interface, as `wg show IF dump` lists it. */
-export interface InterfacePeer {
-  publicKey: string;
-  /** Present when the peer has one; it never leaves this module but for `wg set` on stdin. */
-  presharedKey?: string;
-  allowedIps: string[];
-  /** Seconds; 0 is off. */
-  persistentKeepalive: number;
-}
+export type InterfacePeer = WgPeerDump;
 
 /** `wg ARGS`; resolves with stdout, or fails with wg's first line of complaint. */
 function wg(ctx: Context, program: string, args: string[]): Promise<string> {
@@ -78,24 +72,9 @@ function wg(ctx: Context, program: string, args: string[]): Promise<string> {
   });
 }
 
-/**
- * The peers of interface `name`. Of `wg show dump`'s lines (wg(8): the interface's own first, with its
- * private key, which is dropped here; then one per peer, tab-separated) only the peers are kept.
- */
+/** The peers of interface `name` (its own line, with its private key, is dropped here). */
 export async function interfacePeers(ctx: Context, program: string, name: string): Promise<InterfacePeer[]> {
-  const lines = (await wg(ctx, program, ['show', name, 'dump'])).trim().split('\n').slice(1);
-  return lines
-    .filter((line) => line !== '')
-    .map((line) => {
-      const [publicKey = '', psk = '(none)', , allowed = '(none)', , , , keepalive = 'off'] =
-        line.split('\t');
-      return {
-        publicKey,
-        ...(psk === '(none)' ? {} : { presharedKey: psk }),
-        allowedIps: allowed === '(none)' ? [] : allowed.split(','),
-        persistentKeepalive: keepalive === 'off' ? 0 : Number(keepalive),
-      };
-    });
+  return parseWgDump(await wg(ctx, program, ['show', name, 'dump'])).peers;
 }
 
 /**

@@ -18,6 +18,10 @@ import {
   RESPONSE_SIZE,
   TRANSPORT_HEADER_SIZE,
 } from '../../crypto/constants.js';
+import { parseWgDump, type WgDump, type WgPeerDump } from '../../src/lib/wgdump.js';
+
+// The suites take the dump's parser and types from here, beside the harness that runs wg.
+export { parseWgDump, type WgDump, type WgPeerDump };
 
 const NAMESPACE_PREFIX = 'tbt-';
 const INTERFACE_PREFIX = 'tb';
@@ -213,24 +217,6 @@ export interface WireguardKeys {
   readonly publicKey: string;
 }
 
-export interface WgPeerDump {
-  readonly publicKey: string;
-  readonly presharedKey: string | null;
-  readonly endpoint: string | null;
-  readonly allowedIps: string[];
-  readonly latestHandshake: number;
-  readonly rxBytes: number;
-  readonly txBytes: number;
-  readonly persistentKeepalive: number;
-}
-
-export interface WgDump {
-  readonly privateKey: string;
-  readonly publicKey: string;
-  readonly listenPort: number;
-  readonly peers: WgPeerDump[];
-}
-
 /** The ping count whose byte counters docs/WIREGUARD.md §7.5 gives exactly. */
 export const PINGS = 10;
 // §7.5: an 84-byte ICMP echo is padded to 96: 16 header + 96 + 16 tag = 128 bytes on the wire.
@@ -246,31 +232,6 @@ export function expectPingCounters(initiator: WgPeerDump, responder: WgPeerDump)
   expect([INITIATION_SIZE + pings, INITIATION_SIZE + pings + KEEPALIVE_SIZE]).toContain(initiator.txBytes);
   expect(responder.txBytes).toBe(RESPONSE_SIZE + pings);
   expect(responder.rxBytes).toBe(initiator.txBytes);
-}
-
-/** Parses `wg show <if> dump` (tab-separated: one interface line, then one line per peer). */
-export function parseWgDump(text: string): WgDump {
-  const [device, ...peers] = text
-    .trim()
-    .split('\n')
-    .map((line) => line.split('\t'));
-  if (!device || device.length < 4) throw new Error(`unexpected wg dump: ${text}`);
-  const none = (value: string | undefined) => (value === undefined || value === '(none)' ? null : value);
-  return {
-    privateKey: device[0]!,
-    publicKey: device[1]!,
-    listenPort: Number(device[2]),
-    peers: peers.map((fields) => ({
-      publicKey: fields[0]!,
-      presharedKey: none(fields[1]),
-      endpoint: none(fields[2]),
-      allowedIps: fields[3] === '(none)' || fields[3] === undefined ? [] : fields[3].split(','),
-      latestHandshake: Number(fields[4]),
-      rxBytes: Number(fields[5]),
-      txBytes: Number(fields[6]),
-      persistentKeepalive: fields[7] === 'off' ? 0 : Number(fields[7]),
-    })),
-  };
 }
 
 export interface WireguardGo {

@@ -17,6 +17,7 @@ import {
   KEY_LENGTH,
   TIMESTAMP_LENGTH,
 } from './constants.js';
+import type { InitiationMessage } from './messages.js';
 import { AEAD, DH, HASH, KDF1, KDF2, KDF3, clamp, publicKey, timestampAfter, wipe } from './primitives.js';
 import { secret } from './secret.js';
 
@@ -110,7 +111,8 @@ export function peerKeys(
 export type HandshakeFailure =
   | 'invalid_public_key' // a DH gave the all-zero result (low-order point), or the peer has no static-static
   | 'decrypt_failed' // an AEAD did not authenticate
-  | 'unknown_peer'; // the initiator's static key is not one of our peers
+  | 'unknown_peer' // the initiator's static key is not one of our peers
+  | 'refused'; // the caller's admit check refused the initiation (replayed or flooded timestamp)
 
 export type Outcome<T> =
   ({ readonly ok: true } & T) | { readonly ok: false; readonly reason: HandshakeFailure };
@@ -153,6 +155,13 @@ export interface InitiationFields {
   readonly encryptedStatic: Uint8Array;
   readonly encryptedPayload: Uint8Array;
 }
+
+/** Message 1's fields from a parsed initiation (messages.ts). */
+export const initiationFields = (message: InitiationMessage): InitiationFields => ({
+  ephemeral: message.ephemeral,
+  encryptedStatic: message.encryptedStatic,
+  encryptedPayload: message.encryptedTimestamp,
+});
 
 /** Message 2 fields: e ‖ enc(payload). */
 export interface ResponseFields {
@@ -315,6 +324,53 @@ export function createResponse<P extends PeerKeys>(
 
   wipe(ee, se, mixed.key, ephemeralPrivate);
   return { ok: true, fields: { ephemeral, encryptedPayload }, result: { chainKey: mixed.chainKey, hash } };
+}
+
+/** An initiation answered: message 2 and its session keys, before any peer state has changed. */
+export interface InitiationAnswer<P = PeerKeys> {
+  readonly peer: P;
+  /** Decrypted payload 1 (WireGuard: the TAI64N timestamp) for initiationRejection. */
+  readonly payload: Uint8Array;
+  readonly fields: ResponseFields;
+  /** The responder's transport keys (deriveTransportKeys(result, false)). */
+  readonly keys: TransportKeys;
+}
+
+/**
+ * Responder, the pure part of answering message 1 (consumeInitiation, createResponse, deriveTransportKeys):
+ * it reads peers only through `lookup` and changes none, so it may run on another thread over a snapshot
+ * of them. The state part (replay and flood rules, the keypair, the response's indices and MACs) stays
+ * with the caller, which must apply initiationRejection to `payload` whatever `admit` said. `admit` may
+ * refuse an initiation once its payload is read, sparing the response's three DHs. Wipes ephemeralPrivate.
+ */
+export function answerInitiation<P extends PeerKeys>(
+  protocol: NoiseProtocol,
+  local: LocalStatic,
+  fields: InitiationFields,
+  lookup: (remoteStatic: Uint8Array) => P | undefined,
+  ephemeralPrivate: Uint8Array,
+  payload: Uint8Array,
+  admit: (peer: P, initiationPayload: Uint8Array) => boolean = () => true,
+): Outcome<{ answer: InitiationAnswer<P> }> {
+  const consumed = consumeInitiation(protocol, local, fields, lookup);
+  if (!consumed.ok || !admit(consumed.state.peer, consumed.state.payload)) {
+    if (consumed.ok) wipe(consumed.state.chainKey);
+    wipe(ephemeralPrivate);
+    return consumed.ok ? fail('refused') : consumed;
+  }
+  const { state } = consumed;
+  const response = createResponse(state, ephemeralPrivate, payload);
+  wipe(state.chainKey, ephemeralPrivate);
+  if (!response.ok) return response;
+  return {
+    ok: true,
+    answer: {
+      peer: state.peer,
+      payload: state.payload,
+      fields: response.fields,
+      keys: deriveTransportKeys(response.result, false),
+    },
+  };
 }
 
 /** Initiator: authenticates message 2 against the latest initiation. Never throws on bad input. */

@@ -30,13 +30,14 @@ import {
   writeResponse,
 } from './messages.js';
 import {
+  type InitiationAnswer,
   type LocalStatic,
   WIREGUARD,
-  consumeInitiation,
+  answerInitiation,
   consumeResponse,
   createInitiation,
-  createResponse,
   deriveTransportKeys,
+  initiationFields,
   initiationRejection,
   localStatic,
 } from './noise.js';
@@ -416,70 +417,115 @@ export class Tunnel {
   // Receiving
   // ---------------------------------------------------------------------------------------------------------
 
-  /** Types 1 and 2: mac1 before any DH; under load, mac2 (else a cookie reply) and the per-source limit. */
+  /** Types 1 and 2: admitted (admitHandshake), then answered or consumed. */
   private receiveHandshake(
     message: InitiationMessage | ResponseMessage,
     from: Endpoint,
     now: number,
   ): TunnelAction[] {
-    if (!this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
-    if (this.underLoad(now)) {
-      const address = parseIpAddress(from.address);
-      if (!address.ok) return [DROP.malformed];
-      const source = cookieSource(address.value, from.port);
-      if (!this.cookieChecker.checkMac2(message, source, now)) {
-        const reply = this.cookieChecker.createCookieReply(message, source, now);
-        return [{ kind: 'send', datagram: reply, to: from }, DROP.cookie_sent];
-      }
-      if (!this.rateLimiter.allow(address.value, now)) return [DROP.rate_limited];
-    }
+    const refused = this.admitHandshake(message, from, now);
+    if (refused !== undefined) return refused;
     return message.type === MESSAGE_INITIATION
       ? this.receiveInitiation(message, from, now)
       : this.receiveResponse(message, from, now);
   }
 
-  /** Responder: authenticate the initiation, apply the replay and flood rules, answer with a response. */
+  /**
+   * mac1 before any DH; under load, mac2 (else a cookie reply) and the per-source limit. Undefined when the
+   * message may cost a DH, else what to do instead.
+   */
+  private admitHandshake(
+    message: InitiationMessage | ResponseMessage,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] | undefined {
+    if (!this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
+    if (!this.underLoad(now)) return undefined;
+    const address = parseIpAddress(from.address);
+    if (!address.ok) return [DROP.malformed];
+    const source = cookieSource(address.value, from.port);
+    if (!this.cookieChecker.checkMac2(message, source, now)) {
+      const reply = this.cookieChecker.createCookieReply(message, source, now);
+      return [{ kind: 'send', datagram: reply, to: from }, DROP.cookie_sent];
+    }
+    if (!this.rateLimiter.allow(address.value, now)) return [DROP.rate_limited];
+    return undefined;
+  }
+
+  /** Responder, inline: answer the initiation (refusing a replay before the response's DHs), then respond. */
   private receiveInitiation(message: InitiationMessage, from: Endpoint, now: number): TunnelAction[] {
-    const consumed = consumeInitiation(
+    let peer: Peer | undefined;
+    const answered = answerInitiation(
       WIREGUARD,
       this.local,
-      {
-        ephemeral: message.ephemeral,
-        encryptedStatic: message.encryptedStatic,
-        encryptedPayload: message.encryptedTimestamp,
-      },
-      (remoteStatic) => this.peersByName.get(Buffer.from(remoteStatic).toString('base64'))?.keys,
+      initiationFields(message),
+      (remoteStatic) => (peer = this.peersByName.get(Buffer.from(remoteStatic).toString('base64')))?.keys,
+      generatePrivateKey(this.randomBytes),
+      EMPTY_PACKET,
+      (_, timestamp) => initiationRejection(peer!.initiationHistory, timestamp, now) === undefined,
     );
-    if (!consumed.ok) return [DROP.handshake_invalid];
-    const state = consumed.state;
-    const peer = this.peersByName.get(Buffer.from(state.peer.remoteStatic).toString('base64'))!;
-    if (initiationRejection(peer.initiationHistory, state.payload, now) !== undefined) {
-      wipe(state.chainKey);
+    if (!answered.ok) return [DROP.handshake_invalid];
+    return this.respond(peer!, answered.answer, message.senderIndex, from, now);
+  }
+
+  /**
+   * Handshake offload, step 1 of 3 (the thread that runs this engine): everything an initiation must pass
+   * before it may cost a DH (admitHandshake). Undefined when it passed: step 2, noise.ts answerInitiation
+   * over a snapshot of the peers, may run on another thread; step 3 is acceptInitiation. Otherwise the
+   * actions to perform instead (a drop, or a cookie reply under load).
+   */
+  admitInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] | undefined {
+    this.beginCall();
+    const message = parseMessage(datagram);
+    if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
+    return this.admitHandshake(message, from, now);
+  }
+
+  /**
+   * Handshake offload, step 3 of 3: the state part of an initiation answered elsewhere. `answer.peer` names
+   * the initiator (its public key in base64); `senderIndex` is the initiation's. A peer removed since, or
+   * a replayed or flooded timestamp, discards the answer (its keys wiped); else as receiveInitiation.
+   */
+  acceptInitiation(
+    answer: InitiationAnswer<string>,
+    senderIndex: number,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] {
+    this.beginCall();
+    const peer = this.peersByName.get(answer.peer);
+    if (peer !== undefined) return this.respond(peer, answer, senderIndex, from, now);
+    wipe(answer.keys.sendKey, answer.keys.receiveKey);
+    return [DROP.handshake_invalid];
+  }
+
+  /** Responder, the state part: the replay and flood rules, then the keypair, and the response goes out. */
+  private respond(
+    peer: Peer,
+    answer: Omit<InitiationAnswer<unknown>, 'peer'>,
+    senderIndex: number,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] {
+    if (initiationRejection(peer.initiationHistory, answer.payload, now) !== undefined) {
+      wipe(answer.keys.sendKey, answer.keys.receiveKey);
       return [DROP.handshake_invalid];
     }
-    peer.initiationHistory = { timestamp: state.payload, consumedAt: now };
+    peer.initiationHistory = { timestamp: answer.payload, consumedAt: now };
     this.authenticatedReceived(peer, from, INITIATION_SIZE, now);
 
     // A simultaneous initiation of ours is abandoned: the peer's wins (as wireguard-go).
     peer.clearHandshake();
-    const response = createResponse(state, generatePrivateKey(this.randomBytes), EMPTY_PACKET);
-    if (!response.ok) return [DROP.handshake_invalid];
     const entry: { peer: Peer; keypair: Keypair | undefined } = { peer, keypair: undefined };
     const localIndex = this.indices.allocate(entry);
-    entry.keypair = new Keypair(
-      deriveTransportKeys(response.result, false),
-      localIndex,
-      message.senderIndex,
-      now,
-      false,
-    );
+    entry.keypair = new Keypair(answer.keys, localIndex, senderIndex, now, false);
     peer.keypairs.installAsResponder(entry.keypair);
 
     const datagram = writeResponse({
       senderIndex: localIndex,
-      receiverIndex: message.senderIndex,
-      ephemeral: response.fields.ephemeral,
-      encryptedNothing: response.fields.encryptedPayload,
+      receiverIndex: senderIndex,
+      ephemeral: answer.fields.ephemeral,
+      encryptedNothing: answer.fields.encryptedPayload,
     });
     peer.macSender.addMacs(datagram, now);
     peer.timers.handshakeResponseSent(now);

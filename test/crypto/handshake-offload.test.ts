@@ -1,0 +1,183 @@
+// The responder's handshake split in three (crypto/tunnel.ts admitInitiation, noise.ts answerInitiation,
+// tunnel.ts acceptInitiation), as the node runs it with a handshake worker: the pure middle part answers
+// exactly as the inline responder does, and only the state part decides whether the answer is used.
+import { parseMessage, type InitiationMessage } from '../../crypto/messages.js';
+import {
+  WIREGUARD,
+  answerInitiation,
+  initiationFields,
+  localStatic,
+  peerKeys,
+  type InitiationAnswer,
+} from '../../crypto/noise.js';
+import { clamp, generatePrivateKey, publicKey } from '../../crypto/primitives.js';
+import { Tunnel, type TunnelAction } from '../../crypto/tunnel.js';
+import { A_INNER, B_INNER, WALL_CLOCK_BASE_MS, ipv4Packet, seededRandom } from './tunnel-pair.js';
+
+const keyOf = (fill: number) => {
+  const privateKey = clamp(new Uint8Array(32).fill(fill));
+  return { privateKey, publicKey: publicKey(privateKey) };
+};
+const A = keyOf(0x11);
+const B = keyOf(0x22);
+const A_ENDPOINT = { address: '192.0.2.1', port: 51820 };
+const B_ENDPOINT = { address: '198.51.100.2', port: 51821 };
+const A_NAME = Buffer.from(A.publicKey).toString('base64');
+
+/** The initiator: A, whose wall clock stands `clockMs` after the base (its initiations' timestamps). */
+function initiator(seed: number, clockMs = 0): Tunnel {
+  const a = new Tunnel({
+    privateKey: A.privateKey,
+    randomBytes: seededRandom(seed),
+    wallClockMs: () => WALL_CLOCK_BASE_MS + clockMs,
+  });
+  a.upsertPeer(B.publicKey, { allowedIps: [`${B_INNER}/32`], endpoint: B_ENDPOINT }, 0);
+  return a;
+}
+
+/** The responder B with its own seeded randomness (the same seed draws the same ephemeral and index). */
+function responder(random: (length: number) => Uint8Array): Tunnel {
+  const b = new Tunnel({
+    privateKey: B.privateKey,
+    randomBytes: random,
+    wallClockMs: () => WALL_CLOCK_BASE_MS,
+  });
+  b.upsertPeer(A.publicKey, { allowedIps: [`${A_INNER}/32`] }, 0);
+  return b;
+}
+
+/** The datagram of the only send action (a copy). */
+function sent(actions: TunnelAction[]): Uint8Array {
+  const sends = actions.filter((action) => action.kind === 'send');
+  if (sends.length !== 1 || sends[0]!.kind !== 'send')
+    throw new Error(`expected one send: ${actions.length}`);
+  return sends[0]!.datagram.slice();
+}
+
+const initiationFrom = (a: Tunnel): Uint8Array => sent(a.encapsulate(ipv4Packet(A_INNER, B_INNER), 0));
+
+/** Step 2 as the handshake worker runs it: B's key and a snapshot of its peers, not B's Tunnel. */
+function answer(
+  initiation: Uint8Array,
+  ephemeralPrivate: Uint8Array,
+): { answer: InitiationAnswer<string>; senderIndex: number } {
+  const message = parseMessage(initiation) as InitiationMessage;
+  const local = localStatic(B.privateKey);
+  const snapshot = new Map([[A_NAME, peerKeys(local, A_NAME)]]);
+  const answered = answerInitiation(
+    WIREGUARD,
+    local,
+    initiationFields(message),
+    (remoteStatic) => snapshot.get(Buffer.from(remoteStatic).toString('base64')),
+    ephemeralPrivate,
+    new Uint8Array(0),
+  );
+  if (!answered.ok) throw new Error(answered.reason);
+  const { payload, fields, keys } = answered.answer;
+  return { answer: { peer: A_NAME, payload, fields, keys }, senderIndex: message.senderIndex };
+}
+
+const drop = (reason: string) => [{ kind: 'drop', reason }];
+
+describe('Responder handshake split (admit, answer, accept)', () => {
+  test('1. the split answers byte for byte as the inline responder, given the same ephemeral, and the session works', () => {
+    const initiation = initiationFrom(initiator(1));
+    const inline = responder(seededRandom(7));
+    const expected = sent(inline.decapsulate(initiation, A_ENDPOINT, 0));
+
+    const random = seededRandom(7);
+    const split = responder(random);
+    expect(split.admitInitiation(initiation, A_ENDPOINT, 0)).toBeUndefined();
+    // The inline responder draws its ephemeral, then its index: the same draws, in the same order.
+    const { answer: answered, senderIndex } = answer(initiation, generatePrivateKey(random));
+    const response = sent(split.acceptInitiation(answered, senderIndex, A_ENDPOINT, 0));
+    expect(response[0]).toBe(2); // a response
+    expect(Buffer.from(response).toString('hex')).toBe(Buffer.from(expected).toString('hex'));
+
+    // The initiator takes the response and its staged packet arrives through the split responder.
+    const a = initiator(1);
+    initiationFrom(a);
+    const data = sent(a.decapsulate(response, B_ENDPOINT, 0));
+    const delivered = split.decapsulate(data, A_ENDPOINT, 0);
+    expect(delivered.map((action) => action.kind)).toEqual(['deliver']);
+    expect(split.peers()[0]!.rxBytes).toBe(148 + data.length);
+  });
+
+  test('2. a replayed initiation is answered but refused by the state part; its keys are wiped', () => {
+    const initiation = initiationFrom(initiator(2));
+    const random = seededRandom(8);
+    const b = responder(random);
+    const first = answer(initiation, generatePrivateKey(random));
+    expect(sent(b.acceptInitiation(first.answer, first.senderIndex, A_ENDPOINT, 0)).length).toBe(92);
+    const replay = answer(initiation, generatePrivateKey(random));
+    expect(b.acceptInitiation(replay.answer, replay.senderIndex, A_ENDPOINT, 1_000)).toEqual(
+      drop('handshake_invalid'),
+    );
+    expect(replay.answer.keys.sendKey.every((byte) => byte === 0)).toBe(true);
+    expect(replay.answer.keys.receiveKey.every((byte) => byte === 0)).toBe(true);
+  });
+
+  test('3. a stale answer (a newer initiation was accepted while it was out) is refused', () => {
+    const older = initiationFrom(initiator(3, 0));
+    const newer = initiationFrom(initiator(4, 1_000));
+    const random = seededRandom(9);
+    const b = responder(random);
+    const stale = answer(older, generatePrivateKey(random));
+    const fresh = answer(newer, generatePrivateKey(random));
+    expect(sent(b.acceptInitiation(fresh.answer, fresh.senderIndex, A_ENDPOINT, 0)).length).toBe(92);
+    expect(b.acceptInitiation(stale.answer, stale.senderIndex, A_ENDPOINT, 1_000)).toEqual(
+      drop('handshake_invalid'),
+    );
+  });
+
+  test('4. an answer for a peer removed while it was out is refused and changes nothing', () => {
+    const initiation = initiationFrom(initiator(5));
+    const random = seededRandom(10);
+    const b = responder(random);
+    const out = answer(initiation, generatePrivateKey(random));
+    b.removePeer(A.publicKey);
+    expect(b.acceptInitiation(out.answer, out.senderIndex, A_ENDPOINT, 0)).toEqual(drop('handshake_invalid'));
+    expect(b.peerCount).toBe(0);
+    expect(out.answer.keys.sendKey.every((byte) => byte === 0)).toBe(true);
+  });
+
+  test('5. admitInitiation applies mac1 and the under-load rules before any DH', () => {
+    const initiation = initiationFrom(initiator(6));
+    const b = responder(seededRandom(11));
+    const badMac1 = initiation.slice();
+    badMac1[116] ^= 1;
+    expect(b.admitInitiation(badMac1, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
+    expect(b.admitInitiation(initiation.subarray(0, 100), A_ENDPOINT, 0)).toEqual(drop('malformed'));
+    expect(b.admitInitiation(new Uint8Array(32).fill(4, 0, 1), A_ENDPOINT, 0)).toEqual(drop('malformed'));
+    b.markUnderLoad(0);
+    const underLoad = b.admitInitiation(initiation, A_ENDPOINT, 0)!;
+    expect(underLoad.map((action) => (action.kind === 'send' ? action.datagram.length : action))).toEqual([
+      64, // the cookie reply
+      { kind: 'drop', reason: 'cookie_sent' },
+    ]);
+  });
+
+  test('6. answerInitiation: a refused or failed initiation wipes the ephemeral it was given', () => {
+    const message = parseMessage(initiationFrom(initiator(7))) as InitiationMessage;
+    const local = localStatic(B.privateKey);
+    const keys = peerKeys(local, A.publicKey);
+    const cases: [string, (remoteStatic: Uint8Array) => typeof keys | undefined, () => boolean, string][] = [
+      ['unknown initiator', () => undefined, () => true, 'unknown_peer'],
+      ['refused by admit', () => keys, () => false, 'refused'],
+    ];
+    for (const [name, lookup, admit, reason] of cases) {
+      const ephemeral = generatePrivateKey(seededRandom(12));
+      const answered = answerInitiation(
+        WIREGUARD,
+        local,
+        initiationFields(message),
+        lookup,
+        ephemeral,
+        new Uint8Array(0),
+        admit,
+      );
+      expect([name, answered.ok ? 'ok' : answered.reason]).toEqual([name, reason]);
+      expect(ephemeral.every((byte) => byte === 0)).toBe(true);
+    }
+  });
+});

@@ -9,7 +9,7 @@ export const ERRORS = {
   tier_required: { status: 403, code: 4031, message: 'This operation needs a higher tier.' },
   not_found: { status: 404, code: 4004, message: 'No such resource.' },
   conflict: { status: 409, code: 4009, message: 'The request conflicts with the current state.' },
-  payload_too_large: { status: 413, code: 4013, message: 'The request body is larger than 64 KiB.' },
+  payload_too_large: { status: 413, code: 4013, message: 'The request body is too large.' },
   rate_limited: { status: 429, code: 4029, message: 'API rate limit exceeded.' },
   quota_exhausted: { status: 429, code: 4290, message: 'The quota of your tier is used up.' },
   no_capacity: { status: 503, code: 5003, message: 'No healthy exit node in the requested region.' },
@@ -88,13 +88,24 @@ export function isStoreUnavailable(err: unknown): boolean {
   return err.name === 'MaxRetriesPerRequestError' || STORE_DOWN.test(err.message);
 }
 
-/** body-parser's errors carry `type` (and `status`); they are the client's fault, never a 500. */
+/** A body limit as the 413 states it: whole KiB when it is one (64 KiB), else bytes. */
+const formatLimit = (bytes: number) => (bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} bytes`);
+
+/**
+ * body-parser's errors carry `type` (and `status`); they are the client's fault, never a 500. A body over
+ * its limit is told that route's limit (64 KiB, or a node heartbeat's, sized for TB_NODE_MAX_CAPACITY).
+ */
 function fromBodyParser(err: unknown): ApiError | undefined {
-  const type = (err as { type?: unknown } | null)?.type;
+  const { type, limit } = (err ?? {}) as { type?: unknown; limit?: unknown };
   if (typeof type !== 'string') return undefined;
   switch (type) {
     case 'entity.too.large':
-      return new ApiError('payload_too_large');
+      return new ApiError(
+        'payload_too_large',
+        typeof limit === 'number'
+          ? { message: `The request body is larger than ${formatLimit(limit)}.` }
+          : {},
+      );
     case 'entity.parse.failed':
       return invalidRequest('body', 'The body is not valid JSON.');
     case 'encoding.unsupported':

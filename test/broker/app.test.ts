@@ -48,7 +48,11 @@ describe('edge', () => {
     const big = JSON.stringify({ pad: 'x'.repeat(65 * 1024) });
     const res = await request(broker.app).post('/v1/nope').set('Content-Type', 'application/json').send(big);
     expect(res.status).toBe(413);
-    expect(res.body).toEqual({ error: 'payload_too_large', message: expect.any(String), code: 4013 });
+    expect(res.body).toEqual({
+      error: 'payload_too_large',
+      message: 'The request body is larger than 64 KiB.',
+      code: 4013,
+    });
   });
 
   test('/v1/ready pings Redis; /v1/health answers', async () => {

@@ -77,6 +77,25 @@ test.each([
     {},
   ],
   [Object.assign(new Error('too big'), { type: 'entity.too.large' }), 413, {}, {}],
+  // The limit of the route that refused it: every endpoint's, or a heartbeat's sized for the node capacity.
+  [
+    Object.assign(new Error('too big'), { type: 'entity.too.large', limit: 64 * 1024 }),
+    413,
+    {},
+    { message: 'The request body is larger than 64 KiB.' },
+  ],
+  [
+    Object.assign(new Error('too big'), { type: 'entity.too.large', limit: 64 * 1024 + 256 * 10_000 }),
+    413,
+    {},
+    { message: 'The request body is larger than 2564 KiB.' },
+  ],
+  [
+    Object.assign(new Error('too big'), { type: 'entity.too.large', limit: 1000 }),
+    413,
+    {},
+    { message: 'The request body is larger than 1000 bytes.' },
+  ],
 ])('%#: mapping %s', (err, status, headers, extra) => {
   const mapped = toHttpError(err);
   expect(mapped.status).toBe(status);

@@ -122,15 +122,15 @@ export function requireScope(scope: Scope): RequestHandler {
 }
 
 /** Authenticates an exit node by its tbn_ enrollment token (failures throttled per source), counts the
- * request against the token's limit, and attaches req.nodeToken. */
-export function nodeAuth(ctx: BrokerContext): RequestHandler {
+ * request against the token's limit (`window`: heartbeats have their own), and attaches req.nodeToken. */
+export function nodeAuth(ctx: BrokerContext, window: 'node' | 'nodeHeartbeat' = 'node'): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     const token = await throttledAuth(ctx, req, async () => {
       const found = await verifyNodeToken(ctx, bearerToken(req));
       if (!found) throw unauthorized('Invalid or missing node token.');
       return found;
     });
-    enforce(res, await ctx.limits.node.take(token.tokenId));
+    enforce(res, await ctx.limits[window].take(token.tokenId));
     req.nodeToken = token;
     next();
   };

@@ -89,7 +89,10 @@ const envSchema = z.object({
   TB_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(30),
   /** Highest `capacity` a node may register with. */
   TB_NODE_MAX_CAPACITY: z.coerce.number().int().min(1).default(10_000),
-  /** Requests per minute of one node token (register, heartbeats, feed polls of all its nodes). */
+  /**
+   * Requests per minute of one node token: its nodes' registrations and feed polls, and as many
+   * heartbeats again in a window of their own (polls must never cost a node its health).
+   */
   TB_NODE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(600),
   /** The heartbeat interval handed to nodes; a node is lost after 3 intervals without one. */
   TB_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),

@@ -182,8 +182,13 @@ export interface RateLimits {
   bearer: BearerLimiter;
   /** Anonymous signups, all sources together. */
   signup: RedisWindow;
-  /** Per node token: register, heartbeats, feed polls. */
+  /** Per node token: register, feed polls. */
   node: RedisWindow;
+  /**
+   * Per node token, heartbeats only: feed polls come as fast as sessions change, and a node whose polls
+   * spent its heartbeats' budget would be judged lost while serving.
+   */
+  nodeHeartbeat: RedisWindow;
   authFailures: FailureLimiter;
 }
 
@@ -193,6 +198,11 @@ export function createRateLimits(config: Config, redis: Redis): RateLimits {
     bearer: new BearerLimiter(redis, config),
     signup: new RedisWindow(redis, keys.signupLimitPrefix(), config.limits.signupsPerMinute),
     node: new RedisWindow(redis, keys.nodeLimitPrefix(), config.limits.nodeRequestsPerMinute),
+    nodeHeartbeat: new RedisWindow(
+      redis,
+      keys.nodeHeartbeatLimitPrefix(),
+      config.limits.nodeRequestsPerMinute,
+    ),
     authFailures: new FailureLimiter(config.limits.authFailuresPerMinute),
   };
 }

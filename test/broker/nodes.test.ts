@@ -287,6 +287,29 @@ describe('heartbeat', () => {
     ]);
     await checkPlane(plane.broker.redis, 'eu-west');
   }, 120_000); // 600 sessions created through the API first: minutes on a busy 2-core host
+
+  test('7. feed polls past TB_NODE_REQUESTS_PER_MINUTE get 429; the node’s heartbeats have a window of their own', async () => {
+    await plane.close();
+    plane = await startPlane({ env: { TB_NODE_REQUESTS_PER_MINUTE: '5' } });
+    const node = await plane.node('eu-west'); // its registration is one of the 5
+    const poll = () =>
+      request(plane.broker.app)
+        .get(`/v1/nodes/${node.id}/peers?wait=0`)
+        .set('Authorization', `Bearer ${node.token}`);
+    const polls = [];
+    for (let i = 0; i < 6; i++) polls.push((await poll()).status);
+    expect(polls).toEqual([200, 200, 200, 200, 429, 429]);
+    // Under churn a node polls as fast as sessions change; its health must not pay for it.
+    const beats = [];
+    for (let i = 0; i < 5; i++) beats.push(await plane.heartbeat(node, { load: 0.1 }));
+    expect(beats.map((res) => res.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(beats[4]!.headers['ratelimit-remaining']).toBe('0');
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 1 });
+    // The heartbeats' own window is bounded too, and spends nothing of the polls'.
+    const over = await plane.heartbeat(node, { load: 0.1 });
+    expect([over.status, over.body.error]).toEqual([429, 'rate_limited']);
+    expect((await poll()).status).toBe(429);
+  });
 });
 
 test('tunnel addresses: index → 10.64.0.0/10 and fd64::/64', () => {

@@ -66,7 +66,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     summary: 'Node health and per-peer byte counters',
     tags: ['nodes'],
     access: 'open',
-    before: [nodeAuth(ctx), heartbeatBody(ctx)],
+    before: [nodeAuth(ctx, 'nodeHeartbeat'), heartbeatBody(ctx)],
     params: NodeId,
     body: NodeHeartbeat,
     responses: { 200: { description: 'recorded', schema: HeartbeatAnswer } },

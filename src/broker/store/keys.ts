@@ -104,6 +104,8 @@ export const keys = {
   signupLimitPrefix: () => 'rl:signup',
   /** rate-limiter-flexible key prefix for node tokens (keyed by ntk_ id) */
   nodeLimitPrefix: () => 'rl:node',
+  /** rate-limiter-flexible key prefix for node tokens' heartbeats, a window apart (keyed by ntk_ id) */
+  nodeHeartbeatLimitPrefix: () => 'rl:node-beat',
   /** HASH count, last_ms: login attempts not (yet) successful per source (IPv4, or IPv6 /64) */
   loginFailuresBySource: (source: string) => `login:fail:src:${source}`,
   /** HASH count, last_ms, clean_ms: per email; the (email, source) counter shares its slot */

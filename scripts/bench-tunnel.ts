@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { NetnsHarness, waitUntil, type Namespace, type WireguardKeys } from '../test/nodes/netns.js';
+import { iperf3, type IperfResult } from './iperf3.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CLIENTS = 4;
@@ -160,13 +161,7 @@ function treeCpuSeconds(pid: number): number {
   return total / CLOCK_TICKS_PER_SECOND;
 }
 
-interface IperfResult {
-  end: { sum_received: { bytes: number; bits_per_second: number } };
-}
-
-interface Transfer {
-  bytes: number;
-  mbitPerSecond: number;
+interface Transfer extends IperfResult {
   cpuSeconds: number;
 }
 
@@ -177,38 +172,17 @@ async function iperf(
   reverse: boolean,
   server: RunningServer,
 ): Promise<Transfer> {
-  const listeners = clients.map((i) =>
-    star.server.spawn('iperf3', [
-      '-s',
-      '-1',
-      '-B',
-      INNER_SERVER.v4,
-      '-p',
-      String(IPERF_PORT + i),
-      '--forceflush',
-    ]),
-  );
-  await Promise.all(listeners.map((listener) => listener.waitFor('Server listening')));
-  const before = treeCpuSeconds(server.pid);
-  const outputs = await Promise.all(
-    clients.map((i) =>
-      // `timeout` bounds a wedged tunnel: iperf3's own -t cannot end a connect that never completes.
-      star.clients[i]!.exec('timeout', [
-        String(SECONDS + 20),
-        'iperf3',
-        ...['-c', INNER_SERVER.v4, '-B', innerClient(i).v4, '-p', String(IPERF_PORT + i)],
-        ...['-t', String(SECONDS), '-J', ...(reverse ? ['-R'] : [])],
-      ]),
-    ),
-  );
-  const cpuSeconds = treeCpuSeconds(server.pid) - before;
-  await Promise.all(listeners.map((listener) => listener.exited));
-  const results = outputs.map(({ stdout }) => (JSON.parse(stdout) as IperfResult).end.sum_received);
-  return {
-    bytes: results.reduce((sum, r) => sum + r.bytes, 0),
-    mbitPerSecond: results.reduce((sum, r) => sum + r.bits_per_second, 0) / 1e6,
-    cpuSeconds,
-  };
+  let before = 0;
+  const result = await iperf3({
+    server: star.server,
+    address: INNER_SERVER.v4,
+    streams: clients.map((i) => ({ client: star.clients[i]!, bind: innerClient(i).v4 })),
+    seconds: SECONDS,
+    reverse,
+    firstPort: IPERF_PORT,
+    onStart: () => (before = treeCpuSeconds(server.pid)),
+  });
+  return { ...result, cpuSeconds: treeCpuSeconds(server.pid) - before };
 }
 
 /** Average ping RTT in ms from client 0 to the server's inner address. */

@@ -4,7 +4,9 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// Two levels up from test/helpers under jest; three from dist/test/helpers, where the benchmarks run it.
+const twoUp = fileURLToPath(new URL('../..', import.meta.url));
+export const REPO_ROOT = existsSync(join(twoUp, 'package.json')) ? twoUp : dirname(twoUp) + sep;
 
 /** A file under docs/, e.g. readDoc('API.md'). */
 export const readDoc = (name: string): string => readFileSync(join(REPO_ROOT, 'docs', name), 'utf8');

@@ -1,6 +1,10 @@
 // `tunnelbyte-node run` as the namespace tests start it: a broker served on a Unix socket (the filesystem
 // is shared, the network is not) reached through a small relay on the node namespace's loopback, so
 // nothing touches the host network; the daemon spawned with its run arguments. Runs the built daemon.
+// Also used by scripts/bench-scale-node.ts.
+import { Agent, createServer, request, type RequestListener } from 'node:http';
+import { join } from 'node:path';
+
 import type { Namespace } from './netns.js';
 import { builtProgram } from '../helpers/repo.js';
 
@@ -64,4 +68,76 @@ export function spawnNode(ns: Namespace, args: NodeArgs) {
     args.egressIp,
     ...(args.extra ?? []),
   ]);
+}
+
+/** A broker app served on a Unix socket, and API calls to it over kept-alive connections. */
+export interface SocketBroker {
+  readonly socketPath: string;
+  api<T>(method: string, path: string, token?: string, body?: unknown): Promise<{ status: number; body: T }>;
+  close(): Promise<void>;
+}
+
+/** Serves `app` on `broker.sock` in `dir`; at most `inFlight` API calls share the connections. */
+export async function serveOnSocket(app: RequestListener, dir: string, inFlight = 16): Promise<SocketBroker> {
+  const socketPath = join(dir, 'broker.sock');
+  const server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  const agent = new Agent({ keepAlive: true, maxSockets: inFlight });
+  return {
+    socketPath,
+    api: (method, path, token, body) =>
+      new Promise((resolve, reject) => {
+        const payload = body === undefined ? undefined : JSON.stringify(body);
+        const req = request(
+          {
+            socketPath,
+            agent,
+            method,
+            path,
+            headers: {
+              ...(token && { authorization: `Bearer ${token}` }),
+              ...(payload && {
+                'content-type': 'application/json',
+                'content-length': Buffer.byteLength(payload),
+              }),
+            },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode!,
+                body: JSON.parse(Buffer.concat(chunks).toString() || 'null'),
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(payload);
+      }),
+    close: async () => {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Runs `task` over `items` with at most `inFlight` at once; the results in input order. */
+export async function pooled<T, R>(
+  items: T[],
+  inFlight: number,
+  task: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  return out;
 }

@@ -7,7 +7,6 @@
 // the clients' bytes are their accounts' usage. Runs the built daemon (scripts/test builds first).
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { Agent, createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 
 import nacl from 'tweetnacl';
@@ -22,7 +21,15 @@ import { startBroker, type TestBroker } from '../broker/helpers.js';
 import { eventually, settled } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, parseWgDump, type Namespace } from './netns.js';
-import { NODE_GATEWAY, NODE_PORT, relayBroker, spawnNode } from './node-process.js';
+import {
+  NODE_GATEWAY,
+  NODE_PORT,
+  pooled,
+  relayBroker,
+  serveOnSocket,
+  spawnNode,
+  type SocketBroker,
+} from './node-process.js';
 import type { Crowd } from './scale-clients.js';
 
 const SESSIONS = 5_000;
@@ -38,10 +45,10 @@ const harness = netnsHarness();
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
 
 let broker: TestBroker;
-let server: Server;
-let socketPath: string;
+let served: SocketBroker;
 let ns: Namespace;
-const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
+const api = <T>(method: string, path: string, token?: string, body?: unknown) =>
+  served.api<T>(method, path, token, body);
 
 beforeAll(async () => {
   broker = await startBroker({
@@ -52,56 +59,16 @@ beforeAll(async () => {
     },
   });
   await upsertRegion(broker.ctx, { id: REGION, name: 'Scale', country: 'DE', tiers: ['business'] });
-  socketPath = join(harness.tempDir(), 'broker.sock');
-  server = createServer(broker.app);
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  served = await serveOnSocket(broker.app, harness.tempDir(), IN_FLIGHT);
   ns = await harness.namespace('scale');
-  await relayBroker(ns, socketPath);
+  await relayBroker(ns, served.socketPath);
 });
 
 afterAll(async () => {
-  agent.destroy();
   await harness.cleanup();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  await served.close();
   await broker.close();
 });
-
-/** One API call over the broker's Unix socket. */
-function api<T>(
-  method: string,
-  path: string,
-  token?: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      {
-        socketPath,
-        agent,
-        method,
-        path,
-        headers: {
-          ...(token && { authorization: `Bearer ${token}` }),
-          ...(payload && {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(payload),
-          }),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 async function businessToken(): Promise<string> {
   const account = await createAccount(broker.ctx, { plan: 'business' });
@@ -112,20 +79,6 @@ async function businessToken(): Promise<string> {
     expiresAt: null,
   });
   return token;
-}
-
-/** Runs `task` over `items` with at most IN_FLIGHT at once. */
-async function pooled<T, R>(items: T[], task: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await task(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-  return out;
 }
 
 test(`${SESSIONS} sessions on one node, ${CLIENTS} of them moving traffic: healthy, every peer on it, bytes in usage`, async () => {
@@ -155,7 +108,7 @@ test(`${SESSIONS} sessions on one node, ${CLIENTS} of them moving traffic: healt
       publicKey: b64(randomBytes(32)),
     })),
   ];
-  const created = await pooled(requests, (r) =>
+  const created = await pooled(requests, IN_FLIGHT, (r) =>
     api<CreatedSession>('POST', '/v1/sessions', r.token, { region: REGION, public_key: r.publicKey }),
   );
   expect(created.filter((res) => res.status !== 201).map((res) => res.body)).toEqual([]);

@@ -12,6 +12,7 @@ import {
 import type { Endpoint } from '../crypto/peer.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
+import { HandshakeWorkers } from './handshakes.js';
 import type { NodeMetrics } from './metrics.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
 import type { UdpEndpoint, UdpOptions, UdpTransport } from './udp.js';
@@ -36,6 +37,10 @@ export interface DeviceOptions {
   listenPort: number;
   metrics?: NodeMetrics;
   clock?: () => number;
+  /** Worker threads that answer handshake initiations (nodes/handshakes.ts); 0 or absent: inline. */
+  handshakeThreads?: number;
+  /** The compiled handshake worker, for callers that do not run from dist/ (tests). */
+  handshakeWorkerUrl?: URL;
 }
 
 export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
@@ -51,6 +56,9 @@ export class Device implements UapiDevice {
   private udp: UdpTransport | undefined;
   private handshakesThisTurn = 0;
   private readonly deliveries: Uint8Array[] = [];
+  private readonly handshakes: HandshakeWorkers | undefined;
+  private failure: Error | undefined;
+  private failureListener: ((error: Error) => void) | undefined;
   private closed = false;
 
   private constructor(options: DeviceOptions) {
@@ -61,6 +69,25 @@ export class Device implements UapiDevice {
     this.metrics = options.metrics;
     this.clock = options.clock ?? monotonicNow;
     this.scheduler = new TimerScheduler(this.tunnel, (actions) => this.perform(actions), this.clock);
+    if (options.handshakeThreads) {
+      this.handshakes = new HandshakeWorkers({
+        threads: options.handshakeThreads,
+        privateKey: options.privateKey,
+        ...(options.handshakeWorkerUrl && { workerUrl: options.handshakeWorkerUrl }),
+        onAnswer: (answer, senderIndex, from) => {
+          if (answer === undefined || this.privateKey === undefined) {
+            this.metrics?.drop('handshake_invalid');
+            return;
+          }
+          this.perform(this.tunnel.acceptInitiation(answer, senderIndex, from, this.clock()));
+          this.scheduler.rearmSoon();
+        },
+        onFailure: (error) => {
+          this.failure = error;
+          this.failureListener?.(error);
+        },
+      });
+    }
   }
 
   static async start(options: DeviceOptions): Promise<Device> {
@@ -68,6 +95,12 @@ export class Device implements UapiDevice {
     await device.setListenPort(options.listenPort);
     device.packets.onPackets((batch) => device.fromInterface(batch));
     return device;
+  }
+
+  /** A helper thread failed (once): the device no longer answers handshakes and should be stopped. */
+  onFailure(listener: (error: Error) => void): void {
+    this.failureListener = listener;
+    if (this.failure !== undefined) listener(this.failure);
   }
 
   get listenPort(): number {
@@ -88,8 +121,17 @@ export class Device implements UapiDevice {
       setImmediate(() => (this.handshakesThisTurn = 0));
     }
     const now = this.clock();
-    // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog.
-    if (this.handshakesThisTurn >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
+    // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog,
+    // or those the handshake workers have not answered yet, when more.
+    const backlog = Math.max(this.handshakesThisTurn, this.handshakes?.backlog ?? 0);
+    if (backlog >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
+    if (this.handshakes !== undefined && datagram[0] === MESSAGE_INITIATION) {
+      // Admitted here (mac1; cookies under load), answered by a worker, accepted in onAnswer.
+      const refused = this.tunnel.admitInitiation(datagram, from, now);
+      if (refused === undefined) this.handshakes.submit(datagram, from);
+      else this.perform(refused);
+      return;
+    }
     // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before
     // decapsulate returns; handshake messages (rare) are copied, so no handshake state can alias it.
     const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
@@ -164,6 +206,7 @@ export class Device implements UapiDevice {
   setPrivateKey(privateKey: Uint8Array | undefined): void {
     this.privateKey = privateKey && secret(Uint8Array.from(privateKey));
     if (privateKey) this.tunnel.setPrivateKey(privateKey);
+    if (privateKey) this.handshakes?.setPrivateKey(privateKey);
     this.scheduler.rearm();
   }
 
@@ -190,16 +233,19 @@ export class Device implements UapiDevice {
 
   removeAllPeers(): void {
     for (const peer of this.tunnel.peers()) this.tunnel.removePeer(peer.publicKey);
+    this.handshakes?.removeAllPeers();
     this.scheduler.rearm();
   }
 
   upsertPeer(publicKey: Uint8Array, settings: PeerSettings): void {
     this.perform(this.tunnel.upsertPeer(publicKey, settings, this.clock()));
+    this.handshakes?.upsertPeer(publicKey, settings.presharedKey);
     this.scheduler.rearm();
   }
 
   removePeer(publicKey: Uint8Array): void {
     this.tunnel.removePeer(publicKey);
+    this.handshakes?.removePeer(publicKey);
     this.scheduler.rearm();
   }
 
@@ -214,6 +260,7 @@ export class Device implements UapiDevice {
     if (this.closed) return;
     this.closed = true;
     this.scheduler.stop();
+    await this.handshakes?.close();
     await this.udp?.close();
     this.packets.close();
   }

@@ -145,7 +145,7 @@ describe('Responder handshake split (admit, answer, accept)', () => {
     const initiation = initiationFrom(initiator(6));
     const b = responder(seededRandom(11));
     const badMac1 = initiation.slice();
-    badMac1[116] ^= 1;
+    badMac1[116] = badMac1[116]! ^ 1;
     expect(b.admitInitiation(badMac1, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
     expect(b.admitInitiation(initiation.subarray(0, 100), A_ENDPOINT, 0)).toEqual(drop('malformed'));
     expect(b.admitInitiation(new Uint8Array(32).fill(4, 0, 1), A_ENDPOINT, 0)).toEqual(drop('malformed'));

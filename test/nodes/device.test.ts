@@ -54,7 +54,16 @@ interface Node {
   publicKey: Uint8Array;
 }
 
-async function startNode(): Promise<Node> {
+// The compiled handshake worker: a worker thread runs JavaScript, not these TypeScript sources.
+const HANDSHAKE_WORKER = new URL('../../dist/nodes/handshake-worker.js', import.meta.url);
+
+/** How a device answers initiations: on its own thread, or through two handshake workers. */
+const HANDSHAKE_MODES = [
+  ['inline', 0],
+  ['handshake workers', 2],
+] as const;
+
+async function startNode(handshakeThreads = 0): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
   const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
   const packets = new ChannelPackets();
@@ -66,6 +75,8 @@ async function startNode(): Promise<Node> {
     metrics,
     listenPort: 0,
     openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+    handshakeThreads,
+    handshakeWorkerUrl: HANDSHAKE_WORKER,
   });
   return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey };
 }
@@ -102,12 +113,12 @@ function strangerInitiation(to: Node, port: number): Uint8Array {
   return initiation.datagram;
 }
 
-describe('Device', () => {
+describe.each(HANDSHAKE_MODES)('Device, handshakes %s', (_, handshakeThreads) => {
   let a: Node;
   let b: Node;
 
   beforeEach(async () => {
-    [a, b] = await Promise.all([startNode(), startNode()]);
+    [a, b] = await Promise.all([startNode(handshakeThreads), startNode(handshakeThreads)]);
     a.device.upsertPeer(b.publicKey, {
       allowedIps: ['10.0.0.2/32'],
       endpoint: { address: '127.0.0.1', port: b.device.listenPort },
@@ -255,6 +266,22 @@ describe('Device', () => {
     expect(await drops(b.metrics, 'cookie_sent')).toBeGreaterThan(sent / 2);
   }, 30_000);
 
+  test('a pre-shared key and a new private key set while running are the ones handshakes use', async () => {
+    const presharedKey = nacl.randomBytes(32);
+    const newKey = nacl.randomBytes(32);
+    b.device.setPrivateKey(newKey);
+    b.device.upsertPeer(a.publicKey, { presharedKey });
+    a.device.removePeer(b.publicKey);
+    a.device.upsertPeer(b.device.publicKey()!, {
+      allowedIps: ['10.0.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+      presharedKey,
+    });
+    a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+    await eventually('the packet at b', () => b.packets.written.length === 1);
+    expect(b.device.publicKey()).toEqual(nacl.scalarMult.base(newKey));
+  });
+
   test('the private key never prints, yet status() hands a plain copy to UAPI get', () => {
     const everything = { depth: Infinity, maxArrayLength: Infinity, breakLength: Infinity, compact: true };
     // Bytes 1..30 are the same before and after clamping, so they find the key in either form.
@@ -267,9 +294,8 @@ describe('Device', () => {
     b.device.removePeer(a.publicKey);
     expect(b.device.peers()).toEqual([]);
     a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually('the refusal', async () => (await drops(b.metrics, 'handshake_invalid')) > 0);
     expect(b.packets.written).toEqual([]);
-    expect(await drops(b.metrics, 'handshake_invalid')).toBeGreaterThan(0);
 
     const port = a.device.listenPort;
     await a.device.close();
@@ -304,4 +330,24 @@ test('a listen-port change that completes after close releases its new socket', 
   await expect(change).rejects.toThrow('device closed');
   const rebound = await openUdp({ port: opened[1]!.port, host: '127.0.0.1' });
   await rebound.close();
+});
+
+test('a handshake worker that dies is reported once and the device still closes', async () => {
+  const privateKey = nacl.randomBytes(32);
+  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+  const device = await Device.start({
+    tunnel,
+    privateKey,
+    packets: new ChannelPackets(),
+    listenPort: 0,
+    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+    handshakeThreads: 2,
+    handshakeWorkerUrl: new URL('data:text/javascript,process.exit(3)'),
+  });
+  const failures: string[] = [];
+  device.onFailure((error) => failures.push(error.message));
+  await eventually('the failure', () => failures.length > 0);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // the second worker's exit too
+  expect(failures).toEqual(['a handshake worker exited (code 3)']);
+  await device.close();
 });

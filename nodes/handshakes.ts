@@ -1,0 +1,339 @@
+// Responder handshakes on worker threads, so initiations use the cores the data path leaves free and a
+// burst of them never stalls it. The device's thread admits an initiation (Tunnel.admitInitiation: mac1,
+// and under load mac2 or a cookie reply), a worker answers it (noise.ts answerInitiation: the four X25519
+// operations, the expensive part), and the device's thread applies the answer (Tunnel.acceptInitiation:
+// the peer still there, the replay and flood rules, the keypair, the response).
+//
+// Each worker holds our private key and a snapshot of the peers (public key, pre-shared key; the
+// static-static DH computed on its first handshake, as the engine does), kept in step with the device's
+// configuration through the same ordered channel as the work. Initiations and answers cross in batches:
+// one message per worker and event-loop turn, in transferred buffers. Secrets sent to a worker are
+// transferred (no copy stays behind) and the answers' keys are zeroed once the engine holds them. A
+// worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
+// retries).
+import { Worker } from 'node:worker_threads';
+
+import { INITIATION_SIZE, KEY_LENGTH, MESSAGE_INITIATION, TIMESTAMP_LENGTH } from '../crypto/constants.js';
+import { parseMessage } from '../crypto/messages.js';
+import {
+  WIREGUARD,
+  answerInitiation,
+  initiationFields,
+  type InitiationAnswer,
+  type LocalStatic,
+  type PeerKeys,
+} from '../crypto/noise.js';
+import type { Endpoint } from '../crypto/peer.js';
+import { generatePrivateKey, wipe } from '../crypto/primitives.js';
+import { secret } from '../crypto/secret.js';
+
+// ---- the answers' wire format: one fixed-size record per initiation, in the order they were sent ----
+
+const EMPTY_ENCRYPTED_LENGTH = 16; // message 2's encrypted empty payload: the AEAD tag alone
+const ANSWERED = 1;
+const FIELDS = [
+  ['initiator', KEY_LENGTH],
+  ['payload', TIMESTAMP_LENGTH],
+  ['ephemeral', KEY_LENGTH],
+  ['encryptedPayload', EMPTY_ENCRYPTED_LENGTH],
+  ['sendKey', KEY_LENGTH],
+  ['receiveKey', KEY_LENGTH],
+] as const;
+type Field = (typeof FIELDS)[number][0];
+const OFFSET = {} as Record<Field, number>;
+let recordSize = 1; // byte 0: ANSWERED, or 0 when the initiation did not authenticate
+for (const [name, length] of FIELDS) {
+  OFFSET[name] = recordSize;
+  recordSize += length;
+}
+const RECORD_SIZE = recordSize;
+const LENGTH = Object.fromEntries(FIELDS) as Record<Field, number>;
+const field = (records: Uint8Array, at: number, name: Field): Uint8Array =>
+  records.subarray(at + OFFSET[name], at + OFFSET[name] + LENGTH[name]);
+
+/**
+ * The worker's part: answers the initiations laid end to end in `initiations` (admitted by the device),
+ * each with a fresh ephemeral from `randomBytes`, into one record per initiation.
+ */
+export function answerBatch(
+  local: LocalStatic,
+  peers: ReadonlyMap<string, PeerKeys>,
+  initiations: Uint8Array,
+  randomBytes: (length: number) => Uint8Array,
+): Uint8Array {
+  const count = initiations.length / INITIATION_SIZE;
+  const records = new Uint8Array(count * RECORD_SIZE);
+  const lookup = (remoteStatic: Uint8Array) => peers.get(Buffer.from(remoteStatic).toString('base64'));
+  for (let i = 0; i < count; i++) {
+    const message = parseMessage(initiations.subarray(i * INITIATION_SIZE, (i + 1) * INITIATION_SIZE));
+    if (message?.type !== MESSAGE_INITIATION) continue;
+    const answered = answerInitiation(
+      WIREGUARD,
+      local,
+      initiationFields(message),
+      lookup,
+      generatePrivateKey(randomBytes),
+      new Uint8Array(0),
+    );
+    if (!answered.ok) continue;
+    const at = i * RECORD_SIZE;
+    const { peer, payload, fields, keys } = answered.answer;
+    records[at] = ANSWERED;
+    records.set(peer.remoteStatic, at + OFFSET.initiator);
+    records.set(payload, at + OFFSET.payload);
+    records.set(fields.ephemeral, at + OFFSET.ephemeral);
+    records.set(fields.encryptedPayload, at + OFFSET.encryptedPayload);
+    records.set(keys.sendKey, at + OFFSET.sendKey);
+    records.set(keys.receiveKey, at + OFFSET.receiveKey);
+    wipe(keys.sendKey, keys.receiveKey);
+  }
+  return records;
+}
+
+/** Record i of a batch's answers as the engine takes it, or undefined when the initiation failed. */
+function readAnswer(records: Uint8Array, i: number): InitiationAnswer<string> | undefined {
+  const at = i * RECORD_SIZE;
+  if (records[at] !== ANSWERED) return undefined;
+  return {
+    peer: Buffer.from(field(records, at, 'initiator')).toString('base64'),
+    payload: field(records, at, 'payload').slice(),
+    fields: {
+      ephemeral: field(records, at, 'ephemeral'),
+      encryptedPayload: field(records, at, 'encryptedPayload'),
+    },
+    // The keypair owns its keys (it may hand them on): copies, as the records are wiped after the answer.
+    keys: {
+      sendKey: field(records, at, 'sendKey').slice(),
+      receiveKey: field(records, at, 'receiveKey').slice(),
+    },
+  };
+}
+
+// ---- messages between the device and a worker ----
+
+/** A change to the workers' snapshot, applied in order with the work. */
+export type SnapshotChange =
+  | { readonly kind: 'key'; readonly privateKey: Uint8Array }
+  | { readonly kind: 'peer'; readonly name: string; readonly presharedKey?: Uint8Array | null }
+  | { readonly kind: 'remove'; readonly name: string }
+  | { readonly kind: 'clear' };
+
+export type ToWorker =
+  | { readonly kind: 'changes'; readonly changes: SnapshotChange[] }
+  | { readonly kind: 'answer'; readonly initiations: Uint8Array }
+  | { readonly kind: 'close' };
+
+export interface FromWorker {
+  readonly records: Uint8Array;
+}
+
+// ---- the device's side ----
+
+/** What the device keeps of an initiation while a worker answers it. */
+interface Job {
+  readonly senderIndex: number;
+  readonly from: Endpoint;
+  /** The snapshot's key generation when it was sent: a key changed since makes its answer void. */
+  readonly generation: number;
+}
+
+interface Thread {
+  readonly worker: Worker;
+  /** Jobs sent, in order, not yet answered. */
+  readonly sent: Job[][];
+  inFlight: number;
+  /** This turn's initiations for it, laid end to end. */
+  readonly initiations: Uint8Array[];
+  readonly jobs: Job[];
+}
+
+export interface HandshakeWorkersOptions {
+  threads: number;
+  privateKey: Uint8Array;
+  /** The compiled worker (default: handshake-worker.js beside this module). */
+  workerUrl?: URL;
+  /**
+   * An initiation a worker answered (undefined: it did not authenticate), on the device's thread, with
+   * its initiation's sender index and source. The answer's keys are the callee's to keep or wipe.
+   */
+  onAnswer(answer: InitiationAnswer<string> | undefined, senderIndex: number, from: Endpoint): void;
+  /** A worker failed or exited: called once; the workers are then closed. */
+  onFailure(error: Error): void;
+}
+
+const DEFAULT_WORKER_URL = new URL('./handshake-worker.js', import.meta.url);
+const SENDER_INDEX_OFFSET = 4;
+
+export class HandshakeWorkers {
+  private readonly threads: Thread[];
+  private readonly onAnswer: HandshakeWorkersOptions['onAnswer'];
+  private readonly onFailure: HandshakeWorkersOptions['onFailure'];
+  private changes: SnapshotChange[] = [];
+  private generation = 0;
+  private flushScheduled = false;
+  private closing = false;
+
+  constructor(options: HandshakeWorkersOptions) {
+    this.onAnswer = options.onAnswer;
+    this.onFailure = options.onFailure;
+    const url = options.workerUrl ?? DEFAULT_WORKER_URL;
+    this.threads = Array.from({ length: options.threads }, () => {
+      const thread: Thread = {
+        worker: new Worker(url),
+        sent: [],
+        inFlight: 0,
+        initiations: [],
+        jobs: [],
+      };
+      thread.worker.unref(); // the device's socket keeps the process alive, not its helpers
+      thread.worker.on('message', (message: FromWorker) => this.answered(thread, message.records));
+      thread.worker.on('error', (error) => this.fail(error));
+      thread.worker.on('exit', (code) => this.fail(new Error(`a handshake worker exited (code ${code})`)));
+      return thread;
+    });
+    this.setPrivateKey(options.privateKey);
+  }
+
+  /** Initiations sent to workers and not answered yet: the device's handshake backlog. */
+  get backlog(): number {
+    let total = 0;
+    for (const thread of this.threads) total += thread.inFlight + thread.jobs.length;
+    return total;
+  }
+
+  /** Queues an admitted initiation (copied) for the least busy worker; sent at the end of this turn. */
+  submit(initiation: Uint8Array, from: Endpoint): void {
+    if (this.closing) return;
+    let thread = this.threads[0]!;
+    for (const other of this.threads) {
+      if (other.inFlight + other.jobs.length < thread.inFlight + thread.jobs.length) thread = other;
+    }
+    const senderIndex = new DataView(initiation.buffer, initiation.byteOffset).getUint32(
+      SENDER_INDEX_OFFSET,
+      true,
+    );
+    thread.initiations.push(initiation.slice());
+    thread.jobs.push({ senderIndex, from, generation: this.generation });
+    this.scheduleFlush();
+  }
+
+  // Snapshot changes follow the engine's configuration. Only a change of keys voids answers in flight:
+  // a removed peer is refused by the engine itself (acceptInitiation).
+
+  setPrivateKey(privateKey: Uint8Array): void {
+    this.generation++;
+    this.change(copySecrets({ kind: 'key', privateKey }, secret));
+  }
+
+  upsertPeer(publicKey: Uint8Array, presharedKey: Uint8Array | null | undefined): void {
+    const name = Buffer.from(publicKey).toString('base64');
+    if (presharedKey !== undefined) this.generation++;
+    this.change(
+      copySecrets({ kind: 'peer', name, ...(presharedKey !== undefined && { presharedKey }) }, secret),
+    );
+  }
+
+  removePeer(publicKey: Uint8Array): void {
+    this.change({ kind: 'remove', name: Buffer.from(publicKey).toString('base64') });
+  }
+
+  removeAllPeers(): void {
+    this.change({ kind: 'clear' });
+  }
+
+  /** Tells each worker to wipe its secrets and stop, then waits for it (terminating one that hangs). */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const change of this.changes.splice(0)) wipeSecrets(change);
+    await Promise.all(
+      this.threads.map(async ({ worker }) => {
+        const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+        worker.postMessage({ kind: 'close' } satisfies ToWorker);
+        const timer = setTimeout(() => void worker.terminate(), 1_000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  private change(change: SnapshotChange): void {
+    if (this.closing) return;
+    this.changes.push(change);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Sends the turn's snapshot changes to every worker, then each worker's initiations. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closing) return;
+    const changes = this.changes;
+    this.changes = [];
+    if (changes.length > 0) {
+      for (const { worker } of this.threads) {
+        // Each worker gets its own copy of every secret, transferred: none stays on this thread.
+        const own = changes.map((change) => copySecrets(change));
+        worker.postMessage({ kind: 'changes', changes: own } satisfies ToWorker, own.flatMap(secretBuffers));
+      }
+      for (const change of changes) wipeSecrets(change);
+    }
+    for (const thread of this.threads) {
+      if (thread.jobs.length === 0) continue;
+      const initiations = new Uint8Array(thread.jobs.length * INITIATION_SIZE);
+      thread.initiations.forEach((initiation, i) => initiations.set(initiation, i * INITIATION_SIZE));
+      thread.worker.postMessage({ kind: 'answer', initiations } satisfies ToWorker, [initiations.buffer]);
+      thread.sent.push(thread.jobs.splice(0));
+      thread.inFlight += initiations.length / INITIATION_SIZE;
+      thread.initiations.length = 0;
+    }
+  }
+
+  private answered(thread: Thread, records: Uint8Array): void {
+    const jobs = thread.sent.shift();
+    if (jobs === undefined) return;
+    thread.inFlight -= jobs.length;
+    try {
+      jobs.forEach((job, i) => {
+        const answer = readAnswer(records, i);
+        // Answered with keys that have changed since: as if it had not authenticated (the initiator retries).
+        this.onAnswer(job.generation === this.generation ? answer : undefined, job.senderIndex, job.from);
+      });
+    } finally {
+      wipe(records);
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.closing) return;
+    void this.close();
+    this.onFailure(error);
+  }
+}
+
+/** The change with its own copy of any secret in it, marked by `mark` (queued ones print redacted). */
+function copySecrets(
+  change: SnapshotChange,
+  mark: (bytes: Uint8Array) => Uint8Array = (bytes) => bytes,
+): SnapshotChange {
+  if (change.kind === 'key') return { kind: 'key', privateKey: mark(Uint8Array.from(change.privateKey)) };
+  if (change.kind === 'peer' && change.presharedKey) {
+    return { ...change, presharedKey: mark(Uint8Array.from(change.presharedKey)) };
+  }
+  return change;
+}
+
+function wipeSecrets(change: SnapshotChange): void {
+  for (const buffer of secretBuffers(change)) wipe(new Uint8Array(buffer));
+}
+
+function secretBuffers(change: SnapshotChange): ArrayBuffer[] {
+  if (change.kind === 'key') return [change.privateKey.buffer as ArrayBuffer];
+  if (change.kind === 'peer' && change.presharedKey) return [change.presharedKey.buffer as ArrayBuffer];
+  return [];
+}

@@ -21,6 +21,8 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
+  /** One-line notices while running (a kernel refusing UDP GSO). */
+  log?: (line: string) => void;
   /** Runs once the device is up and before UAPI and metrics are served: peers, routes. */
   configure?: (device: Device, interfaceName: string) => Promise<void>;
 }
@@ -76,12 +78,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);
     const { host } = options.listen;
-    const batched = options.batchedUdp;
+    const udpSettings = {
+      ...(host !== undefined && { host }),
+      batched: options.batchedUdp,
+      offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
+      offloadCounts: metrics.udpOffload,
+      ...(options.log && { onNotice: options.log }),
+    };
     const device = await Device.start({
       tunnel,
       privateKey: options.privateKey,
       packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
-      openUdp: (udpOptions) => openUdp({ ...udpOptions, ...(host !== undefined && { host }), batched }),
+      openUdp: (udpOptions) => openUdp({ ...udpOptions, ...udpSettings }),
       listenPort: options.listen.port,
       metrics,
     });

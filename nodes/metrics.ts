@@ -10,6 +10,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 import { OFFLOAD_DROP_REASONS, type OffloadDrops } from './offload.js';
+import { noUdpOffloadCounts, type UdpOffloadCounts } from './udp.js';
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
@@ -45,6 +46,8 @@ export class NodeMetrics {
   private readonly messages = new Map<string, number>();
   private readonly drops = new Map<DropReason, number>(DROP_REASONS.map((r) => [r, 0]));
   private readonly exported = new Map<string, number>();
+  /** The batched UDP socket counts its GSO sends and GRO batches here (nodes/udp.ts). */
+  readonly udpOffload: UdpOffloadCounts = noUdpOffloadCounts();
 
   constructor(source: PeerCounts, wallClockMs: () => number = Date.now) {
     collectDefaultMetrics({ register: this.registry, prefix: 'tunnelbyte_node_' });
@@ -78,6 +81,25 @@ export class NodeMetrics {
       'UDP payload bytes received and sent.',
       ['direction'],
       () => (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.udp[d].bytes]),
+    );
+    const udpOffload = this.udpOffload;
+    this.counter(
+      'tunnelbyte_node_udp_offload_messages_total',
+      'UDP GSO messages sent (tx) and GRO batches received (rx), each several datagrams in one message.',
+      ['direction'],
+      () => [
+        [{ direction: 'rx' }, udpOffload.groBatches],
+        [{ direction: 'tx' }, udpOffload.gsoMessages],
+      ],
+    );
+    this.counter(
+      'tunnelbyte_node_udp_offload_datagrams_total',
+      'UDP datagrams that crossed the socket in those GSO messages (tx) and GRO batches (rx).',
+      ['direction'],
+      () => [
+        [{ direction: 'rx' }, udpOffload.groDatagrams],
+        [{ direction: 'tx' }, udpOffload.gsoDatagrams],
+      ],
     );
     this.counter(
       'tunnelbyte_node_tunnel_packets_total',

@@ -307,6 +307,7 @@ export async function startAgentNode(
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
     offload: settings.offload,
+    log: say,
   });
   try {
     const publicKey = Buffer.from(daemon.publicKey).toString('base64');

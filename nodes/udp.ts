@@ -1,6 +1,12 @@
 // The daemon's UDP transport: one socket for both address families, batched (the addon in nodes/tun/udp.c:
 // recvmmsg/sendmmsg, sticky source address) or through Node's dgram (one system call per datagram).
 //
+// With offloads (the default where the kernel has them), the batched socket also sends the same-size
+// datagrams queued for one endpoint as one UDP GSO message (UDP_SEGMENT: the kernel or the NIC cuts it),
+// and receives GRO batches (UDP_GRO: several datagrams of one sender in one read), split here into views.
+// When the kernel refuses GSO on this socket (EIO: no checksum offload on the route; or its first GSO
+// message refused), the socket says so once and goes on with one datagram per message, as wireguard-go does.
+//
 // Why one dual-stack socket (udp6, ipv6Only false, bound to [::]) rather than wireguard-go's and the
 // kernel's two: Node gives each socket its own 'message' path, so one socket means one receive loop
 // and one port to bind (no race where v4 gets the port and v6 finds it taken). IPv4 peers appear as
@@ -31,7 +37,28 @@ export interface UdpOptions {
   sendBufferSize?: number;
   /** recvmmsg/sendmmsg through the addon (default), or Node's dgram, one system call per datagram. */
   batched?: boolean;
+  /** Batched only: UDP GSO and GRO where the kernel has them (default on; `--offload`). */
+  offload?: boolean;
+  /** Told once, when the kernel refuses GSO on this socket and it falls back to plain sendmmsg. */
+  onNotice?: (line: string) => void;
+  /** Batched with offloads: counted in place, for the metrics. */
+  offloadCounts?: UdpOffloadCounts;
 }
+
+/** What the batched socket's offloads carried: GSO messages sent and GRO batches received, in datagrams. */
+export interface UdpOffloadCounts {
+  gsoMessages: number;
+  gsoDatagrams: number;
+  groBatches: number;
+  groDatagrams: number;
+}
+
+export const noUdpOffloadCounts = (): UdpOffloadCounts => ({
+  gsoMessages: 0,
+  gsoDatagrams: 0,
+  groBatches: 0,
+  groDatagrams: 0,
+});
 
 export interface UdpTransport {
   readonly port: number;
@@ -171,6 +198,9 @@ export interface UdpAddon {
     start: number,
     end: number,
   ): number;
+  enableOffloads(fd: number): { gso: boolean; gro: boolean };
+  /** Datagrams per GSO message that every kernel with UDP_SEGMENT accepts; sendMany refuses more. */
+  readonly GSO_SEGMENTS_MAX: number;
   close(fd: number): void;
 }
 
@@ -179,6 +209,7 @@ const RECORD_INTS = 12;
 const RECORD_LENGTH = 0;
 const RECORD_PORT = 1;
 const RECORD_FLAGS = 2;
+const RECORD_SEGMENT = 3; // 0: one datagram; above 0: GSO/GRO datagrams of that size, the last shorter
 const RECORD_REMOTE = 4;
 const RECORD_LOCAL = 8;
 const ADDRESS_INTS = 4;
@@ -195,6 +226,11 @@ const STALE_SOURCE_ERRNOS = new Set([
   constants.errno.ENETUNREACH,
 ]);
 const ENDPOINT_CACHE_MAX = 4096;
+// A GSO message is one UDP datagram to the kernel until it is cut: at most 65535 bytes of IP packet.
+const GSO_BYTES_MAX = { v4: 65535 - 20 - 8, v6: 65535 - 8 } as const;
+// How the kernel refuses a GSO message it would send as separate datagrams: EIO when the route cannot
+// checksum-offload (then GSO is off for the socket), EINVAL when a segment exceeds the path MTU.
+const GSO_REFUSALS = new Set([constants.errno.EIO, constants.errno.EINVAL, constants.errno.EMSGSIZE]);
 
 /** 16 bytes for an address: IPv4 as IPv4-mapped IPv6, as the addon's records hold it. */
 function addressBytes(address: string): Uint8Array | undefined {
@@ -260,6 +296,8 @@ class ReceivedEndpoints {
 interface SendTarget {
   readonly addresses: Int32Array; // remote then local, 2 × 16 bytes
   readonly port: number;
+  /** The most bytes one GSO message to this destination may carry. */
+  readonly gsoBytesMax: number;
   hasSource: boolean;
 }
 
@@ -274,7 +312,8 @@ function sendTarget(to: UdpEndpoint, family: 4 | 6): SendTarget | undefined {
   // The source must be of the destination's family; anything else is left to the kernel's choice.
   const usable = local !== undefined && isMappedV4(local, 0) === isMappedV4(remote, 0);
   if (usable) bytes.set(local, 16);
-  return { addresses, port: to.port, hasSource: usable };
+  const gsoBytesMax = isMappedV4(remote, 0) ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
+  return { addresses, port: to.port, gsoBytesMax, hasSource: usable };
 }
 
 function openAddonSocket(addon: UdpAddon, host: string, port: number, options: UdpOptions) {
@@ -300,6 +339,15 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     socket = openAddonSocket(addon, '0.0.0.0', port, options);
   }
   const { fd, family } = socket;
+  let offloads = { gso: false, gro: false };
+  try {
+    if (options.offload !== false) offloads = addon.enableOffloads(fd);
+  } catch (error) {
+    addon.close(fd);
+    throw error;
+  }
+  const counts = options.offloadCounts ?? noUdpOffloadCounts();
+  const segmentsMax = addon.GSO_SEGMENTS_MAX;
 
   const receiveSlab = new Uint8Array(BATCH_SLOTS * SLOT_SIZE);
   const receiveRecords = new Int32Array(BATCH_SLOTS * RECORD_INTS);
@@ -309,30 +357,108 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const queuedTargets: Array<SendTarget | undefined> = new Array(BATCH_SLOTS).fill(undefined);
   const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
   let queued = 0;
+  // The last queued slot while more datagrams may join it as GSO segments of its first one's size.
+  let open: SendTarget | undefined;
+  let openSegment = 0;
+  let openSegments = 0;
+  // Until one GSO message of this socket goes through, a refusal means the kernel will not do GSO at all;
+  // after that, it concerns that message only (a segment larger than a route's MTU).
+  const gsoMessagesAtOpen = counts.gsoMessages;
   let receiver: { stop(): void } | undefined;
   let closed = false;
 
-  // Writes what send() queued; each refused datagram is dropped, except that a stale sticky source is
-  // forgotten and the datagram retried from the kernel's choice of address.
-  const flush = () => {
+  // Sends slots [0, count) of `slab`; each refused message is dropped, except that a stale sticky source
+  // is forgotten and the message retried from the kernel's choice of address, and a GSO message the kernel
+  // refuses goes out as separate datagrams.
+  const sendSlots = (
+    slab: Uint8Array,
+    records: Int32Array,
+    slotSize: number,
+    count: number,
+    targetOf: (slot: number) => SendTarget | undefined,
+  ) => {
     let start = 0;
-    while (start < queued) {
-      const sent = addon.sendMany(fd, sendSlab, sendRecords, SLOT_SIZE, start, queued);
+    while (start < count) {
+      const sent = addon.sendMany(fd, slab, records, slotSize, start, count);
       if (sent > 0) {
+        countGso(records, start, start + sent);
         start += sent;
         continue;
       }
-      const flags = start * RECORD_INTS + RECORD_FLAGS;
-      const target = queuedTargets[start];
-      if ((sendRecords[flags]! & FLAG_LOCAL) !== 0 && STALE_SOURCE_ERRNOS.has(-sent)) {
-        sendRecords[flags] = sendRecords[flags]! & ~FLAG_LOCAL;
+      const record = start * RECORD_INTS;
+      const target = targetOf(start);
+      if (records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
+        if (-sent === constants.errno.EIO || counts.gsoMessages === gsoMessagesAtOpen) disableGso(-sent);
+        if (target) sendSeparately(start, target);
+      } else if ((records[record + RECORD_FLAGS]! & FLAG_LOCAL) !== 0 && STALE_SOURCE_ERRNOS.has(-sent)) {
+        records[record + RECORD_FLAGS] = records[record + RECORD_FLAGS]! & ~FLAG_LOCAL;
         if (target) target.hasSource = false;
         continue;
       }
       start++;
     }
+  };
+
+  const disableGso = (errno: number) => {
+    if (!offloads.gso) return;
+    offloads = { ...offloads, gso: false };
+    const name = Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+    options.onNotice?.(`UDP GSO refused by the kernel (${name}): sending one datagram per message`);
+  };
+
+  // A refused GSO message's datagrams, each in its own slot of a scratch slab (rare: made when needed).
+  const sendSeparately = (slot: number, target: SendTarget) => {
+    const record = slot * RECORD_INTS;
+    const length = sendRecords[record + RECORD_LENGTH]!;
+    const segment = sendRecords[record + RECORD_SEGMENT]!;
+    const datagrams = Math.ceil(length / segment);
+    const slab = new Uint8Array(datagrams * segment);
+    slab.set(sendSlab.subarray(slot * SLOT_SIZE, slot * SLOT_SIZE + length));
+    const records = new Int32Array(datagrams * RECORD_INTS);
+    for (let i = 0; i < datagrams; i++) {
+      records.set(sendRecords.subarray(record, record + RECORD_INTS), i * RECORD_INTS);
+      records[i * RECORD_INTS + RECORD_LENGTH] = Math.min(segment, length - i * segment);
+      records[i * RECORD_INTS + RECORD_SEGMENT] = 0;
+    }
+    sendSlots(slab, records, segment, datagrams, () => target);
+  };
+
+  const countGso = (records: Int32Array, start: number, end: number) => {
+    for (let record = start * RECORD_INTS; record < end * RECORD_INTS; record += RECORD_INTS) {
+      const segment = records[record + RECORD_SEGMENT]!;
+      if (segment === 0) continue;
+      counts.gsoMessages++;
+      counts.gsoDatagrams += Math.ceil(records[record + RECORD_LENGTH]! / segment);
+    }
+  };
+
+  // Writes what send() queued.
+  const flush = () => {
+    sendSlots(sendSlab, sendRecords, SLOT_SIZE, queued, (slot) => queuedTargets[slot]);
     queuedTargets.fill(undefined, 0, queued);
     queued = 0;
+    open = undefined;
+  };
+
+  const receiveBatch = (listener: (datagram: Uint8Array, from: UdpEndpoint) => void, count: number) => {
+    for (let i = 0; i < count; i++) {
+      const record = i * RECORD_INTS;
+      // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
+      if ((receiveRecords[record + RECORD_FLAGS]! & FLAG_TRUNCATED) !== 0) continue;
+      const offset = i * SLOT_SIZE;
+      const end = offset + receiveRecords[record + RECORD_LENGTH]!;
+      const segment = receiveRecords[record + RECORD_SEGMENT]!;
+      const from = endpoints.lookup(record);
+      if (segment <= 0) {
+        listener(receiveSlab.subarray(offset, end), from);
+        continue;
+      }
+      counts.groBatches++;
+      for (let at = offset; at < end; at += segment) {
+        counts.groDatagrams++;
+        listener(receiveSlab.subarray(at, Math.min(at + segment, end)), from);
+      }
+    }
   };
 
   return {
@@ -344,38 +470,47 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         receiveSlab,
         receiveRecords,
         SLOT_SIZE,
-        (count) => {
-          for (let i = 0; i < count; i++) {
-            const record = i * RECORD_INTS;
-            // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
-            if ((receiveRecords[record + RECORD_FLAGS]! & FLAG_TRUNCATED) !== 0) continue;
-            const offset = i * SLOT_SIZE;
-            const datagram = receiveSlab.subarray(offset, offset + receiveRecords[record + RECORD_LENGTH]!);
-            listener(datagram, endpoints.lookup(record));
-          }
-        },
+        (count) => receiveBatch(listener, count),
         // Only a descriptor that cannot be read any more ends up here; the owner sees it by closing.
         () => (receiver = undefined),
       );
     },
     send(datagram, to) {
-      if (closed || datagram.length > SLOT_SIZE) return;
+      const length = datagram.length;
+      if (closed || length > SLOT_SIZE) return;
       let target = targets.get(to);
       if (target === undefined) {
         target = sendTarget(to, family) ?? null;
         targets.set(to, target);
       }
       if (target === null) return;
+      if (open === target && length <= openSegment && openSegments < segmentsMax) {
+        // Another segment of the open slot's GSO message; a shorter one is its last.
+        const record = (queued - 1) * RECORD_INTS;
+        const used = sendRecords[record + RECORD_LENGTH]!;
+        if (used + length <= target.gsoBytesMax) {
+          sendSlab.set(datagram, (queued - 1) * SLOT_SIZE + used);
+          sendRecords[record + RECORD_LENGTH] = used + length;
+          sendRecords[record + RECORD_SEGMENT] = openSegment;
+          openSegments++;
+          if (length < openSegment) open = undefined;
+          return;
+        }
+      }
+      if (queued === BATCH_SLOTS) flush();
       const slot = queued++;
       const record = slot * RECORD_INTS;
       sendSlab.set(datagram, slot * SLOT_SIZE);
-      sendRecords[record + RECORD_LENGTH] = datagram.length;
+      sendRecords[record + RECORD_LENGTH] = length;
       sendRecords[record + RECORD_PORT] = target.port;
       sendRecords[record + RECORD_FLAGS] = target.hasSource ? FLAG_LOCAL : 0;
+      sendRecords[record + RECORD_SEGMENT] = 0;
       sendRecords.set(target.addresses, record + RECORD_REMOTE);
       queuedTargets[slot] = target;
+      open = offloads.gso && length > 0 ? target : undefined;
+      openSegment = length;
+      openSegments = 1;
       if (slot === 0) queueMicrotask(flush);
-      if (queued === BATCH_SLOTS) flush();
     },
     bufferSizes() {
       const [receive, send] = addon.bufferSizes(fd);

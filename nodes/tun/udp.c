@@ -6,12 +6,14 @@
 //
 // Buffers are owned by JS and reused: a slab of fixed-size slots (one datagram each) and a table of
 // RECORD_INTS int32 per datagram:
-//   [0] length  [1] remote port  [2] flags  [3] reserved  [4..7] remote address  [8..11] local address
+//   [0] length  [1] remote port  [2] flags  [3] segment size  [4..7] remote address  [8..11] local address
+// A segment size of 0 is one datagram; above 0 the slot holds `length` bytes of datagrams of that size.
 // Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), whatever the socket's family.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,12 @@
 #define FLAG_TRUNCATED 2  // received datagram longer than its slot: its tail is lost
 #define RECV_BATCH_MAX 64 // datagrams per recvmmsg/sendmmsg call
 #define RECV_ROUNDS_MAX 4 // recvmmsg calls per wakeup: bounds how long one wakeup starves the TUN side
-#define CONTROL_SIZE 64   // room for one in6_pktinfo or in_pktinfo control message
+// Room for the control messages of one datagram: received on a dual-stack socket, UDP_GRO (24 bytes),
+// IPV6_PKTINFO (40) and IP_PKTINFO (32); sent, a pktinfo and UDP_SEGMENT (24).
+#define CONTROL_SIZE 128
+// Datagrams per GSO message. The kernel's UDP_MAX_SEGMENTS was 64 for years (newer kernels allow 128): a
+// message within 64 is accepted by every kernel with UDP_SEGMENT, so more is refused here, not by chance.
+#define GSO_SEGMENTS_MAX 64
 
 static const uint8_t MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -214,30 +221,34 @@ typedef struct {
   uint64_t control[RECV_BATCH_MAX][CONTROL_SIZE / sizeof(uint64_t)];
 } receiver_t;
 
-// The local address a datagram was sent to, from its IPV6_PKTINFO or IP_PKTINFO control message. A
-// dual-stack socket gets both for an IPv4 datagram; only IPV6_PKTINFO's (IPv4-mapped) address is reliable
-// there, so IP_PKTINFO is read only when no IPV6_PKTINFO came (an IPv4 socket).
-static void read_local_address(struct msghdr *header, int32_t *record) {
+// The local address a datagram was sent to, from its IPV6_PKTINFO or IP_PKTINFO control message, and the
+// segment size of a GRO batch (record[3], left 0 for one datagram). A dual-stack socket gets both pktinfos
+// for an IPv4 datagram; only IPV6_PKTINFO's (IPv4-mapped) address is reliable there, so IP_PKTINFO counts
+// only when no IPV6_PKTINFO came (an IPv4 socket).
+static void read_control(struct msghdr *header, int32_t *record) {
   uint8_t *local = (uint8_t *)(record + 8);
+  int have_v6 = 0, have_v4 = 0;
+  struct in_pktinfo v4 = {0};
   for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(header); cmsg != NULL; cmsg = CMSG_NXTHDR(header, cmsg)) {
-    if (cmsg->cmsg_level == IPPROTO_IPV6 && cmsg->cmsg_type == IPV6_PKTINFO) {
-      struct in6_pktinfo pktinfo;
-      memcpy(&pktinfo, CMSG_DATA(cmsg), sizeof pktinfo);
-      memcpy(local, &pktinfo.ipi6_addr, 16);
-      record[2] |= FLAG_LOCAL;
-      return;
+    if (cmsg->cmsg_level == SOL_UDP && cmsg->cmsg_type == UDP_GRO) {
+      int segment_size;
+      memcpy(&segment_size, CMSG_DATA(cmsg), sizeof segment_size);
+      record[3] = segment_size;
+    } else if (cmsg->cmsg_level == IPPROTO_IPV6 && cmsg->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo v6;
+      memcpy(&v6, CMSG_DATA(cmsg), sizeof v6);
+      memcpy(local, &v6.ipi6_addr, 16);
+      have_v6 = 1;
+    } else if (cmsg->cmsg_level == IPPROTO_IP && cmsg->cmsg_type == IP_PKTINFO) {
+      memcpy(&v4, CMSG_DATA(cmsg), sizeof v4);
+      have_v4 = 1;
     }
   }
-  for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(header); cmsg != NULL; cmsg = CMSG_NXTHDR(header, cmsg)) {
-    if (cmsg->cmsg_level == IPPROTO_IP && cmsg->cmsg_type == IP_PKTINFO) {
-      struct in_pktinfo pktinfo;
-      memcpy(&pktinfo, CMSG_DATA(cmsg), sizeof pktinfo);
-      memcpy(local, MAPPED_PREFIX, 12);
-      memcpy(local + 12, &pktinfo.ipi_addr, 4);
-      record[2] |= FLAG_LOCAL;
-      return;
-    }
+  if (have_v4 && !have_v6) {
+    memcpy(local, MAPPED_PREFIX, 12);
+    memcpy(local + 12, &v4.ipi_addr, 4);
   }
+  if (have_v4 || have_v6) record[2] |= FLAG_LOCAL;
 }
 
 static void udp_drain(watcher_t *watcher) {
@@ -266,7 +277,7 @@ static void udp_drain(watcher_t *watcher) {
       record[2] = header->msg_flags & MSG_TRUNC ? FLAG_TRUNCATED : 0;
       record[3] = 0;
       from_sockaddr(&receiver->sources[i], record);
-      read_local_address(header, record);
+      read_control(header, record);
     }
     napi_value count_value;
     napi_create_int32(env, count, &count_value);
@@ -312,9 +323,57 @@ static napi_value udp_start_receiving(napi_env env, napi_callback_info info) {
   return watcher_start(env, fd, argv[4], argv[5], keep, "UdpReceiver", "UDP receive", udp_drain, receiver);
 }
 
-// sendMany(fd, slab, records, slotSize, start, end) -> datagrams sent from `start` (> 0), or -errno when
-// the datagram at `start` could not be sent (the caller decides: drop it, or retry without its source).
-// Record flag FLAG_LOCAL asks for that source address (IPV6_PKTINFO / IP_PKTINFO).
+// Writes a sent message's control messages: its source address (pktinfo) when the record asks for one,
+// and UDP_SEGMENT when it holds several datagrams. Returns the bytes used (0: no control at all).
+static size_t write_control(int family, const int32_t *record, uint64_t *control) {
+  uint8_t *at = (uint8_t *)control;
+  if (record[2] & FLAG_LOCAL) {
+    const uint8_t *source = (const uint8_t *)(record + 8);
+    struct cmsghdr *cmsg = (struct cmsghdr *)at;
+    if (family == AF_INET6) {
+      struct in6_pktinfo pktinfo = {0};
+      memcpy(&pktinfo.ipi6_addr, source, 16);
+      cmsg->cmsg_level = IPPROTO_IPV6;
+      cmsg->cmsg_type = IPV6_PKTINFO;
+      cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
+      memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
+      at += CMSG_SPACE(sizeof pktinfo);
+    } else {
+      struct in_pktinfo pktinfo = {0};
+      memcpy(&pktinfo.ipi_spec_dst, source + 12, 4);
+      cmsg->cmsg_level = IPPROTO_IP;
+      cmsg->cmsg_type = IP_PKTINFO;
+      cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
+      memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
+      at += CMSG_SPACE(sizeof pktinfo);
+    }
+  }
+  if (record[3] > 0) {
+    uint16_t segment_size = (uint16_t)record[3];
+    struct cmsghdr *cmsg = (struct cmsghdr *)at;
+    cmsg->cmsg_level = SOL_UDP;
+    cmsg->cmsg_type = UDP_SEGMENT;
+    cmsg->cmsg_len = CMSG_LEN(sizeof segment_size);
+    memcpy(CMSG_DATA(cmsg), &segment_size, sizeof segment_size);
+    at += CMSG_SPACE(sizeof segment_size);
+  }
+  return (size_t)(at - (uint8_t *)control);
+}
+
+// Whether a record can be sent at all: its length fits its slot, its port is one, and a segment size (if
+// any) fits UDP_SEGMENT's 16 bits and cuts the message into at most GSO_SEGMENTS_MAX datagrams.
+static int record_sendable(const int32_t *record, size_t slot_size) {
+  int32_t length = record[0], port = record[1], segment_size = record[3];
+  if (length < 0 || (size_t)length > slot_size || port < 1 || port > 65535) return 0;
+  if (segment_size == 0) return 1;
+  return segment_size > 0 && segment_size <= 65535 &&
+         ((int64_t)length + segment_size - 1) / segment_size <= GSO_SEGMENTS_MAX;
+}
+
+// sendMany(fd, slab, records, slotSize, start, end) -> messages sent from `start` (> 0), or -errno when
+// the message at `start` could not be sent (the caller decides: drop it, retry without its source, or send
+// a GSO message's datagrams one by one). Record flag FLAG_LOCAL asks for that source address (IPV6_PKTINFO /
+// IP_PKTINFO); a segment size above 0 sends the slot as one UDP_SEGMENT message.
 static napi_value udp_send_many(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -350,40 +409,19 @@ static napi_value udp_send_many(napi_env env, napi_callback_info info) {
     // Stops before the first record that cannot be sent at all: the next call reports it alone.
     for (int32_t i = start; i < end && count < RECV_BATCH_MAX; i++, count++) {
       const int32_t *record = buffers.records + (size_t)i * RECORD_INTS;
-      int32_t length = record[0], port = record[1];
       socklen_t name_length = 0;
-      if (length >= 0 && (size_t)length <= buffers.slot_size && port > 0 && port <= 65535)
-        name_length = to_sockaddr(family, (const uint8_t *)(record + 4), port, &destinations[count]);
+      if (record_sendable(record, buffers.slot_size))
+        name_length = to_sockaddr(family, (const uint8_t *)(record + 4), record[1], &destinations[count]);
       if (name_length == 0) break;
       struct msghdr *header = &messages[count].msg_hdr;
       iovecs[count].iov_base = buffers.slab + (size_t)i * buffers.slot_size;
-      iovecs[count].iov_len = (size_t)length;
+      iovecs[count].iov_len = (size_t)record[0];
       header->msg_iov = &iovecs[count];
       header->msg_iovlen = 1;
       header->msg_name = &destinations[count];
       header->msg_namelen = name_length;
-      if (record[2] & FLAG_LOCAL) {
-        const uint8_t *source = (const uint8_t *)(record + 8);
-        header->msg_control = control[count];
-        struct cmsghdr *cmsg = (struct cmsghdr *)control[count];
-        if (family == AF_INET6) {
-          struct in6_pktinfo pktinfo = {0};
-          memcpy(&pktinfo.ipi6_addr, source, 16);
-          header->msg_controllen = CMSG_SPACE(sizeof pktinfo);
-          cmsg->cmsg_level = IPPROTO_IPV6;
-          cmsg->cmsg_type = IPV6_PKTINFO;
-          cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
-          memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
-        } else {
-          struct in_pktinfo pktinfo = {0};
-          memcpy(&pktinfo.ipi_spec_dst, source + 12, 4);
-          header->msg_controllen = CMSG_SPACE(sizeof pktinfo);
-          cmsg->cmsg_level = IPPROTO_IP;
-          cmsg->cmsg_type = IP_PKTINFO;
-          cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
-          memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
-        }
-      }
+      header->msg_controllen = write_control(family, record, control[count]);
+      if (header->msg_controllen > 0) header->msg_control = control[count];
     }
     if (count > 0) {
       do {
@@ -396,15 +434,40 @@ static napi_value udp_send_many(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// enableOffloads(fd) -> { gso, gro }: whether this kernel sends UDP_SEGMENT messages on the socket (it
+// knows the option) and now hands it GRO batches (UDP_GRO set). A kernel without either says no; a bad
+// descriptor throws.
+static napi_value udp_enable_offloads(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_args(env, info, "enableOffloads(fd)", &fd, 0, NULL)) return NULL;
+  int segment_size = 0, on = 1;
+  socklen_t length = sizeof segment_size;
+  int gso = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &segment_size, &length) == 0;
+  if (!gso && (errno == EBADF || errno == ENOTSOCK)) return throw_code(env, "enableOffloads", errno);
+  int gro = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+  if (!gro && (errno == EBADF || errno == ENOTSOCK)) return throw_code(env, "enableOffloads", errno);
+  napi_value result, gso_value, gro_value;
+  CHECK(env, napi_create_object(env, &result));
+  CHECK(env, napi_get_boolean(env, gso, &gso_value));
+  CHECK(env, napi_get_boolean(env, gro, &gro_value));
+  CHECK(env, napi_set_named_property(env, result, "gso", gso_value));
+  CHECK(env, napi_set_named_property(env, result, "gro", gro_value));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bufferSizes", NULL, udp_buffer_sizes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReceiving", NULL, udp_start_receiving, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendMany", NULL, udp_send_many, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"enableOffloads", NULL, udp_enable_offloads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok)
+  napi_value segments_max;
+  if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok ||
+      napi_create_int32(env, GSO_SEGMENTS_MAX, &segments_max) != napi_ok ||
+      napi_set_named_property(env, exports, "GSO_SEGMENTS_MAX", segments_max) != napi_ok)
     return NULL;
   return exports;
 }

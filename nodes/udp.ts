@@ -229,7 +229,8 @@ const ENDPOINT_CACHE_MAX = 4096;
 // A GSO message is one UDP datagram to the kernel until it is cut: at most 65535 bytes of IP packet.
 const GSO_BYTES_MAX = { v4: 65535 - 20 - 8, v6: 65535 - 8 } as const;
 // How the kernel refuses a GSO message it would send as separate datagrams: EIO when the route cannot
-// checksum-offload (then GSO is off for the socket), EINVAL when a segment exceeds the path MTU.
+// checksum-offload (then GSO is off for the socket), EMSGSIZE or EINVAL when a segment exceeds the route's
+// MTU (the kernel fragments a lone datagram, never a segment).
 const GSO_REFUSALS = new Set([constants.errno.EIO, constants.errno.EINVAL, constants.errno.EMSGSIZE]);
 
 /** 16 bytes for an address: IPv4 as IPv4-mapped IPv6, as the addon's records hold it. */
@@ -314,6 +315,14 @@ function sendTarget(to: UdpEndpoint, family: 4 | 6): SendTarget | undefined {
   if (usable) bytes.set(local, 16);
   const gsoBytesMax = isMappedV4(remote, 0) ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
   return { addresses, port: to.port, gsoBytesMax, hasSource: usable };
+}
+
+/** Whether two targets name the same destination and source (endpoint objects differ per caller). */
+function sameTarget(a: SendTarget, b: SendTarget): boolean {
+  if (a === b) return true;
+  if (a.port !== b.port || a.hasSource !== b.hasSource) return false;
+  for (let i = 0; i < a.addresses.length; i++) if (a.addresses[i] !== b.addresses[i]) return false;
+  return true;
 }
 
 function openAddonSocket(addon: UdpAddon, host: string, port: number, options: UdpOptions) {
@@ -402,7 +411,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const disableGso = (errno: number) => {
     if (!offloads.gso) return;
     offloads = { ...offloads, gso: false };
-    const name = Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+    const name =
+      Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
     options.onNotice?.(`UDP GSO refused by the kernel (${name}): sending one datagram per message`);
   };
 
@@ -484,7 +494,12 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         targets.set(to, target);
       }
       if (target === null) return;
-      if (open === target && length <= openSegment && openSegments < segmentsMax) {
+      if (
+        open !== undefined &&
+        sameTarget(open, target) &&
+        length <= openSegment &&
+        openSegments < segmentsMax
+      ) {
         // Another segment of the open slot's GSO message; a shorter one is its last.
         const record = (queued - 1) * RECORD_INTS;
         const used = sendRecords[record + RECORD_LENGTH]!;

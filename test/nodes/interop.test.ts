@@ -398,6 +398,13 @@ describe.each(
     }
     expect(await metric(net.b, 'tunnelbyte_node_offload_drops_total{reason="gso_malformed"}')).toBe(0);
   });
+
+  test('4. with batched UDP and offload on, the TCP download left in UDP GSO messages; none otherwise', async () => {
+    const gso = await metric(net.b, 'tunnelbyte_node_udp_offload_messages_total{direction="tx"}');
+    const batchedWithOffload = mode(nodeArgs, '--batch') === 'on' && mode(nodeArgs, '--offload') === 'on';
+    if (batchedWithOffload) expect(gso).toBeGreaterThan(0);
+    else expect(gso).toBe(0);
+  });
 });
 
 describe('sticky source: the node holds a second outer address per family', () => {

@@ -1,8 +1,8 @@
 // The UDP addon (nodes/tun/udp.c) fed what it must survive: wrong types, bad lengths and offsets, closed
 // descriptors. Each case checks it answers with an error or a -errno (never a crash) and that no
 // descriptor leaks (counted in /proc/self/fd).
-import { createSocket } from 'node:dgram';
-import { readdirSync } from 'node:fs';
+import { createSocket, type Socket } from 'node:dgram';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 
 import { loadAddon } from '../../nodes/tun/addon.js';
@@ -10,6 +10,8 @@ import type { UdpAddon } from '../../nodes/udp.js';
 
 const addon = loadAddon<UdpAddon>('udp');
 const RECORD_INTS = 12;
+const FLAG_LOCAL = 1;
+const FLAG_TRUNCATED = 2;
 const LOOPBACK_V4 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1);
 const ANY_V6 = new Uint8Array(16);
 const openFds = () => readdirSync('/proc/self/fd').length;
@@ -18,12 +20,13 @@ function openSocket(): number {
   return addon.open(6, ANY_V6, 0, 0, 0).fd;
 }
 
-/** One record addressed to 127.0.0.1:port with `length` bytes. */
-function records(port: number, length: number, count = 1): Int32Array {
+/** `count` records addressed to 127.0.0.1:port with `length` bytes (a GSO message when `segment` > 0). */
+function records(port: number, length: number, count = 1, segment = 0): Int32Array {
   const table = new Int32Array(count * RECORD_INTS);
   for (let i = 0; i < count; i++) {
     table[i * RECORD_INTS] = length;
     table[i * RECORD_INTS + 1] = port;
+    table[i * RECORD_INTS + 3] = segment;
     new Uint8Array(table.buffer).set(LOOPBACK_V4, (i * RECORD_INTS + 4) * 4);
   }
   return table;
@@ -174,8 +177,6 @@ describe('udp addon: datagrams and descriptors', () => {
     const senderPort = sender.address().port;
     sender.close();
     addon.close(fd);
-    const FLAG_LOCAL = 1;
-    const FLAG_TRUNCATED = 2;
     expect(seen[0]).toEqual({
       length: 64,
       port: senderPort,
@@ -223,5 +224,122 @@ describe('udp addon: datagrams and descriptors', () => {
     addon.close(fd);
     reader.stop();
     expect(() => addon.bufferSizes(fd)).toThrow(/EBADF/);
+  });
+});
+
+describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
+  const EINVAL = -constants.errno.EINVAL;
+
+  test('14. segment sizes: negative, above 65535, or more than GSO_SEGMENTS_MAX datagrams are -EINVAL, one at a time', () => {
+    const fd = openSocket();
+    const max = addon.GSO_SEGMENTS_MAX;
+    expect(max).toBe(64);
+    const slab = new Uint8Array(5 * 4096);
+    const table = records(9, 1000, 5, 10);
+    table[3] = -1;
+    table[RECORD_INTS + 3] = 65536;
+    table[2 * RECORD_INTS] = (max + 1) * 10; // 65 datagrams of 10 bytes
+    table[3 * RECORD_INTS] = max * 10 + 1; // 64 of 10 and a 65th of 1
+    for (let i = 0; i < 4; i++) expect(addon.sendMany(fd, slab, table, 4096, i, 5)).toBe(EINVAL);
+    table[4 * RECORD_INTS] = max * 10; // exactly 64 datagrams: sent
+    expect(addon.sendMany(fd, slab, table, 4096, 4, 5)).toBe(1);
+    addon.close(fd);
+  });
+
+  test('15. enableOffloads: a closed descriptor and a file throw, a missing fd is a TypeError, nothing leaks', () => {
+    const fd = openSocket();
+    addon.close(fd);
+    expect(() => addon.enableOffloads(fd)).toThrow(/EBADF/);
+    expect(() => addon.enableOffloads(-1)).toThrow(/EBADF/);
+    const file = openSync('/proc/self/stat', 'r');
+    expect(() => addon.enableOffloads(file)).toThrow(/ENOTSOCK/);
+    closeSync(file);
+    expect(() => (addon.enableOffloads as (...args: unknown[]) => unknown)()).toThrow(/enableOffloads\(fd\)/);
+    const before = openFds();
+    const slab = new Uint8Array(2048);
+    for (let i = 0; i < 200; i++) {
+      const socket = openSocket();
+      expect(addon.enableOffloads(socket)).toEqual({ gso: true, gro: true });
+      expect(addon.sendMany(socket, slab, records(9, 1000, 1, 100), 2048, 0, 1)).toBe(1);
+      addon.close(socket);
+    }
+    expect(openFds()).toBe(before);
+  });
+
+  /** 5 datagrams of 100 bytes and one of 37, each filled with its index + 1. */
+  const SEGMENTS = [100, 100, 100, 100, 100, 37];
+  const gsoSlab = () => {
+    const slab = new Uint8Array(4096);
+    let at = 0;
+    SEGMENTS.forEach((length, i) => {
+      slab.fill(i + 1, at, at + length);
+      at += length;
+    });
+    return slab;
+  };
+
+  test('16. a GSO message reaches a plain receiver as its separate datagrams, sizes and bytes exact; segment size 0 sends one datagram', async () => {
+    const receiver: Socket = createSocket('udp4');
+    await new Promise<void>((resolveBind) => receiver.bind(0, '127.0.0.1', () => resolveBind()));
+    const arrived: Buffer[] = [];
+    const all = new Promise<void>((resolveAll) =>
+      receiver.on('message', (message) => {
+        arrived.push(message);
+        if (arrived.length === SEGMENTS.length + 1) resolveAll();
+      }),
+    );
+    const fd = openSocket();
+    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
+    const table = records(receiver.address().port, total, 2, 100);
+    table[RECORD_INTS + 3] = 0;
+    const slab = gsoSlab();
+    slab.copyWithin(4096 / 2, 0, total);
+    expect(addon.sendMany(fd, slab, table, 4096 / 2, 0, 2)).toBe(2);
+    await all;
+    receiver.close();
+    addon.close(fd);
+    expect(arrived.map((message) => message.length)).toEqual([...SEGMENTS, total]);
+    SEGMENTS.forEach((_, i) => expect(arrived[i]!.every((byte) => byte === i + 1)).toBe(true));
+    expect([...arrived[SEGMENTS.length]!]).toEqual([...slab.subarray(0, total)]);
+  });
+
+  test('17. a GRO socket receives that message as one record naming the segment size, bytes exact', async () => {
+    const { fd, port } = addon.open(6, ANY_V6, 0, 0, 0);
+    expect(addon.enableOffloads(fd).gro).toBe(true);
+    const slab = new Uint8Array(65536);
+    const table = new Int32Array(RECORD_INTS);
+    const received = new Promise<{ length: number; flags: number; segment: number; bytes: number[] }>(
+      (resolveBatch) => {
+        const reader = addon.startReceiving(
+          fd,
+          slab,
+          table,
+          65536,
+          () => {
+            reader.stop();
+            resolveBatch({
+              length: table[0]!,
+              flags: table[2]!,
+              segment: table[3]!,
+              bytes: [...slab.subarray(0, table[0]!)],
+            });
+          },
+          () => undefined,
+        );
+      },
+    );
+    const sender = openSocket();
+    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
+    const sent = gsoSlab();
+    expect(addon.sendMany(sender, sent, records(port, total, 1, 100), 4096, 0, 1)).toBe(1);
+    const batch = await received;
+    addon.close(sender);
+    addon.close(fd);
+    expect(batch).toEqual({
+      length: total,
+      flags: FLAG_LOCAL,
+      segment: 100,
+      bytes: [...sent.subarray(0, total)],
+    });
   });
 });

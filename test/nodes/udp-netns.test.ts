@@ -1,7 +1,9 @@
 // Sticky source address (IP_PKTINFO / IPV6_RECVPKTINFO): in a namespace whose node side holds two
 // addresses per family, a peer that targets the second one gets its replies from that address, as from
-// the kernel's WireGuard and wireguard-go. Dgram mode shows what happens without it: the kernel picks
-// the first address. Runs dist/nodes/udp.js inside the namespace (scripts/test builds first).
+// the kernel's WireGuard and wireguard-go, also when the replies leave as one UDP GSO message. Dgram mode
+// shows what happens without it: the kernel picks the first address. A route whose MTU is below the
+// datagrams makes the kernel refuse GSO: the socket says so once and sends them one by one. Runs
+// dist/nodes/udp.js inside the namespace (scripts/test builds first).
 import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, PAIR_ADDRESSES, type Pair } from './netns.js';
 
@@ -10,21 +12,36 @@ const harness = netnsHarness();
 const PORT = 7100;
 const SECOND = { v4: '192.168.241.3', v6: 'fd00:241::3' } as const;
 
-// Echoes every datagram back to its sender through openUdp (ESM under `node --input-type=module -e`).
+// Answers every datagram with `copies` copies of it through openUdp (ESM under `node --input-type=module
+// -e`), then prints how many GSO messages the socket has sent and any notice it gave.
 const ECHO = `
-const { openUdp } = await import(process.argv[1]);
-const udp = await openUdp({ port: ${PORT}, batched: process.argv[2] === 'batched' });
-udp.onDatagram((datagram, from) => udp.send(datagram.slice(), from));
+const { openUdp, noUdpOffloadCounts } = await import(process.argv[1]);
+const copies = Number(process.argv[3]);
+const offloadCounts = noUdpOffloadCounts();
+const udp = await openUdp({
+  port: ${PORT},
+  batched: process.argv[2] === 'batched',
+  offloadCounts,
+  onNotice: (line) => console.log('notice: ' + line),
+});
+udp.onDatagram((datagram, from) => {
+  for (let i = 0; i < copies; i++) udp.send(datagram.slice(), from);
+  setTimeout(() => console.log('gso messages ' + offloadCounts.gsoMessages), 10);
+});
 console.log('listening');`;
 
-// Sends one datagram to host:port and prints the address the reply came from.
+// Sends `asks` datagrams of `size` bytes to host:port and prints the source of each of the `replies`.
 const ASK = `
 const dgram = require('dgram');
-const [host, port] = process.argv.slice(1);
+const [host, port, size, asks, replies] = process.argv.slice(1).map((v, i) => (i === 0 ? v : Number(v)));
 const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-s.on('message', (m, r) => { console.log('reply from ' + r.address); s.close(); });
-s.send(Buffer.from('which address answers?'), Number(port), host);
-setTimeout(() => { console.log('no reply'); process.exit(0); }, 3000).unref();`;
+let seen = 0;
+s.on('message', (m, r) => {
+  console.log('reply from ' + r.address + ', ' + m.length + ' bytes');
+  if (++seen === replies) s.close();
+});
+for (let i = 0; i < asks; i++) s.send(Buffer.alloc(size, 7), port, host);
+setTimeout(() => { console.log('no more replies'); process.exit(0); }, 3000).unref();`;
 
 let pair: Pair;
 beforeAll(async () => {
@@ -33,15 +50,36 @@ beforeAll(async () => {
   await pair.b.exec('ip', ['-6', 'address', 'add', `${SECOND.v6}/64`, 'dev', 'veth0', 'nodad']);
 });
 
-async function replySource(mode: 'batched' | 'dgram', target: string): Promise<string> {
-  const echo = pair.b.spawn('node', ['--input-type=module', '-e', ECHO, UDP_MODULE, mode]);
+interface Exchange {
+  mode: 'batched' | 'dgram';
+  target: string;
+  copies?: number;
+  size?: number;
+  asks?: number;
+}
+
+/** The ask's output lines, and the echo's. */
+async function exchange({ mode, target, copies = 1, size = 22, asks = 1 }: Exchange) {
+  const echo = pair.b.spawn('node', ['--input-type=module', '-e', ECHO, UDP_MODULE, mode, String(copies)]);
   try {
     await echo.waitFor('listening');
-    return (await pair.a.exec('node', ['-e', ASK, target, String(PORT)])).stdout.trim();
+    const replies = asks * copies;
+    const args = [target, PORT, size, asks, replies].map(String);
+    const asked = (await pair.a.exec('node', ['-e', ASK, ...args])).stdout.trim().split('\n');
+    await echo.waitFor(/gso messages \d+\n(.|\n)*$/);
+    return { asked, echoed: echo.output().trim().split('\n') };
   } finally {
     await echo.stop();
   }
 }
+
+const lastGsoCount = (lines: string[]) =>
+  Number(
+    lines
+      .filter((line) => line.startsWith('gso messages '))
+      .at(-1)
+      ?.slice('gso messages '.length),
+  );
 
 describe('sticky source address', () => {
   test.each([
@@ -52,11 +90,48 @@ describe('sticky source address', () => {
   ] as const)(
     '%i. batched, outer %s: a datagram to %s is answered from that address',
     async (_n, _f, target) => {
-      expect(await replySource('batched', target)).toBe(`reply from ${target}`);
+      const { asked } = await exchange({ mode: 'batched', target });
+      expect(asked).toEqual([`reply from ${target}, 22 bytes`]);
     },
   );
 
   test('5. dgram (no pktinfo) answers a datagram to the second IPv4 address from the first', async () => {
-    expect(await replySource('dgram', SECOND.v4)).toBe(`reply from ${PAIR_ADDRESSES.b.v4}`);
+    const { asked } = await exchange({ mode: 'dgram', target: SECOND.v4 });
+    expect(asked).toEqual([`reply from ${PAIR_ADDRESSES.b.v4}, 22 bytes`]);
+  });
+
+  test.each([
+    [6, 'v4', SECOND.v4],
+    [7, 'v6', SECOND.v6],
+  ] as const)(
+    '%i. batched, outer %s: 8 replies to %s leave as one GSO message, each from that address',
+    async (_n, _f, target) => {
+      const { asked, echoed } = await exchange({ mode: 'batched', target, copies: 8, size: 1000 });
+      expect(asked).toEqual(new Array(8).fill(`reply from ${target}, 1000 bytes`));
+      expect(lastGsoCount(echoed)).toBe(1);
+    },
+  );
+});
+
+describe('GSO refused', () => {
+  test('1. a route MTU below the segments: GSO off once, noticed once, every datagram still arrives', async () => {
+    const route = [`${PAIR_ADDRESSES.a.v4}/32`, 'dev', 'veth0', 'mtu', 'lock', '1280'];
+    await pair.b.exec('ip', ['route', 'add', ...route]);
+    try {
+      const { asked, echoed } = await exchange({
+        mode: 'batched',
+        target: SECOND.v4,
+        copies: 4,
+        size: 1400,
+        asks: 2,
+      });
+      expect(asked).toEqual(new Array(8).fill(`reply from ${SECOND.v4}, 1400 bytes`));
+      expect(echoed.filter((line) => line.startsWith('notice: '))).toEqual([
+        'notice: UDP GSO refused by the kernel (EMSGSIZE): sending one datagram per message',
+      ]);
+      expect(lastGsoCount(echoed)).toBe(0);
+    } finally {
+      await pair.b.exec('ip', ['route', 'del', ...route]);
+    }
   });
 });

@@ -3,6 +3,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
+  noUdpOffloadCounts,
   normaliseAddress,
   openUdp,
   socketAddress,
@@ -207,5 +208,133 @@ describe.each([
       await expect(openUdp({ host: '127.0.0.1', port: udp.port, batched })).rejects.toThrow(/EADDRINUSE/);
     }
     expect(descriptors()).toBe(before);
+  });
+});
+
+describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {
+  beforeAll(() => (mode.batched = true));
+
+  /** `count` datagrams of `size` bytes and a shorter tail, each filled with its own index. */
+  const burst = (count: number, size: number, tail: number) =>
+    [...Array.from({ length: count }, () => size), tail].map((length, i) => new Uint8Array(length).fill(i));
+
+  /** The next `count` datagrams at a plain socket, with the address each came from. */
+  function collect(socket: Socket, count: number): Promise<Array<{ bytes: number[]; from: string }>> {
+    const arrived: Array<{ bytes: number[]; from: string }> = [];
+    return new Promise((resolveAll) =>
+      socket.on('message', (message, remote) => {
+        arrived.push({ bytes: [...message], from: remote.address });
+        if (arrived.length === count) resolveAll(arrived);
+      }),
+    );
+  }
+
+  test.each([
+    [1, 'udp4', '127.0.0.1', 20, 1200, 1, 'a new endpoint object each time'],
+    [2, 'udp6', '::1', 20, 1200, 1, 'a new endpoint object each time'],
+    [3, 'udp4', '127.0.0.1', 70, 100, 2, 'at most 64 datagrams in one'],
+    [4, 'udp4', '127.0.0.1', 59, 1400, 2, 'at most 65,507 bytes in one'],
+    [5, 'udp6', '::1', 59, 1400, 2, 'at most 65,527 bytes in one'],
+  ] as const)(
+    '%i. %s to %s: %i datagrams of %i bytes and a shorter one leave in %i GSO message(s), %s, and arrive separately, exact',
+    async (_n, type, address, count, size, messages) => {
+      const counts = noUdpOffloadCounts();
+      const udp = await transport({ offloadCounts: counts });
+      const peer = await plainSocket(type, address);
+      peer.setRecvBufferSize(4 * 1024 * 1024);
+      const sent = burst(count, size, size - 1);
+      const arrived = collect(peer, sent.length);
+      for (const datagram of sent) udp.send(datagram, { address, port: peer.address().port });
+      expect((await arrived).map(({ bytes }) => bytes)).toEqual(sent.map((datagram) => [...datagram]));
+      expect(counts).toMatchObject({ gsoMessages: messages, gsoDatagrams: sent.length });
+    },
+  );
+
+  test('6. datagrams to two endpoints, interleaved, and a size change each start a new message', async () => {
+    const counts = noUdpOffloadCounts();
+    const udp = await transport({ offloadCounts: counts });
+    const [left, right] = [await plainSocket('udp4', '127.0.0.1'), await plainSocket('udp4', '127.0.0.1')];
+    const [toLeft, toRight] = [left, right].map((peer) => ({
+      address: '127.0.0.1',
+      port: peer.address().port,
+    }));
+    // left: [300, 300] [300, 300] | right: [300] [500, 500, 200]
+    const plan = [
+      [toLeft, 300],
+      [toLeft, 300],
+      [toRight, 300],
+      [toLeft, 300],
+      [toLeft, 300],
+      [toRight, 500],
+      [toRight, 500],
+      [toRight, 200],
+    ] as const;
+    const leftArrived = collect(left, 4);
+    const rightArrived = collect(right, 4);
+    plan.forEach(([to, length], i) => udp.send(new Uint8Array(length).fill(i), to));
+    expect((await leftArrived).map(({ bytes }) => bytes)).toEqual(
+      [0, 1, 3, 4].map((i) => new Array(plan[i]![1]).fill(i)),
+    );
+    expect((await rightArrived).map(({ bytes }) => bytes)).toEqual(
+      [2, 5, 6, 7].map((i) => new Array(plan[i]![1]).fill(i)),
+    );
+    expect(counts).toMatchObject({ gsoMessages: 3, gsoDatagrams: 7 });
+  });
+
+  test('7. a GRO socket gets a GSO message as one batch and hands out each datagram, exact', async () => {
+    const [sendCounts, receiveCounts] = [noUdpOffloadCounts(), noUdpOffloadCounts()];
+    const left = await transport({ offloadCounts: sendCounts });
+    const right = await transport({ offloadCounts: receiveCounts });
+    const sent = burst(30, 1000, 300);
+    const received: Array<{ bytes: number[]; from: UdpEndpoint }> = [];
+    const all = new Promise<void>((resolveAll) =>
+      right.onDatagram((datagram, from) => {
+        received.push({ bytes: [...datagram], from });
+        if (received.length === sent.length) resolveAll();
+      }),
+    );
+    for (const datagram of sent) left.send(datagram, { address: '127.0.0.1', port: right.port });
+    await all;
+    expect(received.map(({ bytes }) => bytes)).toEqual(sent.map((datagram) => [...datagram]));
+    const from = { address: '127.0.0.1', port: left.port, local: '127.0.0.1' };
+    for (const datagram of received) expect(datagram.from).toEqual(from);
+    expect(sendCounts).toMatchObject({ gsoMessages: 1, gsoDatagrams: sent.length });
+    expect(receiveCounts).toMatchObject({ groBatches: 1, groDatagrams: sent.length });
+  });
+
+  test('8. sticky source with GSO: replies to a datagram sent to 127.0.0.2 all leave from 127.0.0.2', async () => {
+    const counts = noUdpOffloadCounts();
+    const udp = await transport({ offloadCounts: counts });
+    const peer = await plainSocket('udp4', '127.0.0.1');
+    const asked = nextDatagram(udp);
+    peer.send(Buffer.from('which address answers?'), udp.port, '127.0.0.2');
+    const { from } = await asked;
+    expect(from.local).toBe('127.0.0.2');
+    const sent = burst(8, 500, 100);
+    const arrived = collect(peer, sent.length);
+    for (const datagram of sent) udp.send(datagram, from);
+    const replies = await arrived;
+    expect(replies).toEqual(sent.map((datagram) => ({ bytes: [...datagram], from: '127.0.0.2' })));
+    expect(counts.gsoMessages).toBe(1);
+  });
+
+  test('9. offload off: the same burst goes as one datagram per message, no GSO, no GRO', async () => {
+    const counts = noUdpOffloadCounts();
+    const [left, right] = [
+      await transport({ offload: false, offloadCounts: counts }),
+      await transport({ offload: false, offloadCounts: counts }),
+    ];
+    const sent = burst(10, 1000, 10);
+    const received: number[][] = [];
+    const all = new Promise<void>((resolveAll) =>
+      right.onDatagram((datagram) => {
+        received.push([...datagram]);
+        if (received.length === sent.length) resolveAll();
+      }),
+    );
+    for (const datagram of sent) left.send(datagram, { address: '::1', port: right.port });
+    await all;
+    expect(received).toEqual(sent.map((datagram) => [...datagram]));
+    expect(counts).toEqual(noUdpOffloadCounts());
   });
 });

@@ -26,7 +26,10 @@ export interface UpSettings extends DataPathSettings {
 export interface DataPathSettings {
   /** UDP through the addon (recvmmsg/sendmmsg, sticky source address), or Node's dgram. */
   batchedUdp: boolean;
-  /** Ask the TUN for TSO and checksum offloads (a vnet header; GSO split and GRO in nodes/offload.ts). */
+  /**
+   * Ask the TUN for TSO and checksum offloads (a vnet header; GSO split and GRO in nodes/offload.ts), and
+   * the batched UDP socket for UDP GSO and GRO (nodes/udp.ts).
+   */
   offload: boolean;
 }
 

@@ -67,7 +67,8 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--offload <on|off>',
-        'TUN offloads (64 KiB TCP segments split and coalesced in the node) where the kernel has them',
+        'TUN offloads (64 KiB TCP segments split and coalesced in the node) and UDP GSO/GRO on the ' +
+          'batched socket, where the kernel has them',
       )
         .choices(ON_OFF)
         .env('TB_OFFLOAD')

@@ -303,7 +303,31 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     expect([...arrived[SEGMENTS.length]!]).toEqual([...slab.subarray(0, total)]);
   });
 
-  test('17. a GRO socket receives that message as one record naming the segment size, bytes exact', async () => {
+  test('17. sendMany takes views of a SharedArrayBuffer at any offset, as worker threads hand over rings', async () => {
+    const receiver: Socket = createSocket('udp4');
+    await new Promise<void>((resolveBind) => receiver.bind(0, '127.0.0.1', () => resolveBind()));
+    const arrived: Buffer[] = [];
+    const all = new Promise<void>((resolveAll) =>
+      receiver.on('message', (message) => {
+        arrived.push(message);
+        if (arrived.length === SEGMENTS.length) resolveAll();
+      }),
+    );
+    const shared = new SharedArrayBuffer(8192);
+    const slab = new Uint8Array(shared, 1024, 4096);
+    slab.set(gsoSlab());
+    const table = new Int32Array(shared, 6144, RECORD_INTS);
+    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
+    table.set(records(receiver.address().port, total, 1, 100));
+    const fd = openSocket();
+    expect(addon.sendMany(fd, slab, table, 4096, 0, 1)).toBe(1);
+    await all;
+    receiver.close();
+    addon.close(fd);
+    expect(arrived.map((message) => message.length)).toEqual(SEGMENTS);
+  });
+
+  test('18. a GRO socket receives that message as one record naming the segment size, bytes exact', async () => {
     const { fd, port } = addon.open(6, ANY_V6, 0, 0, 0);
     expect(addon.enableOffloads(fd).gro).toBe(true);
     const slab = new Uint8Array(65536);

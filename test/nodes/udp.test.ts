@@ -237,7 +237,7 @@ describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {
     [5, 'udp6', '::1', 59, 1400, 2, 'at most 65,527 bytes in one'],
   ] as const)(
     '%i. %s to %s: %i datagrams of %i bytes and a shorter one leave in %i GSO message(s), %s, and arrive separately, exact',
-    async (_n, type, address, count, size, messages) => {
+    async (_n, type, address, count, size, messages, _why) => {
       const counts = noUdpOffloadCounts();
       const udp = await transport({ offloadCounts: counts });
       const peer = await plainSocket(type, address);
@@ -254,10 +254,8 @@ describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {
     const counts = noUdpOffloadCounts();
     const udp = await transport({ offloadCounts: counts });
     const [left, right] = [await plainSocket('udp4', '127.0.0.1'), await plainSocket('udp4', '127.0.0.1')];
-    const [toLeft, toRight] = [left, right].map((peer) => ({
-      address: '127.0.0.1',
-      port: peer.address().port,
-    }));
+    const toLeft = { address: '127.0.0.1', port: left.address().port };
+    const toRight = { address: '127.0.0.1', port: right.address().port };
     // left: [300, 300] [300, 300] | right: [300] [500, 500, 200]
     const plan = [
       [toLeft, 300],

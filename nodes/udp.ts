@@ -378,7 +378,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
 
   // Sends slots [0, count) of `slab`; each refused message is dropped, except that a stale sticky source
   // is forgotten and the message retried from the kernel's choice of address, and a GSO message the kernel
-  // refuses goes out as separate datagrams.
+  // refuses (without a source to blame) goes out as separate datagrams.
   const sendSlots = (
     slab: Uint8Array,
     records: Int32Array,
@@ -396,13 +396,15 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       }
       const record = start * RECORD_INTS;
       const target = targetOf(start);
-      if (records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
-        if (-sent === constants.errno.EIO || counts.gsoMessages === gsoMessagesAtOpen) disableGso(-sent);
-        if (target) sendSeparately(start, target);
-      } else if ((records[record + RECORD_FLAGS]! & FLAG_LOCAL) !== 0 && STALE_SOURCE_ERRNOS.has(-sent)) {
+      // A stale source comes first: EINVAL is also how the kernel refuses a source no longer ours.
+      if ((records[record + RECORD_FLAGS]! & FLAG_LOCAL) !== 0 && STALE_SOURCE_ERRNOS.has(-sent)) {
         records[record + RECORD_FLAGS] = records[record + RECORD_FLAGS]! & ~FLAG_LOCAL;
         if (target) target.hasSource = false;
         continue;
+      }
+      if (records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
+        if (-sent === constants.errno.EIO || counts.gsoMessages === gsoMessagesAtOpen) disableGso(-sent);
+        if (target) sendSeparately(start, target);
       }
       start++;
     }

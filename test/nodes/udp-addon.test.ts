@@ -277,52 +277,49 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     });
     return slab;
   };
+  const TOTAL = SEGMENTS.reduce((sum, length) => sum + length, 0);
 
-  test('16. a GSO message reaches a plain receiver as its separate datagrams, sizes and bytes exact; segment size 0 sends one datagram', async () => {
+  /** A dgram socket on 127.0.0.1 that closes once `count` datagrams arrived and resolves with them. */
+  async function plainReceiver(count: number): Promise<{ port: number; all: Promise<Buffer[]> }> {
     const receiver: Socket = createSocket('udp4');
     await new Promise<void>((resolveBind) => receiver.bind(0, '127.0.0.1', () => resolveBind()));
     const arrived: Buffer[] = [];
-    const all = new Promise<void>((resolveAll) =>
+    const all = new Promise<Buffer[]>((resolveAll) =>
       receiver.on('message', (message) => {
         arrived.push(message);
-        if (arrived.length === SEGMENTS.length + 1) resolveAll();
+        if (arrived.length < count) return;
+        receiver.close();
+        resolveAll(arrived);
       }),
     );
+    return { port: receiver.address().port, all };
+  }
+
+  test('16. a GSO message reaches a plain receiver as its separate datagrams, sizes and bytes exact; segment size 0 sends one datagram', async () => {
+    const { port, all } = await plainReceiver(SEGMENTS.length + 1);
     const fd = openSocket();
-    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
-    const table = records(receiver.address().port, total, 2, 100);
+    const table = records(port, TOTAL, 2, 100);
     table[RECORD_INTS + 3] = 0;
     const slab = gsoSlab();
-    slab.copyWithin(4096 / 2, 0, total);
+    slab.copyWithin(4096 / 2, 0, TOTAL);
     expect(addon.sendMany(fd, slab, table, 4096 / 2, 0, 2)).toBe(2);
-    await all;
-    receiver.close();
+    const arrived = await all;
     addon.close(fd);
-    expect(arrived.map((message) => message.length)).toEqual([...SEGMENTS, total]);
+    expect(arrived.map((message) => message.length)).toEqual([...SEGMENTS, TOTAL]);
     SEGMENTS.forEach((_, i) => expect(arrived[i]!.every((byte) => byte === i + 1)).toBe(true));
-    expect([...arrived[SEGMENTS.length]!]).toEqual([...slab.subarray(0, total)]);
+    expect([...arrived[SEGMENTS.length]!]).toEqual([...slab.subarray(0, TOTAL)]);
   });
 
   test('17. sendMany takes views of a SharedArrayBuffer at any offset, as worker threads hand over rings', async () => {
-    const receiver: Socket = createSocket('udp4');
-    await new Promise<void>((resolveBind) => receiver.bind(0, '127.0.0.1', () => resolveBind()));
-    const arrived: Buffer[] = [];
-    const all = new Promise<void>((resolveAll) =>
-      receiver.on('message', (message) => {
-        arrived.push(message);
-        if (arrived.length === SEGMENTS.length) resolveAll();
-      }),
-    );
+    const { port, all } = await plainReceiver(SEGMENTS.length);
     const shared = new SharedArrayBuffer(8192);
     const slab = new Uint8Array(shared, 1024, 4096);
     slab.set(gsoSlab());
     const table = new Int32Array(shared, 6144, RECORD_INTS);
-    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
-    table.set(records(receiver.address().port, total, 1, 100));
+    table.set(records(port, TOTAL, 1, 100));
     const fd = openSocket();
     expect(addon.sendMany(fd, slab, table, 4096, 0, 1)).toBe(1);
-    await all;
-    receiver.close();
+    const arrived = await all;
     addon.close(fd);
     expect(arrived.map((message) => message.length)).toEqual(SEGMENTS);
   });
@@ -353,17 +350,16 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
       },
     );
     const sender = openSocket();
-    const total = SEGMENTS.reduce((sum, length) => sum + length, 0);
     const sent = gsoSlab();
-    expect(addon.sendMany(sender, sent, records(port, total, 1, 100), 4096, 0, 1)).toBe(1);
+    expect(addon.sendMany(sender, sent, records(port, TOTAL, 1, 100), 4096, 0, 1)).toBe(1);
     const batch = await received;
     addon.close(sender);
     addon.close(fd);
     expect(batch).toEqual({
-      length: total,
+      length: TOTAL,
       flags: FLAG_LOCAL,
       segment: 100,
-      bytes: [...sent.subarray(0, total)],
+      bytes: [...sent.subarray(0, TOTAL)],
     });
   });
 });

@@ -308,9 +308,21 @@ export class ChaChaPoly {
     const n = plaintext.length;
     if (dst.length !== n + 16) throw new RangeError('ChaCha20-Poly1305: dst must be plaintext length + 16');
     this.start(nonce);
-    this.xor(plaintext, dst, n);
-    this.authenticate(ad, dst, n);
+    this.xor(plaintext, 0, dst, 0, n);
+    this.authenticate(ad, dst, 0, n);
     dst.set(this.tag, n);
+  }
+
+  /**
+   * In place, without associated data: encrypts bytes[offset .. offset+n) where it lies and writes the tag
+   * to bytes[offset+n .. offset+n+16). No view of `bytes` is made (any buffer, SharedArrayBuffer too).
+   */
+  sealInPlace(nonce: Uint8Array, bytes: Uint8Array, offset: number, n: number): void {
+    checkRegion(bytes, offset, n);
+    this.start(nonce);
+    this.xor(bytes, offset, bytes, offset, n);
+    this.authenticate(undefined, bytes, offset, n);
+    bytes.set(this.tag, offset + n);
   }
 
   /** Checks the tag, then decrypts into dst (length sealed.length - 16). False, dst untouched, if forged. */
@@ -320,9 +332,22 @@ export class ChaChaPoly {
     if (n < 0) return false;
     if (dst.length !== n) throw new RangeError('ChaCha20-Poly1305: dst must be sealed length - 16');
     this.start(nonce);
-    this.authenticate(ad, sealed, n);
+    this.authenticate(ad, sealed, 0, n);
     if (!this.tagMatches(sealed, n)) return false;
-    this.xor(sealed, dst, n);
+    this.xor(sealed, 0, dst, 0, n);
+    return true;
+  }
+
+  /**
+   * In place, without associated data: checks the tag at bytes[offset+n .. offset+n+16) over the n bytes
+   * before it, then decrypts those where they lie. False, nothing written, if forged.
+   */
+  openInPlace(nonce: Uint8Array, bytes: Uint8Array, offset: number, n: number): boolean {
+    checkRegion(bytes, offset, n);
+    this.start(nonce);
+    this.authenticate(undefined, bytes, offset, n);
+    if (!this.tagMatches(bytes, offset + n)) return false;
+    this.xor(bytes, offset, bytes, offset, n);
     return true;
   }
 
@@ -344,18 +369,19 @@ export class ChaChaPoly {
     this.poly.init(this.keystreamBytes);
   }
 
-  /** dst[0..n) = src[0..n) XOR keystream from block 1: whole blocks word by word when both are aligned. */
-  private xor(src: Uint8Array, dst: Uint8Array, n: number): void {
+  /**
+   * dst[di .. di+n) = src[si .. si+n) XOR keystream from block 1: whole blocks word by word when both start
+   * on a word boundary. In place (src = dst, si = di) works; other overlaps do not.
+   */
+  private xor(src: Uint8Array, si: number, dst: Uint8Array, di: number, n: number): void {
     const s = this.state;
     s[12] = 1;
     let pos = 0;
     const fullEnd = n - (n % 64);
-    const src32 = fullEnd > 0 ? this.srcWords.of(src) : undefined;
-    const dst32 = src32 !== undefined ? this.dstWords.of(dst) : undefined;
+    const src32 = fullEnd > 0 && (si & 3) === 0 ? this.srcWords.of(src) : undefined;
+    const dst32 = src32 !== undefined && (di & 3) === 0 ? this.dstWords.of(dst) : undefined;
     if (src32 !== undefined && dst32 !== undefined) {
-      const si = src.byteOffset >>> 2;
-      const di = dst.byteOffset >>> 2;
-      chachaXor(s, src32, si, dst32, di, fullEnd >>> 6);
+      chachaXor(s, src32, (src.byteOffset + si) >>> 2, dst32, (dst.byteOffset + di) >>> 2, fullEnd >>> 6);
       pos = fullEnd;
     }
     const ks = this.keystream;
@@ -363,23 +389,23 @@ export class ChaChaPoly {
     for (; pos < n; pos += 64) {
       chachaXor(s, ZERO_BLOCK, 0, ks, 0, 1);
       const end = Math.min(64, n - pos);
-      for (let i = 0; i < end; i++) dst[pos + i] = src[pos + i]! ^ ksBytes[i]!;
+      for (let i = 0; i < end; i++) dst[di + pos + i] = src[si + pos + i]! ^ ksBytes[i]!;
     }
   }
 
-  /** this.tag = sealed[n .. n+16), in constant time and without a subarray per packet. */
-  private tagMatches(sealed: Uint8Array, n: number): boolean {
+  /** this.tag = bytes[tagOffset .. tagOffset+16), in constant time and without a subarray per packet. */
+  private tagMatches(bytes: Uint8Array, tagOffset: number): boolean {
     const tag = this.tag;
     let difference = 0;
-    for (let i = 0; i < 16; i++) difference |= tag[i]! ^ sealed[n + i]!;
+    for (let i = 0; i < 16; i++) difference |= tag[i]! ^ bytes[tagOffset + i]!;
     return difference === 0;
   }
 
   /** Tag over pad16(ad) ‖ pad16(ciphertext) ‖ le64(|ad|) ‖ le64(|ciphertext|) into this.tag. */
-  private authenticate(ad: Uint8Array | undefined, ciphertext: Uint8Array, n: number): void {
+  private authenticate(ad: Uint8Array | undefined, bytes: Uint8Array, offset: number, n: number): void {
     const adLength = ad?.length ?? 0;
-    if (ad !== undefined) this.absorbPadded(ad, adLength);
-    this.absorbPadded(ciphertext, n);
+    if (ad !== undefined) this.absorbPadded(ad, 0, adLength);
+    this.absorbPadded(bytes, offset, n);
     const block = this.scratch;
     block.fill(0);
     writeLength(block, 0, adLength);
@@ -388,18 +414,24 @@ export class ChaChaPoly {
     this.poly.finish(this.tag, 0);
   }
 
-  private absorbPadded(data: Uint8Array, length: number): void {
+  private absorbPadded(data: Uint8Array, offset: number, length: number): void {
     const whole = length - (length % 16);
-    this.poly.blocks(data, 0, whole);
+    this.poly.blocks(data, offset, whole);
     if (whole < length) {
       const block = this.scratch;
       block.fill(0);
-      for (let i = whole; i < length; i++) block[i - whole] = data[i]!;
+      for (let i = whole; i < length; i++) block[i - whole] = data[offset + i]!;
       this.poly.blocks(block, 0, 16);
     }
   }
 }
 redactInstances(ChaChaPoly.prototype);
+
+/** An in-place region of n bytes and its 16-byte tag must lie inside `bytes`. */
+function checkRegion(bytes: Uint8Array, offset: number, n: number): void {
+  if (!(offset >= 0 && n >= 0 && offset + n + 16 <= bytes.length))
+    throw new RangeError('ChaCha20-Poly1305: the region and its tag must lie inside the buffer');
+}
 
 function writeLength(out: Uint8Array, offset: number, length: number): void {
   out[offset] = length;
@@ -431,6 +463,28 @@ export interface TransportAEAD {
   seal(counterHigh: number, counterLow: number, plaintext: Uint8Array, dst: Uint8Array): void;
   /** Authenticates and decrypts `sealed` into `dst` (length sealed.length - 16). False if forged. */
   open(counterHigh: number, counterLow: number, sealed: Uint8Array, dst: Uint8Array): boolean;
+  /**
+   * In place on a caller's buffer (a SharedArrayBuffer's too), with no view made: encrypts
+   * bytes[offset .. offset+length) where it lies and writes the tag after it.
+   */
+  sealInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): void;
+  /**
+   * In place: authenticates bytes[offset .. offset+length) with the tag that follows it and decrypts it where
+   * it lies. False, nothing written, if forged.
+   */
+  openInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): boolean;
   /** Overwrites the key. */
   wipe(): void;
 }
@@ -453,6 +507,28 @@ export class ChaChaPolyTransportCipher implements TransportAEAD {
     if (sealed.length < 16) return false;
     writeNonce(this.nonce, counterHigh, counterLow);
     return this.cipher.open(this.nonce, sealed, undefined, dst);
+  }
+
+  sealInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): void {
+    writeNonce(this.nonce, counterHigh, counterLow);
+    this.cipher.sealInPlace(this.nonce, bytes, offset, length);
+  }
+
+  openInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): boolean {
+    writeNonce(this.nonce, counterHigh, counterLow);
+    return this.cipher.openInPlace(this.nonce, bytes, offset, length);
   }
 
   wipe(): void {

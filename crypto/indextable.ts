@@ -7,6 +7,8 @@
 // injected random source is broken.
 const MAX_DRAWS = 1000;
 
+// Indices are keyed as signed 32-bit integers (index | 0, the same 32 bits): V8 keeps those as small integers,
+// where an unsigned index above 2^31 would be a heap number allocated for every lookup of a packet's index.
 export class IndexTable<E> {
   private readonly entries = new Map<number, E>();
 
@@ -22,8 +24,8 @@ export class IndexTable<E> {
       const bytes = this.randomBytes(4);
       if (bytes.length < 4) break;
       const index = (bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24)) >>> 0;
-      if (!this.entries.has(index)) {
-        this.entries.set(index, entry);
+      if (!this.entries.has(index | 0)) {
+        this.entries.set(index | 0, entry);
         return index;
       }
     }
@@ -31,17 +33,17 @@ export class IndexTable<E> {
   }
 
   get(index: number): E | undefined {
-    return this.entries.get(index);
+    return this.entries.get(index | 0);
   }
 
   delete(index: number): boolean {
-    return this.entries.delete(index);
+    return this.entries.delete(index | 0);
   }
 
   /** Points an allocated index at a new entry (handshake → keypair); false if the index is not in use. */
   repoint(index: number, entry: E): boolean {
-    if (!this.entries.has(index)) return false;
-    this.entries.set(index, entry);
+    if (!this.entries.has(index | 0)) return false;
+    this.entries.set(index | 0, entry);
     return true;
   }
 }

@@ -2,14 +2,13 @@
 // BeginSymmetricSession/ReceivedWithKeypair: each peer holds up to three keypairs, `previous`, `current` and
 // `next`. Receiving works with any of them (dispatch is by receiver index); sending only with `current`.
 import {
-  AEAD_TAG_LENGTH,
   REJECT_AFTER_MESSAGES,
   REJECT_AFTER_TIME_MS,
   REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME_MS,
   REKEY_ON_RECEIVE_AFTER_MS,
 } from './constants.js';
-import { type TransportMessage, openTransport, sealTransport } from './messages.js';
+import { openTransport, sealTransport, transportCounterHigh, transportCounterLow } from './messages.js';
 import type { TransportKeys } from './noise.js';
 import type { TransportAEAD } from './aead.js';
 import { createTransportCipher, wipe } from './primitives.js';
@@ -78,8 +77,11 @@ export class Keypair {
     return this.isInitiator && now - this.createdAt > REKEY_ON_RECEIVE_AFTER_MS;
   }
 
-  /** Seals a packet (empty: keepalive) under the next send counter, into `out` if given; the caller checked canSend. */
-  seal(packet: Uint8Array, mtu: number, out?: Uint8Array): Uint8Array {
+  /**
+   * Seals a packet (empty: keepalive) as a transport message into out[offset ..) under the next send
+   * counter; returns the message's length (transportLength). The caller checked canSend and the room.
+   */
+  seal(packet: Uint8Array, mtu: number, out: Uint8Array, offset = 0): number {
     const counter = this.sendCounter++;
     return sealTransport(
       this.send,
@@ -89,24 +91,20 @@ export class Keypair {
       packet,
       mtu,
       out,
+      offset,
     );
   }
 
   /**
-   * The padded plaintext of a transport message addressed to this keypair, or a rejection. The replay window
-   * moves only after the message authenticated. `inPlace`: the plaintext overwrites the message's own bytes
-   * (no allocation; the caller is done with the ciphertext).
+   * Opens a transport message addressed to this keypair in place: the padded plaintext's length (it now
+   * lies at datagram[16 ..)), or a rejection. The replay window moves only after the message authenticated.
    */
-  open(message: TransportMessage, inPlace = false): Uint8Array | 'decrypt_failed' | 'replay' {
-    const plaintext = inPlace
-      ? openTransport(
-          this.receive,
-          message,
-          message.content.subarray(0, message.content.length - AEAD_TAG_LENGTH),
-        )
-      : openTransport(this.receive, message);
-    if (plaintext === undefined) return 'decrypt_failed';
-    return this.replay.validate(message.counterHigh, message.counterLow) ? plaintext : 'replay';
+  open(datagram: Uint8Array): number | 'decrypt_failed' | 'replay' {
+    const counterHigh = transportCounterHigh(datagram);
+    const counterLow = transportCounterLow(datagram);
+    const length = openTransport(this.receive, datagram, counterHigh, counterLow);
+    if (length < 0) return 'decrypt_failed';
+    return this.replay.validate(counterHigh, counterLow) ? length : 'replay';
   }
 
   /** No more sending with it (wireguard-go ExpireCurrentKeypairs); receiving still works until it ages out. */

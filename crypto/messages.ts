@@ -221,10 +221,15 @@ export function paddedLength(length: number, mtu: number): number {
   return length + (padded - last);
 }
 
+/** The length of the transport message sealTransport makes of a packet of `packetLength` bytes. */
+export const transportLength = (packetLength: number, mtu: number): number =>
+  TRANSPORT_CONTENT_OFFSET + paddedLength(packetLength, mtu) + AEAD_TAG_LENGTH;
+
 /**
- * A complete transport message: header, the packet zero-padded (paddedLength), sealed in place with the
- * keypair's send cipher under the given counter (32-bit halves). An empty packet makes a keepalive.
- * `out`: write it into this buffer (at least TRANSPORT_CONTENT_OFFSET + padded length + 16 bytes).
+ * Writes a complete transport message into out[offset ..): header, the packet zero-padded (paddedLength),
+ * sealed in place with the keypair's send cipher under the given counter (32-bit halves); returns its length
+ * (transportLength). An empty packet makes a keepalive. No view or buffer is made: `out` may be a reused or
+ * shared buffer, and the packet may already lie at out[offset + 16 ..), where its ciphertext goes.
  */
 export function sealTransport(
   cipher: TransportAEAD,
@@ -233,22 +238,22 @@ export function sealTransport(
   counterLow: number,
   packet: Uint8Array,
   mtu: number,
-  out?: Uint8Array,
-): Uint8Array {
+  out: Uint8Array,
+  offset = 0,
+): number {
   const plainLength = paddedLength(packet.length, mtu);
   const size = TRANSPORT_CONTENT_OFFSET + plainLength + AEAD_TAG_LENGTH;
-  if (out !== undefined && out.length < size) throw new RangeError(`transport message needs ${size} bytes`);
-  // Into `out` (a reused buffer: every byte written, padding zeroed) or a fresh buffer.
-  const bytes = out === undefined ? new Uint8Array(size) : out.subarray(0, size);
-  writeU32(bytes, 0, MESSAGE_TRANSPORT);
-  writeU32(bytes, TRANSPORT_RECEIVER_OFFSET, receiverIndex);
-  writeU32(bytes, TRANSPORT_COUNTER_OFFSET, counterLow);
-  writeU32(bytes, TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
-  const content = bytes.subarray(TRANSPORT_CONTENT_OFFSET);
-  content.set(packet);
-  if (out !== undefined) content.fill(0, packet.length, plainLength);
-  cipher.seal(counterHigh, counterLow, content.subarray(0, plainLength), content);
-  return bytes;
+  if (offset < 0 || offset + size > out.length) throw new RangeError(`transport message needs ${size} bytes`);
+  writeU32(out, offset, MESSAGE_TRANSPORT);
+  writeU32(out, offset + TRANSPORT_RECEIVER_OFFSET, receiverIndex);
+  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET, counterLow);
+  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
+  const content = offset + TRANSPORT_CONTENT_OFFSET;
+  if (packet.buffer !== out.buffer || packet.byteOffset !== out.byteOffset + content)
+    out.set(packet, content);
+  out.fill(0, content + packet.length, content + plainLength);
+  cipher.sealInPlace(counterHigh, counterLow, out, content, plainLength);
+  return size;
 }
 
 /** Little-endian u32 without a DataView (none per packet on the hot path). */
@@ -259,16 +264,34 @@ function writeU32(bytes: Uint8Array, offset: number, value: number): void {
   bytes[offset + 3] = value >>> 24;
 }
 
+/** Whether a datagram is a transport message by its type word and length (readTransport's precondition). */
+export const isTransport = (datagram: Uint8Array): boolean =>
+  datagram.length >= TRANSPORT_MIN_SIZE && readU32(datagram, 0) === MESSAGE_TRANSPORT;
+
+/** A transport message's receiver index (isTransport checked). */
+export const transportReceiver = (datagram: Uint8Array): number =>
+  readU32(datagram, TRANSPORT_RECEIVER_OFFSET);
+
+/** The halves of a transport message's counter (isTransport checked). */
+export const transportCounterLow = (datagram: Uint8Array): number =>
+  readU32(datagram, TRANSPORT_COUNTER_OFFSET);
+export const transportCounterHigh = (datagram: Uint8Array): number =>
+  readU32(datagram, TRANSPORT_COUNTER_OFFSET + 4);
+
 /**
- * Authenticates and decrypts a transport message with the keypair's receive cipher into `dst` (default: a
- * fresh buffer; pass `message.content.subarray(0, message.content.length - 16)` to decrypt in place).
- * Returns the padded plaintext (empty for a keepalive), or undefined when it does not authenticate. The
- * caller recovers the real length from the IP header and runs the replay filter only after this succeeds.
+ * Authenticates and decrypts a transport message in place with the keypair's receive cipher: the padded
+ * plaintext (empty for a keepalive) is then datagram[16 .. 16 + returned length). -1 when it does not
+ * authenticate (nothing written). The caller recovers the real length from the IP header and runs the
+ * replay filter only after this succeeds.
  */
 export function openTransport(
   cipher: TransportAEAD,
-  message: TransportMessage,
-  dst: Uint8Array = new Uint8Array(message.content.length - AEAD_TAG_LENGTH),
-): Uint8Array | undefined {
-  return cipher.open(message.counterHigh, message.counterLow, message.content, dst) ? dst : undefined;
+  datagram: Uint8Array,
+  counterHigh: number,
+  counterLow: number,
+): number {
+  const length = datagram.length - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
+  return cipher.openInPlace(counterHigh, counterLow, datagram, TRANSPORT_CONTENT_OFFSET, length)
+    ? length
+    : -1;
 }

@@ -137,6 +137,33 @@ export class StablelibTransportCipher implements TransportAEAD {
     return this.cipher.open(this.nonce, sealed, undefined, dst) !== null;
   }
 
+  // The fallback cipher works on views: in place here means a subarray per call (big-endian hosts only).
+  sealInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): void {
+    const region = bytes.subarray(offset, offset + length + AEAD_TAG_LENGTH);
+    this.seal(counterHigh, counterLow, region.slice(0, length), region);
+  }
+
+  openInPlace(
+    counterHigh: number,
+    counterLow: number,
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+  ): boolean {
+    return this.open(
+      counterHigh,
+      counterLow,
+      bytes.subarray(offset, offset + length + AEAD_TAG_LENGTH),
+      bytes.subarray(offset, offset + length),
+    );
+  }
+
   wipe(): void {
     this.cipher.clean();
   }

@@ -44,21 +44,40 @@ export interface PeerTimersOptions<O = undefined> {
   armed?(owner: O, at: number): void;
 }
 
+// Jitter is drawn whenever the new-handshake timer re-arms, which a two-way flow does for nearly every data
+// packet it sends: the random bytes come in blocks, one randomBytes call per 256 jitters, not one per packet.
+const JITTER_POOL_BYTES = 1024;
+
 /** A jitter source over the engine's injected randomBytes: uniform in [0, 334) ms up to a 2^-25 bias. */
 export function jitterFromRandomBytes(randomBytes: (length: number) => Uint8Array): () => number {
+  let pool: Uint8Array = new Uint8Array(0);
+  let used = 0;
   return () => {
-    const b = randomBytes(4);
-    return ((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0) % REKEY_TIMEOUT_JITTER_MAX_MS;
+    if (pool.length - used < 4) {
+      pool = randomBytes(JITTER_POOL_BYTES);
+      used = 0;
+    }
+    const b = pool;
+    const i = used;
+    used += 4;
+    return (
+      ((b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0) % REKEY_TIMEOUT_JITTER_MAX_MS
+    );
   };
 }
 
+// A disarmed timer's deadline. A number, not undefined: the deadlines then stay fields of doubles, which V8
+// overwrites in place, where a field that also holds undefined boxes every fractional deadline stored in it
+// (the data path re-arms a timer for nearly every packet).
+const UNARMED = Infinity;
+
 export class PeerTimers<O = undefined> {
-  private readonly deadlines: Record<TimerName, number | undefined> = {
-    retransmitHandshake: undefined,
-    sendKeepalive: undefined,
-    newHandshake: undefined,
-    zeroKeyMaterial: undefined,
-    persistentKeepalive: undefined,
+  private readonly deadlines: Record<TimerName, number> = {
+    retransmitHandshake: UNARMED,
+    sendKeepalive: UNARMED,
+    newHandshake: UNARMED,
+    zeroKeyMaterial: UNARMED,
+    persistentKeepalive: UNARMED,
   };
   private attempts = 0;
   private needAnotherKeepalive = false;
@@ -84,27 +103,25 @@ export class PeerTimers<O = undefined> {
   /** Sets the persistent keepalive interval (0 = off, which disarms the timer). */
   setPersistentKeepalive(seconds: number): void {
     this.persistentKeepaliveMs = seconds * 1000;
-    if (seconds === 0) this.deadlines.persistentKeepalive = undefined;
+    if (seconds === 0) this.deadlines.persistentKeepalive = UNARMED;
   }
 
   /** The armed deadline of one timer, if any. */
   deadline(timer: TimerName): number | undefined {
-    return this.deadlines[timer];
+    const at = this.deadlines[timer];
+    return at === UNARMED ? undefined : at;
   }
 
   /** The earliest armed deadline, if any. */
   nextDeadline(): number | undefined {
-    let earliest: number | undefined;
-    for (const timer of TIMERS) {
-      const at = this.deadlines[timer];
-      if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
-    }
-    return earliest;
+    let earliest = UNARMED;
+    for (const timer of TIMERS) earliest = Math.min(earliest, this.deadlines[timer]);
+    return earliest === UNARMED ? undefined : earliest;
   }
 
   /** Disarms every timer (peer stopped or removed). */
   stop(): void {
-    for (const timer of TIMERS) this.deadlines[timer] = undefined;
+    for (const timer of TIMERS) this.deadlines[timer] = UNARMED;
     this.needAnotherKeepalive = false;
   }
 
@@ -141,7 +158,7 @@ export class PeerTimers<O = undefined> {
 
   /** Call this after a handshake response is consumed, or the first packet with the next keypair arrives. */
   handshakeComplete(): void {
-    this.deadlines.retransmitHandshake = undefined;
+    this.deadlines.retransmitHandshake = UNARMED;
     this.attempts = 0;
     this.sentLastMinuteHandshake = false;
   }
@@ -153,25 +170,25 @@ export class PeerTimers<O = undefined> {
 
   /** Call this after an authenticated data packet (not a keepalive) is sent. */
   dataSent(now: number): void {
-    if (this.deadlines.newHandshake === undefined) {
+    if (this.deadlines.newHandshake === UNARMED) {
       this.arm('newHandshake', now + KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter());
     }
   }
 
   /** Call this after an authenticated data packet (not a keepalive) is received. */
   dataReceived(now: number): void {
-    if (this.deadlines.sendKeepalive === undefined) this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
+    if (this.deadlines.sendKeepalive === UNARMED) this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
     else this.needAnotherKeepalive = true;
   }
 
   /** Call this after any authenticated packet (data, keepalive or handshake) is sent. */
   anyAuthenticatedPacketSent(): void {
-    this.deadlines.sendKeepalive = undefined;
+    this.deadlines.sendKeepalive = UNARMED;
   }
 
   /** Call this after any authenticated packet (data, keepalive or handshake) is received. */
   anyAuthenticatedPacketReceived(): void {
-    this.deadlines.newHandshake = undefined;
+    this.deadlines.newHandshake = UNARMED;
   }
 
   /** Call this after any authenticated packet is sent or received. */
@@ -186,7 +203,7 @@ export class PeerTimers<O = undefined> {
   due(now: number): TimerExpiry[] {
     const fired: TimerExpiry[] = [];
     for (let timer = this.earliestDue(now); timer !== undefined; timer = this.earliestDue(now)) {
-      this.deadlines[timer] = undefined;
+      this.deadlines[timer] = UNARMED;
       fired.push(this.expire(timer, now));
     }
     return fired;
@@ -201,7 +218,7 @@ export class PeerTimers<O = undefined> {
     let earliest: TimerName | undefined;
     for (const timer of TIMERS) {
       const at = this.deadlines[timer];
-      if (at !== undefined && at <= now && (earliest === undefined || at < this.deadlines[earliest]!)) {
+      if (at <= now && (earliest === undefined || at < this.deadlines[earliest])) {
         earliest = timer;
       }
     }
@@ -212,8 +229,8 @@ export class PeerTimers<O = undefined> {
     switch (timer) {
       case 'retransmitHandshake':
         if (this.attempts > MAX_TIMER_HANDSHAKES) {
-          this.deadlines.sendKeepalive = undefined;
-          if (this.deadlines.zeroKeyMaterial === undefined)
+          this.deadlines.sendKeepalive = UNARMED;
+          if (this.deadlines.zeroKeyMaterial === UNARMED)
             this.arm('zeroKeyMaterial', now + ZERO_KEY_MATERIAL_AFTER_MS);
           return 'handshakeGaveUp';
         }

@@ -12,6 +12,7 @@ import {
   MESSAGE_INITIATION,
   MESSAGE_RESPONSE,
   RESPONSE_SIZE,
+  TRANSPORT_CONTENT_OFFSET,
   UNDER_LOAD_AFTER_TIME_MS,
 } from './constants.js';
 import { CookieChecker, cookieSource } from './cookie.js';
@@ -24,8 +25,10 @@ import {
   type CookieReplyMessage,
   type InitiationMessage,
   type ResponseMessage,
-  type TransportMessage,
+  isTransport,
   parseMessage,
+  transportLength,
+  transportReceiver,
   writeInitiation,
   writeResponse,
 } from './messages.js';
@@ -78,8 +81,8 @@ export interface TunnelOptions {
   wallClockMs(): number; // injected Unix time in ms (TAI64N, last handshake time)
   mtu?: number; // padding bound, default 1420
   /**
-   * decapsulate may overwrite a transport datagram with its plaintext and deliver a view into it (no
-   * allocation per packet): for an I/O shell that owns each datagram's buffer and is done with it.
+   * decapsulate may overwrite a transport datagram with its plaintext and deliver a view into it (no copy
+   * per packet): for an I/O shell that owns each datagram's buffer and is done with it.
    */
   decryptInPlace?: boolean;
   /**
@@ -88,9 +91,10 @@ export interface TunnelOptions {
    */
   reuseSendBuffers?: boolean;
   /**
-   * The data path's results are reused too: the array encapsulate and a transport message's decapsulate
-   * return, and the send and deliver actions in any result, are valid until the engine is next called (for
-   * an I/O shell that performs every action at once). No object is then allocated per packet for them.
+   * The data path's results are reused too: the array encapsulate returns, the one decapsulate returns for
+   * a transport message or a malformed datagram, and the send and deliver actions in any result, are valid
+   * until the engine is next called (for an I/O shell that performs every action at once). No object is
+   * then allocated per packet for them.
    */
   reuseActions?: boolean;
 }
@@ -101,6 +105,27 @@ type DeliverAction = { kind: 'deliver'; packet: Uint8Array; peer: string };
 // A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
 const SEND_BUFFER_OVERHEAD = 64;
 const SEND_BUFFER_MIN = 2048;
+// Views kept per reused send buffer. Transport lengths are few (the padded lengths are multiples of 16 up to
+// the MTU, and the MTU itself); the bound only matters for packets larger than the MTU.
+const SEND_VIEWS_MAX = 256;
+
+/** A reused send buffer with a view of each length sealed into it, so a send action needs no new view. */
+class SendBuffer {
+  private readonly views = new Map<number, Uint8Array>();
+
+  constructor(readonly bytes: Uint8Array) {}
+
+  /** bytes[0 .. length), the same view each time. */
+  view(length: number): Uint8Array {
+    let view = this.views.get(length);
+    if (view === undefined) {
+      if (this.views.size >= SEND_VIEWS_MAX) this.views.clear();
+      view = this.bytes.subarray(0, length);
+      this.views.set(length, view);
+    }
+    return view;
+  }
+}
 
 export interface PeerSettings {
   presharedKey?: Uint8Array | null; // null clears
@@ -136,6 +161,8 @@ const DROP = Object.fromEntries(
 ) as Record<DropReason, TunnelAction>;
 
 const EMPTY_PACKET = new Uint8Array(0);
+/** The reused result when a data-path call has no action (a keepalive received). */
+const NO_ACTIONS: TunnelAction[] = Object.freeze([]) as unknown as TunnelAction[];
 const MAX_PERSISTENT_KEEPALIVE_SECONDS = 65535;
 
 // Inner IP header fields (RFC 791, RFC 8200) that routing and cryptokey routing read.
@@ -148,7 +175,7 @@ const IPV6_PAYLOAD_LENGTH_OFFSET = 4;
 const IPV6_SOURCE_OFFSET = 8;
 const IPV6_DESTINATION_OFFSET = 24;
 
-const ipVersion = (packet: Uint8Array): number => packet[0]! >> 4;
+const ipVersion = (bytes: Uint8Array, offset = 0): number => bytes[offset]! >> 4;
 const readU16 = (bytes: Uint8Array, offset: number): number => (bytes[offset]! << 8) | bytes[offset + 1]!;
 
 export class Tunnel {
@@ -159,12 +186,13 @@ export class Tunnel {
   private readonly wallClockMs: () => number;
   private readonly mtu: number;
   private readonly decryptInPlace: boolean;
-  private readonly sendBuffers: Uint8Array[] | undefined;
+  private readonly sendBuffers: SendBuffer[] | undefined;
   private sendBuffersUsed = 0;
   /** With reuseActions: the data path's result array and the send and deliver actions handed out so far. */
   private readonly reusedActions: TunnelAction[] | undefined;
   private readonly sendActions: SendAction[] = [];
   private readonly deliverActions: DeliverAction[] = [];
+  private reusedCount = 0;
   private sendActionsUsed = 0;
   private deliverActionsUsed = 0;
   private readonly peersByName = new Map<string, Peer>();
@@ -334,11 +362,11 @@ export class Tunnel {
     } else if (version === 6 && packet.length >= IPV6_HEADER_LENGTH) {
       peer = this.allowedIps.lookupV6(packet, IPV6_DESTINATION_OFFSET);
     } else {
-      return [DROP.malformed];
+      return this.dropped('malformed');
     }
-    if (peer === undefined) return [DROP.no_route];
-    if (peer.endpoint === undefined) return [DROP.no_endpoint];
-    if (peer.keys.staticStatic === undefined) return [DROP.handshake_invalid];
+    if (peer === undefined) return this.dropped('no_route');
+    if (peer.endpoint === undefined) return this.dropped('no_endpoint');
+    if (peer.keys.staticStatic === undefined) return this.dropped('handshake_invalid');
 
     const actions = this.dataPathActions();
     const keypair = peer.keypairs.current;
@@ -346,18 +374,20 @@ export class Tunnel {
       // The common case, without copying the packet into the queue.
       this.sendTransport(peer, keypair, packet, now, actions);
       this.keepKeyFreshSending(peer, keypair, now, actions);
-      return actions;
+      return this.finished(actions);
     }
-    if (!peer.stage(packet)) actions.push(DROP.queue_full);
+    if (!peer.stage(packet)) this.add(actions, DROP.queue_full);
     this.sendStaged(peer, now, actions);
-    return actions;
+    return this.finished(actions);
   }
 
   /** A datagram from UDP. Every rejection is a typed drop; only a cookie reply under load answers one. */
   decapsulate(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
     this.beginCall();
+    // Transport messages first, read in place: no message object per packet.
+    if (isTransport(datagram)) return this.receiveTransport(datagram, from, now);
     const message = parseMessage(datagram);
-    if (message === undefined) return [DROP.malformed];
+    if (message === undefined) return this.dropped('malformed');
     switch (message.type) {
       case MESSAGE_INITIATION:
       case MESSAGE_RESPONSE:
@@ -365,7 +395,7 @@ export class Tunnel {
       case MESSAGE_COOKIE_REPLY:
         return this.receiveCookieReply(message, now);
       default:
-        return this.receiveTransport(message, from, now);
+        return this.receiveTransport(datagram, from, now);
     }
   }
 
@@ -581,18 +611,20 @@ export class Tunnel {
   }
 
   /** Type 4: open with the keypair the index names, then the replay window, then cryptokey routing. */
-  private receiveTransport(message: TransportMessage, from: Endpoint, now: number): TunnelAction[] {
-    const entry = this.indices.get(message.receiverIndex);
+  private receiveTransport(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
+    const entry = this.indices.get(transportReceiver(datagram));
     const keypair = entry?.keypair;
-    if (keypair === undefined) return [DROP.unknown_index];
-    if (!keypair.canReceive(now)) return [DROP.keypair_expired];
-    const plaintext = keypair.open(message, this.decryptInPlace);
-    if (plaintext === 'decrypt_failed') return [DROP.decrypt_failed];
-    if (plaintext === 'replay') return [DROP.replay];
+    if (keypair === undefined) return this.dropped('unknown_index');
+    if (!keypair.canReceive(now)) return this.dropped('keypair_expired');
+    // Opening is in place: into a copy unless the caller gave the datagram up (decryptInPlace).
+    const message = this.decryptInPlace ? datagram : datagram.slice();
+    const opened = keypair.open(message);
+    if (opened === 'decrypt_failed') return this.dropped('decrypt_failed');
+    if (opened === 'replay') return this.dropped('replay');
 
     const peer = entry!.peer;
     const actions = this.dataPathActions();
-    this.authenticatedReceived(peer, from, message.bytes.length, now);
+    this.authenticatedReceived(peer, from, datagram.length, now);
     if (peer.keypairs.receivedWith(keypair)) {
       this.handshakeComplete(peer);
       this.sendStaged(peer, now, actions);
@@ -606,35 +638,49 @@ export class Tunnel {
       peer.timers.sentLastMinuteHandshake = true;
       this.sendInitiation(peer, now, false, actions);
     }
-    if (plaintext.length === 0) return actions; // keepalive
+    if (opened === 0) return this.finished(actions); // keepalive
     peer.timers.dataReceived(now);
 
-    const delivered = this.innerPacket(plaintext, peer);
-    actions.push(typeof delivered === 'string' ? DROP[delivered] : this.deliverAction(delivered, peer.name));
-    return actions;
+    const length = this.innerPacketLength(message, opened, peer);
+    this.add(
+      actions,
+      typeof length === 'string'
+        ? DROP[length]
+        : this.deliverAction(
+            message.subarray(TRANSPORT_CONTENT_OFFSET, TRANSPORT_CONTENT_OFFSET + length),
+            peer.name,
+          ),
+    );
+    return this.finished(actions);
   }
 
   /**
-   * The packet inside a decrypted transport message without its padding (length from the IP header), if its
-   * source address routes back to the peer that sent it (cryptokey routing).
+   * The length of the packet inside a decrypted transport message (its padded plaintext is
+   * message[16 .. 16 + plainLength)) without its padding, from the IP header, if its source address routes
+   * back to the peer that sent it (cryptokey routing).
    */
-  private innerPacket(plaintext: Uint8Array, peer: Peer): Uint8Array | 'malformed' | 'allowed_ips_violation' {
+  private innerPacketLength(
+    message: Uint8Array,
+    plainLength: number,
+    peer: Peer,
+  ): number | 'malformed' | 'allowed_ips_violation' {
+    const at = TRANSPORT_CONTENT_OFFSET;
     let length: number;
     let routed: Peer | undefined;
-    const version = ipVersion(plaintext);
-    if (version === 4 && plaintext.length >= IPV4_HEADER_LENGTH) {
-      length = readU16(plaintext, IPV4_TOTAL_LENGTH_OFFSET);
+    const version = ipVersion(message, at);
+    if (version === 4 && plainLength >= IPV4_HEADER_LENGTH) {
+      length = readU16(message, at + IPV4_TOTAL_LENGTH_OFFSET);
       if (length < IPV4_HEADER_LENGTH) return 'malformed';
-      routed = this.allowedIps.lookupV4(plaintext, IPV4_SOURCE_OFFSET);
-    } else if (version === 6 && plaintext.length >= IPV6_HEADER_LENGTH) {
-      length = IPV6_HEADER_LENGTH + readU16(plaintext, IPV6_PAYLOAD_LENGTH_OFFSET);
-      routed = this.allowedIps.lookupV6(plaintext, IPV6_SOURCE_OFFSET);
+      routed = this.allowedIps.lookupV4(message, at + IPV4_SOURCE_OFFSET);
+    } else if (version === 6 && plainLength >= IPV6_HEADER_LENGTH) {
+      length = IPV6_HEADER_LENGTH + readU16(message, at + IPV6_PAYLOAD_LENGTH_OFFSET);
+      routed = this.allowedIps.lookupV6(message, at + IPV6_SOURCE_OFFSET);
     } else {
       return 'malformed';
     }
-    if (length > plaintext.length) return 'malformed';
+    if (length > plainLength) return 'malformed';
     if (routed !== peer) return 'allowed_ips_violation';
-    return plaintext.subarray(0, length);
+    return length;
   }
 
   /** Bookkeeping shared by every authenticated message received: roaming, counters, timers. */
@@ -713,8 +759,7 @@ export class Tunnel {
     now: number,
     actions: TunnelAction[],
   ): void {
-    const datagram = keypair.seal(packet, this.mtu, this.sendBuffer(packet.length));
-    this.send(peer, datagram, now, actions);
+    this.send(peer, this.sealed(keypair, packet), now, actions);
     if (packet.length !== 0) peer.timers.dataSent(now);
   }
 
@@ -725,12 +770,30 @@ export class Tunnel {
     this.deliverActionsUsed = 0;
   }
 
-  /** The array the data path returns: the reused one, emptied, with reuseActions. */
+  /**
+   * The array the data path collects its actions in: with reuseActions the reused one, refilled from its
+   * start by add() and cut to length by finished(). It is never emptied: an array cut to length 0 gives up
+   * its storage, and the next push would allocate it again.
+   */
   private dataPathActions(): TunnelAction[] {
     const reused = this.reusedActions;
     if (reused === undefined) return [];
-    reused.length = 0;
+    this.reusedCount = 0;
     return reused;
+  }
+
+  /** Appends an action to a result. */
+  private add(actions: TunnelAction[], action: TunnelAction): void {
+    if (actions === this.reusedActions) actions[this.reusedCount++] = action;
+    else actions.push(action);
+  }
+
+  /** The result of a data-path call: the reused array holds exactly its actions (none: a shared empty one). */
+  private finished(actions: TunnelAction[]): TunnelAction[] {
+    if (actions !== this.reusedActions) return actions;
+    if (this.reusedCount === 0) return NO_ACTIONS;
+    actions.length = this.reusedCount;
+    return actions;
   }
 
   private sendAction(datagram: Uint8Array, to: Endpoint): TunnelAction {
@@ -749,18 +812,30 @@ export class Tunnel {
     return action;
   }
 
-  /** With reuseSendBuffers, the next free reused buffer for a packet of `length` (grown as needed). */
-  private sendBuffer(length: number): Uint8Array | undefined {
+  /** `packet` sealed as a transport message: into the next free reused buffer with reuseSendBuffers. */
+  private sealed(keypair: Keypair, packet: Uint8Array): Uint8Array {
     const pool = this.sendBuffers;
-    if (pool === undefined) return undefined;
-    const size = length + SEND_BUFFER_OVERHEAD;
+    if (pool === undefined) {
+      const datagram = new Uint8Array(transportLength(packet.length, this.mtu));
+      keypair.seal(packet, this.mtu, datagram);
+      return datagram;
+    }
     let buffer = pool[this.sendBuffersUsed];
-    if (buffer === undefined || buffer.length < size) {
-      buffer = new Uint8Array(Math.max(size, SEND_BUFFER_MIN));
+    if (buffer === undefined || buffer.bytes.length < packet.length + SEND_BUFFER_OVERHEAD) {
+      buffer = new SendBuffer(
+        new Uint8Array(Math.max(packet.length + SEND_BUFFER_OVERHEAD, SEND_BUFFER_MIN)),
+      );
       pool[this.sendBuffersUsed] = buffer;
     }
     this.sendBuffersUsed++;
-    return buffer;
+    return buffer.view(keypair.seal(packet, this.mtu, buffer.bytes));
+  }
+
+  /** A result holding one drop: the reused array with reuseActions. */
+  private dropped(reason: DropReason): TunnelAction[] {
+    const actions = this.dataPathActions();
+    this.add(actions, DROP[reason]);
+    return this.finished(actions);
   }
 
   /** After sending: too many messages, or (initiator only) a 120 s old keypair, starts a new handshake. */
@@ -770,7 +845,7 @@ export class Tunnel {
 
   /** Every authenticated message we send goes through here: counters and the send-side timers. */
   private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
-    actions.push(this.sendAction(datagram, peer.endpoint!));
+    this.add(actions, this.sendAction(datagram, peer.endpoint!));
     peer.txBytes += datagram.length;
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();

@@ -135,6 +135,43 @@ describe('ChaChaPolyTransportCipher', () => {
     expect(own.open(0, 0, new Uint8Array(15), new Uint8Array(0))).toBe(false);
   });
 
+  test('sealInPlace / openInPlace at any offset of any buffer (SharedArrayBuffer too) agree with seal / open, both ciphers', () => {
+    const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+    for (const cipher of [new ChaChaPolyTransportCipher(key), new StablelibTransportCipher(key)]) {
+      for (const shared of [false, true]) {
+        // Offsets 0, 16 (word-aligned, the transport content) and 3 (byte by byte); lengths across block edges.
+        for (const [offset, length] of [
+          [0, 0],
+          [16, 1420],
+          [3, 1420],
+          [16, 63],
+          [3, 129],
+        ] as const) {
+          const packet = Uint8Array.from({ length }, (_, i) => (i * 13 + offset) & 0xff);
+          const size = offset + length + 16 + 5;
+          const bytes = new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+          bytes.fill(0xee);
+          bytes.set(packet, offset);
+          cipher.sealInPlace(7, 9, bytes, offset, length);
+          const expected = new Uint8Array(length + 16);
+          cipher.seal(7, 9, packet, expected);
+          expect(bytes.slice(offset, offset + length + 16)).toEqual(expected);
+          expect(bytes.slice(0, offset).every((b) => b === 0xee)).toBe(true); // nothing outside written
+          expect(bytes.slice(offset + length + 16).every((b) => b === 0xee)).toBe(true);
+          const forged = bytes.slice();
+          forged[offset + length]! ^= 1;
+          expect(cipher.openInPlace(7, 9, forged, offset, length)).toBe(false);
+          expect(forged.slice(offset, offset + length)).toEqual(bytes.slice(offset, offset + length)); // untouched
+          expect(cipher.openInPlace(7, 9, bytes, offset, length)).toBe(true);
+          expect(bytes.slice(offset, offset + length)).toEqual(packet);
+        }
+      }
+    }
+    const own = new ChaChaPolyTransportCipher(key);
+    expect(() => own.sealInPlace(0, 0, new Uint8Array(32), 17, 0)).toThrow(RangeError); // tag past the end
+    expect(() => own.openInPlace(0, 0, new Uint8Array(32), -1, 0)).toThrow(RangeError);
+  });
+
   test('is the engine cipher on little-endian hosts (the benchmark measured it faster)', () => {
     const expected = HOST_IS_LITTLE_ENDIAN ? ChaChaPolyTransportCipher : StablelibTransportCipher;
     expect(createTransportCipher(new Uint8Array(32))).toBeInstanceOf(expected);

@@ -3,9 +3,11 @@
 // the engine's transport cipher. Byte for byte, both variants (no_psk, with_psk).
 import { CookieChecker, MacSender, cookieSource } from '../../crypto/cookie.js';
 import {
+  isTransport,
   openTransport,
   parseMessage,
   sealTransport,
+  transportLength,
   writeInitiation,
   writeResponse,
   type CookieReplyMessage,
@@ -127,43 +129,54 @@ describe.each(['no_psk', 'with_psk'])('%s', (variant) => {
     ]);
 
     // Transport initiator → responder: 28-byte packet padded to 32, counter 0, the engine's cipher.
-    const data = sealTransport(
+    const data = new Uint8Array(transportLength(28, 1420));
+    const dataLength = sealTransport(
       createTransportCipher(initiatorKeys.sendKey),
       responseMessage.senderIndex,
       0,
       0,
       s('data_plaintext'),
       1420,
+      data,
     );
+    expect(dataLength).toBe(data.length);
     expect(toHex(data)).toBe(v.data_packet_initiator_to_responder_counter0);
-    const dataMessage = parseMessage(data);
-    if (dataMessage?.type !== 4) throw new Error('not transport');
-    expect(toHex(openTransport(createTransportCipher(responderKeys.receiveKey), dataMessage)!)).toBe(
-      `${v.data_plaintext}00000000`,
-    );
+    expect(parseMessage(data)?.type).toBe(4);
+    expect(isTransport(data)).toBe(true);
 
-    // In place: the plaintext overwrites the ciphertext inside the datagram.
-    const inPlace = parseMessage(Uint8Array.from(data));
-    if (inPlace?.type !== 4) throw new Error('not transport');
-    const view = inPlace.content.subarray(0, inPlace.content.length - 16);
-    expect(openTransport(createTransportCipher(responderKeys.receiveKey), inPlace, view)).toBe(view);
-    expect(toHex(inPlace.bytes.subarray(16, 48))).toBe(`${v.data_plaintext}00000000`);
+    // Opened in place: the plaintext overwrites the ciphertext inside the datagram.
+    expect(openTransport(createTransportCipher(responderKeys.receiveKey), data, 0, 0)).toBe(32);
+    expect(toHex(data.subarray(16, 48))).toBe(`${v.data_plaintext}00000000`);
+
+    // Sealed at an offset inside a larger buffer, the packet already where its ciphertext goes: same bytes.
+    const slot = new Uint8Array(8 + data.length + 8);
+    slot.set(s('data_plaintext'), 8 + 16);
+    const packetInPlace = slot.subarray(8 + 16, 8 + 16 + 28);
+    sealTransport(
+      createTransportCipher(initiatorKeys.sendKey),
+      responseMessage.senderIndex,
+      0,
+      0,
+      packetInPlace,
+      1420,
+      slot,
+      8,
+    );
+    expect(toHex(slot.subarray(8, 8 + data.length))).toBe(v.data_packet_initiator_to_responder_counter0);
 
     // Keepalive responder → initiator: 32 bytes.
-    const keepalive = sealTransport(
+    const keepalive = new Uint8Array(transportLength(0, 1420));
+    sealTransport(
       createTransportCipher(responderKeys.sendKey),
       received.senderIndex,
       0,
       0,
       new Uint8Array(0),
       1420,
+      keepalive,
     );
     expect(toHex(keepalive)).toBe(v.keepalive_responder_to_initiator_counter0);
-    const keepaliveMessage = parseMessage(keepalive);
-    if (keepaliveMessage?.type !== 4) throw new Error('not transport');
-    expect(openTransport(createTransportCipher(initiatorKeys.receiveKey), keepaliveMessage)).toEqual(
-      new Uint8Array(0),
-    );
+    expect(openTransport(createTransportCipher(initiatorKeys.receiveKey), keepalive, 0, 0)).toBe(0);
 
     // Under load: the responder answers with a cookie reply; the initiator re-MACs with mac2.
     const source = s('cookie_source_bytes');

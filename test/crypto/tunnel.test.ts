@@ -173,6 +173,58 @@ describe('Tunnel: handshake and data between two engines', () => {
     ]);
   });
 
+  test('9e. the node’s options, steady state: 1,000 packets each way, and each engine hands back one result array, one action and one datagram view throughout', () => {
+    const pair = new TunnelPair({ decryptInPlace: true, aReusesSendBuffers: true, reuseActions: true });
+    pair.connect('a');
+    const toB = pair.packet('a', 1000, 0x11);
+    const toA = pair.packet('b', 1000, 0x22);
+    // Distinct objects handed back, per engine and call: a new one per packet would count 1,000.
+    const distinct = new Map<string, Set<unknown>>();
+    const count = (what: string, object: unknown) => {
+      const seen = distinct.get(what) ?? new Set<unknown>();
+      distinct.set(what, seen.add(object));
+    };
+    let delivered = 0;
+    for (let i = 0; i < 1000; i++) {
+      const now = 1000 + i * 0.37; // fractional milliseconds, as the node's clock
+      const sealed = pair.a.encapsulate(toB, now);
+      const send = sealed[0];
+      if (sealed.length !== 1 || send?.kind !== 'send') throw new Error('expected one transport message');
+      count('a.encapsulate result', sealed);
+      count('a send action', send);
+      count('a datagram', send.datagram);
+      const opened = pair.b.decapsulate(send.datagram, pair.endpoints.a, now);
+      const deliver = opened[0];
+      if (opened.length !== 1 || deliver?.kind !== 'deliver') throw new Error('expected one delivery');
+      if (deliver.packet.every((byte, k) => byte === toB[k])) delivered++;
+      count('b.decapsulate result', opened);
+      count('b deliver action', deliver);
+
+      const back = pair.b.encapsulate(toA, now);
+      const reply = back[0];
+      if (back.length !== 1 || reply?.kind !== 'send') throw new Error('expected one transport message');
+      count('b.encapsulate result', back);
+      count('b send action', reply);
+      const received = pair.a.decapsulate(reply.datagram, pair.endpoints.b, now);
+      if (received[0]?.kind === 'deliver' && received[0].packet.every((byte, k) => byte === toA[k]))
+        delivered++;
+      count('a.decapsulate result', received);
+      count('a deliver action', received[0]);
+    }
+    expect(delivered).toBe(2000);
+    expect(Object.fromEntries([...distinct].map(([what, seen]) => [what, seen.size]))).toEqual({
+      'a.encapsulate result': 1,
+      'a send action': 1,
+      'a datagram': 1,
+      'b.decapsulate result': 1,
+      'b deliver action': 1,
+      'b.encapsulate result': 1,
+      'b send action': 1,
+      'a.decapsulate result': 1,
+      'a deliver action': 1,
+    });
+  });
+
   test('10. typed drops for garbage, unknown indices and bad mac1, never an answer', () => {
     const pair = new TunnelPair();
     const from = pair.endpoints.a;

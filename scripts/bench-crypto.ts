@@ -1,16 +1,23 @@
 // Crypto benchmark (not a test): AEAD seal/open throughput on 1420-byte packets for the engine's transport
 // ciphers and for plain @stablelib/chacha20poly1305, measured side by side in one run, and full responder
-// handshakes per second. Prints a markdown report; scripts/bench-crypto writes it to bench-results/crypto.md.
+// handshakes per second: the engine's on one core, and the node's end to end over loopback UDP, inline and
+// with its handshake workers on every core. Prints a markdown report; scripts/bench-crypto writes it to
+// bench-results/crypto.md.
 import { randomBytes } from 'node:crypto';
-import { execSync } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { cpus, loadavg } from 'node:os';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics } from 'node:v8';
 import nacl from 'tweetnacl';
 import { CookieChecker, MacSender } from '../crypto/cookie.js';
 import { parseMessage, writeInitiation, writeResponse, type InitiationMessage } from '../crypto/messages.js';
+import { MESSAGE_RESPONSE } from '../crypto/constants.js';
 import {
   WIREGUARD,
   consumeInitiation,
@@ -411,6 +418,134 @@ const tunnelHandshakes = benchTunnelHandshake();
 // The cipher alone, for the same work (one seal + one open per packet): the façade's overhead is the gap.
 const cipherOnly = 1 / (1 / engine.seal + 1 / engine.open);
 
+// ---- Responder handshakes of the node, end to end: initiations over loopback UDP, responses counted ----
+
+const NODE_PEERS = 256; // each peer's initiations far more than 20 ms apart (the flood rule)
+// Initiations in flight: under the node's under-load backlog (16), so each is answered, none gets a cookie.
+const NODE_WINDOW = 12;
+const NODE_WARMUP_MS = 1_000;
+const NODE_MAX_RATE = 4_000; // initiations made beforehand per measured second (making them costs DHs too)
+const NODE_BENCH = new URL('./bench-handshake-node.js', import.meta.url);
+// The machine's cores (this process may be pinned to one: availableParallelism() would say 1).
+const cores = Number(process.env.BENCH_NPROC) || cpus().length;
+
+interface NodeHandshakes {
+  /** Responses received per wall-clock second. */
+  rate: number;
+  /** CPU milliseconds of the node process (every thread) per response. */
+  cpuMsPerHandshake: number;
+  udp: string;
+  /** Initiations unanswered after 500 ms or refused with a cookie, and the node's drops, while measured. */
+  lost: number;
+  drops: Record<string, number>;
+}
+
+/**
+ * The node (scripts/bench-handshake-node.ts, a child process on every core) with `handshakeThreads`
+ * workers (0: inline), and NODE_PEERS initiators here sending prebuilt initiations, NODE_WINDOW at a time,
+ * for NODE_WARMUP_MS then SECONDS; counts the responses that come back.
+ */
+async function nodeHandshakes(handshakeThreads: number): Promise<NodeHandshakes> {
+  const command = [process.execPath, fileURLToPath(NODE_BENCH)];
+  // This process may be pinned to one core; the node gets them all.
+  const child = process.env.BENCH_PINNED?.startsWith('pinned')
+    ? spawn('taskset', ['-c', `0-${cores - 1}`, ...command], { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const tell = (value: unknown) => child.stdin.write(`${JSON.stringify(value)}\n`);
+  const hear = async <T>(): Promise<T> => {
+    const { value, done } = await lines.next();
+    if (done) throw new Error('the benchmark node exited');
+    return JSON.parse(value as string) as T;
+  };
+  const initiators = Array.from({ length: NODE_PEERS }, () => localStatic(generatePrivateKey(random)));
+  tell({ handshakeThreads, peers: initiators.map((i) => Buffer.from(i.publicKey).toString('base64')) });
+  const node = await hear<{ port: number; publicKey: string; udp: string }>();
+
+  // Each initiator's initiations carry timestamps a second apart: every one is newer than the last.
+  const responder = new Uint8Array(Buffer.from(node.publicKey, 'base64'));
+  const views = initiators.map((initiator) => peerKeys(initiator, responder));
+  const macs = new MacSender(responder);
+  const initiations = Array.from(
+    { length: Math.ceil(NODE_MAX_RATE * (SECONDS + NODE_WARMUP_MS / 1000)) },
+    (_, k) => {
+      const created = createInitiation(
+        WIREGUARD,
+        initiators[k % NODE_PEERS]!,
+        views[k % NODE_PEERS]!,
+        generatePrivateKey(random),
+        TAI64N(Date.now() + Math.floor(k / NODE_PEERS) * 1000),
+        k,
+      );
+      if (!created.ok) throw new Error(created.reason);
+      const datagram = writeInitiation({
+        senderIndex: k,
+        ephemeral: created.fields.ephemeral,
+        encryptedStatic: created.fields.encryptedStatic,
+        encryptedTimestamp: created.fields.encryptedPayload,
+      });
+      macs.addMacs(datagram, 0);
+      return datagram;
+    },
+  );
+
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  // Initiations in flight by sender index, with when each went; one unanswered for 500 ms is lost.
+  const inFlight = new Map<number, number>();
+  let sent = 0;
+  let responses = 0;
+  let lost = 0;
+  const refill = () => {
+    while (inFlight.size < NODE_WINDOW && sent < initiations.length) {
+      inFlight.set(sent, performance.now());
+      socket.send(initiations[sent++]!, node.port, '127.0.0.1');
+    }
+  };
+  socket.on('message', (message) => {
+    // A response names our index as its receiver (offset 8), a cookie reply at offset 4.
+    const isResponse = message[0] === MESSAGE_RESPONSE;
+    const waiting = inFlight.delete(message.readUInt32LE(isResponse ? 8 : 4));
+    if (isResponse) responses++;
+    else if (waiting) lost++; // a cookie reply: the node took itself to be under load
+    refill();
+  });
+  const watchdog = setInterval(() => {
+    const expired = performance.now() - 500;
+    for (const [index, at] of inFlight) {
+      if (at < expired) {
+        inFlight.delete(index);
+        lost++;
+      }
+    }
+    refill();
+  }, 100);
+  refill();
+  const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  await wait(NODE_WARMUP_MS);
+  tell('start');
+  const start = { at: performance.now(), responses, lost };
+  await wait(SECONDS * 1000);
+  const seconds = (performance.now() - start.at) / 1000;
+  const measured = { responses: responses - start.responses, lost: lost - start.lost };
+  tell('stop');
+  const usage = await hear<{ cpuSeconds: number; drops: Record<string, number> }>();
+  clearInterval(watchdog);
+  socket.close();
+  await once(child, 'exit');
+  if (sent === initiations.length) throw new Error('ran out of initiations: raise NODE_MAX_RATE');
+  return {
+    rate: measured.responses / seconds,
+    cpuMsPerHandshake: (usage.cpuSeconds * 1000) / measured.responses,
+    udp: node.udp,
+    lost: measured.lost,
+    drops: usage.drops,
+  };
+}
+
+const nodeInline = await nodeHandshakes(0);
+const nodeWorkers = await nodeHandshakes(cores);
+
 const fmt = (n: number) => n.toFixed(1);
 const lines = [
   '# Crypto benchmark',
@@ -449,6 +584,20 @@ const lines = [
   '| --- | ---: | ---: |',
   `| tweetnacl X25519 (baseline: the responder before x25519.ts) | ${handshakesBaseline.toFixed(0)} | 1.00 |`,
   `| crypto/x25519.ts (the engine's) | ${handshakes.toFixed(0)} | ${(handshakes / handshakesBaseline).toFixed(2)} |`,
+  '',
+  `Responder handshakes of the node, end to end (scripts/bench-handshake-node.ts, on all ${cores} cores: initiations from ${NODE_PEERS} peers over loopback UDP, ${NODE_WINDOW} in flight, responses counted per wall-clock second over ${SECONDS} s; the baseline is the tweetnacl row above, per CPU second of one core):`,
+  '',
+  '| node | handshakes /s | ratio vs baseline | node CPU ms per handshake (all threads) | unanswered | node drops | UDP |',
+  '| --- | ---: | ---: | ---: | ---: | --- | --- |',
+  ...(
+    [
+      ['responder handshakes/s, node inline (`--threads 1`)', nodeInline],
+      [`responder handshakes/s, node handshake worker (${cores} cores)`, nodeWorkers],
+    ] as const
+  ).map(
+    ([name, row]) =>
+      `| ${name} | ${row.rate.toFixed(0)} | ${(row.rate / handshakesBaseline).toFixed(2)} | ${row.cpuMsPerHandshake.toFixed(2)} | ${row.lost} | ${JSON.stringify(row.drops)} | ${row.udp} |`,
+  ),
   '',
   `Tunnel façade (crypto/tunnel.ts), two engines in memory on one core:`,
   '',

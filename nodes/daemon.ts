@@ -2,6 +2,8 @@
 // the engine, the device on its UDP port, the UAPI socket (so `wg` works) and, when asked, the metrics
 // endpoint. What differs (peers from a file or from a broker, routes, NAT) the callers add. close() undoes
 // every step in reverse order, the callers' last-added first; a start that fails part-way undoes its own.
+import { availableParallelism } from 'node:os';
+
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
@@ -21,8 +23,13 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
-  /** One-line notices while running (a kernel refusing UDP GSO). */
+  /** One-line notices while running (a kernel refusing UDP GSO, a handshake worker that died). */
   log?: (line: string) => void;
+  /**
+   * Worker threads that answer handshake initiations (nodes/handshakes.ts); 0 answers them on the data
+   * path's thread. Default: one per core on a machine with several.
+   */
+  handshakeThreads?: number;
   /** Runs once the device is up and before UAPI and metrics are served: peers, routes. */
   configure?: (device: Device, interfaceName: string) => Promise<void>;
 }
@@ -92,6 +99,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       openUdp: (udpOptions) => openUdp({ ...udpOptions, ...udpSettings }),
       listenPort: options.listen.port,
       metrics,
+      handshakeThreads: options.handshakeThreads ?? (availableParallelism() > 1 ? availableParallelism() : 0),
     });
     cleanups.push(() => device.close());
     await options.configure?.(device, tun.name);
@@ -101,6 +109,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => stop(0) });
     cleanups.push(() => uapi.close());
     tun.onError(() => stop(1));
+    // Without its handshake worker the node could not answer a handshake: it stops (exit 1), never hangs.
+    device.onFailure((error) => {
+      options.log?.(`stopping: ${error.message.split('\n')[0]}`);
+      stop(1);
+    });
 
     let metricsPort: number | undefined;
     if (options.metrics) {

@@ -210,7 +210,19 @@ interface Measurement {
   down: Transfer; // server → client, one stream
   many: Transfer; // CLIENTS peers, one stream each, client → server
   gcPerGB?: { minor: number; major: number };
+  /** tunnelbyte-node with UDP GSO: datagrams per GSO message it sent, over all three transfers. */
+  datagramsPerGsoSend?: number;
 }
+
+/** A series' value in Prometheus text, 0 when absent (a counter not yet counted). */
+function metricValue(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+const GSO_SERIES = ['messages', 'datagrams'].map(
+  (what) => `tunnelbyte_node_udp_offload_${what}_total{direction="tx"}`,
+);
 
 async function buildStar(harness: NetnsHarness): Promise<Star> {
   const server = await harness.namespace('srv');
@@ -257,7 +269,7 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       ]);
       await star.clients[i]!.exec('ping', ['-c', '1', '-W', '5', INNER_SERVER.v4]); // handshake first
     }
-    const gcBefore = running.metrics && gcCounts(await running.metrics());
+    const metricsBefore = running.metrics && (await running.metrics());
     const pingIdleMs = await pingRtt(star, 20, 0.05);
     const loaded = pingRtt(star, SECONDS * 5 - 5, 0.2);
     const up = await iperf(star, [0], false, running);
@@ -270,13 +282,18 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       running,
     );
     const measurement: Measurement = { server: server.name, pingIdleMs, pingLoadedMs, up, down, many };
-    if (running.metrics && gcBefore) {
-      const gcAfter = gcCounts(await running.metrics());
+    if (running.metrics && metricsBefore !== undefined) {
+      const metricsAfter = await running.metrics();
+      const [gcBefore, gcAfter] = [gcCounts(metricsBefore), gcCounts(metricsAfter)];
       const gigabytes = (up.bytes + down.bytes + many.bytes) / 1e9;
       measurement.gcPerGB = {
         minor: (gcAfter.minor - gcBefore.minor) / gigabytes,
         major: (gcAfter.major - gcBefore.major) / gigabytes,
       };
+      const [messages, datagrams] = GSO_SERIES.map(
+        (series) => metricValue(metricsAfter, series) - metricValue(metricsBefore, series),
+      );
+      if (messages! > 0) measurement.datagramsPerGsoSend = datagrams! / messages!;
     }
     return measurement;
   } finally {
@@ -301,6 +318,7 @@ const ROWS: Row[] = [
   ['ping RTT under load (one stream), ms', '≤ 1.2×', (m) => m.pingLoadedMs, 3],
   ['minor GCs per GB (tunnelbyte-node metrics)', 'none', (m) => m.gcPerGB?.minor, 1],
   ['major GCs per GB (tunnelbyte-node metrics)', 'none', (m) => m.gcPerGB?.major, 2],
+  ['UDP datagrams per GSO send (tunnelbyte-node metrics)', '', (m) => m.datagramsPerGsoSend, 1],
 ];
 
 function report(
@@ -334,8 +352,10 @@ function report(
     'utime + stime) per GB received by iperf3. GC counts come from the node’s Prometheus metrics',
     '(prom-client default metrics) over all three transfers. Handshakes per second and AEAD speed are in',
     'bench-results/crypto.md (scripts/bench-crypto). Offload on: the TUN opened with a vnet header and',
-    'TSO4/TSO6/checksum offloads, 64 KiB TCP super-segments split and coalesced in nodes/offload.ts; off: one',
-    'packet per TUN read and write.',
+    'TSO4/TSO6/checksum offloads, 64 KiB TCP super-segments split and coalesced in nodes/offload.ts, and with',
+    'batched UDP, UDP GSO (same-size datagrams to one peer in one sendmmsg message) and GRO on the socket (these',
+    'veths do no GRO, so nothing arrives coalesced); off: one packet per TUN read and write, one datagram per',
+    'UDP message.',
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
     `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,

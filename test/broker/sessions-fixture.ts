@@ -144,7 +144,8 @@ export async function startPlane(
  *   never both (no leak);
  * - each lease belongs to an open session of that pool that points back at it, and that session's node
  *   carries its peer; each peer entry belongs to an open session on that node;
- * - each open session holds exactly one lease and one peer entry, and is in the expiry index; a lost one
+ * - each open session holds exactly one lease (or, from before regional leases, waits for its index on
+ *   another node than the index's holder) and one peer entry, and is in the expiry index; a lost one
  *   (its node lost with no room elsewhere) holds neither, and stays in the index until it expires;
  * - replaying each node's whole feed gives exactly its peer set.
  * Returns the number of open sessions per node.
@@ -181,6 +182,21 @@ export async function checkPlane(redis: Redis, region: string): Promise<Map<stri
       expect(expiry.has(sessionId)).toBe(true);
       expect(leased.has(sessionId)).toBe(false);
       leased.add(sessionId);
+    }
+    // Sessions from before regional leases that wait for an index (services/lease-migration.ts): each
+    // open, on another node than the index's holder and than each other, its lease still its node's.
+    for (const [idx, list] of Object.entries(await redis.hgetall(keys.waitingLeases(region, pool)))) {
+      const holder = await redis.hget(keys.session(region, leases[idx]!), 'node');
+      const nodes = new Set([holder]);
+      for (const sessionId of list.split(' ')) {
+        const s = await redis.hgetall(keys.session(region, sessionId));
+        expect({ state: s.state, pool: s.pool, idx: s.idx }).toEqual({ state: 'open', pool: undefined, idx });
+        expect(await redis.hget(keys.nodeLeases(region, s.node!), idx)).toBe(sessionId);
+        expect(nodes.has(s.node!)).toBe(false);
+        nodes.add(s.node!);
+        expect(leased.has(sessionId)).toBe(false);
+        leased.add(sessionId);
+      }
     }
   }
   for (const nodeId of nodeIds) {

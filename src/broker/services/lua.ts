@@ -32,6 +32,53 @@ const POOL_TAG = `local function poolTag(v4, v6, default)
 end`;
 
 /**
+ * Address leases from before they were regional (store/keys.ts): a session created then holds its index
+ * under its node's id, unique on that node only, so sessions of two nodes may share one. At start the
+ * broker moves each such lease to its pool's regional one (MIGRATE_LEASES); a session whose index another
+ * session already holds there waits in the pool's legacy list (HASH index → session ids, space-separated)
+ * and keeps its address on its own node. freeLease hands an index to the first session waiting for it
+ * instead of freeing it, so no new session is ever given an address an older one still uses; a session
+ * still waiting never moves to another node (it may meet its index's holder there).
+ */
+const LEASES = `local function withoutWord(list, word)
+  local kept = {}
+  for w in string.gmatch(list, '%S+') do if w ~= word then table.insert(kept, w) end end
+  return table.concat(kept, ' ')
+end
+-- The lease of session sid on idx, if it holds it, goes to the first session waiting for idx, else is freed.
+local function freeLease(prefix, tag, idx, sid)
+  local leases = prefix .. 'leases:' .. tag
+  if redis.call('HGET', leases, idx) ~= sid then return end
+  local legacy = prefix .. 'legacy:' .. tag
+  local waiting = redis.call('HGET', legacy, idx)
+  if not waiting then
+    redis.call('HDEL', leases, idx)
+    redis.call('ZADD', prefix .. 'free:' .. tag, idx, idx)
+    return
+  end
+  local heir = string.match(waiting, '%S+')
+  local rest = withoutWord(waiting, heir)
+  if rest == '' then redis.call('HDEL', legacy, idx) else redis.call('HSET', legacy, idx, rest) end
+  redis.call('HSET', leases, idx, heir)
+  local key = prefix .. 'ses:' .. heir
+  local node = redis.call('HGET', key, 'node')
+  redis.call('HSET', key, 'pool', tag)
+  if node and redis.call('HGET', prefix .. 'leases:' .. node, idx) == heir then
+    redis.call('HDEL', prefix .. 'leases:' .. node, idx)
+  end
+end
+-- A session from before regional leases gives up its node's lease and its place in the legacy list.
+local function leaveLegacyLease(prefix, tag, idx, sid, node)
+  local old = prefix .. 'leases:' .. node
+  if redis.call('HGET', old, idx) == sid then redis.call('HDEL', old, idx) end
+  local legacy = prefix .. 'legacy:' .. tag
+  local waiting = redis.call('HGET', legacy, idx)
+  if not waiting then return end
+  local rest = withoutWord(waiting, sid)
+  if rest == '' then redis.call('HDEL', legacy, idx) else redis.call('HSET', legacy, idx, rest) end
+end`;
+
+/**
  * The node a peer goes to: the least-loaded healthy, non-draining node below capacity that does not
  * carry the public key yet (one WireGuard peer per key per interface), of pool `tag` when one is given,
  * never `skip`. Reads only. → node id or nil, and whether some node was passed over only for the key.
@@ -177,24 +224,25 @@ export async function runCreateSession(
  * Close a session (open, or lost with its node): free its address, drop its peer and tell the node.
  * KEYS: session HASH. ARGV: prefix, session id, owner account ('' = any), new state (closed|expired),
  * retention seconds, now, feed max length, only-if-due ('1': only when expires_at <= now, for the
- * reaper), closed_reason ('' = none).
+ * reaper), closed_reason ('' = none), default pool tag.
  * → {'closed', account} | {'gone', account} (already closed) | {'missing'} | {'not_due'}
  */
 export const CLOSE_SESSION = new LuaScript(
   'close-session',
-  `local prefix, sid = ARGV[1], ARGV[2]
+  `${POOL_TAG}
+${LEASES}
+local prefix, sid = ARGV[1], ARGV[2]
 local s = redis.call('HMGET', KEYS[1], 'account', 'node', 'public_key', 'idx', 'state', 'expires_at', 'pool')
 if not s[5] or (ARGV[3] ~= '' and s[1] ~= ARGV[3]) then return {'missing'} end
 if s[5] ~= 'open' and s[5] ~= 'lost' then return {'gone', s[1]} end
 if ARGV[8] == '1' and tonumber(s[6]) > tonumber(ARGV[6]) then return {'not_due'} end
 
--- Records from before regional leases hold their lease under the node's id.
-local pool = s[7] or s[2]
-local leases = prefix .. 'leases:' .. pool
 -- Each free is guarded by ownership, so a replay can never free what another session holds.
-if redis.call('HGET', leases, s[4]) == sid then
-  redis.call('HDEL', leases, s[4])
-  redis.call('ZADD', prefix .. 'free:' .. pool, s[4], s[4])
+if s[7] then
+  freeLease(prefix, s[7], s[4], sid)
+else
+  local n = redis.call('HMGET', prefix .. 'node:' .. s[2], 'pool_v4', 'pool_v6')
+  leaveLegacyLease(prefix, poolTag(n[1], n[2], ARGV[10]), s[4], sid, s[2])
 end
 local peers = prefix .. 'peers:' .. s[2]
 local current = redis.call('HGET', peers, s[3])
@@ -242,6 +290,7 @@ export async function runCloseSession(
       a.feedMaxLength,
       a.onlyIfDue ? '1' : '0',
       a.reason,
+      poolTag(POOL_PREFIXES),
     ],
   )) as [CloseOutcome, string | undefined];
   return { outcome, account };
@@ -264,6 +313,7 @@ export const FAILOVER_NODE = new LuaScript(
   'failover-node',
   `${INT}
 ${PICK}
+${LEASES}
 local prefix, now, from = ARGV[1], ARGV[2], ARGV[5]
 local beat = redis.call('ZSCORE', KEYS[1], from)
 local fromNode = redis.call('HMGET', prefix .. 'node:' .. from, 'heartbeat_ms', 'pool_v4', 'pool_v6')
@@ -289,8 +339,11 @@ for i = 1, #entries, 2 do
     local key = prefix .. 'ses:' .. peer.ses
     local s = redis.call('HMGET', key, 'account', 'pool')
     local tag = s[2] or poolTag(fromNode[2], fromNode[3], ARGV[4])
-    local to = pick(prefix, KEYS[1], now, ARGV[3], ARGV[4], pk, tag, from)
     local idx = int(peer.idx)
+    -- A lease from before regional leases, or one another such session waits for: the index may be
+    -- in use on another node, so the session does not move.
+    local movable = s[2] and redis.call('HEXISTS', prefix .. 'legacy:' .. tag, idx) == 0
+    local to = movable and pick(prefix, KEYS[1], now, ARGV[3], ARGV[4], pk, tag, from)
     redis.call('HDEL', peersKey, pk)
     redis.call('XADD', prefix .. 'feed:' .. from, 'MAXLEN', '~', ARGV[8], '*',
       'op', 'del', 'public_key', pk, 'idx', idx, 'psk', '')
@@ -302,11 +355,8 @@ for i = 1, #entries, 2 do
       redis.call('HSET', key, 'node', to, 'moved_at', now, 'rx_last', 0, 'tx_last', 0, 'handshake', 0)
       table.insert(moved, peer.ses)
     else
-      local leases = prefix .. 'leases:' .. tag
-      if redis.call('HGET', leases, idx) == peer.ses then
-        redis.call('HDEL', leases, idx)
-        redis.call('ZADD', prefix .. 'free:' .. tag, idx, idx)
-      end
+      if s[2] then freeLease(prefix, tag, idx, peer.ses)
+      else leaveLegacyLease(prefix, tag, idx, peer.ses, from) end
       redis.call('HSET', key, 'state', 'lost', 'lost_at', now)
       table.insert(lost, peer.ses)
       table.insert(lost, s[1] or '')
@@ -363,6 +413,98 @@ export async function runFailoverNode(
   const lost = [];
   for (let i = 0; i + 1 < flat.length; i += 2) lost.push({ sessionId: flat[i]!, accountId: flat[i + 1]! });
   return { outcome: 'ok', cursor, moved, lost };
+}
+
+/**
+ * Moves the leases of open sessions from before regional leases (LEASES above) to their pool's regional
+ * lease, or into its legacy list when another session holds the index there, and raises the pool's
+ * counter past every such index, so a new session is never given one. Idempotent: a session already
+ * moved, or already waiting, is left as it is.
+ * KEYS: region expiry ZSET (routes the call). ARGV: prefix, default pool tag, session id…
+ * → {moved, waiting, {pool tag…}} (the pools it touched)
+ */
+export const MIGRATE_LEASES = new LuaScript(
+  'migrate-leases',
+  `${INT}
+${POOL_TAG}
+local prefix, defaultTag = ARGV[1], ARGV[2]
+local moved, waiting, touched, tags = 0, 0, {}, {}
+for i = 3, #ARGV do
+  local sid = ARGV[i]
+  local key = prefix .. 'ses:' .. sid
+  local s = redis.call('HMGET', key, 'node', 'idx', 'state', 'pool')
+  if s[3] == 'open' and not s[4] and s[1] and s[2] then
+    local n = redis.call('HMGET', prefix .. 'node:' .. s[1], 'pool_v4', 'pool_v6')
+    local tag = poolTag(n[1], n[2], defaultTag)
+    local idx = int(tonumber(s[2]))
+    local leases, counter = prefix .. 'leases:' .. tag, prefix .. 'next:' .. tag
+    if (tonumber(redis.call('GET', counter)) or ${NODE_ADDRESS_INDEX}) < tonumber(idx) then
+      redis.call('SET', counter, idx)
+    end
+    redis.call('ZREM', prefix .. 'free:' .. tag, idx)
+    local holder = redis.call('HGET', leases, idx)
+    if not holder or holder == sid then
+      redis.call('HSET', leases, idx, sid)
+      redis.call('HSET', key, 'pool', tag)
+      local old = prefix .. 'leases:' .. s[1]
+      if redis.call('HGET', old, idx) == sid then redis.call('HDEL', old, idx) end
+      moved = moved + 1
+    else
+      local legacy = prefix .. 'legacy:' .. tag
+      local list = redis.call('HGET', legacy, idx) or ''
+      if not string.find(' ' .. list .. ' ', ' ' .. sid .. ' ', 1, true) then
+        redis.call('HSET', legacy, idx, list == '' and sid or (list .. ' ' .. sid))
+      end
+      waiting = waiting + 1
+    end
+    if not touched[tag] then touched[tag] = true; table.insert(tags, tag) end
+  end
+end
+return {moved, waiting, tags}`,
+);
+
+/**
+ * After MIGRATE_LEASES: the indices of a pool below its counter that no session holds (closed before
+ * the move, on any node) join its free list, so they are handed out again.
+ * KEYS: region expiry ZSET (routes the call). ARGV: prefix, pool tag. → how many were freed
+ */
+export const FREE_LEASE_GAPS = new LuaScript(
+  'free-lease-gaps',
+  `${INT}
+local prefix, tag = ARGV[1], ARGV[2]
+local leases, free = prefix .. 'leases:' .. tag, prefix .. 'free:' .. tag
+local top = tonumber(redis.call('GET', prefix .. 'next:' .. tag)) or ${NODE_ADDRESS_INDEX}
+local freed = 0
+for idx = ${NODE_ADDRESS_INDEX} + 1, top do
+  if redis.call('HEXISTS', leases, idx) == 0 and not redis.call('ZSCORE', free, idx) then
+    redis.call('ZADD', free, idx, idx)
+    freed = freed + 1
+  end
+end
+return freed`,
+);
+
+/** Moves a batch of a region's sessions' leases (MIGRATE_LEASES); returns the counts and pools touched. */
+export async function runMigrateLeases(
+  redis: Redis,
+  region: string,
+  sessionIds: string[],
+): Promise<{ moved: number; waiting: number; pools: string[] }> {
+  const [moved, waiting, pools] = (await MIGRATE_LEASES.run(
+    redis,
+    [keys.regionExpiry(region)],
+    [keys.regionPrefix(region), poolTag(POOL_PREFIXES), ...sessionIds],
+  )) as [number, number, string[]];
+  return { moved, waiting, pools };
+}
+
+/** Frees a pool's unheld indices below its counter (FREE_LEASE_GAPS); returns how many. */
+export async function runFreeLeaseGaps(redis: Redis, region: string, poolTagged: string): Promise<number> {
+  return (await FREE_LEASE_GAPS.run(
+    redis,
+    [keys.regionExpiry(region)],
+    [keys.regionPrefix(region), poolTagged],
+  )) as number;
 }
 
 /**

@@ -7,6 +7,7 @@ import type { BrokerContext } from '../context.js';
 import { isStoreUnavailable } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { failoverCounter, failoverRound } from './failover.js';
+import { migrateLeases } from './lease-migration.js';
 import { closeSession } from './sessions.js';
 /** Sessions closed per region per round trip. */
 const BATCH = 100;
@@ -33,12 +34,25 @@ export async function reapExpired(ctx: BrokerContext): Promise<number> {
   return reaped;
 }
 
-/** Runs reapExpired and failoverRound every TB_REAP_INTERVAL_MS until the broker shuts down. */
+/**
+ * Moves leases from before regional leases at once (services/lease-migration.ts), then runs
+ * reapExpired and failoverRound every TB_REAP_INTERVAL_MS until the broker shuts down. A migration
+ * that met a Redis outage is tried again before each round until it has run.
+ */
 export function startReaper(ctx: BrokerContext): void {
   if (ctx.shutdown.aborted) return;
   failoverCounter(ctx); // its series read 0 from the start
   let running = false;
+  let migrated = false;
+  const migrate = async () => {
+    const { moved, waiting, freed } = await migrateLeases(ctx);
+    migrated = true;
+    if (moved + waiting > 0)
+      ctx.logger.info({ moved, waiting, freed }, 'address leases from before regional leases moved');
+  };
+  void migrate().catch(() => undefined); // said by the first round if Redis stays away
   const round = async () => {
+    if (!migrated) await migrate();
     await reapExpired(ctx);
     const { moved, lost } = await failoverRound(ctx);
     if (moved + lost > 0) ctx.logger.info({ moved, lost }, 'sessions of lost nodes failed over');

@@ -169,6 +169,13 @@ export const keys = {
   freeAddresses: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:free:${poolTag(pool)}`,
   /** STRING the highest address index the pool handed out in the region */
   addressCounter: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:next:${poolTag(pool)}`,
+  /**
+   * HASH address index → session ids (space-separated): sessions from before regional leases that share
+   * an index another session holds, waiting for it (services/lua.ts LEASES)
+   */
+  waitingLeases: (regionId: string, pool: PoolPrefixes) => `{region:${regionId}}:legacy:${poolTag(pool)}`,
+  /** HASH address index → session id: a node's leases from before regional leases */
+  nodeLeases: (regionId: string, nodeId: string) => `{region:${regionId}}:leases:${nodeId}`,
   /** HASH client public key → JSON {ses, idx, psk?}: the node's current peer set */
   nodePeers: (regionId: string, nodeId: string) => `{region:${regionId}}:peers:${nodeId}`,
   /** STREAM op (add|del), public_key, idx, psk: the node's peer feed (long-polled) */

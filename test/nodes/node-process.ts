@@ -104,6 +104,7 @@ export async function serveOnSocket(app: RequestListener, dir: string, inFlight 
           },
           (res) => {
             const chunks: Buffer[] = [];
+            res.on('error', reject);
             res.on('data', (chunk: Buffer) => chunks.push(chunk));
             res.on('end', () =>
               resolve({

@@ -323,39 +323,35 @@ static napi_value udp_start_receiving(napi_env env, napi_callback_info info) {
   return watcher_start(env, fd, argv[4], argv[5], keep, "UdpReceiver", "UDP receive", udp_drain, receiver);
 }
 
+// Appends one control message at `at` (aligned, as CMSG_SPACE keeps it) and returns where the next goes.
+static uint8_t *put_cmsg(uint8_t *at, int level, int type, const void *data, size_t length) {
+  struct cmsghdr *cmsg = (struct cmsghdr *)at;
+  cmsg->cmsg_level = level;
+  cmsg->cmsg_type = type;
+  cmsg->cmsg_len = CMSG_LEN(length);
+  memcpy(CMSG_DATA(cmsg), data, length);
+  return at + CMSG_SPACE(length);
+}
+
 // Writes a sent message's control messages: its source address (pktinfo) when the record asks for one,
 // and UDP_SEGMENT when it holds several datagrams. Returns the bytes used (0: no control at all).
 static size_t write_control(int family, const int32_t *record, uint64_t *control) {
   uint8_t *at = (uint8_t *)control;
   if (record[2] & FLAG_LOCAL) {
     const uint8_t *source = (const uint8_t *)(record + 8);
-    struct cmsghdr *cmsg = (struct cmsghdr *)at;
     if (family == AF_INET6) {
       struct in6_pktinfo pktinfo = {0};
       memcpy(&pktinfo.ipi6_addr, source, 16);
-      cmsg->cmsg_level = IPPROTO_IPV6;
-      cmsg->cmsg_type = IPV6_PKTINFO;
-      cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
-      memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
-      at += CMSG_SPACE(sizeof pktinfo);
+      at = put_cmsg(at, IPPROTO_IPV6, IPV6_PKTINFO, &pktinfo, sizeof pktinfo);
     } else {
       struct in_pktinfo pktinfo = {0};
       memcpy(&pktinfo.ipi_spec_dst, source + 12, 4);
-      cmsg->cmsg_level = IPPROTO_IP;
-      cmsg->cmsg_type = IP_PKTINFO;
-      cmsg->cmsg_len = CMSG_LEN(sizeof pktinfo);
-      memcpy(CMSG_DATA(cmsg), &pktinfo, sizeof pktinfo);
-      at += CMSG_SPACE(sizeof pktinfo);
+      at = put_cmsg(at, IPPROTO_IP, IP_PKTINFO, &pktinfo, sizeof pktinfo);
     }
   }
   if (record[3] > 0) {
-    uint16_t segment_size = (uint16_t)record[3];
-    struct cmsghdr *cmsg = (struct cmsghdr *)at;
-    cmsg->cmsg_level = SOL_UDP;
-    cmsg->cmsg_type = UDP_SEGMENT;
-    cmsg->cmsg_len = CMSG_LEN(sizeof segment_size);
-    memcpy(CMSG_DATA(cmsg), &segment_size, sizeof segment_size);
-    at += CMSG_SPACE(sizeof segment_size);
+    uint16_t segment_size = (uint16_t)record[3];  // record_sendable checked it fits
+    at = put_cmsg(at, SOL_UDP, UDP_SEGMENT, &segment_size, sizeof segment_size);
   }
   return (size_t)(at - (uint8_t *)control);
 }

@@ -12,6 +12,7 @@ import { NodeMetrics, serveMetrics } from './metrics.js';
 import { configureInterface, openTun } from './tun/index.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
+import { warmDataPath } from './warmup.js';
 
 export interface DaemonOptions extends DataPathSettings {
   interfaceName: string;
@@ -72,8 +73,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const mtu = options.mtu ?? DEFAULT_MTU;
     await configureInterface(tun.name, { addresses: options.addresses, mtu });
 
-    const tunnel = new Tunnel({
-      privateKey: options.privateKey,
+    const engineOptions = {
       randomBytes: secureRandomBytes,
       wallClockMs: Date.now,
       mtu,
@@ -81,7 +81,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
       reuseSendBuffers: options.batchedUdp,
       reuseActions: true, // Device.perform carries out every action before it calls the engine again
-    });
+    };
+    warmDataPath(engineOptions); // before the first packet, not during it
+    const tunnel = new Tunnel({ privateKey: options.privateKey, ...engineOptions });
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);
     const { host } = options.listen;

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // tunnelbyte-node: the exit-node daemon. `up` runs a standalone node from a wg-quick file; `run` runs
 // one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
+import './jit.js'; // first: sets how V8 compiles everything below
 import { readFile } from 'node:fs/promises';
 
 import { Command, CommanderError, Option } from 'commander';

@@ -296,7 +296,10 @@ export class HandshakeWorkers {
 
   private answered(thread: Thread, records: Uint8Array): void {
     const jobs = thread.sent.shift();
-    if (jobs === undefined) return;
+    if (jobs === undefined || this.closing) {
+      wipe(records); // the device is closing: nothing more is sent
+      return;
+    }
     thread.inFlight -= jobs.length;
     try {
       jobs.forEach((job, i) => {

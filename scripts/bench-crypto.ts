@@ -427,7 +427,9 @@ const cipherOnly = 1 / (1 / engine.seal + 1 / engine.open);
 const NODE_PEERS = 256; // each peer's initiations far more than 20 ms apart (the flood rule)
 // Initiations in flight: under the node's under-load backlog (16), so each is answered, none gets a cookie.
 const NODE_WINDOW = 12;
-const NODE_WARMUP_MS = 1_000;
+// Warm-up: every thread's JIT optimizes its own copy of the handshake code, which takes handshakes, not
+// time (a loaded machine gives a second little CPU).
+const NODE_WARMUP_HANDSHAKES = 3_000;
 const NODE_MAX_RATE = 4_000; // initiations made beforehand per measured second (making them costs DHs too)
 const NODE_BENCH = new URL('./bench-handshake-node.js', import.meta.url);
 // The machine's cores (this process may be pinned to one: availableParallelism() would say 1).
@@ -447,7 +449,7 @@ interface NodeHandshakes {
 /**
  * The node (scripts/bench-handshake-node.ts, a child process on every core) with `handshakeThreads`
  * workers (0: inline), and NODE_PEERS initiators here sending prebuilt initiations, NODE_WINDOW at a time,
- * for NODE_WARMUP_MS then SECONDS; counts the responses that come back.
+ * for NODE_WARMUP_HANDSHAKES then SECONDS; counts the responses that come back.
  */
 async function nodeHandshakes(handshakeThreads: number): Promise<NodeHandshakes> {
   const command = [process.execPath, fileURLToPath(NODE_BENCH)];
@@ -471,7 +473,7 @@ async function nodeHandshakes(handshakeThreads: number): Promise<NodeHandshakes>
   const views = initiators.map((initiator) => peerKeys(initiator, responder));
   const macs = new MacSender(responder);
   const initiations = Array.from(
-    { length: Math.ceil(NODE_MAX_RATE * (SECONDS + NODE_WARMUP_MS / 1000)) },
+    { length: NODE_WARMUP_HANDSHAKES + Math.ceil(NODE_MAX_RATE * SECONDS) },
     (_, k) => {
       const created = createInitiation(
         WIREGUARD,
@@ -526,7 +528,7 @@ async function nodeHandshakes(handshakeThreads: number): Promise<NodeHandshakes>
   }, 100);
   refill();
   const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-  await wait(NODE_WARMUP_MS);
+  while (responses < NODE_WARMUP_HANDSHAKES) await wait(50);
   tell('start');
   const start = { at: performance.now(), responses, lost };
   await wait(SECONDS * 1000);

@@ -14,6 +14,14 @@ import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
 import { warmDataPath } from './warmup.js';
 
+/**
+ * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
+ * node busy encrypting leaves it full, so every packet waits for all of it: with 8 MiB a ping beside one
+ * TCP stream took 22-28 ms (median), with 128 KiB 4-5 ms, as wireguard-go's own 3-7 ms in the same runs, at
+ * the same throughput (scripts/bench-tunnel's topology). TCP keeps a short queue full as well as a long one.
+ */
+const RECEIVE_BUFFER_BYTES = 128 * 1024;
+
 export interface DaemonOptions extends DataPathSettings {
   interfaceName: string;
   /** Interface addresses with their prefixes ('10.64.0.1/10'). */
@@ -90,6 +98,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const udpSettings = {
       ...(host !== undefined && { host }),
       batched: options.batchedUdp,
+      receiveBufferSize: RECEIVE_BUFFER_BYTES,
       offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
       offloadCounts: metrics.udpOffload,
       ...(options.log && { onNotice: options.log }),

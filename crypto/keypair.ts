@@ -26,12 +26,15 @@ export class Keypair {
   private readonly replay = new ReplayFilter();
   private sendCounter = 0;
   private zeroed = false;
+  /** With `exportKeys`: the keys until the I/O shell takes them (takeKeys) or the keypair is zeroed. */
+  private exported: TransportKeys | undefined;
 
   /**
    * Takes ownership of `keys` and wipes them once the ciphers hold their own copies.
    * @param localIndex the index the peer addresses us by (the handshake's, re-pointed to this keypair)
    * @param remoteIndex the index we address the peer by
    * @param createdAt monotonic ms of the handshake that derived it
+   * @param exportKeys keep the keys for takeKeys (transport messages sealed and opened by the I/O shell)
    */
   constructor(
     keys: TransportKeys,
@@ -39,10 +42,27 @@ export class Keypair {
     readonly remoteIndex: number,
     readonly createdAt: number,
     readonly isInitiator: boolean,
+    exportKeys = false,
   ) {
     this.send = createTransportCipher(keys.sendKey);
     this.receive = createTransportCipher(keys.receiveKey);
-    wipe(keys.sendKey, keys.receiveKey);
+    if (exportKeys) this.exported = keys;
+    else wipe(keys.sendKey, keys.receiveKey);
+  }
+
+  /**
+   * The transport keys, handed over once (then forgotten here): the caller copies them to whatever seals and
+   * opens for this keypair and wipes them. Undefined without exportKeys, after the first call, or once zeroed.
+   */
+  takeKeys(): TransportKeys | undefined {
+    const keys = this.exported;
+    this.exported = undefined;
+    return keys;
+  }
+
+  /** The next send counter (the nonce), consumed: for a message sealed elsewhere. The caller checked canSend. */
+  reserveCounter(): number {
+    return this.sendCounter++;
   }
 
   /** Messages sent so far with this keypair. */
@@ -82,7 +102,7 @@ export class Keypair {
    * counter; returns the message's length (transportLength). The caller checked canSend and the room.
    */
   seal(packet: Uint8Array, mtu: number, out: Uint8Array, offset = 0): number {
-    const counter = this.sendCounter++;
+    const counter = this.reserveCounter();
     return sealTransport(
       this.send,
       this.remoteIndex,
@@ -118,6 +138,8 @@ export class Keypair {
     this.zeroed = true;
     this.send.wipe();
     this.receive.wipe();
+    const keys = this.takeKeys();
+    if (keys !== undefined) wipe(keys.sendKey, keys.receiveKey);
   }
 }
 

@@ -73,7 +73,43 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export type TunnelAction =
   | { readonly kind: 'send'; readonly datagram: Uint8Array; readonly to: Endpoint }
   | { readonly kind: 'deliver'; readonly packet: Uint8Array; readonly peer: string } // peer = base64 public key
-  | { readonly kind: 'drop'; readonly reason: DropReason };
+  | { readonly kind: 'drop'; readonly reason: DropReason }
+  | SealAction
+  | OpenAction;
+
+/**
+ * With `transportCrypto`: seal `packet` under `counter` with the keypair's send key (messages.ts
+ * sealTransport) and send it to `to`. The counter is consumed and the message already counted in txBytes.
+ */
+export interface SealAction {
+  readonly kind: 'seal';
+  readonly keypair: Keypair;
+  readonly counter: number;
+  readonly packet: Uint8Array;
+  readonly to: Endpoint;
+  readonly peer: string;
+}
+
+/**
+ * With `transportCrypto`: open this transport message in place with the keypair's receive key and its own
+ * replay window, then hand it to Tunnel.transportOpened (or count the rejection as a drop).
+ */
+export interface OpenAction {
+  readonly kind: 'open';
+  readonly keypair: Keypair;
+  readonly datagram: Uint8Array;
+  readonly from: Endpoint;
+  readonly peer: string;
+}
+
+/**
+ * Transport messages sealed and opened by the I/O shell (nodes/threads), the rest stays here: the data path
+ * returns seal and open actions, keypairs keep their keys for Keypair.takeKeys, and `retired` is told of
+ * every keypair that leaves service so its keys are wiped wherever they were copied.
+ */
+export interface TransportCrypto {
+  retired(keypair: Keypair): void;
+}
 
 export interface TunnelOptions {
   privateKey: Uint8Array; // 32 bytes, clamped on input
@@ -97,10 +133,13 @@ export interface TunnelOptions {
    * then allocated per packet for them.
    */
   reuseActions?: boolean;
+  /** Seal and open transport messages outside the engine (see TransportCrypto). */
+  transportCrypto?: TransportCrypto;
 }
 
 type SendAction = { kind: 'send'; datagram: Uint8Array; to: Endpoint };
 type DeliverAction = { kind: 'deliver'; packet: Uint8Array; peer: string };
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 // A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
 const SEND_BUFFER_OVERHEAD = 64;
@@ -193,14 +232,23 @@ export class Tunnel {
   private readonly sendActions: SendAction[] = [];
   private readonly deliverActions: DeliverAction[] = [];
   private reusedCount = 0;
+  private readonly sealActions: Mutable<SealAction>[] = [];
+  private readonly openActions: Mutable<OpenAction>[] = [];
   private sendActionsUsed = 0;
   private deliverActionsUsed = 0;
+  private sealActionsUsed = 0;
+  private openActionsUsed = 0;
+  private readonly transportCrypto: TransportCrypto | undefined;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
   private readonly allowedIps = new AllowedIps<Peer>();
   private readonly timerQueue = new DeadlineQueue<Peer>((peer) => peer.timers.nextDeadline());
   private readonly peerTimers: PeerTimersOptions<Peer>;
-  private readonly releaseIndex = (index: number) => void this.indices.delete(index);
+  private readonly releaseIndex = (index: number): void => {
+    const keypair = this.indices.get(index)?.keypair;
+    if (keypair !== undefined) this.transportCrypto?.retired(keypair);
+    this.indices.delete(index);
+  };
   private lastUnderLoadAt = -Infinity;
 
   constructor(options: TunnelOptions) {
@@ -214,6 +262,7 @@ export class Tunnel {
     this.decryptInPlace = options.decryptInPlace ?? false;
     this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
     this.reusedActions = options.reuseActions ? [] : undefined;
+    this.transportCrypto = options.transportCrypto;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
     this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
@@ -548,7 +597,8 @@ export class Tunnel {
     peer.clearHandshake();
     const entry: { peer: Peer; keypair: Keypair | undefined } = { peer, keypair: undefined };
     const localIndex = this.indices.allocate(entry);
-    entry.keypair = new Keypair(answer.keys, localIndex, senderIndex, now, false);
+    const exportKeys = this.transportCrypto !== undefined;
+    entry.keypair = new Keypair(answer.keys, localIndex, senderIndex, now, false, exportKeys);
     peer.keypairs.installAsResponder(entry.keypair);
 
     const datagram = writeResponse({
@@ -587,6 +637,7 @@ export class Tunnel {
       message.senderIndex,
       now,
       true,
+      this.transportCrypto !== undefined,
     );
     // The handshake's index now names the keypair: the peer keeps addressing us by it.
     this.indices.repoint(localIndex, { peer, keypair });
@@ -616,15 +667,49 @@ export class Tunnel {
     const keypair = entry?.keypair;
     if (keypair === undefined) return this.dropped('unknown_index');
     if (!keypair.canReceive(now)) return this.dropped('keypair_expired');
+    if (this.transportCrypto !== undefined) {
+      const actions = this.dataPathActions();
+      this.add(actions, this.openAction(keypair, datagram, from, entry!.peer.name));
+      return this.finished(actions);
+    }
     // Opening is in place: into a copy unless the caller gave the datagram up (decryptInPlace).
     const message = this.decryptInPlace ? datagram : datagram.slice();
     const opened = keypair.open(message);
     if (opened === 'decrypt_failed') return this.dropped('decrypt_failed');
     if (opened === 'replay') return this.dropped('replay');
+    return this.transportAuthenticated(entry!.peer, keypair, message, opened, from, now);
+  }
 
-    const peer = entry!.peer;
+  /**
+   * With transportCrypto: an open action's message authenticated and passed its keypair's replay window,
+   * opened in place (its padded plaintext is message[16 .. 16 + plainLength)). Carries on as decapsulate
+   * would; a delivered packet is a view into `message`.
+   */
+  transportOpened(
+    keypair: Keypair,
+    message: Uint8Array,
+    plainLength: number,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] {
+    this.beginCall();
+    const entry = this.indices.get(keypair.localIndex);
+    // Retired while it was being opened: its session is gone, as if the message had come a moment later.
+    if (entry?.keypair !== keypair) return this.dropped('keypair_expired');
+    return this.transportAuthenticated(entry.peer, keypair, message, plainLength, from, now);
+  }
+
+  /** Receiving a transport message after it authenticated: rotation, timers, cryptokey routing. */
+  private transportAuthenticated(
+    peer: Peer,
+    keypair: Keypair,
+    message: Uint8Array,
+    opened: number,
+    from: Endpoint,
+    now: number,
+  ): TunnelAction[] {
     const actions = this.dataPathActions();
-    this.authenticatedReceived(peer, from, datagram.length, now);
+    this.authenticatedReceived(peer, from, message.length, now);
     if (peer.keypairs.receivedWith(keypair)) {
       this.handshakeComplete(peer);
       this.sendStaged(peer, now, actions);
@@ -759,7 +844,13 @@ export class Tunnel {
     now: number,
     actions: TunnelAction[],
   ): void {
-    this.send(peer, this.sealed(keypair, packet), now, actions);
+    if (this.transportCrypto !== undefined) {
+      const counter = keypair.reserveCounter();
+      this.add(actions, this.sealAction(keypair, counter, packet, peer.endpoint!, peer.name));
+      this.sent(peer, transportLength(packet.length, this.mtu), now);
+    } else {
+      this.send(peer, this.sealed(keypair, packet), now, actions);
+    }
     if (packet.length !== 0) peer.timers.dataSent(now);
   }
 
@@ -768,6 +859,8 @@ export class Tunnel {
     this.sendBuffersUsed = 0;
     this.sendActionsUsed = 0;
     this.deliverActionsUsed = 0;
+    this.sealActionsUsed = 0;
+    this.openActionsUsed = 0;
   }
 
   /**
@@ -812,6 +905,46 @@ export class Tunnel {
     return action;
   }
 
+  private sealAction(
+    keypair: Keypair,
+    counter: number,
+    packet: Uint8Array,
+    to: Endpoint,
+    peer: string,
+  ): SealAction {
+    if (this.reusedActions === undefined) return { kind: 'seal', keypair, counter, packet, to, peer };
+    const action = (this.sealActions[this.sealActionsUsed++] ??= {
+      kind: 'seal',
+      keypair,
+      counter,
+      packet,
+      to,
+      peer,
+    });
+    action.keypair = keypair;
+    action.counter = counter;
+    action.packet = packet;
+    action.to = to;
+    action.peer = peer;
+    return action;
+  }
+
+  private openAction(keypair: Keypair, datagram: Uint8Array, from: Endpoint, peer: string): OpenAction {
+    if (this.reusedActions === undefined) return { kind: 'open', keypair, datagram, from, peer };
+    const action = (this.openActions[this.openActionsUsed++] ??= {
+      kind: 'open',
+      keypair,
+      datagram,
+      from,
+      peer,
+    });
+    action.keypair = keypair;
+    action.datagram = datagram;
+    action.from = from;
+    action.peer = peer;
+    return action;
+  }
+
   /** `packet` sealed as a transport message: into the next free reused buffer with reuseSendBuffers. */
   private sealed(keypair: Keypair, packet: Uint8Array): Uint8Array {
     const pool = this.sendBuffers;
@@ -846,7 +979,12 @@ export class Tunnel {
   /** Every authenticated message we send goes through here: counters and the send-side timers. */
   private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
     this.add(actions, this.sendAction(datagram, peer.endpoint!));
-    peer.txBytes += datagram.length;
+    this.sent(peer, datagram.length, now);
+  }
+
+  /** Counters and send-side timers of an authenticated message of `size` bytes on its way to the peer. */
+  private sent(peer: Peer, size: number, now: number): void {
+    peer.txBytes += size;
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
   }

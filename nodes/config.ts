@@ -1,5 +1,6 @@
 // Command-line values of `tunnelbyte-node`, checked once at start into typed settings. Each check
 // returns a one-line message instead of throwing, so main.ts can print it and exit with a usage error.
+import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 
 import { formatPrefix, maskPrefix, parseIpAddress, parsePrefix, type IpPrefix } from '../crypto/ipaddr.js';
@@ -21,7 +22,7 @@ export interface UpSettings extends DataPathSettings {
 
 /**
  * How the data path runs; `up` and `run` both take it (`--batch on|off`, env TB_BATCH; `--offload on|off`,
- * env TB_OFFLOAD).
+ * env TB_OFFLOAD; `--threads N`, env TB_THREADS).
  */
 export interface DataPathSettings {
   /** UDP through the addon (recvmmsg/sendmmsg, sticky source address), or Node's dgram. */
@@ -31,7 +32,11 @@ export interface DataPathSettings {
    * the batched UDP socket for UDP GSO and GRO (nodes/udp.ts).
    */
   offload: boolean;
+  /** Threads of the data path: 1 seals and opens on the main thread, N adds N crypto threads (nodes/threads). */
+  threads: number;
 }
+
+export const MAX_THREADS = 64;
 
 export const ON_OFF = ['on', 'off'] as const;
 
@@ -39,17 +44,23 @@ export const ON_OFF = ['on', 'off'] as const;
 export interface DataPathArguments {
   batch?: string;
   offload?: string;
-}
-
-/** Every mode defaults on. */
-export function dataPathSettings(args: DataPathArguments): DataPathSettings {
-  return { batchedUdp: args.batch !== 'off', offload: args.offload !== 'off' };
+  threads?: string;
 }
 
 export type Checked<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string };
 const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
 const bad = (message: string): { ok: false; message: string } => ({ ok: false, message });
+
+/** Every mode defaults on; threads default to the machine's cores. */
+export function dataPathSettings(args: DataPathArguments): Checked<DataPathSettings> {
+  const threads = args.threads === undefined ? availableParallelism() : Number(args.threads);
+  if (!/^[0-9]+$/.test(args.threads ?? '1') || threads < 1 || threads > MAX_THREADS)
+    return bad(
+      `--threads must be a whole number from 1 to ${MAX_THREADS}, not '${args.threads?.slice(0, 32)}'`,
+    );
+  return ok({ batchedUdp: args.batch !== 'off', offload: args.offload !== 'off', threads });
+}
 
 // Linux IFNAMSIZ is 16 with the NUL; wg-quick allows this character set.
 const INTERFACE_NAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
@@ -97,11 +108,13 @@ export function checkUpArguments(args: UpArguments): Checked<UpSettings> {
   const name =
     args.interface === undefined ? interfaceNameFromFile(args.config) : checkInterfaceName(args.interface);
   if (!name.ok) return name;
+  const dataPath = dataPathSettings(args);
+  if (!dataPath.ok) return dataPath;
   const settings: UpSettings = {
     configFile: args.config,
     interfaceName: name.value,
     egress: egress as Egress,
-    ...dataPathSettings(args),
+    ...dataPath.value,
   };
   if (args.metrics !== undefined) {
     const metrics = parseHostPort(args.metrics);

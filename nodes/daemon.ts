@@ -10,6 +10,7 @@ import type { DataPathSettings, HostPort } from './config.js';
 import { Device, secureRandomBytes } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
 import { configureInterface, openTun } from './tun/index.js';
+import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
 import { warmDataPath } from './warmup.js';
@@ -32,7 +33,10 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
-  /** One-line notices while running (a kernel refusing UDP GSO, a handshake worker that died). */
+  /**
+   * One-line notices while running (a kernel refusing UDP GSO, a handshake worker or a crypto thread
+   * that died).
+   */
   log?: (line: string) => void;
   /**
    * Worker threads that answer handshake initiations (nodes/handshakes.ts); 0 answers them on the data
@@ -48,6 +52,8 @@ export interface Daemon {
   readonly interfaceName: string;
   /** The TUN offload mode the kernel agreed to ("on (TSO4, TSO6, checksum)", "off"...). */
   readonly offload: string;
+  /** Threads of the data path (1: the main thread alone). */
+  readonly threads: number;
   readonly device: Device;
   readonly publicKey: Uint8Array;
   readonly listenPort: number;
@@ -55,7 +61,7 @@ export interface Daemon {
   readonly metricsPort?: number;
   /**
    * Resolves with an exit code once the daemon should stop: 0 when its UAPI socket is removed, 1 when the
-   * interface fails, or the code given to stop().
+   * interface fails or a crypto thread dies, or the code given to stop().
    */
   readonly stopped: Promise<number>;
   stop(code: number): void;
@@ -70,6 +76,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const close = async () => {
     for (const step of cleanups.splice(0).reverse()) await step();
   };
+  let stop: (code: number) => void = () => undefined;
+  const stopped = new Promise<number>((resolve) => (stop = resolve));
   try {
     const tun = openTun(options.interfaceName, { offload: options.offload });
     let tunClosed = false;
@@ -81,6 +89,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const mtu = options.mtu ?? DEFAULT_MTU;
     await configureInterface(tun.name, { addresses: options.addresses, mtu });
 
+    // A crypto thread that dies takes its peers' keys with it: the node stops (exit 1) for its supervisor.
+    const threads =
+      options.threads > 1
+        ? await CryptoThreads.start(options.threads, mtu, (line) => {
+            options.log?.(line);
+            stop(1);
+          })
+        : undefined;
+    if (threads) cleanups.push(() => threads.close());
     const engineOptions = {
       randomBytes: secureRandomBytes,
       wallClockMs: Date.now,
@@ -91,7 +108,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       reuseActions: true, // Device.perform carries out every action before it calls the engine again
     };
     warmDataPath(engineOptions); // before the first packet, not during it
-    const tunnel = new Tunnel({ privateKey: options.privateKey, ...engineOptions });
+    const tunnel = new Tunnel({
+      privateKey: options.privateKey,
+      ...engineOptions,
+      ...(threads && { transportCrypto: threads }),
+    });
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);
     const { host } = options.listen;
@@ -107,16 +128,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       tunnel,
       privateKey: options.privateKey,
       packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
-      openUdp: (udpOptions) => openUdp({ ...udpOptions, ...udpSettings }),
+      openUdp: async (udpOptions) => {
+        const udp = await openUdp({ ...udpOptions, ...udpSettings });
+        // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that.
+        if (!threads || options.batchedUdp) return udp;
+        return { ...udp, send: (datagram, to) => udp.send(datagram.slice(), to) };
+      },
       listenPort: options.listen.port,
       metrics,
       handshakeThreads: options.handshakeThreads ?? (availableParallelism() > 1 ? availableParallelism() : 0),
+      ...(threads && { threads }),
     });
     cleanups.push(() => device.close());
     await options.configure?.(device, tun.name);
 
-    let stop: (code: number) => void = () => undefined;
-    const stopped = new Promise<number>((resolve) => (stop = resolve));
     const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => stop(0) });
     cleanups.push(() => uapi.close());
     tun.onError(() => stop(1));
@@ -136,6 +161,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return {
       interfaceName: tun.name,
       offload: tun.offload.description,
+      threads: options.threads,
       device,
       publicKey: tunnel.publicKey,
       listenPort: device.listenPort,
@@ -154,15 +180,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
 /**
  * The line a daemon prints once it serves:
- * `NAME up[, who], UDP port N, UAPI PATH, offload MODE[, metrics port M]`.
+ * `NAME up[, who], UDP port N, UAPI PATH, offload MODE, threads N[, metrics port M]`.
  */
 export function readyLine(
-  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'offload' | 'metricsPort'>,
+  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'offload' | 'threads' | 'metricsPort'>,
   who?: string,
 ): string {
   return (
     `tunnelbyte-node: ${daemon.interfaceName} up${who === undefined ? '' : `, ${who}`}, ` +
-    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}, offload ${daemon.offload}` +
+    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}, offload ${daemon.offload}, threads ${daemon.threads}` +
     (daemon.metricsPort === undefined ? '' : `, metrics port ${daemon.metricsPort}`) +
     '\n'
   );

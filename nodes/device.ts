@@ -14,6 +14,7 @@ import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import { HandshakeWorkers } from './handshakes.js';
 import type { NodeMetrics } from './metrics.js';
+import type { CryptoThreads } from './threads/pool.js';
 import { monotonicNow, TimerScheduler } from './scheduler.js';
 import type { UdpEndpoint, UdpOptions, UdpTransport } from './udp.js';
 import type { UapiDevice, UapiDeviceStatus } from './uapi-protocol.js';
@@ -41,6 +42,8 @@ export interface DeviceOptions {
   handshakeThreads?: number;
   /** The compiled handshake worker, for callers that do not run from dist/ (tests). */
   handshakeWorkerUrl?: URL;
+  /** The crypto threads the engine's seal and open actions go to (the engine made with them). */
+  threads?: CryptoThreads;
 }
 
 export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
@@ -56,6 +59,7 @@ export class Device implements UapiDevice {
   private udp: UdpTransport | undefined;
   private handshakesThisTurn = 0;
   private readonly deliveries: Uint8Array[] = [];
+  private readonly threads: CryptoThreads | undefined;
   private readonly handshakes: HandshakeWorkers | undefined;
   private failure: Error | undefined;
   private failureListener: ((error: Error) => void) | undefined;
@@ -69,6 +73,20 @@ export class Device implements UapiDevice {
     this.metrics = options.metrics;
     this.clock = options.clock ?? monotonicNow;
     this.scheduler = new TimerScheduler(this.tunnel, (actions) => this.perform(actions), this.clock);
+    this.threads = options.threads;
+    this.threads?.attach({
+      sealed: (datagram, to) => {
+        this.metrics?.datagram('tx', datagram);
+        this.udp?.send(datagram, to);
+      },
+      opened: (keypair, message, plainLength, from) =>
+        this.perform(this.tunnel.transportOpened(keypair, message, plainLength, from, this.clock())),
+      rejected: (reason) => this.metrics?.drop(reason),
+      flushed: () => {
+        this.writeDeliveries(); // they are views into the ring, whose space is reused next
+        this.scheduler.rearmSoon();
+      },
+    });
     if (options.handshakeThreads) {
       this.handshakes = new HandshakeWorkers({
         threads: options.handshakeThreads,
@@ -135,6 +153,7 @@ export class Device implements UapiDevice {
     // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before
     // decapsulate returns; handshake messages (rare) are copied, so no handshake state can alias it.
     const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
+    this.threads?.makeRoom(datagram.length);
     this.perform(this.tunnel.decapsulate(owned, from, now));
     this.scheduler.rearmSoon();
   }
@@ -144,6 +163,7 @@ export class Device implements UapiDevice {
     const now = this.clock();
     for (const packet of batch) {
       this.metrics?.innerPacket('tx', packet);
+      this.threads?.makeRoom(packet.length);
       this.perform(this.tunnel.encapsulate(packet, now));
     }
     this.scheduler.rearmSoon();
@@ -163,6 +183,12 @@ export class Device implements UapiDevice {
         case 'drop':
           this.metrics?.drop(action.reason);
           break;
+        case 'seal':
+          if (!this.threads?.seal(action)) this.metrics?.drop('queue_full');
+          break;
+        case 'open':
+          if (!this.threads?.open(action)) this.metrics?.drop('queue_full');
+          break;
       }
     }
   }
@@ -171,7 +197,7 @@ export class Device implements UapiDevice {
   // done: one native call per UDP batch. They may be views into the UDP batch's buffer, which is reused
   // only after this turn's microtasks ran.
   private readonly writeDeliveries = (): void => {
-    if (!this.closed) this.packets.writeMany(this.deliveries);
+    if (!this.closed && this.deliveries.length > 0) this.packets.writeMany(this.deliveries);
     this.deliveries.length = 0;
   };
 
@@ -232,7 +258,7 @@ export class Device implements UapiDevice {
   }
 
   removeAllPeers(): void {
-    for (const peer of this.tunnel.peers()) this.tunnel.removePeer(peer.publicKey);
+    for (const peer of this.tunnel.peers()) this.removePeerOnly(peer.publicKey);
     this.handshakes?.removeAllPeers();
     this.scheduler.rearm();
   }
@@ -244,9 +270,14 @@ export class Device implements UapiDevice {
   }
 
   removePeer(publicKey: Uint8Array): void {
-    this.tunnel.removePeer(publicKey);
+    this.removePeerOnly(publicKey);
     this.handshakes?.removePeer(publicKey);
     this.scheduler.rearm();
+  }
+
+  private removePeerOnly(publicKey: Uint8Array): void {
+    if (this.tunnel.removePeer(publicKey))
+      this.threads?.peerRemoved(Buffer.from(publicKey).toString('base64'));
   }
 
   /** One initiation to a peer at an endpoint kept from before a restart (Tunnel.resumeHandshake). */

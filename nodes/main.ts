@@ -3,6 +3,7 @@
 // one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
 import './jit.js'; // first: sets how V8 compiles everything below
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 
 import { Command, CommanderError, Option } from 'commander';
 
@@ -74,6 +75,12 @@ const dataPathOptions = (command: Command): Command =>
         .choices(ON_OFF)
         .env('TB_OFFLOAD')
         .default('on'),
+    )
+    .addOption(
+      new Option(
+        '--threads <n>',
+        `threads of the data path: 1 seals and opens on the main thread, N > 1 adds N crypto threads (default: the machine's cores, ${availableParallelism()})`,
+      ).env('TB_THREADS'),
     );
 
 async function runUp(args: UpArguments): Promise<number> {

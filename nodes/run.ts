@@ -130,6 +130,8 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
     if (!parseIpAddress(ip).ok) return bad(`--egress-ip '${ip.slice(0, 64)}' is not an IP address`);
   // Without --egress-ip, a numeric endpoint is the best guess of where this node's traffic leaves from.
   if (egressIps.length === 0 && parseIpAddress(endpointHost).ok) egressIps.push(endpointHost);
+  const dataPath = dataPathSettings(args);
+  if (!dataPath.ok) return dataPath;
 
   const settings: RunSettings = {
     broker: broker.toString(),
@@ -145,7 +147,7 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
     egressIps,
     nat: args.nat === true,
     drainTimeoutMs: drain * 1000,
-    ...dataPathSettings(args),
+    ...dataPath.value,
   };
   if (args.metrics !== undefined) {
     const metrics = parseHostPort(args.metrics);
@@ -307,6 +309,7 @@ export async function startAgentNode(
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
     offload: settings.offload,
+    threads: settings.threads,
     log: say,
   });
   try {

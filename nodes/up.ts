@@ -42,6 +42,7 @@ export async function up(
     metrics: settings.metrics,
     batchedUdp: settings.batchedUdp,
     offload: settings.offload,
+    threads: settings.threads,
     log: warn,
     configure: async (device, name) => {
       for (const peer of config.peers) {

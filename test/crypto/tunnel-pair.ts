@@ -1,7 +1,25 @@
 // Two Tunnels in memory, wired back to back: the 'send' actions of one are fed into the other's
 // decapsulate. A manual monotonic clock and seeded randomness make every run identical.
-import { type Endpoint, Tunnel, type TunnelAction } from '../../crypto/tunnel.js';
-import { clamp, publicKey } from '../../crypto/primitives.js';
+import type { TransportAEAD } from '../../crypto/aead.js';
+import { DEFAULT_MTU } from '../../crypto/constants.js';
+import type { Keypair } from '../../crypto/keypair.js';
+import {
+  openTransport,
+  sealTransport,
+  transportCounterHigh,
+  transportCounterLow,
+  transportLength,
+} from '../../crypto/messages.js';
+import { clamp, createTransportCipher, publicKey, wipe } from '../../crypto/primitives.js';
+import { ReplayFilter } from '../../crypto/replay.js';
+import {
+  type Endpoint,
+  type OpenAction,
+  type SealAction,
+  type TransportCrypto,
+  Tunnel,
+  type TunnelAction,
+} from '../../crypto/tunnel.js';
 
 /** A deterministic byte source (xorshift32); not for real keys, only for repeatable tests. */
 export function seededRandom(seed: number): (length: number) => Uint8Array {
@@ -49,6 +67,81 @@ export function ipv6Packet(source: Uint8Array, destination: Uint8Array, length =
   return packet;
 }
 
+/**
+ * The I/O shell's half of TunnelOptions.transportCrypto done inline, as a crypto thread does it
+ * (nodes/threads/worker.ts): keys taken once per keypair, sealing under the engine's counters, opening
+ * with a replay window of its own, keys wiped when the engine retires the keypair.
+ */
+export class InlineTransportCrypto implements TransportCrypto {
+  /** Local indices of retired keypairs, in order. */
+  readonly retiredIndices: number[] = [];
+  /** Every counter sealed under, per keypair local index, in order. */
+  readonly sealedCounters = new Map<number, number[]>();
+  private readonly sessions = new Map<
+    Keypair,
+    { send: TransportAEAD; receive: TransportAEAD; replay: ReplayFilter }
+  >();
+
+  retired(keypair: Keypair): void {
+    this.retiredIndices.push(keypair.localIndex);
+    const session = this.sessions.get(keypair);
+    session?.send.wipe();
+    session?.receive.wipe();
+    this.sessions.delete(keypair);
+  }
+
+  get liveSessions(): number {
+    return this.sessions.size;
+  }
+
+  private session(keypair: Keypair) {
+    let session = this.sessions.get(keypair);
+    if (session === undefined) {
+      const keys = keypair.takeKeys();
+      if (keys === undefined) return undefined;
+      session = {
+        send: createTransportCipher(keys.sendKey),
+        receive: createTransportCipher(keys.receiveKey),
+        replay: new ReplayFilter(),
+      };
+      wipe(keys.sendKey, keys.receiveKey);
+      this.sessions.set(keypair, session);
+    }
+    return session;
+  }
+
+  seal(action: SealAction): Uint8Array | undefined {
+    const session = this.session(action.keypair);
+    if (session === undefined) return undefined;
+    const counters = this.sealedCounters.get(action.keypair.localIndex) ?? [];
+    counters.push(action.counter);
+    this.sealedCounters.set(action.keypair.localIndex, counters);
+    const high = Math.floor(action.counter / 0x1_0000_0000);
+    const datagram = new Uint8Array(transportLength(action.packet.length, DEFAULT_MTU));
+    sealTransport(
+      session.send,
+      action.keypair.remoteIndex,
+      high,
+      action.counter >>> 0,
+      action.packet,
+      DEFAULT_MTU,
+      datagram,
+    );
+    return datagram;
+  }
+
+  /** Opens a copy in place: the copy and its padded plaintext's length (at [16 ..)), or a rejection. */
+  open(action: OpenAction): { message: Uint8Array; length: number } | 'decrypt_failed' | 'replay' {
+    const session = this.session(action.keypair);
+    if (session === undefined) return 'decrypt_failed';
+    const datagram = action.datagram.slice(); // the pair records what was sent
+    const [high, low] = [transportCounterHigh(datagram), transportCounterLow(datagram)];
+    const opened = openTransport(session.receive, datagram, high, low);
+    if (opened < 0) return 'decrypt_failed';
+    return session.replay.validate(high, low) ? { message: datagram, length: opened } : 'replay';
+  }
+}
+
 export type Side = 'a' | 'b';
 export const other = (side: Side): Side => (side === 'a' ? 'b' : 'a');
 
@@ -74,6 +167,8 @@ export interface PairOptions {
   aReusesSendBuffers?: boolean;
   /** Both tunnels reuse their data-path results (TunnelOptions.reuseActions). */
   reuseActions?: boolean;
+  /** B's transport messages are sealed and opened outside its engine (TunnelOptions.transportCrypto). */
+  bTransportCrypto?: boolean;
 }
 
 export class TunnelPair {
@@ -91,6 +186,8 @@ export class TunnelPair {
   linkUp = true;
   /** Every datagram either side sent: when, who, how big. */
   readonly log: { at: number; side: Side; size: number }[] = [];
+  /** With bTransportCrypto: what seals and opens B's transport messages. */
+  readonly bCrypto: InlineTransportCrypto | undefined;
 
   constructor(options: PairOptions = {}) {
     const random = seededRandom(options.seed ?? 0x5eed);
@@ -111,7 +208,12 @@ export class TunnelPair {
       reuseSendBuffers: options.aReusesSendBuffers ?? false,
       ...common,
     });
-    this.b = new Tunnel({ privateKey: this.keys.b.privateKey, ...common });
+    this.bCrypto = options.bTransportCrypto ? new InlineTransportCrypto() : undefined;
+    this.b = new Tunnel({
+      privateKey: this.keys.b.privateKey,
+      ...common,
+      ...(this.bCrypto && { transportCrypto: this.bCrypto }),
+    });
     const psk = options.presharedKey;
     this.a.upsertPeer(
       this.keys.b.publicKey,
@@ -175,20 +277,39 @@ export class TunnelPair {
     const queue: { side: Side; actions: TunnelAction[] }[] = [{ side, actions: copied(actions) }];
     for (let step = 0; step < 10_000 && queue.length > 0; step++) {
       const { side: at, actions: batch } = queue.shift()!;
+      const send = (datagram: Uint8Array, to: Endpoint) => {
+        result.sent[at].push({ datagram, to });
+        this.log.push({ at: this.now, side: at, size: datagram.length });
+        if (!this.linkUp) return;
+        const receiver = other(at);
+        queue.push({
+          side: receiver,
+          actions: copied(this.tunnel(receiver).decapsulate(datagram, this.endpoints[at], this.now)),
+        });
+      };
       for (const action of batch) {
         if (action.kind === 'send') {
-          result.sent[at].push({ datagram: action.datagram, to: action.to });
-          this.log.push({ at: this.now, side: at, size: action.datagram.length });
-          if (!this.linkUp) continue;
-          const to = other(at);
-          queue.push({
-            side: to,
-            actions: copied(this.tunnel(to).decapsulate(action.datagram, this.endpoints[at], this.now)),
-          });
+          send(action.datagram, action.to);
         } else if (action.kind === 'deliver') {
           result.delivered[at].push(action.packet);
-        } else {
+        } else if (action.kind === 'drop') {
           result.drops[at].push(action.reason);
+        } else if (action.kind === 'seal') {
+          const datagram = this.bCrypto!.seal(action);
+          if (datagram === undefined) result.drops[at].push('keypair_expired');
+          else send(datagram, action.to);
+        } else {
+          const opened = this.bCrypto!.open(action);
+          if (typeof opened === 'string') result.drops[at].push(opened);
+          else {
+            const { message, length } = opened;
+            queue.push({
+              side: at,
+              actions: copied(
+                this.tunnel(at).transportOpened(action.keypair, message, length, action.from, this.now),
+              ),
+            });
+          }
         }
       }
     }

@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 import fc from 'fast-check';
 
 import { checkUpArguments, interfaceNameFromFile, parseHostPort, routesFor } from '../../nodes/config.js';
@@ -23,7 +25,7 @@ describe('parseHostPort', () => {
 });
 
 describe('checkUpArguments', () => {
-  test('defaults: tun egress, interface named after the file, batched UDP, offload on', () => {
+  test('defaults: tun egress, interface named after the file, batched UDP, offload on, a thread per core', () => {
     expect(checkUpArguments({ config: '/etc/wireguard/wg0.conf' })).toEqual({
       ok: true,
       value: {
@@ -32,6 +34,7 @@ describe('checkUpArguments', () => {
         egress: 'tun',
         batchedUdp: true,
         offload: true,
+        threads: availableParallelism(),
       },
     });
   });
@@ -41,6 +44,13 @@ describe('checkUpArguments', () => {
     [2, { config: 'a-very-long-interface-name.conf' }, /pass --interface NAME/],
     [3, { config: 'wg0.conf', interface: 'bad name' }, /invalid interface name/],
     [4, { config: 'wg0.conf', metrics: 'nowhere' }, /^--metrics: /],
+    [5, { config: 'wg0.conf', threads: '0' }, /^--threads must be a whole number from 1 to 64, not '0'$/],
+    [6, { config: 'wg0.conf', threads: '65' }, /^--threads must be a whole number from 1 to 64/],
+    [7, { config: 'wg0.conf', threads: '1.5' }, /^--threads must be a whole number from 1 to 64/],
+    [8, { config: 'wg0.conf', threads: 'two' }, /^--threads must be a whole number from 1 to 64/],
+    [9, { config: 'wg0.conf', threads: '' }, /^--threads must be a whole number from 1 to 64/],
+    [10, { config: 'wg0.conf', threads: '-1' }, /^--threads must be a whole number from 1 to 64/],
+    [11, { config: 'wg0.conf', threads: ' 2' }, /^--threads must be a whole number from 1 to 64/],
   ];
   test.each(refusals)('refusal #%i', (_n, args, message) => {
     const checked = checkUpArguments(args);
@@ -55,6 +65,7 @@ describe('checkUpArguments', () => {
       metrics: '[::1]:0',
       batch: 'off',
       offload: 'off',
+      threads: '3',
     });
     expect(checked).toEqual({
       ok: true,
@@ -65,6 +76,7 @@ describe('checkUpArguments', () => {
         metrics: { host: '::1', port: 0 },
         batchedUdp: false,
         offload: false,
+        threads: 3,
       },
     });
   });

@@ -6,10 +6,11 @@ import { inspect } from 'node:util';
 
 import nacl from 'tweetnacl';
 
-import { UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
+import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { Device, secureRandomBytes, type PacketIo } from '../../nodes/device.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
+import { CryptoThreads } from '../../nodes/threads/pool.js';
 import { openUdp, type UdpTransport } from '../../nodes/udp.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -52,20 +53,38 @@ interface Node {
   metrics: NodeMetrics;
   privateKey: Uint8Array;
   publicKey: Uint8Array;
+  threads: CryptoThreads | undefined;
+  /** The device, then its crypto threads. */
+  close(): Promise<void>;
 }
 
 // The compiled handshake worker: a worker thread runs JavaScript, not these TypeScript sources.
 const HANDSHAKE_WORKER = new URL('../../dist/nodes/handshake-worker.js', import.meta.url);
 
-/** How a device answers initiations: on its own thread, or through two handshake workers. */
-const HANDSHAKE_MODES = [
-  ['inline', 0],
-  ['handshake workers', 2],
+/**
+ * How a device runs: initiations answered on its own thread or by two handshake workers; transport
+ * messages sealed and opened on the main thread (1) or in crypto threads.
+ */
+const MODES = [
+  ['handshakes inline, 1 thread', 0, 1],
+  ['handshake workers, 1 thread', 2, 1],
+  ['handshakes inline, 2 crypto threads', 0, 2],
 ] as const;
 
-async function startNode(handshakeThreads = 0): Promise<Node> {
+async function startNode(handshakeThreads = 0, threads = 1): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
-  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+  const crypto =
+    threads > 1
+      ? await CryptoThreads.start(threads, DEFAULT_MTU, (line) => {
+          throw new Error(line);
+        })
+      : undefined;
+  const tunnel = new Tunnel({
+    privateKey,
+    randomBytes: secureRandomBytes,
+    wallClockMs: Date.now,
+    ...(crypto && { transportCrypto: crypto }),
+  });
   const packets = new ChannelPackets();
   const metrics = new NodeMetrics(tunnel);
   const device = await Device.start({
@@ -77,8 +96,13 @@ async function startNode(handshakeThreads = 0): Promise<Node> {
     openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
     handshakeThreads,
     handshakeWorkerUrl: HANDSHAKE_WORKER,
+    ...(crypto && { threads: crypto }),
   });
-  return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey };
+  const close = async () => {
+    await device.close();
+    await crypto?.close();
+  };
+  return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey, threads: crypto, close };
 }
 
 /** A counter's sample for `labels` (as the exposition prints them): 0 before its first count. */
@@ -113,12 +137,12 @@ function strangerInitiation(to: Node, port: number): Uint8Array {
   return initiation.datagram;
 }
 
-describe.each(HANDSHAKE_MODES)('Device, handshakes %s', (_, handshakeThreads) => {
+describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
   let a: Node;
   let b: Node;
 
   beforeEach(async () => {
-    [a, b] = await Promise.all([startNode(handshakeThreads), startNode(handshakeThreads)]);
+    [a, b] = await Promise.all([startNode(handshakeThreads, threads), startNode(handshakeThreads, threads)]);
     a.device.upsertPeer(b.publicKey, {
       allowedIps: ['10.0.0.2/32'],
       endpoint: { address: '127.0.0.1', port: b.device.listenPort },
@@ -126,7 +150,7 @@ describe.each(HANDSHAKE_MODES)('Device, handshakes %s', (_, handshakeThreads) =>
     b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
   });
   afterEach(async () => {
-    await Promise.all([a.device.close(), b.device.close()]);
+    await Promise.all([a.close(), b.close()]);
   });
 
   test('packets cross both ways and the byte counters of the two ends agree', async () => {
@@ -298,7 +322,7 @@ describe.each(HANDSHAKE_MODES)('Device, handshakes %s', (_, handshakeThreads) =>
     expect(b.packets.written).toEqual([]);
 
     const port = a.device.listenPort;
-    await a.device.close();
+    await a.close();
     expect(a.packets.closed).toBe(true);
     const rebound = await openUdp({ port, host: '127.0.0.1' });
     await rebound.close();
@@ -350,4 +374,81 @@ test('a handshake worker that dies is reported once and the device still closes'
   await new Promise((resolve) => setTimeout(resolve, 100)); // the second worker's exit too
   expect(failures).toEqual(['a handshake worker exited (code 3)']);
   await device.close();
+});
+
+describe('per-peer order with crypto threads', () => {
+  // A node with two crypto threads serves four peers at once, two on each thread; each sends numbered
+  // packets through it and the node sends numbered packets back. Within each peer, in both directions,
+  // every packet arrives once and in the order it was sent.
+  const PEERS = 4;
+  const PACKETS = 400;
+  const numbered = (source: string, destination: string, n: number) => {
+    const payload = new Uint8Array(200 + (n % 300));
+    payload[0] = n >> 8;
+    payload[1] = n & 0xff;
+    return ipv4(source, destination, payload);
+  };
+  const numbersFrom = (packets: Uint8Array[], source: number) =>
+    packets.filter((packet) => packet[15] === source).map((packet) => (packet[20]! << 8) | packet[21]!);
+
+  let node: Node;
+  let peers: Node[];
+  beforeAll(async () => {
+    node = await startNode(0, 2);
+    peers = await Promise.all(Array.from({ length: PEERS }, () => startNode()));
+    peers.forEach((peer, i) => {
+      node.device.upsertPeer(peer.publicKey, { allowedIps: [`10.1.0.${i + 1}/32`] });
+      peer.device.upsertPeer(node.publicKey, {
+        allowedIps: ['10.1.0.100/32'],
+        endpoint: { address: '127.0.0.1', port: node.device.listenPort },
+      });
+    });
+  });
+  afterAll(async () => {
+    await Promise.all([node, ...peers].map((n) => n.close()));
+  });
+
+  test('1. peers to node: every peer’s packets arrive in order', async () => {
+    // A first packet each, so every handshake is done before the numbered run (staged packets are in
+    // order too, but the queue holds 128).
+    peers.forEach((peer, i) => peer.packets.inject(numbered(`10.1.0.${i + 1}`, '10.1.0.100', 0)));
+    await eventually('the handshakes', () => node.packets.written.length === PEERS);
+    expect(node.threads!.peersPerThread()).toEqual([2, 2]);
+    for (let n = 1; n <= PACKETS; n += 40) {
+      peers.forEach((peer, i) =>
+        peer.packets.inject(
+          ...Array.from({ length: 40 }, (_, k) => numbered(`10.1.0.${i + 1}`, '10.1.0.100', n + k)),
+        ),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await eventually('every packet', () => node.packets.written.length === PEERS * (PACKETS + 1), {
+      timeoutMs: 20_000,
+    });
+    const inOrder = Array.from({ length: PACKETS + 1 }, (_, n) => n);
+    for (let i = 0; i < PEERS; i++) expect(numbersFrom(node.packets.written, i + 1)).toEqual(inOrder);
+  });
+
+  test('2. node to peers: every peer gets its packets in order; byte counters agree', async () => {
+    for (let n = 0; n < PACKETS; n += 40) {
+      node.packets.inject(
+        ...Array.from({ length: 40 }, (_, k) =>
+          peers.map((_peer, i) => numbered('10.1.0.100', `10.1.0.${i + 1}`, n + k)),
+        ).flat(),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await eventually('every packet', () => peers.every((peer) => peer.packets.written.length === PACKETS), {
+      timeoutMs: 20_000,
+    });
+    const inOrder = Array.from({ length: PACKETS }, (_, n) => n);
+    for (const peer of peers) expect(numbersFrom(peer.packets.written, 100)).toEqual(inOrder);
+    await eventually('counters to settle', () => peers.every((peer) => peer.device.peers()[0]!.rxBytes > 0));
+    const atNode = new Map(node.device.peers().map((p) => [Buffer.from(p.publicKey).toString('hex'), p]));
+    for (const peer of peers) {
+      const mine = peer.device.peers()[0]!;
+      const theirs = atNode.get(Buffer.from(peer.publicKey).toString('hex'))!;
+      expect([theirs.txBytes, theirs.rxBytes]).toEqual([mine.rxBytes, mine.txBytes]);
+    }
+  });
 });

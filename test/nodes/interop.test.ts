@@ -108,6 +108,8 @@ async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions)
   expect(node.output()).toMatch(
     mode(nodeArgs, '--offload') === 'on' ? /, offload on \(TSO4, TSO6, checksum\)/ : /, offload off[,\n]/,
   );
+  if (nodeArgs.includes('--threads'))
+    expect(node.output()).toContain(`, threads ${nodeArgs[nodeArgs.indexOf('--threads') + 1]}`);
   return {
     ...pair,
     client,
@@ -345,10 +347,12 @@ describe('tunnelbyte-node initiates to wireguard-go over outer IPv6', () => {
 
 // Every mode the daemon runs in, both initiators, both outer families: exact counters and intact data.
 const MODES = [
-  ['batched UDP, offload on', ['--batch', 'on', '--offload', 'on']],
-  ['batched UDP, offload off', ['--batch', 'on', '--offload', 'off']],
-  ['dgram UDP, offload on', ['--batch', 'off', '--offload', 'on']],
-  ['dgram UDP, offload off', ['--batch', 'off', '--offload', 'off']],
+  ['batched UDP, offload on, 1 thread', ['--batch', 'on', '--offload', 'on', '--threads', '1']],
+  ['batched UDP, offload off, 1 thread', ['--batch', 'on', '--offload', 'off', '--threads', '1']],
+  ['dgram UDP, offload on, 1 thread', ['--batch', 'off', '--offload', 'on', '--threads', '1']],
+  ['dgram UDP, offload off, 1 thread', ['--batch', 'off', '--offload', 'off', '--threads', '1']],
+  ['batched UDP, offload on, 2 threads', ['--batch', 'on', '--offload', 'on', '--threads', '2']],
+  ['dgram UDP, offload off, 2 threads', ['--batch', 'off', '--offload', 'off', '--threads', '2']],
 ] as const;
 const ROLES = [
   ['client', 'v4'],

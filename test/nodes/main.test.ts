@@ -59,6 +59,11 @@ describe('tunnelbyte-node command line', () => {
       ['up', '--config', goodConfig, '--offload', 'auto'],
       /^tunnelbyte-node: option '--offload <on\|off>' argument 'auto' is invalid\. Allowed choices are on, off\.\n$/,
     ],
+    [
+      10,
+      ['up', '--config', goodConfig, '--threads', 'many'],
+      /^tunnelbyte-node: --threads must be a whole number from 1 to 64, not 'many'\n$/,
+    ],
   ];
   test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);
@@ -91,6 +96,11 @@ describe('tunnelbyte-node command line', () => {
       10,
       [...runFull, '--offload', 'yes'],
       /^tunnelbyte-node: option '--offload <on\|off>' argument 'yes' is invalid/,
+    ],
+    [
+      11,
+      [...runFull, '--threads', '0'],
+      /^tunnelbyte-node: --threads must be a whole number from 1 to 64, not '0'\n$/,
     ],
   ];
   test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
@@ -144,6 +154,13 @@ describe('tunnelbyte-node command line', () => {
         ),
       );
     }
+  });
+
+  test('TB_THREADS is checked as --threads is', () => {
+    expect(daemonWith({ TB_THREADS: '0' }, 'up', '--config', goodConfig)).toMatchObject({
+      status: 2,
+      stderr: "tunnelbyte-node: --threads must be a whole number from 1 to 64, not '0'\n",
+    });
   });
 
   test('a broken config file names its line and exits 1; a missing one exits 1', () => {

@@ -1,0 +1,415 @@
+// The crypto threads (`--threads N`, N > 1): the main thread keeps the I/O, the engine (routing, handshakes,
+// timers, counters) and hands each transport message to seal or open to the thread its peer is pinned to,
+// through that thread's ring (nodes/threads/ring.ts): a batch per event-loop turn, one notify, no message
+// per packet. Counters (nonces) are reserved by the engine on the main thread, so each is used once; the
+// replay window of a keypair lives in the one thread that opens for it. Results come back in ring order.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { Worker } from 'node:worker_threads';
+
+import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
+import type { Keypair } from '../../crypto/keypair.js';
+import { transportLength } from '../../crypto/messages.js';
+import { wipe } from '../../crypto/primitives.js';
+import type { DropReason, Endpoint, OpenAction, SealAction, TransportCrypto } from '../../crypto/tunnel.js';
+import {
+  createRing,
+  DONE,
+  H_COUNTER_HIGH,
+  H_COUNTER_LOW,
+  H_INDEX,
+  H_KIND,
+  H_LENGTH,
+  H_REMOTE_INDEX,
+  H_RESULT,
+  H_SIZE,
+  HEADER_BYTES,
+  KEYS_BYTES,
+  KIND_INSTALL,
+  KIND_OPEN,
+  KIND_RETIRE,
+  KIND_SEAL,
+  KIND_WRAP,
+  nextRecord,
+  recordAt,
+  recordSize,
+  RESULT_DECRYPT_FAILED,
+  RESULT_REPLAY,
+  ringViews,
+  type RingViews,
+  WRITTEN,
+} from './ring.js';
+import type { CryptoThreadData } from './worker.js';
+
+/** Where the crypto threads' results go (the device). Views are valid until `flushed` returns. */
+export interface CryptoResults {
+  sealed(datagram: Uint8Array, to: Endpoint): void;
+  /** `message` was opened in place: its padded plaintext is message[16 .. 16 + plainLength). */
+  opened(keypair: Keypair, message: Uint8Array, plainLength: number, from: Endpoint): void;
+  rejected(reason: DropReason): void;
+  /** The end of a batch of results: write out what they queued, before their ring space is reused. */
+  flushed(): void;
+}
+
+// Room for a read batch of TUN super-segments split into packets (or a receive batch) per thread.
+const RING_BYTES = 8 * 1024 * 1024;
+// A thread that has not moved for this long while the ring is full is taken for dead.
+const STALLED_MS = 5000;
+const WAIT_SLICE_MS = 100;
+const COMPANIONS_COMPACT_AT = 4096;
+
+// The module runs from nodes/threads (ts-jest) or dist/nodes/threads (tsc); the thread always runs built.
+const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
+
+function workerFile(): string {
+  const path = WORKER_FILES.map((file) => fileURLToPath(new URL(file, import.meta.url))).find((file) =>
+    existsSync(file),
+  );
+  if (path === undefined) throw new Error('crypto thread not built: run `npm run build`');
+  return path;
+}
+
+// Node 20 has Atomics.waitAsync; TypeScript's ES2022 library does not declare it yet.
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      array: Int32Array,
+      index: number,
+      value: number,
+    ): { async: false; value: string } | { async: true; value: Promise<string> };
+  }
+).waitAsync;
+
+/** One thread and the main thread's side of its ring. */
+class CryptoThread {
+  readonly ring: RingViews;
+  /** Peers pinned to this thread. */
+  peers = 0;
+  /** Next record's offset (main thread only). */
+  private written = 0;
+  /** Oldest record not yet read back (main thread only). */
+  private freed = 0;
+  private published = 0;
+  private armed = false;
+  /** Per record in ring order: the keypair (open) and the endpoint (seal: to, open: from). */
+  private readonly companions: Array<Keypair | Endpoint | undefined> = [];
+  private companionHead = 0;
+  /** Retirements that found the ring full: written before any other record. */
+  private readonly pendingRetires: number[] = [];
+
+  constructor(
+    readonly worker: Worker,
+    buffer: SharedArrayBuffer,
+    private readonly results: () => CryptoResults | undefined,
+  ) {
+    this.ring = ringViews(buffer);
+  }
+
+  /** Whether `bytes` more of records fit (with the pending retirements). */
+  hasRoom(bytes: number): boolean {
+    return this.place(bytes + this.pendingRetires.length * recordSize(0)) !== -1;
+  }
+
+  /**
+   * The offset a record of `size` bytes would start at (after a wrap, 0), or -1 without room. `written`
+   * never catches up with `freed` from behind: equal means empty.
+   */
+  private place(size: number): number {
+    const { capacity } = this.ring;
+    const { written, freed } = this;
+    const ends = (start: number) => (capacity - (start + size) < HEADER_BYTES ? 0 : start + size);
+    if (written >= freed) {
+      if (written + size <= capacity && ends(written) !== freed) return written;
+      return size < freed ? 0 : -1;
+    }
+    return written + size < freed ? written : -1;
+  }
+
+  /** Starts a record; the caller checked hasRoom. Returns its int32 offset. */
+  private begin(kind: number, index: number, payload: number): number {
+    while (this.pendingRetires.length > 0) {
+      const retired = this.pendingRetires.shift()!;
+      this.begin(KIND_RETIRE, retired, 0);
+      this.companions.push(undefined);
+    }
+    const size = recordSize(payload);
+    const start = this.place(size);
+    const { ints, capacity } = this.ring;
+    if (start === 0 && this.written !== 0 && capacity - this.written >= HEADER_BYTES) {
+      ints[this.written / 4 + H_KIND] = KIND_WRAP;
+    }
+    const record = start / 4;
+    ints[record + H_KIND] = kind;
+    ints[record + H_SIZE] = size;
+    ints[record + H_INDEX] = index;
+    ints[record + H_LENGTH] = payload;
+    this.written = capacity - (start + size) < HEADER_BYTES ? 0 : start + size;
+    if (this.published === 0) queueMicrotask(this.publish);
+    this.published++;
+    return record;
+  }
+
+  /** Keys of a keypair this thread has not seen yet, then wiped from the engine's copy. */
+  installIfNew(keypair: Keypair): void {
+    const keys = keypair.takeKeys();
+    if (keys === undefined) return;
+    const record = this.begin(KIND_INSTALL, keypair.localIndex, KEYS_BYTES);
+    const { bytes } = this.ring;
+    bytes.set(keys.sendKey, record * 4 + HEADER_BYTES);
+    bytes.set(keys.receiveKey, record * 4 + HEADER_BYTES + 32);
+    wipe(keys.sendKey, keys.receiveKey);
+    this.companions.push(undefined);
+  }
+
+  seal(action: SealAction, mtu: number): void {
+    const length = action.packet.length;
+    const record = this.begin(KIND_SEAL, action.keypair.localIndex, transportLength(length, mtu));
+    const { ints, bytes } = this.ring;
+    ints[record + H_LENGTH] = length;
+    ints[record + H_COUNTER_HIGH] = Math.floor(action.counter / 0x1_0000_0000);
+    ints[record + H_COUNTER_LOW] = action.counter | 0;
+    ints[record + H_REMOTE_INDEX] = action.keypair.remoteIndex | 0;
+    bytes.set(action.packet, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET);
+    this.companions.push(action.to);
+  }
+
+  open(action: OpenAction): void {
+    const record = this.begin(KIND_OPEN, action.keypair.localIndex, action.datagram.length);
+    this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
+    this.companions.push(action.keypair, action.from);
+  }
+
+  retire(index: number): void {
+    if (this.place(recordSize(0)) === -1) {
+      this.pendingRetires.push(index);
+      return;
+    }
+    this.begin(KIND_RETIRE, index, 0);
+    this.companions.push(undefined);
+  }
+
+  /** Makes the records written so far visible to the thread and wakes it; arms the wait for its results. */
+  readonly publish = (): void => {
+    if (this.published === 0) return;
+    this.published = 0;
+    Atomics.store(this.ring.control, WRITTEN, this.written);
+    Atomics.notify(this.ring.control, WRITTEN);
+    this.arm();
+  };
+
+  private arm(): void {
+    if (this.armed || this.freed === this.written) return;
+    this.armed = true;
+    const waited = waitAsync(this.ring.control, DONE, this.freed);
+    const wake = () => {
+      this.armed = false;
+      this.reap();
+      this.arm();
+    };
+    if (waited.async) void waited.value.then(wake);
+    else queueMicrotask(wake);
+  }
+
+  /** Reads back every record the thread is done with, in order, and frees their space. */
+  reap(): void {
+    const results = this.results();
+    const { ints, bytes } = this.ring;
+    const done = Atomics.load(this.ring.control, DONE);
+    if (done === this.freed || results === undefined) return;
+    let offset = this.freed;
+    while (offset !== done) {
+      offset = recordAt(this.ring, offset);
+      const record = offset / 4;
+      const payload = offset + HEADER_BYTES;
+      const result = ints[record + H_RESULT]!;
+      const first = this.companions[this.companionHead++];
+      switch (ints[record + H_KIND]) {
+        case KIND_SEAL:
+          if (result >= 0) results.sealed(bytes.subarray(payload, payload + result), first as Endpoint);
+          else results.rejected('keypair_expired');
+          break;
+        case KIND_OPEN: {
+          const from = this.companions[this.companionHead++] as Endpoint;
+          const length = ints[record + H_LENGTH]!;
+          if (result >= 0) {
+            results.opened(first as Keypair, bytes.subarray(payload, payload + length), result, from);
+          } else {
+            results.rejected(
+              result === RESULT_DECRYPT_FAILED
+                ? 'decrypt_failed'
+                : result === RESULT_REPLAY
+                  ? 'replay'
+                  : 'keypair_expired',
+            );
+          }
+          break;
+        }
+      }
+      offset = nextRecord(this.ring, offset);
+    }
+    results.flushed();
+    this.freed = done;
+    // The companions array is a queue: its read part is dropped now and then, not per record.
+    if (this.companionHead >= COMPANIONS_COMPACT_AT) {
+      this.companions.splice(0, this.companionHead);
+      this.companionHead = 0;
+    }
+  }
+
+  /** Reads back results until `bytes` fit; false if the thread stopped moving (it is then taken for dead). */
+  makeRoom(bytes: number): boolean {
+    let waited = 0;
+    while (!this.hasRoom(bytes)) {
+      this.publish();
+      const done = Atomics.load(this.ring.control, DONE);
+      if (done === this.freed) {
+        if (Atomics.wait(this.ring.control, DONE, done, WAIT_SLICE_MS) === 'timed-out')
+          waited += WAIT_SLICE_MS;
+        if (waited >= STALLED_MS) return false;
+      }
+      this.reap();
+    }
+    return true;
+  }
+}
+
+/**
+ * N crypto threads with a ring each; the engine's TransportCrypto (it reports retired keypairs here) and
+ * the device's way to seal and open.
+ */
+export class CryptoThreads implements TransportCrypto {
+  private results: CryptoResults | undefined;
+  private readonly byKeypair = new WeakMap<Keypair, CryptoThread>();
+  private readonly peerThreads = new Map<string, CryptoThread>();
+  private closing = false;
+
+  private constructor(
+    private readonly threads: CryptoThread[],
+    private readonly mtu: number,
+  ) {}
+
+  /**
+   * Starts `count` threads. `onExit` is told, once, if any thread ends while the node runs (a crash): the
+   * node cannot carry on without the peers pinned to it.
+   */
+  static async start(count: number, mtu: number, onExit: (line: string) => void): Promise<CryptoThreads> {
+    const file = workerFile();
+    const pool = new CryptoThreads([], mtu);
+    for (let i = 0; i < count; i++) {
+      const buffer = createRing(RING_BYTES);
+      const workerData: CryptoThreadData = { ring: buffer, mtu };
+      const worker = new Worker(file, { workerData, name: `crypto-${i}` });
+      let said = false;
+      const died = (why: string) => {
+        if (pool.closing || said) return;
+        said = true;
+        onExit(`crypto thread ${i} ${why}`);
+      };
+      worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
+      worker.on('exit', (code) => died(`exited with code ${code}`));
+      pool.threads.push(new CryptoThread(worker, buffer, () => pool.results));
+    }
+    const ready = (worker: Worker) =>
+      new Promise<void>((resolve, reject) => {
+        worker.once('message', () => resolve());
+        worker.once('error', reject);
+      });
+    try {
+      await Promise.all(pool.threads.map((thread) => ready(thread.worker)));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  get count(): number {
+    return this.threads.length;
+  }
+
+  attach(results: CryptoResults): void {
+    this.results = results;
+  }
+
+  /**
+   * Every peer's messages go through one thread, so none of them reorder: a new peer goes to the thread
+   * with the fewest peers.
+   */
+  private threadOf(peer: string): CryptoThread {
+    let thread = this.peerThreads.get(peer);
+    if (thread === undefined) {
+      thread = this.threads.reduce((fewest, candidate) =>
+        candidate.peers < fewest.peers ? candidate : fewest,
+      );
+      thread.peers++;
+      this.peerThreads.set(peer, thread);
+    }
+    return thread;
+  }
+
+  private threadFor(keypair: Keypair, peer: string): CryptoThread {
+    let thread = this.byKeypair.get(keypair);
+    if (thread === undefined) {
+      thread = this.threadOf(peer);
+      this.byKeypair.set(keypair, thread);
+    }
+    return thread;
+  }
+
+  /** The peer is gone (its keypairs were retired): its place on its thread is free. */
+  peerRemoved(peer: string): void {
+    const thread = this.peerThreads.get(peer);
+    if (thread === undefined) return;
+    thread.peers--;
+    this.peerThreads.delete(peer);
+  }
+
+  /** How many peers each thread serves. */
+  peersPerThread(): number[] {
+    return this.threads.map((thread) => thread.peers);
+  }
+
+  /** Rings hold packets and, for a moment, keys: never printed. */
+  [inspect.custom](): string {
+    return `CryptoThreads { threads: ${this.threads.length} }`;
+  }
+
+  /** False when the thread's ring is full (the caller drops the message: queue_full). */
+  seal(action: SealAction): boolean {
+    const thread = this.threadFor(action.keypair, action.peer);
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(transportLength(action.packet.length, this.mtu))))
+      return false;
+    thread.installIfNew(action.keypair);
+    thread.seal(action, this.mtu);
+    return true;
+  }
+
+  open(action: OpenAction): boolean {
+    const thread = this.threadFor(action.keypair, action.peer);
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
+    thread.installIfNew(action.keypair);
+    thread.open(action);
+    return true;
+  }
+
+  /** TransportCrypto: the keys the keypair's thread holds are wiped (in ring order, after its last use). */
+  retired(keypair: Keypair): void {
+    this.byKeypair.get(keypair)?.retire(keypair.localIndex);
+    this.byKeypair.delete(keypair);
+  }
+
+  /**
+   * Before handing the engine a packet or datagram: every ring has room for it (results are read back,
+   * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
+   */
+  makeRoom(bytes: number): void {
+    const size = recordSize(KEYS_BYTES) + recordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32);
+    for (const thread of this.threads) thread.makeRoom(size);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.threads.map((thread) => thread.worker.terminate()));
+  }
+}

@@ -1,0 +1,146 @@
+// A crypto thread (nodes/threads/pool.ts starts it): seals and opens the transport messages of the peers
+// pinned to it, in place in its ring, in the order the main thread wrote them. It holds the keys of those
+// peers' keypairs (handed over in INSTALL records, whose bytes it wipes at once) and their replay windows,
+// which move only after a message authenticated. It does no I/O and decides nothing else.
+import { parentPort, workerData } from 'node:worker_threads';
+
+import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
+import type { TransportAEAD } from '../../crypto/aead.js';
+import {
+  openTransport,
+  sealTransport,
+  transportCounterHigh,
+  transportCounterLow,
+} from '../../crypto/messages.js';
+import { createTransportCipher } from '../../crypto/primitives.js';
+import { ReplayFilter } from '../../crypto/replay.js';
+import {
+  DONE,
+  H_COUNTER_HIGH,
+  H_COUNTER_LOW,
+  H_INDEX,
+  H_KIND,
+  H_LENGTH,
+  H_REMOTE_INDEX,
+  H_RESULT,
+  HEADER_BYTES,
+  KEYS_BYTES,
+  KIND_INSTALL,
+  KIND_OPEN,
+  KIND_RETIRE,
+  KIND_SEAL,
+  nextRecord,
+  recordAt,
+  RESULT_DECRYPT_FAILED,
+  RESULT_REPLAY,
+  RESULT_UNKNOWN_KEYPAIR,
+  ringViews,
+  WRITTEN,
+} from './ring.js';
+
+export interface CryptoThreadData {
+  ring: SharedArrayBuffer;
+  mtu: number;
+}
+
+interface ThreadKeypair {
+  readonly send: TransportAEAD;
+  readonly receive: TransportAEAD;
+  readonly replay: ReplayFilter;
+}
+
+const { ring: buffer, mtu } = workerData as CryptoThreadData;
+const ring = ringViews(buffer);
+const { control, ints, bytes } = ring;
+const keypairs = new Map<number, ThreadKeypair>();
+
+function install(record: number, payload: number): void {
+  const keys = bytes.subarray(payload, payload + KEYS_BYTES);
+  retire(record); // the main thread retires an index before reusing it; this only makes it certain
+  keypairs.set(ints[record + H_INDEX]!, {
+    send: createTransportCipher(keys.subarray(0, 32)),
+    receive: createTransportCipher(keys.subarray(32, 64)),
+    replay: new ReplayFilter(),
+  });
+  keys.fill(0);
+}
+
+function retire(record: number): void {
+  const index = ints[record + H_INDEX]!;
+  const keypair = keypairs.get(index);
+  if (keypair === undefined) return;
+  keypair.send.wipe();
+  keypair.receive.wipe();
+  keypairs.delete(index);
+}
+
+function seal(record: number, payload: number): void {
+  const keypair = keypairs.get(ints[record + H_INDEX]!);
+  if (keypair === undefined) {
+    ints[record + H_RESULT] = RESULT_UNKNOWN_KEYPAIR;
+    return;
+  }
+  const length = ints[record + H_LENGTH]!;
+  const content = payload + TRANSPORT_CONTENT_OFFSET;
+  // The plaintext already sits where the message's content goes: sealTransport seals it where it lies.
+  ints[record + H_RESULT] = sealTransport(
+    keypair.send,
+    ints[record + H_REMOTE_INDEX]! >>> 0,
+    ints[record + H_COUNTER_HIGH]! >>> 0,
+    ints[record + H_COUNTER_LOW]! >>> 0,
+    bytes.subarray(content, content + length),
+    mtu,
+    bytes,
+    payload,
+  );
+}
+
+function open(record: number, payload: number): void {
+  const keypair = keypairs.get(ints[record + H_INDEX]!);
+  if (keypair === undefined) {
+    ints[record + H_RESULT] = RESULT_UNKNOWN_KEYPAIR;
+    return;
+  }
+  const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
+  const counterHigh = transportCounterHigh(message);
+  const counterLow = transportCounterLow(message);
+  const opened = openTransport(keypair.receive, message, counterHigh, counterLow);
+  if (opened < 0) ints[record + H_RESULT] = RESULT_DECRYPT_FAILED;
+  else ints[record + H_RESULT] = keypair.replay.validate(counterHigh, counterLow) ? opened : RESULT_REPLAY;
+}
+
+function work(from: number, to: number): void {
+  let offset = from;
+  while (offset !== to) {
+    offset = recordAt(ring, offset);
+    const record = offset / 4;
+    const payload = offset + HEADER_BYTES;
+    switch (ints[record + H_KIND]) {
+      case KIND_SEAL:
+        seal(record, payload);
+        break;
+      case KIND_OPEN:
+        open(record, payload);
+        break;
+      case KIND_INSTALL:
+        install(record, payload);
+        break;
+      case KIND_RETIRE:
+        retire(record);
+        break;
+    }
+    offset = nextRecord(ring, offset);
+  }
+}
+
+// The thread's whole life: wait for records, work through them, say how far it got.
+let done = Atomics.load(control, DONE);
+parentPort!.postMessage('ready');
+for (;;) {
+  Atomics.wait(control, WRITTEN, done);
+  const written = Atomics.load(control, WRITTEN);
+  work(done, written);
+  done = written;
+  Atomics.store(control, DONE, done);
+  Atomics.notify(control, DONE);
+}

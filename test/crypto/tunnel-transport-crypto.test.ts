@@ -1,0 +1,93 @@
+// TunnelOptions.transportCrypto: the engine hands transport messages out to be sealed and opened (by
+// nodes/ crypto threads) and keeps everything else. B runs that way here, with the shell's half done
+// inline (tunnel-pair.ts InlineTransportCrypto), against A, a plain engine.
+import { B_INNER, TunnelPair, ipv4Packet, sizes } from './tunnel-pair.js';
+
+const PING = 84;
+const PING_DATAGRAM = 128;
+
+describe('Tunnel with transportCrypto', () => {
+  test.each([
+    [1, 'a'],
+    [2, 'b'],
+  ] as const)('%i. %s initiates; data both ways; §7.5 counters exact on both sides', (_n, initiator) => {
+    const pair = new TunnelPair({ bTransportCrypto: true, bKnowsA: true });
+    expect(pair.connect(initiator).delivered[initiator === 'a' ? 'b' : 'a']).toHaveLength(1);
+    const n = 10;
+    for (let i = 0; i < n; i++) {
+      expect(pair.send('a', pair.packet('a', PING)).delivered.b).toEqual([pair.packet('a', PING)]);
+      expect(pair.send('b', pair.packet('b', PING)).delivered.a).toEqual([pair.packet('b', PING)]);
+    }
+    const [a, b] = [pair.status('a'), pair.status('b')];
+    expect([a.txBytes, a.rxBytes]).toEqual([b.rxBytes, b.txBytes]);
+    expect(b.txBytes).toBeGreaterThanOrEqual(n * PING_DATAGRAM);
+  });
+
+  test('3. counters (nonces) are reserved once each, in order, keepalives included', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    for (let i = 0; i < 5; i++) pair.send('b');
+    pair.advance(11_000); // B's passive keepalive after A's last packet
+    const counters = [...pair.bCrypto!.sealedCounters.values()];
+    expect(counters).toHaveLength(1);
+    expect(counters[0]).toEqual(counters[0]!.map((_c, i) => i));
+    expect(counters[0]!.length).toBeGreaterThanOrEqual(5);
+  });
+
+  test('4. a replayed transport message is opened by the shell and rejected there, as a replay', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    const [data] = pair.a.encapsulate(pair.packet('a'), 0);
+    if (data?.kind !== 'send') throw new Error('expected a transport message');
+    const first = pair.flow('a', [data]);
+    expect(first.delivered.b).toHaveLength(1);
+    expect(pair.flow('a', [data]).drops.b).toEqual(['replay']);
+  });
+
+  test('5. cryptokey routing stays in the engine: a spoofed inner source is dropped after opening', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    const flow = pair.send('a', ipv4Packet('10.9.0.99', B_INNER));
+    expect(flow.drops.b).toEqual(['allowed_ips_violation']);
+  });
+
+  test('6. every keypair is retired when it leaves service: rotation, then removal; keys handed out once', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    pair.send('b');
+    // Rekeys every 120 s: after three, the oldest keypairs have left B's previous slot.
+    for (let i = 0; i < 3; i++) {
+      pair.now += 121_000;
+      pair.send('a');
+      pair.send('b');
+    }
+    const retiredBeforeRemoval = pair.bCrypto!.retiredIndices.length;
+    expect(retiredBeforeRemoval).toBeGreaterThanOrEqual(1);
+    pair.b.removePeer(pair.keys.a.publicKey);
+    expect(pair.bCrypto!.retiredIndices.length).toBeGreaterThan(retiredBeforeRemoval);
+    expect(new Set(pair.bCrypto!.retiredIndices).size).toBe(pair.bCrypto!.retiredIndices.length);
+    expect(pair.bCrypto!.liveSessions).toBe(0);
+  });
+
+  test('7. transportOpened for a keypair retired while it was being opened: keypair_expired', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    const [data] = pair.a.encapsulate(pair.packet('a'), 0);
+    if (data?.kind !== 'send') throw new Error('expected a transport message');
+    const [open] = pair.b.decapsulate(data.datagram, pair.endpoints.a, 0);
+    if (open?.kind !== 'open') throw new Error('expected an open action');
+    const { keypair, from } = open;
+    pair.b.removePeer(pair.keys.a.publicKey);
+    const plainLength = data.datagram.length - 32;
+    expect(pair.b.transportOpened(keypair, data.datagram.slice(), plainLength, from, 0)).toEqual([
+      { kind: 'drop', reason: 'keypair_expired' },
+    ]);
+  });
+
+  test('8. the first handshake still looks as it does without: 148, 92, then the staged packet', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true, bKnowsA: true });
+    const flow = pair.connect('b');
+    expect(sizes(flow, 'b')).toEqual([148, PING_DATAGRAM]);
+    expect(sizes(flow, 'a')).toEqual([92]);
+  });
+});

@@ -3,12 +3,12 @@
 // Topology (all in namespaces this script makes): a server namespace (the exit side) joined by its own
 // veth pair to each of CLIENTS client namespaces; each client runs Debian wireguard-go as one peer of the
 // server. The server is each entry of SERVERS in turn: wireguard-go first (the baseline), then
-// tunnelbyte-node in each mode (offload on and off, batched and dgram UDP). Per server it measures ping
-// RTT idle, one iperf3 TCP stream each way (with a ping under load alongside the first), then CLIENTS
-// streams from CLIENTS peers at once. CPU is
-// the server's whole process tree (every thread, every child: utime + stime + waited-for children) per
-// GB received by iperf3; tunnelbyte-node's GC counts come from its own metrics endpoint. Prints a
-// markdown report; scripts/bench-tunnel writes it to bench-results/tunnel.md.
+// tunnelbyte-node in each mode (offload on and off, batched and dgram UDP, one thread and two). Per server
+// it measures ping RTT idle, one iperf3 TCP stream each way (with a ping under load alongside the first),
+// then CLIENTS streams from CLIENTS peers at once. CPU is the server's whole process tree (every thread,
+// crypto threads included, every child: utime + stime + waited-for children) per GB received by iperf3;
+// tunnelbyte-node's GC counts come from its own metrics endpoint. Prints a markdown report;
+// scripts/bench-tunnel writes it to bench-results/tunnel.md.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -120,9 +120,39 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
 
 const SERVERS: readonly TunnelServer[] = [
   wireguardGoServer,
-  tunnelbyteNode('batched UDP, offload on', ['--batch', 'on', '--offload', 'on']),
-  tunnelbyteNode('batched UDP, offload off', ['--batch', 'on', '--offload', 'off']),
-  tunnelbyteNode('dgram UDP, offload off', ['--batch', 'off', '--offload', 'off']),
+  tunnelbyteNode('batched UDP, offload on, 1 thread', ['--batch', 'on', '--offload', 'on', '--threads', '1']),
+  tunnelbyteNode('batched UDP, offload on, 2 threads', [
+    '--batch',
+    'on',
+    '--offload',
+    'on',
+    '--threads',
+    '2',
+  ]),
+  tunnelbyteNode('batched UDP, offload off, 1 thread', [
+    '--batch',
+    'on',
+    '--offload',
+    'off',
+    '--threads',
+    '1',
+  ]),
+  tunnelbyteNode('batched UDP, offload off, 2 threads', [
+    '--batch',
+    'on',
+    '--offload',
+    'off',
+    '--threads',
+    '2',
+  ]),
+  tunnelbyteNode('dgram UDP, offload off, 1 thread', [
+    '--batch',
+    'off',
+    '--offload',
+    'off',
+    '--threads',
+    '1',
+  ]),
 ];
 
 function statFields(pid: number): string[] | undefined {
@@ -355,7 +385,9 @@ function report(
     'TSO4/TSO6/checksum offloads, 64 KiB TCP super-segments split and coalesced in nodes/offload.ts, and with',
     'batched UDP, UDP GSO (same-size datagrams to one peer in one sendmmsg message) and GRO on the socket (these',
     'veths do no GRO, so nothing arrives coalesced); off: one packet per TUN read and write, one datagram per',
-    'UDP message.',
+    'UDP message. 1 thread: everything on the node’s main thread; 2 threads: transport messages sealed and',
+    'opened in two crypto threads (nodes/threads), the main thread keeping the sockets, the TUN and the engine.',
+    'The cores row counts every thread of the node.',
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
     `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,

@@ -312,6 +312,39 @@ function splitSegments(
   return used;
 }
 
+// --- read side: latency first ---------------------------------------------------------------------------
+
+// IP protocols whose packets are moved ahead of the bulk of a batch: a ping, a DNS query, a QUIC or VoIP
+// datagram. TCP, IPv6 extension headers and anything unknown keep their place.
+const PROTO_ICMP = 1;
+const PROTO_UDP = 17;
+const PROTO_ICMPV6 = 58;
+
+function latencyFirstProtocol(packet: Uint8Array): boolean {
+  const version = packet.length > 0 ? packet[0]! >> 4 : 0;
+  let protocol = -1;
+  if (version === 4 && packet.length >= IPV4_HEADER_MIN) protocol = packet[9]!;
+  else if (version === 6 && packet.length >= IPV6_HEADER) protocol = packet[6]!;
+  return protocol === PROTO_ICMP || protocol === PROTO_UDP || protocol === PROTO_ICMPV6;
+}
+
+/**
+ * Reorders a batch read from the TUN, in place, so that ICMP and UDP packets go first, each group in its
+ * original order. One read may hold a thousand TCP segments split from super-segments, and a ping reply
+ * behind them would wait for all of them to be encrypted; this way it is sealed and sent first. No flow is
+ * reordered within itself: a flow's packets are all TCP or all not (but for IPv6 UDP with and without
+ * extension headers, which UDP tolerates).
+ */
+export function latencyFirst(packets: Uint8Array[]): void {
+  const bulk: Uint8Array[] = [];
+  let front = 0;
+  for (const packet of packets) {
+    if (latencyFirstProtocol(packet)) packets[front++] = packet;
+    else bulk.push(packet);
+  }
+  for (let i = 0; i < bulk.length; i++) packets[front + i] = bulk[i]!;
+}
+
 // --- write side: coalesce -----------------------------------------------------------------------------
 
 /**

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import {
   GroCoalescer,
   GsoSplitter,
+  latencyFirst,
   noOffloadDrops,
   TUN_F_CSUM,
   TUN_F_TSO4,
@@ -120,13 +121,15 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
     onPackets(listener) {
       if (closed) throw new Error(`TUN ${actualName} is closed`);
       reader?.stop();
-      const deliver = splitter
-        ? (frames: Uint8Array[]) => {
-            const packets: Uint8Array[] = [];
-            splitter.split(frames, packets);
-            if (packets.length > 0) listener(packets);
-          }
-        : listener;
+      const deliver = (frames: Uint8Array[]) => {
+        let packets = frames;
+        if (splitter) {
+          packets = [];
+          splitter.split(frames, packets);
+        }
+        latencyFirst(packets); // pings and other small datagrams do not wait behind bulk TCP
+        if (packets.length > 0) listener(packets);
+      };
       reader = native.startReading(fd, deliver, (message) => {
         reader = undefined;
         errorListener(new Error(message));

@@ -3,6 +3,7 @@
 import {
   GroCoalescer,
   GsoSplitter,
+  latencyFirst,
   OFFLOAD_DROP_REASONS,
   sum16,
   VNET_HEADER_SIZE,
@@ -593,3 +594,96 @@ function withId(packet: Uint8Array, id: number): Uint8Array {
   view.setUint16(10, ~ones(copy.subarray(0, 20)) & 0xffff);
   return copy;
 }
+
+describe('latencyFirst: ICMP and UDP ahead of bulk TCP in a batch read from the TUN', () => {
+  /** A bare IP header of `protocol` (the only field latencyFirst reads), tagged in its last byte. */
+  const bare = (family: Family, protocol: number, tag: number): Uint8Array => {
+    const packet = new Uint8Array(ipLength(family));
+    packet[0] = family === 'v4' ? 0x45 : 0x60;
+    packet[family === 'v4' ? 9 : 6] = protocol;
+    packet[packet.length - 1] = tag;
+    return packet;
+  };
+  const ICMP = 1;
+  const ICMPV6 = 58;
+  const HOP_BY_HOP = 0; // an IPv6 extension header: keeps its place
+
+  test.each([
+    // [n, batch as [family, protocol, tag], expected order of tags]
+    [
+      1,
+      [
+        ['v4', TCP, 1],
+        ['v4', TCP, 2],
+        ['v4', ICMP, 3],
+        ['v4', TCP, 4],
+      ],
+      [3, 1, 2, 4],
+    ],
+    [
+      2,
+      [
+        ['v6', TCP, 1],
+        ['v6', UDP, 2],
+        ['v6', ICMPV6, 3],
+        ['v4', UDP, 4],
+      ],
+      [2, 3, 4, 1],
+    ],
+    [
+      3,
+      [
+        ['v4', ICMP, 1],
+        ['v4', ICMP, 2],
+      ],
+      [1, 2],
+    ], // all latency-first: unchanged
+    [
+      4,
+      [
+        ['v6', TCP, 1],
+        ['v6', HOP_BY_HOP, 2],
+        ['v4', TCP, 3],
+      ],
+      [1, 2, 3],
+    ], // none: unchanged
+    [
+      5,
+      [
+        ['v4', TCP, 1],
+        ['v6', UDP, 2],
+        ['v4', TCP, 3],
+        ['v6', UDP, 4],
+      ],
+      [2, 4, 1, 3],
+    ], // each group in order
+  ] as const)('%i. the batch is reordered in place, stably', (_n, batch, expected) => {
+    const packets = batch.map(([family, protocol, tag]) => bare(family, protocol, tag));
+    const same = packets;
+    latencyFirst(packets);
+    expect(packets).toBe(same);
+    expect(packets.map((packet) => packet[packet.length - 1])).toEqual(expected);
+  });
+
+  test('6. TCP segments and a ping read in one batch: the ping first, the segments in sequence after', () => {
+    const splitter = new GsoSplitter();
+    const ping = bare('v4', ICMP, 9);
+    const frame = new Uint8Array(VNET_HEADER_SIZE + ping.length);
+    frame.set(ping, VNET_HEADER_SIZE); // GSO none, no checksum to complete
+    const segments = run('v4', 4);
+    const packets: Uint8Array[] = [];
+    splitter.split(
+      [...segments.map((segment) => Uint8Array.of(...new Uint8Array(VNET_HEADER_SIZE), ...segment)), frame],
+      packets,
+    );
+    latencyFirst(packets);
+    expect(packets[0]).toEqual(ping);
+    expect(packets.slice(1)).toEqual(segments);
+  });
+
+  test('7. short and empty packets keep their place (no protocol to read)', () => {
+    const packets = [new Uint8Array(0), Uint8Array.of(0x45, 0, 0), bare('v4', UDP, 3)];
+    latencyFirst(packets);
+    expect(packets.map((packet) => packet.length)).toEqual([20, 0, 3]);
+  });
+});

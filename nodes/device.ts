@@ -264,8 +264,9 @@ export class Device implements UapiDevice {
   }
 
   upsertPeer(publicKey: Uint8Array, settings: PeerSettings): void {
+    const known = this.handshakes !== undefined && this.tunnel.hasPeer(publicKey);
     this.perform(this.tunnel.upsertPeer(publicKey, settings, this.clock()));
-    this.handshakes?.upsertPeer(publicKey, settings.presharedKey);
+    this.handshakes?.upsertPeer(publicKey, settings.presharedKey, known);
     this.scheduler.rearm();
   }
 

@@ -217,17 +217,18 @@ export class HandshakeWorkers {
     this.scheduleFlush();
   }
 
-  // Snapshot changes follow the engine's configuration. Only a change of keys voids answers in flight:
-  // a removed peer is refused by the engine itself (acceptInitiation).
+  // Snapshot changes follow the engine's configuration. Only a change of keys voids answers in flight (a
+  // removed peer is refused by the engine itself, in acceptInitiation): our key, or the pre-shared key of
+  // a peer already known. Adding peers, which an exit node does all the time, voids nothing.
 
   setPrivateKey(privateKey: Uint8Array): void {
     this.generation++;
     this.change(copySecrets({ kind: 'key', privateKey }, secret));
   }
 
-  upsertPeer(publicKey: Uint8Array, presharedKey: Uint8Array | null | undefined): void {
+  upsertPeer(publicKey: Uint8Array, presharedKey: Uint8Array | null | undefined, known: boolean): void {
     const name = Buffer.from(publicKey).toString('base64');
-    if (presharedKey !== undefined) this.generation++;
+    if (known && presharedKey !== undefined) this.generation++;
     this.change(
       copySecrets({ kind: 'peer', name, ...(presharedKey !== undefined && { presharedKey }) }, secret),
     );
@@ -288,8 +289,8 @@ export class HandshakeWorkers {
       const initiations = new Uint8Array(thread.jobs.length * INITIATION_SIZE);
       thread.initiations.forEach((initiation, i) => initiations.set(initiation, i * INITIATION_SIZE));
       thread.worker.postMessage({ kind: 'answer', initiations } satisfies ToWorker, [initiations.buffer]);
+      thread.inFlight += thread.jobs.length;
       thread.sent.push(thread.jobs.splice(0));
-      thread.inFlight += initiations.length / INITIATION_SIZE;
       thread.initiations.length = 0;
     }
   }

@@ -1,0 +1,99 @@
+// The handshake workers (nodes/handshakes.ts) on their own, with real worker threads running the compiled
+// worker: which answers come back valid, and which a change of keys voids.
+import nacl from 'tweetnacl';
+
+import { Tunnel } from '../../crypto/tunnel.js';
+import type { InitiationAnswer } from '../../crypto/noise.js';
+import { secureRandomBytes } from '../../nodes/device.js';
+import { HandshakeWorkers } from '../../nodes/handshakes.js';
+import { eventually } from '../helpers/eventually.js';
+
+const HANDSHAKE_WORKER = new URL('../../dist/nodes/handshake-worker.js', import.meta.url);
+const FROM = { address: '192.0.2.1', port: 51820 };
+// The turn's initiations go to the workers at its end: after this, they are being answered.
+const flushed = () => new Promise((resolve) => setImmediate(resolve));
+
+/** An initiator whose initiation (with a valid mac1) is addressed to `responder`'s public key. */
+function initiationTo(responder: Uint8Array, initiatorKey: Uint8Array): Uint8Array {
+  const initiator = new Tunnel({
+    privateKey: initiatorKey,
+    randomBytes: secureRandomBytes,
+    wallClockMs: Date.now,
+  });
+  initiator.upsertPeer(responder, { allowedIps: ['10.0.0.2/32'], endpoint: FROM }, 0);
+  const packet = new Uint8Array(20);
+  packet.set([0x45, 0, 0, 20], 0);
+  packet.set([10, 0, 0, 2], 16);
+  const [initiation] = initiator.encapsulate(packet, 0);
+  if (initiation?.kind !== 'send') throw new Error('no initiation');
+  return initiation.datagram.slice();
+}
+
+describe('HandshakeWorkers', () => {
+  const responderKey = nacl.randomBytes(32);
+  const responder = nacl.scalarMult.base(responderKey);
+  const initiatorKey = nacl.randomBytes(32);
+  const initiator = nacl.scalarMult.base(initiatorKey);
+  let answers: (InitiationAnswer<string> | undefined)[];
+  let failures: Error[];
+  let workers: HandshakeWorkers;
+
+  beforeEach(() => {
+    answers = [];
+    failures = [];
+    workers = new HandshakeWorkers({
+      threads: 2,
+      privateKey: responderKey,
+      workerUrl: HANDSHAKE_WORKER,
+      onAnswer: (answer) => answers.push(answer),
+      onFailure: (error) => failures.push(error),
+    });
+    workers.upsertPeer(initiator, undefined, false);
+  });
+  afterEach(async () => {
+    await workers.close();
+    expect(failures).toEqual([]);
+  });
+
+  test('1. a peer’s initiation is answered with its name and keys; a stranger’s is not', async () => {
+    workers.submit(initiationTo(responder, initiatorKey), FROM);
+    workers.submit(initiationTo(responder, nacl.randomBytes(32)), FROM);
+    expect(workers.backlog).toBe(2);
+    await eventually('both answers', () => answers.length === 2);
+    expect(workers.backlog).toBe(0);
+    const answered = answers.filter((answer) => answer !== undefined);
+    expect(answered.map((answer) => answer.peer)).toEqual([Buffer.from(initiator).toString('base64')]);
+    expect(answered[0]!.keys.sendKey.some((byte) => byte !== 0)).toBe(true);
+  });
+
+  test('2. adding a peer with a pre-shared key while an answer is out voids nothing', async () => {
+    workers.submit(initiationTo(responder, initiatorKey), FROM);
+    await flushed();
+    workers.upsertPeer(nacl.randomBytes(32), nacl.randomBytes(32), false);
+    await eventually('the answer', () => answers.length === 1);
+    expect(answers[0]?.peer).toBe(Buffer.from(initiator).toString('base64'));
+  });
+
+  test('3. a known peer’s new pre-shared key, or our new private key, voids the answers out', async () => {
+    const cases: [string, () => void][] = [
+      ['pre-shared key', () => workers.upsertPeer(initiator, nacl.randomBytes(32), true)],
+      ['private key', () => workers.setPrivateKey(nacl.randomBytes(32))],
+    ];
+    for (const [name, change] of cases) {
+      answers.length = 0;
+      workers.submit(initiationTo(responder, initiatorKey), FROM);
+      await flushed();
+      change(); // the worker answers with the keys it had
+      await eventually(`the answer after a new ${name}`, () => answers.length === 1);
+      expect([name, answers[0]]).toEqual([name, undefined]);
+    }
+  });
+
+  test('4. after close, nothing is answered and no worker is left running', async () => {
+    await workers.close();
+    workers.submit(initiationTo(responder, initiatorKey), FROM);
+    expect(workers.backlog).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(answers).toEqual([]);
+  });
+});

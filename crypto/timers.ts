@@ -71,14 +71,21 @@ export function jitterFromRandomBytes(randomBytes: (length: number) => Uint8Arra
 // (the data path re-arms a timer for nearly every packet).
 const UNARMED = Infinity;
 
+const unarmedDeadlines = (): Record<TimerName, number> => ({
+  retransmitHandshake: UNARMED,
+  sendKeepalive: UNARMED,
+  newHandshake: UNARMED,
+  zeroKeyMaterial: UNARMED,
+  persistentKeepalive: UNARMED,
+});
+
+// Each double field is a box of its own (16 B), so a table costs about 130 B. Most peers of a big node are
+// configured and idle, never arming a timer: they share this one until their first arm() gives them their
+// own. It only ever holds UNARMED, as arm() is the one writer of anything else.
+const NEVER_ARMED = unarmedDeadlines();
+
 export class PeerTimers<O = undefined> {
-  private readonly deadlines: Record<TimerName, number> = {
-    retransmitHandshake: UNARMED,
-    sendKeepalive: UNARMED,
-    newHandshake: UNARMED,
-    zeroKeyMaterial: UNARMED,
-    persistentKeepalive: UNARMED,
-  };
+  private deadlines = NEVER_ARMED;
   private attempts = 0;
   private needAnotherKeepalive = false;
   private persistentKeepaliveMs = 0;
@@ -210,6 +217,7 @@ export class PeerTimers<O = undefined> {
   }
 
   private arm(timer: TimerName, at: number): void {
+    if (this.deadlines === NEVER_ARMED) this.deadlines = unarmedDeadlines();
     this.deadlines[timer] = at;
     this.options.armed?.(this.owner as O, at);
   }

@@ -57,7 +57,7 @@ export function dataPathSettings(args: DataPathArguments): Checked<DataPathSetti
   const threads = args.threads === undefined ? availableParallelism() : Number(args.threads);
   if (!/^[0-9]+$/.test(args.threads ?? '1') || threads < 1 || threads > MAX_THREADS)
     return bad(
-      `--threads must be a whole number from 1 to ${MAX_THREADS}, not '${args.threads?.slice(0, 32)}'`,
+      `--threads (TB_THREADS) must be a whole number from 1 to ${MAX_THREADS}, not '${args.threads?.slice(0, 32)}'`,
     );
   return ok({ batchedUdp: args.batch !== 'off', offload: args.offload !== 'off', threads });
 }

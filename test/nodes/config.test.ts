@@ -44,13 +44,37 @@ describe('checkUpArguments', () => {
     [2, { config: 'a-very-long-interface-name.conf' }, /pass --interface NAME/],
     [3, { config: 'wg0.conf', interface: 'bad name' }, /invalid interface name/],
     [4, { config: 'wg0.conf', metrics: 'nowhere' }, /^--metrics: /],
-    [5, { config: 'wg0.conf', threads: '0' }, /^--threads must be a whole number from 1 to 64, not '0'$/],
-    [6, { config: 'wg0.conf', threads: '65' }, /^--threads must be a whole number from 1 to 64/],
-    [7, { config: 'wg0.conf', threads: '1.5' }, /^--threads must be a whole number from 1 to 64/],
-    [8, { config: 'wg0.conf', threads: 'two' }, /^--threads must be a whole number from 1 to 64/],
-    [9, { config: 'wg0.conf', threads: '' }, /^--threads must be a whole number from 1 to 64/],
-    [10, { config: 'wg0.conf', threads: '-1' }, /^--threads must be a whole number from 1 to 64/],
-    [11, { config: 'wg0.conf', threads: ' 2' }, /^--threads must be a whole number from 1 to 64/],
+    [
+      5,
+      { config: 'wg0.conf', threads: '0' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64, not '0'$/,
+    ],
+    [
+      6,
+      { config: 'wg0.conf', threads: '65' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/,
+    ],
+    [
+      7,
+      { config: 'wg0.conf', threads: '1.5' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/,
+    ],
+    [
+      8,
+      { config: 'wg0.conf', threads: 'two' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/,
+    ],
+    [9, { config: 'wg0.conf', threads: '' }, /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/],
+    [
+      10,
+      { config: 'wg0.conf', threads: '-1' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/,
+    ],
+    [
+      11,
+      { config: 'wg0.conf', threads: ' 2' },
+      /^--threads \(TB_THREADS\) must be a whole number from 1 to 64/,
+    ],
   ];
   test.each(refusals)('refusal #%i', (_n, args, message) => {
     const checked = checkUpArguments(args);

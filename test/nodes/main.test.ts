@@ -62,7 +62,7 @@ describe('tunnelbyte-node command line', () => {
     [
       10,
       ['up', '--config', goodConfig, '--threads', 'many'],
-      /^tunnelbyte-node: --threads must be a whole number from 1 to 64, not 'many'\n$/,
+      /^tunnelbyte-node: --threads \(TB_THREADS\) must be a whole number from 1 to 64, not 'many'\n$/,
     ],
   ];
   test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
@@ -100,7 +100,7 @@ describe('tunnelbyte-node command line', () => {
     [
       11,
       [...runFull, '--threads', '0'],
-      /^tunnelbyte-node: --threads must be a whole number from 1 to 64, not '0'\n$/,
+      /^tunnelbyte-node: --threads \(TB_THREADS\) must be a whole number from 1 to 64, not '0'\n$/,
     ],
   ];
   test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
@@ -159,7 +159,22 @@ describe('tunnelbyte-node command line', () => {
   test('TB_THREADS is checked as --threads is', () => {
     expect(daemonWith({ TB_THREADS: '0' }, 'up', '--config', goodConfig)).toMatchObject({
       status: 2,
-      stderr: "tunnelbyte-node: --threads must be a whole number from 1 to 64, not '0'\n",
+      stderr: "tunnelbyte-node: --threads (TB_THREADS) must be a whole number from 1 to 64, not '0'\n",
+    });
+  });
+
+  test('a flag wins over its environment variable', () => {
+    // netstack is refused after the data-path settings are checked: reaching it means they passed.
+    const up = ['up', '--config', goodConfig, '--egress', 'netstack'];
+    expect(
+      daemonWith({ TB_THREADS: '0', TB_OFFLOAD: 'maybe' }, ...up, '--threads', '2', '--offload', 'off'),
+    ).toMatchObject({
+      status: 2,
+      stderr: 'tunnelbyte-node: netstack egress is not available yet\n',
+    });
+    expect(daemonWith({ TB_THREADS: '2' }, ...up, '--threads', '0')).toMatchObject({
+      status: 2,
+      stderr: "tunnelbyte-node: --threads (TB_THREADS) must be a whole number from 1 to 64, not '0'\n",
     });
   });
 

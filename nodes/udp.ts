@@ -190,8 +190,10 @@ export interface UdpAddon {
     onBatch: (count: number) => void,
     onError: (message: string) => void,
   ): { stop(): void };
+  /** `family` is the one `open` was given: the addon trusts it rather than asking the kernel per call. */
   sendMany(
     fd: number,
+    family: 4 | 6,
     slab: Uint8Array,
     records: Int32Array,
     slotSize: number,
@@ -388,7 +390,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   ) => {
     let start = 0;
     while (start < count) {
-      const sent = addon.sendMany(fd, slab, records, slotSize, start, count);
+      const sent = addon.sendMany(fd, family, slab, records, slotSize, start, count);
       if (sent > 0) {
         countGso(records, start, start + sent);
         start += sent;

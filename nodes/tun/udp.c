@@ -366,22 +366,27 @@ static int record_sendable(const int32_t *record, size_t slot_size) {
          ((int64_t)length + segment_size - 1) / segment_size <= GSO_SEGMENTS_MAX;
 }
 
-// sendMany(fd, slab, records, slotSize, start, end) -> messages sent from `start` (> 0), or -errno when
-// the message at `start` could not be sent (the caller decides: drop it, retry without its source, or send
-// a GSO message's datagrams one by one). Record flag FLAG_LOCAL asks for that source address (IPV6_PKTINFO /
-// IP_PKTINFO); a segment size above 0 sends the slot as one UDP_SEGMENT message.
+// sendMany(fd, family 4|6, slab, records, slotSize, start, end) -> messages sent from `start` (> 0), or
+// -errno when the message at `start` could not be sent (the caller decides: drop it, retry without its
+// source, or send a GSO message's datagrams one by one). Record flag FLAG_LOCAL asks for that source address
+// (IPV6_PKTINFO / IP_PKTINFO); a segment size above 0 sends the slot as one UDP_SEGMENT message.
+// `family` is the one the socket was opened with (the caller knows it), so a flush costs one sendmmsg and
+// no getsockname. A wrong family is the caller's bug: the addresses it builds are refused (-errno), no more.
 static napi_value udp_send_many(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, start, end;
-  if (argc < 6 || !int_arg(env, argv[0], &fd) || !int_arg(env, argv[4], &start) ||
-      !int_arg(env, argv[5], &end)) {
-    napi_throw_type_error(env, NULL, "sendMany(fd, slab, records, slotSize, start, end)");
+  double family_number;  // a double, so 6.5 or 2^32 + 6 is refused rather than truncated to 6
+  if (argc < 7 || !int_arg(env, argv[0], &fd) ||
+      napi_get_value_double(env, argv[1], &family_number) != napi_ok ||
+      (family_number != 4 && family_number != 6) || !int_arg(env, argv[5], &start) ||
+      !int_arg(env, argv[6], &end)) {
+    napi_throw_type_error(env, NULL, "sendMany(fd, family 4|6, slab, records, slotSize, start, end)");
     return NULL;
   }
   batch_buffers_t buffers;
-  if (!batch_arg(env, argv[1], argv[2], argv[3], &buffers)) return NULL;
+  if (!batch_arg(env, argv[2], argv[3], argv[4], &buffers)) return NULL;
   if (start < 0 || end < start || (size_t)end > buffers.slots) {
     napi_throw_range_error(env, NULL, "sendMany: start/end outside the buffers");
     return NULL;
@@ -391,40 +396,36 @@ static napi_value udp_send_many(napi_env env, napi_callback_info info) {
     CHECK(env, napi_create_int32(env, 0, &result));
     return result;
   }
-  int family = socket_family(fd);
+  int family = family_number == 6 ? AF_INET6 : AF_INET;
   int sent = -EINVAL;
-  if (family < 0) {
-    sent = family;
-  } else {
-    struct mmsghdr messages[RECV_BATCH_MAX];
-    struct iovec iovecs[RECV_BATCH_MAX];
-    struct sockaddr_storage destinations[RECV_BATCH_MAX];
-    uint64_t control[RECV_BATCH_MAX][CONTROL_SIZE / sizeof(uint64_t)];
-    size_t count = 0;
-    memset(messages, 0, sizeof messages);
-    // Stops before the first record that cannot be sent at all: the next call reports it alone.
-    for (int32_t i = start; i < end && count < RECV_BATCH_MAX; i++, count++) {
-      const int32_t *record = buffers.records + (size_t)i * RECORD_INTS;
-      socklen_t name_length = 0;
-      if (record_sendable(record, buffers.slot_size))
-        name_length = to_sockaddr(family, (const uint8_t *)(record + 4), record[1], &destinations[count]);
-      if (name_length == 0) break;
-      struct msghdr *header = &messages[count].msg_hdr;
-      iovecs[count].iov_base = buffers.slab + (size_t)i * buffers.slot_size;
-      iovecs[count].iov_len = (size_t)record[0];
-      header->msg_iov = &iovecs[count];
-      header->msg_iovlen = 1;
-      header->msg_name = &destinations[count];
-      header->msg_namelen = name_length;
-      header->msg_controllen = write_control(family, record, control[count]);
-      if (header->msg_controllen > 0) header->msg_control = control[count];
-    }
-    if (count > 0) {
-      do {
-        sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
-      } while (sent < 0 && errno == EINTR);
-      if (sent < 0) sent = -errno;
-    }
+  struct mmsghdr messages[RECV_BATCH_MAX];
+  struct iovec iovecs[RECV_BATCH_MAX];
+  struct sockaddr_storage destinations[RECV_BATCH_MAX];
+  uint64_t control[RECV_BATCH_MAX][CONTROL_SIZE / sizeof(uint64_t)];
+  size_t count = 0;
+  memset(messages, 0, sizeof messages);
+  // Stops before the first record that cannot be sent at all: the next call reports it alone.
+  for (int32_t i = start; i < end && count < RECV_BATCH_MAX; i++, count++) {
+    const int32_t *record = buffers.records + (size_t)i * RECORD_INTS;
+    socklen_t name_length = 0;
+    if (record_sendable(record, buffers.slot_size))
+      name_length = to_sockaddr(family, (const uint8_t *)(record + 4), record[1], &destinations[count]);
+    if (name_length == 0) break;
+    struct msghdr *header = &messages[count].msg_hdr;
+    iovecs[count].iov_base = buffers.slab + (size_t)i * buffers.slot_size;
+    iovecs[count].iov_len = (size_t)record[0];
+    header->msg_iov = &iovecs[count];
+    header->msg_iovlen = 1;
+    header->msg_name = &destinations[count];
+    header->msg_namelen = name_length;
+    header->msg_controllen = write_control(family, record, control[count]);
+    if (header->msg_controllen > 0) header->msg_control = control[count];
+  }
+  if (count > 0) {
+    do {
+      sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) sent = -errno;
   }
   CHECK(env, napi_create_int32(env, sent, &result));
   return result;

@@ -65,25 +65,42 @@ describe('udp addon: bad input', () => {
     table[2 * RECORD_INTS + 1] = 0;
     table[3 * RECORD_INTS + 1] = 65536;
     for (let i = 0; i < 4; i++) {
-      expect(addon.sendMany(fd, slab, table, 2048, i, 4)).toBe(-constants.errno.EINVAL);
+      expect(addon.sendMany(fd, 6, slab, table, 2048, i, 4)).toBe(-constants.errno.EINVAL);
     }
     addon.close(fd);
   });
 
-  test('8. sendMany: start/end outside the buffers, bad slot sizes and wrong array types throw', () => {
+  test('8. sendMany: start/end outside the buffers, bad slot sizes, wrong array types and a family other than 4|6 throw', () => {
     const fd = openSocket();
     const slab = new Uint8Array(2 * 1024);
     const table = records(9, 10, 2);
-    expect(() => addon.sendMany(fd, slab, table, 1024, 0, 3)).toThrow(/outside/);
-    expect(() => addon.sendMany(fd, slab, table, 1024, 2, 1)).toThrow(/outside/);
-    expect(() => addon.sendMany(fd, slab, table, 1024, -1, 1)).toThrow(/outside/);
-    expect(() => addon.sendMany(fd, slab, table, 0, 0, 1)).toThrow(/slot size/);
-    expect(() => addon.sendMany(fd, slab, table, 65537, 0, 1)).toThrow(/slot size/);
-    expect(() => addon.sendMany(fd, slab, table, 4096, 0, 1)).toThrow(/too small/);
-    expect(() => addon.sendMany(fd, table as never, slab as never, 1024, 0, 1)).toThrow(/Uint8Array/);
-    expect(() => addon.sendMany(fd, slab, new Uint32Array(24) as never, 1024, 0, 1)).toThrow(/Int32Array/);
-    expect(() => addon.sendMany(fd, slab, new Int32Array(RECORD_INTS - 1), 1024, 0, 1)).toThrow(/too small/);
-    expect(addon.sendMany(fd, slab, table, 1024, 1, 1)).toBe(0);
+    expect(() => addon.sendMany(fd, 6, slab, table, 1024, 0, 3)).toThrow(/outside/);
+    expect(() => addon.sendMany(fd, 6, slab, table, 1024, 2, 1)).toThrow(/outside/);
+    expect(() => addon.sendMany(fd, 6, slab, table, 1024, -1, 1)).toThrow(/outside/);
+    expect(() => addon.sendMany(fd, 6, slab, table, 0, 0, 1)).toThrow(/slot size/);
+    expect(() => addon.sendMany(fd, 6, slab, table, 65537, 0, 1)).toThrow(/slot size/);
+    expect(() => addon.sendMany(fd, 6, slab, table, 4096, 0, 1)).toThrow(/too small/);
+    expect(() => addon.sendMany(fd, 6, table as never, slab as never, 1024, 0, 1)).toThrow(/Uint8Array/);
+    expect(() => addon.sendMany(fd, 6, slab, new Uint32Array(24) as never, 1024, 0, 1)).toThrow(/Int32Array/);
+    expect(() => addon.sendMany(fd, 6, slab, new Int32Array(RECORD_INTS - 1), 1024, 0, 1)).toThrow(
+      /too small/,
+    );
+    expect(addon.sendMany(fd, 6, slab, table, 1024, 1, 1)).toBe(0);
+    const before = openFds();
+    for (const family of [0, 5, 46, -6, 6.5, 2 ** 32 + 6, NaN, '6', undefined, null]) {
+      // The addon's TypeError comes from Node's realm, not the test's: compare its name, not its class.
+      let thrown: unknown;
+      try {
+        addon.sendMany(fd, family as never, slab, table, 1024, 0, 1);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({ name: 'TypeError', message: expect.stringMatching(/family 4\|6/) });
+    }
+    expect(() => (addon.sendMany as (...args: unknown[]) => number)(fd, slab, table, 1024, 0, 1)).toThrow(
+      /family 4\|6/,
+    );
+    expect(openFds()).toBe(before);
     addon.close(fd);
   });
 
@@ -91,7 +108,7 @@ describe('udp addon: bad input', () => {
     const fd = openSocket();
     addon.close(fd);
     const slab = new Uint8Array(1024);
-    expect(addon.sendMany(fd, slab, records(9, 10), 1024, 0, 1)).toBe(-constants.errno.EBADF);
+    expect(addon.sendMany(fd, 6, slab, records(9, 10), 1024, 0, 1)).toBe(-constants.errno.EBADF);
     expect(() => addon.bufferSizes(fd)).toThrow(/EBADF/);
     expect(() =>
       addon.startReceiving(
@@ -240,9 +257,9 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     table[RECORD_INTS + 3] = 65536;
     table[2 * RECORD_INTS] = (max + 1) * 10; // 65 datagrams of 10 bytes
     table[3 * RECORD_INTS] = max * 10 + 1; // 64 of 10 and a 65th of 1
-    for (let i = 0; i < 4; i++) expect(addon.sendMany(fd, slab, table, 4096, i, 5)).toBe(EINVAL);
+    for (let i = 0; i < 4; i++) expect(addon.sendMany(fd, 6, slab, table, 4096, i, 5)).toBe(EINVAL);
     table[4 * RECORD_INTS] = max * 10; // exactly 64 datagrams: sent
-    expect(addon.sendMany(fd, slab, table, 4096, 4, 5)).toBe(1);
+    expect(addon.sendMany(fd, 6, slab, table, 4096, 4, 5)).toBe(1);
     addon.close(fd);
   });
 
@@ -260,7 +277,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     for (let i = 0; i < 200; i++) {
       const socket = openSocket();
       expect(addon.enableOffloads(socket)).toEqual({ gso: true, gro: true });
-      expect(addon.sendMany(socket, slab, records(9, 1000, 1, 100), 2048, 0, 1)).toBe(1);
+      expect(addon.sendMany(socket, 6, slab, records(9, 1000, 1, 100), 2048, 0, 1)).toBe(1);
       addon.close(socket);
     }
     expect(openFds()).toBe(before);
@@ -302,7 +319,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     table[RECORD_INTS + 3] = 0;
     const slab = gsoSlab();
     slab.copyWithin(4096 / 2, 0, TOTAL);
-    expect(addon.sendMany(fd, slab, table, 4096 / 2, 0, 2)).toBe(2);
+    expect(addon.sendMany(fd, 6, slab, table, 4096 / 2, 0, 2)).toBe(2);
     const arrived = await all;
     addon.close(fd);
     expect(arrived.map((message) => message.length)).toEqual([...SEGMENTS, TOTAL]);
@@ -318,7 +335,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     const table = new Int32Array(shared, 6144, RECORD_INTS);
     table.set(records(port, TOTAL, 1, 100));
     const fd = openSocket();
-    expect(addon.sendMany(fd, slab, table, 4096, 0, 1)).toBe(1);
+    expect(addon.sendMany(fd, 6, slab, table, 4096, 0, 1)).toBe(1);
     const arrived = await all;
     addon.close(fd);
     expect(arrived.map((message) => message.length)).toEqual(SEGMENTS);
@@ -351,7 +368,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     );
     const sender = openSocket();
     const sent = gsoSlab();
-    expect(addon.sendMany(sender, sent, records(port, TOTAL, 1, 100), 4096, 0, 1)).toBe(1);
+    expect(addon.sendMany(sender, 6, sent, records(port, TOTAL, 1, 100), 4096, 0, 1)).toBe(1);
     const batch = await received;
     addon.close(sender);
     addon.close(fd);

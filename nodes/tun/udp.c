@@ -371,7 +371,8 @@ static int record_sendable(const int32_t *record, size_t slot_size) {
 // source, or send a GSO message's datagrams one by one). Record flag FLAG_LOCAL asks for that source address
 // (IPV6_PKTINFO / IP_PKTINFO); a segment size above 0 sends the slot as one UDP_SEGMENT message.
 // `family` is the one the socket was opened with (the caller knows it), so a flush costs one sendmmsg and
-// no getsockname. A wrong family is the caller's bug: the addresses it builds are refused (-errno), no more.
+// no getsockname. A wrong one costs refused sends, never memory: an IPv4 socket told 6 gets -EAFNOSUPPORT
+// from the kernel; a dual-stack socket told 4 still reaches IPv4 peers and refuses IPv6 ones (-EINVAL).
 static napi_value udp_send_many(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];

@@ -101,6 +101,13 @@ describe('udp addon: bad input', () => {
       /family 4\|6/,
     );
     expect(openFds()).toBe(before);
+    // A family that is not the socket's: refused sends, no crash.
+    const v4 = addon.open(4, LOOPBACK_V4, 0, 0, 0).fd;
+    expect(addon.sendMany(v4, 6, slab, table, 1024, 0, 1)).toBe(-constants.errno.EAFNOSUPPORT);
+    addon.close(v4);
+    const toV6 = records(9, 10);
+    new Uint8Array(toV6.buffer).set(Uint8Array.of(0xfd, ...new Uint8Array(14), 1), 4 * 4);
+    expect(addon.sendMany(fd, 4, slab, toV6, 1024, 0, 1)).toBe(-constants.errno.EINVAL);
     addon.close(fd);
   });
 

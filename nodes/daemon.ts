@@ -2,8 +2,6 @@
 // the engine, the device on its UDP port, the UAPI socket (so `wg` works) and, when asked, the metrics
 // endpoint. What differs (peers from a file or from a broker, routes, NAT) the callers add. close() undoes
 // every step in reverse order, the callers' last-added first; a start that fails part-way undoes its own.
-import { availableParallelism } from 'node:os';
-
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
@@ -38,11 +36,6 @@ export interface DaemonOptions extends DataPathSettings {
    * that died).
    */
   log?: (line: string) => void;
-  /**
-   * Worker threads that answer handshake initiations (nodes/handshakes.ts); 0 answers them on the data
-   * path's thread. Default: one per core on a machine with several.
-   */
-  handshakeThreads?: number;
   /** Runs once the device is up and before UAPI and metrics are served: peers, routes. */
   configure?: (device: Device, interfaceName: string) => Promise<void>;
 }
@@ -136,7 +129,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
       listenPort: options.listen.port,
       metrics,
-      handshakeThreads: options.handshakeThreads ?? (availableParallelism() > 1 ? availableParallelism() : 0),
+      // With more than one thread, as many handshake workers answer initiations; with one, the engine does.
+      handshakeThreads: options.threads > 1 ? options.threads : 0,
       ...(threads && { threads }),
     });
     cleanups.push(() => device.close());

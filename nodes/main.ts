@@ -79,7 +79,7 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--threads <n>',
-        `threads of the data path: 1 seals and opens on the main thread, N > 1 adds N crypto threads (default: the machine's cores, ${availableParallelism()})`,
+        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers (default: the machine's cores, ${availableParallelism()})`,
       ).env('TB_THREADS'),
     );
 

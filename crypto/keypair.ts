@@ -98,10 +98,10 @@ export class Keypair {
   }
 
   /**
-   * Seals a packet (empty: keepalive) as a transport message into out[offset ..) under the next send
+   * Seals a packet (empty: keepalive) as a transport message at the start of `out` under the next send
    * counter; returns the message's length (transportLength). The caller checked canSend and the room.
    */
-  seal(packet: Uint8Array, mtu: number, out: Uint8Array, offset = 0): number {
+  seal(packet: Uint8Array, mtu: number, out: Uint8Array): number {
     const counter = this.reserveCounter();
     return sealTransport(
       this.send,
@@ -111,7 +111,6 @@ export class Keypair {
       packet,
       mtu,
       out,
-      offset,
     );
   }
 

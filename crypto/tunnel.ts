@@ -137,9 +137,9 @@ export interface TunnelOptions {
   transportCrypto?: TransportCrypto;
 }
 
-type SendAction = { kind: 'send'; datagram: Uint8Array; to: Endpoint };
-type DeliverAction = { kind: 'deliver'; packet: Uint8Array; peer: string };
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+type SendAction = Mutable<Extract<TunnelAction, { kind: 'send' }>>;
+type DeliverAction = Mutable<Extract<TunnelAction, { kind: 'deliver' }>>;
 
 // A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
 const SEND_BUFFER_OVERHEAD = 64;
@@ -227,17 +227,18 @@ export class Tunnel {
   private readonly decryptInPlace: boolean;
   private readonly sendBuffers: SendBuffer[] | undefined;
   private sendBuffersUsed = 0;
-  /** With reuseActions: the data path's result array and the send and deliver actions handed out so far. */
+  /**
+   * With reuseActions: the data path's result array and the actions handed out so far. A call may send and
+   * seal many times (staged packets), but opens or delivers at most once: those need one record each.
+   */
   private readonly reusedActions: TunnelAction[] | undefined;
-  private readonly sendActions: SendAction[] = [];
-  private readonly deliverActions: DeliverAction[] = [];
   private reusedCount = 0;
+  private readonly sendActions: SendAction[] = [];
   private readonly sealActions: Mutable<SealAction>[] = [];
-  private readonly openActions: Mutable<OpenAction>[] = [];
   private sendActionsUsed = 0;
-  private deliverActionsUsed = 0;
   private sealActionsUsed = 0;
-  private openActionsUsed = 0;
+  private reusedDeliver: DeliverAction | undefined;
+  private reusedOpen: Mutable<OpenAction> | undefined;
   private readonly transportCrypto: TransportCrypto | undefined;
   private readonly peersByName = new Map<string, Peer>();
   private readonly indices: IndexTable<IndexEntry>;
@@ -858,9 +859,7 @@ export class Tunnel {
   private beginCall(): void {
     this.sendBuffersUsed = 0;
     this.sendActionsUsed = 0;
-    this.deliverActionsUsed = 0;
     this.sealActionsUsed = 0;
-    this.openActionsUsed = 0;
   }
 
   /**
@@ -899,7 +898,7 @@ export class Tunnel {
 
   private deliverAction(packet: Uint8Array, peer: string): TunnelAction {
     if (this.reusedActions === undefined) return { kind: 'deliver', packet, peer };
-    const action = (this.deliverActions[this.deliverActionsUsed++] ??= { kind: 'deliver', packet, peer });
+    const action = (this.reusedDeliver ??= { kind: 'deliver', packet, peer });
     action.packet = packet;
     action.peer = peer;
     return action;
@@ -931,13 +930,7 @@ export class Tunnel {
 
   private openAction(keypair: Keypair, datagram: Uint8Array, from: Endpoint, peer: string): OpenAction {
     if (this.reusedActions === undefined) return { kind: 'open', keypair, datagram, from, peer };
-    const action = (this.openActions[this.openActionsUsed++] ??= {
-      kind: 'open',
-      keypair,
-      datagram,
-      from,
-      peer,
-    });
+    const action = (this.reusedOpen ??= { kind: 'open', keypair, datagram, from, peer });
     action.keypair = keypair;
     action.datagram = datagram;
     action.from = from;
@@ -953,11 +946,10 @@ export class Tunnel {
       keypair.seal(packet, this.mtu, datagram);
       return datagram;
     }
+    const size = packet.length + SEND_BUFFER_OVERHEAD;
     let buffer = pool[this.sendBuffersUsed];
-    if (buffer === undefined || buffer.bytes.length < packet.length + SEND_BUFFER_OVERHEAD) {
-      buffer = new SendBuffer(
-        new Uint8Array(Math.max(packet.length + SEND_BUFFER_OVERHEAD, SEND_BUFFER_MIN)),
-      );
+    if (buffer === undefined || buffer.bytes.length < size) {
+      buffer = new SendBuffer(new Uint8Array(Math.max(size, SEND_BUFFER_MIN)));
       pool[this.sendBuffersUsed] = buffer;
     }
     this.sendBuffersUsed++;

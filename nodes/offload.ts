@@ -336,14 +336,18 @@ function latencyFirstProtocol(packet: Uint8Array): boolean {
  * extension headers, which UDP tolerates).
  */
 export function latencyFirst(packets: Uint8Array[]): void {
-  const bulk: Uint8Array[] = [];
   let front = 0;
+  let held = 0;
   for (const packet of packets) {
     if (latencyFirstProtocol(packet)) packets[front++] = packet;
-    else bulk.push(packet);
+    else bulkScratch[held++] = packet;
   }
-  for (let i = 0; i < bulk.length; i++) packets[front + i] = bulk[i]!;
+  if (front === 0) return; // all bulk, as most batches are: nothing moved
+  for (let i = 0; i < held; i++) packets[front + i] = bulkScratch[i]!;
 }
+
+// latencyFirst's bulk packets, per read; never emptied (that would give up its storage).
+const bulkScratch: Uint8Array[] = [];
 
 // --- write side: coalesce -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv4, isIPv6 } from 'node:net';
 import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 
 import { formatIpAddress, parseIpAddress } from '../crypto/ipaddr.js';
 import { loadAddon } from './tun/addon.js';
@@ -350,9 +351,9 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     socket = openAddonSocket(addon, '0.0.0.0', port, options);
   }
   const { fd, family } = socket;
-  let offloads = { gso: false, gro: false };
+  let gso = false; // GRO needs no state here: a GRO batch says its segment size
   try {
-    if (options.offload !== false) offloads = addon.enableOffloads(fd);
+    if (options.offload !== false) gso = addon.enableOffloads(fd).gso;
   } catch (error) {
     addon.close(fd);
     throw error;
@@ -413,11 +414,11 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   };
 
   const disableGso = (errno: number) => {
-    if (!offloads.gso) return;
-    offloads = { ...offloads, gso: false };
-    const name =
-      Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
-    options.onNotice?.(`UDP GSO refused by the kernel (${name}): sending one datagram per message`);
+    if (!gso) return;
+    gso = false;
+    options.onNotice?.(
+      `UDP GSO refused by the kernel (${getSystemErrorName(-errno)}): sending one datagram per message`,
+    );
   };
 
   // A refused GSO message's datagrams, each in its own slot of a scratch slab (rare: made when needed).
@@ -526,7 +527,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       sendRecords[record + RECORD_SEGMENT] = 0;
       sendRecords.set(target.addresses, record + RECORD_REMOTE);
       queuedTargets[slot] = target;
-      open = offloads.gso && length > 0 ? target : undefined;
+      open = gso && length > 0 ? target : undefined;
       openSegment = length;
       openSegments = 1;
       if (slot === 0) queueMicrotask(flush);

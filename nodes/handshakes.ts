@@ -141,7 +141,8 @@ interface Thread {
   readonly worker: Worker;
   /** Jobs sent, in order, not yet answered. */
   readonly sent: Job[][];
-  inFlight: number;
+  /** Initiations queued for it or sent to it and not answered yet. */
+  pending: number;
   /** This turn's initiations for it, laid end to end. */
   readonly initiations: Uint8Array[];
   readonly jobs: Job[];
@@ -170,6 +171,8 @@ export class HandshakeWorkers {
   private readonly onFailure: HandshakeWorkersOptions['onFailure'];
   private changes: SnapshotChange[] = [];
   private generation = 0;
+  /** Every thread's pending, kept as a sum: the device reads it for every datagram. */
+  private pending = 0;
   private flushScheduled = false;
   private closing = false;
 
@@ -181,7 +184,7 @@ export class HandshakeWorkers {
       const thread: Thread = {
         worker: new Worker(url),
         sent: [],
-        inFlight: 0,
+        pending: 0,
         initiations: [],
         jobs: [],
       };
@@ -196,18 +199,16 @@ export class HandshakeWorkers {
 
   /** Initiations sent to workers and not answered yet: the device's handshake backlog. */
   get backlog(): number {
-    let total = 0;
-    for (const thread of this.threads) total += thread.inFlight + thread.jobs.length;
-    return total;
+    return this.pending;
   }
 
   /** Queues an admitted initiation (copied) for the least busy worker; sent at the end of this turn. */
   submit(initiation: Uint8Array, from: Endpoint): void {
     if (this.closing) return;
     let thread = this.threads[0]!;
-    for (const other of this.threads) {
-      if (other.inFlight + other.jobs.length < thread.inFlight + thread.jobs.length) thread = other;
-    }
+    for (const other of this.threads) if (other.pending < thread.pending) thread = other;
+    thread.pending++;
+    this.pending++;
     const senderIndex = new DataView(initiation.buffer, initiation.byteOffset).getUint32(
       SENDER_INDEX_OFFSET,
       true,
@@ -289,7 +290,6 @@ export class HandshakeWorkers {
       const initiations = new Uint8Array(thread.jobs.length * INITIATION_SIZE);
       thread.initiations.forEach((initiation, i) => initiations.set(initiation, i * INITIATION_SIZE));
       thread.worker.postMessage({ kind: 'answer', initiations } satisfies ToWorker, [initiations.buffer]);
-      thread.inFlight += thread.jobs.length;
       thread.sent.push(thread.jobs.splice(0));
       thread.initiations.length = 0;
     }
@@ -301,7 +301,8 @@ export class HandshakeWorkers {
       wipe(records); // the device is closing: nothing more is sent
       return;
     }
-    thread.inFlight -= jobs.length;
+    thread.pending -= jobs.length;
+    this.pending -= jobs.length;
     try {
       jobs.forEach((job, i) => {
         const answer = readAnswer(records, i);

@@ -33,6 +33,7 @@ import {
   KIND_WRAP,
   nextRecord,
   recordAt,
+  recordEnd,
   recordSize,
   RESULT_DECRYPT_FAILED,
   RESULT_REPLAY,
@@ -120,9 +121,8 @@ class CryptoThread {
   private place(size: number): number {
     const { capacity } = this.ring;
     const { written, freed } = this;
-    const ends = (start: number) => (capacity - (start + size) < HEADER_BYTES ? 0 : start + size);
     if (written >= freed) {
-      if (written + size <= capacity && ends(written) !== freed) return written;
+      if (written + size <= capacity && recordEnd(capacity, written, size) !== freed) return written;
       return size < freed ? 0 : -1;
     }
     return written + size < freed ? written : -1;
@@ -146,7 +146,7 @@ class CryptoThread {
     ints[record + H_SIZE] = size;
     ints[record + H_INDEX] = index;
     ints[record + H_LENGTH] = payload;
-    this.written = capacity - (start + size) < HEADER_BYTES ? 0 : start + size;
+    this.written = recordEnd(capacity, start, size);
     if (this.published === 0) queueMicrotask(this.publish);
     this.published++;
     return record;
@@ -324,10 +324,6 @@ export class CryptoThreads implements TransportCrypto {
       throw error;
     }
     return pool;
-  }
-
-  get count(): number {
-    return this.threads.length;
   }
 
   attach(results: CryptoResults): void {

@@ -65,12 +65,15 @@ export const recordSize = (payload: number): number =>
   Math.ceil((HEADER_BYTES + payload) / RECORD_ALIGN) * RECORD_ALIGN;
 
 /**
- * Where the record after the one at `offset` starts, following a wrap: the reader's and the writer's one rule
- * for "a header no longer fits here".
+ * Where the next record starts after one of `size` bytes at `start`: the reader's and the writer's one rule
+ * for "a header no longer fits here" (then the ring wraps to 0).
  */
+export const recordEnd = (capacity: number, start: number, size: number): number =>
+  capacity - (start + size) < HEADER_BYTES ? 0 : start + size;
+
+/** Where the record after the one at `offset` starts, following a wrap. */
 export function nextRecord(ring: RingViews, offset: number): number {
-  const next = offset + ring.ints[offset / 4 + H_SIZE]!;
-  return ring.capacity - next < HEADER_BYTES ? 0 : next;
+  return recordEnd(ring.capacity, offset, ring.ints[offset / 4 + H_SIZE]!);
 }
 
 /** The reader's view of a record's start: a WRAP record, or a tail too short for a header, means offset 0. */

@@ -43,16 +43,22 @@ export function startReaper(ctx: BrokerContext): void {
   if (ctx.shutdown.aborted) return;
   failoverCounter(ctx); // its series read 0 from the start
   let running = false;
-  let migrated = false;
-  const migrate = async () => {
-    const { moved, waiting, freed } = await migrateLeases(ctx);
-    migrated = true;
-    if (moved + waiting > 0)
-      ctx.logger.info({ moved, waiting, freed }, 'address leases from before regional leases moved');
-  };
+  // One migration at a time: a round waits for the one under way, and one that failed is tried again.
+  let migration: Promise<void> | undefined;
+  const migrate = () =>
+    (migration ??= migrateLeases(ctx).then(
+      ({ moved, waiting, freed }) => {
+        if (moved + waiting > 0)
+          ctx.logger.info({ moved, waiting, freed }, 'address leases from before regional leases moved');
+      },
+      (err: unknown) => {
+        migration = undefined;
+        throw err;
+      },
+    ));
   void migrate().catch(() => undefined); // said by the first round if Redis stays away
   const round = async () => {
-    if (!migrated) await migrate();
+    await migrate();
     await reapExpired(ctx);
     const { moved, lost } = await failoverRound(ctx);
     if (moved + lost > 0) ctx.logger.info({ moved, lost }, 'sessions of lost nodes failed over');

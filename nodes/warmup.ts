@@ -8,7 +8,7 @@ import type { Endpoint } from '../crypto/peer.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 
 /** Packets per direction: enough for V8 to optimize every function the data path runs. */
-const WARM_PACKETS = 2000;
+export const WARM_PACKETS = 2000;
 // Documentation addresses (RFC 5737, RFC 3849): endpoints and inner addresses of the two engines.
 const ENDPOINTS: readonly [Endpoint, Endpoint] = [
   { address: '192.0.2.1', port: 1 },

@@ -52,9 +52,12 @@ export type Checked<T> =
 const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
 const bad = (message: string): { ok: false; message: string } => ({ ok: false, message });
 
-/** Every mode defaults on; threads default to the machine's cores. */
+/** Threads when none are asked for: the machine's cores, at most MAX_THREADS. */
+export const defaultThreads = (): number => Math.min(availableParallelism(), MAX_THREADS);
+
+/** Every mode defaults on; threads default to defaultThreads(). */
 export function dataPathSettings(args: DataPathArguments): Checked<DataPathSettings> {
-  const threads = args.threads === undefined ? availableParallelism() : Number(args.threads);
+  const threads = args.threads === undefined ? defaultThreads() : Number(args.threads);
   if (!/^[0-9]+$/.test(args.threads ?? '1') || threads < 1 || threads > MAX_THREADS)
     return bad(
       `--threads (TB_THREADS) must be a whole number from 1 to ${MAX_THREADS}, not '${args.threads?.slice(0, 32)}'`,

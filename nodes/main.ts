@@ -3,12 +3,11 @@
 // one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
 import './jit.js'; // first: sets how V8 compiles everything below
 import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 
 import { Command, CommanderError, Option } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
-import { checkUpArguments, ON_OFF, type UpArguments } from './config.js';
+import { checkUpArguments, defaultThreads, ON_OFF, type UpArguments } from './config.js';
 import { readyLine } from './daemon.js';
 import {
   checkRunArguments,
@@ -79,7 +78,7 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--threads <n>',
-        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers (default: the machine's cores, ${availableParallelism()})`,
+        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers (default: the machine's cores, ${defaultThreads()})`,
       ).env('TB_THREADS'),
     );
 

@@ -45,6 +45,16 @@ const LEASES = `local function withoutWord(list, word)
   for w in string.gmatch(list, '%S+') do if w ~= word then table.insert(kept, w) end end
   return table.concat(kept, ' ')
 end
+-- idx's list of waiting sessions, without sid (gone once empty).
+local function dropWaiting(legacy, idx, waiting, sid)
+  local rest = withoutWord(waiting, sid)
+  if rest == '' then redis.call('HDEL', legacy, idx) else redis.call('HSET', legacy, idx, rest) end
+end
+-- Session sid's lease on idx under its node's id (the layout before regional leases), if it holds it.
+local function dropNodeLease(prefix, node, idx, sid)
+  local old = prefix .. 'leases:' .. node
+  if redis.call('HGET', old, idx) == sid then redis.call('HDEL', old, idx) end
+end
 -- The lease of session sid on idx, if it holds it, goes to the first session waiting for idx, else is freed.
 local function freeLease(prefix, tag, idx, sid)
   local leases = prefix .. 'leases:' .. tag
@@ -57,25 +67,19 @@ local function freeLease(prefix, tag, idx, sid)
     return
   end
   local heir = string.match(waiting, '%S+')
-  local rest = withoutWord(waiting, heir)
-  if rest == '' then redis.call('HDEL', legacy, idx) else redis.call('HSET', legacy, idx, rest) end
+  dropWaiting(legacy, idx, waiting, heir)
   redis.call('HSET', leases, idx, heir)
   local key = prefix .. 'ses:' .. heir
   local node = redis.call('HGET', key, 'node')
   redis.call('HSET', key, 'pool', tag)
-  if node and redis.call('HGET', prefix .. 'leases:' .. node, idx) == heir then
-    redis.call('HDEL', prefix .. 'leases:' .. node, idx)
-  end
+  if node then dropNodeLease(prefix, node, idx, heir) end
 end
 -- A session from before regional leases gives up its node's lease and its place in the legacy list.
 local function leaveLegacyLease(prefix, tag, idx, sid, node)
-  local old = prefix .. 'leases:' .. node
-  if redis.call('HGET', old, idx) == sid then redis.call('HDEL', old, idx) end
+  dropNodeLease(prefix, node, idx, sid)
   local legacy = prefix .. 'legacy:' .. tag
   local waiting = redis.call('HGET', legacy, idx)
-  if not waiting then return end
-  local rest = withoutWord(waiting, sid)
-  if rest == '' then redis.call('HDEL', legacy, idx) else redis.call('HSET', legacy, idx, rest) end
+  if waiting then dropWaiting(legacy, idx, waiting, sid) end
 end`;
 
 /**
@@ -427,6 +431,7 @@ export const MIGRATE_LEASES = new LuaScript(
   'migrate-leases',
   `${INT}
 ${POOL_TAG}
+${LEASES}
 local prefix, defaultTag = ARGV[1], ARGV[2]
 local moved, waiting, touched, tags = 0, 0, {}, {}
 for i = 3, #ARGV do
@@ -446,8 +451,7 @@ for i = 3, #ARGV do
     if not holder or holder == sid then
       redis.call('HSET', leases, idx, sid)
       redis.call('HSET', key, 'pool', tag)
-      local old = prefix .. 'leases:' .. s[1]
-      if redis.call('HGET', old, idx) == sid then redis.call('HDEL', old, idx) end
+      dropNodeLease(prefix, s[1], idx, sid)
       moved = moved + 1
     else
       local legacy = prefix .. 'legacy:' .. tag

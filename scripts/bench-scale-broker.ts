@@ -8,18 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { Agent, request } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { pino } from 'pino';
 
 import { BrokerClient, type PeerReport } from '../nodes/broker-client.js';
 import { PEERS_PER_HEARTBEAT } from '../nodes/agent.js';
-import { createApp } from '../src/broker/app.js';
-import { loadConfig } from '../src/broker/config.js';
-import { createAccount, issueKey } from '../src/broker/services/accounts.js';
 import { createNodeToken } from '../src/broker/services/enrollment.js';
 import { upsertRegion } from '../src/broker/services/regions.js';
-import { createRedis, waitForReady, type Redis } from '../src/broker/store/redis.js';
-import { USER_SCOPES } from '../src/broker/scopes.js';
-import { startRedis } from '../test/helpers/redis.js';
+import type { Redis } from '../src/broker/store/redis.js';
+import { businessToken, startBroker } from '../test/broker/helpers.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 100_000);
 const PER_NODE = 10_000;
@@ -27,20 +22,17 @@ const IN_FLIGHT = 32;
 const BEAT_SIZES = [1, 1_000, 10_000];
 const REGION = 'bench';
 
-const redisServer = await startRedis();
-const config = loadConfig({
-  REDIS_URL: redisServer.url,
-  TB_TIERS: JSON.stringify({
-    business: { concurrentSessions: 1_000_000_000, requestsPerMinute: 1_000_000_000 },
-  }),
-  TB_NODE_REQUESTS_PER_MINUTE: '1000000',
-  // The nodes beat only when measured: the longest interval keeps them healthy for the whole run.
-  TB_HEARTBEAT_MS: '600000',
+const broker = await startBroker({
+  env: {
+    TB_TIERS: JSON.stringify({
+      business: { concurrentSessions: 1_000_000_000, requestsPerMinute: 1_000_000_000 },
+    }),
+    TB_NODE_REQUESTS_PER_MINUTE: '1000000',
+    // The nodes beat only when measured: the longest interval keeps them healthy for the whole run.
+    TB_HEARTBEAT_MS: '600000',
+  },
 });
-const redis = createRedis(config.redisUrl);
-await waitForReady(redis);
-const app = createApp({ config, redis, logger: pino({ level: 'silent' }) });
-const ctx = app.locals.broker;
+const { app, ctx, redis } = broker;
 let wireBytes = 0;
 const server = app.listen(0, '127.0.0.1');
 server.on('connection', (socket: Socket) =>
@@ -96,13 +88,7 @@ for (let n = 0; n < Math.ceil(SESSIONS / PER_NODE); n++) {
   });
   nodes.push({ id: (JSON.parse(answer.text) as { node_id: string }).node_id, token });
 }
-const account = await createAccount(ctx, { plan: 'business' });
-const { token } = await issueKey(ctx, account.id, {
-  name: 'bench',
-  permissions: [...USER_SCOPES],
-  fingerprint: null,
-  expiresAt: null,
-});
+const token = await businessToken(ctx, 'bench');
 const keysByNode = new Map<string, string[]>();
 const memoryBefore = await usedMemory(redis);
 let next = 0;
@@ -211,6 +197,4 @@ const lines = [
 process.stdout.write(`${lines.join('\n')}\n`);
 agent.destroy();
 server.close();
-app.locals.close();
-redis.disconnect();
-await redisServer.stop();
+await broker.close();

@@ -17,13 +17,11 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 
-import { createAccount, issueKey } from '../src/broker/services/accounts.js';
 import { createNodeToken } from '../src/broker/services/enrollment.js';
 import { upsertRegion } from '../src/broker/services/regions.js';
-import { USER_SCOPES } from '../src/broker/scopes.js';
 import type { CreatedSession } from '../src/lib/api.js';
 import { PEERS_FILE } from '../nodes/resume.js';
-import { startBroker } from '../test/broker/helpers.js';
+import { businessToken, startBroker } from '../test/broker/helpers.js';
 import { settled } from '../test/helpers/eventually.js';
 import { NetnsHarness, parseWgDump, type Namespace, type ProcessHandle } from '../test/nodes/netns.js';
 import {
@@ -66,13 +64,7 @@ const broker = await startBroker({
   },
 });
 const served = await serveOnSocket(broker.app, harness.tempDir(), IN_FLIGHT);
-const account = await createAccount(broker.ctx, { plan: 'business' });
-const { token } = await issueKey(broker.ctx, account.id, {
-  name: 'bench',
-  permissions: [...USER_SCOPES],
-  fingerprint: null,
-  expiresAt: null,
-});
+const token = await businessToken(broker.ctx, 'bench');
 
 interface Setup {
   peers: number;

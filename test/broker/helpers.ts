@@ -3,6 +3,8 @@ import { pino, type Logger } from 'pino';
 import { createApp, type BrokerApp } from '../../src/broker/app.js';
 import { loadConfig, type Config } from '../../src/broker/config.js';
 import type { BrokerContext } from '../../src/broker/context.js';
+import { USER_SCOPES } from '../../src/broker/scopes.js';
+import { createAccount, issueKey } from '../../src/broker/services/accounts.js';
 import { createRedis, waitForReady, type Redis } from '../../src/broker/store/redis.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 
@@ -60,6 +62,18 @@ export async function redisContents(redis: Redis): Promise<string[]> {
     else throw new Error(`redisContents: ${key} has type ${type}`);
   }
   return out;
+}
+
+/** A new business account's API key with every user scope: its token. */
+export async function businessToken(ctx: BrokerContext, name: string): Promise<string> {
+  const account = await createAccount(ctx, { plan: 'business' });
+  const { token } = await issueKey(ctx, account.id, {
+    name,
+    permissions: [...USER_SCOPES],
+    fingerprint: null,
+    expiresAt: null,
+  });
+  return token;
 }
 
 export interface TestBroker {

@@ -11,13 +11,11 @@ import { join } from 'node:path';
 
 import nacl from 'tweetnacl';
 
-import { createAccount, issueKey } from '../../src/broker/services/accounts.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
 import type { CreatedSession, Region, Usage } from '../../src/lib/api.js';
-import { USER_SCOPES } from '../../src/broker/scopes.js';
 import { keys } from '../../src/broker/store/keys.js';
-import { startBroker, type TestBroker } from '../broker/helpers.js';
+import { businessToken, startBroker, type TestBroker } from '../broker/helpers.js';
 import { eventually, settled } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, parseWgDump, type Namespace } from './netns.js';
@@ -70,17 +68,6 @@ afterAll(async () => {
   await broker.close();
 });
 
-async function businessToken(): Promise<string> {
-  const account = await createAccount(broker.ctx, { plan: 'business' });
-  const { token } = await issueKey(broker.ctx, account.id, {
-    name: 'scale',
-    permissions: [...USER_SCOPES],
-    fingerprint: null,
-    expiresAt: null,
-  });
-  return token;
-}
-
 test(`${SESSIONS} sessions on one node, ${CLIENTS} of them moving traffic: healthy, every peer on it, bytes in usage`, async () => {
   const { token: nodeToken } = await createNodeToken(broker.ctx, REGION);
   const interfaceName = harness.interfaceName();
@@ -98,9 +85,12 @@ test(`${SESSIONS} sessions on one node, ${CLIENTS} of them moving traffic: healt
   // Through the API: one session per client account (its bytes are that account's usage), the rest
   // in one account with the tier's session cap lifted by TB_TIERS.
   const clients = await Promise.all(
-    Array.from({ length: CLIENTS }, async () => ({ keys: nacl.box.keyPair(), token: await businessToken() })),
+    Array.from({ length: CLIENTS }, async () => ({
+      keys: nacl.box.keyPair(),
+      token: await businessToken(broker.ctx, 'scale'),
+    })),
   );
-  const bulkToken = await businessToken();
+  const bulkToken = await businessToken(broker.ctx, 'scale');
   const requests = [
     ...clients.map((c) => ({ token: c.token, publicKey: b64(c.keys.publicKey) })),
     ...Array.from({ length: SESSIONS - CLIENTS }, () => ({

@@ -26,6 +26,7 @@ import {
 import type { Endpoint } from '../crypto/peer.js';
 import { generatePrivateKey, wipe } from '../crypto/primitives.js';
 import { secret } from '../crypto/secret.js';
+import { builtWorker } from './worker-file.js';
 
 // ---- the answers' wire format: one fixed-size record per initiation, in the order they were sent ----
 
@@ -151,7 +152,7 @@ interface Thread {
 export interface HandshakeWorkersOptions {
   threads: number;
   privateKey: Uint8Array;
-  /** The compiled worker (default: handshake-worker.js beside this module). */
+  /** The compiled worker (default: handshake-worker.js, built). */
   workerUrl?: URL;
   /**
    * An initiation a worker answered (undefined: it did not authenticate), on the device's thread, with
@@ -162,7 +163,7 @@ export interface HandshakeWorkersOptions {
   onFailure(error: Error): void;
 }
 
-const DEFAULT_WORKER_URL = new URL('./handshake-worker.js', import.meta.url);
+const WORKER_FILES = ['./handshake-worker.js', '../dist/nodes/handshake-worker.js'];
 const SENDER_INDEX_OFFSET = 4;
 
 export class HandshakeWorkers {
@@ -179,7 +180,7 @@ export class HandshakeWorkers {
   constructor(options: HandshakeWorkersOptions) {
     this.onAnswer = options.onAnswer;
     this.onFailure = options.onFailure;
-    const url = options.workerUrl ?? DEFAULT_WORKER_URL;
+    const url = options.workerUrl ?? builtWorker(import.meta.url, WORKER_FILES, 'handshake worker');
     this.threads = Array.from({ length: options.threads }, () => {
       const thread: Thread = {
         worker: new Worker(url),

@@ -3,8 +3,6 @@
 // through that thread's ring (nodes/threads/ring.ts): a batch per event-loop turn, one notify, no message
 // per packet. Counters (nonces) are reserved by the engine on the main thread, so each is used once; the
 // replay window of a keypair lives in the one thread that opens for it. Results come back in ring order.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
@@ -42,6 +40,7 @@ import {
   WRITTEN,
 } from './ring.js';
 import type { CryptoThreadData } from './worker.js';
+import { builtWorker } from '../worker-file.js';
 
 /** Where the crypto threads' results go (the device). Views are valid until `flushed` returns. */
 export interface CryptoResults {
@@ -62,16 +61,7 @@ const STALLED_MS = 5000;
 const WAIT_SLICE_MS = 100;
 const COMPANIONS_COMPACT_AT = 4096;
 
-// The module runs from nodes/threads (ts-jest) or dist/nodes/threads (tsc); the thread always runs built.
 const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
-
-function workerFile(): string {
-  const path = WORKER_FILES.map((file) => fileURLToPath(new URL(file, import.meta.url))).find((file) =>
-    existsSync(file),
-  );
-  if (path === undefined) throw new Error('crypto thread not built: run `npm run build`');
-  return path;
-}
 
 // Node 20 has Atomics.waitAsync; TypeScript's ES2022 library does not declare it yet.
 const waitAsync = (
@@ -296,7 +286,7 @@ export class CryptoThreads implements TransportCrypto {
    * node cannot carry on without the peers pinned to it.
    */
   static async start(count: number, mtu: number, onExit: (line: string) => void): Promise<CryptoThreads> {
-    const file = workerFile();
+    const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
     const pool = new CryptoThreads([], mtu);
     for (let i = 0; i < count; i++) {
       const buffer = createRing(RING_BYTES);

@@ -59,7 +59,6 @@ interface Node {
 }
 
 // The compiled handshake worker: a worker thread runs JavaScript, not these TypeScript sources.
-const HANDSHAKE_WORKER = new URL('../../dist/nodes/handshake-worker.js', import.meta.url);
 
 /**
  * How a device runs: initiations answered on its own thread or by two handshake workers; transport
@@ -95,7 +94,6 @@ async function startNode(handshakeThreads = 0, threads = 1): Promise<Node> {
     listenPort: 0,
     openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
     handshakeThreads,
-    handshakeWorkerUrl: HANDSHAKE_WORKER,
     ...(crypto && { threads: crypto }),
   });
   const close = async () => {

@@ -8,7 +8,6 @@ import { secureRandomBytes } from '../../nodes/device.js';
 import { HandshakeWorkers } from '../../nodes/handshakes.js';
 import { eventually } from '../helpers/eventually.js';
 
-const HANDSHAKE_WORKER = new URL('../../dist/nodes/handshake-worker.js', import.meta.url);
 const FROM = { address: '192.0.2.1', port: 51820 };
 // The turn's initiations go to the workers at its end: after this, they are being answered.
 const flushed = () => new Promise((resolve) => setImmediate(resolve));
@@ -44,7 +43,6 @@ describe('HandshakeWorkers', () => {
     workers = new HandshakeWorkers({
       threads: 2,
       privateKey: responderKey,
-      workerUrl: HANDSHAKE_WORKER,
       onAnswer: (answer) => answers.push(answer),
       onFailure: (error) => failures.push(error),
     });

@@ -118,7 +118,7 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
   };
 }
 
-const SERVERS: readonly TunnelServer[] = [
+const ALL_SERVERS: readonly TunnelServer[] = [
   wireguardGoServer,
   tunnelbyteNode('batched UDP, offload on, 1 thread', ['--batch', 'on', '--offload', 'on', '--threads', '1']),
   tunnelbyteNode('batched UDP, offload on, 2 threads', [
@@ -154,6 +154,13 @@ const SERVERS: readonly TunnelServer[] = [
     '1',
   ]),
 ];
+
+// BENCH_COLUMNS=<regular expression> keeps wireguard-go and the columns whose name matches it: a short run
+// while working on one mode. The committed results come from the whole table.
+const COLUMN_FILTER = process.env.BENCH_COLUMNS ? new RegExp(process.env.BENCH_COLUMNS) : undefined;
+const SERVERS = ALL_SERVERS.filter(
+  (server) => server === wireguardGoServer || COLUMN_FILTER === undefined || COLUMN_FILTER.test(server.name),
+);
 
 function statFields(pid: number): string[] | undefined {
   try {

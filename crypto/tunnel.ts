@@ -79,7 +79,8 @@ export type TunnelAction =
 
 /**
  * With `transportCrypto`: seal `packet` under `counter` with the keypair's send key (messages.ts
- * sealTransport) and send it to `to`. The counter is consumed and the message already counted in txBytes.
+ * sealTransport) and send it to `to`. The counter is consumed and the message already counted in txBytes:
+ * a shell that cannot seal it gives the bytes back (Tunnel.sealDropped).
  */
 export interface SealAction {
   readonly kind: 'seal';
@@ -698,6 +699,16 @@ export class Tunnel {
     // Retired while it was being opened: its session is gone, as if the message had come a moment later.
     if (entry?.keypair !== keypair) return this.dropped('keypair_expired');
     return this.transportAuthenticated(entry.peer, keypair, message, plainLength, from, now);
+  }
+
+  /**
+   * With transportCrypto: the shell dropped a seal action unsent (its crypto thread could not take it), so
+   * the peer's txBytes, counted when the action was made, no longer count its message. The counter stays
+   * used: the gap is one the peer's replay window accepts.
+   */
+  sealDropped(action: SealAction): void {
+    const peer = this.peersByName.get(action.peer);
+    if (peer !== undefined) peer.txBytes -= transportLength(action.packet.length, this.mtu);
   }
 
   /** Receiving a transport message after it authenticated: rotation, timers, cryptokey routing. */

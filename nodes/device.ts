@@ -184,7 +184,10 @@ export class Device implements UapiDevice {
           this.metrics?.drop(action.reason);
           break;
         case 'seal':
-          if (!this.threads?.seal(action)) this.metrics?.drop('queue_full');
+          if (!this.threads?.seal(action)) {
+            this.tunnel.sealDropped(action);
+            this.metrics?.drop('queue_full');
+          }
           break;
         case 'open':
           if (!this.threads?.open(action)) this.metrics?.drop('queue_full');

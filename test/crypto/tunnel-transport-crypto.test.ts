@@ -90,4 +90,19 @@ describe('Tunnel with transportCrypto', () => {
     expect(sizes(flow, 'b')).toEqual([148, PING_DATAGRAM]);
     expect(sizes(flow, 'a')).toEqual([92]);
   });
+
+  test('9. a seal the shell drops unsent (queue_full) leaves txBytes; the next message still opens', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    pair.send('b');
+    const before = pair.status('b').txBytes;
+    const [seal] = pair.b.encapsulate(pair.packet('b'), pair.now);
+    if (seal?.kind !== 'seal') throw new Error('expected a seal action');
+    expect(pair.status('b').txBytes).toBe(before + PING_DATAGRAM); // counted as the action is made
+    pair.b.sealDropped(seal);
+    expect(pair.status('b').txBytes).toBe(before);
+    expect(pair.send('b').delivered.a).toEqual([pair.packet('b')]); // over the counter the drop skipped
+    const [a, b] = [pair.status('a'), pair.status('b')];
+    expect([b.txBytes, b.rxBytes]).toEqual([a.rxBytes, a.txBytes]);
+  });
 });

@@ -27,8 +27,12 @@ export class DeadlineQueue<T extends Queued> {
     return this.heap.length;
   }
 
-  /** Call whenever one of the item's timers is armed at `at`: only an earlier deadline moves its entry. */
-  armed(item: T, at: number): void {
+  /**
+   * Call whenever one of the item's timers is armed at now + delay: only an earlier deadline moves its entry.
+   * The deadline is summed here, as PeerTimersOptions.armed hands it over, so the data path boxes no number.
+   */
+  armed(item: T, now: number, delay = 0): void {
+    const at = now + delay;
     if (item.queueIndex < 0 || at < item.queuedAt) this.place(item, at);
   }
 

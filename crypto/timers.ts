@@ -40,8 +40,12 @@ const TIMERS: readonly TimerName[] = [
 export interface PeerTimersOptions<O = undefined> {
   /** Random jitter in [0, REKEY_TIMEOUT_JITTER_MAX_MS) ms, added to the retransmit and new-handshake timers. */
   jitter(): number;
-  /** Told every time a timer is armed, with the timers' owner and the deadline (the device's timer queue). */
-  armed?(owner: O, at: number): void;
+  /**
+   * Told every time a timer is armed, with the timers' owner and the deadline as `now + delay` (the device's
+   * timer queue). The sum is left to the listener: a fractional deadline computed here and passed on would be
+   * a new heap number per call, and the data path re-arms a timer for nearly every packet.
+   */
+  armed?(owner: O, now: number, delay: number): void;
 }
 
 // Jitter is drawn whenever the new-handshake timer re-arms, which a two-way flow does for nearly every data
@@ -66,23 +70,21 @@ export function jitterFromRandomBytes(randomBytes: (length: number) => Uint8Arra
   };
 }
 
-// A disarmed timer's deadline. A number, not undefined: the deadlines then stay fields of doubles, which V8
-// overwrites in place, where a field that also holds undefined boxes every fractional deadline stored in it
-// (the data path re-arms a timer for nearly every packet).
+// A disarmed timer's deadline.
 const UNARMED = Infinity;
 
-const unarmedDeadlines = (): Record<TimerName, number> => ({
-  retransmitHandshake: UNARMED,
-  sendKeepalive: UNARMED,
-  newHandshake: UNARMED,
-  zeroKeyMaterial: UNARMED,
-  persistentKeepalive: UNARMED,
-});
+// The deadlines live in a Float64Array, one slot per timer in TIMERS' order: a fractional deadline written to
+// a slot is stored as it is, where an object field or array element would box it (the data path re-arms a
+// timer for nearly every packet, so a box there is garbage per packet).
+const RETRANSMIT_HANDSHAKE = 0;
+const SEND_KEEPALIVE = 1;
+const NEW_HANDSHAKE = 2;
+const ZERO_KEY_MATERIAL = 3;
+const PERSISTENT_KEEPALIVE = 4;
 
-// Each double field is a box of its own (16 B), so a table costs about 130 B. Most peers of a big node are
-// configured and idle, never arming a timer: they share this one until their first arm() gives them their
-// own. It only ever holds UNARMED, as arm() is the one writer of anything else.
-const NEVER_ARMED = unarmedDeadlines();
+// Most peers of a big node are configured and idle, never arming a timer: they share this table until their
+// first arm() gives them their own. It only ever holds UNARMED, as arm() is the one writer of anything else.
+const NEVER_ARMED = new Float64Array(TIMERS.length).fill(UNARMED);
 
 export class PeerTimers<O = undefined> {
   private deadlines = NEVER_ARMED;
@@ -110,25 +112,25 @@ export class PeerTimers<O = undefined> {
   /** Sets the persistent keepalive interval (0 = off, which disarms the timer). */
   setPersistentKeepalive(seconds: number): void {
     this.persistentKeepaliveMs = seconds * 1000;
-    if (seconds === 0) this.deadlines.persistentKeepalive = UNARMED;
+    if (seconds === 0) this.deadlines[PERSISTENT_KEEPALIVE] = UNARMED;
   }
 
   /** The armed deadline of one timer, if any. */
   deadline(timer: TimerName): number | undefined {
-    const at = this.deadlines[timer];
+    const at = this.deadlines[TIMERS.indexOf(timer)]!;
     return at === UNARMED ? undefined : at;
   }
 
   /** The earliest armed deadline, if any. */
   nextDeadline(): number | undefined {
     let earliest = UNARMED;
-    for (const timer of TIMERS) earliest = Math.min(earliest, this.deadlines[timer]);
+    for (const at of this.deadlines) earliest = Math.min(earliest, at);
     return earliest === UNARMED ? undefined : earliest;
   }
 
   /** Disarms every timer (peer stopped or removed). */
   stop(): void {
-    for (const timer of TIMERS) this.deadlines[timer] = UNARMED;
+    if (this.deadlines !== NEVER_ARMED) this.deadlines.fill(UNARMED);
     this.needAnotherKeepalive = false;
   }
 
@@ -150,7 +152,7 @@ export class PeerTimers<O = undefined> {
   /** Call this after a handshake initiation is sent. */
   handshakeInitiated(now: number): void {
     this.lastHandshakeSentAt = now;
-    this.arm('retransmitHandshake', now + REKEY_TIMEOUT_MS + this.options.jitter());
+    this.arm(RETRANSMIT_HANDSHAKE, now, REKEY_TIMEOUT_MS + this.options.jitter());
   }
 
   /** Lets the next initiation go out at once (wireguard-go ExpireCurrentKeypairs, after a key change). */
@@ -165,42 +167,42 @@ export class PeerTimers<O = undefined> {
 
   /** Call this after a handshake response is consumed, or the first packet with the next keypair arrives. */
   handshakeComplete(): void {
-    this.deadlines.retransmitHandshake = UNARMED;
+    this.deadlines[RETRANSMIT_HANDSHAKE] = UNARMED;
     this.attempts = 0;
     this.sentLastMinuteHandshake = false;
   }
 
   /** Call this after a session key is derived (responder sending a response, initiator consuming one). */
   sessionDerived(now: number): void {
-    this.arm('zeroKeyMaterial', now + ZERO_KEY_MATERIAL_AFTER_MS);
+    this.arm(ZERO_KEY_MATERIAL, now, ZERO_KEY_MATERIAL_AFTER_MS);
   }
 
   /** Call this after an authenticated data packet (not a keepalive) is sent. */
   dataSent(now: number): void {
-    if (this.deadlines.newHandshake === UNARMED) {
-      this.arm('newHandshake', now + KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter());
+    if (this.deadlines[NEW_HANDSHAKE] === UNARMED) {
+      this.arm(NEW_HANDSHAKE, now, KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS + this.options.jitter());
     }
   }
 
   /** Call this after an authenticated data packet (not a keepalive) is received. */
   dataReceived(now: number): void {
-    if (this.deadlines.sendKeepalive === UNARMED) this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
+    if (this.deadlines[SEND_KEEPALIVE] === UNARMED) this.arm(SEND_KEEPALIVE, now, KEEPALIVE_TIMEOUT_MS);
     else this.needAnotherKeepalive = true;
   }
 
   /** Call this after any authenticated packet (data, keepalive or handshake) is sent. */
   anyAuthenticatedPacketSent(): void {
-    this.deadlines.sendKeepalive = UNARMED;
+    this.deadlines[SEND_KEEPALIVE] = UNARMED;
   }
 
   /** Call this after any authenticated packet (data, keepalive or handshake) is received. */
   anyAuthenticatedPacketReceived(): void {
-    this.deadlines.newHandshake = UNARMED;
+    this.deadlines[NEW_HANDSHAKE] = UNARMED;
   }
 
   /** Call this after any authenticated packet is sent or received. */
   anyAuthenticatedPacketTraversal(now: number): void {
-    if (this.persistentKeepaliveMs > 0) this.arm('persistentKeepalive', now + this.persistentKeepaliveMs);
+    if (this.persistentKeepaliveMs > 0) this.arm(PERSISTENT_KEEPALIVE, now, this.persistentKeepaliveMs);
   }
 
   /**
@@ -209,51 +211,51 @@ export class PeerTimers<O = undefined> {
    */
   due(now: number): TimerExpiry[] {
     const fired: TimerExpiry[] = [];
-    for (let timer = this.earliestDue(now); timer !== undefined; timer = this.earliestDue(now)) {
+    for (let timer = this.earliestDue(now); timer >= 0; timer = this.earliestDue(now)) {
       this.deadlines[timer] = UNARMED;
       fired.push(this.expire(timer, now));
     }
     return fired;
   }
 
-  private arm(timer: TimerName, at: number): void {
-    if (this.deadlines === NEVER_ARMED) this.deadlines = unarmedDeadlines();
-    this.deadlines[timer] = at;
-    this.options.armed?.(this.owner as O, at);
+  /** Arms `timer` (a TIMERS index) at now + delay. */
+  private arm(timer: number, now: number, delay: number): void {
+    if (this.deadlines === NEVER_ARMED) this.deadlines = Float64Array.from(NEVER_ARMED);
+    this.deadlines[timer] = now + delay;
+    this.options.armed?.(this.owner as O, now, delay);
   }
 
-  private earliestDue(now: number): TimerName | undefined {
-    let earliest: TimerName | undefined;
-    for (const timer of TIMERS) {
-      const at = this.deadlines[timer];
-      if (at <= now && (earliest === undefined || at < this.deadlines[earliest])) {
-        earliest = timer;
-      }
+  /** The TIMERS index of the earliest timer due at `now` (the first declared among equals), or -1. */
+  private earliestDue(now: number): number {
+    let earliest = -1;
+    for (let timer = 0; timer < TIMERS.length; timer++) {
+      const at = this.deadlines[timer]!;
+      if (at <= now && (earliest < 0 || at < this.deadlines[earliest]!)) earliest = timer;
     }
     return earliest;
   }
 
-  private expire(timer: TimerName, now: number): TimerExpiry {
+  private expire(timer: number, now: number): TimerExpiry {
     switch (timer) {
-      case 'retransmitHandshake':
+      case RETRANSMIT_HANDSHAKE:
         if (this.attempts > MAX_TIMER_HANDSHAKES) {
-          this.deadlines.sendKeepalive = UNARMED;
-          if (this.deadlines.zeroKeyMaterial === UNARMED)
-            this.arm('zeroKeyMaterial', now + ZERO_KEY_MATERIAL_AFTER_MS);
+          this.deadlines[SEND_KEEPALIVE] = UNARMED;
+          if (this.deadlines[ZERO_KEY_MATERIAL] === UNARMED)
+            this.arm(ZERO_KEY_MATERIAL, now, ZERO_KEY_MATERIAL_AFTER_MS);
           return 'handshakeGaveUp';
         }
         this.attempts++;
         return 'retransmitHandshake';
-      case 'sendKeepalive':
+      case SEND_KEEPALIVE:
         // As in wireguard-go, the re-arm precedes the keepalive's own send, whose anyAuthenticatedPacketSent
         // disarms it again (there the send completes asynchronously, after this re-arm).
         if (this.needAnotherKeepalive) {
           this.needAnotherKeepalive = false;
-          this.arm('sendKeepalive', now + KEEPALIVE_TIMEOUT_MS);
+          this.arm(SEND_KEEPALIVE, now, KEEPALIVE_TIMEOUT_MS);
         }
         return 'sendKeepalive';
       default:
-        return timer;
+        return TIMERS[timer]!;
     }
   }
 }

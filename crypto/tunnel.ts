@@ -258,7 +258,7 @@ export class Tunnel {
     this.wallClockMs = options.wallClockMs;
     this.peerTimers = {
       jitter: jitterFromRandomBytes(options.randomBytes),
-      armed: (peer, at) => this.timerQueue.armed(peer, at),
+      armed: (peer, now, delay) => this.timerQueue.armed(peer, now, delay),
     };
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.decryptInPlace = options.decryptInPlace ?? false;

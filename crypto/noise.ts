@@ -89,6 +89,12 @@ class LazyPeerKeys implements PeerKeys {
   }
 }
 
+/** Our own copy of a pre-shared key; all zero means none (it is what "none" uses in the handshake). */
+export function ownPresharedKey(presharedKey: Uint8Array | undefined): Uint8Array | undefined {
+  if (presharedKey === undefined || presharedKey.every((byte) => byte === 0)) return undefined;
+  return secret(Uint8Array.from(presharedKey));
+}
+
 /**
  * A peer's handshake keys over the caller's buffers (the peer owns them and replaces its PeerKeys before it
  * changes or wipes either); the public key may be its base64 text. The static-static DH waits for the

@@ -10,11 +10,11 @@ import {
   type LocalStatic,
   type PeerKeys,
   ZEROED,
+  ownPresharedKey,
   peerKeys,
 } from './noise.js';
 import { wipe } from './primitives.js';
 import type { Queued } from './deadlines.js';
-import { secret } from './secret.js';
 import { PeerTimers, type PeerTimersOptions } from './timers.js';
 
 export interface Endpoint {
@@ -173,10 +173,4 @@ export class Peer implements Queued {
     this.clearHandshake();
     this.staged = undefined;
   }
-}
-
-/** Our own copy of a pre-shared key; all zero means none (it is what "none" uses in the handshake). */
-function ownPresharedKey(presharedKey: Uint8Array | undefined): Uint8Array | undefined {
-  if (presharedKey === undefined || presharedKey.every((byte) => byte === 0)) return undefined;
-  return secret(Uint8Array.from(presharedKey));
 }

@@ -5,8 +5,9 @@
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
-import { Device, secureRandomBytes } from './device.js';
+import { Device } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
+import { secureRandomBytes } from './random.js';
 import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';

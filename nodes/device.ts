@@ -1,8 +1,6 @@
 // The I/O shell around the sans-IO engine: UDP datagrams go to tunnel.decapsulate, packets read from the
 // interface go to tunnel.encapsulate, and the actions that come back are carried out here (send → UDP,
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
-import { randomBytes } from 'node:crypto';
-
 import {
   INITIATION_SIZE,
   MESSAGE_INITIATION,
@@ -45,8 +43,6 @@ export interface DeviceOptions {
   /** The crypto threads the engine's seal and open actions go to (the engine made with them). */
   threads?: CryptoThreads;
 }
-
-export const secureRandomBytes = (length: number): Uint8Array => new Uint8Array(randomBytes(length));
 
 export class Device implements UapiDevice {
   private readonly tunnel: Tunnel;

@@ -3,11 +3,10 @@
 // device closed.
 import { parentPort } from 'node:worker_threads';
 
-import { localStatic, peerKeys, type LocalStatic, type PeerKeys } from '../crypto/noise.js';
+import { localStatic, ownPresharedKey, peerKeys, type LocalStatic, type PeerKeys } from '../crypto/noise.js';
 import { wipe } from '../crypto/primitives.js';
-import { secret } from '../crypto/secret.js';
-import { secureRandomBytes } from './device.js';
 import { answerBatch, type FromWorker, type SnapshotChange, type ToWorker } from './handshakes.js';
+import { secureRandomBytes } from './random.js';
 
 if (parentPort === null) throw new Error('nodes/handshake-worker.js runs as a worker thread only');
 const port = parentPort;
@@ -38,8 +37,9 @@ function apply(change: SnapshotChange): void {
       const kept = presharedKeys.get(change.name);
       if (peers.has(change.name) && change.presharedKey === undefined) return;
       if (kept !== undefined) wipe(kept);
-      const given = change.presharedKey;
-      const presharedKey = given?.some((byte) => byte !== 0) ? secret(given) : undefined;
+      const given = change.presharedKey ?? undefined;
+      const presharedKey = ownPresharedKey(given);
+      if (given !== undefined) wipe(given); // transferred to this worker for the copy just made
       presharedKeys.set(change.name, presharedKey);
       if (local !== undefined) peers.set(change.name, peerKeys(local, change.name, presharedKey));
       return;

@@ -48,7 +48,7 @@ import {
   type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
-import { secureRandomBytes } from './device.js';
+import { secureRandomBytes } from './random.js';
 import { configureInterface } from './tun/index.js';
 import { nodeInterfaceAddresses, prefixesOverlap, type Pool } from '../src/lib/addresses.js';
 

@@ -9,7 +9,8 @@
 import { createInterface } from 'node:readline';
 
 import { DROP_REASONS, Tunnel } from '../crypto/tunnel.js';
-import { Device, secureRandomBytes } from '../nodes/device.js';
+import { Device } from '../nodes/device.js';
+import { secureRandomBytes } from '../nodes/random.js';
 import { NodeMetrics } from '../nodes/metrics.js';
 import { openUdp, type UdpOptions } from '../nodes/udp.js';
 

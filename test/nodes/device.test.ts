@@ -8,7 +8,8 @@ import nacl from 'tweetnacl';
 
 import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { Tunnel } from '../../crypto/tunnel.js';
-import { Device, secureRandomBytes, type PacketIo } from '../../nodes/device.js';
+import { Device, type PacketIo } from '../../nodes/device.js';
+import { secureRandomBytes } from '../../nodes/random.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
 import { CryptoThreads } from '../../nodes/threads/pool.js';
 import { openUdp, type UdpTransport } from '../../nodes/udp.js';

@@ -4,7 +4,7 @@ import nacl from 'tweetnacl';
 
 import { Tunnel } from '../../crypto/tunnel.js';
 import type { InitiationAnswer } from '../../crypto/noise.js';
-import { secureRandomBytes } from '../../nodes/device.js';
+import { secureRandomBytes } from '../../nodes/random.js';
 import { HandshakeWorkers } from '../../nodes/handshakes.js';
 import { eventually } from '../helpers/eventually.js';
 

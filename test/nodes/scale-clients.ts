@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 
 import { Tunnel } from '../../crypto/tunnel.js';
-import { Device, secureRandomBytes, type PacketIo } from '../../nodes/device.js';
+import { Device, type PacketIo } from '../../nodes/device.js';
+import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
 import { keyFromBase64 } from '../../src/lib/wgkey.js';
 

@@ -1,6 +1,6 @@
 // The start-up warm-up (nodes/warmup.ts) does its work: every packet it sends, both ways, is delivered by
 // the other engine, with the engine options the node runs with and with the engine's defaults.
-import { secureRandomBytes } from '../../nodes/device.js';
+import { secureRandomBytes } from '../../nodes/random.js';
 import { WARM_PACKETS, warmDataPath } from '../../nodes/warmup.js';
 
 const CASES = [

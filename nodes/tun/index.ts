@@ -1,5 +1,6 @@
 // A Linux TUN interface (IFF_TUN | IFF_NO_PI: every read and write is one bare IP packet) backed by
-// the Node-API addon in tun.c. Packets arrive in batches, one callback per event-loop wakeup.
+// the Node-API addon in tun.c. Packets arrive in batches, one callback per event-loop wakeup, read
+// straight into one buffer that every batch reuses.
 //
 // With offloads (IFF_VNET_HDR + TUNSETOFFLOAD) the kernel reads and writes frames, a virtio_net_hdr in
 // front of each packet, and may hand over 64 KiB TCP super-segments; nodes/offload.ts splits and coalesces
@@ -24,12 +25,19 @@ export interface TunAddon {
   setOffload(fd: number, flags: number): number;
   writeMany(fd: number, packets: readonly Uint8Array[], start: number): number;
   close(fd: number): void;
+  /** Frame i of a batch is at records[2i] in slab, records[2i + 1] bytes long. */
   startReading(
     fd: number,
-    onPackets: (packets: Uint8Array[]) => void,
+    slab: Uint8Array,
+    records: Int32Array,
+    onFrames: (count: number) => void,
     onError: (message: string) => void,
-  ): { stop(): void };
+  ): { stop(): void; readNow(): void };
 }
+
+// Implementation limits, not protocol constants. A read needs a whole frame's room (64 KiB + a vnet header).
+const READ_BATCH_MAX = 256; // frames per wakeup: bounds how long one wakeup starves UDP
+const READ_SLAB_BYTES = 1024 * 1024;
 
 /** What the kernel agreed to: 'off', or the offloads in use with the vnet header. */
 export interface TunOffload {
@@ -42,7 +50,10 @@ export interface Tun {
   /** The kernel's name for the interface (a `%d` in the requested name is filled in). */
   readonly name: string;
   readonly offload: TunOffload;
-  /** Starts reading; `listener` gets every packet the kernel routes into the interface, in batches. */
+  /**
+   * Starts reading; `listener` gets every packet the kernel routes into the interface, in batches. The
+   * packets are valid during the call only: the next batch reuses their memory.
+   */
   onPackets(listener: (packets: Uint8Array[]) => void): void;
   /** A read failed (e.g. the interface was deleted); reading has stopped. */
   onError(listener: (error: Error) => void): void;
@@ -93,7 +104,8 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
   const { fd, name: actualName, offload } = openNative(native, name, options.offload ?? false);
   const splitter = offload.enabled ? new GsoSplitter() : undefined;
   const coalescer = offload.enabled ? new GroCoalescer() : undefined;
-  let reader: { stop(): void } | undefined;
+  let reader: { stop(): void; readNow(): void } | undefined;
+  let readQueued = false;
   let closed = false;
   let errorListener: (error: Error) => void = () => undefined;
 
@@ -109,10 +121,24 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
     return accepted;
   };
 
+  // The kernel often answers a write before write() returns (an echo reply, a TCP ACK): read it in this
+  // turn, once the caller is done, instead of after another poll of the event loop.
+  const readSoon = () => {
+    readQueued = false;
+    reader?.readNow();
+  };
+
   const writeMany = (packets: readonly Uint8Array[]): number => {
     if (closed) return 0;
-    if (coalescer === undefined) return writeFrames(packets);
-    return writeFrames(coalescer.coalesce(packets), coalescer.packetsPerFrame);
+    const accepted =
+      coalescer === undefined
+        ? writeFrames(packets)
+        : writeFrames(coalescer.coalesce(packets), coalescer.packetsPerFrame);
+    if (!readQueued && reader !== undefined) {
+      readQueued = true;
+      queueMicrotask(readSoon);
+    }
+    return accepted;
   };
 
   return {
@@ -121,16 +147,26 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
     onPackets(listener) {
       if (closed) throw new Error(`TUN ${actualName} is closed`);
       reader?.stop();
-      const deliver = (frames: Uint8Array[]) => {
-        let packets = frames;
-        if (splitter) {
-          packets = [];
-          splitter.split(frames, packets);
+      const slab = new Uint8Array(READ_SLAB_BYTES);
+      const records = new Int32Array(READ_BATCH_MAX * 2);
+      const frames: Uint8Array[] = [];
+      const packets: Uint8Array[] = [];
+      const deliver = (count: number) => {
+        frames.length = 0;
+        for (let i = 0; i < count; i++) {
+          const offset = records[2 * i]!;
+          frames.push(slab.subarray(offset, offset + records[2 * i + 1]!));
         }
-        latencyFirst(packets); // pings and other small datagrams do not wait behind bulk TCP
-        if (packets.length > 0) listener(packets);
+        let batch = frames;
+        if (splitter) {
+          packets.length = 0;
+          splitter.split(frames, packets);
+          batch = packets;
+        }
+        latencyFirst(batch); // pings and other small datagrams do not wait behind bulk TCP
+        if (batch.length > 0) listener(batch);
       };
-      reader = native.startReading(fd, deliver, (message) => {
+      reader = native.startReading(fd, slab, records, deliver, (message) => {
         reader = undefined;
         errorListener(new Error(message));
       });

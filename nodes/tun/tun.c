@@ -3,9 +3,9 @@
 // Why an addon: opening a TUN needs the TUNSETIFF ioctl, which Node cannot issue, and a TUN fd is a
 // character device that libuv's stream handles refuse, so fs.read() on the threadpool would be the
 // only pure-JS read path (one threadpool round trip and one blocked worker per packet). Here the fd
-// is non-blocking and watched by a uv_poll handle on the main loop (watcher.c); each wakeup drains up to
-// READ_BATCH_MAX packets and hands them to JS in ONE call, as views into one ArrayBuffer. See
-// README.md for the measurement behind this choice.
+// is non-blocking and watched by a uv_poll handle on the main loop (watcher.c); each wakeup reads a batch
+// straight into a buffer JS owns and hands it over in ONE call (a count; offsets and lengths in a table).
+// See README.md for the measurement behind this choice.
 //
 // Offloads (IFF_VNET_HDR + TUNSETOFFLOAD) are system calls only here: with them every read and write
 // carries a virtio_net_hdr in front of the packet, and nodes/offload.ts decides everything about it.
@@ -23,10 +23,7 @@
 
 #include "watcher.h"
 
-// Implementation limits, not protocol constants.
-#define READ_BATCH_MAX 256            // packets per wakeup: bounds how long one wakeup starves UDP
-#define FRAME_MAX (65535 + 12)        // largest read: IP total length, plus a virtio_net_hdr (10 or 12)
-#define SLAB_SIZE (1024 * 1024)       // read buffer; a read needs FRAME_MAX free bytes
+#define FRAME_MAX (65535 + 12)  // largest read: IP total length, plus a virtio_net_hdr (10 or 12)
 
 // open(name: string, vnetHeader: boolean) -> { fd, name }. name may contain %d for the kernel to pick a
 // number. vnetHeader: IFF_VNET_HDR, with the header's fields little-endian (TUNSETVNETLE) on every host.
@@ -128,58 +125,72 @@ static napi_value tun_write_many(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// Each wakeup drains up to READ_BATCH_MAX packets into the slab (the watcher's state), then hands them
-// to onPackets(packets) in one call: one ArrayBuffer per batch, one memcpy, packets are views into it.
+// The JS buffers a reader fills (kept alive by the watcher's reference to them): frame i at
+// records[2i] in slab, records[2i + 1] bytes long.
+typedef struct {
+  uint8_t *slab;
+  size_t slab_size;
+  int32_t *records;
+  size_t frames_max;
+} tun_reader_t;
+
+// Reads until the kernel has nothing more or the buffers are full, then hands the batch to onFrames(count)
+// in one call. A read needs FRAME_MAX free bytes: a frame is never truncated.
 static void tun_drain(watcher_t *watcher) {
-  napi_env env = watcher->env;
-  uint8_t *slab = watcher->state;
-  size_t offsets[READ_BATCH_MAX], lengths[READ_BATCH_MAX];
+  tun_reader_t *reader = watcher->state;
   size_t count = 0, used = 0;
   int failure = 0;
-  while (count < READ_BATCH_MAX && SLAB_SIZE - used >= FRAME_MAX) {
-    ssize_t n = read(watcher->fd, slab + used, FRAME_MAX);
+  while (count < reader->frames_max && reader->slab_size - used >= FRAME_MAX) {
+    ssize_t n = read(watcher->fd, reader->slab + used, FRAME_MAX);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) failure = errno;
       break;
     }
-    offsets[count] = used;
-    lengths[count] = (size_t)n;
+    reader->records[2 * count] = (int32_t)used;
+    reader->records[2 * count + 1] = (int32_t)n;
     used += (size_t)n;
     count++;
   }
   if (count > 0) {
-    void *data;
-    napi_value arraybuffer, packets;
-    napi_create_arraybuffer(env, used, &data, &arraybuffer);
-    memcpy(data, slab, used);
-    napi_create_array_with_length(env, count, &packets);
-    for (size_t i = 0; i < count; i++) {
-      napi_value view;
-      napi_create_typedarray(env, napi_uint8_array, lengths[i], arraybuffer, offsets[i], &view);
-      napi_set_element(env, packets, (uint32_t)i, view);
-    }
-    if (!watcher_call(watcher, 1, &packets)) return;
+    napi_value count_value;
+    napi_create_uint32(watcher->env, (uint32_t)count, &count_value);
+    if (!watcher_call(watcher, 1, &count_value)) return;
   }
   if (failure) watcher_fail(watcher, watcher->error_prefix, failure);
 }
 
-// startReading(fd, onPackets, onError) -> { stop() }
+// startReading(fd, slab, records, onFrames(count), onError(message)) -> { stop(), readNow() }
+// onFrames must be done with the slab and records when it returns: the next read overwrites them.
 static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
-  const char *usage = "startReading(fd, onPackets, onError)";
+  const char *usage = "startReading(fd, slab, records, onFrames, onError)";
   int32_t fd;
-  napi_value argv[2];
-  napi_valuetype on_packets_type, on_error_type;
-  if (!fd_args(env, info, usage, &fd, 2, argv)) return NULL;
-  if (napi_typeof(env, argv[0], &on_packets_type) != napi_ok ||
-      napi_typeof(env, argv[1], &on_error_type) != napi_ok || on_packets_type != napi_function ||
+  napi_value argv[4];
+  napi_valuetype on_frames_type, on_error_type;
+  if (!fd_args(env, info, usage, &fd, 4, argv)) return NULL;
+  if (napi_typeof(env, argv[2], &on_frames_type) != napi_ok ||
+      napi_typeof(env, argv[3], &on_error_type) != napi_ok || on_frames_type != napi_function ||
       on_error_type != napi_function) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  uint8_t *slab = malloc(SLAB_SIZE);
-  if (slab == NULL) return throw_errno(env, "startReading", ENOMEM);
-  return watcher_start(env, fd, argv[0], argv[1], NULL, "TunReader", "TUN read", tun_drain, slab);
+  size_t slab_size, record_ints;
+  uint8_t *slab = typed_arg(env, argv[0], napi_uint8_array, &slab_size);
+  if (slab == NULL) return NULL;
+  int32_t *records = typed_arg(env, argv[1], napi_int32_array, &record_ints);
+  if (records == NULL) return NULL;
+  if (slab_size < FRAME_MAX || record_ints < 2) {
+    napi_throw_range_error(env, NULL, "startReading: the slab must hold one 65547-byte frame, records one entry");
+    return NULL;
+  }
+  napi_value keep;  // the watcher holds both arrays so their memory outlives any JS reference to them
+  CHECK(env, napi_create_array_with_length(env, 2, &keep));
+  CHECK(env, napi_set_element(env, keep, 0, argv[0]));
+  CHECK(env, napi_set_element(env, keep, 1, argv[1]));
+  tun_reader_t *reader = malloc(sizeof *reader);
+  if (reader == NULL) return throw_errno(env, "startReading", ENOMEM);
+  *reader = (tun_reader_t){slab, slab_size, records, record_ints / 2};
+  return watcher_start(env, fd, argv[2], argv[3], keep, "TunReader", "TUN read", tun_drain, reader);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

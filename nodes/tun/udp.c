@@ -45,22 +45,6 @@ static napi_value throw_code(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-// A typed array's bytes, checked for type; NULL (with a TypeError pending) otherwise.
-static void *typed_arg(napi_env env, napi_value value, napi_typedarray_type want, size_t *count) {
-  bool is_typed = false;
-  napi_typedarray_type type;
-  void *data;
-  napi_value arraybuffer;
-  size_t offset;
-  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, value, &type, count, &data, &arraybuffer, &offset) != napi_ok ||
-      type != want || data == NULL) {
-    napi_throw_type_error(env, NULL, want == napi_int32_array ? "expected an Int32Array" : "expected a Uint8Array");
-    return NULL;
-  }
-  return data;
-}
-
 // sockaddr for a 16-byte (IPv4-mapped or IPv6) address on a socket of `family`. 0 if it does not fit.
 static socklen_t to_sockaddr(int family, const uint8_t *address, int port, struct sockaddr_storage *out) {
   memset(out, 0, sizeof *out);

@@ -41,15 +41,20 @@ napi_value throw_errno(napi_env env, const char *what, int err);
 // Reads an int32 argument; 0 if it is not a number.
 int int_arg(napi_env env, napi_value value, int32_t *out);
 
-// The arguments of a JS call `f(fd, ...more)`: fd as int32 and the `more` (at most 3) that follow into
+// The arguments of a JS call `f(fd, ...more)`: fd as int32 and the `more` (at most 4) that follow into
 // rest. 0, with a TypeError `usage` pending, when there are fewer or fd is not a number.
 int fd_args(napi_env env, napi_callback_info info, const char *usage, int32_t *fd, size_t more,
             napi_value *rest);
 
+// A typed array's bytes, checked for type; NULL (with a TypeError pending) otherwise.
+void *typed_arg(napi_env env, napi_value value, napi_typedarray_type want, size_t *count);
+
 // close(fd) for JS: throws on a bad descriptor.
 napi_value close_fd_js(napi_env env, napi_callback_info info);
 
-// Starts watching fd. Returns the JS handle { stop() }, or NULL with an exception pending (state is freed).
+// Starts watching fd. Returns the JS handle { stop(), readNow() }, or NULL with an exception pending (state
+// is freed). readNow() drains what is ready at once, without waiting for the loop's next poll: for a caller
+// whose own write made data ready (a TUN write the kernel answers at once: an echo reply, a TCP ACK).
 napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
                          const char *resource_name, const char *error_prefix, watcher_drain_fn drain,
                          void *state);

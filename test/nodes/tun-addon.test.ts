@@ -11,6 +11,7 @@ import type { TunAddon } from '../../nodes/tun/index.js';
 const addon = loadAddon<TunAddon>('tun');
 const openFds = () => readdirSync('/proc/self/fd').length;
 const name = () => `tb${process.pid}a%d`;
+const noop = () => undefined;
 
 /** A descriptor number that is certainly closed. */
 function closedFd(): number {
@@ -84,15 +85,44 @@ describe('tun addon: bad input', () => {
     const before = openFds();
     const fd = closedFd();
     expect(addon.writeMany(fd, [new Uint8Array(40)], 0)).toBe(0);
-    expect(() =>
-      addon.startReading(
-        fd,
-        () => undefined,
-        () => undefined,
-      ),
-    ).toThrow(/uv_poll_init/);
+    const buffers = [new Uint8Array(70_000), new Int32Array(2)] as const;
+    expect(() => addon.startReading(fd, ...buffers, noop, noop)).toThrow(/uv_poll_init/);
     expect(() => addon.close(fd)).toThrow(/close: Bad file descriptor/);
-    expect(() => addon.startReading(fd, 'no' as never, () => undefined)).toThrow(/startReading/);
+    expect(() => addon.startReading(fd, ...buffers, 'no' as never, noop)).toThrow(/startReading/);
     expect(openFds()).toBe(before);
+  });
+
+  test.each([
+    [
+      1,
+      'a slab without room for one 64 KiB frame',
+      new Uint8Array(65546),
+      new Int32Array(2),
+      /one 65547-byte frame/,
+    ],
+    [2, 'a records table without one entry', new Uint8Array(70_000), new Int32Array(1), /one entry/],
+    [3, 'a slab that is not bytes', new Uint16Array(40_000), new Int32Array(2), /expected a Uint8Array/],
+    [4, 'records that are not int32', new Uint8Array(70_000), new Uint32Array(2), /expected an Int32Array/],
+    [5, 'no slab at all', 'slab', new Int32Array(2), /expected a Uint8Array/],
+  ])('12.%i. startReading refuses %s, leaving nothing behind', (_n, _what, slab, records, message) => {
+    const { fd } = addon.open(name(), false);
+    const before = openFds();
+    expect(() => addon.startReading(fd, slab as never, records as never, noop, noop)).toThrow(message);
+    expect(openFds()).toBe(before);
+    addon.close(fd);
+  });
+
+  test('13. readNow and stop on a stopped reader are no-ops; 50 start/stop cycles leak nothing', () => {
+    const { fd } = addon.open(name(), false);
+    const before = openFds();
+    for (let i = 0; i < 50; i++) {
+      const reader = addon.startReading(fd, new Uint8Array(70_000), new Int32Array(2), noop, noop);
+      reader.readNow(); // nothing is ready: no callback, no error
+      reader.stop();
+      reader.readNow();
+      reader.stop();
+    }
+    expect(openFds()).toBe(before);
+    addon.close(fd);
   });
 });

@@ -33,30 +33,56 @@ export class Poly1305 {
     const t2 = readWord(key, 8) & 0x0ffffffc;
     const t3 = readWord(key, 12) & 0x0ffffffc;
     const r = this.r;
-    r[0] = t0 & MASK;
-    r[1] = ((t0 >>> 22) | (t1 << 10)) & MASK;
-    r[2] = ((t1 >>> 12) | (t2 << 20)) & MASK;
-    r[3] = (t2 >>> 2) & MASK;
-    r[4] = ((t2 >>> 24) | (t3 << 8)) & MASK;
-    r[5] = t3 >>> 14; // clamping leaves r below 2^124: 14 bits
-    for (let i = 1; i < 6; i++) r[5 + i] = 20 * r[i]!;
-    // r² for two blocks at a time: schoolbook with the 20·r wrap, then two carry passes.
-    const square = this.h;
-    for (let k = 0; k < 6; k++) {
-      let d = 0;
-      for (let i = 0; i < 6; i++) d += r[i]! * (i <= k ? r[k - i]! : r[11 + k - i]!);
-      square[k] = d;
-    }
+    const r0 = (r[0] = t0 & MASK),
+      r1 = (r[1] = ((t0 >>> 22) | (t1 << 10)) & MASK),
+      r2 = (r[2] = ((t1 >>> 12) | (t2 << 20)) & MASK),
+      r3 = (r[3] = (t2 >>> 2) & MASK),
+      r4 = (r[4] = ((t2 >>> 24) | (t3 << 8)) & MASK),
+      r5 = (r[5] = t3 >>> 14); // clamping leaves r below 2^124: 14 bits
+    const s1 = (r[6] = 20 * r1),
+      s2 = (r[7] = 20 * r2),
+      s3 = (r[8] = 20 * r3),
+      s4 = (r[9] = 20 * r4),
+      s5 = (r[10] = 20 * r5);
+    // r² for two blocks at a time: schoolbook with the 20·r wrap (each sum below 2^51), then two carry passes
+    // from limb 0 to 5, the last limb's carry wrapping into limb 0 as 20·c. Written out: this runs per packet.
+    let q0 = r0 * r0 + r1 * s5 + r2 * s4 + r3 * s3 + r4 * s2 + r5 * s1;
+    let q1 = r0 * r1 + r1 * r0 + r2 * s5 + r3 * s4 + r4 * s3 + r5 * s2;
+    let q2 = r0 * r2 + r1 * r1 + r2 * r0 + r3 * s5 + r4 * s4 + r5 * s3;
+    let q3 = r0 * r3 + r1 * r2 + r2 * r1 + r3 * r0 + r4 * s5 + r5 * s4;
+    let q4 = r0 * r4 + r1 * r3 + r2 * r2 + r3 * r1 + r4 * r0 + r5 * s5;
+    let q5 = r0 * r5 + r1 * r4 + r2 * r3 + r3 * r2 + r4 * r1 + r5 * r0;
     for (let pass = 0; pass < 2; pass++) {
-      for (let k = 0; k < 6; k++) {
-        const c = Math.floor(square[k]! * INV_LIMB);
-        square[k]! -= c * LIMB;
-        if (k < 5) square[k + 1]! += c;
-        else square[0]! += 20 * c;
-      }
+      let c = Math.floor(q0 * INV_LIMB);
+      q0 -= c * LIMB;
+      q1 += c;
+      c = Math.floor(q1 * INV_LIMB);
+      q1 -= c * LIMB;
+      q2 += c;
+      c = Math.floor(q2 * INV_LIMB);
+      q2 -= c * LIMB;
+      q3 += c;
+      c = Math.floor(q3 * INV_LIMB);
+      q3 -= c * LIMB;
+      q4 += c;
+      c = Math.floor(q4 * INV_LIMB);
+      q4 -= c * LIMB;
+      q5 += c;
+      c = Math.floor(q5 * INV_LIMB);
+      q5 -= c * LIMB;
+      q0 += 20 * c;
     }
-    for (let i = 0; i < 6; i++) r[11 + i] = square[i]!;
-    for (let i = 1; i < 6; i++) r[16 + i] = 20 * square[i]!;
+    r[11] = q0;
+    r[12] = q1;
+    r[13] = q2;
+    r[14] = q3;
+    r[15] = q4;
+    r[16] = q5;
+    r[17] = 20 * q1;
+    r[18] = 20 * q2;
+    r[19] = 20 * q3;
+    r[20] = 20 * q4;
+    r[21] = 20 * q5;
     for (let i = 0; i < 4; i++) this.pad[i] = readWord(key, 16 + 4 * i) >>> 0;
     this.h.fill(0);
   }

@@ -102,7 +102,11 @@ export class Keypair {
    * counter; returns the message's length (transportLength). The caller checked canSend and the room.
    */
   seal(packet: Uint8Array, mtu: number, out: Uint8Array): number {
-    const counter = this.reserveCounter();
+    return this.sealReserved(this.reserveCounter(), packet, mtu, out);
+  }
+
+  /** As seal, under a counter reserveCounter handed out earlier (a seal action done by the I/O shell). */
+  sealReserved(counter: number, packet: Uint8Array, mtu: number, out: Uint8Array): number {
     return sealTransport(
       this.send,
       this.remoteIndex,
@@ -124,6 +128,14 @@ export class Keypair {
     const length = openTransport(this.receive, datagram, counterHigh, counterLow);
     if (length < 0) return 'decrypt_failed';
     return this.replay.validate(counterHigh, counterLow) ? length : 'replay';
+  }
+
+  /**
+   * The replay window's half of open, for a message that authenticated elsewhere (a crypto thread): whether
+   * its counter is new, moving the window if so. Called in the order the messages arrived.
+   */
+  acceptCounter(counterHigh: number, counterLow: number): boolean {
+    return this.replay.validate(counterHigh, counterLow);
   }
 
   /** No more sending with it (wireguard-go ExpireCurrentKeypairs); receiving still works until it ages out. */

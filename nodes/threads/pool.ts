@@ -2,13 +2,19 @@
 // timers, counters) and hands each transport message to seal or open to the thread its peer is pinned to,
 // through that thread's ring (nodes/threads/ring.ts): a batch per event-loop turn, one notify, no message
 // per packet. Counters (nonces) are reserved by the engine on the main thread, so each is used once; the
-// replay window of a keypair lives in the one thread that opens for it. Results come back in ring order.
+// replay window of a keypair stays on the main thread (its Keypair), checked as results come back, in ring
+// order, after the thread authenticated the message.
+//
+// A message whose thread has nothing in its ring, while this turn has handed few such messages over, is
+// sealed or opened right here instead (inline): a lone ping or a handshake's first messages do not pay for
+// the hop and for waking a sleeping thread. It cannot overtake its peer's earlier messages, since none are
+// left in the ring, and it uses the same reserved counter and the same replay window as the thread path.
 import { inspect } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
 import type { Keypair } from '../../crypto/keypair.js';
-import { transportLength } from '../../crypto/messages.js';
+import { transportCounterHigh, transportCounterLow, transportLength } from '../../crypto/messages.js';
 import { wipe } from '../../crypto/primitives.js';
 import type { DropReason, Endpoint, OpenAction, SealAction, TransportCrypto } from '../../crypto/tunnel.js';
 import {
@@ -34,7 +40,6 @@ import {
   recordEnd,
   recordSize,
   RESULT_DECRYPT_FAILED,
-  RESULT_REPLAY,
   ringViews,
   type RingViews,
   WRITTEN,
@@ -60,6 +65,9 @@ const RING_BYTES = 4 * 1024 * 1024;
 const STALLED_MS = 5000;
 const WAIT_SLICE_MS = 100;
 const COMPANIONS_COMPACT_AT = 4096;
+// Messages per event-loop turn that may be handled inline while their thread is idle: enough for a ping
+// or a handshake's first exchange, few enough that bulk traffic goes to the threads.
+const INLINE_PER_TURN = 4;
 
 const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
 
@@ -97,6 +105,11 @@ class CryptoThread {
     private readonly results: () => CryptoResults | undefined,
   ) {
     this.ring = ringViews(buffer);
+  }
+
+  /** Nothing in the ring: every record written was read back. */
+  idle(): boolean {
+    return this.written === this.freed && this.pendingRetires.length === 0;
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -223,17 +236,17 @@ class CryptoThread {
           break;
         case KIND_OPEN: {
           const from = this.companions[this.companionHead++] as Endpoint;
-          const length = ints[record + H_LENGTH]!;
-          if (result >= 0) {
-            results.opened(first as Keypair, bytes.subarray(payload, payload + length), result, from);
+          if (result < 0) {
+            results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
+            break;
+          }
+          const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
+          // Authentic: now the replay window, in arrival order.
+          const keypair = first as Keypair;
+          if (keypair.acceptCounter(transportCounterHigh(message), transportCounterLow(message))) {
+            results.opened(keypair, message, result, from);
           } else {
-            results.rejected(
-              result === RESULT_DECRYPT_FAILED
-                ? 'decrypt_failed'
-                : result === RESULT_REPLAY
-                  ? 'replay'
-                  : 'keypair_expired',
-            );
+            results.rejected('replay');
           }
           break;
         }
@@ -275,6 +288,15 @@ export class CryptoThreads implements TransportCrypto {
   private readonly byKeypair = new WeakMap<Keypair, CryptoThread>();
   private readonly peerThreads = new Map<string, CryptoThread>();
   private closing = false;
+  private inlineThisTurn = 0;
+  /** Where inline seals go: the results are told at once and copy it (UdpTransport.send). */
+  private sealScratch = new Uint8Array(0);
+  /**
+   * Messages opened inline this turn, told to the results at its end: `opened` runs the engine, which must
+   * not be re-entered while its caller still walks the actions that asked for the open.
+   */
+  private readonly inlineOpened: Array<{ action: OpenAction; plainLength: number } | undefined> = [];
+  private inlineOpenedCount = 0;
 
   private constructor(
     private readonly threads: CryptoThread[],
@@ -363,9 +385,37 @@ export class CryptoThreads implements TransportCrypto {
     return `CryptoThreads { threads: ${this.threads.length} }`;
   }
 
+  /** Whether a message for `thread` is handled here and now (see the top of this file). */
+  private inline(thread: CryptoThread): boolean {
+    if (!thread.idle() || this.inlineThisTurn >= INLINE_PER_TURN) return false;
+    if (this.inlineThisTurn++ === 0) queueMicrotask(this.nextTurn);
+    return true;
+  }
+
+  private readonly nextTurn = (): void => {
+    this.inlineThisTurn = 0;
+    const results = this.results;
+    if (this.inlineOpenedCount === 0 || results === undefined) return;
+    for (let i = 0; i < this.inlineOpenedCount; i++) {
+      const { action, plainLength } = this.inlineOpened[i]!;
+      results.opened(action.keypair, action.datagram, plainLength, action.from);
+      this.inlineOpened[i] = undefined;
+    }
+    this.inlineOpenedCount = 0;
+    results.flushed();
+  };
+
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer);
+    const results = this.results;
+    if (results !== undefined && this.inline(thread)) {
+      const length = transportLength(action.packet.length, this.mtu);
+      if (this.sealScratch.length < length) this.sealScratch = new Uint8Array(length);
+      const sealed = action.keypair.sealReserved(action.counter, action.packet, this.mtu, this.sealScratch);
+      results.sealed(this.sealScratch.subarray(0, sealed), action.to);
+      return true;
+    }
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(transportLength(action.packet.length, this.mtu))))
       return false;
     thread.installIfNew(action.keypair);
@@ -375,6 +425,14 @@ export class CryptoThreads implements TransportCrypto {
 
   open(action: OpenAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer);
+    const results = this.results;
+    if (results !== undefined && this.inline(thread)) {
+      const opened = action.keypair.open(action.datagram);
+      if (typeof opened !== 'number') results.rejected(opened);
+      // The engine reuses its action objects: this one is copied (rare: a few per turn at most).
+      else this.inlineOpened[this.inlineOpenedCount++] = { action: { ...action }, plainLength: opened };
+      return true;
+    }
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
     thread.installIfNew(action.keypair);
     thread.open(action);
@@ -383,6 +441,9 @@ export class CryptoThreads implements TransportCrypto {
 
   /** TransportCrypto: the keys the keypair's thread holds are wiped (in ring order, after its last use). */
   retired(keypair: Keypair): void {
+    // Keys never handed to a thread (its messages were all handled inline) are not handed over later.
+    const keys = keypair.takeKeys();
+    if (keys !== undefined) wipe(keys.sendKey, keys.receiveKey);
     this.byKeypair.get(keypair)?.retire(keypair.localIndex);
     this.byKeypair.delete(keypair);
   }

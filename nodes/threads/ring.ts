@@ -34,8 +34,7 @@ export const KIND_RETIRE = 4; // the keypair left service: wipe its keys
 export const KIND_WRAP = 5; // the rest of the data area is unused; the next record is at offset 0
 
 export const RESULT_DECRYPT_FAILED = -1;
-export const RESULT_REPLAY = -2;
-export const RESULT_UNKNOWN_KEYPAIR = -3;
+export const RESULT_UNKNOWN_KEYPAIR = -2;
 
 export const KEYS_BYTES = 64;
 

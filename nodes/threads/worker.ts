@@ -1,7 +1,9 @@
 // A crypto thread (nodes/threads/pool.ts starts it): seals and opens the transport messages of the peers
 // pinned to it, in place in its ring, in the order the main thread wrote them. It holds the keys of those
-// peers' keypairs (handed over in INSTALL records, whose bytes it wipes at once) and their replay windows,
-// which move only after a message authenticated. It does no I/O and decides nothing else.
+// peers' keypairs (handed over in INSTALL records, whose bytes it wipes at once). The replay windows stay
+// with the engine's keypairs on the main thread, which checks each authenticated message's counter as it
+// reads the results back, in arrival order (and opens the messages it handles itself with the same window:
+// nodes/threads/pool.ts). It does no I/O and decides nothing else.
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
@@ -13,7 +15,6 @@ import {
   transportCounterLow,
 } from '../../crypto/messages.js';
 import { createTransportCipher } from '../../crypto/primitives.js';
-import { ReplayFilter } from '../../crypto/replay.js';
 import {
   DONE,
   H_COUNTER_HIGH,
@@ -32,7 +33,6 @@ import {
   nextRecord,
   recordAt,
   RESULT_DECRYPT_FAILED,
-  RESULT_REPLAY,
   RESULT_UNKNOWN_KEYPAIR,
   ringViews,
   WRITTEN,
@@ -46,7 +46,6 @@ export interface CryptoThreadData {
 interface ThreadKeypair {
   readonly send: TransportAEAD;
   readonly receive: TransportAEAD;
-  readonly replay: ReplayFilter;
 }
 
 const { ring: buffer, mtu } = workerData as CryptoThreadData;
@@ -60,7 +59,6 @@ function install(record: number, payload: number): void {
   keypairs.set(ints[record + H_INDEX]!, {
     send: createTransportCipher(keys.subarray(0, 32)),
     receive: createTransportCipher(keys.subarray(32, 64)),
-    replay: new ReplayFilter(),
   });
   keys.fill(0);
 }
@@ -102,11 +100,13 @@ function open(record: number, payload: number): void {
     return;
   }
   const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
-  const counterHigh = transportCounterHigh(message);
-  const counterLow = transportCounterLow(message);
-  const opened = openTransport(keypair.receive, message, counterHigh, counterLow);
-  if (opened < 0) ints[record + H_RESULT] = RESULT_DECRYPT_FAILED;
-  else ints[record + H_RESULT] = keypair.replay.validate(counterHigh, counterLow) ? opened : RESULT_REPLAY;
+  const opened = openTransport(
+    keypair.receive,
+    message,
+    transportCounterHigh(message),
+    transportCounterLow(message),
+  );
+  ints[record + H_RESULT] = opened < 0 ? RESULT_DECRYPT_FAILED : opened;
 }
 
 function work(from: number, to: number): void {

@@ -115,10 +115,11 @@ describe('crypto threads', () => {
     });
     const forged = sent[49]!.slice();
     forged[forged.length - 1]! ^= 1;
+    // Each open gets its own copy: a message is opened in place (the device hands over a consumed datagram).
     const open = (datagram: Uint8Array): OpenAction => ({
       kind: 'open',
       keypair: ours,
-      datagram,
+      datagram: datagram.slice(),
       from: TO,
       peer: 'peer-b',
     });
@@ -159,6 +160,47 @@ describe('crypto threads', () => {
     threads.peerRemoved('p1');
     threads.peerRemoved('p3');
     expect(threads.peersPerThread()).toEqual([0, 1]);
+  });
+
+  test('5. a lone message on an idle ring is handled inline; after records in the ring, later ones queue behind them', async () => {
+    const { ours, theirs } = keypairs(13, 9);
+    const seal = (n: number): SealAction => ({
+      kind: 'seal',
+      keypair: ours,
+      counter: ours.reserveCounter(),
+      packet: packet(n, 100),
+      to: TO,
+      peer: 'peer-d',
+    });
+    // A lone seal: sealed before seal() returns, no thread woken (no batch read back).
+    threads.seal(seal(0));
+    expect(got.sealed).toHaveLength(1);
+    // A lone open: opened at once, told at the end of the turn (the engine is not re-entered).
+    const reply = new Uint8Array(transportLength(100, DEFAULT_MTU));
+    theirs.seal(packet(1, 100), DEFAULT_MTU, reply);
+    threads.open({ kind: 'open', keypair: ours, datagram: reply, from: TO, peer: 'peer-d' });
+    expect(got.opened).toHaveLength(0);
+    await Promise.resolve();
+    expect(got.opened).toHaveLength(1);
+    expect(got.batches).toBe(1); // the end of the turn's inline results, not a ring's
+    expect(ours.takeKeys()).toBeDefined(); // no thread needed the keys yet
+
+    // A burst: the turn's inline share, then the ring. The next turn's message finds the ring busy and
+    // queues behind it, or finds it drained: either way every counter goes out in order.
+    const { ours: burst } = keypairs(14, 11);
+    const burstSeal = (n: number): SealAction => ({
+      ...seal(n),
+      keypair: burst,
+      counter: burst.reserveCounter(),
+    });
+    for (let n = 0; n < 40; n++) threads.seal(burstSeal(n));
+    await Promise.resolve();
+    threads.seal(burstSeal(40));
+    await eventually('the burst', () => got.sealed.length === 42);
+    expect(got.sealed.slice(1).map((datagram) => transportCounterLow(datagram))).toEqual(
+      Array.from({ length: 41 }, (_, n) => n),
+    );
+    expect(burst.takeKeys()).toBeUndefined(); // the ring was used: the keys went to the thread
   });
 });
 

@@ -198,8 +198,40 @@ function treeCpuSeconds(pid: number): number {
   return total / CLOCK_TICKS_PER_SECOND;
 }
 
+/**
+ * CPU seconds of `pid`'s own threads by name: its main thread ('main'; tid = pid) and each crypto thread
+ * (they name themselves crypto-N); the rest of the tree is `other` (treeCpuSeconds minus these).
+ */
+function threadCpuSeconds(pid: number): Map<string, number> {
+  const seconds = new Map<string, number>();
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return seconds; // exited while we looked
+  }
+  for (const task of tasks) {
+    let name: string;
+    try {
+      name = readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    const fields = statFields(Number(task));
+    const key = Number(task) === pid ? 'main' : name.startsWith('crypto-') ? name : undefined;
+    if (fields === undefined || key === undefined) continue;
+    seconds.set(
+      key,
+      (seconds.get(key) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND,
+    );
+  }
+  return seconds;
+}
+
 interface Transfer extends IperfResult {
   cpuSeconds: number;
+  /** The server's CPU seconds by thread (threadCpuSeconds), with the rest of its tree as 'other'. */
+  threadSeconds: Map<string, number>;
 }
 
 /** iperf3 TCP from each of `clients` at once (one stream each); `reverse`: the server sends. */
@@ -210,6 +242,7 @@ async function iperf(
   server: RunningServer,
 ): Promise<Transfer> {
   let before = 0;
+  let threadsBefore = new Map<string, number>();
   const result = await iperf3({
     server: star.server,
     address: INNER_SERVER.v4,
@@ -217,9 +250,18 @@ async function iperf(
     seconds: SECONDS,
     reverse,
     firstPort: IPERF_PORT,
-    onStart: () => (before = treeCpuSeconds(server.pid)),
+    onStart: () => {
+      before = treeCpuSeconds(server.pid);
+      threadsBefore = threadCpuSeconds(server.pid);
+    },
   });
-  return { ...result, cpuSeconds: treeCpuSeconds(server.pid) - before };
+  const cpuSeconds = treeCpuSeconds(server.pid) - before;
+  const threadSeconds = new Map<string, number>();
+  for (const [name, seconds] of threadCpuSeconds(server.pid))
+    threadSeconds.set(name, seconds - (threadsBefore.get(name) ?? 0));
+  const named = [...threadSeconds.values()].reduce((sum, seconds) => sum + seconds, 0);
+  threadSeconds.set('other', cpuSeconds - named);
+  return { ...result, cpuSeconds, threadSeconds };
 }
 
 /** Average ping RTT in ms from client 0 to the server's inner address. */
@@ -358,6 +400,16 @@ const ROWS: Row[] = [
   ['UDP datagrams per GSO send (tunnelbyte-node metrics)', '', (m) => m.datagramsPerGsoSend, 1],
 ];
 
+function threadLine(m: Measurement): string {
+  const transfer = (what: string, t: Transfer) =>
+    `${what} ${[...t.threadSeconds].map(([name, seconds]) => `${name} ${seconds.toFixed(2)}`).join(', ')}`;
+  return [
+    transfer('client→server:', m.up),
+    transfer('server→client:', m.down),
+    transfer(`${CLIENTS} peers:`, m.many),
+  ].join('; ');
+}
+
 function report(
   measurements: Measurement[],
   notes: string[],
@@ -403,6 +455,11 @@ function report(
     `| ${header.join(' | ')} |`,
     `| ${header.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`,
     ...lines,
+    '',
+    'Server CPU seconds by thread over each transfer (main: the thread that owns the sockets; crypto-N: the',
+    'crypto threads; other: every other thread and child, the handshake workers and V8’s and libuv’s included):',
+    '',
+    ...measurements.map((m) => `- ${m.server}: ${threadLine(m)}`),
     ...(notes.length ? ['', ...notes.map((note) => `- ${note}`)] : []),
     '',
   ].join('\n');

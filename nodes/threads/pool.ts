@@ -312,8 +312,9 @@ export class CryptoThreads implements TransportCrypto {
     const pool = new CryptoThreads([], mtu);
     for (let i = 0; i < count; i++) {
       const buffer = createRing(RING_BYTES);
-      const workerData: CryptoThreadData = { ring: buffer, mtu };
-      const worker = new Worker(file, { workerData, name: `crypto-${i}` });
+      const name = `crypto-${i}`;
+      const workerData: CryptoThreadData = { ring: buffer, mtu, name };
+      const worker = new Worker(file, { workerData, name });
       let said = false;
       const died = (why: string) => {
         if (pool.closing || said) return;

@@ -4,6 +4,7 @@
 // with the engine's keypairs on the main thread, which checks each authenticated message's counter as it
 // reads the results back, in arrival order (and opens the messages it handles itself with the same window:
 // nodes/threads/pool.ts). It does no I/O and decides nothing else.
+import { writeFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
@@ -41,6 +42,8 @@ import {
 export interface CryptoThreadData {
   ring: SharedArrayBuffer;
   mtu: number;
+  /** The thread's name for ps, top -H and the benchmark's per-thread CPU (at most 15 bytes). */
+  name: string;
 }
 
 interface ThreadKeypair {
@@ -48,7 +51,7 @@ interface ThreadKeypair {
   readonly receive: TransportAEAD;
 }
 
-const { ring: buffer, mtu } = workerData as CryptoThreadData;
+const { ring: buffer, mtu, name } = workerData as CryptoThreadData;
 const ring = ringViews(buffer);
 const { control, ints, bytes } = ring;
 const keypairs = new Map<number, ThreadKeypair>();
@@ -151,6 +154,11 @@ function warmUp(): void {
 }
 
 const WARM_MESSAGES = 4000;
+try {
+  writeFileSync('/proc/thread-self/comm', name); // Node's worker threads are all called "node"
+} catch {
+  // No /proc: the thread keeps its inherited name.
+}
 warmUp();
 let done = Atomics.load(control, DONE);
 parentPort!.postMessage('ready');

@@ -296,12 +296,18 @@ function splitSegments(
   const firstSequence = getUint32(packet, ipHeader + 4);
   const firstId = v6 ? 0 : getUint16(packet, 4);
   const flags = packet[ipHeader + 13]!;
+  // The pseudo-header's addresses are every segment's: summed once.
+  const addresses = v6 ? sum16(packet, 8, 40) : sum16(packet, 12, 20);
+  const first = used;
   let offset = headerLength;
   for (let index = 0; index === 0 || offset < packet.length; index++) {
     const segmentPayload = Math.min(gsoSize, packet.length - offset);
     const length = headerLength + segmentPayload;
     const segment = slab.subarray(used, used + length);
-    segment.set(packet.subarray(0, headerLength));
+    // Headers from the packet once, then from the first segment (every field that differs is rewritten
+    // below): no view made for them per segment.
+    if (index === 0) segment.set(packet.subarray(0, headerLength));
+    else slab.copyWithin(used, first, first + headerLength);
     segment.set(packet.subarray(offset, offset + segmentPayload), headerLength);
     if (!v6) setUint16(segment, 4, (firstId + index) & 0xffff);
     setIpLength(segment, v6, ipHeader, length);
@@ -309,7 +315,7 @@ function splitSegments(
     const last = offset + segmentPayload >= packet.length;
     segment[ipHeader + 13] = flags & ~(last ? 0 : TCP_FIN | TCP_PSH) & ~(index === 0 ? 0 : TCP_CWR);
     setUint16(segment, ipHeader + TCP_CHECKSUM, 0);
-    const pseudo = pseudoHeaderSum(segment, v6, PROTO_TCP, length - ipHeader);
+    const pseudo = fold(addresses + PROTO_TCP + length - ipHeader);
     setUint16(segment, ipHeader + TCP_CHECKSUM, ~sum16(segment, ipHeader, length, pseudo) & 0xffff);
     out.push(segment);
     used += (length + 3) & ~3; // each segment 4-byte aligned: its checksum is summed word-wise

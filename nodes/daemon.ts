@@ -2,6 +2,8 @@
 // the engine, the device on its UDP port, the UAPI socket (so `wg` works) and, when asked, the metrics
 // endpoint. What differs (peers from a file or from a broker, routes, NAT) the callers add. close() undoes
 // every step in reverse order, the callers' last-added first; a start that fails part-way undoes its own.
+import { isIPv4 } from 'node:net';
+
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
@@ -12,7 +14,7 @@ import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
-import { warmDataPath } from './warmup.js';
+import { warmDataPath, warmDevicePath } from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -101,7 +103,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       reuseSendBuffers: options.batchedUdp,
       reuseActions: true, // Device.perform carries out every action before it calls the engine again
     };
-    warmDataPath(engineOptions); // before the first packet, not during it
+    // The socket as the node's own, less what only the node's socket has (its address, counts, notices).
+    const socketSettings = {
+      batched: options.batchedUdp,
+      receiveBufferSize: RECEIVE_BUFFER_BYTES,
+      offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
+    };
+    const { host } = options.listen;
+    // Before the first packet, not during it.
+    warmDataPath(engineOptions);
+    await warmDevicePath(
+      engineOptions,
+      (udpOptions) => openUdp({ ...udpOptions, ...socketSettings }),
+      host !== undefined && isIPv4(host),
+    ).catch((error: Error) => options.log?.(`warm-up over loopback skipped: ${error.message}`));
     const tunnel = new Tunnel({
       privateKey: options.privateKey,
       ...engineOptions,
@@ -109,12 +124,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);
-    const { host } = options.listen;
     const udpSettings = {
+      ...socketSettings,
       ...(host !== undefined && { host }),
-      batched: options.batchedUdp,
-      receiveBufferSize: RECEIVE_BUFFER_BYTES,
-      offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
       offloadCounts: metrics.udpOffload,
       ...(options.log && { onNotice: options.log }),
     };

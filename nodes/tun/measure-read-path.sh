@@ -36,7 +36,11 @@ const tun = require('$addon');
 const reply = require('./reply.cjs');
 const { fd } = tun.open('tbtm0', false);
 require('child_process').execFileSync('sh', ['-c', 'ip addr add 10.201.0.1/24 dev tbtm0 && ip link set tbtm0 up']);
-const reader = tun.startReading(fd, (ps) => tun.writeMany(fd, ps.filter((p) => p[9] === 1 && p[20] === 8).map(reply), 0), console.error);
+const slab = new Uint8Array(1 << 20);
+const records = new Int32Array(512); // frame i at records[2i], records[2i + 1] bytes long
+const frames = (count) => Array.from({ length: count }, (_, i) => slab.subarray(records[2 * i], records[2 * i] + records[2 * i + 1]));
+const echo = (count) => tun.writeMany(fd, frames(count).filter((p) => p[9] === 1 && p[20] === 8).map(reply), 0);
+const reader = tun.startReading(fd, slab, records, echo, console.error);
 process.on('SIGTERM', () => { reader.stop(); process.exit(0); });
 console.log('ready');
 JS

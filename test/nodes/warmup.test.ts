@@ -1,16 +1,57 @@
 // The start-up warm-up (nodes/warmup.ts) does its work: every packet it sends, both ways, is delivered by
-// the other engine, with the engine options the node runs with and with the engine's defaults.
-import { secureRandomBytes } from '../../nodes/random.js';
-import { WARM_PACKETS, warmDataPath } from '../../nodes/warmup.js';
+// the other engine (or device), with the engine options the node runs with and with the engine's defaults,
+// over each kind of socket the node can run with; and it leaves nothing behind.
+import { readdirSync } from 'node:fs';
 
+import { secureRandomBytes } from '../../nodes/random.js';
+import { openUdp } from '../../nodes/udp.js';
+import {
+  WARM_PACKETS,
+  WARM_PACKETS_PER_TURN,
+  WARM_TURNS,
+  warmDataPath,
+  warmDevicePath,
+} from '../../nodes/warmup.js';
+
+const NODE_OPTIONS = { decryptInPlace: true, reuseSendBuffers: true, reuseActions: true };
 const CASES = [
-  ['1. the node options', { decryptInPlace: true, reuseSendBuffers: true, reuseActions: true }],
+  ['1. the node options', NODE_OPTIONS],
   ['2. engine defaults', {}],
 ] as const;
+const engine = (options: object) => ({ ...options, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+const openFds = () => readdirSync('/proc/self/fd').length;
 
 describe('warmDataPath', () => {
   test.each(CASES)('%s: every packet each way is delivered', (_name, options) => {
-    const delivered = warmDataPath({ ...options, randomBytes: secureRandomBytes, wallClockMs: Date.now });
-    expect(delivered).toBe(2 * WARM_PACKETS);
+    expect(warmDataPath(engine(options))).toBe(2 * WARM_PACKETS);
+  });
+});
+
+describe('warmDevicePath', () => {
+  test.each([
+    [1, 'batched UDP with offloads, dual-stack', { batched: true, offload: true }, false],
+    [2, 'batched UDP without offloads, IPv4 only', { batched: true, offload: false }, true],
+    [3, 'dgram UDP, dual-stack', { batched: false }, false],
+  ])(
+    '%i. %s: every packet each way is delivered; no socket stays open',
+    async (_n, _what, socket, ipv4Only) => {
+      const before = openFds();
+      // dgram keeps a datagram until it is sent: the engine must not reuse its send buffers then (as the node).
+      const options = engine({ ...NODE_OPTIONS, reuseSendBuffers: socket.batched });
+      const delivered = await warmDevicePath(options, (o) => openUdp({ ...o, ...socket }), ipv4Only);
+      expect(delivered).toBe(2 * WARM_TURNS * WARM_PACKETS_PER_TURN);
+      expect(openFds()).toBe(before);
+    },
+  );
+
+  test('4. a socket that cannot be bound fails the warm-up (the node goes on without it), closing the first', async () => {
+    const before = openFds();
+    let opened = 0;
+    const openSecondFails: typeof openUdp = (o) =>
+      ++opened === 2 ? Promise.reject(new Error('EADDRNOTAVAIL')) : openUdp({ ...o, batched: true });
+    await expect(warmDevicePath(engine(NODE_OPTIONS), openSecondFails, true)).rejects.toThrow(
+      /EADDRNOTAVAIL/,
+    );
+    expect(openFds()).toBe(before);
   });
 });

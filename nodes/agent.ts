@@ -5,8 +5,8 @@
 //
 // Failure policy: broker unreachable, 5xx or a malformed answer → retry with capped exponential backoff
 // and full jitter, serving the existing peers meanwhile; 404 (the broker forgot us: Redis lost, node
-// reaped) → register again and re-read the full set; 401 or any other 4xx on register → fatal, the
-// operator must fix the token or the arguments.
+// reaped) → register again and re-read the full set; 401 or any other 4xx on register, or a broker URL
+// fetch refuses outright (a blocked port) → fatal, the operator must fix the token or the arguments.
 import { parsePrefix } from '../crypto/ipaddr.js';
 import { POOL_PREFIXES, type Pool } from '../src/lib/addresses.js';
 import type { PeerCounters, PeerSettings } from '../crypto/tunnel.js';
@@ -180,7 +180,7 @@ export interface AgentOptions {
   peersPerHeartbeat?: number;
 }
 
-export type AgentFatal = Extract<BrokerFailure, { kind: 'unauthorized' | 'rejected' }>;
+export type AgentFatal = Extract<BrokerFailure, { kind: 'unauthorized' | 'rejected' | 'refused_url' }>;
 
 export class Agent {
   private readonly options: AgentOptions;
@@ -274,7 +274,7 @@ export class Agent {
         this.reportEveryPeer = true;
         return true;
       }
-      if (result.kind === 'unauthorized' || result.kind === 'rejected') {
+      if (result.kind === 'unauthorized' || result.kind === 'rejected' || result.kind === 'refused_url') {
         this.fail(result);
         return false;
       }
@@ -352,7 +352,7 @@ export class Agent {
       } else if (result.kind === 'unknown_node') {
         this.options.log(`${result.message}; registering again`);
         await this.register();
-      } else if (result.kind === 'unauthorized') {
+      } else if (result.kind === 'unauthorized' || result.kind === 'refused_url') {
         this.fail(result);
       } else {
         // A failed beat is retried sooner than the interval, but never faster than the backoff allows.
@@ -381,7 +381,7 @@ export class Agent {
         this.options.log(`${result.message}; registering again`);
         cursor = '';
         await this.register();
-      } else if (result.kind === 'unauthorized') {
+      } else if (result.kind === 'unauthorized' || result.kind === 'refused_url') {
         this.fail(result);
       } else {
         // 'rejected' can only be our cursor (a broker that lost its stream format): start over.

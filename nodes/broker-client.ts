@@ -16,6 +16,7 @@ export type BrokerFailure =
   | { readonly kind: 'unauthorized'; readonly message: string } // 401: the token is wrong; retrying cannot help
   | { readonly kind: 'unknown_node'; readonly message: string } // 404: register again
   | { readonly kind: 'rejected'; readonly message: string } // any other 4xx: our request is wrong
+  | { readonly kind: 'refused_url'; readonly message: string } // fetch will never request this URL: fix --broker
   | { readonly kind: 'unavailable'; readonly message: string; readonly retryAfterMs?: number }; // network, 5xx, 429, bad body
 
 export type BrokerResult<T> =
@@ -59,6 +60,22 @@ const MAX_MESSAGE = 200;
 
 const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim().slice(0, MAX_MESSAGE);
 
+// How fetch refuses a URL it will never request, whatever the network does: a port the Fetch standard
+// blocks (1, 6000, 10080...) or a scheme it cannot fetch. A name that does not resolve may resolve later.
+const FETCH_REFUSALS = new Set(['bad port', 'unknown scheme']);
+
+/** Why fetch failed without any network I/O, refusing the URL itself; undefined for any other failure. */
+function refusedUrl(error: unknown): string | undefined {
+  // Aborts and timeouts are DOMExceptions; by name, as fetch's TypeError may come from another realm.
+  if ((error as Error | undefined)?.name !== 'TypeError') return undefined;
+  const { cause } = error as { cause?: { code?: string; message?: string } };
+  // No cause: no Request could be made of the URL (its message would echo it, credentials and all).
+  if (cause === undefined || cause.code === 'ERR_INVALID_URL') return 'not a URL fetch can request';
+  if (cause.code === undefined && FETCH_REFUSALS.has(cause.message ?? ''))
+    return `fetch refuses this URL (${cause.message})`;
+  return undefined;
+}
+
 function retryAfterMs(header: string | null): number | undefined {
   if (header === null) return undefined;
   const seconds = Number(header);
@@ -67,12 +84,15 @@ function retryAfterMs(header: string | null): number | undefined {
 
 export class BrokerClient {
   private readonly base: string;
+  /** The base as messages show it: without a user or password. */
+  private readonly shownBase: string;
 
   constructor(
     baseUrl: string,
     private readonly token: string,
   ) {
     this.base = baseUrl.replace(/\/+$/, '');
+    this.shownBase = this.base.replace(/\/\/[^/@]*@/, '//');
   }
 
   register(registration: Registration, signal?: AbortSignal): Promise<BrokerResult<RegisterAnswer>> {
@@ -149,6 +169,9 @@ export class BrokerClient {
         text = await response.text();
       } catch (error) {
         response = undefined;
+        const refused = refusedUrl(error);
+        if (refused !== undefined)
+          return { ok: false, kind: 'refused_url', message: `--broker ${this.shownBase}: ${refused}` };
         const cause = (error as { cause?: { code?: string; message?: string } }).cause;
         // The broker closed a kept-alive connection just as this request went out on it (its idle
         // timeout, or an event loop that stalled past it): nothing was read, so one more try on a fresh

@@ -47,7 +47,9 @@ export interface Daemon {
   /** The name the kernel gave the interface. */
   readonly interfaceName: string;
   /** The TUN offload mode the kernel agreed to ("on (TSO4, TSO6, checksum)", "off"...). */
-  readonly offload: string;
+  readonly tunOffload: string;
+  /** How the UDP socket carries datagrams ("batched, GSO on, GRO on", "dgram, GSO off, GRO off"...). */
+  readonly udp: string;
   /** Threads of the data path (1: the main thread alone). */
   readonly threads: number;
   readonly device: Device;
@@ -67,6 +69,19 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
+/** Runs a start-up step whose failure says what failed: "TUN wg0: ioctl TUNSETIFF: Invalid argument". */
+function named<T>(what: string, step: () => T): T {
+  const failed = (error: unknown) => new Error(`${what}: ${(error as Error).message}`, { cause: error });
+  try {
+    const result = step();
+    return result instanceof Promise
+      ? (result.catch((error: unknown) => Promise.reject(failed(error))) as T)
+      : result;
+  } catch (error) {
+    throw failed(error);
+  }
+}
+
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const cleanups: Array<() => Promise<void> | void> = [];
   const close = async () => {
@@ -75,7 +90,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let stop: (code: number) => void = () => undefined;
   const stopped = new Promise<number>((resolve) => (stop = resolve));
   try {
-    const tun = openTun(options.interfaceName, { offload: options.offload });
+    const tun = named(`TUN ${options.interfaceName}`, () =>
+      openTun(options.interfaceName, { offload: options.offload }),
+    );
     let tunClosed = false;
     const closeTun = () => {
       if (!tunClosed) tun.close();
@@ -130,22 +147,28 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       offloadCounts: metrics.udpOffload,
       ...(options.log && { onNotice: options.log }),
     };
-    const device = await Device.start({
-      tunnel,
-      privateKey: options.privateKey,
-      packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
-      openUdp: async (udpOptions) => {
-        const udp = await openUdp({ ...udpOptions, ...udpSettings });
-        // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that.
-        if (!threads || options.batchedUdp) return udp;
-        return { ...udp, send: (datagram, to) => udp.send(datagram.slice(), to) };
-      },
-      listenPort: options.listen.port,
-      metrics,
-      // With more than one thread, as many handshake workers answer initiations; with one, the engine does.
-      handshakeThreads: options.threads > 1 ? options.threads : 0,
-      ...(threads && { threads }),
-    });
+    let udpMode = '';
+    const listening =
+      host === undefined ? `UDP port ${options.listen.port}` : `UDP ${host}:${options.listen.port}`;
+    const device = await named(listening, () =>
+      Device.start({
+        tunnel,
+        privateKey: options.privateKey,
+        packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
+        openUdp: async (udpOptions) => {
+          const udp = await openUdp({ ...udpOptions, ...udpSettings });
+          udpMode = udp.mode;
+          // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that.
+          if (!threads || options.batchedUdp) return udp;
+          return { ...udp, send: (datagram, to) => udp.send(datagram.slice(), to) };
+        },
+        listenPort: options.listen.port,
+        metrics,
+        // With more than one thread, as many handshake workers answer initiations; with one, the engine does.
+        handshakeThreads: options.threads > 1 ? options.threads : 0,
+        ...(threads && { threads }),
+      }),
+    );
     cleanups.push(() => device.close());
     await options.configure?.(device, tun.name);
 
@@ -167,7 +190,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     return {
       interfaceName: tun.name,
-      offload: tun.offload.description,
+      tunOffload: tun.offload.description,
+      udp: udpMode,
       threads: options.threads,
       device,
       publicKey: tunnel.publicKey,
@@ -186,16 +210,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 }
 
 /**
- * The line a daemon prints once it serves:
- * `NAME up[, who], UDP port N, UAPI PATH, offload MODE, threads N[, metrics port M]`.
+ * The line a daemon prints once it serves, saying what is in force:
+ * `NAME up[, who], UDP port N (UDP MODE), UAPI PATH, TUN offload MODE, threads N[, metrics port M]`.
  */
 export function readyLine(
-  daemon: Pick<Daemon, 'interfaceName' | 'listenPort' | 'uapiPath' | 'offload' | 'threads' | 'metricsPort'>,
+  daemon: Pick<
+    Daemon,
+    'interfaceName' | 'listenPort' | 'udp' | 'uapiPath' | 'tunOffload' | 'threads' | 'metricsPort'
+  >,
   who?: string,
 ): string {
   return (
     `tunnelbyte-node: ${daemon.interfaceName} up${who === undefined ? '' : `, ${who}`}, ` +
-    `UDP port ${daemon.listenPort}, UAPI ${daemon.uapiPath}, offload ${daemon.offload}, threads ${daemon.threads}` +
+    `UDP port ${daemon.listenPort} (${daemon.udp}), UAPI ${daemon.uapiPath}, ` +
+    `TUN offload ${daemon.tunOffload}, threads ${daemon.threads}` +
     (daemon.metricsPort === undefined ? '' : `, metrics port ${daemon.metricsPort}`) +
     '\n'
   );

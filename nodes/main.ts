@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
-import { checkUpArguments, defaultThreads, ON_OFF, type UpArguments } from './config.js';
+import { checkUpArguments, defaultThreads, ON_OFF, threadsWarning, type UpArguments } from './config.js';
 import { readyLine } from './daemon.js';
 import {
   checkRunArguments,
@@ -29,6 +29,12 @@ class UsageError extends Error {}
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 const say = (line: string) => process.stderr.write(`tunnelbyte-node: ${line}\n`);
+
+/** Said once the arguments are good, before the threads start. */
+function warnAboutThreads(threads: number): void {
+  const warning = threadsWarning(threads);
+  if (warning !== undefined) say(`warning: ${warning}`);
+}
 
 interface TokenSources {
   token?: string;
@@ -78,7 +84,7 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--threads <n>',
-        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers (default: the machine's cores, ${defaultThreads()})`,
+        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers; more than the machine's cores adds no speed (default: the machine's cores, ${defaultThreads()})`,
       ).env('TB_THREADS'),
     );
 
@@ -101,6 +107,7 @@ async function runUp(args: UpArguments): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  warnAboutThreads(settings.threads);
   const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
   process.stdout.write(readyLine(node));
   const signalled = new Promise<number>((resolve) => {
@@ -161,6 +168,7 @@ function buildProgram(): { program: Command; result: () => number } {
     .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {
       const checked = checkRunArguments({ ...options, token: await nodeToken(options) });
       if (!checked.ok) throw new UsageError(checked.message);
+      warnAboutThreads(checked.value.threads);
       code = await runAgentCommand(checked.value, say);
     });
 

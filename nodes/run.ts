@@ -58,6 +58,9 @@ export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
 export const DEFAULT_CAPACITY = 1000;
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
+const MAX_CAPACITY = 4_000_000;
+// A day: a drain never outlasts a maintenance window (and setTimeout takes at most 24.8 days).
+const MAX_DRAIN_TIMEOUT_SECONDS = 86_400;
 
 export interface RunArguments extends DataPathArguments {
   broker: string;
@@ -106,12 +109,18 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
   }
   if (broker.protocol !== 'http:' && broker.protocol !== 'https:')
     return bad(`--broker must be an http(s) URL, not '${args.broker.slice(0, 64)}'`);
+  // Never echoed: a password may be in it.
+  if (broker.username !== '' || broker.password !== '')
+    return bad('--broker must not hold a user or password: the node signs in with its token');
+  if (broker.search !== '' || broker.hash !== '')
+    return bad(`--broker must be the broker's base URL, without ?query or #fragment`);
   if (!TOKEN.test(args.token)) return bad('--token must be a node token (tbn_...)'); // never echo a secret
   if (!/^[a-z0-9-]{1,64}$/.test(args.region))
     return bad(`--region '${args.region.slice(0, 64)}' is not a region id`);
   const listen = parseHostPort(args.listen);
   if (!listen.ok) return bad(`--listen: ${listen.message}`);
-  if (!ENDPOINT.test(args.endpoint) || Number(args.endpoint.split(':').pop()) > 65535)
+  const endpointPort = Number(args.endpoint.split(':').pop());
+  if (!ENDPOINT.test(args.endpoint) || endpointPort < 1 || endpointPort > 65535)
     return bad(`--endpoint must be PUBLIC_HOST:PORT, not '${args.endpoint.slice(0, 64)}'`);
   const egress = args.egress ?? 'tun';
   if (!(EGRESS_KINDS as readonly string[]).includes(egress))
@@ -120,10 +129,11 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
   const name = checkInterfaceName(args.interface ?? DEFAULT_INTERFACE);
   if (!name.ok) return name;
   const capacity = Number(args.capacity ?? DEFAULT_CAPACITY);
-  if (!Number.isInteger(capacity) || capacity < 1 || capacity > 4_000_000)
-    return bad('--capacity must be a whole number of sessions from 1 to 4000000');
+  if (!/^[0-9]{1,7}$/.test(args.capacity ?? '1') || capacity < 1 || capacity > MAX_CAPACITY)
+    return bad(`--capacity must be a whole number of sessions from 1 to ${MAX_CAPACITY}`);
   const drain = Number(args.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT_SECONDS);
-  if (!Number.isFinite(drain) || drain < 0) return bad('--drain-timeout must be a number of seconds');
+  if (!/^[0-9]{1,5}(\.[0-9]+)?$/.test(args.drainTimeout ?? '0') || drain > MAX_DRAIN_TIMEOUT_SECONDS)
+    return bad(`--drain-timeout must be a number of seconds from 0 to ${MAX_DRAIN_TIMEOUT_SECONDS}`);
   const endpointHost = args.endpoint.slice(0, args.endpoint.lastIndexOf(':')).replace(/^\[|\]$/g, '');
   const egressIps = args.egressIp?.flatMap((list) => list.split(',')).filter((ip) => ip.length > 0) ?? [];
   for (const ip of egressIps)

@@ -63,6 +63,8 @@ export const noUdpOffloadCounts = (): UdpOffloadCounts => ({
 
 export interface UdpTransport {
   readonly port: number;
+  /** What carries datagrams, for the start-up line: "batched, GSO on, GRO on", "dgram, GSO off, GRO off"... */
+  readonly mode: string;
   /**
    * Every received datagram with its normalised source. The datagram may be a view into a buffer the next
    * batch reuses: it is valid during the call only (copy what must outlive it).
@@ -149,6 +151,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   const ignoreSendError = () => undefined;
   return {
     port: socket.address().port,
+    mode: 'dgram, GSO off, GRO off',
     onDatagram(listener) {
       socket.removeAllListeners('message');
       socket.on('message', (datagram, remote) =>
@@ -351,13 +354,16 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     socket = openAddonSocket(addon, '0.0.0.0', port, options);
   }
   const { fd, family } = socket;
-  let gso = false; // GRO needs no state here: a GRO batch says its segment size
+  let granted = { gso: false, gro: false };
   try {
-    if (options.offload !== false) gso = addon.enableOffloads(fd).gso;
+    if (options.offload !== false) granted = addon.enableOffloads(fd);
   } catch (error) {
     addon.close(fd);
     throw error;
   }
+  let gso = granted.gso; // GRO needs no state here: a GRO batch says its segment size
+  const onOff = (on: boolean) => (on ? 'on' : 'off');
+  const mode = `batched, GSO ${onOff(gso)}, GRO ${onOff(granted.gro)}`;
   const counts = options.offloadCounts ?? noUdpOffloadCounts();
   const segmentsMax = addon.GSO_SEGMENTS_MAX;
 
@@ -478,6 +484,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
 
   return {
     port: socket.port,
+    mode,
     onDatagram(listener) {
       receiver?.stop();
       receiver = addon.startReceiving(

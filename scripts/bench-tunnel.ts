@@ -103,11 +103,18 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
         proc,
         'tunnelbyte-node UAPI',
       );
-      // The column must measure the mode it names: the start-up line says which offload the kernel granted.
+      // The column must measure the mode it names: the start-up line says which TUN offload the kernel
+      // granted, and whether the UDP socket sends with GSO (batched UDP with offloads only).
       await proc.waitFor(`${interfaceName} up`);
-      const granted = /, offload (on|off)/.exec(proc.output())?.[1];
-      const asked = extraArgs.includes('--offload') ? extraArgs[extraArgs.indexOf('--offload') + 1] : 'on';
-      if (granted !== asked) throw new Error(`asked for offload ${asked}, got ${granted}`);
+      const line = proc.output();
+      const asked = (flag: string) =>
+        extraArgs.includes(flag) ? extraArgs[extraArgs.indexOf(flag) + 1] : 'on';
+      const granted = /, TUN offload (on|off)/.exec(line)?.[1];
+      if (granted !== asked('--offload'))
+        throw new Error(`asked for offload ${asked('--offload')}, got ${granted}`);
+      const gso = /\(\w+, GSO (on|off)/.exec(line)?.[1];
+      const gsoAsked = asked('--offload') === 'on' && asked('--batch') === 'on' ? 'on' : 'off';
+      if (gso !== gsoAsked) throw new Error(`expected UDP GSO ${gsoAsked}, got ${gso}`);
       const scrape = `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then(console.log)`;
       return {
         pid: proc.pid,

@@ -459,6 +459,13 @@ describe('agent against a real broker', () => {
     expect(started).toEqual({ ok: false, failure: expect.objectContaining({ kind: 'rejected' }) });
   });
 
+  test('a broker URL fetch refuses outright (a blocked port) is fatal at once, in one line', async () => {
+    const log: string[] = [];
+    const { started } = await startAgent({ url: 'http://127.0.0.1:1', log });
+    expect(started).toEqual({ ok: false, failure: expect.objectContaining({ kind: 'refused_url' }) });
+    expect(log).toEqual(['--broker http://127.0.0.1:1: fetch refuses this URL (bad port)']);
+  });
+
   test('a broker that cannot be reached is retried until it comes', async () => {
     const port = (server.address() as AddressInfo).port;
     await closeServer(server);
@@ -546,6 +553,40 @@ describe('BrokerClient: every answer is a typed outcome', () => {
       ok: false,
       kind: 'unavailable',
       message: expect.stringMatching(/ECONNREFUSED/),
+    });
+  });
+
+  // A URL fetch will never request is the operator's to fix; anything the network may yet change (a
+  // refused connection, a name that does not resolve now) is retried.
+  const urls: Array<[number, string, object]> = [
+    [
+      1,
+      'http://127.0.0.1:1',
+      { kind: 'refused_url', message: '--broker http://127.0.0.1:1: fetch refuses this URL (bad port)' },
+    ],
+    [
+      2,
+      'https://127.0.0.1:6000/api',
+      { kind: 'refused_url', message: expect.stringMatching(/\(bad port\)$/) },
+    ],
+    [3, 'ftp://127.0.0.1', { kind: 'refused_url', message: expect.stringMatching(/\(unknown scheme\)$/) }],
+    [
+      4,
+      'http://user:secret@127.0.0.1:8080',
+      { kind: 'refused_url', message: expect.not.stringContaining('secret') },
+    ],
+    [
+      5,
+      'http://127.0.0.1:99999',
+      { kind: 'refused_url', message: expect.stringMatching(/not a URL fetch can request$/) },
+    ],
+    [6, 'http://no-such-host.invalid', { kind: 'unavailable' }],
+  ];
+  test.each(urls)('#%i %s', async (_n, base, expected) => {
+    const client = new BrokerClient(base, 'tbn_x');
+    expect(await client.peers('node_a', '', AbortSignal.timeout(5000))).toMatchObject({
+      ok: false,
+      ...expected,
     });
   });
 
@@ -674,6 +715,53 @@ describe('checkRunArguments', () => {
       '198.51.100.2',
     ]);
     expect(value({ endpoint: 'exit1.example.com:51820' }).egressIps).toEqual([]);
+  });
+  // [n, arguments, message]: each bad value one line, checked before anything starts.
+  const refusals: Array<[number, Record<string, unknown>, string | RegExp]> = [
+    [1, { broker: 'ftp://x' }, /^--broker must be an http\(s\) URL/],
+    [2, { broker: 'not a url' }, /^--broker must be an http\(s\) URL/],
+    [
+      3,
+      { broker: 'https://u:pw@broker.example' },
+      '--broker must not hold a user or password: the node signs in with its token',
+    ],
+    [
+      4,
+      { broker: 'https://broker.example/?a=1' },
+      "--broker must be the broker's base URL, without ?query or #fragment",
+    ],
+    [
+      5,
+      { broker: 'https://broker.example/#x' },
+      "--broker must be the broker's base URL, without ?query or #fragment",
+    ],
+    [6, { region: 'EU West' }, "--region 'EU West' is not a region id"],
+    [7, { listen: '0.0.0.0:65536' }, /^--listen: /],
+    [8, { endpoint: '203.0.113.7:0' }, /^--endpoint must be PUBLIC_HOST:PORT/],
+    [9, { endpoint: '203.0.113.7:65536' }, /^--endpoint must be PUBLIC_HOST:PORT/],
+    [10, { capacity: '1e3' }, '--capacity must be a whole number of sessions from 1 to 4000000'],
+    [11, { capacity: '' }, '--capacity must be a whole number of sessions from 1 to 4000000'],
+    [12, { capacity: '4000001' }, '--capacity must be a whole number of sessions from 1 to 4000000'],
+    [13, { drainTimeout: '' }, '--drain-timeout must be a number of seconds from 0 to 86400'],
+    [14, { drainTimeout: '-1' }, '--drain-timeout must be a number of seconds from 0 to 86400'],
+    [15, { drainTimeout: '1e10' }, '--drain-timeout must be a number of seconds from 0 to 86400'],
+    [16, { drainTimeout: '86401' }, '--drain-timeout must be a number of seconds from 0 to 86400'],
+    [17, { egress: 'kernel' }, /^--egress must be one of tun, netstack/],
+    [18, { interface: 'a/b' }, /^invalid interface name 'a\/b'/],
+    [19, { metrics: '[::1]:x' }, /^--metrics: /],
+    [20, { threads: '65' }, "--threads (TB_THREADS) must be a whole number from 1 to 64, not '65'"],
+    [21, { threads: '2.5' }, "--threads (TB_THREADS) must be a whole number from 1 to 64, not '2.5'"],
+  ];
+  test.each(refusals)('#%i refused: %j', (_n, args, message) => {
+    const checked = checkRunArguments({ ...base, ...args });
+    expect(checked.ok).toBe(false);
+    if (!checked.ok) expect(checked.message).toMatch(message);
+  });
+  test('a drain timeout of 0 or a fraction of a second is taken', () => {
+    expect(checkRunArguments({ ...base, drainTimeout: '0' })).toMatchObject({ value: { drainTimeoutMs: 0 } });
+    expect(checkRunArguments({ ...base, drainTimeout: '2.5' })).toMatchObject({
+      value: { drainTimeoutMs: 2500 },
+    });
   });
   test('#3 the token is never echoed in a message', () => {
     const checked = checkRunArguments({ ...base, token: 'tb_secretsecret' });

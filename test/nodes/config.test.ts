@@ -2,7 +2,13 @@ import { availableParallelism } from 'node:os';
 
 import fc from 'fast-check';
 
-import { checkUpArguments, interfaceNameFromFile, parseHostPort, routesFor } from '../../nodes/config.js';
+import {
+  checkUpArguments,
+  interfaceNameFromFile,
+  parseHostPort,
+  routesFor,
+  threadsWarning,
+} from '../../nodes/config.js';
 
 describe('parseHostPort', () => {
   const table: Array<[number, string, { host: string; port: number } | undefined]> = [
@@ -127,5 +133,28 @@ describe('routesFor', () => {
         ],
       ),
     ).toEqual({ routes: ['10.77.0.0/23', '10.200.0.0/16', 'fd78::/64'], defaults: ['0.0.0.0/0', '::/0'] });
+  });
+});
+
+describe('threadsWarning', () => {
+  // [n, threads, cores, warning]: silent up to the cores; above them one line naming both and the cost.
+  const table: Array<[number, number, number, string | undefined]> = [
+    [1, 1, 2, undefined],
+    [2, 2, 2, undefined],
+    [3, 2, 8, undefined],
+    [
+      4,
+      3,
+      2,
+      "--threads (TB_THREADS) 3 is more than this machine's 2 cores: threads beyond the cores add no speed, only start-up time and memory (about 0.3 CPU-seconds and 25 MB each)",
+    ],
+    [5, 64, 2, expect.stringMatching(/^--threads \(TB_THREADS\) 64 is more than this machine's 2 cores: /)],
+  ];
+  test.each(table)('#%i: %i threads on %i cores', (_n, threads, cores, warning) => {
+    expect(threadsWarning(threads, cores)).toEqual(warning);
+  });
+
+  test('1 to 64 threads stay valid whatever the cores', () => {
+    expect(checkUpArguments({ config: 'wg0.conf', threads: '64' })).toMatchObject({ ok: true });
   });
 });

@@ -104,10 +104,17 @@ async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions)
     ...nodeArgs,
   ]);
   await node.waitFor(`${nodeInterface} up`);
-  // The start-up line names the offload mode the kernel granted: on where asked (this kernel has them).
+  // The start-up line says what is in force: the TUN offloads and, separately, how the UDP socket sends
+  // (GSO and GRO only with batched UDP and offload on; this kernel has them all).
+  const offload = mode(nodeArgs, '--offload') === 'on';
   expect(node.output()).toMatch(
-    mode(nodeArgs, '--offload') === 'on' ? /, offload on \(TSO4, TSO6, checksum\)/ : /, offload off[,\n]/,
+    offload ? /, TUN offload on \(TSO4, TSO6, checksum\)/ : /, TUN offload off[,\n]/,
   );
+  const udp =
+    mode(nodeArgs, '--batch') === 'off'
+      ? 'dgram, GSO off, GRO off'
+      : `batched, GSO ${offload ? 'on' : 'off'}, GRO ${offload ? 'on' : 'off'}`;
+  expect(node.output()).toContain(`, UDP port ${PORT.node} (${udp}), `);
   if (nodeArgs.includes('--threads'))
     expect(node.output()).toContain(`, threads ${nodeArgs[nodeArgs.indexOf('--threads') + 1]}`);
   return {

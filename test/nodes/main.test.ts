@@ -102,6 +102,14 @@ describe('tunnelbyte-node command line', () => {
       [...runFull, '--threads', '0'],
       /^tunnelbyte-node: --threads \(TB_THREADS\) must be a whole number from 1 to 64, not '0'\n$/,
     ],
+    [
+      12,
+      [...runFull, '--broker', 'https://node:hunter2@broker.example'],
+      /^tunnelbyte-node: --broker must not hold a user or password: the node signs in with its token\n$/,
+    ],
+    [13, [...runFull, '--drain-timeout', '1e10'], /^tunnelbyte-node: --drain-timeout must be a number/],
+    [14, [...runFull, '--capacity', 'lots'], /^tunnelbyte-node: --capacity must be a whole number/],
+    [15, [...runFull, '--endpoint', '192.0.2.1:0'], /^tunnelbyte-node: --endpoint must be PUBLIC_HOST:PORT/],
   ];
   test.each(runUsage)('run usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);

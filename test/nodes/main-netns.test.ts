@@ -1,0 +1,115 @@
+// tunnelbyte-node's start-up failures as operators meet them, each in a namespace of its own: one line on
+// stderr naming what failed, exit 1, never a retry loop or a stack trace, and the interface gone again.
+// Usage errors (bad flag values, caught before anything starts) are test/nodes/main.test.ts.
+import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+
+import { builtProgram } from '../helpers/repo.js';
+import { netnsHarness, type Namespace } from './netns.js';
+
+const DAEMON = builtProgram('nodes/main.js');
+const harness = netnsHarness();
+const LISTEN_PORT = 51820;
+const METRICS_PORT = 9586;
+
+/** Holds UDP LISTEN_PORT and TCP METRICS_PORT on 127.0.0.1 and every address, until the namespace goes. */
+const HOLDER = `
+const dgram = require('node:dgram'), net = require('node:net');
+const udp = dgram.createSocket('udp6');
+udp.bind(${LISTEN_PORT}, '::', () =>
+  net.createServer().listen(${METRICS_PORT}, '127.0.0.1', () => console.log('holding')));`;
+
+let ns: Namespace;
+let config: string;
+beforeAll(async () => {
+  ns = await harness.namespace('main');
+  config = join(harness.tempDir(), 'tbm0.conf');
+  const privateKey = Buffer.alloc(32, 7).toString('base64');
+  writeFileSync(config, `[Interface]\nPrivateKey = ${privateKey}\nListenPort = ${LISTEN_PORT}\n`);
+  await ns.spawn('node', ['-e', HOLDER]).waitFor('holding');
+});
+
+function node(args: readonly string[]) {
+  const result = spawnSync('ip', ['netns', 'exec', ns.name, 'node', DAEMON, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, TB_NODE_TOKEN: undefined },
+  });
+  return { status: result.status, stderr: result.stderr, stdout: result.stdout };
+}
+
+const up = (...extra: string[]) => ['up', '--config', config, '--threads', '1', ...extra];
+const run = (broker: string, listen = '127.0.0.2:51821') => [
+  'run',
+  ...['--broker', broker, '--token', 'tbn_x', '--region', 'eu-west', '--threads', '1'],
+  ...['--listen', listen, '--endpoint', '192.0.2.1:51820', '--state-dir', join(harness.tempDir(), 'state')],
+];
+
+describe('tunnelbyte-node start-up failures', () => {
+  // [n, arguments, the one line]
+  const failures: Array<[number, () => string[], string]> = [
+    [
+      1,
+      () => run('http://127.0.0.1:1'),
+      'tunnelbyte-node: --broker http://127.0.0.1:1: fetch refuses this URL (bad port)',
+    ],
+    [
+      2,
+      () => run('http://127.0.0.1:10080/api'),
+      'tunnelbyte-node: --broker http://127.0.0.1:10080/api: fetch refuses this URL (bad port)',
+    ],
+    [
+      3,
+      () => run('http://127.0.0.1:8080', `127.0.0.1:${LISTEN_PORT}`),
+      `tunnelbyte-node: UDP 127.0.0.1:${LISTEN_PORT}: bind EADDRINUSE: Address already in use`,
+    ],
+    [
+      4,
+      () => up('--interface', 'tbm1'),
+      `tunnelbyte-node: UDP port ${LISTEN_PORT}: bind EADDRINUSE: Address already in use`,
+    ],
+    [5, () => up('--interface', 'lo'), 'tunnelbyte-node: TUN lo: ioctl TUNSETIFF: Invalid argument'],
+  ];
+  test.each(failures)('#%i exits 1 with one line and leaves no interface', async (_n, args, line) => {
+    const { status, stderr, stdout } = node(args());
+    expect({ status, stderr, stdout }).toEqual({ status: 1, stderr: `${line}\n`, stdout: '' });
+    const links = (await ns.exec('ip', ['-o', 'link', 'show'])).stdout.trim().split('\n');
+    expect(links.map((link) => link.split(': ')[1])).toEqual(['lo']);
+  });
+
+  test('metrics on a port in use: one line, exit 1', async () => {
+    const free = join(harness.tempDir(), 'tbm2.conf');
+    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 8).toString('base64')}\n`);
+    const { status, stderr } = node([
+      'up',
+      '--config',
+      free,
+      '--threads',
+      '1',
+      '--metrics',
+      `127.0.0.1:${METRICS_PORT}`,
+    ]);
+    expect(status).toBe(1);
+    expect(stderr).toBe(
+      `tunnelbyte-node: listen EADDRINUSE: address already in use 127.0.0.1:${METRICS_PORT}\n`,
+    );
+  });
+
+  test('more threads than cores: one warning naming both, then the node starts', async () => {
+    const free = join(harness.tempDir(), 'tbm3.conf');
+    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 9).toString('base64')}\n`);
+    const threads = availableParallelism() + 1;
+    const proc = ns.spawn('node', [DAEMON, 'up', '--config', free, '--threads', String(threads)]);
+    await proc.waitFor(/tbm3 up, /);
+    await proc.stop();
+    const [warning, ready] = proc.output().trim().split('\n');
+    expect(warning).toBe(
+      `tunnelbyte-node: warning: --threads (TB_THREADS) ${threads} is more than this machine's ` +
+        `${availableParallelism()} cores: threads beyond the cores add no speed, only start-up time and ` +
+        'memory (about 0.3 CPU-seconds and 25 MB each)',
+    );
+    expect(ready).toMatch(new RegExp(`, threads ${threads}$`));
+  });
+});

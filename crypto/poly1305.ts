@@ -84,7 +84,8 @@ export class Poly1305 {
     r[20] = 20 * q4;
     r[21] = 20 * q5;
     for (let i = 0; i < 4; i++) this.pad[i] = readWord(key, 16 + 4 * i) >>> 0;
-    this.h.fill(0);
+    const h = this.h;
+    h[0] = h[1] = h[2] = h[3] = h[4] = h[5] = 0;
   }
 
   /**

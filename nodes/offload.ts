@@ -479,7 +479,7 @@ export class GroCoalescer {
   private frame(packets: readonly Uint8Array[], item: number, slab: Uint8Array, used: number): Uint8Array {
     const headIndex = this.heads[item]!;
     const head = packets[headIndex]!;
-    slab.fill(0, used, used + VNET_HEADER_SIZE);
+    for (let i = used; i < used + VNET_HEADER_SIZE; i++) slab[i] = 0; // (fill is a call into C++)
     slab.set(head, used + VNET_HEADER_SIZE);
     if (this.tails[item] === headIndex) {
       this.packetsPerFrame.push(1);

@@ -10,6 +10,7 @@ import {
   type NodeHeartbeat,
   type NodeRegistration,
 } from '../src/lib/api.js';
+import { fetchRefusal } from '../src/lib/fetch-refusal.js';
 
 /** Why a call did not succeed, in the terms the agent acts on. */
 export type BrokerFailure =
@@ -59,22 +60,6 @@ export const FEED_WAIT_SECONDS = 25;
 const MAX_MESSAGE = 200;
 
 const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim().slice(0, MAX_MESSAGE);
-
-// How fetch refuses a URL it will never request, whatever the network does: a port the Fetch standard
-// blocks (1, 6000, 10080...) or a scheme it cannot fetch. A name that does not resolve may resolve later.
-const FETCH_REFUSALS = new Set(['bad port', 'unknown scheme']);
-
-/** Why fetch failed without any network I/O, refusing the URL itself; undefined for any other failure. */
-function refusedUrl(error: unknown): string | undefined {
-  // Aborts and timeouts are DOMExceptions; by name, as fetch's TypeError may come from another realm.
-  if ((error as Error | undefined)?.name !== 'TypeError') return undefined;
-  const { cause } = error as { cause?: { code?: string; message?: string } };
-  // No cause: no Request could be made of the URL (its message would echo it, credentials and all).
-  if (cause === undefined || cause.code === 'ERR_INVALID_URL') return 'not a URL fetch can request';
-  if (cause.code === undefined && FETCH_REFUSALS.has(cause.message ?? ''))
-    return `fetch refuses this URL (${cause.message})`;
-  return undefined;
-}
 
 function retryAfterMs(header: string | null): number | undefined {
   if (header === null) return undefined;
@@ -169,7 +154,7 @@ export class BrokerClient {
         text = await response.text();
       } catch (error) {
         response = undefined;
-        const refused = refusedUrl(error);
+        const refused = fetchRefusal(error);
         if (refused !== undefined)
           return { ok: false, kind: 'refused_url', message: `--broker ${this.shownBase}: ${refused}` };
         const cause = (error as { cause?: { code?: string; message?: string } }).cause;

@@ -2,6 +2,7 @@
 // mode), the config-dir store, and the two ways to answer (human text or --json).
 import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS, type ApiClientOptions } from '../lib/api-client.js';
 import { machineFingerprint } from '../lib/fingerprint.js';
+import { WAIT_SECONDS_RANGE, waitSeconds } from './args.js';
 import { CliError, EXIT, NO_TOKEN, usageError, type StopSignal } from './exit.js';
 import { type CliIO, withSpinner } from './io.js';
 import { Store, type TokenSource } from './store.js';
@@ -36,15 +37,18 @@ function brokerUrl(raw: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw usageError(`--api / TB_API must be an http(s) URL, not ${url.protocol}`);
   }
+  // Never echoed: a password may be in it.
+  if (url.username !== '' || url.password !== '')
+    throw usageError('--api / TB_API must not hold a user or password: sign in with `tunnelbyte login`');
   return raw;
 }
 
 function timeoutMs(option: number | undefined, env: string | undefined): number {
   if (option !== undefined) return option * 1000;
   if (env === undefined || env === '') return DEFAULT_TIMEOUT_MS;
-  if (!/^\d+$/.test(env) || Number(env) < 1)
-    throw usageError(`TB_TIMEOUT must be whole seconds ≥ 1, not ${env}`);
-  return Number(env) * 1000;
+  const seconds = waitSeconds(env);
+  if (seconds === undefined) throw usageError(`TB_TIMEOUT must be ${WAIT_SECONDS_RANGE}, not ${env}`);
+  return seconds * 1000;
 }
 
 export class Context {

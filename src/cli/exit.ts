@@ -107,6 +107,9 @@ export function describeError(err: unknown): Described {
   if (err instanceof CliError) return { line: err.message, exitCode: err.exitCode };
   if (err instanceof ApiError) return describeApiError(err);
   if (err instanceof RequestAborted) return describeError(interrupted());
+  if (err instanceof NetworkError && err.refused !== undefined) {
+    return { line: `--api / TB_API ${err.url}: ${err.refused}`, exitCode: EXIT.usage };
+  }
   if (err instanceof NetworkError && err.timeoutMs !== undefined) {
     return {
       line: `timed out: the broker at ${err.url} did not answer within ${err.timeoutMs / 1000} s (--timeout / TB_TIMEOUT)`,

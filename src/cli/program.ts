@@ -6,7 +6,7 @@ import { registerAccount } from './commands/account.js';
 import { registerAuth } from './commands/auth.js';
 import { registerInfo } from './commands/info.js';
 import { registerSessions } from './commands/sessions.js';
-import { seconds } from './args.js';
+import { wait } from './args.js';
 import { Context, type Act, type GlobalOptions } from './context.js';
 import { describeError, EXIT, type ExitCode } from './exit.js';
 import type { CliIO } from './io.js';
@@ -22,8 +22,8 @@ export function buildProgram(io: CliIO): Command {
     .option('--json', 'machine-readable output on stdout')
     .option(
       '--timeout <seconds>',
-      'how long to wait for each answer of the broker (env TB_TIMEOUT; 15)',
-      seconds,
+      'how long to wait for each answer of the broker, 1 to 86400 (env TB_TIMEOUT; 15)',
+      wait,
     )
     .exitOverride()
     .configureOutput({

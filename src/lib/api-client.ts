@@ -13,6 +13,7 @@ import type {
   UserWithUsage,
   Usage,
 } from './api.js';
+import { fetchRefusal } from './fetch-refusal.js';
 
 // ---- Response and request types, as in docs/API.md (the shared ones are lib/api.ts's schemas) ----
 
@@ -112,11 +113,14 @@ export class NetworkError extends Error {
   readonly url: string;
   /** Set when the request was cut off by the client's timeout (the broker accepted but never answered). */
   readonly timeoutMs: number | undefined;
+  /** Set when fetch refuses the URL itself (fetch-refusal.ts): no retry can help, the URL must change. */
+  readonly refused: string | undefined;
 
   constructor(url: string, cause: unknown, timeoutMs?: number) {
     super(`cannot reach ${url}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.url = url;
     this.timeoutMs = timeoutMs;
+    this.refused = fetchRefusal(cause);
   }
 }
 

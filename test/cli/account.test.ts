@@ -2,6 +2,7 @@
 import { statSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Stripe from 'stripe';
+import { freePort } from '../helpers/redis.js';
 import { cli, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
 
 const PAYMENT_LINK = 'https://buy.stripe.test/tb_pro';
@@ -90,9 +91,10 @@ describe('signup and the token cache', () => {
     const status = await cli(['auth', 'status'], env);
     expect(status.code).toBe(0);
     expect(status.stdout).toContain('from TB_KEY');
-    const wrongApi = await cli(['regions'], { ...m.env, TB_API: 'http://127.0.0.1:1' });
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const wrongApi = await cli(['regions'], { ...m.env, TB_API: nowhere });
     expect(wrongApi.code).toBe(5);
-    const rescued = await cli(['regions', '--api', b.url], { ...m.env, TB_API: 'http://127.0.0.1:1' });
+    const rescued = await cli(['regions', '--api', b.url], { ...m.env, TB_API: nowhere });
     expect(rescued.code).toBe(0);
   });
 

@@ -167,7 +167,7 @@ describe('errors shared by every command', () => {
       const bad = await cli(['regions'], { ...m.env, TB_TIMEOUT: 'soon' });
       expect([bad.code, bad.stderr]).toEqual([
         2,
-        'tunnelbyte: TB_TIMEOUT must be whole seconds ≥ 1, not soon\n',
+        'tunnelbyte: TB_TIMEOUT must be whole seconds from 1 to 86400, not soon\n',
       ]);
     } finally {
       await silent.close();
@@ -199,6 +199,58 @@ describe('errors shared by every command', () => {
     const help = await cli(['--help'], m.env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Exit codes: 0 ok');
+  });
+
+  // [n, argv, environment, the one line]: values no request can fix, refused before or without one.
+  const badValues: Array<[number, string[], Record<string, string>, string]> = [
+    [
+      1,
+      ['regions', '--api', 'http://127.0.0.1:1'],
+      {},
+      '--api / TB_API http://127.0.0.1:1: fetch refuses this URL (bad port)',
+    ],
+    [
+      2,
+      ['regions'],
+      { TB_API: 'https://127.0.0.1:6000' },
+      '--api / TB_API https://127.0.0.1:6000: fetch refuses this URL (bad port)',
+    ],
+    [
+      3,
+      ['regions', '--api', 'http://me:hunter2@127.0.0.1:8080'],
+      {},
+      '--api / TB_API must not hold a user or password: sign in with `tunnelbyte login`',
+    ],
+    [
+      4,
+      ['regions', '--timeout', '86401'],
+      {},
+      "option '--timeout <seconds>' argument '86401' is invalid. whole seconds from 1 to 86400 (see --help)",
+    ],
+    [
+      5,
+      ['regions'],
+      { TB_TIMEOUT: '99999999999' },
+      'TB_TIMEOUT must be whole seconds from 1 to 86400, not 99999999999',
+    ],
+    [
+      6,
+      ['follow', '--interval', '1e3'],
+      {},
+      "option '--interval <seconds>' argument '1e3' is invalid. whole seconds from 1 to 86400 (see --help)",
+    ],
+    [
+      7,
+      ['connect', '--ttl', 'soon'],
+      {},
+      "option '--ttl <seconds>' argument 'soon' is invalid. a whole number of seconds ≥ 1 (see --help)",
+    ],
+    [8, ['regions'], { TB_FINGERPRINT: 'xyz' }, 'TB_FINGERPRINT must be 16 to 128 hex digits'],
+  ];
+  test.each(badValues)('4b.%i a bad value exits 2 with one line', async (_n, argv, env, line) => {
+    const m = machine(b.url);
+    const res = await cli(argv, { ...m.env, ...env });
+    expect([res.code, res.stderr, res.stdout]).toEqual([2, `tunnelbyte: ${line}\n`, '']);
   });
 
   test('5. a spinner is drawn on stderr only when it is a terminal, and erased', async () => {

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import { seconds } from '../args.js';
+import { seconds, wait } from '../args.js';
 import QRCode from 'qrcode';
 import { ApiError, type CreatedSession, type Session } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
@@ -428,5 +428,5 @@ const FOLLOW_HELP =
   'with backoff.\n';
 
 function intervalOption(description = 'seconds between reads of the session'): Option {
-  return new Option('--interval <seconds>', description).argParser(seconds).default(DEFAULT_INTERVAL_S);
+  return new Option('--interval <seconds>', description).argParser(wait).default(DEFAULT_INTERVAL_S);
 }

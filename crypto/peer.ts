@@ -81,7 +81,13 @@ export class Peer implements Queued {
   }
 
   get keypairs(): Keypairs {
-    return (this.pairs ??= new Keypairs((keypair) => this.releaseIndex(keypair.localIndex)));
+    return this.pairs ?? this.createKeypairs();
+  }
+
+  // Apart from the getter, which the data path calls for every packet: V8 allocates a function's context on
+  // entry when a closure in it captures `this`, whether or not the closure is made.
+  private createKeypairs(): Keypairs {
+    return (this.pairs = new Keypairs((keypair) => this.releaseIndex(keypair.localIndex)));
   }
 
   /** mac1/mac2 for the handshakes we send, keyed from the peer's public key when the first one goes. */

@@ -231,7 +231,7 @@ describe('auth', () => {
     expect(above.code).toBe(3);
     const missing = await cli(['auth', 'keys', 'revoke', 'key_doesnotexist'], m.env);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/^tunnelbyte: not found: /);
+    expect(missing.stderr).toMatch(/^tunnelbyte: not found: .* See `tunnelbyte auth keys list`\.\n$/);
     for (const argv of [
       ['auth', 'keys', 'create', '--name', 'x'],
       ['auth', 'keys', 'create', '--permission', 'tunnels:read'],
@@ -353,10 +353,11 @@ describe('logout, upgrade, login', () => {
       ['login', '--email', 'a@b.c'],
       ['upgrade'],
       ['upgrade', '--password-stdin'],
+      ['upgrade', '--email', 'a@b.c'],
     ]) {
       const res = await cli(argv, m.env);
       expect(res.code).toBe(2);
-      expect(res.stderr).toMatch(/--(email|password-stdin)/);
+      expect(res.stderr).toMatch(/^tunnelbyte: .*--(email|password-stdin).*\n$/); // one line, no note first
     }
   });
 

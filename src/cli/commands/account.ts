@@ -16,19 +16,17 @@ interface CredentialOptions {
 async function credentials(
   ctx: Context,
   options: CredentialOptions,
+  note?: string,
 ): Promise<{ email: string; password: string }> {
   const interactive = ctx.io.stdin.isTTY === true;
-  let email = options.email;
-  if (email === undefined) {
-    if (!interactive || options.passwordStdin) {
-      throw usageError('give --email (and --password-stdin) when not on a terminal');
-    }
-    email = await prompt(ctx.io, 'Email: ');
-  }
-  let password: string;
-  if (options.passwordStdin) password = await readStdin(ctx.io);
-  else if (interactive) password = await prompt(ctx.io, 'Password: ', true);
-  else throw usageError('give --password-stdin when not on a terminal');
+  // Refused before the note, so a refusal stays the one line on stderr.
+  if (options.email === undefined && (!interactive || options.passwordStdin))
+    throw usageError('give --email (and --password-stdin) when not on a terminal');
+  if (!options.passwordStdin && !interactive)
+    throw usageError('give --password-stdin when not on a terminal');
+  if (note !== undefined) ctx.note(note);
+  const email = options.email ?? (await prompt(ctx.io, 'Email: '));
+  const password = options.passwordStdin ? await readStdin(ctx.io) : await prompt(ctx.io, 'Password: ', true);
   if (email.trim() === '' || password === '') throw usageError('email and password must not be empty');
   return { email: email.trim(), password };
 }
@@ -111,13 +109,19 @@ const upgrade: Action<[CredentialOptions]> = async (ctx, options) => {
   const { user } = await ctx.spin('Checking account', client.testAuth());
   let checkout: Promise<{ url: string }>;
   if (user.email === null) {
-    ctx.note('Paid accounts sign in with an email and password (`tunnelbyte login` on other machines).\n');
-    const { email, password } = await credentials(ctx, options);
+    const { email, password } = await credentials(
+      ctx,
+      options,
+      'Paid accounts sign in with an email and password (`tunnelbyte login` on other machines).\n',
+    );
     checkout = client.checkout(email, password);
   } else {
     // It signs in already: its password confirms the checkout and stays what it is.
-    ctx.note(`Confirm with the password of ${user.email}.\n`);
-    const { email, password } = await credentials(ctx, { ...options, email: options.email ?? user.email });
+    const { email, password } = await credentials(
+      ctx,
+      { ...options, email: options.email ?? user.email },
+      `Confirm with the password of ${user.email}.\n`,
+    );
     checkout = client.checkout(email, password, password);
   }
   const { url } = await ctx.spin('Preparing checkout', checkout);

@@ -1,10 +1,10 @@
 // auth login | set-key | status | test | keys list|create|revoke: managing the tokens themselves.
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
-import type { ApiKey } from '../../lib/api-client.js';
+import { ApiError, type ApiKey } from '../../lib/api-client.js';
 import { fields, maskToken, orDash, table } from '../format.js';
 import type { Act, Action } from '../context.js';
-import { usageError } from '../exit.js';
+import { CliError, usageError } from '../exit.js';
 import { registerLogin } from './account.js';
 
 /** `tb_` + 32 base62 + 6 base62 checksum (docs/API.md "Conventions"). */
@@ -88,7 +88,12 @@ const keysCreate: Action<[CreateOptions]> = async (ctx, options) => {
 };
 
 const keysRevoke: Action<[string]> = async (ctx, id) => {
-  await ctx.spin('Revoking key', ctx.authed().revokeKey(id));
+  await ctx.spin('Revoking key', ctx.authed().revokeKey(id)).catch((err: unknown) => {
+    // exit.ts points a missing thing at `sessions`; a key is found in the key list.
+    if (err instanceof ApiError && err.error === 'not_found')
+      throw new CliError(`not found: ${err.message} See \`tunnelbyte auth keys list\`.`);
+    throw err;
+  });
   ctx.print(`Revoked ${id}.\n`, { id, revoked: true });
 };
 

@@ -23,6 +23,7 @@ const TWO_POW_32 = 0x1_0000_0000;
 export class Keypair {
   private readonly send: TransportAEAD;
   private readonly receive: TransportAEAD;
+  private readonly pair: { readonly send: TransportAEAD; readonly receive: TransportAEAD };
   private readonly replay = new ReplayFilter();
   private sendCounter = 0;
   private zeroed = false;
@@ -46,6 +47,7 @@ export class Keypair {
   ) {
     this.send = createTransportCipher(keys.sendKey);
     this.receive = createTransportCipher(keys.receiveKey);
+    this.pair = { send: this.send, receive: this.receive };
     if (exportKeys) this.exported = keys;
     else wipe(keys.sendKey, keys.receiveKey);
   }
@@ -58,6 +60,15 @@ export class Keypair {
     const keys = this.exported;
     this.exported = undefined;
     return keys;
+  }
+
+  /**
+   * Both ciphers, for whatever seals and opens this keypair's transport messages in the I/O shell's own
+   * buffers (under counters from reserveCounter; the replay window through acceptCounter). Undefined once
+   * zeroed: a wiped cipher must never seal.
+   */
+  ciphers(): { readonly send: TransportAEAD; readonly receive: TransportAEAD } | undefined {
+    return this.zeroed ? undefined : this.pair;
   }
 
   /** The next send counter (the nonce), consumed: for a message sealed elsewhere. The caller checked canSend. */
@@ -102,11 +113,7 @@ export class Keypair {
    * counter; returns the message's length (transportLength). The caller checked canSend and the room.
    */
   seal(packet: Uint8Array, mtu: number, out: Uint8Array): number {
-    return this.sealReserved(this.reserveCounter(), packet, mtu, out);
-  }
-
-  /** As seal, under a counter reserveCounter handed out earlier (a seal action done by the I/O shell). */
-  sealReserved(counter: number, packet: Uint8Array, mtu: number, out: Uint8Array): number {
+    const counter = this.reserveCounter();
     return sealTransport(
       this.send,
       this.remoteIndex,

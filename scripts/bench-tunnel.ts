@@ -170,9 +170,10 @@ const SERVERS = ALL_SERVERS.filter(
   (server) => server === wireguardGoServer || COLUMN_FILTER === undefined || COLUMN_FILTER.test(server.name),
 );
 
-function statFields(pid: number): string[] | undefined {
+/** `/proc/<pid>/stat`, or with `path` another stat file (a thread's: /proc/<pid>/task/<tid>/stat). */
+function statFields(pid: number, path = `/proc/${pid}/stat`): string[] | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // Fields after the parenthesised command name: [1] ppid, [11..14] utime stime cutime cstime.
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
@@ -225,7 +226,8 @@ function threadCpuSeconds(pid: number): Map<string, number> {
     } catch {
       continue;
     }
-    const fields = statFields(Number(task));
+    // /proc/<pid>/stat sums every thread of the process: a thread's own is under task/.
+    const fields = statFields(pid, `/proc/${pid}/task/${task}/stat`);
     const key = Number(task) === pid ? 'main' : name.startsWith('crypto-') ? name : undefined;
     if (fields === undefined || key === undefined) continue;
     seconds.set(

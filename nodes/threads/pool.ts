@@ -1,14 +1,16 @@
 // The crypto threads (`--threads N`, N > 1): the main thread keeps the I/O, the engine (routing, handshakes,
-// timers, counters) and hands each transport message to seal or open to the thread its peer is pinned to,
-// through that thread's ring (nodes/threads/ring.ts): a batch per event-loop turn, one notify, no message
-// per packet. Counters (nonces) are reserved by the engine on the main thread, so each is used once; the
-// replay window of a keypair stays on the main thread (its Keypair), checked as results come back, in ring
-// order, after the thread authenticated the message.
+// timers, counters) and hands each transport message to seal or open to the ring of the thread its peer is
+// pinned to (nodes/threads/ring.ts): a batch per event-loop turn, no message per packet. At the end of the
+// turn the main thread publishes the batch, wakes the thread only when the batch is worth it (or holds keys
+// for it), and then claims records from the same queue itself until none are left: a lone ping or a
+// handshake's first messages never wait for a thread to wake, and a thread that has no core to run on (the
+// host is busy) costs the batch a copy, not a stall. The results are read back in ring order.
 //
-// A message whose thread has nothing in its ring, while this turn has handed few such messages over, is
-// sealed or opened right here instead (inline): a lone ping or a handshake's first messages do not pay for
-// the hop and for waking a sleeping thread. It cannot overtake its peer's earlier messages, since none are
-// left in the ring, and it uses the same reserved counter and the same replay window as the thread path.
+// Counters (nonces) are reserved by the engine on the main thread, so each is used once whoever seals; the
+// replay window of a keypair stays with its Keypair on the main thread, checked as results are read back,
+// in ring order, after the message authenticated. The main thread seals and opens with the engine's own
+// ciphers of the very keypair that asked (never one found by index, which a new keypair may reuse), and a
+// keypair the engine has zeroed meanwhile seals and opens nothing, wherever its record is claimed.
 import { inspect } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
@@ -18,8 +20,9 @@ import { transportCounterHigh, transportCounterLow, transportLength } from '../.
 import { wipe } from '../../crypto/primitives.js';
 import type { DropReason, Endpoint, OpenAction, SealAction, TransportCrypto } from '../../crypto/tunnel.js';
 import {
+  claim,
   createRing,
-  DONE,
+  finish,
   H_COUNTER_HIGH,
   H_COUNTER_LOW,
   H_INDEX,
@@ -36,12 +39,18 @@ import {
   KIND_SEAL,
   KIND_WRAP,
   nextRecord,
+  openRecord,
+  PROGRESS,
   recordAt,
   recordEnd,
+  RECORD_ALIGN,
   recordSize,
   RESULT_DECRYPT_FAILED,
+  RESULT_PENDING,
+  RESULT_UNKNOWN_KEYPAIR,
   ringViews,
   type RingViews,
+  sealRecord,
   WRITTEN,
 } from './ring.js';
 import type { CryptoThreadData } from './worker.js';
@@ -64,10 +73,9 @@ const RING_BYTES = 4 * 1024 * 1024;
 // A thread that has not moved for this long while the ring is full is taken for dead.
 const STALLED_MS = 5000;
 const WAIT_SLICE_MS = 100;
-const COMPANIONS_COMPACT_AT = 4096;
-// Messages per event-loop turn that may be handled inline while their thread is idle: enough for a ping
-// or a handshake's first exchange, few enough that bulk traffic goes to the threads.
-const INLINE_PER_TURN = 4;
+// A turn's batch of at most this many messages is not worth waking a thread for: the main thread seals or
+// opens them itself as soon as it publishes (a ping, a handshake's first exchange, an idle peer's trickle).
+const ALONE_RECORDS = 4;
 
 const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
 
@@ -91,25 +99,30 @@ class CryptoThread {
   private written = 0;
   /** Oldest record not yet read back (main thread only). */
   private freed = 0;
-  private published = 0;
+  /** Records written this turn, not yet published. */
+  private unpublished = 0;
+  /** This turn's records hold keys for the thread, or are more than the main thread takes alone. */
+  private wakeThread = false;
   private armed = false;
-  /** Per record in ring order: the keypair (open) and the endpoint (seal: to, open: from). */
-  private readonly companions: Array<Keypair | Endpoint | undefined> = [];
-  private companionHead = 0;
+  private reaping = false;
+  /**
+   * Per record, by its offset in RECORD_ALIGN units: the keypair it is for and the endpoint (seal: to,
+   * open: from). Records live at distinct offsets until freed, so these need no queue.
+   */
+  private readonly keypairAt: Array<Keypair | undefined>;
+  private readonly endpointAt: Array<Endpoint | undefined>;
   /** Retirements that found the ring full: written before any other record. */
   private readonly pendingRetires: number[] = [];
 
   constructor(
     readonly worker: Worker,
     buffer: SharedArrayBuffer,
+    private readonly mtu: number,
     private readonly results: () => CryptoResults | undefined,
   ) {
     this.ring = ringViews(buffer);
-  }
-
-  /** Nothing in the ring: every record written was read back. */
-  idle(): boolean {
-    return this.written === this.freed && this.pendingRetires.length === 0;
+    this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -136,7 +149,6 @@ class CryptoThread {
     while (this.pendingRetires.length > 0) {
       const retired = this.pendingRetires.shift()!;
       this.begin(KIND_RETIRE, retired, 0);
-      this.companions.push(undefined);
     }
     const size = recordSize(payload);
     const start = this.place(size);
@@ -149,9 +161,11 @@ class CryptoThread {
     ints[record + H_SIZE] = size;
     ints[record + H_INDEX] = index;
     ints[record + H_LENGTH] = payload;
+    ints[record + H_RESULT] = RESULT_PENDING;
     this.written = recordEnd(capacity, start, size);
-    if (this.published === 0) queueMicrotask(this.publish);
-    this.published++;
+    if (this.unpublished === 0) queueMicrotask(this.publish);
+    if (++this.unpublished > ALONE_RECORDS || kind === KIND_INSTALL || kind === KIND_RETIRE)
+      this.wakeThread = true;
     return record;
   }
 
@@ -164,25 +178,26 @@ class CryptoThread {
     bytes.set(keys.sendKey, record * 4 + HEADER_BYTES);
     bytes.set(keys.receiveKey, record * 4 + HEADER_BYTES + 32);
     wipe(keys.sendKey, keys.receiveKey);
-    this.companions.push(undefined);
   }
 
-  seal(action: SealAction, mtu: number): void {
+  seal(action: SealAction): void {
     const length = action.packet.length;
-    const record = this.begin(KIND_SEAL, action.keypair.localIndex, transportLength(length, mtu));
+    const record = this.begin(KIND_SEAL, action.keypair.localIndex, transportLength(length, this.mtu));
     const { ints, bytes } = this.ring;
     ints[record + H_LENGTH] = length;
     ints[record + H_COUNTER_HIGH] = Math.floor(action.counter / 0x1_0000_0000);
     ints[record + H_COUNTER_LOW] = action.counter | 0;
     ints[record + H_REMOTE_INDEX] = action.keypair.remoteIndex | 0;
     bytes.set(action.packet, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET);
-    this.companions.push(action.to);
+    this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
+    this.endpointAt[(record * 4) / RECORD_ALIGN] = action.to;
   }
 
   open(action: OpenAction): void {
     const record = this.begin(KIND_OPEN, action.keypair.localIndex, action.datagram.length);
     this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
-    this.companions.push(action.keypair, action.from);
+    this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
+    this.endpointAt[(record * 4) / RECORD_ALIGN] = action.from;
   }
 
   retire(index: number): void {
@@ -191,89 +206,114 @@ class CryptoThread {
       return;
     }
     this.begin(KIND_RETIRE, index, 0);
-    this.companions.push(undefined);
   }
 
-  /** Makes the records written so far visible to the thread and wakes it; arms the wait for its results. */
+  /**
+   * The end of a turn's writing: makes the records visible, wakes the thread if the batch is worth it,
+   * claims what is left of it here, reads back what is done and waits (asynchronously) for the rest.
+   */
   readonly publish = (): void => {
-    if (this.published === 0) return;
-    this.published = 0;
+    if (this.unpublished === 0) return;
+    this.unpublished = 0;
     Atomics.store(this.ring.control, WRITTEN, this.written);
-    Atomics.notify(this.ring.control, WRITTEN);
+    if (this.wakeThread) Atomics.notify(this.ring.control, WRITTEN);
+    this.wakeThread = false;
+    this.help();
     this.arm();
   };
 
+  /** Seals and opens published records here, in ring order with the thread, until none are left. */
+  private help(): void {
+    const ring = this.ring;
+    for (let offset = claim(ring, false); offset !== -1; offset = claim(ring, false)) {
+      const record = offset / 4;
+      const ciphers = this.keypairAt[offset / RECORD_ALIGN]!.ciphers();
+      if (ciphers === undefined) finish(ring, record, RESULT_UNKNOWN_KEYPAIR);
+      else if (ring.ints[record + H_KIND] === KIND_SEAL)
+        finish(ring, record, sealRecord(ring, offset, ciphers.send, this.mtu));
+      else finish(ring, record, openRecord(ring, offset, ciphers.receive));
+    }
+  }
+
+  /** Reads back now what is done, and again whenever the thread finishes a pass, until nothing is left. */
   private arm(): void {
+    const progress = Atomics.load(this.ring.control, PROGRESS);
+    this.reap();
     if (this.armed || this.freed === this.written) return;
     this.armed = true;
-    const waited = waitAsync(this.ring.control, DONE, this.freed);
+    const waited = waitAsync(this.ring.control, PROGRESS, progress);
     const wake = () => {
       this.armed = false;
-      this.reap();
       this.arm();
     };
     if (waited.async) void waited.value.then(wake);
     else queueMicrotask(wake);
   }
 
-  /** Reads back every record the thread is done with, in order, and frees their space. */
+  /** Reads back, in order, every record that is done up to the first still pending, and frees their space. */
   reap(): void {
     const results = this.results();
+    // Results run the device, which may hand over more packets (a TUN read after a write) and so come
+    // back here: the outer reap reads those records back later, with their turn.
+    if (results === undefined || this.reaping) return;
+    this.reaping = true;
+    try {
+      this.reapInto(results);
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  private reapInto(results: CryptoResults): void {
     const { ints, bytes } = this.ring;
-    const done = Atomics.load(this.ring.control, DONE);
-    if (done === this.freed || results === undefined) return;
+    const written = this.written;
     let offset = this.freed;
-    while (offset !== done) {
+    let reaped = false;
+    while (offset !== written) {
       offset = recordAt(this.ring, offset);
       const record = offset / 4;
+      const result = Atomics.load(ints, record + H_RESULT);
+      if (result === RESULT_PENDING) break;
       const payload = offset + HEADER_BYTES;
-      const result = ints[record + H_RESULT]!;
-      const first = this.companions[this.companionHead++];
-      switch (ints[record + H_KIND]) {
-        case KIND_SEAL:
-          if (result >= 0) results.sealed(bytes.subarray(payload, payload + result), first as Endpoint);
-          else results.rejected('keypair_expired');
-          break;
-        case KIND_OPEN: {
-          const from = this.companions[this.companionHead++] as Endpoint;
-          if (result < 0) {
-            results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
-            break;
-          }
-          const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
-          // Authentic: now the replay window, in arrival order.
-          const keypair = first as Keypair;
-          if (keypair.acceptCounter(transportCounterHigh(message), transportCounterLow(message))) {
-            results.opened(keypair, message, result, from);
-          } else {
-            results.rejected('replay');
-          }
-          break;
-        }
+      const slot = offset / RECORD_ALIGN;
+      const kind = ints[record + H_KIND];
+      if (kind === KIND_SEAL) {
+        if (result >= 0) results.sealed(bytes.subarray(payload, payload + result), this.endpointAt[slot]!);
+        else results.rejected('keypair_expired');
+      } else if (kind === KIND_OPEN) {
+        const keypair = this.keypairAt[slot]!;
+        const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
+        if (result < 0)
+          results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
+        // Authentic: now the replay window, in arrival order.
+        else if (keypair.acceptCounter(transportCounterHigh(message), transportCounterLow(message)))
+          results.opened(keypair, message, result, this.endpointAt[slot]!);
+        else results.rejected('replay');
       }
+      this.keypairAt[slot] = undefined;
+      this.endpointAt[slot] = undefined;
       offset = nextRecord(this.ring, offset);
+      reaped = true;
     }
+    if (!reaped) return;
     results.flushed();
-    this.freed = done;
-    // The companions array is a queue: its read part is dropped now and then, not per record.
-    if (this.companionHead >= COMPANIONS_COMPACT_AT) {
-      this.companions.splice(0, this.companionHead);
-      this.companionHead = 0;
-    }
+    this.freed = offset;
   }
 
   /** Reads back results until `bytes` fit; false if the thread stopped moving (it is then taken for dead). */
   makeRoom(bytes: number): boolean {
+    if (this.reaping) return this.hasRoom(bytes); // space is freed when the outer reap returns
     let waited = 0;
     while (!this.hasRoom(bytes)) {
       this.publish();
-      const done = Atomics.load(this.ring.control, DONE);
-      if (done === this.freed) {
-        if (Atomics.wait(this.ring.control, DONE, done, WAIT_SLICE_MS) === 'timed-out')
+      const progress = Atomics.load(this.ring.control, PROGRESS);
+      const freed = this.freed;
+      this.reap();
+      if (this.freed === freed) {
+        if (Atomics.wait(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS) === 'timed-out')
           waited += WAIT_SLICE_MS;
         if (waited >= STALLED_MS) return false;
       }
-      this.reap();
     }
     return true;
   }
@@ -288,15 +328,6 @@ export class CryptoThreads implements TransportCrypto {
   private readonly byKeypair = new WeakMap<Keypair, CryptoThread>();
   private readonly peerThreads = new Map<string, CryptoThread>();
   private closing = false;
-  private inlineThisTurn = 0;
-  /** Where inline seals go: the results are told at once and copy it (UdpTransport.send). */
-  private sealScratch = new Uint8Array(0);
-  /**
-   * Messages opened inline this turn, told to the results at its end: `opened` runs the engine, which must
-   * not be re-entered while its caller still walks the actions that asked for the open.
-   */
-  private readonly inlineOpened: Array<{ action: OpenAction; plainLength: number } | undefined> = [];
-  private inlineOpenedCount = 0;
 
   private constructor(
     private readonly threads: CryptoThread[],
@@ -323,7 +354,7 @@ export class CryptoThreads implements TransportCrypto {
       };
       worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
       worker.on('exit', (code) => died(`exited with code ${code}`));
-      pool.threads.push(new CryptoThread(worker, buffer, () => pool.results));
+      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results));
     }
     const ready = (worker: Worker) =>
       new Promise<void>((resolve, reject) => {
@@ -386,54 +417,18 @@ export class CryptoThreads implements TransportCrypto {
     return `CryptoThreads { threads: ${this.threads.length} }`;
   }
 
-  /** Whether a message for `thread` is handled here and now (see the top of this file). */
-  private inline(thread: CryptoThread): boolean {
-    if (!thread.idle() || this.inlineThisTurn >= INLINE_PER_TURN) return false;
-    if (this.inlineThisTurn++ === 0) queueMicrotask(this.nextTurn);
-    return true;
-  }
-
-  private readonly nextTurn = (): void => {
-    this.inlineThisTurn = 0;
-    const results = this.results;
-    if (this.inlineOpenedCount === 0 || results === undefined) return;
-    for (let i = 0; i < this.inlineOpenedCount; i++) {
-      const { action, plainLength } = this.inlineOpened[i]!;
-      results.opened(action.keypair, action.datagram, plainLength, action.from);
-      this.inlineOpened[i] = undefined;
-    }
-    this.inlineOpenedCount = 0;
-    results.flushed();
-  };
-
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer);
-    const results = this.results;
-    if (results !== undefined && this.inline(thread)) {
-      const length = transportLength(action.packet.length, this.mtu);
-      if (this.sealScratch.length < length) this.sealScratch = new Uint8Array(length);
-      const sealed = action.keypair.sealReserved(action.counter, action.packet, this.mtu, this.sealScratch);
-      results.sealed(this.sealScratch.subarray(0, sealed), action.to);
-      return true;
-    }
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(transportLength(action.packet.length, this.mtu))))
       return false;
     thread.installIfNew(action.keypair);
-    thread.seal(action, this.mtu);
+    thread.seal(action);
     return true;
   }
 
   open(action: OpenAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer);
-    const results = this.results;
-    if (results !== undefined && this.inline(thread)) {
-      const opened = action.keypair.open(action.datagram);
-      if (typeof opened !== 'number') results.rejected(opened);
-      // The engine reuses its action objects: this one is copied (rare: a few per turn at most).
-      else this.inlineOpened[this.inlineOpenedCount++] = { action: { ...action }, plainLength: opened };
-      return true;
-    }
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
     thread.installIfNew(action.keypair);
     thread.open(action);

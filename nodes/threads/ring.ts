@@ -1,21 +1,36 @@
 // The SharedArrayBuffer ring between the main thread and one crypto thread (`--threads`, docs/ARCHITECTURE.md).
-// The main thread writes records (a batch at a time) and publishes WRITTEN; the crypto thread works through
-// them in order, in place, and publishes DONE; the main thread then reads the results from its last freed
-// position up to DONE and frees the space. One writer per position, so Atomics.store/load suffice, and
-// order in the ring is order on the wire: every peer is pinned to one ring, so no peer's packets reorder.
+// The main thread writes records (a turn's batch at a time) and publishes WRITTEN. Records are then claimed
+// one at a time, in ring order, by whichever of the two threads gets there first (CLAIMED moves by
+// compare-and-exchange): the crypto thread when it is awake, and the main thread itself as soon as it has
+// published, so a thread that is asleep or has no core to run on costs a turn nothing. Each claimant seals
+// or opens its record in place and stores its result (H_RESULT stops being RESULT_PENDING); the main thread
+// reads results back in ring order from its last freed position, stopping at the first still pending, and
+// frees the space. Order in the ring is order on the wire: every peer is pinned to one ring, so no peer's
+// packets reorder. Key records (INSTALL, RETIRE) are claimed by the crypto thread only: they change its
+// own key table, which must follow ring order.
 //
 // A record: a header of HEADER_INTS int32s, then its payload, the whole rounded up to RECORD_ALIGN bytes. A
 // record never wraps: when the tail is too short, a WRAP record (or nothing, when not even a header fits)
 // sends the reader back to offset 0.
 
-/** Control words at the start of the buffer: byte offsets into the data area. */
-export const WRITTEN = 0;
-export const DONE = 1;
+import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
+import type { TransportAEAD } from '../../crypto/aead.js';
+import {
+  openTransport,
+  sealTransport,
+  transportCounterHigh,
+  transportCounterLow,
+} from '../../crypto/messages.js';
+
+/** Control words at the start of the buffer (int32 indices). */
+export const WRITTEN = 0; // byte offset after the last published record
+export const CLAIMED = 1; // byte offset of the next record nobody has claimed
+export const PROGRESS = 2; // passes the crypto thread finished: what the main thread waits on
 const CONTROL_BYTES = 64;
 
 export const HEADER_INTS = 8;
 export const HEADER_BYTES = HEADER_INTS * 4;
-const RECORD_ALIGN = 16;
+export const RECORD_ALIGN = 16;
 
 /** Header fields (int32 offsets within a record). */
 export const H_KIND = 0;
@@ -25,7 +40,7 @@ export const H_LENGTH = 3; // payload bytes: plaintext (seal) or transport messa
 export const H_COUNTER_HIGH = 4; // seal: the counter the main thread reserved
 export const H_COUNTER_LOW = 5;
 export const H_REMOTE_INDEX = 6; // seal and install: the receiver index the message carries
-export const H_RESULT = 7; // written by the crypto thread: sealed length, plaintext length or a rejection
+export const H_RESULT = 7; // written by the claimant: sealed length, plaintext length or a rejection
 
 export const KIND_SEAL = 1; // payload: room for the whole transport message, the plaintext at its content
 export const KIND_OPEN = 2; // payload: the transport message, opened in place
@@ -35,6 +50,7 @@ export const KIND_WRAP = 5; // the rest of the data area is unused; the next rec
 
 export const RESULT_DECRYPT_FAILED = -1;
 export const RESULT_UNKNOWN_KEYPAIR = -2;
+export const RESULT_PENDING = -3; // written with the record: nobody has finished it yet
 
 export const KEYS_BYTES = 64;
 
@@ -79,4 +95,52 @@ export function nextRecord(ring: RingViews, offset: number): number {
 export function recordAt(ring: RingViews, offset: number): number {
   if (ring.capacity - offset < HEADER_BYTES) return 0;
   return ring.ints[offset / 4 + H_KIND] === KIND_WRAP ? 0 : offset;
+}
+
+/**
+ * Claims the next published record: its byte offset, or -1 when every published record is claimed (or,
+ * unless `keyRecords`, when the next one is an INSTALL or RETIRE, which only the crypto thread may take).
+ * The bound is WRITTEN as it is now: the other claimant may have claimed up to it already.
+ */
+export function claim(ring: RingViews, keyRecords: boolean): number {
+  const { control, ints } = ring;
+  for (;;) {
+    const claimed = Atomics.load(control, CLAIMED);
+    if (claimed === Atomics.load(control, WRITTEN)) return -1;
+    const start = recordAt(ring, claimed);
+    const kind = ints[start / 4 + H_KIND];
+    if (!keyRecords && (kind === KIND_INSTALL || kind === KIND_RETIRE)) return -1;
+    if (Atomics.compareExchange(control, CLAIMED, claimed, nextRecord(ring, start)) === claimed) return start;
+  }
+}
+
+/** A claimant's last word on a record: its payload writes happen before the reader sees the result. */
+export function finish(ring: RingViews, record: number, result: number): void {
+  Atomics.store(ring.ints, record + H_RESULT, result);
+}
+
+/** Seals a SEAL record in place (the plaintext already lies where the message's content goes): its length. */
+export function sealRecord(ring: RingViews, offset: number, cipher: TransportAEAD, mtu: number): number {
+  const { ints, bytes } = ring;
+  const record = offset / 4;
+  const payload = offset + HEADER_BYTES;
+  const content = payload + TRANSPORT_CONTENT_OFFSET;
+  return sealTransport(
+    cipher,
+    ints[record + H_REMOTE_INDEX]! >>> 0,
+    ints[record + H_COUNTER_HIGH]! >>> 0,
+    ints[record + H_COUNTER_LOW]! >>> 0,
+    bytes.subarray(content, content + ints[record + H_LENGTH]!),
+    mtu,
+    bytes,
+    payload,
+  );
+}
+
+/** Opens an OPEN record's message in place: its plaintext length, or RESULT_DECRYPT_FAILED. */
+export function openRecord(ring: RingViews, offset: number, cipher: TransportAEAD): number {
+  const payload = offset + HEADER_BYTES;
+  const message = ring.bytes.subarray(payload, payload + ring.ints[offset / 4 + H_LENGTH]!);
+  const opened = openTransport(cipher, message, transportCounterHigh(message), transportCounterLow(message));
+  return opened < 0 ? RESULT_DECRYPT_FAILED : opened;
 }

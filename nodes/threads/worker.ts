@@ -1,41 +1,31 @@
 // A crypto thread (nodes/threads/pool.ts starts it): seals and opens the transport messages of the peers
-// pinned to it, in place in its ring, in the order the main thread wrote them. It holds the keys of those
-// peers' keypairs (handed over in INSTALL records, whose bytes it wipes at once). The replay windows stay
-// with the engine's keypairs on the main thread, which checks each authenticated message's counter as it
-// reads the results back, in arrival order (and opens the messages it handles itself with the same window:
-// nodes/threads/pool.ts). It does no I/O and decides nothing else.
+// pinned to it, in place in its ring, claiming records in ring order alongside the main thread
+// (nodes/threads/ring.ts). It holds the keys of those peers' keypairs (handed over in INSTALL records,
+// whose bytes it wipes at once). The replay windows stay with the engine's keypairs on the main thread,
+// which checks each authenticated message's counter as it reads the results back, in arrival order. It does
+// no I/O and decides nothing else.
 import { writeFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
-import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
 import type { TransportAEAD } from '../../crypto/aead.js';
-import {
-  openTransport,
-  sealTransport,
-  transportCounterHigh,
-  transportCounterLow,
-} from '../../crypto/messages.js';
+import { openTransport, sealTransport } from '../../crypto/messages.js';
 import { createTransportCipher } from '../../crypto/primitives.js';
 import {
-  DONE,
-  H_COUNTER_HIGH,
-  H_COUNTER_LOW,
+  claim,
+  finish,
   H_INDEX,
   H_KIND,
-  H_LENGTH,
-  H_REMOTE_INDEX,
-  H_RESULT,
   HEADER_BYTES,
   KEYS_BYTES,
   KIND_INSTALL,
   KIND_OPEN,
   KIND_RETIRE,
   KIND_SEAL,
-  nextRecord,
-  recordAt,
-  RESULT_DECRYPT_FAILED,
+  openRecord,
+  PROGRESS,
   RESULT_UNKNOWN_KEYPAIR,
   ringViews,
+  sealRecord,
   WRITTEN,
 } from './ring.js';
 
@@ -75,65 +65,20 @@ function retire(record: number): void {
   keypairs.delete(index);
 }
 
-function seal(record: number, payload: number): void {
-  const keypair = keypairs.get(ints[record + H_INDEX]!);
-  if (keypair === undefined) {
-    ints[record + H_RESULT] = RESULT_UNKNOWN_KEYPAIR;
+/** Does the record at `offset` and says so (finish). */
+function work(offset: number): void {
+  const record = offset / 4;
+  const kind = ints[record + H_KIND];
+  if (kind === KIND_INSTALL || kind === KIND_RETIRE) {
+    if (kind === KIND_INSTALL) install(record, offset + HEADER_BYTES);
+    else retire(record);
+    finish(ring, record, 0);
     return;
   }
-  const length = ints[record + H_LENGTH]!;
-  const content = payload + TRANSPORT_CONTENT_OFFSET;
-  // The plaintext already sits where the message's content goes: sealTransport seals it where it lies.
-  ints[record + H_RESULT] = sealTransport(
-    keypair.send,
-    ints[record + H_REMOTE_INDEX]! >>> 0,
-    ints[record + H_COUNTER_HIGH]! >>> 0,
-    ints[record + H_COUNTER_LOW]! >>> 0,
-    bytes.subarray(content, content + length),
-    mtu,
-    bytes,
-    payload,
-  );
-}
-
-function open(record: number, payload: number): void {
   const keypair = keypairs.get(ints[record + H_INDEX]!);
-  if (keypair === undefined) {
-    ints[record + H_RESULT] = RESULT_UNKNOWN_KEYPAIR;
-    return;
-  }
-  const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
-  const opened = openTransport(
-    keypair.receive,
-    message,
-    transportCounterHigh(message),
-    transportCounterLow(message),
-  );
-  ints[record + H_RESULT] = opened < 0 ? RESULT_DECRYPT_FAILED : opened;
-}
-
-function work(from: number, to: number): void {
-  let offset = from;
-  while (offset !== to) {
-    offset = recordAt(ring, offset);
-    const record = offset / 4;
-    const payload = offset + HEADER_BYTES;
-    switch (ints[record + H_KIND]) {
-      case KIND_SEAL:
-        seal(record, payload);
-        break;
-      case KIND_OPEN:
-        open(record, payload);
-        break;
-      case KIND_INSTALL:
-        install(record, payload);
-        break;
-      case KIND_RETIRE:
-        retire(record);
-        break;
-    }
-    offset = nextRecord(ring, offset);
-  }
+  if (keypair === undefined) finish(ring, record, RESULT_UNKNOWN_KEYPAIR);
+  else if (kind === KIND_SEAL) finish(ring, record, sealRecord(ring, offset, keypair.send, mtu));
+  else if (kind === KIND_OPEN) finish(ring, record, openRecord(ring, offset, keypair.receive));
 }
 
 // The thread's whole life: wait for records, work through them, say how far it got.
@@ -160,13 +105,21 @@ try {
   // No /proc: the thread keeps its inherited name.
 }
 warmUp();
-let done = Atomics.load(control, DONE);
 parentPort!.postMessage('ready');
+// Claims records while any are published and unclaimed (the main thread claims from the same queue), says
+// when it finished a pass, and sleeps only when nothing is left up to what it last saw published: records
+// published before the thread first looked are found, not waited for.
 for (;;) {
-  Atomics.wait(control, WRITTEN, done);
   const written = Atomics.load(control, WRITTEN);
-  work(done, written);
-  done = written;
-  Atomics.store(control, DONE, done);
-  Atomics.notify(control, DONE);
+  let worked = false;
+  for (let offset = claim(ring, true); offset !== -1; offset = claim(ring, true)) {
+    work(offset);
+    worked = true;
+  }
+  if (worked) {
+    Atomics.add(control, PROGRESS, 1);
+    Atomics.notify(control, PROGRESS);
+  } else {
+    Atomics.wait(control, WRITTEN, written);
+  }
 }

@@ -144,6 +144,7 @@ describe('crypto threads', () => {
     });
     threads.seal(seal());
     threads.retired(ours);
+    ours.zero(); // as the engine does right after
     threads.seal(seal());
     await eventually('both results', () => got.sealed.length + got.rejected.length === 2);
     expect(got.sealed).toHaveLength(1);
@@ -162,7 +163,7 @@ describe('crypto threads', () => {
     expect(threads.peersPerThread()).toEqual([0, 1]);
   });
 
-  test('5. a lone message on an idle ring is handled inline; after records in the ring, later ones queue behind them', async () => {
+  test('5. a small batch is sealed and opened by the main thread as it publishes; a large one is shared, in order', async () => {
     const { ours, theirs } = keypairs(13, 9);
     const seal = (n: number): SealAction => ({
       kind: 'seal',
@@ -172,35 +173,49 @@ describe('crypto threads', () => {
       to: TO,
       peer: 'peer-d',
     });
-    // A lone seal: sealed before seal() returns, no thread woken (no batch read back).
+    // The keypair's first message carries its keys, which only the thread takes: it is woken for that.
     threads.seal(seal(0));
-    expect(got.sealed).toHaveLength(1);
-    // A lone open: opened at once, told at the end of the turn (the engine is not re-entered).
+    await eventually('the first', () => got.sealed.length === 1);
+    // A lone seal and a lone open: done and read back in the very turn they were handed over (the end of
+    // its microtasks), which a thread nobody woke cannot do.
+    threads.seal(seal(1));
     const reply = new Uint8Array(transportLength(100, DEFAULT_MTU));
-    theirs.seal(packet(1, 100), DEFAULT_MTU, reply);
+    theirs.seal(packet(2, 100), DEFAULT_MTU, reply);
     threads.open({ kind: 'open', keypair: ours, datagram: reply, from: TO, peer: 'peer-d' });
-    expect(got.opened).toHaveLength(0);
+    expect(got.sealed).toHaveLength(1);
     await Promise.resolve();
-    expect(got.opened).toHaveLength(1);
-    expect(got.batches).toBe(1); // the end of the turn's inline results, not a ring's
-    expect(ours.takeKeys()).toBeDefined(); // no thread needed the keys yet
+    expect(got.sealed).toHaveLength(2);
+    expect(got.opened.map((p) => p[1])).toEqual([2]);
+    expect(theirs.open(got.sealed[1]!)).toBe(112); // sealed under the main thread's copy of the keys
 
-    // A burst: the turn's inline share, then the ring. The next turn's message finds the ring busy and
-    // queues behind it, or finds it drained: either way every counter goes out in order.
-    const { ours: burst } = keypairs(14, 11);
-    const burstSeal = (n: number): SealAction => ({
-      ...seal(n),
-      keypair: burst,
-      counter: burst.reserveCounter(),
+    // A burst of 400 seals and 400 opens in one turn (the thread woken, both claiming), then one more seal
+    // in the next: every counter goes out in order, and the openings come back in order.
+    for (let n = 0; n < 400; n++) threads.seal(seal(n));
+    const replies = Array.from({ length: 400 }, (_, n) => {
+      const datagram = new Uint8Array(transportLength(1400, DEFAULT_MTU));
+      theirs.seal(packet(n), DEFAULT_MTU, datagram);
+      return datagram;
     });
-    for (let n = 0; n < 40; n++) threads.seal(burstSeal(n));
+    for (const datagram of replies)
+      threads.open({ kind: 'open', keypair: ours, datagram, from: TO, peer: 'peer-d' });
     await Promise.resolve();
-    threads.seal(burstSeal(40));
-    await eventually('the burst', () => got.sealed.length === 42);
-    expect(got.sealed.slice(1).map((datagram) => transportCounterLow(datagram))).toEqual(
-      Array.from({ length: 41 }, (_, n) => n),
+    threads.seal(seal(400));
+    await eventually('the burst', () => got.sealed.length === 403 && got.opened.length === 401);
+    expect(got.sealed.map((datagram) => transportCounterLow(datagram))).toEqual(
+      Array.from({ length: 403 }, (_, n) => n),
     );
-    expect(burst.takeKeys()).toBeUndefined(); // the ring was used: the keys went to the thread
+    expect(got.opened.slice(1).map((p) => (p[0]! << 8) | p[1]!)).toEqual(replies.map((_d, n) => n));
+    expect(got.rejected).toEqual([]);
+
+    // 300 turns of 20 seals each, handed over while the thread is still claiming the turns before: the
+    // two claimants never take a record twice nor one not yet published, and the order holds.
+    for (let turn = 0; turn < 300; turn++) {
+      for (let n = 0; n < 20; n++) threads.seal(seal(n));
+      await Promise.resolve();
+    }
+    await eventually('the turns', () => got.sealed.length === 403 + 6000);
+    const counters = got.sealed.map((datagram) => transportCounterLow(datagram));
+    expect(counters.filter((counter, n) => counter !== n)).toEqual([]);
   });
 });
 

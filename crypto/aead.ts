@@ -6,7 +6,7 @@
 // and scripts/bench-crypto measures it against @stablelib in the same run.
 import { Poly1305 } from './poly1305.js';
 import { redactInstances } from './secret.js';
-import { WordView, readWord } from './words.js';
+import { WordView, byteOffsetOf, readWord } from './words.js';
 
 const ZERO_BLOCK = new Int32Array(16);
 
@@ -381,7 +381,14 @@ export class ChaChaPoly {
     const src32 = fullEnd > 0 && (si & 3) === 0 ? this.srcWords.of(src) : undefined;
     const dst32 = src32 !== undefined && (di & 3) === 0 ? this.dstWords.of(dst) : undefined;
     if (src32 !== undefined && dst32 !== undefined) {
-      chachaXor(s, src32, (src.byteOffset + si) >>> 2, dst32, (dst.byteOffset + di) >>> 2, fullEnd >>> 6);
+      chachaXor(
+        s,
+        src32,
+        (byteOffsetOf(src) + si) >>> 2,
+        dst32,
+        (byteOffsetOf(dst) + di) >>> 2,
+        fullEnd >>> 6,
+      );
       pos = fullEnd;
     }
     const ks = this.keystream;

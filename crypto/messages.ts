@@ -37,7 +37,7 @@ import {
   sealedLength,
 } from './constants.js';
 import type { TransportAEAD } from './aead.js';
-import { readWord } from './words.js';
+import { bufferOf, byteOffsetOf, readWord } from './words.js';
 
 /** Fields shared by the two handshake messages, which carry mac1/mac2 (see cookie.ts). */
 interface MacFields {
@@ -249,7 +249,7 @@ export function sealTransport(
   writeU32(out, offset + TRANSPORT_COUNTER_OFFSET, counterLow);
   writeU32(out, offset + TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
   const content = offset + TRANSPORT_CONTENT_OFFSET;
-  if (packet.buffer !== out.buffer || packet.byteOffset !== out.byteOffset + content)
+  if (bufferOf(packet) !== bufferOf(out) || byteOffsetOf(packet) !== byteOffsetOf(out) + content)
     out.set(packet, content);
   // The zero padding (under 16 bytes) written out: TypedArray fill is a call into C++, slower for so few.
   for (let i = content + packet.length; i < content + plainLength; i++) out[i] = 0;

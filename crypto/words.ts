@@ -9,6 +9,18 @@ export const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Int32Array.of(1).buffer)[0] 
 export const readWord = (b: Uint8Array, o: number): number =>
   b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 
+// %TypedArray%.prototype's own byteOffset and buffer getters, called directly. A property read `bytes.buffer`
+// takes its feedback from every array that ever reached it: plain, Buffer, secret-marked (secret.ts gives those
+// their own prototype), SharedArrayBuffer-backed, so on the node's hot path it became a generic property
+// lookup per call; the getters check only that their receiver is a typed array.
+const TYPED_ARRAY_PROTOTYPE: object = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayGetter = (name: string) =>
+  Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTOTYPE, name)!.get as (this: Uint8Array) => never;
+const BYTE_OFFSET = typedArrayGetter('byteOffset');
+const BUFFER = typedArrayGetter('buffer');
+export const byteOffsetOf = (bytes: Uint8Array): number => BYTE_OFFSET.call(bytes);
+export const bufferOf = (bytes: Uint8Array): ArrayBufferLike => BUFFER.call(bytes);
+
 /**
  * Int32Arrays over the whole of the last two ArrayBuffers seen: callers that reuse their packet buffers (the
  * node does) get word access without a new view per packet, also when one cipher alternates between two
@@ -25,8 +37,8 @@ export class WordView {
    * not start on a word boundary or the host is big-endian: then the caller reads bytes.
    */
   of(bytes: Uint8Array): Int32Array | undefined {
-    if (!HOST_IS_LITTLE_ENDIAN || bytes.byteOffset % 4 !== 0) return undefined;
-    const buffer = bytes.buffer;
+    if (!HOST_IS_LITTLE_ENDIAN || byteOffsetOf(bytes) % 4 !== 0) return undefined;
+    const buffer = bufferOf(bytes);
     if (buffer === this.recent) return this.recentWords;
     const words =
       buffer === this.older ? this.olderWords : new Int32Array(buffer, 0, buffer.byteLength >>> 2);

@@ -15,6 +15,8 @@
 //
 // Buffers are reused: what split() and coalesce() return is valid until their next call.
 
+import { bufferOf, byteOffsetOf } from '../crypto/words.js';
+
 /** sizeof(struct virtio_net_hdr): the header TUNSETIFF with IFF_VNET_HDR puts before every packet. */
 export const VNET_HEADER_SIZE = 10;
 
@@ -73,13 +75,14 @@ export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0
   let sum = initial;
   let i = start;
   // Word-wise when the range starts on an even address: align to 4, then 32 bits per read (below).
-  if (end - i >= 64 && ((bytes.byteOffset + i) & 1) === 0) {
-    if (((bytes.byteOffset + i) & 2) !== 0) {
+  const byteOffset = byteOffsetOf(bytes);
+  if (end - i >= 64 && ((byteOffset + i) & 1) === 0) {
+    if (((byteOffset + i) & 2) !== 0) {
       sum += (bytes[i]! << 8) | bytes[i + 1]!;
       i += 2;
     }
     const words = (end - i) >>> 2;
-    sum += sumWords(bytes.buffer, (bytes.byteOffset + i) >>> 2, words);
+    sum += sumWords(bufferOf(bytes), (byteOffset + i) >>> 2, words);
     i += words * 4;
   }
   for (; i + 1 < end; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;

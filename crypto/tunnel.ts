@@ -148,6 +148,9 @@ const SEND_BUFFER_MIN = 2048;
 // Views kept per reused send buffer. Transport lengths are few (the padded lengths are multiples of 16 up to
 // the MTU, and the MTU itself); the bound only matters for packets larger than the MTU.
 const SEND_VIEWS_MAX = 256;
+// Message objects whose delivered view is kept: a UDP batch's receive views (64 slots, up to 64 GRO segments
+// each); shells that hand in a new object per message only ever refill it.
+const DELIVERED_VIEWS_MAX = 4096;
 
 /** A reused send buffer with a view of each length sealed into it, so a send action needs no new view. */
 class SendBuffer {
@@ -239,6 +242,12 @@ export class Tunnel {
   private sendActionsUsed = 0;
   private sealActionsUsed = 0;
   private reusedDeliver: DeliverAction | undefined;
+  /**
+   * With reuseActions: the view last delivered out of each message object decapsulated, handed out again
+   * when the same object (an I/O shell's reused receive view) carries a packet of the same length, as a bulk
+   * flow's messages do: no view per packet.
+   */
+  private readonly deliveredViews: Map<Uint8Array, Uint8Array> | undefined;
   private reusedOpen: Mutable<OpenAction> | undefined;
   private readonly transportCrypto: TransportCrypto | undefined;
   private readonly peersByName = new Map<string, Peer>();
@@ -264,6 +273,7 @@ export class Tunnel {
     this.decryptInPlace = options.decryptInPlace ?? false;
     this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
     this.reusedActions = options.reuseActions ? [] : undefined;
+    this.deliveredViews = options.reuseActions ? new Map() : undefined;
     this.transportCrypto = options.transportCrypto;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
@@ -743,10 +753,7 @@ export class Tunnel {
       actions,
       typeof length === 'string'
         ? DROP[length]
-        : this.deliverAction(
-            message.subarray(TRANSPORT_CONTENT_OFFSET, TRANSPORT_CONTENT_OFFSET + length),
-            peer.name,
-          ),
+        : this.deliverAction(this.deliveredPacket(message, length), peer.name),
     );
     return this.finished(actions);
   }
@@ -905,6 +912,20 @@ export class Tunnel {
     action.datagram = datagram;
     action.to = to;
     return action;
+  }
+
+  /** The packet of `length` bytes a decrypted message carries (a view into it). */
+  private deliveredPacket(message: Uint8Array, length: number): Uint8Array {
+    const views = this.deliveredViews;
+    let view = views?.get(message);
+    if (view === undefined || view.length !== length) {
+      view = message.subarray(TRANSPORT_CONTENT_OFFSET, TRANSPORT_CONTENT_OFFSET + length);
+      if (views !== undefined) {
+        if (views.size >= DELIVERED_VIEWS_MAX) views.clear();
+        views.set(message, view);
+      }
+    }
+    return view;
   }
 
   private deliverAction(packet: Uint8Array, peer: string): TunnelAction {

@@ -180,12 +180,13 @@ export class Device implements UapiDevice {
    * one turn, microseconds apart), where a reading per packet would be a new heap number per packet.
    */
   private turnNow(): number {
-    let now = this.turnTime;
-    if (now === undefined) {
-      now = this.turnTime = this.clock();
+    if (this.turnTime === undefined) {
+      this.turnTime = this.clock();
       queueMicrotask(this.turnEnded);
     }
-    return now;
+    // Read back from the field, never the clock's result itself: optimized code may hold that unboxed and
+    // box it again for every call it is passed to.
+    return this.turnTime;
   }
 
   // The data path's callbacks are made once: a closure over `this` inside a data-path method would make V8

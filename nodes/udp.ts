@@ -225,6 +225,8 @@ const FLAG_TRUNCATED = 2;
 // One slot holds the largest UDP payload, so no datagram a peer sends is cut; 64 slots = one recvmmsg.
 const SLOT_SIZE = 65536;
 const BATCH_SLOTS = 64;
+// Received views kept per slot: its datagram, or the first GRO segments of a coalesced one.
+const VIEWS_PER_SLOT = 64;
 // Errors that mean the sticky source address is no longer ours (removed, or the route changed).
 const STALE_SOURCE_ERRNOS = new Set([
   constants.errno.EINVAL,
@@ -461,6 +463,18 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     open = undefined;
   };
 
+  // The views handed to the listener, one per slot and GRO segment: a datagram in the same place with the
+  // same length as one before (every full-sized one of a bulk flow) gets that view again, not a new object.
+  // They are only valid during the call anyway, as the slab under them is.
+  const receiveViews: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS * VIEWS_PER_SLOT).fill(undefined);
+  const receiveView = (key: number, start: number, end: number): Uint8Array => {
+    const cached = key >= 0 ? receiveViews[key] : undefined;
+    if (cached !== undefined && cached.byteOffset === start && cached.length === end - start) return cached;
+    const view = receiveSlab.subarray(start, end);
+    if (key >= 0) receiveViews[key] = view;
+    return view;
+  };
+
   const receiveBatch = (listener: (datagram: Uint8Array, from: UdpEndpoint) => void, count: number) => {
     for (let i = 0; i < count; i++) {
       const record = i * RECORD_INTS;
@@ -471,13 +485,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       const segment = receiveRecords[record + RECORD_SEGMENT]!;
       const from = endpoints.lookup(record);
       if (segment <= 0) {
-        listener(receiveSlab.subarray(offset, end), from);
+        listener(receiveView(i * VIEWS_PER_SLOT, offset, end), from);
         continue;
       }
       counts.groBatches++;
-      for (let at = offset; at < end; at += segment) {
+      for (let at = offset, k = 0; at < end; at += segment, k++) {
         counts.groDatagrams++;
-        listener(receiveSlab.subarray(at, Math.min(at + segment, end)), from);
+        const key = k < VIEWS_PER_SLOT ? i * VIEWS_PER_SLOT + k : -1;
+        listener(receiveView(key, at, Math.min(at + segment, end)), from);
       }
     }
   };

@@ -173,7 +173,7 @@ describe('Tunnel: handshake and data between two engines', () => {
     ]);
   });
 
-  test('9e. the node’s options, steady state: 1,000 packets each way, and each engine hands back one result array, one action and one datagram view throughout', () => {
+  test('9e. the node’s options, steady state: 1,000 packets each way, and each engine hands back one result array, one action and one datagram view throughout, and one delivered view for a reused datagram view', () => {
     const pair = new TunnelPair({ decryptInPlace: true, aReusesSendBuffers: true, reuseActions: true });
     pair.connect('a');
     const toB = pair.packet('a', 1000, 0x11);
@@ -199,6 +199,7 @@ describe('Tunnel: handshake and data between two engines', () => {
       if (deliver.packet.every((byte, k) => byte === toB[k])) delivered++;
       count('b.decapsulate result', opened);
       count('b deliver action', deliver);
+      count('b delivered packet', deliver.packet);
 
       const back = pair.b.encapsulate(toA, now);
       const reply = back[0];
@@ -218,11 +219,28 @@ describe('Tunnel: handshake and data between two engines', () => {
       'a datagram': 1,
       'b.decapsulate result': 1,
       'b deliver action': 1,
+      'b delivered packet': 1, // a's datagram view is the same object every time, and so is b's view into it
       'b.encapsulate result': 1,
       'b send action': 1,
       'a.decapsulate result': 1,
       'a deliver action': 1,
     });
+  });
+
+  test('9f. a reused datagram view carrying packets of other lengths delivers each whole, its view kept per length', () => {
+    const pair = new TunnelPair({ decryptInPlace: true, aReusesSendBuffers: true, reuseActions: true });
+    pair.connect('a');
+    const packets = [1000, 60, 1000, 1000].map((length, i) => pair.packet('a', length, 0x30 + i));
+    const views = packets.map((packet) => {
+      const [send] = pair.a.encapsulate(packet, 0);
+      if (send?.kind !== 'send') throw new Error('expected a transport message');
+      const [deliver] = pair.b.decapsulate(send.datagram, pair.endpoints.a, 0);
+      if (deliver?.kind !== 'deliver') throw new Error('expected a delivery');
+      expect(deliver.packet).toEqual(packet);
+      return deliver.packet;
+    });
+    expect(views[1]).not.toBe(views[0]); // another length: a view of its own
+    expect(views[3]).toBe(views[2]); // the same datagram view and length again: the same view
   });
 
   test('10. typed drops for garbage, unknown indices and bad mac1, never an answer', () => {

@@ -149,8 +149,9 @@ const SEND_BUFFER_MIN = 2048;
 // the MTU, and the MTU itself); the bound only matters for packets larger than the MTU.
 const SEND_VIEWS_MAX = 256;
 // Message objects whose delivered view is kept: a UDP batch's receive views (64 slots, up to 64 GRO segments
-// each); shells that hand in a new object per message only ever refill it.
-const DELIVERED_VIEWS_MAX = 4096;
+// each) and the records of crypto threads' rings (about 2,900 full-sized ones in 4 MiB each); shells that
+// hand in a new object per message only ever refill it.
+const DELIVERED_VIEWS_MAX = 16384;
 
 /** A reused send buffer with a view of each length sealed into it, so a send action needs no new view. */
 class SendBuffer {

@@ -111,6 +111,12 @@ class CryptoThread {
    */
   private readonly keypairAt: Array<Keypair | undefined>;
   private readonly endpointAt: Array<Endpoint | undefined>;
+  /**
+   * Per record offset: the view of its result last handed to the device, handed out again while a record
+   * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
+   * the ring), so reading back makes no view per packet.
+   */
+  private readonly viewAt: Array<Uint8Array | undefined>;
   /** Retirements that found the ring full: written before any other record. */
   private readonly pendingRetires: number[] = [];
 
@@ -123,6 +129,7 @@ class CryptoThread {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.viewAt = new Array<Uint8Array | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -265,7 +272,7 @@ class CryptoThread {
   }
 
   private reapInto(results: CryptoResults): void {
-    const { ints, bytes } = this.ring;
+    const { ints } = this.ring;
     const written = this.written;
     let offset = this.freed;
     let reaped = false;
@@ -278,11 +285,11 @@ class CryptoThread {
       const slot = offset / RECORD_ALIGN;
       const kind = ints[record + H_KIND];
       if (kind === KIND_SEAL) {
-        if (result >= 0) results.sealed(bytes.subarray(payload, payload + result), this.endpointAt[slot]!);
+        if (result >= 0) results.sealed(this.view(slot, payload, result), this.endpointAt[slot]!);
         else results.rejected('keypair_expired');
       } else if (kind === KIND_OPEN) {
         const keypair = this.keypairAt[slot]!;
-        const message = bytes.subarray(payload, payload + ints[record + H_LENGTH]!);
+        const message = this.view(slot, payload, ints[record + H_LENGTH]!);
         if (result < 0)
           results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
         // Authentic: now the replay window, in arrival order.
@@ -298,6 +305,13 @@ class CryptoThread {
     if (!reaped) return;
     results.flushed();
     this.freed = offset;
+  }
+
+  /** bytes[start, start + length) of the record at `slot`, as viewAt keeps it. */
+  private view(slot: number, start: number, length: number): Uint8Array {
+    const cached = this.viewAt[slot];
+    if (cached !== undefined && cached.length === length) return cached;
+    return (this.viewAt[slot] = this.ring.bytes.subarray(start, start + length));
   }
 
   /** Reads back results until `bytes` fit; false if the thread stopped moving (it is then taken for dead). */

@@ -15,6 +15,8 @@ import {
   DEFAULT_DRAIN_TIMEOUT_SECONDS,
   DEFAULT_INTERFACE,
   DEFAULT_STATE_ROOT,
+  MAX_CAPACITY,
+  MAX_DRAIN_TIMEOUT_SECONDS,
   runAgentCommand,
   type RunArguments,
 } from './run.js';
@@ -152,7 +154,11 @@ function buildProgram(): { program: Command; result: () => number } {
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--state-dir <dir>', `where the node key is kept (default ${DEFAULT_STATE_ROOT}/<interface>)`)
     .option('--private-key-file <file>', 'the node key file (made, mode 0600, if absent)')
-    .option('--capacity <n>', 'sessions this node takes at most', String(DEFAULT_CAPACITY))
+    .option(
+      '--capacity <n>',
+      `sessions this node takes at most, 1 to ${MAX_CAPACITY}`,
+      String(DEFAULT_CAPACITY),
+    )
     .option(
       '--egress-ip <ip,...>',
       'public IPs traffic leaves from (default: a numeric endpoint host)',
@@ -161,7 +167,7 @@ function buildProgram(): { program: Command; result: () => number } {
     )
     .option(
       '--drain-timeout <s>',
-      'on SIGTERM, longest wait for peers to move',
+      `on SIGTERM, longest wait for peers to move, 0 to ${MAX_DRAIN_TIMEOUT_SECONDS} seconds`,
       String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     )
     .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')

@@ -58,9 +58,9 @@ export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
 export const DEFAULT_CAPACITY = 1000;
 export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
-const MAX_CAPACITY = 4_000_000;
+export const MAX_CAPACITY = 4_000_000;
 // A day: a drain never outlasts a maintenance window (and setTimeout takes at most 24.8 days).
-const MAX_DRAIN_TIMEOUT_SECONDS = 86_400;
+export const MAX_DRAIN_TIMEOUT_SECONDS = 86_400;
 
 export interface RunArguments extends DataPathArguments {
   broker: string;
@@ -242,7 +242,7 @@ async function enableNat(interfaceName: string, pool: Pool): Promise<() => Promi
   const nft = (args: string[], input?: string) =>
     new Promise<void>((resolve, reject) => {
       const child = execFile('nft', args, (error, _stdout, stderr) =>
-        error ? reject(new Error(`nft: ${stderr.trim().split('\n')[0] ?? error.message}`)) : resolve(),
+        error ? reject(new Error(`nft: ${stderr.trim().split('\n')[0] || error.message}`)) : resolve(),
       );
       if (input !== undefined) child.stdin?.end(input);
     });

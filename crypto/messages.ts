@@ -241,19 +241,53 @@ export function sealTransport(
   out: Uint8Array,
   offset = 0,
 ): number {
-  const plainLength = paddedLength(packet.length, mtu);
-  const size = TRANSPORT_CONTENT_OFFSET + plainLength + AEAD_TAG_LENGTH;
-  if (offset < 0 || offset + size > out.length) throw new RangeError(`transport message needs ${size} bytes`);
+  checkTransportRoom(packet.length, mtu, out, offset);
+  const content = offset + TRANSPORT_CONTENT_OFFSET;
+  if (bufferOf(packet) !== bufferOf(out) || byteOffsetOf(packet) !== byteOffsetOf(out) + content)
+    out.set(packet, content);
+  return sealTransportInPlace(
+    cipher,
+    receiverIndex,
+    counterHigh,
+    counterLow,
+    packet.length,
+    mtu,
+    out,
+    offset,
+  );
+}
+
+/**
+ * sealTransport for a packet of `packetLength` bytes that already lies at out[offset + 16 ..) (a crypto
+ * thread's ring record): no view of it is needed.
+ */
+export function sealTransportInPlace(
+  cipher: TransportAEAD,
+  receiverIndex: number,
+  counterHigh: number,
+  counterLow: number,
+  packetLength: number,
+  mtu: number,
+  out: Uint8Array,
+  offset = 0,
+): number {
+  const size = checkTransportRoom(packetLength, mtu, out, offset);
   writeU32(out, offset, MESSAGE_TRANSPORT);
   writeU32(out, offset + TRANSPORT_RECEIVER_OFFSET, receiverIndex);
   writeU32(out, offset + TRANSPORT_COUNTER_OFFSET, counterLow);
   writeU32(out, offset + TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
   const content = offset + TRANSPORT_CONTENT_OFFSET;
-  if (bufferOf(packet) !== bufferOf(out) || byteOffsetOf(packet) !== byteOffsetOf(out) + content)
-    out.set(packet, content);
+  const plainLength = size - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
   // The zero padding (under 16 bytes) written out: TypedArray fill is a call into C++, slower for so few.
-  for (let i = content + packet.length; i < content + plainLength; i++) out[i] = 0;
+  for (let i = content + packetLength; i < content + plainLength; i++) out[i] = 0;
   cipher.sealInPlace(counterHigh, counterLow, out, content, plainLength);
+  return size;
+}
+
+/** The transport message's size (transportLength), after checking it fits in out[offset ..). */
+function checkTransportRoom(packetLength: number, mtu: number, out: Uint8Array, offset: number): number {
+  const size = transportLength(packetLength, mtu);
+  if (offset < 0 || offset + size > out.length) throw new RangeError(`transport message needs ${size} bytes`);
   return size;
 }
 
@@ -273,26 +307,29 @@ export const isTransport = (datagram: Uint8Array): boolean =>
 export const transportReceiver = (datagram: Uint8Array): number =>
   readU32(datagram, TRANSPORT_RECEIVER_OFFSET);
 
-/** The halves of a transport message's counter (isTransport checked). */
-export const transportCounterLow = (datagram: Uint8Array): number =>
-  readU32(datagram, TRANSPORT_COUNTER_OFFSET);
-export const transportCounterHigh = (datagram: Uint8Array): number =>
-  readU32(datagram, TRANSPORT_COUNTER_OFFSET + 4);
+/** The halves of a transport message's counter (isTransport checked), of the one at `offset` in `bytes`. */
+export const transportCounterLow = (bytes: Uint8Array, offset = 0): number =>
+  readU32(bytes, offset + TRANSPORT_COUNTER_OFFSET);
+export const transportCounterHigh = (bytes: Uint8Array, offset = 0): number =>
+  readU32(bytes, offset + TRANSPORT_COUNTER_OFFSET + 4);
 
 /**
  * Authenticates and decrypts a transport message in place with the keypair's receive cipher: the padded
  * plaintext (empty for a keepalive) is then datagram[16 .. 16 + returned length). -1 when it does not
  * authenticate (nothing written). The caller recovers the real length from the IP header and runs the
- * replay filter only after this succeeds.
+ * replay filter only after this succeeds. The message may lie at `offset` in a larger buffer (a crypto
+ * thread's ring), `length` bytes long; its plaintext then starts at offset + 16.
  */
 export function openTransport(
   cipher: TransportAEAD,
   datagram: Uint8Array,
   counterHigh: number,
   counterLow: number,
+  offset = 0,
+  length = datagram.length - offset,
 ): number {
-  const length = datagram.length - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
-  return cipher.openInPlace(counterHigh, counterLow, datagram, TRANSPORT_CONTENT_OFFSET, length)
-    ? length
+  const plainLength = length - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
+  return cipher.openInPlace(counterHigh, counterLow, datagram, offset + TRANSPORT_CONTENT_OFFSET, plainLength)
+    ? plainLength
     : -1;
 }

@@ -13,11 +13,10 @@
 // record never wraps: when the tail is too short, a WRAP record (or nothing, when not even a header fits)
 // sends the reader back to offset 0.
 
-import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
 import type { TransportAEAD } from '../../crypto/aead.js';
 import {
   openTransport,
-  sealTransport,
+  sealTransportInPlace,
   transportCounterHigh,
   transportCounterLow,
 } from '../../crypto/messages.js';
@@ -123,24 +122,24 @@ export function finish(ring: RingViews, record: number, result: number): void {
 export function sealRecord(ring: RingViews, offset: number, cipher: TransportAEAD, mtu: number): number {
   const { ints, bytes } = ring;
   const record = offset / 4;
-  const payload = offset + HEADER_BYTES;
-  const content = payload + TRANSPORT_CONTENT_OFFSET;
-  return sealTransport(
+  return sealTransportInPlace(
     cipher,
     ints[record + H_REMOTE_INDEX]! >>> 0,
     ints[record + H_COUNTER_HIGH]! >>> 0,
     ints[record + H_COUNTER_LOW]! >>> 0,
-    bytes.subarray(content, content + ints[record + H_LENGTH]!),
+    ints[record + H_LENGTH]!,
     mtu,
     bytes,
-    payload,
+    offset + HEADER_BYTES,
   );
 }
 
 /** Opens an OPEN record's message in place: its plaintext length, or RESULT_DECRYPT_FAILED. */
 export function openRecord(ring: RingViews, offset: number, cipher: TransportAEAD): number {
+  const { ints, bytes } = ring;
   const payload = offset + HEADER_BYTES;
-  const message = ring.bytes.subarray(payload, payload + ring.ints[offset / 4 + H_LENGTH]!);
-  const opened = openTransport(cipher, message, transportCounterHigh(message), transportCounterLow(message));
+  const high = transportCounterHigh(bytes, payload);
+  const low = transportCounterLow(bytes, payload);
+  const opened = openTransport(cipher, bytes, high, low, payload, ints[offset / 4 + H_LENGTH]!);
   return opened < 0 ? RESULT_DECRYPT_FAILED : opened;
 }

@@ -16,6 +16,7 @@
 // Buffers are reused: what split() and coalesce() return is valid until their next call.
 
 import { bufferOf, byteOffsetOf } from '../crypto/words.js';
+import { ReusedViews } from './views.js';
 
 /** sizeof(struct virtio_net_hdr): the header TUNSETIFF with IFF_VNET_HDR puts before every packet. */
 export const VNET_HEADER_SIZE = 10;
@@ -176,6 +177,16 @@ class Scratch {
   }
 }
 
+/**
+ * The views a split makes, kept by frame and by segment: a bulk flow's reads split into the same places each
+ * time, so a read makes none.
+ */
+class SplitViews {
+  readonly packets = new ReusedViews(); // each frame's packet, after its vnet header
+  readonly segments = new ReusedViews(); // the segments handed out
+  readonly payloads = new ReusedViews(); // the parts of super-segments copied into them
+}
+
 // --- read side: split ---------------------------------------------------------------------------------
 
 /**
@@ -187,6 +198,7 @@ export class GsoSplitter {
   /** GSO frames split so far. */
   superSegments = 0;
   private readonly scratch = new Scratch();
+  private readonly views = new SplitViews();
 
   /** Appends the IP packets of `frames` to `out` (views valid until the next call). */
   split(frames: readonly Uint8Array[], out: Uint8Array[]): void {
@@ -194,8 +206,8 @@ export class GsoSplitter {
     for (const frame of frames) needed += splitSize(frame);
     const slab = this.scratch.reserve(needed);
     let used = 0;
-    for (const frame of frames) {
-      const result = this.splitOne(frame, slab, used, out);
+    for (let index = 0; index < frames.length; index++) {
+      const result = this.splitOne(frames[index]!, index, slab, used, out);
       if (typeof result === 'string') this.drops[result]++;
       else used = result;
     }
@@ -204,12 +216,13 @@ export class GsoSplitter {
   /** One frame: its packets go to `out`, segments written into slab from `used`; returns the new `used`. */
   private splitOne(
     frame: Uint8Array,
+    index: number,
     slab: Uint8Array,
     used: number,
     out: Uint8Array[],
   ): number | OffloadDropReason {
     if (frame.length <= VNET_HEADER_SIZE) return 'vnet_header_short';
-    const packet = frame.subarray(VNET_HEADER_SIZE);
+    const packet = this.views.packets.view(index, frame, VNET_HEADER_SIZE, frame.length - VNET_HEADER_SIZE);
     const gsoType = frame[GSO_TYPE]! & ~GSO_ECN;
     const csumStart = frame[CSUM_START]! | (frame[CSUM_START + 1]! << 8);
     const csumOffset = frame[CSUM_OFFSET]! | (frame[CSUM_OFFSET + 1]! << 8);
@@ -234,7 +247,7 @@ export class GsoSplitter {
     )
       return 'gso_malformed';
     this.superSegments++;
-    return splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out);
+    return splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out, this.views);
   }
 }
 
@@ -293,6 +306,7 @@ function splitSegments(
   slab: Uint8Array,
   used: number,
   out: Uint8Array[],
+  views: SplitViews,
 ): number {
   const v6 = isV6(packet);
   const payload = packet.length - headerLength;
@@ -306,12 +320,12 @@ function splitSegments(
   for (let index = 0; index === 0 || offset < packet.length; index++) {
     const segmentPayload = Math.min(gsoSize, packet.length - offset);
     const length = headerLength + segmentPayload;
-    const segment = slab.subarray(used, used + length);
+    const segment = views.segments.view(out.length, slab, used, length);
     // Headers from the packet once, then from the first segment (every field that differs is rewritten
     // below): no view made for them per segment.
     if (index === 0) segment.set(packet.subarray(0, headerLength));
     else slab.copyWithin(used, first, first + headerLength);
-    segment.set(packet.subarray(offset, offset + segmentPayload), headerLength);
+    segment.set(views.payloads.view(out.length, packet, offset, segmentPayload), headerLength);
     if (!v6) setUint16(segment, 4, (firstId + index) & 0xffff);
     setIpLength(segment, v6, ipHeader, length);
     setUint32(segment, ipHeader + 4, (firstSequence + index * gsoSize) >>> 0);

@@ -20,6 +20,7 @@ import { getSystemErrorName } from 'node:util';
 
 import { formatIpAddress, parseIpAddress } from '../crypto/ipaddr.js';
 import { loadAddon } from './tun/addon.js';
+import { ReusedViews } from './views.js';
 
 export interface UdpEndpoint {
   readonly address: string; // numeric IPv4 or IPv6, never IPv4-mapped
@@ -225,7 +226,7 @@ const FLAG_TRUNCATED = 2;
 // One slot holds the largest UDP payload, so no datagram a peer sends is cut; 64 slots = one recvmmsg.
 const SLOT_SIZE = 65536;
 const BATCH_SLOTS = 64;
-// Received views kept per slot: its datagram, or the first GRO segments of a coalesced one.
+// Received views kept per slot: its datagram, or the GRO segments of a coalesced one.
 const VIEWS_PER_SLOT = 64;
 // Errors that mean the sticky source address is no longer ours (removed, or the route changed).
 const STALE_SOURCE_ERRNOS = new Set([
@@ -463,17 +464,9 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     open = undefined;
   };
 
-  // The views handed to the listener, one per slot and GRO segment: a datagram in the same place with the
-  // same length as one before (every full-sized one of a bulk flow) gets that view again, not a new object.
-  // They are only valid during the call anyway, as the slab under them is.
-  const receiveViews: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS * VIEWS_PER_SLOT).fill(undefined);
-  const receiveView = (key: number, start: number, end: number): Uint8Array => {
-    const cached = key >= 0 ? receiveViews[key] : undefined;
-    if (cached !== undefined && cached.byteOffset === start && cached.length === end - start) return cached;
-    const view = receiveSlab.subarray(start, end);
-    if (key >= 0) receiveViews[key] = view;
-    return view;
-  };
+  // The views handed to the listener, by slot and GRO segment (the segments past VIEWS_PER_SLOT share the
+  // last key): a bulk flow's datagrams get the same views again, not new objects.
+  const receiveViews = new ReusedViews();
 
   const receiveBatch = (listener: (datagram: Uint8Array, from: UdpEndpoint) => void, count: number) => {
     for (let i = 0; i < count; i++) {
@@ -485,14 +478,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       const segment = receiveRecords[record + RECORD_SEGMENT]!;
       const from = endpoints.lookup(record);
       if (segment <= 0) {
-        listener(receiveView(i * VIEWS_PER_SLOT, offset, end), from);
+        listener(receiveViews.view(i * VIEWS_PER_SLOT, receiveSlab, offset, end - offset), from);
         continue;
       }
       counts.groBatches++;
       for (let at = offset, k = 0; at < end; at += segment, k++) {
         counts.groDatagrams++;
-        const key = k < VIEWS_PER_SLOT ? i * VIEWS_PER_SLOT + k : -1;
-        listener(receiveView(key, at, Math.min(at + segment, end)), from);
+        const key = i * VIEWS_PER_SLOT + Math.min(k, VIEWS_PER_SLOT - 1);
+        listener(receiveViews.view(key, receiveSlab, at, Math.min(segment, end - at)), from);
       }
     }
   };

@@ -55,6 +55,7 @@ import {
 } from './ring.js';
 import type { CryptoThreadData } from './worker.js';
 import { builtWorker } from '../worker-file.js';
+import { ReusedViews } from '../views.js';
 
 /** Where the crypto threads' results go (the device). Views are valid until `flushed` returns. */
 export interface CryptoResults {
@@ -116,7 +117,7 @@ class CryptoThread {
    * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
    * the ring), so reading back makes no view per packet.
    */
-  private readonly viewAt: Array<Uint8Array | undefined>;
+  private readonly views = new ReusedViews();
   /** Retirements that found the ring full: written before any other record. */
   private readonly pendingRetires: number[] = [];
 
@@ -129,7 +130,6 @@ class CryptoThread {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
-    this.viewAt = new Array<Uint8Array | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -307,11 +307,9 @@ class CryptoThread {
     this.freed = offset;
   }
 
-  /** bytes[start, start + length) of the record at `slot`, as viewAt keeps it. */
+  /** bytes[start, start + length) of the record at `slot`, as `views` keeps it. */
   private view(slot: number, start: number, length: number): Uint8Array {
-    const cached = this.viewAt[slot];
-    if (cached !== undefined && cached.length === length) return cached;
-    return (this.viewAt[slot] = this.ring.bytes.subarray(start, start + length));
+    return this.views.view(slot, this.ring.bytes, start, length);
   }
 
   /** Reads back results until `bytes` fit; false if the thread stopped moving (it is then taken for dead). */

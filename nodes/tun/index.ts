@@ -18,6 +18,7 @@ import {
   TUN_F_TSO6,
   type OffloadDrops,
 } from '../offload.js';
+import { ReusedViews } from '../views.js';
 import { loadAddon } from './addon.js';
 
 export interface TunAddon {
@@ -150,13 +151,13 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
       const slab = new Uint8Array(READ_SLAB_BYTES);
       const records = new Int32Array(READ_BATCH_MAX * 2);
       const frames: Uint8Array[] = [];
+      const frameViews = new ReusedViews();
       const packets: Uint8Array[] = [];
       const deliver = (count: number) => {
-        frames.length = 0;
-        for (let i = 0; i < count; i++) {
-          const offset = records[2 * i]!;
-          frames.push(slab.subarray(offset, offset + records[2 * i + 1]!));
-        }
+        // Refilled, then cut to length: emptied first, an array gives up its storage and grows it again.
+        for (let i = 0; i < count; i++)
+          frames[i] = frameViews.view(i, slab, records[2 * i]!, records[2 * i + 1]!);
+        frames.length = count;
         let batch = frames;
         if (splitter) {
           packets.length = 0;

@@ -327,6 +327,41 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
     expect(concat(packets.map((p) => p.subarray(68)))).toEqual(payloadBytes(3000));
   });
 
+  test('12. reads laid out alike (one reused read buffer) get the same segment views back, each holding its own read', () => {
+    // As the TUN reader hands frames over: views into one read buffer, refilled for every read.
+    const readBuffer = new Uint8Array(16384);
+    const read = (...frames: Uint8Array[]): Uint8Array[] => {
+      let at = 0;
+      return frames.map((f) => {
+        readBuffer.set(f, at);
+        at += f.length;
+        return readBuffer.subarray(at - f.length, at);
+      });
+    };
+    const splitter = new GsoSplitter();
+    const splitRead = (frames: Uint8Array[]): Uint8Array[] => {
+      const packets: Uint8Array[] = [];
+      splitter.split(frames, packets);
+      return packets;
+    };
+    const reads = [1, 2, 3].map((seed) => [
+      superSegment('v4', 3000, 1400, { payload: payloadBytes(3000, seed) }),
+      frame(tcpPacket({ payload: payloadBytes(60, seed) })),
+    ]);
+    const first = splitRead(read(...reads[0]!));
+    const firstBytes = first.map((p) => p.slice());
+    const second = splitRead(read(...reads[1]!));
+    expect(second).toHaveLength(first.length);
+    second.forEach((packet, i) => expect(packet).toBe(first[i])); // no new view
+    expect(second.map((p) => p.slice())).toEqual(split(reads[1]!).packets);
+    expect(second.map((p) => p.slice())).not.toEqual(firstBytes);
+    // Laid out otherwise (another segment size): views of their own, bytes still right.
+    const third = splitRead(read(superSegment('v4', 3000, 1000, { payload: payloadBytes(3000, 3) })));
+    expect(third.map((p) => p.slice())).toEqual(
+      split([superSegment('v4', 3000, 1000, { payload: payloadBytes(3000, 3) })]).packets,
+    );
+  });
+
   const good = superSegment('v4', 3000, 1400);
   const v6InV4 = superSegment('v6', 3000, 1400);
   v6InV4[1] = 1; // TCPV4 over an IPv6 packet

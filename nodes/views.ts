@@ -1,0 +1,20 @@
+// Views handed out again: a batch's packets lie at the same places in a reused buffer batch after batch (a
+// bulk flow's are all full-sized), so a view made for a place and length serves every later packet there.
+// The views are as valid as the buffer's contents, which the caller reuses anyway: no view per packet.
+
+export class ReusedViews {
+  private readonly views: Array<Uint8Array | undefined> = [];
+
+  /** bytes[start, start + length), as the view last made for `key` when that one has the same place. */
+  view(key: number, bytes: Uint8Array, start: number, length: number): Uint8Array {
+    const cached = this.views[key];
+    if (
+      cached !== undefined &&
+      cached.length === length &&
+      cached.byteOffset === bytes.byteOffset + start &&
+      cached.buffer === bytes.buffer
+    )
+      return cached;
+    return (this.views[key] = bytes.subarray(start, start + length));
+  }
+}

@@ -40,6 +40,7 @@ import {
   KIND_WRAP,
   nextRecord,
   openRecord,
+  position,
   PROGRESS,
   recordAt,
   recordEnd,
@@ -98,6 +99,8 @@ class CryptoThread {
   peers = 0;
   /** Next record's offset (main thread only). */
   private written = 0;
+  /** Times `written` wrapped to 0: with it, what WRITTEN publishes (ring.ts position). */
+  private lap = 0;
   /** Oldest record not yet read back (main thread only). */
   private freed = 0;
   /** Records written this turn, not yet published. */
@@ -160,8 +163,9 @@ class CryptoThread {
     const size = recordSize(payload);
     const start = this.place(size);
     const { ints, capacity } = this.ring;
-    if (start === 0 && this.written !== 0 && capacity - this.written >= HEADER_BYTES) {
-      ints[this.written / 4 + H_KIND] = KIND_WRAP;
+    if (start < this.written) {
+      if (capacity - this.written >= HEADER_BYTES) ints[this.written / 4 + H_KIND] = KIND_WRAP;
+      this.lap++;
     }
     const record = start / 4;
     ints[record + H_KIND] = kind;
@@ -170,6 +174,7 @@ class CryptoThread {
     ints[record + H_LENGTH] = payload;
     ints[record + H_RESULT] = RESULT_PENDING;
     this.written = recordEnd(capacity, start, size);
+    if (this.written === 0) this.lap++;
     if (this.unpublished === 0) queueMicrotask(this.publish);
     if (++this.unpublished > ALONE_RECORDS || kind === KIND_INSTALL || kind === KIND_RETIRE)
       this.wakeThread = true;
@@ -222,7 +227,7 @@ class CryptoThread {
   readonly publish = (): void => {
     if (this.unpublished === 0) return;
     this.unpublished = 0;
-    Atomics.store(this.ring.control, WRITTEN, this.written);
+    Atomics.store(this.ring.control, WRITTEN, position(this.lap, this.written));
     if (this.wakeThread) Atomics.notify(this.ring.control, WRITTEN);
     this.wakeThread = false;
     this.help();

@@ -9,6 +9,11 @@
 // packets reorder. Key records (INSTALL, RETIRE) are claimed by the crypto thread only: they change its
 // own key table, which must follow ring order.
 //
+// WRITTEN and CLAIMED are positions: a byte offset in the data area, with the number of times the ring
+// wrapped (mod 2^LAP_BITS) above it. With bare offsets a claimant that read CLAIMED and the header there,
+// then stalled while the other side went once round the ring and back to the same offset, would win its
+// compare-and-exchange with a header a lap old (a record of another size, or one still being written).
+//
 // A record: a header of HEADER_INTS int32s, then its payload, the whole rounded up to RECORD_ALIGN bytes. A
 // record never wraps: when the tail is too short, a WRAP record (or nothing, when not even a header fits)
 // sends the reader back to offset 0.
@@ -22,8 +27,8 @@ import {
 } from '../../crypto/messages.js';
 
 /** Control words at the start of the buffer (int32 indices). */
-export const WRITTEN = 0; // byte offset after the last published record
-export const CLAIMED = 1; // byte offset of the next record nobody has claimed
+export const WRITTEN = 0; // position after the last published record
+export const CLAIMED = 1; // position of the next record nobody has claimed
 export const PROGRESS = 2; // passes the crypto thread finished: what the main thread waits on
 const CONTROL_BYTES = 64;
 
@@ -53,6 +58,16 @@ export const RESULT_PENDING = -3; // written with the record: nobody has finishe
 
 export const KEYS_BYTES = 64;
 
+const OFFSET_BITS = 22; // data areas up to 4 MiB
+const OFFSET_MASK = (1 << OFFSET_BITS) - 1;
+const LAP_BITS = 32 - OFFSET_BITS; // a stale claim needs 1,024 laps to pass for a fresh one
+const LAP_MASK = (1 << LAP_BITS) - 1;
+
+/** A ring position as WRITTEN and CLAIMED hold it (an int32, negative from lap 512 on). */
+export const position = (lap: number, offset: number): number => ((lap & LAP_MASK) << OFFSET_BITS) | offset;
+
+const lapOf = (position: number): number => (position >>> OFFSET_BITS) & LAP_MASK;
+
 export interface RingViews {
   readonly control: Int32Array;
   readonly ints: Int32Array;
@@ -72,7 +87,9 @@ export function ringViews(buffer: SharedArrayBuffer): RingViews {
 }
 
 export function createRing(capacity: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(CONTROL_BYTES + Math.ceil(capacity / RECORD_ALIGN) * RECORD_ALIGN);
+  const data = Math.ceil(capacity / RECORD_ALIGN) * RECORD_ALIGN;
+  if (data > OFFSET_MASK + 1) throw new RangeError(`a ring holds at most ${OFFSET_MASK + 1} bytes`);
+  return new SharedArrayBuffer(CONTROL_BYTES + data);
 }
 
 export const recordSize = (payload: number): number =>
@@ -106,10 +123,14 @@ export function claim(ring: RingViews, keyRecords: boolean): number {
   for (;;) {
     const claimed = Atomics.load(control, CLAIMED);
     if (claimed === Atomics.load(control, WRITTEN)) return -1;
-    const start = recordAt(ring, claimed);
+    const at = claimed & OFFSET_MASK;
+    const start = recordAt(ring, at);
+    const lap = start < at ? lapOf(claimed) + 1 : lapOf(claimed);
     const kind = ints[start / 4 + H_KIND];
     if (!keyRecords && (kind === KIND_INSTALL || kind === KIND_RETIRE)) return -1;
-    if (Atomics.compareExchange(control, CLAIMED, claimed, nextRecord(ring, start)) === claimed) return start;
+    const next = nextRecord(ring, start);
+    const after = position(next <= start ? lap + 1 : lap, next);
+    if (Atomics.compareExchange(control, CLAIMED, claimed, after) === claimed) return start;
   }
 }
 

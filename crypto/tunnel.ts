@@ -148,10 +148,6 @@ const SEND_BUFFER_MIN = 2048;
 // Views kept per reused send buffer. Transport lengths are few (the padded lengths are multiples of 16 up to
 // the MTU, and the MTU itself); the bound only matters for packets larger than the MTU.
 const SEND_VIEWS_MAX = 256;
-// Message objects whose delivered view is kept: a UDP batch's receive views (64 slots, up to 64 GRO segments
-// each) and the records of crypto threads' rings (about 2,900 full-sized ones in 4 MiB each); shells that
-// hand in a new object per message only ever refill it.
-const DELIVERED_VIEWS_MAX = 16384;
 
 /** A reused send buffer with a view of each length sealed into it, so a send action needs no new view. */
 class SendBuffer {
@@ -246,9 +242,10 @@ export class Tunnel {
   /**
    * With reuseActions: the view last delivered out of each message object decapsulated, handed out again
    * when the same object (an I/O shell's reused receive view) carries a packet of the same length, as a bulk
-   * flow's messages do: no view per packet.
+   * flow's messages do: no view per packet. Weak: a shell that hands in a new object per message (dgram)
+   * must not have its decrypted messages kept alive here.
    */
-  private readonly deliveredViews: Map<Uint8Array, Uint8Array> | undefined;
+  private readonly deliveredViews: WeakMap<Uint8Array, Uint8Array> | undefined;
   private reusedOpen: Mutable<OpenAction> | undefined;
   private readonly transportCrypto: TransportCrypto | undefined;
   private readonly peersByName = new Map<string, Peer>();
@@ -274,7 +271,7 @@ export class Tunnel {
     this.decryptInPlace = options.decryptInPlace ?? false;
     this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
     this.reusedActions = options.reuseActions ? [] : undefined;
-    this.deliveredViews = options.reuseActions ? new Map() : undefined;
+    this.deliveredViews = options.reuseActions ? new WeakMap() : undefined;
     this.transportCrypto = options.transportCrypto;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
@@ -921,10 +918,7 @@ export class Tunnel {
     let view = views?.get(message);
     if (view === undefined || view.length !== length) {
       view = message.subarray(TRANSPORT_CONTENT_OFFSET, TRANSPORT_CONTENT_OFFSET + length);
-      if (views !== undefined) {
-        if (views.size >= DELIVERED_VIEWS_MAX) views.clear();
-        views.set(message, view);
-      }
+      views?.set(message, view);
     }
     return view;
   }

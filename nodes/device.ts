@@ -61,6 +61,7 @@ export class Device implements UapiDevice {
    */
   private turnTime: number | undefined = undefined;
   private readonly deliveries: Uint8Array[] = [];
+  private deliveryCount = 0;
   private readonly threads: CryptoThreads | undefined;
   private readonly handshakes: HandshakeWorkers | undefined;
   private failure: Error | undefined;
@@ -209,7 +210,8 @@ export class Device implements UapiDevice {
           break;
         case 'deliver':
           this.metrics?.innerPacket('rx', action.packet);
-          if (this.deliveries.push(action.packet) === 1) queueMicrotask(this.writeDeliveries);
+          if (this.deliveryCount === 0) queueMicrotask(this.writeDeliveries);
+          this.deliveries[this.deliveryCount++] = action.packet;
           break;
         case 'drop':
           this.metrics?.drop(action.reason);
@@ -230,9 +232,14 @@ export class Device implements UapiDevice {
   // Packets for the interface are written once per event-loop turn, when the batch that produced them is
   // done: one native call per UDP batch. They may be views into the UDP batch's buffer, which is reused
   // only after this turn's microtasks ran.
+  // The array is refilled from its start and cut to the turn's count, never emptied: emptied, an array gives
+  // up its storage and grows it again, piece by piece, every batch.
   private readonly writeDeliveries = (): void => {
-    if (!this.closed && this.deliveries.length > 0) this.packets.writeMany(this.deliveries);
-    this.deliveries.length = 0;
+    const count = this.deliveryCount;
+    this.deliveryCount = 0;
+    if (this.closed || count === 0) return;
+    this.deliveries.length = count;
+    this.packets.writeMany(this.deliveries);
   };
 
   // --- configuration (UAPI and startup) --------------------------------------------------------------

@@ -105,11 +105,11 @@ export function checkRunArguments(args: RunArguments): Checked<RunSettings> {
   try {
     broker = new URL(args.broker);
   } catch {
-    return bad(`--broker must be an http(s) URL, not '${args.broker.slice(0, 64)}'`);
+    // Never echoed, here or below: a password may be in it.
+    return bad('--broker must be an http(s) URL (http[s]://host[:port])');
   }
   if (broker.protocol !== 'http:' && broker.protocol !== 'https:')
-    return bad(`--broker must be an http(s) URL, not '${args.broker.slice(0, 64)}'`);
-  // Never echoed: a password may be in it.
+    return bad(`--broker must be an http(s) URL, not ${broker.protocol}`);
   if (broker.username !== '' || broker.password !== '')
     return bad('--broker must not hold a user or password: the node signs in with its token');
   if (broker.search !== '' || broker.hash !== '')

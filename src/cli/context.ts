@@ -32,12 +32,12 @@ function brokerUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw usageError(`not a URL: ${raw} (give --api or TB_API as http(s)://host[:port])`);
+    // Never echoed, here or below: a password may be in it.
+    throw usageError('--api / TB_API is not a URL (give it as http(s)://host[:port])');
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw usageError(`--api / TB_API must be an http(s) URL, not ${url.protocol}`);
   }
-  // Never echoed: a password may be in it.
   if (url.username !== '' || url.password !== '')
     throw usageError('--api / TB_API must not hold a user or password: sign in with `tunnelbyte login`');
   return raw;

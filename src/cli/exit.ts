@@ -108,7 +108,8 @@ export function describeError(err: unknown): Described {
   if (err instanceof ApiError) return describeApiError(err);
   if (err instanceof RequestAborted) return describeError(interrupted());
   if (err instanceof NetworkError && err.refused !== undefined) {
-    return { line: `--api / TB_API ${err.url}: ${err.refused}`, exitCode: EXIT.usage };
+    // Without its query or fragment, which may carry a key.
+    return { line: `--api / TB_API ${err.url.split(/[?#]/)[0]}: ${err.refused}`, exitCode: EXIT.usage };
   }
   if (err instanceof NetworkError && err.timeoutMs !== undefined) {
     return {

@@ -246,6 +246,19 @@ describe('errors shared by every command', () => {
       "option '--ttl <seconds>' argument 'soon' is invalid. a whole number of seconds ≥ 1 (see --help)",
     ],
     [8, ['regions'], { TB_FINGERPRINT: 'xyz' }, 'TB_FINGERPRINT must be 16 to 128 hex digits'],
+    // A password or a query in a URL that fails a check is never echoed.
+    [
+      9,
+      ['regions', '--api', 'http://me:hunter2@127.0.0.1:99999'],
+      {},
+      '--api / TB_API is not a URL (give it as http(s)://host[:port])',
+    ],
+    [
+      10,
+      ['regions', '--api', 'http://127.0.0.1:1/?key=hunter2'],
+      {},
+      '--api / TB_API http://127.0.0.1:1/: fetch refuses this URL (bad port)',
+    ],
   ];
   test.each(badValues)('4b.%i a bad value exits 2 with one line', async (_n, argv, env, line) => {
     const m = machine(b.url);

@@ -580,7 +580,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
       'http://127.0.0.1:99999',
       { kind: 'refused_url', message: expect.stringMatching(/not a URL fetch can request$/) },
     ],
-    [6, 'http://no-such-host.invalid', { kind: 'unavailable' }],
+    [6, 'http://127.0.0.1:2', { kind: 'unavailable' }], // nobody listens: an outage, retried
   ];
   test.each(urls)('#%i %s', async (_n, base, expected) => {
     const client = new BrokerClient(base, 'tbn_x');
@@ -751,6 +751,13 @@ describe('checkRunArguments', () => {
     [19, { metrics: '[::1]:x' }, /^--metrics: /],
     [20, { threads: '65' }, "--threads (TB_THREADS) must be a whole number from 1 to 64, not '65'"],
     [21, { threads: '2.5' }, "--threads (TB_THREADS) must be a whole number from 1 to 64, not '2.5'"],
+    // A password in a URL that fails an earlier check is not echoed either.
+    [
+      22,
+      { broker: 'http://u:hunter2@127.0.0.1:99999/' },
+      '--broker must be an http(s) URL (http[s]://host[:port])',
+    ],
+    [23, { broker: 'ftp://u:hunter2@127.0.0.1/' }, '--broker must be an http(s) URL, not ftp:'],
   ];
   test.each(refusals)('#%i refused: %j', (_n, args, message) => {
     const checked = checkRunArguments({ ...base, ...args });

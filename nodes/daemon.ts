@@ -14,7 +14,7 @@ import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
-import { warmDataPath, warmDevicePath } from './warmup.js';
+import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath } from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -133,7 +133,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       engineOptions,
       (udpOptions) => openUdp({ ...udpOptions, ...socketSettings }),
       host !== undefined && isIPv4(host),
-    ).catch((error: Error) => options.log?.(`warm-up over loopback skipped: ${error.message}`));
+    ).then(
+      (delivered) => {
+        if (delivered < WARM_DEVICE_PACKETS)
+          options.log?.(`warm-up over loopback stopped after ${delivered} of ${WARM_DEVICE_PACKETS} packets`);
+      },
+      (error: Error) => options.log?.(`warm-up over loopback skipped: ${error.message}`),
+    );
     const tunnel = new Tunnel({
       privateKey: options.privateKey,
       ...engineOptions,
@@ -183,7 +189,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let metricsPort: number | undefined;
     if (options.metrics) {
-      const server = await serveMetrics(metrics, options.metrics.host, options.metrics.port);
+      const { host: metricsHost, port } = options.metrics;
+      const server = await named(`metrics ${metricsHost}:${port}`, () =>
+        serveMetrics(metrics, metricsHost, port),
+      );
       metricsPort = server.port;
       cleanups.push(() => server.close());
     }

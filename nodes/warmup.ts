@@ -15,8 +15,10 @@ import { Device, type OpenUdp, type PacketIo } from './device.js';
 /** Packets per direction: enough for V8 to optimize every function the data path runs. */
 export const WARM_PACKETS = 2000;
 /** Event-loop turns per direction through the warm-up devices, a few packets each. */
-export const WARM_TURNS = 400;
-export const WARM_PACKETS_PER_TURN = 4;
+const WARM_TURNS = 400;
+const WARM_PACKETS_PER_TURN = 4;
+/** Packets the device warm-up carries, both ways together. */
+export const WARM_DEVICE_PACKETS = 2 * WARM_TURNS * WARM_PACKETS_PER_TURN;
 /**
  * How long one turn may take before the warm-up gives up: a loopback that drops what it is given must not
  * hold up the start for long, while a machine busy enough to starve this process for a while (a 2-core CI

@@ -93,7 +93,7 @@ describe('tunnelbyte-node start-up failures', () => {
     ]);
     expect(status).toBe(1);
     expect(stderr).toBe(
-      `tunnelbyte-node: listen EADDRINUSE: address already in use 127.0.0.1:${METRICS_PORT}\n`,
+      `tunnelbyte-node: metrics 127.0.0.1:${METRICS_PORT}: listen EADDRINUSE: address already in use 127.0.0.1:${METRICS_PORT}\n`,
     );
   });
 

@@ -5,13 +5,7 @@ import { readdirSync } from 'node:fs';
 
 import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
-import {
-  WARM_PACKETS,
-  WARM_PACKETS_PER_TURN,
-  WARM_TURNS,
-  warmDataPath,
-  warmDevicePath,
-} from '../../nodes/warmup.js';
+import { WARM_DEVICE_PACKETS, WARM_PACKETS, warmDataPath, warmDevicePath } from '../../nodes/warmup.js';
 
 const NODE_OPTIONS = { decryptInPlace: true, reuseSendBuffers: true, reuseActions: true };
 const CASES = [
@@ -39,7 +33,7 @@ describe('warmDevicePath', () => {
       // dgram keeps a datagram until it is sent: the engine must not reuse its send buffers then (as the node).
       const options = engine({ ...NODE_OPTIONS, reuseSendBuffers: socket.batched });
       const delivered = await warmDevicePath(options, (o) => openUdp({ ...o, ...socket }), ipv4Only);
-      expect(delivered).toBe(2 * WARM_TURNS * WARM_PACKETS_PER_TURN);
+      expect(delivered).toBe(WARM_DEVICE_PACKETS);
       expect(openFds()).toBe(before);
     },
   );
@@ -52,6 +46,16 @@ describe('warmDevicePath', () => {
     await expect(warmDevicePath(engine(NODE_OPTIONS), openSecondFails, true)).rejects.toThrow(
       /EADDRNOTAVAIL/,
     );
+    expect(openFds()).toBe(before);
+  });
+
+  test('5. a loopback that drops everything: the warm-up gives up after one turn and says it delivered 0', async () => {
+    const before = openFds();
+    const dropping: typeof openUdp = async (o) => ({
+      ...(await openUdp({ ...o, batched: true })),
+      send: () => undefined,
+    });
+    expect(await warmDevicePath(engine(NODE_OPTIONS), dropping, true)).toBe(0);
     expect(openFds()).toBe(before);
   });
 });

@@ -134,6 +134,13 @@ export interface TunnelOptions {
    * then allocated per packet for them.
    */
   reuseActions?: boolean;
+  /**
+   * With reuseActions: decapsulate (and transportOpened) are handed the same message objects again (a
+   * receive slab's views, a crypto thread's ring records), so the packet view delivered out of each is kept
+   * and handed out again while the length matches: no view per packet. Off for a shell that hands in a new
+   * object per message, whose messages the kept views would only keep alive.
+   */
+  reusedMessages?: boolean;
   /** Seal and open transport messages outside the engine (see TransportCrypto). */
   transportCrypto?: TransportCrypto;
 }
@@ -145,6 +152,10 @@ type DeliverAction = Mutable<Extract<TunnelAction, { kind: 'deliver' }>>;
 // A reused send buffer fits the packet, the transport header, the tag and at most 15 bytes of padding.
 const SEND_BUFFER_OVERHEAD = 64;
 const SEND_BUFFER_MIN = 2048;
+// Message objects whose delivered view is kept (TunnelOptions.reusedMessages): a UDP batch's receive views
+// (64 slots, up to 64 GRO segments each) and the records of crypto threads' rings (about 2,900 full-sized ones
+// in 4 MiB each). The bound only matters for a shell that hands in more objects than it said.
+const DELIVERED_VIEWS_MAX = 16384;
 // Views kept per reused send buffer. Transport lengths are few (the padded lengths are multiples of 16 up to
 // the MTU, and the MTU itself); the bound only matters for packets larger than the MTU.
 const SEND_VIEWS_MAX = 256;
@@ -242,10 +253,9 @@ export class Tunnel {
   /**
    * With reuseActions: the view last delivered out of each message object decapsulated, handed out again
    * when the same object (an I/O shell's reused receive view) carries a packet of the same length, as a bulk
-   * flow's messages do: no view per packet. Weak: a shell that hands in a new object per message (dgram)
-   * must not have its decrypted messages kept alive here.
+   * flow's messages do: no view per packet (TunnelOptions.reusedMessages).
    */
-  private readonly deliveredViews: WeakMap<Uint8Array, Uint8Array> | undefined;
+  private readonly deliveredViews: Map<Uint8Array, Uint8Array> | undefined;
   private reusedOpen: Mutable<OpenAction> | undefined;
   private readonly transportCrypto: TransportCrypto | undefined;
   private readonly peersByName = new Map<string, Peer>();
@@ -271,7 +281,7 @@ export class Tunnel {
     this.decryptInPlace = options.decryptInPlace ?? false;
     this.sendBuffers = options.reuseSendBuffers ? [] : undefined;
     this.reusedActions = options.reuseActions ? [] : undefined;
-    this.deliveredViews = options.reuseActions ? new WeakMap() : undefined;
+    this.deliveredViews = options.reuseActions && options.reusedMessages ? new Map() : undefined;
     this.transportCrypto = options.transportCrypto;
     this.indices = new IndexTable<IndexEntry>(options.randomBytes);
     this.local = localStatic(clamp(options.privateKey));
@@ -918,7 +928,10 @@ export class Tunnel {
     let view = views?.get(message);
     if (view === undefined || view.length !== length) {
       view = message.subarray(TRANSPORT_CONTENT_OFFSET, TRANSPORT_CONTENT_OFFSET + length);
-      views?.set(message, view);
+      if (views !== undefined) {
+        if (views.size >= DELIVERED_VIEWS_MAX) views.clear();
+        views.set(message, view);
+      }
     }
     return view;
   }

@@ -119,6 +119,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
       reuseSendBuffers: options.batchedUdp,
       reuseActions: true, // Device.perform carries out every action before it calls the engine again
+      // The batched socket's slots and the crypto threads' ring records come back; dgram's Buffers do not.
+      reusedMessages: options.batchedUdp || options.threads > 1,
     };
     // The socket as the node's own, less what only the node's socket has (its address, counts, notices).
     const socketSettings = {

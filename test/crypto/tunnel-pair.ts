@@ -165,7 +165,7 @@ export interface PairOptions {
   decryptInPlace?: boolean;
   /** A seals transport messages into reused buffers (TunnelOptions.reuseSendBuffers). */
   aReusesSendBuffers?: boolean;
-  /** Both tunnels reuse their data-path results (TunnelOptions.reuseActions). */
+  /** Both tunnels reuse their data-path results (TunnelOptions.reuseActions, and reusedMessages with it). */
   reuseActions?: boolean;
   /** B's transport messages are sealed and opened outside its engine (TunnelOptions.transportCrypto). */
   bTransportCrypto?: boolean;
@@ -202,6 +202,7 @@ export class TunnelPair {
       wallClockMs,
       decryptInPlace: options.decryptInPlace ?? false,
       reuseActions: options.reuseActions ?? false,
+      reusedMessages: options.reuseActions ?? false,
     };
     this.a = new Tunnel({
       privateKey: this.keys.a.privateKey,

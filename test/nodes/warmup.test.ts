@@ -7,7 +7,12 @@ import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
 import { WARM_DEVICE_PACKETS, WARM_PACKETS, warmDataPath, warmDevicePath } from '../../nodes/warmup.js';
 
-const NODE_OPTIONS = { decryptInPlace: true, reuseSendBuffers: true, reuseActions: true };
+const NODE_OPTIONS = {
+  decryptInPlace: true,
+  reuseSendBuffers: true,
+  reuseActions: true,
+  reusedMessages: true,
+};
 const CASES = [
   ['1. the node options', NODE_OPTIONS],
   ['2. engine defaults', {}],
@@ -30,8 +35,12 @@ describe('warmDevicePath', () => {
     '%i. %s: every packet each way is delivered; no socket stays open',
     async (_n, _what, socket, ipv4Only) => {
       const before = openFds();
-      // dgram keeps a datagram until it is sent: the engine must not reuse its send buffers then (as the node).
-      const options = engine({ ...NODE_OPTIONS, reuseSendBuffers: socket.batched });
+      // dgram keeps a datagram until it is sent and hands in a new one each time: neither is reused (as the node).
+      const options = engine({
+        ...NODE_OPTIONS,
+        reuseSendBuffers: socket.batched,
+        reusedMessages: socket.batched,
+      });
       const delivered = await warmDevicePath(options, (o) => openUdp({ ...o, ...socket }), ipv4Only);
       expect(delivered).toBe(WARM_DEVICE_PACKETS);
       expect(openFds()).toBe(before);

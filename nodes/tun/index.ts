@@ -33,7 +33,7 @@ export interface TunAddon {
     records: Int32Array,
     onFrames: (count: number) => void,
     onError: (message: string) => void,
-  ): { stop(): void; readNow(): void };
+  ): { stop(): void };
 }
 
 // Implementation limits, not protocol constants. A read needs a whole frame's room (64 KiB + a vnet header).
@@ -105,8 +105,7 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
   const { fd, name: actualName, offload } = openNative(native, name, options.offload ?? false);
   const splitter = offload.enabled ? new GsoSplitter() : undefined;
   const coalescer = offload.enabled ? new GroCoalescer() : undefined;
-  let reader: { stop(): void; readNow(): void } | undefined;
-  let readQueued = false;
+  let reader: { stop(): void } | undefined;
   let closed = false;
   let errorListener: (error: Error) => void = () => undefined;
 
@@ -122,24 +121,10 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
     return accepted;
   };
 
-  // The kernel often answers a write before write() returns (an echo reply, a TCP ACK): read it in this
-  // turn, once the caller is done, instead of after another poll of the event loop.
-  const readSoon = () => {
-    readQueued = false;
-    reader?.readNow();
-  };
-
   const writeMany = (packets: readonly Uint8Array[]): number => {
     if (closed) return 0;
-    const accepted =
-      coalescer === undefined
-        ? writeFrames(packets)
-        : writeFrames(coalescer.coalesce(packets), coalescer.packetsPerFrame);
-    if (!readQueued && reader !== undefined) {
-      readQueued = true;
-      queueMicrotask(readSoon);
-    }
-    return accepted;
+    if (coalescer === undefined) return writeFrames(packets);
+    return writeFrames(coalescer.coalesce(packets), coalescer.packetsPerFrame);
   };
 
   return {

@@ -160,7 +160,7 @@ static void tun_drain(watcher_t *watcher) {
   if (failure) watcher_fail(watcher, watcher->error_prefix, failure);
 }
 
-// startReading(fd, slab, records, onFrames(count), onError(message)) -> { stop(), readNow() }
+// startReading(fd, slab, records, onFrames(count), onError(message)) -> { stop() }
 // onFrames must be done with the slab and records when it returns: the next read overwrites them.
 static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
   const char *usage = "startReading(fd, slab, records, onFrames, onError)";

@@ -129,15 +129,6 @@ static napi_value stop_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value read_now_js(napi_env env, napi_callback_info info) {
-  napi_value self;
-  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
-  watcher_t *watcher;
-  // A stopped watcher is unwrapped: readNow() is then a no-op, like stop().
-  if (napi_unwrap(env, self, (void **)&watcher) == napi_ok) watcher->drain(watcher);
-  return NULL;
-}
-
 #define START_CHECK(call)                                         \
   do {                                                            \
     if ((call) != napi_ok) {                                      \
@@ -170,7 +161,7 @@ napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on
   }
   watcher->poll.data = watcher;
   // From here on every failure goes through watcher_stop, which releases what was made so far.
-  napi_value name, handle, stop, read_now;
+  napi_value name, handle, stop;
   if (napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_object(env, &handle) != napi_ok ||
       napi_async_init(env, handle, name, &watcher->async_context) != napi_ok) {
@@ -184,8 +175,6 @@ napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on
   if (buffers != NULL) START_CHECK(napi_create_reference(env, buffers, 1, &watcher->buffers));
   START_CHECK(napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop_js, NULL, &stop));
   START_CHECK(napi_set_named_property(env, handle, "stop", stop));
-  START_CHECK(napi_create_function(env, "readNow", NAPI_AUTO_LENGTH, read_now_js, NULL, &read_now));
-  START_CHECK(napi_set_named_property(env, handle, "readNow", read_now));
   START_CHECK(napi_wrap(env, handle, watcher, NULL, NULL, NULL));
   START_CHECK(napi_create_reference(env, handle, 1, &watcher->self));
   err = uv_poll_start(&watcher->poll, UV_READABLE, on_readable);

@@ -52,9 +52,7 @@ void *typed_arg(napi_env env, napi_value value, napi_typedarray_type want, size_
 // close(fd) for JS: throws on a bad descriptor.
 napi_value close_fd_js(napi_env env, napi_callback_info info);
 
-// Starts watching fd. Returns the JS handle { stop(), readNow() }, or NULL with an exception pending (state
-// is freed). readNow() drains what is ready at once, without waiting for the loop's next poll: for a caller
-// whose own write made data ready (a TUN write the kernel answers at once: an echo reply, a TCP ACK).
+// Starts watching fd. Returns the JS handle { stop() }, or NULL with an exception pending (state is freed).
 napi_value watcher_start(napi_env env, int fd, napi_value on_data, napi_value on_error, napi_value buffers,
                          const char *resource_name, const char *error_prefix, watcher_drain_fn drain,
                          void *state);

@@ -109,6 +109,8 @@ class CryptoThread {
   private wakeThread = false;
   private armed = false;
   private reaping = false;
+  /** The thread stopped moving (makeRoom waited STALLED_MS in vain): taken for dead, never waited on again. */
+  private stalled = false;
   /**
    * Per record, by its offset in RECORD_ALIGN units: the keypair it is for and the endpoint (seal: to,
    * open: from). Records live at distinct offsets until freed, so these need no queue.
@@ -129,6 +131,8 @@ class CryptoThread {
     buffer: SharedArrayBuffer,
     private readonly mtu: number,
     private readonly results: () => CryptoResults | undefined,
+    /** The pool's one-line report of this thread's death (said once, whatever the cause). */
+    private readonly died: (why: string) => void,
   ) {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
@@ -317,9 +321,13 @@ class CryptoThread {
     return this.views.view(slot, this.ring.bytes, start, length);
   }
 
-  /** Reads back results until `bytes` fit; false if the thread stopped moving (it is then taken for dead). */
+  /**
+   * Reads back results until `bytes` fit; false if the thread stopped moving: it is then taken for dead,
+   * reported, and never waited for again (what finds no room is dropped as queue_full).
+   */
   makeRoom(bytes: number): boolean {
-    if (this.reaping) return this.hasRoom(bytes); // space is freed when the outer reap returns
+    // Reaping: space is freed when the outer reap returns.
+    if (this.reaping || this.stalled) return this.hasRoom(bytes);
     let waited = 0;
     while (!this.hasRoom(bytes)) {
       this.publish();
@@ -329,7 +337,11 @@ class CryptoThread {
       if (this.freed === freed) {
         if (Atomics.wait(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS) === 'timed-out')
           waited += WAIT_SLICE_MS;
-        if (waited >= STALLED_MS) return false;
+        if (waited >= STALLED_MS) {
+          this.stalled = true;
+          this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
+          return false;
+        }
       }
     }
     return true;
@@ -352,8 +364,8 @@ export class CryptoThreads implements TransportCrypto {
   ) {}
 
   /**
-   * Starts `count` threads. `onExit` is told, once, if any thread ends while the node runs (a crash): the
-   * node cannot carry on without the peers pinned to it.
+   * Starts `count` threads. `onExit` is told, once per thread, if any thread ends while the node runs (a
+   * crash) or stops making progress (a hang): the node cannot carry on without the peers pinned to it.
    */
   static async start(count: number, mtu: number, onExit: (line: string) => void): Promise<CryptoThreads> {
     const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
@@ -371,7 +383,7 @@ export class CryptoThreads implements TransportCrypto {
       };
       worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
       worker.on('exit', (code) => died(`exited with code ${code}`));
-      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results));
+      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results, died));
     }
     const ready = (worker: Worker) =>
       new Promise<void>((resolve, reject) => {

@@ -12,6 +12,7 @@ import {
 } from '../../crypto/messages.js';
 import type { DropReason, Endpoint, OpenAction, SealAction } from '../../crypto/tunnel.js';
 import { CryptoThreads, type CryptoResults } from '../../nodes/threads/pool.js';
+import { createRing, ringViews, type RingViews } from '../../nodes/threads/ring.js';
 import { eventually } from '../helpers/eventually.js';
 
 const TO: Endpoint = { address: '192.0.2.1', port: 51820 };
@@ -232,3 +233,44 @@ test('a crypto thread that dies is reported once, in one line', async () => {
     await threads.close();
   }
 });
+
+test('a crypto thread that hangs is reported once, in one line, and never waited for again', async () => {
+  const exits: string[] = [];
+  const threads = await CryptoThreads.start(2, DEFAULT_MTU, (line) => exits.push(line));
+  const wait = Atomics.wait;
+  let waits = 0;
+  try {
+    // As a hang would: thread 0 stays alive but its ring is never served again (the pool's private list
+    // is given a fresh ring the thread does not watch). The first record is a keypair's keys, which only
+    // the thread takes, so the main thread cannot finish the seals behind it either.
+    const internals = threads as unknown as { threads: { ring: RingViews }[] };
+    internals.threads[0]!.ring = ringViews(createRing(internals.threads[0]!.ring.capacity));
+    const { ours } = keypairs(31, 11);
+    const seal = (): SealAction => ({
+      kind: 'seal',
+      keypair: ours,
+      counter: ours.reserveCounter(),
+      packet: packet(0),
+      to: TO,
+      peer: 'peer-hung',
+    });
+    let queued = 0;
+    while (threads.seal(seal())) queued++;
+    expect(queued).toBeGreaterThan(1000); // the ring filled up
+    Atomics.wait = ((array: Int32Array, index: number, value: number, timeout?: number) => {
+      waits++;
+      return wait(array, index, value, timeout);
+    }) as typeof Atomics.wait;
+    threads.makeRoom(1400); // waits for the thread until it is taken for dead
+    expect(exits).toEqual(['crypto thread 0 stopped making progress for 5 s']);
+    expect(waits).toBeGreaterThan(0);
+    waits = 0;
+    threads.makeRoom(1400);
+    expect(waits).toBe(0); // not waited for again
+    expect(threads.seal(seal())).toBe(false); // dropped as queue_full, as before
+    expect(exits).toHaveLength(1);
+  } finally {
+    Atomics.wait = wait;
+    await threads.close();
+  }
+}, 20_000);

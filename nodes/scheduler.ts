@@ -41,6 +41,11 @@ export class TimerScheduler<A> {
     if (this.stopped) return;
     const deadline = this.engine.nextDeadline();
     if (deadline === this.armedFor) return;
+    // A timer armed for an earlier moment stays: when it fires, the engine finds nothing due and the timer
+    // moves on. Deadlines move later with nearly every packet (a keepalive pushed back), and re-arming for
+    // each move made a new timer every event-loop turn of a busy node. With no deadline left it is cancelled,
+    // so nothing keeps the event loop alive for it.
+    if (deadline !== undefined && this.armedFor !== undefined && this.armedFor < deadline) return;
     this.cancel();
     if (deadline === undefined) return;
     this.armedFor = deadline;

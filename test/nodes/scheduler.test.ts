@@ -89,6 +89,26 @@ describe('TimerScheduler', () => {
     expect(engine.ticks).toEqual([10]);
   });
 
+  test('a deadline that moves later keeps the armed timer: it fires early, finds nothing due, and moves on', () => {
+    const { timers, engine, fired, scheduler } = setup();
+    engine.deadlines = [100];
+    scheduler.rearm();
+    const [armed] = timers.pending.keys();
+    for (const later of [150, 200, 250]) {
+      engine.deadlines = [later]; // as a keepalive pushed back by each packet
+      scheduler.rearm();
+      expect([...timers.pending.keys()]).toEqual([armed]);
+    }
+    timers.advance(100);
+    expect([engine.ticks, fired]).toEqual([[100], []]);
+    expect(timers.pending.size).toBe(1);
+    timers.advance(150);
+    expect([engine.ticks, fired]).toEqual([[100, 250], [250]]);
+    engine.deadlines = [];
+    scheduler.rearm();
+    expect(timers.pending.size).toBe(0);
+  });
+
   test('a deadline already past fires at once; stop cancels', () => {
     const { timers, engine, scheduler } = setup();
     timers.now = 500;

@@ -1,4 +1,4 @@
-// Drives the engine's timers: one re-armed setTimeout for the earliest deadline of all peers, never a
+// Drives the engine's timers: one setTimeout, never later than the earliest deadline of all peers, never a
 // timer per peer. The engine only knows monotonic milliseconds, so the clock here is performance.now().
 import { performance } from 'node:perf_hooks';
 

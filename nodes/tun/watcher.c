@@ -97,14 +97,48 @@ int watcher_call(watcher_t *watcher, size_t argc, napi_value *argv) {
   return !watcher->stopped;
 }
 
-void watcher_fail(watcher_t *watcher, const char *prefix, int err) {
+// Reports `text` to the error callback and stops watching.
+static void fail_with(watcher_t *watcher, const char *text) {
   if (watcher->stopped) return;
-  char text[160];
-  snprintf(text, sizeof text, "%s: %s", prefix, strerror(err));
+  // Off the loop before JS hears of it: the callback (or a microtask it runs) may close the fd and open
+  // another with the same number, which libuv refuses to poll while this handle still claims it.
+  uv_poll_stop(&watcher->poll);
   napi_value message;
   napi_create_string_utf8(watcher->env, text, NAPI_AUTO_LENGTH, &message);
   call(watcher, watcher->on_error, 1, &message);
   watcher_stop(watcher);
+}
+
+void watcher_fail(watcher_t *watcher, const char *prefix, int err) {
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", prefix, strerror(err));
+  fail_with(watcher, text);
+}
+
+// Whether every buffer the drain function writes into is still attached. The drain holds raw pointers
+// taken at start; JS can detach an ArrayBuffer (a transfer to a worker or structuredClone), which frees
+// or moves its memory, and a read into it then would write into freed memory. A few Node-API calls per
+// wakeup, not per datagram. Unsure (a call failed) counts as detached: better no read than a bad one.
+static int buffers_attached(watcher_t *watcher) {
+  if (watcher->buffers == NULL) return 1;
+  napi_env env = watcher->env;
+  napi_value buffers;
+  uint32_t count;
+  if (napi_get_reference_value(env, watcher->buffers, &buffers) != napi_ok ||
+      napi_get_array_length(env, buffers, &count) != napi_ok)
+    return 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value array, arraybuffer;
+    napi_typedarray_type type;
+    size_t length, offset;
+    void *data;
+    bool detached;
+    if (napi_get_element(env, buffers, i, &array) != napi_ok ||
+        napi_get_typedarray_info(env, array, &type, &length, &data, &arraybuffer, &offset) != napi_ok ||
+        napi_is_detached_arraybuffer(env, arraybuffer, &detached) != napi_ok || detached)
+      return 0;
+  }
+  return 1;
 }
 
 static void on_readable(uv_poll_t *poll, int status, int events) {
@@ -114,6 +148,10 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
   napi_open_handle_scope(watcher->env, &scope);
   if (status < 0) {
     watcher_fail(watcher, watcher->error_prefix, -status);
+  } else if (!buffers_attached(watcher)) {
+    char text[160];
+    snprintf(text, sizeof text, "%s: buffer detached", watcher->error_prefix);
+    fail_with(watcher, text);
   } else {
     watcher->drain(watcher);
   }

@@ -26,7 +26,8 @@ struct watcher {
   napi_ref on_data;
   napi_ref on_error;
   napi_ref self;      // strong while watching: a watcher must not vanish with GC while packets flow
-  napi_ref buffers;   // strong: the JS buffers the drain function writes into (may be NULL)
+  napi_ref buffers;   // strong: a JS array of the typed arrays the drain function writes into (may be NULL);
+                      // checked still attached before each drain, which fails the watcher otherwise
   napi_async_context async_context;
   const char *error_prefix;  // "TUN read": a failed poll is reported as "<prefix>: <strerror>"
   int fd;

@@ -1,14 +1,17 @@
 // The TUN addon (nodes/tun/tun.c) fed what it must survive: wrong types, bad lengths and vnet headers,
 // refused ioctls, closed descriptors. Each case checks it answers with an error, a -errno or a refused
 // write (never a crash) and that no descriptor leaks (counted in /proc/self/fd). Needs CAP_NET_ADMIN.
+import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HEADER_SIZE } from '../../nodes/offload.js';
 import { loadAddon } from '../../nodes/tun/addon.js';
 import type { TunAddon } from '../../nodes/tun/index.js';
+import { netnsHarness } from './netns.js';
 
 const addon = loadAddon<TunAddon>('tun');
+const harness = netnsHarness();
 const openFds = () => readdirSync('/proc/self/fd').length;
 const name = () => `tb${process.pid}a%d`;
 const noop = () => undefined;
@@ -123,4 +126,39 @@ describe('tun addon: bad input', () => {
     expect(openFds()).toBe(before);
     addon.close(fd);
   });
+});
+
+describe('tun addon: buffers JS takes away', () => {
+  test.each([
+    [1, 'slab'],
+    [2, 'records'],
+  ])(
+    '14.%i. the %s detached (a transfer) while reading: one error at the next packet, no read into it, nothing leaks',
+    async (_n, which) => {
+      // The TUN lives in a namespace of its own, so the ping that makes it readable stays there.
+      const ns = await harness.namespace('detach');
+      const before = openFds();
+      const { fd, name: ifname } = addon.open(harness.interfaceName(), false);
+      execFileSync('ip', ['link', 'set', 'dev', ifname, 'netns', ns.name]);
+      await ns.exec('ip', ['address', 'add', '10.251.0.1/24', 'dev', ifname]);
+      await ns.exec('ip', ['link', 'set', 'dev', ifname, 'up']);
+      const slab = new Uint8Array(70_000);
+      const records = new Int32Array(2);
+      const batches: number[] = [];
+      const failed = new Promise<string>((resolveError) => {
+        addon.startReading(fd, slab, records, (count) => batches.push(count), resolveError);
+      });
+      const detached = which === 'slab' ? slab.buffer : records.buffer;
+      const moved = structuredClone(detached, { transfer: [detached] });
+      expect(detached.byteLength).toBe(0);
+      // Nobody answers: ping fails, but its request is in the TUN.
+      const ping = ns.exec('ping', ['-c', '1', '-W', '1', '10.251.0.2']).catch((error: Error) => error);
+      expect(await failed).toBe('TUN read: buffer detached');
+      expect(await ping).toBeInstanceOf(Error);
+      expect(batches).toEqual([]);
+      expect(new Uint8Array(moved).every((byte) => byte === 0)).toBe(true); // the packet was not read
+      addon.close(fd);
+      expect(openFds()).toBe(before);
+    },
+  );
 });

@@ -249,6 +249,34 @@ describe('udp addon: datagrams and descriptors', () => {
     reader.stop();
     expect(() => addon.bufferSizes(fd)).toThrow(/EBADF/);
   });
+
+  test.each([
+    [19, 'slab'],
+    [20, 'records'],
+  ])(
+    '%i. the %s detached by JS (a transfer) while receiving: one error at the next datagram, no read into it, nothing leaks',
+    async (_n, which) => {
+      const before = openFds();
+      const { fd, port } = addon.open(4, LOOPBACK_V4, 0, 0, 0);
+      const slab = new Uint8Array(2048);
+      const table = new Int32Array(RECORD_INTS);
+      const batches: number[] = [];
+      const failed = new Promise<string>((resolveError) => {
+        addon.startReceiving(fd, slab, table, 2048, (count) => batches.push(count), resolveError);
+      });
+      const detached = which === 'slab' ? slab.buffer : table.buffer;
+      const moved = structuredClone(detached, { transfer: [detached] });
+      expect(detached.byteLength).toBe(0);
+      const sender = openSocket();
+      expect(addon.sendMany(sender, 6, new Uint8Array(2048), records(port, 10), 2048, 0, 1)).toBe(1);
+      expect(await failed).toBe('UDP receive: buffer detached');
+      expect(batches).toEqual([]);
+      expect(new Uint8Array(moved).every((byte) => byte === 0)).toBe(true); // the datagram was not read
+      addon.close(sender);
+      addon.close(fd);
+      expect(openFds()).toBe(before);
+    },
+  );
 });
 
 describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {

@@ -103,10 +103,7 @@ export class Device implements UapiDevice {
           this.perform(this.tunnel.acceptInitiation(answer, senderIndex, from, this.clock()));
           this.scheduler.rearmSoon();
         },
-        onFailure: (error) => {
-          this.failure = error;
-          this.failureListener?.(error);
-        },
+        onFailure: (error) => this.fail(error),
       });
     }
   }
@@ -118,10 +115,19 @@ export class Device implements UapiDevice {
     return device;
   }
 
-  /** A helper thread failed (once): the device no longer answers handshakes and should be stopped. */
+  /**
+   * A helper thread failed, or the UDP socket stopped receiving (once): the device no longer answers
+   * handshakes or hears its peers, and should be stopped.
+   */
   onFailure(listener: (error: Error) => void): void {
     this.failureListener = listener;
     if (this.failure !== undefined) listener(this.failure);
+  }
+
+  private fail(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.failureListener?.(error);
   }
 
   get listenPort(): number {
@@ -288,6 +294,7 @@ export class Device implements UapiDevice {
       throw new Error('device closed');
     }
     udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from));
+    udp.onError((error) => this.fail(new Error(`UDP port ${udp.port}: ${error.message}`)));
     const previous = this.udp;
     this.udp = udp;
     await previous?.close();

@@ -71,6 +71,11 @@ export interface UdpTransport {
    * batch reuses: it is valid during the call only (copy what must outlive it).
    */
   onDatagram(listener: (datagram: Uint8Array, from: UdpEndpoint) => void): void;
+  /**
+   * Receiving stopped for good (batched: the descriptor can no longer be read, or a buffer was detached); the
+   * socket no longer hears anything. Node's dgram reports errors that concern one datagram only: never.
+   */
+  onError(listener: (error: Error) => void): void;
   /** Fire and forget (batched: queued and written at the end of this event-loop turn); a datagram the kernel refuses is dropped, as on the wire. */
   send(datagram: Uint8Array, to: UdpEndpoint): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
@@ -153,6 +158,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   return {
     port: socket.address().port,
     mode: 'dgram, GSO off, GRO off',
+    onError() {}, // see UdpTransport.onError
     onDatagram(listener) {
       socket.removeAllListeners('message');
       socket.on('message', (datagram, remote) =>
@@ -490,6 +496,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     }
   };
 
+  let errorListener: (error: Error) => void = () => undefined;
+
   return {
     port: socket.port,
     mode,
@@ -501,9 +509,15 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         receiveRecords,
         SLOT_SIZE,
         (count) => receiveBatch(listener, count),
-        // Only a descriptor that cannot be read any more ends up here; the owner sees it by closing.
-        () => (receiver = undefined),
+        // Only a descriptor that cannot be read any more, or a detached buffer, ends up here.
+        (message) => {
+          receiver = undefined;
+          errorListener(new Error(message));
+        },
       );
+    },
+    onError(listener) {
+      errorListener = listener;
     },
     send(datagram, to) {
       const length = datagram.length;

@@ -375,6 +375,30 @@ test('a handshake worker that dies is reported once and the device still closes'
   await device.close();
 });
 
+test('a UDP socket that stops receiving is a failure of the device, reported once with its port', async () => {
+  const privateKey = nacl.randomBytes(32);
+  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
+  let stopReceiving: (error: Error) => void = () => undefined;
+  const device = await Device.start({
+    tunnel,
+    privateKey,
+    packets: new ChannelPackets(),
+    listenPort: 0,
+    // The real socket; its receiver's failure (nodes/tun/udp.c, a descriptor that cannot be read any more or
+    // a detached buffer: test/nodes/udp-addon.test.ts) is raised here by hand.
+    openUdp: async (options) => {
+      const udp = await openUdp({ ...options, host: '127.0.0.1' });
+      return { ...udp, onError: (listener) => (stopReceiving = listener) };
+    },
+  });
+  const failures: string[] = [];
+  device.onFailure((error) => failures.push(error.message));
+  stopReceiving(new Error('UDP receive: buffer detached'));
+  stopReceiving(new Error('UDP receive: buffer detached'));
+  expect(failures).toEqual([`UDP port ${device.listenPort}: UDP receive: buffer detached`]);
+  await device.close();
+});
+
 describe('per-peer order with crypto threads', () => {
   // A node with two crypto threads serves four peers at once, two on each thread; each sends numbered
   // packets through it and the node sends numbered packets back. Within each peer, in both directions,

@@ -267,7 +267,15 @@ test(
       ),
     );
     expect(await pings()).toBe(true);
-    expect((await session(sessionId)).status).toBe('active');
+    // Active again once the new node's next heartbeat carries the handshake the pings made.
+    await eventually(
+      'the session active on the new node',
+      async () => (await session(sessionId)).status === 'active',
+      {
+        timeoutMs: 10 * HEARTBEAT_MS,
+        everyMs: 200,
+      },
+    );
     await client.exec('env', ['-i', ...cliEnv(), 'wg-quick', 'down', file]);
     await tunnelbyte(['disconnect', sessionId]);
   },

@@ -8,7 +8,7 @@ import nacl from 'tweetnacl';
 
 import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { Tunnel } from '../../crypto/tunnel.js';
-import { Device, type PacketIo } from '../../nodes/device.js';
+import { Device, type DeviceOptions, type PacketIo } from '../../nodes/device.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
 import { CryptoThreads } from '../../nodes/threads/pool.js';
@@ -328,17 +328,25 @@ describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
   });
 });
 
-test('a listen-port change that completes after close releases its new socket', async () => {
+/** A device with a fresh key and no peers, on a loopback socket unless `options` says otherwise. */
+async function loneDevice(options: Partial<DeviceOptions> = {}): Promise<Device> {
   const privateKey = nacl.randomBytes(32);
   const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
-  const opened: UdpTransport[] = [];
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const device = await Device.start({
+  return Device.start({
     tunnel,
     privateKey,
     packets: new ChannelPackets(),
     listenPort: 0,
+    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+    ...options,
+  });
+}
+
+test('a listen-port change that completes after close releases its new socket', async () => {
+  const opened: UdpTransport[] = [];
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const device = await loneDevice({
     openUdp: async (options) => {
       const udp = await openUdp({ ...options, host: '127.0.0.1' });
       opened.push(udp);
@@ -356,14 +364,7 @@ test('a listen-port change that completes after close releases its new socket', 
 });
 
 test('a handshake worker that dies is reported once and the device still closes', async () => {
-  const privateKey = nacl.randomBytes(32);
-  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
-  const device = await Device.start({
-    tunnel,
-    privateKey,
-    packets: new ChannelPackets(),
-    listenPort: 0,
-    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+  const device = await loneDevice({
     handshakeThreads: 2,
     handshakeWorkerUrl: new URL('data:text/javascript,process.exit(3)'),
   });
@@ -376,14 +377,8 @@ test('a handshake worker that dies is reported once and the device still closes'
 });
 
 test('a UDP socket that stops receiving is a failure of the device, reported once with its port', async () => {
-  const privateKey = nacl.randomBytes(32);
-  const tunnel = new Tunnel({ privateKey, randomBytes: secureRandomBytes, wallClockMs: Date.now });
   let stopReceiving: (error: Error) => void = () => undefined;
-  const device = await Device.start({
-    tunnel,
-    privateKey,
-    packets: new ChannelPackets(),
-    listenPort: 0,
+  const device = await loneDevice({
     // The real socket; its receiver's failure (nodes/tun/udp.c, a descriptor that cannot be read any more or
     // a detached buffer: test/nodes/udp-addon.test.ts) is raised here by hand.
     openUdp: async (options) => {

@@ -72,8 +72,10 @@ export interface CryptoResults {
 // split. Packets wait in the ring, so a larger one only adds latency; with a smaller one the main thread
 // waits for the thread more often (makeRoom). bench-tunnel measured 1 MiB and 4 MiB within its noise.
 const RING_BYTES = 4 * 1024 * 1024;
-// A thread that has not moved for this long while the ring is full is taken for dead.
+// A thread that has not finished the oldest of its pending records for this long is taken for dead.
 const STALLED_MS = 5000;
+// The longest the main thread waits for a thread that holds its full ring up, once: a thread that does not
+// move within it is waited for asynchronously only (arm) until it moves again or is taken for dead.
 const WAIT_SLICE_MS = 100;
 // A turn's batch of at most this many messages is not worth waking a thread for: the main thread seals or
 // opens them itself as soon as it publishes (a ping, a handshake's first exchange, an idle peer's trickle).
@@ -88,6 +90,7 @@ const waitAsync = (
       array: Int32Array,
       index: number,
       value: number,
+      timeout: number,
     ): { async: false; value: string } | { async: true; value: Promise<string> };
   }
 ).waitAsync;
@@ -109,7 +112,14 @@ class CryptoThread {
   private wakeThread = false;
   private armed = false;
   private reaping = false;
-  /** The thread stopped moving (makeRoom waited STALLED_MS in vain): taken for dead, never waited on again. */
+  /** Records read back so far: whether the oldest pending one moved while the thread was watched. */
+  private readBack = 0;
+  /** A wait in makeRoom timed out, and the thread has not moved since: makeRoom does not wait for it. */
+  private suspect = false;
+  /**
+   * The oldest pending record stayed pending for STALLED_MS (the thread is taken for dead), or the pool closed:
+   * the thread is not watched again.
+   */
   private stalled = false;
   /**
    * Per record, by its offset in RECORD_ALIGN units: the keypair it is for and the endpoint (seal: to,
@@ -251,19 +261,39 @@ class CryptoThread {
     }
   }
 
-  /** Reads back now what is done, and again whenever the thread finishes a pass, until nothing is left. */
+  /**
+   * Reads back now what is done, and again whenever the thread finishes a pass, until nothing is left. This
+   * wait is the thread's watchdog too: a thread whose oldest pending record stayed pending for STALLED_MS
+   * is taken for dead, while the main thread goes on serving the other threads' peers.
+   */
   private arm(): void {
     const progress = Atomics.load(this.ring.control, PROGRESS);
     this.reap();
-    if (this.armed || this.freed === this.written) return;
+    if (this.armed || this.stalled || this.freed === this.written) return;
     this.armed = true;
-    const waited = waitAsync(this.ring.control, PROGRESS, progress);
-    const wake = () => {
+    const readBack = this.readBack;
+    const waited = waitAsync(this.ring.control, PROGRESS, progress, STALLED_MS);
+    const wake = (outcome: string) => {
       this.armed = false;
+      if (this.stalled) return;
+      this.reap();
+      if (outcome === 'timed-out' && this.readBack === readBack && this.oldestPending()) {
+        this.stalled = true;
+        this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
+        return;
+      }
+      this.suspect = false;
       this.arm();
     };
     if (waited.async) void waited.value.then(wake);
-    else queueMicrotask(wake);
+    else queueMicrotask(() => wake(waited.value));
+  }
+
+  /** Whether the oldest record not read back is still pending (not just unread). */
+  private oldestPending(): boolean {
+    if (this.freed === this.written) return false;
+    const record = recordAt(this.ring, this.freed) / 4;
+    return Atomics.load(this.ring.ints, record + H_RESULT) === RESULT_PENDING;
   }
 
   /** Reads back, in order, every record that is done up to the first still pending, and frees their space. */
@@ -314,6 +344,7 @@ class CryptoThread {
     if (!reaped) return;
     results.flushed();
     this.freed = offset;
+    this.readBack++;
   }
 
   /** bytes[start, start + length) of the record at `slot`, as `views` keeps it. */
@@ -322,29 +353,30 @@ class CryptoThread {
   }
 
   /**
-   * Reads back results until `bytes` fit; false if the thread stopped moving: it is then taken for dead,
-   * reported, and never waited for again (what finds no room is dropped as queue_full).
+   * Reads back results until `bytes` fit, waiting for the thread while it moves. A thread that does not move
+   * for a whole slice is suspect: neither this call nor any later one waits for it (what finds no room is
+   * dropped as queue_full) until it moves again or its watchdog (arm) takes it for dead.
    */
-  makeRoom(bytes: number): boolean {
+  makeRoom(bytes: number): void {
     // Reaping: space is freed when the outer reap returns.
-    if (this.reaping || this.stalled) return this.hasRoom(bytes);
-    let waited = 0;
+    if (this.reaping) return;
     while (!this.hasRoom(bytes)) {
       this.publish();
       const progress = Atomics.load(this.ring.control, PROGRESS);
       const freed = this.freed;
       this.reap();
-      if (this.freed === freed) {
-        if (Atomics.wait(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS) === 'timed-out')
-          waited += WAIT_SLICE_MS;
-        if (waited >= STALLED_MS) {
-          this.stalled = true;
-          this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
-          return false;
-        }
+      if (this.freed !== freed) continue;
+      if (this.suspect || this.stalled) return;
+      if (Atomics.wait(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS) === 'timed-out') {
+        this.suspect = true;
+        return;
       }
     }
-    return true;
+  }
+
+  /** The pool closed: its thread is not watched any more. */
+  close(): void {
+    this.stalled = true;
   }
 }
 
@@ -484,6 +516,7 @@ export class CryptoThreads implements TransportCrypto {
 
   async close(): Promise<void> {
     this.closing = true;
+    for (const thread of this.threads) thread.close();
     await Promise.all(this.threads.map((thread) => thread.worker.terminate()));
   }
 }

@@ -1,23 +1,30 @@
-// Leak checks on descriptors: the sockets this process opened since a snapshot and still holds. Only sockets,
-// and only new ones: the test runner opens and closes files of its own (module loads, caches), and a previous
-// test file's connections may close at any moment, which made plain counts of every descriptor flake.
+// Leak checks on descriptors: the sockets and TUN devices this process opened since a snapshot and still
+// holds. Only those kinds, and only new ones: the test runner opens and closes files of its own (module
+// loads, caches), and a previous test file's connections may close at any moment, which made plain counts of
+// every descriptor flake.
 import { readdirSync, readlinkSync } from 'node:fs';
 
-/** The sockets open now, by their kernel names ('socket:[inode]'). */
-export function openSockets(): Set<string> {
-  const sockets = new Set<string>();
+const TUN_DEVICE = '/dev/net/tun';
+
+/**
+ * The sockets and TUN devices open now: a socket by its kernel name ('socket:[inode]'), a TUN device by its
+ * descriptor ('/dev/net/tun as fd 7'), since every TUN descriptor links to the same path.
+ */
+export function openDescriptors(): Set<string> {
+  const descriptors = new Set<string>();
   for (const fd of readdirSync('/proc/self/fd')) {
     try {
       const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith('socket:')) sockets.add(target);
+      if (target.startsWith('socket:')) descriptors.add(target);
+      else if (target === TUN_DEVICE) descriptors.add(`${TUN_DEVICE} as fd ${fd}`);
     } catch {
       // closed while we looked (the directory's own descriptor, or the runner's)
     }
   }
-  return sockets;
+  return descriptors;
 }
 
-/** Sockets open now that were not open in `before`. */
-export function socketsOpenedSince(before: Set<string>): string[] {
-  return [...openSockets()].filter((socket) => !before.has(socket));
+/** Sockets and TUN devices open now that were not open in `before`. */
+export function descriptorsOpenedSince(before: Set<string>): string[] {
+  return [...openDescriptors()].filter((descriptor) => !before.has(descriptor));
 }

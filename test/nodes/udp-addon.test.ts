@@ -1,12 +1,12 @@
 // The UDP addon (nodes/tun/udp.c) fed what it must survive: wrong types, bad lengths and offsets, closed
 // descriptors. Each case checks it answers with an error or a -errno (never a crash) and that no
-// descriptor leaks (counted in /proc/self/fd).
+// descriptor leaks (no socket opened since the case began is left in /proc/self/fd).
 import { createSocket, type Socket } from 'node:dgram';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 
 import { loadAddon } from '../../nodes/tun/addon.js';
-import { openSockets, socketsOpenedSince } from '../helpers/fds.js';
+import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import type { UdpAddon } from '../../nodes/udp.js';
 
 const addon = loadAddon<UdpAddon>('udp');
@@ -15,7 +15,6 @@ const FLAG_LOCAL = 1;
 const FLAG_TRUNCATED = 2;
 const LOOPBACK_V4 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1);
 const ANY_V6 = new Uint8Array(16);
-const openFds = () => readdirSync('/proc/self/fd').length;
 
 function openSocket(): number {
   return addon.open(6, ANY_V6, 0, 0, 0).fd;
@@ -41,19 +40,19 @@ describe('udp addon: bad input', () => {
     [4, () => addon.open(6, ANY_V6, 70000, 0, 0), /port 0\.\.65535/],
     [5, () => addon.open(4, ANY_V6, 0, 0, 0), /IPv4-mapped/],
   ])('%i. open rejects bad arguments and leaves no descriptor', (_n, call, message) => {
-    const before = openFds();
+    const before = openDescriptors();
     expect(call).toThrow(message);
-    expect(openFds()).toBe(before);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 
   test('6. a failed bind (port in use) closes its socket: 50 attempts leak nothing', () => {
     const fd = openSocket();
     const { port } = addon.open(4, LOOPBACK_V4, 0, 0, 0);
-    const before = openFds();
+    const before = openDescriptors();
     for (let i = 0; i < 50; i++) {
       expect(() => addon.open(4, LOOPBACK_V4, port, 0, 0)).toThrow(/EADDRINUSE/);
     }
-    expect(openFds()).toBe(before);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
     addon.close(fd);
   });
 
@@ -87,7 +86,7 @@ describe('udp addon: bad input', () => {
       /too small/,
     );
     expect(addon.sendMany(fd, 6, slab, table, 1024, 1, 1)).toBe(0);
-    const before = openFds();
+    const before = openDescriptors();
     for (const family of [0, 5, 46, -6, 6.5, 2 ** 32 + 6, NaN, '6', undefined, null]) {
       // The addon's TypeError comes from Node's realm, not the test's: compare its name, not its class.
       let thrown: unknown;
@@ -101,7 +100,7 @@ describe('udp addon: bad input', () => {
     expect(() => (addon.sendMany as (...args: unknown[]) => number)(fd, slab, table, 1024, 0, 1)).toThrow(
       /family 4\|6/,
     );
-    expect(openFds()).toBe(before);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
     // A family that is not the socket's: refused sends, no crash.
     const v4 = addon.open(4, LOOPBACK_V4, 0, 0, 0).fd;
     expect(addon.sendMany(v4, 6, slab, table, 1024, 0, 1)).toBe(-constants.errno.EAFNOSUPPORT);
@@ -213,10 +212,10 @@ describe('udp addon: datagrams and descriptors', () => {
     expect([...slab.subarray(64, 74)]).toEqual(new Array(10).fill(7));
   });
 
-  test('12. 200 open / receive / stop / close cycles leave the descriptor count unchanged', () => {
+  test('12. 200 open / receive / stop / close cycles leave no descriptor behind', () => {
     const slab = new Uint8Array(2048);
     const table = new Int32Array(RECORD_INTS);
-    const before = openFds();
+    const before = openDescriptors();
     for (let i = 0; i < 200; i++) {
       const { fd } = addon.open(i % 2 ? 6 : 4, i % 2 ? ANY_V6 : LOOPBACK_V4, 0, 1 << 16, 1 << 16);
       addon
@@ -231,7 +230,7 @@ describe('udp addon: datagrams and descriptors', () => {
         .stop();
       addon.close(fd);
     }
-    expect(openFds()).toBe(before);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 
   test('13. stop() twice and stop() after close are harmless', () => {
@@ -257,7 +256,7 @@ describe('udp addon: datagrams and descriptors', () => {
   ])(
     '%i. the %s detached by JS (a transfer) while receiving: one error at the next datagram, no read into it, nothing leaks',
     async (_n, which) => {
-      const before = openSockets();
+      const before = openDescriptors();
       const { fd, port } = addon.open(4, LOOPBACK_V4, 0, 0, 0);
       const slab = new Uint8Array(2048);
       const table = new Int32Array(RECORD_INTS);
@@ -275,7 +274,7 @@ describe('udp addon: datagrams and descriptors', () => {
       expect(new Uint8Array(moved).every((byte) => byte === 0)).toBe(true); // the datagram was not read
       addon.close(sender);
       addon.close(fd);
-      expect(socketsOpenedSince(before)).toEqual([]);
+      expect(descriptorsOpenedSince(before)).toEqual([]);
     },
   );
 });
@@ -308,7 +307,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     expect(() => addon.enableOffloads(file)).toThrow(/ENOTSOCK/);
     closeSync(file);
     expect(() => (addon.enableOffloads as (...args: unknown[]) => unknown)()).toThrow(/enableOffloads\(fd\)/);
-    const before = openFds();
+    const before = openDescriptors();
     const slab = new Uint8Array(2048);
     for (let i = 0; i < 200; i++) {
       const socket = openSocket();
@@ -316,7 +315,7 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
       expect(addon.sendMany(socket, 6, slab, records(9, 1000, 1, 100), 2048, 0, 1)).toBe(1);
       addon.close(socket);
     }
-    expect(openFds()).toBe(before);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 
   /** 5 datagrams of 100 bytes and one of 37, each filled with its index + 1. */

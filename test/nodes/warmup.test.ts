@@ -3,7 +3,7 @@
 // over each kind of socket the node can run with; and it leaves nothing behind.
 import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
-import { openSockets, socketsOpenedSince } from '../helpers/fds.js';
+import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import { WARM_DEVICE_PACKETS, WARM_PACKETS, warmDataPath, warmDevicePath } from '../../nodes/warmup.js';
 
 const NODE_OPTIONS = {
@@ -32,7 +32,7 @@ describe('warmDevicePath', () => {
   ])(
     '%i. %s: every packet each way is delivered; no socket stays open',
     async (_n, _what, socket, ipv4Only) => {
-      const before = openSockets();
+      const before = openDescriptors();
       // dgram keeps a datagram until it is sent and hands in a new one each time: neither is reused (as the node).
       const options = engine({
         ...NODE_OPTIONS,
@@ -41,28 +41,28 @@ describe('warmDevicePath', () => {
       });
       const delivered = await warmDevicePath(options, (o) => openUdp({ ...o, ...socket }), ipv4Only);
       expect(delivered).toBe(WARM_DEVICE_PACKETS);
-      expect(socketsOpenedSince(before)).toEqual([]);
+      expect(descriptorsOpenedSince(before)).toEqual([]);
     },
   );
 
   test('4. a socket that cannot be bound fails the warm-up (the node goes on without it), closing the first', async () => {
-    const before = openSockets();
+    const before = openDescriptors();
     let opened = 0;
     const openSecondFails: typeof openUdp = (o) =>
       ++opened === 2 ? Promise.reject(new Error('EADDRNOTAVAIL')) : openUdp({ ...o, batched: true });
     await expect(warmDevicePath(engine(NODE_OPTIONS), openSecondFails, true)).rejects.toThrow(
       /EADDRNOTAVAIL/,
     );
-    expect(socketsOpenedSince(before)).toEqual([]);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 
   test('5. a loopback that drops everything: the warm-up gives up after one turn and says it delivered 0', async () => {
-    const before = openSockets();
+    const before = openDescriptors();
     const dropping: typeof openUdp = async (o) => ({
       ...(await openUdp({ ...o, batched: true })),
       send: () => undefined,
     });
     expect(await warmDevicePath(engine(NODE_OPTIONS), dropping, true)).toBe(0);
-    expect(socketsOpenedSince(before)).toEqual([]);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 });

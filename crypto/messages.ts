@@ -243,7 +243,8 @@ export function sealTransport(
 ): number {
   checkTransportRoom(packet.length, mtu, out, offset);
   const content = offset + TRANSPORT_CONTENT_OFFSET;
-  if (bufferOf(packet) !== bufferOf(out) || byteOffsetOf(packet) !== byteOffsetOf(out) + content)
+  // Offsets first: the buffer getter is a call into C++, needed only when the offsets say "in place".
+  if (byteOffsetOf(packet) !== byteOffsetOf(out) + content || bufferOf(packet) !== bufferOf(out))
     out.set(packet, content);
   return sealTransportInPlace(
     cipher,

@@ -9,7 +9,7 @@
 // Limb i holds bits 22i .. 22i+21 of the accumulator (limb 5 holds bits 110 .. 131). A product limb at or
 // past 2^132 wraps around as 2^132 ≡ 4 · 5 = 20 (mod 2^130 - 5), hence the 20·r limbs.
 
-import { WordView, byteOffsetOf, readWord } from './words.js';
+import { WordView, readWord } from './words.js';
 
 const LIMB = 4194304; // 2^22
 const INV_LIMB = 1 / LIMB; // exact: scaling by a power of two
@@ -24,7 +24,9 @@ export class Poly1305 {
   private readonly h = new Float64Array(6);
   /** s, the second half of the one-time key, as four 32-bit words. */
   private readonly pad = new Float64Array(4);
-  private readonly wordView = new WordView();
+
+  /** `wordView` may be shared with the cipher that reads the same packets (aead.ts). */
+  constructor(private readonly wordView = new WordView()) {}
 
   /** Starts a MAC with the one-time key (r is clamped as RFC 8439 §2.5 requires). */
   init(key: Uint8Array): void {
@@ -127,7 +129,7 @@ export class Poly1305 {
     // Aligned packets are read a word at a time; single blocks (padding, lengths) bytewise, so the word view
     // keeps following the packet buffer.
     const words = offset % 4 === 0 && length > 16 ? this.wordView.of(data) : undefined;
-    const base = byteOffsetOf(data) >>> 2;
+    const base = words !== undefined ? this.wordView.base : 0;
     const end = offset + length;
     for (let o = offset; o < end;) {
       // x = h + m1 and y = m2 for a pair; x = 0 and y = h + m for a last odd block.

@@ -76,15 +76,18 @@ export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0
   let sum = initial;
   let i = start;
   // Word-wise when the range starts on an even address: align to 4, then 32 bits per read (below).
-  const byteOffset = byteOffsetOf(bytes);
-  if (end - i >= 64 && ((byteOffset + i) & 1) === 0) {
-    if (((byteOffset + i) & 2) !== 0) {
-      sum += (bytes[i]! << 8) | bytes[i + 1]!;
-      i += 2;
+  if (end - i >= 64) {
+    const view = wordsOf(bytes);
+    const byteOffset = wordsByteOffset;
+    if (((byteOffset + i) & 1) === 0) {
+      if (((byteOffset + i) & 2) !== 0) {
+        sum += (bytes[i]! << 8) | bytes[i + 1]!;
+        i += 2;
+      }
+      const words = (end - i) >>> 2;
+      sum += sumWords(view, (byteOffset + i) >>> 2, words);
+      i += words * 4;
     }
-    const words = (end - i) >>> 2;
-    sum += sumWords(bufferOf(bytes), (byteOffset + i) >>> 2, words);
-    i += words * 4;
   }
   for (; i + 1 < end; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
   if (i < end) sum += bytes[i]! << 8;
@@ -95,17 +98,29 @@ export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0
 // give the big-endian sum. And 2^16 ≡ 1 (mod 2^16 - 1), so whole 32-bit words may be added as they are and
 // the total reduced once: the one's-complement sum is that total mod 0xffff (0xffff for a non-zero multiple).
 // Four double accumulators: independent additions, each exact while below 2^53 (any IP packet is far below).
-// One cached 32-bit view per buffer (the slabs are reused, so it rarely changes).
+// One cached 32-bit view per buffer (the slabs are reused, so it rarely changes), and the last array summed
+// with its byteOffset: the buffer getter is a call into C++ (about 40 ns), and callers that sum one slab at
+// several places (split) pass the same array each time.
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 let wordsBuffer: ArrayBufferLike | undefined;
 let wordsView: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+let wordsBytes: Uint8Array | undefined;
+let wordsByteOffset = 0;
 
-function sumWords(buffer: ArrayBufferLike, first: number, count: number): number {
+/** The 32-bit view over the buffer under `bytes`; sets wordsByteOffset to bytes' byteOffset. */
+function wordsOf(bytes: Uint8Array): Uint32Array {
+  if (bytes === wordsBytes) return wordsView;
+  wordsBytes = bytes;
+  wordsByteOffset = byteOffsetOf(bytes);
+  const buffer = bufferOf(bytes);
   if (buffer !== wordsBuffer) {
     wordsBuffer = buffer;
     wordsView = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
   }
-  const view = wordsView;
+  return wordsView;
+}
+
+function sumWords(view: Uint32Array, first: number, count: number): number {
   let a = 0;
   let b = 0;
   let c = 0;
@@ -333,7 +348,9 @@ function splitSegments(
     segment[ipHeader + 13] = flags & ~(last ? 0 : TCP_FIN | TCP_PSH) & ~(index === 0 ? 0 : TCP_CWR);
     setUint16(segment, ipHeader + TCP_CHECKSUM, 0);
     const pseudo = fold(addresses + PROTO_TCP + length - ipHeader);
-    setUint16(segment, ipHeader + TCP_CHECKSUM, ~sum16(segment, ipHeader, length, pseudo) & 0xffff);
+    // Summed in the slab, not the segment's view: the same array every segment (see wordsOf).
+    const checksum = ~sum16(slab, used + ipHeader, used + length, pseudo) & 0xffff;
+    setUint16(segment, ipHeader + TCP_CHECKSUM, checksum);
     out.push(segment);
     used += (length + 3) & ~3; // each segment 4-byte aligned: its checksum is summed word-wise
     offset += segmentPayload;

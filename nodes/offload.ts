@@ -200,6 +200,7 @@ class SplitViews {
   readonly packets = new ReusedViews(); // each frame's packet, after its vnet header
   readonly segments = new ReusedViews(); // the segments handed out
   readonly payloads = new ReusedViews(); // the parts of super-segments copied into them
+  readonly headers = new ReusedViews(); // a super-segment's headers, copied into its first segment
 }
 
 // --- read side: split ---------------------------------------------------------------------------------
@@ -214,18 +215,25 @@ export class GsoSplitter {
   superSegments = 0;
   private readonly scratch = new Scratch();
   private readonly views = new SplitViews();
+  /** Packets put in `out` so far by this split. */
+  private count = 0;
 
-  /** Appends the IP packets of `frames` to `out` (views valid until the next call). */
+  /**
+   * Fills `out` with the IP packets of `frames` (views valid until the next call). `out` is refilled from
+   * its start and cut to length, never emptied: emptied, an array gives up its storage and grows it again.
+   */
   split(frames: readonly Uint8Array[], out: Uint8Array[]): void {
     let needed = 0;
-    for (const frame of frames) needed += splitSize(frame);
+    for (let index = 0; index < frames.length; index++) needed += splitSize(frames[index]!);
     const slab = this.scratch.reserve(needed);
+    this.count = 0;
     let used = 0;
     for (let index = 0; index < frames.length; index++) {
       const result = this.splitOne(frames[index]!, index, slab, used, out);
       if (typeof result === 'string') this.drops[result]++;
       else used = result;
     }
+    out.length = this.count;
   }
 
   /** One frame: its packets go to `out`, segments written into slab from `used`; returns the new `used`. */
@@ -243,13 +251,13 @@ export class GsoSplitter {
     const csumOffset = frame[CSUM_OFFSET]! | (frame[CSUM_OFFSET + 1]! << 8);
     if (gsoType === GSO_NONE) {
       if ((frame[FLAGS]! & F_NEEDS_CSUM) === 0) {
-        out.push(packet);
+        out[this.count++] = packet;
         return used;
       }
       if (csumStart < IPV4_HEADER_MIN || csumStart + csumOffset + 2 > packet.length)
         return 'checksum_offset_invalid';
       completeChecksum(packet, csumStart, csumStart + csumOffset);
-      out.push(packet);
+      out[this.count++] = packet;
       return used;
     }
     if (gsoType !== GSO_TCPV4 && gsoType !== GSO_TCPV6) return 'gso_unsupported';
@@ -262,7 +270,54 @@ export class GsoSplitter {
     )
       return 'gso_malformed';
     this.superSegments++;
-    return splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out, this.views);
+    return this.splitSegments(packet, headers.ip, headers.ip + headers.tcp, gsoSize, slab, used, out);
+  }
+
+  /** A super-segment's segments go to `out`, written into slab from `used`; returns the new `used`. */
+  private splitSegments(
+    packet: Uint8Array,
+    ipHeader: number,
+    headerLength: number,
+    gsoSize: number,
+    slab: Uint8Array,
+    used: number,
+    out: Uint8Array[],
+  ): number {
+    const views = this.views;
+    const v6 = isV6(packet);
+    const payload = packet.length - headerLength;
+    const firstSequence = getUint32(packet, ipHeader + 4);
+    const firstId = v6 ? 0 : getUint16(packet, 4);
+    const flags = packet[ipHeader + 13]!;
+    // The pseudo-header's addresses are every segment's: summed once.
+    const addresses = v6 ? sum16(packet, 8, 40) : sum16(packet, 12, 20);
+    const first = used;
+    let offset = headerLength;
+    for (let index = 0; index === 0 || offset < packet.length; index++) {
+      const segmentPayload = Math.min(gsoSize, packet.length - offset);
+      const length = headerLength + segmentPayload;
+      const segment = views.segments.view(this.count, slab, used, length);
+      // Headers from the packet once, then from the first segment (every field that differs is rewritten
+      // below): no view made for them per segment.
+      if (index === 0) slab.set(views.headers.view(this.count, packet, 0, headerLength), used);
+      else slab.copyWithin(used, first, first + headerLength);
+      segment.set(views.payloads.view(this.count, packet, offset, segmentPayload), headerLength);
+      if (!v6) setUint16(segment, 4, (firstId + index) & 0xffff);
+      setIpLength(segment, v6, ipHeader, length);
+      setUint32(segment, ipHeader + 4, (firstSequence + index * gsoSize) >>> 0);
+      const last = offset + segmentPayload >= packet.length;
+      segment[ipHeader + 13] = flags & ~(last ? 0 : TCP_FIN | TCP_PSH) & ~(index === 0 ? 0 : TCP_CWR);
+      setUint16(segment, ipHeader + TCP_CHECKSUM, 0);
+      const pseudo = fold(addresses + PROTO_TCP + length - ipHeader);
+      // Summed in the slab, not the segment's view: the same array every segment (see wordsOf).
+      const checksum = ~sum16(slab, used + ipHeader, used + length, pseudo) & 0xffff;
+      setUint16(segment, ipHeader + TCP_CHECKSUM, checksum);
+      out[this.count++] = segment;
+      used += (length + 3) & ~3; // each segment 4-byte aligned: its checksum is summed word-wise
+      offset += segmentPayload;
+      if (payload === 0) break;
+    }
+    return used;
   }
 }
 
@@ -313,52 +368,6 @@ function completeChecksum(packet: Uint8Array, start: number, field: number): voi
   setUint16(packet, field, checksum);
 }
 
-function splitSegments(
-  packet: Uint8Array,
-  ipHeader: number,
-  headerLength: number,
-  gsoSize: number,
-  slab: Uint8Array,
-  used: number,
-  out: Uint8Array[],
-  views: SplitViews,
-): number {
-  const v6 = isV6(packet);
-  const payload = packet.length - headerLength;
-  const firstSequence = getUint32(packet, ipHeader + 4);
-  const firstId = v6 ? 0 : getUint16(packet, 4);
-  const flags = packet[ipHeader + 13]!;
-  // The pseudo-header's addresses are every segment's: summed once.
-  const addresses = v6 ? sum16(packet, 8, 40) : sum16(packet, 12, 20);
-  const first = used;
-  let offset = headerLength;
-  for (let index = 0; index === 0 || offset < packet.length; index++) {
-    const segmentPayload = Math.min(gsoSize, packet.length - offset);
-    const length = headerLength + segmentPayload;
-    const segment = views.segments.view(out.length, slab, used, length);
-    // Headers from the packet once, then from the first segment (every field that differs is rewritten
-    // below): no view made for them per segment.
-    if (index === 0) segment.set(packet.subarray(0, headerLength));
-    else slab.copyWithin(used, first, first + headerLength);
-    segment.set(views.payloads.view(out.length, packet, offset, segmentPayload), headerLength);
-    if (!v6) setUint16(segment, 4, (firstId + index) & 0xffff);
-    setIpLength(segment, v6, ipHeader, length);
-    setUint32(segment, ipHeader + 4, (firstSequence + index * gsoSize) >>> 0);
-    const last = offset + segmentPayload >= packet.length;
-    segment[ipHeader + 13] = flags & ~(last ? 0 : TCP_FIN | TCP_PSH) & ~(index === 0 ? 0 : TCP_CWR);
-    setUint16(segment, ipHeader + TCP_CHECKSUM, 0);
-    const pseudo = fold(addresses + PROTO_TCP + length - ipHeader);
-    // Summed in the slab, not the segment's view: the same array every segment (see wordsOf).
-    const checksum = ~sum16(slab, used + ipHeader, used + length, pseudo) & 0xffff;
-    setUint16(segment, ipHeader + TCP_CHECKSUM, checksum);
-    out.push(segment);
-    used += (length + 3) & ~3; // each segment 4-byte aligned: its checksum is summed word-wise
-    offset += segmentPayload;
-    if (payload === 0) break;
-  }
-  return used;
-}
-
 // --- read side: latency first ---------------------------------------------------------------------------
 
 // IP protocols whose packets are moved ahead of the bulk of a batch: a ping, a DNS query, a QUIC or VoIP
@@ -398,31 +407,60 @@ const bulkScratch: Uint8Array[] = [];
 
 // --- write side: coalesce -----------------------------------------------------------------------------
 
+/** An Int32Array with room for at least `size` entries: `array` itself while it has, else a larger one. */
+function atLeast(array: Int32Array<ArrayBuffer>, size: number): Int32Array<ArrayBuffer> {
+  return array.length >= size ? array : new Int32Array(Math.max(size, array.length * 2));
+}
+
 /**
  * Turns decrypted IP packets into frames for a vnet-header TUN: TCP runs of one flow coalesced behind a
  * GSO header, everything else behind a zero header. Every packet lands in exactly one frame.
+ * Its bookkeeping lives in typed arrays sized for the largest batch so far, and the frames are views made
+ * again only when a frame's place or length changes: a steady flow's batches allocate nothing.
  */
 export class GroCoalescer {
   private readonly scratch = new Scratch();
   // Per item (a frame to be): its packets, as indexes into the batch chained through `next`.
-  private heads: number[] = [];
-  private tails: number[] = [];
-  private next: Int32Array = new Int32Array(0);
-  private itemPayload: number[] = []; // TCP payload bytes so far
-  private segmentSize: number[] = []; // the head's payload: gso_size
-  private verified: boolean[] = []; // the head's TCP checksum was checked
-  private open: number[] = []; // items a following segment may still join
-  /** How many packets each frame of the last coalesce() carries. */
-  readonly packetsPerFrame: number[] = [];
+  private items = 0;
+  private heads = new Int32Array(0);
+  private tails = new Int32Array(0);
+  private next = new Int32Array(0);
+  private itemPayload = new Int32Array(0); // TCP payload bytes so far
+  private segmentSize = new Int32Array(0); // the head's payload: gso_size
+  private verified = new Int32Array(0); // 1 once the head's TCP checksum was checked
+  private open = new Int32Array(0); // items a following segment may still join, [0, openCount)
+  private openCount = 0;
+  private chain = new Int32Array(0); // one item's packets, for frame()
+  private perFrame = new Int32Array(0);
+  private readonly frames: Uint8Array[] = [];
+  private readonly frameViews = new ReusedViews();
+  private readonly packetViews = new ReusedViews(); // a super-segment's IP packet, behind its vnet header
   /** Frames written with a GSO header so far. */
   superSegments = 0;
 
-  /** One frame per item: the batch's packets coalesced where they can be (views valid until the next call). */
-  coalesce(packets: readonly Uint8Array[]): Uint8Array[] {
+  /** How many packets each frame of the last coalesce() carries. */
+  get packetsPerFrame(): ArrayLike<number> {
+    return this.perFrame;
+  }
+
+  /**
+   * One frame per item: the batch's packets coalesced where they can be. The array and its views are
+   * valid until the next call (the array is the same one each time, refilled).
+   */
+  coalesce(packets: readonly Uint8Array[]): readonly Uint8Array[] {
     const count = packets.length;
-    if (this.next.length < count) this.next = new Int32Array(Math.max(count, this.next.length * 2));
-    this.heads.length = this.tails.length = this.itemPayload.length = 0;
-    this.segmentSize.length = this.verified.length = this.open.length = 0;
+    if (this.next.length < count) {
+      this.next = atLeast(this.next, count);
+      this.heads = atLeast(this.heads, count);
+      this.tails = atLeast(this.tails, count);
+      this.itemPayload = atLeast(this.itemPayload, count);
+      this.segmentSize = atLeast(this.segmentSize, count);
+      this.verified = atLeast(this.verified, count);
+      this.open = atLeast(this.open, count);
+      this.chain = atLeast(this.chain, count);
+      this.perFrame = atLeast(this.perFrame, count);
+    }
+    this.items = this.openCount = 0;
     let bytes = 0;
     for (let index = 0; index < count; index++) {
       this.next[index] = -1;
@@ -430,14 +468,15 @@ export class GroCoalescer {
       this.place(packets, index);
     }
     const slab = this.scratch.reserve(bytes);
-    const frames: Uint8Array[] = [];
-    this.packetsPerFrame.length = 0;
+    // Refilled, then cut to length: emptied first, an array gives up its storage and grows it again.
+    const frames = this.frames;
     let used = 0;
-    for (let item = 0; item < this.heads.length; item++) {
-      const frame = this.frame(packets, item, slab, used);
-      frames.push(frame);
-      used += frame.length;
+    for (let item = 0; item < this.items; item++) {
+      const length = this.frame(packets, item, slab, used);
+      frames[item] = this.frameViews.view(item, slab, used, length);
+      used += length;
     }
+    frames.length = this.items;
     return frames;
   }
 
@@ -448,14 +487,13 @@ export class GroCoalescer {
     const open = this.findOpen(packets, packet);
     if (tcp > 0 && open >= 0 && this.append(packets, open, index, tcp)) return;
     if (open >= 0) this.close(open); // what follows in this flow must not overtake this packet
-    const item = this.heads.length;
+    const item = this.items++;
     const ip = isV6(packet) ? IPV6_HEADER : IPV4_HEADER_MIN;
-    this.heads.push(index);
-    this.tails.push(index);
-    this.itemPayload.push(tcp > 0 ? packet.length - ip - tcp : 0);
-    this.segmentSize.push(this.itemPayload[item]!);
-    this.verified.push(false);
-    if (tcp > 0 && (packet[ip + 13]! & TCP_PSH) === 0) this.open.push(item);
+    this.heads[item] = index;
+    this.tails[item] = index;
+    this.itemPayload[item] = this.segmentSize[item] = tcp > 0 ? packet.length - ip - tcp : 0;
+    this.verified[item] = 0;
+    if (tcp > 0 && (packet[ip + 13]! & TCP_PSH) === 0) this.open[this.openCount++] = item;
   }
 
   /** The open item whose head is in the same TCP flow (addresses and ports) as `packet`, or -1. */
@@ -465,7 +503,7 @@ export class GroCoalescer {
     if (packet.length < ip + 4 || (v6 ? packet[6] : packet[9]) !== PROTO_TCP) return -1;
     const addresses = v6 ? 8 : 12;
     const headIp = v6 ? IPV6_HEADER : IPV4_HEADER_MIN; // open items' heads carry no IPv4 options
-    for (let i = this.open.length - 1; i >= 0; i--) {
+    for (let i = this.openCount - 1; i >= 0; i--) {
       const item = this.open[i]!;
       const head = packets[this.heads[item]!]!;
       if (isV6(head) !== v6 || !equalBytes(head, packet, addresses, addresses + (v6 ? 32 : 8))) continue;
@@ -475,8 +513,12 @@ export class GroCoalescer {
   }
 
   private close(item: number): void {
-    const at = this.open.indexOf(item);
-    if (at >= 0) this.open.splice(at, 1);
+    const open = this.open;
+    let at = 0;
+    while (at < this.openCount && open[at] !== item) at++;
+    if (at === this.openCount) return;
+    open.copyWithin(at, at + 1, this.openCount);
+    this.openCount--;
   }
 
   /** Adds the segment to `item` when GRO's rules allow it; false leaves the item as it was. */
@@ -496,9 +538,9 @@ export class GroCoalescer {
       !sameHeaders(head, packet, v6, ip, tcp)
     )
       return false;
-    if (!this.verified[item]) {
+    if (this.verified[item] === 0) {
       if (!tcpChecksumValid(head, v6, ip)) return false;
-      this.verified[item] = true;
+      this.verified[item] = 1;
     }
     if (!tcpChecksumValid(packet, v6, ip)) return false;
     this.next[this.tails[item]!] = index;
@@ -509,44 +551,51 @@ export class GroCoalescer {
     return true;
   }
 
-  /** Writes the item's frame at slab[used..]: vnet header, then the packet or the super-segment. */
-  private frame(packets: readonly Uint8Array[], item: number, slab: Uint8Array, used: number): Uint8Array {
+  /** Writes the item's frame at slab[used..]: vnet header, then the packet or the super-segment; returns its length. */
+  private frame(packets: readonly Uint8Array[], item: number, slab: Uint8Array, used: number): number {
     const headIndex = this.heads[item]!;
     const head = packets[headIndex]!;
     for (let i = used; i < used + VNET_HEADER_SIZE; i++) slab[i] = 0; // (fill is a call into C++)
-    slab.set(head, used + VNET_HEADER_SIZE);
     if (this.tails[item] === headIndex) {
-      this.packetsPerFrame.push(1);
-      return slab.subarray(used, used + VNET_HEADER_SIZE + head.length);
+      slab.set(head, used + VNET_HEADER_SIZE);
+      this.perFrame[item] = 1;
+      return VNET_HEADER_SIZE + head.length;
     }
 
     const v6 = isV6(head);
     const ip = v6 ? IPV6_HEADER : (head[0]! & 0x0f) * 4;
     const headerLength = ip + (head[ip + 12]! >> 4) * 4;
+    const chain = this.chain;
+    let count = 0;
     let end = used + VNET_HEADER_SIZE + head.length;
-    let last = headIndex;
-    let count = 1;
-    for (let index = this.next[headIndex]!; index >= 0; index = this.next[index]!, count++) {
-      const packet = packets[index]!;
-      slab.set(packet.subarray(headerLength), end);
-      end += packet.length - headerLength;
-      last = index;
+    for (let index = this.next[headIndex]!; index >= 0; index = this.next[index]!) {
+      chain[count++] = index;
+      end += packets[index]!.length - headerLength;
     }
-    this.packetsPerFrame.push(count);
+    // Each packet whole, from the last back to the head: a packet's header lands where the one before it
+    // puts the end of its payload next, so only payloads remain, and no view of a payload is made.
+    let at = end;
+    for (let k = count - 1; k >= 0; k--) {
+      const packet = packets[chain[k]!]!;
+      at -= packet.length - headerLength;
+      slab.set(packet, at - headerLength);
+    }
+    slab.set(head, used + VNET_HEADER_SIZE);
+    this.perFrame[item] = count + 1;
     this.superSegments++;
-    const frame = slab.subarray(used, end);
-    const packet = frame.subarray(VNET_HEADER_SIZE);
+    const length = end - used;
+    const packet = this.packetViews.view(item, slab, used + VNET_HEADER_SIZE, length - VNET_HEADER_SIZE);
     setIpLength(packet, v6, ip, packet.length);
-    packet[ip + 13] = packet[ip + 13]! | (packets[last]![ip + 13]! & TCP_PSH);
+    packet[ip + 13] = packet[ip + 13]! | (packets[chain[count - 1]!]![ip + 13]! & TCP_PSH);
     // NEEDS_CSUM: the kernel finishes the checksum from the pseudo-header sum left in the field.
     setUint16(packet, ip + TCP_CHECKSUM, pseudoHeaderSum(packet, v6, PROTO_TCP, packet.length - ip));
-    frame[FLAGS] = F_NEEDS_CSUM;
-    frame[GSO_TYPE] = v6 ? GSO_TCPV6 : GSO_TCPV4;
-    setUint16LE(frame, HDR_LEN, headerLength);
-    setUint16LE(frame, GSO_SIZE, this.segmentSize[item]!);
-    setUint16LE(frame, CSUM_START, ip);
-    setUint16LE(frame, CSUM_OFFSET, TCP_CHECKSUM);
-    return frame;
+    slab[used + FLAGS] = F_NEEDS_CSUM;
+    slab[used + GSO_TYPE] = v6 ? GSO_TCPV6 : GSO_TCPV4;
+    setUint16LE(slab, used + HDR_LEN, headerLength);
+    setUint16LE(slab, used + GSO_SIZE, this.segmentSize[item]!);
+    setUint16LE(slab, used + CSUM_START, ip);
+    setUint16LE(slab, used + CSUM_OFFSET, TCP_CHECKSUM);
+    return length;
   }
 }
 

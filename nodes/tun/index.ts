@@ -99,9 +99,11 @@ function openNative(native: TunAddon, name: string, offload: boolean) {
   return { ...opened, offload: { enabled: true, description: `on (${description})` } };
 }
 
-/** Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. */
-export function openTun(name: string, options: TunOptions = {}): Tun {
-  const native = loadAddon<TunAddon>('tun');
+/**
+ * Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. `native` is the addon, or an
+ * interface in memory with its shape (the allocation benchmark's).
+ */
+export function openTun(name: string, options: TunOptions = {}, native = loadAddon<TunAddon>('tun')): Tun {
   const { fd, name: actualName, offload } = openNative(native, name, options.offload ?? false);
   const splitter = offload.enabled ? new GsoSplitter() : undefined;
   const coalescer = offload.enabled ? new GroCoalescer() : undefined;
@@ -110,7 +112,7 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
   let errorListener: (error: Error) => void = () => undefined;
 
   /** Writes every frame (skipping the ones refused); returns how many packets they carried. */
-  const writeFrames = (frames: readonly Uint8Array[], packetsIn?: readonly number[]): number => {
+  const writeFrames = (frames: readonly Uint8Array[], packetsIn?: ArrayLike<number>): number => {
     let accepted = 0;
     for (let start = 0; start < frames.length;) {
       const written = native.writeMany(fd, frames, start);
@@ -145,7 +147,6 @@ export function openTun(name: string, options: TunOptions = {}): Tun {
         frames.length = count;
         let batch = frames;
         if (splitter) {
-          packets.length = 0;
           splitter.split(frames, packets);
           batch = packets;
         }

@@ -617,6 +617,22 @@ describe('GroCoalescer: decrypted segments into super-segments', () => {
       );
     });
   });
+
+  test('15. batches laid out alike get the same frames array and frame views back, each holding its own batch', () => {
+    const coalescer = new GroCoalescer();
+    const first = coalescer.coalesce([...run('v4', 4), ...run('v6', 2)]);
+    const firstFrames = [...first];
+    const firstBytes = first.map((f) => f.slice());
+    expect(Array.from(coalescer.packetsPerFrame).slice(0, first.length)).toEqual([4, 2]);
+    const next = [...run('v4', 4, 1400, { ack: 7 }), ...run('v6', 2, 1400, { ack: 7 })];
+    const second = coalescer.coalesce(next);
+    expect(second).toBe(first); // the same array, refilled
+    second.forEach((frame, i) => expect(frame).toBe(firstFrames[i])); // no new view
+    expect(second.map((f) => f.slice())).toEqual(coalesce(next));
+    expect(second.map((f) => f.slice())).not.toEqual(firstBytes);
+    // Fewer frames: the array is cut to them.
+    expect(coalescer.coalesce(run('v4', 2))).toHaveLength(1);
+  });
 });
 
 /** An IPv4 packet with another id (and so header checksum). */

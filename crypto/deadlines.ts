@@ -55,6 +55,15 @@ export class DeadlineQueue<T extends Queued> {
     this.siftDown(last.queueIndex);
   }
 
+  /**
+   * False only when no item's deadline is before `at`: entries are never late, so a top entry at or after
+   * `at` settles it. True may come from a stale entry (earliest() corrects it).
+   */
+  mayBeBefore(at: number): boolean {
+    const top = this.heap[0];
+    return top !== undefined && top.queuedAt < at;
+  }
+
   /** The earliest armed deadline of any item, exact: stale entries on top are corrected first. */
   earliest(): number | undefined {
     for (let top = this.heap[0]; top !== undefined; top = this.heap[0]) {

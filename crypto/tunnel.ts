@@ -503,6 +503,11 @@ export class Tunnel {
     return this.timerQueue.earliest();
   }
 
+  /** False only when no peer's timer is armed before `at` (monotonic ms): one comparison, nothing scanned. */
+  mayBeDueBefore(at: number): boolean {
+    return this.timerQueue.mayBeBefore(at);
+  }
+
   /** The I/O shell's handshake backlog crossed its threshold: check mac2 and rate-limit for the next second. */
   markUnderLoad(now: number): void {
     this.lastUnderLoadAt = now;

@@ -87,7 +87,7 @@ export class Device implements UapiDevice {
       rejected: (reason) => this.metrics?.drop(reason),
       flushed: () => {
         this.writeDeliveries(); // they are views into the ring, whose space is reused next
-        this.scheduler.rearmSoon();
+        this.scheduler.rearmIfEarlier();
       },
     });
     if (options.handshakeThreads) {
@@ -101,7 +101,7 @@ export class Device implements UapiDevice {
             return;
           }
           this.perform(this.tunnel.acceptInitiation(answer, senderIndex, from, this.clock()));
-          this.scheduler.rearmSoon();
+          this.scheduler.rearmIfEarlier();
         },
         onFailure: (error) => this.fail(error),
       });
@@ -164,7 +164,7 @@ export class Device implements UapiDevice {
     const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
     this.threads?.makeRoom(datagram.length);
     this.perform(this.tunnel.decapsulate(owned, from, now));
-    this.scheduler.rearmSoon();
+    this.scheduler.rearmIfEarlier();
   }
 
   private fromInterface(batch: Uint8Array[]): void {
@@ -179,7 +179,7 @@ export class Device implements UapiDevice {
       this.threads?.makeRoom(packet.length);
       this.perform(this.tunnel.encapsulate(packet, now));
     }
-    this.scheduler.rearmSoon();
+    this.scheduler.rearmIfEarlier();
   }
 
   /**
@@ -332,7 +332,7 @@ export class Device implements UapiDevice {
   /** One initiation to a peer at an endpoint kept from before a restart (Tunnel.resumeHandshake). */
   resumeHandshake(publicKey: Uint8Array, endpoint: Endpoint): void {
     this.perform(this.tunnel.resumeHandshake(publicKey, endpoint, this.clock()));
-    this.scheduler.rearmSoon();
+    this.scheduler.rearmIfEarlier();
   }
 
   /** Stops timers, closes the UDP socket and the interface. */

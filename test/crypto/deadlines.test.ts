@@ -74,8 +74,11 @@ describe('deadline queue', () => {
     // A postponed timer (a keepalive pushed back by traffic): the queue is not told.
     a.timers[1] = 900;
     expect(a.queuedAt).toBe(200);
+    expect(model.queue.mayBeBefore(300)).toBe(true); // the stale entry: maybe
     expect(model.queue.earliest()).toBe(300);
     expect(a.queuedAt).toBe(500);
+    expect(model.queue.mayBeBefore(300)).toBe(false); // corrected: nothing before 300
+    expect(model.queue.mayBeBefore(301)).toBe(true);
   });
 
   test('3. a stale entry that reaches its time is requeued, not reported due', () => {
@@ -133,7 +136,7 @@ describe('deadline queue', () => {
     fc.record({ kind: fc.constant('peek' as const) }),
   );
 
-  test('6. differential: on random schedules the queue agrees with the naive scan at every step', () => {
+  test('6. differential: on random schedules the queue agrees with the naive scan at every step (and mayBeBefore never clears a deadline it hides)', () => {
     fc.assert(
       fc.property(fc.array(operation, { maxLength: 200 }), (operations) => {
         const model = new Model(12);
@@ -172,6 +175,9 @@ describe('deadline queue', () => {
               break;
           }
           expect(model.queue.size).toBeLessThanOrEqual(model.items.length);
+          // mayBeBefore is never wrong when false: a deadline lies before earliest + 1.
+          const earliest = model.naiveEarliest();
+          if (earliest !== undefined) expect(model.queue.mayBeBefore(earliest + 1)).toBe(true);
         }
       }),
       { numRuns: 300 },

@@ -42,6 +42,9 @@ class FakeEngine implements Tickable<number> {
   nextDeadline(): number | undefined {
     return this.deadlines.length === 0 ? undefined : Math.min(...this.deadlines);
   }
+  mayBeDueBefore(at: number): boolean {
+    return this.deadlines.some((d) => d < at);
+  }
 }
 
 function setup() {
@@ -125,17 +128,28 @@ describe('TimerScheduler', () => {
     expect(timers.pending.size).toBe(0);
   });
 
-  test('rearmSoon coalesces a turn of packets into one deadline scan', async () => {
+  test('rearmIfEarlier scans nothing while deadlines move later, and arms an earlier one at once', () => {
     const { timers, engine, scheduler } = setup();
     let scans = 0;
     const nextDeadline = engine.nextDeadline.bind(engine);
     engine.nextDeadline = () => (scans++, nextDeadline());
     engine.deadlines = [50];
-    for (let i = 0; i < 100; i++) scheduler.rearmSoon();
-    expect(scans).toBe(0);
-    await new Promise((resolve) => setImmediate(resolve));
+    scheduler.rearmIfEarlier(); // nothing armed yet: a full scan
+    expect([scans, timers.pending.size]).toEqual([1, 1]);
+    const [armed] = timers.pending.keys();
+    for (let i = 0; i < 100; i++) {
+      engine.deadlines = [50 + i]; // a keepalive pushed back by each packet
+      scheduler.rearmIfEarlier();
+    }
     expect(scans).toBe(1);
+    expect([...timers.pending.keys()]).toEqual([armed]);
+    engine.deadlines.push(20); // e.g. a handshake retransmission armed by a packet
+    scheduler.rearmIfEarlier();
+    expect(scans).toBe(2);
     expect(timers.pending.size).toBe(1);
+    expect([...timers.pending.keys()]).not.toEqual([armed]);
+    timers.advance(20);
+    expect(engine.ticks).toEqual([20]);
   });
 
   test('real timers and the monotonic clock', async () => {

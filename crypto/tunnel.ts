@@ -71,7 +71,16 @@ export const DROP_REASONS = [
 export type DropReason = (typeof DROP_REASONS)[number];
 
 export type TunnelAction =
-  | { readonly kind: 'send'; readonly datagram: Uint8Array; readonly to: Endpoint }
+  /**
+   * `peer` (base64 public key) names whose authenticated message it is, already counted in its txBytes: a
+   * shell that does not hand it to the socket gives the bytes back (Tunnel.unsent). Cookie replies: none.
+   */
+  | {
+      readonly kind: 'send';
+      readonly datagram: Uint8Array;
+      readonly to: Endpoint;
+      readonly peer: string | undefined;
+    }
   | { readonly kind: 'deliver'; readonly packet: Uint8Array; readonly peer: string } // peer = base64 public key
   | { readonly kind: 'drop'; readonly reason: DropReason }
   | SealAction
@@ -80,7 +89,7 @@ export type TunnelAction =
 /**
  * With `transportCrypto`: seal `packet` under `counter` with the keypair's send key (messages.ts
  * sealTransport) and send it to `to`. The counter is consumed and the message already counted in txBytes:
- * a shell that cannot seal it gives the bytes back (Tunnel.sealDropped).
+ * a shell that cannot seal or send it gives the bytes back (Tunnel.sealDropped, Tunnel.unsent).
  */
 export interface SealAction {
   readonly kind: 'seal';
@@ -550,7 +559,7 @@ export class Tunnel {
     const source = cookieSource(address.value, from.port);
     if (!this.cookieChecker.checkMac2(message, source, now)) {
       const reply = this.cookieChecker.createCookieReply(message, source, now);
-      return [{ kind: 'send', datagram: reply, to: from }, DROP.cookie_sent];
+      return [{ kind: 'send', datagram: reply, to: from, peer: undefined }, DROP.cookie_sent];
     }
     if (!this.rateLimiter.allow(address.value, now)) return [DROP.rate_limited];
     return undefined;
@@ -725,13 +734,22 @@ export class Tunnel {
   }
 
   /**
-   * With transportCrypto: the shell dropped a seal action unsent (its crypto thread could not take it), so
-   * the peer's txBytes, counted when the action was made, no longer count its message. The counter stays
-   * used: the gap is one the peer's replay window accepts.
+   * With transportCrypto: the shell dropped a seal action of `plainLength` bytes unsent (its crypto thread
+   * could not take it, or the keypair was retired before it was sealed). The counter stays used: the gap is
+   * one the peer's replay window accepts.
    */
-  sealDropped(action: SealAction): void {
-    const peer = this.peersByName.get(action.peer);
-    if (peer !== undefined) peer.txBytes -= transportLength(action.packet.length, this.mtu);
+  sealDropped(peer: string, plainLength: number): void {
+    this.unsent(peer, transportLength(plainLength, this.mtu));
+  }
+
+  /**
+   * `bytes` of `peer`'s messages, counted in its txBytes when their actions were made, never reached the
+   * socket (the kernel refused them, or they were not sealed): txBytes counts what was handed to the socket
+   * (wireguard-go counts a batch once its send succeeded), so they are taken back.
+   */
+  unsent(peer: string, bytes: number): void {
+    const counted = this.peersByName.get(peer);
+    if (counted !== undefined) counted.txBytes -= bytes;
   }
 
   /** Receiving a transport message after it authenticated: rotation, timers, cryptokey routing. */
@@ -919,11 +937,12 @@ export class Tunnel {
     return actions;
   }
 
-  private sendAction(datagram: Uint8Array, to: Endpoint): TunnelAction {
-    if (this.reusedActions === undefined) return { kind: 'send', datagram, to };
-    const action = (this.sendActions[this.sendActionsUsed++] ??= { kind: 'send', datagram, to });
+  private sendAction(datagram: Uint8Array, to: Endpoint, peer: string): TunnelAction {
+    if (this.reusedActions === undefined) return { kind: 'send', datagram, to, peer };
+    const action = (this.sendActions[this.sendActionsUsed++] ??= { kind: 'send', datagram, to, peer });
     action.datagram = datagram;
     action.to = to;
+    action.peer = peer;
     return action;
   }
 
@@ -1015,7 +1034,7 @@ export class Tunnel {
 
   /** Every authenticated message we send goes through here: counters and the send-side timers. */
   private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
-    this.add(actions, this.sendAction(datagram, peer.endpoint!));
+    this.add(actions, this.sendAction(datagram, peer.endpoint!, peer.name));
     this.sent(peer, datagram.length, now);
   }
 

@@ -168,7 +168,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           udpMode = udp.mode;
           // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that.
           if (!threads || options.batchedUdp) return udp;
-          return { ...udp, send: (datagram, to) => udp.send(datagram.slice(), to) };
+          return { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
         },
         listenPort: options.listen.port,
         metrics,

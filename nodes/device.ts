@@ -78,13 +78,17 @@ export class Device implements UapiDevice {
     this.scheduler = new TimerScheduler(this.tunnel, (actions) => this.perform(actions), this.clock);
     this.threads = options.threads;
     this.threads?.attach({
-      sealed: (datagram, to) => {
+      sealed: (datagram, to, peer) => {
         this.metrics?.datagram('tx', datagram);
-        this.udp?.send(datagram, to);
+        this.udp?.send(datagram, to, peer);
       },
       opened: (keypair, message, plainLength, from) =>
         this.perform(this.tunnel.transportOpened(keypair, message, plainLength, from, this.turnNow())),
       rejected: (reason) => this.metrics?.drop(reason),
+      unsealed: (peer, plainLength) => {
+        this.tunnel.sealDropped(peer, plainLength);
+        this.metrics?.drop('keypair_expired');
+      },
       flushed: () => {
         this.writeDeliveries(); // they are views into the ring, whose space is reused next
         this.scheduler.rearmIfEarlier();
@@ -212,7 +216,7 @@ export class Device implements UapiDevice {
       switch (action.kind) {
         case 'send':
           this.metrics?.datagram('tx', action.datagram);
-          this.udp?.send(action.datagram, action.to);
+          this.udp?.send(action.datagram, action.to, action.peer);
           break;
         case 'deliver':
           this.metrics?.innerPacket('rx', action.packet);
@@ -224,7 +228,7 @@ export class Device implements UapiDevice {
           break;
         case 'seal':
           if (!this.threads?.seal(action)) {
-            this.tunnel.sealDropped(action);
+            this.tunnel.sealDropped(action.peer, action.packet.length);
             this.metrics?.drop('queue_full');
           }
           break;
@@ -295,6 +299,8 @@ export class Device implements UapiDevice {
     }
     udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from));
     udp.onError((error) => this.fail(new Error(`UDP port ${udp.port}: ${error.message}`)));
+    // txBytes counts what reached the socket: what it refused is given back.
+    udp.onRefused((peer, bytes) => this.tunnel.unsent(peer, bytes));
     const previous = this.udp;
     this.udp = udp;
     await previous?.close();

@@ -76,8 +76,16 @@ export interface UdpTransport {
    * socket no longer hears anything. Node's dgram reports errors that concern one datagram only: never.
    */
   onError(listener: (error: Error) => void): void;
-  /** Fire and forget (batched: queued and written at the end of this event-loop turn); a datagram the kernel refuses is dropped, as on the wire. */
-  send(datagram: Uint8Array, to: UdpEndpoint): void;
+  /**
+   * Fire and forget (batched: queued and written at the end of this event-loop turn); a datagram the kernel
+   * refuses is dropped, as on the wire. One sent for a `peer` is named back to onRefused if it is refused.
+   */
+  send(datagram: Uint8Array, to: UdpEndpoint, peer?: string): void;
+  /**
+   * Each datagram sent for a peer that did not reach the kernel or that the kernel refused (an address it
+   * cannot reach, a closed socket), with its bytes: called during send or when the batch is written.
+   */
+  onRefused(listener: (peer: string, bytes: number) => void): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
   bufferSizes(): { receive: number; send: number };
   close(): Promise<void>;
@@ -155,22 +163,31 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
 
   let closed = false;
   const ignoreSendError = () => undefined;
+  let refused: (peer: string, bytes: number) => void = () => undefined;
   return {
     port: socket.address().port,
     mode: 'dgram, GSO off, GRO off',
     onError() {}, // see UdpTransport.onError
+    onRefused(listener) {
+      refused = listener;
+    },
     onDatagram(listener) {
       socket.removeAllListeners('message');
       socket.on('message', (datagram, remote) =>
         listener(datagram, { address: normaliseAddress(remote.address), port: remote.port }),
       );
     },
-    send(datagram, to) {
+    send(datagram, to, peer) {
       const address = socketAddress(to.address, family);
       // dgram throws on port 0 or out of range; a bad endpoint is one dropped datagram, not a crash.
-      if (closed || address === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535)
+      if (closed || address === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) {
+        if (peer !== undefined) refused(peer, datagram.length);
         return;
-      socket.send(datagram, to.port, address, ignoreSendError);
+      }
+      const length = datagram.length;
+      const sent =
+        peer === undefined ? ignoreSendError : (error: Error | null) => error && refused(peer, length);
+      socket.send(datagram, to.port, address, sent);
     },
     bufferSizes: () => ({ receive: socket.getRecvBufferSize(), send: socket.getSendBufferSize() }),
     close() {
@@ -382,6 +399,9 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const sendSlab = new Uint8Array(BATCH_SLOTS * SLOT_SIZE);
   const sendRecords = new Int32Array(BATCH_SLOTS * RECORD_INTS);
   const queuedTargets: Array<SendTarget | undefined> = new Array(BATCH_SLOTS).fill(undefined);
+  // Per slot, the peer whose datagrams it holds (a GSO message holds one peer's only), for onRefused.
+  const queuedPeers: Array<string | undefined> = new Array(BATCH_SLOTS).fill(undefined);
+  let refused: (peer: string, bytes: number) => void = () => undefined;
   const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
   let queued = 0;
   // The last queued slot while more datagrams may join it as GSO segments of its first one's size.
@@ -394,15 +414,16 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   let receiver: { stop(): void } | undefined;
   let closed = false;
 
-  // Sends slots [0, count) of `slab`; each refused message is dropped, except that a stale sticky source
-  // is forgotten and the message retried from the kernel's choice of address, and a GSO message the kernel
-  // refuses (without a source to blame) goes out as separate datagrams.
+  // Sends slots [0, count) of `slab`; each refused message is dropped (and named to onRefused), except that
+  // a stale sticky source is forgotten and the message retried from the kernel's choice of address, and a
+  // GSO message the kernel refuses (without a source to blame) goes out as separate datagrams.
   const sendSlots = (
     slab: Uint8Array,
     records: Int32Array,
     slotSize: number,
     count: number,
     targetOf: (slot: number) => SendTarget | undefined,
+    peerOf: (slot: number) => string | undefined,
   ) => {
     let start = 0;
     while (start < count) {
@@ -420,9 +441,12 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         if (target) target.hasSource = false;
         continue;
       }
-      if (records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
+      const peer = peerOf(start);
+      if (target && records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
         if (-sent === constants.errno.EIO || counts.gsoMessages === gsoMessagesAtOpen) disableGso(-sent);
-        if (target) sendSeparately(start, target);
+        sendSeparately(start, target, peer);
+      } else if (peer !== undefined) {
+        refused(peer, records[record + RECORD_LENGTH]!);
       }
       start++;
     }
@@ -437,7 +461,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   };
 
   // A refused GSO message's datagrams, each in its own slot of a scratch slab (rare: made when needed).
-  const sendSeparately = (slot: number, target: SendTarget) => {
+  const sendSeparately = (slot: number, target: SendTarget, peer: string | undefined) => {
     const record = slot * RECORD_INTS;
     const length = sendRecords[record + RECORD_LENGTH]!;
     const segment = sendRecords[record + RECORD_SEGMENT]!;
@@ -450,7 +474,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       records[i * RECORD_INTS + RECORD_LENGTH] = Math.min(segment, length - i * segment);
       records[i * RECORD_INTS + RECORD_SEGMENT] = 0;
     }
-    sendSlots(slab, records, segment, datagrams, () => target);
+    sendSlots(
+      slab,
+      records,
+      segment,
+      datagrams,
+      () => target,
+      () => peer,
+    );
   };
 
   const countGso = (records: Int32Array, start: number, end: number) => {
@@ -462,10 +493,13 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     }
   };
 
+  const targetOfSlot = (slot: number) => queuedTargets[slot];
+  const peerOfSlot = (slot: number) => queuedPeers[slot];
   // Writes what send() queued.
   const flush = () => {
-    sendSlots(sendSlab, sendRecords, SLOT_SIZE, queued, (slot) => queuedTargets[slot]);
+    sendSlots(sendSlab, sendRecords, SLOT_SIZE, queued, targetOfSlot, peerOfSlot);
     queuedTargets.fill(undefined, 0, queued);
+    queuedPeers.fill(undefined, 0, queued);
     queued = 0;
     open = undefined;
   };
@@ -519,18 +553,24 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     onError(listener) {
       errorListener = listener;
     },
-    send(datagram, to) {
+    onRefused(listener) {
+      refused = listener;
+    },
+    send(datagram, to, peer) {
       const length = datagram.length;
-      if (closed || length > SLOT_SIZE) return;
-      let target = targets.get(to);
+      let target = closed || length > SLOT_SIZE ? null : targets.get(to);
       if (target === undefined) {
         target = sendTarget(to, family) ?? null;
         targets.set(to, target);
       }
-      if (target === null) return;
+      if (target === null) {
+        if (peer !== undefined) refused(peer, length);
+        return;
+      }
       if (
         open !== undefined &&
         sameTarget(open, target) &&
+        queuedPeers[queued - 1] === peer &&
         length <= openSegment &&
         openSegments < segmentsMax
       ) {
@@ -556,6 +596,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       sendRecords[record + RECORD_SEGMENT] = 0;
       sendRecords.set(target.addresses, record + RECORD_REMOTE);
       queuedTargets[slot] = target;
+      queuedPeers[slot] = peer;
       open = gso && length > 0 ? target : undefined;
       openSegment = length;
       openSegments = 1;

@@ -60,7 +60,9 @@ import { ReusedViews } from '../views.js';
 
 /** Where the crypto threads' results go (the device). Views are valid until `flushed` returns. */
 export interface CryptoResults {
-  sealed(datagram: Uint8Array, to: Endpoint): void;
+  sealed(datagram: Uint8Array, to: Endpoint, peer: string): void;
+  /** A seal of `plainLength` bytes for `peer` not done: its keypair was retired before it was sealed. */
+  unsealed(peer: string, plainLength: number): void;
   /** `message` was opened in place: its padded plaintext is message[16 .. 16 + plainLength). */
   opened(keypair: Keypair, message: Uint8Array, plainLength: number, from: Endpoint): void;
   rejected(reason: DropReason): void;
@@ -127,6 +129,8 @@ class CryptoThread {
    */
   private readonly keypairAt: Array<Keypair | undefined>;
   private readonly endpointAt: Array<Endpoint | undefined>;
+  /** Seal records: the peer whose message it is (its txBytes already count it). */
+  private readonly peerAt: Array<string | undefined>;
   /**
    * Per record offset: the view of its result last handed to the device, handed out again while a record
    * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
@@ -147,6 +151,7 @@ class CryptoThread {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.peerAt = new Array<string | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -217,6 +222,7 @@ class CryptoThread {
     bytes.set(action.packet, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET);
     this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
     this.endpointAt[(record * 4) / RECORD_ALIGN] = action.to;
+    this.peerAt[(record * 4) / RECORD_ALIGN] = action.peer;
   }
 
   open(action: OpenAction): void {
@@ -324,8 +330,10 @@ class CryptoThread {
       const slot = offset / RECORD_ALIGN;
       const kind = ints[record + H_KIND];
       if (kind === KIND_SEAL) {
-        if (result >= 0) results.sealed(this.view(slot, payload, result), this.endpointAt[slot]!);
-        else results.rejected('keypair_expired');
+        const peer = this.peerAt[slot]!;
+        if (result >= 0) results.sealed(this.view(slot, payload, result), this.endpointAt[slot]!, peer);
+        else results.unsealed(peer, ints[record + H_LENGTH]!);
+        this.peerAt[slot] = undefined;
       } else if (kind === KIND_OPEN) {
         const keypair = this.keypairAt[slot]!;
         const message = this.view(slot, payload, ints[record + H_LENGTH]!);

@@ -99,7 +99,7 @@ describe('Tunnel with transportCrypto', () => {
     const [seal] = pair.b.encapsulate(pair.packet('b'), pair.now);
     if (seal?.kind !== 'seal') throw new Error('expected a seal action');
     expect(pair.status('b').txBytes).toBe(before + PING_DATAGRAM); // counted as the action is made
-    pair.b.sealDropped(seal);
+    pair.b.sealDropped(seal.peer, seal.packet.length);
     expect(pair.status('b').txBytes).toBe(before);
     expect(pair.send('b').delivered.a).toEqual([pair.packet('b')]); // over the counter the drop skipped
     const [a, b] = [pair.status('a'), pair.status('b')];

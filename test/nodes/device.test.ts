@@ -7,6 +7,7 @@ import { inspect } from 'node:util';
 import nacl from 'tweetnacl';
 
 import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
+import { transportLength } from '../../crypto/messages.js';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { Device, type DeviceOptions, type PacketIo } from '../../nodes/device.js';
 import { secureRandomBytes } from '../../nodes/random.js';
@@ -71,7 +72,8 @@ const MODES = [
   ['handshakes inline, 2 crypto threads', 0, 2],
 ] as const;
 
-async function startNode(handshakeThreads = 0, threads = 1): Promise<Node> {
+/** `batched`: the UDP socket's mode (default: openUdp's, batched). */
+async function startNode(handshakeThreads = 0, threads = 1, batched?: boolean): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
   const crypto =
     threads > 1
@@ -93,7 +95,7 @@ async function startNode(handshakeThreads = 0, threads = 1): Promise<Node> {
     packets,
     metrics,
     listenPort: 0,
-    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1' }),
+    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1', ...(batched !== undefined && { batched }) }),
     handshakeThreads,
     ...(crypto && { threads: crypto }),
   });
@@ -325,6 +327,44 @@ describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
     expect(a.packets.closed).toBe(true);
     const rebound = await openUdp({ port, host: '127.0.0.1' });
     await rebound.close();
+  });
+});
+
+describe.each([
+  ['1 thread, batched UDP', 1, true],
+  ['1 thread, dgram', 1, false],
+  ['2 crypto threads, batched UDP', 2, true],
+  ['2 crypto threads, dgram', 2, false],
+] as const)('txBytes, %s', (_, threads, batched) => {
+  test('counts what reached the socket: messages to a port it refuses (0) are not counted', async () => {
+    const [a, b] = await Promise.all([startNode(0, threads, batched), startNode(0, threads, batched)]);
+    try {
+      const toB = {
+        allowedIps: ['10.0.0.2/32'],
+        endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+      };
+      a.device.upsertPeer(b.publicKey, toB);
+      b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+      const packet = (length: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(length).fill(length));
+      const sent = () => a.device.peers()[0]!.txBytes;
+      const received = () => b.device.peers()[0]!.rxBytes;
+      a.packets.inject(packet(100));
+      await eventually('the first packet at b', () => b.packets.written.length === 1);
+      expect(sent()).toBe(received()); // the initiation and the packet
+      const before = sent();
+      // Three messages to port 0 (dgram refuses it, the batched socket's sendmmsg gets EINVAL; sizes apart,
+      // so no GSO message), then one to b, after them in the same turn.
+      a.device.upsertPeer(b.publicKey, { ...toB, endpoint: { address: '127.0.0.1', port: 0 } });
+      a.packets.inject(packet(200), packet(300), packet(400));
+      a.device.upsertPeer(b.publicKey, toB);
+      a.packets.inject(packet(500));
+      await eventually('the last packet at b', () => b.packets.written.length === 2);
+      expect(b.packets.written[1]).toEqual(packet(500));
+      expect(sent()).toBe(before + transportLength(packet(500).length, DEFAULT_MTU));
+      expect(sent()).toBe(received());
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 });
 

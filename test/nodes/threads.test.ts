@@ -30,12 +30,14 @@ interface Collected {
   readonly sealed: Uint8Array[];
   readonly opened: Uint8Array[];
   readonly rejected: DropReason[];
+  /** Seals not done, as `peer: plaintext bytes`. */
+  readonly unsealed: string[];
   batches: number;
 }
 
 /** Results as the device gets them, copied (they are views into the ring). */
 function collector(): { results: CryptoResults; got: Collected } {
-  const got: Collected = { sealed: [], opened: [], rejected: [], batches: 0 };
+  const got: Collected = { sealed: [], opened: [], rejected: [], unsealed: [], batches: 0 };
   return {
     got,
     results: {
@@ -45,6 +47,7 @@ function collector(): { results: CryptoResults; got: Collected } {
       },
       opened: (_keypair, message, plainLength) => got.opened.push(message.slice(16, 16 + plainLength)),
       rejected: (reason) => got.rejected.push(reason),
+      unsealed: (peer, plainLength) => got.unsealed.push(`${peer}: ${plainLength}`),
       flushed: () => got.batches++,
     },
   };
@@ -133,7 +136,7 @@ describe('crypto threads', () => {
     expect(got.rejected).toEqual(['decrypt_failed', 'replay']);
   });
 
-  test('3. a retired keypair’s keys are gone from its thread: later messages for it are not sealed', async () => {
+  test('3. a retired keypair’s keys are gone from its thread: later messages for it are not sealed, and named back', async () => {
     const { ours } = keypairs(11, 5);
     const seal = (): SealAction => ({
       kind: 'seal',
@@ -147,9 +150,11 @@ describe('crypto threads', () => {
     threads.retired(ours);
     ours.zero(); // as the engine does right after
     threads.seal(seal());
-    await eventually('both results', () => got.sealed.length + got.rejected.length === 2);
+    await eventually('both results', () => got.sealed.length + got.unsealed.length === 2);
     expect(got.sealed).toHaveLength(1);
-    expect(got.rejected).toEqual(['keypair_expired']);
+    // The peer and plaintext length its txBytes gives back (Tunnel.sealDropped).
+    expect(got.unsealed).toEqual(['peer-c: 100']);
+    expect(got.rejected).toEqual([]);
   });
 
   test('4. peers are spread over the threads, the fewest first, and their places freed on removal', () => {

@@ -49,8 +49,12 @@ export class NodeMetrics {
   /** The batched UDP socket counts its GSO sends and GRO batches here (nodes/udp.ts). */
   readonly udpOffload: UdpOffloadCounts = noUdpOffloadCounts();
 
-  constructor(source: PeerCounts, wallClockMs: () => number = Date.now) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tunnelbyte_node_' });
+  /**
+   * @param processMetrics prom-client's process metrics (CPU, heap, GC, event-loop lag), which start their own
+   * observers and timers: off for the start-up warm-up's throwaway devices
+   */
+  constructor(source: PeerCounts, wallClockMs: () => number = Date.now, processMetrics = true) {
+    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tunnelbyte_node_' });
     const registers = [this.registry];
     new Gauge({
       name: 'tunnelbyte_node_peers',

@@ -85,6 +85,15 @@ describe('node metrics over HTTP', () => {
     expect(sample(text, 'tunnelbyte_node_offload_drops_total{reason="vnet_header_short"}')).toBe(3);
   });
 
+  test('without process metrics (the warm-up devices): the traffic counters only', async () => {
+    const bare = new NodeMetrics({ peerCount: 0, forEachPeer: () => undefined }, () => NOW, false);
+    bare.datagram('rx', new Uint8Array(128));
+    const text = await bare.registry.metrics();
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(1);
+    expect(text).not.toContain('tunnelbyte_node_process_');
+    expect(text).not.toContain('tunnelbyte_node_nodejs_');
+  });
+
   test('anything but GET /metrics is 404', async () => {
     expect((await fetch(`http://127.0.0.1:${server.port}/`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: 'POST' })).status).toBe(404);

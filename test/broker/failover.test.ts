@@ -15,7 +15,7 @@ import {
 } from '../helpers/redis.js';
 import { builtProgram } from '../helpers/repo.js';
 import { startPlane, type Plane } from './sessions-fixture.js';
-import { eventually } from '../helpers/eventually.js';
+import { eventually, settled } from '../helpers/eventually.js';
 
 const BROKER_BIN = builtProgram('src/broker/main.js');
 
@@ -31,6 +31,20 @@ async function adminAddsRegion(plane: Plane, url: string, id: string): Promise<v
   const regions = (await plane.as(await plane.principal('business'), 'get', '/v1/regions')).body;
   expect(JSON.stringify(regions)).toContain(`"${id}"`);
 }
+
+/** What a Sentinel sees, from INFO sentinel: its TILT flag and its master's address, replicas and Sentinels. */
+const sentinelView = (port: number): string =>
+  redisCli(port, 'info', 'sentinel')
+    .split(/\r?\n/)
+    .filter((line) => line.startsWith('sentinel_tilt:') || line.startsWith('master0:'))
+    .join(' ');
+
+/** A server's role and replication links, from INFO replication (a failure's last view). */
+const replicationLines = (port: number): string =>
+  redisCli(port, 'info', 'replication')
+    .split(/\r?\n/)
+    .filter((line) => /^(role|connected_slaves|slave\d+|master_link_status):/.test(line))
+    .join(' ');
 
 const ACKNOWLEDGED_BEFORE_KILL = 15;
 const ACKNOWLEDGED_AFTER_RECOVERY = 15;
@@ -101,11 +115,24 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
   beforeAll(async () => {
     master = await startRedis();
     replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)]);
-    for (let i = 0; i < 3; i++) sentinels.push(await startSentinel('tb', master.port));
-    url = `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/tb`;
     await eventually(
       'the replica in sync',
-      () => redisCli(master.port, 'info', 'replication').includes('connected_slaves:1'),
+      () => redisCli(replica.port, 'info', 'replication').includes('master_link_status:up'),
+      FAILOVER_WAIT,
+    );
+    for (let i = 0; i < 3; i++) sentinels.push(await startSentinel('tb', master.port));
+    url = `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/tb`;
+    // A Sentinel learns a master's replicas only from the master's INFO (when it starts, then every 10 s),
+    // and the other Sentinels from their hello messages (every 2 s). A master killed before every Sentinel
+    // knows the replica is never failed over: no Sentinel can learn of a replica from a dead master, so
+    // each attempt ends in -failover-abort-no-good-slave. Test 2 kills within seconds of this point.
+    await settled(
+      'every sentinel knowing the master, its replica and the two other sentinels',
+      () => sentinels.map((s) => sentinelView(s.port)),
+      (views) =>
+        views.every((view) =>
+          view.includes(`status=ok,address=127.0.0.1:${master.port},slaves=1,sentinels=3`),
+        ),
       FAILOVER_WAIT,
     );
     // The deployment the broker is given: its URL names only the sentinels.
@@ -132,15 +159,21 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
       async () => {
         // The sentinels promote the replica; the old master comes back (as systemd would restart it) and
         // is turned into the new master's replica, so WAIT 1 can be satisfied again.
-        await eventually(
+        await settled(
           'the replica promoted',
-          () => masterAddress().includes(String(replica.port)),
+          () => ({ master: masterAddress(), sentinels: sentinels.map((s) => sentinelView(s.port)) }),
+          (seen) => seen.master.includes(String(replica.port)),
           FAILOVER_WAIT,
         );
         await master.restart();
-        await eventually(
+        // Sentinel turns it into a replica at its second INFO of it, about 10 s after the restart.
+        await settled(
           'the old master replicating',
-          () => redisCli(replica.port, 'info', 'replication').includes('connected_slaves:1'),
+          () => ({
+            newMaster: replicationLines(replica.port),
+            sentinels: sentinels.map((s) => sentinelView(s.port)),
+          }),
+          (seen) => seen.newMaster.includes('connected_slaves:1'),
           FAILOVER_WAIT,
         );
       },

@@ -62,6 +62,12 @@ export class Device implements UapiDevice {
   private turnTime: number | undefined = undefined;
   private readonly deliveries: Uint8Array[] = [];
   private deliveryCount = 0;
+  /**
+   * Inside a read's batch (a UDP or a TUN read): its end (endBatch) writes the deliveries, the queued
+   * datagrams and forgets the turn's clock, so nothing is queued for the end of the turn. Outside one
+   * (timers, handshake answers, the crypto threads' results), microtasks do that.
+   */
+  private inBatch = false;
   private readonly threads: CryptoThreads | undefined;
   private readonly handshakes: HandshakeWorkers | undefined;
   private failure: Error | undefined;
@@ -143,6 +149,7 @@ export class Device implements UapiDevice {
   private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
     this.metrics?.datagram('rx', datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
+    this.beginBatch();
     // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
     if (
       datagram[0] === MESSAGE_INITIATION &&
@@ -173,6 +180,7 @@ export class Device implements UapiDevice {
 
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
+    this.beginBatch();
     const now = this.turnNow();
     // Indexed loops on the data path: a for-of over arrays of more than one shape (the engine's reused
     // result, its frozen empty one, fresh ones from configuration calls) allocates an iterator and a result
@@ -184,16 +192,33 @@ export class Device implements UapiDevice {
       this.perform(this.tunnel.encapsulate(packet, now));
     }
     this.scheduler.rearmIfEarlier();
+    this.endBatch();
   }
 
+  private beginBatch(): void {
+    if (this.inBatch) return;
+    this.inBatch = true;
+    this.udp?.cork();
+  }
+
+  /** A read's batch is done: its packets and datagrams go out now, in one native call each. */
+  private readonly endBatch = (): void => {
+    if (!this.inBatch) return;
+    this.inBatch = false;
+    this.writeDeliveries();
+    this.udp?.uncork();
+    this.turnTime = undefined;
+  };
+
   /**
-   * The clock, read once per event-loop turn: a UDP or TUN batch's packets share one reading (they arrive in
-   * one turn, microseconds apart), where a reading per packet would be a new heap number per packet.
+   * The clock, read once per batch (or per event-loop turn outside one): a UDP or TUN batch's packets share
+   * one reading (they arrive microseconds apart), where a reading per packet would be a new heap number per
+   * packet.
    */
   private turnNow(): number {
     if (this.turnTime === undefined) {
       this.turnTime = this.clock();
-      queueMicrotask(this.turnEnded);
+      if (!this.inBatch) queueMicrotask(this.turnEnded);
     }
     // Read back from the field, never the clock's result itself: optimized code may hold that unboxed and
     // box it again for every call it is passed to.
@@ -220,7 +245,7 @@ export class Device implements UapiDevice {
           break;
         case 'deliver':
           this.metrics?.innerPacket('rx', action.packet);
-          if (this.deliveryCount === 0) queueMicrotask(this.writeDeliveries);
+          if (this.deliveryCount === 0 && !this.inBatch) queueMicrotask(this.writeDeliveries);
           this.deliveries[this.deliveryCount++] = action.packet;
           break;
         case 'drop':
@@ -239,9 +264,9 @@ export class Device implements UapiDevice {
     }
   }
 
-  // Packets for the interface are written once per event-loop turn, when the batch that produced them is
-  // done: one native call per UDP batch. They may be views into the UDP batch's buffer, which is reused
-  // only after this turn's microtasks ran.
+  // Packets for the interface are written when the batch that produced them is done (endBatch, or a
+  // microtask outside a read's batch): one native call per UDP batch. They may be views into the UDP
+  // batch's buffer, which is reused only by the next read.
   // The array is refilled from its start and cut to the turn's count, never emptied: emptied, an array gives
   // up its storage and grows it again, piece by piece, every batch.
   private readonly writeDeliveries = (): void => {
@@ -297,7 +322,7 @@ export class Device implements UapiDevice {
       await udp.close();
       throw new Error('device closed');
     }
-    udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from));
+    udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from), this.endBatch);
     udp.onError((error) => this.fail(new Error(`UDP port ${udp.port}: ${error.message}`)));
     // txBytes counts what reached the socket: what it refused is given back.
     udp.onRefused((peer, bytes) => this.tunnel.unsent(peer, bytes));

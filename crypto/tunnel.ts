@@ -933,7 +933,8 @@ export class Tunnel {
   private finished(actions: TunnelAction[]): TunnelAction[] {
     if (actions !== this.reusedActions) return actions;
     if (this.reusedCount === 0) return NO_ACTIONS;
-    actions.length = this.reusedCount;
+    // Only when it changes: a length store is a call into the runtime (about 35 ns) even when it is equal.
+    if (actions.length !== this.reusedCount) actions.length = this.reusedCount;
     return actions;
   }
 

@@ -273,7 +273,7 @@ export class Device implements UapiDevice {
     const count = this.deliveryCount;
     this.deliveryCount = 0;
     if (this.closed || count === 0) return;
-    this.deliveries.length = count;
+    if (this.deliveries.length !== count) this.deliveries.length = count; // a length store calls the runtime
     this.packets.writeMany(this.deliveries);
   };
 

@@ -296,6 +296,9 @@ const isMappedV4 = (bytes: Uint8Array, offset: number): boolean =>
  */
 class ReceivedEndpoints {
   private readonly byHash = new Map<number, { key: Int32Array; endpoint: UdpEndpoint }>();
+  // The last one found: a bulk flow's datagrams come from one peer, batch after batch, and comparing its
+  // key is cheaper than hashing the record and looking the hash up.
+  private last: { key: Int32Array; endpoint: UdpEndpoint } | undefined;
 
   constructor(private readonly records: Int32Array) {}
 
@@ -303,10 +306,15 @@ class ReceivedEndpoints {
     const records = this.records;
     const hasLocal = (records[record + RECORD_FLAGS]! & FLAG_LOCAL) !== 0;
     const ints = hasLocal ? 2 * ADDRESS_INTS : ADDRESS_INTS;
+    const last = this.last;
+    if (last !== undefined && this.matches(last.key, record, ints)) return last.endpoint;
     let hash = records[record + RECORD_PORT]! ^ (hasLocal ? 0x5bd1e995 : 0);
     for (let i = 0; i < ints; i++) hash = Math.imul(hash ^ records[record + RECORD_REMOTE + i]!, 0x01000193);
     const cached = this.byHash.get(hash);
-    if (cached !== undefined && this.matches(cached.key, record, ints)) return cached.endpoint;
+    if (cached !== undefined && this.matches(cached.key, record, ints)) {
+      this.last = cached;
+      return cached.endpoint;
+    }
 
     const key = records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
     const bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
@@ -318,7 +326,8 @@ class ReceivedEndpoints {
     const port = records[record + RECORD_PORT]!;
     const endpoint: UdpEndpoint = hasLocal ? { address, port, local: text(RECORD_LOCAL) } : { address, port };
     if (this.byHash.size >= ENDPOINT_CACHE_MAX) this.byHash.clear();
-    this.byHash.set(hash, { key, endpoint });
+    this.last = { key, endpoint };
+    this.byHash.set(hash, this.last);
     return endpoint;
   }
 

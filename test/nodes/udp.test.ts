@@ -264,6 +264,33 @@ describe.each([
     events.forEach((e, i) => e === 'end' && expect(events[i - 1]).not.toBe('end'));
     if (!batched) expect(events.filter((e) => e === 'end')).toHaveLength(6);
   });
+
+  test('11. senders taking turns, on both families, are each named with their own address and port', async () => {
+    const udp = await transport();
+    const peers = [
+      await plainSocket('udp4', '127.0.0.1'),
+      await plainSocket('udp6', '::1'),
+      await plainSocket('udp4', '127.0.0.1'),
+    ];
+    const addresses = ['127.0.0.1', '::1', '127.0.0.1'];
+    const received: Array<{ byte: number; from: UdpEndpoint }> = [];
+    const all = new Promise<void>((resolveAll) =>
+      udp.onDatagram((datagram, from) => {
+        received.push({ byte: datagram[0]!, from });
+        if (received.length === 12) resolveAll();
+      }),
+    );
+    for (let i = 0; i < 12; i++) {
+      const peer = i % 3;
+      await new Promise<void>((resolveSend) =>
+        peers[peer]!.send(Uint8Array.of(peer), udp.port, addresses[peer], () => resolveSend()),
+      );
+    }
+    await all;
+    for (const { byte, from } of received)
+      expect(from).toEqual(endpoint(addresses[byte]!, peers[byte]!.address().port));
+    expect(received.filter(({ byte }) => byte === 2)).toHaveLength(4);
+  });
 });
 
 describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {

@@ -11,6 +11,10 @@ const MAX_DRAWS = 1000;
 // where an unsigned index above 2^31 would be a heap number allocated for every lookup of a packet's index.
 export class IndexTable<E> {
   private readonly entries = new Map<number, E>();
+  // The last index found and its entry: a bulk flow's messages all name one index, and comparing it is
+  // cheaper than the Map's hash lookup. Forgotten whenever that index changes.
+  private lastIndex = 0;
+  private lastEntry: E | undefined;
 
   constructor(private readonly randomBytes: (length: number) => Uint8Array) {}
 
@@ -33,10 +37,16 @@ export class IndexTable<E> {
   }
 
   get(index: number): E | undefined {
-    return this.entries.get(index | 0);
+    const key = index | 0;
+    if (key === this.lastIndex && this.lastEntry !== undefined) return this.lastEntry;
+    const entry = this.entries.get(key);
+    this.lastIndex = key;
+    this.lastEntry = entry;
+    return entry;
   }
 
   delete(index: number): boolean {
+    if ((index | 0) === this.lastIndex) this.lastEntry = undefined;
     return this.entries.delete(index | 0);
   }
 
@@ -44,6 +54,7 @@ export class IndexTable<E> {
   repoint(index: number, entry: E): boolean {
     if (!this.entries.has(index | 0)) return false;
     this.entries.set(index | 0, entry);
+    if ((index | 0) === this.lastIndex) this.lastEntry = entry;
     return true;
   }
 }

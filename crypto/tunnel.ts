@@ -172,18 +172,21 @@ const SEND_VIEWS_MAX = 256;
 /** A reused send buffer with a view of each length sealed into it, so a send action needs no new view. */
 class SendBuffer {
   private readonly views = new Map<number, Uint8Array>();
+  // The last view handed out: a bulk flow's datagrams are mostly one length (no Map lookup for those).
+  private last: Uint8Array | undefined;
 
   constructor(readonly bytes: Uint8Array) {}
 
   /** bytes[0 .. length), the same view each time. */
   view(length: number): Uint8Array {
+    if (this.last !== undefined && this.last.length === length) return this.last;
     let view = this.views.get(length);
     if (view === undefined) {
       if (this.views.size >= SEND_VIEWS_MAX) this.views.clear();
       view = this.bytes.subarray(0, length);
       this.views.set(length, view);
     }
-    return view;
+    return (this.last = view);
   }
 }
 

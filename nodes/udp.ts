@@ -519,8 +519,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   // Writes what send() queued.
   const flush = () => {
     sendSlots(sendSlab, sendRecords, SLOT_SIZE, queued, targetOfSlot, peerOfSlot);
-    queuedTargets.fill(undefined, 0, queued);
-    queuedPeers.fill(undefined, 0, queued);
+    // (Array fill is a call into C++.)
+    for (let slot = 0; slot < queued; slot++) queuedTargets[slot] = queuedPeers[slot] = undefined;
     queued = 0;
     open = undefined;
   };

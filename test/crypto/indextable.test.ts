@@ -47,6 +47,22 @@ describe('index table', () => {
     expect(table.get(43)).toBeUndefined();
   });
 
+  test('an index looked up again right after delete, repoint or a new allocate reads the table as it is now', () => {
+    const table = new IndexTable<string>(scripted([5, 6]));
+    const five = table.allocate('handshake');
+    expect(table.get(five)).toBe('handshake');
+    expect(table.get(five)).toBe('handshake'); // the same index twice in a row
+    table.repoint(five, 'keypair');
+    expect(table.get(five)).toBe('keypair');
+    expect(table.get(6)).toBeUndefined(); // not yet allocated
+    const six = table.allocate('other');
+    expect(table.get(six)).toBe('other');
+    expect(table.get(five)).toBe('keypair');
+    table.delete(five);
+    expect(table.get(five)).toBeUndefined();
+    expect(table.get(six)).toBe('other');
+  });
+
   test('a random source that only repeats used values is a programmer error, not a hang', () => {
     const table = new IndexTable<string>(scripted([1]));
     table.allocate('a');

@@ -325,6 +325,46 @@ export class ChaChaPoly {
     this.writeTag(bytes, offset + n);
   }
 
+  /**
+   * sealInPlace of src[si .. si+length) followed by n - length zero bytes, written to dst[di ..) without
+   * copying it there first: whole blocks are encrypted from src straight into dst (when both start on a word
+   * boundary), the rest is copied and encrypted where it lands. src and dst must not overlap.
+   */
+  sealPadded(
+    nonce: Uint8Array,
+    src: Uint8Array,
+    si: number,
+    length: number,
+    dst: Uint8Array,
+    di: number,
+    n: number,
+  ): void {
+    checkRegion(dst, di, n);
+    if (!(si >= 0 && length >= 0 && length <= n && si + length <= src.length))
+      throw new RangeError('ChaCha20-Poly1305: the plaintext must lie inside src and fit the region');
+    this.start(nonce);
+    const s = this.state;
+    s[12] = 1;
+    let done = 0;
+    const whole = length - (length % 64);
+    if (whole > 0 && (si & 3) === 0 && (di & 3) === 0) {
+      const words = this.words;
+      const src32 = words.of(src);
+      const srcBase = words.base;
+      const dst32 = src32 !== undefined ? words.of(dst) : undefined;
+      if (src32 !== undefined && dst32 !== undefined) {
+        chachaXor(s, src32, srcBase + (si >>> 2), dst32, words.base + (di >>> 2), whole >>> 6);
+        done = whole;
+      }
+    }
+    if (length - done > 64) dst.set(src.subarray(si + done, si + length), di + done);
+    else for (let i = done; i < length; i++) dst[di + i] = src[si + i]!;
+    for (let i = length; i < n; i++) dst[di + i] = 0;
+    this.xor(dst, di + done, dst, di + done, n - done, 1 + (done >>> 6));
+    this.authenticate(undefined, dst, di, n);
+    this.writeTag(dst, di + n);
+  }
+
   /** Checks the tag, then decrypts into dst (length sealed.length - 16). False, dst untouched, if forged. */
   open(nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array | undefined, dst: Uint8Array): boolean {
     if (nonce.length !== 12) throw new RangeError('ChaCha20-Poly1305 nonce must be 12 bytes');
@@ -370,12 +410,12 @@ export class ChaChaPoly {
   }
 
   /**
-   * dst[di .. di+n) = src[si .. si+n) XOR keystream from block 1: whole blocks word by word when both start
+   * dst[di .. di+n) = src[si .. si+n) XOR keystream from block `counter` (1: the first after the MAC key's): whole blocks word by word when both start
    * on a word boundary. In place (src = dst, si = di) works; other overlaps do not.
    */
-  private xor(src: Uint8Array, si: number, dst: Uint8Array, di: number, n: number): void {
+  private xor(src: Uint8Array, si: number, dst: Uint8Array, di: number, n: number, counter = 1): void {
     const s = this.state;
-    s[12] = 1;
+    s[12] = counter;
     let pos = 0;
     const fullEnd = n - (n % 64);
     const words = this.words;
@@ -484,6 +524,21 @@ export interface TransportAEAD {
     length: number,
   ): void;
   /**
+   * sealInPlace of src[srcOffset .. srcOffset+length) followed by zeros up to paddedLength bytes, written to
+   * dst[dstOffset ..) with its tag: a packet sealed into a message buffer without copying it there first.
+   * src and dst must not overlap.
+   */
+  sealPadded(
+    counterHigh: number,
+    counterLow: number,
+    src: Uint8Array,
+    srcOffset: number,
+    length: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    paddedLength: number,
+  ): void;
+  /**
    * In place: authenticates bytes[offset .. offset+length) with the tag that follows it and decrypts it where
    * it lies. False, nothing written, if forged.
    */
@@ -527,6 +582,20 @@ export class ChaChaPolyTransportCipher implements TransportAEAD {
   ): void {
     writeNonce(this.nonce, counterHigh, counterLow);
     this.cipher.sealInPlace(this.nonce, bytes, offset, length);
+  }
+
+  sealPadded(
+    counterHigh: number,
+    counterLow: number,
+    src: Uint8Array,
+    srcOffset: number,
+    length: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    paddedLength: number,
+  ): void {
+    writeNonce(this.nonce, counterHigh, counterLow);
+    this.cipher.sealPadded(this.nonce, src, srcOffset, length, dst, dstOffset, paddedLength);
   }
 
   openInPlace(

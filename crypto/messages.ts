@@ -241,21 +241,30 @@ export function sealTransport(
   out: Uint8Array,
   offset = 0,
 ): number {
-  checkTransportRoom(packet.length, mtu, out, offset);
+  const size = checkTransportRoom(packet.length, mtu, out, offset);
   const content = offset + TRANSPORT_CONTENT_OFFSET;
   // Offsets first: the buffer getter is a call into C++, needed only when the offsets say "in place".
-  if (byteOffsetOf(packet) !== byteOffsetOf(out) + content || bufferOf(packet) !== bufferOf(out))
-    out.set(packet, content);
-  return sealTransportInPlace(
-    cipher,
-    receiverIndex,
-    counterHigh,
-    counterLow,
-    packet.length,
-    mtu,
-    out,
-    offset,
-  );
+  const packetAt = byteOffsetOf(packet);
+  const contentAt = byteOffsetOf(out) + content;
+  const inPlace = packetAt === contentAt && bufferOf(packet) === bufferOf(out);
+  // Both on a word boundary: sealed from where the packet lies, no copy into out first.
+  if (inPlace || ((packetAt | contentAt) & 3) !== 0) {
+    if (!inPlace) out.set(packet, content);
+    return sealTransportInPlace(
+      cipher,
+      receiverIndex,
+      counterHigh,
+      counterLow,
+      packet.length,
+      mtu,
+      out,
+      offset,
+    );
+  }
+  writeTransportHeader(out, offset, receiverIndex, counterHigh, counterLow);
+  const plainLength = size - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
+  cipher.sealPadded(counterHigh, counterLow, packet, 0, packet.length, out, content, plainLength);
+  return size;
 }
 
 /**
@@ -273,16 +282,27 @@ export function sealTransportInPlace(
   offset = 0,
 ): number {
   const size = checkTransportRoom(packetLength, mtu, out, offset);
-  writeU32(out, offset, MESSAGE_TRANSPORT);
-  writeU32(out, offset + TRANSPORT_RECEIVER_OFFSET, receiverIndex);
-  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET, counterLow);
-  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
+  writeTransportHeader(out, offset, receiverIndex, counterHigh, counterLow);
   const content = offset + TRANSPORT_CONTENT_OFFSET;
   const plainLength = size - TRANSPORT_CONTENT_OFFSET - AEAD_TAG_LENGTH;
   // The zero padding (under 16 bytes) written out: TypedArray fill is a call into C++, slower for so few.
   for (let i = content + packetLength; i < content + plainLength; i++) out[i] = 0;
   cipher.sealInPlace(counterHigh, counterLow, out, content, plainLength);
   return size;
+}
+
+/** A transport message's 16-byte header at out[offset ..): type, receiver index, counter. */
+function writeTransportHeader(
+  out: Uint8Array,
+  offset: number,
+  receiverIndex: number,
+  counterHigh: number,
+  counterLow: number,
+): void {
+  writeU32(out, offset, MESSAGE_TRANSPORT);
+  writeU32(out, offset + TRANSPORT_RECEIVER_OFFSET, receiverIndex);
+  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET, counterLow);
+  writeU32(out, offset + TRANSPORT_COUNTER_OFFSET + 4, counterHigh);
 }
 
 /** The transport message's size (transportLength), after checking it fits in out[offset ..). */

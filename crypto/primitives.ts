@@ -149,6 +149,26 @@ export class StablelibTransportCipher implements TransportAEAD {
     this.seal(counterHigh, counterLow, region.slice(0, length), region);
   }
 
+  sealPadded(
+    counterHigh: number,
+    counterLow: number,
+    src: Uint8Array,
+    srcOffset: number,
+    length: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    paddedLength: number,
+  ): void {
+    if (!(length <= paddedLength && srcOffset >= 0 && srcOffset + length <= src.length))
+      throw new RangeError('the plaintext must lie inside src and fit the region');
+    const region = dst.subarray(dstOffset, dstOffset + paddedLength + AEAD_TAG_LENGTH);
+    if (region.length !== paddedLength + AEAD_TAG_LENGTH)
+      throw new RangeError('the region must lie inside dst');
+    const plaintext = new Uint8Array(paddedLength);
+    plaintext.set(src.subarray(srcOffset, srcOffset + length));
+    this.seal(counterHigh, counterLow, plaintext, region);
+  }
+
   openInPlace(
     counterHigh: number,
     counterLow: number,

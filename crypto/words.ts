@@ -24,17 +24,22 @@ export const bufferOf = (bytes: Uint8Array): ArrayBufferLike => BUFFER.call(byte
 /**
  * Int32Arrays over the whole of the last two ArrayBuffers seen: callers that reuse their packet buffers (the
  * node does) get word access without a new view per packet, also when one cipher alternates between two
- * buffers (plaintext and ciphertext). The last array asked about is remembered as well: the `buffer` getter
- * is a call into C++ (about 40 ns), and a packet's MAC and its ChaCha20 ask about the same array (aead.ts
- * shares one WordView between them).
+ * buffers (plaintext and ciphertext). The last two arrays asked about are remembered as well: the `buffer`
+ * getter is a call into C++ (about 40 ns), and a packet's MAC and its ChaCha20 ask about the same arrays
+ * (aead.ts shares one WordView between them).
  */
 export class WordView {
   private recent: ArrayBufferLike | undefined;
   private recentWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
   private older: ArrayBufferLike | undefined;
   private olderWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
-  private lastBytes: Uint8Array | undefined;
-  private lastWords: Int32Array | undefined;
+  // The last two arrays asked about: their words (undefined: unaligned) and word index.
+  private bytesA: Uint8Array | undefined;
+  private wordsA: Int32Array | undefined;
+  private baseA = 0;
+  private bytesB: Uint8Array | undefined;
+  private wordsB: Int32Array | undefined;
+  private baseB = 0;
   /** The word index of the last array's first byte (its byteOffset / 4), valid after `of` returned words. */
   base = 0;
 
@@ -43,19 +48,36 @@ export class WordView {
    * not start on a word boundary or the host is big-endian: then the caller reads bytes.
    */
   of(bytes: Uint8Array): Int32Array | undefined {
-    if (bytes === this.lastBytes) return this.lastWords;
-    this.lastBytes = bytes;
+    if (bytes === this.bytesA) {
+      this.base = this.baseA;
+      return this.wordsA;
+    }
+    if (bytes === this.bytesB) {
+      this.base = this.baseB;
+      return this.wordsB;
+    }
+    const words = this.lookUp(bytes);
+    this.bytesB = this.bytesA;
+    this.wordsB = this.wordsA;
+    this.baseB = this.baseA;
+    this.bytesA = bytes;
+    this.wordsA = words;
+    this.baseA = this.base;
+    return words;
+  }
+
+  private lookUp(bytes: Uint8Array): Int32Array | undefined {
     const byteOffset = byteOffsetOf(bytes);
-    if (!HOST_IS_LITTLE_ENDIAN || byteOffset % 4 !== 0) return (this.lastWords = undefined);
+    if (!HOST_IS_LITTLE_ENDIAN || byteOffset % 4 !== 0) return undefined;
     this.base = byteOffset >>> 2;
     const buffer = bufferOf(bytes);
-    if (buffer === this.recent) return (this.lastWords = this.recentWords);
+    if (buffer === this.recent) return this.recentWords;
     const words =
       buffer === this.older ? this.olderWords : new Int32Array(buffer, 0, buffer.byteLength >>> 2);
     this.older = this.recent;
     this.olderWords = this.recentWords;
     this.recent = buffer;
     this.recentWords = words;
-    return (this.lastWords = words);
+    return words;
   }
 }

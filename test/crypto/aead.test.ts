@@ -172,6 +172,40 @@ describe('ChaChaPolyTransportCipher', () => {
     expect(() => own.openInPlace(0, 0, new Uint8Array(32), -1, 0)).toThrow(RangeError);
   });
 
+  test('sealPadded equals copying the packet, zero padding it and sealInPlace, both ciphers, any offsets', () => {
+    const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+    for (const cipher of [new ChaChaPolyTransportCipher(key), new StablelibTransportCipher(key)]) {
+      // [source offset, destination offset, length, padded length]: word-aligned or not, whole blocks or not.
+      for (const [si, di, length, padded] of [
+        [0, 16, 1420, 1424],
+        [4, 16, 1408, 1408],
+        [8, 32, 64, 64],
+        [3, 16, 1420, 1424],
+        [0, 17, 100, 112],
+        [0, 16, 0, 0],
+        [12, 16, 63, 64],
+        [0, 16, 129, 144],
+      ] as const) {
+        const src = new Uint8Array(si + length + 7).fill(0xab);
+        for (let i = 0; i < length; i++) src[si + i] = (i * 29 + si) & 0xff;
+        const size = di + padded + 16 + 5;
+        const dst = new Uint8Array(new SharedArrayBuffer(size)).fill(0xee);
+        cipher.sealPadded(3, 4, src, si, length, dst, di, padded);
+        const expected = new Uint8Array(size).fill(0xee);
+        expected.fill(0, di, di + padded);
+        expected.set(src.subarray(si, si + length), di);
+        cipher.sealInPlace(3, 4, expected, di, padded);
+        expect(toHex(dst)).toBe(toHex(expected)); // nothing outside the region and its tag written
+        expect(cipher.openInPlace(3, 4, dst, di, padded)).toBe(true);
+        expect(dst.slice(di, di + length)).toEqual(src.slice(si, si + length));
+      }
+      const dst = new Uint8Array(64);
+      expect(() => cipher.sealPadded(0, 0, new Uint8Array(8), 4, 8, dst, 0, 16)).toThrow(RangeError); // src too short
+      expect(() => cipher.sealPadded(0, 0, new Uint8Array(8), 0, 8, dst, 0, 4)).toThrow(RangeError); // padded < length
+      expect(() => cipher.sealPadded(0, 0, new Uint8Array(8), 0, 8, dst, 40, 16)).toThrow(RangeError); // tag past the end
+    }
+  });
+
   test('one cipher going back and forth between views of several buffers (its word view cache) agrees with stablelib', () => {
     const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
     const own = new ChaChaPolyTransportCipher(key);

@@ -201,23 +201,6 @@ describe.each([
     expect(delivered).toBe(0);
   });
 
-  test('10. a datagram sent for a peer and refused (port 0, the wrong family, a closed socket) is named back with its bytes', async () => {
-    const udp = await transport({ host: '127.0.0.1' });
-    const refused: string[] = [];
-    udp.onRefused((peer, bytes) => refused.push(`${peer}: ${bytes}`));
-    const listener = await plainSocket('udp4', '127.0.0.1');
-    const port = listener.address().port;
-    const received = nextMessage(listener);
-    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, 'zero'); // batched: the kernel's EINVAL
-    udp.send(new Uint8Array(20), { address: '::1', port }, 'v6');
-    udp.send(new Uint8Array(30), { address: '127.0.0.1', port: 0 }); // no peer named: not reported
-    udp.send(new Uint8Array(40), { address: '127.0.0.1', port }, 'sent');
-    expect((await received).message.length).toBe(40);
-    await udp.close();
-    udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, 'closed');
-    expect(refused.sort()).toEqual(['closed: 50', 'v6: 20', 'zero: 10']);
-  });
-
   test('9. a failed bind leaves no descriptor behind', async () => {
     const udp = await transport({ host: '127.0.0.1' });
     const before = openDescriptors();
@@ -290,6 +273,23 @@ describe.each([
     for (const { byte, from } of received)
       expect(from).toEqual(endpoint(addresses[byte]!, peers[byte]!.address().port));
     expect(received.filter(({ byte }) => byte === 2)).toHaveLength(4);
+  });
+
+  test('12. a datagram sent for a peer and refused (port 0, the wrong family, a closed socket) is named back with its bytes', async () => {
+    const udp = await transport({ host: '127.0.0.1' });
+    const refused: string[] = [];
+    udp.onRefused((peer, bytes) => refused.push(`${peer}: ${bytes}`));
+    const listener = await plainSocket('udp4', '127.0.0.1');
+    const port = listener.address().port;
+    const received = nextMessage(listener);
+    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, 'zero'); // batched: the kernel's EINVAL
+    udp.send(new Uint8Array(20), { address: '::1', port }, 'v6');
+    udp.send(new Uint8Array(30), { address: '127.0.0.1', port: 0 }); // no peer named: not reported
+    udp.send(new Uint8Array(40), { address: '127.0.0.1', port }, 'sent');
+    expect((await received).message.length).toBe(40);
+    await udp.close();
+    udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, 'closed');
+    expect(refused.sort()).toEqual(['closed: 50', 'v6: 20', 'zero: 10']);
   });
 });
 

@@ -135,6 +135,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       engineOptions,
       (udpOptions) => openUdp({ ...udpOptions, ...socketSettings }),
       host !== undefined && isIPv4(host),
+      tun.offload.enabled,
     ).then(
       (delivered) => {
         if (delivered < WARM_DEVICE_PACKETS)

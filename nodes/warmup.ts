@@ -12,6 +12,7 @@ import type { Endpoint } from '../crypto/peer.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 import { Device, type OpenUdp, type PacketIo } from './device.js';
 import { NodeMetrics } from './metrics.js';
+import { GroCoalescer, GsoSplitter, latencyFirst, VNET_HEADER_SIZE } from './offload.js';
 
 /** Packets per direction: enough for V8 to optimize every function the data path runs. */
 export const WARM_PACKETS = 2000;
@@ -144,24 +145,49 @@ export function warmDataPath(options: Omit<TunnelOptions, 'privateKey'>): number
   return delivered;
 }
 
-/** An interface in memory: counts what the device delivers, and hands it packets as a TUN read would. */
+/**
+ * An interface in memory: counts what the device delivers, and hands it packets as a TUN read would. With
+ * `offload`, they take the way a vnet-header TUN's take (nodes/tun/index.ts): each read behind a virtio_net_hdr
+ * and split, each write coalesced, so that code is warm too.
+ */
 class CountingPackets implements PacketIo {
   delivered = 0;
   private listener: (packets: Uint8Array[]) => void = () => undefined;
   private waiter: { count: number; done: () => void } | undefined;
+  private readonly splitter: GsoSplitter | undefined;
+  private readonly coalescer: GroCoalescer | undefined;
+  private readonly split: Uint8Array[] = [];
+
+  constructor(offload: boolean) {
+    this.splitter = offload ? new GsoSplitter() : undefined;
+    this.coalescer = offload ? new GroCoalescer() : undefined;
+  }
 
   onPackets(listener: (packets: Uint8Array[]) => void): void {
     this.listener = listener;
   }
 
   writeMany(packets: readonly Uint8Array[]): number {
+    this.coalescer?.coalesce(packets);
     this.delivered += packets.length;
     if (this.waiter && this.delivered >= this.waiter.count) this.waiter.done();
     return packets.length;
   }
 
   read(packets: Uint8Array[]): void {
-    this.listener(packets);
+    let batch = packets;
+    if (this.splitter !== undefined) {
+      // A zeroed header: no GSO, no checksum left to fill in, as the kernel hands over a ping.
+      const frames = packets.map((packet) => {
+        const frame = new Uint8Array(VNET_HEADER_SIZE + packet.length);
+        frame.set(packet, VNET_HEADER_SIZE);
+        return frame;
+      });
+      this.splitter.split(frames, this.split);
+      batch = this.split;
+    }
+    latencyFirst(batch);
+    this.listener(batch);
   }
 
   /** Resolves true once `count` packets were delivered in all, false after `timeoutMs`. */
@@ -186,7 +212,8 @@ class CountingPackets implements PacketIo {
 /**
  * Runs two throwaway devices, with engines built with `options` and sockets from `openUdp` bound to
  * 127.0.0.1 (`ipv4Only`, as a node listening on an IPv4 address) or to its IPv4-mapped form (a dual-stack
- * socket, as the node's default), through WARM_TURNS turns each way. Returns the packets delivered: every
+ * socket, as the node's default), through WARM_TURNS turns each way, into in-memory interfaces that take
+ * the way of a TUN with offloads when `tunOffload`. Returns the packets delivered: every
  * packet sent, or fewer when the loopback did not carry them (it then stops early, having warmed what it
  * could). Throws when a socket cannot be bound there.
  *
@@ -200,11 +227,12 @@ export async function warmDevicePath(
   options: Omit<TunnelOptions, 'privateKey'>,
   openUdp: OpenUdp,
   ipv4Only: boolean,
+  tunOffload: boolean,
 ): Promise<number> {
   const host = ipv4Only ? LOOPBACK : `::ffff:${LOOPBACK}`;
-  const rehearsed = await carryThroughDevices(options, openUdp, host, 1);
+  const rehearsed = await carryThroughDevices(options, openUdp, host, tunOffload, 1);
   if (rehearsed < devicePackets(1)) return rehearsed;
-  return carryThroughDevices(options, openUdp, host, WARM_TURNS);
+  return carryThroughDevices(options, openUdp, host, tunOffload, WARM_TURNS);
 }
 
 /** Two devices over `host`, `turns` turns each way, then torn down; returns the packets delivered. */
@@ -212,9 +240,10 @@ async function carryThroughDevices(
   options: Omit<TunnelOptions, 'privateKey'>,
   openUdp: OpenUdp,
   host: string,
+  tunOffload: boolean,
   turns: number,
 ): Promise<number> {
-  const sides = [new CountingPackets(), new CountingPackets()] as const;
+  const sides = [new CountingPackets(tunOffload), new CountingPackets(tunOffload)] as const;
   const devices: Device[] = [];
   const keys = [options.randomBytes(32), options.randomBytes(32)];
   try {

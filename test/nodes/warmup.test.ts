@@ -26,12 +26,12 @@ describe('warmDataPath', () => {
 
 describe('warmDevicePath', () => {
   test.each([
-    [1, 'batched UDP with offloads, dual-stack', { batched: true, offload: true }, false],
-    [2, 'batched UDP without offloads, IPv4 only', { batched: true, offload: false }, true],
-    [3, 'dgram UDP, dual-stack', { batched: false }, false],
+    [1, 'batched UDP and a TUN with offloads, dual-stack', { batched: true, offload: true }, false, true],
+    [2, 'batched UDP without offloads, IPv4 only', { batched: true, offload: false }, true, false],
+    [3, 'dgram UDP, dual-stack', { batched: false }, false, false],
   ])(
     '%i. %s: every packet each way is delivered; no socket stays open',
-    async (_n, _what, socket, ipv4Only) => {
+    async (_n, _what, socket, ipv4Only, tunOffload) => {
       const before = openDescriptors();
       // dgram keeps a datagram until it is sent and hands in a new one each time: neither is reused (as the node).
       const options = engine({
@@ -39,7 +39,12 @@ describe('warmDevicePath', () => {
         reuseSendBuffers: socket.batched,
         reusedMessages: socket.batched,
       });
-      const delivered = await warmDevicePath(options, (o) => openUdp({ ...o, ...socket }), ipv4Only);
+      const delivered = await warmDevicePath(
+        options,
+        (o) => openUdp({ ...o, ...socket }),
+        ipv4Only,
+        tunOffload,
+      );
       expect(delivered).toBe(WARM_DEVICE_PACKETS);
       expect(descriptorsOpenedSince(before)).toEqual([]);
     },
@@ -50,7 +55,7 @@ describe('warmDevicePath', () => {
     let opened = 0;
     const openSecondFails: typeof openUdp = (o) =>
       ++opened === 2 ? Promise.reject(new Error('EADDRNOTAVAIL')) : openUdp({ ...o, batched: true });
-    await expect(warmDevicePath(engine(NODE_OPTIONS), openSecondFails, true)).rejects.toThrow(
+    await expect(warmDevicePath(engine(NODE_OPTIONS), openSecondFails, true, false)).rejects.toThrow(
       /EADDRNOTAVAIL/,
     );
     expect(descriptorsOpenedSince(before)).toEqual([]);
@@ -62,7 +67,7 @@ describe('warmDevicePath', () => {
       ...(await openUdp({ ...o, batched: true })),
       send: () => undefined,
     });
-    expect(await warmDevicePath(engine(NODE_OPTIONS), dropping, true)).toBe(0);
+    expect(await warmDevicePath(engine(NODE_OPTIONS), dropping, true, false)).toBe(0);
     expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 });

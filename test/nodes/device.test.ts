@@ -352,8 +352,8 @@ describe.each([
       await eventually('the first packet at b', () => b.packets.written.length === 1);
       expect(sent()).toBe(received()); // the initiation and the packet
       const before = sent();
-      // Three messages to port 0 (dgram refuses it, the batched socket's sendmmsg gets EINVAL; sizes apart,
-      // so no GSO message), then one to b, after them in the same turn.
+      // Three messages to port 0, which the socket refuses (the kernel's own refusals are in
+      // test/nodes/udp-netns.test.ts), then one to b, after them in the same turn.
       a.device.upsertPeer(b.publicKey, { ...toB, endpoint: { address: '127.0.0.1', port: 0 } });
       a.packets.inject(packet(200), packet(300), packet(400));
       a.device.upsertPeer(b.publicKey, toB);

@@ -2,8 +2,10 @@
 // addresses per family, a peer that targets the second one gets its replies from that address, as from
 // the kernel's WireGuard and wireguard-go, also when the replies leave as one UDP GSO message. Dgram mode
 // shows what happens without it: the kernel picks the first address. A route whose MTU is below the
-// datagrams makes the kernel refuse GSO: the socket says so once and sends them one by one. Runs
-// dist/nodes/udp.js inside the namespace (scripts/test builds first).
+// datagrams makes the kernel refuse GSO: the socket says so once and sends them one by one. A route that
+// prohibits a destination makes the kernel refuse every send to it: each refused datagram sent for a peer
+// is named back with its bytes (txBytes counts only what the socket took). Runs dist/nodes/udp.js inside
+// the namespace (scripts/test builds first).
 import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, PAIR_ADDRESSES, type Pair } from './netns.js';
 
@@ -134,4 +136,43 @@ describe('GSO refused', () => {
       await pair.b.exec('ip', ['route', 'del', ...route]);
     }
   });
+});
+
+// Sends a burst of 4 datagrams of 1000 bytes and one of 10 for peer 'p' to argv[3], then prints what the
+// socket named back as refused, a line each, once it named argv[4] of them (or after 5 s).
+const REFUSED = `
+const { openUdp } = await import(process.argv[1]);
+const udp = await openUdp({ port: ${PORT}, batched: process.argv[2] === 'batched' });
+const refused = [];
+const done = () => { console.log(refused.join('\\n')); udp.close(); };
+const late = setTimeout(done, 5000);
+udp.onRefused((peer, bytes) => {
+  refused.push(peer + ': ' + bytes);
+  if (refused.length === Number(process.argv[4])) { clearTimeout(late); done(); }
+});
+for (const length of [1000, 1000, 1000, 1000, 10]) udp.send(new Uint8Array(length), { address: process.argv[3], port: 9 }, 'p');`;
+
+describe('sends the kernel refuses', () => {
+  const PROHIBITED = '10.241.99.0/24';
+  beforeAll(() => pair.b.exec('ip', ['route', 'add', 'prohibit', PROHIBITED]));
+  afterAll(() => pair.b.exec('ip', ['route', 'del', 'prohibit', PROHIBITED]));
+
+  test.each([
+    [1, 'batched', 'one GSO message of 4,010 bytes, refused whole', ['p: 4010']],
+    [2, 'dgram', 'five datagrams, each refused', ['p: 1000', 'p: 1000', 'p: 1000', 'p: 1000', 'p: 10']],
+  ] as const)(
+    '%i. %s, to a prohibited route: %s, named back with the bytes',
+    async (_n, mode, _what, expected) => {
+      const run = await pair.b.exec('node', [
+        '--input-type=module',
+        '-e',
+        REFUSED,
+        UDP_MODULE,
+        mode,
+        '10.241.99.1',
+        String(expected.length),
+      ]);
+      expect(run.stdout.trim().split('\n')).toEqual(expected);
+    },
+  );
 });

@@ -282,7 +282,7 @@ describe.each([
     const listener = await plainSocket('udp4', '127.0.0.1');
     const port = listener.address().port;
     const received = nextMessage(listener);
-    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, 'zero'); // batched: the kernel's EINVAL
+    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, 'zero');
     udp.send(new Uint8Array(20), { address: '::1', port }, 'v6');
     udp.send(new Uint8Array(30), { address: '127.0.0.1', port: 0 }); // no peer named: not reported
     udp.send(new Uint8Array(40), { address: '127.0.0.1', port }, 'sent');

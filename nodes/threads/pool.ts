@@ -74,11 +74,14 @@ export interface CryptoResults {
 // split. Packets wait in the ring, so a larger one only adds latency; with a smaller one the main thread
 // waits for the thread more often (makeRoom). bench-tunnel measured 1 MiB and 4 MiB within its noise.
 const RING_BYTES = 4 * 1024 * 1024;
-// A thread that has not finished the oldest of its pending records for this long is taken for dead.
+// A thread that has not finished the oldest of its pending records for this long is taken for dead. It is
+// counted in slices, the main thread's own waits: a process stopped for a while (a paused VM, a host with
+// no core to spare) counts one slice for the whole pause, not a dead thread.
 const STALLED_MS = 5000;
 // The longest the main thread waits for a thread that holds its full ring up, once: a thread that does not
 // move within it is waited for asynchronously only (arm) until it moves again or is taken for dead.
 const WAIT_SLICE_MS = 100;
+const STALLED_SLICES = STALLED_MS / WAIT_SLICE_MS;
 // A turn's batch of at most this many messages is not worth waking a thread for: the main thread seals or
 // opens them itself as soon as it publishes (a ping, a handshake's first exchange, an idle peer's trickle).
 const ALONE_RECORDS = 4;
@@ -118,6 +121,8 @@ class CryptoThread {
   private readBack = 0;
   /** A wait in makeRoom timed out, and the thread has not moved since: makeRoom does not wait for it. */
   private suspect = false;
+  /** Watchdog slices in a row (arm) in which the oldest pending record stayed pending. */
+  private stalledSlices = 0;
   /**
    * The oldest pending record stayed pending for STALLED_MS (the thread is taken for dead), or the pool closed:
    * the thread is not watched again.
@@ -269,8 +274,8 @@ class CryptoThread {
 
   /**
    * Reads back now what is done, and again whenever the thread finishes a pass, until nothing is left. This
-   * wait is the thread's watchdog too: a thread whose oldest pending record stayed pending for STALLED_MS
-   * is taken for dead, while the main thread goes on serving the other threads' peers.
+   * wait is the thread's watchdog too, in slices: a thread whose oldest pending record stayed pending for
+   * STALLED_MS is taken for dead, while the main thread goes on serving the other threads' peers.
    */
   private arm(): void {
     const progress = Atomics.load(this.ring.control, PROGRESS);
@@ -278,17 +283,21 @@ class CryptoThread {
     if (this.armed || this.stalled || this.freed === this.written) return;
     this.armed = true;
     const readBack = this.readBack;
-    const waited = waitAsync(this.ring.control, PROGRESS, progress, STALLED_MS);
+    const waited = waitAsync(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS);
     const wake = (outcome: string) => {
       this.armed = false;
       if (this.stalled) return;
       this.reap();
       if (outcome === 'timed-out' && this.readBack === readBack && this.oldestPending()) {
-        this.stalled = true;
-        this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
-        return;
+        if (++this.stalledSlices === STALLED_SLICES) {
+          this.stalled = true;
+          this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
+          return;
+        }
+      } else {
+        this.stalledSlices = 0;
+        this.suspect = false;
       }
-      this.suspect = false;
       this.arm();
     };
     if (waited.async) void waited.value.then(wake);

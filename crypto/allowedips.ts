@@ -91,10 +91,21 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   private rootV6: TrieNode<T> | undefined;
   /** Each peer's first prefix; the rest follow through nextOfPeer. */
   private readonly byPeer = new Map<T, TrieNode<T>>();
+  // The last IPv4 lookup and its answer: a flow's packets all carry one address, and comparing it is cheaper
+  // than the walk. Every change to the table forgets it.
+  private lastV4Known = false;
+  private lastV4Address = 0;
+  private lastV4Peer: T | undefined;
+
+  private forgetLastLookup(): void {
+    this.lastV4Known = false;
+    this.lastV4Peer = undefined; // a removed peer is not kept alive
+  }
 
   /** Routes a prefix to a peer; a prefix that belonged to another peer moves to this one. */
   insert(prefix: IpPrefix, peer: T): void {
     checkPrefix(prefix);
+    this.forgetLastLookup();
     const root: Root = prefix.address.length === 4 ? 'v4' : 'v6';
     const node = newNode<T>(prefix, peer);
     const { parent, exact } = this.placement(root, node.bits, node.cidr);
@@ -128,6 +139,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
   /** Removes a prefix if present (and, when a peer is given, only if it routes to that peer). */
   remove(prefix: IpPrefix, peer?: T): boolean {
     checkPrefix(prefix);
+    this.forgetLastLookup();
     const masked = maskPrefix(prefix);
     const root = masked.address.length === 4 ? 'v4' : 'v6';
     const { exact } = this.placement(root, keyOf(masked.address), masked.cidr);
@@ -140,6 +152,7 @@ export class AllowedIps<T extends NonNullable<unknown>> {
 
   /** Removes every prefix of a peer. */
   removeByPeer(peer: T): void {
+    this.forgetLastLookup();
     const nodes = this.nodesOf(peer);
     this.byPeer.delete(peer);
     for (const node of nodes) {
@@ -168,7 +181,15 @@ export class AllowedIps<T extends NonNullable<unknown>> {
 
   /** Longest-prefix match of the IPv4 address at bytes[offset..offset+4] (e.g. a header field). Allocates nothing. */
   lookupV4(bytes: Uint8Array, offset: number): T | undefined {
-    return offset >= 0 && offset + 4 <= bytes.length ? walk(this.rootV4, bytes, offset, 4) : undefined;
+    if (!(offset >= 0 && offset + 4 <= bytes.length)) return undefined;
+    const address =
+      (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+    if (this.lastV4Known && address === this.lastV4Address) return this.lastV4Peer;
+    const peer = walk(this.rootV4, bytes, offset, 4);
+    this.lastV4Known = true;
+    this.lastV4Address = address;
+    this.lastV4Peer = peer;
+    return peer;
   }
 
   /** Longest-prefix match of the IPv6 address at bytes[offset..offset+16]. Allocates nothing. */

@@ -321,6 +321,27 @@ describe('allowed IPs: lookups straight from packet headers', () => {
     expect(trie.lookup(new Uint8Array(5))).toBeUndefined();
   });
 
+  test('the same address looked up again follows every change to the table (insert, remove, removeByPeer)', () => {
+    const trie = new AllowedIps<string>();
+    const header = new Uint8Array(20);
+    header.set([10, 1, 2, 3], 16);
+    const again = () => trie.lookupV4(header, 16);
+    expect(again()).toBeUndefined();
+    trie.insert(prefix('10.0.0.0/8'), 'wide');
+    expect([again(), again()]).toEqual(['wide', 'wide']);
+    trie.insert(prefix('10.1.2.3/32'), 'host');
+    expect(again()).toBe('host');
+    expect(trie.lookupV4(Uint8Array.of(10, 9, 9, 9), 0)).toBe('wide'); // another address in between
+    expect(again()).toBe('host');
+    trie.remove(prefix('10.1.2.3/32'));
+    expect(again()).toBe('wide');
+    trie.removeByPeer('wide');
+    expect(again()).toBeUndefined();
+    trie.insert(prefix('10.1.0.0/16'), 'net');
+    header[19] = 4; // the same buffer, another address
+    expect(again()).toBe('net');
+  });
+
   test('a malformed prefix object is a programmer error', () => {
     const trie = new AllowedIps<string>();
     expect(() => trie.insert({ address: new Uint8Array(5), cidr: 8 }, 'a')).toThrow(RangeError);

@@ -423,6 +423,10 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const queuedPeers: Array<string | undefined> = new Array(BATCH_SLOTS).fill(undefined);
   let refused: (peer: string, bytes: number) => void = () => undefined;
   const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
+  // The last endpoint sent to and its target: a bulk flow sends to one peer, and an identity check is
+  // cheaper than the WeakMap's lookup.
+  let lastTo: UdpEndpoint | undefined;
+  let lastTarget: SendTarget | null = null;
   let queued = 0;
   // The last queued slot while more datagrams may join it as GSO segments of its first one's size.
   let open: SendTarget | undefined;
@@ -584,10 +588,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     },
     send(datagram, to, peer) {
       const length = datagram.length;
-      let target = closed || length > SLOT_SIZE ? null : targets.get(to);
+      let target = closed || length > SLOT_SIZE ? null : to === lastTo ? lastTarget : targets.get(to);
       if (target === undefined) {
         target = sendTarget(to, family) ?? null;
         targets.set(to, target);
+      }
+      if (target !== null) {
+        lastTo = to;
+        lastTarget = target;
       }
       if (target === null) {
         if (peer !== undefined) refused(peer, length);

@@ -49,8 +49,8 @@ const INNER = [
 const V6_PREFIX = [0x20, 0x01, 0x0d, 0xb8];
 
 /** An IP packet of `length` bytes from engine `from` to the other one, with the header fields the engine reads. */
-function packet(version: 4 | 6, length: number, from: 0 | 1): Uint8Array {
-  const bytes = new Uint8Array(length);
+function packet(version: 4 | 6, length: number, from: 0 | 1, offWord = false): Uint8Array {
+  const bytes = offWord ? new Uint8Array(length + 2).subarray(2) : new Uint8Array(length);
   const [source, destination] = [INNER[from], INNER[1 - from]!];
   if (version === 4) {
     bytes.set([0x45, 0, length >> 8, length & 0xff], 0);
@@ -69,10 +69,14 @@ function packet(version: 4 | 6, length: number, from: 0 | 1): Uint8Array {
 // IP lengths: a ping (84 and 104 bytes, sealed with padding) and full size (1420, the MTU: no padding).
 const PACKET_LENGTHS = { 4: [84, 1420], 6: [104, 1420] } as const;
 
-/** Each side's packets: IPv4 and IPv6, a ping and full size. */
+/**
+ * Each side's packets: IPv4 and IPv6, a ping and full size. The ping lies off a word boundary, as a TUN read's
+ * lone packet behind its 10-byte vnet header may, and full-size ones on one, as a split's segments do: sealing
+ * takes a different path for each (messages.ts sealTransport).
+ */
 function packetsFrom(side: 0 | 1): Uint8Array[] {
   return ([4, 6] as const).flatMap((version) =>
-    PACKET_LENGTHS[version].map((length) => packet(version, length, side)),
+    PACKET_LENGTHS[version].map((length, i) => packet(version, length, side, i === 0)),
   );
 }
 

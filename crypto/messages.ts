@@ -328,6 +328,13 @@ export const isTransport = (datagram: Uint8Array): boolean =>
 export const transportReceiver = (datagram: Uint8Array): number =>
   readU32(datagram, TRANSPORT_RECEIVER_OFFSET);
 
+/**
+ * The same index as a signed 32-bit integer, as IndexTable keys it: always a small integer, where an unsigned
+ * index above 2^31 is a heap number allocated per packet.
+ */
+export const transportReceiverKey = (datagram: Uint8Array): number =>
+  readWord(datagram, TRANSPORT_RECEIVER_OFFSET);
+
 /** The halves of a transport message's counter (isTransport checked), of the one at `offset` in `bytes`. */
 export const transportCounterLow = (bytes: Uint8Array, offset = 0): number =>
   readU32(bytes, offset + TRANSPORT_COUNTER_OFFSET);

@@ -28,7 +28,7 @@ import {
   isTransport,
   parseMessage,
   transportLength,
-  transportReceiver,
+  transportReceiverKey,
   writeInitiation,
   writeResponse,
 } from './messages.js';
@@ -700,7 +700,7 @@ export class Tunnel {
 
   /** Type 4: open with the keypair the index names, then the replay window, then cryptokey routing. */
   private receiveTransport(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
-    const entry = this.indices.get(transportReceiver(datagram));
+    const entry = this.indices.get(transportReceiverKey(datagram));
     const keypair = entry?.keypair;
     if (keypair === undefined) return this.dropped('unknown_index');
     if (!keypair.canReceive(now)) return this.dropped('keypair_expired');

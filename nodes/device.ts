@@ -68,6 +68,8 @@ export class Device implements UapiDevice {
    * (timers, handshake answers, the crypto threads' results), microtasks do that.
    */
   private inBatch = false;
+  /** The batch was opened by a read-back of the crypto threads' results (ended by their `flushed`). */
+  private resultsBatch = false;
   private readonly threads: CryptoThreads | undefined;
   private readonly handshakes: HandshakeWorkers | undefined;
   private failure: Error | undefined;
@@ -83,13 +85,17 @@ export class Device implements UapiDevice {
     this.clock = options.clock ?? monotonicNow;
     this.scheduler = new TimerScheduler(this.tunnel, (actions) => this.perform(actions), this.clock);
     this.threads = options.threads;
+    // A read-back of the threads' results is a batch too, unless it runs inside a read's batch.
     this.threads?.attach({
       sealed: (datagram, to, peer) => {
+        this.beginResultsBatch();
         this.metrics?.datagram('tx', datagram);
         this.udp?.send(datagram, to, peer);
       },
-      opened: (keypair, message, plainLength, from) =>
-        this.perform(this.tunnel.transportOpened(keypair, message, plainLength, from, this.turnNow())),
+      opened: (keypair, message, plainLength, from) => {
+        this.beginResultsBatch();
+        this.perform(this.tunnel.transportOpened(keypair, message, plainLength, from, this.turnNow()));
+      },
       rejected: (reason) => this.metrics?.drop(reason),
       unsealed: (peer, plainLength) => {
         this.tunnel.sealDropped(peer, plainLength);
@@ -98,6 +104,9 @@ export class Device implements UapiDevice {
       flushed: () => {
         this.writeDeliveries(); // they are views into the ring, whose space is reused next
         this.scheduler.rearmIfEarlier();
+        if (!this.resultsBatch) return;
+        this.resultsBatch = false;
+        this.endBatch();
       },
     });
     if (options.handshakeThreads) {
@@ -195,15 +204,24 @@ export class Device implements UapiDevice {
     this.endBatch();
   }
 
+  private beginResultsBatch(): void {
+    if (this.inBatch) return;
+    this.resultsBatch = true;
+    this.beginBatch();
+  }
+
   private beginBatch(): void {
     if (this.inBatch) return;
     this.inBatch = true;
     this.udp?.cork();
+    this.threads?.cork();
   }
 
   /** A read's batch is done: its packets and datagrams go out now, in one native call each. */
   private readonly endBatch = (): void => {
     if (!this.inBatch) return;
+    // First the batch's records: what is sealed or opened at once comes back within this batch.
+    this.threads?.uncork();
     this.inBatch = false;
     this.writeDeliveries();
     this.udp?.uncork();

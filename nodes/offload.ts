@@ -104,6 +104,8 @@ export function sum16(bytes: Uint8Array, start: number, end: number, initial = 0
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 let wordsBuffer: ArrayBufferLike | undefined;
 let wordsView: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+let otherBuffer: ArrayBufferLike | undefined;
+let otherView: Uint32Array<ArrayBufferLike> = wordsView;
 let wordsBytes: Uint8Array | undefined;
 let wordsByteOffset = 0;
 
@@ -113,10 +115,15 @@ function wordsOf(bytes: Uint8Array): Uint32Array {
   wordsBytes = bytes;
   wordsByteOffset = byteOffsetOf(bytes);
   const buffer = bufferOf(bytes);
-  if (buffer !== wordsBuffer) {
-    wordsBuffer = buffer;
-    wordsView = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
-  }
+  if (buffer === wordsBuffer) return wordsView;
+  // Two kept: the node sums in two slabs by turns (the split's segments, the UDP slab's decrypted packets).
+  const previousBuffer = wordsBuffer;
+  const previousView = wordsView;
+  if (buffer === otherBuffer) wordsView = otherView;
+  else wordsView = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+  wordsBuffer = buffer;
+  otherBuffer = previousBuffer;
+  otherView = previousView;
   return wordsView;
 }
 

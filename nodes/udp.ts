@@ -315,7 +315,12 @@ class ReceivedEndpoints {
       this.last = cached;
       return cached.endpoint;
     }
+    return this.remember(record, hash, hasLocal, ints);
+  }
 
+  // Apart from lookup: the closure here would make V8 allocate lookup's context on every call, hit or miss.
+  private remember(record: number, hash: number, hasLocal: boolean, ints: number): UdpEndpoint {
+    const records = this.records;
     const key = records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
     const bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
     const text = (offset: number) =>

@@ -93,12 +93,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const tun = named(`TUN ${options.interfaceName}`, () =>
       openTun(options.interfaceName, { offload: options.offload }),
     );
-    let tunClosed = false;
-    const closeTun = () => {
-      if (!tunClosed) tun.close();
-      tunClosed = true;
-    };
-    cleanups.push(closeTun);
+    cleanups.push(() => tun.close());
     const mtu = options.mtu ?? DEFAULT_MTU;
     await configureInterface(tun.name, { addresses: options.addresses, mtu });
 
@@ -163,7 +158,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       Device.start({
         tunnel,
         privateKey: options.privateKey,
-        packets: { onPackets: (l) => tun.onPackets(l), writeMany: (p) => tun.writeMany(p), close: closeTun },
+        // The TUN itself, no wrapper: the warm-up's devices are handed objects of its shape (nodes/warmup.ts).
+        packets: tun,
         openUdp: async (udpOptions) => {
           const udp = await openUdp({ ...udpOptions, ...udpSettings });
           udpMode = udp.mode;

@@ -175,6 +175,11 @@ export class NodeMetrics {
     t.bytes += packet.length;
   }
 
+  /** Inner IP packets counted so far: rx written to the TUN, tx read from it. */
+  innerPackets(direction: Direction): number {
+    return this.inner[direction].packets;
+  }
+
   drop(reason: DropReason): void {
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
   }

@@ -8,11 +8,15 @@
 //   a few packets per event-loop turn, so the device's and the socket's per-packet and per-turn code is hot
 //   too (a lone ping crosses each once; warm, the node's idle ping went from about 0.70 to 0.50 ms).
 // No packet leaves the host, and no key outlives the call.
+import { closeSync, openSync } from 'node:fs';
+
 import type { Endpoint } from '../crypto/peer.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
-import { Device, type OpenUdp, type PacketIo } from './device.js';
+import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
-import { GroCoalescer, GsoSplitter, latencyFirst, VNET_HEADER_SIZE } from './offload.js';
+import { VNET_HEADER_SIZE } from './offload.js';
+import { loadAddon } from './tun/addon.js';
+import { openTun, type Tun, type TunAddon } from './tun/index.js';
 
 /** Packets per direction: enough for V8 to optimize every function the data path runs. */
 export const WARM_PACKETS = 2000;
@@ -150,74 +154,65 @@ export function warmDataPath(options: Omit<TunnelOptions, 'privateKey'>): number
 }
 
 /**
- * An interface in memory: counts what the device delivers, and hands it packets as a TUN read would. With
- * `offload`, they take the way a vnet-header TUN's take (nodes/tun/index.ts): each read behind a virtio_net_hdr
- * and split, each write coalesced, so that code is warm too.
+ * A TUN as the node's (openTun: the same object and closures, so the device's calls into it and its read and
+ * write glue are warm), over the addon with its descriptor on /dev/null: each write is the addon's real native
+ * call and goes nowhere, and each read is frames the warm-up lays into the reader's slab itself, behind a
+ * virtio_net_hdr when `offload`, as the kernel hands them over.
  */
-class CountingPackets implements PacketIo {
-  delivered = 0;
-  private listener: (packets: Uint8Array[]) => void = () => undefined;
-  private waiter: { count: number; done: () => void } | undefined;
-  private readonly splitter: GsoSplitter | undefined;
-  private readonly coalescer: GroCoalescer | undefined;
-  private readonly split: Uint8Array[] = [];
+class StandInTun {
+  readonly tun: Tun;
+  private reader: { slab: Uint8Array; records: Int32Array; onFrames: (count: number) => void } | undefined;
 
-  constructor(offload: boolean) {
-    this.splitter = offload ? new GsoSplitter() : undefined;
-    this.coalescer = offload ? new GroCoalescer() : undefined;
-  }
-
-  onPackets(listener: (packets: Uint8Array[]) => void): void {
-    this.listener = listener;
-  }
-
-  writeMany(packets: readonly Uint8Array[]): number {
-    this.coalescer?.coalesce(packets);
-    this.delivered += packets.length;
-    if (this.waiter && this.delivered >= this.waiter.count) this.waiter.done();
-    return packets.length;
-  }
-
-  read(packets: Uint8Array[]): void {
-    let batch = packets;
-    if (this.splitter !== undefined) {
-      // A zeroed header: no GSO, no checksum left to fill in, as the kernel hands over a ping.
-      const frames = packets.map((packet) => {
-        const frame = new Uint8Array(VNET_HEADER_SIZE + packet.length);
-        frame.set(packet, VNET_HEADER_SIZE);
-        return frame;
-      });
-      this.splitter.split(frames, this.split);
-      batch = this.split;
-    }
-    latencyFirst(batch);
-    this.listener(batch);
-  }
-
-  /** Resolves true once `count` packets were delivered in all, false after `timeoutMs`. */
-  until(count: number, timeoutMs: number): Promise<boolean> {
-    if (this.delivered >= count) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
-      this.waiter = {
-        count,
-        done: () => {
-          clearTimeout(timer);
-          this.waiter = undefined;
-          resolve(true);
+  constructor(private readonly offload: boolean) {
+    const addon = loadAddon<TunAddon>('tun');
+    this.tun = openTun(
+      'warm-up',
+      { offload },
+      {
+        ...addon,
+        open: (name) => ({ fd: openSync('/dev/null', 'w'), name }),
+        setOffload: () => 0,
+        close: (fd) => closeSync(fd),
+        startReading: (_fd, slab, records, onFrames) => {
+          this.reader = { slab, records, onFrames };
+          return { stop: () => (this.reader = undefined) };
         },
-      };
-    });
+      },
+    );
   }
 
-  close(): void {}
+  /** Hands the reader `packets` as one read's frames (a zeroed header: no GSO, as the kernel hands a ping). */
+  read(packets: readonly Uint8Array[]): void {
+    if (this.reader === undefined) return;
+    const { slab, records, onFrames } = this.reader;
+    const header = this.offload ? VNET_HEADER_SIZE : 0;
+    let used = 0;
+    packets.forEach((packet, i) => {
+      slab.fill(0, used, used + header);
+      slab.set(packet, used + header);
+      records[2 * i] = used;
+      records[2 * i + 1] = header + packet.length;
+      used += header + packet.length;
+    });
+    onFrames(packets.length);
+  }
+}
+
+/** Resolves true once `done()`, checked every event-loop turn, false after `timeoutMs`. */
+async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return true;
 }
 
 /**
  * Runs two throwaway devices, with engines built with `options` and sockets from `openUdp` bound to
  * 127.0.0.1 (`ipv4Only`, as a node listening on an IPv4 address) or to its IPv4-mapped form (a dual-stack
- * socket, as the node's default), through WARM_TURNS turns each way, into in-memory interfaces that take
- * the way of a TUN with offloads when `tunOffload`. Returns the packets delivered: every
+ * socket, as the node's default), through WARM_TURNS turns each way, into stand-in TUNs (with offloads when
+ * `tunOffload`). Returns the packets delivered: every
  * packet sent, or fewer when the loopback did not carry them (it then stops early, having warmed what it
  * could). Throws when a socket cannot be bound there.
  *
@@ -247,23 +242,26 @@ async function carryThroughDevices(
   tunOffload: boolean,
   turns: number,
 ): Promise<number> {
-  const sides = [new CountingPackets(tunOffload), new CountingPackets(tunOffload)] as const;
+  const sides = [new StandInTun(tunOffload), new StandInTun(tunOffload)] as const;
   const devices: Device[] = [];
+  const counts: NodeMetrics[] = [];
+  const delivered = () => counts.reduce((sum, metrics) => sum + metrics.innerPackets('rx'), 0);
   const keys = [options.randomBytes(32), options.randomBytes(32)];
   try {
     for (const side of [0, 1] as const) {
       const privateKey = keys[side]!;
       const tunnel = new Tunnel({ ...options, privateKey });
-      const packets = sides[side];
+      // Counted as the node's device counts (without the process metrics' timers), so the counting is warm.
+      const metrics = new NodeMetrics(tunnel, Date.now, false);
+      counts.push(metrics);
       devices.push(
         await Device.start({
           tunnel,
           privateKey,
-          packets,
+          packets: sides[side].tun,
           listenPort: 0,
           openUdp: (o) => openUdp({ ...o, host }),
-          // Counted as the node's device counts (without the process metrics' timers), so the counting is warm.
-          metrics: new NodeMetrics(tunnel, Date.now, false),
+          metrics,
         }),
       );
     }
@@ -277,18 +275,16 @@ async function carryThroughDevices(
     const unroutable = ([0, 1] as const).map(unroutableFrom);
     for (let turn = 0; turn < turns; turn++) {
       for (const side of [0, 1] as const) {
-        const other = sides[side === 0 ? 1 : 0];
         const routed = routedInTurn(turn);
-        const expected = other.delivered + routed;
+        const expected = delivered() + routed;
         const packets = bySide[side]!;
         const batch = Array.from({ length: routed }, (_, i) => packets[(turn + i) % packets.length]!);
         if (routed > 1) batch.push(unroutable[side]![(turn / 2) % 2]!); // dropped: not counted as delivered
         sides[side].read(batch);
-        if (!(await other.until(expected, WARM_TURN_TIMEOUT_MS)))
-          return sides[0].delivered + sides[1].delivered;
+        if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
       }
     }
-    return sides[0].delivered + sides[1].delivered;
+    return delivered();
   } finally {
     for (const device of devices) {
       device.removeAllPeers(); // wipes the sessions' keys

@@ -100,11 +100,14 @@ function openNative(native: TunAddon, name: string, offload: boolean) {
 }
 
 /**
- * Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. `native` is the addon, or an
- * interface in memory with its shape (the allocation benchmark's).
+ * Creates (or attaches to) the TUN interface `name`; needs CAP_NET_ADMIN. `native` is the addon, or the addon
+ * with other ways to open, read and close (the start-up warm-up's, nodes/warmup.ts).
  */
 export function openTun(name: string, options: TunOptions = {}, native = loadAddon<TunAddon>('tun')): Tun {
   const { fd, name: actualName, offload } = openNative(native, name, options.offload ?? false);
+  // Looked up once: the warm-up's `native` is another object than the addon, and a lookup per write compiled
+  // for its shape would be thrown away at the node's first write.
+  const writeNative = native.writeMany;
   const splitter = offload.enabled ? new GsoSplitter() : undefined;
   const coalescer = offload.enabled ? new GroCoalescer() : undefined;
   let reader: { stop(): void } | undefined;
@@ -115,7 +118,7 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
   const writeFrames = (frames: readonly Uint8Array[], packetsIn?: ArrayLike<number>): number => {
     let accepted = 0;
     for (let start = 0; start < frames.length;) {
-      const written = native.writeMany(fd, frames, start);
+      const written = writeNative(fd, frames, start);
       if (packetsIn === undefined) accepted += written;
       else for (let i = start; i < start + written; i++) accepted += packetsIn[i]!;
       start += written + 1;

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import type { TransportAEAD } from '../../crypto/aead.js';
-import { openTransport, sealTransport } from '../../crypto/messages.js';
+import { openTransport, sealTransportInPlace } from '../../crypto/messages.js';
 import { createTransportCipher } from '../../crypto/primitives.js';
 import {
   claim,
@@ -89,11 +89,12 @@ function work(offset: number): void {
 function warmUp(): void {
   const key = new Uint8Array(32).fill(0x5a);
   const cipher = createTransportCipher(key);
-  const scratch = new Uint8Array(mtu + 64);
+  // Sealed and opened in place in shared memory, behind a record header, as sealRecord and openRecord do: code
+  // compiled for another kind of buffer would be thrown away at the first real record.
+  const scratch = new Uint8Array(new SharedArrayBuffer(HEADER_BYTES + mtu + 64));
   for (let i = 0; i < WARM_MESSAGES; i++) {
-    const packet = scratch.subarray(0, i % 2 === 0 ? 84 : mtu);
-    const length = sealTransport(cipher, 1, 0, i, packet.slice(), mtu, scratch, 0);
-    openTransport(cipher, scratch.subarray(0, length), 0, i);
+    const length = sealTransportInPlace(cipher, 1, 0, i, i % 2 === 0 ? 84 : mtu, mtu, scratch, HEADER_BYTES);
+    openTransport(cipher, scratch, 0, i, HEADER_BYTES, length);
   }
   cipher.wipe();
 }

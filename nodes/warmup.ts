@@ -290,6 +290,7 @@ async function carryThroughDevices(
       device.removeAllPeers(); // wipes the sessions' keys
       await device.close();
     }
+    for (const side of sides) side.tun.close(); // the device closed its own; not one whose start failed
     for (const key of keys) key.fill(0);
   }
 }

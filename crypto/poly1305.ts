@@ -340,7 +340,7 @@ export class Poly1305 {
 
 /** The low 32 bits of a non-negative integer below 2^53, little-endian. */
 function writeU32(out: Uint8Array, offset: number, value: number): void {
-  const low = value % 4294967296;
+  const low = value >>> 0; // ToUint32 is the value mod 2^32; a % on doubles is a call into C
   out[offset] = low;
   out[offset + 1] = low >>> 8;
   out[offset + 2] = low >>> 16;

@@ -143,7 +143,10 @@ function sumWords(view: Uint32Array, first: number, count: number): number {
   }
   for (; k < end; k++) a += view[k]!;
   const total = a + b + c + d;
-  const sum = total % 0xffff === 0 && total !== 0 ? 0xffff : total % 0xffff;
+  // total mod 0xffff without %, which on doubles is a call into C: the quotient of an exact multiple is exact,
+  // and any other is at least 1/0xffff from an integer, far more than the division's rounding.
+  const rest = total - Math.floor(total / 0xffff) * 0xffff;
+  const sum = rest === 0 && total !== 0 ? 0xffff : rest;
   return LITTLE_ENDIAN ? ((sum & 0xff) << 8) | (sum >>> 8) : sum;
 }
 

@@ -289,8 +289,10 @@ export class ChaChaPoly {
   // One view for the MAC and the cipher: both ask about the same packet, and the second asks for free.
   private readonly words = new WordView();
   private readonly poly = new Poly1305(this.words);
-  /** Scratch for zero padding, the length block and the computed tag. */
+  /** Scratch for zero padding and the computed tag. */
   private readonly scratch = new Uint8Array(16);
+  /** The length block, le64(|ad|) ‖ le64(|ciphertext|), as the words Poly1305 takes (high halves 0). */
+  private readonly lengths = new Int32Array(4);
   private readonly tag = new Uint8Array(16);
 
   constructor(key: Uint8Array) {
@@ -454,10 +456,11 @@ export class ChaChaPoly {
     const adLength = ad?.length ?? 0;
     if (ad !== undefined) this.absorbPadded(ad, 0, adLength);
     this.absorbPadded(bytes, offset, n);
-    const block = this.scratch;
-    writeLength(block, 0, adLength);
-    writeLength(block, 8, n);
-    this.poly.blocks(block, 0, 16);
+    // Messages are far below 2^32 bytes: the high words stay 0.
+    const lengths = this.lengths;
+    lengths[0] = adLength;
+    lengths[2] = n;
+    this.poly.absorb(lengths, 0, 16);
     this.poly.finish(this.tag, 0);
   }
 
@@ -479,15 +482,6 @@ redactInstances(ChaChaPoly.prototype);
 function checkRegion(bytes: Uint8Array, offset: number, n: number): void {
   if (!(offset >= 0 && n >= 0 && offset + n + 16 <= bytes.length))
     throw new RangeError('ChaCha20-Poly1305: the region and its tag must lie inside the buffer');
-}
-
-/** le64(length) at out[offset .. offset+8): messages are far below 2^32 bytes, so the high half is zero. */
-function writeLength(out: Uint8Array, offset: number, length: number): void {
-  out[offset] = length;
-  out[offset + 1] = length >>> 8;
-  out[offset + 2] = length >>> 16;
-  out[offset + 3] = length >>> 24;
-  out[offset + 4] = out[offset + 5] = out[offset + 6] = out[offset + 7] = 0;
 }
 
 /** Writes the 12-byte AEAD nonce 0x00000000 ‖ u64 LE counter (given as 32-bit halves). */

@@ -115,11 +115,12 @@ export class Poly1305 {
   }
 
   /**
-   * Absorbs `length` bytes (a multiple of 16) held as little-endian words from words[first], two blocks a step
-   * where it can: h ← (h + m1)·r² + m2·r, the same as two single steps but with one carry instead of two and
-   * twice the independent multiplications. A last odd block goes alone: h ← (h + m)·r.
+   * Absorbs `length` bytes (a multiple of 16) held as 32-bit words (the little-endian words of the message)
+   * from words[first], two blocks a step where it can: h ← (h + m1)·r² + m2·r, the same as two single steps
+   * but with one carry instead of two and twice the independent multiplications. A last odd block goes alone:
+   * h ← (h + m)·r.
    */
-  private absorb(words: Int32Array, first: number, length: number): void {
+  absorb(words: Int32Array, first: number, length: number): void {
     const r = this.r;
     const r0 = r[0]!,
       r1 = r[1]!,

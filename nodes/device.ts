@@ -214,14 +214,11 @@ export class Device implements UapiDevice {
     if (this.inBatch) return;
     this.inBatch = true;
     this.udp?.cork();
-    this.threads?.cork();
   }
 
   /** A read's batch is done: its packets and datagrams go out now, in one native call each. */
   private readonly endBatch = (): void => {
     if (!this.inBatch) return;
-    // First the batch's records: what is sealed or opened at once comes back within this batch.
-    this.threads?.uncork();
     this.inBatch = false;
     this.writeDeliveries();
     this.udp?.uncork();

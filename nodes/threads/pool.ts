@@ -113,8 +113,6 @@ class CryptoThread {
   private freed = 0;
   /** Records written this turn, not yet published. */
   private unpublished = 0;
-  /** The device publishes at the end of its batch (CryptoThreads.uncork): no microtask is queued for it. */
-  corked = false;
   /** This turn's records hold keys for the thread, or are more than the main thread takes alone. */
   private wakeThread = false;
   private armed = false;
@@ -201,7 +199,7 @@ class CryptoThread {
     ints[record + H_RESULT] = RESULT_PENDING;
     this.written = recordEnd(capacity, start, size);
     if (this.written === 0) this.lap++;
-    if (this.unpublished === 0 && !this.corked) queueMicrotask(this.publish);
+    if (this.unpublished === 0) queueMicrotask(this.publish);
     if (++this.unpublished > ALONE_RECORDS || kind === KIND_INSTALL || kind === KIND_RETIRE)
       this.wakeThread = true;
     return record;
@@ -490,22 +488,6 @@ export class CryptoThreads implements TransportCrypto {
   /** How many peers each thread serves. */
   peersPerThread(): number[] {
     return this.threads.map((thread) => thread.peers);
-  }
-
-  /**
-   * Until uncork(), records are published when uncork() is called rather than at the end of the turn, which
-   * spares queueing a callback per batch. The caller uncorks before its callback returns.
-   */
-  cork(): void {
-    for (let i = 0; i < this.threads.length; i++) this.threads[i]!.corked = true;
-  }
-
-  uncork(): void {
-    for (let i = 0; i < this.threads.length; i++) {
-      const thread = this.threads[i]!;
-      thread.corked = false;
-      thread.publish();
-    }
   }
 
   /** Rings hold packets and, for a moment, keys: never printed. */

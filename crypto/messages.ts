@@ -229,7 +229,10 @@ export const transportLength = (packetLength: number, mtu: number): number =>
  * Writes a complete transport message into out[offset ..): header, the packet zero-padded (paddedLength),
  * sealed in place with the keypair's send cipher under the given counter (32-bit halves); returns its length
  * (transportLength). An empty packet makes a keepalive. No view or buffer is made: `out` may be a reused or
- * shared buffer, and the packet may already lie at out[offset + 16 ..), where its ciphertext goes.
+ * shared buffer, and the packet may already lie at out[offset + 16 ..), where its ciphertext goes. Anywhere
+ * else it must not overlap the message: an aligned packet is encrypted straight from where it lies, and
+ * checking for overlap would cost the buffer getters this path avoids (every caller's packet lies in its
+ * own buffer: a TUN read, a split's segment, a staged copy).
  */
 export function sealTransport(
   cipher: TransportAEAD,

@@ -70,6 +70,15 @@ export const DROP_REASONS = [
 
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/**
+ * The peer a send, seal or open action is for. Its name is the base64 public key; the object is the peer
+ * itself, so bytes given back (Tunnel.unsent) reach only the peer that counted them, never one removed and
+ * added again under the same name meanwhile (a UAPI replace_peers).
+ */
+export interface PeerRef {
+  readonly name: string;
+}
+
 export type TunnelAction =
   /**
    * `peer` (base64 public key) names whose authenticated message it is, already counted in its txBytes: a
@@ -79,7 +88,7 @@ export type TunnelAction =
       readonly kind: 'send';
       readonly datagram: Uint8Array;
       readonly to: Endpoint;
-      readonly peer: string | undefined;
+      readonly peer: PeerRef | undefined;
     }
   | { readonly kind: 'deliver'; readonly packet: Uint8Array; readonly peer: string } // peer = base64 public key
   | { readonly kind: 'drop'; readonly reason: DropReason }
@@ -97,7 +106,7 @@ export interface SealAction {
   readonly counter: number;
   readonly packet: Uint8Array;
   readonly to: Endpoint;
-  readonly peer: string;
+  readonly peer: PeerRef;
 }
 
 /**
@@ -109,7 +118,7 @@ export interface OpenAction {
   readonly keypair: Keypair;
   readonly datagram: Uint8Array;
   readonly from: Endpoint;
-  readonly peer: string;
+  readonly peer: PeerRef;
 }
 
 /**
@@ -706,7 +715,7 @@ export class Tunnel {
     if (!keypair.canReceive(now)) return this.dropped('keypair_expired');
     if (this.transportCrypto !== undefined) {
       const actions = this.dataPathActions();
-      this.add(actions, this.openAction(keypair, datagram, from, entry!.peer.name));
+      this.add(actions, this.openAction(keypair, datagram, from, entry!.peer));
       return this.finished(actions);
     }
     // Opening is in place: into a copy unless the caller gave the datagram up (decryptInPlace).
@@ -741,7 +750,7 @@ export class Tunnel {
    * could not take it, or the keypair was retired before it was sealed). The counter stays used: the gap is
    * one the peer's replay window accepts.
    */
-  sealDropped(peer: string, plainLength: number): void {
+  sealDropped(peer: PeerRef, plainLength: number): void {
     this.unsent(peer, transportLength(plainLength, this.mtu));
   }
 
@@ -750,9 +759,9 @@ export class Tunnel {
    * socket (the kernel refused them, or they were not sealed): txBytes counts what was handed to the socket
    * (wireguard-go counts a batch once its send succeeded), so they are taken back.
    */
-  unsent(peer: string, bytes: number): void {
-    const counted = this.peersByName.get(peer);
-    if (counted !== undefined) counted.txBytes -= bytes;
+  unsent(peer: PeerRef, bytes: number): void {
+    const counted = this.peersByName.get(peer.name);
+    if (counted === peer) counted.txBytes -= bytes;
   }
 
   /** Receiving a transport message after it authenticated: rotation, timers, cryptokey routing. */
@@ -899,7 +908,7 @@ export class Tunnel {
   ): void {
     if (this.transportCrypto !== undefined) {
       const counter = keypair.reserveCounter();
-      this.add(actions, this.sealAction(keypair, counter, packet, peer.endpoint!, peer.name));
+      this.add(actions, this.sealAction(keypair, counter, packet, peer.endpoint!, peer));
       this.sent(peer, transportLength(packet.length, this.mtu), now);
     } else {
       this.send(peer, this.sealed(keypair, packet), now, actions);
@@ -941,7 +950,7 @@ export class Tunnel {
     return actions;
   }
 
-  private sendAction(datagram: Uint8Array, to: Endpoint, peer: string): TunnelAction {
+  private sendAction(datagram: Uint8Array, to: Endpoint, peer: PeerRef): TunnelAction {
     if (this.reusedActions === undefined) return { kind: 'send', datagram, to, peer };
     const action = (this.sendActions[this.sendActionsUsed++] ??= { kind: 'send', datagram, to, peer });
     action.datagram = datagram;
@@ -977,7 +986,7 @@ export class Tunnel {
     counter: number,
     packet: Uint8Array,
     to: Endpoint,
-    peer: string,
+    peer: PeerRef,
   ): SealAction {
     if (this.reusedActions === undefined) return { kind: 'seal', keypair, counter, packet, to, peer };
     const action = (this.sealActions[this.sealActionsUsed++] ??= {
@@ -996,7 +1005,7 @@ export class Tunnel {
     return action;
   }
 
-  private openAction(keypair: Keypair, datagram: Uint8Array, from: Endpoint, peer: string): OpenAction {
+  private openAction(keypair: Keypair, datagram: Uint8Array, from: Endpoint, peer: PeerRef): OpenAction {
     if (this.reusedActions === undefined) return { kind: 'open', keypair, datagram, from, peer };
     const action = (this.reusedOpen ??= { kind: 'open', keypair, datagram, from, peer });
     action.keypair = keypair;
@@ -1038,7 +1047,7 @@ export class Tunnel {
 
   /** Every authenticated message we send goes through here: counters and the send-side timers. */
   private send(peer: Peer, datagram: Uint8Array, now: number, actions: TunnelAction[]): void {
-    this.add(actions, this.sendAction(datagram, peer.endpoint!, peer.name));
+    this.add(actions, this.sendAction(datagram, peer.endpoint!, peer));
     this.sent(peer, datagram.length, now);
   }
 

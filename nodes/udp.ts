@@ -19,6 +19,7 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
 import { formatIpAddress, parseIpAddress } from '../crypto/ipaddr.js';
+import type { PeerRef } from '../crypto/tunnel.js';
 import { loadAddon } from './tun/addon.js';
 import { ReusedViews } from './views.js';
 
@@ -81,12 +82,12 @@ export interface UdpTransport {
    * Fire and forget (batched: queued and written at the end of this event-loop turn); a datagram the kernel
    * refuses is dropped, as on the wire. One sent for a `peer` is named back to onRefused if it is refused.
    */
-  send(datagram: Uint8Array, to: UdpEndpoint, peer?: string): void;
+  send(datagram: Uint8Array, to: UdpEndpoint, peer?: PeerRef): void;
   /**
    * Each datagram sent for a peer that did not reach the kernel or that the kernel refused (an address it
    * cannot reach, a closed socket), with its bytes: called during send or when the batch is written.
    */
-  onRefused(listener: (peer: string, bytes: number) => void): void;
+  onRefused(listener: (peer: PeerRef, bytes: number) => void): void;
   /**
    * Batched: until uncork(), queued datagrams wait for uncork() to write them rather than for the end of the
    * turn, which spares queueing a callback per turn. The caller uncorks before its callback returns.
@@ -171,7 +172,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
 
   let closed = false;
   const ignoreSendError = () => undefined;
-  let refused: (peer: string, bytes: number) => void = () => undefined;
+  let refused: (peer: PeerRef, bytes: number) => void = () => undefined;
   return {
     port: socket.address().port,
     mode: 'dgram, GSO off, GRO off',
@@ -425,8 +426,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const sendRecords = new Int32Array(BATCH_SLOTS * RECORD_INTS);
   const queuedTargets: Array<SendTarget | undefined> = new Array(BATCH_SLOTS).fill(undefined);
   // Per slot, the peer whose datagrams it holds (a GSO message holds one peer's only), for onRefused.
-  const queuedPeers: Array<string | undefined> = new Array(BATCH_SLOTS).fill(undefined);
-  let refused: (peer: string, bytes: number) => void = () => undefined;
+  const queuedPeers: Array<PeerRef | undefined> = new Array(BATCH_SLOTS).fill(undefined);
+  let refused: (peer: PeerRef, bytes: number) => void = () => undefined;
   const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
   // The last endpoint sent to and its target: a bulk flow sends to one peer, and an identity check is
   // cheaper than the WeakMap's lookup.
@@ -453,7 +454,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     slotSize: number,
     count: number,
     targetOf: (slot: number) => SendTarget | undefined,
-    peerOf: (slot: number) => string | undefined,
+    peerOf: (slot: number) => PeerRef | undefined,
   ) => {
     let start = 0;
     while (start < count) {
@@ -491,7 +492,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   };
 
   // A refused GSO message's datagrams, each in its own slot of a scratch slab (rare: made when needed).
-  const sendSeparately = (slot: number, target: SendTarget, peer: string | undefined) => {
+  const sendSeparately = (slot: number, target: SendTarget, peer: PeerRef | undefined) => {
     const record = slot * RECORD_INTS;
     const length = sendRecords[record + RECORD_LENGTH]!;
     const segment = sendRecords[record + RECORD_SEGMENT]!;

@@ -18,7 +18,14 @@ import { TRANSPORT_CONTENT_OFFSET } from '../../crypto/constants.js';
 import type { Keypair } from '../../crypto/keypair.js';
 import { transportCounterHigh, transportCounterLow, transportLength } from '../../crypto/messages.js';
 import { wipe } from '../../crypto/primitives.js';
-import type { DropReason, Endpoint, OpenAction, SealAction, TransportCrypto } from '../../crypto/tunnel.js';
+import type {
+  DropReason,
+  Endpoint,
+  OpenAction,
+  PeerRef,
+  SealAction,
+  TransportCrypto,
+} from '../../crypto/tunnel.js';
 import {
   claim,
   createRing,
@@ -60,9 +67,9 @@ import { ReusedViews } from '../views.js';
 
 /** Where the crypto threads' results go (the device). Views are valid until `flushed` returns. */
 export interface CryptoResults {
-  sealed(datagram: Uint8Array, to: Endpoint, peer: string): void;
+  sealed(datagram: Uint8Array, to: Endpoint, peer: PeerRef): void;
   /** A seal of `plainLength` bytes for `peer` not done: its keypair was retired before it was sealed. */
-  unsealed(peer: string, plainLength: number): void;
+  unsealed(peer: PeerRef, plainLength: number): void;
   /** `message` was opened in place: its padded plaintext is message[16 .. 16 + plainLength). */
   opened(keypair: Keypair, message: Uint8Array, plainLength: number, from: Endpoint): void;
   rejected(reason: DropReason): void;
@@ -135,7 +142,7 @@ class CryptoThread {
   private readonly keypairAt: Array<Keypair | undefined>;
   private readonly endpointAt: Array<Endpoint | undefined>;
   /** Seal records: the peer whose message it is (its txBytes already count it). */
-  private readonly peerAt: Array<string | undefined>;
+  private readonly peerAt: Array<PeerRef | undefined>;
   /**
    * Per record offset: the view of its result last handed to the device, handed out again while a record
    * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
@@ -156,7 +163,7 @@ class CryptoThread {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
-    this.peerAt = new Array<string | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.peerAt = new Array<PeerRef | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -497,7 +504,7 @@ export class CryptoThreads implements TransportCrypto {
 
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
-    const thread = this.threadFor(action.keypair, action.peer);
+    const thread = this.threadFor(action.keypair, action.peer.name);
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(transportLength(action.packet.length, this.mtu))))
       return false;
     thread.installIfNew(action.keypair);
@@ -506,7 +513,7 @@ export class CryptoThreads implements TransportCrypto {
   }
 
   open(action: OpenAction): boolean {
-    const thread = this.threadFor(action.keypair, action.peer);
+    const thread = this.threadFor(action.keypair, action.peer.name);
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
     thread.installIfNew(action.keypair);
     thread.open(action);

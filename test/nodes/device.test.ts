@@ -366,6 +366,35 @@ describe.each([
       await Promise.all([a.close(), b.close()]);
     }
   });
+
+  test('a refusal is taken back only from the peer that counted it, not from one added again under its name', async () => {
+    const [a, b] = await Promise.all([startNode(0, threads, batched), startNode(0, threads, batched)]);
+    try {
+      const toB = {
+        allowedIps: ['10.0.0.2/32'],
+        endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+      };
+      a.device.upsertPeer(b.publicKey, toB);
+      b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+      const packet = (length: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(length).fill(length));
+      a.packets.inject(packet(100));
+      await eventually('the first packet at b', () => b.packets.written.length === 1);
+      // A message for port 0, refused once it reaches the socket (with crypto threads: after its seal comes
+      // back, a turn later), and in the same turn a UAPI replace_peers: the peer removed and added again.
+      a.device.upsertPeer(b.publicKey, { ...toB, endpoint: { address: '127.0.0.1', port: 0 } });
+      a.packets.inject(packet(200));
+      const receivedBefore = b.device.peers()[0]!.rxBytes;
+      a.device.removePeer(b.publicKey);
+      a.device.upsertPeer(b.publicKey, toB);
+      a.packets.inject(packet(300));
+      await eventually('the packet after the new handshake at b', () => b.packets.written.length === 2);
+      expect(b.packets.written[1]).toEqual(packet(300));
+      // The new peer's txBytes is what it sent (a handshake and one message): b received exactly that.
+      expect(a.device.peers()[0]!.txBytes).toBe(b.device.peers()[0]!.rxBytes - receivedBefore);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
 });
 
 /** A device with a fresh key and no peers, on a loopback socket unless `options` says otherwise. */

@@ -47,7 +47,7 @@ function collector(): { results: CryptoResults; got: Collected } {
       },
       opened: (_keypair, message, plainLength) => got.opened.push(message.slice(16, 16 + plainLength)),
       rejected: (reason) => got.rejected.push(reason),
-      unsealed: (peer, plainLength) => got.unsealed.push(`${peer}: ${plainLength}`),
+      unsealed: (peer, plainLength) => got.unsealed.push(`${peer.name}: ${plainLength}`),
       flushed: () => got.batches++,
     },
   };
@@ -86,7 +86,7 @@ describe('crypto threads', () => {
         counter: ours.reserveCounter(),
         packet: packet(n),
         to: TO,
-        peer: 'peer-a',
+        peer: { name: 'peer-a' },
       };
       // On a loaded host the thread can lag a whole wait slice behind: makeRoom then stops waiting for it
       // until it is seen moving again (asynchronously), and the device would drop the packet. Here the
@@ -128,7 +128,7 @@ describe('crypto threads', () => {
       keypair: ours,
       datagram: datagram.slice(),
       from: TO,
-      peer: 'peer-b',
+      peer: { name: 'peer-b' },
     });
     // The forgery first: it must not move the window, so the authentic message 49 still opens after it.
     threads.open(open(forged));
@@ -147,7 +147,7 @@ describe('crypto threads', () => {
       counter: ours.reserveCounter(),
       packet: packet(1, 100),
       to: TO,
-      peer: 'peer-c',
+      peer: { name: 'peer-c' },
     });
     threads.seal(seal());
     threads.retired(ours);
@@ -164,7 +164,14 @@ describe('crypto threads', () => {
     const peers = ['p1', 'p2', 'p3'];
     peers.forEach((peer, i) => {
       const { ours } = keypairs(20 + i, 7 + 2 * i);
-      threads.seal({ kind: 'seal', keypair: ours, counter: 0, packet: packet(0, 60), to: TO, peer });
+      threads.seal({
+        kind: 'seal',
+        keypair: ours,
+        counter: 0,
+        packet: packet(0, 60),
+        to: TO,
+        peer: { name: peer },
+      });
     });
     expect(threads.peersPerThread()).toEqual([2, 1]);
     threads.peerRemoved('p1');
@@ -180,7 +187,7 @@ describe('crypto threads', () => {
       counter: ours.reserveCounter(),
       packet: packet(n, 100),
       to: TO,
-      peer: 'peer-d',
+      peer: { name: 'peer-d' },
     });
     // The keypair's first message carries its keys, which only the thread takes: it is woken for that.
     threads.seal(seal(0));
@@ -190,7 +197,7 @@ describe('crypto threads', () => {
     threads.seal(seal(1));
     const reply = new Uint8Array(transportLength(100, DEFAULT_MTU));
     theirs.seal(packet(2, 100), DEFAULT_MTU, reply);
-    threads.open({ kind: 'open', keypair: ours, datagram: reply, from: TO, peer: 'peer-d' });
+    threads.open({ kind: 'open', keypair: ours, datagram: reply, from: TO, peer: { name: 'peer-d' } });
     expect(got.sealed).toHaveLength(1);
     await Promise.resolve();
     expect(got.sealed).toHaveLength(2);
@@ -206,7 +213,7 @@ describe('crypto threads', () => {
       return datagram;
     });
     for (const datagram of replies)
-      threads.open({ kind: 'open', keypair: ours, datagram, from: TO, peer: 'peer-d' });
+      threads.open({ kind: 'open', keypair: ours, datagram, from: TO, peer: { name: 'peer-d' } });
     await Promise.resolve();
     threads.seal(seal(400));
     await eventually('the burst', () => got.sealed.length === 403 && got.opened.length === 401);
@@ -269,7 +276,7 @@ test('a crypto thread that hangs is reported once, in one line, without blocking
       counter: keypair.reserveCounter(),
       packet: packet(0),
       to: TO,
-      peer,
+      peer: { name: peer },
     });
     const hung = keypairs(31, 11).ours;
     let queued = 0;

@@ -278,17 +278,17 @@ describe.each([
   test('12. a datagram sent for a peer and refused (port 0, the wrong family, a closed socket) is named back with its bytes', async () => {
     const udp = await transport({ host: '127.0.0.1' });
     const refused: string[] = [];
-    udp.onRefused((peer, bytes) => refused.push(`${peer}: ${bytes}`));
+    udp.onRefused((peer, bytes) => refused.push(`${peer.name}: ${bytes}`));
     const listener = await plainSocket('udp4', '127.0.0.1');
     const port = listener.address().port;
     const received = nextMessage(listener);
-    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, 'zero');
-    udp.send(new Uint8Array(20), { address: '::1', port }, 'v6');
+    udp.send(new Uint8Array(10), { address: '127.0.0.1', port: 0 }, { name: 'zero' });
+    udp.send(new Uint8Array(20), { address: '::1', port }, { name: 'v6' });
     udp.send(new Uint8Array(30), { address: '127.0.0.1', port: 0 }); // no peer named: not reported
-    udp.send(new Uint8Array(40), { address: '127.0.0.1', port }, 'sent');
+    udp.send(new Uint8Array(40), { address: '127.0.0.1', port }, { name: 'sent' });
     expect((await received).message.length).toBe(40);
     await udp.close();
-    udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, 'closed');
+    udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, { name: 'closed' });
     expect(refused.sort()).toEqual(['closed: 50', 'v6: 20', 'zero: 10']);
   });
 });

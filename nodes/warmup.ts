@@ -242,12 +242,14 @@ async function carryThroughDevices(
   tunOffload: boolean,
   turns: number,
 ): Promise<number> {
-  const sides = [new StandInTun(tunOffload), new StandInTun(tunOffload)] as const;
+  const sides: StandInTun[] = [];
   const devices: Device[] = [];
   const counts: NodeMetrics[] = [];
   const delivered = () => counts.reduce((sum, metrics) => sum + metrics.innerPackets('rx'), 0);
   const keys = [options.randomBytes(32), options.randomBytes(32)];
   try {
+    // One at a time, so a second that cannot open (EMFILE) leaves the first in `sides`, closed below.
+    while (sides.length < 2) sides.push(new StandInTun(tunOffload));
     for (const side of [0, 1] as const) {
       const privateKey = keys[side]!;
       const tunnel = new Tunnel({ ...options, privateKey });
@@ -258,7 +260,7 @@ async function carryThroughDevices(
         await Device.start({
           tunnel,
           privateKey,
-          packets: sides[side].tun,
+          packets: sides[side]!.tun,
           listenPort: 0,
           openUdp: (o) => openUdp({ ...o, host }),
           metrics,
@@ -280,16 +282,19 @@ async function carryThroughDevices(
         const packets = bySide[side]!;
         const batch = Array.from({ length: routed }, (_, i) => packets[(turn + i) % packets.length]!);
         if (routed > 1) batch.push(unroutable[side]![(turn / 2) % 2]!); // dropped: not counted as delivered
-        sides[side].read(batch);
+        sides[side]!.read(batch);
         if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
       }
     }
     return delivered();
   } finally {
-    for (const device of devices) {
-      device.removeAllPeers(); // wipes the sessions' keys
-      await device.close();
-    }
+    // Each device closed whatever another's close does (a rejected close must not leave the rest open).
+    await Promise.allSettled(
+      devices.map((device) => {
+        device.removeAllPeers(); // wipes the sessions' keys
+        return device.close();
+      }),
+    );
     for (const side of sides) side.tun.close(); // the device closed its own; not one whose start failed
     for (const key of keys) key.fill(0);
   }

@@ -27,6 +27,7 @@ const WARM_TURNS = 1000;
 const TURNS = Number(process.env.BENCH_TURNS ?? 2000);
 const SAMPLING_BYTES = 256;
 const STALL_MS = 20;
+const HANDSHAKE_MS = 10_000;
 const STALLS_MAX = 100; // a column losing this many turns stops there: its numbers are then of fewer turns
 
 interface Column {
@@ -173,6 +174,19 @@ function run(sides: readonly [Side, Side], batches: readonly [Uint8Array[], Uint
   });
 }
 
+/** Side 0 reads until side 1 delivers (at most HANDSHAKE_MS): the session is up. */
+function handshake(sides: readonly [Side, Side], batch: Uint8Array[]): Promise<void> {
+  const started = performance.now();
+  sides[0].tun.read(batch);
+  return new Promise((resolve) => {
+    const poll = () => {
+      if (sides[1].delivered > 0 || performance.now() - started > HANDSHAKE_MS) resolve();
+      else setImmediate(poll);
+    };
+    poll();
+  });
+}
+
 interface Site {
   readonly bytes: number;
   readonly stack: string;
@@ -241,7 +255,10 @@ async function measure(column: Column): Promise<Measurement> {
     Array.from({ length: ACKS }, () => (column.offload ? ackFrame : ack)),
   ] as const;
 
-  await run(sides, batches, WARM_TURNS); // the handshake, then V8 optimizes the path
+  // The handshake first, started by one side: both starting at once, their initiations cross, each answers
+  // the other's as responder, and neither may send until the other does, until a retry 5 s later.
+  await handshake(sides, batches[0]);
+  await run(sides, batches, WARM_TURNS); // V8 optimizes the path
   const gcs = { minor: 0, major: 0 };
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {

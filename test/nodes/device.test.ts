@@ -8,7 +8,7 @@ import nacl from 'tweetnacl';
 
 import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { transportLength } from '../../crypto/messages.js';
-import { Tunnel } from '../../crypto/tunnel.js';
+import { Tunnel, type PeerSettings } from '../../crypto/tunnel.js';
 import { Device, type DeviceOptions, type PacketIo } from '../../nodes/device.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
@@ -336,20 +336,26 @@ describe.each([
   ['2 crypto threads, batched UDP', 2, true],
   ['2 crypto threads, dgram', 2, false],
 ] as const)('txBytes, %s', (_, threads, batched) => {
-  test('counts what reached the socket: messages to a port it refuses (0) are not counted', async () => {
+  const packet = (length: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(length).fill(length));
+  /** Devices a and b, peers of each other (a knows b's endpoint), after a's first packet reached b. */
+  async function connectedPair(): Promise<{ a: Node; b: Node; toB: PeerSettings }> {
     const [a, b] = await Promise.all([startNode(0, threads, batched), startNode(0, threads, batched)]);
+    const toB = {
+      allowedIps: ['10.0.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+    };
+    a.device.upsertPeer(b.publicKey, toB);
+    b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+    a.packets.inject(packet(100));
+    await eventually('the first packet at b', () => b.packets.written.length === 1);
+    return { a, b, toB };
+  }
+
+  test('counts what reached the socket: messages to a port it refuses (0) are not counted', async () => {
+    const { a, b, toB } = await connectedPair();
     try {
-      const toB = {
-        allowedIps: ['10.0.0.2/32'],
-        endpoint: { address: '127.0.0.1', port: b.device.listenPort },
-      };
-      a.device.upsertPeer(b.publicKey, toB);
-      b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
-      const packet = (length: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(length).fill(length));
       const sent = () => a.device.peers()[0]!.txBytes;
       const received = () => b.device.peers()[0]!.rxBytes;
-      a.packets.inject(packet(100));
-      await eventually('the first packet at b', () => b.packets.written.length === 1);
       expect(sent()).toBe(received()); // the initiation and the packet
       const before = sent();
       // Three messages to port 0, which the socket refuses (the kernel's own refusals are in
@@ -368,17 +374,8 @@ describe.each([
   });
 
   test('a refusal is taken back only from the peer that counted it, not from one added again under its name', async () => {
-    const [a, b] = await Promise.all([startNode(0, threads, batched), startNode(0, threads, batched)]);
+    const { a, b, toB } = await connectedPair();
     try {
-      const toB = {
-        allowedIps: ['10.0.0.2/32'],
-        endpoint: { address: '127.0.0.1', port: b.device.listenPort },
-      };
-      a.device.upsertPeer(b.publicKey, toB);
-      b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
-      const packet = (length: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(length).fill(length));
-      a.packets.inject(packet(100));
-      await eventually('the first packet at b', () => b.packets.written.length === 1);
       // A message for port 0, refused once it reaches the socket (with crypto threads: after its seal comes
       // back, a turn later), and in the same turn a UAPI replace_peers: the peer removed and added again.
       a.device.upsertPeer(b.publicKey, { ...toB, endpoint: { address: '127.0.0.1', port: 0 } });

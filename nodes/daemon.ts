@@ -14,7 +14,7 @@ import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp } from './udp.js';
-import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath } from './warmup.js';
+import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath, warmThreadShapes } from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -125,6 +125,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
     const { host } = options.listen;
     // Before the first packet, not during it.
+    if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
     await warmDevicePath(
       engineOptions,

@@ -11,10 +11,13 @@
 import { closeSync, openSync } from 'node:fs';
 
 import type { Endpoint } from '../crypto/peer.js';
+import { openTransport, sealTransportInPlace } from '../crypto/messages.js';
+import { createTransportCipher } from '../crypto/primitives.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
 import { VNET_HEADER_SIZE } from './offload.js';
+import { createRing, HEADER_BYTES, ringViews } from './threads/ring.js';
 import { loadAddon } from './tun/addon.js';
 import { openTun, type Tun, type TunAddon } from './tun/index.js';
 
@@ -105,6 +108,40 @@ function peerSettings(other: 0 | 1, endpoint: Endpoint | undefined) {
   const inner = INNER[other]!;
   const allowedIps = [`${inner.v4.join('.')}/32`, `2001:db8::${inner.v6}/128`];
   return endpoint === undefined ? { presharedKey: null, allowedIps } : { allowedIps, endpoint };
+}
+
+/** Messages the main thread seals and opens in a crypto thread's ring record before the warm-up. */
+export const WARM_RECORD_MESSAGES = 200;
+
+/**
+ * Before the warm-up of a node with crypto threads (`--threads` above 1), which meets two things the warm-up's
+ * engines and devices do not:
+ * - a detached ArrayBuffer: the node transfers buffers to its handshake workers (nodes/handshakes.ts). V8
+ *   compiles typed-array code on the promise that no ArrayBuffer was ever detached, and the first detach threw
+ *   away every function compiled so, the whole warm data path, at the node's first handshake. One throwaway
+ *   buffer detached here, the warm-up's code is compiled without that promise;
+ * - ring records in shared memory, which the main thread seals and opens itself for a turn's few messages
+ *   (nodes/threads/pool.ts): the crypto code compiled for the warm-up's ArrayBuffers alone was thrown away at
+ *   the first of them (wrong map). Sealed and opened here first, it is compiled for both.
+ * A node without crypto threads meets neither, and its code keeps the narrower assumptions. Returns the
+ * messages that opened (a check that it did its work: every one).
+ */
+export function warmThreadShapes(mtu: number, randomBytes: (length: number) => Uint8Array): number {
+  const buffer = new ArrayBuffer(1);
+  structuredClone(buffer, { transfer: [buffer] });
+  const key = randomBytes(32);
+  const cipher = createTransportCipher(key);
+  // One record's room, the message behind its header at the ring's own offset in the buffer, as the pool's are.
+  const { bytes } = ringViews(createRing(HEADER_BYTES + mtu + 64));
+  let opened = 0;
+  for (let i = 0; i < WARM_RECORD_MESSAGES; i++) {
+    const plainLength = i % 2 === 0 ? 84 : mtu;
+    const length = sealTransportInPlace(cipher, 1, 0, i, plainLength, mtu, bytes, HEADER_BYTES);
+    if (openTransport(cipher, bytes, 0, i, HEADER_BYTES, length) >= plainLength) opened++;
+  }
+  cipher.wipe();
+  key.fill(0);
+  return opened;
 }
 
 /**

@@ -4,7 +4,14 @@
 import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
-import { WARM_DEVICE_PACKETS, WARM_PACKETS, warmDataPath, warmDevicePath } from '../../nodes/warmup.js';
+import {
+  WARM_DEVICE_PACKETS,
+  WARM_PACKETS,
+  WARM_RECORD_MESSAGES,
+  warmDataPath,
+  warmDevicePath,
+  warmThreadShapes,
+} from '../../nodes/warmup.js';
 
 const NODE_OPTIONS = {
   decryptInPlace: true,
@@ -21,6 +28,12 @@ const engine = (options: object) => ({ ...options, randomBytes: secureRandomByte
 describe('warmDataPath', () => {
   test.each(CASES)('%s: every packet each way is delivered', (_name, options) => {
     expect(warmDataPath(engine(options))).toBe(2 * WARM_PACKETS);
+  });
+});
+
+describe('warmThreadShapes', () => {
+  test.each([1420, 9000])('MTU %i: every message sealed in a ring record opens again', (mtu) => {
+    expect(warmThreadShapes(mtu, secureRandomBytes)).toBe(WARM_RECORD_MESSAGES);
   });
 });
 

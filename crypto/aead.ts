@@ -345,24 +345,12 @@ export class ChaChaPoly {
     if (!(si >= 0 && length >= 0 && length <= n && si + length <= src.length))
       throw new RangeError('ChaCha20-Poly1305: the plaintext must lie inside src and fit the region');
     this.start(nonce);
-    const s = this.state;
-    s[12] = 1;
-    let done = 0;
+    // Whole blocks straight from src; the tail is copied and zero-padded into dst and encrypted there.
     const whole = length - (length % 64);
-    if (whole > 0 && (si & 3) === 0 && (di & 3) === 0) {
-      const words = this.words;
-      const src32 = words.of(src);
-      const srcBase = words.base;
-      const dst32 = src32 !== undefined ? words.of(dst) : undefined;
-      if (src32 !== undefined && dst32 !== undefined) {
-        chachaXor(s, src32, srcBase + (si >>> 2), dst32, words.base + (di >>> 2), whole >>> 6);
-        done = whole;
-      }
-    }
-    if (length - done > 64) dst.set(src.subarray(si + done, si + length), di + done);
-    else for (let i = done; i < length; i++) dst[di + i] = src[si + i]!;
+    this.xor(src, si, dst, di, whole);
+    for (let i = whole; i < length; i++) dst[di + i] = src[si + i]!;
     for (let i = length; i < n; i++) dst[di + i] = 0;
-    this.xor(dst, di + done, dst, di + done, n - done, 1 + (done >>> 6));
+    this.xor(dst, di + whole, dst, di + whole, n - whole, 1 + (whole >>> 6));
     this.authenticate(undefined, dst, di, n);
     this.writeTag(dst, di + n);
   }

@@ -27,10 +27,10 @@ export class Poly1305 {
   /** s, the second half of the one-time key, as four 32-bit words. */
   private readonly pad = new Float64Array(4);
 
-  /** `wordView` may be shared with the cipher that reads the same packets (aead.ts). */
   /** Unaligned input, gathered into words (GATHERED_BYTES at a time). */
   private readonly gathered = new Int32Array(GATHERED_BYTES / 4);
 
+  /** `wordView` may be shared with the cipher that reads the same packets (aead.ts). */
   constructor(private readonly wordView = new WordView()) {}
 
   /** Starts a MAC with the one-time key (r is clamped as RFC 8439 §2.5 requires). */

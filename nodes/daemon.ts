@@ -69,6 +69,24 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
+/**
+ * The engine's options on a node (its private key aside): what its device, its UDP socket (batched or dgram)
+ * and its crypto threads let the engine reuse.
+ */
+export function nodeEngineOptions(mtu: number, batchedUdp: boolean, threads: number) {
+  return {
+    randomBytes: secureRandomBytes,
+    wallClockMs: Date.now,
+    mtu,
+    decryptInPlace: true, // the device hands over each datagram and is done with it
+    // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
+    reuseSendBuffers: batchedUdp,
+    reuseActions: true, // Device.perform carries out every action before it calls the engine again
+    // The batched socket's slots and the crypto threads' ring records come back; dgram's Buffers do not.
+    reusedMessages: batchedUdp || threads > 1,
+  };
+}
+
 /** Runs a start-up step whose failure says what failed: "TUN wg0: ioctl TUNSETIFF: Invalid argument". */
 function named<T>(what: string, step: () => T): T {
   const failed = (error: unknown) => new Error(`${what}: ${(error as Error).message}`, { cause: error });
@@ -106,17 +124,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           })
         : undefined;
     if (threads) cleanups.push(() => threads.close());
-    const engineOptions = {
-      randomBytes: secureRandomBytes,
-      wallClockMs: Date.now,
-      mtu,
-      decryptInPlace: true, // the device hands over each datagram and is done with it
-      // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
-      reuseSendBuffers: options.batchedUdp,
-      reuseActions: true, // Device.perform carries out every action before it calls the engine again
-      // The batched socket's slots and the crypto threads' ring records come back; dgram's Buffers do not.
-      reusedMessages: options.batchedUdp || options.threads > 1,
-    };
+    const engineOptions = nodeEngineOptions(mtu, options.batchedUdp, options.threads);
     // The socket as the node's own, less what only the node's socket has (its address, counts, notices).
     const socketSettings = {
       batched: options.batchedUdp,

@@ -12,6 +12,7 @@ import { cpus, loadavg } from 'node:os';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 
 import { Tunnel } from '../crypto/tunnel.js';
+import { nodeEngineOptions } from '../nodes/daemon.js';
 import { Device } from '../nodes/device.js';
 import { NodeMetrics } from '../nodes/metrics.js';
 import { GsoSplitter, VNET_HEADER_SIZE } from '../nodes/offload.js';
@@ -104,16 +105,9 @@ async function startSide(column: Column): Promise<Side> {
     column.threads > 1
       ? await CryptoThreads.start(column.threads, MTU, (line) => console.error(line))
       : undefined;
-  // The engine and socket options of nodes/daemon.ts.
   const tunnel = new Tunnel({
     privateKey,
-    randomBytes: (n) => randomBytes(n),
-    wallClockMs: Date.now,
-    mtu: MTU,
-    decryptInPlace: true,
-    reuseSendBuffers: column.batched,
-    reuseActions: true,
-    reusedMessages: column.batched || column.threads > 1,
+    ...nodeEngineOptions(MTU, column.batched, column.threads),
     ...(threads && { transportCrypto: threads }),
   });
   const memory = new MemoryTun();

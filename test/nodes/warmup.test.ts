@@ -1,6 +1,8 @@
 // The start-up warm-up (nodes/warmup.ts) does its work: every packet it sends, both ways, is delivered by
 // the other engine (or device), with the engine options the node runs with and with the engine's defaults,
 // over each kind of socket the node can run with; and it leaves nothing behind.
+import { DEFAULT_MTU } from '../../crypto/constants.js';
+import { nodeEngineOptions } from '../../nodes/daemon.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { openUdp } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
@@ -13,12 +15,7 @@ import {
   warmThreadShapes,
 } from '../../nodes/warmup.js';
 
-const NODE_OPTIONS = {
-  decryptInPlace: true,
-  reuseSendBuffers: true,
-  reuseActions: true,
-  reusedMessages: true,
-};
+const NODE_OPTIONS = nodeEngineOptions(DEFAULT_MTU, true, 1);
 const CASES = [
   ['1. the node options', NODE_OPTIONS],
   ['2. engine defaults', {}],

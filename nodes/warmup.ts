@@ -236,7 +236,7 @@ class StandInTun {
 }
 
 /** Resolves true once `done()`, checked every event-loop turn, false after `timeoutMs`. */
-async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+export async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {
     if (Date.now() > deadline) return false;

@@ -19,6 +19,7 @@ import { GsoSplitter, VNET_HEADER_SIZE } from '../nodes/offload.js';
 import { CryptoThreads } from '../nodes/threads/pool.js';
 import { openTun, type TunAddon } from '../nodes/tun/index.js';
 import { openUdp } from '../nodes/udp.js';
+import { until } from '../nodes/warmup.js';
 
 const MTU = 1420;
 const MSS = MTU - 40; // IPv4 + TCP headers
@@ -169,16 +170,9 @@ function run(sides: readonly [Side, Side], batches: readonly [Uint8Array[], Uint
 }
 
 /** Side 0 reads until side 1 delivers (at most HANDSHAKE_MS): the session is up. */
-function handshake(sides: readonly [Side, Side], batch: Uint8Array[]): Promise<void> {
-  const started = performance.now();
+async function handshake(sides: readonly [Side, Side], batch: Uint8Array[]): Promise<void> {
   sides[0].tun.read(batch);
-  return new Promise((resolve) => {
-    const poll = () => {
-      if (sides[1].delivered > 0 || performance.now() - started > HANDSHAKE_MS) resolve();
-      else setImmediate(poll);
-    };
-    poll();
-  });
+  await until(() => sides[1].delivered > 0, HANDSHAKE_MS);
 }
 
 interface Site {

@@ -191,6 +191,37 @@ export function warmDataPath(options: Omit<TunnelOptions, 'privateKey'>): number
 }
 
 /**
+ * A TUN reader fed by hand (the warm-up's stand-in TUN, bench-alloc's in-memory one): the addon's
+ * startReading, and frames laid into its slab as the C reader lays a read's (one after another, offsets and
+ * lengths in the records).
+ */
+export class HandFedReader {
+  private reader: { slab: Uint8Array; records: Int32Array; onFrames: (count: number) => void } | undefined;
+
+  readonly startReading: TunAddon['startReading'] = (_fd, slab, records, onFrames) => {
+    this.reader = { slab, records, onFrames };
+    return { stop: () => (this.reader = undefined) };
+  };
+
+  /** Hands the reader `frames` as one read's, each behind `header` zeroed bytes (none: as given). */
+  read(frames: readonly Uint8Array[], header = 0): void {
+    if (this.reader === undefined) return;
+    const { slab, records, onFrames } = this.reader;
+    // A loop, not forEach: bench-alloc counts what this allocates as the node's own.
+    let used = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      slab.fill(0, used, used + header);
+      slab.set(frame, used + header);
+      records[2 * i] = used;
+      records[2 * i + 1] = header + frame.length;
+      used += header + frame.length;
+    }
+    onFrames(frames.length);
+  }
+}
+
+/**
  * A TUN as the node's (openTun: the same object and closures, so the device's calls into it and its read and
  * write glue are warm), over the addon with its descriptor on /dev/null: each write is the addon's real native
  * call and goes nowhere, and each read is frames the warm-up lays into the reader's slab itself, behind a
@@ -198,7 +229,7 @@ export function warmDataPath(options: Omit<TunnelOptions, 'privateKey'>): number
  */
 class StandInTun {
   readonly tun: Tun;
-  private reader: { slab: Uint8Array; records: Int32Array; onFrames: (count: number) => void } | undefined;
+  private readonly frames = new HandFedReader();
 
   constructor(private readonly offload: boolean) {
     const addon = loadAddon<TunAddon>('tun');
@@ -210,28 +241,14 @@ class StandInTun {
         open: (name) => ({ fd: openSync('/dev/null', 'w'), name }),
         setOffload: () => 0,
         close: (fd) => closeSync(fd),
-        startReading: (_fd, slab, records, onFrames) => {
-          this.reader = { slab, records, onFrames };
-          return { stop: () => (this.reader = undefined) };
-        },
+        startReading: this.frames.startReading,
       },
     );
   }
 
   /** Hands the reader `packets` as one read's frames (a zeroed header: no GSO, as the kernel hands a ping). */
   read(packets: readonly Uint8Array[]): void {
-    if (this.reader === undefined) return;
-    const { slab, records, onFrames } = this.reader;
-    const header = this.offload ? VNET_HEADER_SIZE : 0;
-    let used = 0;
-    packets.forEach((packet, i) => {
-      slab.fill(0, used, used + header);
-      slab.set(packet, used + header);
-      records[2 * i] = used;
-      records[2 * i + 1] = header + packet.length;
-      used += header + packet.length;
-    });
-    onFrames(packets.length);
+    this.frames.read(packets, this.offload ? VNET_HEADER_SIZE : 0);
   }
 }
 

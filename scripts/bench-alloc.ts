@@ -19,7 +19,7 @@ import { GsoSplitter, VNET_HEADER_SIZE } from '../nodes/offload.js';
 import { CryptoThreads } from '../nodes/threads/pool.js';
 import { openTun, type TunAddon } from '../nodes/tun/index.js';
 import { openUdp } from '../nodes/udp.js';
-import { until } from '../nodes/warmup.js';
+import { HandFedReader, until } from '../nodes/warmup.js';
 
 const MTU = 1420;
 const MSS = MTU - 40; // IPv4 + TCP headers
@@ -68,28 +68,17 @@ function superSegmentFrame(): Uint8Array {
 
 /** A TUN addon in memory: read() hands frames over as the C reader does; writes are taken whole. */
 class MemoryTun {
-  private reader: { slab: Uint8Array; records: Int32Array; onFrames: (count: number) => void } | undefined;
+  private readonly frames = new HandFedReader();
   readonly addon: TunAddon = {
     open: (name) => ({ fd: -1, name }),
     setOffload: () => 0,
     writeMany: (_fd, packets, start) => packets.length - start,
     close: () => undefined,
-    startReading: (_fd, slab, records, onFrames) => {
-      this.reader = { slab, records, onFrames };
-      return { stop: () => (this.reader = undefined) };
-    },
+    startReading: this.frames.startReading,
   };
 
   read(frames: readonly Uint8Array[]): void {
-    const { slab, records, onFrames } = this.reader!;
-    let at = 0;
-    for (let i = 0; i < frames.length; i++) {
-      slab.set(frames[i]!, at);
-      records[2 * i] = at;
-      records[2 * i + 1] = frames[i]!.length;
-      at += (frames[i]!.length + 7) & ~7;
-    }
-    onFrames(frames.length);
+    this.frames.read(frames);
   }
 }
 

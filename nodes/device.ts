@@ -190,18 +190,22 @@ export class Device implements UapiDevice {
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
     this.beginBatch();
-    const now = this.turnNow();
-    // Indexed loops on the data path: a for-of over arrays of more than one shape (the engine's reused
-    // result, its frozen empty one, fresh ones from configuration calls) allocates an iterator and a result
-    // object per element once V8 stops optimizing it away.
-    for (let i = 0; i < batch.length; i++) {
-      const packet = batch[i]!;
-      this.metrics?.innerPacket('tx', packet);
-      this.threads?.makeRoom(packet.length);
-      this.perform(this.tunnel.encapsulate(packet, now));
+    // A batch ends even if it throws part-way: corked, the socket would hold every later send.
+    try {
+      const now = this.turnNow();
+      // Indexed loops on the data path: a for-of over arrays of more than one shape (the engine's reused
+      // result, its frozen empty one, fresh ones from configuration calls) allocates an iterator and a
+      // result object per element once V8 stops optimizing it away.
+      for (let i = 0; i < batch.length; i++) {
+        const packet = batch[i]!;
+        this.metrics?.innerPacket('tx', packet);
+        this.threads?.makeRoom(packet.length);
+        this.perform(this.tunnel.encapsulate(packet, now));
+      }
+      this.scheduler.rearmIfEarlier();
+    } finally {
+      this.endBatch();
     }
-    this.scheduler.rearmIfEarlier();
-    this.endBatch();
   }
 
   private beginResultsBatch(): void {
@@ -220,9 +224,12 @@ export class Device implements UapiDevice {
   private readonly endBatch = (): void => {
     if (!this.inBatch) return;
     this.inBatch = false;
-    this.writeDeliveries();
-    this.udp?.uncork();
-    this.turnTime = undefined;
+    try {
+      this.writeDeliveries();
+    } finally {
+      this.udp?.uncork();
+      this.turnTime = undefined;
+    }
   };
 
   /**

@@ -70,7 +70,8 @@ export interface UdpTransport {
   /**
    * Every received datagram with its normalised source. The datagram may be a view into a buffer the next
    * batch reuses: it is valid during the call only (copy what must outlive it). `batchEnded` is called after
-   * the last datagram of each read (batched: a recvmmsg batch; dgram: every datagram).
+   * the last datagram of each read (batched: a recvmmsg batch; dgram: every datagram), also when the
+   * listener threw.
    */
   onDatagram(listener: (datagram: Uint8Array, from: UdpEndpoint) => void, batchEnded?: () => void): void;
   /**
@@ -183,8 +184,11 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
     onDatagram(listener, batchEnded) {
       socket.removeAllListeners('message');
       socket.on('message', (datagram, remote) => {
-        listener(datagram, { address: normaliseAddress(remote.address), port: remote.port });
-        batchEnded?.();
+        try {
+          listener(datagram, { address: normaliseAddress(remote.address), port: remote.port });
+        } finally {
+          batchEnded?.();
+        }
       });
     },
     send(datagram, to, peer) {
@@ -544,26 +548,29 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     batchEnded: (() => void) | undefined,
     count: number,
   ) => {
-    for (let i = 0; i < count; i++) {
-      const record = i * RECORD_INTS;
-      // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
-      if ((receiveRecords[record + RECORD_FLAGS]! & FLAG_TRUNCATED) !== 0) continue;
-      const offset = i * SLOT_SIZE;
-      const end = offset + receiveRecords[record + RECORD_LENGTH]!;
-      const segment = receiveRecords[record + RECORD_SEGMENT]!;
-      const from = endpoints.lookup(record);
-      if (segment <= 0) {
-        listener(receiveViews.view(i * VIEWS_PER_SLOT, receiveSlab, offset, end - offset), from);
-        continue;
+    try {
+      for (let i = 0; i < count; i++) {
+        const record = i * RECORD_INTS;
+        // Longer than any slot: not a datagram WireGuard sends, and its tail is gone.
+        if ((receiveRecords[record + RECORD_FLAGS]! & FLAG_TRUNCATED) !== 0) continue;
+        const offset = i * SLOT_SIZE;
+        const end = offset + receiveRecords[record + RECORD_LENGTH]!;
+        const segment = receiveRecords[record + RECORD_SEGMENT]!;
+        const from = endpoints.lookup(record);
+        if (segment <= 0) {
+          listener(receiveViews.view(i * VIEWS_PER_SLOT, receiveSlab, offset, end - offset), from);
+          continue;
+        }
+        counts.groBatches++;
+        for (let at = offset, k = 0; at < end; at += segment, k++) {
+          counts.groDatagrams++;
+          const key = i * VIEWS_PER_SLOT + Math.min(k, VIEWS_PER_SLOT - 1);
+          listener(receiveViews.view(key, receiveSlab, at, Math.min(segment, end - at)), from);
+        }
       }
-      counts.groBatches++;
-      for (let at = offset, k = 0; at < end; at += segment, k++) {
-        counts.groDatagrams++;
-        const key = i * VIEWS_PER_SLOT + Math.min(k, VIEWS_PER_SLOT - 1);
-        listener(receiveViews.view(key, receiveSlab, at, Math.min(segment, end - at)), from);
-      }
+    } finally {
+      batchEnded?.();
     }
-    batchEnded?.();
   };
 
   let errorListener: (error: Error) => void = () => undefined;

@@ -72,8 +72,16 @@ const MODES = [
   ['handshakes inline, 2 crypto threads', 0, 2],
 ] as const;
 
-/** `batched`: the UDP socket's mode (default: openUdp's, batched). */
-async function startNode(handshakeThreads = 0, threads = 1, batched?: boolean): Promise<Node> {
+/**
+ * `batched`: the UDP socket's mode (default: openUdp's, batched). `wrapUdp`: what the device is handed
+ * instead of the socket, built around it.
+ */
+async function startNode(
+  handshakeThreads = 0,
+  threads = 1,
+  batched?: boolean,
+  wrapUdp: (udp: UdpTransport) => UdpTransport = (udp) => udp,
+): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
   const crypto =
     threads > 1
@@ -95,7 +103,8 @@ async function startNode(handshakeThreads = 0, threads = 1, batched?: boolean): 
     packets,
     metrics,
     listenPort: 0,
-    openUdp: (o) => openUdp({ ...o, host: '127.0.0.1', ...(batched !== undefined && { batched }) }),
+    openUdp: async (o) =>
+      wrapUdp(await openUdp({ ...o, host: '127.0.0.1', ...(batched !== undefined && { batched }) })),
     handshakeThreads,
     ...(crypto && { threads: crypto }),
   });
@@ -392,6 +401,41 @@ describe.each([
       await Promise.all([a.close(), b.close()]);
     }
   });
+});
+
+test('a batch that throws part-way still ends: what it queued before the throw is sent', async () => {
+  let sendsBeforeThrow = Infinity;
+  const failingSend = (udp: UdpTransport): UdpTransport => ({
+    ...udp,
+    send: (datagram, to, peer) => {
+      if (sendsBeforeThrow-- === 0) throw new Error('send failed');
+      udp.send(datagram, to, peer);
+    },
+  });
+  // Batched: the device corks the socket for its batch, and only the batch's end writes what it queued.
+  const [a, b] = await Promise.all([startNode(0, 1, true, failingSend), startNode(0, 1, true)]);
+  try {
+    a.device.upsertPeer(b.publicKey, {
+      allowedIps: ['10.0.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+    });
+    b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+    const packet = (n: number) => ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(n).fill(n));
+    a.packets.inject(packet(1));
+    await eventually('the first packet at b', () => b.packets.written.length === 1);
+    const heard = () => counter(a.metrics, 'tunnelbyte_node_udp_packets_total', 'direction="rx"');
+    const heardBefore = await heard();
+    sendsBeforeThrow = 1;
+    expect(() => a.packets.inject(packet(2), packet(3))).toThrow('send failed');
+    await eventually('the packet sent before the throw at b', () => b.packets.written.length === 2);
+    // It left at the failed batch's end, not at the end of a's next read (b's keepalive, 10 s later).
+    expect(await heard()).toBe(heardBefore);
+    a.packets.inject(packet(4));
+    await eventually('the next packet at b', () => b.packets.written.length === 3);
+    expect(b.packets.written).toEqual([packet(1), packet(2), packet(4)]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
 });
 
 /** A device with a fresh key and no peers, on a loopback socket unless `options` says otherwise. */

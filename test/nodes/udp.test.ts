@@ -1,6 +1,8 @@
 // The daemon's UDP transport on loopback, IPv4 and IPv6, against plain dgram sockets and itself.
+import { execFile } from 'node:child_process';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import fc from 'fast-check';
 import {
   noUdpOffloadCounts,
@@ -11,6 +13,7 @@ import {
   type UdpTransport,
 } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
+import { builtProgram } from '../helpers/repo.js';
 
 const open: Array<UdpTransport | Socket> = [];
 // The mode the current describe block runs openUdp in (set by its beforeAll).
@@ -291,7 +294,43 @@ describe.each([
     udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, { name: 'closed' });
     expect(refused.sort()).toEqual(['closed: 50', 'v6: 20', 'zero: 10']);
   });
+
+  test('13. a listener that throws still ends its read (batchEnded), and the next read is heard', async () => {
+    // In a process of its own: the throw is the process's uncaught exception, which this one records.
+    const run = await promisify(execFile)('node', [
+      '--input-type=module',
+      '-e',
+      THROWING_LISTENER,
+      builtProgram('nodes/udp.js'),
+      batched ? 'batched' : 'dgram',
+    ]);
+    expect(run.stdout.trim()).toBe('d1 end uncaught: d1 d2 end');
+  });
 });
+
+// A listener that throws at datagram 1; datagram 2 is sent once the throw was reported. Prints the events.
+const THROWING_LISTENER = `
+const { openUdp } = await import(process.argv[1]);
+const udp = await openUdp({ host: '127.0.0.1', batched: process.argv[2] === 'batched' });
+const self = { address: '127.0.0.1', port: udp.port };
+const events = [];
+const done = () => { console.log(events.join(' ')); udp.close(); };
+const late = setTimeout(done, 5000);
+process.on('uncaughtException', (error) => {
+  events.push('uncaught: ' + error.message);
+  udp.send(Uint8Array.of(2), self);
+});
+udp.onDatagram(
+  (datagram) => {
+    events.push('d' + datagram[0]);
+    if (datagram[0] === 1) throw new Error('d1');
+  },
+  () => {
+    events.push('end');
+    if (events.includes('d2')) { clearTimeout(late); done(); }
+  },
+);
+udp.send(Uint8Array.of(1), self);`;
 
 describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {
   beforeAll(() => (mode.batched = true));

@@ -3,11 +3,21 @@
 // The views are as valid as the buffer's contents, which the caller reuses anyway: no view per packet.
 
 export class ReusedViews {
-  private readonly views: Array<Uint8Array | undefined> = [];
+  private readonly views: Array<Uint8Array | undefined>;
   // What each view was last made from: the same array at the same start needs no getter call. A typed
   // array's `buffer` getter is a call into C++ (about 40 ns), and callers pass the same slab each time.
-  private readonly sources: Array<Uint8Array | undefined> = [];
-  private readonly starts: number[] = [];
+  private readonly sources: Array<Uint8Array | undefined>;
+  private readonly starts: number[];
+
+  /**
+   * `keys`: how many keys there are, when they go beyond a few thousand. The arrays are then made whole at
+   * once: V8 keeps an array first written far past its end as a dictionary, a hash lookup per access.
+   */
+  constructor(keys = 0) {
+    this.views = new Array<Uint8Array | undefined>(keys).fill(undefined);
+    this.sources = new Array<Uint8Array | undefined>(keys).fill(undefined);
+    this.starts = new Array<number>(keys).fill(0);
+  }
 
   /** bytes[start, start + length), as the view last made for `key` when that one has the same place. */
   view(key: number, bytes: Uint8Array, start: number, length: number): Uint8Array {

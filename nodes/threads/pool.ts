@@ -93,6 +93,14 @@ const STALLED_SLICES = STALLED_MS / WAIT_SLICE_MS;
 // opens them itself as soon as it publishes (a ping, a handshake's first exchange, an idle peer's trickle).
 const ALONE_RECORDS = 4;
 
+/**
+ * A seal or open record's size: never less than a full-sized packet's, so a bulk flow's records fall on the
+ * same offsets lap after lap whatever their lengths, and the views of their results (ReusedViews, and the
+ * engine's view of each delivered packet) are made once rather than per record.
+ */
+const dataRecordSize = (payload: number, mtu: number): number =>
+  Math.max(recordSize(payload), recordSize(transportLength(mtu, mtu)));
+
 const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
 
 // Node 20 has Atomics.waitAsync; TypeScript's ES2022 library does not declare it yet.
@@ -148,7 +156,7 @@ class CryptoThread {
    * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
    * the ring), so reading back makes no view per packet.
    */
-  private readonly views = new ReusedViews();
+  private readonly views: ReusedViews;
   /** Retirements that found the ring full: written before any other record. */
   private readonly pendingRetires: number[] = [];
 
@@ -164,6 +172,7 @@ class CryptoThread {
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.peerAt = new Array<PeerRef | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.views = new ReusedViews(this.ring.capacity / RECORD_ALIGN);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -185,13 +194,12 @@ class CryptoThread {
     return written + size < freed ? written : -1;
   }
 
-  /** Starts a record; the caller checked hasRoom. Returns its int32 offset. */
-  private begin(kind: number, index: number, payload: number): number {
+  /** Starts a record of `size` bytes; the caller checked hasRoom. Returns its int32 offset. */
+  private begin(kind: number, index: number, payload: number, size = recordSize(payload)): number {
     while (this.pendingRetires.length > 0) {
       const retired = this.pendingRetires.shift()!;
       this.begin(KIND_RETIRE, retired, 0);
     }
-    const size = recordSize(payload);
     const start = this.place(size);
     const { ints, capacity } = this.ring;
     if (start < this.written) {
@@ -225,7 +233,13 @@ class CryptoThread {
 
   seal(action: SealAction): void {
     const length = action.packet.length;
-    const record = this.begin(KIND_SEAL, action.keypair.localIndex, transportLength(length, this.mtu));
+    const payload = transportLength(length, this.mtu);
+    const record = this.begin(
+      KIND_SEAL,
+      action.keypair.localIndex,
+      payload,
+      dataRecordSize(payload, this.mtu),
+    );
     const { ints, bytes } = this.ring;
     ints[record + H_LENGTH] = length;
     ints[record + H_COUNTER_HIGH] = Math.floor(action.counter / 0x1_0000_0000);
@@ -238,7 +252,8 @@ class CryptoThread {
   }
 
   open(action: OpenAction): void {
-    const record = this.begin(KIND_OPEN, action.keypair.localIndex, action.datagram.length);
+    const length = action.datagram.length;
+    const record = this.begin(KIND_OPEN, action.keypair.localIndex, length, dataRecordSize(length, this.mtu));
     this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
     this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
     this.endpointAt[(record * 4) / RECORD_ALIGN] = action.from;
@@ -505,8 +520,8 @@ export class CryptoThreads implements TransportCrypto {
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer.name);
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(transportLength(action.packet.length, this.mtu))))
-      return false;
+    const payload = transportLength(action.packet.length, this.mtu);
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(payload, this.mtu))) return false;
     thread.installIfNew(action.keypair);
     thread.seal(action);
     return true;
@@ -514,7 +529,8 @@ export class CryptoThreads implements TransportCrypto {
 
   open(action: OpenAction): boolean {
     const thread = this.threadFor(action.keypair, action.peer.name);
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(action.datagram.length, this.mtu)))
+      return false;
     thread.installIfNew(action.keypair);
     thread.open(action);
     return true;
@@ -534,7 +550,7 @@ export class CryptoThreads implements TransportCrypto {
    * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
    */
   makeRoom(bytes: number): void {
-    const size = recordSize(KEYS_BYTES) + recordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32);
+    const size = recordSize(KEYS_BYTES) + dataRecordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32, this.mtu);
     for (const thread of this.threads) thread.makeRoom(size);
   }
 

@@ -40,4 +40,14 @@ describe('ReusedViews', () => {
       expect(view.buffer).toBe(bytes.buffer);
     }
   });
+
+  test("4. made for a key count (a ring's record slots): every key up to it, the last one included", () => {
+    const keys = 262_144;
+    const views = new ReusedViews(keys);
+    for (const key of [keys - 1, 0, 131_072]) {
+      const first = views.view(key, slab, 16, 8);
+      expect(Array.from(first)).toEqual([16, 17, 18, 19, 20, 21, 22, 23]);
+      expect(views.view(key, slab, 16, 8)).toBe(first);
+    }
+  });
 });

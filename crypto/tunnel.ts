@@ -639,8 +639,8 @@ export class Tunnel {
     peer.initiationHistory = { timestamp: answer.payload, consumedAt: now };
     this.authenticatedReceived(peer, from, INITIATION_SIZE, now);
 
-    // A simultaneous initiation of ours is abandoned: the peer's wins (as wireguard-go).
-    peer.clearHandshake();
+    // An initiation of ours still waiting is kept (docs/WIREGUARD.md §6, crossed initiations): if the two
+    // crossed, the peer answers ours too, and whichever handshake completes first carries the data at once.
     const entry: { peer: Peer; keypair: Keypair | undefined } = { peer, keypair: undefined };
     const localIndex = this.indices.allocate(entry);
     const exportKeys = this.transportCrypto !== undefined;
@@ -776,6 +776,8 @@ export class Tunnel {
     const actions = this.dataPathActions();
     this.authenticatedReceived(peer, from, message.length, now);
     if (peer.keypairs.receivedWith(keypair)) {
+      // The peer confirmed the handshake we answered: one of ours still waiting is moot (§6).
+      peer.clearHandshake();
       this.handshakeComplete(peer);
       this.sendStaged(peer, now, actions);
     }

@@ -158,10 +158,14 @@ function run(sides: readonly [Side, Side], batches: readonly [Uint8Array[], Uint
   });
 }
 
-/** Side 0 reads until side 1 delivers (at most HANDSHAKE_MS): the session is up. */
-async function handshake(sides: readonly [Side, Side], batch: Uint8Array[]): Promise<void> {
-  sides[0].tun.read(batch);
-  await until(() => sides[1].delivered > 0, HANDSHAKE_MS);
+/**
+ * Both sides read at once, so their initiations cross (docs/WIREGUARD.md §6), until each delivered (at most
+ * HANDSHAKE_MS): the session is up.
+ */
+async function handshake(sides: readonly [Side, Side], batches: readonly [Uint8Array[], Uint8Array[]]) {
+  sides[0].tun.read(batches[0]);
+  sides[1].tun.read(batches[1]);
+  await until(() => sides[0].delivered > 0 && sides[1].delivered > 0, HANDSHAKE_MS);
 }
 
 interface Site {
@@ -232,9 +236,7 @@ async function measure(column: Column): Promise<Measurement> {
     Array.from({ length: ACKS }, () => (column.offload ? ackFrame : ack)),
   ] as const;
 
-  // The handshake first, started by one side: both starting at once, their initiations cross, each answers
-  // the other's as responder, and neither may send until the other does, until a retry 5 s later.
-  await handshake(sides, batches[0]);
+  await handshake(sides, batches);
   await run(sides, batches, WARM_TURNS); // V8 optimizes the path
   const gcs = { minor: 0, major: 0 };
   const observer = new PerformanceObserver((list) => {

@@ -154,6 +154,50 @@ export async function openUdp(options: UdpOptions = {}): Promise<UdpTransport> {
   return options.batched === false ? openDgramUdp(options) : openBatchedUdp(options);
 }
 
+/**
+ * The dgram sends whose callback has yet to come, oldest first: whom each was for, and its bytes. Node calls a
+ * socket's send callbacks in the order of the sends: an outcome known at once is reported on the next tick,
+ * and once a send waits in libuv's queue, every later one queues behind it. A ring that doubles when full.
+ */
+class SendsInFlight {
+  private peers: Array<PeerRef | undefined> = new Array(64).fill(undefined);
+  private lengths = new Int32Array(64);
+  private head = 0;
+  private count = 0;
+
+  push(peer: PeerRef | undefined, length: number): void {
+    if (this.count === this.lengths.length) this.grow();
+    const at = (this.head + this.count) & (this.lengths.length - 1);
+    this.peers[at] = peer;
+    this.lengths[at] = length;
+    this.count++;
+  }
+
+  oldestPeer(): PeerRef | undefined {
+    return this.peers[this.head];
+  }
+
+  oldestLength(): number {
+    return this.lengths[this.head]!;
+  }
+
+  shift(): void {
+    this.peers[this.head] = undefined;
+    this.head = (this.head + 1) & (this.lengths.length - 1);
+    this.count--;
+  }
+
+  private grow(): void {
+    const size = this.lengths.length;
+    const order = (i: number) => (this.head + i) & (size - 1);
+    this.peers = Array.from({ length: 2 * size }, (_, i) => (i < size ? this.peers[order(i)] : undefined));
+    const lengths = new Int32Array(2 * size);
+    for (let i = 0; i < size; i++) lengths[i] = this.lengths[order(i)]!;
+    this.lengths = lengths;
+    this.head = 0;
+  }
+}
+
 async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   const { port = 0, host = '::' } = options;
   let family: 'udp4' | 'udp6' = isIPv4(host) ? 'udp4' : 'udp6';
@@ -172,8 +216,15 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   socket.on('error', () => undefined);
 
   let closed = false;
-  const ignoreSendError = () => undefined;
   let refused: (peer: PeerRef, bytes: number) => void = () => undefined;
+  // One callback for every send, rather than a closure per send to carry its peer and bytes.
+  const inFlight = new SendsInFlight();
+  const sent = (error: Error | null) => {
+    const peer = inFlight.oldestPeer();
+    const length = inFlight.oldestLength();
+    inFlight.shift();
+    if (error !== null && peer !== undefined) refused(peer, length);
+  };
   return {
     port: socket.address().port,
     mode: 'dgram, GSO off, GRO off',
@@ -198,10 +249,8 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
         if (peer !== undefined) refused(peer, datagram.length);
         return;
       }
-      const length = datagram.length;
-      const sent =
-        peer === undefined ? ignoreSendError : (error: Error | null) => error && refused(peer, length);
       socket.send(datagram, to.port, address, sent);
+      inFlight.push(peer, datagram.length); // after: a throwing send never calls back
     },
     cork() {},
     uncork() {},

@@ -138,9 +138,9 @@ describe('GSO refused', () => {
   });
 });
 
-// Sends a burst of 4 datagrams of 1000 bytes and one of 10 for peer 'p' to argv[3], then prints what the
-// socket named back as refused, a line each, once it named argv[4] of them (or after 5 s).
-const REFUSED = `
+// Sends each "peer bytes address" of argv[4...] to port 9 ("-" waits for the next turn), then prints what the
+// socket named back as refused, a line each, once it named argv[3] of them (or after 5 s).
+const SENDS = `
 const { openUdp } = await import(process.argv[1]);
 const udp = await openUdp({ port: ${PORT}, batched: process.argv[2] === 'batched' });
 const refused = [];
@@ -148,12 +148,26 @@ const done = () => { console.log(refused.join('\\n')); udp.close(); };
 const late = setTimeout(done, 5000);
 udp.onRefused((peer, bytes) => {
   refused.push(peer + ': ' + bytes);
-  if (refused.length === Number(process.argv[4])) { clearTimeout(late); done(); }
+  if (refused.length === Number(process.argv[3])) { clearTimeout(late); done(); }
 });
-for (const length of [1000, 1000, 1000, 1000, 10]) udp.send(new Uint8Array(length), { address: process.argv[3], port: 9 }, 'p');`;
+for (const send of process.argv.slice(4)) {
+  if (send === '-') {
+    await new Promise((resolve) => setImmediate(resolve));
+    continue;
+  }
+  const [peer, bytes, address] = send.split(' ');
+  udp.send(new Uint8Array(Number(bytes)), { address, port: 9 }, peer);
+}`;
+
+/** The refusals the socket named back (`refusals` of them are awaited) for `sends` ("peer bytes address"). */
+async function namedBack(mode: 'batched' | 'dgram', refusals: number, sends: string[]): Promise<string[]> {
+  const args = ['--input-type=module', '-e', SENDS, UDP_MODULE, mode, String(refusals), ...sends];
+  return (await pair.b.exec('node', args)).stdout.trim().split('\n');
+}
 
 describe('sends the kernel refuses', () => {
   const PROHIBITED = '10.241.99.0/24';
+  const PROHIBITED_HOST = '10.241.99.1';
   beforeAll(() => pair.b.exec('ip', ['route', 'add', 'prohibit', PROHIBITED]));
   afterAll(() => pair.b.exec('ip', ['route', 'del', 'prohibit', PROHIBITED]));
 
@@ -163,16 +177,24 @@ describe('sends the kernel refuses', () => {
   ] as const)(
     '%i. %s, to a prohibited route: %s, named back with the bytes',
     async (_n, mode, _what, expected) => {
-      const run = await pair.b.exec('node', [
-        '--input-type=module',
-        '-e',
-        REFUSED,
-        UDP_MODULE,
-        mode,
-        '10.241.99.1',
-        String(expected.length),
-      ]);
-      expect(run.stdout.trim().split('\n')).toEqual(expected);
+      const sends = [1000, 1000, 1000, 1000, 10].map((bytes) => `p ${bytes} ${PROHIBITED_HOST}`);
+      expect(await namedBack(mode, expected.length, sends)).toEqual(expected);
+    },
+  );
+
+  test.each([
+    [3, 'batched'],
+    [4, 'dgram'],
+  ] as const)(
+    '%i. %s, 40 then 110 sends taking turns to a prohibited route and a reachable address: each refused one is named back with its own peer and bytes',
+    async (_n, mode) => {
+      const sends = Array.from(
+        { length: 150 },
+        (_, i) => `p${i} ${100 + i} ${i % 2 === 0 ? PROHIBITED_HOST : PAIR_ADDRESSES.a.v4}`,
+      );
+      sends.splice(40, 0, '-'); // dgram's 110 sends in flight then start mid-way through its first 64 places
+      const expected = Array.from({ length: 75 }, (_, k) => `p${2 * k}: ${100 + 2 * k}`);
+      expect(await namedBack(mode, expected.length, sends)).toEqual(expected);
     },
   );
 });

@@ -20,6 +20,7 @@ import {
   type WireguardGo,
 } from './netns.js';
 import { builtProgram } from '../helpers/repo.js';
+import { INITIATION_SIZE, RESPONSE_SIZE } from '../../crypto/constants.js';
 
 const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
@@ -213,6 +214,30 @@ s.bind(0, () => {
   }
   setTimeout(() => { console.log('replies ' + replies); s.close(); }, 1000);
 });`;
+
+// A UDP relay between the two peers (each one's Endpoint is a port of it) that makes their handshakes cross: the
+// first initiation from either side waits until the other side's first one has come, then both go on at once,
+// and the first responses likewise. So each side has sent its initiation before the other's arrives, and has
+// answered the other's before the answer to its own arrives, however either schedules its handshake work.
+// Everything else passes at once. Prints "<from> <type> <length>" for each datagram it passes on.
+const CROSSING_RELAY = `
+const dgram = require('dgram');
+const [host, clientFacing, nodeFacing, clientHost, clientPort, nodePort] = process.argv.slice(1);
+const socket = { client: dgram.createSocket('udp4'), node: dgram.createSocket('udp4') };
+const onward = { client: [socket.node, Number(nodePort), host], node: [socket.client, Number(clientPort), clientHost] };
+const held = { 1: {}, 2: {} }; // by message type (initiation, response), then by side
+const pass = (from, d) => { console.log(from + ' ' + d[0] + ' ' + d.length); const [s, port, to] = onward[from]; s.send(d, port, to); };
+for (const [from, other] of [['client', 'node'], ['node', 'client']]) {
+  socket[from].on('message', (d) => {
+    const waiting = held[d[0]];
+    if (waiting === undefined || waiting[from] !== undefined) return pass(from, d);
+    waiting[from] = d;
+    if (waiting[other] !== undefined) { pass(other, waiting[other]); pass(from, d); }
+  });
+}
+let bound = 0; const ready = () => { if (++bound === 2) console.log('listening'); };
+socket.client.bind(Number(clientFacing), host, ready);
+socket.node.bind(Number(nodeFacing), host, ready);`;
 
 async function tcpTransfer(
   from: Namespace,
@@ -415,6 +440,68 @@ describe.each(
     const batchedWithOffload = mode(nodeArgs, '--batch') === 'on' && mode(nodeArgs, '--offload') === 'on';
     if (batchedWithOffload) expect(gso).toBeGreaterThan(0);
     else expect(gso).toBe(0);
+  });
+});
+
+describe('both ends start at once: their initiations cross (docs/WIREGUARD.md §6)', () => {
+  const RELAY_PORT = { client: 51900, node: 51901 } as const; // where each side's Endpoint points
+
+  test('1. wireguard-go and the node ping each other at the same moment: one handshake each way, every ping answered', async () => {
+    const net = await startInterop({ outer: 'v4', initiator: 'client' });
+    const host = PAIR_ADDRESSES.b.v4;
+    const relay = net.b.spawn('node', [
+      '-e',
+      CROSSING_RELAY,
+      host,
+      String(RELAY_PORT.client),
+      String(RELAY_PORT.node),
+      PAIR_ADDRESSES.a.v4,
+      String(PORT.client),
+      String(PORT.node),
+    ]);
+    try {
+      await relay.waitFor('listening');
+      await net.client.set(['peer', net.nodeKey, 'endpoint', endpointString(host, RELAY_PORT.client)]);
+      await net.nodeWg([
+        'set',
+        net.nodeInterface,
+        'peer',
+        net.clientKey,
+        'endpoint',
+        endpointString(host, RELAY_PORT.node),
+      ]);
+
+      // Each side's first echo request starts a handshake; the relay makes the two initiations cross.
+      const [fromClient, fromNode] = await Promise.all([
+        ping(net.a, INNER.b.v4, 3),
+        ping(net.b, INNER.a.v4, 3),
+      ]);
+      for (const output of [fromClient, fromNode]) {
+        expect(output).toContain('3 received');
+        expect(output).toMatch(/ icmp_seq=1 /); // the staged first packet, answered
+      }
+      // No retry: one initiation each way, and each side answered the other's once.
+      const handshakes = relay
+        .output()
+        .split('\n')
+        .filter((line) => / [12] /.test(line))
+        .sort();
+      expect(handshakes).toEqual([
+        `client 1 ${INITIATION_SIZE}`,
+        `client 2 ${RESPONSE_SIZE}`,
+        `node 1 ${INITIATION_SIZE}`,
+        `node 2 ${RESPONSE_SIZE}`,
+      ]);
+      // wireguard-go forgot its own initiation when it answered the node's, so it dropped the node's
+      // answer to it unread (an unknown index): the session is the node's, and the §7.5 counters say so.
+      const [atClient] = (await net.client.dump()).peers;
+      const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+      expect(atNode!.rxBytes).toBe(atClient!.txBytes);
+      expect(atNode!.txBytes).toBe(atClient!.rxBytes + RESPONSE_SIZE);
+    } finally {
+      await relay.stop();
+      await net.node.stop();
+    }
   });
 });
 

@@ -157,7 +157,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const udpSettings = {
       ...socketSettings,
       ...(host !== undefined && { host }),
-      offloadCounts: metrics.udpOffload,
       ...(options.log && { onNotice: options.log }),
     };
     let udpMode = '';

@@ -89,7 +89,7 @@ export class Device implements UapiDevice {
     this.threads?.attach({
       sealed: (datagram, to, peer) => {
         this.beginResultsBatch();
-        this.metrics?.datagram('tx', datagram);
+        this.metrics?.datagramSending(datagram);
         this.udp?.send(datagram, to, peer);
       },
       opened: (keypair, message, plainLength, from) => {
@@ -156,7 +156,7 @@ export class Device implements UapiDevice {
   // --- data path -------------------------------------------------------------------------------------
 
   private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
-    this.metrics?.datagram('rx', datagram);
+    this.metrics?.datagramReceived(datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
     this.beginBatch();
     // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
@@ -262,7 +262,7 @@ export class Device implements UapiDevice {
       const action = actions[i]!;
       switch (action.kind) {
         case 'send':
-          this.metrics?.datagram('tx', action.datagram);
+          this.metrics?.datagramSending(action.datagram);
           this.udp?.send(action.datagram, action.to, action.peer);
           break;
         case 'deliver':
@@ -338,7 +338,9 @@ export class Device implements UapiDevice {
   async setListenPort(port: number): Promise<void> {
     if (this.closed) throw new Error('device closed');
     if (this.udp && port !== 0 && port === this.udp.port) return;
-    const udp = await this.openUdpSocket({ port });
+    const metrics = this.metrics;
+    const counts = metrics && { offloadCounts: metrics.udpOffload, sendCounts: metrics.udpSends };
+    const udp = await this.openUdpSocket({ port, ...counts });
     // close() may have run while the socket was being bound: it never saw this one.
     if (this.closed) {
       await udp.close();

@@ -10,7 +10,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 import { OFFLOAD_DROP_REASONS, type OffloadDrops } from './offload.js';
-import { noUdpOffloadCounts, type UdpOffloadCounts } from './udp.js';
+import { noUdpOffloadCounts, noUdpSendCounts, type UdpOffloadCounts, type UdpSendCounts } from './udp.js';
 
 /** WireGuard message types 1–4 by their first byte. */
 const MESSAGE_TYPES = ['initiation', 'response', 'cookie_reply', 'transport'] as const;
@@ -39,8 +39,8 @@ const traffic = (): Record<Direction, Traffic> => ({
 
 export class NodeMetrics {
   readonly registry = new Registry();
-  /** UDP datagrams, all of them (handshakes, cookies, data, and garbage received). */
-  private readonly udp = traffic();
+  /** UDP datagrams received, all of them (handshakes, cookies, data, and garbage). */
+  private readonly udpReceived: Traffic = { packets: 0, bytes: 0 };
   /** Inner IP packets: rx = written to the TUN, tx = read from it. */
   private readonly inner = traffic();
   private readonly messages = new Map<string, number>();
@@ -48,6 +48,8 @@ export class NodeMetrics {
   private readonly exported = new Map<string, number>();
   /** The batched UDP socket counts its GSO sends and GRO batches here (nodes/udp.ts). */
   readonly udpOffload: UdpOffloadCounts = noUdpOffloadCounts();
+  /** The UDP socket counts here what it sent and what it refused: tx is what reached the kernel. */
+  readonly udpSends: UdpSendCounts = noUdpSendCounts();
 
   /**
    * @param processMetrics prom-client's process metrics (CPU, heap, GC, event-loop lag), which start their own
@@ -77,14 +79,31 @@ export class NodeMetrics {
         this.set(active);
       },
     });
-    this.counter('tunnelbyte_node_udp_packets_total', 'UDP datagrams received and sent.', ['direction'], () =>
-      (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.udp[d].packets]),
+    const udpSends = this.udpSends;
+    this.counter(
+      'tunnelbyte_node_udp_packets_total',
+      'UDP datagrams received and sent (tx: what the kernel took, a GSO message as its datagrams).',
+      ['direction'],
+      () => [
+        [{ direction: 'rx' }, this.udpReceived.packets],
+        [{ direction: 'tx' }, udpSends.datagrams],
+      ],
     );
     this.counter(
       'tunnelbyte_node_udp_bytes_total',
-      'UDP payload bytes received and sent.',
+      'UDP payload bytes received and sent, as udp_packets_total.',
       ['direction'],
-      () => (['rx', 'tx'] as const).map((d) => [{ direction: d }, this.udp[d].bytes]),
+      () => [
+        [{ direction: 'rx' }, this.udpReceived.bytes],
+        [{ direction: 'tx' }, udpSends.bytes],
+      ],
+    );
+    this.counter(
+      'tunnelbyte_node_udp_send_drops_total',
+      'UDP datagrams to send that the kernel refused (an unreachable or prohibited route, a full buffer) ' +
+        'or the socket could not send (an endpoint it cannot address, closed); not in udp_packets_total.',
+      [],
+      () => [[{}, udpSends.refused]],
     );
     const udpOffload = this.udpOffload;
     this.counter(
@@ -119,7 +138,7 @@ export class NodeMetrics {
     );
     this.counter(
       'tunnelbyte_node_handshake_messages_total',
-      'Handshake messages received and sent, by type.',
+      'Handshake messages received and sent (tx: handed to the socket, refused ones included), by type.',
       ['type', 'direction'],
       () =>
         MESSAGE_TYPES.slice(0, 3).flatMap((type) =>
@@ -156,12 +175,19 @@ export class NodeMetrics {
     );
   }
 
-  // Per packet: rx or tx picked by a branch, as this.udp[direction] with two keys is a megamorphic keyed
-  // lookup in V8 on every call.
-  datagram(direction: Direction, datagram: Uint8Array): void {
-    const t = direction === 'rx' ? this.udp.rx : this.udp.tx;
-    t.packets++;
-    t.bytes += datagram.length;
+  /** A datagram received: counted, and its message type. */
+  datagramReceived(datagram: Uint8Array): void {
+    this.udpReceived.packets++;
+    this.udpReceived.bytes += datagram.length;
+    this.messageType('rx', datagram);
+  }
+
+  /** A datagram handed to the socket: its message type (the socket counts what it sent: udpSends). */
+  datagramSending(datagram: Uint8Array): void {
+    this.messageType('tx', datagram);
+  }
+
+  private messageType(direction: Direction, datagram: Uint8Array): void {
     const type = datagram.length > 0 ? datagram[0]! : 0;
     if (type >= 1 && type <= 3) {
       const key = `${MESSAGE_TYPES[type - 1]}/${direction}`;

@@ -46,7 +46,22 @@ export interface UdpOptions {
   onNotice?: (line: string) => void;
   /** Batched with offloads: counted in place, for the metrics. */
   offloadCounts?: UdpOffloadCounts;
+  /** Counted in place, for the metrics. */
+  sendCounts?: UdpSendCounts;
 }
+
+/**
+ * What the socket sent: datagrams (a GSO message's each) and their bytes that reached the kernel, and the
+ * datagrams that did not (refused by the kernel or the socket; those sent for a peer are also named back to
+ * onRefused).
+ */
+export interface UdpSendCounts {
+  datagrams: number;
+  bytes: number;
+  refused: number;
+}
+
+export const noUdpSendCounts = (): UdpSendCounts => ({ datagrams: 0, bytes: 0, refused: 0 });
 
 /** What the batched socket's offloads carried: GSO messages sent and GRO batches received, in datagrams. */
 export interface UdpOffloadCounts {
@@ -216,14 +231,24 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   socket.on('error', () => undefined);
 
   let closed = false;
+  const sendCounts = options.sendCounts ?? noUdpSendCounts();
   let refused: (peer: PeerRef, bytes: number) => void = () => undefined;
+  const refuse = (peer: PeerRef | undefined, length: number) => {
+    sendCounts.refused++;
+    if (peer !== undefined) refused(peer, length);
+  };
   // One callback for every send, rather than a closure per send to carry its peer and bytes.
   const inFlight = new SendsInFlight();
   const sent = (error: Error | null) => {
     const peer = inFlight.oldestPeer();
     const length = inFlight.oldestLength();
     inFlight.shift();
-    if (error !== null && peer !== undefined) refused(peer, length);
+    if (error !== null) {
+      refuse(peer, length);
+      return;
+    }
+    sendCounts.datagrams++;
+    sendCounts.bytes += length;
   };
   return {
     port: socket.address().port,
@@ -246,7 +271,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
       const address = socketAddress(to.address, family);
       // dgram throws on port 0 or out of range; a bad endpoint is one dropped datagram, not a crash.
       if (closed || address === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) {
-        if (peer !== undefined) refused(peer, datagram.length);
+        refuse(peer, datagram.length);
         return;
       }
       socket.send(datagram, to.port, address, sent);
@@ -329,6 +354,12 @@ const GSO_BYTES_MAX = { v4: 65535 - 20 - 8, v6: 65535 - 8 } as const;
 // checksum-offload (then GSO is off for the socket), EMSGSIZE or EINVAL when a segment exceeds the route's
 // MTU (the kernel fragments a lone datagram, never a segment).
 const GSO_REFUSALS = new Set([constants.errno.EIO, constants.errno.EINVAL, constants.errno.EMSGSIZE]);
+
+/** The datagrams a send record's message carries: one, or its GSO segments. */
+function datagramsIn(records: Int32Array, record: number): number {
+  const segment = records[record + RECORD_SEGMENT]!;
+  return segment === 0 ? 1 : Math.ceil(records[record + RECORD_LENGTH]! / segment);
+}
 
 /** 16 bytes for an address: IPv4 as IPv4-mapped IPv6, as the addon's records hold it. */
 function addressBytes(address: string): Uint8Array | undefined {
@@ -470,6 +501,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   const onOff = (on: boolean) => (on ? 'on' : 'off');
   const mode = `batched, GSO ${onOff(gso)}, GRO ${onOff(granted.gro)}`;
   const counts = options.offloadCounts ?? noUdpOffloadCounts();
+  const sendCounts = options.sendCounts ?? noUdpSendCounts();
   const segmentsMax = addon.GSO_SEGMENTS_MAX;
 
   const receiveSlab = new Uint8Array(BATCH_SLOTS * SLOT_SIZE);
@@ -481,6 +513,10 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   // Per slot, the peer whose datagrams it holds (a GSO message holds one peer's only), for onRefused.
   const queuedPeers: Array<PeerRef | undefined> = new Array(BATCH_SLOTS).fill(undefined);
   let refused: (peer: PeerRef, bytes: number) => void = () => undefined;
+  const refuse = (peer: PeerRef | undefined, bytes: number, datagrams: number) => {
+    sendCounts.refused += datagrams;
+    if (peer !== undefined) refused(peer, bytes);
+  };
   const targets = new WeakMap<UdpEndpoint, SendTarget | null>();
   // The last endpoint sent to and its target: a bulk flow sends to one peer, and an identity check is
   // cheaper than the WeakMap's lookup.
@@ -498,7 +534,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   let closed = false;
   let corked = false;
 
-  // Sends slots [0, count) of `slab`; each refused message is dropped (and named to onRefused), except that
+  // Sends slots [0, count) of `slab`; each refused message is dropped (and named to refuse), except that
   // a stale sticky source is forgotten and the message retried from the kernel's choice of address, and a
   // GSO message the kernel refuses (without a source to blame) goes out as separate datagrams.
   const sendSlots = (
@@ -513,7 +549,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     while (start < count) {
       const sent = addon.sendMany(fd, family, slab, records, slotSize, start, count);
       if (sent > 0) {
-        countGso(records, start, start + sent);
+        countSent(records, start, start + sent);
         start += sent;
         continue;
       }
@@ -529,8 +565,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       if (target && records[record + RECORD_SEGMENT]! > 0 && GSO_REFUSALS.has(-sent)) {
         if (-sent === constants.errno.EIO || counts.gsoMessages === gsoMessagesAtOpen) disableGso(-sent);
         sendSeparately(start, target, peer);
-      } else if (peer !== undefined) {
-        refused(peer, records[record + RECORD_LENGTH]!);
+      } else {
+        refuse(peer, records[record + RECORD_LENGTH]!, datagramsIn(records, record));
       }
       start++;
     }
@@ -549,7 +585,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     const record = slot * RECORD_INTS;
     const length = sendRecords[record + RECORD_LENGTH]!;
     const segment = sendRecords[record + RECORD_SEGMENT]!;
-    const datagrams = Math.ceil(length / segment);
+    const datagrams = datagramsIn(sendRecords, record);
     const slab = new Uint8Array(datagrams * segment);
     slab.set(sendSlab.subarray(slot * SLOT_SIZE, slot * SLOT_SIZE + length));
     const records = new Int32Array(datagrams * RECORD_INTS);
@@ -568,12 +604,17 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     );
   };
 
-  const countGso = (records: Int32Array, start: number, end: number) => {
+  const countSent = (records: Int32Array, start: number, end: number) => {
     for (let record = start * RECORD_INTS; record < end * RECORD_INTS; record += RECORD_INTS) {
-      const segment = records[record + RECORD_SEGMENT]!;
-      if (segment === 0) continue;
+      sendCounts.bytes += records[record + RECORD_LENGTH]!;
+      if (records[record + RECORD_SEGMENT] === 0) {
+        sendCounts.datagrams++;
+        continue;
+      }
+      const datagrams = datagramsIn(records, record);
+      sendCounts.datagrams += datagrams;
       counts.gsoMessages++;
-      counts.gsoDatagrams += Math.ceil(records[record + RECORD_LENGTH]! / segment);
+      counts.gsoDatagrams += datagrams;
     }
   };
 
@@ -660,7 +701,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
         lastTarget = target;
       }
       if (target === null) {
-        if (peer !== undefined) refused(peer, length);
+        refuse(peer, length, 1);
         return;
       }
       if (

@@ -115,10 +115,11 @@ async function startNode(
   return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey, threads: crypto, close };
 }
 
-/** A counter's sample for `labels` (as the exposition prints them): 0 before its first count. */
+/** A counter's sample for `labels` (as the exposition prints them; '' for none): 0 before its first count. */
 async function counter(metrics: NodeMetrics, name: string, labels: string): Promise<number> {
   const text = await metrics.registry.getSingleMetricAsString(name);
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  const series = labels === '' ? name : `${name}{${labels}}`;
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   if (line === undefined) return 0;
   const count = Number(line.split(' ')[1]);
   if (!Number.isInteger(count)) throw new Error(`${name}{${labels}} is not a count: ${line}`);
@@ -367,6 +368,9 @@ describe.each([
       const received = () => b.device.peers()[0]!.rxBytes;
       expect(sent()).toBe(received()); // the initiation and the packet
       const before = sent();
+      const udpTx = (unit: 'packets' | 'bytes') =>
+        counter(a.metrics, `tunnelbyte_node_udp_${unit}_total`, 'direction="tx"');
+      const [packetsBefore, bytesBefore] = [await udpTx('packets'), await udpTx('bytes')];
       // Three messages to port 0, which the socket refuses (the kernel's own refusals are in
       // test/nodes/udp-netns.test.ts), then one to b, after them in the same turn.
       a.device.upsertPeer(b.publicKey, { ...toB, endpoint: { address: '127.0.0.1', port: 0 } });
@@ -377,6 +381,10 @@ describe.each([
       expect(b.packets.written[1]).toEqual(packet(500));
       expect(sent()).toBe(before + transportLength(packet(500).length, DEFAULT_MTU));
       expect(sent()).toBe(received());
+      // The node's own counters likewise; the three refused are counted apart.
+      expect(await udpTx('packets')).toBe(packetsBefore + 1);
+      expect(await udpTx('bytes')).toBe(bytesBefore + transportLength(packet(500).length, DEFAULT_MTU));
+      expect(await counter(a.metrics, 'tunnelbyte_node_udp_send_drops_total', '')).toBe(3);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }

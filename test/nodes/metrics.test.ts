@@ -39,9 +39,11 @@ describe('node metrics over HTTP', () => {
     response[0] = 2;
     const data = new Uint8Array(128);
     data[0] = 4;
-    metrics.datagram('rx', initiation);
-    metrics.datagram('tx', response);
-    metrics.datagram('rx', data);
+    metrics.datagramReceived(initiation);
+    metrics.datagramSending(response);
+    metrics.datagramReceived(data);
+    // The socket counts in place what reached the kernel (the response) and what it refused (nodes/udp.ts).
+    Object.assign(metrics.udpSends, { datagrams: 1, bytes: 92, refused: 1 });
     metrics.innerPacket('rx', new Uint8Array(84));
     metrics.drop('replay');
     metrics.drop('replay');
@@ -51,7 +53,9 @@ describe('node metrics over HTTP', () => {
     expect(sample(text, 'tunnelbyte_node_peers_active')).toBe(1);
     expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(2);
     expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="rx"}')).toBe(276);
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="tx"}')).toBe(1);
     expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="tx"}')).toBe(92);
+    expect(sample(text, 'tunnelbyte_node_udp_send_drops_total')).toBe(1);
     expect(sample(text, 'tunnelbyte_node_handshake_messages_total{type="initiation",direction="rx"}')).toBe(
       1,
     );
@@ -62,10 +66,12 @@ describe('node metrics over HTTP', () => {
     expect(text).toContain('tunnelbyte_node_process_resident_memory_bytes');
 
     metrics.drop('replay');
-    metrics.datagram('rx', data);
+    metrics.datagramReceived(data);
+    metrics.udpSends.refused++;
     text = await scrape();
     expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(3);
     expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(3);
+    expect(sample(text, 'tunnelbyte_node_udp_send_drops_total')).toBe(2);
   });
 
   test('offload counters: super-segments each way and drops by reason, as the TUN reports them', async () => {
@@ -87,7 +93,7 @@ describe('node metrics over HTTP', () => {
 
   test('without process metrics (the warm-up devices): the traffic counters only', async () => {
     const bare = new NodeMetrics({ peerCount: 0, forEachPeer: () => undefined }, () => NOW, false);
-    bare.datagram('rx', new Uint8Array(128));
+    bare.datagramReceived(new Uint8Array(128));
     const text = await bare.registry.metrics();
     expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(1);
     expect(text).not.toContain('tunnelbyte_node_process_');

@@ -139,12 +139,18 @@ describe('GSO refused', () => {
 });
 
 // Sends each "peer bytes address" of argv[4...] to port 9 ("-" waits for the next turn), then prints what the
-// socket named back as refused, a line each, once it named argv[3] of them (or after 5 s).
+// socket named back as refused, a line each, once it named argv[3] of them (or after 5 s), and a turn later
+// its send counts.
 const SENDS = `
-const { openUdp } = await import(process.argv[1]);
-const udp = await openUdp({ port: ${PORT}, batched: process.argv[2] === 'batched' });
+const { openUdp, noUdpSendCounts } = await import(process.argv[1]);
+const sendCounts = noUdpSendCounts();
+const udp = await openUdp({ port: ${PORT}, batched: process.argv[2] === 'batched', sendCounts });
 const refused = [];
-const done = () => { console.log(refused.join('\\n')); udp.close(); };
+const done = () => setImmediate(() => {
+  console.log(refused.join('\\n'));
+  console.log(\`sent \${sendCounts.datagrams} (\${sendCounts.bytes} bytes), refused \${sendCounts.refused}\`);
+  udp.close();
+});
 const late = setTimeout(done, 5000);
 udp.onRefused((peer, bytes) => {
   refused.push(peer + ': ' + bytes);
@@ -159,10 +165,14 @@ for (const send of process.argv.slice(4)) {
   udp.send(new Uint8Array(Number(bytes)), { address, port: 9 }, peer);
 }`;
 
-/** The refusals the socket named back (`refusals` of them are awaited) for `sends` ("peer bytes address"). */
-async function namedBack(mode: 'batched' | 'dgram', refusals: number, sends: string[]): Promise<string[]> {
+/**
+ * The refusals the socket named back (`refusals` of them are awaited) for `sends` ("peer bytes address"), and
+ * its send counts.
+ */
+async function namedBack(mode: 'batched' | 'dgram', refusals: number, sends: string[]) {
   const args = ['--input-type=module', '-e', SENDS, UDP_MODULE, mode, String(refusals), ...sends];
-  return (await pair.b.exec('node', args)).stdout.trim().split('\n');
+  const lines = (await pair.b.exec('node', args)).stdout.trim().split('\n');
+  return { named: lines.slice(0, -1), counts: lines.at(-1) };
 }
 
 describe('sends the kernel refuses', () => {
@@ -175,10 +185,13 @@ describe('sends the kernel refuses', () => {
     [1, 'batched', 'one GSO message of 4,010 bytes, refused whole', ['p: 4010']],
     [2, 'dgram', 'five datagrams, each refused', ['p: 1000', 'p: 1000', 'p: 1000', 'p: 1000', 'p: 10']],
   ] as const)(
-    '%i. %s, to a prohibited route: %s, named back with the bytes',
+    '%i. %s, to a prohibited route: %s, named back with the bytes and counted as 5 refused',
     async (_n, mode, _what, expected) => {
       const sends = [1000, 1000, 1000, 1000, 10].map((bytes) => `p ${bytes} ${PROHIBITED_HOST}`);
-      expect(await namedBack(mode, expected.length, sends)).toEqual(expected);
+      expect(await namedBack(mode, expected.length, sends)).toEqual({
+        named: expected,
+        counts: 'sent 0 (0 bytes), refused 5',
+      });
     },
   );
 
@@ -186,7 +199,7 @@ describe('sends the kernel refuses', () => {
     [3, 'batched'],
     [4, 'dgram'],
   ] as const)(
-    '%i. %s, 40 then 110 sends taking turns to a prohibited route and a reachable address: each refused one is named back with its own peer and bytes',
+    '%i. %s, 40 then 110 sends taking turns to a prohibited route and a reachable address: each refused one is named back with its own peer and bytes; only the others count as sent',
     async (_n, mode) => {
       const sends = Array.from(
         { length: 150 },
@@ -194,7 +207,11 @@ describe('sends the kernel refuses', () => {
       );
       sends.splice(40, 0, '-'); // dgram's 110 sends in flight then start mid-way through its first 64 places
       const expected = Array.from({ length: 75 }, (_, k) => `p${2 * k}: ${100 + 2 * k}`);
-      expect(await namedBack(mode, expected.length, sends)).toEqual(expected);
+      const sentBytes = Array.from({ length: 75 }, (_, k) => 101 + 2 * k).reduce((a, b) => a + b);
+      expect(await namedBack(mode, expected.length, sends)).toEqual({
+        named: expected,
+        counts: `sent 75 (${sentBytes} bytes), refused 75`,
+      });
     },
   );
 });

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import {
   noUdpOffloadCounts,
+  noUdpSendCounts,
   normaliseAddress,
   openUdp,
   socketAddress,
@@ -278,8 +279,9 @@ describe.each([
     expect(received.filter(({ byte }) => byte === 2)).toHaveLength(4);
   });
 
-  test('12. a datagram sent for a peer and refused (port 0, the wrong family, a closed socket) is named back with its bytes', async () => {
-    const udp = await transport({ host: '127.0.0.1' });
+  test('12. a datagram sent for a peer and refused (port 0, the wrong family, a closed socket) is named back with its bytes; every refused one is counted apart from those sent', async () => {
+    const sendCounts = noUdpSendCounts();
+    const udp = await transport({ host: '127.0.0.1', sendCounts });
     const refused: string[] = [];
     udp.onRefused((peer, bytes) => refused.push(`${peer.name}: ${bytes}`));
     const listener = await plainSocket('udp4', '127.0.0.1');
@@ -293,6 +295,7 @@ describe.each([
     await udp.close();
     udp.send(new Uint8Array(50), { address: '127.0.0.1', port }, { name: 'closed' });
     expect(refused.sort()).toEqual(['closed: 50', 'v6: 20', 'zero: 10']);
+    expect(sendCounts).toEqual({ datagrams: 1, bytes: 40, refused: 4 });
   });
 
   test('13. a listener that throws still ends its read (batchEnded), and the next read is heard', async () => {

@@ -776,8 +776,6 @@ export class Tunnel {
     const actions = this.dataPathActions();
     this.authenticatedReceived(peer, from, message.length, now);
     if (peer.keypairs.receivedWith(keypair)) {
-      // The peer confirmed the handshake we answered: one of ours still waiting is moot (§6).
-      peer.clearHandshake();
       this.handshakeComplete(peer);
       this.sendStaged(peer, now, actions);
     }
@@ -840,7 +838,10 @@ export class Tunnel {
     peer.timers.anyAuthenticatedPacketReceived();
   }
 
+  /** Either way: a response to our initiation, or the first packet under the keypair we answered with. */
   private handshakeComplete(peer: Peer): void {
+    // An initiation of ours still waiting (crossed initiations, docs/WIREGUARD.md §6) is moot now.
+    peer.clearHandshake();
     peer.timers.handshakeComplete();
     peer.lastHandshakeUnixMs = this.wallClockMs();
   }

@@ -9,7 +9,6 @@
 import { randomBytes } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
 import { cpus, loadavg } from 'node:os';
-import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 
 import { Tunnel } from '../crypto/tunnel.js';
 import { nodeEngineOptions } from '../nodes/daemon.js';
@@ -20,6 +19,7 @@ import { CryptoThreads } from '../nodes/threads/pool.js';
 import { openTun, type TunAddon } from '../nodes/tun/index.js';
 import { openUdp } from '../nodes/udp.js';
 import { HandFedReader, until } from '../nodes/warmup.js';
+import { countGcs } from './gc-count.js';
 
 const MTU = 1420;
 const MSS = MTU - 40; // IPv4 + TCP headers
@@ -238,15 +238,7 @@ async function measure(column: Column): Promise<Measurement> {
 
   await handshake(sides, batches);
   await run(sides, batches, WARM_TURNS); // V8 optimizes the path
-  const gcs = { minor: 0, major: 0 };
-  const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
-      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
-      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcs.major++;
-    }
-  });
-  observer.observe({ entryTypes: ['gc'] });
+  const counting = countGcs();
   const session = new Session();
   session.connect();
   const before = sides[0].delivered + sides[1].delivered;
@@ -258,14 +250,20 @@ async function measure(column: Column): Promise<Measurement> {
   const stalls = await run(sides, batches, TURNS);
   const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: ProfileNode } };
   const packets = sides[0].delivered + sides[1].delivered - before;
-  observer.disconnect();
+  counting.stop();
   session.disconnect();
   for (const side of sides) {
     side.device.removeAllPeers();
     await side.device.close();
     await side.threads?.close();
   }
-  return { packets, ...attribute(profile.head), minorGCs: gcs.minor, majorGCs: gcs.major, stalls };
+  return {
+    packets,
+    ...attribute(profile.head),
+    minorGCs: counting.gcs.minor,
+    majorGCs: counting.gcs.major,
+    stalls,
+  };
 }
 
 const filter = process.env.BENCH_COLUMNS ? new RegExp(process.env.BENCH_COLUMNS) : undefined;

@@ -11,7 +11,6 @@ import { createInterface } from 'node:readline';
 import { cpus, loadavg } from 'node:os';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { x25519 as nobleX25519 } from '@noble/curves/ed25519.js';
-import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics } from 'node:v8';
 import nacl from 'tweetnacl';
@@ -37,6 +36,7 @@ import {
 import { x25519, x25519Base } from '../crypto/x25519.js';
 import { ChaChaPolyTransportCipher, type TransportAEAD } from '../crypto/aead.js';
 import { Tunnel, type TunnelAction } from '../crypto/tunnel.js';
+import { countGcs } from './gc-count.js';
 
 const PACKET = 1420;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -340,15 +340,7 @@ function tunnelTransportBody(reuse = NODE_OPTIONS): () => void {
   };
 }
 
-// Garbage collections, counted by the runtime as they happen (entries arrive on a later turn).
-const gcs = { minor: 0, major: 0 };
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) {
-    const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
-    if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
-    else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcs.major++;
-  }
-}).observe({ entryTypes: ['gc'] });
+const { gcs } = countGcs();
 
 /** Minor and major collections per GB of PACKET-byte packets while `body` (one packet) runs GC_PACKETS times. */
 const GC_PACKETS = 100_000;

@@ -96,9 +96,9 @@ export type TunnelAction =
   | OpenAction;
 
 /**
- * With `transportCrypto`: seal `packet` under `counter` with the keypair's send key (messages.ts
- * sealTransport) and send it to `to`. The counter is consumed and the message already counted in txBytes:
- * a shell that cannot seal or send it gives the bytes back (Tunnel.sealDropped, Tunnel.unsent).
+ * With `transportCrypto`, for a message it takes: seal `packet` under `counter` with the keypair's send key
+ * (messages.ts sealTransport) and send it to `to`. The counter is consumed and the message already counted
+ * in txBytes: a shell that cannot seal or send it gives the bytes back (Tunnel.sealDropped, Tunnel.unsent).
  */
 export interface SealAction {
   readonly kind: 'seal';
@@ -110,8 +110,9 @@ export interface SealAction {
 }
 
 /**
- * With `transportCrypto`: open this transport message in place with the keypair's receive key and its own
- * replay window, then hand it to Tunnel.transportOpened (or count the rejection as a drop).
+ * With `transportCrypto`, for a message it takes: open this transport message in place with the keypair's
+ * receive key and its own replay window, then hand it to Tunnel.transportOpened (or count the rejection as
+ * a drop).
  */
 export interface OpenAction {
   readonly kind: 'open';
@@ -122,11 +123,18 @@ export interface OpenAction {
 }
 
 /**
- * Transport messages sealed and opened by the I/O shell (nodes/threads), the rest stays here: the data path
- * returns seal and open actions, keypairs keep their keys for Keypair.takeKeys, and `retired` is told of
- * every keypair that leaves service so its keys are wiped wherever they were copied.
+ * Transport messages sealed and opened by the I/O shell (nodes/threads) when it takes them, the rest stays
+ * here: the data path returns seal and open actions for those, keypairs keep their keys for
+ * Keypair.takeKeys, and `retired` is told of every keypair that leaves service so its keys are wiped
+ * wherever they were copied.
  */
 export interface TransportCrypto {
+  /**
+   * Asked before each transport message of `peer` is sealed or opened: true, the shell does it (a seal or
+   * open action); false, the engine does it here, as without transportCrypto (a send action, or the opened
+   * message carried on). The shell keeps each peer's messages in order across the two.
+   */
+  takes(peer: PeerRef): boolean;
   retired(keypair: Keypair): void;
 }
 
@@ -713,7 +721,7 @@ export class Tunnel {
     const keypair = entry?.keypair;
     if (keypair === undefined) return this.dropped('unknown_index');
     if (!keypair.canReceive(now)) return this.dropped('keypair_expired');
-    if (this.transportCrypto !== undefined) {
+    if (this.transportCrypto?.takes(entry!.peer)) {
       const actions = this.dataPathActions();
       this.add(actions, this.openAction(keypair, datagram, from, entry!.peer));
       return this.finished(actions);
@@ -909,7 +917,7 @@ export class Tunnel {
     now: number,
     actions: TunnelAction[],
   ): void {
-    if (this.transportCrypto !== undefined) {
+    if (this.transportCrypto?.takes(peer)) {
       const counter = keypair.reserveCounter();
       this.add(actions, this.sealAction(keypair, counter, packet, peer.endpoint!, peer));
       this.sent(peer, transportLength(packet.length, this.mtu), now);

@@ -140,6 +140,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       (udpOptions) => openUdp({ ...udpOptions, ...socketSettings }),
       host !== undefined && isIPv4(host),
       tun.offload.enabled,
+      threads,
     ).then(
       (delivered) => {
         if (delivered < WARM_DEVICE_PACKETS)

@@ -17,6 +17,7 @@ import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.
 import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
 import { VNET_HEADER_SIZE } from './offload.js';
+import type { CryptoThreads } from './threads/pool.js';
 import { createRing, HEADER_BYTES, ringViews } from './threads/ring.js';
 import { loadAddon } from './tun/addon.js';
 import { openTun, type Tun, type TunAddon } from './tun/index.js';
@@ -266,9 +267,18 @@ export async function until(done: () => boolean, timeoutMs: number): Promise<boo
  * Runs two throwaway devices, with engines built with `options` and sockets from `openUdp` bound to
  * 127.0.0.1 (`ipv4Only`, as a node listening on an IPv4 address) or to its IPv4-mapped form (a dual-stack
  * socket, as the node's default), through WARM_TURNS turns each way, into stand-in TUNs (with offloads when
- * `tunOffload`). Returns the packets delivered: every
- * packet sent, or fewer when the loopback did not carry them (it then stops early, having warmed what it
- * could). Throws when a socket cannot be bound there.
+ * `tunOffload`), and with the node's crypto threads when it has them (`threads`). Returns the packets
+ * delivered: every packet sent, or fewer when the loopback did not carry them (it then stops early, having
+ * warmed what it could). Throws when a socket cannot be bound there.
+ *
+ * With threads, the devices take the paths a node with threads takes for its first packets: the engine asks
+ * the pool (CryptoThreads.takes) and, a turn's few packets being nothing to hand over, seals and opens them
+ * itself. A turn here never holds more than that, so nothing reaches a ring, whose results would go to
+ * whichever device the pool serves (the last started).
+ *
+ * Device 0 starts the handshake from outside a read (Device.resumeHandshake), as a node's timers and its
+ * handshake workers' answers send: the socket's send outside a read's batch, never run in a warm-up that only
+ * reads, was otherwise thrown away at the first such send (a node with threads: its first handshake).
  *
  * A rehearsal comes first: two devices through one turn, then torn down. Tearing down writes fields that are
  * otherwise written once (a device's and its scheduler's closed flags, a removed peer's state), and V8
@@ -281,11 +291,12 @@ export async function warmDevicePath(
   openUdp: OpenUdp,
   ipv4Only: boolean,
   tunOffload: boolean,
+  threads?: CryptoThreads,
 ): Promise<number> {
   const host = ipv4Only ? LOOPBACK : `::ffff:${LOOPBACK}`;
-  const rehearsed = await carryThroughDevices(options, openUdp, host, tunOffload, 1);
+  const rehearsed = await carryThroughDevices(options, openUdp, host, tunOffload, threads, 1);
   if (rehearsed < devicePackets(1)) return rehearsed;
-  return carryThroughDevices(options, openUdp, host, tunOffload, WARM_TURNS);
+  return carryThroughDevices(options, openUdp, host, tunOffload, threads, WARM_TURNS);
 }
 
 /** Two devices over `host`, `turns` turns each way, then torn down; returns the packets delivered. */
@@ -294,6 +305,7 @@ async function carryThroughDevices(
   openUdp: OpenUdp,
   host: string,
   tunOffload: boolean,
+  threads: CryptoThreads | undefined,
   turns: number,
 ): Promise<number> {
   const sides: StandInTun[] = [];
@@ -306,7 +318,7 @@ async function carryThroughDevices(
     while (sides.length < 2) sides.push(new StandInTun(tunOffload));
     for (const side of [0, 1] as const) {
       const privateKey = keys[side]!;
-      const tunnel = new Tunnel({ ...options, privateKey });
+      const tunnel = new Tunnel({ ...options, privateKey, ...(threads && { transportCrypto: threads }) });
       // Counted as the node's device counts (without the process metrics' timers), so the counting is warm.
       const metrics = new NodeMetrics(tunnel, Date.now, false);
       counts.push(metrics);
@@ -318,15 +330,15 @@ async function carryThroughDevices(
           listenPort: 0,
           openUdp: (o) => openUdp({ ...o, host }),
           metrics,
+          ...(threads && { threads }),
         }),
       );
     }
     // Device 0 initiates; device 1 answers, as the node does, and learns device 0's endpoint from it.
-    devices[0]!.upsertPeer(
-      devices[1]!.publicKey()!,
-      peerSettings(1, { address: LOOPBACK, port: devices[1]!.listenPort }),
-    );
+    const endpoint = { address: LOOPBACK, port: devices[1]!.listenPort };
+    devices[0]!.upsertPeer(devices[1]!.publicKey()!, peerSettings(1, endpoint));
     devices[1]!.upsertPeer(devices[0]!.publicKey()!, peerSettings(0, undefined));
+    devices[0]!.resumeHandshake(devices[1]!.publicKey()!, endpoint);
     const bySide = ([0, 1] as const).map(packetsFrom);
     const unroutable = ([0, 1] as const).map(unroutableFrom);
     for (let turn = 0; turn < turns; turn++) {

@@ -1,10 +1,12 @@
 // The crypto threads (`--threads N`, N > 1): the main thread keeps the I/O, the engine (routing, handshakes,
 // timers, counters) and hands each transport message to seal or open to the ring of the thread its peer is
-// pinned to (nodes/threads/ring.ts): a batch per event-loop turn, no message per packet. At the end of the
-// turn the main thread publishes the batch, wakes the thread only when the batch is worth it (or holds keys
-// for it), and then claims records from the same queue itself until none are left: a lone ping or a
-// handshake's first messages never wait for a thread to wake, and a thread that has no core to run on (the
-// host is busy) costs the batch a copy, not a stall. The results are read back in ring order.
+// pinned to (nodes/threads/ring.ts): a batch per event-loop turn, no message per packet. Not when that
+// would only add latency (takes): a turn's few messages, of peers with nothing in a ring and no bulk flow,
+// are sealed and opened by the engine itself, as without threads, so an idle ping never touches a ring. At
+// the end of the turn the main thread publishes the batch, wakes the thread only when the batch is worth it
+// (or holds keys for it), and then claims records from the same queue itself until none are left: a few
+// messages behind their peer's never wait for a thread to wake, and a thread that has no core to run on
+// (the host is busy) costs the batch a copy, not a stall. The results are read back in ring order.
 //
 // Counters (nonces) are reserved by the engine on the main thread, so each is used once whoever seals; the
 // replay window of a keypair stays with its Keypair on the main thread, checked as results are read back,
@@ -89,9 +91,11 @@ const STALLED_MS = 5000;
 // move within it is waited for asynchronously only (arm) until it moves again or is taken for dead.
 const WAIT_SLICE_MS = 100;
 const STALLED_SLICES = STALLED_MS / WAIT_SLICE_MS;
-// A turn's batch of at most this many messages is not worth waking a thread for: the main thread seals or
-// opens them itself as soon as it publishes (a ping, a handshake's first exchange, an idle peer's trickle).
-const ALONE_RECORDS = 4;
+// A turn of at most this many messages is not worth a thread: the engine seals or opens them itself
+// (CryptoThreads.takes), and a batch of at most this many records in a ring is not worth waking its thread
+// for: the main thread seals or opens them itself as soon as it publishes (a ping, a handshake's first
+// exchange, an idle peer's trickle).
+export const ALONE_RECORDS = 4;
 
 /**
  * A seal or open record's size: never less than a full-sized packet's, so a bulk flow's records fall on the
@@ -114,6 +118,19 @@ const waitAsync = (
     ): { async: false; value: string } | { async: true; value: Promise<string> };
   }
 ).waitAsync;
+
+/** A peer's place in the pool: its thread, what of it is in the thread's ring, and its recent turns. */
+class PooledPeer {
+  /** Its seal and open records written and not yet read back. */
+  inRing = 0;
+  /** The turn `messages` counts, and the messages asked about (takes) in it. */
+  turn = -1;
+  messages = 0;
+  /** The last turn in which it had more messages than the main thread does alone. */
+  busyTurn = -2;
+
+  constructor(readonly thread: CryptoThread) {}
+}
 
 /** One thread and the main thread's side of its ring. */
 class CryptoThread {
@@ -151,6 +168,8 @@ class CryptoThread {
   private readonly endpointAt: Array<Endpoint | undefined>;
   /** Seal records: the peer whose message it is (its txBytes already count it). */
   private readonly peerAt: Array<PeerRef | undefined>;
+  /** Seal and open records: the peer's place in the pool, whose `inRing` counts the record. */
+  private readonly ownerAt: Array<PooledPeer | undefined>;
   /**
    * Per record offset: the view of its result last handed to the device, handed out again while a record
    * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
@@ -173,6 +192,7 @@ class CryptoThread {
     this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.peerAt = new Array<PeerRef | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
     this.views = new ReusedViews(this.ring.capacity / RECORD_ALIGN);
+    this.ownerAt = new Array<PooledPeer | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
   }
 
   /** Whether `bytes` more of records fit (with the pending retirements). */
@@ -220,18 +240,19 @@ class CryptoThread {
     return record;
   }
 
-  /** Keys of a keypair this thread has not seen yet, then wiped from the engine's copy. */
-  installIfNew(keypair: Keypair): void {
+  /** Keys of a keypair this thread has not seen yet, then wiped from the engine's copy: whether it had them. */
+  installIfNew(keypair: Keypair): boolean {
     const keys = keypair.takeKeys();
-    if (keys === undefined) return;
+    if (keys === undefined) return false;
     const record = this.begin(KIND_INSTALL, keypair.localIndex, KEYS_BYTES);
     const { bytes } = this.ring;
     bytes.set(keys.sendKey, record * 4 + HEADER_BYTES);
     bytes.set(keys.receiveKey, record * 4 + HEADER_BYTES + 32);
     wipe(keys.sendKey, keys.receiveKey);
+    return true;
   }
 
-  seal(action: SealAction): void {
+  seal(action: SealAction, owner: PooledPeer): void {
     const length = action.packet.length;
     const payload = transportLength(length, this.mtu);
     const record = this.begin(
@@ -249,14 +270,18 @@ class CryptoThread {
     this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
     this.endpointAt[(record * 4) / RECORD_ALIGN] = action.to;
     this.peerAt[(record * 4) / RECORD_ALIGN] = action.peer;
+    this.ownerAt[(record * 4) / RECORD_ALIGN] = owner;
+    owner.inRing++;
   }
 
-  open(action: OpenAction): void {
+  open(action: OpenAction, owner: PooledPeer): void {
     const length = action.datagram.length;
     const record = this.begin(KIND_OPEN, action.keypair.localIndex, length, dataRecordSize(length, this.mtu));
     this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
     this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
     this.endpointAt[(record * 4) / RECORD_ALIGN] = action.from;
+    this.ownerAt[(record * 4) / RECORD_ALIGN] = owner;
+    owner.inRing++;
   }
 
   retire(index: number): void {
@@ -360,6 +385,10 @@ class CryptoThread {
       const payload = offset + HEADER_BYTES;
       const slot = offset / RECORD_ALIGN;
       const kind = ints[record + H_KIND];
+      if (kind === KIND_SEAL || kind === KIND_OPEN) {
+        this.ownerAt[slot]!.inRing--;
+        this.ownerAt[slot] = undefined;
+      }
       if (kind === KIND_SEAL) {
         const peer = this.peerAt[slot]!;
         if (result >= 0) results.sealed(this.view(slot, payload, result), this.endpointAt[slot]!, peer);
@@ -425,9 +454,19 @@ class CryptoThread {
  */
 export class CryptoThreads implements TransportCrypto {
   private results: CryptoResults | undefined;
+  /** The thread each keypair's keys were installed in (for its retirement). */
   private readonly byKeypair = new WeakMap<Keypair, CryptoThread>();
-  private readonly peerThreads = new Map<string, CryptoThread>();
+  private readonly peers = new Map<string, PooledPeer>();
+  /** The peer last looked up, and its place: a bulk flow asks for the same peer message after message. */
+  private lastPeer: PeerRef | undefined;
+  private lastPooled: PooledPeer | undefined;
+  /** Turns (takes, endTurn) in which messages were asked about, and this one's messages done inline. */
+  private turn = 0;
+  private turnOpen = false;
+  private inlined = 0;
   private closing = false;
+  /** The messages asked about (takes) so far: left to the engine, and handed to the threads. */
+  readonly messages = { inline: 0, handedOver: 0 };
 
   private constructor(
     private readonly threads: CryptoThread[],
@@ -478,39 +517,69 @@ export class CryptoThreads implements TransportCrypto {
    * Every peer's messages go through one thread, so none of them reorder: a new peer goes to the thread
    * with the fewest peers.
    */
-  private threadOf(peer: string): CryptoThread {
-    let thread = this.peerThreads.get(peer);
-    if (thread === undefined) {
-      thread = this.threads.reduce((fewest, candidate) =>
+  private pooled(peer: PeerRef): PooledPeer {
+    if (peer === this.lastPeer) return this.lastPooled!;
+    let pooled = this.peers.get(peer.name);
+    if (pooled === undefined) {
+      const thread = this.threads.reduce((fewest, candidate) =>
         candidate.peers < fewest.peers ? candidate : fewest,
       );
       thread.peers++;
-      this.peerThreads.set(peer, thread);
+      pooled = new PooledPeer(thread);
+      this.peers.set(peer.name, pooled);
     }
-    return thread;
-  }
-
-  private threadFor(keypair: Keypair, peer: string): CryptoThread {
-    let thread = this.byKeypair.get(keypair);
-    if (thread === undefined) {
-      thread = this.threadOf(peer);
-      this.byKeypair.set(keypair, thread);
-    }
-    return thread;
+    this.lastPeer = peer;
+    this.lastPooled = pooled;
+    return pooled;
   }
 
   /** The peer is gone (its keypairs were retired): its place on its thread is free. */
   peerRemoved(peer: string): void {
-    const thread = this.peerThreads.get(peer);
-    if (thread === undefined) return;
-    thread.peers--;
-    this.peerThreads.delete(peer);
+    const pooled = this.peers.get(peer);
+    if (pooled === undefined) return;
+    pooled.thread.peers--;
+    this.peers.delete(peer);
+    if (pooled === this.lastPooled) this.lastPeer = this.lastPooled = undefined;
   }
 
   /** How many peers each thread serves. */
   peersPerThread(): number[] {
     return this.threads.map((thread) => thread.peers);
   }
+
+  /**
+   * TransportCrypto: whether the peer's next message goes to its thread. Not when handing it over would only
+   * add latency: the engine then seals or opens it at once, as a node without threads does. That is a turn's
+   * first few messages (ALONE_RECORDS in all), of a peer with none in its ring (they would be overtaken) and
+   * no more than those in this turn and the last (a bulk flow's turns stay with the thread, whatever their
+   * size at its edges).
+   */
+  takes(peer: PeerRef): boolean {
+    const pooled = this.pooled(peer);
+    if (!this.turnOpen) {
+      this.turnOpen = true;
+      queueMicrotask(this.endTurn);
+    }
+    const turn = this.turn;
+    if (pooled.turn !== turn) {
+      pooled.turn = turn;
+      pooled.messages = 0;
+    }
+    if (++pooled.messages > ALONE_RECORDS) pooled.busyTurn = turn;
+    if (pooled.inRing !== 0 || pooled.busyTurn >= turn - 1 || this.inlined === ALONE_RECORDS) {
+      this.messages.handedOver++;
+      return true;
+    }
+    this.inlined++;
+    this.messages.inline++;
+    return false;
+  }
+
+  private readonly endTurn = (): void => {
+    this.turnOpen = false;
+    this.turn++;
+    this.inlined = 0;
+  };
 
   /** Rings hold packets and, for a moment, keys: never printed. */
   [inspect.custom](): string {
@@ -519,20 +588,22 @@ export class CryptoThreads implements TransportCrypto {
 
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
-    const thread = this.threadFor(action.keypair, action.peer.name);
+    const pooled = this.pooled(action.peer);
+    const thread = pooled.thread;
     const payload = transportLength(action.packet.length, this.mtu);
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(payload, this.mtu))) return false;
-    thread.installIfNew(action.keypair);
-    thread.seal(action);
+    if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
+    thread.seal(action, pooled);
     return true;
   }
 
   open(action: OpenAction): boolean {
-    const thread = this.threadFor(action.keypair, action.peer.name);
+    const pooled = this.pooled(action.peer);
+    const thread = pooled.thread;
     if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(action.datagram.length, this.mtu)))
       return false;
-    thread.installIfNew(action.keypair);
-    thread.open(action);
+    if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
+    thread.open(action, pooled);
     return true;
   }
 

@@ -11,7 +11,6 @@ import {
   transportLength,
 } from '../../crypto/messages.js';
 import { clamp, createTransportCipher, publicKey, wipe } from '../../crypto/primitives.js';
-import { ReplayFilter } from '../../crypto/replay.js';
 import {
   type Endpoint,
   type OpenAction,
@@ -68,19 +67,23 @@ export function ipv6Packet(source: Uint8Array, destination: Uint8Array, length =
 }
 
 /**
- * The I/O shell's half of TunnelOptions.transportCrypto done inline, as a crypto thread does it
- * (nodes/threads/worker.ts): keys taken once per keypair, sealing under the engine's counters, opening
- * with a replay window of its own, keys wiped when the engine retires the keypair.
+ * The I/O shell's half of TunnelOptions.transportCrypto done inline, as the crypto threads do it
+ * (nodes/threads): keys taken once per keypair, sealing under the engine's counters, opening with keys of
+ * its own and then the keypair's replay window (Keypair.acceptCounter), keys wiped when the engine retires
+ * the keypair.
  */
 export class InlineTransportCrypto implements TransportCrypto {
   /** Local indices of retired keypairs, in order. */
   readonly retiredIndices: number[] = [];
   /** Every counter sealed under, per keypair local index, in order. */
   readonly sealedCounters = new Map<number, number[]>();
-  private readonly sessions = new Map<
-    Keypair,
-    { send: TransportAEAD; receive: TransportAEAD; replay: ReplayFilter }
-  >();
+  private readonly sessions = new Map<Keypair, { send: TransportAEAD; receive: TransportAEAD }>();
+  /** Whether the next message is handed out (TransportCrypto.takes); else the engine does it itself. */
+  takesNext: () => boolean = () => true;
+
+  takes(): boolean {
+    return this.takesNext();
+  }
 
   retired(keypair: Keypair): void {
     this.retiredIndices.push(keypair.localIndex);
@@ -102,7 +105,6 @@ export class InlineTransportCrypto implements TransportCrypto {
       session = {
         send: createTransportCipher(keys.sendKey),
         receive: createTransportCipher(keys.receiveKey),
-        replay: new ReplayFilter(),
       };
       wipe(keys.sendKey, keys.receiveKey);
       this.sessions.set(keypair, session);
@@ -138,7 +140,7 @@ export class InlineTransportCrypto implements TransportCrypto {
     const [high, low] = [transportCounterHigh(datagram), transportCounterLow(datagram)];
     const opened = openTransport(session.receive, datagram, high, low);
     if (opened < 0) return 'decrypt_failed';
-    return session.replay.validate(high, low) ? { message: datagram, length: opened } : 'replay';
+    return action.keypair.acceptCounter(high, low) ? { message: datagram, length: opened } : 'replay';
   }
 }
 

@@ -1,6 +1,7 @@
 // TunnelOptions.transportCrypto: the engine hands transport messages out to be sealed and opened (by
 // nodes/ crypto threads) and keeps everything else. B runs that way here, with the shell's half done
 // inline (tunnel-pair.ts InlineTransportCrypto), against A, a plain engine.
+import { transportCounterLow } from '../../crypto/messages.js';
 import { B_INNER, TunnelPair, ipv4Packet, sizes } from './tunnel-pair.js';
 
 const PING = 84;
@@ -105,4 +106,40 @@ describe('Tunnel with transportCrypto', () => {
     const [a, b] = [pair.status('a'), pair.status('b')];
     expect([b.txBytes, b.rxBytes]).toEqual([a.rxBytes, a.txBytes]);
   });
+
+  test('10. messages the shell does not take are sealed and opened by the engine: one counter sequence, one replay window, exact counters', () => {
+    const pair = new TunnelPair({ bTransportCrypto: true });
+    pair.connect('a');
+    const crypto = pair.bCrypto!;
+    let asked = 0;
+    crypto.takesNext = () => asked++ % 4 < 2; // per round trip: both handed out, then neither
+    const fromA = Array.from({ length: 6 }, (_, i) => pair.packet('a', 84 + 4 * i, i));
+    const fromB = Array.from({ length: 6 }, (_, i) => pair.packet('b', 84 + 4 * i, i));
+    const datagramsFromA: Uint8Array[] = [];
+    const countersFromB: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const there = pair.send('a', fromA[i]);
+      datagramsFromA.push(there.sent.a[0]!.datagram);
+      expect(there.delivered.b).toEqual([fromA[i]]);
+      const back = pair.send('b', fromB[i]);
+      countersFromB.push(transportCounterLow(back.sent.b[0]!.datagram));
+      expect(back.delivered.a).toEqual([fromB[i]]);
+    }
+    expect(asked).toBe(12);
+    // B's counters run on across both ways of sealing: half went through the shell.
+    expect(countersFromB).toEqual(countersFromB.map((_c, i) => countersFromB[0]! + i));
+    expect([...crypto.sealedCounters.values()].flat()).toEqual([0, 2, 4].map((i) => countersFromB[i]));
+    // A replay is one whichever way it is opened: A's first message (opened by the shell) by the engine, and
+    // its second (opened by the engine) by the shell.
+    crypto.takesNext = () => false;
+    expect(pair.flow('a', [sendOf(datagramsFromA[0]!, pair)]).drops.b).toEqual(['replay']);
+    crypto.takesNext = () => true;
+    expect(pair.flow('a', [sendOf(datagramsFromA[1]!, pair)]).drops.b).toEqual(['replay']);
+    const [a, b] = [pair.status('a'), pair.status('b')];
+    expect([b.txBytes, b.rxBytes]).toEqual([a.rxBytes, a.txBytes]);
+  });
 });
+
+/** A datagram A sent once, to be sent again (a replay). */
+const sendOf = (datagram: Uint8Array, pair: TunnelPair) =>
+  ({ kind: 'send', datagram, to: pair.endpoints.b, peer: undefined }) as const;

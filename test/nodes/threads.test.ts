@@ -11,7 +11,7 @@ import {
   transportReceiver,
 } from '../../crypto/messages.js';
 import type { DropReason, Endpoint, OpenAction, SealAction } from '../../crypto/tunnel.js';
-import { CryptoThreads, type CryptoResults } from '../../nodes/threads/pool.js';
+import { ALONE_RECORDS, CryptoThreads, type CryptoResults } from '../../nodes/threads/pool.js';
 import { createRing, ringViews, type RingViews } from '../../nodes/threads/ring.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -232,6 +232,46 @@ describe('crypto threads', () => {
     await eventually('the turns', () => got.sealed.length === 403 + 6000);
     const counters = got.sealed.map((datagram) => transportCounterLow(datagram));
     expect(counters.filter((counter, n) => counter !== n)).toEqual([]);
+  });
+
+  test('6. takes: a lone message is left to the engine; one behind a message of its peer still in the ring is handed over, and a bulk flow stays with the thread', async () => {
+    const { ours } = keypairs(15, 11);
+    const [a, b] = [{ name: 'peer-a' }, { name: 'peer-b' }];
+    const asked = (peer: { name: string }, count = 1) =>
+      Array.from({ length: count }, () => threads.takes(peer));
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve)); // the turn's microtasks run
+    const all = (value: boolean, count: number) => Array<boolean>(count).fill(value);
+
+    // 1. A lone message: the engine's (takes is false), as a node without threads does it.
+    expect(asked(a)).toEqual([false]);
+    await nextTurn();
+
+    // 2. One of a's messages in its ring, not read back yet: a's next goes behind it (overtaking it inline
+    //    would reorder a's packets and skip its replay window); another peer's does not wait for it.
+    expect(asked(a)).toEqual([false]);
+    expect(
+      threads.seal({ kind: 'seal', keypair: ours, counter: 0, packet: packet(0, 100), to: TO, peer: a }),
+    ).toBe(true);
+    expect(asked(a)).toEqual([true]);
+    expect(asked(b)).toEqual([false]);
+    await eventually('the record read back', () => got.sealed.length === 1);
+    await nextTurn();
+    expect(asked(a)).toEqual([false]); // nothing of a's in the ring any more
+
+    // 3. A turn of more messages than the main thread does alone: the first few inline, the rest handed
+    //    over, and so is the peer's next turn, however small (a bulk flow's ACK turn); the one after is not.
+    await nextTurn();
+    expect(asked(a, ALONE_RECORDS + 2)).toEqual([...all(false, ALONE_RECORDS), true, true]);
+    await nextTurn();
+    expect(asked(a)).toEqual([true]);
+    await nextTurn();
+    expect(asked(a)).toEqual([false]);
+
+    // 4. Across peers: a turn's first few messages in all; the rest go to the threads.
+    await nextTurn();
+    const peers = Array.from({ length: ALONE_RECORDS + 1 }, (_, i) => ({ name: `peer-${i}` }));
+    expect(peers.map((peer) => threads.takes(peer))).toEqual([...all(false, ALONE_RECORDS), true]);
+    expect(threads.messages).toEqual({ inline: 2 * ALONE_RECORDS + 5, handedOver: 5 });
   });
 });
 

@@ -4,6 +4,7 @@
 import { DEFAULT_MTU } from '../../crypto/constants.js';
 import { nodeEngineOptions } from '../../nodes/daemon.js';
 import { secureRandomBytes } from '../../nodes/random.js';
+import { CryptoThreads } from '../../nodes/threads/pool.js';
 import { openUdp } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import {
@@ -79,5 +80,28 @@ describe('warmDevicePath', () => {
     });
     expect(await warmDevicePath(engine(NODE_OPTIONS), dropping, true, false)).toBe(0);
     expect(descriptorsOpenedSince(before)).toEqual([]);
+  });
+
+  test('6. with crypto threads: every packet each way is delivered, each sealed and opened as a node’s first packets are (by the engine, none handed to a thread), and no peer stays pinned', async () => {
+    const threads = await CryptoThreads.start(2, DEFAULT_MTU, (line) => {
+      throw new Error(line);
+    });
+    try {
+      const options = engine(nodeEngineOptions(DEFAULT_MTU, true, 2));
+      const delivered = await warmDevicePath(
+        options,
+        (o) => openUdp({ ...o, batched: true, offload: true }),
+        false,
+        true,
+        threads,
+      );
+      expect(delivered).toBe(WARM_DEVICE_PACKETS);
+      expect(threads.messages.handedOver).toBe(0);
+      // Every packet both ways, and the keepalives that confirm the sessions.
+      expect(threads.messages.inline).toBeGreaterThanOrEqual(2 * WARM_DEVICE_PACKETS);
+      expect(threads.peersPerThread()).toEqual([0, 0]);
+    } finally {
+      await threads.close();
+    }
   });
 });

@@ -11,12 +11,14 @@ export class ReusedViews {
 
   /**
    * `keys`: how many keys there are, when they go beyond a few thousand. The arrays are then made whole at
-   * once: V8 keeps an array first written far past its end as a dictionary, a hash lookup per access.
+   * once: V8 keeps an array first written far past its end as a dictionary, a hash lookup per access. Never
+   * empty: an empty array holds small integers until its first view, and the code compiled for the other
+   * instances' arrays of objects was thrown away at a new one's first use (a node's first packet).
    */
-  constructor(keys = 0) {
-    this.views = new Array<Uint8Array | undefined>(keys).fill(undefined);
-    this.sources = new Array<Uint8Array | undefined>(keys).fill(undefined);
-    this.starts = new Array<number>(keys).fill(0);
+  constructor(keys = 1) {
+    this.views = new Array<Uint8Array | undefined>(Math.max(keys, 1)).fill(undefined);
+    this.sources = new Array<Uint8Array | undefined>(Math.max(keys, 1)).fill(undefined);
+    this.starts = new Array<number>(Math.max(keys, 1)).fill(0);
   }
 
   /** bytes[start, start + length), as the view last made for `key` when that one has the same place. */

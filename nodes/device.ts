@@ -22,6 +22,8 @@ export interface PacketIo {
   onPackets(listener: (packets: Uint8Array[]) => void): void;
   /** Returns how many packets were accepted. The packets are valid during the call only. */
   writeMany(packets: readonly Uint8Array[]): number;
+  /** Hands the onPackets listener, now, what already waits to be read (Tun.readBack); optional. */
+  readBack?(): void;
   close(): void;
 }
 
@@ -189,6 +191,7 @@ export class Device implements UapiDevice {
 
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
+    const readBack = this.inBatch; // a UDP batch's read-back (networkBatchEnded): that batch ends it
     this.beginBatch();
     // A batch ends even if it throws part-way: corked, the socket would hold every later send.
     try {
@@ -204,7 +207,7 @@ export class Device implements UapiDevice {
       }
       this.scheduler.rearmIfEarlier();
     } finally {
-      this.endBatch();
+      if (!readBack) this.endBatch();
     }
   }
 
@@ -219,6 +222,23 @@ export class Device implements UapiDevice {
     this.inBatch = true;
     this.udp?.cork();
   }
+
+  /**
+   * A UDP read's batch is done. When it wrote packets to the interface, what the host answered to them while
+   * they were written (the kernel handles a TUN write in the writer's system call: an echo reply, an ACK, the
+   * data an ACK released) is read back and sealed now, and leaves in this batch's flush, rather than after
+   * another event-loop wakeup.
+   */
+  private readonly networkBatchEnded = (): void => {
+    try {
+      if (this.inBatch && this.deliveryCount > 0) {
+        this.writeDeliveries();
+        this.packets.readBack?.();
+      }
+    } finally {
+      this.endBatch();
+    }
+  };
 
   /** A read's batch is done: its packets and datagrams go out now, in one native call each. */
   private readonly endBatch = (): void => {
@@ -346,7 +366,7 @@ export class Device implements UapiDevice {
       await udp.close();
       throw new Error('device closed');
     }
-    udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from), this.endBatch);
+    udp.onDatagram((datagram, from) => this.fromNetwork(datagram, from), this.networkBatchEnded);
     udp.onError((error) => this.fail(new Error(`UDP port ${udp.port}: ${error.message}`)));
     // txBytes counts what reached the socket: what it refused is given back.
     udp.onRefused((peer, bytes) => this.tunnel.unsent(peer, bytes));

@@ -75,6 +75,7 @@ class MemoryTun {
     writeMany: (_fd, packets, start) => packets.length - start,
     close: () => undefined,
     startReading: this.frames.startReading,
+    readFrames: this.frames.readFrames,
   };
 
   read(frames: readonly Uint8Array[]): void {

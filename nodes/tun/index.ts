@@ -34,6 +34,8 @@ export interface TunAddon {
     onFrames: (count: number) => void,
     onError: (message: string) => void,
   ): { stop(): void };
+  /** The reads of a wakeup, now, into startReading's kind of buffers: the frames read, or -errno when none. */
+  readFrames(fd: number, slab: Uint8Array, records: Int32Array): number;
 }
 
 // Implementation limits, not protocol constants. A read needs a whole frame's room (64 KiB + a vnet header).
@@ -56,6 +58,14 @@ export interface Tun {
    * packets are valid during the call only: the next batch reuses their memory.
    */
   onPackets(listener: (packets: Uint8Array[]) => void): void;
+  /**
+   * Reads what the kernel has queued for the interface now and hands it to the `onPackets` listener as a
+   * read's batch, before the event loop would. For a caller that has just written packets: a reply from this
+   * host (an echo reply, a TCP ACK, the segments an ACK lets a sender send) is queued by then, as the kernel
+   * handles a TUN write in the writer's own system call. Nothing happens before `onPackets`, after `close`, or
+   * within the listener's own call (the batch it holds lives in the buffer a read would reuse).
+   */
+  readBack(): void;
   /** A read failed (e.g. the interface was deleted); reading has stopped. */
   onError(listener: (error: Error) => void): void;
   /** Sends one packet to the kernel; false if it dropped it (queue full, interface down or gone). */
@@ -108,9 +118,11 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
   // Looked up once: the warm-up's `native` is another object than the addon, and a lookup per write compiled
   // for its shape would be thrown away at the node's first write.
   const writeNative = native.writeMany;
+  const readNative = native.readFrames;
   const splitter = offload.enabled ? new GsoSplitter() : undefined;
   const coalescer = offload.enabled ? new GroCoalescer() : undefined;
   let reader: { stop(): void } | undefined;
+  let readBack = (): void => undefined;
   let closed = false;
   let errorListener: (error: Error) => void = () => undefined;
 
@@ -143,6 +155,7 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
       const frames: Uint8Array[] = [];
       const frameViews = new ReusedViews();
       const packets: Uint8Array[] = [];
+      let delivering = false;
       const deliver = (count: number) => {
         // Refilled, then cut to length: emptied first, an array gives up its storage and grows it again.
         for (let i = 0; i < count; i++)
@@ -154,13 +167,27 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
           batch = packets;
         }
         latencyFirst(batch); // pings and other small datagrams do not wait behind bulk TCP
-        if (batch.length > 0) listener(batch);
+        if (batch.length === 0) return;
+        delivering = true;
+        try {
+          listener(batch);
+        } finally {
+          delivering = false;
+        }
       };
       reader = native.startReading(fd, slab, records, deliver, (message) => {
         reader = undefined;
+        readBack = () => undefined;
         errorListener(new Error(message));
       });
+      // A failed read-back (the interface gone) is left to the reader's wakeup to report.
+      readBack = () => {
+        if (delivering) return;
+        const count = readNative(fd, slab, records);
+        if (count > 0) deliver(count);
+      };
     },
+    readBack: () => readBack(),
     onError(listener) {
       errorListener = listener;
     },
@@ -173,6 +200,7 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
       closed = true;
       reader?.stop();
       reader = undefined;
+      readBack = () => undefined;
       native.close(fd);
     },
   };

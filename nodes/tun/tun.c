@@ -134,17 +134,17 @@ typedef struct {
   size_t frames_max;
 } tun_reader_t;
 
-// Reads until the kernel has nothing more or the buffers are full, then hands the batch to onFrames(count)
-// in one call. A read needs FRAME_MAX free bytes: a frame is never truncated.
-static void tun_drain(watcher_t *watcher) {
-  tun_reader_t *reader = watcher->state;
+// Reads until the kernel has nothing more or the buffers are full; returns the frames read. *failure is the
+// errno that ended it, 0 for EAGAIN or full buffers. A read needs FRAME_MAX free bytes: a frame is never
+// truncated.
+static size_t read_frames(int fd, const tun_reader_t *reader, int *failure) {
   size_t count = 0, used = 0;
-  int failure = 0;
+  *failure = 0;
   while (count < reader->frames_max && reader->slab_size - used >= FRAME_MAX) {
-    ssize_t n = read(watcher->fd, reader->slab + used, FRAME_MAX);
+    ssize_t n = read(fd, reader->slab + used, FRAME_MAX);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) failure = errno;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *failure = errno;
       break;
     }
     reader->records[2 * count] = (int32_t)used;
@@ -152,12 +152,34 @@ static void tun_drain(watcher_t *watcher) {
     used += (size_t)n;
     count++;
   }
+  return count;
+}
+
+// A wakeup's reads, handed to onFrames(count) in one call.
+static void tun_drain(watcher_t *watcher) {
+  int failure;
+  size_t count = read_frames(watcher->fd, watcher->state, &failure);
   if (count > 0) {
     napi_value count_value;
     napi_create_uint32(watcher->env, (uint32_t)count, &count_value);
     if (!watcher_call(watcher, 1, &count_value)) return;
   }
   if (failure) watcher_fail(watcher, watcher->error_prefix, failure);
+}
+
+// The slab and records arguments of startReading and readFrames, checked; 0 with an exception pending.
+static int reader_buffers(napi_env env, napi_value slab_value, napi_value records_value, tun_reader_t *reader) {
+  size_t record_ints;
+  reader->slab = typed_arg(env, slab_value, napi_uint8_array, &reader->slab_size);
+  if (reader->slab == NULL) return 0;
+  reader->records = typed_arg(env, records_value, napi_int32_array, &record_ints);
+  if (reader->records == NULL) return 0;
+  if (reader->slab_size < FRAME_MAX || record_ints < 2) {
+    napi_throw_range_error(env, NULL, "the slab must hold one 65547-byte frame, records one entry");
+    return 0;
+  }
+  reader->frames_max = record_ints / 2;
+  return 1;
 }
 
 // startReading(fd, slab, records, onFrames(count), onError(message)) -> { stop() }
@@ -174,23 +196,33 @@ static napi_value tun_start_reading(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  size_t slab_size, record_ints;
-  uint8_t *slab = typed_arg(env, argv[0], napi_uint8_array, &slab_size);
-  if (slab == NULL) return NULL;
-  int32_t *records = typed_arg(env, argv[1], napi_int32_array, &record_ints);
-  if (records == NULL) return NULL;
-  if (slab_size < FRAME_MAX || record_ints < 2) {
-    napi_throw_range_error(env, NULL, "startReading: the slab must hold one 65547-byte frame, records one entry");
-    return NULL;
-  }
+  tun_reader_t buffers;
+  if (!reader_buffers(env, argv[0], argv[1], &buffers)) return NULL;
   napi_value keep;  // the watcher holds both arrays so their memory outlives any JS reference to them
   CHECK(env, napi_create_array_with_length(env, 2, &keep));
   CHECK(env, napi_set_element(env, keep, 0, argv[0]));
   CHECK(env, napi_set_element(env, keep, 1, argv[1]));
   tun_reader_t *reader = malloc(sizeof *reader);
   if (reader == NULL) return throw_errno(env, "startReading", ENOMEM);
-  *reader = (tun_reader_t){slab, slab_size, records, record_ints / 2};
+  *reader = buffers;
   return watcher_start(env, fd, argv[2], argv[3], keep, "TunReader", "TUN read", tun_drain, reader);
+}
+
+// readFrames(fd, slab, records) -> the frames read now, laid out as startReading's; -errno when there were none
+// (-EAGAIN: nothing waiting). The reader's reads without waiting for a wakeup, for a caller that knows frames
+// may wait already: the local replies to packets it just wrote, which the kernel queues before write(2)
+// returns. The buffers are checked on every call, so a detached one is an error, never a read into it.
+static napi_value tun_read_frames(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  napi_value argv[2];
+  tun_reader_t buffers;
+  if (!fd_args(env, info, "readFrames(fd, slab, records)", &fd, 2, argv)) return NULL;
+  if (!reader_buffers(env, argv[0], argv[1], &buffers)) return NULL;
+  int failure;
+  size_t count = read_frames(fd, &buffers, &failure);
+  napi_value result;
+  CHECK(env, napi_create_int32(env, count > 0 ? (int32_t)count : failure ? -failure : -EAGAIN, &result));
+  return result;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -200,6 +232,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tun_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readFrames", NULL, tun_read_frames, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties) != napi_ok)
     return NULL;

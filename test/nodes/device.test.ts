@@ -19,13 +19,24 @@ import { eventually } from '../helpers/eventually.js';
 class ChannelPackets implements PacketIo {
   written: Uint8Array[] = [];
   closed = false;
+  /** What the host answers the next write with: queued by the time the write returns, as a TUN's are. */
+  answers: Uint8Array[] = [];
+  writes = 0;
+  readBacks = 0;
+  private queued: Uint8Array[] = [];
   private listener: (packets: Uint8Array[]) => void = () => undefined;
   onPackets(listener: (packets: Uint8Array[]) => void): void {
     this.listener = listener;
   }
   writeMany(packets: readonly Uint8Array[]): number {
+    this.writes++;
     this.written.push(...packets.map((p) => Uint8Array.from(p)));
+    this.queued.push(...this.answers.splice(0));
     return packets.length;
+  }
+  readBack(): void {
+    this.readBacks++;
+    if (this.queued.length > 0) this.listener(this.queued.splice(0));
   }
   close(): void {
     this.closed = true;
@@ -337,6 +348,32 @@ describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
     expect(a.packets.closed).toBe(true);
     const rebound = await openUdp({ port, host: '127.0.0.1' });
     await rebound.close();
+  });
+});
+
+// With crypto threads too: a lone packet is opened by the engine itself, within the UDP batch.
+describe.each(MODES)('Device read-back, %s', (_, handshakeThreads, threads) => {
+  test('a UDP batch that wrote packets reads the interface back once: an answer queued by the write reaches the sender', async () => {
+    const [a, b] = await Promise.all([
+      startNode(handshakeThreads, threads),
+      startNode(handshakeThreads, threads),
+    ]);
+    try {
+      a.device.upsertPeer(b.publicKey, {
+        allowedIps: ['10.0.0.2/32'],
+        endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+      });
+      b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+      const answer = ipv4('10.0.0.2', '10.0.0.1', new Uint8Array(16).fill(2));
+      b.packets.answers.push(answer); // b's interface is never read otherwise: only the read-back hands it over
+      a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8).fill(1)));
+      await eventually('the answer at a', () => a.packets.written.length === 1);
+      expect(a.packets.written[0]).toEqual(answer);
+      // The handshake's batches wrote nothing and read nothing back.
+      for (const node of [a, b]) expect([node.packets.writes, node.packets.readBacks]).toEqual([1, 1]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 });
 

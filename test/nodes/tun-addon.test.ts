@@ -129,6 +129,59 @@ describe('tun addon: bad input', () => {
   });
 });
 
+describe('tun addon: readFrames', () => {
+  const slab = () => new Uint8Array(70_000);
+  const records = () => new Int32Array(2);
+
+  test.each([
+    [1, 'a slab without room for one 64 KiB frame', new Uint8Array(65546), records(), /one 65547-byte frame/],
+    [2, 'a records table without one entry', slab(), new Int32Array(1), /one entry/],
+    [3, 'a slab that is not bytes', new Uint16Array(40_000), records(), /expected a Uint8Array/],
+    [4, 'records that are not int32', slab(), new Uint32Array(2), /expected an Int32Array/],
+    [5, 'no records at all', slab(), undefined, /readFrames\(fd, slab, records\)/],
+  ])(
+    '15.%i. refuses %s, reading nothing and leaving nothing behind',
+    (_n, _what, slabArg, recordsArg, message) => {
+      const { fd } = addon.open(name(), false);
+      const before = openDescriptors();
+      const read = addon.readFrames as (...args: unknown[]) => number;
+      expect(() => (recordsArg === undefined ? read(fd, slabArg) : read(fd, slabArg, recordsArg))).toThrow(
+        message,
+      );
+      expect(descriptorsOpenedSince(before)).toEqual([]);
+      addon.close(fd);
+    },
+  );
+
+  test('16. nothing queued is -EAGAIN, a closed or non-TUN descriptor -errno; 50 calls leak nothing', () => {
+    const before = openDescriptors();
+    const { fd } = addon.open(name(), true);
+    for (let i = 0; i < 50; i++)
+      expect(addon.readFrames(fd, slab(), records())).toBe(-constants.errno.EAGAIN);
+    addon.close(fd);
+    expect(addon.readFrames(fd, slab(), records())).toBe(-constants.errno.EBADF);
+    expect(addon.readFrames(closedFd(), slab(), records())).toBe(-constants.errno.EBADF);
+    const devNull = openSync('/dev/null', 'w');
+    expect(addon.readFrames(devNull, slab(), records())).toBe(-constants.errno.EBADF); // not open for reading
+    closeSync(devNull);
+    expect(() => addon.readFrames('fd' as never, slab(), records())).toThrow(/readFrames/);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
+  });
+
+  test('17. a detached slab or records table is refused before any read', () => {
+    const { fd } = addon.open(name(), false);
+    for (const which of ['slab', 'records'] as const) {
+      const buffers = { slab: slab(), records: records() };
+      const detached = buffers[which].buffer;
+      structuredClone(detached, { transfer: [detached] });
+      expect(() => addon.readFrames(fd, buffers.slab, buffers.records)).toThrow(
+        /expected an? (Uint8|Int32)Array/,
+      );
+    }
+    addon.close(fd);
+  });
+});
+
 describe('tun addon: buffers JS takes away', () => {
   test.each([
     [1, 'slab'],

@@ -243,4 +243,38 @@ describe.each([
     await expect(ns.exec('ip', ['link', 'show', tun.name])).rejects.toThrow(/does not exist/);
     expect(() => tun.onPackets(() => undefined)).toThrow(/closed/);
   });
+
+  test('10. readBack: the kernel answers a written request within the write, and readBack hands the answer over at once', async () => {
+    const { tun } = await tunInNamespace(offload);
+    tun.readBack(); // before onPackets: nothing to hand over to
+    const replies: string[] = [];
+    let depth = 0;
+    let deepest = 0;
+    let wroteInside = false;
+    let eighth: () => void = () => undefined;
+    const eighthArrived = new Promise<void>((resolveEighth) => (eighth = resolveEighth));
+    tun.onPackets((packets) => {
+      deepest = Math.max(deepest, ++depth);
+      for (const p of packets) {
+        if (isIcmpEcho(p, ICMP_ECHO_REPLY)) replies.push(`4:${p[27]}`);
+        if (isIcmpv6Echo(p, ICMPV6_ECHO_REPLY)) replies.push(`6:${p[47]}`);
+      }
+      if (replies.includes('4:8')) eighth();
+      if (!wroteInside) {
+        // Inside the listener a read-back would overwrite this very batch: it does nothing, and the answer
+        // to this write comes with the reader's next wakeup instead.
+        wroteInside = true;
+        tun.write(echoRequestV4(8));
+        tun.readBack();
+      }
+      depth--;
+    });
+    expect(tun.writeMany([echoRequestV4(7), echoRequestV6(7)])).toBe(2);
+    tun.readBack(); // no await in between: the answers were queued before writeMany returned
+    expect([...replies].sort()).toEqual(['4:7', '6:7']);
+    await eighthArrived;
+    expect(deepest).toBe(1);
+    tun.close();
+    tun.readBack(); // closed: nothing
+  });
 });

@@ -169,6 +169,8 @@ export class Keypairs {
   private previousKeypair: Keypair | undefined;
   private currentKeypair: Keypair | undefined;
   private nextKeypair: Keypair | undefined;
+  /** `next` was kept by installAsInitiator's keepNext: it is older than `current`. */
+  private nextPredatesCurrent = false;
 
   constructor(private readonly release: (keypair: Keypair) => void) {}
 
@@ -185,19 +187,28 @@ export class Keypairs {
   }
 
   /**
-   * Initiator, after consuming a response: the new keypair is usable at once. An unconfirmed `next` (from a
-   * simultaneous handshake we answered) becomes `previous` and the old current goes, else current moves to
-   * previous. The old previous always goes.
+   * Initiator, after consuming a response: the new keypair is usable at once, and the old previous goes.
+   * An unconfirmed `next` we answered (a simultaneous handshake) becomes `previous` and the old current goes
+   * (as wireguard-go), else current moves to previous. With `keepNext` (crossed initiations, on the side
+   * that lets the peer's session carry both ways: docs/WIREGUARD.md §6) that `next` stays instead, so the
+   * peer's first packet on it rotates it in; one the peer never confirms predates current and goes at the
+   * next install.
    */
-  installAsInitiator(keypair: Keypair): void {
+  installAsInitiator(keypair: Keypair, keepNext = false): void {
     const oldPrevious = this.previousKeypair;
-    if (this.nextKeypair !== undefined) {
+    const answered = this.nextKeypair !== undefined && !this.nextPredatesCurrent;
+    if (answered && !keepNext) {
       this.previousKeypair = this.nextKeypair;
       this.nextKeypair = undefined;
       this.delete(this.currentKeypair);
     } else {
+      if (!answered) {
+        this.delete(this.nextKeypair);
+        this.nextKeypair = undefined;
+      }
       this.previousKeypair = this.currentKeypair;
     }
+    this.nextPredatesCurrent = answered && keepNext;
     this.delete(oldPrevious);
     this.currentKeypair = keypair;
   }
@@ -209,6 +220,7 @@ export class Keypairs {
   installAsResponder(keypair: Keypair): void {
     this.delete(this.nextKeypair);
     this.nextKeypair = keypair;
+    this.nextPredatesCurrent = false;
     this.delete(this.previousKeypair);
     this.previousKeypair = undefined;
   }
@@ -223,6 +235,7 @@ export class Keypairs {
     this.previousKeypair = this.currentKeypair;
     this.currentKeypair = keypair;
     this.nextKeypair = undefined;
+    this.nextPredatesCurrent = false;
     return true;
   }
 
@@ -238,6 +251,7 @@ export class Keypairs {
     this.delete(this.currentKeypair);
     this.delete(this.nextKeypair);
     this.previousKeypair = this.currentKeypair = this.nextKeypair = undefined;
+    this.nextPredatesCurrent = false;
   }
 
   private delete(keypair: Keypair | undefined): void {

@@ -696,7 +696,9 @@ export class Tunnel {
     // The handshake's index now names the keypair: the peer keeps addressing us by it.
     this.indices.repoint(localIndex, { peer, keypair });
     peer.handshakeBecameKeypair();
-    peer.keypairs.installAsInitiator(keypair);
+    // Crossed initiations answered both ways (docs/WIREGUARD.md §6): the side with the smaller public key
+    // keeps its answer waiting, so that the other side's session carries both ways.
+    peer.keypairs.installAsInitiator(keypair, Buffer.compare(this.local.publicKey, peer.publicKey) < 0);
 
     this.authenticatedReceived(peer, from, RESPONSE_SIZE, now);
     peer.timers.sessionDerived(now);

@@ -174,4 +174,27 @@ describe('Keypairs rotation (§6)', () => {
     expect(keypairs.current!.canSend(0)).toBe(false);
     expect(keypairs.next!.canSend(0)).toBe(false);
   });
+
+  test('8. initiator keeping next (crossed initiations): next waits, and its first packet rotates it in', () => {
+    const { keypairs, released, names } = slots();
+    keypairs.installAsInitiator(make(1));
+    keypairs.installAsResponder(make(2));
+    keypairs.installAsInitiator(make(3), true);
+    expect(names()).toEqual([1, 3, 2]);
+    expect(keypairs.receivedWith(keypairs.next!)).toBe(true);
+    expect(names()).toEqual([3, 2, undefined]);
+    expect(released).toEqual([1]);
+  });
+
+  test('9. a kept next the peer never confirms goes at the next install, kept or not', () => {
+    for (const keepNext of [true, false]) {
+      const { keypairs, released, names } = slots();
+      keypairs.installAsResponder(make(1));
+      keypairs.installAsInitiator(make(2), true);
+      expect(names()).toEqual([undefined, 2, 1]);
+      keypairs.installAsInitiator(make(3), keepNext);
+      expect(names()).toEqual([2, 3, undefined]);
+      expect(released).toEqual([1]);
+    }
+  });
 });

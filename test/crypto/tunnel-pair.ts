@@ -171,6 +171,8 @@ export interface PairOptions {
   reuseActions?: boolean;
   /** B's transport messages are sealed and opened outside its engine (TunnelOptions.transportCrypto). */
   bTransportCrypto?: boolean;
+  /** A and B swap static keys: by default B's public key is the smaller one (bytewise). */
+  swapKeys?: boolean;
 }
 
 export class TunnelPair {
@@ -198,7 +200,7 @@ export class TunnelPair {
       const privateKey = clamp(new Uint8Array(32).fill(fill));
       return { privateKey, publicKey: publicKey(privateKey) };
     };
-    this.keys = { a: keyOf(0x11), b: keyOf(0x22) };
+    this.keys = options.swapKeys ? { a: keyOf(0x22), b: keyOf(0x11) } : { a: keyOf(0x11), b: keyOf(0x22) };
     const common = {
       randomBytes: random,
       wallClockMs,

@@ -48,6 +48,8 @@ interface InteropOptions {
   initiator: 'client' | 'node';
   /** Mode flags for the daemon (default: its defaults). */
   nodeArgs?: readonly string[];
+  /** How the node's public key compares (bytewise) with the client's: crossed initiations depend on it. */
+  nodeKey?: 'smaller' | 'larger';
 }
 
 /** A data-path mode in the daemon's arguments: each defaults on. */
@@ -56,9 +58,15 @@ const mode = (nodeArgs: readonly string[], flag: '--batch' | '--offload') =>
 
 const hostRoutes = (inner: { v4: string; v6: string }) => [`${inner.v4}/32`, `${inner.v6}/128`];
 
-async function startInterop({ outer, initiator, nodeArgs = [] }: InteropOptions): Promise<Interop> {
+async function startInterop({ outer, initiator, nodeArgs = [], nodeKey }: InteropOptions): Promise<Interop> {
   const pair = await harness.pair();
-  const [clientKeys, nodeKeys] = [await harness.generateKeys(), await harness.generateKeys()];
+  let [clientKeys, nodeKeys] = [await harness.generateKeys(), await harness.generateKeys()];
+  const order = Buffer.compare(
+    Buffer.from(nodeKeys.publicKey, 'base64'),
+    Buffer.from(clientKeys.publicKey, 'base64'),
+  );
+  if ((nodeKey === 'smaller' && order > 0) || (nodeKey === 'larger' && order < 0))
+    [clientKeys, nodeKeys] = [nodeKeys, clientKeys];
 
   const client = await harness.wireguardGo(pair.a);
   await client.setconf(
@@ -446,63 +454,69 @@ describe.each(
 describe('both ends start at once: their initiations cross (docs/WIREGUARD.md §6)', () => {
   const RELAY_PORT = { client: 51900, node: 51901 } as const; // where each side's Endpoint points
 
-  test('1. wireguard-go and the node ping each other at the same moment: one handshake each way, every ping answered', async () => {
-    const net = await startInterop({ outer: 'v4', initiator: 'client' });
-    const host = PAIR_ADDRESSES.b.v4;
-    const relay = net.b.spawn('node', [
-      '-e',
-      CROSSING_RELAY,
-      host,
-      String(RELAY_PORT.client),
-      String(RELAY_PORT.node),
-      PAIR_ADDRESSES.a.v4,
-      String(PORT.client),
-      String(PORT.node),
-    ]);
-    try {
-      await relay.waitFor('listening');
-      await net.client.set(['peer', net.nodeKey, 'endpoint', endpointString(host, RELAY_PORT.client)]);
-      await net.nodeWg([
-        'set',
-        net.nodeInterface,
-        'peer',
-        net.clientKey,
-        'endpoint',
-        endpointString(host, RELAY_PORT.node),
+  test.each([
+    [1, 'smaller'],
+    [2, 'larger'],
+  ] as const)(
+    '%i. wireguard-go and the node (its key the %s) ping each other at the same moment: one handshake each way, every ping answered',
+    async (_n, nodeKey) => {
+      const net = await startInterop({ outer: 'v4', initiator: 'client', nodeKey });
+      const host = PAIR_ADDRESSES.b.v4;
+      const relay = net.b.spawn('node', [
+        '-e',
+        CROSSING_RELAY,
+        host,
+        String(RELAY_PORT.client),
+        String(RELAY_PORT.node),
+        PAIR_ADDRESSES.a.v4,
+        String(PORT.client),
+        String(PORT.node),
       ]);
+      try {
+        await relay.waitFor('listening');
+        await net.client.set(['peer', net.nodeKey, 'endpoint', endpointString(host, RELAY_PORT.client)]);
+        await net.nodeWg([
+          'set',
+          net.nodeInterface,
+          'peer',
+          net.clientKey,
+          'endpoint',
+          endpointString(host, RELAY_PORT.node),
+        ]);
 
-      // Each side's first echo request starts a handshake; the relay makes the two initiations cross.
-      const [fromClient, fromNode] = await Promise.all([
-        ping(net.a, INNER.b.v4, 3),
-        ping(net.b, INNER.a.v4, 3),
-      ]);
-      for (const output of [fromClient, fromNode]) {
-        expect(output).toContain('3 received');
-        expect(output).toMatch(/ icmp_seq=1 /); // the staged first packet, answered
+        // Each side's first echo request starts a handshake; the relay makes the two initiations cross.
+        const [fromClient, fromNode] = await Promise.all([
+          ping(net.a, INNER.b.v4, 3),
+          ping(net.b, INNER.a.v4, 3),
+        ]);
+        for (const output of [fromClient, fromNode]) {
+          expect(output).toContain('3 received');
+          expect(output).toMatch(/ icmp_seq=1 /); // the staged first packet, answered
+        }
+        // No retry: one initiation each way, and each side answered the other's once.
+        const handshakes = relay
+          .output()
+          .split('\n')
+          .filter((line) => / [12] /.test(line))
+          .sort();
+        expect(handshakes).toEqual([
+          `client 1 ${INITIATION_SIZE}`,
+          `client 2 ${RESPONSE_SIZE}`,
+          `node 1 ${INITIATION_SIZE}`,
+          `node 2 ${RESPONSE_SIZE}`,
+        ]);
+        // wireguard-go forgot its own initiation when it answered the node's, so it dropped the node's
+        // answer to it unread (an unknown index): the session is the node's, and the §7.5 counters say so.
+        const [atClient] = (await net.client.dump()).peers;
+        const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
+        expect(atNode!.rxBytes).toBe(atClient!.txBytes);
+        expect(atNode!.txBytes).toBe(atClient!.rxBytes + RESPONSE_SIZE);
+      } finally {
+        await relay.stop();
+        await net.node.stop();
       }
-      // No retry: one initiation each way, and each side answered the other's once.
-      const handshakes = relay
-        .output()
-        .split('\n')
-        .filter((line) => / [12] /.test(line))
-        .sort();
-      expect(handshakes).toEqual([
-        `client 1 ${INITIATION_SIZE}`,
-        `client 2 ${RESPONSE_SIZE}`,
-        `node 1 ${INITIATION_SIZE}`,
-        `node 2 ${RESPONSE_SIZE}`,
-      ]);
-      // wireguard-go forgot its own initiation when it answered the node's, so it dropped the node's
-      // answer to it unread (an unknown index): the session is the node's, and the §7.5 counters say so.
-      const [atClient] = (await net.client.dump()).peers;
-      const [atNode] = parseWgDump(await net.nodeWg(['show', net.nodeInterface, 'dump'])).peers;
-      expect(atNode!.rxBytes).toBe(atClient!.txBytes);
-      expect(atNode!.txBytes).toBe(atClient!.rxBytes + RESPONSE_SIZE);
-    } finally {
-      await relay.stop();
-      await net.node.stop();
-    }
-  });
+    },
+  );
 });
 
 describe('sticky source: the node holds a second outer address per family', () => {

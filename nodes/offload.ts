@@ -383,9 +383,9 @@ function completeChecksum(packet: Uint8Array, start: number, field: number): voi
 
 // IP protocols whose packets are moved ahead of the bulk of a batch: a ping, a DNS query, a QUIC or VoIP
 // datagram. TCP, IPv6 extension headers and anything unknown keep their place.
-const PROTO_ICMP = 1;
+export const PROTO_ICMP = 1;
 const PROTO_UDP = 17;
-const PROTO_ICMPV6 = 58;
+export const PROTO_ICMPV6 = 58;
 
 function latencyFirstProtocol(packet: Uint8Array): boolean {
   const version = packet.length > 0 ? packet[0]! >> 4 : 0;

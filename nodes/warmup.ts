@@ -17,7 +17,7 @@ import { createTransportCipher } from '../crypto/primitives.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
-import { VNET_HEADER_SIZE } from './offload.js';
+import { PROTO_ICMP, PROTO_ICMPV6, VNET_HEADER_SIZE } from './offload.js';
 import type { CryptoThreads } from './threads/pool.js';
 import { createRing, HEADER_BYTES, ringViews } from './threads/ring.js';
 import { loadAddon } from './tun/addon.js';
@@ -57,16 +57,21 @@ const INNER = [
 ] as const;
 const V6_PREFIX = [0x20, 0x01, 0x0d, 0xb8];
 
-/** An IP packet of `length` bytes from engine `from` to the other one, with the header fields the engine reads. */
-function packet(version: 4 | 6, length: number, from: 0 | 1, offWord = false): Uint8Array {
-  const bytes = offWord ? new Uint8Array(length + 2).subarray(2) : new Uint8Array(length);
+/**
+ * An IP packet of `length` bytes from engine `from` to the other one, with the header fields the engine reads
+ * and the protocol the TUN reader sorts by (offload.ts latencyFirst): ICMP for a ping, else none.
+ */
+function packet(version: 4 | 6, length: number, from: 0 | 1, ping = false): Uint8Array {
+  // A ping lies off a word boundary, as a TUN read's lone packet behind its 10-byte vnet header may.
+  const bytes = ping ? new Uint8Array(length + 2).subarray(2) : new Uint8Array(length);
   const [source, destination] = [INNER[from], INNER[1 - from]!];
   if (version === 4) {
     bytes.set([0x45, 0, length >> 8, length & 0xff], 0);
+    bytes[9] = ping ? PROTO_ICMP : 0;
     bytes.set([...source.v4, ...destination.v4], 12);
   } else {
     const payload = length - 40;
-    bytes.set([0x60, 0, 0, 0, payload >> 8, payload & 0xff], 0);
+    bytes.set([0x60, 0, 0, 0, payload >> 8, payload & 0xff, ping ? PROTO_ICMPV6 : 0], 0);
     bytes.set(V6_PREFIX, 8);
     bytes[23] = source.v6;
     bytes.set(V6_PREFIX, 24);
@@ -79,9 +84,8 @@ function packet(version: 4 | 6, length: number, from: 0 | 1, offWord = false): U
 const PACKET_LENGTHS = { 4: [84, 1420], 6: [104, 1420] } as const;
 
 /**
- * Each side's packets: IPv4 and IPv6, a ping and full size. The ping lies off a word boundary, as a TUN read's
- * lone packet behind its 10-byte vnet header may, and full-size ones on one, as a split's segments do: sealing
- * takes a different path for each (messages.ts sealTransport).
+ * Each side's packets: IPv4 and IPv6, a ping and full size. The ping lies off a word boundary and full-size
+ * ones on one, as a split's segments do: sealing takes a different path for each (messages.ts sealTransport).
  */
 function packetsFrom(side: 0 | 1): Uint8Array[] {
   return ([4, 6] as const).flatMap((version) =>

@@ -13,7 +13,7 @@ import { secureRandomBytes } from './random.js';
 import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
-import { openUdp } from './udp.js';
+import { openUdp, type UdpTransport } from './udp.js';
 import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath, warmThreadShapes } from './warmup.js';
 
 /**
@@ -132,12 +132,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
     };
     const { host } = options.listen;
+    // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that. The
+    // warm-up's sockets are wrapped alike: the device's calls into them are then compiled for this shape.
+    const ownedSends = (udp: UdpTransport): UdpTransport =>
+      !threads || options.batchedUdp
+        ? udp
+        : { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
     // Before the first packet, not during it.
     if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
     await warmDevicePath(
       engineOptions,
-      (udpOptions) => openUdp({ ...udpOptions, ...socketSettings }),
+      async (udpOptions) => ownedSends(await openUdp({ ...udpOptions, ...socketSettings })),
       host !== undefined && isIPv4(host),
       tun.offload.enabled,
       threads,
@@ -170,11 +176,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         // The TUN itself, no wrapper: the warm-up's devices are handed objects of its shape (nodes/warmup.ts).
         packets: tun,
         openUdp: async (udpOptions) => {
-          const udp = await openUdp({ ...udpOptions, ...udpSettings });
+          const udp = ownedSends(await openUdp({ ...udpOptions, ...udpSettings }));
           udpMode = udp.mode;
-          // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that.
-          if (!threads || options.batchedUdp) return udp;
-          return { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
+          return udp;
         },
         listenPort: options.listen.port,
         metrics,

@@ -113,6 +113,7 @@ export interface UdpTransport {
   uncork(): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
   bufferSizes(): { receive: number; send: number };
+  /** Datagrams sent before it are written first (batched: those still queued), or named back if refused. */
   close(): Promise<void>;
 }
 
@@ -754,8 +755,12 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
       if (!closed) {
         closed = true;
         receiver?.stop();
-        queued = 0;
-        addon.close(fd);
+        // What this turn queued leaves first (what the kernel refuses is named back): none goes uncounted.
+        try {
+          flush();
+        } finally {
+          addon.close(fd);
+        }
       }
       return Promise.resolve();
     },

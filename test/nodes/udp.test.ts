@@ -309,6 +309,21 @@ describe.each([
     ]);
     expect(run.stdout.trim()).toBe('d1 end uncaught: d1 d2 end');
   });
+
+  test('14. a datagram sent in the turn its socket closes leaves before the close: none is lost uncounted', async () => {
+    const sendCounts = noUdpSendCounts();
+    const udp = await openUdp({ batched, host: '127.0.0.1', sendCounts });
+    const refused: string[] = [];
+    udp.onRefused((peer, bytes) => refused.push(`${peer.name}: ${bytes}`));
+    const listener = await plainSocket('udp4', '127.0.0.1');
+    const received = nextMessage(listener);
+    udp.send(new Uint8Array(40), { address: '127.0.0.1', port: listener.address().port }, { name: 'p' });
+    await udp.close();
+    expect((await received).message.length).toBe(40);
+    await new Promise((resolveTurn) => setImmediate(resolveTurn)); // dgram's send callback
+    expect(refused).toEqual([]);
+    expect(sendCounts).toEqual({ datagrams: 1, bytes: 40, refused: 0 });
+  });
 });
 
 // A listener that throws at datagram 1; datagram 2 is sent once the throw was reported. Prints the events.

@@ -624,4 +624,36 @@ describe('per-peer order with crypto threads', () => {
       expect([theirs.txBytes, theirs.rxBytes]).toEqual([mine.rxBytes, mine.txBytes]);
     }
   });
+
+  test('3. lone packets are sealed and opened by the engine, as without threads; a burst and the packet after it go to the thread, in order', async () => {
+    const [peer] = peers;
+    const pool = node.threads!;
+    const exchange = async (n: number) => {
+      const [atNode, atPeer] = [node.packets.written.length, peer!.packets.written.length];
+      peer!.packets.inject(numbered('10.1.0.1', '10.1.0.100', n));
+      await eventually('the packet at the node', () => node.packets.written.length === atNode + 1);
+      node.packets.inject(numbered('10.1.0.100', '10.1.0.1', n));
+      await eventually('the answer at the peer', () => peer!.packets.written.length === atPeer + 1);
+    };
+    // The first exchange may follow tests 1 and 2's bursts closely enough to count as their tail.
+    await exchange(2000);
+    const before = { ...pool.messages };
+    for (let n = 2001; n <= 2010; n++) await exchange(n);
+    // (At least: the other peers' passive keepalives, 10 s after test 2 on a slow host, are lone ones too.)
+    expect(pool.messages.inline).toBeGreaterThanOrEqual(before.inline + 20);
+    expect(pool.messages.handedOver).toBe(before.handedOver);
+
+    // A burst of 40 in one turn: the first 4 done at once, the rest handed over; then one packet in the next
+    // turn, which follows the burst (a bulk flow's turns stay with its thread) and arrives after it.
+    const atPeer = peer!.packets.written.length;
+    node.packets.inject(
+      ...Array.from({ length: 40 }, (_, k) => numbered('10.1.0.100', '10.1.0.1', 3000 + k)),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    node.packets.inject(numbered('10.1.0.100', '10.1.0.1', 3040));
+    await eventually('the burst and the one after', () => peer!.packets.written.length === atPeer + 41);
+    expect(pool.messages.handedOver).toBe(before.handedOver + 37);
+    const arrived = numbersFrom(peer!.packets.written.slice(atPeer), 100);
+    expect(arrived).toEqual(Array.from({ length: 41 }, (_, k) => 3000 + k));
+  });
 });

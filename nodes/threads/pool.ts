@@ -1,12 +1,13 @@
 // The crypto threads (`--threads N`, N > 1): the main thread keeps the I/O, the engine (routing, handshakes,
 // timers, counters) and hands each transport message to seal or open to the ring of the thread its peer is
 // pinned to (nodes/threads/ring.ts): a batch per event-loop turn, no message per packet. Not when that
-// would only add latency (takes): a turn's few messages, of peers with nothing in a ring and no bulk flow,
-// are sealed and opened by the engine itself, as without threads, so an idle ping never touches a ring. At
-// the end of the turn the main thread publishes the batch, wakes the thread only when the batch is worth it
-// (or holds keys for it), and then claims records from the same queue itself until none are left: a few
-// messages behind their peer's never wait for a thread to wake, and a thread that has no core to run on
-// (the host is busy) costs the batch a copy, not a stall. The results are read back in ring order.
+// would only add latency (takes): a turn's few messages, of peers with nothing in a ring, while no bulk
+// traffic passes, are sealed and opened by the engine itself, as without threads, so an idle ping never
+// touches a ring. At the end of the turn the main thread publishes the batch, wakes the thread only when
+// the batch is worth it (or holds keys for it), and then claims records from the same queue itself until
+// none are left: a few messages behind their peer's never wait for a thread to wake, and a thread that has
+// no core to run on (the host is busy) costs the batch a copy, not a stall. The results are read back in
+// ring order.
 //
 // Counters (nonces) are reserved by the engine on the main thread, so each is used once whoever seals; the
 // replay window of a keypair stays with its Keypair on the main thread, checked as results are read back,
@@ -96,6 +97,10 @@ const STALLED_SLICES = STALLED_MS / WAIT_SLICE_MS;
 // for: the main thread seals or opens them itself as soon as it publishes (a ping, a handshake's first
 // exchange, an idle peer's trickle).
 export const ALONE_RECORDS = 4;
+// After a turn of more messages than that, the next this many turns hand theirs over too, however few: a
+// bulk flow's turns alternate (a read of data, then one of its ACKs; several peers' datagrams in one read)
+// and none of them is worth a copy's saving against the threads' share of the next.
+export const BUSY_TURNS = 8;
 
 /**
  * A seal or open record's size: never less than a full-sized packet's, so a bulk flow's records fall on the
@@ -119,15 +124,10 @@ const waitAsync = (
   }
 ).waitAsync;
 
-/** A peer's place in the pool: its thread, what of it is in the thread's ring, and its recent turns. */
+/** A peer's place in the pool: its thread, and what of it is in the thread's ring. */
 class PooledPeer {
   /** Its seal and open records written and not yet read back. */
   inRing = 0;
-  /** The turn `messages` counts, and the messages asked about (takes) in it. */
-  turn = -1;
-  messages = 0;
-  /** The last turn in which it had more messages than the main thread does alone. */
-  busyTurn = -2;
 
   constructor(readonly thread: CryptoThread) {}
 }
@@ -460,10 +460,11 @@ export class CryptoThreads implements TransportCrypto {
   /** The peer last looked up, and its place: a bulk flow asks for the same peer message after message. */
   private lastPeer: PeerRef | undefined;
   private lastPooled: PooledPeer | undefined;
-  /** Turns (takes, endTurn) in which messages were asked about, and this one's messages done inline. */
+  /** Turns (takes, endTurn) in which messages were asked about, this one's so far, and the last busy one. */
   private turn = 0;
   private turnOpen = false;
-  private inlined = 0;
+  private turnMessages = 0;
+  private busyTurn = -BUSY_TURNS - 1;
   private closing = false;
   /** The messages asked about (takes) so far: left to the engine, and handed to the threads. */
   readonly messages = { inline: 0, handedOver: 0 };
@@ -550,9 +551,9 @@ export class CryptoThreads implements TransportCrypto {
   /**
    * TransportCrypto: whether the peer's next message goes to its thread. Not when handing it over would only
    * add latency: the engine then seals or opens it at once, as a node without threads does. That is a turn's
-   * first few messages (ALONE_RECORDS in all), of a peer with none in its ring (they would be overtaken) and
-   * no more than those in this turn and the last (a bulk flow's turns stay with the thread, whatever their
-   * size at its edges).
+   * first few messages (ALONE_RECORDS), of a peer with none in its ring (they would be overtaken), while no
+   * turn of the last BUSY_TURNS had more (the node is not carrying bulk traffic, whose turns stay with the
+   * threads, whatever their size).
    */
   takes(peer: PeerRef): boolean {
     const pooled = this.pooled(peer);
@@ -560,17 +561,11 @@ export class CryptoThreads implements TransportCrypto {
       this.turnOpen = true;
       queueMicrotask(this.endTurn);
     }
-    const turn = this.turn;
-    if (pooled.turn !== turn) {
-      pooled.turn = turn;
-      pooled.messages = 0;
-    }
-    if (++pooled.messages > ALONE_RECORDS) pooled.busyTurn = turn;
-    if (pooled.inRing !== 0 || pooled.busyTurn >= turn - 1 || this.inlined === ALONE_RECORDS) {
+    if (++this.turnMessages > ALONE_RECORDS) this.busyTurn = this.turn;
+    if (pooled.inRing !== 0 || this.busyTurn >= this.turn - BUSY_TURNS) {
       this.messages.handedOver++;
       return true;
     }
-    this.inlined++;
     this.messages.inline++;
     return false;
   }
@@ -578,7 +573,7 @@ export class CryptoThreads implements TransportCrypto {
   private readonly endTurn = (): void => {
     this.turnOpen = false;
     this.turn++;
-    this.inlined = 0;
+    this.turnMessages = 0;
   };
 
   /** Rings hold packets and, for a moment, keys: never printed. */

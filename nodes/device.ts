@@ -72,6 +72,8 @@ export class Device implements UapiDevice {
   private inBatch = false;
   /** The batch was opened by a read-back of the crypto threads' results (ended by their `flushed`). */
   private resultsBatch = false;
+  /** A UDP batch's end is reading the interface back (networkBatchEnded): that batch's end ends it. */
+  private readingBack = false;
   private readonly threads: CryptoThreads | undefined;
   private readonly handshakes: HandshakeWorkers | undefined;
   private failure: Error | undefined;
@@ -191,7 +193,7 @@ export class Device implements UapiDevice {
 
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
-    const readBack = this.inBatch; // a UDP batch's read-back (networkBatchEnded): that batch ends it
+    const readBack = this.readingBack;
     this.beginBatch();
     // A batch ends even if it throws part-way: corked, the socket would hold every later send.
     try {
@@ -233,9 +235,11 @@ export class Device implements UapiDevice {
     try {
       if (this.inBatch && this.deliveryCount > 0) {
         this.writeDeliveries();
+        this.readingBack = true;
         this.packets.readBack?.();
       }
     } finally {
+      this.readingBack = false;
       this.endBatch();
     }
   };

@@ -367,50 +367,61 @@ class CryptoThread {
     this.reaping = true;
     try {
       this.reapInto(results);
+    } catch (error) {
+      // A result's callback threw (its own record is done with): the rest are read back at the next microtask.
+      queueMicrotask(this.reapRest);
+      throw error;
     } finally {
       this.reaping = false;
     }
   }
+
+  private readonly reapRest = (): void => this.arm();
 
   private reapInto(results: CryptoResults): void {
     const { ints } = this.ring;
     const written = this.written;
     let offset = this.freed;
     let reaped = false;
-    while (offset !== written) {
-      offset = recordAt(this.ring, offset);
-      const record = offset / 4;
-      const result = Atomics.load(ints, record + H_RESULT);
-      if (result === RESULT_PENDING) break;
-      const payload = offset + HEADER_BYTES;
-      const slot = offset / RECORD_ALIGN;
-      const kind = ints[record + H_KIND];
-      if (kind === KIND_SEAL || kind === KIND_OPEN) {
-        this.ownerAt[slot]!.inRing--;
-        this.ownerAt[slot] = undefined;
+    // A result's callback may throw (a socket's send): the batch still ends, and `freed` stays, so what was
+    // handed over stays valid until flushed; the next reap skips those records (their bookkeeping is cleared
+    // before each is handed over) and goes on with the rest.
+    try {
+      while (offset !== written) {
+        offset = recordAt(this.ring, offset);
+        const record = offset / 4;
+        const result = Atomics.load(ints, record + H_RESULT);
+        if (result === RESULT_PENDING) break;
+        reaped = true;
+        const payload = offset + HEADER_BYTES;
+        const slot = offset / RECORD_ALIGN;
+        // A seal or open record not handed over yet.
+        const owner = this.ownerAt[slot];
+        if (owner !== undefined) {
+          owner.inRing--;
+          const keypair = this.keypairAt[slot]!;
+          const endpoint = this.endpointAt[slot]!;
+          const peer = this.peerAt[slot];
+          this.ownerAt[slot] = this.keypairAt[slot] = this.endpointAt[slot] = this.peerAt[slot] = undefined;
+          if (ints[record + H_KIND] === KIND_SEAL) {
+            if (result >= 0) results.sealed(this.view(slot, payload, result), endpoint, peer!);
+            else results.unsealed(peer!, ints[record + H_LENGTH]!);
+          } else {
+            const message = this.view(slot, payload, ints[record + H_LENGTH]!);
+            if (result < 0)
+              results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
+            // Authentic: now the replay window, in arrival order.
+            else if (keypair.acceptCounter(transportCounterHigh(message), transportCounterLow(message)))
+              results.opened(keypair, message, result, endpoint);
+            else results.rejected('replay');
+          }
+        }
+        offset = nextRecord(this.ring, offset);
       }
-      if (kind === KIND_SEAL) {
-        const peer = this.peerAt[slot]!;
-        if (result >= 0) results.sealed(this.view(slot, payload, result), this.endpointAt[slot]!, peer);
-        else results.unsealed(peer, ints[record + H_LENGTH]!);
-        this.peerAt[slot] = undefined;
-      } else if (kind === KIND_OPEN) {
-        const keypair = this.keypairAt[slot]!;
-        const message = this.view(slot, payload, ints[record + H_LENGTH]!);
-        if (result < 0)
-          results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
-        // Authentic: now the replay window, in arrival order.
-        else if (keypair.acceptCounter(transportCounterHigh(message), transportCounterLow(message)))
-          results.opened(keypair, message, result, this.endpointAt[slot]!);
-        else results.rejected('replay');
-      }
-      this.keypairAt[slot] = undefined;
-      this.endpointAt[slot] = undefined;
-      offset = nextRecord(this.ring, offset);
-      reaped = true;
+    } finally {
+      if (reaped) results.flushed();
     }
     if (!reaped) return;
-    results.flushed();
     this.freed = offset;
     this.readBack++;
   }

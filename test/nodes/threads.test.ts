@@ -1,5 +1,7 @@
 // The crypto threads (nodes/threads) on their own: real threads and rings, driven as the device drives
 // them, checked against the engine's own Keypair on the other end.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import type { Worker } from 'node:worker_threads';
 
 import { DEFAULT_MTU } from '../../crypto/constants.js';
@@ -14,6 +16,7 @@ import type { DropReason, Endpoint, OpenAction, SealAction } from '../../crypto/
 import { ALONE_RECORDS, BUSY_TURNS, CryptoThreads, type CryptoResults } from '../../nodes/threads/pool.js';
 import { createRing, ringViews, type RingViews } from '../../nodes/threads/ring.js';
 import { eventually } from '../helpers/eventually.js';
+import { builtProgram } from '../helpers/repo.js';
 
 const TO: Endpoint = { address: '192.0.2.1', port: 51820 };
 
@@ -274,6 +277,77 @@ describe('crypto threads', () => {
     expect(threads.messages).toEqual({ inline: 2 * ALONE_RECORDS + 1, handedOver: 3 + BUSY_TURNS });
   });
 });
+
+test('a result callback that throws (a socket send) stops nothing: its batch ends, the rest of it and later messages are sealed, in order', async () => {
+  // In a process of its own: the throw is the process's uncaught exception, which it records.
+  const run = await promisify(execFile)('node', [
+    '-e',
+    THROWING_RESULTS,
+    builtProgram('nodes/threads/pool.js'),
+    builtProgram('crypto/keypair.js'),
+  ]);
+  const total = ALONE_RECORDS + 1 + 20;
+  expect(JSON.parse(run.stdout)).toEqual({
+    // The batch that threw ended (the device's socket uncorked) before anything else was read back.
+    first: ['threw', 'flushed'],
+    uncaught: ['send failed'],
+    sealed: Array.from({ length: total - 1 }, (_, n) => n + 1),
+    // None of the peer's records is counted as still in the ring: its lone message is the engine's.
+    takes: false,
+  });
+});
+
+// Seals for one peer, whose first result's callback throws: a turn of ALONE_RECORDS (sealed as published),
+// a lone one, then a burst for the thread. Prints what came back. (Not --input-type=module: the crypto
+// threads would inherit it.)
+const THROWING_RESULTS = `(async () => {
+const { CryptoThreads, ALONE_RECORDS, BUSY_TURNS } = await import(process.argv[1]);
+const { Keypair } = await import(process.argv[2]);
+const events = [];
+const threads = await CryptoThreads.start(2, 1420, (line) => events.push(line));
+const keypair = new Keypair({ sendKey: new Uint8Array(32).fill(1), receiveKey: new Uint8Array(32).fill(2) },
+  7, 1007, 0, true, true);
+const peer = { name: 'p' };
+const uncaught = [];
+const sealed = [];
+process.on('uncaughtException', (error) => uncaught.push(error.message));
+process.on('unhandledRejection', (error) => uncaught.push(error.message));
+let throws = 1;
+threads.attach({
+  sealed: (datagram) => {
+    if (throws-- > 0) { events.push('threw'); throw new Error('send failed'); }
+    events.push('sealed');
+    sealed.push(new DataView(datagram.buffer, datagram.byteOffset).getUint32(8, true));
+  },
+  unsealed: () => events.push('unsealed'),
+  opened: () => events.push('opened'),
+  rejected: () => events.push('rejected'),
+  flushed: () => events.push('flushed'),
+});
+const seal = () => threads.seal({ kind: 'seal', keypair, counter: keypair.reserveCounter(),
+  packet: new Uint8Array(100), to: { address: '192.0.2.1', port: 51820 }, peer });
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+const until = async (count) => {
+  for (const deadline = Date.now() + 5000; sealed.length < count && Date.now() < deadline; )
+    await new Promise((resolve) => setTimeout(resolve, 5));
+};
+for (let n = 0; n < ALONE_RECORDS; n++) seal();
+await until(ALONE_RECORDS - 1);
+seal();
+await nextTurn();
+for (let n = 0; n < 20; n++) seal();
+await until(ALONE_RECORDS + 20);
+// The burst's turn made the node busy for BUSY_TURNS turns of messages; after them, the peer's lone
+// message is the engine's unless a record of its own is still counted in the ring.
+for (let turn = 0; turn <= BUSY_TURNS; turn++) {
+  await nextTurn();
+  threads.takes({ name: 'other' });
+}
+await nextTurn();
+const takes = threads.takes(peer);
+await threads.close();
+console.log(JSON.stringify({ first: events.slice(0, 2), uncaught, sealed, takes }));
+})();`;
 
 test('a crypto thread that dies is reported once, in one line', async () => {
   const exits: string[] = [];

@@ -70,10 +70,10 @@ export interface Daemon {
 }
 
 /**
- * The engine's options on a node (its private key aside): what its device, its UDP socket (batched or dgram)
- * and its crypto threads let the engine reuse.
+ * The engine's options on a node (its private key aside): what its device and its UDP socket (batched or
+ * dgram) let the engine reuse.
  */
-export function nodeEngineOptions(mtu: number, batchedUdp: boolean, threads: number) {
+export function nodeEngineOptions(mtu: number, batchedUdp: boolean) {
   return {
     randomBytes: secureRandomBytes,
     wallClockMs: Date.now,
@@ -82,8 +82,9 @@ export function nodeEngineOptions(mtu: number, batchedUdp: boolean, threads: num
     // The batched socket copies each datagram into its send slab at once; dgram keeps it until sent.
     reuseSendBuffers: batchedUdp,
     reuseActions: true, // Device.perform carries out every action before it calls the engine again
-    // The batched socket's slots and the crypto threads' ring records come back; dgram's Buffers do not.
-    reusedMessages: batchedUdp || threads > 1,
+    // The batched socket's slots come back; dgram's Buffers do not, and with crypto threads the engine opens
+    // some of them itself (where a view kept per message object would keep each datagram alive).
+    reusedMessages: batchedUdp,
   };
 }
 
@@ -118,13 +119,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // A crypto thread that dies takes its peers' keys with it: the node stops (exit 1) for its supervisor.
     const threads =
       options.threads > 1
-        ? await CryptoThreads.start(options.threads, mtu, (line) => {
-            options.log?.(line);
-            stop(1);
-          })
+        ? await CryptoThreads.start(
+            options.threads,
+            mtu,
+            (line) => {
+              options.log?.(line);
+              stop(1);
+            },
+            !options.batchedUdp,
+          )
         : undefined;
     if (threads) cleanups.push(() => threads.close());
-    const engineOptions = nodeEngineOptions(mtu, options.batchedUdp, options.threads);
+    const engineOptions = nodeEngineOptions(mtu, options.batchedUdp);
     // The socket as the node's own, less what only the node's socket has (its address, counts, notices).
     const socketSettings = {
       batched: options.batchedUdp,

@@ -94,11 +94,11 @@ async function startSide(column: Column): Promise<Side> {
   const privateKey = randomBytes(32);
   const threads =
     column.threads > 1
-      ? await CryptoThreads.start(column.threads, MTU, (line) => console.error(line))
+      ? await CryptoThreads.start(column.threads, MTU, (line) => console.error(line), !column.batched)
       : undefined;
   const tunnel = new Tunnel({
     privateKey,
-    ...nodeEngineOptions(MTU, column.batched, column.threads),
+    ...nodeEngineOptions(MTU, column.batched),
     ...(threads && { transportCrypto: threads }),
   });
   const memory = new MemoryTun();

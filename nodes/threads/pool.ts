@@ -483,15 +483,25 @@ export class CryptoThreads implements TransportCrypto {
   private constructor(
     private readonly threads: CryptoThread[],
     private readonly mtu: number,
+    /** Schedules the end of a turn (takes). */
+    private readonly later: (callback: () => void) => void,
   ) {}
 
   /**
    * Starts `count` threads. `onExit` is told, once per thread, if any thread ends while the node runs (a
    * crash) or stops making progress (a hang): the node cannot carry on without the peers pinned to it.
+   * `datagramEach`: the node's socket hands over each datagram in a callback of its own (dgram), with
+   * microtasks run between them, so a turn lasts to the end of the event loop's I/O (setImmediate) and a
+   * burst of datagrams is one turn; a batched socket's read is one callback, a turn its microtasks.
    */
-  static async start(count: number, mtu: number, onExit: (line: string) => void): Promise<CryptoThreads> {
+  static async start(
+    count: number,
+    mtu: number,
+    onExit: (line: string) => void,
+    datagramEach = false,
+  ): Promise<CryptoThreads> {
     const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
-    const pool = new CryptoThreads([], mtu);
+    const pool = new CryptoThreads([], mtu, datagramEach ? setImmediate : queueMicrotask);
     for (let i = 0; i < count; i++) {
       const buffer = createRing(RING_BYTES);
       const name = `crypto-${i}`;
@@ -570,7 +580,7 @@ export class CryptoThreads implements TransportCrypto {
     const pooled = this.pooled(peer);
     if (!this.turnOpen) {
       this.turnOpen = true;
-      queueMicrotask(this.endTurn);
+      this.later(this.endTurn);
     }
     if (++this.turnMessages > ALONE_RECORDS) this.busyTurn = this.turn;
     if (pooled.inRing !== 0 || this.busyTurn >= this.turn - BUSY_TURNS) {

@@ -8,7 +8,8 @@ import nacl from 'tweetnacl';
 
 import { DEFAULT_MTU, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../../crypto/constants.js';
 import { transportLength } from '../../crypto/messages.js';
-import { Tunnel, type PeerSettings } from '../../crypto/tunnel.js';
+import { Tunnel, type PeerSettings, type TunnelOptions } from '../../crypto/tunnel.js';
+import { nodeEngineOptions } from '../../nodes/daemon.js';
 import { Device, type DeviceOptions, type PacketIo } from '../../nodes/device.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { NodeMetrics } from '../../nodes/metrics.js';
@@ -66,6 +67,7 @@ interface Node {
   metrics: NodeMetrics;
   privateKey: Uint8Array;
   publicKey: Uint8Array;
+  tunnel: Tunnel;
   threads: CryptoThreads | undefined;
   /** The device, then its crypto threads. */
   close(): Promise<void>;
@@ -92,18 +94,25 @@ async function startNode(
   threads = 1,
   batched?: boolean,
   wrapUdp: (udp: UdpTransport) => UdpTransport = (udp) => udp,
+  engineOptions: Partial<TunnelOptions> = {},
 ): Promise<Node> {
   const privateKey = nacl.randomBytes(32);
   const crypto =
     threads > 1
-      ? await CryptoThreads.start(threads, DEFAULT_MTU, (line) => {
-          throw new Error(line);
-        })
+      ? await CryptoThreads.start(
+          threads,
+          DEFAULT_MTU,
+          (line) => {
+            throw new Error(line);
+          },
+          batched === false,
+        )
       : undefined;
   const tunnel = new Tunnel({
-    privateKey,
     randomBytes: secureRandomBytes,
     wallClockMs: Date.now,
+    ...engineOptions,
+    privateKey,
     ...(crypto && { transportCrypto: crypto }),
   });
   const packets = new ChannelPackets();
@@ -123,7 +132,16 @@ async function startNode(
     await device.close();
     await crypto?.close();
   };
-  return { device, packets, metrics, privateKey, publicKey: tunnel.publicKey, threads: crypto, close };
+  return {
+    device,
+    packets,
+    metrics,
+    privateKey,
+    publicKey: tunnel.publicKey,
+    tunnel,
+    threads: crypto,
+    close,
+  };
 }
 
 /** A counter's sample for `labels` (as the exposition prints them; '' for none): 0 before its first count. */
@@ -656,4 +674,35 @@ describe('per-peer order with crypto threads', () => {
     const arrived = numbersFrom(peer!.packets.written.slice(atPeer), 100);
     expect(arrived).toEqual(Array.from({ length: 41 }, (_, k) => 3000 + k));
   });
+});
+
+test('dgram socket, 2 crypto threads (a node’s engine options): a burst of datagrams goes to the threads, and the engine keeps no view per datagram', async () => {
+  const [node, peer] = await Promise.all([
+    startNode(0, 2, false, undefined, nodeEngineOptions(DEFAULT_MTU, false)),
+    startNode(0, 1, false),
+  ]);
+  try {
+    node.device.upsertPeer(peer.publicKey, { allowedIps: ['10.2.0.1/32'] });
+    peer.device.upsertPeer(node.publicKey, {
+      allowedIps: ['10.2.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: node.device.listenPort },
+    });
+    const packet = (n: number) => ipv4('10.2.0.1', '10.2.0.2', new Uint8Array(200).fill(n));
+    peer.packets.inject(packet(0));
+    await eventually('the first packet', () => node.packets.written.length === 1);
+    // 100 datagrams sent in one turn: dgram hands each to the node in a callback of its own.
+    const before = { ...node.threads!.messages };
+    peer.packets.inject(...Array.from({ length: 100 }, (_, n) => packet(n + 1)));
+    await eventually('the burst', () => node.packets.written.length === 101);
+    expect(node.packets.written.map((p) => p[p.length - 1])).toEqual(
+      Array.from({ length: 101 }, (_, n) => n),
+    );
+    // What the engine keeps per message object (only for a socket that hands the same ones in again).
+    const engine = node.tunnel as unknown as { deliveredViews: Map<Uint8Array, Uint8Array> | undefined };
+    expect(engine.deliveredViews?.size ?? 0).toBe(0);
+    const { inline, handedOver } = node.threads!.messages;
+    expect(handedOver - before.handedOver).toBeGreaterThan(inline - before.inline);
+  } finally {
+    await Promise.all([node.close(), peer.close()]);
+  }
 });

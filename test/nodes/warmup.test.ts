@@ -16,7 +16,7 @@ import {
   warmThreadShapes,
 } from '../../nodes/warmup.js';
 
-const NODE_OPTIONS = nodeEngineOptions(DEFAULT_MTU, true, 1);
+const NODE_OPTIONS = nodeEngineOptions(DEFAULT_MTU, true);
 const CASES = [
   ['1. the node options', NODE_OPTIONS],
   ['2. engine defaults', {}],
@@ -87,7 +87,7 @@ describe('warmDevicePath', () => {
       throw new Error(line);
     });
     try {
-      const options = engine(nodeEngineOptions(DEFAULT_MTU, true, 2));
+      const options = engine(nodeEngineOptions(DEFAULT_MTU, true));
       const delivered = await warmDevicePath(
         options,
         (o) => openUdp({ ...o, batched: true, offload: true }),

@@ -167,6 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const metrics = new NodeMetrics(tunnel);
     metrics.countOffload(tun);
+    if (threads) metrics.countCryptoThreads(threads);
     const udpSettings = {
       ...socketSettings,
       ...(host !== undefined && { host }),

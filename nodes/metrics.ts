@@ -22,6 +22,11 @@ export interface PeerCounts {
   forEachPeer(visit: (peer: { readonly lastHandshakeUnixMs: number }) => void): void;
 }
 
+/** The crypto threads' counts of the transport messages the engine asked them about (nodes/threads/pool.ts). */
+export interface CryptoThreadCounts {
+  readonly messages: Readonly<{ inline: number; handedOver: number }>;
+}
+
 /** The TUN's offload layer as the counters read it at scrape time (nodes/tun/index.ts). */
 export interface OffloadCounts {
   offloadDrops(): Readonly<OffloadDrops>;
@@ -172,6 +177,20 @@ export class NodeMetrics {
         const counts = offload.superSegments();
         return (['rx', 'tx'] as const).map((d) => [{ direction: d }, counts[d]]);
       },
+    );
+  }
+
+  /** Counts where the crypto threads' transport messages were sealed and opened (a node with `--threads N > 1`). */
+  countCryptoThreads(pool: CryptoThreadCounts): void {
+    this.counter(
+      'tunnelbyte_node_crypto_messages_total',
+      "Transport messages sealed and opened with crypto threads: handed to a thread's ring (handed_over) " +
+        'or by the engine on the main thread at once, as without threads (inline).',
+      ['path'],
+      () => [
+        [{ path: 'handed_over' }, pool.messages.handedOver],
+        [{ path: 'inline' }, pool.messages.inline],
+      ],
     );
   }
 

@@ -477,7 +477,7 @@ export class CryptoThreads implements TransportCrypto {
   private turnMessages = 0;
   private busyTurn = -BUSY_TURNS - 1;
   private closing = false;
-  /** The messages asked about (takes) so far: left to the engine, and handed to the threads. */
+  /** The messages asked about (takes) so far: left to the engine, and handed to the threads (a node metric). */
   readonly messages = { inline: 0, handedOver: 0 };
 
   private constructor(

@@ -1,5 +1,6 @@
 import { NodeMetrics, serveMetrics, type MetricsServer } from '../../nodes/metrics.js';
 import { GroCoalescer, GsoSplitter } from '../../nodes/offload.js';
+import { ALONE_RECORDS, CryptoThreads } from '../../nodes/threads/pool.js';
 
 const NOW = 1_800_000_000_000;
 
@@ -89,6 +90,27 @@ describe('node metrics over HTTP', () => {
     splitter.split([new Uint8Array(3)], []);
     text = await scrape();
     expect(sample(text, 'tunnelbyte_node_offload_drops_total{reason="vnet_header_short"}')).toBe(3);
+  });
+
+  test('crypto threads: transport messages handed to a thread and done inline, as the pool decided them', async () => {
+    const threads = await CryptoThreads.start(2, 1420, (line) => {
+      throw new Error(line);
+    });
+    try {
+      metrics.countCryptoThreads(threads);
+      const series = (path: string) => `tunnelbyte_node_crypto_messages_total{path="${path}"}`;
+      let text = await scrape();
+      expect([sample(text, series('inline')), sample(text, series('handed_over'))]).toEqual([0, 0]);
+      // One turn of a few more messages than the main thread does alone.
+      for (let n = 0; n < ALONE_RECORDS + 2; n++) threads.takes({ name: 'peer' });
+      text = await scrape();
+      expect([sample(text, series('inline')), sample(text, series('handed_over'))]).toEqual([
+        ALONE_RECORDS,
+        2,
+      ]);
+    } finally {
+      await threads.close();
+    }
   });
 
   test('without process metrics (the warm-up devices): the traffic counters only', async () => {

@@ -102,14 +102,6 @@ export const ALONE_RECORDS = 4;
 // and none of them is worth a copy's saving against the threads' share of the next.
 export const BUSY_TURNS = 8;
 
-/**
- * A seal or open record's size: never less than a full-sized packet's, so a bulk flow's records fall on the
- * same offsets lap after lap whatever their lengths, and the views of their results (ReusedViews, and the
- * engine's view of each delivered packet) are made once rather than per record.
- */
-const dataRecordSize = (payload: number, mtu: number): number =>
-  Math.max(recordSize(payload), recordSize(transportLength(mtu, mtu)));
-
 const WORKER_FILES = ['./worker.js', '../../dist/nodes/threads/worker.js'];
 
 // Node 20 has Atomics.waitAsync; TypeScript's ES2022 library does not declare it yet.
@@ -214,8 +206,9 @@ class CryptoThread {
     return written + size < freed ? written : -1;
   }
 
-  /** Starts a record of `size` bytes; the caller checked hasRoom. Returns its int32 offset. */
-  private begin(kind: number, index: number, payload: number, size = recordSize(payload)): number {
+  /** Starts a record; the caller checked hasRoom. Returns its int32 offset. */
+  private begin(kind: number, index: number, payload: number): number {
+    const size = recordSize(payload);
     while (this.pendingRetires.length > 0) {
       const retired = this.pendingRetires.shift()!;
       this.begin(KIND_RETIRE, retired, 0);
@@ -255,12 +248,7 @@ class CryptoThread {
   seal(action: SealAction, owner: PooledPeer): void {
     const length = action.packet.length;
     const payload = transportLength(length, this.mtu);
-    const record = this.begin(
-      KIND_SEAL,
-      action.keypair.localIndex,
-      payload,
-      dataRecordSize(payload, this.mtu),
-    );
+    const record = this.begin(KIND_SEAL, action.keypair.localIndex, payload);
     const { ints, bytes } = this.ring;
     ints[record + H_LENGTH] = length;
     ints[record + H_COUNTER_HIGH] = Math.floor(action.counter / 0x1_0000_0000);
@@ -276,7 +264,7 @@ class CryptoThread {
 
   open(action: OpenAction, owner: PooledPeer): void {
     const length = action.datagram.length;
-    const record = this.begin(KIND_OPEN, action.keypair.localIndex, length, dataRecordSize(length, this.mtu));
+    const record = this.begin(KIND_OPEN, action.keypair.localIndex, length);
     this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
     this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
     this.endpointAt[(record * 4) / RECORD_ALIGN] = action.from;
@@ -607,7 +595,7 @@ export class CryptoThreads implements TransportCrypto {
     const pooled = this.pooled(action.peer);
     const thread = pooled.thread;
     const payload = transportLength(action.packet.length, this.mtu);
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(payload, this.mtu))) return false;
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(payload))) return false;
     if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
     thread.seal(action, pooled);
     return true;
@@ -616,8 +604,7 @@ export class CryptoThreads implements TransportCrypto {
   open(action: OpenAction): boolean {
     const pooled = this.pooled(action.peer);
     const thread = pooled.thread;
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + dataRecordSize(action.datagram.length, this.mtu)))
-      return false;
+    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
     if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
     thread.open(action, pooled);
     return true;
@@ -637,7 +624,7 @@ export class CryptoThreads implements TransportCrypto {
    * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
    */
   makeRoom(bytes: number): void {
-    const size = recordSize(KEYS_BYTES) + dataRecordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32, this.mtu);
+    const size = recordSize(KEYS_BYTES) + recordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32);
     for (const thread of this.threads) thread.makeRoom(size);
   }
 

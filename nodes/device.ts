@@ -229,11 +229,12 @@ export class Device implements UapiDevice {
    * A UDP read's batch is done. When it wrote packets to the interface, what the host answered to them while
    * they were written (the kernel handles a TUN write in the writer's system call: an echo reply, an ACK, the
    * data an ACK released) is read back and sealed now, and leaves in this batch's flush, rather than after
-   * another event-loop wakeup.
+   * another event-loop wakeup. Batched UDP only: dgram ends a batch at every datagram, and a read per
+   * datagram would cost a system call each, mostly finding nothing.
    */
   private readonly networkBatchEnded = (): void => {
     try {
-      if (this.inBatch && this.deliveryCount > 0) {
+      if (this.inBatch && this.deliveryCount > 0 && this.udp?.batched === true) {
         this.writeDeliveries();
         this.readingBack = true;
         this.packets.readBack?.();

@@ -82,6 +82,8 @@ export interface UdpTransport {
   readonly port: number;
   /** What carries datagrams, for the start-up line: "batched, GSO on, GRO on", "dgram, GSO off, GRO off"... */
   readonly mode: string;
+  /** A read hands over a batch of datagrams (recvmmsg), where dgram hands over each in a callback of its own. */
+  readonly batched: boolean;
   /**
    * Every received datagram with its normalised source. The datagram may be a view into a buffer the next
    * batch reuses: it is valid during the call only (copy what must outlive it). `batchEnded` is called after
@@ -254,6 +256,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
   return {
     port: socket.address().port,
     mode: 'dgram, GSO off, GRO off',
+    batched: false,
     onError() {}, // see UdpTransport.onError
     onRefused(listener) {
       refused = listener;
@@ -669,6 +672,7 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   return {
     port: socket.port,
     mode,
+    batched: true,
     onDatagram(listener, batchEnded) {
       receiver?.stop();
       receiver = addon.startReceiving(

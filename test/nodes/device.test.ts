@@ -405,6 +405,22 @@ describe.each(MODES)('Device read-back, %s', (_, handshakeThreads, threads) => {
   });
 });
 
+test('dgram: a datagram that wrote a packet does not read the interface back (it would be a read per datagram)', async () => {
+  const [a, b] = await Promise.all([startNode(0, 1, false), startNode(0, 1, false)]);
+  try {
+    a.device.upsertPeer(b.publicKey, {
+      allowedIps: ['10.0.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: b.device.listenPort },
+    });
+    b.device.upsertPeer(a.publicKey, { allowedIps: ['10.0.0.1/32'] });
+    for (let n = 1; n <= 3; n++) a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8).fill(n)));
+    await eventually('the packets at b', () => b.packets.written.length === 3);
+    expect([b.packets.writes, b.packets.readBacks]).toEqual([3, 0]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 describe.each([
   ['1 thread, batched UDP', 1, true],
   ['1 thread, dgram', 1, false],

@@ -182,14 +182,17 @@ export class NodeMetrics {
 
   /** Counts where the crypto threads' transport messages were sealed and opened (a node with `--threads N > 1`). */
   countCryptoThreads(pool: CryptoThreadCounts): void {
+    // From now on: the start-up warm-up's messages, counted by the same pool, are not the node's traffic.
+    const { handedOver, inline } = pool.messages;
     this.counter(
       'tunnelbyte_node_crypto_messages_total',
-      "Transport messages sealed and opened with crypto threads: handed to a thread's ring (handed_over) " +
-        'or by the engine on the main thread at once, as without threads (inline).',
+      "Transport messages sealed and opened with crypto threads: handed over to a thread's ring " +
+        '(handed_over; a full ring drops one as queue_full) or by the engine on the main thread at once, as ' +
+        'without threads (inline).',
       ['path'],
       () => [
-        [{ path: 'handed_over' }, pool.messages.handedOver],
-        [{ path: 'inline' }, pool.messages.inline],
+        [{ path: 'handed_over' }, pool.messages.handedOver - handedOver],
+        [{ path: 'inline' }, pool.messages.inline - inline],
       ],
     );
   }

@@ -178,6 +178,8 @@ class CryptoThread {
     private readonly results: () => CryptoResults | undefined,
     /** The pool's one-line report of this thread's death (said once, whatever the cause). */
     private readonly died: (why: string) => void,
+    /** Schedules the publication of a turn's records: the end of the pool's turn (CryptoThreads.later). */
+    private readonly later: (callback: () => void) => void,
   ) {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
@@ -227,7 +229,7 @@ class CryptoThread {
     ints[record + H_RESULT] = RESULT_PENDING;
     this.written = recordEnd(capacity, start, size);
     if (this.written === 0) this.lap++;
-    if (this.unpublished === 0) queueMicrotask(this.publish);
+    if (this.unpublished === 0) this.later(this.publish);
     if (++this.unpublished > ALONE_RECORDS || kind === KIND_INSTALL || kind === KIND_RETIRE)
       this.wakeThread = true;
     return record;
@@ -503,7 +505,7 @@ export class CryptoThreads implements TransportCrypto {
       };
       worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
       worker.on('exit', (code) => died(`exited with code ${code}`));
-      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results, died));
+      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results, died, pool.later));
     }
     const ready = (worker: Worker) =>
       new Promise<void>((resolve, reject) => {

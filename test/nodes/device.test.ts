@@ -696,7 +696,8 @@ describe('per-peer order with crypto threads', () => {
     await new Promise((resolve) => setImmediate(resolve));
     node.packets.inject(numbered('10.1.0.100', '10.1.0.1', 3040));
     await eventually('the burst and the one after', () => peer!.packets.written.length === atPeer + 41);
-    expect((await cryptoMessages(node)).handedOver).toBe(before.handedOver + 37);
+    // (At least, as above: another peer's keepalive in the burst's BUSY_TURNS is handed over too.)
+    expect((await cryptoMessages(node)).handedOver).toBeGreaterThanOrEqual(before.handedOver + 37);
     const arrived = numbersFrom(peer!.packets.written.slice(atPeer), 100);
     expect(arrived).toEqual(Array.from({ length: 41 }, (_, k) => 3000 + k));
   });

@@ -354,8 +354,12 @@ export class Device implements UapiDevice {
 
   setPrivateKey(privateKey: Uint8Array | undefined): void {
     this.privateKey = privateKey && secret(Uint8Array.from(privateKey));
-    if (privateKey) this.tunnel.setPrivateKey(privateKey);
-    if (privateKey) this.handshakes?.setPrivateKey(privateKey);
+    if (privateKey) {
+      // The engine drops a peer that has our new public key (as wireguard-go): its thread's place goes too.
+      this.tunnel.setPrivateKey(privateKey);
+      this.threads?.peerRemoved(Buffer.from(this.tunnel.publicKey).toString('base64'));
+      this.handshakes?.setPrivateKey(privateKey);
+    }
     this.scheduler.rearm();
   }
 

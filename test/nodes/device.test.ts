@@ -733,3 +733,23 @@ test('dgram socket, 2 crypto threads (a node’s engine options): a burst of dat
     await Promise.all([node.close(), peer.close()]);
   }
 });
+
+test('a new private key whose public key is a peer’s: the peer goes (as in wireguard-go), and its place on a crypto thread with it', async () => {
+  const [node, peer] = await Promise.all([startNode(0, 2), startNode()]);
+  try {
+    node.device.upsertPeer(peer.publicKey, { allowedIps: ['10.3.0.1/32'] });
+    peer.device.upsertPeer(node.publicKey, {
+      allowedIps: ['10.3.0.2/32'],
+      endpoint: { address: '127.0.0.1', port: node.device.listenPort },
+    });
+    peer.packets.inject(ipv4('10.3.0.1', '10.3.0.2', new Uint8Array(100)));
+    await eventually('the first packet', () => node.packets.written.length === 1);
+    expect(node.threads!.peersPerThread().reduce((a, b) => a + b)).toBe(1);
+
+    node.device.setPrivateKey(peer.privateKey);
+    expect(node.tunnel.hasPeer(peer.publicKey)).toBe(false);
+    expect(node.threads!.peersPerThread()).toEqual([0, 0]);
+  } finally {
+    await Promise.all([node.close(), peer.close()]);
+  }
+});

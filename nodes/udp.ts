@@ -610,13 +610,10 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
 
   const countSent = (records: Int32Array, start: number, end: number) => {
     for (let record = start * RECORD_INTS; record < end * RECORD_INTS; record += RECORD_INTS) {
-      sendCounts.bytes += records[record + RECORD_LENGTH]!;
-      if (records[record + RECORD_SEGMENT] === 0) {
-        sendCounts.datagrams++;
-        continue;
-      }
       const datagrams = datagramsIn(records, record);
       sendCounts.datagrams += datagrams;
+      sendCounts.bytes += records[record + RECORD_LENGTH]!;
+      if (records[record + RECORD_SEGMENT] === 0) continue;
       counts.gsoMessages++;
       counts.gsoDatagrams += datagrams;
     }

@@ -5,10 +5,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
+import { collectProcessMetrics } from '../src/lib/process-metrics.js';
 import { OFFLOAD_DROP_REASONS, type OffloadDrops } from './offload.js';
 import { noUdpOffloadCounts, noUdpSendCounts, type UdpOffloadCounts, type UdpSendCounts } from './udp.js';
 
@@ -57,11 +58,11 @@ export class NodeMetrics {
   readonly udpSends: UdpSendCounts = noUdpSendCounts();
 
   /**
-   * @param processMetrics prom-client's process metrics (CPU, heap, GC, event-loop lag), which start their own
-   * observers and timers: off for the start-up warm-up's throwaway devices
+   * @param processMetrics the process's metrics (CPU, heap, GC, event loop: src/lib/process-metrics.ts), which
+   * start their own observers: off for the start-up warm-up's throwaway devices
    */
   constructor(source: PeerCounts, wallClockMs: () => number = Date.now, processMetrics = true) {
-    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tunnelbyte_node_' });
+    if (processMetrics) collectProcessMetrics(this.registry, 'tunnelbyte_node_');
     const registers = [this.registry];
     new Gauge({
       name: 'tunnelbyte_node_peers',

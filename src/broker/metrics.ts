@@ -1,7 +1,9 @@
 // Prometheus metrics (prom-client), one registry per app so several apps can live in one process
 // (tests run two brokers side by side). Labels carry route templates, never ids or tokens.
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+import { collectProcessMetrics } from '../lib/process-metrics.js';
 
 export interface Metrics {
   registry: Registry;
@@ -20,7 +22,7 @@ export interface Metrics {
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tunnelbyte_broker_' });
+  collectProcessMetrics(registry, 'tunnelbyte_broker_');
   return {
     registry,
     httpRequests: new Counter({

@@ -65,6 +65,10 @@ describe('node metrics over HTTP', () => {
     expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(2);
     expect(sample(text, 'tunnelbyte_node_drops_total{reason="mac1_invalid"}')).toBe(0);
     expect(text).toContain('tunnelbyte_node_process_resident_memory_bytes');
+    // The event loop as read at the scrape (src/lib/process-metrics.ts), not sampled by a timer.
+    expect(sample(text, 'tunnelbyte_node_nodejs_eventloop_busy_seconds_total')).toBeGreaterThan(0);
+    expect(text).toContain('tunnelbyte_node_nodejs_eventloop_lag_seconds ');
+    expect(text).not.toContain('tunnelbyte_node_nodejs_eventloop_lag_p99_seconds');
 
     metrics.drop('replay');
     metrics.datagramReceived(data);

@@ -1,0 +1,42 @@
+// The process's own metrics in the broker's and the node's /metrics: prom-client's defaults (CPU, memory,
+// descriptors, heap, GC, handles), with the event loop measured without a timer of its own.
+//
+// prom-client measures event-loop delay with perf_hooks' monitor, a repeating timer (every 10 ms unless told
+// otherwise): it woke an idle node 100 times a second, where wireguard-go sleeps until a packet comes. Its
+// gauges report each sample as the whole time between two timer callbacks, the timer's period included, so
+// a coarser period would have reported that period as delay (10 ms read as 0.010 s on an idle loop already).
+// Left out instead, and in their place two measures that cost nothing between scrapes:
+// - `<prefix>nodejs_eventloop_lag_seconds` (prom-client's): how late a callback queued at the scrape runs;
+// - `<prefix>nodejs_eventloop_busy_seconds_total`: the time the event loop spent running callbacks rather
+//   than waiting for events (libuv counts it, read at the scrape); its rate() is the main thread's
+//   utilization, 0 to 1, the sign of a saturated node.
+import { performance } from 'node:perf_hooks';
+
+import { Counter, collectDefaultMetrics, type Registry } from 'prom-client';
+
+// prom-client always starts its monitor; with a period longer than any process runs (24.8 days) it never
+// samples, and the gauges it would have fed are removed from the registry.
+const NEVER_SAMPLE_MS = 2 ** 31 - 1;
+const SAMPLED_DELAY_GAUGES = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'].map(
+  (statistic) => `nodejs_eventloop_lag_${statistic}_seconds`,
+);
+
+/** Registers the process metrics on `registry`, each name starting with `prefix`. */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix, eventLoopMonitoringPrecision: NEVER_SAMPLE_MS });
+  for (const name of SAMPLED_DELAY_GAUGES) registry.removeSingleMetric(prefix + name);
+  let exportedMs = 0;
+  new Counter({
+    name: `${prefix}nodejs_eventloop_busy_seconds_total`,
+    help:
+      'Time the event loop spent running callbacks, not waiting for events, since the process started; ' +
+      "rate() is the main thread's utilization (0 to 1).",
+    registers: [registry],
+    collect() {
+      const busyMs = performance.eventLoopUtilization().active;
+      if (busyMs <= exportedMs) return;
+      this.inc((busyMs - exportedMs) / 1000);
+      exportedMs = busyMs;
+    },
+  });
+}

@@ -162,7 +162,7 @@ export class Device implements UapiDevice {
   private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
     this.metrics?.datagramReceived(datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
-    this.beginBatch();
+    this.beginReadBatch();
     // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
     if (
       datagram[0] === MESSAGE_INITIATION &&
@@ -194,7 +194,7 @@ export class Device implements UapiDevice {
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
     const readBack = this.readingBack;
-    this.beginBatch();
+    this.beginReadBatch();
     // A batch ends even if it throws part-way: corked, the socket would hold every later send.
     try {
       const now = this.turnNow();
@@ -209,7 +209,7 @@ export class Device implements UapiDevice {
       }
       this.scheduler.rearmIfEarlier();
     } finally {
-      if (!readBack) this.endBatch();
+      if (!readBack) this.endReadBatch();
     }
   }
 
@@ -223,6 +223,20 @@ export class Device implements UapiDevice {
     if (this.inBatch) return;
     this.inBatch = true;
     this.udp?.cork();
+  }
+
+  /** A UDP or TUN read's batch: the crypto threads' turn ends with it (endReadBatch). */
+  private beginReadBatch(): void {
+    this.threads?.readBatchBegan();
+    this.beginBatch();
+  }
+
+  private endReadBatch(): void {
+    try {
+      this.endBatch();
+    } finally {
+      this.threads?.readBatchEnded();
+    }
   }
 
   /**
@@ -241,7 +255,7 @@ export class Device implements UapiDevice {
       }
     } finally {
       this.readingBack = false;
-      this.endBatch();
+      this.endReadBatch();
     }
   };
 

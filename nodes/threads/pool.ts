@@ -143,6 +143,8 @@ class CryptoThread {
   private reaping = false;
   /** Records read back so far: whether the oldest pending one moved while the thread was watched. */
   private readBack = 0;
+  /** `readBack` when the running wait (arm) started. */
+  private armedReadBack = 0;
   /** A wait in makeRoom timed out, and the thread has not moved since: makeRoom does not wait for it. */
   private suspect = false;
   /** Watchdog slices in a row (arm) in which the oldest pending record stayed pending. */
@@ -178,8 +180,8 @@ class CryptoThread {
     private readonly results: () => CryptoResults | undefined,
     /** The pool's one-line report of this thread's death (said once, whatever the cause). */
     private readonly died: (why: string) => void,
-    /** Schedules the publication of a turn's records: the end of the pool's turn (CryptoThreads.later). */
-    private readonly later: (callback: () => void) => void,
+    /** Asks for the end of the pool's turn, which publishes this turn's records (CryptoThreads.endTurn). */
+    private readonly turnEnds: () => void,
   ) {
     this.ring = ringViews(buffer);
     this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
@@ -229,7 +231,7 @@ class CryptoThread {
     ints[record + H_RESULT] = RESULT_PENDING;
     this.written = recordEnd(capacity, start, size);
     if (this.written === 0) this.lap++;
-    if (this.unpublished === 0) this.later(this.publish);
+    if (this.unpublished === 0) this.turnEnds();
     if (++this.unpublished > ALONE_RECORDS || kind === KIND_INSTALL || kind === KIND_RETIRE)
       this.wakeThread = true;
     return record;
@@ -286,7 +288,7 @@ class CryptoThread {
    * The end of a turn's writing: makes the records visible, wakes the thread if the batch is worth it,
    * claims what is left of it here, reads back what is done and waits (asynchronously) for the rest.
    */
-  readonly publish = (): void => {
+  publish(): void {
     if (this.unpublished === 0) return;
     this.unpublished = 0;
     Atomics.store(this.ring.control, WRITTEN, position(this.lap, this.written));
@@ -294,7 +296,7 @@ class CryptoThread {
     this.wakeThread = false;
     this.help();
     this.arm();
-  };
+  }
 
   /** Seals and opens published records here, in ring order with the thread, until none are left. */
   private help(): void {
@@ -319,27 +321,31 @@ class CryptoThread {
     this.reap();
     if (this.armed || this.stalled || this.freed === this.written) return;
     this.armed = true;
-    const readBack = this.readBack;
+    this.armedReadBack = this.readBack;
     const waited = waitAsync(this.ring.control, PROGRESS, progress, WAIT_SLICE_MS);
-    const wake = (outcome: string) => {
-      this.armed = false;
-      if (this.stalled) return;
-      this.reap();
-      if (outcome === 'timed-out' && this.readBack === readBack && this.oldestPending()) {
-        if (++this.stalledSlices === STALLED_SLICES) {
-          this.stalled = true;
-          this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
-          return;
-        }
-      } else {
-        this.stalledSlices = 0;
-        this.suspect = false;
-      }
-      this.arm();
-    };
-    if (waited.async) void waited.value.then(wake);
-    else queueMicrotask(() => wake(waited.value));
+    if (waited.async) void waited.value.then(this.wake);
+    else queueMicrotask(this.moved); // 'not-equal': the thread finished a pass since `progress` was read
   }
+
+  /** The wait that arm started ended: the thread finished a pass, or a slice passed. */
+  private readonly wake = (outcome: string): void => {
+    this.armed = false;
+    if (this.stalled) return;
+    this.reap();
+    if (outcome === 'timed-out' && this.readBack === this.armedReadBack && this.oldestPending()) {
+      if (++this.stalledSlices === STALLED_SLICES) {
+        this.stalled = true;
+        this.died(`stopped making progress for ${STALLED_MS / 1000} s`);
+        return;
+      }
+    } else {
+      this.stalledSlices = 0;
+      this.suspect = false;
+    }
+    this.arm();
+  };
+
+  private readonly moved = (): void => this.wake('not-equal');
 
   /** Whether the oldest record not read back is still pending (not just unread). */
   private oldestPending(): boolean {
@@ -466,6 +472,10 @@ export class CryptoThreads implements TransportCrypto {
   private turnOpen = false;
   private turnMessages = 0;
   private busyTurn = -BUSY_TURNS - 1;
+  /** The turn's end is due: a thread has records to publish, or messages were asked about. */
+  private turnEndDue = false;
+  /** Inside the device's read batch, whose end ends the turn (readBatchBegan): no end is scheduled. */
+  private inReadBatch = false;
   private closing = false;
   /** The messages asked about (takes) so far: left to the engine, and handed to the threads (a node metric). */
   readonly messages = { inline: 0, handedOver: 0 };
@@ -473,16 +483,22 @@ export class CryptoThreads implements TransportCrypto {
   private constructor(
     private readonly threads: CryptoThread[],
     private readonly mtu: number,
-    /** Schedules the end of a turn (takes). */
-    private readonly later: (callback: () => void) => void,
-  ) {}
+    /** Turns end with the event loop's I/O phase, not with the device's read batch (start). */
+    private readonly datagramEach: boolean,
+  ) {
+    this.later = datagramEach ? setImmediate : queueMicrotask;
+  }
+
+  /** Schedules the end of a turn outside a read batch (endTurn). */
+  private readonly later: (callback: () => void) => void;
 
   /**
    * Starts `count` threads. `onExit` is told, once per thread, if any thread ends while the node runs (a
    * crash) or stops making progress (a hang): the node cannot carry on without the peers pinned to it.
    * `datagramEach`: the node's socket hands over each datagram in a callback of its own (dgram), with
    * microtasks run between them, so a turn lasts to the end of the event loop's I/O (setImmediate) and a
-   * burst of datagrams is one turn; a batched socket's read is one callback, a turn its microtasks.
+   * burst of datagrams is one turn; with a batched socket a turn is the device's read batch (readBatchBegan),
+   * or outside one a callback and its microtasks.
    */
   static async start(
     count: number,
@@ -491,7 +507,7 @@ export class CryptoThreads implements TransportCrypto {
     datagramEach = false,
   ): Promise<CryptoThreads> {
     const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
-    const pool = new CryptoThreads([], mtu, datagramEach ? setImmediate : queueMicrotask);
+    const pool = new CryptoThreads([], mtu, datagramEach);
     for (let i = 0; i < count; i++) {
       const buffer = createRing(RING_BYTES);
       const name = `crypto-${i}`;
@@ -505,7 +521,7 @@ export class CryptoThreads implements TransportCrypto {
       };
       worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
       worker.on('exit', (code) => died(`exited with code ${code}`));
-      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results, died, pool.later));
+      pool.threads.push(new CryptoThread(worker, buffer, mtu, () => pool.results, died, pool.turnEnds));
     }
     const ready = (worker: Worker) =>
       new Promise<void>((resolve, reject) => {
@@ -570,7 +586,7 @@ export class CryptoThreads implements TransportCrypto {
     const pooled = this.pooled(peer);
     if (!this.turnOpen) {
       this.turnOpen = true;
-      this.later(this.endTurn);
+      this.turnEnds();
     }
     if (++this.turnMessages > ALONE_RECORDS) this.busyTurn = this.turn;
     if (pooled.inRing !== 0 || this.busyTurn >= this.turn - BUSY_TURNS) {
@@ -581,10 +597,47 @@ export class CryptoThreads implements TransportCrypto {
     return false;
   }
 
+  /**
+   * The device's read batch (a UDP or TUN read) begins: its end (readBatchEnded) ends the turn, for every
+   * thread at once, where a scheduled end would cost a microtask per turn. With dgram a batch is one
+   * datagram: turns end with the I/O phase (setImmediate) instead.
+   */
+  readBatchBegan(): void {
+    if (!this.datagramEach) this.inReadBatch = true;
+  }
+
+  readBatchEnded(): void {
+    if (!this.inReadBatch) return;
+    this.inReadBatch = false;
+    if (this.turnEndDue) this.endTurn();
+  }
+
+  /** The turn's end is due: at the read batch's end, or scheduled once for all threads outside one. */
+  private readonly turnEnds = (): void => {
+    if (this.turnEndDue) return;
+    this.turnEndDue = true;
+    if (!this.inReadBatch) this.later(this.endTurn);
+  };
+
+  /**
+   * Ends the turn and publishes every thread's records. Their results run the device, which may start the
+   * next turn (a read-back seals); a scheduled end that finds its turn ended already does nothing.
+   */
   private readonly endTurn = (): void => {
-    this.turnOpen = false;
-    this.turn++;
-    this.turnMessages = 0;
+    if (!this.turnEndDue) return;
+    this.turnEndDue = false;
+    if (this.turnOpen) {
+      this.turnOpen = false;
+      this.turn++;
+      this.turnMessages = 0;
+    }
+    let published = 0;
+    try {
+      for (; published < this.threads.length; published++) this.threads[published]!.publish();
+    } finally {
+      // A result's callback threw: the other threads' records are published at the next turn's end.
+      if (published < this.threads.length) this.turnEnds();
+    }
   };
 
   /** Rings hold packets and, for a moment, keys: never printed. */

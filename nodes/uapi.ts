@@ -2,7 +2,7 @@
 // wireguard-go serves it: directory 0755, socket for root only, a stale socket replaced, a live one
 // refused, and the daemon told to stop when somebody deletes the socket file (`rm` is how wg-quick and
 // operators take a userspace interface down).
-import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, unlinkSync, watch } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
@@ -17,7 +17,6 @@ import {
 } from './uapi-protocol.js';
 
 export const UAPI_DIRECTORY = '/var/run/wireguard';
-const SOCKET_REMOVED_POLL_MS = 1000;
 
 export interface UapiServerOptions {
   name: string;
@@ -115,26 +114,28 @@ export async function startUapiServer(options: UapiServerOptions): Promise<UapiS
 
   const { ino } = statSync(path);
   let closed = false;
-  const watcher = setInterval(() => {
+  // Watched with inotify, as wireguard-go does, not polled: an idle node has no timer to wake for. Unlinking
+  // or renaming the file changes its link count (an event here) while the bound socket keeps the inode.
+  const watcher = watch(path, { persistent: false }, () => removedCheck());
+  const removedCheck = () => {
     let current: number | undefined;
     try {
       current = statSync(path).ino;
     } catch {
       current = undefined;
     }
-    if (current !== ino) {
-      clearInterval(watcher);
-      options.onSocketRemoved?.();
-    }
-  }, SOCKET_REMOVED_POLL_MS);
-  watcher.unref();
+    if (current === ino) return;
+    watcher.close();
+    options.onSocketRemoved?.();
+  };
+  watcher.on('error', removedCheck);
 
   return {
     path,
     async close() {
       if (closed) return;
       closed = true;
-      clearInterval(watcher);
+      watcher.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await stopped;

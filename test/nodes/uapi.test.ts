@@ -1,7 +1,7 @@
 // The UAPI server against the real `wg` tool. The device behind it here is the in-memory one; the
 // interop tests drive the same server backed by the real engine.
 import { execFile } from 'node:child_process';
-import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 
@@ -133,6 +133,20 @@ describe('UAPI server with the real wg tool', () => {
     unlinkSync(server.path);
     for (let i = 0; i < 50 && removedCalls === 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(removedCalls).toBe(1);
+  });
+
+  test('renaming the socket file away tells the daemon to stop too; a change of its mode does not', async () => {
+    chmodSync(server.path, 0o700); // an event on the watched file, the socket still there
+    expect(await wg('show', name, 'listen-port')).toBe('51999\n');
+    expect(removedCalls).toBe(0);
+    const moved = `${server.path}.moved`;
+    renameSync(server.path, moved);
+    try {
+      for (let i = 0; i < 50 && removedCalls === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(removedCalls).toBe(1);
+    } finally {
+      unlinkSync(moved);
+    }
   });
 
   test('close removes the socket', async () => {

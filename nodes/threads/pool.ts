@@ -54,7 +54,6 @@ import {
   PROGRESS,
   recordAt,
   recordEnd,
-  RECORD_ALIGN,
   recordSize,
   RESULT_DECRYPT_FAILED,
   RESULT_PENDING,
@@ -80,9 +79,10 @@ export interface CryptoResults {
   flushed(): void;
 }
 
-// What a thread may have queued: about 2,800 full-size packets, a TUN read batch of TCP super-segments
-// split. Packets wait in the ring, so a larger one only adds latency; with a smaller one the main thread
-// waits for the thread more often (makeRoom). bench-tunnel measured 1 MiB and 4 MiB within its noise.
+// What a thread may have queued: about 2,800 records (packets of any size: each takes a slot, below), a TUN
+// read batch of TCP super-segments split. Packets wait in the ring, so a larger one only adds latency; with
+// a smaller one the main thread waits for the thread more often (makeRoom). bench-tunnel measured 1 MiB and
+// 4 MiB within its noise.
 const RING_BYTES = 4 * 1024 * 1024;
 // A thread that has not finished the oldest of its pending records for this long is taken for dead. It is
 // counted in slices, the main thread's own waits: a process stopped for a while (a paused VM, a host with
@@ -115,6 +115,9 @@ const waitAsync = (
     ): { async: false; value: string } | { async: true; value: Promise<string> };
   }
 ).waitAsync;
+
+/** A ring slot: the record of a full-size transport message (CryptoThread.slot). */
+const ringSlot = (mtu: number): number => recordSize(transportLength(mtu, mtu));
 
 /** A peer's place in the pool: its thread, and what of it is in the thread's ring. */
 class PooledPeer {
@@ -155,8 +158,14 @@ class CryptoThread {
    */
   private stalled = false;
   /**
-   * Per record, by its offset in RECORD_ALIGN units: the keypair it is for and the endpoint (seal: to,
-   * open: from). Records live at distinct offsets until freed, so these need no queue.
+   * Every record takes whole slots (a full-size transport message's record each): records start at the same
+   * few offsets lap after lap, whatever mix of sizes came before, so the views of their results are made
+   * once (views). Key records and small packets take a slot too.
+   */
+  private readonly slot: number;
+  /**
+   * Per record, by its offset in slots: the keypair it is for and the endpoint (seal: to, open: from).
+   * Records live at distinct offsets until freed, so these need no queue.
    */
   private readonly keypairAt: Array<Keypair | undefined>;
   private readonly endpointAt: Array<Endpoint | undefined>;
@@ -165,9 +174,9 @@ class CryptoThread {
   /** Seal and open records: the peer's place in the pool, whose `inRing` counts the record. */
   private readonly ownerAt: Array<PooledPeer | undefined>;
   /**
-   * Per record offset: the view of its result last handed to the device, handed out again while a record
-   * there has a result of the same length (a bulk flow's records fall on the same offsets each time round
-   * the ring), so reading back makes no view per packet.
+   * Per record offset and kind (seal, open): the view of its result last handed to the device, handed out
+   * again while a record there has a result of the same length (a bulk flow's messages each way are mostly
+   * of one length), so reading back makes no view per packet.
    */
   private readonly views: ReusedViews;
   /** Retirements that found the ring full: written before any other record. */
@@ -184,16 +193,24 @@ class CryptoThread {
     private readonly turnEnds: () => void,
   ) {
     this.ring = ringViews(buffer);
-    this.keypairAt = new Array<Keypair | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
-    this.endpointAt = new Array<Endpoint | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
-    this.peerAt = new Array<PeerRef | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
-    this.views = new ReusedViews(this.ring.capacity / RECORD_ALIGN);
-    this.ownerAt = new Array<PooledPeer | undefined>(this.ring.capacity / RECORD_ALIGN).fill(undefined);
+    this.slot = ringSlot(mtu);
+    const slots = this.ring.capacity / this.slot;
+    this.keypairAt = new Array<Keypair | undefined>(slots).fill(undefined);
+    this.endpointAt = new Array<Endpoint | undefined>(slots).fill(undefined);
+    this.peerAt = new Array<PeerRef | undefined>(slots).fill(undefined);
+    this.views = new ReusedViews(slots * 2);
+    this.ownerAt = new Array<PooledPeer | undefined>(slots).fill(undefined);
   }
 
-  /** Whether `bytes` more of records fit (with the pending retirements). */
-  hasRoom(bytes: number): boolean {
-    return this.place(bytes + this.pendingRetires.length * recordSize(0)) !== -1;
+  /** A record's size with `payload` bytes: whole slots. */
+  private size(payload: number): number {
+    return Math.ceil(recordSize(payload) / this.slot) * this.slot;
+  }
+
+  /** Whether a record of `payload` bytes fits, after its keypair's keys and the pending retirements. */
+  hasRoom(payload: number): boolean {
+    const retires = this.pendingRetires.length * this.slot;
+    return this.place(this.slot + retires + this.size(payload)) !== -1;
   }
 
   /**
@@ -212,7 +229,7 @@ class CryptoThread {
 
   /** Starts a record; the caller checked hasRoom. Returns its int32 offset. */
   private begin(kind: number, index: number, payload: number): number {
-    const size = recordSize(payload);
+    const size = this.size(payload);
     while (this.pendingRetires.length > 0) {
       const retired = this.pendingRetires.shift()!;
       this.begin(KIND_RETIRE, retired, 0);
@@ -259,10 +276,11 @@ class CryptoThread {
     ints[record + H_COUNTER_LOW] = action.counter | 0;
     ints[record + H_REMOTE_INDEX] = action.keypair.remoteIndex | 0;
     bytes.set(action.packet, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET);
-    this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
-    this.endpointAt[(record * 4) / RECORD_ALIGN] = action.to;
-    this.peerAt[(record * 4) / RECORD_ALIGN] = action.peer;
-    this.ownerAt[(record * 4) / RECORD_ALIGN] = owner;
+    const slot = (record * 4) / this.slot;
+    this.keypairAt[slot] = action.keypair;
+    this.endpointAt[slot] = action.to;
+    this.peerAt[slot] = action.peer;
+    this.ownerAt[slot] = owner;
     owner.inRing++;
   }
 
@@ -270,14 +288,15 @@ class CryptoThread {
     const length = action.datagram.length;
     const record = this.begin(KIND_OPEN, action.keypair.localIndex, length);
     this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
-    this.keypairAt[(record * 4) / RECORD_ALIGN] = action.keypair;
-    this.endpointAt[(record * 4) / RECORD_ALIGN] = action.from;
-    this.ownerAt[(record * 4) / RECORD_ALIGN] = owner;
+    const slot = (record * 4) / this.slot;
+    this.keypairAt[slot] = action.keypair;
+    this.endpointAt[slot] = action.from;
+    this.ownerAt[slot] = owner;
     owner.inRing++;
   }
 
   retire(index: number): void {
-    if (this.place(recordSize(0)) === -1) {
+    if (this.place(this.slot) === -1) {
       this.pendingRetires.push(index);
       return;
     }
@@ -303,7 +322,7 @@ class CryptoThread {
     const ring = this.ring;
     for (let offset = claim(ring, false); offset !== -1; offset = claim(ring, false)) {
       const record = offset / 4;
-      const ciphers = this.keypairAt[offset / RECORD_ALIGN]!.ciphers();
+      const ciphers = this.keypairAt[offset / this.slot]!.ciphers();
       if (ciphers === undefined) finish(ring, record, RESULT_UNKNOWN_KEYPAIR);
       else if (ring.ints[record + H_KIND] === KIND_SEAL)
         finish(ring, record, sealRecord(ring, offset, ciphers.send, this.mtu));
@@ -390,7 +409,7 @@ class CryptoThread {
         if (result === RESULT_PENDING) break;
         reaped = true;
         const payload = offset + HEADER_BYTES;
-        const slot = offset / RECORD_ALIGN;
+        const slot = offset / this.slot;
         // A seal or open record not handed over yet.
         const owner = this.ownerAt[slot];
         if (owner !== undefined) {
@@ -400,10 +419,10 @@ class CryptoThread {
           const peer = this.peerAt[slot];
           this.ownerAt[slot] = this.keypairAt[slot] = this.endpointAt[slot] = this.peerAt[slot] = undefined;
           if (ints[record + H_KIND] === KIND_SEAL) {
-            if (result >= 0) results.sealed(this.view(slot, payload, result), endpoint, peer!);
+            if (result >= 0) results.sealed(this.view(slot * 2, payload, result), endpoint, peer!);
             else results.unsealed(peer!, ints[record + H_LENGTH]!);
           } else {
-            const message = this.view(slot, payload, ints[record + H_LENGTH]!);
+            const message = this.view(slot * 2 + 1, payload, ints[record + H_LENGTH]!);
             if (result < 0)
               results.rejected(result === RESULT_DECRYPT_FAILED ? 'decrypt_failed' : 'keypair_expired');
             // Authentic: now the replay window, in arrival order.
@@ -422,9 +441,9 @@ class CryptoThread {
     this.readBack++;
   }
 
-  /** bytes[start, start + length) of the record at `slot`, as `views` keeps it. */
-  private view(slot: number, start: number, length: number): Uint8Array {
-    return this.views.view(slot, this.ring.bytes, start, length);
+  /** bytes[start, start + length) of a record, as `views` keeps it under `key`. */
+  private view(key: number, start: number, length: number): Uint8Array {
+    return this.views.view(key, this.ring.bytes, start, length);
   }
 
   /**
@@ -432,10 +451,10 @@ class CryptoThread {
    * for a whole slice is suspect: neither this call nor any later one waits for it (what finds no room is
    * dropped as queue_full) until it moves again or its watchdog (arm) takes it for dead.
    */
-  makeRoom(bytes: number): void {
+  makeRoom(payload: number): void {
     // Reaping: space is freed when the outer reap returns.
     if (this.reaping) return;
-    while (!this.hasRoom(bytes)) {
+    while (!this.hasRoom(payload)) {
       this.publish();
       const progress = Atomics.load(this.ring.control, PROGRESS);
       const freed = this.freed;
@@ -509,7 +528,7 @@ export class CryptoThreads implements TransportCrypto {
     const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
     const pool = new CryptoThreads([], mtu, datagramEach);
     for (let i = 0; i < count; i++) {
-      const buffer = createRing(RING_BYTES);
+      const buffer = createRing(RING_BYTES - (RING_BYTES % ringSlot(mtu)));
       const name = `crypto-${i}`;
       const workerData: CryptoThreadData = { ring: buffer, mtu, name };
       const worker = new Worker(file, { workerData, name });
@@ -649,8 +668,7 @@ export class CryptoThreads implements TransportCrypto {
   seal(action: SealAction): boolean {
     const pooled = this.pooled(action.peer);
     const thread = pooled.thread;
-    const payload = transportLength(action.packet.length, this.mtu);
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(payload))) return false;
+    if (!thread.hasRoom(transportLength(action.packet.length, this.mtu))) return false;
     if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
     thread.seal(action, pooled);
     return true;
@@ -659,7 +677,7 @@ export class CryptoThreads implements TransportCrypto {
   open(action: OpenAction): boolean {
     const pooled = this.pooled(action.peer);
     const thread = pooled.thread;
-    if (!thread.hasRoom(recordSize(KEYS_BYTES) + recordSize(action.datagram.length))) return false;
+    if (!thread.hasRoom(action.datagram.length)) return false;
     if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
     thread.open(action, pooled);
     return true;
@@ -679,8 +697,8 @@ export class CryptoThreads implements TransportCrypto {
    * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
    */
   makeRoom(bytes: number): void {
-    const size = recordSize(KEYS_BYTES) + recordSize(bytes + TRANSPORT_CONTENT_OFFSET + 32);
-    for (const thread of this.threads) thread.makeRoom(size);
+    const payload = bytes + TRANSPORT_CONTENT_OFFSET + 32;
+    for (const thread of this.threads) thread.makeRoom(payload);
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,13 @@ import { parentPort } from 'node:worker_threads';
 
 import { localStatic, ownPresharedKey, peerKeys, type LocalStatic, type PeerKeys } from '../crypto/noise.js';
 import { wipe } from '../crypto/primitives.js';
-import { answerBatch, type FromWorker, type SnapshotChange, type ToWorker } from './handshakes.js';
+import {
+  answerBatch,
+  warmAnswers,
+  type FromWorker,
+  type SnapshotChange,
+  type ToWorker,
+} from './handshakes.js';
 import { secureRandomBytes } from './random.js';
 
 if (parentPort === null) throw new Error('nodes/handshake-worker.js runs as a worker thread only');
@@ -52,6 +58,10 @@ function apply(change: SnapshotChange): void {
       return;
   }
 }
+
+// Before the first message is read (those sent meanwhile wait in order): the first client's handshake is
+// answered by compiled code.
+warmAnswers(secureRandomBytes);
 
 port.on('message', (message: ToWorker) => {
   switch (message.kind) {

@@ -272,7 +272,7 @@ export function sealTransport(
 
 /**
  * sealTransport for a packet of `packetLength` bytes that already lies at out[offset + 16 ..) (a crypto
- * thread's ring record): no view of it is needed.
+ * thread's ring record): no view of it is needed. `receiverIndex` may be given as its int32 bit pattern.
  */
 export function sealTransportInPlace(
   cipher: TransportAEAD,

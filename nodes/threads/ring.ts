@@ -145,7 +145,8 @@ export function sealRecord(ring: RingViews, offset: number, cipher: TransportAEA
   const record = offset / 4;
   return sealTransportInPlace(
     cipher,
-    ints[record + H_REMOTE_INDEX]! >>> 0,
+    // Its int32 bit pattern: a small integer for V8 where the uint32 would be a new heap number per call.
+    ints[record + H_REMOTE_INDEX]!,
     ints[record + H_COUNTER_HIGH]! >>> 0,
     ints[record + H_COUNTER_LOW]! >>> 0,
     ints[record + H_LENGTH]!,

@@ -9,11 +9,13 @@ import {
 import {
   paddedLength,
   parseMessage,
+  sealTransportInPlace,
   writeCookieReply,
   writeInitiation,
   writeResponse,
   type Message,
 } from '../../crypto/messages.js';
+import { createTransportCipher } from '../../crypto/primitives.js';
 import { VECTORS, hex, loadJson, toHex } from '../helpers/vectors.js';
 
 const kat = loadJson<Record<string, Record<string, string>>>(`${VECTORS}wireguard_kat.json`).no_psk!;
@@ -61,6 +63,20 @@ describe('parseMessage on the WireGuard KAT', () => {
     const k = parseMessage(samples.keepalive);
     if (k?.type !== 4) throw new Error('not transport');
     expect([k.receiverIndex, k.content.length]).toEqual([0x11223344, 16]);
+  });
+});
+
+describe('sealTransportInPlace', () => {
+  test('a receiver index given as its int32 bit pattern (as a crypto thread ring holds it) writes the same message', () => {
+    const cipher = createTransportCipher(new Uint8Array(32).fill(7));
+    const seal = (receiverIndex: number) => {
+      const out = new Uint8Array(64);
+      out.set([0x45, 0, 3], 16); // the packet, where its ciphertext goes
+      return out.subarray(0, sealTransportInPlace(cipher, receiverIndex, 0, 5, 3, 1420, out));
+    };
+    const sealed = seal(0xdeadbeef);
+    expect(seal(0xdeadbeef | 0)).toEqual(sealed);
+    expect(parseMessage(sealed)).toMatchObject({ type: 4, receiverIndex: 0xdeadbeef, counterLow: 5 });
   });
 });
 

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 
 import { formatPrefix, maskPrefix, parseIpAddress, parsePrefix, type IpPrefix } from '../crypto/ipaddr.js';
+import type { HandOver } from './threads/load.js';
 
 export type Egress = 'tun' | 'netstack';
 export const EGRESS_KINDS: readonly Egress[] = ['tun', 'netstack'];
@@ -22,7 +23,7 @@ export interface UpSettings extends DataPathSettings {
 
 /**
  * How the data path runs; `up` and `run` both take it (`--batch on|off`, env TB_BATCH; `--offload on|off`,
- * env TB_OFFLOAD; `--threads N`, env TB_THREADS).
+ * env TB_OFFLOAD; `--threads N`, env TB_THREADS; `--hand-over auto|bulk`, env TB_HAND_OVER).
  */
 export interface DataPathSettings {
   /** UDP through the addon (recvmmsg/sendmmsg, sticky source address), or Node's dgram. */
@@ -34,6 +35,8 @@ export interface DataPathSettings {
   offload: boolean;
   /** Threads of the data path: 1 seals and opens on the main thread, N adds N crypto threads (nodes/threads). */
   threads: number;
+  /** With crypto threads: when bulk traffic goes to them (nodes/threads/load.ts). */
+  handOver: HandOver;
 }
 
 export const MAX_THREADS = 64;
@@ -45,6 +48,7 @@ export interface DataPathArguments {
   batch?: string;
   offload?: string;
   threads?: string;
+  handOver?: HandOver;
 }
 
 export type Checked<T> =
@@ -76,7 +80,8 @@ export function dataPathSettings(args: DataPathArguments): Checked<DataPathSetti
     return bad(
       `--threads (TB_THREADS) must be a whole number from 1 to ${MAX_THREADS}, not '${args.threads?.slice(0, 32)}'`,
     );
-  return ok({ batchedUdp: args.batch !== 'off', offload: args.offload !== 'off', threads });
+  const handOver = args.handOver ?? 'auto';
+  return ok({ batchedUdp: args.batch !== 'off', offload: args.offload !== 'off', threads, handOver });
 }
 
 // Linux IFNAMSIZ is 16 with the NUL; wg-quick allows this character set.

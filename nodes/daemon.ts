@@ -50,8 +50,8 @@ export interface Daemon {
   readonly tunOffload: string;
   /** How the UDP socket carries datagrams ("batched, GSO on, GRO on", "dgram, GSO off, GRO off"...). */
   readonly udp: string;
-  /** Threads of the data path (1: the main thread alone). */
-  readonly threads: number;
+  /** Threads of the data path ("1": the main thread alone; "2 (hand-over auto)"...). */
+  readonly threads: string;
   readonly device: Device;
   readonly publicKey: Uint8Array;
   readonly listenPort: number;
@@ -127,6 +127,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
               stop(1);
             },
             !options.batchedUdp,
+            options.handOver,
           )
         : undefined;
     if (threads) cleanups.push(() => threads.close());
@@ -220,7 +221,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       interfaceName: tun.name,
       tunOffload: tun.offload.description,
       udp: udpMode,
-      threads: options.threads,
+      threads: threads ? `${options.threads} (hand-over ${options.handOver})` : '1',
       device,
       publicKey: tunnel.publicKey,
       listenPort: device.listenPort,
@@ -239,7 +240,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
 /**
  * The line a daemon prints once it serves, saying what is in force:
- * `NAME up[, who], UDP port N (UDP MODE), UAPI PATH, TUN offload MODE, threads N[, metrics port M]`.
+ * `NAME up[, who], UDP port N (UDP MODE), UAPI PATH, TUN offload MODE, threads N[ (hand-over MODE)][, metrics
+ * port M]`.
  */
 export function readyLine(
   daemon: Pick<

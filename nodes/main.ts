@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
 import { checkUpArguments, defaultThreads, ON_OFF, threadsWarning, type UpArguments } from './config.js';
+import { HAND_OVER_MODES } from './threads/load.js';
 import { readyLine } from './daemon.js';
 import {
   checkRunArguments,
@@ -88,6 +89,16 @@ const dataPathOptions = (command: Command): Command =>
         '--threads <n>',
         `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers; more than the machine's cores adds no speed (default: the machine's cores, ${defaultThreads()})`,
       ).env('TB_THREADS'),
+    )
+    .addOption(
+      new Option(
+        '--hand-over <auto|bulk>',
+        'with crypto threads, when bulk traffic goes to them: auto while the main thread is CPU-bound ' +
+          '(a core it leaves idle carries the traffic cheaper alone), bulk always',
+      )
+        .choices(HAND_OVER_MODES)
+        .env('TB_HAND_OVER')
+        .default('auto'),
     );
 
 async function runUp(args: UpArguments): Promise<number> {

@@ -320,6 +320,7 @@ export async function startAgentNode(
     batchedUdp: settings.batchedUdp,
     offload: settings.offload,
     threads: settings.threads,
+    handOver: settings.handOver,
     log: say,
   });
   try {

@@ -43,6 +43,7 @@ export async function up(
     batchedUdp: settings.batchedUdp,
     offload: settings.offload,
     threads: settings.threads,
+    handOver: settings.handOver,
     log: warn,
     configure: async (device, name) => {
       for (const peer of config.peers) {

@@ -1,9 +1,10 @@
 // The crypto threads (`--threads N`, N > 1): the main thread keeps the I/O, the engine (routing, handshakes,
 // timers, counters) and hands each transport message to seal or open to the ring of the thread its peer is
 // pinned to (nodes/threads/ring.ts): a batch per event-loop turn, no message per packet. Not when that
-// would only add latency (takes): a turn's few messages, of peers with nothing in a ring, while no bulk
-// traffic passes, are sealed and opened by the engine itself, as without threads, so an idle ping never
-// touches a ring. At the end of the turn the main thread publishes the batch, wakes the thread only when
+// would only add latency or CPU (takes): a turn's few messages, of peers with nothing in a ring, while no
+// bulk traffic passes, are sealed and opened by the engine itself, as without threads, so an idle ping never
+// touches a ring; and with `--hand-over auto`, bulk traffic too while the main thread has time to spare
+// (nodes/threads/load.ts). At the end of the turn the main thread publishes the batch, wakes the thread only when
 // the batch is worth it (or holds keys for it), and then claims records from the same queue itself until
 // none are left: a few messages behind their peer's never wait for a thread to wake, and a thread that has
 // no core to run on (the host is busy) costs the batch a copy, not a stall. The results are read back in
@@ -63,6 +64,7 @@ import {
   sealRecord,
   WRITTEN,
 } from './ring.js';
+import { MainThreadLoad, type HandOver, type ThreadLoad } from './load.js';
 import type { CryptoThreadData } from './worker.js';
 import { builtWorker } from '../worker-file.js';
 import { ReusedViews } from '../views.js';
@@ -495,6 +497,8 @@ export class CryptoThreads implements TransportCrypto {
   private turnEndDue = false;
   /** Inside the device's read batch, whose end ends the turn (readBatchBegan): no end is scheduled. */
   private inReadBatch = false;
+  /** Whether this turn's bulk traffic goes to the threads: the main thread is CPU-bound (or 'bulk'). */
+  private turnHandsOver = true;
   private closing = false;
   /** The messages asked about (takes) so far: left to the engine, and handed to the threads (a node metric). */
   readonly messages = { inline: 0, handedOver: 0 };
@@ -504,6 +508,8 @@ export class CryptoThreads implements TransportCrypto {
     private readonly mtu: number,
     /** Turns end with the event loop's I/O phase, not with the device's read batch (start). */
     private readonly datagramEach: boolean,
+    /** The main thread's load, with 'auto'; none with 'bulk'. */
+    private readonly load: ThreadLoad | undefined,
   ) {
     this.later = datagramEach ? setImmediate : queueMicrotask;
   }
@@ -517,16 +523,20 @@ export class CryptoThreads implements TransportCrypto {
    * `datagramEach`: the node's socket hands over each datagram in a callback of its own (dgram), with
    * microtasks run between them, so a turn lasts to the end of the event loop's I/O (setImmediate) and a
    * burst of datagrams is one turn; with a batched socket a turn is the device's read batch (readBatchBegan),
-   * or outside one a callback and its microtasks.
+   * or outside one a callback and its microtasks. `handOver`: when bulk traffic goes to the threads
+   * (load.ts); the node asks for the operator's choice (`--hand-over`, 'auto' unless told), everything else
+   * gets the threads at every bulk turn.
    */
   static async start(
     count: number,
     mtu: number,
     onExit: (line: string) => void,
     datagramEach = false,
+    handOver: HandOver = 'bulk',
+    load: ThreadLoad = new MainThreadLoad(),
   ): Promise<CryptoThreads> {
     const file = builtWorker(import.meta.url, WORKER_FILES, 'crypto thread');
-    const pool = new CryptoThreads([], mtu, datagramEach);
+    const pool = new CryptoThreads([], mtu, datagramEach, handOver === 'auto' ? load : undefined);
     for (let i = 0; i < count; i++) {
       const buffer = createRing(RING_BYTES - (RING_BYTES % ringSlot(mtu)));
       const name = `crypto-${i}`;
@@ -599,16 +609,17 @@ export class CryptoThreads implements TransportCrypto {
    * add latency: the engine then seals or opens it at once, as a node without threads does. That is a turn's
    * first few messages (ALONE_RECORDS), of a peer with none in its ring (they would be overtaken), while no
    * turn of the last BUSY_TURNS had more (the node is not carrying bulk traffic, whose turns stay with the
-   * threads, whatever their size).
+   * threads, whatever their size); and with 'auto', any turn of a main thread that is not CPU-bound.
    */
   takes(peer: PeerRef): boolean {
     const pooled = this.pooled(peer);
     if (!this.turnOpen) {
       this.turnOpen = true;
       this.turnEnds();
+      this.turnHandsOver = this.load?.cpuBound(performance.now()) ?? true;
     }
     if (++this.turnMessages > ALONE_RECORDS) this.busyTurn = this.turn;
-    if (pooled.inRing !== 0 || this.busyTurn >= this.turn - BUSY_TURNS) {
+    if (pooled.inRing !== 0 || (this.turnHandsOver && this.busyTurn >= this.turn - BUSY_TURNS)) {
       this.messages.handedOver++;
       return true;
     }

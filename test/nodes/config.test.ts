@@ -31,7 +31,7 @@ describe('parseHostPort', () => {
 });
 
 describe('checkUpArguments', () => {
-  test('defaults: tun egress, interface named after the file, batched UDP, offload on, a thread per core', () => {
+  test('defaults: tun egress, interface named after the file, batched UDP, offload on, a thread per core, hand-over auto', () => {
     expect(checkUpArguments({ config: '/etc/wireguard/wg0.conf' })).toEqual({
       ok: true,
       value: {
@@ -41,6 +41,7 @@ describe('checkUpArguments', () => {
         batchedUdp: true,
         offload: true,
         threads: availableParallelism(),
+        handOver: 'auto',
       },
     });
   });
@@ -96,6 +97,7 @@ describe('checkUpArguments', () => {
       batch: 'off',
       offload: 'off',
       threads: '3',
+      handOver: 'bulk',
     });
     expect(checked).toEqual({
       ok: true,
@@ -107,6 +109,7 @@ describe('checkUpArguments', () => {
         batchedUdp: false,
         offload: false,
         threads: 3,
+        handOver: 'bulk',
       },
     });
   });

@@ -110,6 +110,6 @@ describe('tunnelbyte-node start-up failures', () => {
         `${availableParallelism()} cores: threads beyond the cores add no speed, only start-up time and ` +
         'memory (about 0.3 CPU-seconds and 25 MB each)',
     );
-    expect(ready).toMatch(new RegExp(`, threads ${threads}$`));
+    expect(ready).toMatch(new RegExp(`, threads ${threads} \\(hand-over auto\\)$`));
   });
 });

@@ -64,6 +64,11 @@ describe('tunnelbyte-node command line', () => {
       ['up', '--config', goodConfig, '--threads', 'many'],
       /^tunnelbyte-node: --threads \(TB_THREADS\) must be a whole number from 1 to 64, not 'many'\n$/,
     ],
+    [
+      11,
+      ['up', '--config', goodConfig, '--hand-over', 'sometimes'],
+      /^tunnelbyte-node: option '--hand-over <auto\|bulk>' argument 'sometimes' is invalid\. Allowed choices are auto, bulk\.\n$/,
+    ],
   ];
   test.each(usage)('usage error #%i exits 2 with one line', (_n, args, message) => {
     const { status, stderr } = daemon(...args);
@@ -162,6 +167,15 @@ describe('tunnelbyte-node command line', () => {
         ),
       );
     }
+  });
+
+  test('TB_HAND_OVER is checked as --hand-over is', () => {
+    expect(daemonWith({ TB_HAND_OVER: 'never' }, 'up', '--config', goodConfig)).toMatchObject({
+      status: 2,
+      stderr:
+        "tunnelbyte-node: option '--hand-over <auto|bulk>' value 'never' from env 'TB_HAND_OVER' is invalid. " +
+        'Allowed choices are auto, bulk.\n',
+    });
   });
 
   test('TB_THREADS is checked as --threads is', () => {

@@ -278,6 +278,51 @@ describe('crypto threads', () => {
   });
 });
 
+test("takes with --hand-over auto: bulk traffic stays with the engine while the main thread has time to spare, goes to the threads once it is CPU-bound, and a peer's message behind its own in a ring goes after them either way", async () => {
+  let cpuBound = false;
+  const asked: number[] = [];
+  const load = {
+    cpuBound: (now: number) => {
+      asked.push(now);
+      return cpuBound;
+    },
+  };
+  const exits: string[] = [];
+  const pool = await CryptoThreads.start(2, DEFAULT_MTU, (line) => exits.push(line), false, 'auto', load);
+  try {
+    const { results, got } = collector();
+    pool.attach(results);
+    const { ours } = keypairs(21, 31);
+    const bulkTurn = async () => {
+      await new Promise((resolve) => setImmediate(resolve)); // the turn's microtasks run
+      return Array.from({ length: ALONE_RECORDS + 2 }, (_, i) => pool.takes({ name: `peer-${i}` }));
+    };
+    const all = (value: boolean) => Array<boolean>(ALONE_RECORDS + 2).fill(value);
+
+    // 1. Not CPU-bound: a bulk turn is the engine's, however many messages (the load asked once per turn).
+    expect(await bulkTurn()).toEqual(all(false));
+    expect(await bulkTurn()).toEqual(all(false));
+    expect(asked).toHaveLength(2);
+    // 2. A message of peer-0 in its ring: peer-0's next goes behind it, the others' stay with the engine.
+    const a = { name: 'peer-0' };
+    expect(
+      pool.seal({ kind: 'seal', keypair: ours, counter: 0, packet: packet(0, 100), to: TO, peer: a }),
+    ).toBe(true);
+    expect(pool.takes(a)).toBe(true);
+    await eventually('the record read back', () => got.sealed.length === 1);
+    // 3. CPU-bound: the bulk turn goes to the threads, all of it (the turns before it carried bulk traffic
+    //    too), as with 'bulk'.
+    cpuBound = true;
+    expect(await bulkTurn()).toEqual(all(true));
+    // 4. No longer: the engine's again.
+    cpuBound = false;
+    expect(await bulkTurn()).toEqual(all(false));
+    expect(exits).toEqual([]);
+  } finally {
+    await pool.close();
+  }
+});
+
 test('a result callback that throws (a socket send) stops nothing: its batch ends, the rest of it and later messages are sealed, in order', async () => {
   // In a process of its own: the throw is the process's uncaught exception, which it records.
   const run = await promisify(execFile)('node', [

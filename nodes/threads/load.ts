@@ -10,15 +10,16 @@ import { readFileSync } from 'node:fs';
 export type HandOver = 'auto' | 'bulk';
 export const HAND_OVER_MODES: readonly HandOver[] = ['auto', 'bulk'];
 
-/** How often the main thread's load is sampled, at most (lazily, while messages pass). */
+/** How often the load is sampled, at most (lazily, while messages pass). */
 export const LOAD_WINDOW_MS = 100;
-/** The share of a window the main thread ran for it to count as CPU-bound. */
-export const CPU_BOUND_SHARE = 0.9;
 /**
- * Once CPU-bound, the share below which it no longer is: the threads took part of its work, so it runs
- * less than before for the same traffic, and a tighter band would hand over and take back turn after turn.
+ * The share of a window the main thread ran for it to count as CPU-bound; once it is, it stays so while the
+ * whole process (the crypto threads' work and the hand-over's cost included) runs this share of a window
+ * too: below it, the main thread could take everything back and still have time to spare. Its own share
+ * would not say so, as it falls once the threads take part of its work, and a threshold on it would hand
+ * over and take back window after window.
  */
-export const RELIEVED_SHARE = 0.5;
+export const CPU_BOUND_SHARE = 0.9;
 
 /** Nanoseconds the calling thread has run (Linux schedstat), or undefined where that cannot be read. */
 export function threadCpuNs(): number | undefined {
@@ -30,6 +31,12 @@ export function threadCpuNs(): number | undefined {
   }
 }
 
+/** Nanoseconds every thread of this process has run (user and system time). */
+export function processCpuNs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) * 1000;
+}
+
 /** Whether a thread is CPU-bound, asked at the start of each turn that carries messages. */
 export interface ThreadLoad {
   cpuBound(now: number): boolean;
@@ -37,23 +44,31 @@ export interface ThreadLoad {
 
 export class MainThreadLoad implements ThreadLoad {
   private windowStart = -Infinity;
-  private cpuAtStart = 0;
+  private threadAtStart = 0;
+  private processAtStart = 0;
   private bound = false;
 
-  constructor(private readonly cpuNs: () => number | undefined = threadCpuNs) {}
+  constructor(
+    private readonly threadCpu: () => number | undefined = threadCpuNs,
+    private readonly processCpu: () => number = processCpuNs,
+  ) {}
 
   /**
-   * Whether the main thread was CPU-bound over its last whole window before `now` (monotonic ms); a host
-   * that cannot tell counts as CPU-bound (the threads take bulk traffic, as with `--hand-over bulk`).
+   * Whether the main thread was CPU-bound over its last whole window before `now` (monotonic ms), or, once
+   * it was, whether the process still is; a host that cannot tell counts as CPU-bound (the threads take
+   * bulk traffic, as with `--hand-over bulk`).
    */
   cpuBound(now: number): boolean {
     if (now - this.windowStart < LOAD_WINDOW_MS) return this.bound;
-    const cpu = this.cpuNs();
-    if (cpu === undefined) return (this.bound = true);
-    const share = (cpu - this.cpuAtStart) / 1e6 / (now - this.windowStart);
-    this.bound = share >= (this.bound ? RELIEVED_SHARE : CPU_BOUND_SHARE);
+    const thread = this.threadCpu();
+    if (thread === undefined) return (this.bound = true);
+    const processNs = this.processCpu();
+    const windowNs = (now - this.windowStart) * 1e6;
+    const ran = this.bound ? processNs - this.processAtStart : thread - this.threadAtStart;
+    this.bound = ran >= CPU_BOUND_SHARE * windowNs;
     this.windowStart = now;
-    this.cpuAtStart = cpu;
+    this.threadAtStart = thread;
+    this.processAtStart = processNs;
     return this.bound;
   }
 }

@@ -4,56 +4,68 @@ import {
   CPU_BOUND_SHARE,
   LOAD_WINDOW_MS,
   MainThreadLoad,
-  RELIEVED_SHARE,
+  processCpuNs,
   threadCpuNs,
 } from '../../nodes/threads/load.js';
 
 const MS = 1e6; // ns
 
 describe('MainThreadLoad', () => {
-  // [n, what, CPU ms the thread ran in the window, window ms, bound before, bound after]
-  const windows: Array<[number, string, number, number, boolean, boolean]> = [
-    [1, 'idle', 0, LOAD_WINDOW_MS, false, false],
-    [2, 'busy but below the share', (CPU_BOUND_SHARE - 0.05) * LOAD_WINDOW_MS, LOAD_WINDOW_MS, false, false],
-    [3, 'at the share: CPU-bound', CPU_BOUND_SHARE * LOAD_WINDOW_MS, LOAD_WINDOW_MS, false, true],
+  // [n, what, ms the main thread ran in the window, ms the whole process ran, window ms, bound before, after]
+  const windows: Array<[number, string, number, number, number, boolean, boolean]> = [
+    [1, 'idle', 0, 0, LOAD_WINDOW_MS, false, false],
+    [2, 'busy but below the share', 85, 85, LOAD_WINDOW_MS, false, false],
     [
-      4,
-      'bound, then relieved a little: still bound',
-      (RELIEVED_SHARE + 0.05) * LOAD_WINDOW_MS,
+      3,
+      'the process busy on other threads: the main thread is not bound',
+      10,
+      190,
       LOAD_WINDOW_MS,
-      true,
-      true,
-    ],
-    [
-      5,
-      'bound, then below the relieved share: released',
-      (RELIEVED_SHARE - 0.05) * LOAD_WINDOW_MS,
-      LOAD_WINDOW_MS,
-      true,
+      false,
       false,
     ],
-    [6, 'a long window, busy throughout', 0.95 * 10 * LOAD_WINDOW_MS, 10 * LOAD_WINDOW_MS, false, true],
-    [7, 'a long idle gap after being bound', 1, 100 * LOAD_WINDOW_MS, true, false],
+    [
+      4,
+      'the main thread at the share: CPU-bound',
+      CPU_BOUND_SHARE * LOAD_WINDOW_MS,
+      95,
+      LOAD_WINDOW_MS,
+      false,
+      true,
+    ],
+    [5, 'bound, its threads taking part of the work: still bound', 60, 140, LOAD_WINDOW_MS, true, true],
+    [6, 'bound, the process below the share: released', 50, 85, LOAD_WINDOW_MS, true, false],
+    [7, 'a long window, the main thread busy throughout', 950, 960, 10 * LOAD_WINDOW_MS, false, true],
+    [8, 'a long idle gap after being bound', 1, 2, 100 * LOAD_WINDOW_MS, true, false],
   ];
-  test.each(windows)('%i. %s', (_n, _what, ranMs, windowMs, before, after) => {
-    let cpu = 5_000 * MS;
-    const load = new MainThreadLoad(() => cpu);
+  test.each(windows)('%i. %s', (_n, _what, threadMs, processMs, windowMs, before, after) => {
+    let thread = 5_000 * MS;
+    let proc = 7_000 * MS;
+    const load = new MainThreadLoad(
+      () => thread,
+      () => proc,
+    );
     let now = 1_000;
     load.cpuBound(now); // the first window starts
     if (before) {
-      cpu += LOAD_WINDOW_MS * MS;
+      thread += LOAD_WINDOW_MS * MS;
+      proc += LOAD_WINDOW_MS * MS;
       now += LOAD_WINDOW_MS;
       expect(load.cpuBound(now)).toBe(true);
     }
-    cpu += ranMs * MS;
+    thread += threadMs * MS;
+    proc += processMs * MS;
     now += windowMs;
     expect(load.cpuBound(now)).toBe(after);
   });
 
-  test('8. within a window the last answer holds, without reading the CPU time again', () => {
+  test('9. within a window the last answer holds, without reading the CPU time again', () => {
     let reads = 0;
     let cpu = 0;
-    const load = new MainThreadLoad(() => (reads++, cpu));
+    const load = new MainThreadLoad(
+      () => (reads++, cpu),
+      () => cpu,
+    );
     load.cpuBound(0);
     cpu += LOAD_WINDOW_MS * MS;
     expect(load.cpuBound(LOAD_WINDOW_MS)).toBe(true);
@@ -62,18 +74,20 @@ describe('MainThreadLoad', () => {
     expect(reads).toBe(2);
   });
 
-  test('9. a host whose thread CPU time cannot be read counts as CPU-bound (the threads take bulk traffic)', () => {
+  test('10. a host whose thread CPU time cannot be read counts as CPU-bound (the threads take bulk traffic)', () => {
     const load = new MainThreadLoad(() => undefined);
     expect(load.cpuBound(0)).toBe(true);
     expect(load.cpuBound(10 * LOAD_WINDOW_MS)).toBe(true);
   });
 
-  test("10. threadCpuNs reads this thread's CPU time on Linux, and it grows as the thread works", () => {
+  test("11. threadCpuNs and processCpuNs read this thread's and this process's CPU time, which grow as the thread works", () => {
     const before = threadCpuNs();
+    const processBefore = processCpuNs();
     expect(before).toEqual(expect.any(Number));
     let sum = 0;
     for (let i = 0; i < 20_000_000; i++) sum = (sum + i) | 0; // some CPU time: work, not a wait
     expect(sum).not.toBe(0.5);
     expect(threadCpuNs()!).toBeGreaterThan(before!);
+    expect(processCpuNs()).toBeGreaterThan(processBefore);
   });
 });

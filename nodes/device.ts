@@ -231,11 +231,15 @@ export class Device implements UapiDevice {
     this.beginBatch();
   }
 
+  /**
+   * The threads' turn ends first, inside the batch: the results read back now leave with the batch's own
+   * datagrams and share its clock reading.
+   */
   private endReadBatch(): void {
     try {
-      this.endBatch();
-    } finally {
       this.threads?.readBatchEnded();
+    } finally {
+      this.endBatch();
     }
   }
 

@@ -14,7 +14,13 @@ import { configureInterface, openTun } from './tun/index.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp, type UdpTransport } from './udp.js';
-import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath, warmThreadShapes } from './warmup.js';
+import {
+  detachOneBuffer,
+  WARM_DEVICE_PACKETS,
+  warmDataPath,
+  warmDevicePath,
+  warmThreadShapes,
+} from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -34,6 +40,8 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
+  /** The node talks to a broker with fetch (`run`), which detaches ArrayBuffers (warmup.ts detachOneBuffer). */
+  fetches?: boolean;
   /**
    * One-line notices while running (a kernel refusing UDP GSO, a handshake worker or a crypto thread
    * that died).
@@ -146,6 +154,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         ? udp
         : { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
     // Before the first packet, not during it.
+    if (threads || options.fetches) detachOneBuffer();
     if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
     await warmDevicePath(

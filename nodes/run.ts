@@ -321,6 +321,7 @@ export async function startAgentNode(
     offload: settings.offload,
     threads: settings.threads,
     handOver: settings.handOver,
+    fetches: true,
     log: say,
   });
   try {

@@ -120,21 +120,27 @@ function peerSettings(other: 0 | 1, endpoint: Endpoint | undefined) {
 export const WARM_RECORD_MESSAGES = 200;
 
 /**
- * Before the warm-up of a node with crypto threads (`--threads` above 1), which meets two things the warm-up's
- * engines and devices do not:
- * - a detached ArrayBuffer: the node transfers buffers to its handshake workers (nodes/handshakes.ts). V8
- *   compiles typed-array code on the promise that no ArrayBuffer was ever detached, and the first detach threw
- *   away every function compiled so, the whole warm data path, at the node's first handshake. One throwaway
- *   buffer detached here, the warm-up's code is compiled without that promise;
- * - ring records in shared memory, which the main thread seals and opens itself for a turn's few messages
- *   (nodes/threads/pool.ts): the crypto code compiled for the warm-up's ArrayBuffers alone was thrown away at
- *   the first of them (wrong map). Sealed and opened here first, it is compiled for both.
- * A node without crypto threads meets neither, and its code keeps the narrower assumptions. Returns the
- * messages that opened (a check that it did its work: every one).
+ * Before the warm-up of a node that will detach an ArrayBuffer anyway: one with crypto threads transfers
+ * buffers to its handshake workers (nodes/handshakes.ts), and one a broker runs (`run`) fetches, and Node's
+ * fetch detaches the buffers of the bodies it reads. V8 compiles typed-array code on the promise that no
+ * ArrayBuffer was ever detached, and the first detach threw away every function compiled so, the whole warm
+ * data path, at the node's first handshake or first broker request. One throwaway buffer detached here, the
+ * warm-up's code is compiled without that promise. A node that never detaches one (`up` with one thread)
+ * keeps the narrower assumptions.
  */
-export function warmThreadShapes(mtu: number, randomBytes: (length: number) => Uint8Array): number {
+export function detachOneBuffer(): void {
   const buffer = new ArrayBuffer(1);
   structuredClone(buffer, { transfer: [buffer] });
+}
+
+/**
+ * Before the warm-up of a node with crypto threads (`--threads` above 1): ring records in shared memory,
+ * which the main thread seals and opens itself for a turn's few messages (nodes/threads/pool.ts). The crypto
+ * code compiled for the warm-up's ArrayBuffers alone was thrown away at the first of them (wrong map); sealed
+ * and opened here first, it is compiled for both. Returns the messages that opened (a check that it did its
+ * work: every one).
+ */
+export function warmThreadShapes(mtu: number, randomBytes: (length: number) => Uint8Array): number {
   const key = randomBytes(32);
   const cipher = createTransportCipher(key);
   // One record's room, the message behind its header at the ring's own offset in the buffer, as the pool's are.

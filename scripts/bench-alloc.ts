@@ -94,7 +94,7 @@ async function startSide(column: Column): Promise<Side> {
   const privateKey = randomBytes(32);
   const threads =
     column.threads > 1
-      ? await CryptoThreads.start(column.threads, MTU, (line) => console.error(line), !column.batched)
+      ? await CryptoThreads.start(column.threads, MTU, (line) => console.error(line), !column.batched, 'bulk')
       : undefined;
   const tunnel = new Tunnel({
     privateKey,
@@ -289,7 +289,9 @@ const lines = [
   '',
   `Two Devices in one process over loopback: per turn, one side reads a ${SEGMENTS}-segment TCP super-segment`,
   `(offload on: one TSO frame; off: its ${SEGMENTS} segments) and the other ${ACKS} ACKs; ${TURNS} turns after`,
-  `${WARM_TURNS} of warm-up. Heap bytes per packet delivered (both directions) from V8's sampling heap profiler`,
+  `${WARM_TURNS} of warm-up. 2 threads: each Device seals and opens in two crypto threads, handing every bulk`,
+  "turn to them (`--hand-over bulk`: the rings' path, which `auto` takes only while the main thread is CPU-bound).",
+  `Heap bytes per packet delivered (both directions) from V8's sampling heap profiler`,
   `(every ${SAMPLING_BYTES} B on average, collected objects included), split into what the node's code`,
   '(nodes/, crypto/, and what Node allocates for it) allocated and what was allocated with none of its frames',
   'on the stack ("no node frame"): the benchmark’s own loop (a setImmediate per poll), and Node’s and V8’s work',

@@ -497,8 +497,12 @@ export class CryptoThreads implements TransportCrypto {
   private turnEndDue = false;
   /** Inside the device's read batch, whose end ends the turn (readBatchBegan): no end is scheduled. */
   private inReadBatch = false;
-  /** Whether this turn's bulk traffic goes to the threads: the main thread is CPU-bound (or 'bulk'). */
-  private turnHandsOver = true;
+  /**
+   * Whether this turn's bulk traffic goes to the threads: the main thread is CPU-bound (or 'bulk'). Asked
+   * at the turn's first message that it decides (handsOver): a turn of a few messages, an idle ping's,
+   * reads no clock (a new heap number per reading).
+   */
+  private turnHandsOver: boolean | undefined = undefined;
   private closing = false;
   /** The messages asked about (takes) so far: left to the engine, and handed to the threads (a node metric). */
   readonly messages = { inline: 0, handedOver: 0 };
@@ -616,15 +620,19 @@ export class CryptoThreads implements TransportCrypto {
     if (!this.turnOpen) {
       this.turnOpen = true;
       this.turnEnds();
-      this.turnHandsOver = this.load?.cpuBound(performance.now()) ?? true;
+      this.turnHandsOver = undefined;
     }
     if (++this.turnMessages > ALONE_RECORDS) this.busyTurn = this.turn;
-    if (pooled.inRing !== 0 || (this.turnHandsOver && this.busyTurn >= this.turn - BUSY_TURNS)) {
+    if (pooled.inRing !== 0 || (this.busyTurn >= this.turn - BUSY_TURNS && this.handsOver())) {
       this.messages.handedOver++;
       return true;
     }
     this.messages.inline++;
     return false;
+  }
+
+  private handsOver(): boolean {
+    return (this.turnHandsOver ??= this.load?.cpuBound(performance.now()) ?? true);
   }
 
   /**

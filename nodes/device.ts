@@ -162,7 +162,7 @@ export class Device implements UapiDevice {
   private fromNetwork(datagram: Uint8Array, from: UdpEndpoint): void {
     this.metrics?.datagramReceived(datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
-    this.beginReadBatch();
+    this.beginReadBatch(true);
     // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
     if (
       datagram[0] === MESSAGE_INITIATION &&
@@ -194,7 +194,7 @@ export class Device implements UapiDevice {
   private fromInterface(batch: Uint8Array[]): void {
     if (this.privateKey === undefined) return;
     const readBack = this.readingBack;
-    this.beginReadBatch();
+    this.beginReadBatch(false);
     // A batch ends even if it throws part-way: corked, the socket would hold every later send.
     try {
       const now = this.turnNow();
@@ -225,9 +225,9 @@ export class Device implements UapiDevice {
     this.udp?.cork();
   }
 
-  /** A UDP or TUN read's batch: the crypto threads' turn ends with it (endReadBatch). */
-  private beginReadBatch(): void {
-    this.threads?.readBatchBegan();
+  /** A UDP (`datagram`) or TUN read's batch: the crypto threads' turn ends with it (endReadBatch). */
+  private beginReadBatch(datagram: boolean): void {
+    this.threads?.readBatchBegan(datagram);
     this.beginBatch();
   }
 

@@ -637,11 +637,15 @@ export class CryptoThreads implements TransportCrypto {
 
   /**
    * The device's read batch (a UDP or TUN read) begins: its end (readBatchEnded) ends the turn, for every
-   * thread at once, where a scheduled end would cost a microtask per turn. With dgram a batch is one
-   * datagram: turns end with the I/O phase (setImmediate) instead.
+   * thread at once, where a scheduled end would cost a microtask per turn. A dgram socket's batch is one
+   * `datagram`: its turn lasts to the end of the I/O phase (setImmediate) instead, so a burst is one turn; a
+   * TUN read is a turn of its own either way (a burst's still open ends first), whose records go out as it
+   * ends.
    */
-  readBatchBegan(): void {
-    if (!this.datagramEach) this.inReadBatch = true;
+  readBatchBegan(datagram: boolean): void {
+    if (datagram && this.datagramEach) return;
+    if (!this.inReadBatch && this.turnEndDue) this.endTurn();
+    this.inReadBatch = true;
   }
 
   readBatchEnded(): void {

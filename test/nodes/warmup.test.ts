@@ -116,26 +116,43 @@ describe('warmDevicePath', () => {
     expect(descriptorsOpenedSince(before)).toEqual([]);
   });
 
-  test('6. with crypto threads: every packet each way is delivered, each sealed and opened as a node’s first packets are (by the engine, none handed to a thread), and no peer stays pinned', async () => {
-    const threads = await CryptoThreads.start(2, DEFAULT_MTU, (line) => {
-      throw new Error(line);
-    });
-    try {
-      const options = engine(nodeEngineOptions(DEFAULT_MTU, true));
-      const delivered = await warmDevicePath(
-        options,
-        (o) => openUdp({ ...o, batched: true, offload: true }),
-        false,
-        true,
-        threads,
+  // The node's socket as `daemon.ts` hands it over with crypto threads: dgram's sends get a copy.
+  test.each([
+    [6, 'batched UDP', true],
+    [7, 'dgram UDP (a turn lasts to the event loop’s check phase)', false],
+  ])(
+    '%i. with crypto threads, %s: every packet each way is delivered, each sealed and opened as a node’s first packets are (by the engine, none handed to a thread), and no peer stays pinned',
+    async (_n, _what, batched) => {
+      const threads = await CryptoThreads.start(
+        2,
+        DEFAULT_MTU,
+        (line) => {
+          throw new Error(line);
+        },
+        !batched,
       );
-      expect(delivered).toBe(WARM_DEVICE_PACKETS);
-      expect(threads.messages.handedOver).toBe(0);
-      // Every packet both ways, and the keepalives that confirm the sessions.
-      expect(threads.messages.inline).toBeGreaterThanOrEqual(2 * WARM_DEVICE_PACKETS);
-      expect(threads.peersPerThread()).toEqual([0, 0]);
-    } finally {
-      await threads.close();
-    }
-  });
+      try {
+        const options = engine(nodeEngineOptions(DEFAULT_MTU, batched));
+        const delivered = await warmDevicePath(
+          options,
+          async (o) => {
+            const udp = await openUdp({ ...o, batched, offload: batched });
+            return batched
+              ? udp
+              : { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
+          },
+          false,
+          batched,
+          threads,
+        );
+        expect(delivered).toBe(WARM_DEVICE_PACKETS);
+        expect(threads.messages.handedOver).toBe(0);
+        // Every packet both ways, and the keepalives that confirm the sessions.
+        expect(threads.messages.inline).toBeGreaterThanOrEqual(2 * WARM_DEVICE_PACKETS);
+        expect(threads.peersPerThread()).toEqual([0, 0]);
+      } finally {
+        await threads.close();
+      }
+    },
+  );
 });

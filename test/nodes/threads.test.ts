@@ -14,7 +14,7 @@ import {
 } from '../../crypto/messages.js';
 import type { DropReason, Endpoint, OpenAction, SealAction } from '../../crypto/tunnel.js';
 import { ALONE_RECORDS, BUSY_TURNS, CryptoThreads, type CryptoResults } from '../../nodes/threads/pool.js';
-import { createRing, ringViews, type RingViews } from '../../nodes/threads/ring.js';
+import { createRing, recordSize, ringViews, type RingViews } from '../../nodes/threads/ring.js';
 import { eventually } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
 
@@ -276,6 +276,80 @@ describe('crypto threads', () => {
     expect(asked(b)).toEqual([false]);
     expect(threads.messages).toEqual({ inline: 2 * ALONE_RECORDS + 1, handedOver: 3 + BUSY_TURNS });
   });
+
+  test('7. a read batch ends its turn: nothing is published before its end (no callback scheduled), and its end seals and reads back a small batch at once', async () => {
+    const { ours, theirs } = keypairs(17, 11);
+    const seal = (n: number): SealAction => ({
+      kind: 'seal',
+      keypair: ours,
+      counter: ours.reserveCounter(),
+      packet: packet(n, 100),
+      to: TO,
+      peer: { name: 'peer-e' },
+    });
+    threads.seal(seal(0)); // carries the keys, which only the thread takes
+    await eventually('the first', () => got.sealed.length === 1);
+    // 1. Inside the device's read batch the turn stays open, past its microtasks too.
+    threads.readBatchBegan();
+    threads.seal(seal(1));
+    threads.seal(seal(2));
+    await Promise.resolve();
+    expect(got.sealed).toHaveLength(1);
+    // 2. The batch's end publishes them, and the main thread seals and reads them back before it returns.
+    threads.readBatchEnded();
+    expect(got.sealed.map((datagram) => transportCounterLow(datagram))).toEqual([0, 1, 2]);
+    expect(theirs.open(got.sealed[2]!)).toBe(112);
+  });
+  test('8. results are handed over in views made once per ring slot: a flow of full-size seals mixed with small opens gets no new view lap after lap', async () => {
+    const { ours, theirs } = keypairs(19, 13);
+    const sealedViews = new Set<Uint8Array>();
+    const openedViews = new Set<Uint8Array>();
+    let sealed = 0;
+    let opened = 0;
+    threads.attach({
+      sealed: (datagram) => {
+        sealed++;
+        sealedViews.add(datagram);
+      },
+      opened: (_keypair, message) => {
+        opened++;
+        openedViews.add(message);
+      },
+      rejected: (reason) => got.rejected.push(reason),
+      unsealed: (peer, plainLength) => got.unsealed.push(`${peer.name}: ${plainLength}`),
+      flushed: () => undefined,
+    });
+    const internals = threads as unknown as { threads: { ring: RingViews }[] };
+    const slots = Math.floor(
+      internals.threads[0]!.ring.capacity / recordSize(transportLength(DEFAULT_MTU, DEFAULT_MTU)),
+    );
+    const peer = { name: 'peer-f' };
+    const ack = new Uint8Array(transportLength(40, DEFAULT_MTU));
+    // About five laps of the ring: two full-size seals, then one small open, and so on. Packed records
+    // would start at other offsets every lap (the mix shifts them), each result a new view.
+    const records = 5 * slots;
+    for (let n = 0; n < records; n++) {
+      threads.makeRoom(1400);
+      const handedOver =
+        n % 3 === 2
+          ? (theirs.seal(packet(n, 40), DEFAULT_MTU, ack),
+            threads.open({ kind: 'open', keypair: ours, datagram: ack, from: TO, peer }))
+          : threads.seal({
+              kind: 'seal',
+              keypair: ours,
+              counter: ours.reserveCounter(),
+              packet: packet(n),
+              to: TO,
+              peer,
+            });
+      if (!handedOver) throw new Error(`record ${n} found no room`);
+      if (n % 100 === 99) await Promise.resolve(); // turns of 100 records
+    }
+    await eventually('every result', () => sealed + opened === records, { timeoutMs: 60_000 });
+    expect(got.rejected).toEqual([]);
+    expect(sealedViews.size).toBeLessThanOrEqual(slots);
+    expect(openedViews.size).toBeLessThanOrEqual(slots);
+  }, 90_000);
 });
 
 test("takes with --hand-over auto: bulk traffic stays with the engine while the main thread has time to spare, goes to the threads once it is CPU-bound, and a peer's message behind its own in a ring goes after them either way", async () => {

@@ -289,8 +289,8 @@ describe('crypto threads', () => {
     });
     threads.seal(seal(0)); // carries the keys, which only the thread takes
     await eventually('the first', () => got.sealed.length === 1);
-    // 1. Inside the device's read batch the turn stays open, past its microtasks too.
-    threads.readBatchBegan();
+    // 1. Inside the device's read batch (a TUN read) the turn stays open, past its microtasks too.
+    threads.readBatchBegan(false);
     threads.seal(seal(1));
     threads.seal(seal(2));
     await Promise.resolve();

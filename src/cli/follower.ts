@@ -5,7 +5,7 @@
 // does (closed, expired, gone), or at Ctrl-C/SIGTERM; what happens to the interface then is the caller's
 // (commands/sessions.ts), which knows whether it brought the interface up.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, RequestAborted, type Session } from '../lib/api-client.js';
+import { ApiError, NetworkError, RequestAborted, type Session } from '../lib/api-client.js';
 import type { Context } from './context.js';
 import { CliError, describeError, EXIT, type ExitCode, type StopSignal } from './exit.js';
 import { interfacePeers, setEndpoint, swapPeer, type InterfacePeer } from './wgtools.js';
@@ -68,9 +68,13 @@ function ending(s: Session): { line: string; exitCode: ExitCode } | undefined {
   return undefined;
 }
 
-/** Broker answers worth retrying: it is down, overloaded or rate-limiting us; anything else is final. */
+/**
+ * Broker failures worth retrying: it is unreachable, down, overloaded or rate-limiting us; anything else
+ * (a refusal, a local failure such as the interface's) is final.
+ */
 const transient = (err: unknown) =>
-  !(err instanceof ApiError) || err.status === 429 || err.status >= 500 || err.error === 'bad_response';
+  (err instanceof NetworkError && err.refused === undefined) ||
+  (err instanceof ApiError && (err.status === 429 || err.status >= 500 || err.error === 'bad_response'));
 
 /** One event of following: a timestamped line on stdout, or with --json one JSON object per line. */
 export function followEvent(
@@ -138,7 +142,9 @@ class Follower {
             exitCode: EXIT.error,
           };
         }
-        if (first || !transient(err)) throw err;
+        // The first read too: it comes right after `wg-quick up` changed this machine's routes, when a
+        // connection kept alive from before may be dropped on its way out.
+        if (!transient(err)) throw err;
         wait = this.backoff(err, wait);
       }
       try {

@@ -5,6 +5,7 @@
 // has no route to, so nothing is sent anywhere. (`connect --up --follow` and a real move between two real
 // nodes: test/nodes/follow-netns.test.ts.)
 import { symlinkSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createOperatorKey } from '../../src/broker/admin.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
 import { startBroker, type TestBroker } from '../broker/helpers.js';
@@ -158,6 +159,21 @@ async function disconnectedElsewhere(m: Machine, id: string, run: ProcessHandle)
 const status = async (m: Machine, id: string) =>
   (JSON.parse((await cli(['status', id, '--json'], m.env)).stdout) as { status: string }).status;
 
+/**
+ * A proxy in front of the broker: `intercept` answers a request itself (true) or lets it through (false).
+ */
+function brokerProxy(intercept: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Listening> {
+  return listen(async (req, res) => {
+    if (intercept(req, res)) return;
+    const headers = ['authorization', 'x-machine-fingerprint'].flatMap((h) =>
+      typeof req.headers[h] === 'string' ? [[h, req.headers[h]] as [string, string]] : [],
+    );
+    const upstream = await fetch(`${http.url}${req.url}`, { method: req.method, headers });
+    res.writeHead(upstream.status, { 'content-type': 'application/json' });
+    res.end(Buffer.from(await upstream.arrayBuffer()));
+  });
+}
+
 describe('follow', () => {
   test(
     '1. follows the session through the interface; closed by its owner elsewhere → says so, exit 0, the interface left as it is',
@@ -303,19 +319,12 @@ describe('follow', () => {
       const { id, wg } = await tunnel(m);
       // A proxy in front of the broker that answers 503 to the session reads after the first two.
       let reads = 0;
-      const proxy = await listen(async (req, res) => {
-        if (req.method === 'GET' && req.url === `/v1/sessions/${id}` && ++reads >= 3 && reads <= 4) {
-          res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-          return res.end(
-            JSON.stringify({ error: 'unavailable', message: 'The store is unavailable.', code: 503 }),
-          );
-        }
-        const headers = ['authorization', 'x-machine-fingerprint'].flatMap((h) =>
-          typeof req.headers[h] === 'string' ? [[h, req.headers[h]] as [string, string]] : [],
-        );
-        const upstream = await fetch(`${http.url}${req.url}`, { method: req.method, headers });
-        res.writeHead(upstream.status, { 'content-type': 'application/json' });
-        res.end(Buffer.from(await upstream.arrayBuffer()));
+      const proxy = await brokerProxy((req, res) => {
+        if (req.method !== 'GET' || req.url !== `/v1/sessions/${id}` || ++reads < 3 || reads > 4)
+          return false;
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+        res.end(JSON.stringify({ error: 'unavailable', message: 'The store is unavailable.', code: 503 }));
+        return true;
       });
       try {
         const run = follow({ ...m, env: { ...m.env, TB_API: proxy.url } }, id, wg);
@@ -325,6 +334,32 @@ describe('follow', () => {
           'tunnelbyte: reading the session failed: unavailable: The store is unavailable.; retrying in 2 s\n',
         );
         expect(output).toContain('retrying in 4 s\n');
+        expect(output).not.toMatch(/\n\s+at /); // no stack trace
+        await disconnectedElsewhere(m, id, run);
+      } finally {
+        await proxy.close();
+      }
+    },
+    STEP_MS,
+  );
+  test(
+    '8. the first read fails (the connection dropped, as when wg-quick up just changed the routes) → retried, then followed',
+    async () => {
+      const m = await signedUp();
+      const { id, wg } = await tunnel(m);
+      let reads = 0;
+      const proxy = await brokerProxy((req) => {
+        if (req.method !== 'GET' || req.url !== `/v1/sessions/${id}` || ++reads > 1) return false;
+        req.socket.destroy();
+        return true;
+      });
+      try {
+        const run = follow({ ...m, env: { ...m.env, TB_API: proxy.url } }, id, wg);
+        await run.waitFor(`following session ${id} through ${wg.interfaceName}`, STEP_MS);
+        const output = run.output();
+        expect(output).toMatch(
+          /^tunnelbyte: reading the session failed: cannot reach the broker at http:\/\/127\.0\.0\.1:\d+: [^\n]+; retrying in 2 s\n/,
+        );
         expect(output).not.toMatch(/\n\s+at /); // no stack trace
         await disconnectedElsewhere(m, id, run);
       } finally {

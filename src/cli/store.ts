@@ -19,16 +19,24 @@ export function configDir(env: Record<string, string | undefined>): string {
   return envPaths('tunnelbyte', { suffix: '' }).config;
 }
 
-/** Writes a file only its owner can read, creating its directory 0700; an existing file is replaced whole. */
-export function writePrivateFile(path: string, contents: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
+/**
+ * Writes a file only its owner can read, creating its directory 0700 unless `makeDir` is false; an existing
+ * file is replaced whole, and a failed write leaves nothing behind.
+ */
+export function writePrivateFile(path: string, contents: string, { makeDir = true } = {}): void {
+  if (makeDir) mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
   // Write a fresh 0600 file and rename it over the target: an existing file with looser permissions never
   // holds the secret, and a reader never sees half of it.
   const staging = `${path}.${process.pid}.tmp`;
   rmSync(staging, { force: true });
-  writeFileSync(staging, contents, { mode: PRIVATE_FILE, flag: 'wx' });
-  chmodSync(staging, PRIVATE_FILE);
-  renameSync(staging, path);
+  try {
+    writeFileSync(staging, contents, { mode: PRIVATE_FILE, flag: 'wx' });
+    chmodSync(staging, PRIVATE_FILE);
+    renameSync(staging, path);
+  } catch (err) {
+    rmSync(staging, { force: true });
+    throw err;
+  }
 }
 
 function readOptional(path: string): string | undefined {

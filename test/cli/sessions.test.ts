@@ -1,7 +1,15 @@
 // connect, sessions, status, disconnect, usage against a real broker. Nodes are registered over HTTP
 // the way tunnelbyte-node does it (admin region → node token → register → heartbeat).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOperatorKey } from '../../src/broker/admin.js';
@@ -114,6 +122,53 @@ describe('local checks before any session is spent', () => {
     );
     const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
     expect(listed.sessions).toEqual([]);
+  });
+
+  test('2c. --out that cannot be written or that wg-quick cannot take → exit 2, one line; nothing created, no session made', async () => {
+    const m = await signedUp();
+    const dir = mkdtempSync(join(tmpdir(), 'tb-out-'));
+    const rows: [string, string][] = [
+      [
+        join(dir, 'missing', 'deeper', 'tb0.conf'),
+        `--out ${join(dir, 'missing', 'deeper', 'tb0.conf')}: cannot write in ${join(dir, 'missing', 'deeper')}: no such file or directory`,
+      ],
+      [
+        '/etc/hostname/tb0.conf',
+        '--out /etc/hostname/tb0.conf: cannot write in /etc/hostname: not a directory',
+      ],
+      [
+        '/proc/nope/tb0.conf',
+        '--out /proc/nope/tb0.conf: cannot write in /proc/nope: no such file or directory',
+      ],
+      [dir + '.conf', ''], // a directory itself (made below)
+      [join(dir, 'bad name with spaces.conf'), 'wg-quick names the interface after the file'],
+      [join(dir, 'tb0.txt'), 'wg-quick names the interface after the file'],
+    ];
+    mkdirSync(dir + '.conf');
+    for (const [out, said] of rows) {
+      const res = await cli(['connect', 'eu-west', '--no-dns', '--out', out], m.env);
+      expect([out, res.code]).toEqual([out, 2]);
+      expect(res.stderr).toMatch(/^tunnelbyte: [^\n]+\n$/);
+      expect(res.stderr).toContain(said || `--out ${out}: is a directory`);
+    }
+    expect(existsSync(join(dir, 'missing'))).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
+    expect(listed.sessions).toEqual([]);
+  });
+
+  test('2d. --out whose write still fails after the session is made (root passes the check on /proc) → exit 1, the session closed, no file left', async () => {
+    const m = await signedUp();
+    const res = await cli(['connect', 'eu-west', '--no-dns', '--out', '/proc/tb0.conf'], m.env);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(
+      /^tunnelbyte: cannot write \/proc\/tb0\.conf: no such file or directory; session ses_\S+ closed\n$/,
+    );
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
+      sessions: { status: string }[];
+    };
+    expect(listed.sessions.map((s) => s.status)).toEqual(['closed']);
+    expect(readdirSync('/proc').filter((f) => f.startsWith('tb0.conf'))).toEqual([]);
   });
 
   test('3. status and disconnect with no id and none recorded → exit 2', async () => {

@@ -1,6 +1,6 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { seconds, wait } from '../args.js';
 import QRCode from 'qrcode';
@@ -59,13 +59,9 @@ function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
   if (options.follow && !options.up) {
     throw usageError('--follow needs --up (a tunnel you brought up yourself: `tunnelbyte follow`)');
   }
+  if (options.out === '-' && options.up) throw usageError('--up needs a file: drop `--out -`');
+  if (options.out !== undefined && options.out !== '-') checkOut(options.out);
   if (!options.up) return {};
-  if (options.out === '-') throw usageError('--up needs a file: drop `--out -`');
-  if (options.out !== undefined && !INTERFACE_NAME.test(interfaceOf(options.out))) {
-    throw usageError(
-      'wg-quick names the interface after the file: use --out DIR/NAME.conf with NAME ≤ 15 of [a-zA-Z0-9_=+.-]',
-    );
-  }
   const wgQuickPath = findOnPath(ctx, 'wg-quick');
   if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
   if (options.dns && !findOnPath(ctx, 'resolvconf')) throw new CliError(RESOLVCONF_MISSING);
@@ -73,6 +69,42 @@ function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
   const wgPath = findOnPath(ctx, 'wg');
   if (!wgPath) throw new CliError(WG_MISSING);
   return { wgQuick: wgQuickPath, wg: wgPath };
+}
+
+/** What a file system call refused, without Node's code and call: "no such file or directory". */
+const fsReason = (err: unknown) =>
+  String((err as { message?: unknown } | undefined)?.message ?? err)
+    .replace(/^[A-Z]+: /, '')
+    .replace(/, \w+ '.*'$/, '');
+
+/** Why no file can be written in `dir`, or undefined. */
+function directoryProblem(dir: string): string | undefined {
+  try {
+    if (!statSync(dir).isDirectory()) return 'not a directory';
+    accessSync(dir, constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return fsReason(err);
+  }
+}
+
+/**
+ * `--out FILE`, before a session is spent: a name wg-quick takes, in a directory that is there and
+ * writable (as `curl -o`, its parents are not created). Not the target itself a directory.
+ */
+function checkOut(out: string): void {
+  if (!out.endsWith('.conf') || !INTERFACE_NAME.test(interfaceOf(out))) {
+    throw usageError(
+      'wg-quick names the interface after the file: use --out DIR/NAME.conf with NAME ≤ 15 of [a-zA-Z0-9_=+.-]',
+    );
+  }
+  const path = resolve(out);
+  const dir = dirname(path);
+  const problem = directoryProblem(dir);
+  if (problem) throw usageError(`--out ${path}: cannot write in ${dir}: ${problem}`);
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+    throw usageError(`--out ${path}: is a directory; give a file: DIR/NAME.conf`);
+  }
 }
 
 /** An unknown region is answered with the ones there are. */
@@ -125,7 +157,15 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
   // run from another directory.
   const path = toStdout ? undefined : resolve(options.out ?? ctx.store.sessionConfigPath(session.id));
   if (path === undefined) ctx.io.stdout.write(config.text);
-  else writePrivateFile(path, config.text);
+  else {
+    try {
+      // Only the config dir is made; a directory given with --out must be there (checked above).
+      writePrivateFile(path, config.text, { makeDir: options.out === undefined });
+    } catch (err) {
+      const closed = await closeUnfinished(ctx, token, session.id);
+      throw new CliError(`cannot write ${path}: ${fsReason(err)}; ${closed}`);
+    }
+  }
 
   // The private key appears only inside the file (or on stdout with `--out -`), never in the summary.
   const summary = {

@@ -217,4 +217,45 @@ describe('scripts/start', () => {
     },
     TEST_MS,
   );
+
+  test(
+    '6. the kept node token revoked (as its "revoke with:" line says): the next start mints a new one, says so in one line, and the node runs',
+    async () => {
+      const first = start();
+      await ready(first);
+      const admin = (args: string[]) =>
+        ns.exec('env', [
+          'REDIS_URL=redis://127.0.0.1:16380',
+          'node',
+          join(ROOT, 'dist/src/broker/main.js'),
+          ...['admin', 'node-token', ...args],
+        ]);
+      const { node_tokens: tokens } = JSON.parse((await admin(['list', '--json'])).stdout) as {
+        node_tokens: { id: string; revoked_at: string | null }[];
+      };
+      const live = tokens.filter((t) => t.revoked_at === null);
+      expect(live).toHaveLength(1);
+      await admin(['revoke', live[0]!.id]);
+      process.kill(first.pid, 'SIGINT');
+      await first.exited;
+
+      // Another endpoint, so another egress IP: the revoked node's stays its own for 3 heartbeats.
+      const proc = start({ TB_ENDPOINT: '192.0.2.11' });
+      await ready(proc);
+      const tokenFile = join(
+        dataDir,
+        readdirSync(dataDir).find((f) => f.startsWith('node-token-'))!,
+      );
+      expect(proc.output()).toContain(
+        `tunnelbyte: the broker refused the kept node token (${tokenFile}): revoked or expired; minting a new one\n`,
+      );
+      expect(readFileSync(tokenFile, 'utf8')).toMatch(/^tbn_[0-9A-Za-z]+\n$/);
+      expect(readFileSync(tokenFile, 'utf8')).not.toBe(token);
+      expect((await regions()).filter((r) => r.id === 'local')).toEqual([
+        expect.objectContaining({ id: 'local', nodes: 1 }),
+      ]);
+      await stopAndCheckClean(proc, proc.pid, 'SIGINT', 130);
+    },
+    TEST_MS,
+  );
 });

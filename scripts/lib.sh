@@ -45,6 +45,15 @@ tb_install_npm() {
   fi
 }
 
+# tb_build: quiet when it works; when it fails, what the compilers said (the last 40 lines).
 tb_build() {
-  npm run --silent build
+  local log status=0
+  log=$(mktemp)
+  npm run --silent build >"$log" 2>&1 || status=$?
+  if [ "$status" != 0 ]; then
+    echo "the build failed (npm run build, exit $status):" >&2
+    tail -n 40 "$log" >&2
+  fi
+  rm -f "$log"
+  return "$status"
 }

@@ -1,8 +1,9 @@
 // The repository stands on its own: no tracked file reads or cites a relative path that leaves it
 // (a clone in an empty folder has nothing beside it), and every section of docs/ that a file cites
 // by number or by name exists.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { REPO_ROOT } from './helpers/repo.js';
 
@@ -142,6 +143,31 @@ describe('every script installs what it needs', () => {
         /^source scripts\/lib\.sh$/m.test(text) && /^\s*tb_install_(missing|npm)\b/m.test(text);
       expect([file, installs]).toEqual([file, true]);
     }
+  });
+});
+
+describe('tb_build (scripts/lib.sh): quiet when the build works, its output when it fails', () => {
+  // A project whose build prints as tsc does, then exits with `code`.
+  const build = (code: number) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tb-build-'));
+    const script = `echo 'compiling'; echo 'src/x.ts(1,7): error TS2322: not assignable' >&2; exit ${code}`;
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'b', scripts: { build: script } }));
+    return spawnSync('bash', ['-c', `source ${join(REPO_ROOT, 'scripts/lib.sh')} && tb_build`], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+  };
+  const rows: [string, number, string][] = [
+    ['1. works: nothing said', 0, ''],
+    [
+      '2. fails: what it printed, after one line saying so; its exit code',
+      2,
+      'the build failed (npm run build, exit 2):\ncompiling\nsrc/x.ts(1,7): error TS2322: not assignable\n',
+    ],
+  ];
+  test.each(rows)('%s', (_, code, stderr) => {
+    const run = build(code);
+    expect([run.status, run.stdout, run.stderr]).toEqual([code, '', stderr]);
   });
 });
 

@@ -184,7 +184,7 @@ export async function listNodesText(
       n.id,
       n.region,
       n.endpoint ?? '-',
-      n.draining ? 'draining' : n.healthy ? 'healthy' : 'lost',
+      n.state ?? '-',
       `${n.load}/${n.capacity ?? '-'}`,
       n.last_heartbeat ?? '-',
     ]),

@@ -6,6 +6,7 @@ import {
   adminCommand,
   createNodeTokenFor,
   createOperatorKey,
+  listNodesText,
   OPERATOR_ACCOUNT_ID,
 } from '../../src/broker/admin.js';
 import { verifyNodeToken } from '../../src/broker/services/enrollment.js';
@@ -135,7 +136,7 @@ describe('POST /v1/admin/node-tokens', () => {
 describe('GET /v1/admin/nodes', () => {
   test('empty, then the nodes the node service recorded, with health', async () => {
     expect((await request(broker.app).get('/v1/admin/nodes').set(admin())).body).toEqual({ nodes: [] });
-    await broker.redis.sadd(keys.nodes(), 'node_1', 'node_2');
+    await broker.redis.sadd(keys.nodes(), 'node_1', 'node_2', 'node_3');
     await broker.redis.hset(keys.node('node_1'), {
       id: 'node_1',
       region: 'ap-south',
@@ -155,6 +156,14 @@ describe('GET /v1/admin/nodes', () => {
       heartbeat_ms: 10_000,
       last_heartbeat: now - 60_000,
     });
+    // Drained, then stopped heartbeating: left on purpose.
+    await broker.redis.hset(keys.node('node_3'), {
+      id: 'node_3',
+      region: 'ap-south',
+      draining: '1',
+      heartbeat_ms: 10_000,
+      last_heartbeat: now - 60_000,
+    });
     const res = await request(broker.app).get('/v1/admin/nodes').set(admin());
     expect(res.body.nodes).toEqual([
       {
@@ -167,10 +176,26 @@ describe('GET /v1/admin/nodes', () => {
         load: 0.25,
         draining: false,
         healthy: true,
+        state: 'healthy',
         last_heartbeat: new Date(now - 5000).toISOString(),
         egress_ips: ['198.51.100.7'],
       },
-      expect.objectContaining({ id: 'node_2', healthy: false, endpoint: null, egress_ips: [] }),
+      expect.objectContaining({
+        id: 'node_2',
+        healthy: false,
+        state: 'lost',
+        endpoint: null,
+        egress_ips: [],
+      }),
+      expect.objectContaining({ id: 'node_3', healthy: false, state: 'stopped', draining: true }),
+    ]);
+    // The command line says the same.
+    const listed = await listNodesText(broker.ctx, 'ap-south', false);
+    expect(listed.split('\n').map((line) => line.split(/\s+/)[3])).toEqual([
+      'STATE',
+      'healthy',
+      'lost',
+      'stopped',
     ]);
   });
 });

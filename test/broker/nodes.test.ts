@@ -117,7 +117,7 @@ describe('heartbeat', () => {
     expect([ok.status, ok.body]).toEqual([200, { heartbeat_ms: interval() }]);
   });
 
-  test('2. health by region with the clock: active → degraded (one node silent) → down; draining counts as unhealthy', async () => {
+  test('2. health by region with the clock: active → degraded (one node silent) → down; a draining node takes no sessions', async () => {
     const a = await plane.node('eu-west');
     const b = await plane.node('eu-west');
     expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
@@ -140,6 +140,37 @@ describe('heartbeat', () => {
     // A node that comes back is healthy at once.
     await plane.heartbeat(a, { load: 0.2 });
     expect(await regionStatus('eu-west')).toMatchObject({ nodes: 1 });
+  });
+
+  test('2c. a node that drains and stops on purpose is stopped, not lost: the region stays active; one gone silent is lost, the region degraded', async () => {
+    const staying = await plane.node('eu-west');
+    const leaving = await plane.node('eu-west');
+    const silent = await plane.node('eu-west');
+    const states = async () => {
+      const res = await request(plane.broker.app)
+        .get('/v1/admin/nodes')
+        .set('Authorization', `Bearer ${plane.fx.operator.token}`);
+      expect(res.status).toBe(200);
+      const byId = new Map((res.body.nodes as { id: string; state: string }[]).map((n) => [n.id, n.state]));
+      return [byId.get(staying.id), byId.get(leaving.id), byId.get(silent.id)];
+    };
+    expect(await states()).toEqual(['healthy', 'healthy', 'healthy']);
+    await plane.heartbeat(leaving, { draining: true });
+    expect(await states()).toEqual(['healthy', 'draining', 'healthy']);
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
+
+    // 1. The draining node stops heartbeating, the others go on: it is stopped, the region active.
+    plane.advance(3 * interval() + 1);
+    await plane.heartbeat(staying);
+    await plane.heartbeat(silent);
+    expect(await states()).toEqual(['healthy', 'stopped', 'healthy']);
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'active', nodes: 2 });
+
+    // 2. One stops without a drain: it is lost, the region degraded.
+    plane.advance(3 * interval() + 1);
+    await plane.heartbeat(staying);
+    expect(await states()).toEqual(['healthy', 'stopped', 'lost']);
+    expect(await regionStatus('eu-west')).toMatchObject({ status: 'degraded', nodes: 1 });
   });
 
   test('2b. TB_HEARTBEAT_MS: handed out at registration and in every answer; each node judged by the interval it was told', async () => {

@@ -12,6 +12,7 @@ import { removeRegion } from '../services/fleet.js';
 import {
   getRegion,
   listNodeSummaries,
+  NODE_STATES,
   REGION_ID,
   regionsWithHealth,
   type Region,
@@ -77,6 +78,7 @@ const NodeView = z
     load: z.number(),
     draining: z.boolean(),
     healthy: z.boolean(),
+    state: z.enum(NODE_STATES).nullable(),
     last_heartbeat: z.string().nullable(),
     egress_ips: z.array(z.string()),
   })

@@ -5,10 +5,12 @@ import type { SessionStatus } from '../../lib/api.js';
 import type { BrokerContext } from '../context.js';
 import { conflict, notFound } from '../errors.js';
 import { keys } from '../store/keys.js';
-import { getRegion, nodeStates, type NodeState } from './regions.js';
+import { getRegion, NODE_STATES, nodeStates, type NodeState } from './regions.js';
 import { closeSession, openSessionIds, openSessionStatuses } from './sessions.js';
 
-export const NODE_STATES: readonly NodeState[] = ['healthy', 'draining', 'lost'];
+/** The states the fleet gauges count: a stopped node left on purpose and is not counted. */
+type GaugedNodeState = Exclude<NodeState, 'stopped'>;
+export const GAUGED_NODE_STATES = NODE_STATES.filter((s): s is GaugedNodeState => s !== 'stopped');
 /** The statuses an open session can have (closed and expired ones have left their region's index). */
 export const OPEN_SESSION_STATUSES: readonly SessionStatus[] = [
   'pending',
@@ -20,7 +22,7 @@ export const OPEN_SESSION_STATUSES: readonly SessionStatus[] = [
 
 export interface FleetCounts {
   /** region → state → nodes; every region has every state, zeros included, so an alert can test `== 0`. */
-  nodes: Map<string, Record<NodeState, number>>;
+  nodes: Map<string, Record<GaugedNodeState, number>>;
   /** region → status → open sessions, zeros included. */
   sessions: Map<string, Record<string, number>>;
 }
@@ -36,7 +38,7 @@ export async function fleetCounts(ctx: BrokerContext): Promise<FleetCounts> {
   ]);
   const counts: FleetCounts = { nodes: new Map(), sessions: new Map() };
   regions.forEach((region, i) => {
-    const nodes = zeros(NODE_STATES);
+    const nodes = zeros(GAUGED_NODE_STATES);
     for (const state of states[i] ?? []) if (state !== 'stopped') nodes[state]++;
     const sessions = zeros(OPEN_SESSION_STATUSES);
     for (const status of statuses[i] ?? []) sessions[status] = (sessions[status] ?? 0) + 1;
@@ -90,7 +92,7 @@ export function registerFleetMetrics(ctx: BrokerContext): void {
     const counts = await read();
     g.reset();
     for (const [region, states] of counts?.nodes ?? [])
-      for (const state of NODE_STATES) g.set({ region, state }, states[state]);
+      for (const state of GAUGED_NODE_STATES) g.set({ region, state }, states[state]);
   });
   ctx.metrics.gauge(
     'tunnelbyte_sessions',

@@ -120,7 +120,8 @@ function nodeHealthFrom([load, draining, heartbeatMs, lastHeartbeat]: (
  * healthy: heartbeats in time; draining: heartbeats in time, moving its sessions away; lost: heartbeats
  * stopped without a drain (crashed, cut off); stopped: drained, then stopped heartbeating (left on purpose).
  */
-export type NodeState = 'healthy' | 'draining' | 'lost' | 'stopped';
+export const NODE_STATES = ['healthy', 'draining', 'lost', 'stopped'] as const;
+export type NodeState = (typeof NODE_STATES)[number];
 
 /** Whether a node whose last heartbeat was at `lastHeartbeat` with interval `heartbeatMs` is still in time. */
 export const heartbeatInTime = (lastHeartbeat: number, heartbeatMs: number, nowMs: number) =>
@@ -147,8 +148,9 @@ export async function nodeStates(ctx: BrokerContext, regionId: string): Promise<
 
 function summarize(nodes: NodeHealthFields[], nowMs: number): RegionHealth {
   const healthy = nodes.filter((n) => isNodeHealthy(n, nowMs));
+  // Lost, not any unhealthy node: one that drained and stopped left on purpose (docs/API.md).
   const recentlyLost = nodes.some(
-    (n) => !isNodeHealthy(n, nowMs) && nowMs - n.lastHeartbeat <= RECENTLY_SEEN_MS,
+    (n) => nodeState(n, nowMs) === 'lost' && nowMs - n.lastHeartbeat <= RECENTLY_SEEN_MS,
   );
   if (healthy.length === 0) return { status: 'down', nodes: 0, load: 0 };
   const load = Math.round((healthy.reduce((sum, n) => sum + n.load, 0) / healthy.length) * 100) / 100;
@@ -193,6 +195,8 @@ export interface NodeSummary {
   load: number;
   draining: boolean;
   healthy: boolean;
+  /** null for a node that never reported. */
+  state: NodeState | null;
   last_heartbeat: string | null;
   egress_ips: string[];
 }
@@ -224,6 +228,7 @@ export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary
       load: health?.load ?? 0,
       draining: health?.draining ?? h.draining === '1',
       healthy: health !== null && isNodeHealthy(health, now),
+      state: health ? nodeState(health, now) : null,
       last_heartbeat: health ? new Date(health.lastHeartbeat).toISOString() : null,
       egress_ips: stringList(h.egress_ips),
     };

@@ -186,7 +186,7 @@ export class Device implements UapiDevice {
     // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before
     // decapsulate returns; handshake messages (rare) are copied, so no handshake state can alias it.
     const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
-    this.threads?.makeRoom(datagram.length);
+    this.threads?.makeRoom(datagram.length, false);
     this.perform(this.tunnel.decapsulate(owned, from, now));
     this.scheduler.rearmIfEarlier();
   }
@@ -204,7 +204,7 @@ export class Device implements UapiDevice {
       for (let i = 0; i < batch.length; i++) {
         const packet = batch[i]!;
         this.metrics?.innerPacket('tx', packet);
-        this.threads?.makeRoom(packet.length);
+        this.threads?.makeRoom(packet.length, true);
         this.perform(this.tunnel.encapsulate(packet, now));
       }
       this.scheduler.rearmIfEarlier();

@@ -93,8 +93,9 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--hand-over <auto|bulk>',
-        'with crypto threads, when bulk traffic goes to them: auto while the main thread is CPU-bound ' +
-          '(a core it leaves idle carries the traffic cheaper alone), bulk always',
+        'with crypto threads, when bulk traffic goes to them: auto only while the main thread is ' +
+          'CPU-bound (handing over costs CPU, and one core with time to spare carries it cheaper), bulk at ' +
+          'every burst whatever the load',
       )
         .choices(HAND_OVER_MODES)
         .env('TB_HAND_OVER')

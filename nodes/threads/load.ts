@@ -17,7 +17,9 @@ export const LOAD_WINDOW_MS = 100;
  * whole process (the crypto threads' work and the hand-over's cost included) runs this share of a window
  * too: below it, the main thread could take everything back and still have time to spare. Its own share
  * would not say so, as it falls once the threads take part of its work, and a threshold on it would hand
- * over and take back window after window.
+ * over and take back window after window. Time spent waiting for a core does not count: a main thread that
+ * gets less than a core because every core is busy is not helped by another thread, which would only take
+ * CPU from the rest of the host (with a core idle, the kernel moves the thread there).
  */
 export const CPU_BOUND_SHARE = 0.9;
 
@@ -37,7 +39,7 @@ export function processCpuNs(): number {
   return (user + system) * 1000;
 }
 
-/** Whether a thread is CPU-bound, asked at the start of each turn that carries messages. */
+/** Whether a thread is CPU-bound, asked at most once a turn, when a turn's bulk traffic is to be placed. */
 export interface ThreadLoad {
   cpuBound(now: number): boolean;
 }
@@ -47,6 +49,8 @@ export class MainThreadLoad implements ThreadLoad {
   private threadAtStart = 0;
   private processAtStart = 0;
   private bound = false;
+  /** False once this thread's CPU time could not be read: it is not tried again. */
+  private readable = true;
 
   constructor(
     private readonly threadCpu: () => number | undefined = threadCpuNs,
@@ -59,9 +63,13 @@ export class MainThreadLoad implements ThreadLoad {
    * bulk traffic, as with `--hand-over bulk`).
    */
   cpuBound(now: number): boolean {
+    if (!this.readable) return true;
     if (now - this.windowStart < LOAD_WINDOW_MS) return this.bound;
     const thread = this.threadCpu();
-    if (thread === undefined) return (this.bound = true);
+    if (thread === undefined) {
+      this.readable = false;
+      return true;
+    }
     const processNs = this.processCpu();
     const windowNs = (now - this.windowStart) * 1e6;
     const ran = this.bound ? processNs - this.processAtStart : thread - this.threadAtStart;

@@ -298,7 +298,8 @@ class CryptoThread {
   }
 
   retire(index: number): void {
-    if (this.place(this.slot) === -1) {
+    // Pending retirements are written first (begin): room for them and this one, or it waits with them.
+    if (this.place((this.pendingRetires.length + 1) * this.slot) === -1) {
       this.pendingRetires.push(index);
       return;
     }
@@ -716,11 +717,11 @@ export class CryptoThreads implements TransportCrypto {
   }
 
   /**
-   * Before handing the engine a packet or datagram: every ring has room for it (results are read back,
+   * Before handing the engine a packet to seal (`sealing`) or a datagram to open: every ring has room for it (results are read back,
    * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
    */
-  makeRoom(bytes: number): void {
-    const payload = bytes + TRANSPORT_CONTENT_OFFSET + 32;
+  makeRoom(bytes: number, sealing: boolean): void {
+    const payload = sealing ? transportLength(bytes, this.mtu) : bytes;
     for (const thread of this.threads) thread.makeRoom(payload);
   }
 

@@ -74,10 +74,13 @@ describe('MainThreadLoad', () => {
     expect(reads).toBe(2);
   });
 
-  test('10. a host whose thread CPU time cannot be read counts as CPU-bound (the threads take bulk traffic)', () => {
-    const load = new MainThreadLoad(() => undefined);
+  test('10. a host whose thread CPU time cannot be read counts as CPU-bound (the threads take bulk traffic), and it is not read again', () => {
+    let reads = 0;
+    const load = new MainThreadLoad(() => (reads++, undefined));
     expect(load.cpuBound(0)).toBe(true);
+    expect(load.cpuBound(1)).toBe(true);
     expect(load.cpuBound(10 * LOAD_WINDOW_MS)).toBe(true);
+    expect(reads).toBe(1);
   });
 
   test("11. threadCpuNs and processCpuNs read this thread's and this process's CPU time, which grow as the thread works", () => {

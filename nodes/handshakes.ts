@@ -113,31 +113,52 @@ export function warmAnswers(randomBytes: (length: number) => Uint8Array): number
   // real answer's did, and the second real answer ran unoptimized again (13 to 60 ms).
   const detached = new ArrayBuffer(0);
   structuredClone(detached, { transfer: [detached] });
-  const responder = localStatic(randomBytes(KEY_LENGTH));
-  const initiator = localStatic(randomBytes(KEY_LENGTH));
+  // No key outlives the call: the randomness every key was made from, the keys, the DH results and the
+  // answers' session keys are zeroed at its end.
+  const drawn: Uint8Array[] = [];
+  const draw = (length: number) => {
+    const bytes = randomBytes(length);
+    drawn.push(bytes);
+    return bytes;
+  };
+  const responder = localStatic(draw(KEY_LENGTH));
+  const initiator = localStatic(draw(KEY_LENGTH));
   const name = Buffer.from(initiator.publicKey).toString('base64');
-  const created = createInitiation(
-    WIREGUARD,
-    initiator,
-    peerKeys(initiator, responder.publicKey),
-    generatePrivateKey(randomBytes),
-    new Uint8Array(TIMESTAMP_LENGTH),
-    0,
-  );
-  if (!created.ok) return 0;
-  const { ephemeral, encryptedStatic, encryptedPayload } = created.fields;
-  const initiation = writeInitiation({
-    senderIndex: 0,
-    ephemeral,
-    encryptedStatic,
-    encryptedTimestamp: encryptedPayload,
-  });
-  const peers = new Map([[name, peerKeys(responder, name)]]);
-  let answered = 0;
-  for (let i = 0; i < WARM_HANDSHAKES; i++) {
-    if (answerBatch(responder, peers, initiation, randomBytes)[0] === ANSWERED) answered++;
+  const initiatorPeer = peerKeys(initiator, responder.publicKey);
+  const responderPeer = peerKeys(responder, name);
+  try {
+    const created = createInitiation(
+      WIREGUARD,
+      initiator,
+      initiatorPeer,
+      generatePrivateKey(draw),
+      new Uint8Array(TIMESTAMP_LENGTH),
+      0,
+    );
+    if (!created.ok) return 0;
+    const { state } = created;
+    wipe(state.chainKey, state.hash, state.ephemeralPrivate);
+    const { ephemeral, encryptedStatic, encryptedPayload } = created.fields;
+    const initiation = writeInitiation({
+      senderIndex: 0,
+      ephemeral,
+      encryptedStatic,
+      encryptedTimestamp: encryptedPayload,
+    });
+    const peers = new Map([[name, responderPeer]]);
+    let answered = 0;
+    for (let i = 0; i < WARM_HANDSHAKES; i++) {
+      const records = answerBatch(responder, peers, initiation, draw);
+      if (records[0] === ANSWERED) answered++;
+      wipe(records);
+    }
+    return answered;
+  } finally {
+    for (const peer of [initiatorPeer, responderPeer]) {
+      if (peer.staticStatic !== undefined) wipe(peer.staticStatic);
+    }
+    wipe(responder.privateKey, initiator.privateKey, ...drawn);
   }
-  return answered;
 }
 
 /** Record i of a batch's answers as the engine takes it, or undefined when the initiation failed. */

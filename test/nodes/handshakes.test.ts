@@ -99,4 +99,17 @@ describe('HandshakeWorkers', () => {
     // Every worker above ran it before its first real initiation, and answered that one as before.
     expect(warmAnswers(secureRandomBytes)).toBe(WARM_HANDSHAKES);
   });
+
+  test('6. the warm-up leaves no key behind: the randomness of every key it made is zeroed', () => {
+    const drawn: Uint8Array[] = [];
+    const recorded = (length: number) => {
+      const bytes = secureRandomBytes(length);
+      drawn.push(bytes);
+      return bytes;
+    };
+    expect(warmAnswers(recorded)).toBe(WARM_HANDSHAKES);
+    // Two statics, the initiation's ephemeral, one ephemeral per answer.
+    expect(drawn).toHaveLength(3 + WARM_HANDSHAKES);
+    expect(drawn.filter((bytes) => bytes.some((byte) => byte !== 0))).toEqual([]);
+  });
 });

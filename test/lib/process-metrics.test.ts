@@ -51,4 +51,15 @@ describe('process metrics', () => {
     const two = sample(await second.metrics(), 'two_nodejs_eventloop_busy_seconds_total')!;
     expect([one > 0, two > 0]).toEqual([true, true]);
   });
+
+  test('4. the lag is this scrape’s own: a scrape whose queued callback waits behind a busy callback reports that wait', async () => {
+    const registry = new Registry();
+    collectProcessMetrics(registry, 'test_');
+    const scrape = registry.metrics(); // queues the lag's callback
+    const busyMs = 20;
+    const until = performance.now() + busyMs;
+    while (performance.now() < until); // the callback it waits behind
+    // The first scrape: a lag set after the scrape (prom-client's) read 0 here.
+    expect(sample(await scrape, 'test_nodejs_eventloop_lag_seconds')).toBeGreaterThanOrEqual(busyMs / 1000);
+  });
 });

@@ -2,7 +2,7 @@
 // wireguard-go serves it: directory 0755, socket for root only, a stale socket replaced, a live one
 // refused, and the daemon told to stop when somebody deletes the socket file (`rm` is how wg-quick and
 // operators take a userspace interface down).
-import { chmodSync, mkdirSync, statSync, unlinkSync, watch } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
@@ -18,6 +18,16 @@ import {
 
 export const UAPI_DIRECTORY = '/var/run/wireguard';
 
+/** How often the socket file is stat-ed for removal when inotify cannot watch it. */
+export const REMOVAL_POLL_MS = 1000;
+
+/** fs.watch's shape as used here (tests pass one that fails as inotify does when its limits are used up). */
+export type WatchPath = (path: string, options: { persistent: boolean }, listener: () => void) => FSWatcher;
+
+// inotify_init1 and inotify_add_watch's errors when the per-user instance or watch limit (or the system's
+// file table) is used up: a shared machine's other containers can exhaust them, and the daemon must run on.
+const WATCH_LIMIT_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOSPC']);
+
 export interface UapiServerOptions {
   name: string;
   device: UapiDevice;
@@ -25,6 +35,8 @@ export interface UapiServerOptions {
   directory?: string;
   /** Called once when the socket file disappears from under the daemon. */
   onSocketRemoved?: () => void;
+  /** Defaults to fs.watch. */
+  watch?: WatchPath;
 }
 
 export interface UapiServer {
@@ -80,6 +92,50 @@ function serveConnection(socket: Socket, device: UapiDevice): void {
   socket.on('error', () => socket.destroy());
 }
 
+/**
+ * Calls `onRemoved` once when the file at `path` stops being the inode `ino` (unlinked, or renamed away),
+ * until the returned stop is called. Watched with inotify, as wireguard-go does, not polled: an idle node has
+ * no timer to wake for. Unlinking or renaming the file changes its link count (an event here) while the bound
+ * socket keeps the inode. Where inotify cannot watch (its limits used up, or the watcher failed: Node closes
+ * it before the 'error'), the file is stat-ed every REMOVAL_POLL_MS instead.
+ */
+function watchRemoval(path: string, ino: number, onRemoved: () => void, watchPath: WatchPath): () => void {
+  let watcher: FSWatcher | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    watcher?.close();
+    clearInterval(poll);
+  };
+  const check = () => {
+    let current: number | undefined;
+    try {
+      current = statSync(path).ino;
+    } catch {
+      current = undefined;
+    }
+    if (current === ino || stopped) return;
+    stop();
+    onRemoved();
+  };
+  const startPolling = () => {
+    if (stopped) return;
+    watcher?.close();
+    poll = setInterval(check, REMOVAL_POLL_MS).unref();
+    check(); // a removal the failed watcher may have missed
+  };
+  try {
+    watcher = watchPath(path, { persistent: false }, check);
+  } catch (error) {
+    if (!WATCH_LIMIT_ERRORS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    startPolling();
+    return stop;
+  }
+  watcher.on('error', startPolling);
+  return stop;
+}
+
 export async function startUapiServer(options: UapiServerOptions): Promise<UapiServer> {
   const directory = options.directory ?? UAPI_DIRECTORY;
   const path = uapiSocketPath(options.name, directory);
@@ -110,41 +166,30 @@ export async function startUapiServer(options: UapiServerOptions): Promise<UapiS
   } finally {
     process.umask(previousUmask);
   }
-  chmodSync(path, 0o700);
-
-  const { ino } = statSync(path);
+  let ino: number | undefined;
+  let stopWatching: (() => void) | undefined;
   let closed = false;
-  // Watched with inotify, as wireguard-go does, not polled: an idle node has no timer to wake for. Unlinking
-  // or renaming the file changes its link count (an event here) while the bound socket keeps the inode.
-  const watcher = watch(path, { persistent: false }, () => removedCheck());
-  const removedCheck = () => {
-    let current: number | undefined;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    stopWatching?.();
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of sockets) socket.destroy();
+    await stopped;
+    // Remove the file only if it is still ours (a successor may already have bound the name).
     try {
-      current = statSync(path).ino;
+      if (statSync(path).ino === ino) unlinkSync(path);
     } catch {
-      current = undefined;
+      // already gone
     }
-    if (current === ino) return;
-    watcher.close();
-    options.onSocketRemoved?.();
   };
-  watcher.on('error', removedCheck);
-
-  return {
-    path,
-    async close() {
-      if (closed) return;
-      closed = true;
-      watcher.close();
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await stopped;
-      // Remove the file only if it is still ours (a successor may already have bound the name).
-      try {
-        if (statSync(path).ino === ino) unlinkSync(path);
-      } catch {
-        // already gone
-      }
-    },
-  };
+  try {
+    ino = statSync(path).ino;
+    chmodSync(path, 0o700);
+    stopWatching = watchRemoval(path, ino, () => options.onSocketRemoved?.(), options.watch ?? watch);
+  } catch (error) {
+    await close(); // a failed start leaves nothing listening
+    throw error;
+  }
+  return { path, close };
 }

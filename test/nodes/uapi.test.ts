@@ -1,11 +1,19 @@
 // The UAPI server against the real `wg` tool. The device behind it here is the in-memory one; the
 // interop tests drive the same server backed by the real engine.
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, statSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 
-import { startUapiServer, type UapiServer } from '../../nodes/uapi.js';
+import {
+  REMOVAL_POLL_MS,
+  startUapiServer,
+  uapiSocketPath,
+  type UapiServer,
+  type WatchPath,
+} from '../../nodes/uapi.js';
+import { eventually } from '../helpers/eventually.js';
+import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import { MemoryDevice } from './memory-device.js';
 
 const run = promisify(execFile);
@@ -153,5 +161,73 @@ describe('UAPI server with the real wg tool', () => {
     await server.close();
     expect(existsSync(server.path)).toBe(false);
     await expect(wg('show', name)).rejects.toThrow();
+  });
+});
+
+// fs.watch failing as it does when inotify's limits are used up (instances or watches per user, shared by
+// every container of the machine's root): the removal is then noticed by stat-ing the file.
+const failingWatch =
+  (code: string): WatchPath =>
+  () => {
+    throw Object.assign(new Error(`${code}: inotify failed, watch`), { code, syscall: 'watch' });
+  };
+
+describe('UAPI server where inotify cannot watch the socket', () => {
+  const device = new MemoryDevice();
+  let removedCalls: number;
+  beforeEach(() => (removedCalls = 0));
+  const start = (name: string, watchPath: WatchPath) =>
+    startUapiServer({ name, device, watch: watchPath, onSocketRemoved: () => removedCalls++ });
+  /** Removes the socket file as `rm` does, and waits for the poll to report it (once). */
+  async function removeAndClose(server: UapiServer): Promise<void> {
+    try {
+      unlinkSync(server.path);
+      await eventually('the removal noticed by the poll', () => removedCalls > 0);
+      expect(removedCalls).toBe(1);
+    } finally {
+      await server.close();
+    }
+  }
+
+  test.each([['EMFILE'], ['ENOSPC']])(
+    '1. watch() failing with %s (a limit used up): the node starts, and removing the socket still stops it',
+    async (code) => {
+      const name = uniqueName();
+      const server = await start(name, failingWatch(code));
+      expect(await wg('show', name, 'listen-port')).toBe(`${device.listenPort}\n`);
+      await removeAndClose(server);
+    },
+  );
+
+  test('2. a watcher that fails later (Node closes it, then emits the error): the removal is still noticed', async () => {
+    let watcher: FSWatcher | undefined;
+    const server = await start(uniqueName(), (path, options, listener) => {
+      watcher = watch(path, options, listener);
+      return watcher;
+    });
+    watcher!.close();
+    watcher!.emit('error', Object.assign(new Error('ENOSPC: inotify failed'), { code: 'ENOSPC' }));
+    expect(removedCalls).toBe(0); // the socket is still there
+    await removeAndClose(server);
+  });
+
+  test('3. close stops the poll: nothing is reported after it, and no descriptor is left', async () => {
+    const before = openDescriptors();
+    const server = await start(uniqueName(), failingWatch('EMFILE'));
+    await server.close(); // removes the socket file, which a poll still running would report
+    await new Promise((resolve) => setTimeout(resolve, 2.5 * REMOVAL_POLL_MS));
+    expect(removedCalls).toBe(0);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
+  });
+
+  test('4. any other watch() failure fails the start, and leaves nothing listening and no socket file', async () => {
+    const before = openDescriptors();
+    const name = uniqueName();
+    await expect(start(name, failingWatch('EACCES'))).rejects.toThrow(/EACCES/);
+    expect(existsSync(uapiSocketPath(name))).toBe(false);
+    expect(descriptorsOpenedSince(before)).toEqual([]);
+    // The name is free: a new start binds it.
+    const server = await start(name, watch);
+    await server.close();
   });
 });

@@ -57,7 +57,9 @@ export interface Described {
 }
 
 function describeApiError(err: ApiError): Described {
+  // The broker's sentences end in a full stop; a retry hint after one goes after a `;` instead.
   const retry = err.retryAfter === undefined ? '' : `; retry in ${err.retryAfter} s`;
+  const said = retry ? err.message.replace(/\.$/, '') : err.message;
   switch (err.error) {
     case 'unauthorized':
       return {
@@ -75,10 +77,10 @@ function describeApiError(err: ApiError): Described {
         exitCode: EXIT.auth,
       };
     case 'rate_limited':
-      return { line: `rate limited: ${err.message}${retry}`, exitCode: EXIT.limited };
+      return { line: `rate limited: ${said}${retry}`, exitCode: EXIT.limited };
     case 'quota_exhausted':
       return {
-        line: `quota exhausted: ${err.message}${retry}; see \`tunnelbyte usage\` or \`tunnelbyte upgrade\``,
+        line: `quota exhausted: ${said}${retry}; see \`tunnelbyte usage\` or \`tunnelbyte upgrade\``,
         exitCode: EXIT.limited,
       };
     case 'no_capacity':
@@ -87,7 +89,7 @@ function describeApiError(err: ApiError): Described {
         exitCode: EXIT.unavailable,
       };
     case 'unavailable':
-      return { line: `unavailable: ${err.message}${retry}`, exitCode: EXIT.unavailable };
+      return { line: `unavailable: ${said}${retry}`, exitCode: EXIT.unavailable };
     case 'not_found':
       return { line: `not found: ${err.message} See \`tunnelbyte sessions\`.`, exitCode: EXIT.error };
     case 'invalid_request':

@@ -331,7 +331,7 @@ describe('follow', () => {
         await run.waitFor('the broker answers again', STEP_MS);
         const output = run.output();
         expect(output).toContain(
-          'tunnelbyte: reading the session failed: unavailable: The store is unavailable.; retrying in 2 s\n',
+          'tunnelbyte: reading the session failed: unavailable: The store is unavailable; retrying in 2 s\n',
         );
         expect(output).toContain('retrying in 4 s\n');
         expect(output).not.toMatch(/\n\s+at /); // no stack trace

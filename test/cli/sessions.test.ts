@@ -397,7 +397,7 @@ describe('connect and session errors, from the broker', () => {
     const second = await cli(['connect', 'eu-west', '--json'], m.env);
     expect(second.code).toBe(4);
     expect(second.stderr).toMatch(
-      /^tunnelbyte: quota exhausted: .*; see `tunnelbyte usage` or `tunnelbyte upgrade`\n$/,
+      /^tunnelbyte: quota exhausted: At most 1 concurrent session on the free tier; closing one \(`tunnelbyte disconnect`, DELETE \/v1\/sessions\/\{id\}\) frees its slot at once; retry in \d+ s; see `tunnelbyte usage` or `tunnelbyte upgrade`\n$/,
     );
     expect(JSON.parse(second.stdout)).toMatchObject({ status: 429, error: 'quota_exhausted', code: 4290 });
     expect((await cli(['disconnect'], m.env)).code).toBe(0);

@@ -168,7 +168,8 @@ export async function createSession(
   if (reserved.outcome === 'sessions') {
     throw quotaExhausted(
       Math.ceil((reserved.earliestDeadline - now) / 1000),
-      `At most ${limits.concurrentSessions} concurrent sessions on the ${owner.plan} tier.`,
+      `At most ${limits.concurrentSessions} concurrent session${limits.concurrentSessions === 1 ? '' : 's'} ` +
+        `on the ${owner.plan} tier; closing one (\`tunnelbyte disconnect\`, DELETE /v1/sessions/{id}) frees its slot at once.`,
     );
   }
 

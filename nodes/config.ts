@@ -62,14 +62,15 @@ export const defaultThreads = (): number => Math.min(availableParallelism(), MAX
 /**
  * One line for an operator who asked for more threads than the machine has cores (1 to MAX_THREADS stay
  * valid). Each thread is a crypto thread and a handshake worker, each its own V8 isolate: measured on a
- * 2-core host, about 25 MB and 0.3 CPU-seconds of start-up per thread, and those beyond the cores add
- * no speed.
+ * 2-core host (resident memory, idle, a few seconds after start), 95 MB with 1 (no crypto thread: the
+ * main thread does it all), 163 MB with 2, then about 33 MB and 0.3 CPU-seconds of start-up per thread;
+ * those beyond the cores add no speed.
  */
 export function threadsWarning(threads: number, cores = availableParallelism()): string | undefined {
   if (threads <= cores) return undefined;
   return (
     `--threads (TB_THREADS) ${threads} is more than this machine's ${cores} cores: threads beyond the ` +
-    'cores add no speed, only start-up time and memory (about 0.3 CPU-seconds and 25 MB each)'
+    'cores add no speed, only start-up time and memory (about 0.3 CPU-seconds and 33 MB each)'
   );
 }
 

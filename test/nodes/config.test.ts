@@ -149,7 +149,7 @@ describe('threadsWarning', () => {
       4,
       3,
       2,
-      "--threads (TB_THREADS) 3 is more than this machine's 2 cores: threads beyond the cores add no speed, only start-up time and memory (about 0.3 CPU-seconds and 25 MB each)",
+      "--threads (TB_THREADS) 3 is more than this machine's 2 cores: threads beyond the cores add no speed, only start-up time and memory (about 0.3 CPU-seconds and 33 MB each)",
     ],
     [5, 64, 2, expect.stringMatching(/^--threads \(TB_THREADS\) 64 is more than this machine's 2 cores: /)],
   ];

@@ -108,7 +108,7 @@ describe('tunnelbyte-node start-up failures', () => {
     expect(warning).toBe(
       `tunnelbyte-node: warning: --threads (TB_THREADS) ${threads} is more than this machine's ` +
         `${availableParallelism()} cores: threads beyond the cores add no speed, only start-up time and ` +
-        'memory (about 0.3 CPU-seconds and 25 MB each)',
+        'memory (about 0.3 CPU-seconds and 33 MB each)',
     );
     expect(ready).toMatch(new RegExp(`, threads ${threads} \\(hand-over auto\\)$`));
   });

@@ -234,13 +234,19 @@ describe('node choice', () => {
     await checkPlane(other.broker.redis, 'eu-west');
   });
 
-  test('3. the same client key twice on a one-node region → 409 conflict; on two nodes it spreads', async () => {
+  test('3. the same client key twice on a one-node region, by one account or two → 409 conflict; on two nodes it spreads', async () => {
     const biz = await other.principal('business');
     await other.node('eu-west');
     const client = keyPair();
     expect((await other.create(biz, { region: 'eu-west', public_key: client.publicKey })).status).toBe(201);
     const res = await other.create(biz, { region: 'eu-west', public_key: client.publicKey });
     expect([res.status, res.body.error]).toEqual([409, 'conflict']);
+    // Another account's session with that key: the same (a node holds a key once), as docs/API.md says.
+    const stranger = await other.create(await other.principal('business'), {
+      region: 'eu-west',
+      public_key: client.publicKey,
+    });
+    expect([stranger.status, stranger.body.error]).toEqual([409, 'conflict']);
     await other.node('eu-west');
     expect((await other.create(biz, { region: 'eu-west', public_key: client.publicKey })).status).toBe(201);
     await checkPlane(other.broker.redis, 'eu-west');

@@ -165,7 +165,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(present);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
+    const problems = parsed.error.issues.map((i) => {
+      const name = i.path.join('.') || 'env';
+      // A coerced number reads NaN for a word, and the schema would report the NaN, not what was set.
+      if (i.code === 'invalid_type' && i.expected === 'number')
+        return `${name}: '${present[name]}' is not a number`;
+      return `${name}: ${i.message}`;
+    });
     throw new ConfigError(`invalid broker environment: ${problems.join('; ')}`);
   }
   const e = parsed.data;

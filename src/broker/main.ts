@@ -75,7 +75,17 @@ export function buildProgram(): Command {
   program
     .command('serve', { isDefault: true })
     .description('run the HTTP API (env: REDIS_URL, PORT, HOST, METRICS_PORT, TRUSTED_PROXIES, STRIPE_*)')
-    .action(serve);
+    // The default command receives any word that is not a command: it is named as such, not as an
+    // argument too many for serve.
+    .allowExcessArguments()
+    .action((_options: unknown, command: Command) => {
+      const [word] = command.args;
+      if (word === undefined) return serve();
+      const commands = program.commands.map((c) => c.name()).join(', ');
+      return program.error(`unknown command '${word}' (the commands: ${commands})`, {
+        exitCode: USAGE_EXIT_CODE,
+      });
+    });
   program.addCommand(adminCommand());
   program.addHelpText(
     'after',

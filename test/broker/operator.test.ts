@@ -92,10 +92,21 @@ describe("tunnelbyte-broker usage errors are one line and exit 2, as the CLI's a
     ['2. misspelt command', ['admin', 'regoin'], "unknown command 'regoin'; did you mean region?"],
     ['3. unknown option', ['--bogus'], "unknown option '--bogus'"],
     ['4. missing argument', ['admin', 'region', 'remove'], "missing required argument 'id'"],
+    // Not taken for an argument of serve, the default command.
+    ['4b. a word that is no command', ['bogus'], "unknown command 'bogus' (the commands: serve, admin)"],
   ];
   test.each(cases)('%s', async (_name, args, message) => {
     const res = await broker(args, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
     expect(res).toEqual({ code: 2, stdout: '', stderr: `tunnelbyte-broker: ${message} (see --help)\n` });
+  });
+
+  test('4c. a number setting given a word: named with what was set, exit 1', async () => {
+    const res = await broker(['serve'], { PORT: 'abc', REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    expect(res).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: "tunnelbyte-broker: invalid broker environment: PORT: 'abc' is not a number\n",
+    });
   });
 
   test('5. --help of a subcommand is not an error', async () => {

@@ -12,6 +12,9 @@ import { isBase64Key } from './wgkey.js';
 export const TIERS = ['free', 'pro', 'business'] as const;
 export type Tier = (typeof TIERS)[number];
 
+/** A session's ttl_seconds: at least a minute; at most 30 days, the longest any tier allows. */
+export const SESSION_TTL_SECONDS = { min: 60, max: 30 * 24 * 3600 } as const;
+
 // ── regions (docs/API.md "Public endpoints") ────────────────────────────────────────────────────
 
 export const REGION_STATUSES = ['active', 'degraded', 'down'] as const;

@@ -243,7 +243,20 @@ describe('errors shared by every command', () => {
       7,
       ['connect', '--ttl', 'soon'],
       {},
-      "option '--ttl <seconds>' argument 'soon' is invalid. a whole number of seconds ≥ 1 (see --help)",
+      "option '--ttl <seconds>' argument 'soon' is invalid. whole seconds from 60 (a minute) to 2592000 (30 days) (see --help)",
+    ],
+    // Below the broker's minimum or above every tier's maximum: refused here, in the same words.
+    [
+      11,
+      ['connect', '--ttl', '59'],
+      {},
+      "option '--ttl <seconds>' argument '59' is invalid. whole seconds from 60 (a minute) to 2592000 (30 days) (see --help)",
+    ],
+    [
+      12,
+      ['connect', '--ttl', '2592001'],
+      {},
+      "option '--ttl <seconds>' argument '2592001' is invalid. whole seconds from 60 (a minute) to 2592000 (30 days) (see --help)",
     ],
     [8, ['regions'], { TB_FINGERPRINT: 'xyz' }, 'TB_FINGERPRINT must be 16 to 128 hex digits'],
     // A password or a query in a URL that fails a check is never echoed.

@@ -5,27 +5,21 @@ import type { BrokerContext } from '../context.js';
 import { defineRoute } from '../http.js';
 import { z } from '../openapi.js';
 import { startReaper } from '../services/reaper.js';
+import { createSession, deleteSession, getSession, listSessions } from '../services/sessions.js';
 import {
-  createSession,
-  deleteSession,
-  getSession,
-  listSessions,
-  MAX_TTL_SECONDS,
-  MIN_TTL_SECONDS,
-} from '../services/sessions.js';
-import { CreatedSession, Session, SESSION_STATUSES, WireGuardKey } from '../../lib/api.js';
+  CreatedSession,
+  Session,
+  SESSION_STATUSES,
+  SESSION_TTL_SECONDS,
+  WireGuardKey,
+} from '../../lib/api.js';
 import { PageQuery, paginate } from '../pagination.js';
 
 const CreateSessionBody = z
   .object({
     region: z.string().min(1).max(64),
     public_key: WireGuardKey.optional(),
-    ttl_seconds: z
-      .number()
-      .int()
-      .min(MIN_TTL_SECONDS)
-      .max(Math.max(...Object.values(MAX_TTL_SECONDS)))
-      .optional(),
+    ttl_seconds: z.number().int().min(SESSION_TTL_SECONDS.min).max(SESSION_TTL_SECONDS.max).optional(),
     preshared_key: z.boolean().optional(),
   })
   .openapi('CreateSession');

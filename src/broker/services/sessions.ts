@@ -30,7 +30,14 @@ import { keys, TTL } from '../store/keys.js';
 import { execAll, waitForReplicas } from '../store/redis.js';
 import { newId } from '../tokens.js';
 import { MAX_ADDRESS_INDEX, peerAllowedIps, type Pool } from '../../lib/addresses.js';
-import type { ClosedReason, CreatedSession, Session, SessionNode, SessionStatus } from '../../lib/api.js';
+import {
+  SESSION_TTL_SECONDS,
+  type ClosedReason,
+  type CreatedSession,
+  type Session,
+  type SessionNode,
+  type SessionStatus,
+} from '../../lib/api.js';
 import { PRESHARED_KEY_PLACEHOLDER, sessionWgQuick, type SessionFields } from '../../lib/session-config.js';
 import { keyFromBase64 } from '../../lib/wgkey.js';
 import { getAccount } from './accounts.js';
@@ -50,12 +57,11 @@ import { periodOf, type PeriodTotal } from './usage.js';
 
 const HOUR = 3600;
 export const DEFAULT_TTL_SECONDS = 24 * HOUR;
-export const MIN_TTL_SECONDS = 60;
 /** Longest session per tier; a longer ttl_seconds asks for a higher tier. */
 export const MAX_TTL_SECONDS: Record<Tier, number> = {
   free: 24 * HOUR,
   pro: 7 * 24 * HOUR,
-  business: 30 * 24 * HOUR,
+  business: SESSION_TTL_SECONDS.max,
 };
 /** How long a concurrency reservation lasts before step 3 makes it a session (see above). */
 export const RESERVATION_MS = 30_000;

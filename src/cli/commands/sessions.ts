@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import { seconds, wait } from '../args.js';
+import { ttl, wait } from '../args.js';
 import QRCode from 'qrcode';
 import { ApiError, type CreatedSession, type Session } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
@@ -425,7 +425,7 @@ export function registerSessions(program: Command, act: Act): void {
     .addOption(intervalOption('with --follow: seconds between reads of the session'))
     .addHelpText('after', `\nWith --follow:\n${FOLLOW_HELP}`)
     .option('--no-dns', "no DNS line: keep this machine's resolvers (wg-quick then needs no resolvconf)")
-    .option('--ttl <seconds>', 'session lifetime', seconds)
+    .option('--ttl <seconds>', 'session lifetime (60 to 2592000; the tier may allow less)', ttl)
     .option('--psk', 'add a preshared key')
     .action(act(connect));
   program.command('sessions').description('list your sessions').action(act(sessions));

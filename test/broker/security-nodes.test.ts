@@ -177,4 +177,30 @@ describe('finding 7: a leaked node token is contained', () => {
     plane.advance(31_000);
     expect((await register(leaked.token, { egress_ips: ['192.0.2.55'] })).status).toBe(200);
   });
+
+  test('an egress IP of a node taken out (its token revoked, as after a leak) is free at once; attribution keeps its period', async () => {
+    const revoked = await issue({ region: 'eu-west' });
+    const first = await register(revoked.token, { egress_ips: ['192.0.2.56'] });
+    expect(first.status).toBe(200);
+    const before = (await request(plane.broker.app).get('/v1/ip/192.0.2.56')).body as { last_seen: string };
+    expect(before).toMatchObject({ exit: true, node: first.body.node_id });
+    const revoking = await request(plane.broker.app)
+      .delete(`/v1/admin/node-tokens/${revoked.id}`)
+      .set(await admin());
+    expect(revoking.status).toBe(204);
+    // A new token for the same host registers with its address a second later, not 3 intervals.
+    plane.advance(1000);
+    const fresh = await issue({ region: 'eu-west' });
+    const again = await register(fresh.token, { egress_ips: ['192.0.2.56'] });
+    expect(again.status).toBe(200);
+    expect((await request(plane.broker.app).get('/v1/ip/192.0.2.56')).body).toMatchObject({
+      exit: true,
+      node: again.body.node_id,
+    });
+    // Who held it before is still answered for that time.
+    const at = encodeURIComponent(before.last_seen);
+    expect((await request(plane.broker.app).get(`/v1/ip/192.0.2.56?at=${at}`)).body).toMatchObject({
+      node: first.body.node_id,
+    });
+  });
 });

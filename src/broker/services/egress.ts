@@ -4,7 +4,7 @@
 import type { BrokerContext } from '../context.js';
 import { canonicalIp } from '../ip.js';
 import { keys, TTL } from '../store/keys.js';
-import { runRecordEgressIp } from './lua.js';
+import { runRecordEgressIp, runReleaseEgressIp } from './lua.js';
 
 /** Holding periods kept per IP. */
 const MAX_PERIODS = 100;
@@ -16,6 +16,8 @@ export interface HoldingPeriod {
   region: string;
   first_seen: number;
   last_seen: number;
+  /** Its node was taken out by an operator: the IP is free for another node from then on. */
+  released?: boolean;
 }
 
 const canonicalSet = (ips: readonly string[]) => [
@@ -33,7 +35,13 @@ export async function heldByOthers(
   const latest = await Promise.all(canonical.map((ip) => lookupHolder(ctx, ip, undefined)));
   return canonical.filter((_, i) => {
     const holder = latest[i];
-    return holder !== null && holder !== undefined && holder.node !== nodeId && holder.last_seen >= liveSince;
+    return (
+      holder !== null &&
+      holder !== undefined &&
+      holder.node !== nodeId &&
+      holder.last_seen >= liveSince &&
+      !holder.released
+    );
   });
 }
 
@@ -64,6 +72,15 @@ export async function recordEgressIps(
     ),
   );
   return canonical;
+}
+
+/** What `nodeId` held of `ips` is free for other nodes at once (it was taken out). */
+export async function releaseEgressIps(
+  ctx: BrokerContext,
+  nodeId: string,
+  ips: readonly string[],
+): Promise<void> {
+  await Promise.all(canonicalSet(ips).map((ip) => runReleaseEgressIp(ctx.redis, ip, nodeId)));
 }
 
 async function history(ctx: BrokerContext, ip: string): Promise<HoldingPeriod[]> {

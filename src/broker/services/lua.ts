@@ -740,18 +740,39 @@ if last then
   local entry = cjson.decode(last)
   if entry.node == ARGV[1] and entry.region == ARGV[2] then
     if now > entry.last_seen then entry.last_seen = now end
+    entry.released = nil
     redis.call('LSET', KEYS[1], -1, cjson.encode(entry))
     redis.call('EXPIRE', KEYS[1], ARGV[4])
     return 0
   end
-  -- Another node reported it recently: attribution never moves from a live node to another.
-  if entry.last_seen >= tonumber(ARGV[6]) then return 2 end
+  -- Another node reported it recently: attribution never moves from a live node to another (one an
+  -- operator took out released it).
+  if entry.last_seen >= tonumber(ARGV[6]) and not entry.released then return 2 end
 end
 redis.call('RPUSH', KEYS[1], cjson.encode({node = ARGV[1], region = ARGV[2], first_seen = now, last_seen = now}))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[5]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1`,
 );
+
+/**
+ * A node taken out by an operator (removed, or its token revoked) releases the IP it holds: its period
+ * stays as it was for attribution, marked released, so another node may take the IP at once.
+ */
+const RELEASE_EGRESS_IP = new LuaScript(
+  'release-egress-ip',
+  `local last = redis.call('LINDEX', KEYS[1], -1)
+if not last then return 0 end
+local entry = cjson.decode(last)
+if entry.node ~= ARGV[1] then return 0 end
+entry.released = true
+redis.call('LSET', KEYS[1], -1, cjson.encode(entry))
+return 1`,
+);
+
+export async function runReleaseEgressIp(redis: Redis, ip: string, nodeId: string): Promise<void> {
+  await RELEASE_EGRESS_IP.run(redis, [keys.ipHistory(ip)], [nodeId]);
+}
 
 export async function runRecordEgressIp(
   redis: Redis,

@@ -10,7 +10,7 @@ import type { BrokerContext } from '../context.js';
 import { conflict, invalidRequest, notFound, unauthorized } from '../errors.js';
 import { keys } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
-import { heldByOthers, recordEgressIps } from './egress.js';
+import { heldByOthers, recordEgressIps, releaseEgressIps } from './egress.js';
 import { revokeNodeToken, type NodeToken } from './enrollment.js';
 import { runHeartbeat, type UsageReport } from './lua.js';
 import { getRegion, HEALTHY_INTERVALS, heartbeatInTime } from './regions.js';
@@ -140,8 +140,8 @@ export async function registerNode(
 
 /**
  * Takes a node out: no new sessions go to it, its sessions move to other nodes of the region (the
- * reaper's next failover round, services/failover.ts), its calls get 404, and (with `ban`) it may not
- * register again. False for an unknown node.
+ * reaper's next failover round, services/failover.ts), its calls get 404, its egress IPs are free for
+ * another node at once, and (with `ban`) it may not register again. False for an unknown node.
  */
 export async function removeNode(ctx: BrokerContext, nodeId: string, ban: boolean): Promise<boolean> {
   const node = await getNode(ctx, nodeId);
@@ -155,6 +155,7 @@ export async function removeNode(ctx: BrokerContext, nodeId: string, ban: boolea
   );
   await ctx.redis.del(keys.node(nodeId));
   await ctx.redis.srem(keys.nodes(), nodeId);
+  await releaseEgressIps(ctx, nodeId, node.egressIps);
   return true;
 }
 

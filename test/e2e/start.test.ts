@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, type Namespace, type ProcessHandle } from '../nodes/netns.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -227,7 +228,7 @@ describe('scripts/start', () => {
         ns.exec('env', [
           'REDIS_URL=redis://127.0.0.1:16380',
           'node',
-          join(ROOT, 'dist/src/broker/main.js'),
+          builtProgram('src/broker/main.js'),
           ...['admin', 'node-token', ...args],
         ]);
       const { node_tokens: tokens } = JSON.parse((await admin(['list', '--json'])).stdout) as {

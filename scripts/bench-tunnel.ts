@@ -126,51 +126,25 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
   };
 }
 
+/** A tunnelbyte-node column, named after its flags. */
+const nodeColumn = (udp: 'batched' | 'dgram', offload: 'on' | 'off', threads: number, handOver?: 'bulk') =>
+  tunnelbyteNode(
+    `${udp} UDP, offload ${offload}, ${threads} thread${threads > 1 ? 's' : ''}` +
+      (handOver ? `, hand-over ${handOver}` : ''),
+    [
+      ...['--batch', udp === 'batched' ? 'on' : 'off', '--offload', offload, '--threads', String(threads)],
+      ...(handOver ? ['--hand-over', handOver] : []),
+    ],
+  );
+
 const ALL_SERVERS: readonly TunnelServer[] = [
   wireguardGoServer,
-  tunnelbyteNode('batched UDP, offload on, 1 thread', ['--batch', 'on', '--offload', 'on', '--threads', '1']),
-  tunnelbyteNode('batched UDP, offload on, 2 threads', [
-    '--batch',
-    'on',
-    '--offload',
-    'on',
-    '--threads',
-    '2',
-  ]),
-  tunnelbyteNode('batched UDP, offload on, 2 threads, hand-over bulk', [
-    '--batch',
-    'on',
-    '--offload',
-    'on',
-    '--threads',
-    '2',
-    '--hand-over',
-    'bulk',
-  ]),
-  tunnelbyteNode('batched UDP, offload off, 1 thread', [
-    '--batch',
-    'on',
-    '--offload',
-    'off',
-    '--threads',
-    '1',
-  ]),
-  tunnelbyteNode('batched UDP, offload off, 2 threads', [
-    '--batch',
-    'on',
-    '--offload',
-    'off',
-    '--threads',
-    '2',
-  ]),
-  tunnelbyteNode('dgram UDP, offload off, 1 thread', [
-    '--batch',
-    'off',
-    '--offload',
-    'off',
-    '--threads',
-    '1',
-  ]),
+  nodeColumn('batched', 'on', 1),
+  nodeColumn('batched', 'on', 2),
+  nodeColumn('batched', 'on', 2, 'bulk'),
+  nodeColumn('batched', 'off', 1),
+  nodeColumn('batched', 'off', 2),
+  nodeColumn('dgram', 'off', 1),
 ];
 
 // BENCH_COLUMNS=<regular expression> keeps wireguard-go and the columns whose name matches it: a short run

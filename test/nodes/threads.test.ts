@@ -63,6 +63,16 @@ const packet = (n: number, length = 1400) => {
   return bytes;
 };
 
+/** Packet `n` of `length` bytes for `peer`, sealed with the keypair's next counter, as the engine hands it over. */
+const sealOf = (keypair: Keypair, peer: string, n = 0, length = 1400): SealAction => ({
+  kind: 'seal',
+  keypair,
+  counter: keypair.reserveCounter(),
+  packet: packet(n, length),
+  to: TO,
+  peer: { name: peer },
+});
+
 describe('crypto threads', () => {
   let threads: CryptoThreads;
   let got: Collected;
@@ -184,14 +194,7 @@ describe('crypto threads', () => {
 
   test('5. a small batch is sealed and opened by the main thread as it publishes; a large one is shared, in order', async () => {
     const { ours, theirs } = keypairs(13, 9);
-    const seal = (n: number): SealAction => ({
-      kind: 'seal',
-      keypair: ours,
-      counter: ours.reserveCounter(),
-      packet: packet(n, 100),
-      to: TO,
-      peer: { name: 'peer-d' },
-    });
+    const seal = (n: number) => sealOf(ours, 'peer-d', n, 100);
     // The keypair's first message carries its keys, which only the thread takes: it is woken for that.
     threads.seal(seal(0));
     await eventually('the first', () => got.sealed.length === 1);
@@ -279,14 +282,7 @@ describe('crypto threads', () => {
 
   test('7. a read batch ends its turn: nothing is published before its end (no callback scheduled), and its end seals and reads back a small batch at once', async () => {
     const { ours, theirs } = keypairs(17, 11);
-    const seal = (n: number): SealAction => ({
-      kind: 'seal',
-      keypair: ours,
-      counter: ours.reserveCounter(),
-      packet: packet(n, 100),
-      to: TO,
-      peer: { name: 'peer-e' },
-    });
+    const seal = (n: number) => sealOf(ours, 'peer-e', n, 100);
     threads.seal(seal(0)); // carries the keys, which only the thread takes
     await eventually('the first', () => got.sealed.length === 1);
     // 1. Inside the device's read batch (a TUN read) the turn stays open, past its microtasks too.
@@ -531,14 +527,7 @@ test('a crypto thread that hangs is reported once, in one line, without blocking
     // the thread takes, so the main thread cannot finish the seals behind it either.
     const internals = threads as unknown as { threads: { ring: RingViews }[] };
     internals.threads[0]!.ring = ringViews(createRing(internals.threads[0]!.ring.capacity));
-    const seal = (keypair: Keypair, peer: string): SealAction => ({
-      kind: 'seal',
-      keypair,
-      counter: keypair.reserveCounter(),
-      packet: packet(0),
-      to: TO,
-      peer: { name: peer },
-    });
+    const seal = (keypair: Keypair, peer: string) => sealOf(keypair, peer);
     const hung = keypairs(31, 11).ours;
     let queued = 0;
     while (threads.seal(seal(hung, 'peer-hung'))) queued++;

@@ -7,6 +7,7 @@ import { isIPv4 } from 'node:net';
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
+import { detachOneBuffer } from './detach.js';
 import { Device } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
 import { secureRandomBytes } from './random.js';
@@ -15,13 +16,7 @@ import { threadCpuNs } from './threads/load.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp, type UdpTransport } from './udp.js';
-import {
-  detachOneBuffer,
-  WARM_DEVICE_PACKETS,
-  warmDataPath,
-  warmDevicePath,
-  warmThreadShapes,
-} from './warmup.js';
+import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath, warmThreadShapes } from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -41,7 +36,7 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
-  /** The node talks to a broker with fetch (`run`), which detaches ArrayBuffers (warmup.ts detachOneBuffer). */
+  /** The node talks to a broker with fetch (`run`), which detaches ArrayBuffers (detach.ts). */
   fetches?: boolean;
   /**
    * One-line notices while running (a kernel refusing UDP GSO, a handshake worker or a crypto thread
@@ -153,13 +148,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       offload: options.offload, // UDP GSO and GRO ride on the same switch as the TUN's offloads
     };
     const { host } = options.listen;
-    // dgram keeps a datagram until it is sent; the crypto threads' ring space is reused before that. The
-    // warm-up's sockets are wrapped alike: the device's calls into them are then compiled for this shape.
-    const ownedSends = (udp: UdpTransport): UdpTransport =>
-      !threads || options.batchedUdp
-        ? udp
-        : { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
-    // Before the first packet, not during it.
+    // The warm-up's sockets are wrapped as the node's: the device's calls into them are then compiled for
+    // this shape.
+    const ownedSends = (udp: UdpTransport): UdpTransport => (threads ? socketForThreads(udp) : udp);
+    // Before the first packet, not during it. With threads the node transfers buffers to its handshake
+    // workers; under `run` it fetches: either detaches buffers, so the warm-up's code must not count on none.
     if (threads || options.fetches) detachOneBuffer();
     if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
@@ -251,6 +244,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await close();
     throw error;
   }
+}
+
+/**
+ * The node's socket as a node with crypto threads needs it: dgram keeps a datagram until it is sent, and the
+ * threads' ring space is reused before that, so its sends get a copy; the batched socket copies each datagram
+ * into its send slab at once.
+ */
+export function socketForThreads(udp: UdpTransport): UdpTransport {
+  if (udp.batched) return udp;
+  return { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
 }
 
 /**

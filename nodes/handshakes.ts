@@ -29,6 +29,7 @@ import {
 import type { Endpoint } from '../crypto/peer.js';
 import { generatePrivateKey, wipe } from '../crypto/primitives.js';
 import { secret } from '../crypto/secret.js';
+import { detachOneBuffer } from './detach.js';
 import { builtWorker } from './worker-file.js';
 
 // ---- the answers' wire format: one fixed-size record per initiation, in the order they were sent ----
@@ -108,11 +109,9 @@ export const WARM_HANDSHAKES = 16;
  * it touches no state of the worker's. Returns the answers made.
  */
 export function warmAnswers(randomBytes: (length: number) => Uint8Array): number {
-  // Answers leave in transferred buffers, and the first buffer detached in a thread makes V8 throw away all
-  // the optimized code that reads typed arrays there (its detaching protector): without this one, the first
-  // real answer's did, and the second real answer ran unoptimized again (13 to 60 ms).
-  const detached = new ArrayBuffer(0);
-  structuredClone(detached, { transfer: [detached] });
+  // Answers leave in transferred buffers (detach.ts): without this, the first real answer's detach threw the
+  // warm code away, and the second real answer ran unoptimized again (13 to 60 ms).
+  detachOneBuffer();
   // No key outlives the call: the randomness every key was made from, the keys, the DH results and the
   // answers' session keys are zeroed at its end.
   const drawn: Uint8Array[] = [];

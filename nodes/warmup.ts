@@ -120,20 +120,6 @@ function peerSettings(other: 0 | 1, endpoint: Endpoint | undefined) {
 export const WARM_RECORD_MESSAGES = 200;
 
 /**
- * Before the warm-up of a node that will detach an ArrayBuffer anyway: one with crypto threads transfers
- * buffers to its handshake workers (nodes/handshakes.ts), and one a broker runs (`run`) fetches, and Node's
- * fetch detaches the buffers of the bodies it reads. V8 compiles typed-array code on the promise that no
- * ArrayBuffer was ever detached, and the first detach threw away every function compiled so, the whole warm
- * data path, at the node's first handshake or first broker request. One throwaway buffer detached here, the
- * warm-up's code is compiled without that promise. A node that never detaches one (`up` with one thread)
- * keeps the narrower assumptions.
- */
-export function detachOneBuffer(): void {
-  const buffer = new ArrayBuffer(1);
-  structuredClone(buffer, { transfer: [buffer] });
-}
-
-/**
  * Before the warm-up of a node with crypto threads (`--threads` above 1): ring records in shared memory,
  * which the main thread seals and opens itself for a turn's few messages (nodes/threads/pool.ts). The crypto
  * code compiled for the warm-up's ArrayBuffers alone was thrown away at the first of them (wrong map); sealed

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 
 import { DEFAULT_MTU } from '../../crypto/constants.js';
-import { nodeEngineOptions } from '../../nodes/daemon.js';
+import { nodeEngineOptions, socketForThreads } from '../../nodes/daemon.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { CryptoThreads } from '../../nodes/threads/pool.js';
 import { openUdp } from '../../nodes/udp.js';
@@ -54,7 +54,7 @@ test("detachOneBuffer gives up V8's no-detach promise at once, so a broker reque
     '--input-type=module',
     '-e',
     DETACH_THEN_FETCH,
-    pathToFileURL(builtProgram('nodes/warmup.js')).href,
+    pathToFileURL(builtProgram('nodes/detach.js')).href,
   ]);
   expect(stdout.split('\n').filter((line) => line !== '')).toEqual([
     'Invalidating protector cell ArrayBufferDetaching',
@@ -135,12 +135,7 @@ describe('warmDevicePath', () => {
         const options = engine(nodeEngineOptions(DEFAULT_MTU, batched));
         const delivered = await warmDevicePath(
           options,
-          async (o) => {
-            const udp = await openUdp({ ...o, batched, offload: batched });
-            return batched
-              ? udp
-              : { ...udp, send: (datagram, to, peer) => udp.send(datagram.slice(), to, peer) };
-          },
+          async (o) => socketForThreads(await openUdp({ ...o, batched, offload: batched })),
           false,
           batched,
           threads,

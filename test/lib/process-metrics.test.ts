@@ -5,11 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 
 import { collectProcessMetrics } from '../../src/lib/process-metrics.js';
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
+import { sample } from '../helpers/metrics.js';
 
 describe('process metrics', () => {
   test('1. prom-client’s process metrics and the event loop’s lag and busy time; no sampled-delay gauges', async () => {

@@ -1,13 +1,9 @@
 import { NodeMetrics, serveMetrics, type MetricsServer } from '../../nodes/metrics.js';
 import { GroCoalescer, GsoSplitter } from '../../nodes/offload.js';
 import { ALONE_RECORDS, CryptoThreads } from '../../nodes/threads/pool.js';
+import { sample } from '../helpers/metrics.js';
 
 const NOW = 1_800_000_000_000;
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('node metrics over HTTP', () => {
   let server: MetricsServer;

@@ -133,8 +133,6 @@ function nodeState(node: NodeHealthFields, nowMs: number): NodeState {
   return fresh ? 'healthy' : 'lost';
 }
 
-export const isNodeHealthy = (node: NodeHealthFields, nowMs: number) => nodeState(node, nowMs) === 'healthy';
-
 /** The state of every node that ever reported in a region. */
 export async function nodeStates(ctx: BrokerContext, regionId: string): Promise<NodeState[]> {
   const ids = await ctx.redis.zrange(keys.regionNodes(regionId), 0, -1);
@@ -147,10 +145,11 @@ export async function nodeStates(ctx: BrokerContext, regionId: string): Promise<
 }
 
 function summarize(nodes: NodeHealthFields[], nowMs: number): RegionHealth {
-  const healthy = nodes.filter((n) => isNodeHealthy(n, nowMs));
+  const states = nodes.map((n) => nodeState(n, nowMs));
+  const healthy = nodes.filter((_, i) => states[i] === 'healthy');
   // Lost, not any unhealthy node: one that drained and stopped left on purpose (docs/API.md).
   const recentlyLost = nodes.some(
-    (n) => nodeState(n, nowMs) === 'lost' && nowMs - n.lastHeartbeat <= RECENTLY_SEEN_MS,
+    (n, i) => states[i] === 'lost' && nowMs - n.lastHeartbeat <= RECENTLY_SEEN_MS,
   );
   if (healthy.length === 0) return { status: 'down', nodes: 0, load: 0 };
   const load = Math.round((healthy.reduce((sum, n) => sum + n.load, 0) / healthy.length) * 100) / 100;
@@ -218,6 +217,7 @@ export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary
   return ids.map((id, i) => {
     const h = hashes[i] ?? {};
     const health = nodeHealthFrom(NODE_HEALTH_FIELDS.map((f) => h[f]));
+    const state = health ? nodeState(health, now) : null;
     return {
       id,
       region: h.region ?? '',
@@ -227,8 +227,8 @@ export async function listNodeSummaries(ctx: BrokerContext): Promise<NodeSummary
       capacity: h.capacity ? Number(h.capacity) : null,
       load: health?.load ?? 0,
       draining: health?.draining ?? h.draining === '1',
-      healthy: health !== null && isNodeHealthy(health, now),
-      state: health ? nodeState(health, now) : null,
+      healthy: state === 'healthy',
+      state,
       last_heartbeat: health ? new Date(health.lastHeartbeat).toISOString() : null,
       egress_ips: stringList(h.egress_ips),
     };

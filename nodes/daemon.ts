@@ -12,7 +12,7 @@ import { Device } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
 import { secureRandomBytes } from './random.js';
 import { configureInterface, openTun } from './tun/index.js';
-import { threadCpuNs } from './threads/load.js';
+import { handOverWarning } from './threads/load.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp, type UdpTransport } from './udp.js';
@@ -135,11 +135,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           )
         : undefined;
     if (threads) cleanups.push(() => threads.close());
-    if (threads && options.handOver === 'auto' && threadCpuNs() === undefined)
-      options.log?.(
-        "hand-over auto: this thread's CPU time cannot be read (/proc/thread-self/schedstat): bulk traffic " +
-          'goes to the crypto threads as with --hand-over bulk',
-      );
+    const handOverNotice = threads && handOverWarning(options.handOver);
+    if (handOverNotice) options.log?.(handOverNotice);
     const engineOptions = nodeEngineOptions(mtu, options.batchedUdp);
     // The socket as the node's own, less what only the node's socket has (its address, counts, notices).
     const socketSettings = {

@@ -33,6 +33,21 @@ export function threadCpuNs(): number | undefined {
   }
 }
 
+/**
+ * One line for an operator whose host cannot tell the main thread's CPU time: with `auto`, bulk traffic then
+ * goes to the crypto threads as with `bulk`.
+ */
+export function handOverWarning(
+  handOver: HandOver,
+  threadCpu: () => number | undefined = threadCpuNs,
+): string | undefined {
+  if (handOver !== 'auto' || threadCpu() !== undefined) return undefined;
+  return (
+    "hand-over auto: this thread's CPU time cannot be read (/proc/thread-self/schedstat): bulk traffic goes " +
+    'to the crypto threads as with --hand-over bulk'
+  );
+}
+
 /** Nanoseconds every thread of this process has run (user and system time). */
 export function processCpuNs(): number {
   const { user, system } = process.cpuUsage();

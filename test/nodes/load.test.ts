@@ -2,6 +2,7 @@
 // (nodes/threads/load.ts): windows of CPU time against wall time, with hysteresis, from a clock fed by hand.
 import {
   CPU_BOUND_SHARE,
+  handOverWarning,
   LOAD_WINDOW_MS,
   MainThreadLoad,
   processCpuNs,
@@ -92,5 +93,18 @@ describe('MainThreadLoad', () => {
     expect(sum).not.toBe(0.5);
     expect(threadCpuNs()!).toBeGreaterThan(before!);
     expect(processCpuNs()).toBeGreaterThan(processBefore);
+  });
+
+  const UNREADABLE =
+    "hand-over auto: this thread's CPU time cannot be read (/proc/thread-self/schedstat): bulk traffic " +
+    'goes to the crypto threads as with --hand-over bulk';
+  // [n, mode, the thread's CPU time readable, the start-up line]
+  const warnings: Array<[number, 'auto' | 'bulk', boolean, string | undefined]> = [
+    [12, 'auto', false, UNREADABLE],
+    [13, 'auto', true, undefined],
+    [14, 'bulk', false, undefined],
+  ];
+  test.each(warnings)('%i. handOverWarning, %s, CPU time readable %s', (_n, mode, readable, line) => {
+    expect(handOverWarning(mode, () => (readable ? 1 : undefined))).toBe(line);
   });
 });

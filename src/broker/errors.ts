@@ -96,7 +96,11 @@ const formatLimit = (bytes: number) => (bytes % 1024 === 0 ? `${bytes / 1024} Ki
  * its limit is told that route's limit (64 KiB, or a node heartbeat's, sized for TB_NODE_MAX_CAPACITY).
  */
 function fromBodyParser(err: unknown): ApiError | undefined {
-  const { type, limit } = (err ?? {}) as { type?: unknown; limit?: unknown };
+  const { type, limit, status, errno } = (err ?? {}) as Record<string, unknown>;
+  // A gzip, deflate or br body that does not decompress: zlib's own error (Z_DATA_ERROR, a Brotli
+  // ERR_...), which body-parser passes on with status 400 and no type.
+  if (status === 400 && typeof errno === 'number')
+    return invalidRequest('body', 'The body does not decompress as its Content-Encoding says.');
   if (typeof type !== 'string') return undefined;
   switch (type) {
     case 'entity.too.large':
@@ -109,6 +113,7 @@ function fromBodyParser(err: unknown): ApiError | undefined {
     case 'entity.parse.failed':
       return invalidRequest('body', 'The body is not valid JSON.');
     case 'encoding.unsupported':
+      return invalidRequest('body', 'Content-Encoding must be identity, gzip, deflate or br.');
     case 'charset.unsupported':
       return invalidRequest('body', 'The body must be UTF-8 JSON.');
     case 'request.size.invalid':

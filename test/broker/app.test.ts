@@ -55,6 +55,53 @@ describe('edge', () => {
     });
   });
 
+  // A compressed body that does not decompress is the client's fault on every kind of route: JSON,
+  // the OAuth form endpoints, the Stripe webhook and a node's heartbeat (each reads its body its own way).
+  test.each([
+    [1, 'gzip', '/v1/auth/signup', 'application/json'],
+    [2, 'deflate', '/v1/sessions', 'application/json'],
+    [3, 'br', '/v1/webhooks/stripe', 'application/json'],
+    [4, 'gzip', '/v1/oauth/token', 'application/x-www-form-urlencoded'],
+    [5, 'gzip', '/v1/nodes/node_x/heartbeat', 'application/json'],
+  ])(
+    '%i: a %s body that does not decompress → 400 on %s, no fault logged',
+    async (_n, encoding, path, type) => {
+      const lines: string[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+      const logged = await startBroker({ logger, server: broker.server });
+      try {
+        const res = await request(logged.app)
+          .post(path)
+          .set('Content-Type', type)
+          .set('Content-Encoding', encoding)
+          .set('Authorization', `Bearer tbn_${'A'.repeat(38)}`)
+          .send('not compressed at all');
+        expect(res.status).toBeLessThan(500);
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        if (path !== '/v1/nodes/node_x/heartbeat') {
+          // (A heartbeat checks the node token before it reads the body: a bad token is 401 first.)
+          expect(res.status).toBe(400);
+          const code = path === '/v1/oauth/token' ? res.body.error : res.body.field;
+          expect(code).toBe(path === '/v1/oauth/token' ? 'invalid_request' : 'body');
+        }
+        expect(lines.map((l) => JSON.parse(l).msg)).not.toContain('unexpected fault');
+      } finally {
+        await logged.close();
+      }
+    },
+  );
+
+  test('a Content-Encoding the broker cannot read → 400 that says so', async () => {
+    const res = await request(broker.app)
+      .post('/v1/auth/signup')
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'compress')
+      .send('{}');
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', field: 'body' });
+    expect(res.body.message).toMatch(/Content-Encoding/);
+  });
+
   test('/v1/ready pings Redis; /v1/health answers', async () => {
     expect((await request(broker.app).get('/v1/ready')).body).toEqual({ status: 'ok' });
     expect((await request(broker.app).get('/v1/health')).body).toEqual({ status: 'ok' });

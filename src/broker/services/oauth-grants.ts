@@ -226,10 +226,8 @@ export async function refreshGrant(
   const grant = await ctx.redis.hgetall(grantKey);
   if (!grant.client) throw invalidGrant('The grant was revoked.');
   if (grant.client !== client.id) throw invalidGrant('The refresh token was issued to another client.');
-  if ((await ctx.redis.hincrby(key, 'uses', 1)) > 1) {
-    await revokeGrant(ctx, record.account, record.grant);
-    throw invalidGrant(REFRESH_REPLAYED);
-  }
+  // Every refusal comes before the token is claimed: a refused request issues nothing, so the
+  // client's corrected retry is the token's first use, not a replay that revokes the grant.
   const granted = parseScope(grant.scope ?? '');
   const requested = input.scope === undefined ? granted : parseScope(input.scope);
   const beyond = requested.find((s) => !granted.includes(s));
@@ -238,6 +236,10 @@ export async function refreshGrant(
   if (requested.length === 0) throw oauthError('invalid_scope', 'scope is empty.');
   const account = await getAccount(ctx, record.account);
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
+  if ((await ctx.redis.hincrby(key, 'uses', 1)) > 1) {
+    await revokeGrant(ctx, record.account, record.grant);
+    throw invalidGrant(REFRESH_REPLAYED);
+  }
 
   const { response, accessKeyId } = await mintPair(ctx, account, client, record.grant, requested);
   await execAll(

@@ -497,10 +497,11 @@ describe('token endpoint: refresh_token', () => {
     ).toBe('invalid_scope');
   });
 
-  test('4. another client presenting the refresh token → invalid_grant', async () => {
-    const { user, tokens: t } = await tokens();
+  test('4. another client presenting the refresh token → invalid_grant; its owner still refreshes', async () => {
+    const { user, client, tokens: t } = await tokens();
     const other = await registerClient(broker, user);
     expect((await refresh(other, t.refresh_token)).body.error).toBe('invalid_grant');
+    expect((await refresh(client, t.refresh_token)).status).toBe(200);
   });
 
   test('5. an account that went back to free gets no new tokens', async () => {
@@ -508,6 +509,24 @@ describe('token endpoint: refresh_token', () => {
     await broker.redis.hset(keys.account(user.id), 'plan', 'free');
     expect((await refresh(client, t.refresh_token)).body.error).toBe('invalid_grant');
   });
+
+  // A refused refresh issues nothing, so it does not spend the token: the client's corrected retry is
+  // its first use, not a replay that would revoke the grant (RFC 6749 §6: the old token stays until
+  // a new one is issued).
+  test.each([
+    [1, 'account:read tunnels:write', 'invalid_scope'],
+    [2, ' ', 'invalid_scope'],
+  ])(
+    '6.%i: a refresh refused with scope %j (%s) leaves the token and its grant usable',
+    async (_n, scope, error) => {
+      const { client, tokens: t } = await tokens('account:read tunnels:read');
+      expect((await refresh(client, t.refresh_token, { scope })).body.error).toBe(error);
+      expect((await api().get('/v1/auth/user').set(bearer(t.access_token))).status).toBe(200);
+      const retry = await refresh(client, t.refresh_token, { scope: 'account:read' });
+      expect([retry.status, retry.body.scope]).toEqual([200, 'account:read']);
+      expect((await api().get('/v1/auth/user').set(bearer(retry.body.access_token))).status).toBe(200);
+    },
+  );
 });
 
 describe('revocation and authorized apps', () => {

@@ -214,6 +214,27 @@ describe('POST /v1/webhooks/stripe', () => {
     expect(await plan(id)).toBe('pro');
   });
 
+  // Correctly signed, but not an event the broker can apply: 400 naming the part, never a 500 (which
+  // Stripe would retry for days) and never one idempotency mark shared by every event without an id.
+  test.each([
+    [1, '[1,2]', 'body'],
+    [2, '{"object":"event","type":"invoice.paid","data":{"object":{}}}', 'id'],
+    [3, '{"id":"evt_shape_3","object":"event","data":{"object":{}}}', 'type'],
+    [4, '{"id":"evt_shape_4","object":"event","type":"checkout.session.completed"}', 'data'],
+    [
+      5,
+      '{"id":"evt_shape_5","object":"event","type":"customer.subscription.updated","data":{"object":null}}',
+      'data.object',
+    ],
+    [6, '{"id":7,"object":"event","type":"invoice.paid","data":{"object":{}}}', 'id'],
+  ])('%i: a signed payload that is no event (%s) → 400 on %s', async (_n, payload, field) => {
+    const res = await deliver(payload);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', code: 4000, field });
+    // Each is refused on its own: none is marked as applied for the next.
+    expect((await deliver(payload)).status).toBe(400);
+  });
+
   test('a body altered after signing → 400', async () => {
     const { id } = await freeAccount();
     const payload = event('checkout.session.completed', {

@@ -128,11 +128,27 @@ export function verifyStripeEvent(
   // stripe only refuses old timestamps; one from beyond the tolerance in the future is refused too.
   const signedAt = Number(/(?:^|,)t=(\d+)/.exec(signature)?.[1] ?? NaN);
   if (!(signedAt <= now / 1000 + tolerance)) throw rejected();
+  let event: Stripe.Event;
   try {
-    return Stripe.webhooks.constructEvent(rawBody, signature, secret, tolerance, undefined, now);
+    event = Stripe.webhooks.constructEvent(rawBody, signature, secret, tolerance, undefined, now);
   } catch {
     throw rejected();
   }
+  const missing = missingEventPart(event);
+  if (missing) throw invalidRequest(missing, `The payload is not a Stripe event (${missing}).`);
+  return event;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The first part an event must have that this payload lacks: `id` (its idempotency mark), `type`, `data.object`. */
+function missingEventPart(event: unknown): string | undefined {
+  if (!isObject(event)) return 'body';
+  if (typeof event.id !== 'string' || event.id === '') return 'id';
+  if (typeof event.type !== 'string') return 'type';
+  if (!isObject(event.data)) return 'data';
+  return isObject(event.data.object) ? undefined : 'data.object';
 }
 
 const idOf = (value: unknown): string | null =>

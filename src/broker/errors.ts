@@ -125,6 +125,31 @@ function fromBodyParser(err: unknown): ApiError | undefined {
   }
 }
 
+const BEARER_CHALLENGE = 'Bearer realm="tunnelbyte"';
+
+/**
+ * The bearer challenge (RFC 6750 §3): every 401 names the scheme (RFC 9110 §15.5.2 requires one), and
+ * a 403 for a missing scope names that scope.
+ */
+function challengeOf(error: ApiError): string | undefined {
+  if (error.kind === 'unauthorized') return BEARER_CHALLENGE;
+  const scope = error.details.required_scope;
+  if (error.kind === 'forbidden' && typeof scope === 'string')
+    return `${BEARER_CHALLENGE}, error="insufficient_scope", scope="${scope}"`;
+  return undefined;
+}
+
+/** The headers an error's answer carries besides its body, as the OpenAPI document describes them. */
+export function errorHeaders(kind: ErrorName): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (kind === 'unauthorized') headers['WWW-Authenticate'] = BEARER_CHALLENGE;
+  if (kind === 'forbidden')
+    headers['WWW-Authenticate'] =
+      `with forbidden: ${BEARER_CHALLENGE}, error="insufficient_scope", scope="<the scope it lacks>"`;
+  if (RETRYABLE.has(kind)) headers['Retry-After'] = 'seconds to wait before retrying';
+  return headers;
+}
+
 /** The one mapping from anything thrown to an HTTP answer. Never leaks a stack or an internal message. */
 export function toHttpError(err: unknown): HttpError {
   const known =
@@ -136,6 +161,8 @@ export function toHttpError(err: unknown): HttpError {
   const headers: Record<string, string> = {};
   const body: HttpError['body'] = { error: apiError.kind, message: apiError.message, code: spec.code };
   Object.assign(body, apiError.details);
+  const challenge = challengeOf(apiError);
+  if (challenge) headers['WWW-Authenticate'] = challenge;
   if (RETRYABLE.has(apiError.kind)) {
     const retryAfter = Math.max(1, Math.ceil(apiError.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS));
     headers['Retry-After'] = String(retryAfter);

@@ -5,7 +5,7 @@ import express, { type Request, type RequestHandler, type Response, type Router 
 import type { ZodObject, ZodType, z as zod } from 'zod';
 import { bearerAuth, requireScope, sourceOfRequest } from './auth.js';
 import type { BrokerContext } from './context.js';
-import { ERRORS, invalidRequest, type ErrorName } from './errors.js';
+import { ERRORS, errorHeaders, invalidRequest, type ErrorName } from './errors.js';
 import { BEARER_SCHEME, ErrorBody } from './openapi.js';
 import { enforce } from './ratelimit.js';
 import type { Scope } from './scopes.js';
@@ -145,10 +145,17 @@ export function defineRoute<
   }
   for (const name of documentedErrors(spec)) {
     const status = String(ERRORS[name].status);
-    const existing = responses[status] as { description: string } | undefined;
+    const existing = responses[status] as { description: string; headers?: object } | undefined;
+    const headers = Object.entries(errorHeaders(name)).map(([header, description]) => [
+      header,
+      { description, schema: { type: 'string' } },
+    ]);
     responses[status] = {
       description: existing ? `${existing.description}; ${name}` : name,
       content: { 'application/json': { schema: ErrorBody } },
+      ...(headers.length > 0 || existing?.headers
+        ? { headers: { ...existing?.headers, ...Object.fromEntries(headers) } }
+        : {}),
     };
   }
   ctx.openapi.registerPath({

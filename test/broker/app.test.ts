@@ -133,6 +133,12 @@ describe('edge', () => {
       $ref: '#/components/schemas/Error',
     });
     expect(res.body.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+    // The headers that come with errors: the bearer challenge, and Retry-After.
+    const user = res.body.paths['/v1/auth/user'].get.responses;
+    expect(Object.keys(user['401'].headers)).toEqual(['WWW-Authenticate']);
+    expect(Object.keys(user['403'].headers)).toEqual(['WWW-Authenticate']);
+    expect(Object.keys(user['429'].headers)).toEqual(['Retry-After']);
+    expect(Object.keys(user['503'].headers)).toEqual(['Retry-After']);
   });
 
   test('docs/API.md and the OpenAPI document list the same endpoints', async () => {

@@ -108,6 +108,13 @@ function expectError(res: Response, status: number, error: string, extra: Record
     status,
     expect.objectContaining({ error, code: expect.any(Number), message: expect.any(String), ...extra }),
   ]);
+  // RFC 9110 §15.5.2: a 401 names the scheme to authenticate with; RFC 6750 §3.1: a 403 for a
+  // missing scope says which.
+  if (status === 401) expect(res.headers['www-authenticate']).toBe('Bearer realm="tunnelbyte"');
+  if (error === 'forbidden')
+    expect(res.headers['www-authenticate']).toBe(
+      `Bearer realm="tunnelbyte", error="insufficient_scope", scope="${String(extra.required_scope)}"`,
+    );
 }
 
 /** A well-formed token (valid checksum) that no account holds. */

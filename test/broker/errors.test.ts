@@ -37,9 +37,10 @@ test.each([
   [
     new ApiError('forbidden', { details: { required_scope: 'tunnels:write' } }),
     403,
-    {},
+    { 'WWW-Authenticate': 'Bearer realm="tunnelbyte", error="insufficient_scope", scope="tunnels:write"' },
     { required_scope: 'tunnels:write' },
   ],
+  [new ApiError('unauthorized'), 401, { 'WWW-Authenticate': 'Bearer realm="tunnelbyte"' }, {}],
   [
     Object.assign(new Error("Stream isn't writeable and enableOfflineQueue options is false"), {}),
     503,

@@ -91,6 +91,14 @@ export class Context {
     return found;
   }
 
+  /** Before a command spends what only the config dir keeps (a token, a session's key): it must take files. */
+  requireWritableConfig(): void {
+    const problem = this.store.writeProblem();
+    if (problem === undefined) return;
+    const named = this.io.env.TB_CONFIG_DIR ? ' (TB_CONFIG_DIR)' : '';
+    throw usageError(`cannot write in the config dir ${this.store.dir}${named}: ${problem}`);
+  }
+
   fingerprint(): string {
     return machineFingerprint(this.io.env);
   }

@@ -6,9 +6,20 @@
 //                files `connect --up` brought up, for `disconnect` to take down
 //   tb-<last 8 of the session id>.conf  wg-quick files written by `connect` (0600: they hold the
 //                private key), named so that wg-quick accepts the name as an interface name
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import envPaths from 'env-paths';
+import { CliError } from './exit.js';
 
 const PRIVATE_FILE = 0o600;
 const PRIVATE_DIR = 0o700;
@@ -19,23 +30,40 @@ export function configDir(env: Record<string, string | undefined>): string {
   return envPaths('tunnelbyte', { suffix: '' }).config;
 }
 
+/** What a file system call refused, without Node's code and call: "no such file or directory". */
+export const fsReason = (err: unknown): string =>
+  String((err as { message?: unknown } | undefined)?.message ?? err)
+    .replace(/^[A-Z]+: /, '')
+    .replace(/, \w+ '.*'$/, '');
+
+/** Why no file can be written in the directory `dir` (which must exist), or undefined. */
+export function directoryProblem(dir: string): string | undefined {
+  try {
+    if (!statSync(dir).isDirectory()) return 'not a directory';
+    accessSync(dir, constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return fsReason(err);
+  }
+}
+
 /**
  * Writes a file only its owner can read, creating its directory 0700 unless `makeDir` is false; an existing
- * file is replaced whole, and a failed write leaves nothing behind.
+ * file is replaced whole, and a failed write leaves nothing behind. A failure is a CliError naming `path`.
  */
 export function writePrivateFile(path: string, contents: string, { makeDir = true } = {}): void {
-  if (makeDir) mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
   // Write a fresh 0600 file and rename it over the target: an existing file with looser permissions never
   // holds the secret, and a reader never sees half of it.
   const staging = `${path}.${process.pid}.tmp`;
-  rmSync(staging, { force: true });
   try {
+    if (makeDir) mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR });
+    rmSync(staging, { force: true });
     writeFileSync(staging, contents, { mode: PRIVATE_FILE, flag: 'wx' });
     chmodSync(staging, PRIVATE_FILE);
     renameSync(staging, path);
   } catch (err) {
     rmSync(staging, { force: true });
-    throw err;
+    throw new CliError(`cannot write ${path}: ${fsReason(err)}`);
   }
 }
 
@@ -43,7 +71,9 @@ function readOptional(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // ENOTDIR: a config dir under a file holds nothing (writing there is refused with the reason).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw err;
   }
 }
@@ -92,6 +122,17 @@ export class Store {
   /** wg-quick takes the interface name from the file name: 1–15 of [a-zA-Z0-9_=+.-], so `tb-` + 8. */
   sessionConfigPath(sessionId: string): string {
     return join(this.dir, `tb-${sessionId.replace(/[^A-Za-z0-9]/g, '').slice(-8)}.conf`);
+  }
+
+  /**
+   * Why the config dir cannot take files (it is made when missing, so its nearest existing ancestor counts
+   * then), or undefined: checked before a command spends something whose secret only lives there.
+   */
+  writeProblem(): string | undefined {
+    let dir = this.dir;
+    while (statOptional(dir) === undefined && dirname(dir) !== dir) dir = dirname(dir);
+    const problem = directoryProblem(dir);
+    return problem === undefined || dir === this.dir ? problem : `${dir}: ${problem}`;
   }
 
   get oauthPath(): string {

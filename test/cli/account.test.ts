@@ -130,6 +130,40 @@ describe('signup and the token cache', () => {
   });
 });
 
+describe('a config dir that cannot take the token', () => {
+  const underFile = '/etc/hostname/tunnelbyte';
+  const refusal = `tunnelbyte: cannot write in the config dir ${underFile} (TB_CONFIG_DIR): /etc/hostname: not a directory\n`;
+
+  test('1. signup, login and auth set-key are refused before anything is sent: exit 2, one line naming the dir', async () => {
+    // The broker's address is a closed port: a request sent would fail with exit 5 instead.
+    const m = machine(`http://127.0.0.1:${await freePort()}`, { TB_CONFIG_DIR: underFile });
+    const rows: [string[], string?][] = [
+      [['signup']],
+      [['login', '--email', 'a@example.com', '--password-stdin'], 'password\n'],
+      [['auth', 'set-key', `tb_${'a'.repeat(38)}`]],
+    ];
+    for (const [argv, stdin] of rows) {
+      const res = await cli(argv, m.env, { stdin });
+      expect([argv, res.code, res.stderr, res.stdout]).toEqual([argv, 2, refusal, '']);
+    }
+  });
+
+  test('2. a token the dir still refuses once the account is made (root passes the check on /proc) is shown, not lost: exit 1, the way to cache it', async () => {
+    const m = machine(b.url, { TB_CONFIG_DIR: '/proc' });
+    const res = await cli(['signup'], m.env);
+    expect(res.code).toBe(1);
+    const [token] = res.stdout.match(TOKEN) ?? [];
+    expect(token).toBeDefined();
+    expect(res.stdout).not.toContain('cached in');
+    expect(res.stderr).toBe(
+      'tunnelbyte: cannot write /proc/token: no such file or directory; the token above is not cached: `tunnelbyte auth set-key` with a config dir that can take it\n',
+    );
+    const other = machine(b.url, { TB_FINGERPRINT: m.fingerprint });
+    expect((await cli(['auth', 'set-key', token!], other.env)).code).toBe(0);
+    expect((await cli(['usage'], other.env)).code).toBe(0);
+  });
+});
+
 describe('auth', () => {
   test('1. auth status shows the token masked, never whole; --json likewise', async () => {
     const { m, token } = await signedUp();

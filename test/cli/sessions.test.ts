@@ -171,6 +171,41 @@ describe('local checks before any session is spent', () => {
     expect(readdirSync('/proc').filter((f) => f.startsWith('tb0.conf'))).toEqual([]);
   });
 
+  test('2e. a config dir that cannot be made (TB_CONFIG_DIR under a file) → exit 2, one line naming it; no session made, with or without --out', async () => {
+    const m = await signedUp();
+    const token = readFileSync(join(m.configDir, 'token'), 'utf8').trim();
+    const env = { ...m.env, TB_KEY: token, TB_CONFIG_DIR: '/etc/hostname/tunnelbyte' };
+    const dir = mkdtempSync(join(tmpdir(), 'tb-out-'));
+    for (const args of [[], ['--out', join(dir, 'tb0.conf')]]) {
+      const res = await cli(['connect', 'eu-west', '--no-dns', ...args], env);
+      expect([args, res.code, res.stderr]).toEqual([
+        args,
+        2,
+        'tunnelbyte: cannot write in the config dir /etc/hostname/tunnelbyte (TB_CONFIG_DIR): /etc/hostname: not a directory\n',
+      ]);
+    }
+    expect(readdirSync(dir)).toEqual([]);
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
+    expect(listed.sessions).toEqual([]);
+  });
+
+  test('2f. a config dir whose files still cannot be written once the session is made (root passes the check on /proc) → exit 1, the session closed', async () => {
+    const m = await signedUp();
+    const token = readFileSync(join(m.configDir, 'token'), 'utf8').trim();
+    const dir = mkdtempSync(join(tmpdir(), 'tb-out-'));
+    const env = { ...m.env, TB_KEY: token, TB_CONFIG_DIR: '/proc' };
+    const res = await cli(['connect', 'eu-west', '--no-dns', '--out', join(dir, 'tb0.conf')], env);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(
+      /^tunnelbyte: cannot write \/proc\/state\.json: no such file or directory; session ses_\S+ closed\n$/,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
+      sessions: { status: string }[];
+    };
+    expect(listed.sessions.map((s) => s.status)).toEqual(['closed']);
+  });
+
   test('3. status and disconnect with no id and none recorded → exit 2', async () => {
     const m = await signedUp();
     for (const verb of ['status', 'disconnect']) {

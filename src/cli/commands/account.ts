@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ApiError, type TokenGrant } from '../../lib/api-client.js';
 import type { Act, Action, Context } from '../context.js';
-import { CliError, usageError } from '../exit.js';
+import { CliError, describeError, usageError } from '../exit.js';
 import { prompt, readStdin } from '../io.js';
 import { revokeRefreshToken, webLogin } from '../weblogin.js';
 
@@ -31,18 +31,34 @@ async function credentials(
   return { email: email.trim(), password };
 }
 
-/** Caches the new token and shows it. */
+/**
+ * Caches the new token and shows it. A token the config dir refuses (checked before, yet a file can still
+ * fail) is shown all the same, with the way to cache it: the account or key it belongs to is made.
+ */
 function saveAndShow(ctx: Context, result: TokenGrant, headline: string): void {
-  ctx.store.writeToken(result.api_key);
-  ctx.print(
-    `${headline}\n` +
-      `Your token (cached in ${ctx.store.tokenPath}; \`tunnelbyte token\` prints it again):\n${result.api_key}\n` +
-      'Load it into a shell with: export TB_KEY=$(tunnelbyte token)\n',
-    { ...result, token_path: ctx.store.tokenPath },
-  );
+  let unsaved: unknown;
+  try {
+    ctx.store.writeToken(result.api_key);
+  } catch (err) {
+    unsaved = err;
+  }
+  const where = unsaved
+    ? 'not cached'
+    : `cached in ${ctx.store.tokenPath}; \`tunnelbyte token\` prints it again`;
+  const load = unsaved ? '' : 'Load it into a shell with: export TB_KEY=$(tunnelbyte token)\n';
+  ctx.print(`${headline}\nYour token (${where}):\n${result.api_key}\n${load}`, {
+    ...result,
+    token_path: unsaved ? null : ctx.store.tokenPath,
+  });
+  if (unsaved) {
+    throw new CliError(
+      `${describeError(unsaved).line}; the token above is not cached: \`tunnelbyte auth set-key\` with a config dir that can take it`,
+    );
+  }
 }
 
 const signup: Action<[{ force?: boolean }]> = async (ctx, options) => {
+  ctx.requireWritableConfig();
   if (ctx.store.readToken() && !options.force) {
     throw new CliError(
       `a token is already cached in ${ctx.store.tokenPath}; \`tunnelbyte logout\` first, or pass --force to replace it`,
@@ -57,6 +73,7 @@ const signup: Action<[{ force?: boolean }]> = async (ctx, options) => {
 };
 
 const login: Action<[CredentialOptions]> = async (ctx, options) => {
+  ctx.requireWritableConfig();
   if (options.web) {
     if (options.email !== undefined || options.passwordStdin)
       throw usageError('--web signs in through the browser: leave out --email and --password-stdin');

@@ -14,6 +14,7 @@ const setKey: Action<[string]> = async (ctx, key) => {
   const trimmed = key.trim();
   if (!TOKEN_SHAPE.test(trimmed))
     throw usageError('that is not a tunnelbyte token (tb_ followed by 38 letters/digits)');
+  ctx.requireWritableConfig();
   ctx.store.writeToken(trimmed);
   const shadowed = ctx.io.env.TB_KEY ? ' (TB_KEY is set and takes precedence)' : '';
   ctx.print(`Saved ${maskToken(trimmed)} to ${ctx.store.tokenPath}${shadowed}.\n`, {

@@ -1,5 +1,5 @@
 // connect, sessions, status, disconnect: WireGuard sessions on exit nodes.
-import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { ttl, wait } from '../args.js';
@@ -8,7 +8,7 @@ import { ApiError, type CreatedSession, type Session } from '../../lib/api-clien
 import type { Act, Action, Context } from '../context.js';
 import { CliError, describeError, EXIT, interrupted, usageError } from '../exit.js';
 import { bytes, fields, orDash, table } from '../format.js';
-import { writePrivateFile } from '../store.js';
+import { directoryProblem, writePrivateFile } from '../store.js';
 import { renewedConfig, sessionConfig } from '../wgconfig.js';
 import { generateKeyPair } from '../wgkeys.js';
 import { DEFAULT_INTERVAL_S, followEvent, followSession, type FollowEnd } from '../follower.js';
@@ -71,23 +71,6 @@ function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
   return { wgQuick: wgQuickPath, wg: wgPath };
 }
 
-/** What a file system call refused, without Node's code and call: "no such file or directory". */
-const fsReason = (err: unknown) =>
-  String((err as { message?: unknown } | undefined)?.message ?? err)
-    .replace(/^[A-Z]+: /, '')
-    .replace(/, \w+ '.*'$/, '');
-
-/** Why no file can be written in `dir`, or undefined. */
-function directoryProblem(dir: string): string | undefined {
-  try {
-    if (!statSync(dir).isDirectory()) return 'not a directory';
-    accessSync(dir, constants.W_OK);
-    return undefined;
-  } catch (err) {
-    return fsReason(err);
-  }
-}
-
 /**
  * `--out FILE`, before a session is spent: a name wg-quick takes, in a directory that is there and
  * writable (as `curl -o`, its parents are not created). Not the target itself a directory.
@@ -119,17 +102,27 @@ async function explainRegion(ctx: Context, region: string, err: unknown): Promis
 async function closeUnfinished(ctx: Context, token: string, id: string): Promise<string> {
   try {
     await ctx.client(token, { interruptible: false }).deleteSession(id);
-    if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
-    return `session ${id} closed`;
   } catch {
     return `session ${id} may still be open: \`tunnelbyte disconnect ${id}\``;
   }
+  try {
+    if (ctx.store.lastSession() === id) ctx.store.setLastSession(undefined);
+  } catch {
+    // a config dir that cannot be written holds no mark of it either
+  }
+  return `session ${id} closed`;
+}
+
+/** `connect` failed after the broker made the session: the failure's line, then what became of the session. */
+async function failUnfinished(ctx: Context, token: string, id: string, err: unknown): Promise<never> {
+  throw new CliError(`${describeError(err).line}; ${await closeUnfinished(ctx, token, id)}`);
 }
 
 const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, regionArg, options) => {
   const toStdout = options.out === '-';
   const tools = checkLocal(ctx, options);
   const { token } = ctx.requireToken();
+  ctx.requireWritableConfig(); // the last session is recorded there, even with --out
   const region = regionArg ?? (await ctx.spin('Choosing a region', pickRegion(ctx)));
   const keys = generateKeyPair();
   // Not cut off by Ctrl-C: a session the broker made must be known here, to be closed again.
@@ -145,7 +138,11 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     )
     .catch((err: unknown) => explainRegion(ctx, region, err));
   if (ctx.interrupted) throw interrupted(await closeUnfinished(ctx, token, session.id));
-  ctx.store.setLastSession(session.id);
+  try {
+    ctx.store.setLastSession(session.id);
+  } catch (err) {
+    await failUnfinished(ctx, token, session.id, err);
+  }
 
   // A broker that made the key pair itself (it should not, given ours) hands back its private key.
   const config = sessionConfig(session, session.interface.private_key ?? keys.privateKey, options);
@@ -162,8 +159,7 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
       // Only the config dir is made; a directory given with --out must be there (checked above).
       writePrivateFile(path, config.text, { makeDir: options.out === undefined });
     } catch (err) {
-      const closed = await closeUnfinished(ctx, token, session.id);
-      throw new CliError(`cannot write ${path}: ${fsReason(err)}; ${closed}`);
+      await failUnfinished(ctx, token, session.id, err);
     }
   }
 

@@ -26,6 +26,8 @@ export type Action<A extends unknown[]> = (ctx: Context, ...args: A) => Promise<
 export type Act = <A extends unknown[]>(fn: Action<A>) => (...args: unknown[]) => Promise<void>;
 
 const USER_AGENT = 'tunnelbyte-cli/0.1';
+/** Visible ASCII only: what a bearer token may hold, and all an HTTP header can carry as given. */
+const SENDABLE_TOKEN = /^[\x21-\x7e]+$/;
 
 function brokerUrl(raw: string): string {
   let url: URL;
@@ -77,12 +79,30 @@ export class Context {
     return this.io.interrupt?.reason === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
   }
 
-  /** TB_KEY wins over the cache, so CI can inject a token without touching files. */
+  /**
+   * TB_KEY wins over the cache, so CI can inject a token without touching files. One that no HTTP header can
+   * carry is refused here, naming where it came from (fetch would refuse it as if the broker were down).
+   */
   token(): ResolvedToken | undefined {
     const fromEnv = this.io.env.TB_KEY?.trim();
-    if (fromEnv) return { token: fromEnv, source: 'TB_KEY' };
+    if (fromEnv) {
+      if (!SENDABLE_TOKEN.test(fromEnv)) {
+        throw new CliError(
+          'TB_KEY holds characters no token has (spaces, line breaks, control or non-ASCII characters): set it to a tb_ token',
+          EXIT.auth,
+        );
+      }
+      return { token: fromEnv, source: 'TB_KEY' };
+    }
     const cached = this.store.readToken();
-    return cached ? { token: cached, source: 'cache' } : undefined;
+    if (cached === undefined) return undefined;
+    if (!SENDABLE_TOKEN.test(cached)) {
+      throw new CliError(
+        `the cached token in ${this.store.tokenPath} is damaged: replace it with \`tunnelbyte auth set-key\`, \`tunnelbyte login\` or \`tunnelbyte signup --force\``,
+        EXIT.auth,
+      );
+    }
+    return { token: cached, source: 'cache' };
   }
 
   requireToken(): ResolvedToken {

@@ -1,5 +1,5 @@
 // signup, token, login, logout, upgrade, auth ... against a real broker on a real Redis.
-import { statSync, readFileSync } from 'node:fs';
+import { statSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Stripe from 'stripe';
 import { freePort } from '../helpers/redis.js';
@@ -120,6 +120,28 @@ describe('signup and the token cache', () => {
     );
     expect(res.stderr).not.toContain(token);
     expect((await cli(['auth', 'test'], m.env)).code).toBe(0);
+  });
+
+  test('7b. a token no HTTP header can carry (TB_KEY with a line break, a damaged cache) → exit 3 saying which, not "cannot reach the broker"', async () => {
+    const { m, token } = await signedUp();
+    const broken = `${token.slice(0, 10)}\n${token.slice(10)}`;
+    const fromEnv = await cli(['sessions'], { ...m.env, TB_KEY: broken });
+    expect([fromEnv.code, fromEnv.stderr]).toEqual([
+      3,
+      'tunnelbyte: TB_KEY holds characters no token has (spaces, line breaks, control or non-ASCII characters): set it to a tb_ token\n',
+    ]);
+    writeFileSync(join(m.configDir, 'token'), Buffer.from([0x74, 0x62, 0x5f, 0xff, 0x00, 0x07, 0x0a]));
+    for (const argv of [['sessions'], ['regions'], ['token']]) {
+      const res = await cli(argv, m.env);
+      expect([argv, res.code, res.stderr, res.stdout]).toEqual([
+        argv,
+        3,
+        `tunnelbyte: the cached token in ${join(m.configDir, 'token')} is damaged: replace it with \`tunnelbyte auth set-key\`, \`tunnelbyte login\` or \`tunnelbyte signup --force\`\n`,
+        '',
+      ]);
+    }
+    expect((await cli(['auth', 'set-key', token], m.env)).code).toBe(0);
+    expect((await cli(['sessions'], m.env)).code).toBe(0);
   });
 
   test('8. a malformed TB_FINGERPRINT is a usage error before any request', async () => {

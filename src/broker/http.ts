@@ -3,19 +3,20 @@
 // entry. Handlers stay thin: validated input in, a Reply (or nothing, for 204) out.
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import type { ZodObject, ZodType, z as zod } from 'zod';
-import { bearerAuth, requireScope, sourceOfRequest } from './auth.js';
+import { bearerAuth, nodeAuth, requireScope, sourceOfRequest } from './auth.js';
 import type { BrokerContext } from './context.js';
 import { ERRORS, errorHeaders, invalidRequest, type ErrorName } from './errors.js';
-import { BEARER_SCHEME, ErrorBody } from './openapi.js';
+import { BEARER_SCHEME, ErrorBody, NODE_SCHEME } from './openapi.js';
 import { enforce } from './ratelimit.js';
 import type { Scope } from './scopes.js';
 
 /**
  * public: per-IP token bucket (docs/API.md "Public endpoints");
  * bearer: tb_ token, per-token tier cap, optional scope;
- * open: no limiter (probes, metrics, signed webhooks, routes that bring their own `before` auth).
+ * node: an exit node's tbn_ token and its per-token limit (`nodeWindow`: heartbeats have their own);
+ * open: no limiter (probes, metrics, signed webhooks).
  */
-export type Access = 'public' | 'bearer' | 'open';
+export type Access = 'public' | 'bearer' | 'node' | 'open';
 
 /** The largest request body any endpoint reads, JSON or form. */
 export const BODY_LIMIT = '64kb';
@@ -42,6 +43,8 @@ export interface RouteSpec<
   summary: string;
   tags?: string[];
   access: Access;
+  /** With access 'node': the limit window the request counts against (default 'node'). */
+  nodeWindow?: 'node' | 'nodeHeartbeat';
   scope?: Scope;
   /** Extra middleware run after access control, before validation (e.g. node-token auth). */
   before?: RequestHandler[];
@@ -96,7 +99,7 @@ function documentedErrors<
   if (spec.body || spec.query || spec.params) names.add('invalid_request');
   if (spec.body) names.add('payload_too_large');
   if (spec.access !== 'open') names.add('rate_limited');
-  if (spec.access === 'bearer') names.add('unauthorized');
+  if (spec.access === 'bearer' || spec.access === 'node') names.add('unauthorized');
   if (spec.scope) names.add('forbidden');
   names.add('unavailable');
   return [...names];
@@ -115,6 +118,7 @@ export function defineRoute<
   ];
   if (spec.access === 'public') chain.push(publicLimit(ctx));
   if (spec.access === 'bearer') chain.push(bearerAuth(ctx));
+  if (spec.access === 'node') chain.push(nodeAuth(ctx, spec.nodeWindow));
   if (spec.scope) chain.push(requireScope(spec.scope));
   chain.push(...(spec.before ?? []));
   chain.push(async (req, res) => {
@@ -163,7 +167,12 @@ export function defineRoute<
     path: spec.path,
     summary: spec.summary,
     tags: spec.tags,
-    security: spec.access === 'bearer' ? [{ [BEARER_SCHEME]: spec.scope ? [spec.scope] : [] }] : [],
+    security:
+      spec.access === 'bearer'
+        ? [{ [BEARER_SCHEME]: spec.scope ? [spec.scope] : [] }]
+        : spec.access === 'node'
+          ? [{ [NODE_SCHEME]: [] }]
+          : [],
     request: {
       ...(spec.params ? { params: spec.params } : {}),
       ...(spec.query ? { query: spec.query } : {}),

@@ -21,6 +21,8 @@ export const ErrorBody = z
   .openapi('Error');
 
 export const BEARER_SCHEME = 'bearer';
+/** An exit node's enrollment token (docs/API.md "Exit nodes"). */
+export const NODE_SCHEME = 'node';
 
 export function createOpenApiRegistry(): OpenAPIRegistry {
   const registry = new OpenAPIRegistry();
@@ -28,6 +30,11 @@ export function createOpenApiRegistry(): OpenAPIRegistry {
     type: 'http',
     scheme: 'bearer',
     description: 'tb_ + 32 base62 characters + 6-character checksum',
+  });
+  registry.registerComponent('securitySchemes', NODE_SCHEME, {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'an exit node’s enrollment token: tbn_ + 32 base62 characters + 6-character checksum',
   });
   registry.register('Error', ErrorBody);
   return registry;

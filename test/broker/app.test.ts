@@ -139,6 +139,17 @@ describe('edge', () => {
     expect(Object.keys(user['403'].headers)).toEqual(['WWW-Authenticate']);
     expect(Object.keys(user['429'].headers)).toEqual(['Retry-After']);
     expect(Object.keys(user['503'].headers)).toEqual(['Retry-After']);
+    // Node calls need the tbn_ enrollment token: documented as such, with its 401 and 429.
+    expect(res.body.components.securitySchemes.node).toMatchObject({ type: 'http', scheme: 'bearer' });
+    for (const [path, method] of [
+      ['/v1/nodes/register', 'post'],
+      ['/v1/nodes/{id}/heartbeat', 'post'],
+      ['/v1/nodes/{id}/peers', 'get'],
+    ] as const) {
+      const operation = res.body.paths[path][method];
+      expect([path, operation.security]).toEqual([path, [{ node: [] }]]);
+      expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['401', '429']));
+    }
   });
 
   test('docs/API.md and the OpenAPI document list the same endpoints', async () => {

@@ -2,7 +2,7 @@
 // register, heartbeat, and the long-polled peer feed. Thin adapters over services/nodes.ts and
 // services/feed.ts. A node may only act on node ids registered with its own enrollment.
 import express, { type Router } from 'express';
-import { nodeAuth, nodeTokenOf } from '../auth.js';
+import { nodeTokenOf } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { notFound } from '../errors.js';
 import { defineRoute } from '../http.js';
@@ -37,8 +37,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     path: '/v1/nodes/register',
     summary: 'Register (or re-register) an exit node in its token’s region',
     tags: ['nodes'],
-    access: 'open',
-    before: [nodeAuth(ctx)],
+    access: 'node',
     body: NodeRegistration,
     responses: {
       200: {
@@ -46,7 +45,6 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
         schema: RegisterAnswer,
       },
     },
-    errors: ['unauthorized'],
     handler: async ({ body }, req) => {
       const { nodeId, heartbeatMs, pool } = await registerNode(ctx, nodeTokenOf(req), {
         region: body.region,
@@ -65,12 +63,13 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     path: '/v1/nodes/{id}/heartbeat',
     summary: 'Node health and per-peer byte counters',
     tags: ['nodes'],
-    access: 'open',
-    before: [nodeAuth(ctx, 'nodeHeartbeat'), heartbeatBody(ctx)],
+    access: 'node',
+    nodeWindow: 'nodeHeartbeat',
+    before: [heartbeatBody(ctx)],
     params: NodeId,
     body: NodeHeartbeat,
     responses: { 200: { description: 'recorded', schema: HeartbeatAnswer } },
-    errors: ['unauthorized', 'not_found'],
+    errors: ['not_found'],
     handler: async ({ params, body }, req) => {
       const node = await ownNode(ctx, nodeTokenOf(req), params.id);
       const totals = await recordHeartbeat(ctx, node, {
@@ -94,8 +93,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
     path: '/v1/nodes/{id}/peers',
     summary: 'Long poll of the node’s peer set: everything for an empty or stale cursor, else the changes',
     tags: ['nodes'],
-    access: 'open',
-    before: [nodeAuth(ctx)],
+    access: 'node',
     params: NodeId,
     query: z.object({
       cursor: z
@@ -111,7 +109,7 @@ export function nodeRoutes(ctx: BrokerContext, router: Router): void {
         .openapi({ description: 'seconds to wait for changes' }),
     }),
     responses: { 200: { description: 'a page of the feed', schema: FeedPage } },
-    errors: ['unauthorized', 'not_found'],
+    errors: ['not_found'],
     handler: async ({ params, query }, req, res) => {
       const node = await ownNode(ctx, nodeTokenOf(req), params.id);
       const gone = new AbortController();

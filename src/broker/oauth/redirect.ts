@@ -29,8 +29,12 @@ function portless(uri: string): string | undefined {
   return match ? `http://${match[1]}${match[2] ?? ''}` : undefined;
 }
 
-/** True when `presented` is one of `registered`, character for character (ports aside on loopback IPs). */
+/**
+ * True when `presented` is one of `registered`, character for character (ports aside on loopback IPs).
+ * It must be a URL too: a loopback one with a port past 65535 would match by its text alone.
+ */
 export function redirectUriMatches(registered: readonly string[], presented: string): boolean {
+  if (!URL.canParse(presented)) return false;
   if (registered.includes(presented)) return true;
   const loose = portless(presented);
   return loose !== undefined && registered.some((r) => portless(r) === loose);

@@ -318,6 +318,8 @@ describe('authorization endpoint', () => {
       'http://127.0.0.1:49152/other',
       'http://localhost:49152/callback',
       'http://127.0.0.2:1/callback',
+      // Not a URL at all (no such port): shown on the page like any unregistered address, not a 500.
+      'http://127.0.0.1:99999/callback',
     ]) {
       const res = await api()
         .get('/v1/oauth/authorize')

@@ -45,6 +45,7 @@ describe('redirectUriMatches', () => {
     ['12. https on a loopback IP is another URI', 'https://127.0.0.1:5000/callback', false],
     ['13. another loopback address', 'http://127.0.0.2:5000/callback', false],
     ['14. userinfo trick', 'http://127.0.0.1:5000@evil.example/callback', false],
+    ['15. loopback, a port past 65535 is no URL', 'http://127.0.0.1:99999/callback', false],
   ])('%s', (_name, presented, matches) => {
     expect(redirectUriMatches(registered, presented)).toBe(matches);
   });

@@ -1,6 +1,8 @@
 // createApp(): the Express edge. Request ids, structured logs, metrics, JSON-only bodies up to
 // 64 KiB (a node's heartbeat: sized for its capacity, routes/nodes.ts), the route modules of routes/index.ts, then 404 and the one error mapping of errors.ts.
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { createContext, type BrokerContext, type ContextDeps } from './context.js';
 import { invalidRequest, notFound, toHttpError } from './errors.js';
@@ -22,6 +24,34 @@ declare module 'express-serve-static-core' {
 /** The broker context an app was built with (tests and main use it for services and shutdown). */
 export interface BrokerApp extends Express {
   locals: Express['locals'] & { broker: BrokerContext; close: () => void };
+}
+
+/**
+ * The server's `clientError` listener: a request Node's HTTP parser refuses never reaches Express, and
+ * Node's own answer is an empty 400 (431 for headers over 16 KiB). This one is 400 in the contract's
+ * shape with a request id; a connection already gone or half answered is just closed, and a request
+ * that timed out gets Node's 408.
+ */
+export function answerUnparsable(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+    return;
+  }
+  const refused =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? invalidRequest('headers', 'The request headers are larger than 16 KiB.')
+      : invalidRequest('request', 'The request is not valid HTTP/1.1.');
+  const { status, body } = toHttpError(refused);
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nX-Request-Id: ${randomUUID()}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
+      `Connection: close\r\n\r\n${text}`,
+  );
 }
 
 const hasBody = (req: Request) =>

@@ -30,13 +30,14 @@ function failOnListenError(server: Server, host: string, port: number, settings:
 
 async function serve(): Promise<void> {
   // Loaded here, not at the top: the admin commands need neither Express nor the routes.
-  const { createApp } = await import('./app.js');
+  const { answerUnparsable, createApp } = await import('./app.js');
   const config = loadConfig();
   const logger = pino({ level: config.logLevel, base: { service: 'tunnelbyte-broker' } });
   const redis = createRedis(config.redisUrl);
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection error'));
   const app = createApp({ config, redis, logger });
   const server = createServer(app);
+  server.on('clientError', answerUnparsable);
   failOnListenError(server, config.host, config.port, 'PORT or HOST');
   server.listen(config.port, config.host, () =>
     logger.info({ host: config.host, port: config.port }, 'listening'),

@@ -110,3 +110,50 @@ test('serve answers, then SIGTERM drains: a request in flight gets its answer, n
   expect(response).toMatch(/"api_key":"tb_[0-9A-Za-z]{38}"/);
   expect(await exited).toBe(0);
 });
+
+/** Sends raw bytes to the broker and reads everything it answers until it closes the connection. */
+async function rawExchange(port: number, bytes: string): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  socket.end(bytes);
+  await once(socket, 'close');
+  return answer;
+}
+
+// What Node's HTTP parser refuses never reaches Express; its answer still has the contract's body.
+test.each([
+  [1, 'a header name with a space', 'GET /v1/health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n', 'request'],
+  [2, 'no request line', 'GARBAGE\r\n\r\n', 'request'],
+  [
+    3,
+    'Content-Length and chunked together',
+    'POST /v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    'request',
+  ],
+  [
+    4,
+    'headers over 16 KiB',
+    `GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`,
+    'headers',
+  ],
+])('%i: a request Node cannot parse (%s) → 400 invalid_request as JSON', async (_n, _what, bytes, field) => {
+  const { port, child, exited } = await serve();
+  try {
+    const answer = await rawExchange(port, bytes);
+    const [head = '', body = ''] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/i);
+    expect(head).toMatch(/\r\nX-Request-Id: [0-9a-f-]{36}\r\n/i);
+    expect(JSON.parse(body)).toEqual({
+      error: 'invalid_request',
+      message: expect.any(String),
+      code: 4000,
+      field,
+    });
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+});

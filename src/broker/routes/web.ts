@@ -5,7 +5,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { sourceOfRequest } from '../auth.js';
 import type { BrokerContext } from '../context.js';
-import { ApiError, toHttpError } from '../errors.js';
+import { ApiError, notFound, toHttpError } from '../errors.js';
 import { formBody } from '../http.js';
 import { z } from '../openapi.js';
 import { listKeys, maskedKey, revokeKey, type Account } from '../services/accounts.js';
@@ -314,7 +314,10 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     );
   });
 
-  /** An account-page button: same-site, signed in, CSRF token, then the action and back to the page. */
+  /**
+   * An account-page button: same-site, signed in, CSRF token, then the action and back to the page.
+   * An action that finds nothing of this account's to act on (false) is a 404 page, as the API's is.
+   */
   function accountAction(
     path: string,
     notice: string,
@@ -325,7 +328,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       const session = await requireSession(req, res);
       if (!session) return;
       if (!csrfMatches(session.csrf, req.body?.csrf)) return refuse(res);
-      await act(session.account, String(req.params.id));
+      if ((await act(session.account, String(req.params.id))) === false) throw notFound();
       res.redirect(303, `/account?notice=${notice}`);
     });
   }
@@ -413,13 +416,21 @@ function documentPages(ctx: BrokerContext): void {
       '/account/keys/{id}/revoke',
       'post',
       'Revoke an API key from the account page (form: csrf)',
-      { 303: { description: 'to /account' }, 403: htmlReply('cross-site or bad CSRF token') },
+      {
+        303: { description: 'to /account' },
+        403: htmlReply('cross-site or bad CSRF token'),
+        404: htmlReply('no such key'),
+      },
     ],
     [
       '/account/apps/{id}/revoke',
       'post',
       'Revoke an authorized app from the account page (form: csrf)',
-      { 303: { description: 'to /account' }, 403: htmlReply('cross-site or bad CSRF token') },
+      {
+        303: { description: 'to /account' },
+        403: htmlReply('cross-site or bad CSRF token'),
+        404: htmlReply('no such authorized app'),
+      },
     ],
   ];
   for (const [path, method, summary, responses] of pages) {

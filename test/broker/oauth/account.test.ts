@@ -164,3 +164,22 @@ test('7. signing in again replaces the session cookie; the one the browser arriv
   expect((await api().get('/account').set('Cookie', `tb_session=${before}`)).status).toBe(303);
   expect((await api().get('/account').set('Cookie', `tb_session=${after}`)).status).toBe(200);
 });
+
+test('8. a button for another account’s key or app, or an unknown one, is a 404 page and changes nothing', async () => {
+  const { jar } = await userWithApp();
+  const other = await userWithApp();
+  const otherKey = (await api().get('/v1/auth/key').set(bearer(other.user.apiKey))).body.id as string;
+  const csrf = csrfOf((await api().get('/account').set('Cookie', cookieHeader(jar))).text);
+  for (const path of [
+    `/account/keys/${otherKey}/revoke`,
+    '/account/keys/key_unknown/revoke',
+    `/account/apps/${other.client.client_id}/revoke`,
+    '/account/apps/app_unknown/revoke',
+    '/account/sessions/ses_unknown/close',
+  ]) {
+    const res = await api().post(path).set('Cookie', cookieHeader(jar)).type('form').send({ csrf });
+    expect([path, res.status, res.headers['content-type']]).toEqual([path, 404, 'text/html; charset=utf-8']);
+  }
+  expect((await api().get('/v1/auth/user').set(bearer(other.user.apiKey))).status).toBe(200);
+  expect((await api().get('/v1/auth/user').set(bearer(other.access))).status).toBe(200);
+});

@@ -205,6 +205,8 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
         fingerprint: creator.fingerprint,
         expiresAt: bounds.length ? Math.min(...bounds) : null,
         idleTtlSeconds: idleTtlSeconds(ctx, account),
+        // Made by an app (its access token, or a key it made): revoked when the app's access ends.
+        madeBy: creator.client ?? creator.madeBy,
       });
       return { status: 201, body: keyView(key, token) };
     },

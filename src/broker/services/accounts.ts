@@ -41,6 +41,11 @@ export interface ApiKey {
   revoked: boolean;
   /** The OAuth client this access token was issued to (services/oauth-grants.ts), or null for an API key. */
   client: string | null;
+  /**
+   * The OAuth client whose access token made this API key, directly or through another key it made;
+   * null for keys the user made. Ending the app's access revokes it (revokeKeysMadeBy).
+   */
+  madeBy: string | null;
 }
 
 const numOrNull = (v: string | undefined) => (v === undefined || v === '' ? null : Number(v));
@@ -80,6 +85,7 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
     expiresAt: numOrNull(h.expires_at),
     revoked: h.status === 'revoked',
     client: strOrNull(h.client),
+    madeBy: strOrNull(h.made_by),
   };
 }
 
@@ -143,6 +149,7 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
     expires_at: key.expiresAt ?? '',
     status: 'valid',
     ...(key.client ? { client: key.client } : {}),
+    ...(key.madeBy ? { made_by: key.madeBy } : {}),
   };
   return runAddKey(ctx.redis, {
     accountId: key.accountId,
@@ -170,6 +177,7 @@ export async function issueKey(
     expiresAt: number | null;
     idleTtlSeconds?: number | null;
     client?: string;
+    madeBy?: string | null;
   },
 ): Promise<IssuedKey> {
   const token = mintToken(API_TOKEN_PREFIX);
@@ -186,6 +194,7 @@ export async function issueKey(
     expiresAt: fields.expiresAt,
     revoked: false,
     client: fields.client ?? null,
+    madeBy: fields.madeBy ?? null,
   };
   const ttl = fields.idleTtlSeconds ?? null;
   if (!(await addKeyRecord(ctx, key, ttl))) {
@@ -250,6 +259,16 @@ export async function revokeKey(ctx: BrokerContext, accountId: string, keyId: st
   );
   await ctx.redis.del(keys.tokenHash(key.hash));
   return true;
+}
+
+/** Revokes the account's API keys an OAuth client made (its access to the account has ended). */
+export async function revokeKeysMadeBy(
+  ctx: BrokerContext,
+  accountId: string,
+  clientId: string,
+): Promise<void> {
+  const made = (await listKeys(ctx, accountId)).filter((k) => k.madeBy === clientId);
+  await Promise.all(made.map((k) => revokeKey(ctx, accountId, k.id)));
 }
 
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */

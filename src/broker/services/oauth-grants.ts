@@ -24,7 +24,15 @@ import {
   newId,
   REFRESH_TOKEN_PREFIX,
 } from '../tokens.js';
-import { dropKey, findByToken, getAccount, getKey, issueKey, type Account } from './accounts.js';
+import {
+  dropKey,
+  findByToken,
+  getAccount,
+  getKey,
+  issueKey,
+  revokeKeysMadeBy,
+  type Account,
+} from './accounts.js';
 import type { OAuthClient } from './oauth-clients.js';
 
 export const ACCESS_TOKEN_SECONDS = 60 * 60;
@@ -254,13 +262,19 @@ export async function refreshGrant(
   return response;
 }
 
-/** Ends a grant: its access token stops working and its refresh tokens find nothing. Idempotent. */
+/**
+ * Ends a grant: its access token stops working, its refresh tokens find nothing, and the API keys the
+ * client made on the account are revoked. Idempotent.
+ */
 export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<void> {
   const grantKey = keys.oauthGrant(accountId, grantId);
   const [client, accessKey] = await ctx.redis.hmget(grantKey, 'client', 'access_key');
   await execAll(ctx.redis.multi().del(grantKey).hdel(keys.accountOAuthGrants(accountId), grantId));
   if (accessKey) await dropKey(ctx, accountId, accessKey);
-  if (client) await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
+  if (client) {
+    await revokeKeysMadeBy(ctx, accountId, client);
+    await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
+  }
 }
 
 /** RFC 7009: the client's own refresh token ends its grant, its own access token ends itself; anything else is ignored. */

@@ -589,6 +589,49 @@ describe('revocation and authorized apps', () => {
       (await api().delete(`/v1/oauth/authorizations/${client.client_id}`).set(bearer(user.apiKey))).status,
     ).toBe(404);
   });
+
+  // An app holding keys:manage can make API keys with its access token (they expire with it). Ending the
+  // app's access ends those too, and the keys they made in turn: the app keeps nothing. Keys the user
+  // made stay.
+  test.each([
+    [1, 'the user revokes the authorization'],
+    [2, 'the owner deletes the client'],
+    [3, 'the client revokes its refresh token'],
+    [4, 'a rotated refresh token is replayed'],
+  ])('4.%i: keys an app made are revoked with its access when %s', async (n) => {
+    const { user, client, code, verifier } = await codeFor({ scope: 'keys:manage account:read' });
+    const t = (await exchange(client, code, verifier)).body;
+    const make = async (token: string, name: string) => {
+      const res = await api()
+        .post('/v1/auth/keys')
+        .set(bearer(token))
+        .send({ name, permissions: ['keys:manage', 'account:read'] });
+      expect(res.status).toBe(201);
+      return res.body.key as string;
+    };
+    const made = await make(t.access_token, 'made by the app');
+    const madeByMade = await make(made, 'made by that key');
+    const users = await make(user.apiKey, 'made by the user');
+    if (n === 1) await api().delete(`/v1/oauth/authorizations/${client.client_id}`).set(bearer(user.apiKey));
+    if (n === 2) await api().delete(`/v1/oauth/clients/${client.client_id}`).set(bearer(user.apiKey));
+    if (n === 3) {
+      const basic = Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64');
+      await api()
+        .post('/v1/oauth/revoke')
+        .set('Authorization', `Basic ${basic}`)
+        .type('form')
+        .send({ token: t.refresh_token });
+    }
+    if (n === 4) {
+      expect((await refresh(client, t.refresh_token)).status).toBe(200);
+      expect((await refresh(client, t.refresh_token)).body.error).toBe('invalid_grant');
+    }
+    for (const key of [made, madeByMade])
+      expect((await api().get('/v1/auth/user').set(bearer(key))).status).toBe(401);
+    expect((await api().get('/v1/auth/user').set(bearer(users))).status).toBe(200);
+    const listed = await api().get('/v1/auth/keys').set(bearer(user.apiKey));
+    expect(listed.body.keys.map((k: { name: string }) => k.name)).not.toContain('made by the app');
+  });
 });
 
 describe('request format', () => {

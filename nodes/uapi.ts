@@ -73,21 +73,43 @@ async function answer(device: UapiDevice, request: UapiRequest): Promise<string>
   }
 }
 
+/** Resolves once `socket` has sent what it buffered, or is gone. */
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
 function serveConnection(socket: Socket, device: UapiDevice): void {
   const reader = new UapiRequestReader();
-  // Operations are answered strictly in order, one at a time, like wireguard-go's loop.
-  let queue = Promise.resolve();
-  socket.on('data', (chunk) => {
-    for (const request of reader.push(chunk)) {
-      queue = queue.then(async () => {
-        if (socket.destroyed) return;
-        if (request.kind === 'close') {
-          socket.end();
-          return;
-        }
-        socket.write(await answer(device, request));
-      });
+  // Operations are answered strictly in order, one at a time, like wireguard-go's loop; and as its blocking
+  // write does, an answer the client has not taken yet stops the reading: a client that sends requests and
+  // never reads the answers is held at what the socket buffers, not answered into the daemon's memory.
+  const pending: UapiRequest[] = [];
+  let answering = false;
+  const answerPending = async () => {
+    answering = true;
+    socket.pause();
+    for (let request = pending.shift(); request !== undefined; request = pending.shift()) {
+      if (socket.destroyed) return;
+      if (request.kind === 'close') {
+        socket.end();
+        return;
+      }
+      if (!socket.write(await answer(device, request))) await drainedOrClosed(socket);
     }
+    answering = false;
+    if (!socket.destroyed) socket.resume();
+  };
+  socket.on('data', (chunk) => {
+    pending.push(...reader.push(chunk));
+    if (!answering && pending.length > 0) answerPending().catch(() => socket.destroy());
   });
   socket.on('error', () => socket.destroy());
 }

@@ -12,6 +12,7 @@ import {
   type UapiServer,
   type WatchPath,
 } from '../../nodes/uapi.js';
+import { formatGet } from '../../nodes/uapi-protocol.js';
 import { eventually } from '../helpers/eventually.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import { MemoryDevice } from './memory-device.js';
@@ -122,6 +123,35 @@ describe('UAPI server with the real wg tool', () => {
     expect(reply).toContain('errno=-22\n\n');
     expect(reply.match(/errno=/g)!.length).toBe(3);
   });
+
+  test('a client that sends requests faster than it reads the answers is answered at its own pace: the server reads no more while its answers wait', async () => {
+    // A large answer each (64 peers, ~19 KB), so the socket's buffers hold only a few dozen of them.
+    for (let i = 1; i <= 64; i++) device.upsertPeer(key(i), { allowedIps: [`10.0.${i}.0/24`] });
+    const answered = { count: 0 };
+    const status = device.status.bind(device);
+    device.status = () => {
+      answered.count++;
+      return status();
+    };
+    const requests = 2000;
+    const answerLength = formatGet(status()).length;
+    const socket = connect(server.path);
+    socket.write('get=1\n\n'.repeat(requests));
+    // Read one chunk per event-loop turn, noting how far the server's answers ran ahead of what was read.
+    let received = 0;
+    let furthestAhead = 0;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      furthestAhead = Math.max(furthestAhead, answered.count - Math.floor(received / answerLength));
+      socket.pause();
+      setImmediate(() => socket.resume());
+    });
+    await eventually('every answer read', () => received === requests * answerLength, { timeoutMs: 60_000 });
+    socket.destroy();
+    expect(answered.count).toBe(requests);
+    // What the socket buffers can hold (a few MB at most), far below the whole backlog of 2000 (38 MB).
+    expect(furthestAhead).toBeLessThan(requests / 4);
+  }, 90_000);
 
   test('a live socket is refused; a stale one is replaced', async () => {
     await expect(startUapiServer({ name, device })).rejects.toThrow(/in use/);

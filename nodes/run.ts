@@ -17,7 +17,6 @@
 //   forwarding); the node exits 0 when its last peer is gone, after `--drain-timeout` seconds (30), or
 //   on a second signal. A bad token exits 1 with one line.
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -48,11 +47,10 @@ import {
   type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
+import { ip } from './ip.js';
 import { secureRandomBytes } from './random.js';
 import { configureInterface } from './tun/index.js';
 import { nodeInterfaceAddresses, prefixesOverlap, type Pool } from '../src/lib/addresses.js';
-
-const execFileAsync = promisify(execFile);
 
 export const DEFAULT_INTERFACE = 'tbn0';
 export const DEFAULT_STATE_ROOT = '/var/lib/tunnelbyte-node';
@@ -265,7 +263,7 @@ async function routeOverlappingPool(pool: Pool, interfaceName: string): Promise<
     ['-4', pool.v4],
     ['-6', pool.v6],
   ] as const) {
-    const { stdout } = await execFileAsync('ip', [family, '-o', 'route', 'show', 'table', 'main']);
+    const stdout = await ip([family, '-o', 'route', 'show', 'table', 'main']);
     for (const line of stdout.split('\n')) {
       const words = line.trim().split(/\s+/);
       const destination = ROUTE_TYPES.has(words[0] ?? '') ? words[1] : words[0];

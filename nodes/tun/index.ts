@@ -5,8 +5,6 @@
 // With offloads (IFF_VNET_HDR + TUNSETOFFLOAD) the kernel reads and writes frames, a virtio_net_hdr in
 // front of each packet, and may hand over 64 KiB TCP super-segments; nodes/offload.ts splits and coalesces
 // them, so the interface below still deals in plain IP packets either way.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 
 import {
   GroCoalescer,
@@ -18,6 +16,7 @@ import {
   TUN_F_TSO6,
   type OffloadDrops,
 } from '../offload.js';
+import { ip } from '../ip.js';
 import { ReusedViews } from '../views.js';
 import { loadAddon } from './addon.js';
 
@@ -206,8 +205,6 @@ export function openTun(name: string, options: TunOptions = {}, native = loadAdd
   };
 }
 
-const execFileAsync = promisify(execFile);
-
 export interface InterfaceSettings {
   /** 'ip/prefix' strings, IPv4 or IPv6 (IPv6 added with nodad so it is usable at once). */
   addresses?: readonly string[];
@@ -218,11 +215,11 @@ export interface InterfaceSettings {
 
 /** Assigns addresses and MTU with `ip`, then brings the interface up. */
 export async function configureInterface(name: string, settings: InterfaceSettings): Promise<void> {
-  const ip = (args: string[]) => execFileAsync('ip', settings.netns ? ['-n', settings.netns, ...args] : args);
+  const inNamespace = (args: string[]) => ip(settings.netns ? ['-n', settings.netns, ...args] : args);
   for (const address of settings.addresses ?? []) {
     const v6 = address.includes(':');
-    await ip([v6 ? '-6' : '-4', 'address', 'add', address, 'dev', name, ...(v6 ? ['nodad'] : [])]);
+    await inNamespace([v6 ? '-6' : '-4', 'address', 'add', address, 'dev', name, ...(v6 ? ['nodad'] : [])]);
   }
   const mtu = settings.mtu === undefined ? [] : ['mtu', String(settings.mtu)];
-  await ip(['link', 'set', 'dev', name, ...mtu, 'up']);
+  await inNamespace(['link', 'set', 'dev', name, ...mtu, 'up']);
 }

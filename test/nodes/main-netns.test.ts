@@ -31,6 +31,15 @@ beforeAll(async () => {
   await ns.spawn('node', ['-e', HOLDER]).waitFor('holding');
 });
 
+const PEER = Buffer.alloc(32, 5).toString('base64');
+
+/** A wg-quick file named NAME.conf with a private key, then `rest`. */
+function file(name: string, rest: string): string {
+  const path = join(harness.tempDir(), `${name}.conf`);
+  writeFileSync(path, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 6).toString('base64')}\n${rest}`);
+  return path;
+}
+
 function node(args: readonly string[]) {
   const result = spawnSync('ip', ['netns', 'exec', ns.name, 'node', DAEMON, ...args], {
     encoding: 'utf8',
@@ -71,6 +80,24 @@ describe('tunnelbyte-node start-up failures', () => {
       `tunnelbyte-node: UDP port ${LISTEN_PORT}: bind EADDRINUSE: Address already in use`,
     ],
     [5, () => up('--interface', 'lo'), 'tunnelbyte-node: TUN lo: ioctl TUNSETIFF: Invalid argument'],
+    [
+      6,
+      () => ['up', '--threads', '1', '--config', file('tbm6', 'Address = 10.66.0.1/24, 10.66.0.1/24\n')],
+      'tunnelbyte-node: ip -4 address add 10.66.0.1/24 dev tbm6: Error: ipv4: Address already assigned.',
+    ],
+    [
+      7,
+      () => [
+        'up',
+        ...['--threads', '1', '--config'],
+        file(
+          'tbm7',
+          `[Peer]\nPublicKey = ${PEER}\nAllowedIPs = 10.67.0.0/24\nEndpoint = nosuchhost.invalid:51820\n`,
+        ),
+      ],
+      // No resolver answers inside the namespace (it has loopback alone): the failure is the resolver's.
+      `tunnelbyte-node: Endpoint nosuchhost.invalid:51820 of peer ${PEER}: cannot resolve nosuchhost.invalid (EAI_AGAIN)`,
+    ],
   ];
   test.each(failures)('#%i exits 1 with one line and leaves no interface', async (_n, args, line) => {
     const { status, stderr, stdout } = node(args());
@@ -111,5 +138,37 @@ describe('tunnelbyte-node start-up failures', () => {
         'memory (about 0.3 CPU-seconds and 33 MB each)',
     );
     expect(ready).toMatch(new RegExp(`, threads ${threads} \\(hand-over auto\\)$`));
+  });
+
+  test('wg-quick keys up does not carry out are each said in a warning; Table N puts every peer route in that table', async () => {
+    const config = file(
+      'tbm8',
+      'Address = 10.68.0.1/24\nFwMark = 0x1234\nTable = 1234\nSaveConfig = true\nDNS = 192.0.2.53\n' +
+        `[Peer]\nPublicKey = ${PEER}\nAllowedIPs = 10.69.0.0/24, 10.68.0.0/24, 0.0.0.0/0\n`,
+    );
+    const proc = ns.spawn('node', [DAEMON, 'up', '--threads', '1', '--config', config]);
+    await proc.waitFor(/tbm8 up, /);
+    const table = (await ns.exec('ip', ['-4', 'route', 'show', 'table', '1234'])).stdout;
+    const main = (await ns.exec('ip', ['-4', 'route', 'show', 'table', 'main'])).stdout;
+    await proc.stop();
+    expect(proc.output().trim().split('\n').slice(0, -1)).toEqual([
+      'tunnelbyte-node: warning: DNS is ignored: an exit node does not change its own resolvers',
+      'tunnelbyte-node: warning: FwMark is ignored: tunnelbyte-node cannot mark its UDP socket',
+      'tunnelbyte-node: warning: SaveConfig is ignored: tunnelbyte-node never writes the file back',
+    ]);
+    expect(
+      table
+        .trim()
+        .split('\n')
+        .map((line) => line.trim())
+        .sort(),
+    ).toEqual(
+      [
+        'default dev tbm8 scope link',
+        '10.68.0.0/24 dev tbm8 scope link',
+        '10.69.0.0/24 dev tbm8 scope link',
+      ].sort(),
+    );
+    expect(main).not.toContain('10.69.0.0');
   });
 });

@@ -16,7 +16,7 @@ import { handOverWarning } from './threads/load.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
 import { openUdp, type UdpTransport } from './udp.js';
-import { WARM_DEVICE_PACKETS, warmDataPath, warmDevicePath, warmThreadShapes } from './warmup.js';
+import { warmDataPath, warmDevicePackets, warmDevicePath, warmThreadShapes } from './warmup.js';
 
 /**
  * The UDP socket's receive buffer: the queue in front of the engine, and under load the only long one. A
@@ -161,8 +161,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       threads,
     ).then(
       (delivered) => {
-        if (delivered < WARM_DEVICE_PACKETS)
-          options.log?.(`warm-up over loopback stopped after ${delivered} of ${WARM_DEVICE_PACKETS} packets`);
+        const sent = warmDevicePackets(tun.offload.enabled);
+        if (delivered < sent)
+          options.log?.(`warm-up over loopback stopped after ${delivered} of ${sent} packets`);
       },
       (error: Error) => options.log?.(`warm-up over loopback skipped: ${error.message}`),
     );

@@ -39,7 +39,7 @@ const GSO_TCPV4 = 1;
 const GSO_TCPV6 = 4;
 const GSO_ECN = 0x80;
 
-const PROTO_TCP = 6;
+export const PROTO_TCP = 6;
 const IPV4_HEADER_MIN = 20;
 const IPV6_HEADER = 40;
 const TCP_HEADER_MIN = 20;
@@ -146,7 +146,8 @@ function sumWords(view: Uint32Array, first: number, count: number): number {
   // total mod 0xffff without %, which on doubles is a call into C: the quotient of an exact multiple is exact,
   // and any other is at least 1/0xffff from an integer, far more than the division's rounding.
   const rest = total - Math.floor(total / 0xffff) * 0xffff;
-  const sum = rest === 0 && total !== 0 ? 0xffff : rest;
+  // total first: a rest of 0 is rare, and a test V8 never saw run would be compiled as a deopt.
+  const sum = total !== 0 && rest === 0 ? 0xffff : rest;
   return LITTLE_ENDIAN ? ((sum & 0xff) << 8) | (sum >>> 8) : sum;
 }
 
@@ -375,7 +376,7 @@ function completeChecksum(packet: Uint8Array, start: number, field: number): voi
   let checksum = ~sum16(packet, start, packet.length) & 0xffff;
   // UDP (its checksum 6 bytes in) sends "no checksum" as 0, so a computed 0 goes out as its other form
   // (RFC 768); TCP's sits 16 bytes in.
-  if (checksum === 0 && field - start === UDP_CHECKSUM) checksum = 0xffff;
+  if (field - start === UDP_CHECKSUM && checksum === 0) checksum = 0xffff; // (TCP's never reaches the rare test)
   setUint16(packet, field, checksum);
 }
 
@@ -598,16 +599,33 @@ export class GroCoalescer {
     const packet = this.packetViews.view(item, slab, used + VNET_HEADER_SIZE, length - VNET_HEADER_SIZE);
     setIpLength(packet, v6, ip, packet.length);
     packet[ip + 13] = packet[ip + 13]! | (packets[chain[count - 1]!]![ip + 13]! & TCP_PSH);
-    // NEEDS_CSUM: the kernel finishes the checksum from the pseudo-header sum left in the field.
-    setUint16(packet, ip + TCP_CHECKSUM, pseudoHeaderSum(packet, v6, PROTO_TCP, packet.length - ip));
-    slab[used + FLAGS] = F_NEEDS_CSUM;
-    slab[used + GSO_TYPE] = v6 ? GSO_TCPV6 : GSO_TCPV4;
-    setUint16LE(slab, used + HDR_LEN, headerLength);
-    setUint16LE(slab, used + GSO_SIZE, this.segmentSize[item]!);
-    setUint16LE(slab, used + CSUM_START, ip);
-    setUint16LE(slab, used + CSUM_OFFSET, TCP_CHECKSUM);
+    setTcpOffload(slab, used, packet, ip, headerLength, this.segmentSize[item]!);
     return length;
   }
+}
+
+/**
+ * Makes the frame at frame[at..] (its vnet header, then `packet`: IP, TCP at `ip`, headers `headerLength`
+ * bytes) one a TUN with offloads takes and hands over: NEEDS_CSUM, with the pseudo-header's sum left in the
+ * TCP checksum field for the kernel (or the split) to finish, and with a `gsoSize`, a super-segment cut into
+ * segments of that payload (GSO TCPv4 or TCPv6).
+ */
+export function setTcpOffload(
+  frame: Uint8Array,
+  at: number,
+  packet: Uint8Array,
+  ip: number,
+  headerLength: number,
+  gsoSize: number,
+): void {
+  const v6 = isV6(packet);
+  setUint16(packet, ip + TCP_CHECKSUM, pseudoHeaderSum(packet, v6, PROTO_TCP, packet.length - ip));
+  frame[at + FLAGS] = F_NEEDS_CSUM;
+  frame[at + GSO_TYPE] = gsoSize === 0 ? GSO_NONE : v6 ? GSO_TCPV6 : GSO_TCPV4;
+  setUint16LE(frame, at + HDR_LEN, headerLength);
+  setUint16LE(frame, at + GSO_SIZE, gsoSize);
+  setUint16LE(frame, at + CSUM_START, ip);
+  setUint16LE(frame, at + CSUM_OFFSET, TCP_CHECKSUM);
 }
 
 function setUint16LE(bytes: Uint8Array, offset: number, value: number): void {

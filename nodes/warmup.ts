@@ -6,7 +6,10 @@
 //   a few thousand packets both ways, IPv4 and IPv6, small and full size, in memory;
 // - warmDevicePath: then two throwaway devices do the same over the node's kind of UDP socket on loopback,
 //   a few packets per event-loop turn, so the device's and the socket's per-packet and per-turn code is hot
-//   too (a lone ping crosses each once; warm, the node's idle ping went from about 0.70 to 0.50 ms).
+//   too (a lone ping crosses each once; warm, the node's idle ping went from about 0.70 to 0.50 ms). With
+//   offloads, a TCP flow as well, in the shapes a TUN hands bulk traffic over in: super-segments split on the
+//   way in and coalesced again on the way out, and the ACKs and small segments back. Without it, a node's
+//   first bulk transfer compiled that code as it went, and again at each shape it had not met yet.
 // No packet leaves the host, and no key outlives the call.
 import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -17,7 +20,7 @@ import { createTransportCipher } from '../crypto/primitives.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
-import { PROTO_ICMP, PROTO_ICMPV6, VNET_HEADER_SIZE } from './offload.js';
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, setTcpOffload, sum16, VNET_HEADER_SIZE } from './offload.js';
 import type { CryptoThreads } from './threads/pool.js';
 import { createRing, HEADER_BYTES, ringViews } from './threads/ring.js';
 import { loadAddon } from './tun/addon.js';
@@ -34,11 +37,20 @@ const WARM_TURNS = 400;
 const WARM_PACKETS_PER_TURN = 4;
 /** The routed packets one side hands its device in `turn`. */
 const routedInTurn = (turn: number) => (turn % 2 === 0 ? WARM_PACKETS_PER_TURN : 1);
+/** With offloads, every TCP_EVERY turns, a turn of a few packets is followed by a TCP flow's reads (tcpReads). */
+const TCP_EVERY = 16;
+const tcpInTurn = (turn: number, tunOffload: boolean) => tunOffload && turn % TCP_EVERY === 0;
 /** Packets the device warm-up carries, both ways together, in `turns` turns. */
-const devicePackets = (turns: number) =>
-  2 * Array.from({ length: turns }, (_, turn) => routedInTurn(turn)).reduce((sum, n) => sum + n, 0);
-/** Packets the device warm-up carries, both ways together. */
-export const WARM_DEVICE_PACKETS = devicePackets(WARM_TURNS);
+function devicePackets(turns: number, tunOffload: boolean): number {
+  let packets = 0;
+  for (let turn = 0; turn < turns; turn++) {
+    packets += 2 * routedInTurn(turn);
+    if (tcpInTurn(turn, tunOffload)) for (const read of tcpReads(turn)) packets += read.packets;
+  }
+  return packets;
+}
+/** Packets the device warm-up carries, both ways together, into stand-in TUNs with offloads or without. */
+export const warmDevicePackets = (tunOffload: boolean) => devicePackets(WARM_TURNS, tunOffload);
 /**
  * How long one turn may take before the warm-up gives up: a loopback that drops what it is given must not
  * hold up the start for long, while a machine busy enough to starve this process for a while (a 2-core CI
@@ -82,6 +94,87 @@ function packet(version: 4 | 6, length: number, from: 0 | 1, ping = false): Uint
 
 // IP lengths: a ping (84 and 104 bytes, sealed with padding) and full size (1420, the MTU: no padding).
 const PACKET_LENGTHS = { 4: [84, 1420], 6: [104, 1420] } as const;
+
+const TCP_ACK = 0x10;
+const TCP_PSH = 0x08;
+/** A full-size segment's TCP payload: the MTU less the IP and TCP headers. */
+const tcpSegmentSize = (version: 4 | 6) => PACKET_LENGTHS[version][1] - (version === 4 ? 40 : 60);
+
+/**
+ * A TCP segment from side `from` as a TUN with offloads reads it, vnet header first, with NEEDS_CSUM:
+ * `payload` bytes from `sequence` on, a super-segment of full-size segments when more than one's worth (ACK,
+ * and PSH as the kernel sets it on a write's last), or with none a bare ACK of `sequence`.
+ */
+function tcpFrame(version: 4 | 6, from: 0 | 1, sequence: number, payload: number): Uint8Array {
+  const ip = version === 4 ? 20 : 40;
+  const headerLength = ip + 20;
+  const bytes = packet(version, headerLength + payload, from);
+  bytes[version === 4 ? 9 : 6] = PROTO_TCP;
+  if (version === 4) bytes.set([0x40, 0, 64], 6); // DF, TTL
+  const tcp = new DataView(bytes.buffer, ip);
+  tcp.setUint16(0, from === 0 ? 5201 : 40000); // ports
+  tcp.setUint16(2, from === 0 ? 40000 : 5201);
+  tcp.setUint32(payload === 0 ? 8 : 4, sequence); // the ACK's acknowledgement number, or the data's sequence
+  tcp.setUint8(12, 5 << 4); // header length: 20 bytes
+  const segmentSize = tcpSegmentSize(version);
+  const gsoSize = payload > segmentSize ? segmentSize : 0;
+  tcp.setUint8(13, gsoSize > 0 ? TCP_ACK | TCP_PSH : TCP_ACK);
+  tcp.setUint16(14, 0xffff); // window
+  // A flow's bytes, not zeros: sums of them run past 31 bits.
+  for (let i = headerLength; i < bytes.length; i++) bytes[i] = (i * 167 + sequence) & 0xff;
+  if (version === 4) new DataView(bytes.buffer).setUint16(10, ~sum16(bytes, 0, 20) & 0xffff); // header checksum
+  const frame = new Uint8Array(VNET_HEADER_SIZE + bytes.length);
+  frame.set(bytes, VNET_HEADER_SIZE);
+  setTcpOffload(frame, 0, frame.subarray(VNET_HEADER_SIZE), ip, headerLength, gsoSize);
+  return frame;
+}
+
+/** A TUN read of the warm-up's TCP flow: the side that reads it, its frames, and the packets they make. */
+interface TcpRead {
+  side: 0 | 1;
+  frames: Uint8Array[];
+  packets: number;
+}
+
+/** Full-size segments in the warm-up's super-segments: IPv4's as many as 64 KB holds, IPv6's fewer. */
+const SUPER_SEGMENTS = { 4: 44, 6: 13 } as const;
+/** The ACKs side 1 reads at once in a TCP turn: a burst's worth, more than the turns of a few packets hold. */
+const ACKS_PER_READ = 12;
+/** A small segment's payload, ahead of the ACKs: odd, and long enough to be summed word by word. */
+const SMALL_SEGMENT_PAYLOAD = 101;
+/** Where the warm-up's TCP flows start, and how far each TCP turn moves them: past 2^31, soon wrapping. */
+const TCP_FIRST_SEQUENCE = 0xfff0_0000;
+const TCP_SEQUENCE_STEP = 0x1_0000;
+
+/**
+ * The reads of the TCP flows in `turn`, in the shapes bulk traffic takes. Side 0 reads two super-segments at
+ * once, an IPv4 flow's and an IPv6 flow's, so side 1's device meets the second flow while the first one's run
+ * is open. The IPv4 one ends on a whole segment every other turn and a short, odd one in between (its segments
+ * then lie in a packet of another length), the IPv6 one always short and odd. Side 1 reads a small segment of
+ * the IPv4 flow and a burst of its ACKs, which side 0's device meets behind the small segment's open run.
+ */
+function tcpReads(turn: number): TcpRead[] {
+  const flowTurn = turn / TCP_EVERY;
+  const payload = {
+    4: SUPER_SEGMENTS[4] * tcpSegmentSize(4) - (flowTurn % 2 === 0 ? 0 : 7),
+    6: SUPER_SEGMENTS[6] * tcpSegmentSize(6) - 7,
+  };
+  const sequence = (TCP_FIRST_SEQUENCE + flowTurn * TCP_SEQUENCE_STEP) >>> 0;
+  const acknowledged = (sequence + payload[4]) >>> 0;
+  const acks = Array.from({ length: ACKS_PER_READ }, () => tcpFrame(4, 1, acknowledged, 0));
+  return [
+    {
+      side: 0,
+      frames: [tcpFrame(4, 0, sequence, payload[4]), tcpFrame(6, 0, sequence, payload[6])],
+      packets: SUPER_SEGMENTS[4] + SUPER_SEGMENTS[6],
+    },
+    {
+      side: 1,
+      frames: [tcpFrame(4, 1, acknowledged, SMALL_SEGMENT_PAYLOAD), ...acks],
+      packets: 1 + ACKS_PER_READ,
+    },
+  ];
+}
 
 /**
  * Each side's packets: IPv4 and IPv6, a ping and full size. The ping lies off a word boundary and full-size
@@ -297,6 +390,11 @@ class StandInTun {
     this.frames.queue(packets, this.header);
   }
 
+  /** Hands the reader `frames`, each behind its own vnet header, as one read's. */
+  readFrames(frames: readonly Uint8Array[]): void {
+    this.frames.read(frames);
+  }
+
   /** The answers no read-back took (a dgram socket's device reads none back), read as the next wakeup's. */
   readAnswers(): void {
     this.frames.readQueued();
@@ -321,10 +419,9 @@ export async function until(done: () => boolean, timeoutMs: number): Promise<boo
  * delivered: every packet sent, or fewer when the loopback did not carry them (it then stops early, having
  * warmed what it could). Throws when a socket cannot be bound there.
  *
- * With threads, the devices take the paths a node with threads takes for its first packets: the engine asks
- * the pool (CryptoThreads.takes) and, a turn's few packets being nothing to hand over, seals and opens them
- * itself. A turn here never holds more than that, so nothing reaches a ring, whose results would go to
- * whichever device the pool serves (the last started).
+ * With threads, the devices take the paths a node with threads takes while its main thread has time to spare:
+ * the engine asks the pool (CryptoThreads.takes), which leaves every message to it (keepInline), as nothing
+ * may reach a ring here: its results would go to whichever device the pool serves (the last started).
  *
  * Device 0 starts the handshake from outside a read (Device.resumeHandshake), as a node's timers and its
  * handshake workers' answers send: the socket's send outside a read's batch, never run in a warm-up that only
@@ -345,7 +442,7 @@ export async function warmDevicePath(
 ): Promise<number> {
   const host = ipv4Only ? LOOPBACK : `::ffff:${LOOPBACK}`;
   const rehearsed = await carryThroughDevices(options, openUdp, host, tunOffload, threads, 1);
-  if (rehearsed < devicePackets(1)) return rehearsed;
+  if (rehearsed < devicePackets(1, tunOffload)) return rehearsed;
   return carryThroughDevices(options, openUdp, host, tunOffload, threads, WARM_TURNS);
 }
 
@@ -363,6 +460,7 @@ async function carryThroughDevices(
   const counts: NodeMetrics[] = [];
   const delivered = () => counts.reduce((sum, metrics) => sum + metrics.innerPackets('rx'), 0);
   const keys = [options.randomBytes(32), options.randomBytes(32)];
+  threads?.keepInline(true);
   try {
     // One at a time, so a second that cannot open (EMFILE) leaves the first in `sides`, closed below.
     while (sides.length < 2) sides.push(new StandInTun(tunOffload));
@@ -416,6 +514,12 @@ async function carryThroughDevices(
         sides[side]!.read(batches[side]!);
         if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
       }
+      if (!tcpInTurn(turn, tunOffload)) continue;
+      for (const { side, frames, packets } of tcpReads(turn)) {
+        const expected = delivered() + packets;
+        sides[side]!.readFrames(frames);
+        if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
+      }
     }
     return delivered();
   } finally {
@@ -428,5 +532,6 @@ async function carryThroughDevices(
     );
     for (const side of sides) side.tun.close(); // the device closed its own; not one whose start failed
     for (const key of keys) key.fill(0);
+    threads?.keepInline(false);
   }
 }

@@ -61,8 +61,10 @@ export interface ThreadLoad {
 
 export class MainThreadLoad implements ThreadLoad {
   private windowStart = -Infinity;
-  private threadAtStart = 0;
-  private processAtStart = 0;
+  // Doubles from the start (no reading yet: NaN), as the nanosecond counts are: a small integer here would
+  // change the object's shape at the first reading, and so throw away the code compiled for the first one.
+  private threadAtStart = NaN;
+  private processAtStart = NaN;
   private bound = false;
   /** False once this thread's CPU time could not be read: it is not tried again. */
   private readable = true;

@@ -505,6 +505,8 @@ export class CryptoThreads implements TransportCrypto {
    */
   private turnHandsOver: boolean | undefined = undefined;
   private closing = false;
+  /** Every message stays with the engine (keepInline). */
+  private inlineOnly = false;
   /** The messages asked about (takes) so far: left to the engine, and handed to the threads (a node metric). */
   readonly messages = { inline: 0, handedOver: 0 };
 
@@ -633,7 +635,16 @@ export class CryptoThreads implements TransportCrypto {
   }
 
   private handsOver(): boolean {
-    return (this.turnHandsOver ??= this.load?.cpuBound(performance.now()) ?? true);
+    // The load read even when kept inline: the warm-up then runs it too.
+    return (this.turnHandsOver ??= (this.load?.cpuBound(performance.now()) ?? true) && !this.inlineOnly);
+  }
+
+  /**
+   * While kept, every message stays with the engine, however many a turn holds: the node's warm-up
+   * (warmup.ts) runs two devices on this pool, and a ring's results reach only one of them.
+   */
+  keepInline(keep: boolean): void {
+    this.inlineOnly = keep;
   }
 
   /**

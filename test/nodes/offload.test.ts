@@ -5,6 +5,7 @@ import {
   GsoSplitter,
   latencyFirst,
   OFFLOAD_DROP_REASONS,
+  setTcpOffload,
   sum16,
   VNET_HEADER_SIZE,
   type OffloadDropReason,
@@ -633,6 +634,32 @@ describe('GroCoalescer: decrypted segments into super-segments', () => {
     // Fewer frames: the array is cut to them.
     expect(coalescer.coalesce(run('v4', 2))).toHaveLength(1);
   });
+});
+
+describe('setTcpOffload: a TCP packet made into the frame a TUN with offloads hands over', () => {
+  test.each([
+    [1, 'IPv4 super-segment', 'v4', 4000, 1380],
+    [2, 'IPv6 super-segment', 'v6', 4000, 1360],
+    [3, 'IPv4 segment, no GSO (checksum only)', 'v4', 101, 0],
+    [4, 'IPv6 bare ACK, no GSO', 'v6', 0, 0],
+  ] as const)(
+    '%i. %s: the header and partial checksum the kernel writes',
+    (_n, _what, family, payload, gsoSize) => {
+      const packet = tcpPacket({ family, payload, checksum: 'bad' });
+      const made = new Uint8Array(VNET_HEADER_SIZE + packet.length);
+      made.set(packet, VNET_HEADER_SIZE);
+      const ip = ipLength(family);
+      setTcpOffload(made, 0, made.subarray(VNET_HEADER_SIZE), ip, ip + 20, gsoSize);
+      const gsoType = gsoSize === 0 ? 0 : family === 'v4' ? 1 : 4;
+      const header = { flags: 1, gsoType, hdrLen: ip + 20, gsoSize, csumStart: ip, csumOffset: 16 };
+      const expected = frame(tcpPacket({ family, payload, checksum: 'partial' }), header);
+      expect(made).toEqual(expected);
+      // and the split makes it into valid segments
+      const { packets } = split([made]);
+      expect(packets).toHaveLength(gsoSize === 0 ? 1 : Math.ceil(payload / gsoSize));
+      for (const p of packets) expect(transportValid(p, family)).toBe(true);
+    },
+  );
 });
 
 /** An IPv4 packet with another id (and so header checksum). */

@@ -376,7 +376,7 @@ interface RingInternals {
   retire(index: number): void;
 }
 
-test("takes with --hand-over auto: bulk traffic stays with the engine while the main thread has time to spare, goes to the threads once it is CPU-bound, and a peer's message behind its own in a ring goes after them either way", async () => {
+test("takes with --hand-over auto: bulk traffic stays with the engine while the main thread has time to spare, goes to the threads once it is CPU-bound (unless kept inline), and a peer's message behind its own in a ring goes after them either way", async () => {
   let cpuBound = false;
   const asked: number[] = [];
   const load = {
@@ -415,6 +415,15 @@ test("takes with --hand-over auto: bulk traffic stays with the engine while the 
     // 4. No longer: the engine's again.
     cpuBound = false;
     expect(await bulkTurn()).toEqual(all(false));
+    // 5. Kept inline (the node's warm-up): the engine's even while CPU-bound, the load still asked (so the
+    //    warm-up runs that code too); let go, the threads' again.
+    cpuBound = true;
+    pool.keepInline(true);
+    const askedBefore = asked.length;
+    expect(await bulkTurn()).toEqual(all(false));
+    expect(asked).toHaveLength(askedBefore + 1);
+    pool.keepInline(false);
+    expect(await bulkTurn()).toEqual(all(true));
     expect(exits).toEqual([]);
   } finally {
     await pool.close();

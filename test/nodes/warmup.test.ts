@@ -13,10 +13,10 @@ import { openUdp } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
 import { builtProgram } from '../helpers/repo.js';
 import {
-  WARM_DEVICE_PACKETS,
   WARM_PACKETS,
   WARM_RECORD_MESSAGES,
   warmDataPath,
+  warmDevicePackets,
   warmDevicePath,
   warmThreadShapes,
 } from '../../nodes/warmup.js';
@@ -90,7 +90,7 @@ describe('warmDevicePath', () => {
         ipv4Only,
         tunOffload,
       );
-      expect(delivered).toBe(WARM_DEVICE_PACKETS);
+      expect(delivered).toBe(warmDevicePackets(tunOffload));
       expect(descriptorsOpenedSince(before)).toEqual([]);
     },
   );
@@ -140,10 +140,10 @@ describe('warmDevicePath', () => {
           batched,
           threads,
         );
-        expect(delivered).toBe(WARM_DEVICE_PACKETS);
+        expect(delivered).toBe(warmDevicePackets(batched));
         expect(threads.messages.handedOver).toBe(0);
         // Every packet both ways, and the keepalives that confirm the sessions.
-        expect(threads.messages.inline).toBeGreaterThanOrEqual(2 * WARM_DEVICE_PACKETS);
+        expect(threads.messages.inline).toBeGreaterThanOrEqual(2 * warmDevicePackets(batched));
         expect(threads.peersPerThread()).toEqual([0, 0]);
       } finally {
         await threads.close();

@@ -20,16 +20,56 @@ export interface LimitResult {
   retryAfterSeconds: number;
 }
 
-/** Above this many tracked IPs, buckets that have refilled completely are forgotten. */
-const MAX_TRACKED_IPS = 50_000;
+/** Sources a broker keeps per table in memory before the least recently seen are forgotten. */
+const MAX_TRACKED_SOURCES = 50_000;
+
+/**
+ * Per-source state, at most `capacity` entries. Every write makes its entry the most recently seen (a
+ * Map keeps insertion order); a write into a full table first drops the least recently seen tenth, so
+ * memory stays bounded however many sources there are (IPv6 gives an attacker many), at a cost spread
+ * over the writes. A forgotten source starts afresh: a full bucket, no failures.
+ */
+class RecentSources<V> {
+  private readonly entries = new Map<string, V>();
+
+  constructor(private readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(source: string): V | undefined {
+    return this.entries.get(source);
+  }
+
+  set(source: string, value: V): void {
+    this.entries.delete(source);
+    if (this.entries.size >= this.capacity) {
+      let drop = Math.ceil(this.capacity / 10);
+      for (const oldest of this.entries.keys()) {
+        if (drop-- === 0) break;
+        this.entries.delete(oldest);
+      }
+    }
+    this.entries.set(source, value);
+  }
+}
 
 export class TokenBucketLimiter {
-  private readonly buckets = new Map<string, { tokens: number; updatedMs: number }>();
+  private readonly buckets: RecentSources<{ tokens: number; updatedMs: number }>;
 
   constructor(
     readonly burst: number,
     readonly refillPerSecond: number,
-  ) {}
+    capacity = MAX_TRACKED_SOURCES,
+  ) {
+    this.buckets = new RecentSources(capacity);
+  }
+
+  /** Sources with a bucket in memory. */
+  get tracked(): number {
+    return this.buckets.size;
+  }
 
   take(key: string, nowMs: number): LimitResult {
     const bucket = this.buckets.get(key) ?? { tokens: this.burst, updatedMs: nowMs };
@@ -38,10 +78,7 @@ export class TokenBucketLimiter {
     bucket.updatedMs = nowMs;
     const allowed = bucket.tokens >= 1;
     if (allowed) bucket.tokens -= 1;
-    if (!this.buckets.has(key)) {
-      if (this.buckets.size >= MAX_TRACKED_IPS) this.sweep(nowMs);
-      this.buckets.set(key, bucket);
-    }
+    this.buckets.set(key, bucket);
     return {
       allowed,
       limit: this.burst,
@@ -49,13 +86,6 @@ export class TokenBucketLimiter {
       resetSeconds: Math.ceil((this.burst - bucket.tokens) / this.refillPerSecond),
       retryAfterSeconds: allowed ? 0 : Math.ceil((1 - bucket.tokens) / this.refillPerSecond),
     };
-  }
-
-  private sweep(nowMs: number): void {
-    for (const [key, b] of this.buckets) {
-      if (b.tokens + ((nowMs - b.updatedMs) / 1000) * this.refillPerSecond >= this.burst)
-        this.buckets.delete(key);
-    }
   }
 }
 
@@ -151,9 +181,19 @@ export class BearerLimiter {
  * before its token is looked up, so guessing costs no Redis round trips. Fixed one-minute windows.
  */
 export class FailureLimiter {
-  private readonly windows = new Map<string, { count: number; startMs: number }>();
+  private readonly windows: RecentSources<{ count: number; startMs: number }>;
 
-  constructor(readonly perMinute: number) {}
+  constructor(
+    readonly perMinute: number,
+    capacity = MAX_TRACKED_SOURCES,
+  ) {
+    this.windows = new RecentSources(capacity);
+  }
+
+  /** Sources with failures in memory. */
+  get tracked(): number {
+    return this.windows.size;
+  }
 
   /** rate_limited while `source` is over the limit in the current window. */
   check(source: string, nowMs: number): void {
@@ -165,14 +205,11 @@ export class FailureLimiter {
 
   record(source: string, nowMs: number): void {
     const w = this.windows.get(source);
-    if (w && nowMs - w.startMs < 60_000) {
-      w.count++;
-      return;
-    }
-    if (this.windows.size >= MAX_TRACKED_IPS) {
-      for (const [key, old] of this.windows) if (nowMs - old.startMs >= 60_000) this.windows.delete(key);
-    }
-    this.windows.set(source, { count: 1, startMs: nowMs });
+    const current = w && nowMs - w.startMs < 60_000;
+    this.windows.set(
+      source,
+      current ? { count: w.count + 1, startMs: w.startMs } : { count: 1, startMs: nowMs },
+    );
   }
 }
 

@@ -4,6 +4,7 @@
 // legitimate path still works.
 import request from 'supertest';
 import { hashPassword } from '../../src/broker/password.js';
+import { FailureLimiter, TokenBucketLimiter } from '../../src/broker/ratelimit.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { startBroker, type TestBroker } from './helpers.js';
 import { unknownToken } from './authz.js';
@@ -247,5 +248,27 @@ describe('finding 13: responses with secrets are not cacheable', () => {
     expect(key.headers['cache-control']).toBe('no-store');
     const masked = await request(broker.app).get('/v1/auth/key').set(auth);
     expect(masked.headers['cache-control']).toBeUndefined();
+  });
+});
+
+// Each broker keeps a bucket per source and a failure count per source in memory. Sources are cheap
+// for an attacker with IPv6 (a /48 holds 65,536 /64s): the tables stay bounded however many there are,
+// the least recently seen going first, and what a source did just now is never the part forgotten.
+describe('per-source tables in memory stay bounded under a flood of sources', () => {
+  test('1. public buckets: 10,000 sources, each mid-burst, leave at most the capacity tracked', () => {
+    const limiter = new TokenBucketLimiter(10, 1, 1000);
+    for (let i = 0; i < 10_000; i++) limiter.take(`2001:db8:${i.toString(16)}::/64`, now);
+    expect(limiter.tracked).toBeLessThanOrEqual(1000);
+    // The most recent source is still mid-burst: its next request sees 8 left, not a fresh bucket.
+    expect(limiter.take('2001:db8:270f::/64', now).remaining).toBe(8);
+  });
+
+  test('2. failure counts: 10,000 failing sources leave at most the capacity; the last is still refused', () => {
+    const limiter = new FailureLimiter(3, 1000);
+    for (let i = 0; i < 10_000; i++) for (let n = 0; n < 3; n++) limiter.record(`source-${i}`, now);
+    expect(limiter.tracked).toBeLessThanOrEqual(1000);
+    expect(() => limiter.check('source-9999', now)).toThrow(
+      expect.objectContaining({ kind: 'rate_limited' }),
+    );
   });
 });

@@ -415,6 +415,18 @@ describe('logout, upgrade, login', () => {
       expect(res.code).toBe(2);
       expect(res.stderr).toMatch(/^tunnelbyte: .*--(email|password-stdin).*\n$/); // one line, no note first
     }
+    // Nothing on stdin: refused in one line too, not after the note that comes before prompts.
+    for (const argv of [
+      ['login', '--email', 'a@b.c', '--password-stdin'],
+      ['upgrade', '--email', 'a@b.c', '--password-stdin'],
+    ]) {
+      const res = await cli(argv, m.env);
+      expect([argv, res.code, res.stderr]).toEqual([
+        argv,
+        2,
+        'tunnelbyte: email and password must not be empty\n',
+      ]);
+    }
   });
 
   test('5. upgrade of an account that signs in already: its password confirms it, the email stays', async () => {

@@ -24,10 +24,13 @@ async function credentials(
     throw usageError('give --email (and --password-stdin) when not on a terminal');
   if (!options.passwordStdin && !interactive)
     throw usageError('give --password-stdin when not on a terminal');
-  if (note !== undefined) ctx.note(note);
+  // The note goes before the first prompt; with nothing to ask, after the checks.
+  const asks = options.email === undefined || !options.passwordStdin;
+  if (note !== undefined && asks) ctx.note(note);
   const email = options.email ?? (await prompt(ctx.io, 'Email: '));
   const password = options.passwordStdin ? await readStdin(ctx.io) : await prompt(ctx.io, 'Password: ', true);
   if (email.trim() === '' || password === '') throw usageError('email and password must not be empty');
+  if (note !== undefined && !asks) ctx.note(note);
   return { email: email.trim(), password };
 }
 

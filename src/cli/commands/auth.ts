@@ -103,7 +103,7 @@ export function registerAuth(program: Command, act: Act): void {
   registerLogin(auth, act);
   auth
     .command('set-key')
-    .description('cache an existing token (e.g. from `keys create`) for this CLI')
+    .description('cache an existing token (e.g. from `auth keys create`) for this CLI')
     .argument('<key>', 'a tb_ token')
     .action(act(setKey));
   auth

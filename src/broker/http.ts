@@ -6,7 +6,7 @@ import type { ZodObject, ZodType, z as zod } from 'zod';
 import { bearerAuth, nodeAuth, requireScope, sourceOfRequest } from './auth.js';
 import type { BrokerContext } from './context.js';
 import { ERRORS, errorHeaders, invalidRequest, type ErrorName } from './errors.js';
-import { BEARER_SCHEME, ErrorBody, NODE_SCHEME } from './openapi.js';
+import { BEARER_SCHEME, ErrorBody, NODE_SCHEME, z } from './openapi.js';
 import { enforce } from './ratelimit.js';
 import type { Scope } from './scopes.js';
 
@@ -87,6 +87,13 @@ export function publicLimit(ctx: BrokerContext): RequestHandler {
     next();
   };
 }
+
+/** Documented on every bearer operation (docs/API.md "Tiers"). */
+const MachineHeader = z.object({
+  'X-Machine-Fingerprint': z.string().optional().openapi({
+    description: 'the fingerprint (hex) of the machine a free token was issued to; paid tokens ignore it',
+  }),
+});
 
 const expressPath = (openApiPath: string) => openApiPath.replace(/\{([^}]+)\}/g, ':$1');
 
@@ -174,6 +181,7 @@ export function defineRoute<
           ? [{ [NODE_SCHEME]: [] }]
           : [],
     request: {
+      ...(spec.access === 'bearer' ? { headers: MachineHeader } : {}),
       ...(spec.params ? { params: spec.params } : {}),
       ...(spec.query ? { query: spec.query } : {}),
       ...(spec.body

@@ -40,8 +40,17 @@ export function createOpenApiRegistry(): OpenAPIRegistry {
   return registry;
 }
 
+/** `delete /v1/sessions/{id}` → `deleteV1SessionsId`: one per method and path, for code generators. */
+const operationId = (method: string, path: string) =>
+  method +
+  path
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((word) => word[0]!.toUpperCase() + word.slice(1))
+    .join('');
+
 export function generateDocument(registry: OpenAPIRegistry): object {
-  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+  const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
     info: {
       title: 'tunnelbyte API',
@@ -50,4 +59,8 @@ export function generateDocument(registry: OpenAPIRegistry): object {
     },
     servers: [{ url: '/' }],
   });
+  for (const [path, operations] of Object.entries(document.paths ?? {}))
+    for (const [method, operation] of Object.entries(operations as Record<string, { operationId?: string }>))
+      operation.operationId ??= operationId(method, path);
+  return document;
 }

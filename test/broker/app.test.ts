@@ -139,6 +139,21 @@ describe('edge', () => {
     expect(Object.keys(user['403'].headers)).toEqual(['WWW-Authenticate']);
     expect(Object.keys(user['429'].headers)).toEqual(['Retry-After']);
     expect(Object.keys(user['503'].headers)).toEqual(['Retry-After']);
+    // Every operation has an operationId for code generators, one per method and path.
+    const operations = Object.entries(
+      res.body.paths as Record<string, Record<string, { operationId?: string }>>,
+    ).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => [method, path, op.operationId]),
+    );
+    expect(operations.filter(([, , id]) => typeof id !== 'string')).toEqual([]);
+    expect(new Set(operations.map(([, , id]) => id)).size).toBe(operations.length);
+    expect(res.body.paths['/v1/sessions/{id}'].delete.operationId).toBe('deleteV1SessionsId');
+    // A free token counts only with its machine's fingerprint: every bearer operation names the header.
+    expect(res.body.paths['/v1/sessions'].post.parameters).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'X-Machine-Fingerprint', in: 'header', required: false }),
+      ]),
+    );
     // Node calls need the tbn_ enrollment token: documented as such, with its 401 and 429.
     expect(res.body.components.securitySchemes.node).toMatchObject({ type: 'http', scheme: 'bearer' });
     for (const [path, method] of [

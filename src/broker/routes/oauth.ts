@@ -313,6 +313,7 @@ export function oauthRoutes(ctx: BrokerContext, router: Router): void {
       token_endpoint_auth_method: z.enum(AUTH_METHODS).default('client_secret_basic'),
     }),
     responses: { 201: { description: 'the client, with its secret shown once', schema: ClientView } },
+    noStore: true,
     handler: async ({ body }, req) => {
       const { client, secret } = await registerClient(ctx, authOf(req).account.id, {
         name: body.client_name,

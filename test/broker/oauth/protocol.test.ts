@@ -112,6 +112,8 @@ describe('client registration', () => {
       response_types: ['code'],
       client_id_issued_at: Math.floor(now / 1000),
     });
+    // It carries a secret: no cache may keep it.
+    expect(res.headers['cache-control']).toBe('no-store');
     const stored = JSON.stringify(await broker.redis.hgetall(keys.oauthClient(res.body.client_id)));
     expect(stored).not.toContain(res.body.client_secret);
     const list = await api().get('/v1/oauth/clients').set(bearer(user.apiKey));

@@ -62,6 +62,12 @@ async function nodeToken({ token, tokenFile }: TokenSources): Promise<string> {
   }
 }
 
+/** A default shown in --help as it is typed (commander quotes a string default). */
+const withDefault = (option: Option, value: string): Option => option.default(value, value);
+
+const egressOption = () =>
+  withDefault(new Option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)'), 'tun');
+
 /** The data-path modes both commands take (config.ts DataPathSettings), each with its TB_* variable. */
 const dataPathOptions = (command: Command): Command =>
   command
@@ -146,7 +152,7 @@ function buildProgram(): { program: Command; result: () => number } {
   dataPathOptions(program.command('up'))
     .description('bring up an interface from a wg-quick configuration file')
     .requiredOption('--config <file>', 'wg-quick file ([Interface] and [Peer] sections)')
-    .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
+    .addOption(egressOption())
     .option('--interface <name>', 'interface name (default: the file name without .conf)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .action(async (options: UpArguments) => {
@@ -161,26 +167,30 @@ function buildProgram(): { program: Command; result: () => number } {
     .requiredOption('--region <id>', 'the region the token enrolls nodes in')
     .requiredOption('--listen <host:port>', 'UDP address to listen on, e.g. 0.0.0.0:51820 or [::]:51820')
     .requiredOption('--endpoint <host:port>', 'public address clients are told to reach')
-    .option('--egress <kind>', 'tun (kernel interface) or netstack (userspace stack)', 'tun')
-    .option('--interface <name>', `interface name (default ${DEFAULT_INTERFACE})`)
+    .addOption(egressOption())
+    .option('--interface <name>', `interface name (default: ${DEFAULT_INTERFACE})`)
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-    .option('--state-dir <dir>', `where the node key is kept (default ${DEFAULT_STATE_ROOT}/<interface>)`)
+    .option('--state-dir <dir>', `where the node key is kept (default: ${DEFAULT_STATE_ROOT}/<interface>)`)
     .option('--private-key-file <file>', 'the node key file (made, mode 0600, if absent)')
-    .option(
-      '--capacity <n>',
-      `sessions this node takes at most, 1 to ${MAX_CAPACITY}`,
-      String(DEFAULT_CAPACITY),
+    .addOption(
+      withDefault(
+        new Option('--capacity <n>', `sessions this node takes at most, 1 to ${MAX_CAPACITY}`),
+        String(DEFAULT_CAPACITY),
+      ),
     )
-    .option(
-      '--egress-ip <ip,...>',
-      'public IPs traffic leaves from (default: a numeric endpoint host)',
-      collect,
-      [],
+    .addOption(
+      new Option('--egress-ip <ip,...>', 'public IPs traffic leaves from, repeated or comma-separated')
+        .argParser(collect)
+        .default([], 'a numeric endpoint host'),
     )
-    .option(
-      '--drain-timeout <s>',
-      `on SIGTERM, longest wait for peers to move, 0 to ${MAX_DRAIN_TIMEOUT_SECONDS} seconds`,
-      String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
+    .addOption(
+      withDefault(
+        new Option(
+          '--drain-timeout <s>',
+          `on SIGTERM or SIGINT, longest wait for peers to move, 0 to ${MAX_DRAIN_TIMEOUT_SECONDS} seconds`,
+        ),
+        String(DEFAULT_DRAIN_TIMEOUT_SECONDS),
+      ),
     )
     .option('--nat', 'enable forwarding and masquerade the pool (nftables); a real exit needs it')
     .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {

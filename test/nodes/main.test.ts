@@ -210,4 +210,16 @@ describe('tunnelbyte-node command line', () => {
       stderr: `tunnelbyte-node: cannot read ${join(dir, 'absent.conf')}: ENOENT\n`,
     });
   });
+
+  test('run --help: each default once and as it is typed; the drain is on either stop signal', () => {
+    const { status, stdout } = daemon('run', '--help');
+    expect(status).toBe(0);
+    const help = stdout.replace(/\n +/g, ' ');
+    expect(help).not.toMatch(/\(default: (\[\]|"[^"]*")\)/);
+    expect(help).toContain('(default: a numeric endpoint host)');
+    expect(help).toContain('sessions this node takes at most, 1 to 4000000 (default: 1000)');
+    expect(help).toContain(
+      'on SIGTERM or SIGINT, longest wait for peers to move, 0 to 86400 seconds (default: 30)',
+    );
+  });
 });

@@ -92,11 +92,12 @@ function describeApiError(err: ApiError): Described {
       return { line: `unavailable: ${said}${retry}`, exitCode: EXIT.unavailable };
     case 'not_found':
       return { line: `not found: ${err.message} See \`tunnelbyte sessions\`.`, exitCode: EXIT.error };
-    case 'invalid_request':
-      return {
-        line: `invalid request${err.field ? ` (${err.field})` : ''}: ${err.message}`,
-        exitCode: EXIT.error,
-      };
+    case 'invalid_request': {
+      // The field is named once: the broker's message may start with it too ("id: a session id").
+      const field = err.field ? ` (${err.field})` : '';
+      const message = err.field ? err.message.replace(`${err.field}: `, '') : err.message;
+      return { line: `invalid request${field}: ${message}`, exitCode: EXIT.error };
+    }
     default: {
       const exitCode = err.status === 429 ? EXIT.limited : err.status >= 500 ? EXIT.unavailable : EXIT.error;
       const id = err.requestId ? ` (request id ${err.requestId})` : '';

@@ -462,6 +462,15 @@ describe('connect and session errors, from the broker', () => {
       "tunnelbyte: unknown region 'mars-1'; the regions are: eu-west, sa-east, us-east (see `tunnelbyte regions`)\n",
     );
     expect((await cli(['status', 'ses_doesnotexist'], m.env)).code).toBe(1);
+    // A path in place of an id goes to the broker as one path segment, refused there, named once.
+    for (const verb of ['status', 'disconnect']) {
+      const res = await cli([verb, '../regions'], m.env);
+      expect([verb, res.code, res.stderr]).toEqual([
+        verb,
+        1,
+        'tunnelbyte: invalid request (id): a session id\n',
+      ]);
+    }
 
     const owner = await signedUp();
     const theirs = JSON.parse((await cli(['connect', 'eu-west', '--json'], owner.env)).stdout) as {

@@ -206,6 +206,24 @@ describe('local checks before any session is spent', () => {
     expect(listed.sessions.map((s) => s.status)).toEqual(['closed']);
   });
 
+  test('2g. --up with an --out file named after an interface this machine already has → exit 2 before a session is made (wg-quick would refuse it)', async () => {
+    const m = await signedUp();
+    const bin = mkdtempSync(join(tmpdir(), 'tb-path-'));
+    symlinkSync(execFileSync('sh', ['-c', 'command -v wg-quick']).toString().trim(), join(bin, 'wg-quick'));
+    const dir = mkdtempSync(join(tmpdir(), 'tb-out-'));
+    const res = await cli(['connect', 'eu-west', '--up', '--no-dns', '--out', join(dir, 'lo.conf')], {
+      ...m.env,
+      PATH: bin,
+    });
+    expect([res.code, res.stderr]).toEqual([
+      2,
+      'tunnelbyte: --out names the interface lo, which this machine already has: give the file another name\n',
+    ]);
+    expect(readdirSync(dir)).toEqual([]);
+    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
+    expect(listed.sessions).toEqual([]);
+  });
+
   test('3. status and disconnect with no id and none recorded → exit 2', async () => {
     const m = await signedUp();
     for (const verb of ['status', 'disconnect']) {

@@ -62,6 +62,12 @@ function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
   if (options.out === '-' && options.up) throw usageError('--up needs a file: drop `--out -`');
   if (options.out !== undefined && options.out !== '-') checkOut(options.out);
   if (!options.up) return {};
+  // wg-quick up refuses an interface that exists; the default file's name is the new session's, unused.
+  if (options.out !== undefined && isUp(interfaceOf(options.out))) {
+    throw usageError(
+      `--out names the interface ${interfaceOf(options.out)}, which this machine already has: give the file another name`,
+    );
+  }
   const wgQuickPath = findOnPath(ctx, 'wg-quick');
   if (!wgQuickPath) throw new CliError(WG_QUICK_MISSING);
   if (options.dns && !findOnPath(ctx, 'resolvconf')) throw new CliError(RESOLVCONF_MISSING);

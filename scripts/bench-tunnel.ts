@@ -18,6 +18,11 @@ import { NetnsHarness, waitUntil, type Namespace, type WireguardKeys } from '../
 import { iperf3, type IperfResult } from './iperf3.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+/**
+ * Unmeasured seconds of one stream each way before the measured ones: the rows compare steady states, not
+ * TCP's slow start or (tunnelbyte-node) V8 compiling the bulk path it has just met, a cost paid once.
+ */
+const WARM_SECONDS = Number(process.env.BENCH_WARM_SECONDS ?? 2);
 const CLIENTS = 4;
 const IDLE_PINGS = 100; // 0.05 s apart: the average is ping's own; the median is steadier on a shared machine
 const LISTEN_PORT = { server: 51820, client: 51821 } as const;
@@ -234,6 +239,7 @@ async function iperf(
   clients: number[],
   reverse: boolean,
   server: RunningServer,
+  seconds = SECONDS,
 ): Promise<Transfer> {
   let before = 0;
   let threadsBefore = new Map<string, number>();
@@ -241,7 +247,7 @@ async function iperf(
     server: star.server,
     address: INNER_SERVER.v4,
     streams: clients.map((i) => ({ client: star.clients[i]!, bind: innerClient(i).v4 })),
-    seconds: SECONDS,
+    seconds,
     reverse,
     firstPort: IPERF_PORT,
     onStart: () => {
@@ -350,6 +356,8 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
     }
     const metricsBefore = running.metrics && (await running.metrics());
     const pingIdle = await pingRtt(star, IDLE_PINGS, 0.05);
+    if (WARM_SECONDS > 0)
+      for (const reverse of [false, true]) await iperf(star, [0], reverse, running, WARM_SECONDS);
     const loaded = pingRtt(star, SECONDS * 5 - 5, 0.2);
     const up = await iperf(star, [0], false, running);
     const pingLoaded = await loaded;
@@ -435,11 +443,14 @@ function report(
   return [
     '# Tunnel throughput',
     '',
-    `Command: \`bash scripts/bench-tunnel\` (BENCH_SECONDS=${SECONDS}). A server namespace joined by its own veth`,
+    `Command: \`bash scripts/bench-tunnel\` (BENCH_SECONDS=${SECONDS}, BENCH_WARM_SECONDS=${WARM_SECONDS}). A server namespace joined by its own veth`,
     `pair to each of ${CLIENTS} client namespaces, each client one Debian wireguard-go peer of the server. The`,
     'server runs each column in turn; every ratio is against the wireguard-go column of this same run. iperf3 TCP',
     `over inner IPv4; the one-stream rows use client 0, and client 0 pings the server (${IDLE_PINGS} pings idle, then`,
-    'every 0.2 s during the client→server stream; average and median). CPU is the server process tree (every thread and child,',
+    'every 0.2 s during the client→server stream; average and median). Between the idle pings and the measured',
+    `transfers, ${WARM_SECONDS} s of one stream each way are not measured: the rows compare steady states, without TCP's`,
+    'slow start or, for tunnelbyte-node, V8 compiling the bulk path it has just met (a cost paid once per process).',
+    'CPU is the server process tree (every thread and child,',
     'utime + stime) per GB received by iperf3. GC counts come from the node’s Prometheus metrics',
     '(prom-client default metrics) over all three transfers. Handshakes per second and AEAD speed are in',
     'bench-results/crypto.md (scripts/bench-crypto). Offload on: the TUN opened with a vnet header and',

@@ -412,12 +412,17 @@ describe('follow: refused with one line', () => {
     expect((await cli(['disconnect', id], m.env)).code).toBe(0);
   });
 
-  test('4. connect --follow without --up → exit 2; --up --follow without wg → exit 1, no session made', async () => {
+  test('4. connect --follow without --up, or --interval without --follow → exit 2; --up --follow without wg → exit 1, no session made', async () => {
     const m = await signedUp();
     const res = await cli(['connect', 'follow', '--follow'], m.env);
     expect([res.code, res.stderr]).toEqual([
       2,
       'tunnelbyte: --follow needs --up (a tunnel you brought up yourself: `tunnelbyte follow`)\n',
+    ]);
+    const interval = await cli(['connect', 'follow', '--interval', '5'], m.env);
+    expect([interval.code, interval.stderr]).toEqual([
+      2,
+      'tunnelbyte: --interval needs --follow (it is the pace of the following)\n',
     ]);
     const dir = harness.tempDir();
     symlinkSync('/usr/bin/wg-quick', `${dir}/wg-quick`);

@@ -42,7 +42,7 @@ interface ConnectOptions {
   qr?: boolean;
   up?: boolean;
   follow?: boolean;
-  interval: number;
+  interval?: number;
   dns: boolean;
   ttl?: number;
   psk?: boolean;
@@ -58,6 +58,9 @@ interface LocalTools {
 function checkLocal(ctx: Context, options: ConnectOptions): LocalTools {
   if (options.follow && !options.up) {
     throw usageError('--follow needs --up (a tunnel you brought up yourself: `tunnelbyte follow`)');
+  }
+  if (options.interval !== undefined && !options.follow) {
+    throw usageError('--interval needs --follow (it is the pace of the following)');
   }
   if (options.out === '-' && options.up) throw usageError('--up needs a file: drop `--out -`');
   if (options.out !== undefined && options.out !== '-') checkOut(options.out);
@@ -210,7 +213,9 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
     ctx.store.setUpConfig(session.id, path);
     if (ctx.interrupted) throw interrupted(await release(ctx, token, session.id), ctx.stoppedBy);
   }
-  if (tools.wg && path) await followOwned(ctx, token, session.id, path, tools.wg, options.interval);
+  if (tools.wg && path) {
+    await followOwned(ctx, token, session.id, path, tools.wg, options.interval ?? DEFAULT_INTERVAL_S);
+  }
 };
 
 /**
@@ -424,7 +429,10 @@ export function registerSessions(program: Command, act: Act): void {
       'with --up: stay in the foreground following the session; when its node is lost and the broker ' +
         'moves it, the interface follows (wg set); Ctrl-C takes it down and closes the session',
     )
-    .addOption(intervalOption('with --follow: seconds between reads of the session'))
+    // Without a default value: an --interval given without --follow is told apart, and refused.
+    .addOption(
+      intervalOption(`with --follow: seconds between reads of the session (default: ${DEFAULT_INTERVAL_S})`),
+    )
     .addHelpText('after', `\nWith --follow:\n${FOLLOW_HELP}`)
     .option('--no-dns', "no DNS line: keep this machine's resolvers (wg-quick then needs no resolvconf)")
     .option('--ttl <seconds>', 'session lifetime (60 to 2592000; the tier may allow less)', ttl)
@@ -457,7 +465,7 @@ export function registerSessions(program: Command, act: Act): void {
       '-i, --interface <name>',
       'the interface (wg-quick names it after the file; default: the one `connect --up` brought up)',
     )
-    .addOption(intervalOption())
+    .addOption(intervalOption('seconds between reads of the session').default(DEFAULT_INTERVAL_S))
     .addHelpText('after', `\n${FOLLOW_HELP}`)
     .action(act(follow));
 }
@@ -469,6 +477,5 @@ const FOLLOW_HELP =
   'room (run `tunnelbyte connect` again); Ctrl-C exits 130, SIGTERM 143. Broker errors are retried\n' +
   'with backoff.\n';
 
-function intervalOption(description = 'seconds between reads of the session'): Option {
-  return new Option('--interval <seconds>', description).argParser(wait).default(DEFAULT_INTERVAL_S);
-}
+const intervalOption = (description: string): Option =>
+  new Option('--interval <seconds>', description).argParser(wait);

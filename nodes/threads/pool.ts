@@ -209,6 +209,11 @@ class CryptoThread {
     return Math.ceil(recordSize(payload) / this.slot) * this.slot;
   }
 
+  /** No record in the ring, none waiting to be written: a record of any message's size fits. */
+  empty(): boolean {
+    return this.written === this.freed && this.pendingRetires.length === 0;
+  }
+
   /** Whether a record of `payload` bytes fits, after its keypair's keys and the pending retirements. */
   hasRoom(payload: number): boolean {
     const retires = this.pendingRetires.length * this.slot;
@@ -732,8 +737,10 @@ export class CryptoThreads implements TransportCrypto {
    * waiting for the threads if need be), so what the engine returns is not dropped for want of room.
    */
   makeRoom(bytes: number, sealing: boolean): void {
-    const payload = sealing ? transportLength(bytes, this.mtu) : bytes;
-    for (const thread of this.threads) thread.makeRoom(payload);
+    // Asked for every packet: rings left empty (no bulk traffic handed over) are passed by at once.
+    for (const thread of this.threads) {
+      if (!thread.empty()) thread.makeRoom(sealing ? transportLength(bytes, this.mtu) : bytes);
+    }
   }
 
   async close(): Promise<void> {

@@ -142,8 +142,9 @@ const SUPER_SEGMENTS = { 4: 44, 6: 13 } as const;
 const ACKS_PER_READ = 12;
 /** A small segment's payload, ahead of the ACKs: odd, and long enough to be summed word by word. */
 const SMALL_SEGMENT_PAYLOAD = 101;
-/** Packets the TCP reads of a turn make: side 0's segments, side 1's small segment and ACKs. */
-const TCP_PACKETS_PER_TURN = SUPER_SEGMENTS[4] + SUPER_SEGMENTS[6] + 1 + ACKS_PER_READ;
+/** Packets each TCP read of a turn makes (tcpReads): side 0's segments, side 1's small segment and ACKs. */
+const TCP_READ_PACKETS = [SUPER_SEGMENTS[4] + SUPER_SEGMENTS[6], 1 + ACKS_PER_READ] as const;
+const TCP_PACKETS_PER_TURN = TCP_READ_PACKETS[0] + TCP_READ_PACKETS[1];
 /** Where the warm-up's TCP flows start, and how far each TCP turn moves them: past 2^31, soon wrapping. */
 const TCP_FIRST_SEQUENCE = 0xfff0_0000;
 const TCP_SEQUENCE_STEP = 0x1_0000;
@@ -168,12 +169,12 @@ function tcpReads(turn: number): TcpRead[] {
     {
       side: 0,
       frames: [tcpFrame(4, 0, sequence, payload[4]), tcpFrame(6, 0, sequence, payload[6])],
-      packets: SUPER_SEGMENTS[4] + SUPER_SEGMENTS[6],
+      packets: TCP_READ_PACKETS[0],
     },
     {
       side: 1,
       frames: [tcpFrame(4, 1, acknowledged, SMALL_SEGMENT_PAYLOAD), ...acks],
-      packets: 1 + ACKS_PER_READ,
+      packets: TCP_READ_PACKETS[1],
     },
   ];
 }

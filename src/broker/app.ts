@@ -33,7 +33,9 @@ export interface BrokerApp extends Express {
  * that timed out gets Node's 408.
  */
 export function answerUnparsable(err: Error & { code?: string }, socket: Duplex): void {
-  if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
+  // As Node's own handler: answer unless a response on this connection is half written.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return;
   }

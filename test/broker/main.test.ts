@@ -111,13 +111,23 @@ test('serve answers, then SIGTERM drains: a request in flight gets its answer, n
   expect(await exited).toBe(0);
 });
 
-/** Sends raw bytes to the broker and reads everything it answers until it closes the connection. */
-async function rawExchange(port: number, bytes: string): Promise<string> {
+/**
+ * Sends raw bytes to the broker, each part after the answer to the one before, and reads everything
+ * it answers until it closes the connection.
+ */
+async function rawExchange(port: number, parts: string[]): Promise<string> {
   const socket = connect(port, '127.0.0.1');
   await once(socket, 'connect');
   let answer = '';
   socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
-  socket.end(bytes);
+  for (const [i, part] of parts.entries()) {
+    if (i === parts.length - 1) {
+      socket.end(part);
+    } else {
+      socket.write(part);
+      await once(socket, 'data');
+    }
+  }
   await once(socket, 'close');
   return answer;
 }
@@ -138,11 +148,19 @@ test.each([
     `GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`,
     'headers',
   ],
+  // A kept-alive connection whose first request was answered in full: the garbage after it is answered too.
+  [
+    5,
+    'after a good request on the same connection',
+    ['GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n', 'GARBAGE\r\n\r\n'],
+    'request',
+  ],
 ])('%i: a request Node cannot parse (%s) → 400 invalid_request as JSON', async (_n, _what, bytes, field) => {
   const { port, child, exited } = await serve();
   try {
-    const answer = await rawExchange(port, bytes);
-    const [head = '', body = ''] = answer.split('\r\n\r\n');
+    const answer = await rawExchange(port, [bytes].flat());
+    // The last answer on the connection is the refusal (a good request before it has its own 200).
+    const [head = '', body = ''] = answer.slice(answer.lastIndexOf('HTTP/1.1 ')).split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 400 /);
     expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/i);
     expect(head).toMatch(/\r\nX-Request-Id: [0-9a-f-]{36}\r\n/i);

@@ -112,6 +112,8 @@ function fromBodyParser(err: unknown): ApiError | undefined {
       );
     case 'entity.parse.failed':
       return invalidRequest('body', 'The body is not valid JSON.');
+    case 'parameters.too.many':
+      return invalidRequest('body', 'The form has too many fields.');
     case 'encoding.unsupported':
       return invalidRequest('body', 'Content-Encoding must be identity, gzip, deflate or br.');
     case 'charset.unsupported':

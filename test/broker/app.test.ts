@@ -91,6 +91,26 @@ describe('edge', () => {
     },
   );
 
+  // The forms (OAuth endpoints, pages) take at most 32 fields: more is the client's fault, not a fault.
+  test.each([
+    [1, '/v1/oauth/token', 'application/json'],
+    [2, '/v1/oauth/revoke', 'application/json'],
+    [3, '/login', 'text/html'],
+  ])('%i: a form of 40 fields to %s → 400 (%s), no fault logged', async (_n, path, type) => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const logged = await startBroker({ logger, server: broker.server });
+    try {
+      const fields = Array.from({ length: 40 }, (_, i) => `f${i}=1`).join('&');
+      const res = await request(logged.app).post(path).type('form').send(fields);
+      expect([res.status, res.headers['content-type']]).toEqual([400, expect.stringContaining(type)]);
+      if (path.startsWith('/v1/oauth/')) expect(res.body.error).toBe('invalid_request');
+      expect(lines.map((l) => JSON.parse(l).msg)).not.toContain('unexpected fault');
+    } finally {
+      await logged.close();
+    }
+  });
+
   test('a Content-Encoding the broker cannot read → 400 that says so', async () => {
     const res = await request(broker.app)
       .post('/v1/auth/signup')

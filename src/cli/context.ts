@@ -96,13 +96,20 @@ export class Context {
     }
     const cached = this.store.readToken();
     if (cached === undefined) return undefined;
-    if (!SENDABLE_TOKEN.test(cached)) {
+    if (this.cachedTokenDamaged()) {
       throw new CliError(
         `the cached token in ${this.store.tokenPath} is damaged: replace it with \`tunnelbyte auth set-key\`, \`tunnelbyte login\` or \`tunnelbyte signup --force\``,
         EXIT.auth,
       );
     }
     return { token: cached, source: 'cache' };
+  }
+
+  /** A token is cached, but damaged: no request can carry it (TB_KEY, when set, is used instead). */
+  cachedTokenDamaged(): boolean {
+    if (this.io.env.TB_KEY?.trim()) return false;
+    const cached = this.store.readToken();
+    return cached !== undefined && !SENDABLE_TOKEN.test(cached);
   }
 
   requireToken(): ResolvedToken {
@@ -124,11 +131,12 @@ export class Context {
   }
 
   /**
-   * A client presenting the token when there is one (public endpoints accept either). Ctrl-C aborts its
+   * A client presenting the token when there is one (public endpoints accept either); with null, none (signup
+   * and login, which make one: a cached token, damaged or not, has no say in them). Ctrl-C aborts its
    * requests, unless `interruptible` is false: for a request whose result must be known to be undone.
    */
   client(
-    token: string | undefined = this.token()?.token,
+    token: string | null | undefined = this.token()?.token,
     {
       interruptible = true,
       renewal,
@@ -136,7 +144,7 @@ export class Context {
   ): ApiClient {
     return new ApiClient({
       baseUrl: this.apiUrl,
-      token,
+      token: token ?? undefined,
       fingerprint: this.fingerprint(),
       userAgent: USER_AGENT,
       timeoutMs: this.timeoutMs,

@@ -144,6 +144,38 @@ describe('signup and the token cache', () => {
     expect((await cli(['sessions'], m.env)).code).toBe(0);
   });
 
+  test('7c. the ways out that 7b names work with a damaged cache: signup --force and login replace it, logout forgets it', async () => {
+    const damage = (m: { configDir: string }) =>
+      writeFileSync(join(m.configDir, 'token'), Buffer.from([0x74, 0x62, 0x5f, 0xff, 0x00, 0x07, 0x0a]));
+    const { m } = await signedUp();
+    damage(m);
+    const forced = await cli(['signup', '--force'], m.env);
+    expect([forced.code, forced.stderr]).toEqual([0, '']);
+    expect((await cli(['sessions'], m.env)).code).toBe(0);
+
+    const email = `damaged-${Date.now()}@example.test`;
+    const up = await cli(['upgrade', '--email', email, '--password-stdin', '--json'], m.env, {
+      stdin: 'correct horse battery\n',
+    });
+    expect(up.code).toBe(0);
+    await paid(referenceOf(up.stdout)); // login is for paid accounts
+    damage(m);
+    const login = await cli(['login', '--email', email, '--password-stdin'], m.env, {
+      stdin: 'correct horse battery\n',
+    });
+    expect([login.code, login.stderr]).toEqual([0, '']);
+    expect((await cli(['sessions'], m.env)).code).toBe(0);
+
+    damage(m);
+    const logout = await cli(['logout'], m.env);
+    expect([logout.code, logout.stderr, logout.stdout]).toEqual([
+      0,
+      '',
+      `Logged out: the cached token was damaged and could not be revoked; removed ${join(m.configDir, 'token')}.\n`,
+    ]);
+    expect((await cli(['token'], m.env)).code).toBe(3); // nothing cached any more
+  });
+
   test('8. a malformed TB_FINGERPRINT is a usage error before any request', async () => {
     const { m } = await signedUp();
     const res = await cli(['auth', 'test'], { ...m.env, TB_FINGERPRINT: 'not-hex' });

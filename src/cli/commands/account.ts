@@ -67,7 +67,7 @@ const signup: Action<[{ force?: boolean }]> = async (ctx, options) => {
       `a token is already cached in ${ctx.store.tokenPath}; \`tunnelbyte logout\` first, or pass --force to replace it`,
     );
   }
-  const result = await ctx.spin('Signing up', ctx.client(undefined).signup(ctx.fingerprint()));
+  const result = await ctx.spin('Signing up', ctx.client(null).signup(ctx.fingerprint()));
   saveAndShow(
     ctx,
     result,
@@ -90,11 +90,21 @@ const login: Action<[CredentialOptions]> = async (ctx, options) => {
     return;
   }
   const { email, password } = await credentials(ctx, options);
-  const result = await ctx.spin('Logging in', ctx.client(undefined).login(email, password));
+  const result = await ctx.spin('Logging in', ctx.client(null).login(email, password));
   saveAndShow(ctx, result, `Logged in as ${result.user.email ?? result.user.id} (${result.user.plan}).`);
 };
 
 const logout: Action<[]> = async (ctx) => {
+  if (ctx.cachedTokenDamaged()) {
+    // No request can carry it, so the broker cannot be asked to revoke it: it can only be forgotten here.
+    await revokeRefreshToken(ctx.store);
+    ctx.store.removeToken();
+    ctx.print(
+      `Logged out: the cached token was damaged and could not be revoked; removed ${ctx.store.tokenPath}.\n`,
+      { revoked: false, removed_cache: true },
+    );
+    return;
+  }
   const { token, source } = ctx.requireToken();
   let alreadyInvalid = false;
   try {

@@ -91,6 +91,13 @@ export function isStoreUnavailable(err: unknown): boolean {
 /** A body limit as the 413 states it: whole KiB when it is one (64 KiB), else bytes. */
 const formatLimit = (bytes: number) => (bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} bytes`);
 
+/** The router's: a path parameter that is not percent-encoded UTF-8 (a URIError, status 400). */
+function fromRouter(err: unknown): ApiError | undefined {
+  return err instanceof URIError && (err as { status?: unknown }).status === 400
+    ? invalidRequest('path', 'The path is not percent-encoded UTF-8.')
+    : undefined;
+}
+
 /**
  * body-parser's errors carry `type` (and `status`); they are the client's fault, never a 500. A body over
  * its limit is told that route's limit (64 KiB, or a node heartbeat's, sized for TB_NODE_MAX_CAPACITY).
@@ -157,7 +164,9 @@ export function toHttpError(err: unknown): HttpError {
   const known =
     err instanceof ApiError
       ? err
-      : (fromBodyParser(err) ?? (isStoreUnavailable(err) ? new ApiError('unavailable') : undefined));
+      : (fromBodyParser(err) ??
+        fromRouter(err) ??
+        (isStoreUnavailable(err) ? new ApiError('unavailable') : undefined));
   const apiError = known ?? new ApiError('internal');
   const spec = ERRORS[apiError.kind];
   const headers: Record<string, string> = {};

@@ -111,6 +111,27 @@ describe('edge', () => {
     }
   });
 
+  // A path parameter must be percent-encoded UTF-8: the router cannot decode one that is not.
+  test.each([
+    [1, 'get', '/v1/sessions/%ff%fe', 'application/json'],
+    [2, 'delete', '/v1/admin/regions/%E0%A4%A', 'application/json'],
+    [3, 'post', '/v1/nodes/%c0%af/heartbeat', 'application/json'],
+    [4, 'post', '/account/keys/%ff/revoke', 'text/html'],
+  ])('%i: %s %s → 400 (%s), no fault logged', async (_n, method, path, type) => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const logged = await startBroker({ logger, server: broker.server });
+    try {
+      const res = await request(logged.app)[method as 'get'](path);
+      expect([res.status, res.headers['content-type']]).toEqual([400, expect.stringContaining(type)]);
+      if (type === 'application/json')
+        expect(res.body).toMatchObject({ error: 'invalid_request', field: 'path' });
+      expect(lines.map((l) => JSON.parse(l).msg)).not.toContain('unexpected fault');
+    } finally {
+      await logged.close();
+    }
+  });
+
   test('a Content-Encoding the broker cannot read → 400 that says so', async () => {
     const res = await request(broker.app)
       .post('/v1/auth/signup')

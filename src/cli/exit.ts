@@ -95,7 +95,9 @@ function describeApiError(err: ApiError): Described {
     case 'invalid_request': {
       // The field is named once: the broker's message may start with it too ("id: a session id").
       const field = err.field ? ` (${err.field})` : '';
-      const message = err.field ? err.message.replace(`${err.field}: `, '') : err.message;
+      const prefix = `${err.field}: `;
+      const message =
+        err.field && err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
       return { line: `invalid request${field}: ${message}`, exitCode: EXIT.error };
     }
     default: {

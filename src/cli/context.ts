@@ -163,7 +163,8 @@ export class Context {
     if (!record) return this.client(token);
     return this.client(token, {
       renewal: {
-        refresh: () => renewCachedToken(this.store, token, this.io.interrupt),
+        refresh: () =>
+          renewCachedToken(this.store, token, { signal: this.io.interrupt, timeoutMs: this.timeoutMs }),
         tokenExpiresAt: record.expires_at,
       },
     });

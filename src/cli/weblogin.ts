@@ -8,11 +8,13 @@ import type { AddressInfo } from 'node:net';
 import {
   authorizationUrl,
   fetchMetadata,
+  limitSignal,
   OAuthFailure,
   pkcePair,
   randomState,
   tokenRequest,
   CLI_CLIENT_ID,
+  type RequestLimits,
   type ServerMetadata,
   type TokenSet,
 } from '../lib/oauth-client.js';
@@ -25,6 +27,8 @@ export interface WebLoginContext {
   readonly io: CliIO;
   readonly apiUrl: string;
   readonly store: Store;
+  /** Each request's wait for the broker (--timeout). */
+  readonly timeoutMs: number;
   spin<T>(label: string, work: Promise<T>): Promise<T>;
 }
 
@@ -130,7 +134,8 @@ function save(
 /** The browser sign-in; caches the tokens and returns the access token. */
 export async function webLogin(ctx: WebLoginContext): Promise<string> {
   const signal = ctx.io.interrupt;
-  const meta = await ctx.spin('Contacting the broker', fetchMetadata(ctx.apiUrl, signal));
+  const limits: RequestLimits = { signal, timeoutMs: ctx.timeoutMs };
+  const meta = await ctx.spin('Contacting the broker', fetchMetadata(ctx.apiUrl, limits));
   const { verifier, challenge } = pkcePair();
   const state = randomState();
   const callback = await listenForCallback();
@@ -181,7 +186,7 @@ export async function webLogin(ctx: WebLoginContext): Promise<string> {
           redirect_uri: callback.redirectUri,
           code_verifier: verifier,
         },
-        signal,
+        limits,
       );
     } catch (err) {
       callback.finish(false, 'The broker did not accept the sign-in. See the terminal.');
@@ -204,7 +209,7 @@ export async function webLogin(ctx: WebLoginContext): Promise<string> {
 export function renewCachedToken(
   store: Store,
   presented: string,
-  signal?: AbortSignal,
+  limits: RequestLimits,
 ): Promise<string | undefined> {
   return store.withOAuthLock(async () => {
     const record = store.readOAuth();
@@ -215,7 +220,7 @@ export function renewCachedToken(
       const set = await tokenRequest(
         record.token_endpoint,
         { grant_type: 'refresh_token', refresh_token: record.refresh_token },
-        signal,
+        limits,
       );
       save(store, record, set);
       return set.access_token;
@@ -228,8 +233,11 @@ export function renewCachedToken(
   });
 }
 
-/** Logging out of a browser sign-in also ends its refresh token (RFC 7009), best effort. */
-export async function revokeRefreshToken(store: Store): Promise<void> {
+/**
+ * Logging out of a browser sign-in also ends its refresh token (RFC 7009), best effort: given up at the
+ * command's --timeout or Ctrl-C, as its other requests are.
+ */
+export async function revokeRefreshToken(store: Store, limits: RequestLimits): Promise<void> {
   const record = store.readOAuth();
   if (!record?.revocation_endpoint) return;
   try {
@@ -237,8 +245,9 @@ export async function revokeRefreshToken(store: Store): Promise<void> {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ token: record.refresh_token, client_id: CLI_CLIENT_ID }).toString(),
+      signal: limitSignal(limits).signal,
     });
   } catch {
-    // Unreachable broker: the cached copy is removed anyway, and the refresh token expires unused.
+    // Unreachable or silent broker: the cached copy is removed anyway, and the refresh token expires unused.
   }
 }

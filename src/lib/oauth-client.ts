@@ -2,7 +2,7 @@
 // authorization URL of the built-in public client `tunnelbyte-cli`, and the token endpoint (form posts,
 // RFC 6749 §5.2 errors). No state of its own; the CLI keeps the tokens.
 import { createHash, randomBytes } from 'node:crypto';
-import { NetworkError } from './api-client.js';
+import { DEFAULT_TIMEOUT_MS, NetworkError, RequestAborted } from './api-client.js';
 
 export const CLI_CLIENT_ID = 'tunnelbyte-cli';
 
@@ -34,6 +34,25 @@ export class OAuthFailure extends Error {
 
 const base64url = (bytes: Buffer) => bytes.toString('base64url');
 
+/** How long a request may wait for its answer, and what cuts it off sooner (the CLI's Ctrl-C). */
+export interface RequestLimits {
+  signal?: AbortSignal;
+  /** Default DEFAULT_TIMEOUT_MS, as the API client's. */
+  timeoutMs?: number;
+}
+
+/** The signal a request goes out with: its limits' signal or its timeout, whichever comes first. */
+export function limitSignal({ signal, timeoutMs = DEFAULT_TIMEOUT_MS }: RequestLimits): {
+  signal: AbortSignal;
+  timedOut: () => number | undefined;
+} {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return {
+    signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+    timedOut: () => (timeout.aborted ? timeoutMs : undefined),
+  };
+}
+
 export function pkcePair(): { verifier: string; challenge: string } {
   const verifier = base64url(randomBytes(32));
   return { verifier, challenge: base64url(createHash('sha256').update(verifier).digest()) };
@@ -45,14 +64,17 @@ async function send(
   url: string,
   init: RequestInit,
   origin: string,
+  limits: RequestLimits,
 ): Promise<{ status: number; body: unknown }> {
+  const { signal, timedOut } = limitSignal(limits);
   let response: Response;
   let text: string;
   try {
-    response = await fetch(url, init);
+    response = await fetch(url, { ...init, signal });
     text = await response.text();
   } catch (err) {
-    throw new NetworkError(origin, err);
+    if (limits.signal?.aborted) throw new RequestAborted();
+    throw new NetworkError(origin, err, timedOut());
   }
   try {
     return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
@@ -61,9 +83,9 @@ async function send(
   }
 }
 
-export async function fetchMetadata(baseUrl: string, signal?: AbortSignal): Promise<ServerMetadata> {
+export async function fetchMetadata(baseUrl: string, limits: RequestLimits = {}): Promise<ServerMetadata> {
   const origin = baseUrl.replace(/\/+$/, '');
-  const { status, body } = await send(`${origin}/.well-known/oauth-authorization-server`, { signal }, origin);
+  const { status, body } = await send(`${origin}/.well-known/oauth-authorization-server`, {}, origin, limits);
   const meta = body as Partial<ServerMetadata> | undefined;
   if (status !== 200 || !meta?.issuer || !meta.authorization_endpoint || !meta.token_endpoint) {
     throw new OAuthFailure('bad_response', `${origin} does not publish OAuth metadata (HTTP ${status})`);
@@ -92,7 +114,7 @@ export function authorizationUrl(
 export async function tokenRequest(
   tokenEndpoint: string,
   form: Record<string, string>,
-  signal?: AbortSignal,
+  limits: RequestLimits = {},
 ): Promise<TokenSet> {
   const { status, body } = await send(
     tokenEndpoint,
@@ -100,9 +122,9 @@ export async function tokenRequest(
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
       body: new URLSearchParams({ ...form, client_id: CLI_CLIENT_ID }).toString(),
-      signal,
     },
     new URL(tokenEndpoint).origin,
+    limits,
   );
   const answer = (body ?? {}) as Partial<TokenSet> & { error?: string; error_description?: string };
   if (status !== 200 || !answer.access_token || !answer.refresh_token) {

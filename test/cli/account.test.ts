@@ -3,7 +3,7 @@ import { statSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Stripe from 'stripe';
 import { freePort } from '../helpers/redis.js';
-import { cli, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
+import { cli, listen, machine, startCliBroker, type CliBroker, type Machine } from './harness.js';
 
 const PAYMENT_LINK = 'https://buy.stripe.test/tb_pro';
 const WEBHOOK_SECRET = 'whsec_cli_test_secret';
@@ -372,6 +372,50 @@ describe('logout, upgrade, login', () => {
     const old = await cli(['auth', 'test'], { ...m.env, TB_KEY: token });
     expect(old.code).toBe(3);
   });
+
+  test('1b. logout of a browser sign-in whose revocation endpoint never answers still ends within --timeout: revoked, cache removed', async () => {
+    const { m } = await signedUp();
+    const silent = await listen(() => undefined); // takes the request, never answers
+    try {
+      writeFileSync(
+        join(m.configDir, 'oauth.json'),
+        JSON.stringify({
+          refresh_token: `tbr_${'a'.repeat(38)}`,
+          expires_at: Date.now() + 3_600_000,
+          token_endpoint: `${silent.url}/oauth/token`,
+          revocation_endpoint: `${silent.url}/oauth/revoke`,
+        }),
+      );
+      const res = await cli(['logout'], { ...m.env, TB_TIMEOUT: '1' });
+      expect(res.code).toBe(0);
+      expect(res.stdout).toMatch(/token revoked; removed .*token\./);
+      expect((await cli(['token'], m.env)).code).toBe(3);
+    } finally {
+      await silent.close();
+    }
+  }, 20_000);
+
+  test('1c. an expired browser sign-in whose token endpoint never answers: the command ends at --timeout, exit 5 saying so', async () => {
+    const { m } = await signedUp();
+    const silent = await listen(() => undefined);
+    try {
+      writeFileSync(
+        join(m.configDir, 'oauth.json'),
+        JSON.stringify({
+          refresh_token: `tbr_${'a'.repeat(38)}`,
+          expires_at: Date.now() - 1000,
+          token_endpoint: `${silent.url}/oauth/token`,
+        }),
+      );
+      const res = await cli(['sessions'], { ...m.env, TB_TIMEOUT: '1' });
+      expect([res.code, res.stderr]).toEqual([
+        5,
+        `tunnelbyte: timed out: the broker at ${silent.url} did not answer within 1 s (--timeout / TB_TIMEOUT)\n`,
+      ]);
+    } finally {
+      await silent.close();
+    }
+  }, 20_000);
 
   test('2. upgrade prints the payment link; the webhook makes it paid; login then works from any machine', async () => {
     const { m, token } = await signedUp();

@@ -2,7 +2,7 @@
 // tunnelbyte-node: the exit-node daemon. `up` runs a standalone node from a wg-quick file; `run` runs
 // one under a broker (nodes/run.ts). Usage errors are one line on stderr and exit code 2.
 import './jit.js'; // first: sets how V8 compiles everything below
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 import { Command, CommanderError, Option } from 'commander';
 
@@ -37,6 +37,16 @@ const say = (line: string) => process.stderr.write(`tunnelbyte-node: ${line}\n`)
 function warnAboutThreads(threads: number): void {
   const warning = threadsWarning(threads);
   if (warning !== undefined) say(`warning: ${warning}`);
+}
+
+/**
+ * Warns, as wg-quick does, when a file holding a secret can be read by every user: `what` names the
+ * secret. A file that cannot be stat-ed was read already, so only its mode is asked here.
+ */
+async function warnIfWorldAccessible(file: string, what: string): Promise<void> {
+  const { mode } = await stat(file);
+  if ((mode & 0o007) !== 0)
+    say(`warning: ${file} is world accessible: anyone on this machine can read ${what} (chmod 600 it)`);
 }
 
 interface TokenSources {
@@ -126,6 +136,7 @@ async function runUp(args: UpArguments): Promise<number> {
     say(`${settings.configFile}:${parsed.error.line}: ${parsed.error.message}`);
     return EXIT_FAILURE;
   }
+  await warnIfWorldAccessible(settings.configFile, 'its PrivateKey');
 
   warnAboutThreads(settings.threads);
   const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
@@ -196,6 +207,7 @@ function buildProgram(): { program: Command; result: () => number } {
     .action(async (options: TokenSources & Omit<RunArguments, 'token'>) => {
       const checked = checkRunArguments({ ...options, token: await nodeToken(options) });
       if (!checked.ok) throw new UsageError(checked.message);
+      if (options.tokenFile !== undefined) await warnIfWorldAccessible(options.tokenFile, 'the node token');
       warnAboutThreads(checked.value.threads);
       code = await runAgentCommand(checked.value, say);
     });

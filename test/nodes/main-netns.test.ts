@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 
 import { builtProgram } from '../helpers/repo.js';
 import { netnsHarness, type Namespace } from './netns.js';
@@ -27,7 +27,9 @@ beforeAll(async () => {
   ns = await harness.namespace('main');
   config = join(harness.tempDir(), 'tbm0.conf');
   const privateKey = Buffer.alloc(32, 7).toString('base64');
-  writeFileSync(config, `[Interface]\nPrivateKey = ${privateKey}\nListenPort = ${LISTEN_PORT}\n`);
+  writeFileSync(config, `[Interface]\nPrivateKey = ${privateKey}\nListenPort = ${LISTEN_PORT}\n`, {
+    mode: 0o600,
+  });
   await ns.spawn('node', ['-e', HOLDER]).waitFor('holding');
 });
 
@@ -36,7 +38,9 @@ const PEER = Buffer.alloc(32, 5).toString('base64');
 /** A wg-quick file named NAME.conf with a private key, then `rest`. */
 function file(name: string, rest: string): string {
   const path = join(harness.tempDir(), `${name}.conf`);
-  writeFileSync(path, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 6).toString('base64')}\n${rest}`);
+  writeFileSync(path, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 6).toString('base64')}\n${rest}`, {
+    mode: 0o600,
+  });
   return path;
 }
 
@@ -108,7 +112,9 @@ describe('tunnelbyte-node start-up failures', () => {
 
   test('metrics on a port in use: one line, exit 1', async () => {
     const free = join(harness.tempDir(), 'tbm2.conf');
-    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 8).toString('base64')}\n`);
+    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 8).toString('base64')}\n`, {
+      mode: 0o600,
+    });
     const { status, stderr } = node([
       'up',
       '--config',
@@ -126,7 +132,9 @@ describe('tunnelbyte-node start-up failures', () => {
 
   test('more threads than cores: one warning naming both, then the node starts', async () => {
     const free = join(harness.tempDir(), 'tbm3.conf');
-    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 9).toString('base64')}\n`);
+    writeFileSync(free, `[Interface]\nPrivateKey = ${Buffer.alloc(32, 9).toString('base64')}\n`, {
+      mode: 0o600,
+    });
     const threads = availableParallelism() + 1;
     const proc = ns.spawn('node', [DAEMON, 'up', '--config', free, '--threads', String(threads)]);
     await proc.waitFor(/tbm3 up, /);
@@ -140,18 +148,20 @@ describe('tunnelbyte-node start-up failures', () => {
     expect(ready).toMatch(new RegExp(`, threads ${threads} \\(hand-over auto\\)$`));
   });
 
-  test('wg-quick keys up does not carry out are each said in a warning; Table N puts every peer route in that table', async () => {
+  test('a world-readable file and the wg-quick keys up does not carry out are each said in a warning; Table N puts every peer route in that table', async () => {
     const config = file(
       'tbm8',
       'Address = 10.68.0.1/24\nFwMark = 0x1234\nTable = 1234\nSaveConfig = true\nDNS = 192.0.2.53\n' +
         `[Peer]\nPublicKey = ${PEER}\nAllowedIPs = 10.69.0.0/24, 10.68.0.0/24, 0.0.0.0/0\n`,
     );
+    chmodSync(config, 0o644); // as a default umask leaves it: wg-quick warns about such a file, and so does up
     const proc = ns.spawn('node', [DAEMON, 'up', '--threads', '1', '--config', config]);
     await proc.waitFor(/tbm8 up, /);
     const table = (await ns.exec('ip', ['-4', 'route', 'show', 'table', '1234'])).stdout;
     const main = (await ns.exec('ip', ['-4', 'route', 'show', 'table', 'main'])).stdout;
     await proc.stop();
     expect(proc.output().trim().split('\n').slice(0, -1)).toEqual([
+      `tunnelbyte-node: warning: ${config} is world accessible: anyone on this machine can read its PrivateKey (chmod 600 it)`,
       'tunnelbyte-node: warning: DNS is ignored: an exit node does not change its own resolvers',
       'tunnelbyte-node: warning: FwMark is ignored: tunnelbyte-node cannot mark its UDP socket',
       'tunnelbyte-node: warning: SaveConfig is ignored: tunnelbyte-node never writes the file back',
@@ -170,5 +180,20 @@ describe('tunnelbyte-node start-up failures', () => {
       ].sort(),
     );
     expect(main).not.toContain('10.69.0.0');
+  });
+
+  test('a world-readable --token-file is warned about, once the arguments are good', () => {
+    const tokenFile = join(harness.tempDir(), 'token');
+    writeFileSync(tokenFile, 'tbn_x\n', { mode: 0o644 });
+    chmodSync(tokenFile, 0o644);
+    const args = run('http://127.0.0.1:1').map((arg) => (arg === 'tbn_x' ? tokenFile : arg));
+    args[args.indexOf('--token')] = '--token-file';
+    const { status, stderr } = node(args);
+    expect({ status, stderr }).toEqual({
+      status: 1,
+      stderr:
+        `tunnelbyte-node: warning: ${tokenFile} is world accessible: anyone on this machine can read the node token (chmod 600 it)\n` +
+        'tunnelbyte-node: --broker http://127.0.0.1:1: fetch refuses this URL (bad port)\n',
+    });
   });
 });

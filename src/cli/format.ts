@@ -1,7 +1,16 @@
 // Human output: aligned tables, byte sizes, masked tokens.
 
-/** Left-aligned columns separated by two spaces; the header row in capitals. */
-export function table(headers: string[], rows: string[][]): string {
+/**
+ * `text` safe to print on a terminal: control characters (C0, DEL, C1) shown as `\xNN`. Names come from the
+ * broker, and an app with keys:manage chooses a key's name: written raw, an escape sequence in it would
+ * drive the user's terminal (rewrite what was printed, set the title, ...).
+ */
+export const printable = (text: string): string =>
+  text.replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+/** Left-aligned columns separated by two spaces; the header row in capitals; cells printable. */
+export function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
@@ -33,8 +42,8 @@ export function maskToken(token: string): string {
 export const orDash = (value: string | number | null | undefined) =>
   value === null || value === undefined || value === '' ? '-' : String(value);
 
-/** `key: value` lines with the keys aligned. */
+/** `key: value` lines with the keys aligned; values printable. */
 export function fields(pairs: [string, string][]): string {
   const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${printable(v)}`).join('\n') + '\n';
 }

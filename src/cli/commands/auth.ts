@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { seconds } from '../args.js';
 import { ApiError, type ApiKey } from '../../lib/api-client.js';
-import { fields, maskToken, orDash, table } from '../format.js';
+import { fields, maskToken, orDash, printable, table } from '../format.js';
 import type { Act, Action } from '../context.js';
 import { CliError, usageError } from '../exit.js';
 import { registerLogin } from './account.js';
@@ -82,7 +82,7 @@ const keysCreate: Action<[CreateOptions]> = async (ctx, options) => {
   };
   const key = await ctx.spin('Creating key', ctx.authed().createKey(request));
   ctx.print(
-    `Created ${key.id} (${key.name}) with ${key.permissions.join(' ')}, expires ${orDash(key.expires_at ?? 'never')}.\n` +
+    `Created ${key.id} (${printable(key.name)}) with ${key.permissions.join(' ')}, expires ${orDash(key.expires_at ?? 'never')}.\n` +
       `The key (shown once, store it now):\n${key.key}\n`,
     key,
   );

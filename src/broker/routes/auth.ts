@@ -2,7 +2,7 @@
 import type { Request, Router } from 'express';
 import { authOf, FINGERPRINT_HEADER, hasScope, sourceOfRequest } from '../auth.js';
 import { isoOrNull, isoTime, type BrokerContext } from '../context.js';
-import { forbidden, notFound } from '../errors.js';
+import { forbidden, notFound, unauthorized } from '../errors.js';
 import { defineRoute } from '../http.js';
 import { PageQuery, paginate } from '../pagination.js';
 import { z } from '../openapi.js';
@@ -17,6 +17,7 @@ import {
   type Account,
   type ApiKey,
 } from '../services/accounts.js';
+import { revokeIfGrantEnded } from '../services/oauth-grants.js';
 import { signup, login } from '../services/signin.js';
 import { ApiKey as ApiKeyBody, AuthTest, CurrentKey, TokenGrant, UserWithUsage } from '../../lib/api.js';
 
@@ -205,9 +206,12 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
         fingerprint: creator.fingerprint,
         expiresAt: bounds.length ? Math.min(...bounds) : null,
         idleTtlSeconds: idleTtlSeconds(ctx, account),
-        // Made by an app (its access token, or a key it made): revoked when the app's access ends.
+        // Made by an app (its access token, or a key it made): revoked when the app's access ends,
+        // or when the grant (sign-in) it was made under ends.
         madeBy: creator.client ?? creator.madeBy,
+        grant: creator.grant,
       });
+      if (await revokeIfGrantEnded(ctx, key)) throw unauthorized("The app's access was revoked.");
       return { status: 201, body: keyView(key, token) };
     },
   });

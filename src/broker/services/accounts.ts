@@ -46,6 +46,12 @@ export interface ApiKey {
    * null for keys the user made. Ending the app's access revokes it (revokeKeysMadeBy).
    */
   madeBy: string | null;
+  /**
+   * The OAuth grant (one sign-in, services/oauth-grants.ts) of an access token, or of the access token
+   * that made this key, directly or through another key; null otherwise. Internal: ending that grant
+   * revokes it, and only it, of the client's keys (revokeKeysOfGrant).
+   */
+  grant: string | null;
 }
 
 const numOrNull = (v: string | undefined) => (v === undefined || v === '' ? null : Number(v));
@@ -86,6 +92,7 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
     revoked: h.status === 'revoked',
     client: strOrNull(h.client),
     madeBy: strOrNull(h.made_by),
+    grant: strOrNull(h.grant),
   };
 }
 
@@ -150,6 +157,7 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
     status: 'valid',
     ...(key.client ? { client: key.client } : {}),
     ...(key.madeBy ? { made_by: key.madeBy } : {}),
+    ...(key.grant ? { grant: key.grant } : {}),
   };
   return runAddKey(ctx.redis, {
     accountId: key.accountId,
@@ -178,6 +186,7 @@ export async function issueKey(
     idleTtlSeconds?: number | null;
     client?: string;
     madeBy?: string | null;
+    grant?: string | null;
   },
 ): Promise<IssuedKey> {
   const token = mintToken(API_TOKEN_PREFIX);
@@ -195,6 +204,7 @@ export async function issueKey(
     revoked: false,
     client: fields.client ?? null,
     madeBy: fields.madeBy ?? null,
+    grant: fields.grant ?? null,
   };
   const ttl = fields.idleTtlSeconds ?? null;
   if (!(await addKeyRecord(ctx, key, ttl))) {
@@ -261,15 +271,26 @@ export async function revokeKey(ctx: BrokerContext, accountId: string, keyId: st
   return true;
 }
 
-/** Revokes the account's API keys an OAuth client made (its access to the account has ended). */
-export async function revokeKeysMadeBy(
+async function revokeKeysWhere(
   ctx: BrokerContext,
   accountId: string,
-  clientId: string,
+  revoked: (key: ApiKey) => boolean,
 ): Promise<void> {
-  const made = (await listKeys(ctx, accountId)).filter((k) => k.madeBy === clientId);
+  const made = (await listKeys(ctx, accountId)).filter(revoked);
   await Promise.all(made.map((k) => revokeKey(ctx, accountId, k.id)));
 }
+
+/** Revokes the account's API keys an OAuth client made (its access to the account has ended). */
+export const revokeKeysMadeBy = (ctx: BrokerContext, accountId: string, clientId: string) =>
+  revokeKeysWhere(ctx, accountId, (k) => k.madeBy === clientId);
+
+/**
+ * Revokes the account's API keys made under one OAuth grant of the client (that sign-in ended; the
+ * client's other grants keep theirs). Keys made before keys recorded their grant cannot be told apart,
+ * and go with any of the client's grants.
+ */
+export const revokeKeysOfGrant = (ctx: BrokerContext, accountId: string, clientId: string, grantId: string) =>
+  revokeKeysWhere(ctx, accountId, (k) => k.madeBy === clientId && (k.grant ?? grantId) === grantId);
 
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */
 export async function dropKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<void> {

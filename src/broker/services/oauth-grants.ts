@@ -30,8 +30,11 @@ import {
   getAccount,
   getKey,
   issueKey,
+  revokeKey,
   revokeKeysMadeBy,
+  revokeKeysOfGrant,
   type Account,
+  type ApiKey,
 } from './accounts.js';
 import type { OAuthClient } from './oauth-clients.js';
 
@@ -171,6 +174,7 @@ async function mintPair(
     fingerprint: null,
     expiresAt: ctx.clock() + ACCESS_TOKEN_SECONDS * 1000,
     client: client.id,
+    grant: grantId,
   });
   const refresh = mintToken(REFRESH_TOKEN_PREFIX);
   const refreshKey = keys.oauthRefresh(hashToken(refresh));
@@ -263,8 +267,10 @@ export async function refreshGrant(
 }
 
 /**
- * Ends a grant: its access token stops working, its refresh tokens find nothing, and the API keys the
- * client made on the account are revoked. Idempotent.
+ * Ends a grant: its access token stops working, its refresh tokens find nothing, and the API keys made
+ * under it are revoked (the client's other grants, other devices' sign-ins, keep theirs). Idempotent.
+ * The grant record goes first: a key made under it that this listing misses sees it gone
+ * (revokeIfGrantEnded).
  */
 export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<void> {
   const grantKey = keys.oauthGrant(accountId, grantId);
@@ -272,9 +278,21 @@ export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId
   await execAll(ctx.redis.multi().del(grantKey).hdel(keys.accountOAuthGrants(accountId), grantId));
   if (accessKey) await dropKey(ctx, accountId, accessKey);
   if (client) {
-    await revokeKeysMadeBy(ctx, accountId, client);
+    await revokeKeysOfGrant(ctx, accountId, client, grantId);
     await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
   }
+}
+
+/**
+ * A key just made under a grant (by its access token, or a key it made) whose grant ended meanwhile:
+ * the creator passed authentication before revokeGrant, the key was written after revokeGrant listed
+ * the grant's keys. Revokes it and answers true. Checked after the key is written, so either this sees
+ * the grant gone or revokeGrant's listing sees the key.
+ */
+export async function revokeIfGrantEnded(ctx: BrokerContext, key: ApiKey): Promise<boolean> {
+  if (!key.grant || (await ctx.redis.exists(keys.oauthGrant(key.accountId, key.grant)))) return false;
+  await revokeKey(ctx, key.accountId, key.id);
+  return true;
 }
 
 /** RFC 7009: the client's own refresh token ends its grant, its own access token ends itself; anything else is ignored. */
@@ -332,14 +350,18 @@ export async function revokeAuthorization(
   const grants = Object.entries(await ctx.redis.hgetall(keys.accountOAuthGrants(accountId)));
   const mine = grants.filter(([, c]) => c === clientId).map(([grantId]) => grantId);
   await Promise.all(mine.map((grantId) => revokeGrant(ctx, accountId, grantId)));
+  await revokeKeysMadeBy(ctx, accountId, clientId);
   return mine.length > 0;
 }
 
 /** Every grant made to the client, across accounts (deleting a client calls this). */
 export async function revokeClientGrants(ctx: BrokerContext, clientId: string): Promise<void> {
+  const accounts = new Set<string>();
   for (const member of await ctx.redis.smembers(keys.oauthClientGrants(clientId))) {
     const [accountId, grantId] = member.split(' ');
     if (accountId && grantId) await revokeGrant(ctx, accountId, grantId);
+    if (accountId) accounts.add(accountId);
   }
+  for (const accountId of accounts) await revokeKeysMadeBy(ctx, accountId, clientId);
   await ctx.redis.del(keys.oauthClientGrants(clientId));
 }

@@ -1,6 +1,8 @@
 // The OAuth 2.0 authorization server against RFC 6749, 7636, 7009, 8414, 9207 and 9700, over HTTP on a
 // real Redis: every success path and every failure the issue lists, each as a numbered case.
 import request from 'supertest';
+import { findByToken, issueKey } from '../../../src/broker/services/accounts.js';
+import { revokeGrant, revokeIfGrantEnded } from '../../../src/broker/services/oauth-grants.js';
 import { keys } from '../../../src/broker/store/keys.js';
 import { startBroker, type TestBroker } from '../helpers.js';
 import {
@@ -593,16 +595,30 @@ describe('revocation and authorized apps', () => {
   });
 
   // An app holding keys:manage can make API keys with its access token (they expire with it). Ending the
-  // app's access ends those too, and the keys they made in turn: the app keeps nothing. Keys the user
-  // made stay.
+  // app's access ends those too, and the keys they made in turn: the app keeps nothing. Ending one grant
+  // (one device's sign-in: its logout, its refresh token replayed) ends only that grant's keys; the same
+  // app's other grant on the account (another device) keeps its token and keys. Keys the user made stay.
   test.each([
-    [1, 'the user revokes the authorization'],
-    [2, 'the owner deletes the client'],
-    [3, 'the client revokes its refresh token'],
-    [4, 'a rotated refresh token is replayed'],
-  ])('4.%i: keys an app made are revoked with its access when %s', async (n) => {
-    const { user, client, code, verifier } = await codeFor({ scope: 'keys:manage account:read' });
+    [1, 'the user revokes the authorization', 'every grant'],
+    [2, 'the owner deletes the client', 'every grant'],
+    [3, 'the client revokes its refresh token', 'one grant'],
+    [4, 'a rotated refresh token is replayed', 'one grant'],
+  ])('4.%i: keys an app made are revoked with its access when %s (%s)', async (n, _why, ended) => {
+    const { user, client, code, verifier, jar } = await codeFor({ scope: 'keys:manage account:read' });
     const t = (await exchange(client, code, verifier)).body;
+    const second = pkce();
+    const secondCode = (
+      await authorize(
+        broker,
+        jar,
+        authorizeQuery(client, {
+          code_challenge: second.challenge,
+          code_challenge_method: 'S256',
+          scope: 'keys:manage account:read',
+        }),
+      )
+    ).searchParams.get('code')!;
+    const other = (await exchange(client, secondCode, second.verifier)).body;
     const make = async (token: string, name: string) => {
       const res = await api()
         .post('/v1/auth/keys')
@@ -613,6 +629,8 @@ describe('revocation and authorized apps', () => {
     };
     const made = await make(t.access_token, 'made by the app');
     const madeByMade = await make(made, 'made by that key');
+    const otherMade = await make(other.access_token, 'made under the other grant');
+    const otherMadeByMade = await make(otherMade, 'made by that other key');
     const users = await make(user.apiKey, 'made by the user');
     if (n === 1) await api().delete(`/v1/oauth/authorizations/${client.client_id}`).set(bearer(user.apiKey));
     if (n === 2) await api().delete(`/v1/oauth/clients/${client.client_id}`).set(bearer(user.apiKey));
@@ -628,11 +646,43 @@ describe('revocation and authorized apps', () => {
       expect((await refresh(client, t.refresh_token)).status).toBe(200);
       expect((await refresh(client, t.refresh_token)).body.error).toBe('invalid_grant');
     }
-    for (const key of [made, madeByMade])
-      expect((await api().get('/v1/auth/user').set(bearer(key))).status).toBe(401);
-    expect((await api().get('/v1/auth/user').set(bearer(users))).status).toBe(200);
+    const status = async (key: string) => (await api().get('/v1/auth/user').set(bearer(key))).status;
+    for (const key of [made, madeByMade]) expect(await status(key)).toBe(401);
+    const otherStatus = ended === 'every grant' ? 401 : 200;
+    for (const key of [other.access_token, otherMade, otherMadeByMade])
+      expect(await status(key)).toBe(otherStatus);
+    expect(await status(users)).toBe(200);
     const listed = await api().get('/v1/auth/keys').set(bearer(user.apiKey));
-    expect(listed.body.keys.map((k: { name: string }) => k.name)).not.toContain('made by the app');
+    const names = listed.body.keys.map((k: { name: string }) => k.name);
+    expect(names).not.toContain('made by the app');
+    expect(names.includes('made under the other grant')).toBe(ended === 'one grant');
+  });
+
+  // The race of a key made while its grant ends: POST /v1/auth/keys passed authentication with the access
+  // token, then the grant was revoked and its keys listed, then the new key is written. The route checks
+  // the grant after writing (revokeIfGrantEnded); here the two orders, run as the route runs them.
+  test('5. a key written under a grant that ended after its creator authenticated is revoked', async () => {
+    const { client, code, verifier } = await codeFor({ scope: 'keys:manage account:read' });
+    const t = (await exchange(client, code, verifier)).body;
+    const creator = (await findByToken(broker.ctx, t.access_token))!.key;
+    expect(creator.grant).toMatch(/^grt_/);
+    const makeAsTheRouteDoes = () =>
+      issueKey(broker.ctx, creator.accountId, {
+        name: 'made in the race',
+        permissions: ['account:read'],
+        fingerprint: null,
+        expiresAt: creator.expiresAt,
+        madeBy: creator.client,
+        grant: creator.grant,
+      });
+    const before = await makeAsTheRouteDoes();
+    expect(await revokeIfGrantEnded(broker.ctx, before.key)).toBe(false);
+    expect((await api().get('/v1/auth/user').set(bearer(before.token))).status).toBe(200);
+    await revokeGrant(broker.ctx, creator.accountId, creator.grant!);
+    expect((await api().get('/v1/auth/user').set(bearer(before.token))).status).toBe(401);
+    const after = await makeAsTheRouteDoes();
+    expect(await revokeIfGrantEnded(broker.ctx, after.key)).toBe(true);
+    expect((await api().get('/v1/auth/user').set(bearer(after.token))).status).toBe(401);
   });
 });
 

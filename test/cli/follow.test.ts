@@ -4,7 +4,8 @@
 // registered over HTTP as tunnelbyte-node does it; its endpoint is a documentation address the namespace
 // has no route to, so nothing is sent anywhere. (`connect --up --follow` and a real move between two real
 // nodes: test/nodes/follow-netns.test.ts.)
-import { symlinkSync } from 'node:fs';
+import { symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createOperatorKey } from '../../src/broker/admin.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
@@ -433,5 +434,33 @@ describe('follow: refused with one line', () => {
     ]);
     const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
     expect(listed.sessions).toEqual([]);
+  });
+});
+
+describe('disconnect of a tunnel brought up here', () => {
+  test('its interface still up but the file that brought it up gone: nothing closed, exit 1 saying what to do (closing would leave a catch-all tunnel to nowhere)', async () => {
+    const m = await signedUp();
+    const made = await cli(['connect', 'follow', '--json'], m.env);
+    const { id } = JSON.parse(made.stdout) as { id: string };
+    // As `connect --up --out FILE` records it, then the file is deleted; the interface stays up.
+    const ns = await harness.namespace('gone');
+    const name = harness.interfaceName();
+    const file = `${harness.tempDir()}/${name}.conf`;
+    writeFileSync(join(m.configDir, 'state.json'), JSON.stringify({ last_session: id, up: { [id]: file } }));
+    await ns.exec('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+    // The bin in the namespace, where the interface is (the broker is out of its reach: nothing may be sent).
+    const res = await ns.exec('sh', [
+      '-c',
+      `env ${Object.entries(m.env)
+        .map(([k, v]) => `${k}='${v}'`)
+        .join(' ')} ${process.execPath} ${cliProgram()} disconnect; echo "exit $?"`,
+    ]);
+    expect(res.stdout.trim()).toBe('exit 1');
+    expect(res.stderr).toBe(
+      `tunnelbyte: ${name} is up, but ${file}, which brought it up, is gone: put it back and run disconnect again, or take ${name} down yourself; the session is still open\n`,
+    );
+    const status = JSON.parse((await cli(['status', id, '--json'], m.env)).stdout) as { status: string };
+    expect(status.status).not.toBe('closed');
+    expect((await cli(['disconnect', id], m.env)).code).toBe(0);
   });
 });

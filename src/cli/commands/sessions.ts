@@ -225,7 +225,13 @@ const connect: Action<[string | undefined, ConnectOptions]> = async (ctx, region
 async function downInterface(ctx: Context, id: string): Promise<string | undefined> {
   const file = ctx.store.upConfig(id) ?? ctx.store.sessionConfigPath(id);
   const name = interfaceOf(file);
-  if (!existsSync(file) || !isUp(name)) return undefined;
+  if (!isUp(name)) return undefined;
+  // wg-quick down needs the file; without it the interface (and its catch-all routes) would outlive the session.
+  if (!existsSync(file)) {
+    throw new CliError(
+      `${name} is up, but ${file}, which brought it up, is gone: put it back and run disconnect again, or take ${name} down yourself`,
+    );
+  }
   const program = findOnPath(ctx, 'wg-quick');
   if (!program) throw new CliError(`${WG_QUICK_MISSING}; interface ${name} is still up`);
   const code = await wgQuick(ctx, program, 'down', file);

@@ -5,7 +5,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { createContext, type BrokerContext, type ContextDeps } from './context.js';
-import { invalidRequest, notFound, toHttpError } from './errors.js';
+import { ApiError, invalidRequest, notFound, toHttpError } from './errors.js';
 import { BODY_LIMIT } from './http.js';
 import { registerFleetMetrics } from './services/fleet.js';
 import { acceptsForm, readsOwnBody, ROUTE_MODULES } from './routes/index.js';
@@ -28,9 +28,9 @@ export interface BrokerApp extends Express {
 
 /**
  * The server's `clientError` listener: a request Node's HTTP parser refuses never reaches Express, and
- * Node's own answer is an empty 400 (431 for headers over 16 KiB). This one is 400 in the contract's
- * shape with a request id; a connection already gone or half answered is just closed, and a request
- * that timed out gets Node's 408.
+ * Node's own answer is an empty 400 (431 for headers over 16 KiB). This one keeps those statuses and
+ * gives them the contract's shape and a request id; a connection already gone or half answered is just
+ * closed, and a request that timed out gets Node's 408.
  */
 export function answerUnparsable(err: Error & { code?: string }, socket: Duplex): void {
   // As Node's own handler: answer unless a response on this connection is half written.
@@ -45,7 +45,7 @@ export function answerUnparsable(err: Error & { code?: string }, socket: Duplex)
   }
   const refused =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? invalidRequest('headers', 'The request headers are larger than 16 KiB.')
+      ? new ApiError('headers_too_large')
       : invalidRequest('request', 'The request is not valid HTTP/1.1.');
   const { status, body } = toHttpError(refused);
   const text = JSON.stringify(body);

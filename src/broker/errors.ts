@@ -10,6 +10,7 @@ export const ERRORS = {
   not_found: { status: 404, code: 4004, message: 'No such resource.' },
   conflict: { status: 409, code: 4009, message: 'The request conflicts with the current state.' },
   payload_too_large: { status: 413, code: 4013, message: 'The request body is too large.' },
+  headers_too_large: { status: 431, code: 4310, message: 'The request headers are larger than 16 KiB.' },
   rate_limited: { status: 429, code: 4029, message: 'API rate limit exceeded.' },
   quota_exhausted: { status: 429, code: 4290, message: 'The quota of your tier is used up.' },
   no_capacity: { status: 503, code: 5003, message: 'No healthy exit node in the requested region.' },

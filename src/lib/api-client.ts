@@ -60,6 +60,7 @@ export type ApiErrorName =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
+  | 'headers_too_large'
   | 'rate_limited'
   | 'quota_exhausted'
   | 'no_capacity'

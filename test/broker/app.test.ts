@@ -1,6 +1,7 @@
 // The Express edge: request ids, JSON-only bodies, limits, 404, error shape, metrics, probes.
 import { pino } from 'pino';
 import request from 'supertest';
+import { ERRORS } from '../../src/broker/errors.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { readDoc } from '../helpers/repo.js';
 import { ROUTES, startBroker, type TestBroker } from './helpers.js';
@@ -174,6 +175,8 @@ describe('edge', () => {
       $ref: '#/components/schemas/Error',
     });
     expect(res.body.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+    // Every error of the registry, those answered before routing too (431 headers_too_large).
+    expect(res.body.components.schemas.Error.properties.error.enum).toEqual(Object.keys(ERRORS));
     // The headers that come with errors: the bearer challenge, and Retry-After.
     const user = res.body.paths['/v1/auth/user'].get.responses;
     expect(Object.keys(user['401'].headers)).toEqual(['WWW-Authenticate']);

@@ -25,6 +25,17 @@ export const keyPair = () => {
   };
 };
 
+/** POST /v1/nodes/register with the node's tbn_ token, as a node registers. */
+export const registerNode = (
+  app: TestBroker['app'],
+  token: string,
+  fields: { region: string; endpoint: string; public_key: string; egress_ips: string[]; capacity: number },
+) =>
+  request(app)
+    .post('/v1/nodes/register')
+    .set('Authorization', `Bearer ${token}`)
+    .send({ ...fields, version: '0.1.0' });
+
 export interface TestNode {
   id: string;
   token: string;
@@ -109,17 +120,13 @@ export async function startPlane(
       const { token } = await createNodeToken(ctx, region);
       const { publicKey } = keyPair();
       const n = ++nodeCount;
-      const res = await request(broker.app)
-        .post('/v1/nodes/register')
-        .set('Authorization', `Bearer ${token}`)
-        .send({
-          region,
-          endpoint: fields.endpoint ?? `198.51.100.${n % 250}:51820`,
-          public_key: publicKey,
-          egress_ips: fields.egress_ips ?? [`203.0.113.${n % 250}`],
-          capacity: fields.capacity ?? 100,
-          version: '0.1.0',
-        });
+      const res = await registerNode(broker.app, token, {
+        region,
+        endpoint: fields.endpoint ?? `198.51.100.${n % 250}:51820`,
+        public_key: publicKey,
+        egress_ips: fields.egress_ips ?? [`203.0.113.${n % 250}`],
+        capacity: fields.capacity ?? 100,
+      });
       if (res.status !== 200) throw new Error(`register: ${res.status} ${JSON.stringify(res.body)}`);
       return { id: res.body.node_id as string, token, region, publicKey };
     },

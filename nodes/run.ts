@@ -347,6 +347,8 @@ export async function startAgentNode(
     const started = await agent.start();
     process.off('SIGTERM', abandon).off('SIGINT', abandon);
     if (!started.ok) {
+      // A fatal refusal was said where it happened; a signal is the operator's own stop, said here.
+      if (started.failure === undefined) say('stopped before the broker answered: the node never registered');
       await daemon.close();
       return started.failure ? 1 : 0;
     }

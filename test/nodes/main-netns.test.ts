@@ -196,4 +196,17 @@ describe('tunnelbyte-node start-up failures', () => {
         'tunnelbyte-node: --broker http://127.0.0.1:1: fetch refuses this URL (bad port)\n',
     });
   });
+
+  test('run stopped (SIGINT) while the broker is still out of reach: exit 0, one line saying it never registered, no interface', async () => {
+    // A closed port on the namespace's loopback: connection refused, retried with backoff.
+    const proc = ns.spawn('node', [DAEMON, ...run('http://127.0.0.1:18099', '127.0.0.2:51822')]);
+    await proc.waitFor('retrying with backoff');
+    process.kill(proc.pid, 'SIGINT');
+    expect(await proc.exited).toBe(0);
+    expect(proc.output().trim().split('\n').at(-1)).toBe(
+      'tunnelbyte-node: stopped before the broker answered: the node never registered',
+    );
+    const links = (await ns.exec('ip', ['-o', 'link', 'show'])).stdout.trim().split('\n');
+    expect(links.map((link) => link.split(': ')[1])).toEqual(['lo']);
+  });
 });

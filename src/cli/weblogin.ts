@@ -1,8 +1,10 @@
 // `tunnelbyte login --web`: sign in through the browser, as `gh auth login --web` does. The CLI is the
 // broker's built-in public client: PKCE (S256), a one-shot listener on 127.0.0.1 at a random port as
-// the redirect URI (RFC 8252 §7.3), `state` and the issuer (RFC 9207) checked on the way back. The
-// tokens are cached 0600; commands renew the access token when it expires or is refused (context.ts).
+// the redirect URI (RFC 8252 §7.3), `state` and the issuer (RFC 9207) checked on the way back; a
+// callback without this sign-in's `state` gets an error page and is otherwise ignored (RFC 6749 §10.12).
+// The tokens are cached 0600; commands renew the access token when it expires or is refused (context.ts).
 import { spawn } from 'node:child_process';
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -40,16 +42,29 @@ const page = (title: string, text: string) =>
   `<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">` +
   `<h1>${title}</h1><p>${text}</p></body></html>`;
 
+function answer(res: ServerResponse, status: number, title: string, text: string): void {
+  res
+    .writeHead(status, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' })
+    .end(page(title, text));
+}
+
+/** In constant time: a stray callback no longer ends the sign-in, so a local process may keep guessing. */
+function isOwnState(presented: string | null, state: string): boolean {
+  const a = Buffer.from(presented ?? '');
+  const b = Buffer.from(state);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 interface Callback {
   redirectUri: string;
-  /** The query of the first request to /callback. */
+  /** The query of the first request to /callback that carries this sign-in's state. */
   params: Promise<URLSearchParams>;
   /** Answers the browser, then stops listening. */
   finish(ok: boolean, text: string): void;
 }
 
-/** Listens on 127.0.0.1 at a port the system picks, for exactly one redirect. */
-async function listenForCallback(): Promise<Callback> {
+/** Listens on 127.0.0.1 at a port the system picks, for exactly one redirect with `state`. */
+async function listenForCallback(state: string): Promise<Callback> {
   let arrived!: (params: URLSearchParams) => void;
   const params = new Promise<URLSearchParams>((resolve) => (arrived = resolve));
   let pending: ServerResponse | undefined;
@@ -58,6 +73,12 @@ async function listenForCallback(): Promise<Callback> {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (url.pathname !== '/callback' || pending) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not here');
+      return;
+    }
+    // A stale tab or another local process, not the redirect this sign-in started: the real one may
+    // still come, so keep waiting.
+    if (!isOwnState(url.searchParams.get('state'), state)) {
+      answer(res, 400, 'Not this sign-in', 'This answer belongs to another sign-in. You can close this tab.');
       return;
     }
     pending = res;
@@ -74,12 +95,7 @@ async function listenForCallback(): Promise<Callback> {
     finish: (ok, text) => {
       if (finished) return;
       finished = true;
-      pending
-        ?.writeHead(ok ? 200 : 400, {
-          'Content-Type': 'text/html; charset=utf-8',
-          'Cache-Control': 'no-store',
-        })
-        .end(page(ok ? 'Signed in to tunnelbyte' : 'Sign-in failed', text));
+      if (pending) answer(pending, ok ? 200 : 400, ok ? 'Signed in to tunnelbyte' : 'Sign-in failed', text);
       server.close();
       server.closeAllConnections();
     },
@@ -138,7 +154,7 @@ export async function webLogin(ctx: WebLoginContext): Promise<string> {
   const meta = await ctx.spin('Contacting the broker', fetchMetadata(ctx.apiUrl, limits));
   const { verifier, challenge } = pkcePair();
   const state = randomState();
-  const callback = await listenForCallback();
+  const callback = await listenForCallback(state);
   try {
     const url = authorizationUrl(meta, {
       redirectUri: callback.redirectUri,
@@ -156,11 +172,6 @@ export async function webLogin(ctx: WebLoginContext): Promise<string> {
       callback.finish(false, browserText);
       throw new CliError(line, EXIT.auth);
     };
-    if (params.get('state') !== state)
-      refuse(
-        'This answer belongs to another sign-in.',
-        'the browser answered for another sign-in (state differs)',
-      );
     if (params.get('iss') !== meta.issuer)
       refuse(
         'The answer came from another server.',

@@ -1,7 +1,7 @@
 // `tunnelbyte login --web` (the compiled bin) against a real broker, with the browser step driven in
 // Debian's chromium: the URL the CLI prints, sign-in, consent, the redirect to the CLI's loopback
-// listener, the cached tokens (0600), renewal on a refused and on an expired access token, Deny, and
-// logout ending the refresh token.
+// listener, the cached tokens (0600), renewal on a refused and on an expired access token, Deny,
+// logout ending the refresh token, and stray requests to the listener ignored.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -139,4 +139,52 @@ test('2. Deny: the CLI says so in one line, exits 3 and caches nothing', async (
   expect(result.code).toBe(3);
   expect(result.stderr).toContain('tunnelbyte: sign-in refused: you denied access\n');
   expect(existsSync(join(m.configDir, 'token'))).toBe(false);
+});
+
+test('3. stray requests to the listener are answered and ignored; the real redirect still signs in', async () => {
+  const user = await paidUser(live.broker);
+  const m = machine(live.url);
+  const login = startLogin(m);
+  const url = new URL(await login.url);
+  const redirect = url.searchParams.get('redirect_uri')!;
+  const at = (query: string) => `${redirect}?${new URLSearchParams(query)}`;
+
+  // Any local process can reach the listener: a wrong or missing state is not this sign-in, even when
+  // it carries a code or an OAuth error.
+  for (const query of [
+    'code=forged&state=wrong',
+    'code=forged',
+    'error=access_denied&state=wrong',
+    `code=forged&state=${url.searchParams.get('state')!.slice(1)}`,
+  ]) {
+    const stray = await fetch(at(query));
+    expect([query, stray.status, stray.headers.get('content-type')]).toEqual([
+      query,
+      400,
+      'text/html; charset=utf-8',
+    ]);
+    expect(await stray.text()).toContain('This answer belongs to another sign-in.');
+  }
+  const elsewhere = await fetch(new URL('/favicon.ico', redirect));
+  expect([elsewhere.status, await elsewhere.text()]).toEqual([404, 'not here']);
+
+  // A stale tab from an earlier sign-in shows the error page.
+  const stale = await (await browser.newContext()).newPage();
+  await stale.goto(at('code=stale&state=earlier'));
+  await expect(stale.locator('h1').innerText()).resolves.toBe('Not this sign-in');
+  await stale.context().close();
+
+  const page = await inBrowser(url.href, user, 'Allow');
+  await expect(page.locator('h1').innerText()).resolves.toBe('Signed in to tunnelbyte');
+  await page.context().close();
+  const result = await login.done;
+  expect([result.code, result.stdout, result.stderr]).toEqual([
+    0,
+    expect.stringContaining(`Logged in as ${user.email} (pro) through the browser.`),
+    expect.not.stringContaining('tunnelbyte:'),
+  ]);
+  expect(existsSync(join(m.configDir, 'token'))).toBe(true);
+
+  // One genuine answer, then the listener is gone.
+  await expect(fetch(at(`code=again&state=${url.searchParams.get('state')}`))).rejects.toThrow();
 });

@@ -1,9 +1,11 @@
 // `bash scripts/start`, the README's first command, as a user runs it: inside a throwaway namespace (it
-// creates a TUN and listens on fixed ports), with REDIS_URL unset so it starts its own Redis, and a
-// temporary data dir. Ready line, the `local` region served with its exit node, the URL other machines
-// must use; SIGINT (Ctrl-C), SIGTERM and SIGHUP each stop every child and remove the interface, also when
-// started with `&` from a non-interactive shell (which starts it with SIGINT ignored); a second start on
-// the same data dir is the same node again.
+// creates a TUN), with REDIS_URL unset so it starts its own Redis, and a temporary data dir. Its ports
+// are the namespace's own loopback and UDP, so nothing on the host or in another run can hold them; fixed
+// ones away from the defaults also check that PORT, TB_REDIS_PORT and TB_NODE_PORT are honoured. Ready
+// line, the `local` region served with its exit node, the URL other machines must use; SIGINT (Ctrl-C),
+// SIGTERM and SIGHUP each stop every child and remove the interface, also when started with `&` from a
+// non-interactive shell (which starts it with SIGINT ignored); a second start on the same data dir is the
+// same node again.
 // Runs the built tree (scripts/test builds first), so TB_SKIP_SETUP skips the install and build steps.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -16,6 +18,8 @@ import { netnsHarness, type Namespace, type ProcessHandle } from '../nodes/netns
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const START = join(ROOT, 'scripts/start');
 const PORT = 18080;
+const REDIS_PORT = 16380;
+const NODE_PORT = 51999;
 const READY_MS = 45_000;
 /** Each test's bound: a start, its checks, and a stop. */
 const TEST_MS = 90_000;
@@ -50,8 +54,8 @@ function start(env: NodeJS.ProcessEnv = {}, argv: string[] = [START]): ProcessHa
     TB_SKIP_SETUP: '1',
     TB_DATA_DIR: dataDir,
     PORT: String(PORT),
-    TB_REDIS_PORT: '16380',
-    TB_NODE_PORT: '51999',
+    TB_REDIS_PORT: String(REDIS_PORT),
+    TB_NODE_PORT: String(NODE_PORT),
     TB_INTERFACE: interfaceName,
     ...env,
   });
@@ -111,8 +115,12 @@ describe('scripts/start', () => {
       const proc = start();
       expect(await ready(proc)).toBe(proc.pid);
       const output = proc.output();
-      expect(output).toContain(`tunnelbyte: Redis on redis://127.0.0.1:16380 (data in ${dataDir}/redis)`);
-      expect(output).toContain(`broker http://127.0.0.1:${PORT}, region local, exit node ${interfaceName}`);
+      expect(output).toContain(
+        `tunnelbyte: Redis on redis://127.0.0.1:${REDIS_PORT} (data in ${dataDir}/redis)`,
+      );
+      expect(output).toContain(
+        `broker http://127.0.0.1:${PORT}, region local, exit node ${interfaceName} on UDP ${NODE_PORT}`,
+      );
       // The default HOST serves this machine only, and the script says so with the way out.
       expect(output).toContain(
         'tunnelbyte: the broker listens on 127.0.0.1 only: other machines cannot reach it; ' +
@@ -153,10 +161,10 @@ describe('scripts/start', () => {
       await ns.exec('ip', ['address', 'add', `${OUTBOUND}/24`, 'dev', 'lo']);
       const proc = start({ HOST: '0.0.0.0', TB_ENDPOINT: '127.0.0.1' });
       await ready(proc);
-      const remote = /tunnelbyte: other machines reach the broker at (http:\/\/[^ ]+:18080) /.exec(
-        proc.output(),
-      );
-      expect(remote?.[1]).toBe(`http://${OUTBOUND}:18080`);
+      const remote = new RegExp(
+        `tunnelbyte: other machines reach the broker at (http://[^ ]+:${PORT}) `,
+      ).exec(proc.output());
+      expect(remote?.[1]).toBe(`http://${OUTBOUND}:${PORT}`);
       // Sign-in links and the OAuth issuer name that URL too, not a loopback one.
       const metadata = await brokerJson<{ issuer: string }>('/.well-known/oauth-authorization-server');
       expect(metadata.issuer).toBe(remote![1]);
@@ -226,7 +234,7 @@ describe('scripts/start', () => {
       await ready(first);
       const admin = (args: string[]) =>
         ns.exec('env', [
-          'REDIS_URL=redis://127.0.0.1:16380',
+          `REDIS_URL=redis://127.0.0.1:${REDIS_PORT}`,
           'node',
           builtProgram('src/broker/main.js'),
           ...['admin', 'node-token', ...args],

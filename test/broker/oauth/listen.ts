@@ -1,7 +1,7 @@
 // A broker listening on a real loopback port whose TB_PUBLIC_URL is that port, for clients that speak
 // HTTP themselves (an OAuth library, a browser, the CLI).
 import type { Server } from 'node:http';
-import { createServer } from 'node:net';
+import { freePort } from '../../helpers/redis.js';
 import { startBroker, type TestBroker } from '../helpers.js';
 
 export interface ListeningBroker {
@@ -10,16 +10,8 @@ export interface ListeningBroker {
   close(): Promise<void>;
 }
 
-/** A port free right now on 127.0.0.1 (the broker binds it right after). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 export async function listenBroker(env: Record<string, string> = {}): Promise<ListeningBroker> {
+  // Free right now on 127.0.0.1; the broker binds it right after.
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const broker = await startBroker({

@@ -180,7 +180,7 @@ function setUint32(bytes: Uint8Array, offset: number, value: number): void {
 }
 
 /** Recomputes an IPv4 header checksum of `headerLength` bytes in place. */
-function setIpv4Checksum(packet: Uint8Array, headerLength: number): void {
+export function setIpv4Checksum(packet: Uint8Array, headerLength: number): void {
   setUint16(packet, 10, 0);
   setUint16(packet, 10, ~sum16(packet, 0, headerLength) & 0xffff);
 }

@@ -20,7 +20,14 @@ import { createTransportCipher } from '../crypto/primitives.js';
 import { Tunnel, type TunnelAction, type TunnelOptions } from '../crypto/tunnel.js';
 import { Device, type OpenUdp } from './device.js';
 import { NodeMetrics } from './metrics.js';
-import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, setTcpOffload, sum16, VNET_HEADER_SIZE } from './offload.js';
+import {
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_TCP,
+  setIpv4Checksum,
+  setTcpOffload,
+  VNET_HEADER_SIZE,
+} from './offload.js';
 import type { CryptoThreads } from './threads/pool.js';
 import { createRing, HEADER_BYTES, ringViews } from './threads/ring.js';
 import { loadAddon } from './tun/addon.js';
@@ -97,8 +104,10 @@ const PACKET_LENGTHS = { 4: [84, 1420], 6: [104, 1420] } as const;
 
 const TCP_ACK = 0x10;
 const TCP_PSH = 0x08;
+/** The IP header's length (no options, no extension headers). */
+const ipHeaderLength = (version: 4 | 6) => (version === 4 ? 20 : 40);
 /** A full-size segment's TCP payload: the MTU less the IP and TCP headers. */
-const tcpSegmentSize = (version: 4 | 6) => PACKET_LENGTHS[version][1] - (version === 4 ? 40 : 60);
+const tcpSegmentSize = (version: 4 | 6) => PACKET_LENGTHS[version][1] - ipHeaderLength(version) - 20;
 
 /**
  * A TCP segment from side `from` as a TUN with offloads reads it, vnet header first, with NEEDS_CSUM:
@@ -106,7 +115,7 @@ const tcpSegmentSize = (version: 4 | 6) => PACKET_LENGTHS[version][1] - (version
  * and PSH as the kernel sets it on a write's last), or with none a bare ACK of `sequence`.
  */
 function tcpFrame(version: 4 | 6, from: 0 | 1, sequence: number, payload: number): Uint8Array {
-  const ip = version === 4 ? 20 : 40;
+  const ip = ipHeaderLength(version);
   const headerLength = ip + 20;
   const bytes = packet(version, headerLength + payload, from);
   bytes[version === 4 ? 9 : 6] = PROTO_TCP;
@@ -122,7 +131,7 @@ function tcpFrame(version: 4 | 6, from: 0 | 1, sequence: number, payload: number
   tcp.setUint16(14, 0xffff); // window
   // A flow's bytes, not zeros: sums of them run past 31 bits.
   for (let i = headerLength; i < bytes.length; i++) bytes[i] = (i * 167 + sequence) & 0xff;
-  if (version === 4) new DataView(bytes.buffer).setUint16(10, ~sum16(bytes, 0, 20) & 0xffff); // header checksum
+  if (version === 4) setIpv4Checksum(bytes, ip);
   const frame = new Uint8Array(VNET_HEADER_SIZE + bytes.length);
   frame.set(bytes, VNET_HEADER_SIZE);
   setTcpOffload(frame, 0, frame.subarray(VNET_HEADER_SIZE), ip, headerLength, gsoSize);
@@ -462,6 +471,12 @@ async function carryThroughDevices(
   const devices: Device[] = [];
   const counts: NodeMetrics[] = [];
   const delivered = () => counts.reduce((sum, metrics) => sum + metrics.innerPackets('rx'), 0);
+  /** Whether a read's `packets` were delivered, in time. */
+  const carried = (read: () => void, packets: number) => {
+    const expected = delivered() + packets;
+    read();
+    return until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS);
+  };
   const keys = [options.randomBytes(32), options.randomBytes(32)];
   threads?.keepInline(true);
   try {
@@ -512,17 +527,11 @@ async function carryThroughDevices(
         if (!(await until(() => delivered() >= pinged + 1, WARM_TURN_TIMEOUT_MS))) return delivered();
         continue;
       }
-      for (const side of [0, 1] as const) {
-        const expected = delivered() + routed;
-        sides[side]!.read(batches[side]!);
-        if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
-      }
+      for (const side of [0, 1] as const)
+        if (!(await carried(() => sides[side]!.read(batches[side]!), routed))) return delivered();
       if (!tcpInTurn(turn, tunOffload)) continue;
-      for (const { side, frames, packets } of tcpReads(turn)) {
-        const expected = delivered() + packets;
-        sides[side]!.readFrames(frames);
-        if (!(await until(() => delivered() >= expected, WARM_TURN_TIMEOUT_MS))) return delivered();
-      }
+      for (const { side, frames, packets } of tcpReads(turn))
+        if (!(await carried(() => sides[side]!.readFrames(frames), packets))) return delivered();
     }
     return delivered();
   } finally {

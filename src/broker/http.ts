@@ -46,7 +46,7 @@ export interface RouteSpec<
   /** With access 'node': the limit window the request counts against (default 'node'). */
   nodeWindow?: 'node' | 'nodeHeartbeat';
   scope?: Scope;
-  /** Extra middleware run after access control, before validation (e.g. node-token auth). */
+  /** Extra middleware run after access control, before validation (e.g. reading a heartbeat's body). */
   before?: RequestHandler[];
   body?: B;
   query?: Q;

@@ -10,7 +10,7 @@ import { closeSession, openSessionIds, openSessionStatuses } from './sessions.js
 
 /** The states the fleet gauges count: a stopped node left on purpose and is not counted. */
 type GaugedNodeState = Exclude<NodeState, 'stopped'>;
-export const GAUGED_NODE_STATES = NODE_STATES.filter((s): s is GaugedNodeState => s !== 'stopped');
+const GAUGED_NODE_STATES = NODE_STATES.filter((s): s is GaugedNodeState => s !== 'stopped');
 /** The statuses an open session can have (closed and expired ones have left their region's index). */
 export const OPEN_SESSION_STATUSES: readonly SessionStatus[] = [
   'pending',

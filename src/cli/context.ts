@@ -96,7 +96,7 @@ export class Context {
     }
     const cached = this.store.readToken();
     if (cached === undefined) return undefined;
-    if (this.cachedTokenDamaged()) {
+    if (!SENDABLE_TOKEN.test(cached)) {
       throw new CliError(
         `the cached token in ${this.store.tokenPath} is damaged: replace it with \`tunnelbyte auth set-key\`, \`tunnelbyte login\` or \`tunnelbyte signup --force\``,
         EXIT.auth,

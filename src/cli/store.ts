@@ -31,7 +31,7 @@ export function configDir(env: Record<string, string | undefined>): string {
 }
 
 /** What a file system call refused, without Node's code and call: "no such file or directory". */
-export const fsReason = (err: unknown): string =>
+const fsReason = (err: unknown): string =>
   String((err as { message?: unknown } | undefined)?.message ?? err)
     .replace(/^[A-Z]+: /, '')
     .replace(/, \w+ '.*'$/, '');

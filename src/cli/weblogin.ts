@@ -10,16 +10,15 @@ import type { AddressInfo } from 'node:net';
 import {
   authorizationUrl,
   fetchMetadata,
-  limitSignal,
   OAuthFailure,
   pkcePair,
   randomState,
   tokenRequest,
   CLI_CLIENT_ID,
-  type RequestLimits,
   type ServerMetadata,
   type TokenSet,
 } from '../lib/oauth-client.js';
+import { limitSignal, type RequestLimits } from '../lib/api-client.js';
 import { CliError, EXIT, interrupted } from './exit.js';
 import type { CliIO } from './io.js';
 import type { Store } from './store.js';

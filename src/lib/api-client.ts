@@ -149,6 +149,25 @@ export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 export const FINGERPRINT_HEADER = 'X-Machine-Fingerprint';
 export const DEFAULT_TIMEOUT_MS = 15_000;
 
+/** How long a request may wait for its answer, and what cuts it off sooner (the CLI's Ctrl-C). */
+export interface RequestLimits {
+  signal?: AbortSignal;
+  /** Default DEFAULT_TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
+/** The signal a request goes out with: its limits' signal or its timeout, whichever comes first. */
+export function limitSignal({ signal, timeoutMs = DEFAULT_TIMEOUT_MS }: RequestLimits): {
+  signal: AbortSignal;
+  timedOut: () => number | undefined;
+} {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return {
+    signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+    timedOut: () => (timeout.aborted ? timeoutMs : undefined),
+  };
+}
+
 export interface ApiClientOptions {
   /** Origin of the broker, e.g. https://api.tunnelbyte.dev (a trailing /v1 is accepted too). */
   baseUrl?: string;
@@ -245,7 +264,7 @@ export class ApiClient {
     if (this.fingerprint) headers[FINGERPRINT_HEADER] = this.fingerprint;
     if (this.userAgent) headers['User-Agent'] = this.userAgent;
 
-    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const { signal, timedOut } = limitSignal({ signal: this.signal, timeoutMs: this.timeoutMs });
     let response: Response;
     let text: string;
     try {
@@ -253,12 +272,12 @@ export class ApiClient {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: this.signal ? AbortSignal.any([timeout, this.signal]) : timeout,
+        signal,
       });
       text = await response.text();
     } catch (err) {
       if (this.signal?.aborted) throw new RequestAborted();
-      throw new NetworkError(this.baseUrl, err, timeout.aborted ? this.timeoutMs : undefined);
+      throw new NetworkError(this.baseUrl, err, timedOut());
     }
 
     let parsed: unknown = undefined;

@@ -2,7 +2,7 @@
 // authorization URL of the built-in public client `tunnelbyte-cli`, and the token endpoint (form posts,
 // RFC 6749 §5.2 errors). No state of its own; the CLI keeps the tokens.
 import { createHash, randomBytes } from 'node:crypto';
-import { DEFAULT_TIMEOUT_MS, NetworkError, RequestAborted } from './api-client.js';
+import { limitSignal, NetworkError, RequestAborted, type RequestLimits } from './api-client.js';
 
 export const CLI_CLIENT_ID = 'tunnelbyte-cli';
 
@@ -33,25 +33,6 @@ export class OAuthFailure extends Error {
 }
 
 const base64url = (bytes: Buffer) => bytes.toString('base64url');
-
-/** How long a request may wait for its answer, and what cuts it off sooner (the CLI's Ctrl-C). */
-export interface RequestLimits {
-  signal?: AbortSignal;
-  /** Default DEFAULT_TIMEOUT_MS, as the API client's. */
-  timeoutMs?: number;
-}
-
-/** The signal a request goes out with: its limits' signal or its timeout, whichever comes first. */
-export function limitSignal({ signal, timeoutMs = DEFAULT_TIMEOUT_MS }: RequestLimits): {
-  signal: AbortSignal;
-  timedOut: () => number | undefined;
-} {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  return {
-    signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
-    timedOut: () => (timeout.aborted ? timeoutMs : undefined),
-  };
-}
 
 export function pkcePair(): { verifier: string; challenge: string } {
   const verifier = base64url(randomBytes(32));

@@ -459,8 +459,7 @@ describe('disconnect of a tunnel brought up here', () => {
     expect(res.stderr).toBe(
       `tunnelbyte: ${name} is up, but ${file}, which brought it up, is gone: put it back and run disconnect again, or take ${name} down yourself; the session is still open\n`,
     );
-    const status = JSON.parse((await cli(['status', id, '--json'], m.env)).stdout) as { status: string };
-    expect(status.status).not.toBe('closed');
+    expect(await status(m, id)).not.toBe('closed');
     expect((await cli(['disconnect', id], m.env)).code).toBe(0);
   });
 });

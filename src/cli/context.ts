@@ -1,6 +1,12 @@
 // What every command gets: the global options resolved once (broker URL, token, fingerprint, output
 // mode), the config-dir store, and the two ways to answer (human text or --json).
-import { ApiClient, DEFAULT_API_URL, DEFAULT_TIMEOUT_MS, type ApiClientOptions } from '../lib/api-client.js';
+import {
+  ApiClient,
+  DEFAULT_API_URL,
+  DEFAULT_TIMEOUT_MS,
+  type ApiClientOptions,
+  type RequestLimits,
+} from '../lib/api-client.js';
 import { machineFingerprint } from '../lib/fingerprint.js';
 import { WAIT_SECONDS_RANGE, waitSeconds } from './args.js';
 import { CliError, EXIT, NO_TOKEN, usageError, type StopSignal } from './exit.js';
@@ -126,6 +132,11 @@ export class Context {
     throw usageError(`cannot write in the config dir ${this.store.dir}${named}: ${problem}`);
   }
 
+  /** Each request's limits: its wait for an answer (--timeout) and Ctrl-C. */
+  get requestLimits(): RequestLimits {
+    return { signal: this.io.interrupt, timeoutMs: this.timeoutMs };
+  }
+
   fingerprint(): string {
     return machineFingerprint(this.io.env);
   }
@@ -163,8 +174,7 @@ export class Context {
     if (!record) return this.client(token);
     return this.client(token, {
       renewal: {
-        refresh: () =>
-          renewCachedToken(this.store, token, { signal: this.io.interrupt, timeoutMs: this.timeoutMs }),
+        refresh: () => renewCachedToken(this.store, token, this.requestLimits),
         tokenExpiresAt: record.expires_at,
       },
     });

@@ -28,8 +28,8 @@ export interface WebLoginContext {
   readonly io: CliIO;
   readonly apiUrl: string;
   readonly store: Store;
-  /** Each request's wait for the broker (--timeout). */
-  readonly timeoutMs: number;
+  /** Each request's wait for the broker (--timeout), and Ctrl-C. */
+  readonly requestLimits: RequestLimits;
   spin<T>(label: string, work: Promise<T>): Promise<T>;
 }
 
@@ -148,8 +148,8 @@ function save(
 
 /** The browser sign-in; caches the tokens and returns the access token. */
 export async function webLogin(ctx: WebLoginContext): Promise<string> {
-  const signal = ctx.io.interrupt;
-  const limits: RequestLimits = { signal, timeoutMs: ctx.timeoutMs };
+  const limits = ctx.requestLimits;
+  const { signal } = limits;
   const meta = await ctx.spin('Contacting the broker', fetchMetadata(ctx.apiUrl, limits));
   const { verifier, challenge } = pkcePair();
   const state = randomState();

@@ -97,7 +97,7 @@ const login: Action<[CredentialOptions]> = async (ctx, options) => {
 const logout: Action<[]> = async (ctx) => {
   if (ctx.cachedTokenDamaged()) {
     // No request can carry it, so the broker cannot be asked to revoke it: it can only be forgotten here.
-    await revokeRefreshToken(ctx.store, { signal: ctx.io.interrupt, timeoutMs: ctx.timeoutMs });
+    await revokeRefreshToken(ctx.store, ctx.requestLimits);
     ctx.store.removeToken();
     ctx.print(
       `Logged out: the cached token was damaged and could not be revoked; removed ${ctx.store.tokenPath}.\n`,
@@ -115,7 +115,7 @@ const logout: Action<[]> = async (ctx) => {
   }
   const removed = ctx.store.readToken() === token;
   if (removed) {
-    await revokeRefreshToken(ctx.store, { signal: ctx.io.interrupt, timeoutMs: ctx.timeoutMs });
+    await revokeRefreshToken(ctx.store, ctx.requestLimits);
     ctx.store.removeToken();
   }
   const where = removed

@@ -11,7 +11,7 @@ import { createOperatorKey } from '../../src/broker/admin.js';
 import { generateKeyPair } from '../../src/cli/wgkeys.js';
 import { startBroker, type TestBroker } from '../broker/helpers.js';
 import { netnsHarness, type ProcessHandle, type WireguardGo } from '../nodes/netns.js';
-import { cli, cliProgram, listen, machine, type Listening, type Machine } from './harness.js';
+import { cli, cliProgram, listedSessions, listen, machine, type Listening, type Machine } from './harness.js';
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const STEP_MS = 30_000;
@@ -432,8 +432,7 @@ describe('follow: refused with one line', () => {
       1,
       'tunnelbyte: wg not found: install wireguard-tools (it has wg and wg-quick)\n',
     ]);
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
-    expect(listed.sessions).toEqual([]);
+    expect(await listedSessions(m)).toEqual([]);
   });
 });
 

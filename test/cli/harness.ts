@@ -120,6 +120,15 @@ export async function cli(
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
+/** The machine's sessions as `tunnelbyte sessions --json` lists them. */
+export async function listedSessions(m: Machine): Promise<{ id: string; status: string }[]> {
+  return (
+    JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
+      sessions: { id: string; status: string }[];
+    }
+  ).sessions;
+}
+
 /** Runs the compiled bin (in cwd, when given). */
 export async function cliBin(
   argv: string[],

@@ -19,6 +19,7 @@ import {
   cli,
   cliBin,
   cliProgram,
+  listedSessions,
   listen,
   machine,
   startCliBroker,
@@ -120,8 +121,7 @@ describe('local checks before any session is spent', () => {
       "tunnelbyte: wg-quick needs resolvconf to apply the config's DNS servers and none is on PATH: " +
         "install one (Debian: openresolv), or add --no-dns to keep this machine's DNS\n",
     );
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
-    expect(listed.sessions).toEqual([]);
+    expect(await listedSessions(m)).toEqual([]);
   });
 
   test('2c. --out that cannot be written or that wg-quick cannot take → exit 2, one line; nothing created, no session made', async () => {
@@ -153,8 +153,7 @@ describe('local checks before any session is spent', () => {
     }
     expect(existsSync(join(dir, 'missing'))).toBe(false);
     expect(readdirSync(dir)).toEqual([]);
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
-    expect(listed.sessions).toEqual([]);
+    expect(await listedSessions(m)).toEqual([]);
   });
 
   test('2d. --out whose write still fails after the session is made (root passes the check on /proc) → exit 1, the session closed, no file left', async () => {
@@ -164,10 +163,7 @@ describe('local checks before any session is spent', () => {
     expect(res.stderr).toMatch(
       /^tunnelbyte: cannot write \/proc\/tb0\.conf: no such file or directory; session ses_\S+ closed\n$/,
     );
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
-      sessions: { status: string }[];
-    };
-    expect(listed.sessions.map((s) => s.status)).toEqual(['closed']);
+    expect((await listedSessions(m)).map((s) => s.status)).toEqual(['closed']);
     expect(readdirSync('/proc').filter((f) => f.startsWith('tb0.conf'))).toEqual([]);
   });
 
@@ -185,8 +181,7 @@ describe('local checks before any session is spent', () => {
       ]);
     }
     expect(readdirSync(dir)).toEqual([]);
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
-    expect(listed.sessions).toEqual([]);
+    expect(await listedSessions(m)).toEqual([]);
   });
 
   test('2f. a config dir whose files still cannot be written once the session is made (root passes the check on /proc) → exit 1, the session closed', async () => {
@@ -200,10 +195,7 @@ describe('local checks before any session is spent', () => {
       /^tunnelbyte: cannot write \/proc\/state\.json: no such file or directory; session ses_\S+ closed\n$/,
     );
     expect(readdirSync(dir)).toEqual([]);
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
-      sessions: { status: string }[];
-    };
-    expect(listed.sessions.map((s) => s.status)).toEqual(['closed']);
+    expect((await listedSessions(m)).map((s) => s.status)).toEqual(['closed']);
   });
 
   test('2g. --up with an --out file named after an interface this machine already has → exit 2 before a session is made (wg-quick would refuse it)', async () => {
@@ -220,8 +212,7 @@ describe('local checks before any session is spent', () => {
       'tunnelbyte: --out names the interface lo, which this machine already has: give the file another name\n',
     ]);
     expect(readdirSync(dir)).toEqual([]);
-    const listed = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as { sessions: unknown[] };
-    expect(listed.sessions).toEqual([]);
+    expect(await listedSessions(m)).toEqual([]);
   });
 
   test('3. status and disconnect with no id and none recorded → exit 2', async () => {
@@ -384,10 +375,7 @@ describe('connect, sessions, status, disconnect, usage', () => {
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(/^ID\s+REGION\s+STATUS\s+NODE\s+CREATED\s+EXPIRES\s+RX\s+TX\n/);
     expect(list.stdout).toMatch(new RegExp(`^${created.id}\\s+eu-west\\s+\\S+\\s+${node.id}\\s`, 'm'));
-    const listJson = JSON.parse((await cli(['sessions', '--json'], m.env)).stdout) as {
-      sessions: { id: string }[];
-    };
-    expect(listJson.sessions.map((s) => s.id)).toEqual([created.id]);
+    expect((await listedSessions(m)).map((s) => s.id)).toEqual([created.id]);
 
     const status = await cli(['status'], m.env);
     expect(status.code).toBe(0);

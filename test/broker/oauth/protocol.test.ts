@@ -552,18 +552,32 @@ describe('revocation and authorized apps', () => {
     expect((await refresh(client, t.refresh_token)).body.error).toBe('invalid_grant');
   });
 
-  test('2. another client cannot revoke a token it was not given', async () => {
+  // RFC 7009 §2.1: the server checks that the token was issued to the client asking; for any other
+  // token it answers 200 and revokes nothing (§2.2), so a client learns nothing about other tokens.
+  test('2. another client cannot revoke a token it was not given; the client it was given to can', async () => {
     const { user, client, code, verifier } = await codeFor();
     const t = (await exchange(client, code, verifier)).body;
     const other = await registerClient(broker, user);
-    const basic = Buffer.from(`${other.client_id}:${other.client_secret}`).toString('base64');
-    const res = await api()
-      .post('/v1/oauth/revoke')
-      .set('Authorization', `Basic ${basic}`)
-      .type('form')
-      .send({ token: t.access_token });
-    expect(res.status).toBe(200);
+    const revokeAs = (as: Client, value: string) =>
+      api()
+        .post('/v1/oauth/revoke')
+        .set('Authorization', `Basic ${Buffer.from(`${as.client_id}:${as.client_secret}`).toString('base64')}`)
+        .type('form')
+        .send({ token: value });
+    expect((await revokeAs(other, t.access_token)).status).toBe(200);
+    expect((await revokeAs(other, t.refresh_token)).status).toBe(200);
+    // Both still work: the access token calls the API, the refresh token rotates for its own client.
     expect((await api().get('/v1/auth/user').set(bearer(t.access_token))).status).toBe(200);
+    const rotated = await refresh(client, t.refresh_token);
+    expect(rotated.status).toBe(200);
+    const access = rotated.body.access_token as string;
+    expect((await api().get('/v1/auth/user').set(bearer(access))).status).toBe(200);
+    // The client the token was issued to revokes it: the access token stops at once.
+    expect((await revokeAs(client, access)).status).toBe(200);
+    expect((await api().get('/v1/auth/user').set(bearer(access))).status).toBe(401);
+    // ...and its refresh token ends the grant.
+    expect((await revokeAs(client, rotated.body.refresh_token as string)).status).toBe(200);
+    expect((await refresh(client, rotated.body.refresh_token as string)).body.error).toBe('invalid_grant');
   });
 
   test('3. the apps a user allowed; revoking one ends its access and refresh tokens', async () => {

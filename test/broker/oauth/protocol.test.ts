@@ -561,7 +561,10 @@ describe('revocation and authorized apps', () => {
     const revokeAs = (as: Client, value: string) =>
       api()
         .post('/v1/oauth/revoke')
-        .set('Authorization', `Basic ${Buffer.from(`${as.client_id}:${as.client_secret}`).toString('base64')}`)
+        .set(
+          'Authorization',
+          `Basic ${Buffer.from(`${as.client_id}:${as.client_secret}`).toString('base64')}`,
+        )
         .type('form')
         .send({ token: value });
     expect((await revokeAs(other, t.access_token)).status).toBe(200);

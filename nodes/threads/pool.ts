@@ -706,21 +706,24 @@ export class CryptoThreads implements TransportCrypto {
 
   /** False when the thread's ring is full (the caller drops the message: queue_full). */
   seal(action: SealAction): boolean {
-    const pooled = this.pooled(action.peer);
-    const thread = pooled.thread;
-    if (!thread.hasRoom(transportLength(action.packet.length, this.mtu))) return false;
-    if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
-    thread.seal(action, pooled);
-    return true;
+    const pooled = this.withRoom(action, transportLength(action.packet.length, this.mtu));
+    pooled?.thread.seal(action, pooled);
+    return pooled !== undefined;
   }
 
   open(action: OpenAction): boolean {
+    const pooled = this.withRoom(action, action.datagram.length);
+    pooled?.thread.open(action, pooled);
+    return pooled !== undefined;
+  }
+
+  /** The action's peer, when its thread's ring has room for a record of `bytes`; that thread holds its keys. */
+  private withRoom(action: SealAction | OpenAction, bytes: number): PooledPeer | undefined {
     const pooled = this.pooled(action.peer);
     const thread = pooled.thread;
-    if (!thread.hasRoom(action.datagram.length)) return false;
+    if (!thread.hasRoom(bytes)) return undefined;
     if (thread.installIfNew(action.keypair)) this.byKeypair.set(action.keypair, thread);
-    thread.open(action, pooled);
-    return true;
+    return pooled;
   }
 
   /** TransportCrypto: the keys the keypair's thread holds are wiped (in ring order, after its last use). */

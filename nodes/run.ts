@@ -16,7 +16,6 @@
 // - Signals: the first SIGTERM/SIGINT drains (heartbeat `draining`, no new sessions, existing peers keep
 //   forwarding); the node exits 0 when its last peer is gone, after `--drain-timeout` seconds (30), or
 //   on a second signal. A bad token exits 1 with one line.
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -47,7 +46,7 @@ import {
   type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
-import { ip } from './ip.js';
+import { ip, runTool } from './ip.js';
 import { secureRandomBytes } from './random.js';
 import { configureInterface } from './tun/index.js';
 import { nodeInterfaceAddresses, prefixesOverlap, type Pool } from '../src/lib/addresses.js';
@@ -237,16 +236,10 @@ async function enableNat(interfaceName: string, pool: Pool): Promise<() => Promi
     '  }',
     '}',
   ].join('\n');
-  const nft = (args: string[], input?: string) =>
-    new Promise<void>((resolve, reject) => {
-      const child = execFile('nft', args, (error, _stdout, stderr) =>
-        error ? reject(new Error(`nft: ${stderr.trim().split('\n')[0] || error.message}`)) : resolve(),
-      );
-      if (input !== undefined) child.stdin?.end(input);
-    });
+  const nft = (args: string[], input?: string) => runTool('nft', args, input);
   await nft(['delete', 'table', 'inet', table]).catch(() => undefined); // left by a crashed run
   await nft(['-f', '-'], ruleset);
-  return () => nft(['delete', 'table', 'inet', table]).catch(() => undefined);
+  return async () => void (await nft(['delete', 'table', 'inet', table]).catch(() => undefined));
 }
 
 // ── the pool against the host's routes ─────────────────────────────────────────────────────────────

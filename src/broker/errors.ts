@@ -141,21 +141,19 @@ const BEARER_CHALLENGE = 'Bearer realm="tunnelbyte"';
  * The bearer challenge (RFC 6750 §3): every 401 names the scheme (RFC 9110 §15.5.2 requires one), and
  * a 403 for a missing scope names that scope.
  */
-function challengeOf(error: ApiError): string | undefined {
-  if (error.kind === 'unauthorized') return BEARER_CHALLENGE;
-  const scope = error.details.required_scope;
-  if (error.kind === 'forbidden' && typeof scope === 'string')
-    return `${BEARER_CHALLENGE}, error="insufficient_scope", scope="${scope}"`;
+function challengeOf(kind: ErrorName, requiredScope: unknown): string | undefined {
+  if (kind === 'unauthorized') return BEARER_CHALLENGE;
+  if (kind === 'forbidden' && typeof requiredScope === 'string')
+    return `${BEARER_CHALLENGE}, error="insufficient_scope", scope="${requiredScope}"`;
   return undefined;
 }
 
 /** The headers an error's answer carries besides its body, as the OpenAPI document describes them. */
 export function errorHeaders(kind: ErrorName): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (kind === 'unauthorized') headers['WWW-Authenticate'] = BEARER_CHALLENGE;
-  if (kind === 'forbidden')
-    headers['WWW-Authenticate'] =
-      `with forbidden: ${BEARER_CHALLENGE}, error="insufficient_scope", scope="<the scope it lacks>"`;
+  const challenge = challengeOf(kind, '<the scope it lacks>');
+  if (challenge)
+    headers['WWW-Authenticate'] = kind === 'forbidden' ? `with forbidden: ${challenge}` : challenge;
   if (RETRYABLE.has(kind)) headers['Retry-After'] = 'seconds to wait before retrying';
   return headers;
 }
@@ -173,7 +171,7 @@ export function toHttpError(err: unknown): HttpError {
   const headers: Record<string, string> = {};
   const body: HttpError['body'] = { error: apiError.kind, message: apiError.message, code: spec.code };
   Object.assign(body, apiError.details);
-  const challenge = challengeOf(apiError);
+  const challenge = challengeOf(apiError.kind, apiError.details.required_scope);
   if (challenge) headers['WWW-Authenticate'] = challenge;
   if (RETRYABLE.has(apiError.kind)) {
     const retryAfter = Math.max(1, Math.ceil(apiError.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS));

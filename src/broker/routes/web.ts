@@ -68,10 +68,9 @@ const NOTICES: Record<string, string> = {
 
 export function webRoutes(ctx: BrokerContext, router: Router): void {
   const publicUrl = new URL(ctx.config.publicUrl);
-  // Secure everywhere except plain-HTTP loopback, where browsers would drop a Secure cookie.
-  const secure = !(
-    publicUrl.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(publicUrl.hostname)
-  );
+  // Secure whenever the broker is reached over https. A plain-HTTP broker (loopback, or a LAN address
+  // with HOST=0.0.0.0) cannot have Secure cookies: the browser drops them, and no one could sign in.
+  const secure = publicUrl.protocol === 'https:';
   const css = stylesheet();
   const web = express.Router();
   const form = formBody();

@@ -168,3 +168,25 @@ test('4. leaving the consent page for the app sends no Referer: the request’s 
   const headers = await arrival;
   expect(headers.referer).toBeUndefined();
 });
+
+test('5. a broker named by plain HTTP off loopback (HOST=0.0.0.0): signing in works, cookies HttpOnly and Lax', async () => {
+  // A name that is not loopback to the browser, resolved to 127.0.0.1 by chromium alone.
+  const name = 'tunnelbyte.test';
+  const lan = await listenBroker({}, name);
+  const lanBrowser = await launchChromium([`--host-resolver-rules=MAP ${name} 127.0.0.1`]);
+  try {
+    const user = await paidUser(lan.broker);
+    const lanPage = await (await lanBrowser.newContext()).newPage();
+    lanPage.setDefaultTimeout(10_000);
+    await lanPage.goto(new URL('/account', lan.url).href);
+    await fillSignIn(lanPage, user.email, PASSWORD);
+    await lanPage.waitForURL(`${lan.url}/account`);
+    await expect(lanPage.locator('h1').innerText()).resolves.toBe('Your account');
+    const cookies = await lanPage.context().cookies();
+    const session = cookies.find((c) => c.name === 'tb_session');
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax', secure: false, path: '/' });
+  } finally {
+    await lanBrowser.close();
+    await lan.close();
+  }
+});

@@ -10,10 +10,17 @@ export interface ListeningBroker {
   close(): Promise<void>;
 }
 
-export async function listenBroker(env: Record<string, string> = {}): Promise<ListeningBroker> {
+/**
+ * `host` names the broker in its URL; it listens on 127.0.0.1 whatever the name (a browser maps a name
+ * other than 127.0.0.1 there with --host-resolver-rules).
+ */
+export async function listenBroker(
+  env: Record<string, string> = {},
+  host = '127.0.0.1',
+): Promise<ListeningBroker> {
   // Free right now on 127.0.0.1; the broker binds it right after.
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   const broker = await startBroker({
     env: {
       TB_PUBLIC_URL: url,

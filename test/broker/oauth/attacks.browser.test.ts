@@ -3,45 +3,27 @@
 // no page is. The hostile site is answered by playwright (http://attacker.invalid never leaves the
 // browser); the broker listens on a real loopback port.
 import request from 'supertest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { bearer, csrfOf, paidUser, PASSWORD, pkce, registerClient, type User } from './flow.js';
-import { fillSignIn, launchChromium } from './browser.js';
-import { listenBroker, type ListeningBroker } from './listen.js';
+import { browserSuite, fillSignIn, launchChromium } from './browser.js';
+import { listenBroker } from './listen.js';
 
-let live: ListeningBroker;
-let browser: Browser;
-let context: BrowserContext;
-let page: Page;
+const suite = browserSuite();
 const ATTACKER = 'http://attacker.invalid/';
 const REDIRECT = 'http://127.0.0.1:9/callback';
 
-beforeAll(async () => {
-  [live, browser] = await Promise.all([listenBroker(), launchChromium()]);
-});
-afterAll(async () => {
-  await browser?.close();
-  await live?.close();
-});
-beforeEach(async () => {
-  context = await browser.newContext();
-  page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-});
-afterEach(async () => context.close());
-
-const api = () => request(live.broker.app);
-const at = (path: string) => new URL(path, live.url).href;
+const api = () => request(suite.live.broker.app);
+const at = (path: string) => new URL(path, suite.live.url).href;
 
 /** Shows `body` as the hostile site's page. */
 async function attackerPage(body: string): Promise<void> {
-  await page.route(ATTACKER, (route) => route.fulfill({ status: 200, contentType: 'text/html', body }));
-  await page.goto(ATTACKER);
+  await suite.page.route(ATTACKER, (route) => route.fulfill({ status: 200, contentType: 'text/html', body }));
+  await suite.page.goto(ATTACKER);
 }
 
 async function signedIn(user: User): Promise<void> {
-  await page.goto(at('/account'));
-  await fillSignIn(page, user.email, PASSWORD);
-  await page.waitForURL(/\/account$/);
+  await suite.page.goto(at('/account'));
+  await fillSignIn(suite.page, user.email, PASSWORD);
+  await suite.page.waitForURL(/\/account$/);
 }
 
 function authorizeParams(clientId: string, challenge: string): Record<string, string> {
@@ -62,16 +44,16 @@ const hiddenFields = (fields: Record<string, string>) =>
     .join('');
 
 test('1. every form posted from another site is refused (403), even with the right CSRF token', async () => {
-  const user = await paidUser(live.broker);
-  const client = await registerClient(live.broker, user, { redirect_uris: [REDIRECT] });
+  const user = await paidUser(suite.live.broker);
+  const client = await registerClient(suite.live.broker, user, { redirect_uris: [REDIRECT] });
   await signedIn(user);
-  const account = await page.content();
+  const account = await suite.page.content();
   // The worst case: the attacker somehow holds this sign-in's token. The site check alone must hold.
   const csrf = csrfOf(account);
   const keyPath = /action="(\/account\/keys\/[^"]+\/revoke)"/.exec(account)![1]!;
   // A code must not reach the app: playwright answers the redirect URI and records any arrival.
   const arrivals: string[] = [];
-  await page.route(`${REDIRECT}**`, async (route) => {
+  await suite.page.route(`${REDIRECT}**`, async (route) => {
     arrivals.push(route.request().url());
     await route.fulfill({ status: 200, contentType: 'text/plain', body: 'app' });
   });
@@ -90,81 +72,81 @@ test('1. every form posted from another site is refused (403), even with the rig
       `<form method="post" action="${at(path)}">${hiddenFields(fields)}<button>Win</button></form>`,
     );
     const [answer] = await Promise.all([
-      page.waitForResponse((r) => r.request().method() === 'POST'),
-      page.getByRole('button', { name: 'Win' }).click(),
+      suite.page.waitForResponse((r) => r.request().method() === 'POST'),
+      suite.page.getByRole('button', { name: 'Win' }).click(),
     ]);
     expect([what, answer.status()]).toEqual([what, 403]);
   }
   expect(arrivals).toEqual([]);
   expect((await api().get('/v1/auth/user').set(bearer(user.apiKey))).status).toBe(200);
   // Still signed in with the same sign-in.
-  await page.goto(at('/account'));
-  expect(csrfOf(await page.content())).toBe(csrf);
+  await suite.page.goto(at('/account'));
+  expect(csrfOf(await suite.page.content())).toBe(csrf);
 });
 
 test('2. the sign-in, account and consent pages refuse to be framed by another site', async () => {
-  const user = await paidUser(live.broker);
-  const client = await registerClient(live.broker, user, { redirect_uris: [REDIRECT] });
+  const user = await paidUser(suite.live.broker);
+  const client = await registerClient(suite.live.broker, user, { redirect_uris: [REDIRECT] });
   await signedIn(user);
   const consent = `/v1/oauth/authorize?${new URLSearchParams(authorizeParams(client.client_id, pkce().challenge))}`;
   for (const path of ['/login', '/account', consent]) {
     await attackerPage(`<iframe src="${at(path)}"></iframe>`);
     // The attacker's page has loaded with its frame; chromium shows its own error page in the frame's
     // place when the framed page forbids it.
-    const frames = page.frames().map((f) => f.url());
+    const frames = suite.page.frames().map((f) => f.url());
     expect([path, frames]).toEqual([path, [ATTACKER, 'chrome-error://chromewebdata/']]);
   }
 });
 
 test('3. markup in a key name, an app name, state and the sign-in email stays text', async () => {
   const markup = '"><img src=x id=injected>';
-  const user = await paidUser(live.broker);
+  const user = await paidUser(suite.live.broker);
   const key = await api()
     .post('/v1/auth/keys')
     .set(bearer(user.apiKey))
     .send({ name: `key ${markup}`, permissions: ['tunnels:read'] });
   expect(key.status).toBe(201);
-  const client = await registerClient(live.broker, user, {
+  const client = await registerClient(suite.live.broker, user, {
     client_name: `app ${markup}`,
     redirect_uris: [REDIRECT],
   });
 
-  await page.goto(at('/login'));
+  await suite.page.goto(at('/login'));
   // A hostile user skips the browser's own check of the email field.
-  await page.locator('form[action="/login"]').evaluate((f) => f.setAttribute('novalidate', ''));
-  await fillSignIn(page, markup, 'wrong');
-  await page.getByRole('alert').waitFor();
-  await expect(page.getByLabel('Email').inputValue()).resolves.toBe(markup);
-  await expect(page.locator('#injected').count()).resolves.toBe(0);
+  await suite.page.locator('form[action="/login"]').evaluate((f) => f.setAttribute('novalidate', ''));
+  await fillSignIn(suite.page, markup, 'wrong');
+  await suite.page.getByRole('alert').waitFor();
+  await expect(suite.page.getByLabel('Email').inputValue()).resolves.toBe(markup);
+  await expect(suite.page.locator('#injected').count()).resolves.toBe(0);
 
-  await fillSignIn(page, user.email, PASSWORD);
-  await page.waitForURL(/\/account$/);
-  await expect(page.locator('tr', { hasText: `key ${markup}` }).count()).resolves.toBe(1);
-  await expect(page.locator('#injected').count()).resolves.toBe(0);
+  await fillSignIn(suite.page, user.email, PASSWORD);
+  await suite.page.waitForURL(/\/account$/);
+  await expect(suite.page.locator('tr', { hasText: `key ${markup}` }).count()).resolves.toBe(1);
+  await expect(suite.page.locator('#injected').count()).resolves.toBe(0);
 
   const params = { ...authorizeParams(client.client_id, pkce().challenge), state: markup };
-  await page.goto(at(`/v1/oauth/authorize?${new URLSearchParams(params)}`));
-  await expect(page.locator('h1').innerText()).resolves.toBe(
+  await suite.page.goto(at(`/v1/oauth/authorize?${new URLSearchParams(params)}`));
+  await expect(suite.page.locator('h1').innerText()).resolves.toBe(
     `app ${markup} wants to use your tunnelbyte account`,
   );
-  await expect(page.locator('input[name="state"]').inputValue()).resolves.toBe(markup);
-  await expect(page.locator('#injected').count()).resolves.toBe(0);
+  await expect(suite.page.locator('input[name="state"]').inputValue()).resolves.toBe(markup);
+  await expect(suite.page.locator('#injected').count()).resolves.toBe(0);
 });
 
 test('4. leaving the consent page for the app sends no Referer: the request’s state stays on the broker', async () => {
-  const user = await paidUser(live.broker);
-  const client = await registerClient(live.broker, user, { redirect_uris: [REDIRECT] });
+  const user = await paidUser(suite.live.broker);
+  const client = await registerClient(suite.live.broker, user, { redirect_uris: [REDIRECT] });
   await signedIn(user);
-  await page.goto(
+  await suite.page.goto(
     at(`/v1/oauth/authorize?${new URLSearchParams(authorizeParams(client.client_id, pkce().challenge))}`),
   );
   const arrival = new Promise<Record<string, string>>((resolve) => {
-    void page.route(`${REDIRECT}**`, async (route) => {
+    void suite.page.route(`${REDIRECT}**`, async (route) => {
       resolve(route.request().headers());
       await route.fulfill({ status: 200, contentType: 'text/plain', body: 'app' });
     });
   });
-  await page.getByRole('button', { name: 'Allow' }).click();
+  await suite.page.getByRole('button', { name: 'Allow' }).click();
   const headers = await arrival;
   expect(headers.referer).toBeUndefined();
 });

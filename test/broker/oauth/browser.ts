@@ -3,7 +3,8 @@
 // playwright's launch() gives every browser a new temporary profile (--user-data-dir) of its own.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { listenBroker, type ListeningBroker } from './listen.js';
 
 export const CHROMIUM_FLAGS = [
   '--no-sandbox',
@@ -25,6 +26,34 @@ export function launchChromium(extraFlags: string[] = []): Promise<Browser> {
 
 export const DESKTOP = { width: 1280, height: 860 };
 export const PHONE = { width: 390, height: 844 };
+
+export interface BrowserSuite {
+  live: ListeningBroker;
+  browser: Browser;
+  /** The test's own context (cookie jar) and page. */
+  context: BrowserContext;
+  page: Page;
+}
+
+/** One broker on a loopback port and one chromium for the test file; a fresh context and page per test. */
+export function browserSuite(): BrowserSuite {
+  const suite = {} as BrowserSuite;
+  beforeAll(async () => {
+    [suite.live, suite.browser] = await Promise.all([listenBroker(), launchChromium()]);
+  });
+  afterAll(async () => {
+    await suite.browser?.close();
+    await suite.live?.close();
+  });
+  beforeEach(async () => {
+    suite.context = await suite.browser.newContext({ viewport: DESKTOP });
+    suite.page = await suite.context.newPage();
+    // Fail with playwright's own message (what it waited for) well before jest's test timeout.
+    suite.page.setDefaultTimeout(10_000);
+  });
+  afterEach(async () => suite.context.close());
+  return suite;
+}
 
 /** Where a suite's screenshots go (git ignores test-output/). */
 export function outputDir(suite: string): string {

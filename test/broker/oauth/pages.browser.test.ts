@@ -3,43 +3,23 @@
 // session made through the API (and closed from the page), and a cross-site form post refused.
 // Screenshots of the consent and account pages at desktop and phone widths go to test-output/.
 import request from 'supertest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
 import nacl from 'tweetnacl';
 import { createNodeToken } from '../../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../../src/broker/services/regions.js';
 import { bearer, paidUser, PASSWORD, pkce, registerClient, token, type User } from './flow.js';
-import { fillSignIn, launchChromium, outputDir, screenshots } from './browser.js';
-import { listenBroker, type ListeningBroker } from './listen.js';
+import { browserSuite, fillSignIn, outputDir, screenshots } from './browser.js';
 
-let live: ListeningBroker;
-let browser: Browser;
-let context: BrowserContext;
-let page: Page;
+const suite = browserSuite();
 const shots = outputDir('oauth-pages');
 // The app's redirect target: playwright answers it, so nothing listens there and nothing leaves the host.
 const REDIRECT = 'http://127.0.0.1:9/callback';
 
-beforeAll(async () => {
-  [live, browser] = await Promise.all([listenBroker(), launchChromium()]);
-});
-afterAll(async () => {
-  await browser?.close();
-  await live?.close();
-});
-beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  page = await context.newPage();
-  // Fail with playwright's own message (what it waited for) well before jest's test timeout.
-  page.setDefaultTimeout(10_000);
-});
-afterEach(async () => context.close());
-
-const api = () => request(live.broker.app);
+const api = () => request(suite.live.broker.app);
 
 /** Catches the browser's arrival at the app's redirect URI and answers it with a plain page. */
 function captureRedirect(): Promise<URL> {
   return new Promise((resolve) => {
-    void page.route(`${REDIRECT}**`, async (route) => {
+    void suite.page.route(`${REDIRECT}**`, async (route) => {
       resolve(new URL(route.request().url()));
       await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back at the app' });
     });
@@ -47,7 +27,7 @@ function captureRedirect(): Promise<URL> {
 }
 
 function authorizeUrl(clientId: string, challenge: string, scope = 'account:read tunnels:read'): string {
-  const url = new URL('/v1/oauth/authorize', live.url);
+  const url = new URL('/v1/oauth/authorize', suite.live.url);
   url.search = new URLSearchParams({
     response_type: 'code',
     client_id: clientId,
@@ -61,42 +41,44 @@ function authorizeUrl(clientId: string, challenge: string, scope = 'account:read
 }
 
 async function signInAt(url: string, user: User): Promise<void> {
-  await page.goto(url);
-  await page.waitForURL(/\/login\?next=/);
-  await fillSignIn(page, user.email, PASSWORD);
+  await suite.page.goto(url);
+  await suite.page.waitForURL(/\/login\?next=/);
+  await fillSignIn(suite.page, user.email, PASSWORD);
 }
 
 test('1. register, authorize, sign in, see the scopes, Allow, exchange the code, call the API', async () => {
-  const user = await paidUser(live.broker);
-  const client = await registerClient(live.broker, user, {
+  const user = await paidUser(suite.live.broker);
+  const client = await registerClient(suite.live.broker, user, {
     client_name: 'Acme Dashboard',
     redirect_uris: [REDIRECT],
   });
   const { verifier, challenge } = pkce();
   await signInAt(authorizeUrl(client.client_id, challenge), user);
 
-  await page.waitForURL(/\/v1\/oauth\/authorize\?/);
-  await page.getByRole('heading', { name: /Acme Dashboard wants to use your tunnelbyte account/ }).waitFor();
-  const scopes = await page.locator('.scopes li').allInnerTexts();
+  await suite.page.waitForURL(/\/v1\/oauth\/authorize\?/);
+  await suite.page
+    .getByRole('heading', { name: /Acme Dashboard wants to use your tunnelbyte account/ })
+    .waitFor();
+  const scopes = await suite.page.locator('.scopes li').allInnerTexts();
   expect(scopes.map((s) => s.replace(/\s+/g, ' ').trim())).toEqual([
     'account:read See your account: email, plan and usage totals',
     'tunnels:read See your tunnel sessions',
   ]);
   // The stylesheet is served and applied (a real product's page, not raw HTML).
   type Styled = { getComputedStyle(e: unknown): { backgroundColor: string } };
-  const primary = await page
+  const primary = await suite.page
     .getByRole('button', { name: 'Allow' })
     .evaluate((b) => (globalThis as unknown as Styled).getComputedStyle(b).backgroundColor);
   expect(primary).toBe('rgb(53, 81, 243)');
-  await screenshots(page, shots, 'consent');
+  await screenshots(suite.page, shots, 'consent');
 
   const redirected = captureRedirect();
-  await page.getByRole('button', { name: 'Allow' }).click();
+  await suite.page.getByRole('button', { name: 'Allow' }).click();
   const callback = await redirected;
   expect(callback.searchParams.get('state')).toBe('browser-state');
-  expect(callback.searchParams.get('iss')).toBe(live.url);
+  expect(callback.searchParams.get('iss')).toBe(suite.live.url);
 
-  const tokens = await token(live.broker, client, {
+  const tokens = await token(suite.live.broker, client, {
     grant_type: 'authorization_code',
     code: callback.searchParams.get('code')!,
     redirect_uri: REDIRECT,
@@ -108,11 +90,11 @@ test('1. register, authorize, sign in, see the scopes, Allow, exchange the code,
 });
 
 test('2. Deny sends the browser back with access_denied and no code', async () => {
-  const user = await paidUser(live.broker);
-  const client = await registerClient(live.broker, user, { redirect_uris: [REDIRECT] });
+  const user = await paidUser(suite.live.broker);
+  const client = await registerClient(suite.live.broker, user, { redirect_uris: [REDIRECT] });
   await signInAt(authorizeUrl(client.client_id, pkce().challenge), user);
   const redirected = captureRedirect();
-  await page.getByRole('button', { name: 'Deny' }).click();
+  await suite.page.getByRole('button', { name: 'Deny' }).click();
   const callback = await redirected;
   expect(callback.searchParams.get('error')).toBe('access_denied');
   expect(callback.searchParams.get('state')).toBe('browser-state');
@@ -123,7 +105,7 @@ test('2. Deny sends the browser back with access_denied and no code', async () =
 let egressCount = 0;
 
 async function sessionWithTraffic(user: User): Promise<string> {
-  const ctx = live.broker.ctx;
+  const ctx = suite.live.broker.ctx;
   await upsertRegion(ctx, {
     id: 'eu-west',
     name: 'Frankfurt',
@@ -171,65 +153,65 @@ async function sessionWithTraffic(user: User): Promise<string> {
 }
 
 test('3. the account page shows a session made through the API and today’s traffic; Close ends it', async () => {
-  const user = await paidUser(live.broker);
+  const user = await paidUser(suite.live.broker);
   const sessionId = await sessionWithTraffic(user);
-  await signInAt(new URL('/account', live.url).href, user);
-  await page.waitForURL(/\/account$/);
+  await signInAt(new URL('/account', suite.live.url).href, user);
+  await suite.page.waitForURL(/\/account$/);
 
-  const row = page.locator('tr', { hasText: 'eu-west' });
+  const row = suite.page.locator('tr', { hasText: 'eu-west' });
   await expect(row.innerText()).resolves.toContain('8.00 MiB');
   const today = new Date().toISOString().slice(0, 10);
-  const bars = await page.locator('svg.chart rect.bar title').allTextContents();
+  const bars = await suite.page.locator('svg.chart rect.bar title').allTextContents();
   expect(bars).toContain(`${today}: 8.00 MiB`);
-  await expect(page.locator('table', { hasText: 'Key' }).innerText()).resolves.toContain('tb_***…');
-  await screenshots(page, shots, 'account');
+  await expect(suite.page.locator('table', { hasText: 'Key' }).innerText()).resolves.toContain('tb_***…');
+  await screenshots(suite.page, shots, 'account');
 
   await row.getByRole('button', { name: 'Close' }).click();
-  await page.waitForURL(/\/account\?notice=session-closed$/);
-  await expect(page.getByRole('status').innerText()).resolves.toBe('The session is closed.');
-  await expect(page.locator('tr', { hasText: 'eu-west' }).count()).resolves.toBe(0);
+  await suite.page.waitForURL(/\/account\?notice=session-closed$/);
+  await expect(suite.page.getByRole('status').innerText()).resolves.toBe('The session is closed.');
+  await expect(suite.page.locator('tr', { hasText: 'eu-west' }).count()).resolves.toBe(0);
   const closed = await api().get(`/v1/sessions/${sessionId}`).set(bearer(user.apiKey));
   expect(closed.body.status).toBe('closed');
 });
 
 test('4. a form posted from another site is refused and changes nothing', async () => {
-  const user = await paidUser(live.broker);
+  const user = await paidUser(suite.live.broker);
   const sessionId = await sessionWithTraffic(user);
-  await signInAt(new URL('/account', live.url).href, user);
-  await page.waitForURL(/\/account$/);
+  await signInAt(new URL('/account', suite.live.url).href, user);
+  await suite.page.waitForURL(/\/account$/);
 
   // The attacker's page, on another origin, with a form aimed at the account page's Close button.
   const attacker = 'http://attacker.invalid/';
-  await page.route(attacker, (route) =>
+  await suite.page.route(attacker, (route) =>
     route.fulfill({
       status: 200,
       contentType: 'text/html',
-      body: `<form method="post" action="${live.url}/account/sessions/${sessionId}/close"><input name="csrf" value="guess"><button>Win a prize</button></form>`,
+      body: `<form method="post" action="${suite.live.url}/account/sessions/${sessionId}/close"><input name="csrf" value="guess"><button>Win a prize</button></form>`,
     }),
   );
-  await page.goto(attacker);
+  await suite.page.goto(attacker);
   const [answer] = await Promise.all([
-    page.waitForResponse((r) => r.url().includes('/close')),
-    page.getByRole('button', { name: 'Win a prize' }).click(),
+    suite.page.waitForResponse((r) => r.url().includes('/close')),
+    suite.page.getByRole('button', { name: 'Win a prize' }).click(),
   ]);
   expect(answer.status()).toBe(403);
-  await expect(page.locator('h1').innerText()).resolves.toBe('Request refused');
+  await expect(suite.page.locator('h1').innerText()).resolves.toBe('Request refused');
   const still = await api().get(`/v1/sessions/${sessionId}`).set(bearer(user.apiKey));
   expect(still.body.status).not.toBe('closed');
 
   // Still signed in: the account page still lists the session.
-  await page.goto(new URL('/account', live.url).href);
-  await expect(page.locator('tr', { hasText: 'eu-west' }).count()).resolves.toBe(1);
+  await suite.page.goto(new URL('/account', suite.live.url).href);
+  await expect(suite.page.locator('tr', { hasText: 'eu-west' }).count()).resolves.toBe(1);
 });
 
 test('5. Sign out ends the session on the server: the old cookie no longer opens the account page', async () => {
-  const user = await paidUser(live.broker);
-  await signInAt(new URL('/account', live.url).href, user);
-  await page.waitForURL(/\/account$/);
-  const [session] = (await context.cookies()).filter((c) => c.name === 'tb_session');
+  const user = await paidUser(suite.live.broker);
+  await signInAt(new URL('/account', suite.live.url).href, user);
+  await suite.page.waitForURL(/\/account$/);
+  const [session] = (await suite.context.cookies()).filter((c) => c.name === 'tb_session');
   expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax', secure: false });
-  await page.getByRole('button', { name: 'Sign out' }).first().click();
-  await page.waitForURL(/\/login\?notice=signed-out$/);
+  await suite.page.getByRole('button', { name: 'Sign out' }).first().click();
+  await suite.page.waitForURL(/\/login\?notice=signed-out$/);
   const replay = await api().get('/account').set('Cookie', `tb_session=${session!.value}`);
   expect([replay.status, replay.headers.location]).toEqual([303, '/login?next=%2Faccount']);
 });

@@ -15,6 +15,31 @@ export type Tier = (typeof TIERS)[number];
 /** A session's ttl_seconds: at least a minute; at most 30 days, the longest any tier allows. */
 export const SESSION_TTL_SECONDS = { min: 60, max: 30 * 24 * 3600 } as const;
 
+// ── names (docs/API.md "Conventions") ───────────────────────────────────────────────────────────
+
+/**
+ * Text without C0 and C1 controls or DEL (a terminal escape, a newline forging a log line), lone
+ * surrogates, the line and paragraph separators, or the bidi embeddings, overrides and isolates that
+ * reorder the text around them. Names are printed later, in terminals, pages and logs, and must print
+ * as what they are. Written without the u flag, so the OpenAPI document carries it as a plain
+ * ECMA-262 pattern: any other code unit, or a surrogate pair (an emoji) whole.
+ */
+const PRINTABLE =
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
+  /^(?:[^\u0000-\u001F\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u2069\uD800-\uDFFF]|[\uD800-\uDBFF][\uDC00-\uDFFF])*$/;
+
+/** `schema` (a string) holding printable characters only. */
+export const printable = (schema: z.ZodString) =>
+  schema
+    .regex(PRINTABLE, 'printable characters only: no control characters, line separators or bidi controls')
+    .meta({
+      description:
+        'printable: no C0/C1 control characters, U+2028/2029 or bidi controls (U+202A–202E, U+2066–2069)',
+    });
+
+/** What a person calls a key, an app or a region: 1 to 100 printable characters, trimmed. */
+export const Name = printable(z.string().trim().min(1).max(100));
+
 // ── regions (docs/API.md "Public endpoints") ────────────────────────────────────────────────────
 
 export const REGION_STATUSES = ['active', 'degraded', 'down'] as const;
@@ -59,7 +84,7 @@ export const NodeRegistration = z
       .int()
       .min(1)
       .max(MAX_ADDRESS_INDEX - 1),
-    version: z.string().max(64).default(''),
+    version: printable(z.string().max(64)).default(''),
   })
   .meta({ id: 'NodeRegistration' });
 

@@ -19,7 +19,7 @@ import {
   updateRegion,
   upsertRegion,
 } from '../services/regions.js';
-import { REGION_STATUSES } from '../../lib/api.js';
+import { Name, REGION_STATUSES } from '../../lib/api.js';
 
 const poolPrefix = (family: 'v4' | 'v6') =>
   z
@@ -31,7 +31,7 @@ const poolPrefix = (family: 'v4' | 'v6') =>
     });
 
 const RegionFields = {
-  name: z.string().trim().min(1).max(100),
+  name: Name,
   country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case'),
   tiers: z.array(z.enum(TIERS)).min(1),
   /** Either or both; the rest stays (default 10.64.0.0/10 and fd64::/64). */

@@ -19,7 +19,14 @@ import {
 } from '../services/accounts.js';
 import { revokeIfGrantEnded } from '../services/oauth-grants.js';
 import { signup, login } from '../services/signin.js';
-import { ApiKey as ApiKeyBody, AuthTest, CurrentKey, TokenGrant, UserWithUsage } from '../../lib/api.js';
+import {
+  ApiKey as ApiKeyBody,
+  AuthTest,
+  CurrentKey,
+  Name,
+  TokenGrant,
+  UserWithUsage,
+} from '../../lib/api.js';
 
 const MAX_EXPIRES_IN_SECONDS = 10 * 366 * 24 * 3600;
 
@@ -183,7 +190,7 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
     access: 'bearer',
     scope: 'keys:manage',
     body: z.object({
-      name: z.string().trim().min(1).max(100),
+      name: Name,
       permissions: z
         .array(z.enum(PERMISSIONS as [string, ...string[]]))
         .min(1)

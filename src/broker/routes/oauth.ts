@@ -11,6 +11,7 @@ import { OAuthError, oauthError, type OAuthErrorCode } from '../oauth/errors.js'
 import { redirectUriProblem } from '../oauth/redirect.js';
 import { z } from '../openapi.js';
 import { USER_SCOPES } from '../scopes.js';
+import { Name } from '../../lib/api.js';
 import {
   AUTH_METHODS,
   authenticateClient,
@@ -300,7 +301,7 @@ export function oauthRoutes(ctx: BrokerContext, router: Router): void {
     access: 'bearer',
     scope: 'account:write',
     body: z.object({
-      client_name: z.string().trim().min(1).max(100),
+      client_name: Name,
       redirect_uris: z
         .array(
           z.string().superRefine((uri, issue) => {

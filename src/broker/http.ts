@@ -95,7 +95,8 @@ const MachineHeader = z.object({
   }),
 });
 
-const expressPath = (openApiPath: string) => openApiPath.replace(/\{([^}]+)\}/g, ':$1');
+/** /v1/sessions/{id} → /v1/sessions/:id */
+export const expressPath = (openApiPath: string) => openApiPath.replace(/\{([^}]+)\}/g, ':$1');
 
 function documentedErrors<
   B extends ZodType | undefined,

@@ -25,6 +25,7 @@ export const ROUTE_MODULES: RouteModule[] = [
   usageRoutes,
   nodeRoutes,
   oauthRoutes,
+  // Last: a browser's request that no route above took gets the pages' 404 page.
   webRoutes,
 ];
 

@@ -2,11 +2,17 @@
 // Server-rendered, no script, a strict Content-Security-Policy, and every form post checked twice:
 // the browser must say it came from this site (Origin / Sec-Fetch-Site), and the form must carry the
 // CSRF token of the sign-in (or, for the sign-in form, of the pre-sign-in cookie).
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, {
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+  type Router,
+} from 'express';
 import { sourceOfRequest } from '../auth.js';
 import type { BrokerContext } from '../context.js';
 import { ApiError, notFound, toHttpError } from '../errors.js';
-import { formBody } from '../http.js';
+import { expressPath, formBody } from '../http.js';
 import { z } from '../openapi.js';
 import { listKeys, maskedKey, revokeKey, type Account } from '../services/accounts.js';
 import {
@@ -117,16 +123,23 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       messagePage('Request refused', 'This form was not sent from a tunnelbyte page. Nothing was changed.'),
     );
 
-  const route = (path: string) => (_req: Request, res: Response, next: NextFunction) => {
+  const label = (path: string) => (_req: Request, res: Response, next: NextFunction) => {
     res.locals.route = path;
     next();
   };
+  /** The methods each page's path (OpenAPI spelling) takes; any other gets the 405 page. */
+  const methodsOf = new Map<string, string[]>();
+  function page(method: 'get' | 'post', path: string, ...handlers: RequestHandler[]) {
+    const taken = method === 'get' ? ['GET', 'HEAD'] : ['POST'];
+    methodsOf.set(path, [...(methodsOf.get(path) ?? []), ...taken]);
+    web[method](expressPath(path), label(path), ...handlers);
+  }
 
   // ── static ──
-  web.get(STYLESHEET_PATH, route(STYLESHEET_PATH), (_req, res) => {
+  page('get', STYLESHEET_PATH, (_req, res) => {
     res.set({ 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }).send(css);
   });
-  web.get('/', route('/'), (_req, res) => res.redirect(303, '/account'));
+  page('get', '/', (_req, res) => res.redirect(303, '/account'));
 
   // ── sign-in and sign-out ──
   function showLogin(
@@ -141,14 +154,14 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     send(res, status, loginPage({ csrf, next: safeNext(req.body?.next ?? req.query.next), ...extra }));
   }
 
-  web.get('/login', route('/login'), async (req, res) => {
+  page('get', '/login', async (req, res) => {
     const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
     if (session) return res.redirect(303, safeNext(req.query.next));
     const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
     showLogin(req, res, 200, { notice });
   });
 
-  web.post('/login', route('/login'), form, async (req, res) => {
+  page('post', '/login', form, async (req, res) => {
     const expected = cookies(req)[LOGIN_CSRF_COOKIE];
     if (!sameSite(req) || !expected || !csrfMatches(expected, req.body?.csrf)) return refuse(res);
     const email = typeof req.body.email === 'string' ? req.body.email.slice(0, 254) : '';
@@ -180,7 +193,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     res.redirect(303, safeNext(req.body.next));
   });
 
-  web.post('/logout', route('/logout'), form, async (req, res) => {
+  page('post', '/logout', form, async (req, res) => {
     const value = cookies(req)[SESSION_COOKIE];
     const session = await findWebSession(ctx, value);
     if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
@@ -212,7 +225,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     );
   }
 
-  web.get(AUTHORIZE_PATH, route(AUTHORIZE_PATH), async (req, res) => {
+  page('get', AUTHORIZE_PATH, async (req, res) => {
     const checked = await checkAuthorizationRequest(ctx, req.query);
     if (!checked.ok) {
       if ('redirect' in checked) return res.redirect(303, checked.redirect);
@@ -223,7 +236,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     showConsent(res, session, checked.request);
   });
 
-  web.post(AUTHORIZE_PATH, route(AUTHORIZE_PATH), form, async (req, res) => {
+  page('post', AUTHORIZE_PATH, form, async (req, res) => {
     if (!sameSite(req)) return refuse(res);
     const body = (req.body ?? {}) as Record<string, unknown>;
     const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
@@ -260,7 +273,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     return session;
   }
 
-  web.get('/account', route('/account'), async (req, res) => {
+  page('get', '/account', async (req, res) => {
     const session = await requireSession(req, res);
     if (!session) return;
     const account = session.account;
@@ -322,7 +335,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     notice: string,
     act: (account: Account, id: string) => Promise<unknown>,
   ) {
-    web.post(path.replace('{id}', ':id'), route(path), form, async (req, res) => {
+    page('post', path, form, async (req, res) => {
       if (!sameSite(req)) return refuse(res);
       const session = await requireSession(req, res);
       if (!session) return;
@@ -334,6 +347,21 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   accountAction('/account/sessions/{id}/close', 'session-closed', (a, id) => deleteSession(ctx, a.id, id));
   accountAction('/account/keys/{id}/revoke', 'key-revoked', (a, id) => revokeKey(ctx, a.id, id));
   accountAction('/account/apps/{id}/revoke', 'app-revoked', (a, id) => revokeAuthorization(ctx, a.id, id));
+
+  // A page's address with a method it does not take: a page too, naming the ones it takes.
+  for (const [path, methods] of methodsOf) {
+    web.all(expressPath(path), label(path), (_req, res) => {
+      res.set('Allow', methods.join(', '));
+      const only = `This address takes ${methods.join(', ')} only: use the buttons of the tunnelbyte pages.`;
+      send(res, 405, messagePage('Method not allowed', only));
+    });
+  }
+  // A browser (asking for HTML before JSON) where no page is gets a page. The API (/v1/…) and its
+  // clients get the contract's JSON 404 (app.ts): this module is mounted last for that reason.
+  web.use((req, res, next) => {
+    if (req.path.toLowerCase().startsWith('/v1/') || req.accepts(['json', 'html']) !== 'html') return next();
+    send(res, 404, messagePage('Page not found', 'There is no page at this address.'));
+  });
 
   // Errors of the pages are pages too.
   web.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -172,3 +172,32 @@ test('5. a broker named by plain HTTP off loopback (HOST=0.0.0.0): signing in wo
     await lan.close();
   }
 });
+
+test('6. a browser where no page is, or with a method a page does not take, gets a page; the API stays JSON', async () => {
+  const { page } = suite;
+  for (const [path, status, title] of [
+    ['/logout', 405, 'Method not allowed'],
+    ['/account/keys/key_x/revoke', 405, 'Method not allowed'],
+    ['/account/settings', 404, 'Page not found'],
+    ['/nothing-here', 404, 'Page not found'],
+  ] as const) {
+    const answer = await page.goto(at(path));
+    expect([path, answer!.status(), await page.locator('h1').innerText()]).toEqual([path, status, title]);
+    expect(answer!.headers()['content-security-policy']).toContain("frame-ancestors 'none'");
+  }
+  const put = await api().put('/login').type('form').send({ csrf: 'x' });
+  expect([put.status, put.headers.allow, put.headers['content-type']]).toEqual([
+    405,
+    'GET, HEAD, POST',
+    'text/html; charset=utf-8',
+  ]);
+  // Clients of the API ask for JSON (or anything) and get the contract's error, as under /v1/ always.
+  for (const [path, accept] of [
+    ['/nothing-here', '*/*'],
+    ['/nothing-here', 'application/json'],
+    ['/v1/nothing-here', 'text/html'],
+  ]) {
+    const res = await api().get(path!).set('Accept', accept!);
+    expect([path, accept, res.status, res.body.error]).toEqual([path, accept, 404, 'not_found']);
+  }
+});

@@ -83,6 +83,8 @@ const envSchema = z.object({
   TB_MAX_KEYS_PER_ACCOUNT: z.coerce.number().int().min(1).default(100),
   /** Anonymous signups per minute, across all sources and brokers. */
   TB_SIGNUP_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+  /** Anonymous signups per minute from one source (IPv6: per /64), across brokers. */
+  TB_SIGNUP_PER_SOURCE_PER_MINUTE: z.coerce.number().int().min(1).default(5),
   /** An anonymous account with no request for this many days is deleted. */
   TB_ANONYMOUS_IDLE_DAYS: z.coerce.number().int().min(1).default(30),
   /** Failed authentications per source (IPv6: per /64) per minute before 429 without a lookup. */
@@ -128,6 +130,7 @@ export interface Config {
     accountRateFactor: number;
     maxKeysPerAccount: number;
     signupsPerMinute: number;
+    signupsPerSourcePerMinute: number;
     anonymousIdleDays: number;
     authFailuresPerMinute: number;
     nodeMaxCapacity: number;
@@ -196,6 +199,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       accountRateFactor: e.TB_ACCOUNT_RATE_FACTOR,
       maxKeysPerAccount: e.TB_MAX_KEYS_PER_ACCOUNT,
       signupsPerMinute: e.TB_SIGNUP_PER_MINUTE,
+      signupsPerSourcePerMinute: e.TB_SIGNUP_PER_SOURCE_PER_MINUTE,
       anonymousIdleDays: e.TB_ANONYMOUS_IDLE_DAYS,
       authFailuresPerMinute: e.TB_AUTH_FAILURES_PER_MINUTE,
       nodeMaxCapacity: e.TB_NODE_MAX_CAPACITY,

@@ -219,6 +219,12 @@ export interface RateLimits {
   bearer: BearerLimiter;
   /** Anonymous signups, all sources together. */
   signup: RedisWindow;
+  /**
+   * Anonymous signups per source (IPv6: per /64), checked before `signup` so that one source cannot
+   * spend everyone's budget. Each source's count expires with its minute, so Redis holds at most the
+   * sources of the last minute.
+   */
+  signupBySource: RedisWindow;
   /** Per node token: register, feed polls. */
   node: RedisWindow;
   /**
@@ -234,6 +240,11 @@ export function createRateLimits(config: Config, redis: Redis): RateLimits {
     public: new TokenBucketLimiter(config.publicBurst, config.publicRefillPerSecond),
     bearer: new BearerLimiter(redis, config),
     signup: new RedisWindow(redis, keys.signupLimitPrefix(), config.limits.signupsPerMinute),
+    signupBySource: new RedisWindow(
+      redis,
+      keys.signupSourceLimitPrefix(),
+      config.limits.signupsPerSourcePerMinute,
+    ),
     node: new RedisWindow(redis, keys.nodeLimitPrefix(), config.limits.nodeRequestsPerMinute),
     nodeHeartbeat: new RedisWindow(
       redis,

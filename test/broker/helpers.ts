@@ -99,6 +99,7 @@ export async function startBroker(
     const config = loadConfig({
       REDIS_URL: server.url,
       TB_SIGNUP_PER_MINUTE: '1000000',
+      TB_SIGNUP_PER_SOURCE_PER_MINUTE: '1000000',
       TB_AUTH_FAILURES_PER_MINUTE: '1000000',
       ...options.env,
       ...env,

@@ -169,6 +169,33 @@ describe('finding 6: IPv6 walking, signup floods, anonymous accounts forever', (
     expect(answers[3]!.headers['retry-after']).toBeDefined();
   });
 
+  // The global budget alone let one source spend it and lock everyone else out of signing up. Each
+  // source (an IPv4 address, an IPv6 /64) now has a budget of its own, checked first: its refused
+  // signups spend nothing of the global one.
+  test('one source cannot spend the global signup budget: each has its own, an IPv6 /64 is one source', async () => {
+    const app = await broker.another({
+      env: { TRUSTED_PROXIES: 'loopback', TB_SIGNUP_PER_MINUTE: '4', TB_SIGNUP_PER_SOURCE_PER_MINUTE: '2' },
+    });
+    for (const key of await broker.redis.keys(`${keys.signupLimitPrefix()}*`)) await broker.redis.del(key);
+    const signup = (address: string) => from(app, address).post('/v1/auth/signup').send({ fingerprint: FP });
+    const flood = [];
+    for (let i = 1; i <= 6; i++) flood.push(await signup(`2001:db8:66:1::${i}`));
+    expect(flood.map((r) => r.status)).toEqual([201, 201, 429, 429, 429, 429]);
+    expect(flood[2]!.body).toEqual({
+      error: 'rate_limited',
+      code: 4029,
+      message: expect.any(String),
+      retry_after: expect.any(Number),
+    });
+    expect(flood[2]!.body.retry_after).toBeGreaterThanOrEqual(1);
+    expect(flood[2]!.headers['retry-after']).toBe(String(flood[2]!.body.retry_after));
+    // Others still sign up: the flood took two of the four, its refusals none.
+    expect((await signup('198.51.100.21')).status).toBe(201);
+    expect((await signup('2001:db8:66:2::1')).status).toBe(201);
+    // The global budget still holds across sources.
+    expect((await signup('198.51.100.22')).status).toBe(429);
+  });
+
   test('an anonymous account expires after TB_ANONYMOUS_IDLE_DAYS without requests; use renews it', async () => {
     const app = await broker.another({ env: { TB_ANONYMOUS_IDLE_DAYS: '30' } });
     const signup = await request(app).post('/v1/auth/signup').send({ fingerprint: FP });

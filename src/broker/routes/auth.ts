@@ -57,14 +57,17 @@ export function authRoutes(ctx: BrokerContext, router: Router): void {
   defineRoute(ctx, router, {
     method: 'post',
     path: '/v1/auth/signup',
-    summary: 'Anonymous free account; the key is bound to this machine',
+    summary: 'Anonymous free account; the key is bound to this machine (budgets per source and overall)',
     tags: ['auth'],
     access: 'public',
     body: z.object({ fingerprint: z.string().regex(/^[0-9a-fA-F]{8,128}$/, 'hex, 8 to 128 digits') }),
     responses: { 201: { description: 'account and its first key, shown once', schema: TokenGrant } },
     noStore: true,
-    handler: async ({ body }) => {
-      const { account, token } = await signup(ctx, body.fingerprint);
+    handler: async ({ body }, req) => {
+      const { account, token } = await signup(ctx, {
+        source: sourceOfRequest(req),
+        fingerprint: body.fingerprint,
+      });
       return { status: 201, body: { api_key: token, user: userView(account) } };
     },
   });

@@ -20,17 +20,23 @@ import {
 
 export const LOGIN_FAILED = 'Invalid email or password.';
 
+/**
+ * An anonymous account and its first key, within the source's signup budget and then the global one:
+ * a source over its own budget is refused before it spends any of everyone's.
+ */
 export async function signup(
   ctx: BrokerContext,
-  fingerprint: string,
+  input: { source: string; fingerprint: string },
 ): Promise<{ account: Account } & IssuedKey> {
-  const budget = await ctx.limits.signup.take('all');
-  if (!budget.allowed) throw rateLimited(budget.retryAfterSeconds);
+  const own = await ctx.limits.signupBySource.take(input.source);
+  if (!own.allowed) throw rateLimited(own.retryAfterSeconds);
+  const everyone = await ctx.limits.signup.take('all');
+  if (!everyone.allowed) throw rateLimited(everyone.retryAfterSeconds);
   const account = await createAccount(ctx, { plan: 'free' });
   const issued = await issueKey(ctx, account.id, {
     name: 'signup',
     permissions: [...USER_SCOPES],
-    fingerprint: normalizeFingerprint(fingerprint),
+    fingerprint: normalizeFingerprint(input.fingerprint),
     expiresAt: null,
     idleTtlSeconds: idleTtlSeconds(ctx, account),
   });

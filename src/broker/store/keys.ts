@@ -102,6 +102,8 @@ export const keys = {
   accountLimitPrefix: (tier: string) => `rl:account:${tier}`,
   /** rate-limiter-flexible key prefix of the global anonymous-signup window */
   signupLimitPrefix: () => 'rl:signup',
+  /** rate-limiter-flexible key prefix of each source's anonymous-signup window (keyed by source) */
+  signupSourceLimitPrefix: () => 'rl:signup-src',
   /** rate-limiter-flexible key prefix for node tokens (keyed by ntk_ id) */
   nodeLimitPrefix: () => 'rl:node',
   /** rate-limiter-flexible key prefix for node tokens' heartbeats, a window apart (keyed by ntk_ id) */

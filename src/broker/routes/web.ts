@@ -214,6 +214,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       consentPage({
         signedIn: signedIn(session),
         clientName: request.client.name,
+        thirdParty: request.client.owner !== null,
         redirectHost: redirect.host,
         scopes: request.scopes,
         params: request.params,

@@ -115,6 +115,8 @@ export function loginPage(input: {
 export function consentPage(input: {
   signedIn: { email: string; csrf: string };
   clientName: string;
+  /** A user registered the app (anyone can name theirs like tunnelbyte's own). */
+  thirdParty: boolean;
   redirectHost: string;
   scopes: Scope[];
   params: Record<string, string | undefined>;
@@ -126,6 +128,7 @@ export function consentPage(input: {
     { title: `Authorize ${input.clientName}`, signedIn: input.signedIn, narrow: true },
     html`<section class="card">
       <h1><span class="app">${input.clientName}</span> wants to use your tunnelbyte account</h1>
+      ${input.thirdParty ? html`<p><strong>Made by a tunnelbyte user, not by tunnelbyte.</strong></p>` : ''}
       <p class="muted">
         Signed in as <strong>${input.signedIn.email}</strong>. After you decide, you go back to
         <strong>${input.redirectHost}</strong>.

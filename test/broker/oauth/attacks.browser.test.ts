@@ -201,3 +201,30 @@ test('6. a browser where no page is, or with a method a page does not take, gets
     expect([path, accept, res.status, res.body.error]).toEqual([path, accept, 404, 'not_found']);
   }
 });
+
+test('7. an app named like tunnelbyte’s own CLI is shown as a user’s app with its host; the real CLI is not', async () => {
+  const { page } = suite;
+  const user = await paidUser(suite.live.broker);
+  const impostor = await registerClient(suite.live.broker, user, {
+    client_name: 'tunnelbyte CLI',
+    redirect_uris: ['https://login.evil.example/callback'],
+  });
+  await signedIn(user);
+  const consent = (clientId: string, redirect: string) =>
+    page.goto(
+      at(
+        `/v1/oauth/authorize?${new URLSearchParams({ ...authorizeParams(clientId, pkce().challenge), redirect_uri: redirect })}`,
+      ),
+    );
+  await consent(impostor.client_id, 'https://login.evil.example/callback');
+  const card = page.locator('main');
+  await expect(card.innerText()).resolves.toContain('login.evil.example');
+  await expect(card.innerText()).resolves.toContain('Made by a tunnelbyte user, not by tunnelbyte.');
+
+  await consent('tunnelbyte-cli', 'http://127.0.0.1:41234/callback');
+  await expect(page.locator('h1').innerText()).resolves.toBe(
+    'tunnelbyte CLI wants to use your tunnelbyte account',
+  );
+  await expect(card.innerText()).resolves.not.toContain('not by tunnelbyte');
+  await expect(card.innerText()).resolves.toContain('127.0.0.1:41234');
+});

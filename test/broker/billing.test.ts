@@ -89,15 +89,18 @@ describe('POST /v1/billing/checkout', () => {
     expect(res.body).toMatchObject({ error: 'invalid_request', field });
   });
 
-  test('an email owned by another account → 409 conflict', async () => {
-    const { token } = await freeAccount();
+  test('an email owned by another account: the same 200 as any other (checkout enumerates no email)', async () => {
+    const { token, id } = await freeAccount();
     await broker.redis.set(keys.email('taken@example.com'), 'usr_someoneelse');
     const res = await api()
       .post('/v1/billing/checkout')
       .set(as(token))
       .send({ email: 'taken@example.com', password: 'longenough' });
-    expect(res.status).toBe(409);
-    expect(res.body).toEqual({ error: 'conflict', message: expect.any(String), code: 4009 });
+    expect(res.status).toBe(200);
+    expect(Object.keys(res.body)).toEqual(['url']);
+    // Held pending like any other; the paid checkout's webhook refuses it (security-billing tests).
+    expect((await broker.redis.hgetall(keys.pendingCheckout(id))).email).toBe('taken@example.com');
+    expect(await broker.redis.get(keys.email('taken@example.com'))).toBe('usr_someoneelse');
   });
 
   test('billing not configured → 503 unavailable with Retry-After', async () => {

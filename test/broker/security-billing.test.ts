@@ -284,3 +284,72 @@ describe('finding 3: nobody can cancel someone else’s plan', () => {
     expect(await planOf(second.token)).toBe('pro');
   });
 });
+
+// Checkout must not tell anyone whether an email has an account (login already answers every wrong
+// pair alike). An account without a password has nothing to prove, so its checkout answers the same
+// for every email, and a taken one is refused only when the payment is confirmed, between Stripe and
+// the broker. An account with a password proves it first; only then may it learn the email is taken.
+describe('checkout enumerates no email', () => {
+  const shape = (res: request.Response) => ({
+    status: res.status,
+    keys: Object.keys(res.body as object).sort(),
+    field: (res.body as { field?: string }).field,
+  });
+
+  test('1. without a password: a taken email and a free one answer alike; the taken one is not attached when paid', async () => {
+    const taken = await owner('taken5@example.com', 'owners-password');
+    const prober = await signup();
+    const onTaken = await checkout(prober.token, {
+      email: 'taken5@example.com',
+      password: 'probers-password',
+    });
+    const other = await signup();
+    const onFree = await checkout(other.token, { email: 'free5@example.com', password: 'probers-password' });
+    expect(shape(onTaken)).toEqual({ status: 200, keys: ['url'], field: undefined });
+    expect(shape(onFree)).toEqual(shape(onTaken));
+    // Paying does not hand the prober the owner's email: the account is paid, its email stays unset.
+    expect((await paid(referenceOf(onTaken))).body.outcome).toBe('applied');
+    const user = await api().get('/v1/auth/user').set(auth(prober.token));
+    expect([user.body.plan, user.body.email]).toEqual(['pro', null]);
+    expect(await broker.redis.get(keys.email('taken5@example.com'))).toBe(taken.id);
+    expect((await login('taken5@example.com', 'owners-password')).status).toBe(200);
+    expect((await login('taken5@example.com', 'probers-password')).status).toBe(401);
+  });
+
+  test.each([
+    [2, 'no current_password', undefined],
+    [3, 'a wrong current_password', 'a-wrong-guess'],
+  ])('%i. with a password and %s: a taken email and a free one answer alike', async (n, _why, current) => {
+    const takenEmail = `taken6-${n}@example.com`;
+    await owner(takenEmail, 'owners-password');
+    const me = await owner(unique('me') + '@example.com', 'my-password');
+    const body = (email: string) => ({
+      email,
+      password: 'new-password',
+      ...(current === undefined ? {} : { current_password: current }),
+    });
+    const onTaken = await checkout(me.token, body(takenEmail));
+    const onFree = await checkout(me.token, body(unique('free6-') + '@example.com'));
+    expect(shape(onTaken)).toEqual({
+      status: 400,
+      keys: ['code', 'error', 'field', 'message'],
+      field: 'current_password',
+    });
+    expect(shape(onFree)).toEqual(shape(onTaken));
+    expect(onTaken.body.message).toBe(onFree.body.message);
+  });
+
+  test('4. with the right current_password the owner learns the email is taken: 409, nothing changes', async () => {
+    const taken = await owner('taken7@example.com', 'owners-password');
+    const me = await owner('me7@example.com', 'my-password');
+    const res = await checkout(me.token, {
+      email: 'taken7@example.com',
+      password: 'new-password',
+      current_password: 'my-password',
+    });
+    expect(res.status).toBe(409);
+    expect(res.body).toEqual({ error: 'conflict', code: 4009, message: expect.any(String) });
+    expect(await broker.redis.get(keys.email('taken7@example.com'))).toBe(taken.id);
+    expect((await login('me7@example.com', 'my-password')).status).toBe(200);
+  });
+});

@@ -17,7 +17,14 @@ export function billingRoutes(ctx: BrokerContext, router: Router): void {
     access: 'bearer',
     scope: 'account:write',
     body: z.object({
-      email: z.email().max(254),
+      email: z
+        .email()
+        .max(254)
+        .openapi({
+          description:
+            'one that belongs to another account is 409 only after current_password is proved; ' +
+            'an account without a password is answered alike for every email, and the paid checkout attaches none that is taken',
+        }),
       password: z.string().min(8).max(1024),
       current_password: z.string().min(1).max(1024).optional().openapi({
         description: 'required once the account has a password; the change then applies at once',

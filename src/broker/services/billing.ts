@@ -82,14 +82,15 @@ export async function startCheckout(
   const link = ctx.config.stripe.paymentLink;
   if (!link) throw unavailable('Billing is not configured on this broker.');
   const email = normalizeEmail(input.email);
-  const owner = await ctx.redis.get(keys.email(email));
-  if (owner && owner !== account.id) throw conflict('That email belongs to another account.');
+  // No answer may tell whether the email has an account before the caller proved the account's
+  // password: an account with one proves it first; one without learns nothing here, and a taken email
+  // is refused when the payment is confirmed (attachPending).
+  if (account.passwordHash) await checkCurrentPassword(ctx, account, input);
   const passwordHash = await hashPassword(input.password);
   const nonce = randomBase62(24);
   const pending = keys.pendingCheckout(account.id);
   if (account.passwordHash) {
     // The owner proved it: the change applies now, and nothing waits for the webhook.
-    await checkCurrentPassword(ctx, account, input);
     await changeCredentials(ctx, account, email, passwordHash);
     await execAll(
       ctx.redis.multi().del(pending).hset(pending, { nonce }).expire(pending, TTL.pendingCheckoutSeconds),
@@ -213,11 +214,12 @@ async function attachPending(ctx: BrokerContext, account: Account, nonce: string
   if (!nonce || pending.nonce !== nonce) return;
   await ctx.redis.del(pendingKey);
   if (!pending.email || !pending.password_hash || account.email || account.passwordHash) return;
-  // The email index is claimed first; if someone else took it meanwhile, the payment still counts.
+  // The email index is claimed first; if it belongs to someone else (checkout does not say so), the
+  // payment still counts and the credentials are not attached.
   const claimed = await ctx.redis.set(keys.email(pending.email), account.id, 'NX');
   const owner = claimed ? account.id : await ctx.redis.get(keys.email(pending.email));
   if (owner !== account.id) {
-    ctx.logger.warn({ account: account.id }, 'paid checkout: email taken meanwhile, not attached');
+    ctx.logger.warn({ account: account.id }, 'paid checkout: email belongs to another account, not attached');
     return;
   }
   // HSETNX: credentials written meanwhile (another checkout's webhook) are never overwritten.

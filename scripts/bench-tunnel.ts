@@ -9,10 +9,12 @@
 // crypto threads included, every child: utime + stime + waited-for children) per GB received by iperf3;
 // tunnelbyte-node's GC counts come from its own metrics endpoint. Prints a markdown report;
 // scripts/bench-tunnel writes it to bench-results/tunnel.md.
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 import { NetnsHarness, waitUntil, type Namespace, type WireguardKeys } from '../test/nodes/netns.js';
 import { iperf3, type IperfResult } from './iperf3.js';
@@ -274,11 +276,56 @@ async function pingRtt(star: Star, count: number, intervalSeconds: number): Prom
   const { stdout } = await star.clients[0]!.exec('ping', [
     ...['-c', String(count), '-i', String(intervalSeconds), '-W', '2', INNER_SERVER.v4],
   ]);
-  const times = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  const times = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   const average = /= [\d.]+\/([\d.]+)\//.exec(stdout);
   if (!average || times.length === 0) throw new Error(`no RTT in ping output: ${stdout}`);
-  return { averageMs: Number(average[1]), medianMs: times[Math.floor((times.length - 1) / 2)]! };
+  return { averageMs: Number(average[1]), medianMs: median(times) };
 }
+
+// How long the server holds an idle ping, from the kernel's raw_syscalls:sys_exit tracepoint (perf record,
+// no ptrace stop): from the receive call that returns the ping's datagram to the send call that returns
+// with its reply, on any thread. The RTT rows also carry both clients' wireguard-go, the veths and each
+// server's wake-up; this is the part the server's own code decides. Linux x86-64 syscall numbers.
+const RESIDENCE_PINGS = 50;
+const RECEIVE_CALLS = new Set([45, 47, 299]); // recvfrom, recvmsg, recvmmsg
+const SEND_CALLS = new Set([44, 46, 307]); // sendto, sendmsg, sendmmsg
+const PERF_READY_MS = 500;
+
+/** The median residence in µs of RESIDENCE_PINGS idle pings, or undefined where perf cannot trace. */
+async function pingResidence(harness: NetnsHarness, star: Star, pid: number): Promise<number | undefined> {
+  if (process.arch !== 'x64') return undefined;
+  const data = join(harness.tempDir(), 'syscalls.data');
+  const perf = spawn('perf', ['record', '-q', '-e', 'raw_syscalls:sys_exit', '-p', String(pid), '-o', data], {
+    stdio: 'ignore',
+  });
+  // perf record writes its file on SIGINT and then dies of it (or exits 0): either way the data is whole.
+  const recorded = new Promise<boolean>((resolve) => {
+    perf.on('exit', (code, signal) => resolve(code === 0 || signal === 'SIGINT'));
+    perf.on('error', () => resolve(false));
+  });
+  await new Promise((resolve) => setTimeout(resolve, PERF_READY_MS));
+  await pingRtt(star, RESIDENCE_PINGS, 0.05);
+  perf.kill('SIGINT');
+  if (!(await recorded)) return undefined;
+  const { stdout } = await promisify(execFile)('perf', ['script', '-i', data, '-F', 'time,trace'], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const held: number[] = [];
+  let received: number | undefined;
+  for (const match of stdout.matchAll(/([\d.]+):\s+NR (\d+) = (-?\d+)/g)) {
+    const [time, call, result] = [Number(match[1]), Number(match[2]), Number(match[3])];
+    if (result <= 0) continue;
+    if (received === undefined && RECEIVE_CALLS.has(call)) received = time;
+    else if (received !== undefined && SEND_CALLS.has(call)) {
+      held.push((time - received) * 1e6);
+      received = undefined;
+    }
+  }
+  return held.length === 0 ? undefined : median(held);
+}
+
+const median = (values: readonly number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
 
 /** Minor and major GC counts from prom-client's default metrics. */
 function gcCounts(text: string): { minor: number; major: number } {
@@ -290,6 +337,8 @@ function gcCounts(text: string): { minor: number; major: number } {
 interface Measurement {
   server: string;
   pingIdle: Rtt;
+  /** µs from the ping's receive call to its reply's send call, median (pingResidence). */
+  residenceUs?: number;
   pingLoaded: Rtt;
   up: Transfer; // client → server, one stream
   down: Transfer; // server → client, one stream
@@ -355,6 +404,7 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       await star.clients[i]!.exec('ping', ['-c', '1', '-W', '5', INNER_SERVER.v4]); // handshake first
     }
     const pingIdle = await pingRtt(star, IDLE_PINGS, 0.05);
+    const residenceUs = await pingResidence(harness, star, running.pid);
     if (WARM_SECONDS > 0)
       for (const reverse of [false, true]) await iperf(star, [0], reverse, running, WARM_SECONDS);
     // After the warm-up: the GC and GSO counts are of the measured transfers, whose bytes divide them.
@@ -369,7 +419,15 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       false,
       running,
     );
-    const measurement: Measurement = { server: server.name, pingIdle, pingLoaded, up, down, many };
+    const measurement: Measurement = {
+      server: server.name,
+      pingIdle,
+      residenceUs,
+      pingLoaded,
+      up,
+      down,
+      many,
+    };
     if (running.metrics && metricsBefore !== undefined) {
       const metricsAfter = await running.metrics();
       const [gcBefore, gcAfter] = [gcCounts(metricsBefore), gcCounts(metricsAfter)];
@@ -404,6 +462,12 @@ const ROWS: Row[] = [
   [`cores the server used, ${CLIENTS} peers (CPU s / wall s)`, 'both', (m) => m.many.cpuSeconds / SECONDS, 2],
   ['ping RTT idle, average ms', '≤ 1.2×', (m) => m.pingIdle.averageMs, 3],
   ['ping RTT idle, median ms', '≤ 1.2×', (m) => m.pingIdle.medianMs, 3],
+  [
+    'idle ping held by the server, median µs (its receive call to the reply’s send call)',
+    '≤ 1.2×',
+    (m) => m.residenceUs,
+    0,
+  ],
   ['ping RTT under load (one stream), average ms', '≤ 1.2×', (m) => m.pingLoaded.averageMs, 3],
   ['ping RTT under load (one stream), median ms', '≤ 1.2×', (m) => m.pingLoaded.medianMs, 3],
   ['minor GCs per GB (tunnelbyte-node metrics)', 'none', (m) => m.gcPerGB?.minor, 1],
@@ -462,7 +526,10 @@ function report(
     'the main thread keeping the sockets, the TUN and the engine; with the default hand-over (auto) bulk',
     'traffic goes to them only while the main thread is CPU-bound (nodes/threads/load.ts), with hand-over bulk',
     'at every bulk turn (transport messages sealed and opened in the threads) whatever the load.',
-    'The cores row counts every thread of the node.',
+    'The cores row counts every thread of the node. The held row times what the server itself does with an',
+    `idle ping (${RESIDENCE_PINGS} more pings, traced by \`perf record -e raw_syscalls:sys_exit\`): from the receive call that`,
+    'returns its datagram to the send call that returns with the reply, on any thread; the RTT rows add both',
+    'clients’ wireguard-go, the veths and the wake-ups. "-" where perf could not trace.',
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
     `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,

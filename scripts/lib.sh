@@ -17,6 +17,10 @@ declare -A TB_DEBIAN_PACKAGES=(
   [systemd-analyze]=systemd
   [promtool]=prometheus
 )
+# Only the benchmarks that name them install these (perf traces the tunnel bench's idle pings).
+declare -A TB_BENCH_PACKAGES=(
+  [perf]=linux-perf
+)
 
 # tb_install_missing [BIN...]: the Debian packages for BINs (default: every one above), then npm's.
 # Without root it stops with one line naming what is missing and the command that installs it.
@@ -24,7 +28,7 @@ tb_install_missing() {
   local missing=() bins=("$@")
   [ ${#bins[@]} -gt 0 ] || bins=("${!TB_DEBIAN_PACKAGES[@]}")
   for bin in "${bins[@]}"; do
-    command -v "$bin" >/dev/null 2>&1 || missing+=("${TB_DEBIAN_PACKAGES[$bin]}")
+    command -v "$bin" >/dev/null 2>&1 || missing+=("${TB_DEBIAN_PACKAGES[$bin]:-${TB_BENCH_PACKAGES[$bin]}}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

@@ -39,9 +39,6 @@ import { usageChart } from '../web/chart.js';
 import { accountPage, consentPage, loginPage, messagePage, STYLESHEET_PATH } from '../web/pages.js';
 import { AUTHORIZE_PATH, authorizationViews } from './oauth.js';
 
-const SESSION_COOKIE = 'tb_session';
-/** Pre-sign-in CSRF cookie: the sign-in form echoes it (there is no session yet to hold a token). */
-const LOGIN_CSRF_COOKIE = 'tb_login_csrf';
 const CHART_DAYS = 30;
 const OPEN_STATUSES = new Set(['pending', 'active', 'idle']);
 
@@ -77,6 +74,12 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   // Secure whenever the broker is reached over https. A plain-HTTP broker (loopback, or a LAN address
   // with HOST=0.0.0.0) cannot have Secure cookies: the browser drops them, and no one could sign in.
   const secure = publicUrl.protocol === 'https:';
+  // With Secure comes the __Host- prefix: the browser then takes the cookie only from this very host
+  // (no Domain, Path=/), so another host of the domain cannot plant a session or a sign-in token.
+  const cookieName = (name: string) => (secure ? `__Host-${name}` : name);
+  const sessionCookie = cookieName('tb_session');
+  /** Pre-sign-in CSRF cookie: the sign-in form echoes it (there is no session yet to hold a token). */
+  const loginCsrfCookie = cookieName('tb_login_csrf');
   const css = stylesheet();
   const web = express.Router();
   const form = formBody();
@@ -148,21 +151,21 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     status: number,
     extra: { email?: string; error?: string; notice?: string },
   ) {
-    const token = cookies(req)[LOGIN_CSRF_COOKIE];
+    const token = cookies(req)[loginCsrfCookie];
     const csrf = token && /^[0-9A-Za-z]{32}$/.test(token) ? token : randomBase62(32);
-    res.append('Set-Cookie', cookie(LOGIN_CSRF_COOKIE, csrf, WEB_SESSION_SECONDS));
+    res.append('Set-Cookie', cookie(loginCsrfCookie, csrf, WEB_SESSION_SECONDS));
     send(res, status, loginPage({ csrf, next: safeNext(req.body?.next ?? req.query.next), ...extra }));
   }
 
   page('get', '/login', async (req, res) => {
-    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
     if (session) return res.redirect(303, safeNext(req.query.next));
     const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
     showLogin(req, res, 200, { notice });
   });
 
   page('post', '/login', form, async (req, res) => {
-    const expected = cookies(req)[LOGIN_CSRF_COOKIE];
+    const expected = cookies(req)[loginCsrfCookie];
     if (!sameSite(req) || !expected || !csrfMatches(expected, req.body?.csrf)) return refuse(res);
     const email = typeof req.body.email === 'string' ? req.body.email.slice(0, 254) : '';
     const password = typeof req.body.password === 'string' ? req.body.password.slice(0, 1024) : '';
@@ -187,18 +190,18 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       return showLogin(req, res, mapped.status, { email, error });
     }
     // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
-    await endWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    await endWebSession(ctx, cookies(req)[sessionCookie]);
     const { cookie: value } = await startWebSession(ctx, account.id);
-    res.append('Set-Cookie', cookie(SESSION_COOKIE, value, WEB_SESSION_SECONDS));
+    res.append('Set-Cookie', cookie(sessionCookie, value, WEB_SESSION_SECONDS));
     res.redirect(303, safeNext(req.body.next));
   });
 
   page('post', '/logout', form, async (req, res) => {
-    const value = cookies(req)[SESSION_COOKIE];
+    const value = cookies(req)[sessionCookie];
     const session = await findWebSession(ctx, value);
     if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
     await endWebSession(ctx, value);
-    res.append('Set-Cookie', cookie(SESSION_COOKIE, '', 0));
+    res.append('Set-Cookie', cookie(sessionCookie, '', 0));
     res.redirect(303, '/login?notice=signed-out');
   });
 
@@ -232,7 +235,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       if ('redirect' in checked) return res.redirect(303, checked.redirect);
       return send(res, 400, messagePage('This link cannot be used', checked.shown));
     }
-    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
     if (!session) return toLogin(res, req.originalUrl);
     showConsent(res, session, checked.request);
   });
@@ -240,7 +243,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   page('post', AUTHORIZE_PATH, form, async (req, res) => {
     if (!sameSite(req)) return refuse(res);
     const body = (req.body ?? {}) as Record<string, unknown>;
-    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
     if (!session) {
       const params = authorizeParams(body);
       const query =
@@ -269,7 +272,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
 
   // ── the account page ──
   async function requireSession(req: Request, res: Response): Promise<WebSession | null> {
-    const session = await findWebSession(ctx, cookies(req)[SESSION_COOKIE]);
+    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
     if (!session) toLogin(res, '/account');
     return session;
   }

@@ -13,6 +13,7 @@ import {
   pkce,
   registerClient,
   signIn,
+  PASSWORD,
   token,
 } from './flow.js';
 
@@ -182,4 +183,36 @@ test('8. a button for another account’s key or app, or an unknown one, is a 40
   }
   expect((await api().get('/v1/auth/user').set(bearer(other.user.apiKey))).status).toBe(200);
   expect((await api().get('/v1/auth/user').set(bearer(other.access))).status).toBe(200);
+});
+
+test('9. on https the cookies are __Host- (Secure, Path=/, no Domain): a sibling subdomain cannot plant a session', async () => {
+  const secure = await startBroker({
+    env: { TB_PUBLIC_URL: 'https://tunnelbyte.example', PUBLIC_BURST: '1000000' },
+    server: broker.server,
+  });
+  try {
+    const user = await paidUser(secure);
+    const form = await request(secure.app).get('/login');
+    const [formCookie] = form.headers['set-cookie'] as unknown as string[];
+    expect(formCookie).toMatch(
+      /^__Host-tb_login_csrf=\w+; Path=\/; HttpOnly; SameSite=Lax; Max-Age=\d+; Secure$/,
+    );
+    const jar = cookieJar(form);
+    const signedIn = await request(secure.app)
+      .post('/login')
+      .set('Cookie', cookieHeader(jar))
+      .type('form')
+      .send({ email: user.email, password: PASSWORD, csrf: csrfOf(form.text) });
+    expect(signedIn.status).toBe(303);
+    const session = cookieJar(signedIn)['__Host-tb_session']!;
+    expect(session).toMatch(/^tbws_/);
+    expect(
+      (await request(secure.app).get('/account').set('Cookie', `__Host-tb_session=${session}`)).status,
+    ).toBe(200);
+    // What another host of the domain can set (Domain=tunnelbyte.example, no prefix) is not read.
+    const planted = await request(secure.app).get('/account').set('Cookie', `tb_session=${session}`);
+    expect([planted.status, planted.headers.location]).toEqual([303, '/login?next=%2Faccount']);
+  } finally {
+    await secure.close();
+  }
 });

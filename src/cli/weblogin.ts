@@ -19,6 +19,7 @@ import {
   type TokenSet,
 } from '../lib/oauth-client.js';
 import { limitSignal, type RequestLimits } from '../lib/api-client.js';
+import { html } from '../lib/html.js';
 import { CliError, EXIT, interrupted } from './exit.js';
 import type { CliIO } from './io.js';
 import type { Store } from './store.js';
@@ -36,14 +37,28 @@ export interface WebLoginContext {
 /** How long the CLI waits for the browser to come back. */
 const WAIT_MS = 5 * 60_000;
 
+/** The text may carry what the answer said (error_description): escaped, and no script runs. */
 const page = (title: string, text: string) =>
-  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head>` +
-  `<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">` +
-  `<h1>${title}</h1><p>${text}</p></body></html>`;
+  html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <title>${title}</title>
+      </head>
+      <body style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">
+        <h1>${title}</h1>
+        <p>${text}</p>
+      </body>
+    </html>`.text;
 
 function answer(res: ServerResponse, status: number, title: string, text: string): void {
   res
-    .writeHead(status, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' })
+    .writeHead(status, {
+      'Content-Type': 'text/html; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+      'X-Content-Type-Options': 'nosniff',
+    })
     .end(page(title, text));
 }
 

@@ -188,3 +188,23 @@ test('3. stray requests to the listener are answered and ignored; the real redir
   // One genuine answer, then the listener is gone.
   await expect(fetch(at(`code=again&state=${url.searchParams.get('state')}`))).rejects.toThrow();
 });
+
+test('4. the listener’s page shows an error the answer carries as text, never as markup', async () => {
+  const m = machine(live.url);
+  const login = startLogin(m);
+  const url = new URL(await login.url);
+  const answer = new URL(url.searchParams.get('redirect_uri')!);
+  answer.search = new URLSearchParams({
+    state: url.searchParams.get('state')!,
+    iss: live.url,
+    error: 'invalid_request',
+    error_description: '<img src=x id=injected>',
+  }).toString();
+  const page = await (await browser.newContext()).newPage();
+  const shown = await page.goto(answer.href);
+  expect(shown!.headers()['content-security-policy']).toContain("default-src 'none'");
+  await expect(page.locator('p').innerText()).resolves.toContain('invalid_request: <img src=x id=injected>');
+  await expect(page.locator('#injected').count()).resolves.toBe(0);
+  await page.context().close();
+  expect((await login.done).code).toBe(3);
+});

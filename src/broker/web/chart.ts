@@ -3,7 +3,7 @@
 // width at a fixed height, so its labels are HTML around it and stay readable on a phone. Colours come
 // from the stylesheet through classes, since the CSP allows no inline style.
 import { formatBytes } from './format.js';
-import { html, type Html } from './html.js';
+import { html, type Html } from '../../lib/html.js';
 
 const WIDTH = 720;
 const HEIGHT = 160;

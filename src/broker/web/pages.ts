@@ -2,7 +2,7 @@
 // the broker with the CSRF token of the sign-in (or of the sign-in form itself) in a hidden field.
 import type { Scope } from '../scopes.js';
 import { formatBytes, formatIso, formatTime } from './format.js';
-import { html, type Html } from './html.js';
+import { html, type Html } from '../../lib/html.js';
 
 export const STYLESHEET_PATH = '/assets/tunnelbyte.css';
 

@@ -1,6 +1,7 @@
 // Server-rendered HTML without a template engine: `html` escapes every interpolated value unless it is
 // itself Html (built by `html` or `raw`), so a value from a user or a client can never become markup.
-// Pages carry no script at all; the Content-Security-Policy forbids it.
+// The broker's pages and the CLI's sign-in listener write their HTML with it; neither carries script,
+// and their Content-Security-Policy forbids it.
 
 export class Html {
   constructor(readonly text: string) {}

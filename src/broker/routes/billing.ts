@@ -26,22 +26,30 @@ export function billingRoutes(ctx: BrokerContext, router: Router): void {
             'an account without a password is answered alike for every email, and the paid checkout attaches none that is taken',
         }),
       password: z.string().min(8).max(1024),
-      current_password: z.string().min(1).max(1024).optional().openapi({
-        description: 'required once the account has a password; the change then applies at once',
-      }),
+      current_password: z
+        .string()
+        .min(1)
+        .max(1024)
+        .optional()
+        .openapi({
+          description:
+            'required once the account has a password; the change then applies at once, and a new password ' +
+            'ends every other sign-in (browser sessions, login and signup tokens, tunnelbyte-cli grants)',
+        }),
     }),
     responses: { 200: { description: 'where to pay', schema: z.object({ url: z.string() }) } },
     errors: ['conflict'],
-    handler: async ({ body }, req) => ({
-      body: {
-        url: await startCheckout(ctx, authOf(req).account, {
-          email: body.email,
-          password: body.password,
-          currentPassword: body.current_password,
-          source: sourceOfRequest(req),
-        }),
-      },
-    }),
+    handler: async ({ body }, req) => {
+      const { account, key } = authOf(req);
+      const url = await startCheckout(ctx, account, {
+        email: body.email,
+        password: body.password,
+        currentPassword: body.current_password,
+        source: sourceOfRequest(req),
+        caller: key,
+      });
+      return { body: { url } };
+    },
   });
 
   defineRoute(ctx, router, {

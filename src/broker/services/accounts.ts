@@ -23,6 +23,11 @@ export interface Account {
   plan: Tier;
   createdAt: number;
   passwordHash: string | null;
+  /**
+   * When the account's sign-ins last ended (its password changed, endSignIns): a browser session
+   * started until then no longer counts (services/websessions.ts). Null: never.
+   */
+  signInsEndedAt: number | null;
 }
 
 export interface ApiKey {
@@ -41,6 +46,11 @@ export interface ApiKey {
   revoked: boolean;
   /** The OAuth client this access token was issued to (services/oauth-grants.ts), or null for an API key. */
   client: string | null;
+  /**
+   * A sign-in's token (password login, signup), not a key someone made: a password change ends it
+   * (endSignIns), as it ends browser sessions, while API keys stay.
+   */
+  signIn: boolean;
   /**
    * The OAuth client whose access token made this API key, directly or through another key it made;
    * null for keys the user made. Ending the app's access revokes it (revokeKeysMadeBy).
@@ -73,8 +83,17 @@ function accountFrom(h: Record<string, string>, nowMs: number): Account | null {
     plan,
     createdAt: Number(h.created_at),
     passwordHash: strOrNull(h.password_hash),
+    signInsEndedAt: numOrNull(h.sign_ins_ended_at),
   };
 }
+
+/** Names login and signup gave their tokens before records said `sign_in`: such records are sign-ins. */
+const UNMARKED_SIGN_IN_NAMES = new Set(['login', 'signup']);
+
+const isSignIn = (h: Record<string, string>) =>
+  h.sign_in === undefined
+    ? UNMARKED_SIGN_IN_NAMES.has(h.name ?? '') && !h.client && !h.made_by
+    : h.sign_in === '1';
 
 function keyFrom(h: Record<string, string>): ApiKey | null {
   if (!h.id || !h.account || !h.hash) return null;
@@ -91,6 +110,7 @@ function keyFrom(h: Record<string, string>): ApiKey | null {
     expiresAt: numOrNull(h.expires_at),
     revoked: h.status === 'revoked',
     client: strOrNull(h.client),
+    signIn: isSignIn(h),
     madeBy: strOrNull(h.made_by),
     grant: strOrNull(h.grant),
   };
@@ -119,6 +139,7 @@ export async function createAccount(
     plan: fields.plan,
     createdAt: ctx.clock(),
     passwordHash: null,
+    signInsEndedAt: null,
   };
   await ctx.redis.hset(keys.account(account.id), {
     id: account.id,
@@ -155,6 +176,7 @@ async function addKeyRecord(ctx: BrokerContext, key: ApiKey, ttlSeconds: number 
     created_at: key.createdAt,
     expires_at: key.expiresAt ?? '',
     status: 'valid',
+    sign_in: key.signIn ? '1' : '0',
     ...(key.client ? { client: key.client } : {}),
     ...(key.madeBy ? { made_by: key.madeBy } : {}),
     ...(key.grant ? { grant: key.grant } : {}),
@@ -185,6 +207,7 @@ export async function issueKey(
     expiresAt: number | null;
     idleTtlSeconds?: number | null;
     client?: string;
+    signIn?: boolean;
     madeBy?: string | null;
     grant?: string | null;
   },
@@ -203,6 +226,7 @@ export async function issueKey(
     expiresAt: fields.expiresAt,
     revoked: false,
     client: fields.client ?? null,
+    signIn: fields.signIn ?? false,
     madeBy: fields.madeBy ?? null,
     grant: fields.grant ?? null,
   };
@@ -291,6 +315,16 @@ export const revokeKeysMadeBy = (ctx: BrokerContext, accountId: string, clientId
  */
 export const revokeKeysOfGrant = (ctx: BrokerContext, accountId: string, clientId: string, grantId: string) =>
   revokeKeysWhere(ctx, accountId, (k) => k.madeBy === clientId && (k.grant ?? grantId) === grantId);
+
+/**
+ * Ends the account's sign-ins as of now, but the key `keepKeyId`: browser sessions started until now
+ * stop counting, and every sign-in token (login, signup) is revoked. API keys stay; OAuth grants are
+ * oauth-grants.ts's (endSignInGrants).
+ */
+export async function endSignIns(ctx: BrokerContext, accountId: string, keepKeyId: string): Promise<void> {
+  await ctx.redis.hset(keys.account(accountId), 'sign_ins_ended_at', ctx.clock());
+  await revokeKeysWhere(ctx, accountId, (k) => k.signIn && k.id !== keepKeyId);
+}
 
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */
 export async function dropKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<void> {

@@ -17,8 +17,9 @@ import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import { randomBase62 } from '../tokens.js';
 import { TIERS, type Tier } from '../config.js';
-import { getAccount, keepAccount, normalizeEmail, type Account } from './accounts.js';
+import { getAccount, keepAccount, normalizeEmail, type Account, type ApiKey } from './accounts.js';
 import { takeLoginAttempt } from './backoff.js';
+import { endOtherSignIns } from './signin.js';
 import { PERIOD_MS } from './usage.js';
 
 const PAID_PLANS: readonly Tier[] = ['pro', 'business'];
@@ -34,6 +35,8 @@ export interface CheckoutInput {
   currentPassword: string | undefined;
   /** Rate-limit identity of the caller (current_password guesses count as login failures). */
   source: string;
+  /** The token making the request: when the password changes, it is the one sign-in that stays. */
+  caller: ApiKey;
 }
 
 /** Proves the caller knows the account's password; guesses go through the login back-off. */
@@ -92,6 +95,7 @@ export async function startCheckout(
   if (account.passwordHash) {
     // The owner proved it: the change applies now, and nothing waits for the webhook.
     await changeCredentials(ctx, account, email, passwordHash);
+    if (input.password !== input.currentPassword) await endOtherSignIns(ctx, input.caller);
     await execAll(
       ctx.redis.multi().del(pending).hset(pending, { nonce }).expire(pending, TTL.pendingCheckoutSeconds),
     );

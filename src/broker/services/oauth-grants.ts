@@ -36,7 +36,7 @@ import {
   type Account,
   type ApiKey,
 } from './accounts.js';
-import type { OAuthClient } from './oauth-clients.js';
+import { CLI_CLIENT_ID, type OAuthClient } from './oauth-clients.js';
 
 export const ACCESS_TOKEN_SECONDS = 60 * 60;
 export const CODE_SECONDS = 60;
@@ -267,20 +267,41 @@ export async function refreshGrant(
 }
 
 /**
- * Ends a grant: its access token stops working, its refresh tokens find nothing, and the API keys made
- * under it are revoked (the client's other grants, other devices' sign-ins, keep theirs). Idempotent.
- * The grant record goes first: a key made under it that this listing misses sees it gone
- * (revokeIfGrantEnded).
+ * Ends a grant's tokens: its access token stops working and its refresh tokens find nothing. The grant
+ * record goes first: a key made under it meanwhile sees it gone (revokeIfGrantEnded). Answers the
+ * grant's client (null when there was no such grant).
  */
-export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<void> {
+async function endGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<string | null> {
   const grantKey = keys.oauthGrant(accountId, grantId);
   const [client, accessKey] = await ctx.redis.hmget(grantKey, 'client', 'access_key');
   await execAll(ctx.redis.multi().del(grantKey).hdel(keys.accountOAuthGrants(accountId), grantId));
   if (accessKey) await dropKey(ctx, accountId, accessKey);
-  if (client) {
-    await revokeKeysOfGrant(ctx, accountId, client, grantId);
-    await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
-  }
+  if (client) await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
+  return client ?? null;
+}
+
+/**
+ * Ends a grant: its tokens (endGrant), and the API keys made under it are revoked (the client's other
+ * grants, other devices' sign-ins, keep theirs). Idempotent.
+ */
+export async function revokeGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<void> {
+  const client = await endGrant(ctx, accountId, grantId);
+  if (client) await revokeKeysOfGrant(ctx, accountId, client, grantId);
+}
+
+/**
+ * A password change: ends the account's sign-ins through the built-in CLI client (`tunnelbyte login
+ * --web`), but the grant `keep` (the one making the change). They are sign-ins, like a login's token;
+ * the API keys made under them stay, as every API key does, and so do third-party apps' grants.
+ */
+export async function endSignInGrants(
+  ctx: BrokerContext,
+  accountId: string,
+  keep: string | null,
+): Promise<void> {
+  const grants = Object.entries(await ctx.redis.hgetall(keys.accountOAuthGrants(accountId)));
+  const ended = grants.filter(([grantId, client]) => client === CLI_CLIENT_ID && grantId !== keep);
+  await Promise.all(ended.map(([grantId]) => endGrant(ctx, accountId, grantId)));
 }
 
 /**

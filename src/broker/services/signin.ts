@@ -14,9 +14,13 @@ import {
   issueKey,
   normalizeEmail,
   normalizeFingerprint,
+  endSignIns,
   type Account,
+  type ApiKey,
   type IssuedKey,
 } from './accounts.js';
+import { CLI_CLIENT_ID } from './oauth-clients.js';
+import { endSignInGrants } from './oauth-grants.js';
 
 export const LOGIN_FAILED = 'Invalid email or password.';
 
@@ -39,6 +43,7 @@ export async function signup(
     fingerprint: normalizeFingerprint(input.fingerprint),
     expiresAt: null,
     idleTtlSeconds: idleTtlSeconds(ctx, account),
+    signIn: true,
   });
   return { account, ...issued };
 }
@@ -78,6 +83,17 @@ export async function login(
     permissions: [...USER_SCOPES],
     fingerprint: input.fingerprint ? normalizeFingerprint(input.fingerprint) : null,
     expiresAt: null,
+    signIn: true,
   });
   return { account, ...issued };
+}
+
+/**
+ * The account's password changed through `caller`: every other sign-in ends (browser sessions, login
+ * and signup tokens, the CLI's browser sign-ins); `caller`, and its grant when it is the CLI's access
+ * token, stay. API keys and third-party apps' grants stay (docs/API.md "Usage and billing").
+ */
+export async function endOtherSignIns(ctx: BrokerContext, caller: ApiKey): Promise<void> {
+  await endSignIns(ctx, caller.accountId, caller.id);
+  await endSignInGrants(ctx, caller.accountId, caller.client === CLI_CLIENT_ID ? caller.grant : null);
 }

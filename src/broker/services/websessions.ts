@@ -41,7 +41,10 @@ export async function startWebSession(
   return { cookie, expiresAt };
 }
 
-/** The live sign-in a cookie names, or null (malformed, unknown, expired, signed out, account gone). */
+/**
+ * The live sign-in a cookie names, or null (malformed, unknown, expired, signed out, account gone, ended
+ * by a password change).
+ */
 export async function findWebSession(
   ctx: BrokerContext,
   cookie: string | undefined,
@@ -50,7 +53,9 @@ export async function findWebSession(
   const record = await ctx.redis.hgetall(keys.webSession(hashToken(cookie)));
   if (!record.account || !record.csrf || Number(record.expires_at) <= ctx.clock()) return null;
   const account = await getAccount(ctx, record.account);
-  return account ? { account, csrf: record.csrf, expiresAt: Number(record.expires_at) } : null;
+  // A password change ends every sign-in started until then (accounts.ts endSignIns).
+  if (!account || Number(record.created_at) <= (account.signInsEndedAt ?? -Infinity)) return null;
+  return { account, csrf: record.csrf, expiresAt: Number(record.expires_at) };
 }
 
 export async function endWebSession(ctx: BrokerContext, cookie: string | undefined): Promise<void> {

@@ -40,11 +40,17 @@ export const TTL = {
 
 export const keys = {
   // ── accounts (hash tag {acct:<id>}) ──────────────────────────────────────────────────────────
-  /** HASH id, email, name, plan, paid_until (ms, '' = open-ended), created_at, password_hash, stripe_customer */
+  /**
+   * HASH id, email, name, plan, paid_until (ms, '' = open-ended), created_at, password_hash,
+   * stripe_customer, sign_ins_ended_at (ms: browser sessions started until then are over)
+   */
   account: (accountId: string) => `{acct:${accountId}}:account`,
   /** SET of key ids belonging to the account */
   accountKeys: (accountId: string) => `{acct:${accountId}}:keys`,
-  /** HASH id, account, name, hash, hint, permissions (JSON), fingerprint, created_at, last_used, expires_at, status */
+  /**
+   * HASH id, account, name, hash, hint, permissions (JSON), fingerprint, created_at, last_used, expires_at,
+   * status, sign_in ('1': a login's or signup's token), client?, made_by?, grant?
+   */
   apiKey: (accountId: string, keyId: string) => `{acct:${accountId}}:key:${keyId}`,
   /**
    * HASH nonce, email?, password_hash?: the last checkout the broker started; its credentials attach

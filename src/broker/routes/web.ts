@@ -69,6 +69,17 @@ const NOTICES: Record<string, string> = {
   'signed-out': 'You are signed out.',
 };
 
+const htmlReply = (description: string) => ({
+  description,
+  content: { 'text/html': { schema: z.string() } },
+});
+
+/** A page's operation in the OpenAPI document (a text/html one); a form post's 403 is added to it. */
+interface PageDoc {
+  summary: string;
+  responses: Record<number, ReturnType<typeof htmlReply> | { description: string }>;
+}
+
 export function webRoutes(ctx: BrokerContext, router: Router): void {
   const publicUrl = new URL(ctx.config.publicUrl);
   // Secure whenever the broker is reached over https. A plain-HTTP broker (loopback, or a LAN address
@@ -132,17 +143,31 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   };
   /** The methods each page's path (OpenAPI spelling) takes; any other gets the 405 page. */
   const methodsOf = new Map<string, string[]>();
-  function page(method: 'get' | 'post', path: string, ...handlers: RequestHandler[]) {
+  /** A page route: its metrics label, its methods for the 405 page, its operation in the document. */
+  function page(method: 'get' | 'post', path: string, doc: PageDoc | null, ...handlers: RequestHandler[]) {
     const taken = method === 'get' ? ['GET', 'HEAD'] : ['POST'];
     methodsOf.set(path, [...(methodsOf.get(path) ?? []), ...taken]);
     web[method](expressPath(path), label(path), ...handlers);
+    if (!doc) return;
+    const responses: PageDoc['responses'] =
+      method === 'post'
+        ? { ...doc.responses, 403: htmlReply('cross-site or bad CSRF token') }
+        : doc.responses;
+    ctx.openapi.registerPath({
+      method,
+      path,
+      summary: doc.summary,
+      tags: ['pages'],
+      request: path.includes('{id}') ? { params: z.object({ id: z.string() }) } : {},
+      responses,
+    });
   }
 
   // ── static ──
-  page('get', STYLESHEET_PATH, (_req, res) => {
+  page('get', STYLESHEET_PATH, null, (_req, res) => {
     res.set({ 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }).send(css);
   });
-  page('get', '/', (_req, res) => res.redirect(303, '/account'));
+  page('get', '/', null, (_req, res) => res.redirect(303, '/account'));
 
   // ── sign-in and sign-out ──
   function showLogin(
@@ -157,53 +182,80 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     send(res, status, loginPage({ csrf, next: safeNext(req.body?.next ?? req.query.next), ...extra }));
   }
 
-  page('get', '/login', async (req, res) => {
-    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-    if (session) return res.redirect(303, safeNext(req.query.next));
-    const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
-    showLogin(req, res, 200, { notice });
-  });
+  page(
+    'get',
+    '/login',
+    { summary: 'Sign-in page', responses: { 200: htmlReply('the form') } },
+    async (req, res) => {
+      const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
+      if (session) return res.redirect(303, safeNext(req.query.next));
+      const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
+      showLogin(req, res, 200, { notice });
+    },
+  );
 
-  page('post', '/login', form, async (req, res) => {
-    const expected = cookies(req)[loginCsrfCookie];
-    if (!sameSite(req) || !expected || !csrfMatches(expected, req.body?.csrf)) return refuse(res);
-    const email = typeof req.body.email === 'string' ? req.body.email.slice(0, 254) : '';
-    const password = typeof req.body.password === 'string' ? req.body.password.slice(0, 1024) : '';
-    const source = sourceOfRequest(req);
-    const limit = ctx.limits.public.take(source, ctx.clock());
-    if (!limit.allowed) {
-      const wait = Math.max(1, Math.ceil(limit.retryAfterSeconds));
-      res.set('Retry-After', String(wait));
-      return showLogin(req, res, 429, { email, error: `Too many requests. Try again in ${wait} s.` });
-    }
-    let account: Account;
-    try {
-      account = await verifyCredentials(ctx, { source, email, password });
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      const error =
-        err.kind === 'rate_limited'
-          ? `Too many failed attempts. Try again in ${err.retryAfterSeconds ?? 1} s.`
-          : 'Wrong email or password.';
-      const mapped = toHttpError(err);
-      res.set(mapped.headers);
-      return showLogin(req, res, mapped.status, { email, error });
-    }
-    // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
-    await endWebSession(ctx, cookies(req)[sessionCookie]);
-    const { cookie: value } = await startWebSession(ctx, account.id);
-    res.append('Set-Cookie', cookie(sessionCookie, value, WEB_SESSION_SECONDS));
-    res.redirect(303, safeNext(req.body.next));
-  });
+  page(
+    'post',
+    '/login',
+    {
+      summary: 'Sign in (form: email, password, csrf, next); sets the session cookie',
+      responses: {
+        303: { description: 'to next' },
+        401: htmlReply('wrong pair'),
+        429: htmlReply('back-off'),
+      },
+    },
+    form,
+    async (req, res) => {
+      const expected = cookies(req)[loginCsrfCookie];
+      if (!sameSite(req) || !expected || !csrfMatches(expected, req.body?.csrf)) return refuse(res);
+      const email = typeof req.body.email === 'string' ? req.body.email.slice(0, 254) : '';
+      const password = typeof req.body.password === 'string' ? req.body.password.slice(0, 1024) : '';
+      const source = sourceOfRequest(req);
+      const limit = ctx.limits.public.take(source, ctx.clock());
+      if (!limit.allowed) {
+        const wait = Math.max(1, Math.ceil(limit.retryAfterSeconds));
+        res.set('Retry-After', String(wait));
+        return showLogin(req, res, 429, { email, error: `Too many requests. Try again in ${wait} s.` });
+      }
+      let account: Account;
+      try {
+        account = await verifyCredentials(ctx, { source, email, password });
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        const error =
+          err.kind === 'rate_limited'
+            ? `Too many failed attempts. Try again in ${err.retryAfterSeconds ?? 1} s.`
+            : 'Wrong email or password.';
+        const mapped = toHttpError(err);
+        res.set(mapped.headers);
+        return showLogin(req, res, mapped.status, { email, error });
+      }
+      // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
+      await endWebSession(ctx, cookies(req)[sessionCookie]);
+      const { cookie: value } = await startWebSession(ctx, account.id);
+      res.append('Set-Cookie', cookie(sessionCookie, value, WEB_SESSION_SECONDS));
+      res.redirect(303, safeNext(req.body.next));
+    },
+  );
 
-  page('post', '/logout', form, async (req, res) => {
-    const value = cookies(req)[sessionCookie];
-    const session = await findWebSession(ctx, value);
-    if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
-    await endWebSession(ctx, value);
-    res.append('Set-Cookie', cookie(sessionCookie, '', 0));
-    res.redirect(303, '/login?notice=signed-out');
-  });
+  page(
+    'post',
+    '/logout',
+    {
+      summary: 'Sign out (form: csrf); the session ends on the server',
+      responses: { 303: { description: 'to /login' } },
+    },
+    form,
+    async (req, res) => {
+      const value = cookies(req)[sessionCookie];
+      const session = await findWebSession(ctx, value);
+      if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
+      await endWebSession(ctx, value);
+      res.append('Set-Cookie', cookie(sessionCookie, '', 0));
+      res.redirect(303, '/login?notice=signed-out');
+    },
+  );
 
   // ── the OAuth authorization page ──
   const toLogin = (res: Response, next: string) =>
@@ -229,46 +281,67 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     );
   }
 
-  page('get', AUTHORIZE_PATH, async (req, res) => {
-    const checked = await checkAuthorizationRequest(ctx, req.query);
-    if (!checked.ok) {
-      if ('redirect' in checked) return res.redirect(303, checked.redirect);
-      return send(res, 400, messagePage('This link cannot be used', checked.shown));
-    }
-    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-    if (!session) return toLogin(res, req.originalUrl);
-    showConsent(res, session, checked.request);
-  });
+  page(
+    'get',
+    AUTHORIZE_PATH,
+    {
+      summary: 'OAuth authorization page: sign in, then Allow or Deny (RFC 6749 §4.1.1)',
+      responses: {
+        200: htmlReply('consent page'),
+        303: { description: 'to the client with code or error, state and iss; or to /login' },
+        400: htmlReply('unknown client or unregistered redirect URI (never redirected)'),
+      },
+    },
+    async (req, res) => {
+      const checked = await checkAuthorizationRequest(ctx, req.query);
+      if (!checked.ok) {
+        if ('redirect' in checked) return res.redirect(303, checked.redirect);
+        return send(res, 400, messagePage('This link cannot be used', checked.shown));
+      }
+      const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
+      if (!session) return toLogin(res, req.originalUrl);
+      showConsent(res, session, checked.request);
+    },
+  );
 
-  page('post', AUTHORIZE_PATH, form, async (req, res) => {
-    if (!sameSite(req)) return refuse(res);
-    const body = (req.body ?? {}) as Record<string, unknown>;
-    const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-    if (!session) {
-      const params = authorizeParams(body);
-      const query =
-        params === 'repeated' ? '' : new URLSearchParams(params as Record<string, string>).toString();
-      return toLogin(res, `${AUTHORIZE_PATH}?${query}`);
-    }
-    if (!csrfMatches(session.csrf, body.csrf)) return refuse(res);
-    const checked = await checkAuthorizationRequest(ctx, body);
-    if (!checked.ok) {
-      if ('redirect' in checked) return res.redirect(303, checked.redirect);
-      return send(res, 400, messagePage('This link cannot be used', checked.shown, signedIn(session)));
-    }
-    const { request } = checked;
-    if (body.decision === 'allow' && canAuthorize(session.account)) {
-      const code = await createCode(ctx, session.account.id, request);
-      return res.redirect(303, clientRedirect(ctx, request.redirectUri, request.state, { code }));
-    }
-    res.redirect(
-      303,
-      clientRedirect(ctx, request.redirectUri, request.state, {
-        error: 'access_denied',
-        description: 'The user denied the request.',
-      }),
-    );
-  });
+  page(
+    'post',
+    AUTHORIZE_PATH,
+    {
+      summary: 'The consent form (the request parameters, csrf, decision=allow|deny)',
+      responses: { 303: { description: 'to the client with code or error, state and iss' } },
+    },
+    form,
+    async (req, res) => {
+      if (!sameSite(req)) return refuse(res);
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
+      if (!session) {
+        const params = authorizeParams(body);
+        const query =
+          params === 'repeated' ? '' : new URLSearchParams(params as Record<string, string>).toString();
+        return toLogin(res, `${AUTHORIZE_PATH}?${query}`);
+      }
+      if (!csrfMatches(session.csrf, body.csrf)) return refuse(res);
+      const checked = await checkAuthorizationRequest(ctx, body);
+      if (!checked.ok) {
+        if ('redirect' in checked) return res.redirect(303, checked.redirect);
+        return send(res, 400, messagePage('This link cannot be used', checked.shown, signedIn(session)));
+      }
+      const { request } = checked;
+      if (body.decision === 'allow' && canAuthorize(session.account)) {
+        const code = await createCode(ctx, session.account.id, request);
+        return res.redirect(303, clientRedirect(ctx, request.redirectUri, request.state, { code }));
+      }
+      res.redirect(
+        303,
+        clientRedirect(ctx, request.redirectUri, request.state, {
+          error: 'access_denied',
+          description: 'The user denied the request.',
+        }),
+      );
+    },
+  );
 
   // ── the account page ──
   async function requireSession(req: Request, res: Response): Promise<WebSession | null> {
@@ -277,58 +350,66 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     return session;
   }
 
-  page('get', '/account', async (req, res) => {
-    const session = await requireSession(req, res);
-    if (!session) return;
-    const account = session.account;
-    const [usage, days, sessions, keys, apps] = await Promise.all([
-      usageOf(ctx, account),
-      dailyBytes(ctx, account.id, CHART_DAYS),
-      listSessions(ctx, account.id),
-      listKeys(ctx, account.id),
-      authorizationViews(ctx, account.id),
-    ]);
-    const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
-    send(
-      res,
-      200,
-      accountPage({
-        signedIn: signedIn(session),
-        notice,
-        plan: account.plan,
-        period: usage.period,
-        bytes: usage.bytes,
-        sessions: { active: usage.sessions.active, limit: usage.sessions.limit },
-        requestsPerMinute: usage.requests.limit_per_minute,
-        chart: usageChart(days),
-        open: sessions
-          .filter((s) => OPEN_STATUSES.has(s.status))
-          .map((s) => ({
-            id: s.id,
-            region: s.region,
-            node: s.node.id,
-            since: s.created_at,
-            bytes: s.rx_bytes + s.tx_bytes,
-            lastHandshake: s.last_handshake_at,
-            status: s.status,
+  page(
+    'get',
+    '/account',
+    {
+      summary: 'Account page: plan, usage per day, open sessions, API keys, authorized apps',
+      responses: { 200: htmlReply('the page'), 303: { description: 'to /login when signed out' } },
+    },
+    async (req, res) => {
+      const session = await requireSession(req, res);
+      if (!session) return;
+      const account = session.account;
+      const [usage, days, sessions, keys, apps] = await Promise.all([
+        usageOf(ctx, account),
+        dailyBytes(ctx, account.id, CHART_DAYS),
+        listSessions(ctx, account.id),
+        listKeys(ctx, account.id),
+        authorizationViews(ctx, account.id),
+      ]);
+      const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
+      send(
+        res,
+        200,
+        accountPage({
+          signedIn: signedIn(session),
+          notice,
+          plan: account.plan,
+          period: usage.period,
+          bytes: usage.bytes,
+          sessions: { active: usage.sessions.active, limit: usage.sessions.limit },
+          requestsPerMinute: usage.requests.limit_per_minute,
+          chart: usageChart(days),
+          open: sessions
+            .filter((s) => OPEN_STATUSES.has(s.status))
+            .map((s) => ({
+              id: s.id,
+              region: s.region,
+              node: s.node.id,
+              since: s.created_at,
+              bytes: s.rx_bytes + s.tx_bytes,
+              lastHandshake: s.last_handshake_at,
+              status: s.status,
+            })),
+          keys: keys.map((k) => ({
+            id: k.id,
+            name: k.name,
+            masked: maskedKey(k),
+            created: k.createdAt,
+            lastUsed: k.lastUsed,
           })),
-        keys: keys.map((k) => ({
-          id: k.id,
-          name: k.name,
-          masked: maskedKey(k),
-          created: k.createdAt,
-          lastUsed: k.lastUsed,
-        })),
-        apps: apps.map((a) => ({
-          clientId: a.client_id,
-          name: a.client_name,
-          scopes: a.scopes,
-          granted: a.granted_at,
-          lastUsed: a.last_used,
-        })),
-      }),
-    );
-  });
+          apps: apps.map((a) => ({
+            clientId: a.client_id,
+            name: a.client_name,
+            scopes: a.scopes,
+            granted: a.granted_at,
+            lastUsed: a.last_used,
+          })),
+        }),
+      );
+    },
+  );
 
   /**
    * An account-page button: same-site, signed in, CSRF token, then the action and back to the page.
@@ -336,10 +417,12 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
    */
   function accountAction(
     path: string,
+    doc: { summary: string; missing: string },
     notice: string,
     act: (account: Account, id: string) => Promise<unknown>,
   ) {
-    page('post', path, form, async (req, res) => {
+    const responses = { 303: { description: 'to /account' }, 404: htmlReply(doc.missing) };
+    page('post', path, { summary: `${doc.summary} (form: csrf)`, responses }, form, async (req, res) => {
       if (!sameSite(req)) return refuse(res);
       const session = await requireSession(req, res);
       if (!session) return;
@@ -348,9 +431,24 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       res.redirect(303, `/account?notice=${notice}`);
     });
   }
-  accountAction('/account/sessions/{id}/close', 'session-closed', (a, id) => deleteSession(ctx, a.id, id));
-  accountAction('/account/keys/{id}/revoke', 'key-revoked', (a, id) => revokeKey(ctx, a.id, id));
-  accountAction('/account/apps/{id}/revoke', 'app-revoked', (a, id) => revokeAuthorization(ctx, a.id, id));
+  accountAction(
+    '/account/sessions/{id}/close',
+    { summary: 'Close a session from the account page', missing: 'no such session' },
+    'session-closed',
+    (a, id) => deleteSession(ctx, a.id, id),
+  );
+  accountAction(
+    '/account/keys/{id}/revoke',
+    { summary: 'Revoke an API key from the account page', missing: 'no such key' },
+    'key-revoked',
+    (a, id) => revokeKey(ctx, a.id, id),
+  );
+  accountAction(
+    '/account/apps/{id}/revoke',
+    { summary: 'Revoke an authorized app from the account page', missing: 'no such authorized app' },
+    'app-revoked',
+    (a, id) => revokeAuthorization(ctx, a.id, id),
+  );
 
   // A page's address with a method it does not take: a page too, naming the ones it takes.
   for (const [path, methods] of methodsOf) {
@@ -375,97 +473,4 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     send(res, mapped.status, messagePage('Something went wrong', mapped.body.message));
   });
   router.use(web);
-  documentPages(ctx);
-}
-
-/** The pages in the OpenAPI document, as text/html operations. */
-function documentPages(ctx: BrokerContext): void {
-  const htmlReply = (description: string) => ({
-    description,
-    content: { 'text/html': { schema: z.string() } },
-  });
-  const pages: [
-    string,
-    'get' | 'post',
-    string,
-    Record<number, ReturnType<typeof htmlReply> | { description: string }>,
-  ][] = [
-    ['/login', 'get', 'Sign-in page', { 200: htmlReply('the form') }],
-    [
-      '/login',
-      'post',
-      'Sign in (form: email, password, csrf, next); sets the session cookie',
-      {
-        303: { description: 'to next' },
-        401: htmlReply('wrong pair'),
-        403: htmlReply('cross-site or bad CSRF token'),
-        429: htmlReply('back-off'),
-      },
-    ],
-    [
-      '/logout',
-      'post',
-      'Sign out (form: csrf); the session ends on the server',
-      { 303: { description: 'to /login' }, 403: htmlReply('cross-site or bad CSRF token') },
-    ],
-    [
-      AUTHORIZE_PATH,
-      'get',
-      'OAuth authorization page: sign in, then Allow or Deny (RFC 6749 §4.1.1)',
-      {
-        200: htmlReply('consent page'),
-        303: { description: 'to the client with code or error, state and iss; or to /login' },
-        400: htmlReply('unknown client or unregistered redirect URI (never redirected)'),
-      },
-    ],
-    [
-      AUTHORIZE_PATH,
-      'post',
-      'The consent form (the request parameters, csrf, decision=allow|deny)',
-      {
-        303: { description: 'to the client with code or error, state and iss' },
-        403: htmlReply('cross-site or bad CSRF token'),
-      },
-    ],
-    [
-      '/account',
-      'get',
-      'Account page: plan, usage per day, open sessions, API keys, authorized apps',
-      { 200: htmlReply('the page'), 303: { description: 'to /login when signed out' } },
-    ],
-    [
-      '/account/sessions/{id}/close',
-      'post',
-      'Close a session from the account page (form: csrf)',
-      {
-        303: { description: 'to /account' },
-        403: htmlReply('cross-site or bad CSRF token'),
-        404: htmlReply('no such session'),
-      },
-    ],
-    [
-      '/account/keys/{id}/revoke',
-      'post',
-      'Revoke an API key from the account page (form: csrf)',
-      {
-        303: { description: 'to /account' },
-        403: htmlReply('cross-site or bad CSRF token'),
-        404: htmlReply('no such key'),
-      },
-    ],
-    [
-      '/account/apps/{id}/revoke',
-      'post',
-      'Revoke an authorized app from the account page (form: csrf)',
-      {
-        303: { description: 'to /account' },
-        403: htmlReply('cross-site or bad CSRF token'),
-        404: htmlReply('no such authorized app'),
-      },
-    ],
-  ];
-  for (const [path, method, summary, responses] of pages) {
-    const params = path.includes('{id}') ? { params: z.object({ id: z.string() }) } : {};
-    ctx.openapi.registerPath({ method, path, summary, tags: ['pages'], request: params, responses });
-  }
 }

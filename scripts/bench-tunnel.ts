@@ -307,9 +307,11 @@ async function pingResidence(harness: NetnsHarness, star: Star, pid: number): Pr
   await pingRtt(star, RESIDENCE_PINGS, 0.05);
   perf.kill('SIGINT');
   if (!(await recorded)) return undefined;
-  const { stdout } = await promisify(execFile)('perf', ['script', '-i', data, '-F', 'time,trace'], {
+  const script = promisify(execFile)('perf', ['script', '-i', data, '-F', 'time,trace'], {
     maxBuffer: 64 * 1024 * 1024,
   });
+  const stdout = await script.then(({ stdout }) => stdout).catch(() => undefined); // a perf that cannot read its own file
+  if (stdout === undefined) return undefined;
   const held: number[] = [];
   let received: number | undefined;
   for (const match of stdout.matchAll(/([\d.]+):\s+NR (\d+) = (-?\d+)/g)) {

@@ -120,6 +120,10 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       .send(body);
   }
 
+  /** A page's 303. No-store like the pages: some set the session cookie or carry an authorization code. */
+  const seeOther = (res: Response, location: string) =>
+    res.set('Cache-Control', 'no-store').redirect(303, location);
+
   const signedIn = (s: WebSession) => ({ email: s.account.email ?? s.account.id, csrf: s.csrf });
 
   /** The browser says the post came from this site; a post from elsewhere is refused before anything. */
@@ -167,7 +171,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
   page('get', STYLESHEET_PATH, null, (_req, res) => {
     res.set({ 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }).send(css);
   });
-  page('get', '/', null, (_req, res) => res.redirect(303, '/account'));
+  page('get', '/', null, (_req, res) => seeOther(res, '/account'));
 
   // ── sign-in and sign-out ──
   function showLogin(
@@ -188,7 +192,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     { summary: 'Sign-in page', responses: { 200: htmlReply('the form') } },
     async (req, res) => {
       const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-      if (session) return res.redirect(303, safeNext(req.query.next));
+      if (session) return seeOther(res, safeNext(req.query.next));
       const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
       showLogin(req, res, 200, { notice });
     },
@@ -235,7 +239,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       await endWebSession(ctx, cookies(req)[sessionCookie]);
       const { cookie: value } = await startWebSession(ctx, account.id);
       res.append('Set-Cookie', cookie(sessionCookie, value, WEB_SESSION_SECONDS));
-      res.redirect(303, safeNext(req.body.next));
+      seeOther(res, safeNext(req.body.next));
     },
   );
 
@@ -253,13 +257,12 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       if (!sameSite(req) || (session && !csrfMatches(session.csrf, req.body?.csrf))) return refuse(res);
       await endWebSession(ctx, value);
       res.append('Set-Cookie', cookie(sessionCookie, '', 0));
-      res.redirect(303, '/login?notice=signed-out');
+      seeOther(res, '/login?notice=signed-out');
     },
   );
 
   // ── the OAuth authorization page ──
-  const toLogin = (res: Response, next: string) =>
-    res.redirect(303, `/login?next=${encodeURIComponent(next)}`);
+  const toLogin = (res: Response, next: string) => seeOther(res, `/login?next=${encodeURIComponent(next)}`);
 
   function showConsent(res: Response, session: WebSession, request: AuthorizationRequest) {
     const redirect = new URL(request.redirectUri);
@@ -295,7 +298,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     async (req, res) => {
       const checked = await checkAuthorizationRequest(ctx, req.query);
       if (!checked.ok) {
-        if ('redirect' in checked) return res.redirect(303, checked.redirect);
+        if ('redirect' in checked) return seeOther(res, checked.redirect);
         return send(res, 400, messagePage('This link cannot be used', checked.shown));
       }
       const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
@@ -325,16 +328,16 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       if (!csrfMatches(session.csrf, body.csrf)) return refuse(res);
       const checked = await checkAuthorizationRequest(ctx, body);
       if (!checked.ok) {
-        if ('redirect' in checked) return res.redirect(303, checked.redirect);
+        if ('redirect' in checked) return seeOther(res, checked.redirect);
         return send(res, 400, messagePage('This link cannot be used', checked.shown, signedIn(session)));
       }
       const { request } = checked;
       if (body.decision === 'allow' && canAuthorize(session.account)) {
         const code = await createCode(ctx, session.account.id, request);
-        return res.redirect(303, clientRedirect(ctx, request.redirectUri, request.state, { code }));
+        return seeOther(res, clientRedirect(ctx, request.redirectUri, request.state, { code }));
       }
-      res.redirect(
-        303,
+      seeOther(
+        res,
         clientRedirect(ctx, request.redirectUri, request.state, {
           error: 'access_denied',
           description: 'The user denied the request.',
@@ -428,7 +431,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       if (!session) return;
       if (!csrfMatches(session.csrf, req.body?.csrf)) return refuse(res);
       if ((await act(session.account, String(req.params.id))) === false) throw notFound();
-      res.redirect(303, `/account?notice=${notice}`);
+      seeOther(res, `/account?notice=${notice}`);
     });
   }
   accountAction(

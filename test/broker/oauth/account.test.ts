@@ -216,3 +216,25 @@ test('9. on https the cookies are __Host- (Secure, Path=/, no Domain): a sibling
     await secure.close();
   }
 });
+
+test('10. the redirects that carry a secret (the session cookie, an authorization code) are no-store', async () => {
+  const user = await paidUser(broker);
+  const form = await api().get('/login');
+  const signedIn = await api()
+    .post('/login')
+    .set('Cookie', cookieHeader(cookieJar(form)))
+    .type('form')
+    .send({ email: user.email, password: PASSWORD, csrf: csrfOf(form.text) });
+  expect([signedIn.status, signedIn.headers['cache-control']]).toEqual([303, 'no-store']);
+  const jar = cookieJar(signedIn);
+  const client = await registerClient(broker, user);
+  const query = authorizeQuery(client);
+  const consent = await api().get('/v1/oauth/authorize').query(query).set('Cookie', cookieHeader(jar));
+  const allowed = await api()
+    .post('/v1/oauth/authorize')
+    .set('Cookie', cookieHeader(jar))
+    .type('form')
+    .send({ ...query, csrf: csrfOf(consent.text), decision: 'allow' });
+  expect(allowed.headers.location).toContain('code=');
+  expect([allowed.status, allowed.headers['cache-control']]).toEqual([303, 'no-store']);
+});

@@ -5,6 +5,8 @@
 // tokens of third-party apps the user authorized stay, as GitHub keeps personal access tokens and OAuth
 // apps: the user revokes those by name. Everything over HTTP on a real Redis.
 import request from 'supertest';
+import { getAccount, listKeys } from '../../src/broker/services/accounts.js';
+import { issueSignIn } from '../../src/broker/services/signin.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { startBroker, type TestBroker } from './helpers.js';
 import {
@@ -215,4 +217,52 @@ test('4. a refused change (wrong current_password) ends nothing', async () => {
     .send({ email: user.email, password: NEW_PASSWORD, current_password: 'not the password' });
   expect(res.status).toBe(400);
   expect(await works(other)).toBe(200);
+});
+
+test('5. an authorization code a browser sign-in got before the change gives no tokens after it', async () => {
+  const user = await paidUser(broker);
+  const caller = await login(user);
+  const app = await registerClient(broker, user);
+  const codes = [];
+  for (const client of [CLI, app]) {
+    const jar = await signIn(broker, user);
+    const { verifier, challenge } = pkce();
+    const redirect = await authorize(
+      broker,
+      jar,
+      authorizeQuery(client, {
+        scope: 'account:read',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+      }),
+    );
+    codes.push({ client, code: redirect.searchParams.get('code')!, verifier });
+  }
+  expect((await changePassword(user, caller)).status).toBe(200);
+  for (const { client, code, verifier } of codes) {
+    const res = await token(
+      broker,
+      client,
+      {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: client.redirect_uris[0]!,
+        code_verifier: verifier,
+      },
+      client.client_secret ? 'client_secret_basic' : 'none',
+    );
+    expect([client.client_id, res.status, res.body.error]).toEqual([client.client_id, 400, 'invalid_grant']);
+  }
+});
+
+// A login checks the password, then writes its token; a change landing in between ended every sign-in
+// without seeing that token. The login sees the change after writing and takes its token back.
+test('6. a login whose password check came before a change, and its token after, is refused', async () => {
+  const user = await paidUser(broker);
+  const caller = await login(user);
+  const checked = (await getAccount(broker.ctx, user.id))!;
+  expect((await changePassword(user, caller)).status).toBe(200);
+  await expect(issueSignIn(broker.ctx, checked, null)).rejects.toMatchObject({ kind: 'unauthorized' });
+  const live = await listKeys(broker.ctx, user.id);
+  expect(live.filter((k) => k.signIn).map((k) => k.hint)).toEqual([caller.slice(-3)]);
 });

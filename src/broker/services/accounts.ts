@@ -326,6 +326,15 @@ export async function endSignIns(ctx: BrokerContext, accountId: string, keepKeyI
   await revokeKeysWhere(ctx, accountId, (k) => k.signIn && k.id !== keepKeyId);
 }
 
+/**
+ * Whether the account's sign-ins ended (endSignIns) after `account` was read: a sign-in checked against
+ * that reading must not outlive the change it raced.
+ */
+export async function signInsEndedSince(ctx: BrokerContext, account: Account): Promise<boolean> {
+  const endedAt = await ctx.redis.hget(keys.account(account.id), 'sign_ins_ended_at');
+  return numOrNull(endedAt ?? undefined) !== account.signInsEndedAt;
+}
+
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */
 export async function dropKey(ctx: BrokerContext, accountId: string, keyId: string): Promise<void> {
   const key = await getKey(ctx, accountId, keyId);

@@ -151,6 +151,9 @@ export async function exchangeCode(
   }
   const account = await getAccount(ctx, code.account);
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
+  // Approved in a browser sign-in that a password change has ended since (accounts.ts endSignIns).
+  if (Number(code.expires_at) - CODE_SECONDS * 1000 <= (account.signInsEndedAt ?? -Infinity))
+    throw invalidGrant('The authorization code was issued before the account’s password changed.');
 
   const grantId = newId('grt');
   await ctx.redis.hset(key, 'grant', grantId);

@@ -15,6 +15,8 @@ import {
   normalizeEmail,
   normalizeFingerprint,
   endSignIns,
+  revokeKey,
+  signInsEndedSince,
   type Account,
   type ApiKey,
   type IssuedKey,
@@ -78,14 +80,33 @@ export async function login(
       'A free account signs in from a machine: send X-Machine-Fingerprint.',
     );
   }
+  const fingerprint = input.fingerprint ? normalizeFingerprint(input.fingerprint) : null;
+  return { account, ...(await issueSignIn(ctx, account, fingerprint)) };
+}
+
+/**
+ * A login's token for `account`, as read when its password was checked. A password change landing
+ * between that check and this token ended every sign-in without seeing it: checked after the token is
+ * written, so either the change's listing sees the token or this sees the change, which revokes it and
+ * refuses the login.
+ */
+export async function issueSignIn(
+  ctx: BrokerContext,
+  account: Account,
+  fingerprint: string | null,
+): Promise<IssuedKey> {
   const issued = await issueKey(ctx, account.id, {
     name: 'login',
     permissions: [...USER_SCOPES],
-    fingerprint: input.fingerprint ? normalizeFingerprint(input.fingerprint) : null,
+    fingerprint,
     expiresAt: null,
     signIn: true,
   });
-  return { account, ...issued };
+  if (await signInsEndedSince(ctx, account)) {
+    await revokeKey(ctx, account.id, issued.key.id);
+    throw unauthorized(LOGIN_FAILED);
+  }
+  return issued;
 }
 
 /**

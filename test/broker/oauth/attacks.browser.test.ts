@@ -173,7 +173,7 @@ test('5. a broker named by plain HTTP off loopback (HOST=0.0.0.0): signing in wo
   }
 });
 
-test('6. a browser where no page is, or with a method a page does not take, gets a page; the API stays JSON', async () => {
+test('6. a browser where no page is, a method a page does not take, a huge form: each a page; the API stays JSON', async () => {
   const { page } = suite;
   for (const [path, status, title] of [
     ['/logout', 405, 'Method not allowed'],
@@ -191,6 +191,14 @@ test('6. a browser where no page is, or with a method a page does not take, gets
     'GET, HEAD, POST',
     'text/html; charset=utf-8',
   ]);
+  // A body past the 64 KiB limit is refused with a page, not a trace.
+  const huge = await api()
+    .post('/login')
+    .type('form')
+    .send(`email=${'x'.repeat(100_000)}`);
+  expect([huge.status, huge.headers['content-type']]).toEqual([413, 'text/html; charset=utf-8']);
+  expect(huge.text).toContain('The request body is larger than 64 KiB.');
+  expect(huge.text).not.toMatch(/\bat \S+ \(/);
   // Clients of the API ask for JSON (or anything) and get the contract's error, as under /v1/ always.
   for (const [path, accept] of [
     ['/nothing-here', '*/*'],

@@ -9,6 +9,7 @@ import { createAccount, getAccount, issueKey } from './services/accounts.js';
 import { createNodeToken, DEFAULT_MAX_NODES, listNodeTokens } from './services/enrollment.js';
 import { removeNode, revokeEnrollment } from './services/nodes.js';
 import { POOL_PREFIXES, poolPrefixError, type Pool } from '../lib/addresses.js';
+import { Name } from '../lib/api.js';
 import { removeRegion } from './services/fleet.js';
 import {
   getRegion,
@@ -24,13 +25,20 @@ import { createRedis, REDIS_OPTIONS, type Redis } from './store/redis.js';
 /** The account that owns keys made from the command line. */
 export const OPERATOR_ACCOUNT_ID = 'usr_operator';
 
+/** `--name` as the API takes names (lib/api.ts Name): trimmed, printable; the Error never echoes it. */
+function checkedName(value: string): string {
+  const parsed = Name.safeParse(value);
+  if (!parsed.success) throw new Error(`--name: ${parsed.error.issues[0]?.message ?? 'not a name'}`);
+  return parsed.data;
+}
+
 export async function addRegion(
   ctx: BrokerContext,
   input: { id: string; name: string; country: string; tiers: Tier[]; pool?: Partial<Pool> },
 ): Promise<string> {
   if (!REGION_ID.test(input.id)) throw new Error(`bad region id: ${input.id}`);
   if (!/^[A-Z]{2}$/.test(input.country)) throw new Error('country must be two upper-case letters');
-  const { created } = await upsertRegion(ctx, input);
+  const { created } = await upsertRegion(ctx, { ...input, name: checkedName(input.name) });
   return `${created ? 'added' : 'updated'} region ${input.id}`;
 }
 
@@ -75,11 +83,12 @@ const parseMaxNodes = (value: string): number => {
 export async function createOperatorKey(ctx: BrokerContext, scopes: string[], name: string): Promise<string> {
   const bad = scopes.find((s) => !isPermission(s));
   if (bad) throw new Error(`unknown scope: ${bad}`);
+  const keyName = checkedName(name);
   if (!(await getAccount(ctx, OPERATOR_ACCOUNT_ID))) {
     await createAccount(ctx, { id: OPERATOR_ACCOUNT_ID, plan: 'business', name: 'operator' });
   }
   const { token } = await issueKey(ctx, OPERATOR_ACCOUNT_ID, {
-    name,
+    name: keyName,
     permissions: [...new Set(scopes)],
     fingerprint: null,
     expiresAt: null,
@@ -204,7 +213,10 @@ export async function changeRegion(ctx: BrokerContext, id: string, changes: Regi
     throw new Error('nothing to change: give --name, --country, --tiers, --pool-v4 or --pool-v6');
   if (changes.country !== undefined && !/^[A-Z]{2}$/.test(changes.country))
     throw new Error('country must be two upper-case letters');
-  await updateRegion(ctx, id, changes);
+  await updateRegion(ctx, id, {
+    ...changes,
+    ...(changes.name === undefined ? {} : { name: checkedName(changes.name) }),
+  });
   return `updated region ${id}`;
 }
 

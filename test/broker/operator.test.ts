@@ -161,6 +161,24 @@ describe('admin region list | update | remove (the command line)', () => {
     });
   });
 
+  // The rule the API applies to names (docs/API.md "Conventions"), here too: a region's name and a key's
+  // are printed later. The message names the option without echoing what was refused.
+  test.each([
+    [1, ['region', 'add', 'eu-bad', '--name', 'Frank\u001b[2Jfurt', '--country', 'DE']],
+    [2, ['region', 'update', 'eu-bad', '--name', 'line\nforged']],
+    [3, ['key', 'create', '--scope', 'admin:read', '--name', 'ops\u202etxt']],
+  ])('1b.%i: a name with a control character is one line, exit 1, nothing stored', async (_n, args) => {
+    const res = await admin(...args);
+    expect(res).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: expect.stringMatching(
+        /^tunnelbyte-broker: --name: printable characters only[^\n\u001b\u202e]*\n$/,
+      ),
+    });
+    expect((await admin('region', 'list', '--json')).stdout).not.toContain('eu-bad');
+  });
+
   test('2. every admin subcommand has a description', async () => {
     for (const group of [[], ['region'], ['node-token'], ['key']]) {
       const help = await admin(...group, '--help');

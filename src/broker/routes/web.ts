@@ -20,6 +20,7 @@ import {
   checkAuthorizationRequest,
   clientRedirect,
   type AuthorizationRequest,
+  type AuthorizeParams,
 } from '../services/oauth-authorize.js';
 import { canAuthorize, createCode, revokeAuthorization } from '../services/oauth-grants.js';
 import { deleteSession, listSessions } from '../services/sessions.js';
@@ -263,6 +264,9 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
 
   // ── the OAuth authorization page ──
   const toLogin = (res: Response, next: string) => seeOther(res, `/login?next=${encodeURIComponent(next)}`);
+  /** To sign in, then back to the consent page with the request's parameters, at its one spelling. */
+  const toLoginThenConsent = (res: Response, params: AuthorizeParams | 'repeated') =>
+    toLogin(res, `${AUTHORIZE_PATH}?${new URLSearchParams(params === 'repeated' ? {} : params)}`);
 
   function showConsent(res: Response, session: WebSession, request: AuthorizationRequest) {
     const redirect = new URL(request.redirectUri);
@@ -302,7 +306,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         return send(res, 400, messagePage('This link cannot be used', checked.shown));
       }
       const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-      if (!session) return toLogin(res, req.originalUrl);
+      if (!session) return toLoginThenConsent(res, checked.request.params);
       showConsent(res, session, checked.request);
     },
   );
@@ -319,12 +323,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
       if (!sameSite(req)) return refuse(res);
       const body = (req.body ?? {}) as Record<string, unknown>;
       const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
-      if (!session) {
-        const params = authorizeParams(body);
-        const query =
-          params === 'repeated' ? '' : new URLSearchParams(params as Record<string, string>).toString();
-        return toLogin(res, `${AUTHORIZE_PATH}?${query}`);
-      }
+      if (!session) return toLoginThenConsent(res, authorizeParams(body));
       if (!csrfMatches(session.csrf, body.csrf)) return refuse(res);
       const checked = await checkAuthorizationRequest(ctx, body);
       if (!checked.ok) {

@@ -169,11 +169,14 @@ describe('client registration', () => {
 describe('authorization endpoint', () => {
   test('1. signed out: 303 to the sign-in page, which comes back to the same request', async () => {
     const client = await registerClient(broker, await paidUser(broker));
-    const res = await api().get('/v1/oauth/authorize').query(authorizeQuery(client));
-    expect(res.status).toBe(303);
-    const next = new URL(res.headers.location!, ISSUER).searchParams.get('next')!;
-    expect(next.startsWith('/v1/oauth/authorize?')).toBe(true);
-    expect(new URLSearchParams(next.split('?')[1]).get('client_id')).toBe(client.client_id);
+    // Every spelling Express routes here (any case, a trailing slash) comes back to the page.
+    for (const path of ['/v1/oauth/authorize', '/v1/oauth/authorize/', '/V1/OAuth/Authorize']) {
+      const res = await api().get(path).query(authorizeQuery(client));
+      expect([path, res.status]).toEqual([path, 303]);
+      const next = new URL(res.headers.location!, ISSUER).searchParams.get('next')!;
+      expect([path, next.split('?')[0]]).toEqual([path, '/v1/oauth/authorize']);
+      expect(new URLSearchParams(next.split('?')[1]).get('client_id')).toBe(client.client_id);
+    }
   });
 
   test('2. the consent page names the app and each scope in words, with a strict CSP and no script', async () => {

@@ -196,6 +196,23 @@ describe('finding 6: IPv6 walking, signup floods, anonymous accounts forever', (
     expect((await signup('198.51.100.22')).status).toBe(429);
   });
 
+  test('without a trusted proxy, X-Forwarded-For does not make a source: a rotating header gets no new budget', async () => {
+    const app = await broker.another({
+      env: { TRUSTED_PROXIES: '', TB_SIGNUP_PER_MINUTE: '100', TB_SIGNUP_PER_SOURCE_PER_MINUTE: '2' },
+    });
+    for (const key of await broker.redis.keys(`${keys.signupLimitPrefix()}*`)) await broker.redis.del(key);
+    const answers = [];
+    for (let i = 1; i <= 3; i++)
+      answers.push(
+        (
+          await from(app, `198.51.100.${30 + i}`)
+            .post('/v1/auth/signup')
+            .send({ fingerprint: FP })
+        ).status,
+      );
+    expect(answers).toEqual([201, 201, 429]);
+  });
+
   test('an anonymous account expires after TB_ANONYMOUS_IDLE_DAYS without requests; use renews it', async () => {
     const app = await broker.another({ env: { TB_ANONYMOUS_IDLE_DAYS: '30' } });
     const signup = await request(app).post('/v1/auth/signup').send({ fingerprint: FP });

@@ -1,6 +1,7 @@
 // The account page and its buttons over HTTP (the browser suite drives the same page in chromium):
 // signed-out redirects, what it lists, and each action with its CSRF token, without it, and cross-site.
 import request from 'supertest';
+import { BACKOFF } from '../../../src/broker/services/backoff.js';
 import { startBroker, type TestBroker } from '../helpers.js';
 import {
   authorize,
@@ -237,4 +238,38 @@ test('10. the redirects that carry a secret (the session cookie, an authorizatio
     .send({ ...query, csrf: csrfOf(consent.text), decision: 'allow' });
   expect(allowed.headers.location).toContain('code=');
   expect([allowed.status, allowed.headers['cache-control']]).toEqual([303, 'no-store']);
+});
+
+test('11. the form and POST /v1/auth/login share one back-off: failures through either hold back both', async () => {
+  // A clock that stands still: a back-off, once earned, does not run out during the test.
+  const now = Date.now();
+  const frozen = await startBroker({
+    env: { PUBLIC_BURST: '1000000' },
+    clock: () => now,
+    server: broker.server,
+  });
+  try {
+    const viaForm = async (email: string) => {
+      const form = await request(frozen.app).get('/login');
+      return request(frozen.app)
+        .post('/login')
+        .set('Cookie', cookieHeader(cookieJar(form)))
+        .type('form')
+        .send({ email, password: 'wrong password', csrf: csrfOf(form.text) });
+    };
+    const viaApi = (email: string) =>
+      request(frozen.app).post('/v1/auth/login').send({ email, password: 'wrong password' });
+    for (const [first, then] of [
+      [viaForm, viaApi],
+      [viaApi, viaForm],
+    ]) {
+      const user = await paidUser(frozen);
+      for (let i = 0; i < BACKOFF.freeFailuresPerEmail; i++)
+        expect((await first!(user.email)).status).toBe(401);
+      const held = await then!(user.email);
+      expect([held.status, held.headers['retry-after']]).toEqual([429, '1']);
+    }
+  } finally {
+    await frozen.close();
+  }
 });

@@ -63,12 +63,15 @@ function cookies(req: Request): Record<string, string> {
   return out;
 }
 
-const NOTICES: Record<string, string> = {
-  'session-closed': 'The session is closed.',
-  'key-revoked': 'The key is revoked.',
-  'app-revoked': 'The app no longer has access to your account.',
-  'signed-out': 'You are signed out.',
-};
+/** The notices a redirect may name (`?notice=`); a Map, so no name every object has is one. */
+const NOTICES = new Map([
+  ['session-closed', 'The session is closed.'],
+  ['key-revoked', 'The key is revoked.'],
+  ['app-revoked', 'The app no longer has access to your account.'],
+  ['signed-out', 'You are signed out.'],
+]);
+const noticeOf = (req: Request) =>
+  typeof req.query.notice === 'string' ? NOTICES.get(req.query.notice) : undefined;
 
 const htmlReply = (description: string) => ({
   description,
@@ -194,8 +197,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
     async (req, res) => {
       const session = await findWebSession(ctx, cookies(req)[sessionCookie]);
       if (session) return seeOther(res, safeNext(req.query.next));
-      const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
-      showLogin(req, res, 200, { notice });
+      showLogin(req, res, 200, { notice: noticeOf(req) });
     },
   );
 
@@ -370,13 +372,12 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         listKeys(ctx, account.id),
         authorizationViews(ctx, account.id),
       ]);
-      const notice = typeof req.query.notice === 'string' ? NOTICES[req.query.notice] : undefined;
       send(
         res,
         200,
         accountPage({
           signedIn: signedIn(session),
-          notice,
+          notice: noticeOf(req),
           plan: account.plan,
           period: usage.period,
           bytes: usage.bytes,

@@ -273,3 +273,15 @@ test('11. the form and POST /v1/auth/login share one back-off: failures through 
     await frozen.close();
   }
 });
+
+test('12. a notice is one of the pages’ own: any other name, even one every object has, shows nothing', async () => {
+  const jar = await signIn(broker, await paidUser(broker));
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'nope']) {
+    for (const path of [`/login?notice=${name}`, `/account?notice=${name}`]) {
+      const res = await api()
+        .get(path)
+        .set('Cookie', path.startsWith('/account') ? cookieHeader(jar) : '');
+      expect([path, res.status, /role="status"/.test(res.text)]).toEqual([path, 200, false]);
+    }
+  }
+});

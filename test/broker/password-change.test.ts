@@ -7,6 +7,7 @@
 import request from 'supertest';
 import { getAccount, listKeys } from '../../src/broker/services/accounts.js';
 import { issueSignIn } from '../../src/broker/services/signin.js';
+import { startWebSession } from '../../src/broker/services/websessions.js';
 import { keys } from '../../src/broker/store/keys.js';
 import { startBroker, type TestBroker } from './helpers.js';
 import {
@@ -265,4 +266,17 @@ test('6. a login whose password check came before a change, and its token after,
   await expect(issueSignIn(broker.ctx, checked, null)).rejects.toMatchObject({ kind: 'unauthorized' });
   const live = await listKeys(broker.ctx, user.id);
   expect(live.filter((k) => k.signIn).map((k) => k.hint)).toEqual([caller.slice(-3)]);
+});
+
+// The same race for a browser sign-in (the sign-in page): its session record is written after the
+// password check, sees the change and is taken back, so no cookie of it can work.
+test('7. a browser sign-in whose password check came before a change, and its session after, is refused', async () => {
+  const user = await paidUser(broker);
+  const caller = await login(user);
+  const checked = (await getAccount(broker.ctx, user.id))!;
+  expect((await changePassword(user, caller)).status).toBe(200);
+  const sessions = () => broker.ctx.redis.keys(keys.webSession('*'));
+  const before = (await sessions()).length;
+  await expect(startWebSession(broker.ctx, checked)).rejects.toMatchObject({ kind: 'unauthorized' });
+  expect((await sessions()).length).toBe(before);
 });

@@ -225,9 +225,12 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         res.set('Retry-After', String(wait));
         return showLogin(req, res, 429, { email, error: `Too many requests. Try again in ${wait} s.` });
       }
-      let account: Account;
+      let session: { cookie: string };
       try {
-        account = await verifyCredentials(ctx, { source, email, password });
+        const account = await verifyCredentials(ctx, { source, email, password });
+        // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
+        await endWebSession(ctx, cookies(req)[sessionCookie]);
+        session = await startWebSession(ctx, account);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         const error =
@@ -238,10 +241,7 @@ export function webRoutes(ctx: BrokerContext, router: Router): void {
         res.set(mapped.headers);
         return showLogin(req, res, mapped.status, { email, error });
       }
-      // A new sign-in never keeps a cookie it arrived with (session fixation): that one ends here.
-      await endWebSession(ctx, cookies(req)[sessionCookie]);
-      const { cookie: value } = await startWebSession(ctx, account.id);
-      res.append('Set-Cookie', cookie(sessionCookie, value, WEB_SESSION_SECONDS));
+      res.append('Set-Cookie', cookie(sessionCookie, session.cookie, WEB_SESSION_SECONDS));
       seeOther(res, safeNext(req.body.next));
     },
   );

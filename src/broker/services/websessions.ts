@@ -2,6 +2,7 @@
 // random token; Redis holds its SHA-256 with the account, an expiry of its own and the CSRF token the
 // pages' forms carry. Signing out deletes the record, so a copied cookie stops working at once.
 import type { BrokerContext } from '../context.js';
+import { unauthorized } from '../errors.js';
 import { keys, TTL } from '../store/keys.js';
 import { execAll } from '../store/redis.js';
 import {
@@ -12,7 +13,8 @@ import {
   sameDigest,
   WEB_SESSION_PREFIX,
 } from '../tokens.js';
-import { getAccount, type Account } from './accounts.js';
+import { getAccount, signInsEndedSince, type Account } from './accounts.js';
+import { LOGIN_FAILED } from './signin.js';
 
 /** How long a signed-in page session, and its cookie, lasts. */
 export const WEB_SESSION_SECONDS = TTL.webSessionSeconds;
@@ -24,9 +26,15 @@ export interface WebSession {
   expiresAt: number;
 }
 
+/**
+ * A browser sign-in's session for `account`, as read when its password was checked. A password change
+ * landing between that check and this record ended every sign-in without seeing it: checked after the
+ * record is written (as signin.ts issueSignIn does for tokens), so either the change's cutoff covers the
+ * record or this sees the change, deletes the record and refuses the sign-in.
+ */
 export async function startWebSession(
   ctx: BrokerContext,
-  accountId: string,
+  account: Account,
 ): Promise<{ cookie: string; expiresAt: number }> {
   const cookie = mintToken(WEB_SESSION_PREFIX);
   const now = ctx.clock();
@@ -35,9 +43,13 @@ export async function startWebSession(
   await execAll(
     ctx.redis
       .multi()
-      .hset(key, { account: accountId, csrf: randomBase62(32), created_at: now, expires_at: expiresAt })
+      .hset(key, { account: account.id, csrf: randomBase62(32), created_at: now, expires_at: expiresAt })
       .expire(key, TTL.webSessionSeconds),
   );
+  if (await signInsEndedSince(ctx, account)) {
+    await ctx.redis.del(key);
+    throw unauthorized(LOGIN_FAILED);
+  }
   return { cookie, expiresAt };
 }
 

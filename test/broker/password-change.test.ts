@@ -6,6 +6,7 @@
 // apps: the user revokes those by name. Everything over HTTP on a real Redis.
 import request from 'supertest';
 import { getAccount, listKeys } from '../../src/broker/services/accounts.js';
+import { endSignInGrants } from '../../src/broker/services/oauth-grants.js';
 import { issueSignIn } from '../../src/broker/services/signin.js';
 import { startWebSession } from '../../src/broker/services/websessions.js';
 import { keys } from '../../src/broker/store/keys.js';
@@ -279,4 +280,25 @@ test('7. a browser sign-in whose password check came before a change, and its se
   const before = (await sessions()).length;
   await expect(startWebSession(broker.ctx, checked)).rejects.toMatchObject({ kind: 'unauthorized' });
   expect((await sessions()).length).toBe(before);
+});
+
+// A refresh racing the end of its grant (a password change ends the CLI's grants): however the two
+// interleave, the access token the refresh hands out never outlives the grant. Ten rounds, each with the
+// end started alongside the refresh at a different point.
+test('8. a refresh racing the end of its grant never leaves a working access token', async () => {
+  const user = await paidUser(broker);
+  for (let round = 0; round < 10; round++) {
+    const pair = await grant(user, CLI, 'account:read');
+    const refresh = token(broker, CLI, { grant_type: 'refresh_token', refresh_token: pair.refresh }, 'none');
+    const ended = (async () => {
+      for (let turn = 0; turn < round; turn++) await broker.ctx.redis.ping();
+      await endSignInGrants(broker.ctx, user.id, null);
+    })();
+    const [res] = await Promise.all([refresh, ended]);
+    const handedOut = res.status === 200 ? (res.body.access_token as string) : undefined;
+    expect({ round, works: handedOut && (await works(handedOut)) }).toEqual({
+      round,
+      works: handedOut && 401,
+    });
+  }
 });

@@ -327,12 +327,21 @@ export async function endSignIns(ctx: BrokerContext, accountId: string, keepKeyI
 }
 
 /**
- * Whether the account's sign-ins ended (endSignIns) after `account` was read: a sign-in checked against
- * that reading must not outlive the change it raced.
+ * A sign-in's credential (a login token, a browser session, a grant from a code) was just written for
+ * `account` as read when the sign-in was checked. A password change landing in between ended every
+ * sign-in (endSignIns) without seeing it: checked after the write, either the change saw the credential
+ * or this sees the change, then `takeBack` undoes the write and `refusal` is thrown.
  */
-export async function signInsEndedSince(ctx: BrokerContext, account: Account): Promise<boolean> {
+export async function keepUnlessSignInsEnded(
+  ctx: BrokerContext,
+  account: Account,
+  takeBack: () => Promise<unknown>,
+  refusal: () => Error,
+): Promise<void> {
   const endedAt = await ctx.redis.hget(keys.account(account.id), 'sign_ins_ended_at');
-  return numOrNull(endedAt ?? undefined) !== account.signInsEndedAt;
+  if (numOrNull(endedAt ?? undefined) === account.signInsEndedAt) return;
+  await takeBack();
+  throw refusal();
 }
 
 /** Removes a token entirely (record, membership, index): how an OAuth access token is revoked. */

@@ -30,6 +30,7 @@ import {
   getAccount,
   getKey,
   issueKey,
+  keepUnlessSignInsEnded,
   revokeKey,
   revokeKeysMadeBy,
   revokeKeysOfGrant,
@@ -152,12 +153,15 @@ export async function exchangeCode(
   const account = await getAccount(ctx, code.account);
   if (!account || !canAuthorize(account)) throw invalidGrant('The account can no longer authorize apps.');
   // Approved in a browser sign-in that a password change has ended since (accounts.ts endSignIns).
+  const issuedBeforeChange = () =>
+    invalidGrant('The authorization code was issued before the account’s password changed.');
   if (Number(code.expires_at) - CODE_SECONDS * 1000 <= (account.signInsEndedAt ?? -Infinity))
-    throw invalidGrant('The authorization code was issued before the account’s password changed.');
+    throw issuedBeforeChange();
 
   const grantId = newId('grt');
   await ctx.redis.hset(key, 'grant', grantId);
   const issued = await startGrant(ctx, account, client, grantId, parseScope(code.scope ?? ''));
+  await keepUnlessSignInsEnded(ctx, account, () => revokeGrant(ctx, account.id, grantId), issuedBeforeChange);
   await revokeIfReplayed(ctx, key, account.id, grantId, CODE_REPLAYED);
   return issued;
 }
@@ -263,6 +267,13 @@ export async function refreshGrant(
       .hset(grantKey, { scope: response.scope, last_used: ctx.clock(), access_key: accessKeyId })
       .expire(grantKey, TTL.oauthGrantSeconds),
   );
+  // The grant ended since it was read (endGrant takes its record and the access token it named at once):
+  // that write re-created a record without its client. Either endGrant saw this token, or this sees it ended.
+  if ((await ctx.redis.hget(grantKey, 'client')) === null) {
+    await ctx.redis.del(grantKey);
+    await dropKey(ctx, account.id, accessKeyId);
+    throw invalidGrant('The grant was revoked.');
+  }
   // One live access token per grant: the one this refresh replaces stops working.
   if (grant.access_key) await dropKey(ctx, account.id, grant.access_key);
   await revokeIfReplayed(ctx, key, account.id, record.grant, REFRESH_REPLAYED);
@@ -276,8 +287,15 @@ export async function refreshGrant(
  */
 async function endGrant(ctx: BrokerContext, accountId: string, grantId: string): Promise<string | null> {
   const grantKey = keys.oauthGrant(accountId, grantId);
-  const [client, accessKey] = await ctx.redis.hmget(grantKey, 'client', 'access_key');
-  await execAll(ctx.redis.multi().del(grantKey).hdel(keys.accountOAuthGrants(accountId), grantId));
+  // Read and deleted in one transaction: a refresh writing its new access token meanwhile is either seen
+  // here or finds the record gone (refreshGrant).
+  const [[client, accessKey]] = (await execAll(
+    ctx.redis
+      .multi()
+      .hmget(grantKey, 'client', 'access_key')
+      .del(grantKey)
+      .hdel(keys.accountOAuthGrants(accountId), grantId),
+  )) as [[string | null, string | null]];
   if (accessKey) await dropKey(ctx, accountId, accessKey);
   if (client) await ctx.redis.srem(keys.oauthClientGrants(client), `${accountId} ${grantId}`);
   return client ?? null;

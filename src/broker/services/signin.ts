@@ -16,7 +16,7 @@ import {
   normalizeFingerprint,
   endSignIns,
   revokeKey,
-  signInsEndedSince,
+  keepUnlessSignInsEnded,
   type Account,
   type ApiKey,
   type IssuedKey,
@@ -102,10 +102,12 @@ export async function issueSignIn(
     expiresAt: null,
     signIn: true,
   });
-  if (await signInsEndedSince(ctx, account)) {
-    await revokeKey(ctx, account.id, issued.key.id);
-    throw unauthorized(LOGIN_FAILED);
-  }
+  await keepUnlessSignInsEnded(
+    ctx,
+    account,
+    () => revokeKey(ctx, account.id, issued.key.id),
+    () => unauthorized(LOGIN_FAILED),
+  );
   return issued;
 }
 

@@ -13,7 +13,7 @@ import {
   sameDigest,
   WEB_SESSION_PREFIX,
 } from '../tokens.js';
-import { getAccount, signInsEndedSince, type Account } from './accounts.js';
+import { getAccount, keepUnlessSignInsEnded, type Account } from './accounts.js';
 import { LOGIN_FAILED } from './signin.js';
 
 /** How long a signed-in page session, and its cookie, lasts. */
@@ -26,12 +26,7 @@ export interface WebSession {
   expiresAt: number;
 }
 
-/**
- * A browser sign-in's session for `account`, as read when its password was checked. A password change
- * landing between that check and this record ended every sign-in without seeing it: checked after the
- * record is written (as signin.ts issueSignIn does for tokens), so either the change's cutoff covers the
- * record or this sees the change, deletes the record and refuses the sign-in.
- */
+/** A browser sign-in's session for `account`, as read when its password was checked (keepUnlessSignInsEnded). */
 export async function startWebSession(
   ctx: BrokerContext,
   account: Account,
@@ -46,10 +41,12 @@ export async function startWebSession(
       .hset(key, { account: account.id, csrf: randomBase62(32), created_at: now, expires_at: expiresAt })
       .expire(key, TTL.webSessionSeconds),
   );
-  if (await signInsEndedSince(ctx, account)) {
-    await ctx.redis.del(key);
-    throw unauthorized(LOGIN_FAILED);
-  }
+  await keepUnlessSignInsEnded(
+    ctx,
+    account,
+    () => ctx.redis.del(key),
+    () => unauthorized(LOGIN_FAILED),
+  );
   return { cookie, expiresAt };
 }
 

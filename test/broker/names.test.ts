@@ -135,3 +135,10 @@ test('nothing refused was stored: no key, client or region name holds such a cha
     [],
   );
 });
+
+test('white space at either end of a name is trimmed before the check: "\\ttrimmed\\n" is stored as "trimmed"', async () => {
+  const [, , , createKey] = FIELDS[0]!;
+  expect((await createKey('\ttrimmed\n')).status).toBe(201);
+  const keys = await api().get('/v1/auth/keys').set(bearer(user));
+  expect(keys.body.keys.map((k: { name: string }) => k.name)).toContain('trimmed');
+});

@@ -300,8 +300,8 @@ async function revokeKeysWhere(
   accountId: string,
   revoked: (key: ApiKey) => boolean,
 ): Promise<void> {
-  const made = (await listKeys(ctx, accountId)).filter(revoked);
-  await Promise.all(made.map((k) => revokeKey(ctx, accountId, k.id)));
+  const matching = (await listKeys(ctx, accountId)).filter(revoked);
+  await Promise.all(matching.map((k) => revokeKey(ctx, accountId, k.id)));
 }
 
 /** Revokes the account's API keys an OAuth client made (its access to the account has ended). */

@@ -383,7 +383,11 @@ export async function listAuthorizations(ctx: BrokerContext, accountId: string):
   return [...byClient.values()].sort((a, b) => a.grantedAt - b.grantedAt);
 }
 
-/** Revokes every grant the account gave the client; false when there was none. */
+/**
+ * Revokes every grant the account gave the client, and every key the client made on it; false when there
+ * was no grant. The grants' tokens end first (their records gone, so a key made meanwhile revokes itself),
+ * then one listing takes every key the client made, which holds each grant's own.
+ */
 export async function revokeAuthorization(
   ctx: BrokerContext,
   accountId: string,
@@ -391,7 +395,7 @@ export async function revokeAuthorization(
 ): Promise<boolean> {
   const grants = Object.entries(await ctx.redis.hgetall(keys.accountOAuthGrants(accountId)));
   const mine = grants.filter(([, c]) => c === clientId).map(([grantId]) => grantId);
-  await Promise.all(mine.map((grantId) => revokeGrant(ctx, accountId, grantId)));
+  await Promise.all(mine.map((grantId) => endGrant(ctx, accountId, grantId)));
   await revokeKeysMadeBy(ctx, accountId, clientId);
   return mine.length > 0;
 }
@@ -401,9 +405,10 @@ export async function revokeClientGrants(ctx: BrokerContext, clientId: string): 
   const accounts = new Set<string>();
   for (const member of await ctx.redis.smembers(keys.oauthClientGrants(clientId))) {
     const [accountId, grantId] = member.split(' ');
-    if (accountId && grantId) await revokeGrant(ctx, accountId, grantId);
+    if (accountId && grantId) await endGrant(ctx, accountId, grantId);
     if (accountId) accounts.add(accountId);
   }
+  // As revokeAuthorization: one listing per account after its grants ended takes every key the client made.
   for (const accountId of accounts) await revokeKeysMadeBy(ctx, accountId, clientId);
   await ctx.redis.del(keys.oauthClientGrants(clientId));
 }

@@ -172,7 +172,12 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
   test(
     '2. SIGKILL the master mid-loop: 503 during the failover, then 201 again; every 201 readable',
     async () => {
-      const masterAddress = () => redisCli(sentinels[0]!.port, 'sentinel', 'get-master-addr-by-name', 'tb');
+      /** The master the sentinels name, as host:port. */
+      const masterAddress = () =>
+        redisCli(sentinels[0]!.port, 'sentinel', 'get-master-addr-by-name', 'tb')
+          .trim()
+          .split(/\s+/)
+          .join(':');
       const { unavailable } = await createThroughFailover(
         plane,
         () => master.kill(),
@@ -192,10 +197,10 @@ describe('Sentinel: a master, a replica, three sentinels', () => {
           await settled(
             'the two servers replicating again',
             () => {
-              const named = masterAddress();
-              const port = Number(named.trim().split(/\s+/).at(-1));
+              const master = masterAddress();
+              const port = Number(master.split(':').at(-1));
               return {
-                master: named.trim().replace(/\s+/, ':'),
+                master,
                 replication: Number.isInteger(port) ? replicationLines(port) : '',
                 sentinels: sentinels.map((s) => sentinelView(s.port)),
               };

@@ -84,12 +84,7 @@ export async function login(
   return { account, ...(await issueSignIn(ctx, account, fingerprint)) };
 }
 
-/**
- * A login's token for `account`, as read when its password was checked. A password change landing
- * between that check and this token ended every sign-in without seeing it: checked after the token is
- * written, so either the change's listing sees the token or this sees the change, which revokes it and
- * refuses the login.
- */
+/** A login's token for `account`, as read when its password was checked (keepUnlessSignInsEnded). */
 export async function issueSignIn(
   ctx: BrokerContext,
   account: Account,

@@ -148,9 +148,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // The warm-up's sockets are wrapped as the node's: the device's calls into them are then compiled for
     // this shape.
     const ownedSends = (udp: UdpTransport): UdpTransport => (threads ? socketForThreads(udp) : udp);
-    // Before the first packet, not during it. With threads the node transfers buffers to its handshake
-    // workers; under `run` it fetches: either detaches buffers, so the warm-up's code must not count on none.
-    if (threads || options.fetches) detachOneBuffer();
+    // Before the first packet, not during it. Under `run` the node fetches, which detaches buffers, so the
+    // warm-up's code must not count on none; with `up` nothing on this thread detaches one (the handshake
+    // workers are sent copies: handshakes.ts), and the data path keeps the narrower, faster code.
+    if (options.fetches) detachOneBuffer();
     if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
     await warmDevicePath(

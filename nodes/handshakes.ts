@@ -7,9 +7,12 @@
 // Each worker holds our private key and a snapshot of the peers (public key, pre-shared key; the
 // static-static DH computed on its first handshake, as the engine does), kept in step with the device's
 // configuration through the same ordered channel as the work. Initiations and answers cross in batches:
-// one message per worker and event-loop turn, in transferred buffers. Secrets sent to a worker are
-// transferred (no copy stays behind) and the answers' keys are zeroed once the engine holds them. A
-// worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
+// one message per worker and event-loop turn. This thread transfers nothing: a detach here would cost the
+// data path's typed-array code its no-detach promise (detach.ts: 5 to 9% more CPU per GB through the node). So
+// initiations go as copies, and each worker gets its own copy of a secret in shared memory, which the
+// worker wipes once it has taken its own (no copy stays behind, none is left in a freed message buffer);
+// answers come back in buffers the worker transfers, and their keys are zeroed once the engine holds them.
+// A worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
 // retries).
 import { Worker } from 'node:worker_threads';
 
@@ -294,14 +297,14 @@ export class HandshakeWorkers {
 
   setPrivateKey(privateKey: Uint8Array): void {
     this.generation++;
-    this.change(copySecrets({ kind: 'key', privateKey }, secret));
+    this.change(copySecrets({ kind: 'key', privateKey }, secretCopy));
   }
 
   upsertPeer(publicKey: Uint8Array, presharedKey: Uint8Array | null | undefined, known: boolean): void {
     const name = Buffer.from(publicKey).toString('base64');
     if (known && presharedKey !== undefined) this.generation++;
     this.change(
-      copySecrets({ kind: 'peer', name, ...(presharedKey !== undefined && { presharedKey }) }, secret),
+      copySecrets({ kind: 'peer', name, ...(presharedKey !== undefined && { presharedKey }) }, secretCopy),
     );
   }
 
@@ -349,9 +352,8 @@ export class HandshakeWorkers {
     this.changes = [];
     if (changes.length > 0) {
       for (const { worker } of this.threads) {
-        // Each worker gets its own copy of every secret, transferred: none stays on this thread.
-        const own = changes.map((change) => copySecrets(change));
-        worker.postMessage({ kind: 'changes', changes: own } satisfies ToWorker, own.flatMap(secretBuffers));
+        const own = changes.map((change) => copySecrets(change, sharedCopy));
+        worker.postMessage({ kind: 'changes', changes: own } satisfies ToWorker);
       }
       for (const change of changes) wipeSecrets(change);
     }
@@ -359,7 +361,7 @@ export class HandshakeWorkers {
       if (thread.jobs.length === 0) continue;
       const initiations = new Uint8Array(thread.jobs.length * INITIATION_SIZE);
       thread.initiations.forEach((initiation, i) => initiations.set(initiation, i * INITIATION_SIZE));
-      thread.worker.postMessage({ kind: 'answer', initiations } satisfies ToWorker, [initiations.buffer]);
+      thread.worker.postMessage({ kind: 'answer', initiations } satisfies ToWorker);
       thread.sent.push(thread.jobs.splice(0));
       thread.initiations.length = 0;
     }
@@ -391,24 +393,25 @@ export class HandshakeWorkers {
   }
 }
 
-/** The change with its own copy of any secret in it, marked by `mark` (queued ones print redacted). */
-function copySecrets(
-  change: SnapshotChange,
-  mark: (bytes: Uint8Array) => Uint8Array = (bytes) => bytes,
-): SnapshotChange {
-  if (change.kind === 'key') return { kind: 'key', privateKey: mark(Uint8Array.from(change.privateKey)) };
+/** The change with a copy of any secret in it, made by `copy`: queued ones print redacted, sent ones are shared. */
+function copySecrets(change: SnapshotChange, copy: (bytes: Uint8Array) => Uint8Array): SnapshotChange {
+  if (change.kind === 'key') return { kind: 'key', privateKey: copy(change.privateKey) };
   if (change.kind === 'peer' && change.presharedKey) {
-    return { ...change, presharedKey: mark(Uint8Array.from(change.presharedKey)) };
+    return { ...change, presharedKey: copy(change.presharedKey) };
   }
   return change;
 }
 
-function wipeSecrets(change: SnapshotChange): void {
-  for (const buffer of secretBuffers(change)) wipe(new Uint8Array(buffer));
+const secretCopy = (bytes: Uint8Array): Uint8Array => secret(Uint8Array.from(bytes));
+
+/** A copy in shared memory: posted to a worker, it is the worker's to wipe, and this thread keeps no reference. */
+function sharedCopy(bytes: Uint8Array): Uint8Array {
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  shared.set(bytes);
+  return shared;
 }
 
-function secretBuffers(change: SnapshotChange): ArrayBuffer[] {
-  if (change.kind === 'key') return [change.privateKey.buffer as ArrayBuffer];
-  if (change.kind === 'peer' && change.presharedKey) return [change.presharedKey.buffer as ArrayBuffer];
-  return [];
+function wipeSecrets(change: SnapshotChange): void {
+  if (change.kind === 'key') wipe(change.privateKey);
+  if (change.kind === 'peer' && change.presharedKey) wipe(change.presharedKey);
 }

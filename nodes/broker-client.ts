@@ -1,4 +1,5 @@
-// The node side of docs/API.md "Exit nodes": register, heartbeat, and the long-polled peer feed, over fetch.
+// The node side of docs/API.md "Exit nodes": register, heartbeat, and the long-polled peer feed, over fetch
+// (on the fetch thread under `run`: fetch-thread.ts).
 // Every answer is a typed outcome, never a throw: the agent decides what each means (retry, register
 // again, exit). Broker bodies are untrusted input and are validated before anything uses them.
 import { z } from 'zod';
@@ -11,6 +12,7 @@ import {
   type NodeRegistration,
 } from '../src/lib/api.js';
 import { fetchRefusal } from '../src/lib/fetch-refusal.js';
+import { fetchExchange, type Exchange, type ExchangeAnswer } from './fetch-thread.js';
 
 /** Why a call did not succeed, in the terms the agent acts on. */
 export type BrokerFailure =
@@ -75,6 +77,8 @@ export class BrokerClient {
   constructor(
     baseUrl: string,
     private readonly token: string,
+    /** How a request is made: fetch on this thread unless told (the node's fetch thread). */
+    private readonly exchange: Exchange = fetchExchange,
   ) {
     this.base = baseUrl.replace(/\/+$/, '');
     this.shownBase = this.base.replace(/\/\/[^/@]*@/, '//');
@@ -137,21 +141,22 @@ export class BrokerClient {
     body?: unknown,
   ): Promise<BrokerResult<T>> {
     const timeout = AbortSignal.timeout(timeoutMs);
-    let response: Response | undefined;
-    let text = '';
+    let response: ExchangeAnswer | undefined;
     for (let attempt = 1; response === undefined; attempt++) {
       try {
-        response = await fetch(this.base + path, {
-          method,
-          headers: {
-            authorization: `Bearer ${this.token}`,
-            accept: 'application/json',
-            ...(body !== undefined && { 'content-type': 'application/json' }),
+        response = await this.exchange(
+          this.base + path,
+          {
+            method,
+            headers: {
+              authorization: `Bearer ${this.token}`,
+              accept: 'application/json',
+              ...(body !== undefined && { 'content-type': 'application/json' }),
+            },
+            ...(body !== undefined && { body: JSON.stringify(body) }),
           },
-          ...(body !== undefined && { body: JSON.stringify(body) }),
-          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-        });
-        text = await response.text();
+          signal ? AbortSignal.any([signal, timeout]) : timeout,
+        );
       } catch (error) {
         response = undefined;
         const refused = fetchRefusal(error);
@@ -171,18 +176,18 @@ export class BrokerClient {
     }
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(response.text);
     } catch {
       json = undefined;
     }
     const where = `${method} ${path.split('?')[0]} → ${response.status}`;
-    if (!response.ok) {
+    if (response.status < 200 || response.status > 299) {
       const said = ErrorBody.safeParse(json);
       const message = `${where}${said.success && said.data.message ? `: ${oneLine(said.data.message)}` : ''}`;
       if (response.status === 401) return { ok: false, kind: 'unauthorized', message };
       if (response.status === 404) return { ok: false, kind: 'unknown_node', message };
       if (response.status >= 500 || response.status === 429 || response.status === 408) {
-        const after = retryAfterMs(response.headers.get('retry-after'));
+        const after = retryAfterMs(response.retryAfter);
         return {
           ok: false,
           kind: 'unavailable',

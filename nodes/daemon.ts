@@ -7,7 +7,6 @@ import { isIPv4 } from 'node:net';
 import { DEFAULT_MTU } from '../crypto/constants.js';
 import { Tunnel } from '../crypto/tunnel.js';
 import type { DataPathSettings, HostPort } from './config.js';
-import { detachOneBuffer } from './detach.js';
 import { Device } from './device.js';
 import { NodeMetrics, serveMetrics } from './metrics.js';
 import { secureRandomBytes } from './random.js';
@@ -36,8 +35,6 @@ export interface DaemonOptions extends DataPathSettings {
   /** UDP listen address (default: every address) and port (0 lets the kernel pick). */
   listen: { host?: string; port: number };
   metrics?: HostPort;
-  /** The node talks to a broker with fetch (`run`), which detaches ArrayBuffers (detach.ts). */
-  fetches?: boolean;
   /**
    * One-line notices while running (a kernel refusing UDP GSO, a handshake worker or a crypto thread
    * that died).
@@ -148,10 +145,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // The warm-up's sockets are wrapped as the node's: the device's calls into them are then compiled for
     // this shape.
     const ownedSends = (udp: UdpTransport): UdpTransport => (threads ? socketForThreads(udp) : udp);
-    // Before the first packet, not during it. Under `run` the node fetches, which detaches buffers, so the
-    // warm-up's code must not count on none; with `up` nothing on this thread detaches one (the handshake
-    // workers are sent copies: handshakes.ts), and the data path keeps the narrower, faster code.
-    if (options.fetches) detachOneBuffer();
     if (threads) warmThreadShapes(mtu, secureRandomBytes);
     warmDataPath(engineOptions);
     await warmDevicePath(

@@ -46,6 +46,7 @@ import {
   type DataPathSettings,
 } from './config.js';
 import { readyLine, startDaemon, type Daemon } from './daemon.js';
+import { FetchThread } from './fetch-thread.js';
 import { ip, runTool } from './ip.js';
 import { secureRandomBytes } from './random.js';
 import { configureInterface } from './tun/index.js';
@@ -312,13 +313,14 @@ export async function startAgentNode(
     offload: settings.offload,
     threads: settings.threads,
     handOver: settings.handOver,
-    fetches: true,
     log: say,
   });
   try {
     const publicKey = Buffer.from(daemon.publicKey).toString('base64');
+    const fetchThread = new FetchThread();
+    daemon.onClose(() => fetchThread.close());
     const agent = new Agent({
-      client: new BrokerClient(settings.broker, settings.token),
+      client: new BrokerClient(settings.broker, settings.token, fetchThread.exchange),
       registration: {
         region: settings.region,
         endpoint: settings.endpoint,

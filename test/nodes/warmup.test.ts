@@ -48,7 +48,7 @@ console.log('fetched');
 server.close();
 `;
 
-test("detachOneBuffer gives up V8's no-detach promise at once, so a broker request (Node's fetch detaches buffers) throws away no warm code later", async () => {
+test("detachOneBuffer gives up V8's no-detach promise at once, so a later real detach (here Node's fetch) throws away no warm code", async () => {
   const { stdout } = await promisify(execFile)(process.execPath, [
     '--trace-protector-invalidation',
     '--input-type=module',

@@ -1,8 +1,8 @@
 // The node's HTTP to its broker, on a worker thread of its own. Node's fetch detaches the ArrayBuffers of
 // every body it reads (its byte streams transfer each chunk), and the first detach on a thread costs V8's
 // no-detach promise there for good: the data path's typed-array code then checks for detached buffers at
-// every access (detach.ts; 5 to 9% more CPU per GB through the node). A fetch on the worker detaches the
-// worker's buffers only; what crosses back is a status, one header and the body's text.
+// every access (what that costs: handshakes.ts). A fetch on the worker detaches the worker's buffers only;
+// what crosses back is a status, one header and the body's text.
 import { Worker } from 'node:worker_threads';
 
 import { builtWorker } from './worker-file.js';

@@ -45,7 +45,7 @@ function apply(change: SnapshotChange): void {
       if (kept !== undefined) wipe(kept);
       const given = change.presharedKey ?? undefined;
       const presharedKey = ownPresharedKey(given);
-      if (given !== undefined) wipe(given); // transferred to this worker for the copy just made
+      if (given !== undefined) wipe(given); // shared with this worker for the copy just made
       presharedKeys.set(change.name, presharedKey);
       if (local !== undefined) peers.set(change.name, peerKeys(local, change.name, presharedKey));
       return;
@@ -73,7 +73,7 @@ port.on('message', (message: ToWorker) => {
         local === undefined
           ? new Uint8Array(0) // no key yet: nothing authenticates
           : answerBatch(local, peers, message.initiations, secureRandomBytes);
-      port.postMessage({ records } satisfies FromWorker, [records.buffer as ArrayBuffer]);
+      port.postMessage({ records } satisfies FromWorker);
       return;
     }
     case 'close':

@@ -7,11 +7,11 @@
 // Each worker holds our private key and a snapshot of the peers (public key, pre-shared key; the
 // static-static DH computed on its first handshake, as the engine does), kept in step with the device's
 // configuration through the same ordered channel as the work. Initiations and answers cross in batches:
-// one message per worker and event-loop turn. This thread transfers nothing: a detach here would cost the
-// data path's typed-array code its no-detach promise (detach.ts: 5 to 9% more CPU per GB through the node). So
-// initiations go as copies, and each worker gets its own copy of a secret in shared memory, which the
-// worker wipes once it has taken its own (no copy stays behind, none is left in a freed message buffer);
-// answers come back in buffers the worker transfers, and their keys are zeroed once the engine holds them.
+// one message per worker and event-loop turn. No thread transfers a buffer: V8 compiles typed-array code on
+// the promise that no ArrayBuffer was ever detached on its thread, and code compiled without it checks at
+// every access (5 to 9% more CPU per GB on the data path, 15% fewer answers per second in a worker). So
+// initiations go as copies, and secrets and answers in shared memory, wiped by the thread that reads them
+// (no copy stays behind, none is left in a freed message buffer).
 // A worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
 // retries).
 import { Worker } from 'node:worker_threads';
@@ -32,7 +32,6 @@ import {
 import type { Endpoint } from '../crypto/peer.js';
 import { generatePrivateKey, wipe } from '../crypto/primitives.js';
 import { secret } from '../crypto/secret.js';
-import { detachOneBuffer } from './detach.js';
 import { builtWorker } from './worker-file.js';
 
 // ---- the answers' wire format: one fixed-size record per initiation, in the order they were sent ----
@@ -70,7 +69,8 @@ export function answerBatch(
   randomBytes: (length: number) => Uint8Array,
 ): Uint8Array {
   const count = initiations.length / INITIATION_SIZE;
-  const records = new Uint8Array(count * RECORD_SIZE);
+  // Shared memory: posted to the device's thread without a copy or a transfer (no detach), wiped there once read.
+  const records = new Uint8Array(new SharedArrayBuffer(count * RECORD_SIZE));
   const lookup = (remoteStatic: Uint8Array) => peers.get(Buffer.from(remoteStatic).toString('base64'));
   for (let i = 0; i < count; i++) {
     const message = parseMessage(initiations.subarray(i * INITIATION_SIZE, (i + 1) * INITIATION_SIZE));
@@ -101,7 +101,7 @@ export function answerBatch(
 /**
  * Initiations a worker answers between throwaway keys as it starts, before any real one. V8 compiles and
  * optimizes X25519 and BLAKE2s as they run: a cold worker's first answer took 6 to 13 ms, the next ten 2 to
- * 3 ms (the second 13 to 60: below), where a warm one takes 1.4 (measured on 2 cores). After 16 the first
+ * 3 ms, where a warm one takes 1.4 (measured on 2 cores). After 16 the first
  * real one takes 1.3 to 3.7 ms; after 8, some workers still took 2.2 ms up to the 16th.
  */
 export const WARM_HANDSHAKES = 16;
@@ -112,9 +112,6 @@ export const WARM_HANDSHAKES = 16;
  * it touches no state of the worker's. Returns the answers made.
  */
 export function warmAnswers(randomBytes: (length: number) => Uint8Array): number {
-  // Answers leave in transferred buffers (detach.ts): without this, the first real answer's detach threw the
-  // warm code away, and the second real answer ran unoptimized again (13 to 60 ms).
-  detachOneBuffer();
   // No key outlives the call: the randomness every key was made from, the keys, the DH results and the
   // answers' session keys are zeroed at its end.
   const drawn: Uint8Array[] = [];

@@ -1,5 +1,5 @@
 // V8 says once per thread (`--trace-protector-invalidation`) when it gives up its promise that no ArrayBuffer
-// was ever detached there, which costs that thread's typed-array code its speed (nodes/detach.ts). This runs
+// was ever detached there, which costs that thread's typed-array code its speed (nodes/handshakes.ts). This runs
 // a script in a process of its own and counts the threads that did.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,17 +1,12 @@
 // The start-up warm-up (nodes/warmup.ts) does its work: every packet it sends, both ways, is delivered by
 // the other engine (or device), with the engine options the node runs with and with the engine's defaults,
 // over each kind of socket the node can run with; and it leaves nothing behind.
-import { execFile } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
-
 import { DEFAULT_MTU } from '../../crypto/constants.js';
 import { nodeEngineOptions, socketForThreads } from '../../nodes/daemon.js';
 import { secureRandomBytes } from '../../nodes/random.js';
 import { CryptoThreads } from '../../nodes/threads/pool.js';
 import { openUdp } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
-import { builtProgram } from '../helpers/repo.js';
 import {
   WARM_PACKETS,
   WARM_RECORD_MESSAGES,
@@ -32,35 +27,6 @@ describe('warmDataPath', () => {
   test.each(CASES)('%s: every packet each way is delivered', (_name, options) => {
     expect(warmDataPath(engine(options))).toBe(2 * WARM_PACKETS);
   });
-});
-
-// In a process of its own, as the node: V8 says when it gives up its promise that no ArrayBuffer was ever
-// detached (the promise the warm-up's compiled code would otherwise stand on).
-const DETACH_THEN_FETCH = `
-const { detachOneBuffer } = await import(process.argv[1]);
-const { createServer } = await import('node:http');
-detachOneBuffer();
-console.log('detached');
-const server = createServer((_request, response) => response.end('{"ok":true}'));
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-await (await fetch(\`http://127.0.0.1:\${server.address().port}/\`)).json();
-console.log('fetched');
-server.close();
-`;
-
-test("detachOneBuffer gives up V8's no-detach promise at once, so a later real detach (here Node's fetch) throws away no warm code", async () => {
-  const { stdout } = await promisify(execFile)(process.execPath, [
-    '--trace-protector-invalidation',
-    '--input-type=module',
-    '-e',
-    DETACH_THEN_FETCH,
-    pathToFileURL(builtProgram('nodes/detach.js')).href,
-  ]);
-  expect(stdout.split('\n').filter((line) => line !== '')).toEqual([
-    'Invalidating protector cell ArrayBufferDetaching',
-    'detached',
-    'fetched',
-  ]);
 });
 
 describe('warmThreadShapes', () => {

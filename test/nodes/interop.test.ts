@@ -102,6 +102,7 @@ async function startInterop({ outer, initiator, nodeArgs = [], nodeKey }: Intero
     { mode: 0o600 },
   );
   const node = pair.b.spawn('node', [
+    '--trace-protector-invalidation', // test 5
     DAEMON,
     'up',
     '--config',
@@ -460,6 +461,10 @@ describe.each(
     const batchedWithOffload = mode(nodeArgs, '--batch') === 'on' && mode(nodeArgs, '--offload') === 'on';
     if (batchedWithOffload) expect(gso).toBeGreaterThan(0);
     else expect(gso).toBe(0);
+  });
+
+  test('5. after all that, no thread of the node has detached a buffer (V8 keeps its fast typed-array code)', () => {
+    expect(net.node.output()).not.toContain('Invalidating protector cell ArrayBufferDetaching');
   });
 });
 

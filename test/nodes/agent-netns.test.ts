@@ -87,6 +87,7 @@ const spawnNode = (ns: Namespace, args: NodeArgs) =>
     ...args,
     endpoint: `${PAIR_ADDRESSES.a.v4}:${NODE_PORT}`,
     egressIp: egressIpOf(args.stateDir),
+    nodeFlags: ['--trace-protector-invalidation'], // V8 says when a thread first detaches a buffer
   });
 
 async function startNode(args: NodeArgs): Promise<RunningNode> {
@@ -211,6 +212,13 @@ describe('tunnelbyte-node run in a namespace', () => {
     expect((await plane.as(user, 'delete', `/v1/sessions/${session.id}`)).status).toBe(204);
     expect(await node.proc.exited).toBe(0);
     await session.client.stop();
+    // One thread gave up V8's fast typed-array code: the fetch thread (Node's fetch detaches the buffers it
+    // reads), not the data path's nor a handshake worker's.
+    const detached = node.proc
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('ArrayBufferDetaching'));
+    expect(detached).toEqual(['Invalidating protector cell ArrayBufferDetaching']);
   }, 120_000);
 
   test('a restarted node greets its recent client at the endpoint it kept: the client handshakes again without sending', async () => {

@@ -41,11 +41,14 @@ export interface NodeArgs {
   egressIp: string;
   extra?: string[];
   broker?: string;
+  /** Node's own flags, before the program. */
+  nodeFlags?: readonly string[];
 }
 
 /** Spawns `tunnelbyte-node run` in `ns`, listening on NODE_PORT. */
 export function spawnNode(ns: Namespace, args: NodeArgs) {
   return ns.spawn('node', [
+    ...(args.nodeFlags ?? []),
     DAEMON,
     'run',
     '--broker',

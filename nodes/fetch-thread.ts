@@ -1,8 +1,8 @@
 // The node's HTTP to its broker, on a worker thread of its own. Node's fetch detaches the ArrayBuffers of
 // every body it reads (its byte streams transfer each chunk), and the first detach on a thread costs V8's
 // no-detach promise there for good: the data path's typed-array code then checks for detached buffers at
-// every access (what that costs: handshakes.ts). A fetch on the worker detaches the worker's buffers only;
-// what crosses back is a status, one header and the body's text.
+// every access (what that costs: docs/ARCHITECTURE.md). A fetch on the worker detaches the worker's buffers
+// only; what crosses back is a status, one header and the body's text.
 import { Worker } from 'node:worker_threads';
 
 import { builtWorker } from './worker-file.js';
@@ -21,8 +21,9 @@ export interface ExchangeAnswer {
 }
 
 /**
- * One request and its whole answer. Fails as fetch does: a TypeError whose `cause` says why (refused URL,
- * network), or the signal's reason once it aborts.
+ * One request and its whole answer. Fails with an error named as fetch's (a `TypeError` whose `cause` says
+ * why: refused URL, network; across the thread a plain Error of that name, so read `name`, never
+ * instanceof), the signal's reason once it aborts, or the thread's own one-line Error (closed, exited).
  */
 export type Exchange = (
   url: string,
@@ -48,7 +49,8 @@ export interface PlainError {
 }
 
 export function plainError(error: unknown): PlainError {
-  const { name, message, cause } = error as Error & { cause?: { code?: unknown; message?: unknown } };
+  // Object(): whatever was thrown, null and strings too.
+  const { name, message, cause } = Object(error) as Error & { cause?: { code?: unknown; message?: unknown } };
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
   return {
     name: text(name) ?? 'Error',
@@ -124,7 +126,7 @@ export class FetchThread {
       this.worker = undefined;
       for (const call of [...this.pending.values()]) call.reject(new Error(`the fetch thread ${why}`));
     };
-    worker.on('error', (error) => died(`failed: ${error.message.split('\n')[0]}`));
+    worker.on('error', (error: unknown) => died(`failed: ${plainError(error).message.split('\n')[0]}`));
     worker.on('exit', (code) => died(`exited with code ${code}`));
     this.worker = worker;
     return worker;

@@ -7,11 +7,10 @@
 // Each worker holds our private key and a snapshot of the peers (public key, pre-shared key; the
 // static-static DH computed on its first handshake, as the engine does), kept in step with the device's
 // configuration through the same ordered channel as the work. Initiations and answers cross in batches:
-// one message per worker and event-loop turn. No thread transfers a buffer: V8 compiles typed-array code on
-// the promise that no ArrayBuffer was ever detached on its thread, and code compiled without it checks at
-// every access (5 to 9% more CPU per GB on the data path, 15% fewer answers per second in a worker). So
-// initiations go as copies, and secrets and answers in shared memory, wiped by the thread that reads them
-// (no copy stays behind, none is left in a freed message buffer).
+// one message per worker and event-loop turn. No thread transfers a buffer, which would cost it V8's fast
+// typed-array code (docs/ARCHITECTURE.md, the warm-up): initiations go as copies, secrets and answers in
+// shared memory, wiped by the thread that reads them (no copy stays behind, none is left in a freed
+// message buffer).
 // A worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
 // retries).
 import { Worker } from 'node:worker_threads';
@@ -101,8 +100,8 @@ export function answerBatch(
 /**
  * Initiations a worker answers between throwaway keys as it starts, before any real one. V8 compiles and
  * optimizes X25519 and BLAKE2s as they run: a cold worker's first answer took 6 to 13 ms, the next ten 2 to
- * 3 ms, where a warm one takes 1.4 (measured on 2 cores). After 16 the first
- * real one takes 1.3 to 3.7 ms; after 8, some workers still took 2.2 ms up to the 16th.
+ * 3 ms, where a warm one takes 1.4 (measured on 2 cores). After 16 the first real one takes 1.3 to 3.7 ms;
+ * after 8, some workers still took 2.2 ms up to the 16th.
  */
 export const WARM_HANDSHAKES = 16;
 

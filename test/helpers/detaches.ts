@@ -1,6 +1,6 @@
 // V8 says once per thread (`--trace-protector-invalidation`) when it gives up its promise that no ArrayBuffer
-// was ever detached there, which costs that thread's typed-array code its speed (nodes/handshakes.ts). This runs
-// a script in a process of its own and counts the threads that did.
+// was ever detached there, which costs that thread's typed-array code its speed (docs/ARCHITECTURE.md). This
+// runs a script in a process of its own and counts the threads that did.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,9 @@ export async function threadsThatDetached(
   const dir = mkdtempSync(join(tmpdir(), 'tb-detaches-'));
   const file = join(dir, 'script.mjs');
   writeFileSync(file, script);
-  const run = promisify(execFile)(process.execPath, ['--trace-protector-invalidation', file, ...args]);
+  const run = promisify(execFile)(process.execPath, ['--trace-protector-invalidation', file, ...args], {
+    timeout: 60_000,
+  });
   const { stdout } = await run.finally(() => rmSync(dir, { recursive: true, force: true }));
   const lines = stdout.split('\n').filter((line) => line !== '');
   return {

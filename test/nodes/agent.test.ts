@@ -14,6 +14,7 @@ import request from 'supertest';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { Agent, applyFeedPage, backoffDelay, type PeerTable } from '../../nodes/agent.js';
 import { BrokerClient, type FeedPage } from '../../nodes/broker-client.js';
+import { FetchThread } from '../../nodes/fetch-thread.js';
 import { checkRunArguments, loadOrCreateKey } from '../../nodes/run.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
 import { upsertRegion } from '../../src/broker/services/regions.js';
@@ -492,7 +493,18 @@ describe('agent against a real broker', () => {
   });
 });
 
-describe('BrokerClient: every answer is a typed outcome', () => {
+// `run` makes its requests on the fetch thread: every case holds there as on the calling thread.
+describe.each([
+  ['on the calling thread', false],
+  ['on the fetch thread', true],
+])('BrokerClient %s: every answer is a typed outcome', (_where, threaded) => {
+  let thread: FetchThread | undefined;
+  beforeAll(() => {
+    thread = threaded ? new FetchThread() : undefined;
+  });
+  afterAll(() => thread?.close());
+  const brokerClient = (base: string) => new BrokerClient(base, 'tbn_x', thread?.exchange);
+
   let server: Server;
   let url: string;
   let answer: { status: number; body: string; headers?: Record<string, string> } = {
@@ -507,7 +519,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   const register = () =>
-    new BrokerClient(url, 'tbn_x').register({
+    brokerClient(url).register({
       region: 'r',
       endpoint: '192.0.2.1:1',
       publicKey: keyPair().publicKey,
@@ -548,7 +560,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
 
   test('#11 an unreachable broker is unavailable, not an exception', async () => {
     const port = await freePort();
-    const result = await new BrokerClient(`http://127.0.0.1:${port}`, 'tbn_x').peers('node_a', '');
+    const result = await brokerClient(`http://127.0.0.1:${port}`).peers('node_a', '');
     expect(result).toMatchObject({
       ok: false,
       kind: 'unavailable',
@@ -583,7 +595,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
     [6, 'http://127.0.0.1:2', { kind: 'unavailable' }], // nobody listens: an outage, retried
   ];
   test.each(urls)('#%i %s', async (_n, base, expected) => {
-    const client = new BrokerClient(base, 'tbn_x');
+    const client = brokerClient(base);
     expect(await client.peers('node_a', '', AbortSignal.timeout(5000))).toMatchObject({
       ok: false,
       ...expected,
@@ -601,7 +613,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
         ),
         async (status, body) => {
           answer = { status: status === 204 || status === 205 || status === 304 ? 200 : status, body };
-          const result = await new BrokerClient(url, 'tbn_x').peers('node_a', '', undefined, 0);
+          const result = await brokerClient(url).peers('node_a', '', undefined, 0);
           expect(typeof result.ok).toBe('boolean');
         },
       ),
@@ -636,7 +648,7 @@ describe('BrokerClient: every answer is a typed outcome', () => {
     });
     await new Promise<void>((resolve) => broker.listen(0, '127.0.0.1', resolve));
     try {
-      const client = new BrokerClient(`http://127.0.0.1:${(broker.address() as AddressInfo).port}`, 'tbn_x');
+      const client = brokerClient(`http://127.0.0.1:${(broker.address() as AddressInfo).port}`);
       const report = { load: 0, draining: false, peers: [] };
       expect(await client.heartbeat('node_a', report)).toEqual({ ok: true, value: { heartbeat_ms: 1000 } });
       // As between real heartbeats, the connection is back in fetch's pool before the next one.

@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { FetchThread, fetchExchange, type Exchange } from '../../nodes/fetch-thread.js';
 import { fetchRefusal } from '../../src/lib/fetch-refusal.js';
 import { threadsThatDetached } from '../helpers/detaches.js';
+import { eventually } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
 
 const GET = { method: 'GET', headers: { accept: 'application/json' } };
@@ -16,11 +17,14 @@ let server: Server;
 let base: string;
 /** Requests the server holds without answering (GET /hold). */
 const held: Array<() => void> = [];
+/** Held requests whose connection the client closed. */
+let heldClosed = 0;
 
 beforeAll(async () => {
   server = createServer((request, response) => {
     if (request.url === '/hold') {
       held.push(() => response.end());
+      response.on('close', () => heldClosed++);
       return;
     }
     let body = '';
@@ -90,26 +94,30 @@ describe.each([
     ]);
   });
 
-  test('4. an abort fails a held request with the signal’s reason, and the next request is answered', async () => {
+  test('4. an abort fails a held request with the signal’s reason and drops its connection; the next request is answered', async () => {
     const controller = new AbortController();
     const call = exchange(`${base}/hold`, GET, controller.signal);
-    await new Promise<void>((resolve) => {
-      const waiting = setInterval(() => held.length > 0 && (clearInterval(waiting), resolve()), 5);
-    });
+    await eventually('the request held', () => held.length > 0);
+    const closedBefore = heldClosed;
     controller.abort(new Error('stopping'));
     expect((await failure(call)).message).toBe('stopping');
+    await eventually('the held request dropped', () => heldClosed > closedBefore);
     expect((await exchange(base, GET, AbortSignal.timeout(LONG))).status).toBe(503);
     held.splice(0).forEach((answer) => answer());
   });
 });
 
-test('5. after close, a call fails with one line', async () => {
+test('5. close fails a call in flight, and every call after it, with one line', async () => {
   const thread = new FetchThread();
   expect((await thread.exchange(base, GET, AbortSignal.timeout(LONG))).status).toBe(503);
+  const inFlight = failure(thread.exchange(`${base}/hold`, GET, AbortSignal.timeout(LONG)));
+  await eventually('the request held', () => held.length > 0);
   await thread.close();
+  expect((await inFlight).message).toBe('the fetch thread is closed');
   expect((await failure(thread.exchange(base, GET, AbortSignal.timeout(LONG)))).message).toBe(
     'the fetch thread is closed',
   );
+  held.splice(0).forEach((answer) => answer());
 });
 
 // In a process of its own: fetch detaches buffers of the thread it runs on, so on the fetch thread the

@@ -99,6 +99,16 @@ describe('HandshakeWorkers', () => {
     expect(answers).toEqual([]);
   });
 
+  test('8. the shared records an answer came in are zeroed once the device has it (they held its keys)', async () => {
+    workers.submit(initiationTo(responder, initiatorKey), FROM);
+    await eventually('the answer', () => answers.length === 1);
+    // A view into the records (the keys themselves were copied out before the wipe).
+    const record = answers[0]!.fields.ephemeral;
+    expect(Object.prototype.toString.call(record.buffer)).toBe('[object SharedArrayBuffer]'); // another realm's
+    expect(new Uint8Array(record.buffer).every((byte) => byte === 0)).toBe(true);
+    expect(answers[0]!.keys.sendKey.some((byte) => byte !== 0)).toBe(true);
+  });
+
   test('5. a worker’s start-up warm-up answers each of its throwaway initiations, as a real one is answered', () => {
     // Every worker above ran it before its first real initiation, and answered that one as before.
     expect(warmAnswers(secureRandomBytes)).toBe(WARM_HANDSHAKES);

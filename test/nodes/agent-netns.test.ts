@@ -87,7 +87,6 @@ const spawnNode = (ns: Namespace, args: NodeArgs) =>
     ...args,
     endpoint: `${PAIR_ADDRESSES.a.v4}:${NODE_PORT}`,
     egressIp: egressIpOf(args.stateDir),
-    nodeFlags: ['--trace-protector-invalidation'], // V8 says when a thread first detaches a buffer
   });
 
 async function startNode(args: NodeArgs): Promise<RunningNode> {
@@ -142,10 +141,16 @@ async function sessionClient(region: string) {
 }
 
 /** A node in a new region and one client session on it that has pinged through. */
-async function nodeWithClient() {
+async function nodeWithClient(nodeFlags: readonly string[] = []) {
   const region = await newRegion();
   const { token } = await createNodeToken(plane.broker.ctx, region);
-  const args = { region, token, stateDir: harness.tempDir(), interfaceName: harness.interfaceName() };
+  const args = {
+    region,
+    token,
+    stateDir: harness.tempDir(),
+    interfaceName: harness.interfaceName(),
+    nodeFlags,
+  };
   const node = await startNode(args);
   const session = await sessionClient(region);
   await eventually('the peer on the node', async () =>
@@ -174,7 +179,8 @@ describe('tunnelbyte-node run in a namespace', () => {
 
   test('broker-issued config carries traffic; restart rebuilds the peers; SIGTERM drains', async () => {
     // A session through the API, a real client configured from its config: ping the node's gateway.
-    const first = await nodeWithClient();
+    // V8 says when a thread first detaches a buffer (checked at the end).
+    const first = await nodeWithClient(['--trace-protector-invalidation']);
     const { args, session, region } = first;
     let node = first.node;
     await ping('fd64::1');

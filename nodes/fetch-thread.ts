@@ -86,6 +86,9 @@ export class FetchThread {
   private readonly pending = new Map<number, Pending>();
   private closed = false;
 
+  /** `workerFile`: the compiled worker (default: fetch-worker.js, built). */
+  constructor(private readonly workerFile?: string) {}
+
   /** Exchange on the thread, started at the first call and again after it died (its calls failed). */
   readonly exchange: Exchange = (url, request, signal) =>
     new Promise<ExchangeAnswer>((resolve, reject) => {
@@ -113,7 +116,7 @@ export class FetchThread {
 
   private started(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const worker = new Worker(builtWorker(import.meta.url, WORKER_FILES, 'fetch thread'));
+    const worker = new Worker(this.workerFile ?? builtWorker(import.meta.url, WORKER_FILES, 'fetch thread'));
     worker.unref(); // the device's socket keeps the process alive, not its helpers
     worker.on('message', (message: FromFetchWorker) => {
       const call = this.pending.get(message.id);

@@ -1,7 +1,10 @@
 // The node's fetch thread (nodes/fetch-thread.ts) against a real HTTP server on loopback: answers and
 // failures come back as fetch gives them on the calling thread, and the calling thread detaches nothing.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { FetchThread, fetchExchange, type Exchange } from '../../nodes/fetch-thread.js';
@@ -120,6 +123,25 @@ test('5. close fails a call in flight, and every call after it, with one line', 
   held.splice(0).forEach((answer) => answer());
 });
 
+test('6. a thread that dies fails its call with one line, and the next call starts another', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tb-fetch-'));
+  const dies = join(dir, 'dies.mjs');
+  writeFileSync(
+    dies,
+    "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(3));\n",
+  );
+  const thread = new FetchThread(dies);
+  try {
+    for (const call of [1, 2]) {
+      const error = await failure(thread.exchange(base, GET, AbortSignal.timeout(LONG)));
+      expect([call, error.message]).toEqual([call, 'the fetch thread exited with code 3']);
+    }
+  } finally {
+    await thread.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // In a process of its own: fetch detaches buffers of the thread it runs on, so on the fetch thread the
 // calling thread keeps its no-detach promise.
 const EXCHANGE_IN_A_PROCESS = `
@@ -134,7 +156,7 @@ console.log(answer.status);
 test.each([
   ['thread', 'the fetch thread’s alone'],
   ['here', 'the calling thread’s'],
-])('6. fetch %s: one promise is given up, %s', async (where) => {
+])('7. fetch %s: one promise is given up, %s', async (where) => {
   const { threads, printed } = await threadsThatDetached(EXCHANGE_IN_A_PROCESS, [
     pathToFileURL(builtProgram('nodes/fetch-thread.js')).href,
     base,

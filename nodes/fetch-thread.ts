@@ -127,7 +127,7 @@ export class FetchThread {
     const died = (why: string) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
-      for (const call of [...this.pending.values()]) call.reject(new Error(`the fetch thread ${why}`));
+      this.failPending(why);
     };
     worker.on('error', (error: unknown) => died(`failed: ${plainError(error).message.split('\n')[0]}`));
     worker.on('exit', (code) => died(`exited with code ${code}`));
@@ -139,7 +139,12 @@ export class FetchThread {
     this.closed = true;
     const worker = this.worker;
     this.worker = undefined;
-    for (const call of [...this.pending.values()]) call.reject(new Error('the fetch thread is closed'));
+    this.failPending('is closed');
     await worker?.terminate();
+  }
+
+  /** Fails every call waiting for an answer with one line: `the fetch thread ${why}`. */
+  private failPending(why: string): void {
+    for (const call of [...this.pending.values()]) call.reject(new Error(`the fetch thread ${why}`));
   }
 }

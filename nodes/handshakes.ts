@@ -10,9 +10,8 @@
 // one message per worker and event-loop turn. No thread transfers a buffer, which would cost it V8's fast
 // typed-array code (docs/ARCHITECTURE.md, the warm-up): initiations go as copies, secrets and answers in
 // shared memory, wiped by the thread that reads them (no copy stays behind, none is left in a freed
-// message buffer).
-// A worker that dies is reported once (onFailure); its unanswered initiations are dropped (the initiator
-// retries).
+// message buffer). A worker that dies is reported once (onFailure); its unanswered initiations are dropped
+// (the initiator retries).
 import { Worker } from 'node:worker_threads';
 
 import { INITIATION_SIZE, KEY_LENGTH, MESSAGE_INITIATION, TIMESTAMP_LENGTH } from '../crypto/constants.js';

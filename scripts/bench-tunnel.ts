@@ -48,6 +48,8 @@ interface Star {
 /** A WireGuard server running in the server namespace; the harness owns its processes. */
 interface RunningServer {
   readonly pid: number;
+  /** Its TUN, whose receive counters are what it delivered (the offered-load rows). */
+  readonly interfaceName: string;
   /** tunnelbyte-node only: its Prometheus text. */
   metrics?(): Promise<string>;
   stop(): Promise<void>;
@@ -82,7 +84,7 @@ const wireguardGoServer: TunnelServer = {
     const wg = await harness.wireguardGo(star.server, { logLevel: 'error' });
     await wg.setconf(serverConfig(keys, peers));
     await harness.configureInterface(star.server, wg.interfaceName, SERVER_ADDRESSES);
-    return { pid: wg.process.pid, stop: () => wg.stop() };
+    return { pid: wg.process.pid, interfaceName: wg.interfaceName, stop: () => wg.stop() };
   },
 };
 
@@ -126,6 +128,7 @@ function tunnelbyteNode(label: string, extraArgs: readonly string[]): TunnelServ
       const scrape = `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then(console.log)`;
       return {
         pid: proc.pid,
+        interfaceName,
         metrics: async () => (await star.server.exec(process.execPath, ['-e', scrape])).stdout,
         stop: () => proc.stop(),
       };
@@ -229,11 +232,33 @@ function threadCpuSeconds(pid: number): Map<string, number> {
   return seconds;
 }
 
-interface Transfer extends IperfResult {
+/** The server's CPU over an interval: its whole tree, and by thread (threadCpuSeconds) with the rest as 'other'. */
+interface CpuUse {
   cpuSeconds: number;
-  /** The server's CPU seconds by thread (threadCpuSeconds), with the rest of its tree as 'other'. */
   threadSeconds: Map<string, number>;
 }
+
+interface CpuSnapshot {
+  tree: number;
+  threads: Map<string, number>;
+}
+
+const cpuSnapshot = (pid: number): CpuSnapshot => ({
+  tree: treeCpuSeconds(pid),
+  threads: threadCpuSeconds(pid),
+});
+
+function cpuSince(pid: number, before: CpuSnapshot): CpuUse {
+  const cpuSeconds = treeCpuSeconds(pid) - before.tree;
+  const threadSeconds = new Map<string, number>();
+  for (const [name, seconds] of threadCpuSeconds(pid))
+    threadSeconds.set(name, seconds - (before.threads.get(name) ?? 0));
+  const named = [...threadSeconds.values()].reduce((sum, seconds) => sum + seconds, 0);
+  threadSeconds.set('other', cpuSeconds - named);
+  return { cpuSeconds, threadSeconds };
+}
+
+type Transfer = IperfResult & CpuUse;
 
 /** iperf3 TCP from each of `clients` at once (one stream each); `reverse`: the server sends. */
 async function iperf(
@@ -243,8 +268,7 @@ async function iperf(
   server: RunningServer,
   seconds = SECONDS,
 ): Promise<Transfer> {
-  let before = 0;
-  let threadsBefore = new Map<string, number>();
+  let before: CpuSnapshot | undefined;
   const result = await iperf3({
     server: star.server,
     address: INNER_SERVER.v4,
@@ -253,18 +277,93 @@ async function iperf(
     reverse,
     firstPort: IPERF_PORT,
     onStart: () => {
-      before = treeCpuSeconds(server.pid);
-      threadsBefore = threadCpuSeconds(server.pid);
+      before = cpuSnapshot(server.pid);
     },
   });
-  const cpuSeconds = treeCpuSeconds(server.pid) - before;
-  const threadSeconds = new Map<string, number>();
-  for (const [name, seconds] of threadCpuSeconds(server.pid))
-    threadSeconds.set(name, seconds - (threadsBefore.get(name) ?? 0));
-  const named = [...threadSeconds.values()].reduce((sum, seconds) => sum + seconds, 0);
-  threadSeconds.set('other', cpuSeconds - named);
-  return { ...result, cpuSeconds, threadSeconds };
+  if (before === undefined) throw new Error('iperf3 never started');
+  return { ...result, ...cpuSince(server.pid, before) };
 }
+
+// Offered load (scripts/offered-load.ts): CLIENTS peers whose packets were all sealed before they are sent,
+// from client 0's namespace at a fixed rate, so the server can be loaded past one core by a sender that
+// costs little. The inner packets go to a socket that is bound and never read: the kernel drops what its
+// buffer does not take, without an ICMP error each.
+const OFFERED_MBIT = Number(process.env.BENCH_OFFERED_MBIT ?? 3000);
+const OFFERED_WARM_SECONDS = 1;
+const OFFERED_SECONDS = 4;
+const OFFERED_TAIL_SECONDS = 0.5; // sending goes on a little past the measured interval
+const OFFERED_READY_MS = 180_000; // sealing gigabytes on a loaded host
+const DISCARD_PORT = 9;
+const offeredLoadScript = join(root, 'dist/scripts/offered-load.js');
+const SINK = [
+  'import socket, sys, time',
+  's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+  's.bind((sys.argv[1], int(sys.argv[2])))',
+  "print('bound', flush=True)",
+  'time.sleep(1e6)',
+].join('\n');
+
+interface OfferedLoad extends CpuUse {
+  /** Inner IP bytes the server wrote to its TUN, per second of the measured interval. */
+  mbitPerSecond: number;
+  seconds: number;
+}
+
+/** Bytes the kernel received from the server's TUN: the inner packets the server delivered. */
+async function tunReceivedBytes(star: Star, interfaceName: string): Promise<number> {
+  const { stdout } = await star.server.exec('ip', ['-j', '-s', 'link', 'show', 'dev', interfaceName]);
+  const [link] = JSON.parse(stdout) as Array<{ stats64: { rx: { bytes: number } } }>;
+  return link!.stats64.rx.bytes;
+}
+
+/** How the offered load's datagrams arrive (scripts/offered-load.ts): one by one, or as GRO would hand them. */
+const ARRIVALS = ['single', 'coalesced'] as const;
+type Arrival = (typeof ARRIVALS)[number];
+const ARRIVAL_NAMES: Record<Arrival, string> = {
+  single: 'one datagram per message',
+  coalesced: 'sent with UDP GSO, as a NIC’s GRO hands them over',
+};
+
+async function offeredLoad(
+  star: Star,
+  server: RunningServer,
+  serverKeys: WireguardKeys,
+  clientKeys: WireguardKeys[],
+  arrival: Arrival,
+): Promise<OfferedLoad> {
+  const sink = star.server.spawn('python3', ['-c', SINK, INNER_SERVER.v4, String(DISCARD_PORT)]);
+  const setup = {
+    server: { address: outer(0, 1), port: LISTEN_PORT.server, publicKey: serverKeys.publicKey },
+    identities: clientKeys.map((keys, i) => ({ privateKey: keys.privateKey, source: innerClient(i).v4 })),
+    destination: { address: INNER_SERVER.v4, port: DISCARD_PORT },
+    mbitPerSecond: OFFERED_MBIT,
+    seconds: OFFERED_WARM_SECONDS + OFFERED_SECONDS + OFFERED_TAIL_SECONDS,
+    gso: arrival === 'coalesced',
+  };
+  const load = star.clients[0]!.spawn(process.execPath, [offeredLoadScript, JSON.stringify(setup)]);
+  try {
+    await sink.waitFor('bound');
+    await load.waitFor(/^ready/m, OFFERED_READY_MS);
+    process.kill(load.pid, 'SIGUSR1');
+    await sleep(OFFERED_WARM_SECONDS * 1000);
+    const [cpuBefore, bytesBefore, start] = [
+      cpuSnapshot(server.pid),
+      await tunReceivedBytes(star, server.interfaceName),
+      performance.now(),
+    ];
+    await sleep(OFFERED_SECONDS * 1000);
+    const cpu = cpuSince(server.pid, cpuBefore);
+    const bytes = (await tunReceivedBytes(star, server.interfaceName)) - bytesBefore;
+    const seconds = (performance.now() - start) / 1000;
+    await load.waitFor(/^sent/m, (OFFERED_TAIL_SECONDS + 10) * 1000);
+    return { ...cpu, mbitPerSecond: (bytes * 8) / seconds / 1e6, seconds };
+  } finally {
+    await load.stop();
+    await sink.stop();
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Rtt {
   averageMs: number;
@@ -345,6 +444,7 @@ interface Measurement {
   up: Transfer; // client → server, one stream
   down: Transfer; // server → client, one stream
   many: Transfer; // CLIENTS peers, one stream each, client → server
+  offered: Record<Arrival, OfferedLoad>; // CLIENTS peers' pre-sealed packets, client → server
   gcPerGB?: { minor: number; major: number };
   /** tunnelbyte-node with UDP GSO: datagrams per GSO message it sent, over all three transfers. */
   datagramsPerGsoSend?: number;
@@ -421,6 +521,11 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       false,
       running,
     );
+    // The clients' wireguard-go go first: the offered load's identities are theirs, and the CPU is the server's.
+    for (const stop of stops.splice(0)) await stop();
+    const offered = {} as Record<Arrival, OfferedLoad>;
+    for (const arrival of ARRIVALS)
+      offered[arrival] = await offeredLoad(star, running, serverKeys, clientKeys, arrival);
     const measurement: Measurement = {
       server: server.name,
       pingIdle,
@@ -429,6 +534,7 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       up,
       down,
       many,
+      offered,
     };
     if (running.metrics && metricsBefore !== undefined) {
       const metricsAfter = await running.metrics();
@@ -462,6 +568,28 @@ const ROWS: Row[] = [
   [`iperf3 TCP ${CLIENTS} peers × 1 stream, Mbit/s`, '≥ 1.3×', (m) => m.many.mbitPerSecond, 0],
   [`server CPU s/GB, ${CLIENTS} peers`, '', (m) => perGB(m.many), 2],
   [`cores the server used, ${CLIENTS} peers (CPU s / wall s)`, 'both', (m) => m.many.cpuSeconds / SECONDS, 2],
+  ...ARRIVALS.flatMap((arrival): Row[] => [
+    [
+      `offered load, ${ARRIVAL_NAMES[arrival]}: delivered Mbit/s`,
+      '',
+      (m) => m.offered[arrival].mbitPerSecond,
+      0,
+    ],
+    [
+      `cores the server used, offered load, ${ARRIVAL_NAMES[arrival]}`,
+      'both',
+      (m) => m.offered[arrival].cpuSeconds / m.offered[arrival].seconds,
+      2,
+    ],
+    [
+      `server CPU s/GB delivered, offered load, ${ARRIVAL_NAMES[arrival]}`,
+      '',
+      (m) =>
+        m.offered[arrival].cpuSeconds /
+        ((m.offered[arrival].mbitPerSecond * m.offered[arrival].seconds) / 8000),
+      2,
+    ],
+  ]),
   ['ping RTT idle, average ms', '≤ 1.2×', (m) => m.pingIdle.averageMs, 3],
   ['ping RTT idle, median ms', '≤ 1.2×', (m) => m.pingIdle.medianMs, 3],
   [
@@ -478,12 +606,13 @@ const ROWS: Row[] = [
 ];
 
 function threadLine(m: Measurement): string {
-  const transfer = (what: string, t: Transfer) =>
+  const transfer = (what: string, t: CpuUse) =>
     `${what} ${[...t.threadSeconds].map(([name, seconds]) => `${name} ${seconds.toFixed(2)}`).join(', ')}`;
   return [
     transfer('client→server:', m.up),
     transfer('server→client:', m.down),
     transfer(`${CLIENTS} peers:`, m.many),
+    ...ARRIVALS.map((arrival) => transfer(`offered load (${arrival}):`, m.offered[arrival])),
   ].join('; ');
 }
 
@@ -532,6 +661,16 @@ function report(
     `idle ping (${RESIDENCE_PINGS} more pings, traced by \`perf record -e raw_syscalls:sys_exit\`): from the receive call that`,
     'returns its datagram to the send call that returns with the reply, on any thread; the RTT rows add both',
     'clients’ wireguard-go, the veths and the wake-ups. "-" where perf could not trace.',
+    `The offered-load rows (scripts/offered-load.ts) load the server past what real peers can here: ${CLIENTS} wireguard-go`,
+    'clients and their iperf3 cost about as much CPU as the server, so above no server gets much more than one',
+    `core. After the clients have stopped, one process in client 0's namespace completes a real handshake as each`,
+    `of the ${CLIENTS} peers, seals every packet of the run before it starts (1420-byte IPv4 UDP, in counter order per`,
+    `peer), then only sends them, ${OFFERED_MBIT} Mbit/s of WireGuard datagrams: one per sendmmsg message, as these veths`,
+    'deliver them, or UDP GSO messages of up to 64 that the veth carries whole, which a socket with UDP GRO on',
+    '(tunnelbyte-node’s) receives as one batch, as a NIC’s GRO hands them over, and which the kernel cuts into',
+    'datagrams for any other (wireguard-go’s). The server opens them and writes them to its TUN, towards a socket',
+    'that is bound and never read; delivered is what its TUN took (the interface’s receive bytes), over',
+    `${OFFERED_SECONDS} s after ${OFFERED_WARM_SECONDS} s unmeasured. The sender and the kernel’s receive work share the same ${cpus().length} cores.`,
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
     `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,

@@ -20,6 +20,12 @@ import { ReusedViews } from './views.js';
 
 /** sizeof(struct virtio_net_hdr): the header TUNSETIFF with IFF_VNET_HDR puts before every packet. */
 export const VNET_HEADER_SIZE = 10;
+// Packets this module writes into its slabs (split segments, the packets of coalesced frames) start 8-byte
+// aligned: copied from or to a crypto thread's ring, shared memory whose payloads are 16-byte aligned, V8
+// copies word by word only when both sides have the same alignment (threads/ring.ts copyIn). A segment's
+// checksum, summed word-wise, needs 4.
+const ALIGN = 8;
+const alignUp = (offset: number): number => (offset + ALIGN - 1) & -ALIGN;
 
 /** TUNSETOFFLOAD flags (linux/if_tun.h). */
 export const TUN_F_CSUM = 0x01;
@@ -325,7 +331,7 @@ export class GsoSplitter {
       const checksum = ~sum16(slab, used + ipHeader, used + length, pseudo) & 0xffff;
       setUint16(segment, ipHeader + TCP_CHECKSUM, checksum);
       out[this.count++] = segment;
-      used += (length + 3) & ~3; // each segment 4-byte aligned: its checksum is summed word-wise
+      used = alignUp(used + length); // its checksum is summed word-wise; its copy into a ring, word by word
       offset += segmentPayload;
       if (payload === 0) break;
     }
@@ -339,9 +345,9 @@ function splitSize(frame: Uint8Array): number {
   const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
   const headerLength = frame[HDR_LEN]! | (frame[HDR_LEN + 1]! << 8);
   // An upper bound whatever hdr_len says: every segment repeats at most 120 bytes of IP + TCP headers,
-  // and up to 3 bytes of padding.
+  // and up to ALIGN - 1 bytes of padding.
   const segments = gsoSize === 0 ? 1 : Math.ceil(frame.length / gsoSize);
-  return frame.length + segments * (Math.max(headerLength, IPV6_HEADER + 60 + 20) + 3);
+  return frame.length + segments * (Math.max(headerLength, IPV6_HEADER + 60 + 20) + ALIGN - 1);
 }
 
 /** The header lengths readTcpHeaders found (one reused record: nothing allocated per packet). */
@@ -476,7 +482,7 @@ export class GroCoalescer {
     let bytes = 0;
     for (let index = 0; index < count; index++) {
       this.next[index] = -1;
-      bytes += VNET_HEADER_SIZE + packets[index]!.length;
+      bytes += VNET_HEADER_SIZE + packets[index]!.length + ALIGN - 1;
       this.place(packets, index);
     }
     const slab = this.scratch.reserve(bytes);
@@ -484,6 +490,7 @@ export class GroCoalescer {
     const frames = this.frames;
     let used = 0;
     for (let item = 0; item < this.items; item++) {
+      used = alignUp(used + VNET_HEADER_SIZE) - VNET_HEADER_SIZE; // the packet behind the header aligned
       const length = this.frame(packets, item, slab, used);
       frames[item] = this.frameViews.view(item, slab, used, length);
       used += length;

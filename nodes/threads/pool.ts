@@ -32,6 +32,7 @@ import type {
 } from '../../crypto/tunnel.js';
 import {
   claim,
+  copyIn,
   createRing,
   finish,
   H_COUNTER_HIGH,
@@ -277,12 +278,12 @@ class CryptoThread {
     const length = action.packet.length;
     const payload = transportLength(length, this.mtu);
     const record = this.begin(KIND_SEAL, action.keypair.localIndex, payload);
-    const { ints, bytes } = this.ring;
+    const { ints } = this.ring;
     ints[record + H_LENGTH] = length;
     ints[record + H_COUNTER_HIGH] = Math.floor(action.counter / 0x1_0000_0000);
     ints[record + H_COUNTER_LOW] = action.counter | 0;
     ints[record + H_REMOTE_INDEX] = action.keypair.remoteIndex | 0;
-    bytes.set(action.packet, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET);
+    copyIn(this.ring, record * 4 + HEADER_BYTES + TRANSPORT_CONTENT_OFFSET, action.packet);
     const slot = (record * 4) / this.slot;
     this.keypairAt[slot] = action.keypair;
     this.endpointAt[slot] = action.to;
@@ -294,7 +295,7 @@ class CryptoThread {
   open(action: OpenAction, owner: PooledPeer): void {
     const length = action.datagram.length;
     const record = this.begin(KIND_OPEN, action.keypair.localIndex, length);
-    this.ring.bytes.set(action.datagram, record * 4 + HEADER_BYTES);
+    copyIn(this.ring, record * 4 + HEADER_BYTES, action.datagram);
     const slot = (record * 4) / this.slot;
     this.keypairAt[slot] = action.keypair;
     this.endpointAt[slot] = action.from;

@@ -363,6 +363,15 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
     );
   });
 
+  test('13. segments start 8-byte aligned in the slab, also those whose length is not a multiple of 8', () => {
+    // 1380-byte payloads behind 40 bytes of IPv4 and TCP: 1,420-byte segments. A crypto thread's ring copies
+    // them word by word only when aligned as its records are (threads/ring.ts copyIn).
+    const packets: Uint8Array[] = [];
+    new GsoSplitter().split([superSegment('v4', 4000, 1380, { flags: ACK })], packets);
+    expect(packets.map((p) => p.length)).toEqual([1420, 1420, 1280]);
+    expect(packets.map((p) => p.byteOffset % 8)).toEqual([0, 0, 0]);
+  });
+
   const good = superSegment('v4', 3000, 1400);
   const v6InV4 = superSegment('v6', 3000, 1400);
   v6InV4[1] = 1; // TCPV4 over an IPv6 packet
@@ -633,6 +642,21 @@ describe('GroCoalescer: decrypted segments into super-segments', () => {
     expect(second.map((f) => f.slice())).not.toEqual(firstBytes);
     // Fewer frames: the array is cut to them.
     expect(coalescer.coalesce(run('v4', 2))).toHaveLength(1);
+  });
+
+  test('16. every frame’s packet starts 8-byte aligned behind its 10-byte header, whatever the lengths before it', () => {
+    // Packets copied out of a crypto thread's ring (16-byte aligned) then copy word by word.
+    const batch = [
+      udpPacket('v4', 301, 'valid'),
+      ...run('v4', 3),
+      udpPacket('v6', 45, 'valid'),
+      udpPacket('v4', 1421, 'valid'),
+      ...run('v6', 2, 1381),
+    ];
+    const frames = new GroCoalescer().coalesce(batch);
+    expect(frames).toHaveLength(5);
+    expect(frames.map((f) => (f.byteOffset + VNET_HEADER_SIZE) % 8)).toEqual([0, 0, 0, 0, 0]);
+    expect(resplit([...frames])).toEqual(batch);
   });
 });
 

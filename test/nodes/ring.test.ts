@@ -3,6 +3,7 @@
 import {
   CLAIMED,
   claim,
+  copyIn,
   createRing,
   H_KIND,
   H_SIZE,
@@ -46,4 +47,30 @@ test('3. positions keep offset and lap apart, the lap counted modulo 1,024; a ri
   expect(position(1024, 4096)).toBe(position(0, 4096));
   expect(() => createRing(4 * 1024 * 1024)).not.toThrow();
   expect(() => createRing(4 * 1024 * 1024 + 16)).toThrow(/at most 4194304 bytes/);
+});
+
+test('4. copyIn: sources at every alignment land whole, lengths changing from one to the next', () => {
+  // A GRO batch's datagrams lie 1,452 bytes apart in the receive slab: every other one is 4 bytes off.
+  const ring = ringViews(createRing(64 * 1024));
+  const slab = new Uint8Array(16 * 1024).map((_, i) => (i * 7 + 3) & 0xff);
+  const cases = [
+    [0, 1452],
+    [1452, 1452],
+    [2904, 1452],
+    [1, 33],
+    [4, 1500],
+    [6, 1452],
+    [7, 0],
+    [12, 4000],
+  ] as const;
+  for (const [start, length] of cases) {
+    const at = 64 + ((start * 16) % 8192); // payloads are 16-byte aligned
+    ring.bytes.fill(0xee, at - 8, at + length + 8);
+    copyIn(ring, at, slab.subarray(start, start + length));
+    expect(ring.bytes.subarray(at, at + length)).toEqual(slab.subarray(start, start + length));
+    expect([
+      ...ring.bytes.subarray(at - 8, at),
+      ...ring.bytes.subarray(at + length, at + length + 8),
+    ]).toEqual(new Array<number>(16).fill(0xee));
+  }
 });

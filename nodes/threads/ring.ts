@@ -87,9 +87,11 @@ export function ringViews(buffer: SharedArrayBuffer): RingViews {
 }
 
 // Plain memory a misaligned source passes through on its way into a ring (copyIn): the main thread's. The
-// view of its first `length` bytes is kept while lengths repeat (a bulk flow's datagrams are one length).
-let bounce = new Uint8Array(2048);
-let staged = bounce.subarray(0, 0);
+// view of its first `length` bytes is kept by length (a bulk flow's messages are of a few lengths), so no
+// view is made per message.
+const STAGED_LENGTHS = 2048; // kept under length % STAGED_LENGTHS: every message length up to the MTU's
+let bounce = new Uint8Array(STAGED_LENGTHS);
+let staged = new Array<Uint8Array>(STAGED_LENGTHS).fill(bounce.subarray(0, 0));
 
 /**
  * Copies `source` into the ring's data at byte `at`, which is 8-byte aligned (every payload is, and so is
@@ -104,12 +106,15 @@ export function copyIn(ring: RingViews, at: number, source: Uint8Array): void {
     return;
   }
   const length = source.length;
-  if (staged.length !== length) {
-    if (bounce.length < length) bounce = new Uint8Array(length);
-    staged = bounce.subarray(0, length);
+  if (bounce.length < length) {
+    bounce = new Uint8Array(length);
+    staged = new Array<Uint8Array>(STAGED_LENGTHS).fill(bounce.subarray(0, 0));
   }
-  staged.set(source);
-  ring.bytes.set(staged, at);
+  const key = length % STAGED_LENGTHS;
+  let view = staged[key]!;
+  if (view.length !== length) view = staged[key] = bounce.subarray(0, length);
+  view.set(source);
+  ring.bytes.set(view, at);
 }
 
 export function createRing(capacity: number): SharedArrayBuffer {

@@ -20,10 +20,10 @@ import { ReusedViews } from './views.js';
 
 /** sizeof(struct virtio_net_hdr): the header TUNSETIFF with IFF_VNET_HDR puts before every packet. */
 export const VNET_HEADER_SIZE = 10;
-// Packets this module writes into its slabs (split segments, the packets of coalesced frames) start 8-byte
-// aligned: copied from or to a crypto thread's ring, shared memory whose payloads are 16-byte aligned, V8
-// copies word by word only when both sides have the same alignment (threads/ring.ts copyIn). A segment's
-// checksum, summed word-wise, needs 4.
+// Split segments and each coalesced frame's first packet start 8-byte aligned in this module's slabs: copied
+// from or to a crypto thread's ring, shared memory whose payloads are 16-byte aligned, V8 copies word by word
+// only when both sides have the same alignment (threads/ring.ts copyIn). A frame's later packets follow on
+// from the one before, as a super-segment must. A segment's checksum, summed word-wise, needs 4.
 const ALIGN = 8;
 const alignUp = (offset: number): number => (offset + ALIGN - 1) & -ALIGN;
 
@@ -344,10 +344,13 @@ function splitSize(frame: Uint8Array): number {
   if (frame.length <= VNET_HEADER_SIZE || (frame[GSO_TYPE]! & ~GSO_ECN) === GSO_NONE) return 0;
   const gsoSize = frame[GSO_SIZE]! | (frame[GSO_SIZE + 1]! << 8);
   const headerLength = frame[HDR_LEN]! | (frame[HDR_LEN + 1]! << 8);
-  // An upper bound whatever hdr_len says: every segment repeats at most 120 bytes of IP + TCP headers,
+  const csumStart = frame[CSUM_START]! | (frame[CSUM_START + 1]! << 8);
+  // An upper bound whatever hdr_len says: every segment repeats the IP headers up to csum_start (where
+  // TCP must begin: IPv6 extension headers make that more than 40) and at most 60 bytes of TCP header,
   // and up to ALIGN - 1 bytes of padding.
   const segments = gsoSize === 0 ? 1 : Math.ceil(frame.length / gsoSize);
-  return frame.length + segments * (Math.max(headerLength, IPV6_HEADER + 60 + 20) + ALIGN - 1);
+  const repeated = Math.max(headerLength, csumStart + 60, IPV6_HEADER + 60 + 20);
+  return frame.length + segments * (repeated + ALIGN - 1);
 }
 
 /** The header lengths readTcpHeaders found (one reused record: nothing allocated per packet). */

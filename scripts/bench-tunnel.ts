@@ -292,7 +292,8 @@ const OFFERED_MBIT = Number(process.env.BENCH_OFFERED_MBIT ?? 3000);
 const OFFERED_WARM_SECONDS = 1;
 const OFFERED_SECONDS = 4;
 const OFFERED_TAIL_SECONDS = 0.5; // sending goes on a little past the measured interval
-const OFFERED_READY_MS = 180_000; // sealing gigabytes on a loaded host
+// Sealing takes seconds (about 2 GB at 300 MB/s); well within the keys' 180 s of life (REJECT_AFTER_TIME).
+const OFFERED_READY_MS = 90_000;
 const DISCARD_PORT = 9;
 const offeredLoadScript = join(root, 'dist/scripts/offered-load.js');
 const SINK = [
@@ -307,13 +308,26 @@ interface OfferedLoad extends CpuUse {
   /** Inner IP bytes the server wrote to its TUN, per second of the measured interval. */
   mbitPerSecond: number;
   seconds: number;
+  /** WireGuard datagram bytes the sender handed the kernel per second, over its whole run. */
+  offeredMbitPerSecond: number;
+  /** Datagrams the sender's kernel refused (none, or the offered rate is not what it says). */
+  refused: number;
 }
 
-/** Bytes the kernel received from the server's TUN: the inner packets the server delivered. */
-async function tunReceivedBytes(star: Star, interfaceName: string): Promise<number> {
-  const { stdout } = await star.server.exec('ip', ['-j', '-s', 'link', 'show', 'dev', interfaceName]);
-  const [link] = JSON.parse(stdout) as Array<{ stats64: { rx: { bytes: number } } }>;
-  return link!.stats64.rx.bytes;
+/**
+ * Bytes the kernel received from the server's TUN (the inner packets it delivered), read from the server's
+ * own namespace (/proc/<pid>/net/dev), in the same instant as its CPU.
+ */
+function tunReceivedBytes(server: RunningServer): number {
+  const stats = readFileSync(`/proc/${server.pid}/net/dev`, 'utf8');
+  const line = stats.split('\n').find((l) => l.trimStart().startsWith(`${server.interfaceName}:`));
+  if (line === undefined) throw new Error(`${server.interfaceName} is gone (did the server exit?)`);
+  return Number(
+    line
+      .slice(line.indexOf(':') + 1)
+      .trim()
+      .split(/\s+/)[0],
+  );
 }
 
 /** How the offered load's datagrams arrive (scripts/offered-load.ts): one by one, or as GRO would hand them. */
@@ -348,15 +362,23 @@ async function offeredLoad(
     await sleep(OFFERED_WARM_SECONDS * 1000);
     const [cpuBefore, bytesBefore, start] = [
       cpuSnapshot(server.pid),
-      await tunReceivedBytes(star, server.interfaceName),
+      tunReceivedBytes(server),
       performance.now(),
     ];
     await sleep(OFFERED_SECONDS * 1000);
     const cpu = cpuSince(server.pid, cpuBefore);
-    const bytes = (await tunReceivedBytes(star, server.interfaceName)) - bytesBefore;
+    const bytes = tunReceivedBytes(server) - bytesBefore;
     const seconds = (performance.now() - start) / 1000;
     await load.waitFor(/^sent/m, (OFFERED_TAIL_SECONDS + 10) * 1000);
-    return { ...cpu, mbitPerSecond: (bytes * 8) / seconds / 1e6, seconds };
+    const sent = /^sent \d+ refused (\d+) bytes (\d+) seconds ([\d.]+)/m.exec(load.output());
+    if (!sent) throw new Error(`offered load: ${load.output().trim().split('\n').pop()}`);
+    return {
+      ...cpu,
+      mbitPerSecond: (bytes * 8) / seconds / 1e6,
+      seconds,
+      offeredMbitPerSecond: (Number(sent[2]) * 8) / Number(sent[3]) / 1e6,
+      refused: Number(sent[1]),
+    };
   } finally {
     await load.stop();
     await sink.stop();
@@ -521,6 +543,8 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       false,
       running,
     );
+    // The GC and GSO counts are of the three transfers: read before the offered load.
+    const metricsAfter = running.metrics && (await running.metrics());
     // The clients' wireguard-go go first: the offered load's identities are theirs, and the CPU is the server's.
     for (const stop of stops.splice(0)) await stop();
     const offered = {} as Record<Arrival, OfferedLoad>;
@@ -536,8 +560,7 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
       many,
       offered,
     };
-    if (running.metrics && metricsBefore !== undefined) {
-      const metricsAfter = await running.metrics();
+    if (metricsBefore !== undefined && metricsAfter !== undefined) {
       const [gcBefore, gcAfter] = [gcCounts(metricsBefore), gcCounts(metricsAfter)];
       const gigabytes = (up.bytes + down.bytes + many.bytes) / 1e9;
       measurement.gcPerGB = {
@@ -569,6 +592,12 @@ const ROWS: Row[] = [
   [`server CPU s/GB, ${CLIENTS} peers`, '', (m) => perGB(m.many), 2],
   [`cores the server used, ${CLIENTS} peers (CPU s / wall s)`, 'both', (m) => m.many.cpuSeconds / SECONDS, 2],
   ...ARRIVALS.flatMap((arrival): Row[] => [
+    [
+      `offered load, ${ARRIVAL_NAMES[arrival]}: offered Mbit/s (what the sender sent, over its run)`,
+      '',
+      (m) => m.offered[arrival].offeredMbitPerSecond,
+      0,
+    ],
     [
       `offered load, ${ARRIVAL_NAMES[arrival]}: delivered Mbit/s`,
       '',
@@ -636,6 +665,15 @@ function report(
     return `| ${cells.join(' | ')} |`;
   });
   const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
+  const allNotes = [
+    ...notes,
+    ...measurements.flatMap((m) =>
+      ARRIVALS.filter((arrival) => m.offered[arrival].refused > 0).map(
+        (arrival) =>
+          `${m.server}: offered load (${arrival}): the sender's kernel refused ${m.offered[arrival].refused} datagrams`,
+      ),
+    ),
+  ];
   return [
     '# Tunnel throughput',
     '',
@@ -666,11 +704,12 @@ function report(
     `core. After the clients have stopped, one process in client 0's namespace completes a real handshake as each`,
     `of the ${CLIENTS} peers, seals every packet of the run before it starts (1420-byte IPv4 UDP, in counter order per`,
     `peer), then only sends them, ${OFFERED_MBIT} Mbit/s of WireGuard datagrams: one per sendmmsg message, as these veths`,
-    'deliver them, or UDP GSO messages of up to 64 that the veth carries whole, which a socket with UDP GRO on',
+    'deliver them, or UDP GSO messages of up to 64 KiB that the veth carries whole, which a socket with UDP GRO on',
     '(tunnelbyte-node’s) receives as one batch, as a NIC’s GRO hands them over, and which the kernel cuts into',
     'datagrams for any other (wireguard-go’s). The server opens them and writes them to its TUN, towards a socket',
     'that is bound and never read; delivered is what its TUN took (the interface’s receive bytes), over',
-    `${OFFERED_SECONDS} s after ${OFFERED_WARM_SECONDS} s unmeasured. The sender and the kernel’s receive work share the same ${cpus().length} cores.`,
+    `${OFFERED_SECONDS} s after ${OFFERED_WARM_SECONDS} s unmeasured; offered is what the sender handed its kernel over its whole run (less than`,
+    `the rate if it fell behind). The sender and the kernel’s receive work share the same ${cpus().length} cores.`,
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, node ${process.version}; load average`,
     `before ${load(loadBefore)}, after ${load(loadAfter)} (other jobs share the machine: compare ratios,`,
@@ -684,7 +723,7 @@ function report(
     'crypto threads; other: every other thread and child, the handshake workers and V8’s and libuv’s included):',
     '',
     ...measurements.map((m) => `- ${m.server}: ${threadLine(m)}`),
-    ...(notes.length ? ['', ...notes.map((note) => `- ${note}`)] : []),
+    ...(allNotes.length ? ['', ...allNotes.map((note) => `- ${note}`)] : []),
     '',
   ].join('\n');
 }

@@ -4,13 +4,15 @@
 // identity completes a real handshake with the server (crypto/tunnel.ts as the initiator), seals every
 // packet of the run before it starts, and then only sends: the packets go out at a fixed rate with sendmmsg
 // (nodes/udp.ts, batched), in order per peer, so the server's replay windows accept every one. With `gso`
-// each sendmmsg message is one UDP GSO message of up to 64 datagrams, which the veth carries whole: a server
-// socket with UDP GRO on receives it as one batch, as a NIC's GRO would hand it over; any other gets the
-// datagrams one by one, cut by the kernel. Without, one datagram per message, as these veths deliver them.
+// each sendmmsg message is one UDP GSO message (up to 64 KiB: 45 of these datagrams), which the veth
+// carries whole: a server socket with UDP GRO on receives it as one batch, as a NIC's GRO would hand it
+// over; any other gets the datagrams one by one, cut by the kernel. Without, one datagram per message, as
+// these veths deliver them.
 //
 // Run by bench-tunnel in a client namespace, with one JSON argument (Setup below). Prints
 // `ready <packets>` once everything is sealed, starts sending at SIGUSR1, and prints
-// `sent <datagrams> refused <datagrams>` when it has sent them all. Every inner packet is IPv4 UDP of
+// `sent <datagrams> refused <datagrams> bytes <sent bytes> seconds <from the first to the last>` when it has
+// sent them all: a sender that fell behind its rate took longer. Every inner packet is IPv4 UDP of
 // INNER_LENGTH bytes to `destination`, from its identity's own address (its allowed IP on the server).
 import { performance } from 'node:perf_hooks';
 
@@ -105,7 +107,9 @@ class Identity {
   seal(count: number): void {
     for (let i = 0; i < count; i++) {
       const [datagram] = sends(this.tunnel.encapsulate(this.packet, performance.now()));
-      if (datagram === undefined) throw new Error('the engine did not seal a packet');
+      // A transport message each (type 4), all of one length: no handshake slipped in (a rekey).
+      if (datagram?.[0] !== 4 || (i > 0 && datagram.length !== this.wireLength))
+        throw new Error('the engine did not seal a transport message');
       if (i === 0) {
         this.wireLength = datagram.length;
         this.sealed = new Uint8Array(count * datagram.length);
@@ -133,8 +137,8 @@ const perSecond = (setup.mbitPerSecond * 1e6) / 8 / (TRANSPORT_HEADER_SIZE + INN
 const perIdentity = Math.ceil((perSecond * setup.seconds) / identities.length);
 for (const identity of identities) identity.seal(perIdentity);
 const total = perIdentity * identities.length;
-process.stdout.write(`ready ${total}\n`);
 
+// Listening before saying ready: Node's own SIGUSR1 (the inspector) would take a signal sent in between.
 process.once('SIGUSR1', () => {
   const start = performance.now();
   let sent = 0;
@@ -145,9 +149,12 @@ process.once('SIGUSR1', () => {
     if (sent < total) return;
     clearInterval(timer);
     // Let the last batch reach the kernel (a microtask), then report.
+    const seconds = (performance.now() - start) / 1000;
     setTimeout(() => {
-      process.stdout.write(`sent ${sendCounts.datagrams} refused ${sendCounts.refused}\n`);
+      const { datagrams, refused, bytes } = sendCounts;
+      process.stdout.write(`sent ${datagrams} refused ${refused} bytes ${bytes} seconds ${seconds}\n`);
       process.exit(0);
     }, 10);
   }, TICK_MS);
 });
+process.stdout.write(`ready ${total}\n`);

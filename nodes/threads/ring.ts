@@ -107,7 +107,7 @@ export function copyIn(ring: RingViews, at: number, source: Uint8Array): void {
   }
   const length = source.length;
   if (bounce.length < length) {
-    bounce = new Uint8Array(length);
+    bounce = new Uint8Array(Math.max(length, 2 * bounce.length)); // doubling: lengths that keep rising
     staged = new Array<Uint8Array>(STAGED_LENGTHS).fill(bounce.subarray(0, 0));
   }
   const key = length % STAGED_LENGTHS;

@@ -328,6 +328,29 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
     expect(concat(packets.map((p) => p.subarray(68)))).toEqual(payloadBytes(3000));
   });
 
+  test('14. long IPv6 extension headers and a hdr_len that understates them: the split has room for every segment', () => {
+    // csum_start says where TCP begins (1,000 bytes in); hdr_len 0 says nothing. Each segment repeats those
+    // 1,000 bytes: the slab is sized from csum_start, not hdr_len alone.
+    const plain = tcpPacket({ family: 'v6', payload: 4000, checksum: 'partial', flags: ACK });
+    const hopByHop = new Uint8Array(960);
+    hopByHop.set([TCP, 960 / 8 - 1]); // next header TCP, 960 bytes of Pad1 options
+    const packet = concat([plain.subarray(0, 40), hopByHop, plain.subarray(40)]);
+    packet[6] = 0;
+    new DataView(packet.buffer).setUint16(4, packet.length - 40);
+    const input = frame(packet, {
+      flags: 1,
+      gsoType: 4,
+      hdrLen: 0,
+      gsoSize: 8,
+      csumStart: 1000,
+      csumOffset: 16,
+    });
+    const { packets, drops } = split([input]);
+    expect(drops).toEqual(noDrops);
+    expect(packets.map((p) => p.length)).toEqual(new Array<number>(500).fill(1000 + 20 + 8));
+    expect(concat(packets.map((p) => p.subarray(1020)))).toEqual(payloadBytes(4000));
+  });
+
   test('12. reads laid out alike (one reused read buffer) get the same segment views back, each holding its own read', () => {
     // As the TUN reader hands frames over: views into one read buffer, refilled for every read.
     const readBuffer = new Uint8Array(16384);

@@ -61,7 +61,11 @@ test('4. copyIn: sources at every alignment land whole, lengths changing from on
     [4, 1500],
     [6, 1452],
     [7, 0],
-    [12, 4000],
+    [12, 4000], // the plain memory grows
+    [20, 100],
+    [28, 2148], // 2,048 more than the one before: the same place among the kept views
+    [36, 100],
+    [44, 1452], // shorter again, after the growth
   ] as const;
   for (const [start, length] of cases) {
     const at = 64 + ((start * 16) % 8192); // payloads are 16-byte aligned

@@ -191,6 +191,18 @@ function superSegment(
   });
 }
 
+/** An IPv6 packet with a hop-by-hop header between its IP header and TCP. */
+function withHopByHop(plain: Uint8Array, hopByHop: Uint8Array): Uint8Array {
+  const packet = concat([plain.subarray(0, 40), hopByHop, plain.subarray(40)]);
+  packet[6] = 0; // hop-by-hop options first
+  new DataView(packet.buffer).setUint16(4, packet.length - 40);
+  return packet;
+}
+
+/** The frame of a TCPv6 super-segment whose TCP header starts at csumStart. */
+const v6SuperSegment = (packet: Uint8Array, hdrLen: number, gsoSize: number, csumStart: number) =>
+  frame(packet, { flags: 1, gsoType: 4, hdrLen, gsoSize, csumStart, csumOffset: 16 });
+
 function split(frames: Uint8Array[]): { packets: Uint8Array[]; drops: Record<OffloadDropReason, number> } {
   const splitter = new GsoSplitter();
   const packets: Uint8Array[] = [];
@@ -304,18 +316,7 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
   test('11. an IPv6 super-segment behind a hop-by-hop header: TCP found where csum_start says', () => {
     const plain = tcpPacket({ family: 'v6', payload: 3000, checksum: 'partial', flags: ACK | PSH });
     const hopByHop = Uint8Array.of(TCP, 0, 1, 4, 0, 0, 0, 0); // next header TCP, 8 bytes, PadN
-    const packet = concat([plain.subarray(0, 40), hopByHop, plain.subarray(40)]);
-    packet[6] = 0; // hop-by-hop options first
-    new DataView(packet.buffer).setUint16(4, packet.length - 40);
-    const input = frame(packet, {
-      flags: 1,
-      gsoType: 4,
-      hdrLen: 68,
-      gsoSize: 1400,
-      csumStart: 48,
-      csumOffset: 16,
-    });
-    const { packets, drops } = split([input]);
+    const { packets, drops } = split([v6SuperSegment(withHopByHop(plain, hopByHop), 68, 1400, 48)]);
     expect(drops).toEqual(noDrops);
     expect(packets.map((p) => p.length)).toEqual([68 + 1400, 68 + 1400, 68 + 200]);
     for (const p of packets) {
@@ -334,18 +335,7 @@ describe('GsoSplitter: super-segments into MTU-sized segments', () => {
     const plain = tcpPacket({ family: 'v6', payload: 4000, checksum: 'partial', flags: ACK });
     const hopByHop = new Uint8Array(960);
     hopByHop.set([TCP, 960 / 8 - 1]); // next header TCP, 960 bytes of Pad1 options
-    const packet = concat([plain.subarray(0, 40), hopByHop, plain.subarray(40)]);
-    packet[6] = 0;
-    new DataView(packet.buffer).setUint16(4, packet.length - 40);
-    const input = frame(packet, {
-      flags: 1,
-      gsoType: 4,
-      hdrLen: 0,
-      gsoSize: 8,
-      csumStart: 1000,
-      csumOffset: 16,
-    });
-    const { packets, drops } = split([input]);
+    const { packets, drops } = split([v6SuperSegment(withHopByHop(plain, hopByHop), 0, 8, 1000)]);
     expect(drops).toEqual(noDrops);
     expect(packets.map((p) => p.length)).toEqual(new Array<number>(500).fill(1000 + 20 + 8));
     expect(concat(packets.map((p) => p.subarray(1020)))).toEqual(payloadBytes(4000));

@@ -305,7 +305,8 @@ const SINK = [
 ].join('\n');
 
 interface OfferedLoad extends CpuUse {
-  /** Inner IP bytes the server wrote to its TUN, per second of the measured interval. */
+  /** Inner IP bytes the server wrote to its TUN over the measured interval, and per second. */
+  bytes: number;
   mbitPerSecond: number;
   seconds: number;
   /** WireGuard datagram bytes the sender handed the kernel per second, over its whole run. */
@@ -374,6 +375,7 @@ async function offeredLoad(
     if (!sent) throw new Error(`offered load: ${load.output().trim().split('\n').pop()}`);
     return {
       ...cpu,
+      bytes,
       mbitPerSecond: (bytes * 8) / seconds / 1e6,
       seconds,
       offeredMbitPerSecond: (Number(sent[2]) * 8) / Number(sent[3]) / 1e6,
@@ -582,7 +584,7 @@ async function measure(harness: NetnsHarness, server: TunnelServer): Promise<Mea
 
 type Row = [what: string, goal: string, value: (m: Measurement) => number | undefined, digits: number];
 
-const perGB = (t: Transfer) => t.cpuSeconds / (t.bytes / 1e9);
+const perGB = (t: CpuUse & { bytes: number }) => t.cpuSeconds / (t.bytes / 1e9);
 const ROWS: Row[] = [
   ['iperf3 TCP one stream client→server, Mbit/s', '≥ 1.3×', (m) => m.up.mbitPerSecond, 0],
   ['iperf3 TCP one stream server→client, Mbit/s', '≥ 1.3×', (m) => m.down.mbitPerSecond, 0],
@@ -613,9 +615,7 @@ const ROWS: Row[] = [
     [
       `server CPU s/GB delivered, offered load, ${ARRIVAL_NAMES[arrival]}`,
       '',
-      (m) =>
-        m.offered[arrival].cpuSeconds /
-        ((m.offered[arrival].mbitPerSecond * m.offered[arrival].seconds) / 8000),
+      (m) => perGB(m.offered[arrival]),
       2,
     ],
   ]),

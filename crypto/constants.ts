@@ -108,9 +108,9 @@ export const MAX_STAGED_PACKETS = 128;
  * Tunnel.markUnderLoad). wireguard-go marks load at 1/8 of its handshake queue (128 of 1024), the kernel at
  * 512 of 4096. The node's shell queues nothing: it handles each batch the socket yields in one event-loop
  * turn (a recvmmsg batch of at most BATCH_SLOTS datagrams, nodes/udp.ts), so a quarter of a full batch being
- * initiations is the backlog that means load. test/nodes/device.test.ts floods a node with ten such
- * backlogs every 20 ms: only the first backlog costs DHs, the rest get cookie replies, and a real peer
- * connects on its first retransmission.
+ * initiations with a valid mac1 (Device.fromNetwork counts no others) is the backlog that means load.
+ * test/nodes/device.test.ts floods a node with ten such backlogs every 20 ms: only the first backlog costs
+ * DHs, the rest get cookie replies, and a real peer connects on its first retransmission.
  */
 export const UNDER_LOAD_HANDSHAKE_BACKLOG = 16;
 /** Inner MTU when none is configured: 1500 less 80 bytes of IPv6, UDP and WireGuard (wg-quick's fallback). */

@@ -537,6 +537,16 @@ export class Tunnel {
     return this.timerQueue.mayBeBefore(at);
   }
 
+  /**
+   * Whether `datagram` is an initiation whose mac1 was made for this device's public key: one MAC, no DH.
+   * The I/O shell counts only these towards its handshake backlog (markUnderLoad), so that datagrams anyone
+   * can make without the key cannot send real peers to the cookie round trip.
+   */
+  isAddressedInitiation(datagram: Uint8Array): boolean {
+    const message = parseMessage(datagram);
+    return message?.type === MESSAGE_INITIATION && this.cookieChecker.checkMac1(message);
+  }
+
   /** The I/O shell's handshake backlog crossed its threshold: check mac2 and rate-limit for the next second. */
   markUnderLoad(now: number): void {
     this.lastUnderLoadAt = now;

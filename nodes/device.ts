@@ -163,10 +163,14 @@ export class Device implements UapiDevice {
     this.metrics?.datagramReceived(datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
     this.beginReadBatch(true);
-    // Only well-formed initiations count (as wireguard-go queues only those): garbage is not load.
+    // Only initiations with a valid mac1 count: the backlog is counted per turn, and counting any datagram
+    // of an initiation's type and length (as wireguard-go and the kernel count their queues) let bursts of
+    // random ones, 48 a second, send every real peer's first initiation a cookie reply and so a 5 s
+    // retransmission. Each costs one MAC here.
     if (
       datagram[0] === MESSAGE_INITIATION &&
       datagram.length === INITIATION_SIZE &&
+      this.tunnel.isAddressedInitiation(datagram) &&
       ++this.handshakesThisTurn === 1
     ) {
       setImmediate(this.handshakeTurnEnded);

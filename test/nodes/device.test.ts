@@ -9,6 +9,8 @@ import nacl from 'tweetnacl';
 import {
   DEFAULT_MTU,
   HANDSHAKE_INITIATION_RATE_MS,
+  INITIATION_SIZE,
+  MESSAGE_INITIATION,
   UNDER_LOAD_HANDSHAKE_BACKLOG,
 } from '../../crypto/constants.js';
 import { transportLength } from '../../crypto/messages.js';
@@ -172,6 +174,14 @@ async function counter(metrics: NodeMetrics, name: string, labels: string): Prom
 const drops = (metrics: NodeMetrics, reason: string): Promise<number> =>
   counter(metrics, 'tunnelbyte_node_drops_total', `reason="${reason}"`);
 
+/** Handshake initiations a node sent ('tx') or received ('rx'). */
+const initiations = (node: Node, direction: 'tx' | 'rx'): Promise<number> =>
+  counter(
+    node.metrics,
+    'tunnelbyte_node_handshake_messages_total',
+    `type="initiation",direction="${direction}"`,
+  );
+
 /** An initiation from a stranger (a key `to` does not know) with a valid mac1: it costs `to` a DH. */
 function strangerInitiation(to: Node, port: number): Uint8Array {
   const stranger = new Tunnel({
@@ -298,6 +308,34 @@ describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
     expect(await drops(a.metrics, 'cookie_sent')).toBeGreaterThan(0);
   });
 
+  test('initiations anyone can make without the key (mac1 invalid) are not load: a real peer gets no cookie', async () => {
+    // Random bytes of an initiation's type and length, ten backlogs' worth every 20 ms: had they valid
+    // mac1s, the first burst would put b under load (the test above).
+    const probe = await openUdp({ host: '127.0.0.1' });
+    const to = { address: '127.0.0.1', port: b.device.listenPort };
+    const forged = Array.from({ length: 10 * UNDER_LOAD_HANDSHAKE_BACKLOG }, () => {
+      const datagram = nacl.randomBytes(INITIATION_SIZE);
+      datagram.set([MESSAGE_INITIATION, 0, 0, 0]);
+      return datagram;
+    });
+    const burst = () => forged.forEach((datagram) => probe.send(datagram, to));
+    burst();
+    await eventually(
+      'a burst refused',
+      async () => (await drops(b.metrics, 'mac1_invalid')) >= UNDER_LOAD_HANDSHAKE_BACKLOG,
+    );
+    const flood = setInterval(burst, 20);
+    try {
+      a.packets.inject(ipv4('10.0.0.1', '10.0.0.2', new Uint8Array(8)));
+      await eventually('a’s packet through b', () => b.packets.written.length === 1);
+    } finally {
+      clearInterval(flood);
+      await probe.close();
+    }
+    expect(await drops(b.metrics, 'cookie_sent')).toBe(0);
+    expect(await initiations(a, 'tx')).toBe(1);
+  });
+
   test('during a flood of initiations a real peer connects within 2 retries; the flood gets cookies, not DHs (counted)', async () => {
     // b is the responder under attack; a is its real peer. The flood: bursts of ten times the backlog that
     // means load, every 20 ms until a is through (well above what one core answers: bench-crypto's
@@ -322,12 +360,6 @@ describe.each(MODES)('Device, %s', (_, handshakeThreads, threads) => {
       clearInterval(flood);
       await probe.close();
     }
-    const initiations = (node: Node, direction: string) =>
-      counter(
-        node.metrics,
-        'tunnelbyte_node_handshake_messages_total',
-        `type="initiation",direction="${direction}"`,
-      );
     // a's first initiation got a cookie reply; its retransmission carried mac2 and was answered.
     expect(await initiations(a, 'tx')).toBeLessThanOrEqual(3);
     expect(

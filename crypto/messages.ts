@@ -97,6 +97,19 @@ const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.b
 const slice = (bytes: Uint8Array, offset: number, length: number): Uint8Array =>
   bytes.subarray(offset, offset + length);
 
+/** Handshake message sizes by type - 1: initiation, response, cookie reply. */
+const HANDSHAKE_SIZES = [INITIATION_SIZE, RESPONSE_SIZE, COOKIE_REPLY_SIZE];
+
+/**
+ * The type (1 to 3) of a datagram parseMessage takes for a handshake message, from its first 4 bytes and
+ * its length alone; 0 for anything else. For counting what arrives without parsing it.
+ */
+export function handshakeTypeOf(datagram: Uint8Array): number {
+  if (datagram.length < 4) return 0;
+  const type = readU32(datagram, 0);
+  return type >= 1 && type <= 3 && datagram.length === HANDSHAKE_SIZES[type - 1] ? type : 0;
+}
+
 /**
  * Classifies a datagram. The type is the first 4 bytes as u32 LE, so non-zero reserved bytes make an
  * unknown type. Types 1-3 need their exact size, type 4 at least 32 bytes. Anything else: undefined.

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 
 import { REJECT_AFTER_TIME_MS } from '../crypto/constants.js';
+import { handshakeTypeOf } from '../crypto/messages.js';
 import { DROP_REASONS, type DropReason } from '../crypto/tunnel.js';
 import { collectProcessMetrics } from '../src/lib/process-metrics.js';
 import { OFFLOAD_DROP_REASONS, type OffloadDrops } from './offload.js';
@@ -210,9 +211,11 @@ export class NodeMetrics {
     this.messageType('tx', datagram);
   }
 
+  // Handshake messages by type, of their exact size: a datagram that only starts like one is a malformed
+  // drop, not a handshake message received.
   private messageType(direction: Direction, datagram: Uint8Array): void {
-    const type = datagram.length > 0 ? datagram[0]! : 0;
-    if (type >= 1 && type <= 3) {
+    const type = handshakeTypeOf(datagram);
+    if (type !== 0) {
       const key = `${MESSAGE_TYPES[type - 1]}/${direction}`;
       this.messages.set(key, (this.messages.get(key) ?? 0) + 1);
     }

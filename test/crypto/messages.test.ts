@@ -7,6 +7,7 @@ import {
   TRANSPORT_MIN_SIZE,
 } from '../../crypto/constants.js';
 import {
+  handshakeTypeOf,
   paddedLength,
   parseMessage,
   sealTransportInPlace,
@@ -116,6 +117,10 @@ describe('parseMessage edge cases', () => {
   ];
   test.each(table)('#%i', (_n, datagram, expected) => {
     expect(parseMessage(datagram)?.type).toBe(expected);
+  });
+  // The metrics count handshake messages by handshakeTypeOf: the same verdict, 0 for anything else.
+  test.each(table)('#%i handshakeTypeOf', (_n, datagram, expected) => {
+    expect(handshakeTypeOf(datagram)).toBe(expected !== undefined && expected <= 3 ? expected : 0);
   });
 
   test('a datagram that is a view into a larger buffer is read at its own offset', () => {

@@ -39,6 +39,8 @@ describe('node metrics over HTTP', () => {
     metrics.datagramReceived(initiation);
     metrics.datagramSending(response);
     metrics.datagramReceived(data);
+    // Starts like an initiation, one byte short: a malformed datagram, not a handshake message.
+    metrics.datagramReceived(initiation.subarray(0, 147));
     // The socket counts in place what reached the kernel (the response) and what it refused (nodes/udp.ts).
     Object.assign(metrics.udpSends, { datagrams: 1, bytes: 92, refused: 1 });
     metrics.innerPacket('rx', new Uint8Array(84));
@@ -48,8 +50,8 @@ describe('node metrics over HTTP', () => {
     let text = await scrape();
     expect(sample(text, 'tunnelbyte_node_peers')).toBe(3);
     expect(sample(text, 'tunnelbyte_node_peers_active')).toBe(1);
-    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(2);
-    expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="rx"}')).toBe(276);
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(3);
+    expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="rx"}')).toBe(423);
     expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="tx"}')).toBe(1);
     expect(sample(text, 'tunnelbyte_node_udp_bytes_total{direction="tx"}')).toBe(92);
     expect(sample(text, 'tunnelbyte_node_udp_send_drops_total')).toBe(1);
@@ -71,7 +73,7 @@ describe('node metrics over HTTP', () => {
     metrics.udpSends.refused++;
     text = await scrape();
     expect(sample(text, 'tunnelbyte_node_drops_total{reason="replay"}')).toBe(3);
-    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(3);
+    expect(sample(text, 'tunnelbyte_node_udp_packets_total{direction="rx"}')).toBe(4);
     expect(sample(text, 'tunnelbyte_node_udp_send_drops_total')).toBe(2);
   });
 

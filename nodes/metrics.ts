@@ -199,6 +199,29 @@ export class NodeMetrics {
     );
   }
 
+  /**
+   * The kernel's count of datagrams it dropped for the node's socket before they were read (read: at each
+   * scrape, undefined where it cannot tell). It counts per socket, so a new one (the listen port changed)
+   * starts again from 0: what it counts adds on to the total.
+   */
+  countUdpReceiveDrops(read: () => number | undefined): void {
+    let total = 0;
+    let last = 0;
+    this.counter(
+      'tunnelbyte_node_udp_receive_drops_total',
+      'UDP datagrams the kernel dropped for the socket before the node read them (a full receive buffer, ' +
+        'a bad checksum): the drops column of /proc/net/udp; not in udp_packets_total.',
+      [],
+      () => {
+        const drops = read();
+        if (drops === undefined) return [];
+        total += drops >= last ? drops - last : drops;
+        last = drops;
+        return [[{}, total]];
+      },
+    );
+  }
+
   /** A datagram received: counted, and its message type. */
   datagramReceived(datagram: Uint8Array): void {
     this.udpReceived.packets++;

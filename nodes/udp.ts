@@ -14,6 +14,7 @@
 // whether a peer was configured or roamed, and we map back when sending. If the host has no IPv6
 // (module absent or disabled), we fall back to a plain udp4 socket.
 import { createSocket, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
@@ -77,6 +78,31 @@ export const noUdpOffloadCounts = (): UdpOffloadCounts => ({
   groBatches: 0,
   groDatagrams: 0,
 });
+
+/**
+ * Datagrams the kernel dropped for the UDP sockets bound to `port` in this network namespace before they
+ * were read (a full receive buffer, a bad checksum): the drops column of /proc/net/udp and udp6, which
+ * counts per socket. Undefined where neither file can be read.
+ */
+export function kernelReceiveDrops(port: number): number | undefined {
+  const localPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let drops: number | undefined;
+  for (const table of ['/proc/self/net/udp', '/proc/self/net/udp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'latin1');
+    } catch {
+      continue; // no IPv6 on this host: no udp6
+    }
+    drops ??= 0;
+    // "sl local_address rem_address st ... inode ref pointer drops": the local address as HEX:PORT.
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length >= 13 && fields[1]!.endsWith(localPort)) drops += Number(fields[fields.length - 1]);
+    }
+  }
+  return drops;
+}
 
 export interface UdpTransport {
   readonly port: number;

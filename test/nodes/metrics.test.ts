@@ -115,6 +115,16 @@ describe('node metrics over HTTP', () => {
     }
   });
 
+  test("the kernel's receive drops, read at each scrape, add on across a new socket's count", async () => {
+    // The kernel's per-socket counts at each scrape: a new socket (the listen port changed) from 0 on.
+    const reads = [undefined, 5, 7, 2, 4];
+    metrics.countUdpReceiveDrops(() => reads.shift());
+    const totals: Array<number | undefined> = [];
+    for (let i = 0; i < 5; i++)
+      totals.push(sample(await scrape(), 'tunnelbyte_node_udp_receive_drops_total'));
+    expect(totals).toEqual([0, 5, 7, 9, 11]);
+  });
+
   test('without process metrics (the warm-up devices): the traffic counters only', async () => {
     const bare = new NodeMetrics({ peerCount: 0, forEachPeer: () => undefined }, () => NOW, false);
     bare.datagramReceived(new Uint8Array(128));

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import {
+  kernelReceiveDrops,
   noUdpOffloadCounts,
   noUdpSendCounts,
   normaliseAddress,
@@ -14,6 +15,7 @@ import {
   type UdpTransport,
 } from '../../nodes/udp.js';
 import { descriptorsOpenedSince, openDescriptors } from '../helpers/fds.js';
+import { eventually } from '../helpers/eventually.js';
 import { builtProgram } from '../helpers/repo.js';
 
 const open: Array<UdpTransport | Socket> = [];
@@ -323,6 +325,23 @@ describe.each([
     await new Promise((resolveTurn) => setImmediate(resolveTurn)); // dgram's send callback
     expect(refused).toEqual([]);
     expect(sendCounts).toEqual({ datagrams: 1, bytes: 40, refused: 0 });
+  });
+
+  test('15. what a full receive buffer lost is what kernelReceiveDrops counts for the port', async () => {
+    // The smallest buffer the kernel grants holds a few of these; the burst is sent in one turn, before
+    // the socket reads any of it. Every datagram is then either received or counted as dropped.
+    const udp = await transport({ host: '127.0.0.1', receiveBufferSize: 1 });
+    let received = 0;
+    udp.onDatagram(() => received++);
+    const sender = await plainSocket('udp4', '127.0.0.1');
+    const sent = 200;
+    expect(kernelReceiveDrops(udp.port)).toBe(0);
+    for (let i = 0; i < sent; i++) sender.send(new Uint8Array(1000), udp.port, '127.0.0.1');
+    await eventually(
+      'every datagram received or dropped',
+      () => received + kernelReceiveDrops(udp.port)! === sent,
+    );
+    expect(kernelReceiveDrops(udp.port)).toBeGreaterThan(0);
   });
 });
 

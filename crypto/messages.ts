@@ -105,9 +105,10 @@ const HANDSHAKE_SIZES = [INITIATION_SIZE, RESPONSE_SIZE, COOKIE_REPLY_SIZE];
  * its length alone; 0 for anything else. For counting what arrives without parsing it.
  */
 export function handshakeTypeOf(datagram: Uint8Array): number {
-  if (datagram.length < 4) return 0;
-  const type = readU32(datagram, 0);
-  return type >= 1 && type <= 3 && datagram.length === HANDSHAKE_SIZES[type - 1] ? type : 0;
+  // Byte by byte, as the first byte alone settles a transport message: this runs for every datagram.
+  const type = datagram.length > 0 ? datagram[0]! : 0;
+  if (type < 1 || type > 3 || datagram.length !== HANDSHAKE_SIZES[type - 1]) return 0;
+  return (datagram[1]! | datagram[2]! | datagram[3]!) === 0 ? type : 0; // the u32's other bytes
 }
 
 /**

@@ -538,13 +538,15 @@ export class Tunnel {
   }
 
   /**
-   * Whether `datagram` is an initiation whose mac1 was made for this device's public key: one MAC, no DH.
-   * The I/O shell counts only these towards its handshake backlog (markUnderLoad), so that datagrams anyone
-   * can make without the key cannot send real peers to the cookie round trip.
+   * The I/O shell's first look at a datagram of an initiation's type and length, before it counts it
+   * towards its handshake backlog (markUnderLoad): undefined when its mac1 was made for this device's public
+   * key (one MAC, no DH), and it goes on to admitInitiation or decapsulate; else the drop. Datagrams anyone
+   * can make without the key then never count as load, and cost one MAC.
    */
-  isAddressedInitiation(datagram: Uint8Array): boolean {
+  screenInitiation(datagram: Uint8Array): TunnelAction[] | undefined {
     const message = parseMessage(datagram);
-    return message?.type === MESSAGE_INITIATION && this.cookieChecker.checkMac1(message);
+    if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
+    return this.cookieChecker.checkMac1(message) ? undefined : [DROP.mac1_invalid];
   }
 
   /** The I/O shell's handshake backlog crossed its threshold: check mac2 and rate-limit for the next second. */

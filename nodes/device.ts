@@ -166,14 +166,14 @@ export class Device implements UapiDevice {
     // Only initiations with a valid mac1 count: the backlog is counted per turn, and counting any datagram
     // of an initiation's type and length (as wireguard-go and the kernel count their queues) let bursts of
     // random ones, 48 a second, send every real peer's first initiation a cookie reply and so a 5 s
-    // retransmission. Each costs one MAC here.
-    if (
-      datagram[0] === MESSAGE_INITIATION &&
-      datagram.length === INITIATION_SIZE &&
-      this.tunnel.isAddressedInitiation(datagram) &&
-      ++this.handshakesThisTurn === 1
-    ) {
-      setImmediate(this.handshakeTurnEnded);
+    // retransmission. The others are dropped here, at the cost of one MAC.
+    if (datagram[0] === MESSAGE_INITIATION && datagram.length === INITIATION_SIZE) {
+      const refused = this.tunnel.screenInitiation(datagram);
+      if (refused !== undefined) {
+        this.perform(refused);
+        return;
+      }
+      if (++this.handshakesThisTurn === 1) setImmediate(this.handshakeTurnEnded);
     }
     const now = this.turnNow();
     // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog,

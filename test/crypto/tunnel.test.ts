@@ -1,3 +1,4 @@
+import { INITIATION_MAC1_OFFSET, INITIATION_MAC2_OFFSET } from '../../crypto/constants.js';
 import { Tunnel } from '../../crypto/tunnel.js';
 import { clamp, publicKey } from '../../crypto/primitives.js';
 import {
@@ -432,6 +433,25 @@ describe('Tunnel: cookies under load', () => {
       }
     }
     expect(drops.filter((reason) => reason === 'rate_limited')).toHaveLength(2); // burst of 5
+  });
+
+  test('5. screenInitiation passes an initiation with a valid mac1 and drops the rest of its type and length', () => {
+    const pair = new TunnelPair();
+    const [action] = pair.a.encapsulate(pair.packet('a'), 0);
+    if (action?.kind !== 'send') throw new Error('expected an initiation');
+    const initiation = action.datagram;
+    const withByte = (index: number) => {
+      const copy = initiation.slice();
+      copy[index]! ^= 1;
+      return copy;
+    };
+    const mac1Invalid = [{ kind: 'drop', reason: 'mac1_invalid' }];
+    expect(pair.b.screenInitiation(initiation)).toBeUndefined();
+    expect(pair.b.screenInitiation(withByte(8))).toEqual(mac1Invalid); // the ephemeral key, under mac1
+    expect(pair.b.screenInitiation(withByte(INITIATION_MAC1_OFFSET + 4))).toEqual(mac1Invalid);
+    expect(pair.a.screenInitiation(initiation)).toEqual(mac1Invalid); // made for b's key, not a's
+    expect(pair.b.screenInitiation(withByte(1))).toEqual([{ kind: 'drop', reason: 'malformed' }]); // the type's u32
+    expect(pair.b.screenInitiation(withByte(INITIATION_MAC2_OFFSET + 4))).toBeUndefined(); // mac2 is after mac1
   });
 });
 

@@ -14,7 +14,7 @@ import { configureInterface, openTun } from './tun/index.js';
 import { handOverWarning } from './threads/load.js';
 import { CryptoThreads } from './threads/pool.js';
 import { startUapiServer } from './uapi.js';
-import { kernelReceiveDrops, openUdp, type UdpTransport } from './udp.js';
+import { openUdp, type UdpTransport } from './udp.js';
 import { warmDataPath, warmDevicePackets, warmDevicePath, warmThreadShapes } from './warmup.js';
 
 /**
@@ -196,7 +196,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }),
     );
     cleanups.push(() => device.close());
-    metrics.countUdpReceiveDrops(() => kernelReceiveDrops(device.listenPort));
+    if (device.udpReceiveDrops() !== undefined)
+      metrics.countUdpReceiveDrops(() => device.udpReceiveDrops() ?? 0);
     await options.configure?.(device, tun.name);
 
     const uapi = await startUapiServer({ name: tun.name, device, onSocketRemoved: () => stop(0) });

@@ -56,6 +56,8 @@ export class Device implements UapiDevice {
   private privateKey: Uint8Array | undefined;
   private udp: UdpTransport | undefined;
   private handshakesThisTurn = 0;
+  /** What the sockets replaced by setListenPort dropped (udpReceiveDrops). */
+  private droppedByClosedSockets = 0;
   /**
    * The clock as read once per event-loop turn by the data path (turnNow). Undefined between turns, which
    * keeps the field tagged: it holds the clock's own heap number and hands out that one, where a field of
@@ -155,6 +157,15 @@ export class Device implements UapiDevice {
 
   get listenPort(): number {
     return this.udp?.port ?? 0;
+  }
+
+  /**
+   * Datagrams the kernel dropped before the device read them, over every socket it has had; undefined where
+   * its socket cannot tell.
+   */
+  udpReceiveDrops(): number | undefined {
+    const current = this.udp?.receiveDrops();
+    return current === undefined ? undefined : this.droppedByClosedSockets + current;
   }
 
   // --- data path -------------------------------------------------------------------------------------
@@ -402,6 +413,7 @@ export class Device implements UapiDevice {
     // txBytes counts what reached the socket: what it refused is given back.
     udp.onRefused((peer, bytes) => this.tunnel.unsent(peer, bytes));
     const previous = this.udp;
+    this.droppedByClosedSockets += previous?.receiveDrops() ?? 0;
     this.udp = udp;
     await previous?.close();
   }

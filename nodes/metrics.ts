@@ -200,25 +200,16 @@ export class NodeMetrics {
   }
 
   /**
-   * The kernel's count of datagrams it dropped for the node's socket before they were read (read: at each
-   * scrape, undefined where it cannot tell). It counts per socket, so a new one (the listen port changed)
-   * starts again from 0: what it counts adds on to the total.
+   * The datagrams the kernel dropped for the node's socket before they were read (`read`, at each scrape).
+   * Only for a socket that can tell: a counter without labels would otherwise read 0.
    */
-  countUdpReceiveDrops(read: () => number | undefined): void {
-    let total = 0;
-    let last = 0;
+  countUdpReceiveDrops(read: () => number): void {
     this.counter(
       'tunnelbyte_node_udp_receive_drops_total',
       'UDP datagrams the kernel dropped for the socket before the node read them (a full receive buffer, ' +
-        'a bad checksum): the drops column of /proc/net/udp; not in udp_packets_total.',
+        'a bad checksum); not in udp_packets_total.',
       [],
-      () => {
-        const drops = read();
-        if (drops === undefined) return [];
-        total += drops >= last ? drops - last : drops;
-        last = drops;
-        return [[{}, total]];
-      },
+      () => [[{}, read()]],
     );
   }
 
@@ -276,6 +267,9 @@ export class NodeMetrics {
         for (const [labels, value] of read()) {
           const id = `${name}${JSON.stringify(labels)}`;
           const delta = value - (exported.get(id) ?? 0);
+          // A reading below the last (a source gone: a closed socket's drops) leaves the counter as it is:
+          // prom-client throws rather than decrease one, and that would fail the whole scrape.
+          if (delta < 0) continue;
           exported.set(id, value);
           this.inc(labels as never, delta);
         }

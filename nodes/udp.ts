@@ -14,7 +14,6 @@
 // whether a peer was configured or roamed, and we map back when sending. If the host has no IPv6
 // (module absent or disabled), we fall back to a plain udp4 socket.
 import { createSocket, type Socket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
@@ -79,31 +78,6 @@ export const noUdpOffloadCounts = (): UdpOffloadCounts => ({
   groDatagrams: 0,
 });
 
-/**
- * Datagrams the kernel dropped for the UDP sockets bound to `port` in this network namespace before they
- * were read (a full receive buffer, a bad checksum): the drops column of /proc/net/udp and udp6, which
- * counts per socket. Undefined where neither file can be read.
- */
-export function kernelReceiveDrops(port: number): number | undefined {
-  const localPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  let drops: number | undefined;
-  for (const table of ['/proc/self/net/udp', '/proc/self/net/udp6']) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'latin1');
-    } catch {
-      continue; // no IPv6 on this host: no udp6
-    }
-    drops ??= 0;
-    // "sl local_address rem_address st ... inode ref pointer drops": the local address as HEX:PORT.
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length >= 13 && fields[1]!.endsWith(localPort)) drops += Number(fields[fields.length - 1]);
-    }
-  }
-  return drops;
-}
-
 export interface UdpTransport {
   readonly port: number;
   /** What carries datagrams, for the start-up line: "batched, GSO on, GRO on", "dgram, GSO off, GRO off"... */
@@ -141,6 +115,11 @@ export interface UdpTransport {
   uncork(): void;
   /** Actual buffer sizes the kernel granted (it reports double the usable size). */
   bufferSizes(): { receive: number; send: number };
+  /**
+   * Datagrams the kernel dropped for this socket before they were read (a full receive buffer, a bad
+   * checksum), since it opened; after close, as last read. Undefined where the socket cannot tell (dgram).
+   */
+  receiveDrops(): number | undefined;
   /** Datagrams sent before it are written first (batched: those still queued), or named back if refused. */
   close(): Promise<void>;
 }
@@ -310,6 +289,7 @@ async function openDgramUdp(options: UdpOptions): Promise<UdpTransport> {
     cork() {},
     uncork() {},
     bufferSizes: () => ({ receive: socket.getRecvBufferSize(), send: socket.getSendBufferSize() }),
+    receiveDrops: () => undefined,
     close() {
       if (closed) return Promise.resolve();
       closed = true;
@@ -330,6 +310,7 @@ export interface UdpAddon {
     sendBuffer: number,
   ): { fd: number; port: number };
   bufferSizes(fd: number): [number, number];
+  receiveDrops(fd: number): number;
   startReceiving(
     fd: number,
     slab: Uint8Array,
@@ -563,6 +544,8 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   let receiver: { stop(): void } | undefined;
   let closed = false;
   let corked = false;
+  let receiveDrops = 0;
+  let receiveDropsRead = 0;
 
   // Sends slots [0, count) of `slab`; each refused message is dropped (and named to refuse), except that
   // a stale sticky source is forgotten and the message retried from the kernel's choice of address, and a
@@ -777,6 +760,16 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     bufferSizes() {
       const [receive, send] = addon.bufferSizes(fd);
       return { receive, send };
+    },
+    receiveDrops() {
+      // The kernel's count is a u32 that wraps (a flood of a million a second does in 72 minutes): each
+      // read adds its difference mod 2^32, so the total only grows.
+      if (!closed) {
+        const count = addon.receiveDrops(fd);
+        receiveDrops += (count - receiveDropsRead) >>> 0;
+        receiveDropsRead = count;
+      }
+      return receiveDrops;
     },
     close() {
       if (!closed) {

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <node_api.h>
@@ -161,6 +162,21 @@ static napi_value udp_buffer_sizes(napi_env env, napi_callback_info info) {
     CHECK(env, napi_create_int32(env, sizes[i], &value));
     CHECK(env, napi_set_element(env, result, i, value));
   }
+  return result;
+}
+
+// receiveDrops(fd) -> the datagrams the kernel dropped for this socket before they were read (a full
+// receive buffer, a bad checksum): sk_drops from SO_MEMINFO. Each socket counts from 0; it wraps at 2^32.
+static napi_value udp_receive_drops(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_args(env, info, "receiveDrops(fd)", &fd, 0, NULL)) return NULL;
+  uint32_t meminfo[SK_MEMINFO_VARS] = {0};
+  socklen_t length = sizeof meminfo;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &length) < 0) return throw_code(env, "getsockopt", errno);
+  // A kernel with a shorter table than these headers' (none before the drops field exists) says so.
+  if (length <= SK_MEMINFO_DROPS * sizeof meminfo[0]) return throw_code(env, "getsockopt", EOPNOTSUPP);
+  napi_value result;
+  CHECK(env, napi_create_uint32(env, meminfo[SK_MEMINFO_DROPS], &result));
   return result;
 }
 
@@ -441,6 +457,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"open", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bufferSizes", NULL, udp_buffer_sizes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"receiveDrops", NULL, udp_receive_drops, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReceiving", NULL, udp_start_receiving, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendMany", NULL, udp_send_many, NULL, NULL, NULL, napi_enumerable, NULL},
       {"enableOffloads", NULL, udp_enable_offloads, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -581,6 +581,29 @@ async function loneDevice(options: Partial<DeviceOptions> = {}): Promise<Device>
   });
 }
 
+test("the kernel's receive drops add up across a listen-port change", async () => {
+  // The smallest receive buffer, and bursts sent in one turn: most of each burst is dropped.
+  const device = await loneDevice({
+    openUdp: (options) => openUdp({ ...options, host: '127.0.0.1', receiveBufferSize: 1 }),
+  });
+  const sender = createSocket('udp4');
+  try {
+    const burst = () => {
+      for (let i = 0; i < 200; i++) sender.send(new Uint8Array(1000), device.listenPort, '127.0.0.1');
+    };
+    burst();
+    await eventually('drops counted', () => device.udpReceiveDrops()! > 0);
+    await device.setListenPort(0); // a new socket, counting from 0
+    const carried = device.udpReceiveDrops()!;
+    expect(carried).toBeGreaterThan(0); // the old socket's
+    burst();
+    await eventually('the new socket’s drops added', () => device.udpReceiveDrops()! > carried);
+  } finally {
+    sender.close();
+    await device.close();
+  }
+});
+
 test('a listen-port change that completes after close releases its new socket', async () => {
   const opened: UdpTransport[] = [];
   let release: () => void = () => undefined;

@@ -117,6 +117,7 @@ describe('udp addon: bad input', () => {
     const slab = new Uint8Array(1024);
     expect(addon.sendMany(fd, 6, slab, records(9, 10), 1024, 0, 1)).toBe(-constants.errno.EBADF);
     expect(() => addon.bufferSizes(fd)).toThrow(/EBADF/);
+    expect(() => addon.receiveDrops(fd)).toThrow(/EBADF/);
     expect(() =>
       addon.startReceiving(
         fd,
@@ -413,5 +414,17 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
       segment: 100,
       bytes: [...sent.subarray(0, TOTAL)],
     });
+  });
+
+  test('19. receiveDrops: 0 on a fresh socket; a closed descriptor, -1 and a file throw, a missing fd is a TypeError', () => {
+    const fd = openSocket();
+    expect(addon.receiveDrops(fd)).toBe(0);
+    addon.close(fd);
+    expect(() => addon.receiveDrops(fd)).toThrow(/EBADF/);
+    expect(() => addon.receiveDrops(-1)).toThrow(/EBADF/);
+    const file = openSync('/proc/self/stat', 'r');
+    expect(() => addon.receiveDrops(file)).toThrow(/ENOTSOCK/);
+    closeSync(file);
+    expect(() => (addon.receiveDrops as (...args: unknown[]) => unknown)()).toThrow(/receiveDrops\(fd\)/);
   });
 });

@@ -174,10 +174,9 @@ export class Device implements UapiDevice {
     this.metrics?.datagramReceived(datagram);
     if (this.privateKey === undefined) return; // no identity: wireguard-go drops everything
     this.beginReadBatch(true);
-    // Only initiations with a valid mac1 count: the backlog is counted per turn, and counting any datagram
-    // of an initiation's type and length (as wireguard-go and the kernel count their queues) let bursts of
-    // random ones, 48 a second, send every real peer's first initiation a cookie reply and so a 5 s
-    // retransmission. The others are dropped here, at the cost of one MAC.
+    // Only initiations with a valid mac1 count towards the backlog: datagrams anyone can make without the
+    // key must not send real peers to the cookie round trip (a 5 s retransmission). The others are dropped
+    // here, at the cost of one MAC.
     if (datagram[0] === MESSAGE_INITIATION && datagram.length === INITIATION_SIZE) {
       const refused = this.tunnel.screenInitiation(datagram);
       if (refused !== undefined) {

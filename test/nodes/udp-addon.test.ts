@@ -299,15 +299,20 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     addon.close(fd);
   });
 
-  test('15. enableOffloads: a closed descriptor and a file throw, a missing fd is a TypeError, nothing leaks', () => {
+  /** `call` on a closed descriptor and on -1 throws EBADF, on a file ENOTSOCK, and without one its usage. */
+  function expectDescriptorsRefused(call: (fd: number) => unknown, usage: RegExp): void {
     const fd = openSocket();
     addon.close(fd);
-    expect(() => addon.enableOffloads(fd)).toThrow(/EBADF/);
-    expect(() => addon.enableOffloads(-1)).toThrow(/EBADF/);
+    expect(() => call(fd)).toThrow(/EBADF/);
+    expect(() => call(-1)).toThrow(/EBADF/);
     const file = openSync('/proc/self/stat', 'r');
-    expect(() => addon.enableOffloads(file)).toThrow(/ENOTSOCK/);
+    expect(() => call(file)).toThrow(/ENOTSOCK/);
     closeSync(file);
-    expect(() => (addon.enableOffloads as (...args: unknown[]) => unknown)()).toThrow(/enableOffloads\(fd\)/);
+    expect(() => (call as (...args: unknown[]) => unknown)()).toThrow(usage);
+  }
+
+  test('15. enableOffloads: a closed descriptor and a file throw, a missing fd is a TypeError, nothing leaks', () => {
+    expectDescriptorsRefused(addon.enableOffloads, /enableOffloads\(fd\)/);
     const before = openDescriptors();
     const slab = new Uint8Array(2048);
     for (let i = 0; i < 200; i++) {
@@ -420,11 +425,6 @@ describe('udp addon: GSO (UDP_SEGMENT) and GRO (UDP_GRO)', () => {
     const fd = openSocket();
     expect(addon.receiveDrops(fd)).toBe(0);
     addon.close(fd);
-    expect(() => addon.receiveDrops(fd)).toThrow(/EBADF/);
-    expect(() => addon.receiveDrops(-1)).toThrow(/EBADF/);
-    const file = openSync('/proc/self/stat', 'r');
-    expect(() => addon.receiveDrops(file)).toThrow(/ENOTSOCK/);
-    closeSync(file);
-    expect(() => (addon.receiveDrops as (...args: unknown[]) => unknown)()).toThrow(/receiveDrops\(fd\)/);
+    expectDescriptorsRefused(addon.receiveDrops, /receiveDrops\(fd\)/);
   });
 });

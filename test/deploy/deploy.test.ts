@@ -69,6 +69,7 @@ describe('Prometheus', () => {
     'TunnelbyteSessionsLost',
     'TunnelbyteRedisUnreachable',
     'TunnelbyteBrokerDown',
+    'TunnelbyteNodeDroppingDatagrams',
   ];
 
   test('1. the rules, the scrape config and the rules unit tests pass promtool (or parse, without it)', async () => {
@@ -89,7 +90,7 @@ describe('Prometheus', () => {
     }
   });
 
-  test('2. the alerts: region down, node lost, sessions lost, Redis unreachable, broker down, on the broker metrics', () => {
+  test("2. the alerts: region down, node lost, sessions lost, Redis unreachable, broker down on the broker's metrics; a node dropping datagrams on its own", () => {
     const rules = parse(readFileSync(join(PROMETHEUS, 'tunnelbyte-rules.yml'), 'utf8')) as {
       groups: { rules: { alert: string; expr: string }[] }[];
     };
@@ -99,5 +100,6 @@ describe('Prometheus', () => {
     expect(all[1]!.expr).toContain('tunnelbyte_nodes{state="lost"}');
     expect(all[2]!.expr).toContain('tunnelbyte_broker_sessions_failed_over_total{outcome="lost"}');
     expect(all[3]!.expr).toContain('tunnelbyte_broker_redis_up');
+    expect(all[5]!.expr).toContain('tunnelbyte_node_udp_receive_drops_total');
   });
 });

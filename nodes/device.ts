@@ -1,12 +1,8 @@
 // The I/O shell around the sans-IO engine: UDP datagrams go to tunnel.decapsulate, packets read from the
 // interface go to tunnel.encapsulate, and the actions that come back are carried out here (send → UDP,
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
-import {
-  INITIATION_SIZE,
-  MESSAGE_INITIATION,
-  MESSAGE_TRANSPORT,
-  UNDER_LOAD_HANDSHAKE_BACKLOG,
-} from '../crypto/constants.js';
+import { MESSAGE_INITIATION, MESSAGE_TRANSPORT, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
+import { handshakeTypeOf } from '../crypto/messages.js';
 import type { Endpoint } from '../crypto/peer.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
@@ -177,7 +173,7 @@ export class Device implements UapiDevice {
     // Only initiations with a valid mac1 count towards the backlog: datagrams anyone can make without the
     // key must not send real peers to the cookie round trip (a 5 s retransmission). The others are dropped
     // here, at the cost of one MAC.
-    if (datagram[0] === MESSAGE_INITIATION && datagram.length === INITIATION_SIZE) {
+    if (handshakeTypeOf(datagram) === MESSAGE_INITIATION) {
       const refused = this.tunnel.screenInitiation(datagram);
       if (refused !== undefined) {
         this.perform(refused);

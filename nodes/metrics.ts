@@ -267,7 +267,7 @@ export class NodeMetrics {
         for (const [labels, value] of read()) {
           const id = `${name}${JSON.stringify(labels)}`;
           const delta = value - (exported.get(id) ?? 0);
-          // A reading below the last (a source gone: a closed socket's drops) leaves the counter as it is:
+          // A reading below the last (a source that started again, or is gone) leaves the counter as it is:
           // prom-client throws rather than decrease one, and that would fail the whole scrape.
           if (delta < 0) continue;
           exported.set(id, value);

@@ -16,7 +16,7 @@
 // INNER_LENGTH bytes to `destination`, from its identity's own address (its allowed IP on the server).
 import { performance } from 'node:perf_hooks';
 
-import { AEAD_TAG_LENGTH, TRANSPORT_HEADER_SIZE } from '../crypto/constants.js';
+import { AEAD_TAG_LENGTH, MESSAGE_TRANSPORT, TRANSPORT_HEADER_SIZE } from '../crypto/constants.js';
 import { Tunnel, type TunnelAction } from '../crypto/tunnel.js';
 import { setIpv4Checksum } from '../nodes/offload.js';
 import { secureRandomBytes } from '../nodes/random.js';
@@ -107,8 +107,8 @@ class Identity {
   seal(count: number): void {
     for (let i = 0; i < count; i++) {
       const [datagram] = sends(this.tunnel.encapsulate(this.packet, performance.now()));
-      // A transport message each (type 4), all of one length: no handshake slipped in (a rekey).
-      if (datagram?.[0] !== 4 || (i > 0 && datagram.length !== this.wireLength))
+      // A transport message each, all of one length: no handshake slipped in (a rekey).
+      if (datagram?.[0] !== MESSAGE_TRANSPORT || (i > 0 && datagram.length !== this.wireLength))
         throw new Error('the engine did not seal a transport message');
       if (i === 0) {
         this.wireLength = datagram.length;

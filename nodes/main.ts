@@ -7,7 +7,15 @@ import { readFile, stat } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 
 import { parseWgQuick } from '../src/lib/wgquick.js';
-import { checkUpArguments, defaultThreads, ON_OFF, threadsWarning, type UpArguments } from './config.js';
+import {
+  checkUpArguments,
+  defaultThreads,
+  MAX_THREADS,
+  ON_OFF,
+  threadsWarning,
+  type UpArguments,
+} from './config.js';
+import { StopSignals } from './stop-signals.js';
 import { HAND_OVER_MODES } from './threads/load.js';
 import { readyLine } from './daemon.js';
 import {
@@ -103,7 +111,7 @@ const dataPathOptions = (command: Command): Command =>
     .addOption(
       new Option(
         '--threads <n>',
-        `threads of the data path: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers; more than the machine's cores adds no speed (default: the machine's cores, ${defaultThreads()})`,
+        `threads of the data path, 1 to ${MAX_THREADS}: 1 seals, opens and answers handshakes on the main thread, N > 1 adds N crypto threads and N handshake workers; more than the machine's cores adds no speed (default: the machine's cores, ${defaultThreads()})`,
       ).env('TB_THREADS'),
     )
     .addOption(
@@ -139,15 +147,21 @@ async function runUp(args: UpArguments): Promise<number> {
   await warnIfWorldAccessible(settings.configFile, 'its PrivateKey');
 
   warnAboutThreads(settings.threads);
-  const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
-  process.stdout.write(readyLine(node));
-  const signalled = new Promise<number>((resolve) => {
-    process.once('SIGINT', () => resolve(EXIT_OK));
-    process.once('SIGTERM', () => resolve(EXIT_OK));
-  });
-  const code = await Promise.race([signalled, node.stopped]);
-  await node.close();
-  return code;
+  const signals = new StopSignals();
+  try {
+    const node = await up(settings, parsed.config, (line) => say(`warning: ${line}`));
+    process.stdout.write(readyLine(node));
+    // One that came while the node was starting stops it as soon as it is up.
+    const signalled = new Promise<number>((resolve) => {
+      signals.listen(() => resolve(EXIT_OK));
+      if (signals.count > 0) resolve(EXIT_OK);
+    });
+    const code = await Promise.race([signalled, node.stopped]);
+    await node.close();
+    return code;
+  } finally {
+    signals.close();
+  }
 }
 
 function buildProgram(): { program: Command; result: () => number } {

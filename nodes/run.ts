@@ -15,7 +15,8 @@
 //   terminates tunnels; do NAT yourself or pass --nat on a dedicated exit host.
 // - Signals: the first SIGTERM/SIGINT drains (heartbeat `draining`, no new sessions, existing peers keep
 //   forwarding); the node exits 0 when its last peer is gone, after `--drain-timeout` seconds (30), or
-//   on a second signal. A bad token exits 1 with one line.
+//   on a second signal. One during start-up is kept (nodes/stop-signals.ts): before the node has registered
+//   it stops the start, after it drains. A bad token exits 1 with one line.
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -49,6 +50,7 @@ import { readyLine, startDaemon, type Daemon } from './daemon.js';
 import { FetchThread } from './fetch-thread.js';
 import { ip, runTool } from './ip.js';
 import { secureRandomBytes } from './random.js';
+import { StopSignals } from './stop-signals.js';
 import { configureInterface } from './tun/index.js';
 import { nodeInterfaceAddresses, prefixesOverlap, type Pool } from '../src/lib/addresses.js';
 
@@ -289,11 +291,12 @@ export interface RunningAgentNode extends Omit<Daemon, 'publicKey'> {
 
 /**
  * Brings the node up and registers it. Resolves an exit code instead if it ends first: 1 on a fatal error
- * (said in one line), 0 when a signal arrives before the broker could be reached.
+ * (said in one line), 0 when one of `signals` arrives before the broker could be reached.
  */
-export async function startAgentNode(
+async function startAgentNode(
   settings: RunSettings,
   say: (line: string) => void,
+  signals: StopSignals,
 ): Promise<RunningAgentNode | number> {
   let privateKey: Uint8Array;
   try {
@@ -336,11 +339,13 @@ export async function startAgentNode(
     daemon.onClose(
       await keepPeers(daemon.device, agent, join(dirname(settings.privateKeyFile), PEERS_FILE), say),
     );
-    // A signal while the broker is still out of reach ends the retries (and cleans up, NAT included).
+    // A signal while the broker is still out of reach ends the retries (and cleans up, NAT included), as does
+    // one that came while the daemon was starting.
     const abandon = () => void agent.stop();
-    process.once('SIGTERM', abandon).once('SIGINT', abandon);
+    signals.listen(abandon);
+    if (signals.count > 0) abandon();
     const started = await agent.start();
-    process.off('SIGTERM', abandon).off('SIGINT', abandon);
+    signals.listen(undefined);
     if (!started.ok) {
       // A fatal refusal was said where it happened; a signal is the operator's own stop, said here.
       if (started.failure === undefined) say('stopped before the broker answered: the node never registered');
@@ -429,14 +434,19 @@ async function keepPeers(
 
 /** The whole `run` command: start, print one ready line, drain on signals, exit code. */
 export async function runAgentCommand(settings: RunSettings, say: (line: string) => void): Promise<number> {
-  const node = await startAgentNode(settings, say);
-  if (typeof node === 'number') return node;
-  process.stdout.write(readyLine(node, `node ${node.nodeId} (${node.publicKey})`));
-  process.on('SIGTERM', node.signal);
-  process.on('SIGINT', node.signal);
-  const code = await node.stopped;
-  process.off('SIGTERM', node.signal);
-  process.off('SIGINT', node.signal);
-  await node.close();
-  return code;
+  const signals = new StopSignals();
+  try {
+    const node = await startAgentNode(settings, say, signals);
+    if (typeof node === 'number') return node;
+    process.stdout.write(readyLine(node, `node ${node.nodeId} (${node.publicKey})`));
+    // Signals in the start's last steps (registered, the interface being configured) drain the node now.
+    const pending = signals.count;
+    signals.listen(node.signal);
+    if (pending > 0) node.signal();
+    const code = await node.stopped;
+    await node.close();
+    return code;
+  } finally {
+    signals.close();
+  }
 }

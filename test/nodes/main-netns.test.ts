@@ -4,10 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 
+import { uapiSocketPath } from '../../nodes/uapi.js';
 import { builtProgram } from '../helpers/repo.js';
-import { netnsHarness, type Namespace } from './netns.js';
+import { netnsHarness, type Namespace, type ProcessHandle } from './netns.js';
 
 const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
@@ -208,5 +209,58 @@ describe('tunnelbyte-node start-up failures', () => {
     );
     const links = (await ns.exec('ip', ['-o', 'link', 'show'])).stdout.trim().split('\n');
     expect(links.map((link) => link.split(': ')[1])).toEqual(['lo']);
+  });
+});
+
+describe('tunnelbyte-node stopped while it starts', () => {
+  /**
+   * Sends `signal` to `proc` the moment its UAPI socket for `name` exists: the daemon is part-way up, or just up
+   * with its ready line on the way. Checked every event-loop turn, not every few milliseconds: the daemon's
+   * last steps take about that long.
+   */
+  async function signalWhenServing(proc: ProcessHandle, name: string, signal: NodeJS.Signals): Promise<void> {
+    let exited = false;
+    void proc.exited.then(() => (exited = true));
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(uapiSocketPath(name))) {
+      if (exited || Date.now() > deadline) throw new Error(`no UAPI socket for ${name}:\n${proc.output()}`);
+      await new Promise((resolveTurn) => setImmediate(resolveTurn));
+    }
+    process.kill(proc.pid, signal);
+  }
+
+  /** The links left in the namespace: loopback alone once the daemon has gone. */
+  const links = async () =>
+    (await ns.exec('ip', ['-o', 'link', 'show'])).stdout
+      .trim()
+      .split('\n')
+      .map((link) => link.split(': ')[1]);
+
+  test.each([
+    [1, 'SIGTERM'],
+    [2, 'SIGINT'],
+  ] as const)(
+    '%i. up, %s as its UAPI socket appears: exit 0, the socket and the interface removed',
+    async (_n, signal) => {
+      const name = harness.interfaceName();
+      const proc = ns.spawn('node', [DAEMON, 'up', '--config', file(name, ''), '--threads', '1']);
+      await signalWhenServing(proc, name, signal);
+      expect(await proc.exited).toBe(0);
+      expect(existsSync(uapiSocketPath(name))).toBe(false);
+      expect(await links()).toEqual(['lo']);
+    },
+  );
+
+  test('3. run, SIGTERM as its UAPI socket appears (the broker out of reach): exit 0, never registered, nothing left', async () => {
+    const name = harness.interfaceName();
+    const args = [...run('http://127.0.0.1:18099', '127.0.0.2:51823'), '--interface', name];
+    const proc = ns.spawn('node', [DAEMON, ...args]);
+    await signalWhenServing(proc, name, 'SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.output().trim().split('\n').at(-1)).toBe(
+      'tunnelbyte-node: stopped before the broker answered: the node never registered',
+    );
+    expect(existsSync(uapiSocketPath(name))).toBe(false);
+    expect(await links()).toEqual(['lo']);
   });
 });

@@ -8,6 +8,7 @@ import {
   RATELIMIT_MAX_ENTRIES,
   RATELIMIT_PACKETS_PER_SECOND,
 } from './constants.js';
+import { parseIpAddress } from './ipaddr.js';
 
 export interface RateLimiterOptions {
   packetsPerSecond?: number;
@@ -29,6 +30,12 @@ function sourceKey(address: Uint8Array): string | undefined {
   if (address.length !== 16) return undefined;
   if (V4_MAPPED_PREFIX.every((byte, i) => address[i] === byte)) return `4:${address.subarray(12).join('.')}`;
   return `6:${address.subarray(0, 8).join('.')}`;
+}
+
+/** The same key for an address written out (a UDP endpoint's), or undefined when it is not an IP address. */
+export function sourceKeyOf(address: string): string | undefined {
+  const parsed = parseIpAddress(address);
+  return parsed.ok ? sourceKey(parsed.value) : undefined;
 }
 
 export class RateLimiter {

@@ -57,7 +57,7 @@ export const DROP_REASONS = [
   'unknown_index', // receiver index not in the index table
   'mac1_invalid',
   'cookie_sent', // under load and mac2 invalid: a cookie reply was sent instead
-  'rate_limited', // per-source handshake limit under load
+  'rate_limited', // per-source handshake limits: under load, and a turn's few initiations (nodes/device.ts)
   'handshake_invalid', // AEAD/DH/unknown peer/replayed or flooded initiation
   'decrypt_failed',
   'replay',

@@ -4,6 +4,7 @@
 import { MESSAGE_INITIATION, MESSAGE_TRANSPORT, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
 import { handshakeTypeOf } from '../crypto/messages.js';
 import type { Endpoint } from '../crypto/peer.js';
+import { sourceKeyOf } from '../crypto/ratelimiter.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import { HandshakeWorkers } from './handshakes.js';
@@ -42,6 +43,17 @@ export interface DeviceOptions {
   threads?: CryptoThreads;
 }
 
+/**
+ * Initiations from one source (an IPv4 address or an IPv6 /64, as the rate limiter keys them, whatever the
+ * port) that one event-loop turn takes further than the mac1 check: the rest are dropped as rate_limited. A
+ * real peer sends one every 5 s. A flood from one address was otherwise answered in full (a cookie reply
+ * each, about 12 µs of the main thread): at 100k a second the socket's queue overflowed, and real peers lost
+ * their handshakes and their traffic with it, where wireguard-go's bounded handshake queue drops a flood
+ * unread. Counted first towards the turn's backlog: a flood still puts the node under load.
+ */
+const INITIATIONS_PER_SOURCE_PER_TURN = 4;
+const RATE_LIMITED: TunnelAction[] = [Object.freeze({ kind: 'drop', reason: 'rate_limited' })];
+
 export class Device implements UapiDevice {
   private readonly tunnel: Tunnel;
   private readonly packets: PacketIo;
@@ -52,6 +64,8 @@ export class Device implements UapiDevice {
   private privateKey: Uint8Array | undefined;
   private udp: UdpTransport | undefined;
   private handshakesThisTurn = 0;
+  /** This turn's initiations by source (INITIATIONS_PER_SOURCE_PER_TURN). */
+  private readonly initiationsBySource = new Map<string, number>();
   /** What the sockets replaced by setListenPort dropped (udpReceiveDrops). */
   private droppedByClosedSockets = 0;
   /**
@@ -173,6 +187,7 @@ export class Device implements UapiDevice {
     // Only initiations with a valid mac1 count towards the backlog: datagrams anyone can make without the
     // key must not send real peers to the cookie round trip (a 5 s retransmission). The others are dropped
     // here, at the cost of one MAC.
+    let fromSource = 0;
     if (handshakeTypeOf(datagram) === MESSAGE_INITIATION) {
       const refused = this.tunnel.screenInitiation(datagram);
       if (refused !== undefined) {
@@ -180,12 +195,19 @@ export class Device implements UapiDevice {
         return;
       }
       if (++this.handshakesThisTurn === 1) setImmediate(this.handshakeTurnEnded);
+      const source = sourceKeyOf(from.address) ?? from.address;
+      fromSource = (this.initiationsBySource.get(source) ?? 0) + 1;
+      this.initiationsBySource.set(source, fromSource);
     }
     const now = this.turnNow();
     // Node emits a socket's whole read batch in one turn: initiations counted this turn are the backlog,
     // or those the handshake workers have not answered yet, when more.
     const backlog = Math.max(this.handshakesThisTurn, this.handshakes?.backlog ?? 0);
     if (backlog >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
+    if (fromSource > INITIATIONS_PER_SOURCE_PER_TURN) {
+      this.perform(RATE_LIMITED);
+      return;
+    }
     if (this.handshakes !== undefined && datagram[0] === MESSAGE_INITIATION) {
       // Admitted here (mac1; cookies under load), answered by a worker, accepted in onAnswer.
       const refused = this.tunnel.admitInitiation(datagram, from, now);
@@ -308,6 +330,7 @@ export class Device implements UapiDevice {
 
   private readonly handshakeTurnEnded = (): void => {
     this.handshakesThisTurn = 0;
+    this.initiationsBySource.clear();
   };
 
   private perform(actions: TunnelAction[]): void {

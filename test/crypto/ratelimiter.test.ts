@@ -1,5 +1,5 @@
 import { RATELIMIT_BURST } from '../../crypto/constants.js';
-import { RateLimiter } from '../../crypto/ratelimiter.js';
+import { RateLimiter, sourceKeyOf } from '../../crypto/ratelimiter.js';
 
 const v4 = (...bytes: number[]) => Uint8Array.from(bytes);
 const v6 = (...head: number[]) => {
@@ -84,5 +84,21 @@ describe('bounded memory', () => {
     const limiter = new RateLimiter({ burst: 2 });
     expect([0, 0, 0].map((t) => limiter.allow(A, t))).toEqual([true, true, false]);
     expect(RATELIMIT_BURST).toBe(5);
+  });
+});
+
+describe('sourceKeyOf: the key of an address written out (the device’s per-turn initiation count)', () => {
+  test.each([
+    [1, 'two IPv4 addresses', '192.0.2.1', '192.0.2.2', false],
+    [2, 'one IPv6 /64', '2001:db8::1', '2001:db8::ffff:1:2:3', true],
+    [3, 'two IPv6 /64s', '2001:db8::1', '2001:db8:0:1::1', false],
+    [4, 'an IPv4 address and its mapped IPv6 form', '192.0.2.1', '::ffff:192.0.2.1', true],
+  ])('%i. %s: same key %s', (_n, _what, first, second, same) => {
+    expect(sourceKeyOf(first)).toBeDefined();
+    expect(sourceKeyOf(first) === sourceKeyOf(second)).toBe(same);
+  });
+
+  test('5. not an address: no key', () => {
+    expect(sourceKeyOf('not-an-address')).toBeUndefined();
   });
 });

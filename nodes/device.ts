@@ -52,7 +52,6 @@ export interface DeviceOptions {
  * unread. Counted first towards the turn's backlog: a flood still puts the node under load.
  */
 const INITIATIONS_PER_SOURCE_PER_TURN = 4;
-const RATE_LIMITED: TunnelAction[] = [Object.freeze({ kind: 'drop', reason: 'rate_limited' })];
 
 export class Device implements UapiDevice {
   private readonly tunnel: Tunnel;
@@ -205,7 +204,7 @@ export class Device implements UapiDevice {
     const backlog = Math.max(this.handshakesThisTurn, this.handshakes?.backlog ?? 0);
     if (backlog >= UNDER_LOAD_HANDSHAKE_BACKLOG) this.tunnel.markUnderLoad(now);
     if (fromSource > INITIATIONS_PER_SOURCE_PER_TURN) {
-      this.perform(RATE_LIMITED);
+      this.metrics?.drop('rate_limited');
       return;
     }
     if (this.handshakes !== undefined && datagram[0] === MESSAGE_INITIATION) {

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 
 import { uapiSocketPath } from '../../nodes/uapi.js';
 import { builtProgram } from '../helpers/repo.js';
-import { netnsHarness, type Namespace, type ProcessHandle } from './netns.js';
+import { netnsHarness, waitUntil, type Namespace, type ProcessHandle } from './netns.js';
 
 const DAEMON = builtProgram('nodes/main.js');
 const harness = netnsHarness();
@@ -61,6 +61,13 @@ const run = (broker: string, listen = '127.0.0.2:51821') => [
   ...['--listen', listen, '--endpoint', '192.0.2.1:51820', '--state-dir', join(harness.tempDir(), 'state')],
 ];
 
+/** The links left in the namespace: loopback alone once a daemon has gone. */
+const links = async () =>
+  (await ns.exec('ip', ['-o', 'link', 'show'])).stdout
+    .trim()
+    .split('\n')
+    .map((link) => link.split(': ')[1]);
+
 describe('tunnelbyte-node start-up failures', () => {
   // [n, arguments, the one line]
   const failures: Array<[number, () => string[], string]> = [
@@ -107,8 +114,7 @@ describe('tunnelbyte-node start-up failures', () => {
   test.each(failures)('#%i exits 1 with one line and leaves no interface', async (_n, args, line) => {
     const { status, stderr, stdout } = node(args());
     expect({ status, stderr, stdout }).toEqual({ status: 1, stderr: `${line}\n`, stdout: '' });
-    const links = (await ns.exec('ip', ['-o', 'link', 'show'])).stdout.trim().split('\n');
-    expect(links.map((link) => link.split(': ')[1])).toEqual(['lo']);
+    expect(await links()).toEqual(['lo']);
   });
 
   test('metrics on a port in use: one line, exit 1', async () => {
@@ -207,8 +213,7 @@ describe('tunnelbyte-node start-up failures', () => {
     expect(proc.output().trim().split('\n').at(-1)).toBe(
       'tunnelbyte-node: stopped before the broker answered: the node never registered',
     );
-    const links = (await ns.exec('ip', ['-o', 'link', 'show'])).stdout.trim().split('\n');
-    expect(links.map((link) => link.split(': ')[1])).toEqual(['lo']);
+    expect(await links()).toEqual(['lo']);
   });
 });
 
@@ -219,22 +224,9 @@ describe('tunnelbyte-node stopped while it starts', () => {
    * last steps take about that long.
    */
   async function signalWhenServing(proc: ProcessHandle, name: string, signal: NodeJS.Signals): Promise<void> {
-    let exited = false;
-    void proc.exited.then(() => (exited = true));
-    const deadline = Date.now() + 30_000;
-    while (!existsSync(uapiSocketPath(name))) {
-      if (exited || Date.now() > deadline) throw new Error(`no UAPI socket for ${name}:\n${proc.output()}`);
-      await new Promise((resolveTurn) => setImmediate(resolveTurn));
-    }
+    await waitUntil(() => existsSync(uapiSocketPath(name)), proc, `its UAPI socket ${name}`, 0);
     process.kill(proc.pid, signal);
   }
-
-  /** The links left in the namespace: loopback alone once the daemon has gone. */
-  const links = async () =>
-    (await ns.exec('ip', ['-o', 'link', 'show'])).stdout
-      .trim()
-      .split('\n')
-      .map((link) => link.split(': ')[1]);
 
   test.each([
     [1, 'SIGTERM'],

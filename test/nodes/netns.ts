@@ -192,15 +192,25 @@ function handleFor(child: ChildProcess, forget: () => void): ProcessHandle {
   };
 }
 
-/** Polls `condition` until true; fails early if `proc` exits, or after READY_TIMEOUT_MS. */
-export async function waitUntil(condition: () => boolean, proc: ProcessHandle, what: string): Promise<void> {
+/**
+ * Polls `condition` every `everyMs` (0: every event-loop turn) until true; fails early if `proc` exits, or
+ * after READY_TIMEOUT_MS.
+ */
+export async function waitUntil(
+  condition: () => boolean,
+  proc: ProcessHandle,
+  what: string,
+  everyMs = 20,
+): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let exited = false;
   void proc.exited.then(() => (exited = true));
   while (!condition()) {
     if (exited) throw new Error(`process ${proc.pid} exited before ${what}:\n${proc.output()}`);
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${proc.output()}`);
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, 20));
+    await new Promise((resolveSleep) =>
+      everyMs === 0 ? setImmediate(resolveSleep) : setTimeout(resolveSleep, everyMs),
+    );
   }
 }
 

@@ -13,8 +13,10 @@
 // Counters (nonces) are reserved by the engine on the main thread, so each is used once whoever seals; the
 // replay window of a keypair stays with its Keypair on the main thread, checked as results are read back,
 // in ring order, after the message authenticated. The main thread seals and opens with the engine's own
-// ciphers of the very keypair that asked (never one found by index, which a new keypair may reuse), and a
-// keypair the engine has zeroed meanwhile seals and opens nothing, wherever its record is claimed.
+// ciphers of the very keypair that asked (never one found by index, which a new keypair may reuse). A
+// keypair retired meanwhile (the engine zeroes it: it stopped sending with it) seals and opens nothing after
+// its retirement's record; a record of it written before is done by the thread, whose keys go with that
+// record, or dropped (unsealed, rejected) by the main thread, whose copy is zeroed: whichever claims it.
 import { inspect } from 'node:util';
 import { Worker } from 'node:worker_threads';
 

@@ -3,7 +3,7 @@
 // forced, and then closing its sessions), and the fleet gauges in /metrics, through a node that is lost.
 // Runs the built binary (scripts/test builds first) against real redis-servers.
 import { spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import request from 'supertest';
 import { freePort, startRedis, type RedisServer } from '../helpers/redis.js';
 import { createNodeToken } from '../../src/broker/services/enrollment.js';
@@ -29,10 +29,22 @@ function broker(
   });
 }
 
-async function tcpServer(onConnection: (socket: import('node:net').Socket) => void = () => undefined) {
-  const server: Server = createServer(onConnection);
+/**
+ * A TCP server on a free loopback port. close() also destroys the connections it accepted: one nobody reads
+ * never sees its peer's end, and would stay open in the test process after the file.
+ */
+async function tcpServer() {
+  const accepted = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    accepted.add(socket);
+    socket.on('close', () => accepted.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port };
+  const close = () => {
+    server.close();
+    for (const socket of accepted) socket.destroy();
+  };
+  return { port: (server.address() as { port: number }).port, close };
 }
 
 describe('tunnelbyte-broker failures are one line and a non-zero exit', () => {
@@ -58,7 +70,7 @@ describe('tunnelbyte-broker failures are one line and a non-zero exit', () => {
         stderr: `tunnelbyte-broker: cannot reach Redis at redis://127.0.0.1:${silent.port}: no answer within 5 s (set REDIS_URL)\n`,
       });
     } finally {
-      silent.server.close();
+      silent.close();
     }
   });
 
@@ -76,7 +88,7 @@ describe('tunnelbyte-broker failures are one line and a non-zero exit', () => {
         `tunnelbyte-broker: cannot listen on 127.0.0.1:${taken.port}: the address is in use by another process; change PORT or HOST\n`,
       );
     } finally {
-      taken.server.close();
+      taken.close();
     }
   });
 });

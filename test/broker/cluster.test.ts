@@ -27,6 +27,8 @@ import { keyPair, T0 } from './sessions-fixture.js';
 const servers: RedisServer[] = [];
 let cluster: Cluster;
 let ctx: BrokerContext;
+/** The broker's shutdown: closes the feed's own connections (a Cluster each), which reconnect forever else. */
+const shutdown = new AbortController();
 let now = T0;
 
 beforeAll(async () => {
@@ -38,15 +40,19 @@ beforeAll(async () => {
   const redis = createRedis(config.redisUrl);
   await waitForReady(redis);
   cluster = redis as unknown as Cluster;
-  ctx = createContext({
-    config,
-    redis,
-    logger: silentLogger,
-    clock: () => now,
-  });
+  ctx = createContext(
+    {
+      config,
+      redis,
+      logger: silentLogger,
+      clock: () => now,
+    },
+    shutdown.signal,
+  );
 }, 90_000);
 
 afterAll(async () => {
+  shutdown.abort();
   cluster?.disconnect();
   await Promise.all(servers.map((server) => server.stop()));
 });

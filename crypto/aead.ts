@@ -296,6 +296,11 @@ export class ChaChaPoly {
   private readonly tag = new Uint8Array(16);
 
   constructor(key: Uint8Array) {
+    this.rekey(key);
+  }
+
+  /** Takes a new key (after wipe too): one instance serves keys used once each, as XChaCha20's subkeys. */
+  rekey(key: Uint8Array): void {
     if (key.length !== 32) throw new RangeError('ChaCha20-Poly1305 key must be 32 bytes');
     const s = this.state;
     s[0] = 0x61707865;

@@ -23,7 +23,7 @@ import {
   XAEAD_NONCE_LENGTH,
 } from './constants.js';
 import { writeCookieReply, type CookieReplyMessage, type HandshakeMessage } from './messages.js';
-import { HASH, MAC, XAEAD, constantTimeEqual, wipe } from './primitives.js';
+import { HASH, KeyedMac, MAC, XAEAD, constantTimeEqual, wipe } from './primitives.js';
 import { secret } from './secret.js';
 
 /** mac1 key for messages sent TO the owner of `publicKey`: HASH(LABEL_MAC1 ‖ publicKey). */
@@ -103,7 +103,7 @@ export class MacSender {
 
 /** Receiver side, one per device (wireguard-go CookieChecker). */
 export class CookieChecker {
-  private readonly mac1Key: Uint8Array;
+  private readonly mac1: KeyedMac;
   private readonly cookieKey: Uint8Array;
   private secret: Uint8Array;
   private secretCreatedAt: number | undefined;
@@ -117,7 +117,7 @@ export class CookieChecker {
     private readonly randomBytes: (length: number) => Uint8Array,
   ) {
     if (localPublic.length !== KEY_LENGTH) throw new RangeError('public key must be 32 bytes');
-    this.mac1Key = mac1Key(localPublic);
+    this.mac1 = new KeyedMac(mac1Key(localPublic));
     this.cookieKey = cookieKey(localPublic);
     this.secret = secret(new Uint8Array(KEY_LENGTH));
   }
@@ -125,16 +125,18 @@ export class CookieChecker {
   /** Constant-time check of mac1 over the bytes before it. Invalid ⇒ drop silently. */
   checkMac1(message: HandshakeMessage): boolean {
     const offsets = macOffsets(message.bytes);
-    return constantTimeEqual(MAC(this.mac1Key, message.bytes.subarray(0, offsets.mac1)), message.mac1);
+    return constantTimeEqual(this.mac1.mac(message.bytes.subarray(0, offsets.mac1)), message.mac1);
   }
 
   /**
    * Under load only: mac2 must be MAC(cookie for this source, bytes before mac2). Fails outright while the
-   * secret is unset or older than 120 s (no valid cookie can exist then).
+   * secret is unset or older than 120 s (no valid cookie can exist then), and for a mac2 of zeros: what a
+   * sender without a cookie writes (every datagram of a flood that never asked for one), not worth two MACs.
    */
   checkMac2(message: HandshakeMessage, source: Uint8Array, now: number): boolean {
     if (this.secretCreatedAt === undefined || now - this.secretCreatedAt >= COOKIE_REFRESH_TIME_MS)
       return false;
+    if (message.mac2.every((byte) => byte === 0)) return false;
     const offsets = macOffsets(message.bytes);
     const cookie = MAC(this.secret, source);
     return constantTimeEqual(MAC(cookie, message.bytes.subarray(0, offsets.mac2)), message.mac2);

@@ -87,6 +87,27 @@ describe('differential against @stablelib/chacha20poly1305', () => {
     );
   });
 
+  test('one instance rekeyed (after wipe too) for each of many keys agrees with a new one per key', () => {
+    const reused = new ChaChaPoly(new Uint8Array(32));
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.uint8Array({ maxLength: 100 }),
+        fc.boolean(),
+        (key, nonce, plaintext, wiped) => {
+          if (wiped) reused.wipe();
+          reused.rekey(key);
+          const sealed = new Uint8Array(plaintext.length + 16);
+          reused.seal(nonce, plaintext, undefined, sealed);
+          return toHex(sealed) === toHex(new ChaCha20Poly1305(key).seal(nonce, plaintext));
+        },
+      ),
+      { numRuns: 200 },
+    );
+    expect(() => reused.rekey(new Uint8Array(16))).toThrow(/key must be 32 bytes/);
+  });
+
   test('all-0xff inputs (maximal Poly1305 limbs) and a 1420-byte packet at unaligned offsets', () => {
     const key = new Uint8Array(32).fill(0xff);
     for (const length of [0, 15, 16, 17, 63, 64, 65, 1420, 4096]) {

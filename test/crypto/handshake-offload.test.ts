@@ -1,6 +1,7 @@
 // The responder's handshake split in three (crypto/tunnel.ts admitInitiation, noise.ts answerInitiation,
 // tunnel.ts acceptInitiation), as the node runs it with a handshake worker: the pure middle part answers
 // exactly as the inline responder does, and only the state part decides whether the answer is used.
+import { INITIATION_MAC1_OFFSET } from '../../crypto/constants.js';
 import { parseMessage, type InitiationMessage } from '../../crypto/messages.js';
 import {
   WIREGUARD,
@@ -155,6 +156,24 @@ describe('Responder handshake split (admit, answer, accept)', () => {
       64, // the cookie reply
       { kind: 'drop', reason: 'cookie_sent' },
     ]);
+  });
+
+  test('5b. mac1 is checked once for the datagram just screened, and again for any other or any later use', () => {
+    const initiation = initiationFrom(initiator(8));
+    const b = responder(seededRandom(13));
+    const forged = () => (initiation[INITIATION_MAC1_OFFSET + 3]! ^= 1);
+    expect(b.screenInitiation(initiation)).toBeUndefined();
+    const copy = initiation.slice();
+    copy[INITIATION_MAC1_OFFSET]! ^= 1;
+    expect(b.admitInitiation(copy, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid')); // not the one screened
+    expect(b.screenInitiation(initiation)).toBeUndefined();
+    expect(b.admitInitiation(initiation, A_ENDPOINT, 0)).toBeUndefined(); // the one screened: passed
+    forged(); // the same buffer, another datagram (an I/O shell's reused view), admitted without a screen
+    expect(b.admitInitiation(initiation, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
+    expect(b.screenInitiation(initiation)).toEqual(drop('mac1_invalid'));
+    forged();
+    expect(b.screenInitiation(new Uint8Array(32).fill(1, 0, 1))).toEqual(drop('malformed'));
+    expect(b.admitInitiation(initiation, A_ENDPOINT, 0)).toBeUndefined(); // valid again, checked again
   });
 
   test('6. answerInitiation: a refused or failed initiation wipes the ephemeral it was given', () => {

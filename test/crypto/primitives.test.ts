@@ -4,6 +4,7 @@ import nacl from 'tweetnacl';
 import { BLAKE2s } from '@stablelib/blake2s';
 import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305';
 import { hchacha } from '@stablelib/xchacha20';
+import { XChaCha20Poly1305 } from '@stablelib/xchacha20poly1305';
 import { CONSTRUCTION, IDENTIFIER } from '../../crypto/constants.js';
 import {
   AEAD,
@@ -13,6 +14,7 @@ import {
   KDF1,
   KDF2,
   KDF3,
+  KeyedMac,
   MAC,
   StablelibTransportCipher,
   TAI64N,
@@ -63,6 +65,15 @@ describe('HASH / MAC / HMAC: BLAKE2s', () => {
   test('MAC is keyed BLAKE2s-128 (docs/WIREGUARD.md §7.4 quick check)', () => {
     expect(toHex(MAC(key, new Uint8Array(0)))).toBe('9536f9b267655743dee97b8a670f9f53');
     expect(MAC(key, message(3), message(5))).toHaveLength(16);
+  });
+
+  test('KeyedMac: one hasher, reset per message, gives MAC over all 256 lengths in turn (and the empty message again)', () => {
+    const keyed = new KeyedMac(key);
+    const lengths = [...Array.from({ length: 256 }, (_, length) => length), 0];
+    for (const length of lengths) {
+      expect([length, toHex(keyed.mac(message(length)))]).toEqual([length, toHex(MAC(key, message(length)))]);
+    }
+    expect(toHex(keyed.mac(new Uint8Array(0)))).toBe('9536f9b267655743dee97b8a670f9f53');
   });
 
   test('HMAC is RFC 2104 over BLAKE2s (not keyed mode) and can be called repeatedly with one key', () => {
@@ -328,6 +339,35 @@ describe('XAEAD: XChaCha20-Poly1305', () => {
       }
     }
     expect(checked).toBe(315);
+  });
+
+  test('the same bytes as @stablelib/xchacha20poly1305 for any key, nonce, message and AD (300 runs)', () => {
+    const bytes = (length: number) => fc.uint8Array({ minLength: length, maxLength: length });
+    fc.assert(
+      fc.property(
+        bytes(32),
+        bytes(24),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.uint8Array({ maxLength: 40 }),
+        (key, nonce, message, ad) => {
+          const sealed = XAEAD.seal(key, nonce, message, ad);
+          expect(sealed).toEqual(new XChaCha20Poly1305(key).seal(nonce, message, ad));
+          expect(XAEAD.open(key, nonce, sealed, ad)).toEqual(message);
+          sealed[sealed.length - 1]! ^= 1;
+          expect(XAEAD.open(key, nonce, sealed, ad)).toBeUndefined();
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a key other than 32 bytes, or a sealed message shorter than its tag: an error, and nothing opened', () => {
+    expect(() =>
+      XAEAD.seal(new Uint8Array(31), new Uint8Array(24), new Uint8Array(1), new Uint8Array(0)),
+    ).toThrow(/key must be 32 bytes/);
+    expect(
+      XAEAD.open(new Uint8Array(32), new Uint8Array(24), new Uint8Array(15), new Uint8Array(0)),
+    ).toBeUndefined();
   });
 });
 

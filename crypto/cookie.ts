@@ -8,7 +8,6 @@ import {
   COOKIE_REFRESH_TIME_MS,
   INITIATION_MAC1_OFFSET,
   INITIATION_MAC2_OFFSET,
-  INITIATION_SENDER_OFFSET,
   INITIATION_SIZE,
   KEY_LENGTH,
   LABEL_COOKIE,
@@ -18,7 +17,6 @@ import {
   MESSAGE_RESPONSE,
   RESPONSE_MAC1_OFFSET,
   RESPONSE_MAC2_OFFSET,
-  RESPONSE_SENDER_OFFSET,
   RESPONSE_SIZE,
   XAEAD_NONCE_LENGTH,
 } from './constants.js';
@@ -150,15 +148,9 @@ export class CookieChecker {
     this.refreshSecret(now);
     const cookie = MAC(this.secret, source);
     const nonce = this.randomBytes(XAEAD_NONCE_LENGTH);
-    const senderOffset =
-      message.type === MESSAGE_INITIATION ? INITIATION_SENDER_OFFSET : RESPONSE_SENDER_OFFSET;
-    const receiverIndex = new DataView(message.bytes.buffer, message.bytes.byteOffset).getUint32(
-      senderOffset,
-      true,
-    );
     const encryptedCookie = XAEAD.seal(this.cookieKey, nonce, cookie, message.mac1);
     wipe(cookie);
-    return writeCookieReply({ receiverIndex, nonce, encryptedCookie });
+    return writeCookieReply({ receiverIndex: message.senderIndex, nonce, encryptedCookie });
   }
 
   /** Regenerates the secret lazily when it is older than 120 s (wireguard-go CreateReply). */

@@ -100,14 +100,21 @@ export function maskPrefix(prefix: IpPrefix): IpPrefix {
   return { address, cidr: prefix.cidr };
 }
 
+/**
+ * bytes[offset .. offset + 4) as a dotted quad. Read by index, not through a subarray: a subarray of a small
+ * typed array moves its bytes out of the V8 heap into a malloc'ed store, per address formatted.
+ */
+export const dottedQuad = (bytes: Uint8Array, offset: number): string =>
+  `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+
 /** Canonical text: dotted quad, or RFC 5952 IPv6 (lower case, longest zero run of 2+ groups as '::'). */
 export function formatIpAddress(address: Uint8Array): string {
-  if (address.length === 4) return address.join('.');
+  if (address.length === 4) return dottedQuad(address, 0);
   if (address.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${address.length}`);
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((address[i]! << 8) | address[i + 1]!);
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${address.subarray(12).join('.')}`; // IPv4-mapped, written as inet_ntop does
+    return `::ffff:${dottedQuad(address, 12)}`; // IPv4-mapped, written as inet_ntop does
   }
   let bestStart = -1;
   let bestLength = 1; // a single zero group is never compressed

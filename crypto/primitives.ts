@@ -144,9 +144,14 @@ export const XAEAD = {
   },
 };
 
-/** XAEAD's inner cipher, subkey and nonce, made once: each call rekeys them, and wipes them after. */
+/**
+ * XAEAD's inner cipher, subkey and nonces, made once: each call rekeys them, and wipes them after. The nonce's
+ * parts are copied by index: a subarray of a small nonce would move it out of the V8 heap into a malloc'ed
+ * store, per cookie reply.
+ */
 const xaeadInner = new ChaChaPoly(new Uint8Array(KEY_LENGTH));
 const xaeadSubkey = new Uint8Array(KEY_LENGTH);
+const xaeadHChaChaInput = new Uint8Array(16);
 const xaeadInnerNonce = new Uint8Array(AEAD_NONCE_LENGTH);
 
 /** Runs `use` with XChaCha20's inner ChaCha20-Poly1305 keyed for `key` and `nonce`, and its nonce. */
@@ -157,9 +162,10 @@ function withInnerCipher<T>(
 ): T {
   if (nonce.length !== XAEAD_NONCE_LENGTH) throw new RangeError('XAEAD nonce must be 24 bytes');
   if (key.length !== KEY_LENGTH) throw new RangeError('XAEAD key must be 32 bytes');
-  xaeadInner.rekey(hchacha(key, nonce.subarray(0, 16), xaeadSubkey));
+  for (let i = 0; i < 16; i++) xaeadHChaChaInput[i] = nonce[i]!;
+  for (let i = 0; i < 8; i++) xaeadInnerNonce[4 + i] = nonce[16 + i]!;
+  xaeadInner.rekey(hchacha(key, xaeadHChaChaInput, xaeadSubkey));
   wipe(xaeadSubkey);
-  xaeadInnerNonce.set(nonce.subarray(16), 4);
   try {
     return use(xaeadInner, xaeadInnerNonce);
   } finally {

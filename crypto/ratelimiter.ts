@@ -8,7 +8,7 @@ import {
   RATELIMIT_MAX_ENTRIES,
   RATELIMIT_PACKETS_PER_SECOND,
 } from './constants.js';
-import { parseIpAddress } from './ipaddr.js';
+import { dottedQuad, parseIpAddress } from './ipaddr.js';
 
 export interface RateLimiterOptions {
   packetsPerSecond?: number;
@@ -26,10 +26,10 @@ const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /** The bucket key of a source address (4 or 16 bytes), or undefined for anything else. */
 function sourceKey(address: Uint8Array): string | undefined {
-  if (address.length === 4) return `4:${address.join('.')}`;
+  if (address.length === 4) return `4:${dottedQuad(address, 0)}`;
   if (address.length !== 16) return undefined;
-  if (V4_MAPPED_PREFIX.every((byte, i) => address[i] === byte)) return `4:${address.subarray(12).join('.')}`;
-  return `6:${address.subarray(0, 8).join('.')}`;
+  if (V4_MAPPED_PREFIX.every((byte, i) => address[i] === byte)) return `4:${dottedQuad(address, 12)}`;
+  return `6:${dottedQuad(address, 0)}.${dottedQuad(address, 4)}`; // the /64
 }
 
 /** The same key for an address written out (a UDP endpoint's), or undefined when it is not an IP address. */

@@ -383,8 +383,11 @@ function addressBytes(address: string): Uint8Array | undefined {
   return mapped;
 }
 
-const isMappedV4 = (bytes: Uint8Array, offset: number): boolean =>
-  bytes.subarray(offset, offset + 12).every((byte, i) => byte === (i < 10 ? 0 : 0xff));
+function isMappedV4(bytes: Uint8Array, offset: number): boolean {
+  // By index: a subarray of a small address would move it out of the V8 heap (see targetBytes).
+  for (let i = 0; i < 12; i++) if (bytes[offset + i] !== (i < 10 ? 0 : 0xff)) return false;
+  return true;
+}
 
 /**
  * Received sources as endpoint objects, reused while the same peer keeps sending from the same address to
@@ -455,19 +458,27 @@ interface SendTarget {
   hasSource: boolean;
 }
 
+/**
+ * Where sendTarget writes a target's addresses as bytes before copying them out as ints. A target's own small
+ * Int32Array lives in the V8 heap until its `.buffer` is asked for, which moves it to a malloc'ed backing store
+ * that the collector then sweeps: per new endpoint, as in a flood from spoofed sources, most of what a cookie
+ * reply cost the node end to end.
+ */
+const targetBytes = new Uint8Array(2 * ADDRESS_INTS * 4);
+const targetInts = new Int32Array(targetBytes.buffer);
+
 function sendTarget(to: UdpEndpoint, family: 4 | 6): SendTarget | undefined {
   const remote = addressBytes(to.address);
   if (remote === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) return undefined;
   if (family === 4 && !isMappedV4(remote, 0)) return undefined;
-  const addresses = new Int32Array(2 * ADDRESS_INTS);
-  const bytes = new Uint8Array(addresses.buffer);
-  bytes.set(remote, 0);
+  targetBytes.fill(0);
+  targetBytes.set(remote, 0);
   const local = to.local === undefined ? undefined : addressBytes(to.local);
   // The source must be of the destination's family; anything else is left to the kernel's choice.
   const usable = local !== undefined && isMappedV4(local, 0) === isMappedV4(remote, 0);
-  if (usable) bytes.set(local, 16);
+  if (usable) targetBytes.set(local, 16);
   const gsoBytesMax = isMappedV4(remote, 0) ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
-  return { addresses, port: to.port, gsoBytesMax, hasSource: usable };
+  return { addresses: targetInts.slice(), port: to.port, gsoBytesMax, hasSource: usable };
 }
 
 /** Whether two targets name the same destination and source (endpoint objects differ per caller). */

@@ -386,10 +386,11 @@ export class ChaChaPoly {
     return true;
   }
 
-  /** Overwrites the key. */
+  /** Overwrites the key, and the last message's one-time MAC key. */
   wipe(): void {
     this.state.fill(0);
     this.keystream.fill(0);
+    this.poly.wipe();
   }
 
   /** Sets the nonce and derives the Poly1305 one-time key from block 0. */

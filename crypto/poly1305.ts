@@ -33,6 +33,14 @@ export class Poly1305 {
   /** `wordView` may be shared with the cipher that reads the same packets (aead.ts). */
   constructor(private readonly wordView = new WordView()) {}
 
+  /** Overwrites the one-time key and the running state (the cipher's wipe). */
+  wipe(): void {
+    this.r.fill(0);
+    this.h.fill(0);
+    this.pad.fill(0);
+    this.gathered.fill(0);
+  }
+
   /** Starts a MAC with the one-time key (r is clamped as RFC 8439 §2.5 requires). */
   init(key: Uint8Array): void {
     const t0 = readWord(key, 0) & 0x0fffffff;

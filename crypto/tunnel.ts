@@ -299,8 +299,9 @@ export class Tunnel {
   };
   private lastUnderLoadAt = -Infinity;
   /**
-   * The datagram screenInitiation last found with a valid mac1, until the next engine call about a handshake
-   * message: admitting that same datagram right after (the I/O shell's order) checks its mac1 once, not twice.
+   * The datagram screenInitiation last found with a valid mac1, until the next engine call of any kind:
+   * admitting that same datagram right after (the I/O shell's order) checks its mac1 once, not twice. Any call
+   * in between forgets it, so a receive buffer reused for another datagram is checked again.
    */
   private screened: Uint8Array | undefined;
 
@@ -336,6 +337,7 @@ export class Tunnel {
     if (constantTimeEqual(clamped, this.local.privateKey)) return;
     wipe(this.local.privateKey);
     this.local = localStatic(clamped);
+    this.screened = undefined; // screened under the old key's mac1
     this.cookieChecker = new CookieChecker(this.local.publicKey, this.randomBytes);
     this.removePeer(this.local.publicKey);
     for (const peer of this.peersByName.values()) {
@@ -591,10 +593,9 @@ export class Tunnel {
     message: InitiationMessage | ResponseMessage,
     from: Endpoint,
     now: number,
+    mac1Screened = false,
   ): TunnelAction[] | undefined {
-    const screened = message.bytes === this.screened;
-    this.screened = undefined;
-    if (!screened && !this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
+    if (!mac1Screened && !this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
     if (!this.underLoad(now)) return undefined;
     const address = parseIpAddress(from.address);
     if (!address.ok) return [DROP.malformed];
@@ -630,10 +631,11 @@ export class Tunnel {
    * actions to perform instead (a drop, or a cookie reply under load).
    */
   admitInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] | undefined {
+    const screened = datagram === this.screened;
     this.beginCall();
     const message = parseMessage(datagram);
     if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
-    return this.admitHandshake(message, from, now);
+    return this.admitHandshake(message, from, now, screened);
   }
 
   /**
@@ -953,6 +955,7 @@ export class Tunnel {
 
   /** Every entry point starts here: reused buffers and actions are free again (the caller is done with them). */
   private beginCall(): void {
+    this.screened = undefined;
     this.sendBuffersUsed = 0;
     this.sendActionsUsed = 0;
     this.sealActionsUsed = 0;

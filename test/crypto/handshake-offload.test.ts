@@ -174,6 +174,15 @@ describe('Responder handshake split (admit, answer, accept)', () => {
     forged();
     expect(b.screenInitiation(new Uint8Array(32).fill(1, 0, 1))).toEqual(drop('malformed'));
     expect(b.admitInitiation(initiation, A_ENDPOINT, 0)).toBeUndefined(); // valid again, checked again
+    // Screened, then any other engine call, then the buffer reused: checked again (a helper's review).
+    expect(b.screenInitiation(initiation)).toBeUndefined();
+    b.tick(0);
+    forged();
+    expect(b.admitInitiation(initiation, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
+    forged();
+    expect(b.screenInitiation(initiation)).toBeUndefined();
+    forged();
+    expect(b.decapsulate(initiation, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
   });
 
   test('6. answerInitiation: a refused or failed initiation wipes the ephemeral it was given', () => {

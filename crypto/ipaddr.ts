@@ -107,15 +107,19 @@ export function maskPrefix(prefix: IpPrefix): IpPrefix {
 export const dottedQuad = (bytes: Uint8Array, offset: number): string =>
   `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
 
+/** Whether bytes[offset .. offset + 12) are the IPv4-mapped prefix (::ffff:0:0/96), read by index (as dottedQuad). */
+export function isIpv4Mapped(bytes: Uint8Array, offset = 0): boolean {
+  for (let i = 0; i < 12; i++) if (bytes[offset + i] !== (i < 10 ? 0 : 0xff)) return false;
+  return true;
+}
+
 /** Canonical text: dotted quad, or RFC 5952 IPv6 (lower case, longest zero run of 2+ groups as '::'). */
 export function formatIpAddress(address: Uint8Array): string {
   if (address.length === 4) return dottedQuad(address, 0);
   if (address.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${address.length}`);
+  if (isIpv4Mapped(address)) return `::ffff:${dottedQuad(address, 12)}`; // as inet_ntop writes it
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((address[i]! << 8) | address[i + 1]!);
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${dottedQuad(address, 12)}`; // IPv4-mapped, written as inet_ntop does
-  }
   let bestStart = -1;
   let bestLength = 1; // a single zero group is never compressed
   for (let start = 0; start < 8;) {

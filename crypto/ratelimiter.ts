@@ -8,7 +8,7 @@ import {
   RATELIMIT_MAX_ENTRIES,
   RATELIMIT_PACKETS_PER_SECOND,
 } from './constants.js';
-import { dottedQuad, parseIpAddress } from './ipaddr.js';
+import { dottedQuad, isIpv4Mapped, parseIpAddress } from './ipaddr.js';
 
 export interface RateLimiterOptions {
   packetsPerSecond?: number;
@@ -22,13 +22,11 @@ interface Bucket {
   lastTime: number;
 }
 
-const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-
 /** The bucket key of a source address (4 or 16 bytes), or undefined for anything else. */
 function sourceKey(address: Uint8Array): string | undefined {
   if (address.length === 4) return `4:${dottedQuad(address, 0)}`;
   if (address.length !== 16) return undefined;
-  if (V4_MAPPED_PREFIX.every((byte, i) => address[i] === byte)) return `4:${dottedQuad(address, 12)}`;
+  if (isIpv4Mapped(address)) return `4:${dottedQuad(address, 12)}`;
   return `6:${dottedQuad(address, 0)}.${dottedQuad(address, 4)}`; // the /64
 }
 

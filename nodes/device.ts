@@ -51,7 +51,7 @@ export interface DeviceOptions {
  * wireguard-go's bounded handshake queue drops a flood unread. Counted first towards the turn's backlog: a
  * flood still puts the node under load. As many as that backlog's threshold: one source reaches the cap only
  * once the node is under load, so many peers behind one address (a NAT; the handshake benchmark's peers on
- * loopback) are not held back before (a cap of 4 dropped 24 of its initiations).
+ * loopback) are not held back before.
  */
 const INITIATIONS_PER_SOURCE_PER_TURN = UNDER_LOAD_HANDSHAKE_BACKLOG;
 

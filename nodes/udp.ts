@@ -18,7 +18,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
-import { formatIpAddress, parseIpAddress } from '../crypto/ipaddr.js';
+import { formatIpAddress, isIpv4Mapped, parseIpAddress } from '../crypto/ipaddr.js';
 import type { PeerRef } from '../crypto/tunnel.js';
 import { loadAddon } from './tun/addon.js';
 import { ReusedViews } from './views.js';
@@ -383,12 +383,6 @@ function addressBytes(address: string): Uint8Array | undefined {
   return mapped;
 }
 
-function isMappedV4(bytes: Uint8Array, offset: number): boolean {
-  // By index: a subarray of a small address would move it out of the V8 heap (see targetBytes).
-  for (let i = 0; i < 12; i++) if (bytes[offset + i] !== (i < 10 ? 0 : 0xff)) return false;
-  return true;
-}
-
 /**
  * Received sources as endpoint objects, reused while the same peer keeps sending from the same address to
  * the same local address: the steady receive path creates no strings or objects per datagram.
@@ -470,14 +464,15 @@ const targetInts = new Int32Array(targetBytes.buffer);
 function sendTarget(to: UdpEndpoint, family: 4 | 6): SendTarget | undefined {
   const remote = addressBytes(to.address);
   if (remote === undefined || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) return undefined;
-  if (family === 4 && !isMappedV4(remote, 0)) return undefined;
+  const remoteV4 = isIpv4Mapped(remote);
+  if (family === 4 && !remoteV4) return undefined;
   targetBytes.fill(0);
   targetBytes.set(remote, 0);
   const local = to.local === undefined ? undefined : addressBytes(to.local);
   // The source must be of the destination's family; anything else is left to the kernel's choice.
-  const usable = local !== undefined && isMappedV4(local, 0) === isMappedV4(remote, 0);
+  const usable = local !== undefined && isIpv4Mapped(local) === remoteV4;
   if (usable) targetBytes.set(local, 16);
-  const gsoBytesMax = isMappedV4(remote, 0) ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
+  const gsoBytesMax = remoteV4 ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
   return { addresses: targetInts.slice(), port: to.port, gsoBytesMax, hasSource: usable };
 }
 

@@ -103,7 +103,8 @@ export class MacSender {
 export class CookieChecker {
   private readonly mac1: KeyedMac;
   private readonly cookieKey: Uint8Array;
-  private secret: Uint8Array;
+  /** MAC(secret, ·), the cookie for a source: keyed with the secret, replaced with it every 120 s. */
+  private secretMac: KeyedMac;
   private secretCreatedAt: number | undefined;
 
   /**
@@ -117,7 +118,7 @@ export class CookieChecker {
     if (localPublic.length !== KEY_LENGTH) throw new RangeError('public key must be 32 bytes');
     this.mac1 = new KeyedMac(mac1Key(localPublic));
     this.cookieKey = cookieKey(localPublic);
-    this.secret = secret(new Uint8Array(KEY_LENGTH));
+    this.secretMac = new KeyedMac(new Uint8Array(KEY_LENGTH));
   }
 
   /** Constant-time check of mac1 over the bytes before it. Invalid ⇒ drop silently. */
@@ -136,8 +137,10 @@ export class CookieChecker {
       return false;
     if (message.mac2.every((byte) => byte === 0)) return false;
     const offsets = macOffsets(message.bytes);
-    const cookie = MAC(this.secret, source);
-    return constantTimeEqual(MAC(cookie, message.bytes.subarray(0, offsets.mac2)), message.mac2);
+    const cookie = this.secretMac.mac(source);
+    const valid = constantTimeEqual(MAC(cookie, message.bytes.subarray(0, offsets.mac2)), message.mac2);
+    wipe(cookie);
+    return valid;
   }
 
   /**
@@ -146,7 +149,7 @@ export class CookieChecker {
    */
   createCookieReply(message: HandshakeMessage, source: Uint8Array, now: number): Uint8Array {
     this.refreshSecret(now);
-    const cookie = MAC(this.secret, source);
+    const cookie = this.secretMac.mac(source);
     const nonce = this.randomBytes(XAEAD_NONCE_LENGTH);
     const encryptedCookie = XAEAD.seal(this.cookieKey, nonce, cookie, message.mac1);
     wipe(cookie);
@@ -156,8 +159,10 @@ export class CookieChecker {
   /** Regenerates the secret lazily when it is older than 120 s (wireguard-go CreateReply). */
   private refreshSecret(now: number): void {
     if (this.secretCreatedAt !== undefined && now - this.secretCreatedAt < COOKIE_REFRESH_TIME_MS) return;
-    wipe(this.secret);
-    this.secret = secret(Uint8Array.from(this.randomBytes(KEY_LENGTH)));
+    this.secretMac.wipe();
+    const key = Uint8Array.from(this.randomBytes(KEY_LENGTH));
+    this.secretMac = new KeyedMac(key);
+    wipe(key);
     this.secretCreatedAt = now;
   }
 }

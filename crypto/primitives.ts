@@ -39,7 +39,8 @@ export function MAC(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
 
 /**
  * MAC under one fixed key, with one hasher reset per message rather than one made per message: about half
- * MAC's cost, for the mac1 check every initiation gets. The result is a view the next call overwrites.
+ * MAC's cost, for the mac1 check every initiation gets and the cookie every cookie reply seals. The result is
+ * a view the next call overwrites.
  */
 export class KeyedMac {
   private readonly hash: BLAKE2s;
@@ -54,7 +55,15 @@ export class KeyedMac {
     this.hash.reset().update(data).finish(this.result);
     return this.result;
   }
+
+  /** Overwrites the key and the last MAC. */
+  wipe(): void {
+    this.hash.clean();
+    wipe(this.result);
+  }
 }
+// Its key may be secret (the cookie secret's).
+redactInstances(KeyedMac.prototype);
 
 /**
  * HMAC(key, parts…) = RFC 2104 HMAC-BLAKE2s-256. A fresh HMAC object per call on purpose: @stablelib/blake2s

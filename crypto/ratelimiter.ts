@@ -8,7 +8,7 @@ import {
   RATELIMIT_MAX_ENTRIES,
   RATELIMIT_PACKETS_PER_SECOND,
 } from './constants.js';
-import { dottedQuad, isIpv4Mapped, parseIpAddress } from './ipaddr.js';
+import { dottedQuad, isIpv4Mapped } from './ipaddr.js';
 
 export interface RateLimiterOptions {
   packetsPerSecond?: number;
@@ -23,17 +23,12 @@ interface Bucket {
 }
 
 /** The bucket key of a source address (4 or 16 bytes), or undefined for anything else. */
-function sourceKey(address: Uint8Array): string | undefined {
+export function sourceKey(address: Uint8Array | undefined): string | undefined {
+  if (address === undefined) return undefined;
   if (address.length === 4) return `4:${dottedQuad(address, 0)}`;
   if (address.length !== 16) return undefined;
   if (isIpv4Mapped(address)) return `4:${dottedQuad(address, 12)}`;
   return `6:${dottedQuad(address, 0)}.${dottedQuad(address, 4)}`; // the /64
-}
-
-/** The same key for an address written out (a UDP endpoint's), or undefined when it is not an IP address. */
-export function sourceKeyOf(address: string): string | undefined {
-  const parsed = parseIpAddress(address);
-  return parsed.ok ? sourceKey(parsed.value) : undefined;
 }
 
 export class RateLimiter {

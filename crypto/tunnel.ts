@@ -19,7 +19,7 @@ import { CookieChecker, cookieSource } from './cookie.js';
 import { AllowedIps } from './allowedips.js';
 import { DeadlineQueue } from './deadlines.js';
 import { IndexTable } from './indextable.js';
-import { type IpPrefix, parseIpAddress, parsePrefix } from './ipaddr.js';
+import { type IpPrefix, parsePrefix } from './ipaddr.js';
 import { Keypair } from './keypair.js';
 import {
   type CookieReplyMessage,
@@ -44,7 +44,7 @@ import {
   initiationRejection,
   localStatic,
 } from './noise.js';
-import { type Endpoint, type IndexEntry, Peer } from './peer.js';
+import { type Endpoint, type IndexEntry, Peer, endpointAddress } from './peer.js';
 import { TAI64N, clamp, constantTimeEqual, generatePrivateKey, wipe } from './primitives.js';
 import { RateLimiter } from './ratelimiter.js';
 import { type PeerTimersOptions, jitterFromRandomBytes } from './timers.js';
@@ -299,11 +299,11 @@ export class Tunnel {
   };
   private lastUnderLoadAt = -Infinity;
   /**
-   * The datagram screenInitiation last found with a valid mac1, until the next engine call of any kind:
-   * admitting that same datagram right after (the I/O shell's order) checks its mac1 once, not twice. Any call
-   * in between forgets it, so a receive buffer reused for another datagram is checked again.
+   * The initiation screenInitiation last found with a valid mac1, until the next engine call of any kind:
+   * admitting that same datagram right after (the I/O shell's order) parses it and checks its mac1 once, not
+   * twice. Any call in between forgets it, so a receive buffer reused for another datagram is checked again.
    */
-  private screened: Uint8Array | undefined;
+  private screened: InitiationMessage | undefined;
 
   constructor(options: TunnelOptions) {
     this.randomBytes = options.randomBytes;
@@ -555,7 +555,7 @@ export class Tunnel {
     this.screened = undefined;
     if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
     if (!this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
-    this.screened = datagram;
+    this.screened = message;
     return undefined;
   }
 
@@ -597,14 +597,14 @@ export class Tunnel {
   ): TunnelAction[] | undefined {
     if (!mac1Screened && !this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
     if (!this.underLoad(now)) return undefined;
-    const address = parseIpAddress(from.address);
-    if (!address.ok) return [DROP.malformed];
-    const source = cookieSource(address.value, from.port);
+    const address = endpointAddress(from);
+    if (address === undefined) return [DROP.malformed];
+    const source = cookieSource(address, from.port);
     if (!this.cookieChecker.checkMac2(message, source, now)) {
       const reply = this.cookieChecker.createCookieReply(message, source, now);
       return [{ kind: 'send', datagram: reply, to: from, peer: undefined }, DROP.cookie_sent];
     }
-    if (!this.rateLimiter.allow(address.value, now)) return [DROP.rate_limited];
+    if (!this.rateLimiter.allow(address, now)) return [DROP.rate_limited];
     return undefined;
   }
 
@@ -631,11 +631,11 @@ export class Tunnel {
    * actions to perform instead (a drop, or a cookie reply under load).
    */
   admitInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] | undefined {
-    const screened = datagram === this.screened;
+    const screened = this.screened?.bytes === datagram ? this.screened : undefined;
     this.beginCall();
-    const message = parseMessage(datagram);
+    const message = screened ?? parseMessage(datagram);
     if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
-    return this.admitHandshake(message, from, now, screened);
+    return this.admitHandshake(message, from, now, screened !== undefined);
   }
 
   /**

@@ -3,8 +3,8 @@
 // deliver → interface, drop → metrics). The device is also what the UAPI configures.
 import { MESSAGE_INITIATION, MESSAGE_TRANSPORT, UNDER_LOAD_HANDSHAKE_BACKLOG } from '../crypto/constants.js';
 import { handshakeTypeOf } from '../crypto/messages.js';
-import type { Endpoint } from '../crypto/peer.js';
-import { sourceKeyOf } from '../crypto/ratelimiter.js';
+import { type Endpoint, endpointAddress } from '../crypto/peer.js';
+import { sourceKey } from '../crypto/ratelimiter.js';
 import { secret } from '../crypto/secret.js';
 import type { PeerCounters, PeerSettings, PeerStatus, Tunnel, TunnelAction } from '../crypto/tunnel.js';
 import { HandshakeWorkers } from './handshakes.js';
@@ -196,7 +196,7 @@ export class Device implements UapiDevice {
         return;
       }
       if (++this.handshakesThisTurn === 1) setImmediate(this.handshakeTurnEnded);
-      const source = sourceKeyOf(from.address) ?? from.address;
+      const source = sourceKey(endpointAddress(from)) ?? from.address;
       fromSource = (this.initiationsBySource.get(source) ?? 0) + 1;
       this.initiationsBySource.set(source, fromSource);
     }

@@ -18,7 +18,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
-import { formatIpAddress, isIpv4Mapped, parseIpAddress } from '../crypto/ipaddr.js';
+import { dottedQuad, formatIpAddress, isIpv4Mapped, parseIpAddress } from '../crypto/ipaddr.js';
 import type { PeerRef } from '../crypto/tunnel.js';
 import { loadAddon } from './tun/addon.js';
 import { ReusedViews } from './views.js';
@@ -383,6 +383,49 @@ function addressBytes(address: string): Uint8Array | undefined {
   return mapped;
 }
 
+/** The text of the 16 address bytes at `at` (IPv4 as IPv4-mapped, as records hold it): IPv4 as a dotted quad. */
+function addressText(bytes: Uint8Array, at: number): string {
+  return isIpv4Mapped(bytes, at) ? dottedQuad(bytes, at + 12) : formatIpAddress(bytes.slice(at, at + 16));
+}
+
+/**
+ * A source the batched socket received from, made once per new source straight from its record: its text,
+ * and, so that nothing parses that text back, its bytes (the engine's cookie and rate-limit keys) and the
+ * send target replies use. Under a flood from ever-new sources that parsing, a WeakMap entry each and the
+ * garbage they left were most of what a cookie reply cost. The extras are private, not own properties: the
+ * endpoint reads as the plain { address, port, local } every transport hands over.
+ */
+class ReceivedEndpoint implements UdpEndpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly local: string | undefined;
+  readonly #bytes: Uint8Array;
+  readonly #target: SendTarget;
+
+  constructor(records: Int32Array, bytes: Uint8Array, record: number, hasLocal: boolean) {
+    const remote = (record + RECORD_REMOTE) * 4;
+    const remoteV4 = isIpv4Mapped(bytes, remote);
+    this.address = addressText(bytes, remote);
+    this.port = records[record + RECORD_PORT]!;
+    this.local = hasLocal ? addressText(bytes, (record + RECORD_LOCAL) * 4) : undefined;
+    this.#bytes = remoteV4 ? bytes.slice(remote + 12, remote + 16) : bytes.slice(remote, remote + 16);
+    const addresses = new Int32Array(2 * ADDRESS_INTS);
+    for (let i = 0; i < (hasLocal ? 2 : 1) * ADDRESS_INTS; i++)
+      addresses[i] = records[record + RECORD_REMOTE + i]!;
+    const gsoBytesMax = remoteV4 ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
+    this.#target = { addresses, port: this.port, gsoBytesMax, hasSource: hasLocal };
+  }
+
+  get addressBytes(): Uint8Array {
+    return this.#bytes;
+  }
+
+  /** Where replies to it go: to its address and port, from the address it sent to. */
+  get target(): SendTarget {
+    return this.#target;
+  }
+}
+
 /**
  * Received sources as endpoint objects, reused while the same peer keeps sending from the same address to
  * the same local address: the steady receive path creates no strings or objects per datagram.
@@ -393,7 +436,11 @@ class ReceivedEndpoints {
   // key is cheaper than hashing the record and looking the hash up.
   private last: { key: Int32Array; endpoint: UdpEndpoint } | undefined;
 
-  constructor(private readonly records: Int32Array) {}
+  private readonly bytes: Uint8Array;
+
+  constructor(private readonly records: Int32Array) {
+    this.bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
+  }
 
   lookup(record: number): UdpEndpoint {
     const records = this.records;
@@ -411,18 +458,9 @@ class ReceivedEndpoints {
     return this.remember(record, hash, hasLocal, ints);
   }
 
-  // Apart from lookup: the closure here would make V8 allocate lookup's context on every call, hit or miss.
   private remember(record: number, hash: number, hasLocal: boolean, ints: number): UdpEndpoint {
-    const records = this.records;
-    const key = records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
-    const bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
-    const text = (offset: number) =>
-      normaliseAddress(
-        formatIpAddress(bytes.slice((record + offset) * 4, (record + offset + ADDRESS_INTS) * 4)),
-      );
-    const address = text(RECORD_REMOTE);
-    const port = records[record + RECORD_PORT]!;
-    const endpoint: UdpEndpoint = hasLocal ? { address, port, local: text(RECORD_LOCAL) } : { address, port };
+    const key = this.records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
+    const endpoint = new ReceivedEndpoint(this.records, this.bytes, record, hasLocal);
     if (this.byHash.size >= ENDPOINT_CACHE_MAX) this.byHash.clear();
     this.last = { key, endpoint };
     this.byHash.set(hash, this.last);
@@ -708,7 +746,14 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     },
     send(datagram, to, peer) {
       const length = datagram.length;
-      let target = closed || length > SLOT_SIZE ? null : to === lastTo ? lastTarget : targets.get(to);
+      let target =
+        closed || length > SLOT_SIZE
+          ? null
+          : to === lastTo
+            ? lastTarget
+            : to instanceof ReceivedEndpoint
+              ? to.target
+              : targets.get(to);
       if (target === undefined) {
         target = sendTarget(to, family) ?? null;
         targets.set(to, target);

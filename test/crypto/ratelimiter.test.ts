@@ -1,5 +1,6 @@
 import { RATELIMIT_BURST } from '../../crypto/constants.js';
-import { RateLimiter, sourceKeyOf } from '../../crypto/ratelimiter.js';
+import { endpointAddress } from '../../crypto/peer.js';
+import { RateLimiter, sourceKey } from '../../crypto/ratelimiter.js';
 
 const v4 = (...bytes: number[]) => Uint8Array.from(bytes);
 const v6 = (...head: number[]) => {
@@ -87,18 +88,27 @@ describe('bounded memory', () => {
   });
 });
 
-describe('sourceKeyOf: the key of an address written out (the device’s per-turn initiation count)', () => {
+describe('sourceKey of an endpoint: the device’s per-turn initiation count', () => {
+  const keyOf = (address: string) => sourceKey(endpointAddress({ address, port: 51820 }));
+
   test.each([
     [1, 'two IPv4 addresses', '192.0.2.1', '192.0.2.2', false],
     [2, 'one IPv6 /64', '2001:db8::1', '2001:db8::ffff:1:2:3', true],
     [3, 'two IPv6 /64s', '2001:db8::1', '2001:db8:0:1::1', false],
     [4, 'an IPv4 address and its mapped IPv6 form', '192.0.2.1', '::ffff:192.0.2.1', true],
   ])('%i. %s: same key %s', (_n, _what, first, second, same) => {
-    expect(sourceKeyOf(first)).toBeDefined();
-    expect(sourceKeyOf(first) === sourceKeyOf(second)).toBe(same);
+    expect(keyOf(first)).toBeDefined();
+    expect(keyOf(first) === keyOf(second)).toBe(same);
   });
 
   test('5. not an address: no key', () => {
-    expect(sourceKeyOf('not-an-address')).toBeUndefined();
+    expect(keyOf('not-an-address')).toBeUndefined();
+  });
+
+  test('6. an endpoint that carries its bytes is keyed by them, its text unread', () => {
+    const bytes = Uint8Array.of(198, 51, 100, 7);
+    const endpoint = { address: 'never read', port: 1, addressBytes: bytes };
+    expect(endpointAddress(endpoint)).toBe(bytes);
+    expect(sourceKey(endpointAddress(endpoint))).toBe(keyOf('198.51.100.7'));
   });
 });

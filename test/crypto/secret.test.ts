@@ -55,7 +55,8 @@ describe('secret(): marked bytes', () => {
 // The engine's internals, reached past TypeScript's `private` to find every secret it holds.
 interface Internals {
   local: { privateKey: Uint8Array };
-  cookieChecker: { secret: Uint8Array };
+  // The cookie secret is the key of its keyed MAC, held in the hasher's padded key.
+  cookieChecker: { secretMac: { hash: { _paddedKey: Uint8Array } } };
   peersByName: Map<string, PeerInternals>;
 }
 interface PeerInternals {
@@ -104,14 +105,21 @@ describe('a Tunnel prints no secret', () => {
   // #, what, where
   const secrets: [number, string, () => Uint8Array][] = [
     [2, 'our private key', () => a.local.privateKey],
-    [3, 'the cookie secret', () => a.cookieChecker.secret],
+    [3, 'the cookie secret', () => a.cookieChecker.secretMac.hash._paddedKey.subarray(0, 32)],
     [4, "the peer's pre-shared key", () => peer.presharedKey],
     [5, 'the handshake pre-shared key', () => peer.keys.presharedKey],
     [6, 'the static-static DH', () => peer.keys.staticStatic],
     [7, 'the handshake chaining key', () => peer.handshake.chainKey],
     [8, 'the handshake ephemeral private key', () => peer.handshake.ephemeralPrivate],
   ];
-  test.each(secrets)('%i. %s prints <redacted>', (_n, _what, where) => expectRedacted(where()));
+  test.each(secrets.filter(([n]) => n !== 3))('%i. %s prints <redacted>', (_n, _what, where) =>
+    expectRedacted(where()),
+  );
+
+  test('3. the cookie secret is drawn, and its keyed MAC prints <redacted>', () => {
+    expect(secrets[1]![2]().some((byte) => byte !== 0)).toBe(true);
+    expectRedacted(a.cookieChecker.secretMac);
+  });
 
   test('9. inspected to any depth, the tunnel shows none of their bytes, nor its transport keys', () => {
     const printed = inspect(pair.a, EVERYTHING);

@@ -4,6 +4,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
+import { type Endpoint, endpointAddress } from '../../crypto/peer.js';
 import {
   noUdpOffloadCounts,
   noUdpSendCounts,
@@ -113,6 +114,9 @@ describe.each([
     const { datagram, from } = await received;
     expect(Buffer.from(datagram).toString()).toBe('hello v4');
     expect(from).toEqual(endpoint('127.0.0.1', peer.address().port));
+    // The bytes the engine keys cookies and rate limits by: the batched socket's endpoints carry them.
+    expect(endpointAddress(from)).toEqual(Uint8Array.of(127, 0, 0, 1));
+    expect((from as Endpoint).addressBytes !== undefined).toBe(batched);
 
     const reply = nextMessage(peer);
     udp.send(new TextEncoder().encode('reply v4'), from);
@@ -129,6 +133,8 @@ describe.each([
     const { datagram, from } = await received;
     expect(Buffer.from(datagram).toString()).toBe('hello v6');
     expect(from).toEqual(endpoint('::1', peer.address().port));
+    expect(endpointAddress(from)).toEqual(Uint8Array.of(...new Array(15).fill(0), 1));
+    expect((from as Endpoint).addressBytes !== undefined).toBe(batched);
 
     const reply = nextMessage(peer);
     udp.send(new TextEncoder().encode('reply v6'), from);

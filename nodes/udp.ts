@@ -359,6 +359,8 @@ const STALE_SOURCE_ERRNOS = new Set([
   constants.errno.ENETUNREACH,
 ]);
 const ENDPOINT_CACHE_MAX = 4096;
+// Sources seen once, by hash, in a table of this many slots (a power of two): ReceivedEndpoints.remember.
+const SEEN_ONCE_SLOTS = 8192;
 // A GSO message is one UDP datagram to the kernel until it is cut: at most 65535 bytes of IP packet.
 const GSO_BYTES_MAX = { v4: 65535 - 20 - 8, v6: 65535 - 8 } as const;
 // How the kernel refuses a GSO message it would send as separate datagrams: EIO when the route cannot
@@ -437,6 +439,7 @@ class ReceivedEndpoints {
   private last: { key: Int32Array; endpoint: UdpEndpoint } | undefined;
 
   private readonly bytes: Uint8Array;
+  private readonly seenOnce = new Int32Array(SEEN_ONCE_SLOTS);
 
   constructor(private readonly records: Int32Array) {
     this.bytes = new Uint8Array(records.buffer, records.byteOffset, records.byteLength);
@@ -458,9 +461,17 @@ class ReceivedEndpoints {
     return this.remember(record, hash, hasLocal, ints);
   }
 
+  // A source is kept from its second datagram on. A flood from ever-new (spoofed) sources would otherwise
+  // fill the cache with endpoints that outlive the young generation, each copied by every scavenge until the
+  // cache is cleared: after the cookie replies themselves, most of what such a flood cost the node.
   private remember(record: number, hash: number, hasLocal: boolean, ints: number): UdpEndpoint {
-    const key = this.records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
     const endpoint = new ReceivedEndpoint(this.records, this.bytes, record, hasLocal);
+    const slot = hash & (SEEN_ONCE_SLOTS - 1);
+    if (this.seenOnce[slot] !== hash) {
+      this.seenOnce[slot] = hash;
+      return endpoint;
+    }
+    const key = this.records.slice(record + RECORD_PORT, record + RECORD_REMOTE + ints);
     if (this.byHash.size >= ENDPOINT_CACHE_MAX) this.byHash.clear();
     this.last = { key, endpoint };
     this.byHash.set(hash, this.last);

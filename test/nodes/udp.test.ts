@@ -362,6 +362,29 @@ udp.onDatagram(
 );
 udp.send(Uint8Array.of(1), self);`;
 
+describe('openUdp on loopback, batched: received endpoints', () => {
+  beforeAll(() => (mode.batched = true));
+
+  test('1. a source is one endpoint object from its second datagram on; its first, which a spoofed flood sends once per source, is not kept', async () => {
+    const udp = await transport();
+    const senders = [
+      { peer: await plainSocket('udp4', '127.0.0.1'), address: '127.0.0.1' },
+      { peer: await plainSocket('udp6', '::1'), address: '::1' },
+    ];
+    for (const { peer, address } of senders) {
+      const seen: UdpEndpoint[] = [];
+      for (let i = 0; i < 3; i++) {
+        const received = nextDatagram(udp);
+        peer.send(Uint8Array.of(i), udp.port, address);
+        seen.push((await received).from);
+      }
+      for (const from of seen) expect(from).toEqual({ address, port: peer.address().port, local: address });
+      expect(seen[1]).not.toBe(seen[0]);
+      expect(seen[2]).toBe(seen[1]);
+    }
+  });
+});
+
 describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {
   beforeAll(() => (mode.batched = true));
 

@@ -639,6 +639,18 @@ export class Tunnel {
   }
 
   /**
+   * The inline responder (no handshake offload): admitInitiation, then the answer, as decapsulate gives it.
+   * Only an admitted initiation is copied, before handshake state is made from it: a caller that reuses its
+   * receive buffer copies nothing for a flood's initiations (each gets a cookie reply or a drop), and the
+   * datagram just screened has its mac1 checked once.
+   */
+  respondToInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
+    const refused = this.admitInitiation(datagram, from, now);
+    if (refused !== undefined) return refused;
+    return this.receiveInitiation(parseMessage(datagram.slice()) as InitiationMessage, from, now);
+  }
+
+  /**
    * Handshake offload, step 3 of 3: the state part of an initiation answered elsewhere. `answer.peer` names
    * the initiator (its public key in base64); `senderIndex` is the initiation's. A peer removed since, or
    * a replayed or flooded timestamp, discards the answer (its keys wiped); else as receiveInitiation.

@@ -216,8 +216,14 @@ export class Device implements UapiDevice {
       else this.perform(refused);
       return;
     }
+    if (datagram[0] === MESSAGE_INITIATION) {
+      // Admitted, then answered inline; the engine copies an admitted one (below), not a flood's.
+      this.perform(this.tunnel.respondToInitiation(datagram, from, now));
+      this.scheduler.rearmIfEarlier();
+      return;
+    }
     // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before
-    // decapsulate returns; handshake messages (rare) are copied, so no handshake state can alias it.
+    // decapsulate returns; other handshake messages (rare) are copied, so no handshake state can alias them.
     const owned = datagram[0] === MESSAGE_TRANSPORT ? datagram : datagram.slice();
     this.threads?.makeRoom(datagram.length, false);
     this.perform(this.tunnel.decapsulate(owned, from, now));

@@ -185,6 +185,33 @@ describe('Responder handshake split (admit, answer, accept)', () => {
     expect(b.decapsulate(initiation, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
   });
 
+  test('5c. respondToInitiation (the inline responder) answers as decapsulate does, and its buffer may be reused once it returns', () => {
+    const initiation = initiationFrom(initiator(14));
+    const expected = sent(responder(seededRandom(15)).decapsulate(initiation, A_ENDPOINT, 0));
+    const b = responder(seededRandom(15));
+    const buffer = initiation.slice(); // a receive buffer, reused once the call returns
+    expect(b.screenInitiation(buffer)).toBeUndefined();
+    const response = sent(b.respondToInitiation(buffer, A_ENDPOINT, 0));
+    expect(Buffer.from(response).toString('hex')).toBe(Buffer.from(expected).toString('hex'));
+    buffer.fill(0xee);
+    // The initiator takes the response; its staged packet opens at B with the handshake B kept.
+    const a = initiator(14);
+    initiationFrom(a);
+    const data = sent(a.decapsulate(response, B_ENDPOINT, 0));
+    expect(b.decapsulate(data, A_ENDPOINT, 0).map((action) => action.kind)).toEqual(['deliver']);
+    // Refused as admitInitiation refuses: a bad mac1, and under load a cookie reply.
+    const c = responder(seededRandom(16));
+    const badMac1 = initiation.slice();
+    badMac1[INITIATION_MAC1_OFFSET] = badMac1[INITIATION_MAC1_OFFSET]! ^ 1;
+    expect(c.respondToInitiation(badMac1, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
+    c.markUnderLoad(0);
+    const underLoad = c.respondToInitiation(initiation, A_ENDPOINT, 0);
+    expect(underLoad.map((action) => (action.kind === 'send' ? action.datagram.length : action))).toEqual([
+      64,
+      { kind: 'drop', reason: 'cookie_sent' },
+    ]);
+  });
+
   test('6. answerInitiation: a refused or failed initiation wipes the ephemeral it was given', () => {
     const message = parseMessage(initiationFrom(initiator(7))) as InitiationMessage;
     const local = localStatic(B.privateKey);

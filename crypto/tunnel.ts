@@ -299,11 +299,14 @@ export class Tunnel {
   };
   private lastUnderLoadAt = -Infinity;
   /**
-   * The initiation screenInitiation last found with a valid mac1, until the next engine call of any kind:
-   * admitting that same datagram right after (the I/O shell's order) parses it and checks its mac1 once, not
-   * twice. Any call in between forgets it, so a receive buffer reused for another datagram is checked again.
+   * The initiation screenInitiation last found with a valid mac1, and a copy of its bytes, until the next
+   * engine call of any kind: admitting that same datagram right after (the I/O shell's order) parses it and
+   * checks its mac1 once, not twice. Only while the buffer still holds those very bytes (screenedMessage): an
+   * I/O shell may drop a screened datagram without calling the engine again, and its receive buffer (the
+   * same view object) then hold another datagram, which must be parsed and checked anew.
    */
   private screened: InitiationMessage | undefined;
+  private readonly screenedBytes = new Uint8Array(INITIATION_SIZE);
 
   constructor(options: TunnelOptions) {
     this.randomBytes = options.randomBytes;
@@ -555,8 +558,18 @@ export class Tunnel {
     this.screened = undefined;
     if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
     if (!this.cookieChecker.checkMac1(message)) return [DROP.mac1_invalid];
+    this.screenedBytes.set(datagram);
     this.screened = message;
     return undefined;
+  }
+
+  /** The message screenInitiation parsed, when `datagram` is its datagram and still holds the same bytes. */
+  private screenedMessage(datagram: Uint8Array): InitiationMessage | undefined {
+    const screened = this.screened;
+    if (screened === undefined || screened.bytes !== datagram) return undefined;
+    const bytes = this.screenedBytes;
+    for (let i = 0; i < INITIATION_SIZE; i++) if (datagram[i] !== bytes[i]) return undefined;
+    return screened;
   }
 
   /** The I/O shell's handshake backlog crossed its threshold: check mac2 and rate-limit for the next second. */
@@ -631,7 +644,7 @@ export class Tunnel {
    * actions to perform instead (a drop, or a cookie reply under load).
    */
   admitInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] | undefined {
-    const screened = this.screened?.bytes === datagram ? this.screened : undefined;
+    const screened = this.screenedMessage(datagram);
     this.beginCall();
     const message = screened ?? parseMessage(datagram);
     if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed];
@@ -647,7 +660,9 @@ export class Tunnel {
   respondToInitiation(datagram: Uint8Array, from: Endpoint, now: number): TunnelAction[] {
     const refused = this.admitInitiation(datagram, from, now);
     if (refused !== undefined) return refused;
-    return this.receiveInitiation(parseMessage(datagram.slice()) as InitiationMessage, from, now);
+    const message = parseMessage(datagram.slice());
+    if (message?.type !== MESSAGE_INITIATION) return [DROP.malformed]; // admitted: never (admitInitiation parsed it)
+    return this.receiveInitiation(message, from, now);
   }
 
   /**

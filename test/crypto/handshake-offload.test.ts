@@ -185,6 +185,27 @@ describe('Responder handshake split (admit, answer, accept)', () => {
     expect(b.decapsulate(initiation, A_ENDPOINT, 0)).toEqual(drop('mac1_invalid'));
   });
 
+  test('5d. a datagram screened and then dropped by the I/O shell (no engine call): its buffer, holding another datagram, is checked anew', () => {
+    const initiation = initiationFrom(initiator(17));
+    const b = responder(seededRandom(18));
+    const view = initiation.slice(); // the receive view an I/O shell hands out again for its next datagram
+    const garbageMac1 = (bytes: Uint8Array) =>
+      bytes.fill(0x5a, INITIATION_MAC1_OFFSET, INITIATION_MAC1_OFFSET + 16);
+    // #, the next datagram in the same view, what each entry point makes of it
+    const cases: [number, (bytes: Uint8Array) => void, string][] = [
+      [1, garbageMac1, 'mac1_invalid'],
+      [2, (bytes) => garbageMac1(bytes.fill(7, 1, 2)), 'malformed'], // a reserved byte set: not an initiation
+    ];
+    for (const [n, rewrite, reason] of cases) {
+      for (const enter of [b.admitInitiation, b.respondToInitiation]) {
+        view.set(initiation);
+        expect(b.screenInitiation(view)).toBeUndefined();
+        rewrite(view); // screened, then dropped without a call (the per-source cap), then the view reused
+        expect([n, enter.call(b, view, A_ENDPOINT, 0)]).toEqual([n, drop(reason)]);
+      }
+    }
+  });
+
   test('5c. respondToInitiation (the inline responder) answers as decapsulate does, and its buffer may be reused once it returns', () => {
     const initiation = initiationFrom(initiator(14));
     const expected = sent(responder(seededRandom(15)).decapsulate(initiation, A_ENDPOINT, 0));

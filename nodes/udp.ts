@@ -402,7 +402,8 @@ class ReceivedEndpoint implements UdpEndpoint {
   readonly port: number;
   readonly local: string | undefined;
   readonly #bytes: Uint8Array;
-  readonly #target: SendTarget;
+  /** Null for port 0 (a spoofed source's), which no datagram can be sent to: refused before it is queued. */
+  readonly #target: SendTarget | null;
 
   constructor(records: Int32Array, bytes: Uint8Array, record: number, hasLocal: boolean) {
     const remote = (record + RECORD_REMOTE) * 4;
@@ -415,7 +416,7 @@ class ReceivedEndpoint implements UdpEndpoint {
     for (let i = 0; i < (hasLocal ? 2 : 1) * ADDRESS_INTS; i++)
       addresses[i] = records[record + RECORD_REMOTE + i]!;
     const gsoBytesMax = remoteV4 ? GSO_BYTES_MAX.v4 : GSO_BYTES_MAX.v6;
-    this.#target = { addresses, port: this.port, gsoBytesMax, hasSource: hasLocal };
+    this.#target = this.port === 0 ? null : { addresses, port: this.port, gsoBytesMax, hasSource: hasLocal };
   }
 
   get addressBytes(): Uint8Array {
@@ -423,7 +424,7 @@ class ReceivedEndpoint implements UdpEndpoint {
   }
 
   /** Where replies to it go: to its address and port, from the address it sent to. */
-  get target(): SendTarget {
+  get target(): SendTarget | null {
     return this.#target;
   }
 }

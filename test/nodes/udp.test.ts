@@ -383,6 +383,27 @@ describe('openUdp on loopback, batched: received endpoints', () => {
       expect(seen[2]).toBe(seen[1]);
     }
   });
+
+  test('2. a source with port 0 (spoofed: no socket sends from it) is received, and a reply to it is refused before it is queued', async () => {
+    const sendCounts = noUdpSendCounts();
+    const udp = await transport({ sendCounts });
+    const refused: string[] = [];
+    udp.onRefused((peer, bytes) => refused.push(`${peer.name}: ${bytes}`));
+    const received = nextDatagram(udp);
+    // A UDP header by hand on a raw socket (checksum 0: none, as IPv4 allows), from port 0.
+    const rawSender =
+      'import socket,struct,sys; p=b"port zero"; s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_UDP); ' +
+      's.sendto(struct.pack("!HHHH",0,int(sys.argv[1]),8+len(p),0)+p,("127.0.0.1",0))';
+    await promisify(execFile)('python3', ['-c', rawSender, String(udp.port)]);
+    const { datagram, from } = await received;
+    expect([Buffer.from(datagram).toString(), from]).toEqual([
+      'port zero',
+      { address: '127.0.0.1', port: 0, local: '127.0.0.1' },
+    ]);
+    udp.send(new Uint8Array(64), from, { name: 'spoofed' });
+    expect(refused).toEqual(['spoofed: 64']);
+    expect(sendCounts).toEqual({ datagrams: 0, bytes: 0, refused: 1 });
+  });
 });
 
 describe('openUdp on loopback, batched with offloads: UDP GSO and GRO', () => {

@@ -209,17 +209,17 @@ export class Device implements UapiDevice {
       this.metrics?.drop('rate_limited');
       return;
     }
-    if (this.handshakes !== undefined && datagram[0] === MESSAGE_INITIATION) {
-      // Admitted here (mac1; cookies under load), answered by a worker, accepted in onAnswer.
-      const refused = this.tunnel.admitInitiation(datagram, from, now);
-      if (refused === undefined) this.handshakes.submit(datagram, from);
-      else this.perform(refused);
-      return;
-    }
     if (datagram[0] === MESSAGE_INITIATION) {
-      // Admitted, then answered inline; the engine copies an admitted one (below), not a flood's.
-      this.perform(this.tunnel.respondToInitiation(datagram, from, now));
-      this.scheduler.rearmIfEarlier();
+      if (this.handshakes !== undefined) {
+        // Admitted here (mac1; cookies under load), answered by a worker, accepted in onAnswer.
+        const refused = this.tunnel.admitInitiation(datagram, from, now);
+        if (refused === undefined) this.handshakes.submit(datagram, from);
+        else this.perform(refused);
+      } else {
+        // Admitted, then answered inline; the engine copies an admitted one, not a flood's.
+        this.perform(this.tunnel.respondToInitiation(datagram, from, now));
+        this.scheduler.rearmIfEarlier();
+      }
       return;
     }
     // The datagram may live in a buffer the next UDP batch reuses. Transport messages are consumed before

@@ -589,6 +589,17 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
   // cheaper than the WeakMap's lookup.
   let lastTo: UdpEndpoint | undefined;
   let lastTarget: SendTarget | null = null;
+  // A received endpoint brings its own target; any other is encoded once and kept in `targets`.
+  const targetFor = (to: UdpEndpoint): SendTarget | null => {
+    if (to === lastTo) return lastTarget;
+    if (to instanceof ReceivedEndpoint) return to.target;
+    let target = targets.get(to);
+    if (target === undefined) {
+      target = sendTarget(to, family) ?? null;
+      targets.set(to, target);
+    }
+    return target;
+  };
   let queued = 0;
   // The last queued slot while more datagrams may join it as GSO segments of its first one's size.
   let open: SendTarget | undefined;
@@ -758,26 +769,13 @@ async function openBatchedUdp(options: UdpOptions): Promise<UdpTransport> {
     },
     send(datagram, to, peer) {
       const length = datagram.length;
-      let target =
-        closed || length > SLOT_SIZE
-          ? null
-          : to === lastTo
-            ? lastTarget
-            : to instanceof ReceivedEndpoint
-              ? to.target
-              : targets.get(to);
-      if (target === undefined) {
-        target = sendTarget(to, family) ?? null;
-        targets.set(to, target);
-      }
-      if (target !== null) {
-        lastTo = to;
-        lastTarget = target;
-      }
+      const target = closed || length > SLOT_SIZE ? null : targetFor(to);
       if (target === null) {
         refuse(peer, length, 1);
         return;
       }
+      lastTo = to;
+      lastTarget = target;
       if (
         open !== undefined &&
         sameTarget(open, target) &&
